@@ -1,0 +1,42 @@
+//! Command-line interface (clap derive): one file per subcommand. Depends on everything
+//! below it; nothing depends on it.
+
+pub mod kernels;
+pub mod netcheck;
+pub mod offline;
+pub mod run;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::Result;
+
+/// mpc-pipe: secret-sharing MPC inference on CPUs with pipelined compute/communication.
+#[derive(Parser, Debug)]
+#[command(name = "mpc-pipe", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a private inference (default: a small CNN, 2 parties in one process).
+    Run(run::RunArgs),
+    /// Record a program's plan and write each party's offline material to files.
+    Offline(offline::OfflineArgs),
+    /// Measure the u64 GEMM kernels against the register bound and f64 dgemm.
+    Kernels(kernels::KernelsArgs),
+    /// Configured against measured bandwidth and latency of each link profile.
+    Netcheck(netcheck::NetcheckArgs),
+}
+
+/// Parse arguments and run; `mpc-pipe` with no subcommand runs the default job.
+pub fn main_with(cli: Cli) -> Result<()> {
+    match cli.command {
+        None => run::run(&run::RunArgs::default()),
+        Some(Command::Run(a)) => run::run(&a),
+        Some(Command::Offline(a)) => offline::run(&a),
+        Some(Command::Kernels(a)) => kernels::run(&a),
+        Some(Command::Netcheck(a)) => netcheck::run(&a),
+    }
+}

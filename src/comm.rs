@@ -1,0 +1,146 @@
+//! The one small interface protocol code uses to talk to peers, and its counters.
+//! Depends on error only. Implemented by `transport` (in-memory, TCP), so protocols never
+//! name a socket, a thread or a clock.
+//!
+//! Messages are flat vectors of ring elements tagged with a `Tag`. `post` never blocks on
+//! the network; `wait` blocks only until the message with its own tag from that peer is
+//! there, so many operations, chunks and batches can be in flight at once and arrive in
+//! any order. The receiver always knows how long a message must be (shapes are public),
+//! which lets transports reject a wrong-length message instead of trusting the peer.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::error::Result;
+
+/// Index of a computing party, 0..n.
+pub type PartyId = usize;
+
+/// Message tag. Derived from the operation's key (see `proto::ctx`), never from arrival
+/// order, so it is the same under every schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Tag(pub u64);
+
+/// Reserved tag for the session-setup exchange of pairwise PRG seeds.
+pub const SETUP_TAG: Tag = Tag(u64::MAX);
+
+/// Point-to-point tagged messaging between the parties of one session.
+pub trait Comm: Send + Sync {
+    /// This party's id.
+    fn party(&self) -> PartyId;
+    /// Number of computing parties.
+    fn parties(&self) -> usize;
+    /// Queue `data` for `to`. Returns once the I/O side owns it; never waits for the peer.
+    fn post(&self, to: PartyId, tag: Tag, data: Vec<u64>) -> Result<()>;
+    /// The message from `from` with `tag`, which must hold exactly `len` words.
+    fn wait(&self, from: PartyId, tag: Tag, len: usize) -> Result<Vec<u64>>;
+    /// Traffic counters of this party.
+    fn counters(&self) -> &Counters;
+}
+
+/// Per-party traffic counters, updated by transports (bytes, messages, waiting time) and by
+/// the protocol context (rounds). Lock-free so lanes on many threads can share them.
+#[derive(Debug)]
+pub struct Counters {
+    peers: Vec<PeerCounters>,
+    rounds: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct PeerCounters {
+    bytes_sent: AtomicU64,
+    bytes_recv: AtomicU64,
+    msgs_sent: AtomicU64,
+    msgs_recv: AtomicU64,
+    wait_ns: AtomicU64,
+}
+
+/// A snapshot of one peer's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerStats {
+    pub bytes_sent: u64,
+    pub bytes_recv: u64,
+    pub msgs_sent: u64,
+    pub msgs_recv: u64,
+    /// Time this party spent blocked in `wait` on this peer.
+    pub wait_ns: u64,
+}
+
+/// A snapshot of a party's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommStats {
+    pub per_peer: Vec<PeerStats>,
+    /// Openings (communication rounds) this party took part in, summed over all lanes.
+    pub rounds: u64,
+}
+
+impl CommStats {
+    pub fn bytes_sent(&self) -> u64 {
+        self.per_peer.iter().map(|p| p.bytes_sent).sum()
+    }
+    pub fn bytes_recv(&self) -> u64 {
+        self.per_peer.iter().map(|p| p.bytes_recv).sum()
+    }
+    pub fn msgs_sent(&self) -> u64 {
+        self.per_peer.iter().map(|p| p.msgs_sent).sum()
+    }
+    pub fn wait_ns(&self) -> u64 {
+        self.per_peer.iter().map(|p| p.wait_ns).sum()
+    }
+    /// Counter increase from `before` to `self`.
+    pub fn since(&self, before: &CommStats) -> CommStats {
+        CommStats {
+            per_peer: self
+                .per_peer
+                .iter()
+                .zip(&before.per_peer)
+                .map(|(a, b)| PeerStats {
+                    bytes_sent: a.bytes_sent - b.bytes_sent,
+                    bytes_recv: a.bytes_recv - b.bytes_recv,
+                    msgs_sent: a.msgs_sent - b.msgs_sent,
+                    msgs_recv: a.msgs_recv - b.msgs_recv,
+                    wait_ns: a.wait_ns - b.wait_ns,
+                })
+                .collect(),
+            rounds: self.rounds - before.rounds,
+        }
+    }
+}
+
+impl Counters {
+    pub fn new(parties: usize) -> Self {
+        Counters {
+            peers: (0..parties).map(|_| PeerCounters::default()).collect(),
+            rounds: AtomicU64::new(0),
+        }
+    }
+    pub fn sent(&self, peer: PartyId, bytes: u64) {
+        self.peers[peer].bytes_sent.fetch_add(bytes, Relaxed);
+        self.peers[peer].msgs_sent.fetch_add(1, Relaxed);
+    }
+    pub fn received(&self, peer: PartyId, bytes: u64) {
+        self.peers[peer].bytes_recv.fetch_add(bytes, Relaxed);
+        self.peers[peer].msgs_recv.fetch_add(1, Relaxed);
+    }
+    pub fn waited(&self, peer: PartyId, ns: u64) {
+        self.peers[peer].wait_ns.fetch_add(ns, Relaxed);
+    }
+    pub fn round(&self) {
+        self.rounds.fetch_add(1, Relaxed);
+    }
+    pub fn snapshot(&self) -> CommStats {
+        CommStats {
+            per_peer: self
+                .peers
+                .iter()
+                .map(|p| PeerStats {
+                    bytes_sent: p.bytes_sent.load(Relaxed),
+                    bytes_recv: p.bytes_recv.load(Relaxed),
+                    msgs_sent: p.msgs_sent.load(Relaxed),
+                    msgs_recv: p.msgs_recv.load(Relaxed),
+                    wait_ns: p.wait_ns.load(Relaxed),
+                })
+                .collect(),
+            rounds: self.rounds.load(Relaxed),
+        }
+    }
+}

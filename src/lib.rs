@@ -1,0 +1,26 @@
+//! mpc-pipe: secret-sharing MPC for machine-learning inference on CPUs, with the MPC-Pipe
+//! pipeline schemes that overlap computation and communication.
+//!
+//! Layers (dependencies point down only):
+//! ```text
+//!   cli                      subcommands
+//!   runtime                  wiring: parties as threads/processes, dealer, timing
+//!   proto                    online protocols (Ctx methods), written like the math
+//!   comm | offline | prg     message interface | dealer + material | CSPRNG
+//!   kernels                  wrapping u64 GEMM/conv
+//!   ring                     Z_2^64 tensors, fixed point, f64 reference tensors
+//! ```
+//! `transport` implements `comm::Comm` and is plugged in by `runtime`.
+
+pub mod cli;
+pub mod comm;
+pub mod error;
+pub mod kernels;
+pub mod offline;
+pub mod prg;
+pub mod proto;
+pub mod ring;
+pub mod runtime;
+pub mod transport;
+
+pub use error::{Error, Result};

@@ -1,0 +1,14 @@
+//! The `mpc-pipe` binary: parse arguments, run, map errors to a message and exit code.
+
+use clap::Parser;
+
+fn main() {
+    let cli = mpc_pipe::cli::Cli::parse();
+    if let Err(e) = mpc_pipe::cli::main_with(cli) {
+        eprintln!("mpc-pipe: error: {e}");
+        std::process::exit(match e {
+            mpc_pipe::Error::Config(_) => 2,
+            _ => 1,
+        });
+    }
+}

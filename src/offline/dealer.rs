@@ -1,0 +1,195 @@
+//! The trusted dealer (CrypTen's TTP provider with its seed trick, protocols.md §2.3):
+//! every party's shares of every tuple come from a PRG seeded by the dealer; only party 0
+//! receives real data, one correction per tuple. Depends on ring, kernels, prg, plan.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rayon::prelude::*;
+
+use super::material::{Material, MaterialStore};
+use super::plan::{Plan, Request};
+use crate::error::Result;
+use crate::kernels;
+use crate::prg::{fresh_seed, Prg, Seed};
+use crate::ring::RingTensor;
+
+/// What one party receives from the dealer.
+#[derive(Clone)]
+pub struct PartyMaterial {
+    pub party: usize,
+    pub parties: usize,
+    pub session: u64,
+    pub plan: Arc<Plan>,
+    pub plan_hash: [u8; 32],
+    /// This party's PRG seed; its shares are drawn from streams keyed by operation.
+    pub seed: Seed,
+    /// Party 0 only: the correction components of each request, by key.
+    pub corrections: HashMap<u64, Material>,
+}
+
+/// Draw a party's free components (all components for party != 0) of `req` under `key`.
+fn draw(seed: &Seed, key: u64, req: &Request, count: usize) -> Material {
+    let mut prg = Prg::new(seed, key);
+    let lens = req.component_lens();
+    let mut out: Material = lens[..count]
+        .iter()
+        .map(|&l| {
+            let mut v = vec![0u64; l];
+            prg.fill_u64(&mut v);
+            v
+        })
+        .collect();
+    if matches!(req, Request::Bit { .. }) {
+        // Component 0 of a random-bit pair is this party's XOR share of a single bit.
+        out[0].iter_mut().for_each(|x| *x &= 1);
+    }
+    out
+}
+
+fn sum(parts: &[&Vec<u64>]) -> Vec<u64> {
+    let mut acc = vec![0u64; parts[0].len()];
+    for p in parts {
+        acc.iter_mut()
+            .zip(p.iter())
+            .for_each(|(a, b)| *a = a.wrapping_add(*b));
+    }
+    acc
+}
+
+fn xor(parts: &[&Vec<u64>]) -> Vec<u64> {
+    let mut acc = vec![0u64; parts[0].len()];
+    for p in parts {
+        acc.iter_mut().zip(p.iter()).for_each(|(a, b)| *a ^= *b);
+    }
+    acc
+}
+
+/// The correction party 0 needs so that the shares of component `j` reconstruct to `full`.
+fn correction(full: Vec<u64>, others: &[&Vec<u64>], binary: bool) -> Vec<u64> {
+    let mut c = full;
+    for o in others {
+        for (x, y) in c.iter_mut().zip(o.iter()) {
+            *x = if binary { *x ^ *y } else { x.wrapping_sub(*y) };
+        }
+    }
+    c
+}
+
+/// The plaintext values of the corrected components, given every party's free components.
+fn corrected_values(req: &Request, free: &[&Material]) -> Vec<Vec<u64>> {
+    let comp = |j: usize| free.iter().map(|m| &m[j]).collect::<Vec<_>>();
+    match *req {
+        Request::Mul { .. } => {
+            let (a, b) = (sum(&comp(0)), sum(&comp(1)));
+            vec![a.iter().zip(&b).map(|(x, y)| x.wrapping_mul(*y)).collect()]
+        }
+        Request::Matmul { m, k, n } => {
+            let (a, b) = (sum(&comp(0)), sum(&comp(1)));
+            let mut c = vec![0u64; m * n];
+            kernels::gemm_into(m, k, n, &a, &b, &mut c, false);
+            vec![c]
+        }
+        Request::Conv2d {
+            x,
+            w,
+            stride,
+            padding,
+        } => {
+            let a = RingTensor::from_vec(&x, sum(&comp(0)));
+            let b = RingTensor::from_vec(&w, sum(&comp(1)));
+            vec![kernels::conv2d(&a, &b, stride, padding).into_data()]
+        }
+        Request::Square { .. } => {
+            let r = sum(&comp(0));
+            vec![r.iter().map(|x| x.wrapping_mul(*x)).collect()]
+        }
+        Request::And { len, rep } => {
+            let (a, b) = (xor(&comp(0)), xor(&comp(1)));
+            vec![(0..rep * len).map(|i| a[i % len] & b[i]).collect()]
+        }
+        Request::Bit { .. } => vec![xor(&comp(0))],
+        Request::Trunc { shift, .. } => {
+            let r = sum(&comp(0));
+            let hi = r.iter().map(|x| (x & (u64::MAX >> 1)) >> shift).collect();
+            let msb = r.iter().map(|x| x >> 63).collect();
+            vec![hi, msb]
+        }
+    }
+}
+
+/// Deal the material of `plan` to `parties` parties of session `session`.
+pub fn deal(plan: &Plan, parties: usize, session: u64) -> Vec<PartyMaterial> {
+    assert!(parties >= 2);
+    let seeds: Vec<Seed> = (0..parties).map(|_| fresh_seed()).collect();
+    let corrections: HashMap<u64, Material> = plan
+        .entries
+        .par_iter()
+        .map(|(key, req)| {
+            let free_n = req.free_components();
+            let total = req.component_lens().len();
+            let all: Vec<Material> = (0..parties)
+                .map(|i| draw(&seeds[i], *key, req, if i == 0 { free_n } else { total }))
+                .collect();
+            let refs: Vec<&Material> = all.iter().collect();
+            let full = corrected_values(req, &refs);
+            let binary = matches!(req, Request::And { .. });
+            let corr: Material = full
+                .into_iter()
+                .enumerate()
+                .map(|(j, f)| {
+                    let others: Vec<&Vec<u64>> = all[1..].iter().map(|m| &m[free_n + j]).collect();
+                    correction(f, &others, binary)
+                })
+                .collect();
+            (*key, corr)
+        })
+        .collect();
+    let plan = Arc::new(plan.clone());
+    let plan_hash = plan.hash();
+    let mut corrections = Some(corrections);
+    (0..parties)
+        .map(|party| PartyMaterial {
+            party,
+            parties,
+            session,
+            plan: plan.clone(),
+            plan_hash,
+            seed: seeds[party],
+            corrections: if party == 0 {
+                corrections.take().unwrap()
+            } else {
+                HashMap::new()
+            },
+        })
+        .collect()
+}
+
+impl PartyMaterial {
+    /// Expand seeds (and party 0's corrections) into the store the online phase reads.
+    /// Done before the online phase starts, so PRG expansion is never timed with it.
+    pub fn expand(&self) -> Result<MaterialStore> {
+        let items: HashMap<u64, (Request, Material)> = self
+            .plan
+            .entries
+            .par_iter()
+            .map(|(key, req)| {
+                let total = req.component_lens().len();
+                let m = if self.party == 0 {
+                    let mut m = draw(&self.seed, *key, req, req.free_components());
+                    let corr = self.corrections.get(key).ok_or_else(|| {
+                        crate::error::Error::Material(format!(
+                            "party 0 material lacks the correction for operation {key:#018x}"
+                        ))
+                    })?;
+                    m.extend(corr.iter().cloned());
+                    m
+                } else {
+                    draw(&self.seed, *key, req, total)
+                };
+                Ok((*key, (req.clone(), m)))
+            })
+            .collect::<Result<_>>()?;
+        Ok(MaterialStore::new(items))
+    }
+}

@@ -1,0 +1,1 @@
+//! On-disk offline material (written by `mpc-pipe offline`). Filled in below.

@@ -1,0 +1,188 @@
+//! `Request` (what one operation needs from the dealer) and `Plan` (every request of a
+//! program, by operation key), with a canonical hash. Depends on sha2 only.
+
+use sha2::{Digest, Sha256};
+
+/// Correlated randomness one online operation consumes. Shapes are public.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Request {
+    /// Elementwise Beaver triple: a, b, c = a·b, `len` elements each.
+    Mul { len: usize },
+    /// Matrix triple: a [m×k], b [k×n], c = a·b [m×n].
+    Matmul { m: usize, k: usize, n: usize },
+    /// Convolution triple: a shaped like the input x [B,C,H,W], b like the kernel
+    /// [O,C,KH,KW], c = conv2d(a, b, stride, padding).
+    Conv2d {
+        x: [usize; 4],
+        w: [usize; 4],
+        stride: usize,
+        padding: usize,
+    },
+    /// Square pair: r, r² (`len` elements).
+    Square { len: usize },
+    /// Binary AND triple over 64-bit words: a (`len`), b (`rep`·`len`), c = a AND b with a
+    /// broadcast over the `rep` copies.
+    And { len: usize, rep: usize },
+    /// Random bits r shared both arithmetically and in XOR form (for B2A).
+    Bit { len: usize },
+    /// Truncation mask for N > 2: r, (r mod 2^63) >> shift, and msb(r), arithmetic shares.
+    Trunc { len: usize, shift: u32 },
+}
+
+impl Request {
+    /// Words of (a, b, c)-like components as drawn for this request, in draw order.
+    pub fn component_lens(&self) -> Vec<usize> {
+        match *self {
+            Request::Mul { len } => vec![len, len, len],
+            Request::Matmul { m, k, n } => vec![m * k, k * n, m * n],
+            Request::Conv2d {
+                x,
+                w,
+                stride,
+                padding,
+            } => {
+                let oh = crate::kernels::conv_out(x[2], w[2], stride, padding);
+                let ow = crate::kernels::conv_out(x[3], w[3], stride, padding);
+                vec![
+                    x.iter().product(),
+                    w.iter().product(),
+                    x[0] * w[0] * oh * ow,
+                ]
+            }
+            Request::Square { len } => vec![len, len],
+            Request::And { len, rep } => vec![len, rep * len, rep * len],
+            Request::Bit { len } => vec![len, len],
+            Request::Trunc { len, .. } => vec![len, len, len],
+        }
+    }
+
+    /// Number of leading components every party draws itself; the rest are corrected at
+    /// party 0 (seed trick, protocols.md §2.3).
+    pub fn free_components(&self) -> usize {
+        match self {
+            Request::Mul { .. }
+            | Request::Matmul { .. }
+            | Request::Conv2d { .. }
+            | Request::And { .. } => 2,
+            Request::Square { .. } | Request::Bit { .. } | Request::Trunc { .. } => 1,
+        }
+    }
+
+    /// Canonical byte encoding (for hashing and files).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let mut put = |v: u64| out.extend_from_slice(&v.to_le_bytes());
+        match *self {
+            Request::Mul { len } => {
+                put(1);
+                put(len as u64)
+            }
+            Request::Matmul { m, k, n } => {
+                put(2);
+                put(m as u64);
+                put(k as u64);
+                put(n as u64)
+            }
+            Request::Conv2d {
+                x,
+                w,
+                stride,
+                padding,
+            } => {
+                put(3);
+                x.iter().chain(w.iter()).for_each(|&d| put(d as u64));
+                put(stride as u64);
+                put(padding as u64)
+            }
+            Request::Square { len } => {
+                put(4);
+                put(len as u64)
+            }
+            Request::And { len, rep } => {
+                put(5);
+                put(len as u64);
+                put(rep as u64)
+            }
+            Request::Bit { len } => {
+                put(6);
+                put(len as u64)
+            }
+            Request::Trunc { len, shift } => {
+                put(7);
+                put(len as u64);
+                put(shift as u64)
+            }
+        }
+    }
+
+    /// Inverse of `encode`; `None` on a malformed record.
+    pub fn decode(words: &mut impl Iterator<Item = u64>) -> Option<Request> {
+        let mut next = || words.next().map(|v| v as usize);
+        Some(match next()? {
+            1 => Request::Mul { len: next()? },
+            2 => Request::Matmul {
+                m: next()?,
+                k: next()?,
+                n: next()?,
+            },
+            3 => {
+                let mut d = [0usize; 10];
+                for v in d.iter_mut() {
+                    *v = next()?;
+                }
+                Request::Conv2d {
+                    x: [d[0], d[1], d[2], d[3]],
+                    w: [d[4], d[5], d[6], d[7]],
+                    stride: d[8],
+                    padding: d[9],
+                }
+            }
+            4 => Request::Square { len: next()? },
+            5 => Request::And {
+                len: next()?,
+                rep: next()?,
+            },
+            6 => Request::Bit { len: next()? },
+            7 => Request::Trunc {
+                len: next()?,
+                shift: next()? as u32,
+            },
+            _ => return None,
+        })
+    }
+}
+
+/// Every request of one program, sorted by operation key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub entries: Vec<(u64, Request)>,
+}
+
+impl Plan {
+    /// Canonical form: sorted by key (lanes on several threads record in any order).
+    pub fn from_entries(mut entries: Vec<(u64, Request)>) -> Plan {
+        entries.sort_by_key(|e| e.0);
+        Plan { entries }
+    }
+
+    /// SHA-256 over the canonical encoding: two programs share a hash iff they request the
+    /// same material under the same keys.
+    pub fn hash(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        let mut buf = Vec::new();
+        for (key, req) in &self.entries {
+            buf.clear();
+            buf.extend_from_slice(&key.to_le_bytes());
+            req.encode(&mut buf);
+            h.update(&buf);
+        }
+        h.finalize().into()
+    }
+
+    /// Total words of material per party if every component were stored.
+    pub fn total_words(&self) -> usize {
+        self.entries
+            .iter()
+            .map(|(_, r)| r.component_lens().iter().sum::<usize>())
+            .sum()
+    }
+}

@@ -1,0 +1,143 @@
+//! Arithmetic protocols: Beaver multiplication (elementwise, with the bilinear op as a
+//! parameter so matmul and conv share it), square, binary AND, and products with public
+//! constants (protocols.md §3.2-§3.4). Depends on proto::ctx, proto::share, ring, offline.
+
+use super::ctx::{Combine, Ctx};
+use super::share::{BinShare, Share};
+use crate::error::{Error, Result};
+use crate::offline::Request;
+use crate::ring::RingTensor;
+
+impl<'a> Ctx<'a> {
+    /// Beaver product z = op(x, y) of a bilinear `op`, without truncation (§3.2):
+    /// open ε = x - a and δ = y - b in one round, then
+    /// z = c + op(ε, b) + op(a, δ) (+ op(ε, δ) at party 0).
+    /// Party 0 folds its extra term into op(ε, b + δ), so every party runs two products.
+    pub(crate) fn beaver(
+        &self,
+        label: &str,
+        req: Request,
+        x: &RingTensor,
+        y: &RingTensor,
+        op: impl Fn(&RingTensor, &RingTensor) -> RingTensor,
+    ) -> Result<RingTensor> {
+        let key = self.next_key();
+        let m = self.material(key, req)?;
+        let [a, b, c]: [Vec<u64>; 3] = m
+            .try_into()
+            .map_err(|_| Error::Material("Beaver triple must have 3 components".into()))?;
+        let a = RingTensor::try_from_vec(x.shape(), a)?;
+        let b = RingTensor::try_from_vec(y.shape(), b)?;
+        let opened = self.open(label, &[&x.sub(&a), &y.sub(&b)], Combine::Add)?;
+        let (eps, delta) = (&opened[0], &opened[1]);
+        let b_side = if self.party() == 0 { b.add(delta) } else { b };
+        let mut z = op(eps, &b_side);
+        z.add_assign(&op(&a, delta));
+        let c = RingTensor::try_from_vec(z.shape(), c)?;
+        z.add_assign(&c);
+        Ok(z)
+    }
+
+    /// Elementwise x·y of two fixed-point shares, truncated back to scale 2^f.
+    pub fn mul(&self, x: &Share, y: &Share) -> Result<Share> {
+        let z = self.mul_raw(x, y)?;
+        self.trunc(&z)
+    }
+
+    /// Elementwise x·y without truncation: for products where one side has scale 1
+    /// (a comparison bit, an integer), as CrypTen's scale bookkeeping does (§1).
+    pub fn mul_raw(&self, x: &Share, y: &Share) -> Result<Share> {
+        if x.shape() != y.shape() {
+            return Err(Error::Shape(format!(
+                "mul of shapes {:?} and {:?}",
+                x.shape(),
+                y.shape()
+            )));
+        }
+        let z = self.beaver("mul", Request::Mul { len: x.len() }, &x.0, &y.0, |a, b| {
+            a.mul(b)
+        })?;
+        Ok(Share(z))
+    }
+
+    /// x² of a fixed-point share, truncated (§3.3).
+    pub fn square(&self, x: &Share) -> Result<Share> {
+        let z = self.square_raw(x)?;
+        self.trunc(&z)
+    }
+
+    /// x² without truncation: open ε = x - r, then z = r² + 2ε·r (+ ε² at party 0).
+    pub fn square_raw(&self, x: &Share) -> Result<Share> {
+        let key = self.next_key();
+        let m = self.material(key, Request::Square { len: x.len() })?;
+        let [r, r2]: [Vec<u64>; 2] = m
+            .try_into()
+            .map_err(|_| Error::Material("square pair must have 2 components".into()))?;
+        let r = RingTensor::try_from_vec(x.shape(), r)?;
+        let r2 = RingTensor::try_from_vec(x.shape(), r2)?;
+        let eps = self
+            .open("square", &[&x.0.sub(&r)], Combine::Add)?
+            .pop()
+            .unwrap();
+        let mut z = r2.add(&eps.mul(&r).scale(2));
+        if self.party() == 0 {
+            z.add_assign(&eps.mul(&eps));
+        }
+        Ok(Share(z))
+    }
+
+    /// x·c for a public real c: local product, then truncation.
+    pub fn mul_public(&self, x: &Share, c: f64) -> Result<Share> {
+        let z = Share(x.0.scale(self.fixed().encode(c)));
+        self.trunc(&z)
+    }
+
+    /// x·c elementwise for a public fixed-point tensor c of the same shape, truncated.
+    pub fn mul_public_tensor(&self, x: &Share, c: &RingTensor) -> Result<Share> {
+        if x.shape() != c.shape() {
+            return Err(Error::Shape(format!(
+                "mul_public_tensor of shapes {:?} and {:?}",
+                x.shape(),
+                c.shape()
+            )));
+        }
+        self.trunc(&Share(x.0.mul(c)))
+    }
+
+    /// x AND y over XOR shares (§3.4). `y` holds `rep` stacked copies of x's shape
+    /// (rep = y.len() / x.len()), and x is broadcast over them: one triple, one round,
+    /// opening |x| + |y| words. The parallel-prefix adder uses rep = 2.
+    pub fn and(&self, x: &BinShare, y: &BinShare) -> Result<BinShare> {
+        let (len, ylen) = (x.0.len(), y.0.len());
+        if len == 0 || ylen % len != 0 {
+            if len == 0 && ylen == 0 {
+                return Ok(y.clone());
+            }
+            return Err(Error::Shape(format!(
+                "and of {:?} broadcast over {:?}",
+                x.shape(),
+                y.shape()
+            )));
+        }
+        let rep = ylen / len;
+        let key = self.next_key();
+        let m = self.material(key, Request::And { len, rep })?;
+        let [a, b, c]: [Vec<u64>; 3] = m
+            .try_into()
+            .map_err(|_| Error::Material("AND triple must have 3 components".into()))?;
+        let a = RingTensor::try_from_vec(x.shape(), a)?;
+        let b = RingTensor::try_from_vec(y.shape(), b)?;
+        let opened = self.open("and", &[&x.0.xor(&a), &y.0.xor(&b)], Combine::Xor)?;
+        let (eps, delta) = (opened[0].data(), opened[1].data());
+        let (ad, bd) = (a.data(), b.data());
+        let p0 = self.party() == 0;
+        let mut z = RingTensor::try_from_vec(y.shape(), c)?;
+        for (i, zi) in z.data_mut().iter_mut().enumerate() {
+            let j = i % len;
+            // z = c ^ (ε & b) ^ (a & δ) ^ (ε & δ)[party 0]; party 0 folds as ε & (b ^ δ).
+            let bside = if p0 { bd[i] ^ delta[i] } else { bd[i] };
+            *zi ^= (eps[j] & bside) ^ (ad[j] & delta[i]);
+        }
+        Ok(BinShare(z))
+    }
+}

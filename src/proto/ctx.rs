@@ -1,0 +1,290 @@
+//! `Ctx`: what a protocol sees of the world. A party id, the `Comm` to its peers, the
+//! `MaterialSource` of the offline phase, the pairwise PRG seeds for zero sharings, and a
+//! key namespace. Depends on comm, offline::material, prg, ring.
+//!
+//! Keys. Every opening and every piece of material is addressed by a 64-bit key derived
+//! from the context's scope and a per-scope operation counter, never from arrival order.
+//! A program run in the same schedule therefore uses the same keys in every party, in the
+//! dry run that records the plan, and in the online run. Schedulers give each lane (chunk
+//! or micro-batch) a child context with `child`, whose scope mixes in the parent's scope,
+//! the parent's next operation index and the lane number.
+
+use std::cell::Cell;
+
+use crate::comm::{Comm, Counters, PartyId, Tag, SETUP_TAG};
+use crate::error::{Error, Result};
+use crate::offline::{MaterialSource, Request};
+use crate::prg::{fresh_seed, Prg, Seed};
+use crate::ring::{FixedPoint, RingTensor};
+
+/// How the shares of an opening combine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Combine {
+    Add,
+    Xor,
+}
+
+/// The seeds this party shares with its neighbours (CrypTen's "next"/"prev" generators).
+#[derive(Clone, Debug)]
+pub struct PairSeeds {
+    /// Shared with party (i + 1) mod n.
+    pub next: Seed,
+    /// Shared with party (i - 1) mod n.
+    pub prev: Seed,
+}
+
+impl PairSeeds {
+    /// Session setup (untimed): draw a seed, send it to the next party, receive the
+    /// previous party's (protocols.md §2.2).
+    pub fn establish(comm: &dyn Comm) -> Result<PairSeeds> {
+        let (me, n) = (comm.party(), comm.parties());
+        let next = fresh_seed();
+        let words = [
+            u64::from_le_bytes(next[..8].try_into().unwrap()),
+            u64::from_le_bytes(next[8..].try_into().unwrap()),
+        ];
+        comm.post((me + 1) % n, SETUP_TAG, words.to_vec())?;
+        let got = comm.wait((me + n - 1) % n, SETUP_TAG, 2)?;
+        let mut prev = [0u8; 16];
+        prev[..8].copy_from_slice(&got[0].to_le_bytes());
+        prev[8..].copy_from_slice(&got[1].to_le_bytes());
+        Ok(PairSeeds { next, prev })
+    }
+
+    /// Fixed seeds for dry runs, which never touch real data.
+    pub fn dry() -> PairSeeds {
+        PairSeeds {
+            next: [0; 16],
+            prev: [0; 16],
+        }
+    }
+}
+
+/// A `Comm` that goes nowhere: used by the dry run that records a program's plan.
+/// Received messages are zeros of the expected length.
+pub struct NullComm {
+    party: PartyId,
+    parties: usize,
+    counters: Counters,
+}
+
+impl NullComm {
+    pub fn new(party: PartyId, parties: usize) -> Self {
+        NullComm {
+            party,
+            parties,
+            counters: Counters::new(parties),
+        }
+    }
+}
+
+impl Comm for NullComm {
+    fn party(&self) -> PartyId {
+        self.party
+    }
+    fn parties(&self) -> usize {
+        self.parties
+    }
+    fn post(&self, to: PartyId, _tag: Tag, data: Vec<u64>) -> Result<()> {
+        self.counters.sent(to, 8 * data.len() as u64);
+        Ok(())
+    }
+    fn wait(&self, from: PartyId, _tag: Tag, len: usize) -> Result<Vec<u64>> {
+        self.counters.received(from, 8 * len as u64);
+        Ok(vec![0; len])
+    }
+    fn counters(&self) -> &Counters {
+        &self.counters
+    }
+}
+
+/// SplitMix64 finaliser: a bijective mixer for deriving keys.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
+    z ^ (z >> 31)
+}
+
+/// A party's protocol context. Not `Sync`: each lane (thread) has its own, derived with
+/// `child`; the `Comm` and `MaterialSource` behind them are shared.
+pub struct Ctx<'a> {
+    comm: &'a dyn Comm,
+    material: &'a dyn MaterialSource,
+    seeds: &'a PairSeeds,
+    fixed: FixedPoint,
+    scope: u64,
+    next_op: Cell<u64>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(
+        comm: &'a dyn Comm,
+        material: &'a dyn MaterialSource,
+        seeds: &'a PairSeeds,
+        fixed: FixedPoint,
+    ) -> Self {
+        Ctx {
+            comm,
+            material,
+            seeds,
+            fixed,
+            scope: 0x6d70_632d_7069_7065,
+            next_op: Cell::new(0),
+        }
+    }
+
+    pub fn party(&self) -> PartyId {
+        self.comm.party()
+    }
+    /// Number of computing parties N.
+    pub fn parties(&self) -> usize {
+        self.comm.parties()
+    }
+    pub fn fixed(&self) -> FixedPoint {
+        self.fixed
+    }
+    pub fn frac_bits(&self) -> u32 {
+        self.fixed.frac_bits
+    }
+    pub fn counters(&self) -> &Counters {
+        self.comm.counters()
+    }
+
+    /// A child context for lane `lane` (a chunk or micro-batch). Creating it consumes one
+    /// operation index of the parent, so children made at different points never collide.
+    pub fn child(&self, lane: u64) -> Ctx<'a> {
+        let op = self.bump();
+        Ctx {
+            comm: self.comm,
+            material: self.material,
+            seeds: self.seeds,
+            fixed: self.fixed,
+            scope: mix(self.scope
+                ^ mix(op.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                    ^ mix(lane.wrapping_add(0x5851_f42d_4c95_7f2d)))),
+            next_op: Cell::new(0),
+        }
+    }
+
+    fn bump(&self) -> u64 {
+        let op = self.next_op.get();
+        self.next_op.set(op + 1);
+        op
+    }
+
+    /// A fresh operation key in this scope.
+    pub(crate) fn next_key(&self) -> u64 {
+        let op = self.bump();
+        mix(self.scope.wrapping_add(mix(op)))
+    }
+
+    /// The material planned for operation `key`, split into its components.
+    pub(crate) fn material(&self, key: u64, req: Request) -> Result<Vec<Vec<u64>>> {
+        self.material.take(key, &req)
+    }
+
+    /// A fresh pseudo-random zero sharing (PRZS): PRG_prev - PRG_next (XOR for binary).
+    pub(crate) fn zero_sharing(&self, shape: &[usize], combine: Combine) -> RingTensor {
+        let key = self.next_key();
+        let p = Prg::new(&self.seeds.prev, key).tensor(shape);
+        let n = Prg::new(&self.seeds.next, key).tensor(shape);
+        match combine {
+            Combine::Add => p.sub(&n),
+            Combine::Xor => p.xor(&n),
+        }
+    }
+
+    fn name_op(e: Error, label: &str) -> Error {
+        match e {
+            Error::Timeout { peer, op, secs } => Error::Timeout {
+                peer,
+                op: format!("{label} ({op})"),
+                secs,
+            },
+            Error::Peer { peer, op, msg } => Error::Peer {
+                peer,
+                op: format!("{label} ({op})"),
+                msg,
+            },
+            other => other,
+        }
+    }
+
+    /// One communication round: every party sends its shares of all `parts` to every peer
+    /// in one message and combines what it receives. Returns the opened tensors.
+    pub(crate) fn open(
+        &self,
+        label: &str,
+        parts: &[&RingTensor],
+        combine: Combine,
+    ) -> Result<Vec<RingTensor>> {
+        let tag = Tag(self.next_key());
+        let (me, n) = (self.party(), self.parties());
+        let mut total = RingTensor::flat_concat(parts);
+        self.counters().round();
+        for peer in (0..n).filter(|&p| p != me) {
+            self.comm
+                .post(peer, tag, total.clone())
+                .map_err(|e| Self::name_op(e, label))?;
+        }
+        for peer in (0..n).filter(|&p| p != me) {
+            let theirs = self
+                .comm
+                .wait(peer, tag, total.len())
+                .map_err(|e| Self::name_op(e, label))?;
+            match combine {
+                Combine::Add => total
+                    .iter_mut()
+                    .zip(&theirs)
+                    .for_each(|(a, b)| *a = a.wrapping_add(*b)),
+                Combine::Xor => total.iter_mut().zip(&theirs).for_each(|(a, b)| *a ^= *b),
+            }
+        }
+        let mut out = Vec::with_capacity(parts.len());
+        let mut off = 0;
+        for p in parts {
+            out.push(RingTensor::from_vec(
+                p.shape(),
+                total[off..off + p.len()].to_vec(),
+            ));
+            off += p.len();
+        }
+        Ok(out)
+    }
+
+    /// One round in which only `to` learns the sum of everyone's `x`.
+    pub(crate) fn open_to(
+        &self,
+        to: PartyId,
+        label: &str,
+        x: &RingTensor,
+    ) -> Result<Option<RingTensor>> {
+        let tag = Tag(self.next_key());
+        let (me, n) = (self.party(), self.parties());
+        if to >= n {
+            return Err(Error::Config(format!(
+                "cannot reveal to party {to}: there are {n} parties"
+            )));
+        }
+        self.counters().round();
+        if me != to {
+            self.comm
+                .post(to, tag, x.data().to_vec())
+                .map_err(|e| Self::name_op(e, label))?;
+            return Ok(None);
+        }
+        let mut total = x.clone();
+        for peer in (0..n).filter(|&p| p != me) {
+            let theirs = self
+                .comm
+                .wait(peer, tag, x.len())
+                .map_err(|e| Self::name_op(e, label))?;
+            total
+                .data_mut()
+                .iter_mut()
+                .zip(&theirs)
+                .for_each(|(a, b)| *a = a.wrapping_add(*b));
+        }
+        Ok(Some(total))
+    }
+}

@@ -1,0 +1,175 @@
+//! Linear layers: matmul and conv2d with private weights (Beaver, §3.2) or public weights
+//! (local product on shares, no triple), then truncation. Depends on proto::ctx, kernels.
+//!
+//! A private-weight layer is also offered in two halves for the inter-linear pipeline:
+//! `prepare_linear` opens the weight mask F = W - B, which does not depend on the input,
+//! and computes the input-independent part C + A·F; `finish_linear` opens E = X - A and
+//! adds E·(B + F) (party 0) or E·B (others). Same triple, same math as `beaver`:
+//! z = C + E·B + A·F + E·F, with the terms regrouped by when their inputs are known.
+
+use super::ctx::{Combine, Ctx};
+use super::share::Share;
+use crate::error::{Error, Result};
+use crate::kernels;
+use crate::offline::Request;
+use crate::ring::RingTensor;
+
+/// The bilinear product of a linear layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinearOp {
+    /// X [m×k] · W [k×n]
+    Matmul,
+    /// conv2d(X [B,C,H,W], W [O,C,KH,KW])
+    Conv2d { stride: usize, padding: usize },
+}
+
+impl LinearOp {
+    pub fn apply(&self, x: &RingTensor, w: &RingTensor) -> RingTensor {
+        match *self {
+            LinearOp::Matmul => kernels::matmul(x, w),
+            LinearOp::Conv2d { stride, padding } => kernels::conv2d(x, w, stride, padding),
+        }
+    }
+
+    /// The triple this product needs, after checking the shapes fit.
+    pub fn request(&self, x: &[usize], w: &[usize]) -> Result<Request> {
+        match *self {
+            LinearOp::Matmul => {
+                if x.len() != 2 || w.len() != 2 || x[1] != w[0] {
+                    return Err(Error::Shape(format!("matmul of {x:?} by {w:?}")));
+                }
+                Ok(Request::Matmul {
+                    m: x[0],
+                    k: x[1],
+                    n: w[1],
+                })
+            }
+            LinearOp::Conv2d { stride, padding } => {
+                if x.len() != 4
+                    || w.len() != 4
+                    || x[1] != w[1]
+                    || stride == 0
+                    || x[2] + 2 * padding < w[2]
+                    || x[3] + 2 * padding < w[3]
+                {
+                    return Err(Error::Shape(format!(
+                        "conv2d of {x:?} by {w:?} (stride {stride}, padding {padding})"
+                    )));
+                }
+                Ok(Request::Conv2d {
+                    x: [x[0], x[1], x[2], x[3]],
+                    w: [w[0], w[1], w[2], w[3]],
+                    stride,
+                    padding,
+                })
+            }
+        }
+    }
+}
+
+/// A private-weight linear layer whose weight mask has been opened (inter-linear).
+pub struct PreparedLinear {
+    op: LinearOp,
+    a: RingTensor,
+    /// C + A·F: everything that does not depend on the input.
+    base: RingTensor,
+    /// B + F at party 0, B elsewhere: the factor of the one product left for the input.
+    b_side: RingTensor,
+}
+
+impl PreparedLinear {
+    /// Shape of the input this layer was prepared for.
+    pub fn input_shape(&self) -> &[usize] {
+        self.a.shape()
+    }
+}
+
+impl<'a> Ctx<'a> {
+    /// Private-weight linear product op(x, w), truncated. One round (§3.2).
+    pub fn linear(&self, op: LinearOp, x: &Share, w: &Share) -> Result<Share> {
+        let req = op.request(x.shape(), w.shape())?;
+        let z = self.beaver("linear", req, &x.0, &w.0, |a, b| op.apply(a, b))?;
+        self.trunc(&Share(z))
+    }
+
+    /// Public-weight linear product: each party multiplies its own share, no round (N = 2).
+    pub fn linear_public(&self, op: LinearOp, x: &Share, w: &RingTensor) -> Result<Share> {
+        op.request(x.shape(), w.shape())?;
+        self.trunc(&Share(op.apply(&x.0, w)))
+    }
+
+    /// X·W with private weights.
+    pub fn matmul(&self, x: &Share, w: &Share) -> Result<Share> {
+        self.linear(LinearOp::Matmul, x, w)
+    }
+
+    /// X·W with public (fixed-point encoded) weights.
+    pub fn matmul_public(&self, x: &Share, w: &RingTensor) -> Result<Share> {
+        self.linear_public(LinearOp::Matmul, x, w)
+    }
+
+    /// conv2d with private weights.
+    pub fn conv2d(&self, x: &Share, w: &Share, stride: usize, padding: usize) -> Result<Share> {
+        self.linear(LinearOp::Conv2d { stride, padding }, x, w)
+    }
+
+    /// conv2d with public (fixed-point encoded) weights.
+    pub fn conv2d_public(
+        &self,
+        x: &Share,
+        w: &RingTensor,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Share> {
+        self.linear_public(LinearOp::Conv2d { stride, padding }, x, w)
+    }
+
+    /// First half of a private-weight layer: open F = W - B (one round, input-independent)
+    /// and compute C + A·F. The input only needs to be known by shape.
+    pub fn prepare_linear(
+        &self,
+        op: LinearOp,
+        x_shape: &[usize],
+        w: &Share,
+    ) -> Result<PreparedLinear> {
+        let req = op.request(x_shape, w.shape())?;
+        let key = self.next_key();
+        let m = self.material(key, req)?;
+        let [a, b, c]: [Vec<u64>; 3] = m
+            .try_into()
+            .map_err(|_| Error::Material("linear triple must have 3 components".into()))?;
+        let a = RingTensor::try_from_vec(x_shape, a)?;
+        let b = RingTensor::try_from_vec(w.shape(), b)?;
+        let f = self
+            .open("linear weight mask", &[&w.0.sub(&b)], Combine::Add)?
+            .pop()
+            .unwrap();
+        let mut base = op.apply(&a, &f);
+        base.add_assign(&RingTensor::try_from_vec(base.shape(), c)?);
+        let b_side = if self.party() == 0 { b.add(&f) } else { b };
+        Ok(PreparedLinear {
+            op,
+            a,
+            base,
+            b_side,
+        })
+    }
+
+    /// Second half: open E = X - A (one round), z = base + E·b_side, truncated.
+    pub fn finish_linear(&self, prep: &PreparedLinear, x: &Share) -> Result<Share> {
+        if x.shape() != prep.a.shape() {
+            return Err(Error::Shape(format!(
+                "layer prepared for input {:?} got {:?}",
+                prep.a.shape(),
+                x.shape()
+            )));
+        }
+        let e = self
+            .open("linear input mask", &[&x.0.sub(&prep.a)], Combine::Add)?
+            .pop()
+            .unwrap();
+        let mut z = prep.op.apply(&e, &prep.b_side);
+        z.add_assign(&prep.base);
+        self.trunc(&Share(z))
+    }
+}

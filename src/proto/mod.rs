@@ -1,0 +1,15 @@
+//! Online protocols, written as in protocols.md. Depends on ring, kernels, offline
+//! (`MaterialSource`), comm and prg. Never on transport, schedulers, threads or clocks.
+//!
+//! Every protocol is a method of `Ctx`, so model code reads like the math:
+//! `let y = ctx.matmul(&x, &w)?; let z = ctx.relu(&y)?;`.
+
+pub mod arith;
+pub mod ctx;
+pub mod linear;
+pub mod share;
+pub mod trunc;
+
+pub use ctx::{Ctx, NullComm, PairSeeds};
+pub use linear::{LinearOp, PreparedLinear};
+pub use share::{BinShare, Share};

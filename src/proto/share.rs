@@ -1,0 +1,183 @@
+//! Share types and their local (communication-free) operations, plus input sharing and
+//! reveal (protocols.md §2.1, §2.2). Depends on ring and proto::ctx.
+
+use super::ctx::{Combine, Ctx};
+use crate::comm::PartyId;
+use crate::error::{Error, Result};
+use crate::ring::{PlainTensor, RingTensor};
+
+/// This party's additive share of a ring tensor: Σ_i x_i = x mod 2^64.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Share(pub RingTensor);
+
+/// This party's XOR share of a tensor of 64-bit words: XOR_i x_i = x.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BinShare(pub RingTensor);
+
+impl Share {
+    pub fn shape(&self) -> &[usize] {
+        self.0.shape()
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+    pub fn add(&self, y: &Share) -> Share {
+        Share(self.0.add(&y.0))
+    }
+    pub fn sub(&self, y: &Share) -> Share {
+        Share(self.0.sub(&y.0))
+    }
+    pub fn neg(&self) -> Share {
+        Share(self.0.neg())
+    }
+    /// Multiply by a public integer (no truncation: the scale is unchanged).
+    pub fn mul_int(&self, k: i64) -> Share {
+        Share(self.0.scale(k as u64))
+    }
+    pub fn reshape(&self, shape: &[usize]) -> Result<Share> {
+        Ok(Share(self.0.reshaped(shape)?))
+    }
+}
+
+impl BinShare {
+    pub fn shape(&self) -> &[usize] {
+        self.0.shape()
+    }
+    pub fn xor(&self, y: &BinShare) -> BinShare {
+        BinShare(self.0.xor(&y.0))
+    }
+    /// AND with a public mask: every party masks its own share.
+    pub fn and_public(&self, mask: u64) -> BinShare {
+        BinShare(self.0.map(|x| x & mask))
+    }
+    pub fn shl(&self, s: u32) -> BinShare {
+        BinShare(self.0.shl(s))
+    }
+    pub fn shr_logical(&self, s: u32) -> BinShare {
+        BinShare(self.0.shr_logical(s))
+    }
+}
+
+impl<'a> Ctx<'a> {
+    /// x + c for public c (encoded ring values): only party 0 adds it.
+    pub fn add_public(&self, x: &Share, c: &RingTensor) -> Share {
+        if self.party() == 0 {
+            Share(x.0.add(c))
+        } else {
+            x.clone()
+        }
+    }
+
+    /// x + c for a public real constant c.
+    pub fn add_const(&self, x: &Share, c: f64) -> Share {
+        let e = self.fixed().encode(c);
+        if self.party() == 0 {
+            Share(x.0.add_scalar(e))
+        } else {
+            x.clone()
+        }
+    }
+
+    /// x + k for a public raw ring constant k (no encoding).
+    pub fn add_raw(&self, x: &Share, k: u64) -> Share {
+        if self.party() == 0 {
+            Share(x.0.add_scalar(k))
+        } else {
+            x.clone()
+        }
+    }
+
+    /// Shares of the public tensor c (party 0 holds c, the others zero).
+    pub fn public_share(&self, c: &RingTensor) -> Share {
+        if self.party() == 0 {
+            Share(c.clone())
+        } else {
+            Share(RingTensor::zeros(c.shape()))
+        }
+    }
+
+    /// x XOR c for public c: only party 0 applies it.
+    pub fn xor_public(&self, x: &BinShare, c: u64) -> BinShare {
+        if self.party() == 0 {
+            BinShare(x.0.map(|v| v ^ c))
+        } else {
+            x.clone()
+        }
+    }
+
+    /// Secret-share `owner`'s ring tensor (PRZS plus the owner's value; no communication,
+    /// protocols.md §2.2). `value` is read only at the owner; all parties pass the shape.
+    pub fn share_input(
+        &self,
+        owner: PartyId,
+        value: Option<&RingTensor>,
+        shape: &[usize],
+    ) -> Result<Share> {
+        let mut z = self.zero_sharing(shape, Combine::Add);
+        if self.party() == owner {
+            let v = value.ok_or_else(|| {
+                Error::Config(format!("party {owner} shares an input but was given none"))
+            })?;
+            if v.shape() != shape {
+                return Err(Error::Shape(format!(
+                    "input of shape {:?} shared as {:?}",
+                    v.shape(),
+                    shape
+                )));
+            }
+            z.add_assign(v);
+        }
+        Ok(Share(z))
+    }
+
+    /// Secret-share `owner`'s real-valued tensor in fixed point.
+    pub fn share_plain(
+        &self,
+        owner: PartyId,
+        value: Option<&PlainTensor>,
+        shape: &[usize],
+    ) -> Result<Share> {
+        let enc = value.map(|v| self.fixed().encode_tensor(v));
+        self.share_input(owner, enc.as_ref(), shape)
+    }
+
+    /// XOR-share `owner`'s words (free, as `share_input`).
+    pub fn share_input_bin(
+        &self,
+        owner: PartyId,
+        value: Option<&RingTensor>,
+        shape: &[usize],
+    ) -> Result<BinShare> {
+        let mut z = self.zero_sharing(shape, Combine::Xor);
+        if self.party() == owner {
+            let v = value.ok_or_else(|| {
+                Error::Config(format!("party {owner} shares an input but was given none"))
+            })?;
+            z.xor_assign(v);
+        }
+        Ok(BinShare(z))
+    }
+
+    /// Open x to every party (one round).
+    pub fn reveal(&self, x: &Share) -> Result<RingTensor> {
+        Ok(self.open("reveal", &[&x.0], Combine::Add)?.pop().unwrap())
+    }
+
+    /// Open and decode a fixed-point share.
+    pub fn reveal_plain(&self, x: &Share) -> Result<PlainTensor> {
+        Ok(self.fixed().decode_tensor(&self.reveal(x)?))
+    }
+
+    /// Open an XOR sharing to every party (one round).
+    pub fn reveal_bin(&self, x: &BinShare) -> Result<RingTensor> {
+        Ok(self.open("reveal", &[&x.0], Combine::Xor)?.pop().unwrap())
+    }
+
+    /// Open x to `to` only (one round); the other parties get `None`.
+    pub fn reveal_to(&self, to: PartyId, x: &Share) -> Result<Option<RingTensor>> {
+        self.open_to(to, "reveal_to", &x.0)
+    }
+}

@@ -1,0 +1,84 @@
+//! Truncation after fixed-point products (protocols.md §3.5). Depends on proto::ctx, ring,
+//! offline.
+//!
+//! N = 2: local, as CrypTen: every party divides its signed share by 2^s rounding toward
+//! zero. Off by at most 1 ulp, except with probability about |x|/2^63 per element.
+//!
+//! N > 2: dealer-assisted, one round, deterministic for |x| < 2^62. The reference's wraps
+//! protocol (CrypTen) ignores the wrap of x + r, which fails with probability ~|x|/2^64 and
+//! needs a gather plus count_wraps; this equivalent is exact up to one ulp instead. The
+//! dealer gives shares of a uniform r, of r_hi = (r mod 2^63) >> s and of r_msb = r >> 63.
+//!   x' = x + 2^62 ∈ [0, 2^63)          (party 0 adds 2^62)
+//!   c  = open(x' + r)                   (uniform: hides x)
+//!   s_msb = c_msb XOR r_msb             (bit 63 of x' + (r mod 2^63), which cannot wrap)
+//!   x' >> s = (c mod 2^63) >> s - r_hi + s_msb·2^(63-s)   (- 1 ulp at most, from floors)
+//!   x >> s = x' >> s - 2^(62-s)
+//! Each party sends n words to each peer.
+
+use super::ctx::{Combine, Ctx};
+use super::share::Share;
+use crate::error::{Error, Result};
+use crate::offline::Request;
+use crate::ring::RingTensor;
+
+impl<'a> Ctx<'a> {
+    /// Divide a share by 2^f (after a product of two fixed-point values).
+    pub fn trunc(&self, x: &Share) -> Result<Share> {
+        self.trunc_bits(x, self.frac_bits())
+    }
+
+    /// Divide a share by 2^bits (signed), by the protocol for this number of parties.
+    pub fn trunc_bits(&self, x: &Share, bits: u32) -> Result<Share> {
+        if bits == 0 {
+            return Ok(x.clone());
+        }
+        if bits >= 62 {
+            return Err(Error::Config(format!(
+                "truncation by {bits} bits exceeds the ring's range"
+            )));
+        }
+        if self.parties() == 2 {
+            let d = 1i64 << bits;
+            return Ok(Share(x.0.map(|v| ((v as i64) / d) as u64)));
+        }
+        let key = self.next_key();
+        let m = self.material(
+            key,
+            Request::Trunc {
+                len: x.len(),
+                shift: bits,
+            },
+        )?;
+        let [r, r_hi, r_msb]: [Vec<u64>; 3] = m
+            .try_into()
+            .map_err(|_| Error::Material("truncation mask must have 3 components".into()))?;
+        let p0 = self.party() == 0;
+        let offset = 1u64 << 62;
+        let mut masked = x.0.clone();
+        for (v, ri) in masked.data_mut().iter_mut().zip(&r) {
+            *v = v
+                .wrapping_add(*ri)
+                .wrapping_add(if p0 { offset } else { 0 });
+        }
+        let c = self.open("trunc", &[&masked], Combine::Add)?.pop().unwrap();
+        let out: Vec<u64> = c
+            .data()
+            .iter()
+            .zip(r_hi.iter().zip(&r_msb))
+            .map(|(&c, (&hi, &msb))| {
+                let c_msb = c >> 63;
+                // [s_msb] = c_msb + [r_msb] - 2·c_msb·[r_msb] = (1 - 2 c_msb)[r_msb] + c_msb[p0]
+                let mut s_msb = msb.wrapping_mul(1u64.wrapping_sub(2 * c_msb));
+                let mut v = 0u64.wrapping_sub(hi);
+                if p0 {
+                    s_msb = s_msb.wrapping_add(c_msb);
+                    v = v
+                        .wrapping_add((c & (u64::MAX >> 1)) >> bits)
+                        .wrapping_sub(offset >> bits);
+                }
+                v.wrapping_add(s_msb.wrapping_mul(1u64 << (63 - bits)))
+            })
+            .collect();
+        Ok(Share(RingTensor::from_vec(x.shape(), out)))
+    }
+}

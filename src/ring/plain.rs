@@ -1,0 +1,190 @@
+//! Plaintext f64 tensors: the reference path every MPC result is checked against, and the
+//! plaintext forward pass of the models. Depends on std and matrixmultiply (dgemm).
+
+/// Row-major f64 tensor.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct PlainTensor {
+    shape: Vec<usize>,
+    data: Vec<f64>,
+}
+
+impl PlainTensor {
+    pub fn zeros(shape: &[usize]) -> Self {
+        PlainTensor {
+            shape: shape.to_vec(),
+            data: vec![0.0; shape.iter().product()],
+        }
+    }
+
+    pub fn from_vec(shape: &[usize], data: Vec<f64>) -> Self {
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            data.len(),
+            "shape {shape:?} vs len {}",
+            data.len()
+        );
+        PlainTensor {
+            shape: shape.to_vec(),
+            data,
+        }
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    pub fn data(&self) -> &[f64] {
+        &self.data
+    }
+    pub fn data_mut(&mut self) -> &mut [f64] {
+        &mut self.data
+    }
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    pub fn reshape(mut self, shape: &[usize]) -> Self {
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            self.data.len(),
+            "reshape {:?} to {shape:?}",
+            self.shape
+        );
+        self.shape = shape.to_vec();
+        self
+    }
+
+    pub fn map(&self, f: impl Fn(f64) -> f64) -> Self {
+        PlainTensor {
+            shape: self.shape.clone(),
+            data: self.data.iter().map(|&x| f(x)).collect(),
+        }
+    }
+
+    pub fn zip(&self, o: &Self, f: impl Fn(f64, f64) -> f64) -> Self {
+        assert_eq!(self.shape, o.shape);
+        PlainTensor {
+            shape: self.shape.clone(),
+            data: self
+                .data
+                .iter()
+                .zip(&o.data)
+                .map(|(&a, &b)| f(a, b))
+                .collect(),
+        }
+    }
+
+    pub fn add(&self, o: &Self) -> Self {
+        self.zip(o, |a, b| a + b)
+    }
+    pub fn sub(&self, o: &Self) -> Self {
+        self.zip(o, |a, b| a - b)
+    }
+    pub fn mul(&self, o: &Self) -> Self {
+        self.zip(o, |a, b| a * b)
+    }
+
+    /// Largest absolute elementwise difference.
+    pub fn max_abs_diff(&self, o: &Self) -> f64 {
+        assert_eq!(
+            self.shape, o.shape,
+            "comparing shapes {:?} and {:?}",
+            self.shape, o.shape
+        );
+        self.data
+            .iter()
+            .zip(&o.data)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max)
+    }
+
+    /// [m×k]·[k×n] with matrixmultiply's dgemm.
+    pub fn matmul(&self, w: &Self) -> Self {
+        assert!(
+            self.shape.len() == 2 && w.shape.len() == 2 && self.shape[1] == w.shape[0],
+            "matmul {:?}·{:?}",
+            self.shape,
+            w.shape
+        );
+        let (m, k, n) = (self.shape[0], self.shape[1], w.shape[1]);
+        let mut out = vec![0.0; m * n];
+        // SAFETY: slices hold m*k, k*n and m*n elements with the row-major strides passed.
+        unsafe {
+            matrixmultiply::dgemm(
+                m,
+                k,
+                n,
+                1.0,
+                self.data.as_ptr(),
+                k as isize,
+                1,
+                w.data.as_ptr(),
+                n as isize,
+                1,
+                0.0,
+                out.as_mut_ptr(),
+                n as isize,
+                1,
+            );
+        }
+        PlainTensor {
+            shape: vec![m, n],
+            data: out,
+        }
+    }
+
+    pub fn transpose2(&self) -> Self {
+        assert_eq!(self.shape.len(), 2);
+        let (r, c) = (self.shape[0], self.shape[1]);
+        let mut out = vec![0.0; r * c];
+        for i in 0..r {
+            for j in 0..c {
+                out[j * r + i] = self.data[i * c + j];
+            }
+        }
+        PlainTensor {
+            shape: vec![c, r],
+            data: out,
+        }
+    }
+
+    /// Direct NCHW convolution, x [B,C,H,W] with w [O,C,KH,KW], zero padding.
+    pub fn conv2d(&self, w: &Self, stride: usize, padding: usize) -> Self {
+        let (b, c, h, wd) = (self.shape[0], self.shape[1], self.shape[2], self.shape[3]);
+        let (o, c2, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3]);
+        assert_eq!(c, c2, "conv2d channels {c} vs {c2}");
+        let oh = (h + 2 * padding - kh) / stride + 1;
+        let ow = (wd + 2 * padding - kw) / stride + 1;
+        let mut out = vec![0.0; b * o * oh * ow];
+        for bi in 0..b {
+            for oi in 0..o {
+                for y in 0..oh {
+                    for x in 0..ow {
+                        let mut acc = 0.0;
+                        for ci in 0..c {
+                            for ky in 0..kh {
+                                for kx in 0..kw {
+                                    let iy = (y * stride + ky) as isize - padding as isize;
+                                    let ix = (x * stride + kx) as isize - padding as isize;
+                                    if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd
+                                    {
+                                        acc += self.data
+                                            [((bi * c + ci) * h + iy as usize) * wd + ix as usize]
+                                            * w.data[((oi * c + ci) * kh + ky) * kw + kx];
+                                    }
+                                }
+                            }
+                        }
+                        out[((bi * o + oi) * oh + y) * ow + x] = acc;
+                    }
+                }
+            }
+        }
+        PlainTensor {
+            shape: vec![b, o, oh, ow],
+            data: out,
+        }
+    }
+}

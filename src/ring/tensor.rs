@@ -1,0 +1,345 @@
+//! `RingTensor`: an n-dimensional row-major tensor of u64 with wrapping (mod 2^64)
+//! arithmetic, plus the shape manipulations the protocols and schedulers need (slicing and
+//! concatenation along an axis, permutation). Depends on std only.
+
+use crate::error::{Error, Result};
+
+/// Row-major tensor over Z_2^64.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct RingTensor {
+    shape: Vec<usize>,
+    data: Vec<u64>,
+}
+
+impl RingTensor {
+    pub fn zeros(shape: &[usize]) -> Self {
+        RingTensor {
+            shape: shape.to_vec(),
+            data: vec![0; shape.iter().product()],
+        }
+    }
+
+    pub fn filled(shape: &[usize], v: u64) -> Self {
+        RingTensor {
+            shape: shape.to_vec(),
+            data: vec![v; shape.iter().product()],
+        }
+    }
+
+    /// Build from data; panics if the length does not match the shape (a programming error,
+    /// never reachable from user input, which goes through `try_from_vec`).
+    pub fn from_vec(shape: &[usize], data: Vec<u64>) -> Self {
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            data.len(),
+            "shape {shape:?} vs len {}",
+            data.len()
+        );
+        RingTensor {
+            shape: shape.to_vec(),
+            data,
+        }
+    }
+
+    pub fn try_from_vec(shape: &[usize], data: Vec<u64>) -> Result<Self> {
+        if shape.iter().product::<usize>() != data.len() {
+            return Err(Error::Shape(format!(
+                "shape {shape:?} needs {} elements, got {}",
+                shape.iter().product::<usize>(),
+                data.len()
+            )));
+        }
+        Ok(RingTensor {
+            shape: shape.to_vec(),
+            data,
+        })
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    pub fn data(&self) -> &[u64] {
+        &self.data
+    }
+    pub fn data_mut(&mut self) -> &mut [u64] {
+        &mut self.data
+    }
+    pub fn into_data(self) -> Vec<u64> {
+        self.data
+    }
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// Same data, new shape with the same number of elements.
+    pub fn reshape(mut self, shape: &[usize]) -> Result<Self> {
+        if shape.iter().product::<usize>() != self.data.len() {
+            return Err(Error::Shape(format!(
+                "cannot reshape {:?} to {shape:?}",
+                self.shape
+            )));
+        }
+        self.shape = shape.to_vec();
+        Ok(self)
+    }
+
+    pub fn reshaped(&self, shape: &[usize]) -> Result<Self> {
+        self.clone().reshape(shape)
+    }
+
+    pub fn map(&self, f: impl Fn(u64) -> u64) -> Self {
+        RingTensor {
+            shape: self.shape.clone(),
+            data: self.data.iter().map(|&x| f(x)).collect(),
+        }
+    }
+
+    /// Elementwise combination of two tensors of identical shape.
+    pub fn zip(&self, o: &Self, f: impl Fn(u64, u64) -> u64) -> Self {
+        assert_eq!(
+            self.shape, o.shape,
+            "elementwise op on shapes {:?} and {:?}",
+            self.shape, o.shape
+        );
+        RingTensor {
+            shape: self.shape.clone(),
+            data: self
+                .data
+                .iter()
+                .zip(&o.data)
+                .map(|(&a, &b)| f(a, b))
+                .collect(),
+        }
+    }
+
+    pub fn zip_assign(&mut self, o: &Self, f: impl Fn(u64, u64) -> u64) {
+        assert_eq!(
+            self.shape, o.shape,
+            "elementwise op on shapes {:?} and {:?}",
+            self.shape, o.shape
+        );
+        for (a, &b) in self.data.iter_mut().zip(&o.data) {
+            *a = f(*a, b);
+        }
+    }
+
+    pub fn add(&self, o: &Self) -> Self {
+        self.zip(o, u64::wrapping_add)
+    }
+    pub fn sub(&self, o: &Self) -> Self {
+        self.zip(o, u64::wrapping_sub)
+    }
+    pub fn mul(&self, o: &Self) -> Self {
+        self.zip(o, u64::wrapping_mul)
+    }
+    pub fn xor(&self, o: &Self) -> Self {
+        self.zip(o, |a, b| a ^ b)
+    }
+    pub fn and(&self, o: &Self) -> Self {
+        self.zip(o, |a, b| a & b)
+    }
+    pub fn neg(&self) -> Self {
+        self.map(u64::wrapping_neg)
+    }
+    pub fn scale(&self, k: u64) -> Self {
+        self.map(|x| x.wrapping_mul(k))
+    }
+    pub fn add_scalar(&self, k: u64) -> Self {
+        self.map(|x| x.wrapping_add(k))
+    }
+    pub fn shl(&self, s: u32) -> Self {
+        self.map(|x| x << s)
+    }
+    pub fn shr_logical(&self, s: u32) -> Self {
+        self.map(|x| x >> s)
+    }
+    pub fn shr_arith(&self, s: u32) -> Self {
+        self.map(|x| ((x as i64) >> s) as u64)
+    }
+    pub fn add_assign(&mut self, o: &Self) {
+        self.zip_assign(o, u64::wrapping_add)
+    }
+    pub fn sub_assign(&mut self, o: &Self) {
+        self.zip_assign(o, u64::wrapping_sub)
+    }
+    pub fn xor_assign(&mut self, o: &Self) {
+        self.zip_assign(o, |a, b| a ^ b)
+    }
+
+    /// Size of the block below `axis` (product of the trailing dims) and count above it.
+    fn axis_split(&self, axis: usize) -> (usize, usize, usize) {
+        let outer: usize = self.shape[..axis].iter().product();
+        let inner: usize = self.shape[axis + 1..].iter().product();
+        (outer, self.shape[axis], inner)
+    }
+
+    /// Elements `start..end` along `axis`.
+    pub fn slice_axis(&self, axis: usize, start: usize, end: usize) -> Self {
+        assert!(
+            axis < self.shape.len() && start <= end && end <= self.shape[axis],
+            "slice {start}..{end} of axis {axis} in {:?}",
+            self.shape
+        );
+        let (outer, dim, inner) = self.axis_split(axis);
+        let mut data = Vec::with_capacity(outer * (end - start) * inner);
+        for o in 0..outer {
+            let base = o * dim * inner;
+            data.extend_from_slice(&self.data[base + start * inner..base + end * inner]);
+        }
+        let mut shape = self.shape.clone();
+        shape[axis] = end - start;
+        RingTensor { shape, data }
+    }
+
+    /// Split into `k` nearly equal parts along `axis` (the first parts one longer).
+    pub fn split_axis(&self, axis: usize, k: usize) -> Vec<Self> {
+        split_ranges(self.shape[axis], k)
+            .into_iter()
+            .map(|(s, e)| self.slice_axis(axis, s, e))
+            .collect()
+    }
+
+    /// Concatenate along `axis`; all other dims must agree.
+    pub fn concat(axis: usize, parts: &[Self]) -> Self {
+        assert!(!parts.is_empty(), "concat of nothing");
+        let mut shape = parts[0].shape.clone();
+        for p in parts {
+            assert_eq!(p.shape.len(), shape.len());
+            for (d, (&a, &b)) in p.shape.iter().zip(&shape).enumerate() {
+                assert!(
+                    d == axis || a == b,
+                    "concat along {axis}: {:?} vs {:?}",
+                    p.shape,
+                    shape
+                );
+            }
+        }
+        shape[axis] = parts.iter().map(|p| p.shape[axis]).sum();
+        let outer: usize = shape[..axis].iter().product();
+        let inner: usize = shape[axis + 1..].iter().product();
+        let mut data = Vec::with_capacity(shape.iter().product());
+        for o in 0..outer {
+            for p in parts {
+                let blk = p.shape[axis] * inner;
+                data.extend_from_slice(&p.data[o * blk..(o + 1) * blk]);
+            }
+        }
+        RingTensor { shape, data }
+    }
+
+    /// Stack flat tensors end to end into one flat tensor (for batching openings).
+    pub fn flat_concat(parts: &[&Self]) -> Vec<u64> {
+        let mut out = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+        for p in parts {
+            out.extend_from_slice(&p.data);
+        }
+        out
+    }
+
+    /// Permute axes: output axis i is input axis `perm[i]`.
+    pub fn permute(&self, perm: &[usize]) -> Self {
+        let nd = self.shape.len();
+        assert_eq!(perm.len(), nd);
+        let shape: Vec<usize> = perm.iter().map(|&p| self.shape[p]).collect();
+        let mut in_strides = vec![1usize; nd];
+        for i in (0..nd.saturating_sub(1)).rev() {
+            in_strides[i] = in_strides[i + 1] * self.shape[i + 1];
+        }
+        let strides: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
+        let n = self.data.len();
+        let mut data = Vec::with_capacity(n);
+        let mut idx = vec![0usize; nd];
+        let mut off = 0usize;
+        for _ in 0..n {
+            data.push(self.data[off]);
+            for d in (0..nd).rev() {
+                idx[d] += 1;
+                off += strides[d];
+                if idx[d] < shape[d] {
+                    break;
+                }
+                off -= strides[d] * shape[d];
+                idx[d] = 0;
+            }
+        }
+        RingTensor { shape, data }
+    }
+
+    /// 2-D transpose.
+    pub fn transpose2(&self) -> Self {
+        assert_eq!(self.shape.len(), 2, "transpose2 of {:?}", self.shape);
+        self.permute(&[1, 0])
+    }
+
+    /// Repeat the whole tensor `k` times along a new leading axis.
+    pub fn repeat_leading(&self, k: usize) -> Self {
+        let mut shape = vec![k];
+        shape.extend_from_slice(&self.shape);
+        let mut data = Vec::with_capacity(k * self.data.len());
+        for _ in 0..k {
+            data.extend_from_slice(&self.data);
+        }
+        RingTensor { shape, data }
+    }
+}
+
+/// `k` contiguous ranges covering 0..n as evenly as possible (empty ranges when k > n).
+pub fn split_ranges(n: usize, k: usize) -> Vec<(usize, usize)> {
+    let k = k.max(1);
+    let (q, r) = (n / k, n % k);
+    let mut out = Vec::with_capacity(k);
+    let mut s = 0;
+    for i in 0..k {
+        let len = q + usize::from(i < r);
+        out.push((s, s + len));
+        s += len;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn iota(shape: &[usize]) -> RingTensor {
+        let n = shape.iter().product::<usize>();
+        RingTensor::from_vec(shape, (0..n as u64).collect())
+    }
+
+    #[test]
+    fn split_then_concat_is_identity_on_every_axis() {
+        let t = iota(&[3, 5, 4]);
+        for axis in 0..3 {
+            for k in 1..=6 {
+                let parts = t.split_axis(axis, k);
+                assert_eq!(RingTensor::concat(axis, &parts), t);
+            }
+        }
+    }
+
+    #[test]
+    fn permute_matches_index_formula() {
+        let t = iota(&[2, 3, 4]);
+        let p = t.permute(&[2, 0, 1]);
+        assert_eq!(p.shape(), &[4, 2, 3]);
+        for a in 0..2 {
+            for b in 0..3 {
+                for c in 0..4 {
+                    assert_eq!(p.data()[c * 6 + a * 3 + b], t.data()[a * 12 + b * 4 + c]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn wrapping_arithmetic() {
+        let a = RingTensor::from_vec(&[2], vec![u64::MAX, 1 << 63]);
+        let b = RingTensor::from_vec(&[2], vec![1, 1 << 63]);
+        assert_eq!(a.add(&b).data(), &[0, 0]);
+        assert_eq!(a.mul(&b).data(), &[u64::MAX, 0]);
+        assert_eq!(b.sub(&a).data(), &[2, 0]);
+    }
+}

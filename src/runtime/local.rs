@@ -1,0 +1,167 @@
+//! All parties in one process, one thread per party, over in-memory links.
+//! Depends on proto, offline, transport::memory, comm.
+//!
+//! A program is one function every party runs on its own `Ctx`. `record_plan` runs it once
+//! over a `NullComm` and a `RecordingSource` (the dry run), `offline::deal` makes the
+//! material, and `run_online` expands it, sets up the session (pairwise seeds), and only
+//! then starts each party's online clock.
+
+use std::time::{Duration, Instant};
+
+use crate::comm::{Comm, CommStats};
+use crate::error::{Error, Result};
+use crate::offline::{deal, PartyMaterial, Plan, RecordingSource};
+use crate::prg::fresh_seed;
+use crate::proto::{Ctx, NullComm, PairSeeds};
+use crate::ring::FixedPoint;
+use crate::transport::MemoryNetwork;
+
+/// Session parameters shared by every party.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionConfig {
+    pub parties: usize,
+    pub fixed: FixedPoint,
+    /// Bound on any single wait for a peer.
+    pub timeout: Duration,
+}
+
+impl SessionConfig {
+    pub fn new(parties: usize) -> Self {
+        SessionConfig {
+            parties,
+            fixed: FixedPoint::default(),
+            timeout: Duration::from_secs(120),
+        }
+    }
+
+    pub fn check(&self) -> Result<()> {
+        if !(2..=8).contains(&self.parties) {
+            return Err(Error::Config(format!(
+                "--parties must be between 2 and 8, got {}",
+                self.parties
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What one party ends with.
+#[derive(Debug)]
+pub struct PartyOutcome<T> {
+    pub value: T,
+    /// Online wall time of this party (after setup and material expansion).
+    pub online_s: f64,
+    /// Traffic during the online phase.
+    pub stats: CommStats,
+}
+
+/// Dry run of `program` (as party 0): the plan of every material request.
+pub fn record_plan<T>(
+    cfg: &SessionConfig,
+    program: &(dyn Fn(&Ctx) -> Result<T> + Sync),
+) -> Result<Plan> {
+    cfg.check()?;
+    let comm = NullComm::new(0, cfg.parties);
+    let rec = RecordingSource::new();
+    let seeds = PairSeeds::dry();
+    {
+        let ctx = Ctx::new(&comm, &rec, &seeds, cfg.fixed);
+        program(&ctx)?;
+    }
+    rec.into_plan()
+}
+
+/// A fresh random session id.
+pub fn fresh_session() -> u64 {
+    let s = fresh_seed();
+    u64::from_le_bytes(s[..8].try_into().unwrap())
+}
+
+/// Run the online phase of `program` with the given per-party material.
+pub fn run_online<T: Send>(
+    cfg: &SessionConfig,
+    material: &[PartyMaterial],
+    program: &(dyn Fn(&Ctx) -> Result<T> + Sync),
+) -> Result<Vec<PartyOutcome<T>>> {
+    cfg.check()?;
+    if material.len() != cfg.parties {
+        return Err(Error::Material(format!(
+            "{} parties but material for {}",
+            cfg.parties,
+            material.len()
+        )));
+    }
+    for (i, m) in material.iter().enumerate() {
+        if m.party != i || m.parties != cfg.parties {
+            return Err(Error::Material(format!(
+                "material slot {i} holds party {} of {}",
+                m.party, m.parties
+            )));
+        }
+    }
+    let stores = material
+        .iter()
+        .map(|m| m.expand())
+        .collect::<Result<Vec<_>>>()?;
+    let endpoints = MemoryNetwork::endpoints(cfg.parties, cfg.timeout);
+    let results: Vec<Result<PartyOutcome<T>>> = std::thread::scope(|s| {
+        let handles: Vec<_> = endpoints
+            .into_iter()
+            .zip(&stores)
+            .map(|(ep, store)| {
+                s.spawn(move || {
+                    let seeds = PairSeeds::establish(&ep)?;
+                    let ctx = Ctx::new(&ep, store, &seeds, cfg.fixed);
+                    let before = ep.counters().snapshot();
+                    let t0 = Instant::now();
+                    let value = program(&ctx)?;
+                    let online_s = t0.elapsed().as_secs_f64();
+                    let stats = ep.counters().snapshot().since(&before);
+                    Ok(PartyOutcome {
+                        value,
+                        online_s,
+                        stats,
+                    })
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Protocol("a party thread panicked".into())))
+            })
+            .collect()
+    });
+    // Report the root cause: a peer's departure is usually the echo of another failure.
+    let mut first_err = None;
+    let mut outs = Vec::with_capacity(results.len());
+    for r in results {
+        match r {
+            Ok(o) => outs.push(o),
+            Err(e) => {
+                let echo = matches!(e, Error::Peer { .. });
+                if first_err
+                    .as_ref()
+                    .is_none_or(|(was_echo, _)| *was_echo && !echo)
+                {
+                    first_err = Some((echo, e));
+                }
+            }
+        }
+    }
+    match first_err {
+        Some((_, e)) => Err(e),
+        None => Ok(outs),
+    }
+}
+
+/// Dry run, deal and run: the whole in-process pipeline for tests and the CLI.
+pub fn run_local<T: Send>(
+    cfg: &SessionConfig,
+    program: &(dyn Fn(&Ctx) -> Result<T> + Sync),
+) -> Result<Vec<PartyOutcome<T>>> {
+    let plan = record_plan(cfg, program)?;
+    let material = deal(&plan, cfg.parties, fresh_session());
+    run_online(cfg, &material, program)
+}

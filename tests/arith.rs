@@ -1,0 +1,161 @@
+//! Arithmetic protocols against plaintext f64: mul, square, public products, matmul and
+//! conv2d with private and public weights, for 2, 3 and 4 parties.
+
+mod common;
+use common::*;
+use mpc_pipe::ring::FixedPoint;
+
+const PARTIES: [usize; 3] = [2, 3, 4];
+
+/// Error of a truncated product of quantized inputs: the quantized product is exact in the
+/// ring, so only the truncation errs. 2 parties: each share is rounded toward zero, <1 ulp
+/// each (2 ulp); N > 2: the dealer-assisted truncation is a floor minus at most 1 (2 ulp).
+/// 2-party local truncation also fails outright with probability |v|/2^31 per element for a
+/// result v (protocols.md §3.5: a pre-truncation value of |v|·2^32 against 2^63); inputs here
+/// keep results below ~100, i.e. under 1e-6 per test.
+const TRUNC_ULPS: f64 = 2.0;
+
+#[test]
+fn mul_matches_plaintext_with_negatives_zeros_and_large_values() {
+    for n in PARTIES {
+        let mut d = Data::new(n as u64);
+        let mut x = d.tensor(&[40], -10.0, 10.0);
+        let mut y = d.tensor(&[40], -10.0, 10.0);
+        x.data_mut()[0] = 0.0;
+        y.data_mut()[1] = 0.0;
+        // Large operands near the encoding limit (|v| < 2^47): 2^40 times zero, and
+        // 2^20 times 2^-14 = 64, which keeps the pre-truncation value far below 2^63.
+        x.data_mut()[2] = -((1u64 << 40) as f64);
+        y.data_mut()[2] = 0.0;
+        x.data_mut()[3] = (1u64 << 20) as f64;
+        y.data_mut()[3] = -1.0 / (1u64 << 14) as f64;
+        let (xq, yq) = (quantize(&x), quantize(&y));
+        let got = reveal_all(n, |ctx| {
+            let xs = ctx.share_plain(0, Some(&x), x.shape())?;
+            let ys = ctx.share_plain(n - 1, Some(&y), y.shape())?;
+            let z = ctx.mul(&xs, &ys)?;
+            ctx.reveal_plain(&z)
+        });
+        assert_close(
+            &got,
+            &xq.mul(&yq),
+            |_| TRUNC_ULPS * ULP,
+            &format!("mul {n} parties"),
+        );
+    }
+}
+
+#[test]
+fn square_and_public_products_match_plaintext() {
+    for n in PARTIES {
+        let mut d = Data::new(10 + n as u64);
+        let x = d.tensor(&[3, 7], -50.0, 50.0);
+        let xq = quantize(&x);
+        let c = -1.75;
+        let got = reveal_all(n, |ctx| {
+            let xs = ctx.share_plain(1, Some(&x), x.shape())?;
+            let sq = ctx.square(&xs)?;
+            let pc = ctx.mul_public(&xs, c)?;
+            let both = mpc_pipe::proto::Share(mpc_pipe::ring::RingTensor::concat(0, &[sq.0, pc.0]));
+            ctx.reveal_plain(&both)
+        });
+        let want_sq = xq.mul(&xq);
+        let want_pc = xq.map(|v| v * c);
+        let want = mpc_pipe::ring::PlainTensor::from_vec(
+            &[6, 7],
+            [want_sq.data(), want_pc.data()].concat(),
+        );
+        assert_close(
+            &got,
+            &want,
+            |_| TRUNC_ULPS * ULP,
+            &format!("square/mul_public {n} parties"),
+        );
+    }
+}
+
+#[test]
+fn matmul_private_and_public_weights_match_plaintext() {
+    for n in PARTIES {
+        let mut d = Data::new(20 + n as u64);
+        let (m, k, p) = (5, 17, 3);
+        let x = d.tensor(&[m, k], -4.0, 4.0);
+        let w = d.tensor(&[k, p], -1.0, 1.0);
+        let want = quantize(&x).matmul(&quantize(&w));
+        let fp = FixedPoint::default();
+        let got = reveal_all(n, |ctx| {
+            let xs = ctx.share_plain(0, Some(&x), x.shape())?;
+            let ws = ctx.share_plain(1, Some(&w), w.shape())?;
+            let priv_ = ctx.matmul(&xs, &ws)?;
+            let publ = ctx.matmul_public(&xs, &fp.encode_tensor(&w))?;
+            let both =
+                mpc_pipe::proto::Share(mpc_pipe::ring::RingTensor::concat(0, &[priv_.0, publ.0]));
+            ctx.reveal_plain(&both)
+        });
+        let want2 =
+            mpc_pipe::ring::PlainTensor::from_vec(&[2 * m, p], [want.data(), want.data()].concat());
+        // Products of quantized values are exact in the ring; only the final truncation errs.
+        assert_close(
+            &got,
+            &want2,
+            |_| TRUNC_ULPS * ULP,
+            &format!("matmul {n} parties"),
+        );
+    }
+}
+
+#[test]
+fn conv2d_private_and_public_weights_match_plaintext() {
+    for n in PARTIES {
+        for (stride, padding) in [(1, 0), (1, 1), (2, 1), (2, 2)] {
+            let mut d = Data::new(30 + n as u64);
+            let x = d.tensor(&[2, 3, 7, 6], -3.0, 3.0);
+            let w = d.tensor(&[4, 3, 3, 3], -1.0, 1.0);
+            let want = quantize(&x).conv2d(&quantize(&w), stride, padding);
+            let fp = FixedPoint::default();
+            let got = reveal_all(n, |ctx| {
+                let xs = ctx.share_plain(0, Some(&x), x.shape())?;
+                let ws = ctx.share_plain(1, Some(&w), w.shape())?;
+                let a = ctx.conv2d(&xs, &ws, stride, padding)?;
+                let b = ctx.conv2d_public(&xs, &fp.encode_tensor(&w), stride, padding)?;
+                let both =
+                    mpc_pipe::proto::Share(mpc_pipe::ring::RingTensor::concat(0, &[a.0, b.0]));
+                ctx.reveal_plain(&both)
+            });
+            let mut s = want.shape().to_vec();
+            s[0] *= 2;
+            let want2 =
+                mpc_pipe::ring::PlainTensor::from_vec(&s, [want.data(), want.data()].concat());
+            assert_close(
+                &got,
+                &want2,
+                |_| TRUNC_ULPS * ULP,
+                &format!("conv2d {n} parties s{stride} p{padding}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn prepared_linear_equals_one_shot_linear() {
+    use mpc_pipe::proto::LinearOp;
+    for n in PARTIES {
+        let mut d = Data::new(40 + n as u64);
+        let x = d.tensor(&[4, 9], -4.0, 4.0);
+        let w = d.tensor(&[9, 5], -1.0, 1.0);
+        let want = quantize(&x).matmul(&quantize(&w));
+        let got = reveal_all(n, |ctx| {
+            let ws = ctx.share_plain(1, Some(&w), w.shape())?;
+            let prep = ctx.prepare_linear(LinearOp::Matmul, &[4, 9], &ws)?;
+            let xs = ctx.share_plain(0, Some(&x), x.shape())?;
+            let z = ctx.finish_linear(&prep, &xs)?;
+            ctx.reveal_plain(&z)
+        });
+        assert_close(
+            &got,
+            &want,
+            |_| TRUNC_ULPS * ULP,
+            &format!("prepared matmul {n} parties"),
+        );
+    }
+}

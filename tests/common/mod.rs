@@ -1,0 +1,78 @@
+//! Shared test fixture: run a program on N in-process parties and compare the revealed
+//! result with a plaintext f64 reference.
+#![allow(dead_code)]
+
+use mpc_pipe::proto::Ctx;
+use mpc_pipe::ring::{FixedPoint, PlainTensor};
+use mpc_pipe::runtime::{run_local, PartyOutcome, SessionConfig};
+use mpc_pipe::Result;
+use rand_xoshiro::rand_core::{RngCore, SeedableRng};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+/// One fixed-point ulp at the default 16 fractional bits.
+pub const ULP: f64 = 1.0 / 65536.0;
+
+/// Deterministic synthetic data (not secret material).
+pub struct Data(Xoshiro256PlusPlus);
+
+impl Data {
+    pub fn new(seed: u64) -> Self {
+        Data(Xoshiro256PlusPlus::seed_from_u64(seed))
+    }
+    /// Uniform in [lo, hi).
+    pub fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * ((self.0.next_u64() >> 11) as f64 / (1u64 << 53) as f64)
+    }
+    pub fn tensor(&mut self, shape: &[usize], lo: f64, hi: f64) -> PlainTensor {
+        let n = shape.iter().product();
+        PlainTensor::from_vec(shape, (0..n).map(|_| self.uniform(lo, hi)).collect())
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0.next_u64()
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.0.next_u64() % n as u64) as usize
+    }
+}
+
+/// Run `program` on `n` parties; return party 0's value and every party's outcome.
+pub fn run<T: Send>(n: usize, program: impl Fn(&Ctx) -> Result<T> + Sync) -> Vec<PartyOutcome<T>> {
+    run_local(&SessionConfig::new(n), &program).expect("MPC run failed")
+}
+
+/// Run and return the value every party revealed, checking all parties agree.
+pub fn reveal_all(n: usize, program: impl Fn(&Ctx) -> Result<PlainTensor> + Sync) -> PlainTensor {
+    let outs = run(n, program);
+    for o in &outs[1..] {
+        assert_eq!(
+            o.value, outs[0].value,
+            "parties disagree on the revealed value"
+        );
+    }
+    outs.into_iter().next().unwrap().value
+}
+
+/// Quantize to the fixed-point grid exactly as the encoder does.
+pub fn quantize(t: &PlainTensor) -> PlainTensor {
+    let fp = FixedPoint::default();
+    fp.decode_tensor(&fp.encode_tensor(t))
+}
+
+/// Assert |got - want| <= bound elementwise, with a message naming the worst element.
+pub fn assert_close(
+    got: &PlainTensor,
+    want: &PlainTensor,
+    bound: impl Fn(usize) -> f64,
+    what: &str,
+) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shape");
+    for i in 0..got.len() {
+        let (g, w) = (got.data()[i], want.data()[i]);
+        let b = bound(i);
+        assert!(
+            (g - w).abs() <= b,
+            "{what}: element {i}: got {g}, want {w}, |diff| {} > bound {b}",
+            (g - w).abs()
+        );
+    }
+}
