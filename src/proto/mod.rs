@@ -4,9 +4,14 @@
 //! Every protocol is a method of `Ctx`, so model code reads like the math:
 //! `let y = ctx.matmul(&x, &w)?; let z = ctx.relu(&y)?;`.
 
+pub mod approx;
 pub mod arith;
+pub mod compare;
+pub mod convert;
 pub mod ctx;
 pub mod linear;
+pub mod nn;
+pub mod pool;
 pub mod share;
 pub mod trunc;
 

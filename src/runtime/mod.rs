@@ -1,6 +1,7 @@
 //! Wiring of sessions: the dry run that records a plan, the dealer, and the parties run as
 //! threads of this process. Depends on proto, offline, transport, comm.
 
+pub mod job;
 pub mod local;
 
 pub use local::{record_plan, run_local, run_online, PartyOutcome, SessionConfig};
