@@ -16,6 +16,7 @@ pub mod cli;
 pub mod comm;
 pub mod error;
 pub mod kernels;
+pub mod model;
 pub mod offline;
 pub mod prg;
 pub mod proto;
