@@ -22,6 +22,7 @@ pub mod prg;
 pub mod proto;
 pub mod ring;
 pub mod runtime;
+pub mod sched;
 pub mod transport;
 
 pub use error::{Error, Result};

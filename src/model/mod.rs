@@ -86,7 +86,7 @@ pub fn forward_mpc(ctx: &Ctx, layers: &[Layer], x: &Share, weights: Weights) -> 
 }
 
 /// Replicate a per-channel (or per-column) bias over an activation's shape.
-fn broadcast_bias(b: &RingTensor, shape: &[usize]) -> RingTensor {
+pub fn broadcast_bias(b: &RingTensor, shape: &[usize]) -> RingTensor {
     let c = b.len();
     let inner: usize = shape[2..].iter().product();
     let n: usize = shape.iter().product();
@@ -94,6 +94,31 @@ fn broadcast_bias(b: &RingTensor, shape: &[usize]) -> RingTensor {
 }
 
 impl Layer {
+    /// Output shape for an input of shape `x` (shapes are public).
+    pub fn out_shape(&self, x: &[usize]) -> Vec<usize> {
+        let pool = |k: usize, s: usize, p: usize| vec![x[0], x[1], crate::kernels::conv_out(x[2], k, s, p), crate::kernels::conv_out(x[3], k, s, p)];
+        match self {
+            Layer::Conv { w, stride, padding, .. } => {
+                let (kh, kw) = (w.shape()[2], w.shape()[3]);
+                vec![x[0], w.shape()[0], crate::kernels::conv_out(x[2], kh, *stride, *padding), crate::kernels::conv_out(x[3], kw, *stride, *padding)]
+            }
+            Layer::Linear { w, .. } => vec![x[0], w.shape()[1]],
+            Layer::Relu => x.to_vec(),
+            Layer::MaxPool { kernel, stride, padding } | Layer::AvgPool { kernel, stride, padding } => pool(*kernel, *stride, *padding),
+            Layer::Flatten => vec![x[0], x[1..].iter().product()],
+            Layer::Residual { body, .. } => body.iter().fold(x.to_vec(), |s, l| l.out_shape(&s)),
+        }
+    }
+
+    /// The product, weight and bias of a linear or conv layer.
+    pub fn linear_parts(&self) -> Option<(LinearOp, &PlainTensor, &PlainTensor)> {
+        match self {
+            Layer::Conv { w, b, stride, padding } => Some((LinearOp::Conv2d { stride: *stride, padding: *padding }, w, b)),
+            Layer::Linear { w, b } => Some((LinearOp::Matmul, w, b)),
+            _ => None,
+        }
+    }
+
     pub fn forward_plain(&self, x: &PlainTensor) -> PlainTensor {
         match self {
             Layer::Conv { w, b, stride, padding } => x.conv2d(w, *stride, *padding).add_bias(b),
