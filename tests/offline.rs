@@ -31,7 +31,10 @@ fn write_material(dir: &Path, parties: usize, batch: usize, session: u64) -> [u8
 
 fn expect_material_err(r: mpc_pipe::Result<PartyMaterial>, needle: &str) {
     match r {
-        Err(Error::Material(msg)) => assert!(msg.contains(needle), "error '{msg}' should mention '{needle}'"),
+        Err(Error::Material(msg)) => assert!(
+            msg.contains(needle),
+            "error '{msg}' should mention '{needle}'"
+        ),
         Err(other) => panic!("expected a material error mentioning '{needle}', got {other:?}"),
         Ok(_) => panic!("material was accepted, expected refusal mentioning '{needle}'"),
     }
@@ -43,7 +46,18 @@ fn files_round_trip_into_a_correct_online_run() {
         let dir = scratch(&format!("rt{parties}"));
         let hash = write_material(&dir, parties, 2, 77);
         let material: Vec<PartyMaterial> = (0..parties)
-            .map(|p| file::load(&file::party_file(&dir, p), &Expect { session: Some(77), party: p, parties, plan_hash: hash }).unwrap())
+            .map(|p| {
+                file::load(
+                    &file::party_file(&dir, p),
+                    &Expect {
+                        session: Some(77),
+                        party: p,
+                        parties,
+                        plan_hash: hash,
+                    },
+                )
+                .unwrap()
+            })
             .collect();
         let job = build(&JobSpec::new("selftest", parties, 2)).unwrap();
         let outs = run_online(&SessionConfig::new(parties), &material, &*job.program).unwrap();
@@ -62,8 +76,24 @@ fn truncated_file_is_refused() {
     let path = file::party_file(&dir, 0);
     let len = std::fs::metadata(&path).unwrap().len();
     for cut in [len - 1, len / 2, 10] {
-        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(cut).unwrap();
-        expect_material_err(file::load(&path, &Expect { session: Some(5), party: 0, parties: 2, plan_hash: hash }), "truncated");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(cut)
+            .unwrap();
+        expect_material_err(
+            file::load(
+                &path,
+                &Expect {
+                    session: Some(5),
+                    party: 0,
+                    parties: 2,
+                    plan_hash: hash,
+                },
+            ),
+            "truncated",
+        );
     }
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -77,9 +107,31 @@ fn corrupted_or_foreign_file_is_refused() {
     let mid = bytes.len() - 40;
     bytes[mid] ^= 1;
     std::fs::write(&path, &bytes).unwrap();
-    expect_material_err(file::load(&path, &Expect { session: Some(5), party: 0, parties: 2, plan_hash: hash }), "checksum");
+    expect_material_err(
+        file::load(
+            &path,
+            &Expect {
+                session: Some(5),
+                party: 0,
+                parties: 2,
+                plan_hash: hash,
+            },
+        ),
+        "checksum",
+    );
     std::fs::write(&path, vec![0x55u8; 4096]).unwrap();
-    expect_material_err(file::load(&path, &Expect { session: Some(5), party: 0, parties: 2, plan_hash: hash }), "not an mpc-pipe");
+    expect_material_err(
+        file::load(
+            &path,
+            &Expect {
+                session: Some(5),
+                party: 0,
+                parties: 2,
+                plan_hash: hash,
+            },
+        ),
+        "not an mpc-pipe",
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -87,7 +139,18 @@ fn corrupted_or_foreign_file_is_refused() {
 fn file_of_another_session_is_refused() {
     let dir = scratch("session");
     let hash = write_material(&dir, 2, 1, 1111);
-    expect_material_err(file::load(&file::party_file(&dir, 1), &Expect { session: Some(2222), party: 1, parties: 2, plan_hash: hash }), "session");
+    expect_material_err(
+        file::load(
+            &file::party_file(&dir, 1),
+            &Expect {
+                session: Some(2222),
+                party: 1,
+                parties: 2,
+                plan_hash: hash,
+            },
+        ),
+        "session",
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -95,8 +158,30 @@ fn file_of_another_session_is_refused() {
 fn file_for_another_party_is_refused() {
     let dir = scratch("party");
     let hash = write_material(&dir, 3, 1, 9);
-    expect_material_err(file::load(&file::party_file(&dir, 1), &Expect { session: Some(9), party: 2, parties: 3, plan_hash: hash }), "party 1");
-    expect_material_err(file::load(&file::party_file(&dir, 1), &Expect { session: Some(9), party: 1, parties: 4, plan_hash: hash }), "3 parties");
+    expect_material_err(
+        file::load(
+            &file::party_file(&dir, 1),
+            &Expect {
+                session: Some(9),
+                party: 2,
+                parties: 3,
+                plan_hash: hash,
+            },
+        ),
+        "party 1",
+    );
+    expect_material_err(
+        file::load(
+            &file::party_file(&dir, 1),
+            &Expect {
+                session: Some(9),
+                party: 1,
+                parties: 4,
+                plan_hash: hash,
+            },
+        ),
+        "3 parties",
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -106,7 +191,20 @@ fn file_for_another_plan_is_refused() {
     write_material(&dir, 2, 1, 9);
     // The same job at batch 2 has another plan (other shapes).
     let job2 = build(&JobSpec::new("selftest", 2, 2)).unwrap();
-    let other = record_plan(&SessionConfig::new(2), &*job2.program).unwrap().hash();
-    expect_material_err(file::load(&file::party_file(&dir, 0), &Expect { session: Some(9), party: 0, parties: 2, plan_hash: other }), "another plan");
+    let other = record_plan(&SessionConfig::new(2), &*job2.program)
+        .unwrap()
+        .hash();
+    expect_material_err(
+        file::load(
+            &file::party_file(&dir, 0),
+            &Expect {
+                session: Some(9),
+                party: 0,
+                parties: 2,
+                plan_hash: other,
+            },
+        ),
+        "another plan",
+    );
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -17,7 +17,10 @@ fn assert_bits_uniform(shares: &[u64], who: &str) {
     for bit in 0..64 {
         let ones = shares.iter().filter(|&&s| (s >> bit) & 1 == 1).count() as f64;
         let z = (ones - SAMPLES as f64 / 2.0) / sigma;
-        assert!(z.abs() < 5.3, "{who}: bit {bit} is 1 in {ones} of {SAMPLES} shares (z = {z:.2})");
+        assert!(
+            z.abs() < 5.3,
+            "{who}: bit {bit} is 1 in {ones} of {SAMPLES} shares (z = {z:.2})"
+        );
     }
 }
 
@@ -45,8 +48,14 @@ fn shares_of_a_constant_are_uniform_and_never_equal_the_secret() {
         });
         for (i, o) in outs.iter().enumerate() {
             let (share, opened) = &o.value;
-            assert!(opened.data().iter().all(|&v| v == secret), "reveal of the sharing is not the secret");
-            assert!(share.data().iter().all(|&v| v != secret), "party {i}'s share equals the secret");
+            assert!(
+                opened.data().iter().all(|&v| v == secret),
+                "reveal of the sharing is not the secret"
+            );
+            assert!(
+                share.data().iter().all(|&v| v != secret),
+                "party {i}'s share equals the secret"
+            );
             let who = format!("{n} parties, owner {owner}, party {i}");
             assert_bits_uniform(share.data(), &who);
             assert_top_nibble_uniform(share.data(), &who);
@@ -65,7 +74,12 @@ fn reveal_to_one_party_only_gives_it_the_value() {
         });
         for (i, o) in outs.iter().enumerate() {
             match (&o.value, i == n - 1) {
-                (Some(v), true) => assert_close(&mpc_pipe::ring::FixedPoint::default().decode_tensor(v), &quantize(&x), |_| 0.0, "reveal_to"),
+                (Some(v), true) => assert_close(
+                    &mpc_pipe::ring::FixedPoint::default().decode_tensor(v),
+                    &quantize(&x),
+                    |_| 0.0,
+                    "reveal_to",
+                ),
                 (None, false) => {}
                 (v, _) => panic!("party {i} of {n} got {v:?}"),
             }

@@ -26,7 +26,9 @@ pub struct OfflineArgs {
 
 pub fn run(a: &OfflineArgs) -> Result<()> {
     if a.job.material.is_some() {
-        return Err(Error::Config("--material makes no sense for `offline`; use --out".into()));
+        return Err(Error::Config(
+            "--material makes no sense for `offline`; use --out".into(),
+        ));
     }
     let spec = a.job.job_spec()?;
     let cfg = a.job.session_config()?;
@@ -35,11 +37,17 @@ pub fn run(a: &OfflineArgs) -> Result<()> {
     let plan = record_plan(&cfg, &*job.program)?;
     let session = fresh_session();
     let material = deal(&plan, cfg.parties, session);
-    std::fs::create_dir_all(&a.out).map_err(|e| Error::Config(format!("cannot create {}: {e}", a.out.display())))?;
+    std::fs::create_dir_all(&a.out)
+        .map_err(|e| Error::Config(format!("cannot create {}: {e}", a.out.display())))?;
     for m in &material {
         file::save(m, &file::party_file(&a.out, m.party))?;
     }
-    let hash: String = plan.hash().iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let hash: String = plan
+        .hash()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
     println!(
         "session {session:#018x}  plan {hash}...  requests {}  parties {}  wrote {}/party0..{}.mat in {:.2}s",
         plan.entries.len(),

@@ -47,35 +47,72 @@ pub struct RunArgs {
 
 impl Default for RunArgs {
     fn default() -> Self {
-        RunArgs { model: "lenet".into(), parties: 2, batch: 1, weights: "private".into(), seed: 1, frac_bits: 16, timeout_s: 120.0, material: None }
+        RunArgs {
+            model: "lenet".into(),
+            parties: 2,
+            batch: 1,
+            weights: "private".into(),
+            seed: 1,
+            frac_bits: 16,
+            timeout_s: 120.0,
+            material: None,
+        }
     }
 }
 
 impl RunArgs {
     pub fn job_spec(&self) -> Result<JobSpec> {
-        Ok(JobSpec { model: self.model.clone(), parties: self.parties, batch: self.batch, weights: self.weights.parse::<Weights>()?, seed: self.seed })
+        Ok(JobSpec {
+            model: self.model.clone(),
+            parties: self.parties,
+            batch: self.batch,
+            weights: self.weights.parse::<Weights>()?,
+            seed: self.seed,
+        })
     }
 
     pub fn session_config(&self) -> Result<SessionConfig> {
         if !(1..=40).contains(&self.frac_bits) {
-            return Err(Error::Config(format!("--frac-bits must be in 1..=40, got {}", self.frac_bits)));
+            return Err(Error::Config(format!(
+                "--frac-bits must be in 1..=40, got {}",
+                self.frac_bits
+            )));
         }
         if !(self.timeout_s > 0.0 && self.timeout_s.is_finite()) {
-            return Err(Error::Config(format!("--timeout-s must be positive, got {}", self.timeout_s)));
+            return Err(Error::Config(format!(
+                "--timeout-s must be positive, got {}",
+                self.timeout_s
+            )));
         }
-        let cfg = SessionConfig { parties: self.parties, fixed: FixedPoint::new(self.frac_bits), timeout: Duration::from_secs_f64(self.timeout_s) };
+        let cfg = SessionConfig {
+            parties: self.parties,
+            fixed: FixedPoint::new(self.frac_bits),
+            timeout: Duration::from_secs_f64(self.timeout_s),
+        };
         cfg.check()?;
         Ok(cfg)
     }
 }
 
 /// Load every party's material file from `dir`, checked against this program's plan.
-pub fn load_material(dir: &std::path::Path, cfg: &SessionConfig, job: &Job) -> Result<Vec<crate::offline::PartyMaterial>> {
+pub fn load_material(
+    dir: &std::path::Path,
+    cfg: &SessionConfig,
+    job: &Job,
+) -> Result<Vec<crate::offline::PartyMaterial>> {
     let plan = record_plan(cfg, &*job.program)?;
     let mut session = None;
     (0..cfg.parties)
         .map(|party| {
-            let m = file::load(&file::party_file(dir, party), &Expect { session, party, parties: cfg.parties, plan_hash: plan.hash() })?;
+            let m = file::load(
+                &file::party_file(dir, party),
+                &Expect {
+                    session,
+                    party,
+                    parties: cfg.parties,
+                    plan_hash: plan.hash(),
+                },
+            )?;
             session = Some(m.session);
             Ok(m)
         })
@@ -88,7 +125,11 @@ pub fn run(a: &RunArgs) -> Result<()> {
     let job = job::build(&spec)?;
     let material = match &a.material {
         Some(dir) => load_material(dir, &cfg, &job)?,
-        None => crate::offline::deal(&record_plan(&cfg, &*job.program)?, cfg.parties, fresh_session()),
+        None => crate::offline::deal(
+            &record_plan(&cfg, &*job.program)?,
+            cfg.parties,
+            fresh_session(),
+        ),
     };
     let outs = run_online(&cfg, &material, &*job.program)?;
     report(&spec, &job.reference, &outs, a.material.is_some());
@@ -96,11 +137,19 @@ pub fn run(a: &RunArgs) -> Result<()> {
 }
 
 fn fmt_row(v: &[f64]) -> String {
-    v.iter().map(|x| format!("{x:>9.4}")).collect::<Vec<_>>().join(" ")
+    v.iter()
+        .map(|x| format!("{x:>9.4}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Print the run's outputs, error and per-party counters.
-pub fn report(spec: &JobSpec, reference: &PlainTensor, outs: &[PartyOutcome<PlainTensor>], from_files: bool) {
+pub fn report(
+    spec: &JobSpec,
+    reference: &PlainTensor,
+    outs: &[PartyOutcome<PlainTensor>],
+    from_files: bool,
+) {
     let out = &outs[0].value;
     println!(
         "model {}  parties {}  batch {}  weights {:?}  material {}",
@@ -108,10 +157,20 @@ pub fn report(spec: &JobSpec, reference: &PlainTensor, outs: &[PartyOutcome<Plai
         spec.parties,
         spec.batch,
         spec.weights,
-        if from_files { "from files" } else { "in-process dealer" }
+        if from_files {
+            "from files"
+        } else {
+            "in-process dealer"
+        }
     );
     let cols = *out.shape().last().unwrap_or(&1);
-    for (i, (m, p)) in out.data().chunks(cols).zip(reference.data().chunks(cols)).enumerate().take(8) {
+    for (i, (m, p)) in out
+        .data()
+        .chunks(cols)
+        .zip(reference.data().chunks(cols))
+        .enumerate()
+        .take(8)
+    {
         println!("sample {i} mpc:       {}", fmt_row(m));
         println!("sample {i} plaintext: {}", fmt_row(p));
     }

@@ -27,7 +27,9 @@ impl std::str::FromStr for Weights {
         match s {
             "private" => Ok(Weights::Private),
             "public" => Ok(Weights::Public),
-            _ => Err(Error::Config(format!("weights must be 'private' or 'public', got '{s}'"))),
+            _ => Err(Error::Config(format!(
+                "weights must be 'private' or 'public', got '{s}'"
+            ))),
         }
     }
 }
@@ -36,16 +38,35 @@ impl std::str::FromStr for Weights {
 #[derive(Clone, Debug)]
 pub enum Layer {
     /// NCHW conv with weight [O,C,KH,KW] and bias [O].
-    Conv { w: PlainTensor, b: PlainTensor, stride: usize, padding: usize },
+    Conv {
+        w: PlainTensor,
+        b: PlainTensor,
+        stride: usize,
+        padding: usize,
+    },
     /// x [B, in] · w [in, out] + b [out].
-    Linear { w: PlainTensor, b: PlainTensor },
+    Linear {
+        w: PlainTensor,
+        b: PlainTensor,
+    },
     Relu,
-    MaxPool { kernel: usize, stride: usize, padding: usize },
-    AvgPool { kernel: usize, stride: usize, padding: usize },
+    MaxPool {
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    },
+    AvgPool {
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    },
     /// [B, C, H, W] -> [B, C·H·W].
     Flatten,
     /// body(x) + shortcut(x) (identity when the shortcut is empty), as in ResNets.
-    Residual { body: Vec<Layer>, shortcut: Vec<Layer> },
+    Residual {
+        body: Vec<Layer>,
+        shortcut: Vec<Layer>,
+    },
 }
 
 /// A built-in model: its layers and the per-sample input shape.
@@ -96,15 +117,38 @@ pub fn broadcast_bias(b: &RingTensor, shape: &[usize]) -> RingTensor {
 impl Layer {
     /// Output shape for an input of shape `x` (shapes are public).
     pub fn out_shape(&self, x: &[usize]) -> Vec<usize> {
-        let pool = |k: usize, s: usize, p: usize| vec![x[0], x[1], crate::kernels::conv_out(x[2], k, s, p), crate::kernels::conv_out(x[3], k, s, p)];
+        let pool = |k: usize, s: usize, p: usize| {
+            vec![
+                x[0],
+                x[1],
+                crate::kernels::conv_out(x[2], k, s, p),
+                crate::kernels::conv_out(x[3], k, s, p),
+            ]
+        };
         match self {
-            Layer::Conv { w, stride, padding, .. } => {
+            Layer::Conv {
+                w, stride, padding, ..
+            } => {
                 let (kh, kw) = (w.shape()[2], w.shape()[3]);
-                vec![x[0], w.shape()[0], crate::kernels::conv_out(x[2], kh, *stride, *padding), crate::kernels::conv_out(x[3], kw, *stride, *padding)]
+                vec![
+                    x[0],
+                    w.shape()[0],
+                    crate::kernels::conv_out(x[2], kh, *stride, *padding),
+                    crate::kernels::conv_out(x[3], kw, *stride, *padding),
+                ]
             }
             Layer::Linear { w, .. } => vec![x[0], w.shape()[1]],
             Layer::Relu => x.to_vec(),
-            Layer::MaxPool { kernel, stride, padding } | Layer::AvgPool { kernel, stride, padding } => pool(*kernel, *stride, *padding),
+            Layer::MaxPool {
+                kernel,
+                stride,
+                padding,
+            }
+            | Layer::AvgPool {
+                kernel,
+                stride,
+                padding,
+            } => pool(*kernel, *stride, *padding),
             Layer::Flatten => vec![x[0], x[1..].iter().product()],
             Layer::Residual { body, .. } => body.iter().fold(x.to_vec(), |s, l| l.out_shape(&s)),
         }
@@ -113,7 +157,19 @@ impl Layer {
     /// The product, weight and bias of a linear or conv layer.
     pub fn linear_parts(&self) -> Option<(LinearOp, &PlainTensor, &PlainTensor)> {
         match self {
-            Layer::Conv { w, b, stride, padding } => Some((LinearOp::Conv2d { stride: *stride, padding: *padding }, w, b)),
+            Layer::Conv {
+                w,
+                b,
+                stride,
+                padding,
+            } => Some((
+                LinearOp::Conv2d {
+                    stride: *stride,
+                    padding: *padding,
+                },
+                w,
+                b,
+            )),
             Layer::Linear { w, b } => Some((LinearOp::Matmul, w, b)),
             _ => None,
         }
@@ -121,27 +177,65 @@ impl Layer {
 
     pub fn forward_plain(&self, x: &PlainTensor) -> PlainTensor {
         match self {
-            Layer::Conv { w, b, stride, padding } => x.conv2d(w, *stride, *padding).add_bias(b),
+            Layer::Conv {
+                w,
+                b,
+                stride,
+                padding,
+            } => x.conv2d(w, *stride, *padding).add_bias(b),
             Layer::Linear { w, b } => x.matmul(w).add_bias(b),
             Layer::Relu => x.relu(),
-            Layer::MaxPool { kernel, stride, padding } => x.maxpool2d(*kernel, *stride, *padding),
-            Layer::AvgPool { kernel, stride, padding } => x.avgpool2d(*kernel, *stride, *padding),
+            Layer::MaxPool {
+                kernel,
+                stride,
+                padding,
+            } => x.maxpool2d(*kernel, *stride, *padding),
+            Layer::AvgPool {
+                kernel,
+                stride,
+                padding,
+            } => x.avgpool2d(*kernel, *stride, *padding),
             Layer::Flatten => {
                 let b = x.shape()[0];
                 x.clone().reshape(&[b, x.len() / b])
             }
-            Layer::Residual { body, shortcut } => forward_plain(body, x).add(&forward_plain(shortcut, x)),
+            Layer::Residual { body, shortcut } => {
+                forward_plain(body, x).add(&forward_plain(shortcut, x))
+            }
         }
     }
 
     /// The layer as protocol calls. Weights are shared by party 0 at use (free: PRZS).
     pub fn forward_mpc(&self, ctx: &Ctx, x: &Share, weights: Weights) -> Result<Share> {
         match self {
-            Layer::Conv { w, b, stride, padding } => linear_layer(ctx, LinearOp::Conv2d { stride: *stride, padding: *padding }, x, w, b, weights),
+            Layer::Conv {
+                w,
+                b,
+                stride,
+                padding,
+            } => linear_layer(
+                ctx,
+                LinearOp::Conv2d {
+                    stride: *stride,
+                    padding: *padding,
+                },
+                x,
+                w,
+                b,
+                weights,
+            ),
             Layer::Linear { w, b } => linear_layer(ctx, LinearOp::Matmul, x, w, b, weights),
             Layer::Relu => ctx.relu(x),
-            Layer::MaxPool { kernel, stride, padding } => ctx.maxpool2d(x, *kernel, *stride, *padding),
-            Layer::AvgPool { kernel, stride, padding } => ctx.avgpool2d(x, *kernel, *stride, *padding),
+            Layer::MaxPool {
+                kernel,
+                stride,
+                padding,
+            } => ctx.maxpool2d(x, *kernel, *stride, *padding),
+            Layer::AvgPool {
+                kernel,
+                stride,
+                padding,
+            } => ctx.avgpool2d(x, *kernel, *stride, *padding),
             Layer::Flatten => {
                 let b = x.shape()[0];
                 x.reshape(&[b, x.len() / b])
@@ -150,7 +244,11 @@ impl Layer {
                 let y = forward_mpc(ctx, body, x, weights)?;
                 let s = forward_mpc(ctx, shortcut, x, weights)?;
                 if y.shape() != s.shape() {
-                    return Err(Error::Shape(format!("residual body {:?} vs shortcut {:?}", y.shape(), s.shape())));
+                    return Err(Error::Shape(format!(
+                        "residual body {:?} vs shortcut {:?}",
+                        y.shape(),
+                        s.shape()
+                    )));
                 }
                 Ok(y.add(&s))
             }
@@ -159,7 +257,14 @@ impl Layer {
 }
 
 /// Linear or conv layer plus bias, with private or public weights.
-fn linear_layer(ctx: &Ctx, op: LinearOp, x: &Share, w: &PlainTensor, b: &PlainTensor, weights: Weights) -> Result<Share> {
+fn linear_layer(
+    ctx: &Ctx,
+    op: LinearOp,
+    x: &Share,
+    w: &PlainTensor,
+    b: &PlainTensor,
+    weights: Weights,
+) -> Result<Share> {
     let fp = ctx.fixed();
     let bias_enc = fp.encode_tensor(b);
     match weights {

@@ -28,17 +28,35 @@ impl Synth {
     /// Uniform in [lo, hi).
     pub fn tensor(&mut self, shape: &[usize], lo: f64, hi: f64) -> PlainTensor {
         let n = shape.iter().product();
-        PlainTensor::from_vec(shape, (0..n).map(|_| lo + (hi - lo) * self.unit()).collect())
+        PlainTensor::from_vec(
+            shape,
+            (0..n).map(|_| lo + (hi - lo) * self.unit()).collect(),
+        )
     }
     fn he(&mut self, shape: &[usize], fan_in: usize) -> PlainTensor {
         let a = (6.0 / fan_in as f64).sqrt();
         self.tensor(shape, -a, a)
     }
-    pub fn conv(&mut self, cin: usize, cout: usize, k: usize, stride: usize, padding: usize) -> Layer {
-        Layer::Conv { w: self.he(&[cout, cin, k, k], cin * k * k), b: self.tensor(&[cout], -0.05, 0.05), stride, padding }
+    pub fn conv(
+        &mut self,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Layer {
+        Layer::Conv {
+            w: self.he(&[cout, cin, k, k], cin * k * k),
+            b: self.tensor(&[cout], -0.05, 0.05),
+            stride,
+            padding,
+        }
     }
     pub fn linear(&mut self, fin: usize, fout: usize) -> Layer {
-        Layer::Linear { w: self.he(&[fin, fout], fin), b: self.tensor(&[fout], -0.05, 0.05) }
+        Layer::Linear {
+            w: self.he(&[fin, fout], fin),
+            b: self.tensor(&[fout], -0.05, 0.05),
+        }
     }
 }
 
@@ -47,7 +65,10 @@ pub fn build(name: &str, seed: u64) -> Result<Model> {
     let mut s = Synth::new(seed);
     match name {
         "lenet" => Ok(lenet(&mut s)),
-        other => Err(Error::Config(format!("unknown model '{other}'; built-in models: {}", MODELS.join(", ")))),
+        other => Err(Error::Config(format!(
+            "unknown model '{other}'; built-in models: {}",
+            MODELS.join(", ")
+        ))),
     }
 }
 
@@ -56,10 +77,18 @@ fn lenet(s: &mut Synth) -> Model {
     let layers = vec![
         s.conv(1, 6, 5, 1, 0),
         Layer::Relu,
-        Layer::MaxPool { kernel: 2, stride: 2, padding: 0 },
+        Layer::MaxPool {
+            kernel: 2,
+            stride: 2,
+            padding: 0,
+        },
         s.conv(6, 16, 5, 1, 0),
         Layer::Relu,
-        Layer::MaxPool { kernel: 2, stride: 2, padding: 0 },
+        Layer::MaxPool {
+            kernel: 2,
+            stride: 2,
+            padding: 0,
+        },
         Layer::Flatten,
         s.linear(256, 120),
         Layer::Relu,
@@ -67,5 +96,9 @@ fn lenet(s: &mut Synth) -> Model {
         Layer::Relu,
         s.linear(84, 10),
     ];
-    Model { name: "lenet".into(), input_shape: vec![1, 28, 28], layers }
+    Model {
+        name: "lenet".into(),
+        input_shape: vec![1, 28, 28],
+        layers,
+    }
 }

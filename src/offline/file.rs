@@ -72,7 +72,9 @@ impl<W: Write> HashingWriter<W> {
         let mut buf = Vec::with_capacity(8 * words.len().min(1 << 16));
         for chunk in words.chunks(1 << 16) {
             buf.clear();
-            chunk.iter().for_each(|w| buf.extend_from_slice(&w.to_le_bytes()));
+            chunk
+                .iter()
+                .for_each(|w| buf.extend_from_slice(&w.to_le_bytes()));
             self.put(&buf)?;
         }
         Ok(())
@@ -86,7 +88,19 @@ pub fn save(m: &PartyMaterial, path: &Path) -> Result<()> {
         plan_bytes.extend_from_slice(&key.to_le_bytes());
         req.encode(&mut plan_bytes);
     }
-    let corr_words: usize = if m.party == 0 { m.plan.entries.iter().map(|(k, _)| m.corrections.get(k).map_or(0, |c| c.iter().map(Vec::len).sum())).sum() } else { 0 };
+    let corr_words: usize = if m.party == 0 {
+        m.plan
+            .entries
+            .iter()
+            .map(|(k, _)| {
+                m.corrections
+                    .get(k)
+                    .map_or(0, |c| c.iter().map(Vec::len).sum())
+            })
+            .sum()
+    } else {
+        0
+    };
     let mut opts = OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -94,8 +108,13 @@ pub fn save(m: &PartyMaterial, path: &Path) -> Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let file = opts.open(path).map_err(|e| Error::Config(format!("cannot create {}: {e}", path.display())))?;
-    let mut w = HashingWriter { inner: BufWriter::with_capacity(1 << 20, file), hash: Sha256::new() };
+    let file = opts
+        .open(path)
+        .map_err(|e| Error::Config(format!("cannot create {}: {e}", path.display())))?;
+    let mut w = HashingWriter {
+        inner: BufWriter::with_capacity(1 << 20, file),
+        hash: Sha256::new(),
+    };
     w.put(MAGIC)?;
     w.put(&FORMAT_VERSION.to_le_bytes())?;
     w.put(&(m.party as u32).to_le_bytes())?;
@@ -110,7 +129,11 @@ pub fn save(m: &PartyMaterial, path: &Path) -> Result<()> {
     w.put(&plan_bytes)?;
     if m.party == 0 {
         for (key, req) in &m.plan.entries {
-            let c = m.corrections.get(key).ok_or_else(|| Error::Material(format!("party 0 material lacks the correction for operation {key:#018x} ({req:?})")))?;
+            let c = m.corrections.get(key).ok_or_else(|| {
+                Error::Material(format!(
+                    "party 0 material lacks the correction for operation {key:#018x} ({req:?})"
+                ))
+            })?;
             for comp in c {
                 w.put_words(comp)?;
             }
@@ -139,39 +162,68 @@ pub fn load(path: &Path, expect: &Expect) -> Result<PartyMaterial> {
     let file_len = file.metadata()?.len();
     let mut r = BufReader::with_capacity(1 << 20, file);
     if file_len < HEADER_BYTES as u64 {
-        return Err(Error::Material(format!("{name} is truncated: {file_len} bytes, shorter than the {HEADER_BYTES}-byte header")));
+        return Err(Error::Material(format!(
+            "{name} is truncated: {file_len} bytes, shorter than the {HEADER_BYTES}-byte header"
+        )));
     }
     let mut h = vec![0u8; HEADER_BYTES];
     r.read_exact(&mut h)?;
     if &h[..8] != MAGIC {
-        return Err(Error::Material(format!("{name} is not an mpc-pipe offline material file (bad magic)")));
+        return Err(Error::Material(format!(
+            "{name} is not an mpc-pipe offline material file (bad magic)"
+        )));
     }
     let version = u32_at(&h, 8);
     if version != FORMAT_VERSION {
-        return Err(Error::Material(format!("{name} has format version {version}; this build reads version {FORMAT_VERSION}")));
+        return Err(Error::Material(format!(
+            "{name} has format version {version}; this build reads version {FORMAT_VERSION}"
+        )));
     }
     let (party, parties) = (u32_at(&h, 12) as usize, u32_at(&h, 16) as usize);
     let session = u64_at(&h, 24);
     let plan_hash: [u8; 32] = h[32..64].try_into().unwrap();
     let seed: [u8; 16] = h[64..80].try_into().unwrap();
     let (entries, plan_words, corr_words) = (u64_at(&h, 80), u64_at(&h, 88), u64_at(&h, 96));
-    let body_bytes = plan_words.checked_add(corr_words).and_then(|w| w.checked_mul(8));
+    let body_bytes = plan_words
+        .checked_add(corr_words)
+        .and_then(|w| w.checked_mul(8));
     let expected_len = body_bytes.and_then(|b| b.checked_add(HEADER_BYTES as u64 + 32));
     match expected_len {
         Some(l) if l == file_len => {}
-        Some(l) if l > file_len => return Err(Error::Material(format!("{name} is truncated: its header announces {l} bytes, the file has {file_len}"))),
-        Some(l) => return Err(Error::Material(format!("{name} has {} unexpected trailing bytes after its {l} announced bytes", file_len - l))),
-        None => return Err(Error::Material(format!("{name} has an impossible header (section sizes overflow)"))),
+        Some(l) if l > file_len => {
+            return Err(Error::Material(format!(
+                "{name} is truncated: its header announces {l} bytes, the file has {file_len}"
+            )))
+        }
+        Some(l) => {
+            return Err(Error::Material(format!(
+                "{name} has {} unexpected trailing bytes after its {l} announced bytes",
+                file_len - l
+            )))
+        }
+        None => {
+            return Err(Error::Material(format!(
+                "{name} has an impossible header (section sizes overflow)"
+            )))
+        }
     }
     if party != expect.party {
-        return Err(Error::Material(format!("{name} holds material for party {party}, but this is party {}", expect.party)));
+        return Err(Error::Material(format!(
+            "{name} holds material for party {party}, but this is party {}",
+            expect.party
+        )));
     }
     if parties != expect.parties {
-        return Err(Error::Material(format!("{name} was made for {parties} parties, this session has {}", expect.parties)));
+        return Err(Error::Material(format!(
+            "{name} was made for {parties} parties, this session has {}",
+            expect.parties
+        )));
     }
     if let Some(s) = expect.session {
         if s != session {
-            return Err(Error::Material(format!("{name} belongs to session {session:#018x}, this run is session {s:#018x}")));
+            return Err(Error::Material(format!(
+                "{name} belongs to session {session:#018x}, this run is session {s:#018x}"
+            )));
         }
     }
     if plan_hash != expect.plan_hash {
@@ -191,7 +243,11 @@ pub fn load(path: &Path, expect: &Expect) -> Result<PartyMaterial> {
             let take = left.min(1 << 16);
             r.read_exact(&mut buf[..8 * take])?;
             hash.update(&buf[..8 * take]);
-            out.extend(buf[..8 * take].chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())));
+            out.extend(
+                buf[..8 * take]
+                    .chunks_exact(8)
+                    .map(|c| u64::from_le_bytes(c.try_into().unwrap())),
+            );
             left -= take;
         }
         Ok(out)
@@ -201,7 +257,9 @@ pub fn load(path: &Path, expect: &Expect) -> Result<PartyMaterial> {
     let mut digest = [0u8; 32];
     r.read_exact(&mut digest)?;
     if digest[..] != hash.finalize()[..] {
-        return Err(Error::Material(format!("{name} is corrupted (checksum mismatch)")));
+        return Err(Error::Material(format!(
+            "{name} is corrupted (checksum mismatch)"
+        )));
     }
     let damaged = || Error::Material(format!("{name} has a malformed plan section"));
     let mut it = plan_section.into_iter();
@@ -211,9 +269,13 @@ pub fn load(path: &Path, expect: &Expect) -> Result<PartyMaterial> {
         let req = Request::decode(&mut it).ok_or_else(damaged)?;
         plan_entries.push((key, req));
     }
-    let plan = Plan { entries: plan_entries };
+    let plan = Plan {
+        entries: plan_entries,
+    };
     if plan.hash() != plan_hash {
-        return Err(Error::Material(format!("{name}: the plan section does not match the plan hash in its header")));
+        return Err(Error::Material(format!(
+            "{name}: the plan section does not match the plan hash in its header"
+        )));
     }
     let mut corrections = HashMap::new();
     if party == 0 {
@@ -222,15 +284,32 @@ pub fn load(path: &Path, expect: &Expect) -> Result<PartyMaterial> {
             let lens = req.component_lens();
             let mut comps = Vec::new();
             for &l in &lens[req.free_components()..] {
-                let end = off.checked_add(l).filter(|&e| e <= corr_section.len()).ok_or_else(|| Error::Material(format!("{name}: corrections section too short for the plan")))?;
+                let end = off
+                    .checked_add(l)
+                    .filter(|&e| e <= corr_section.len())
+                    .ok_or_else(|| {
+                        Error::Material(format!(
+                            "{name}: corrections section too short for the plan"
+                        ))
+                    })?;
                 comps.push(corr_section[off..end].to_vec());
                 off = end;
             }
             corrections.insert(*key, comps);
         }
         if off != corr_section.len() {
-            return Err(Error::Material(format!("{name}: corrections section longer than the plan needs")));
+            return Err(Error::Material(format!(
+                "{name}: corrections section longer than the plan needs"
+            )));
         }
     }
-    Ok(PartyMaterial { party, parties, session, plan: Arc::new(plan), plan_hash, seed, corrections })
+    Ok(PartyMaterial {
+        party,
+        parties,
+        session,
+        plan: Arc::new(plan),
+        plan_hash,
+        seed,
+        corrections,
+    })
 }

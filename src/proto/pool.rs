@@ -301,12 +301,11 @@ impl<'a> Ctx<'a> {
             return Err(Error::Shape(format!("global average pool of shape {s:?}")));
         }
         let hw = s[2] * s[3];
-        let sums: Vec<u64> = x
-            .0
-            .data()
-            .chunks(hw)
-            .map(|p| p.iter().fold(0u64, |a, &v| a.wrapping_add(v)))
-            .collect();
+        let sums: Vec<u64> =
+            x.0.data()
+                .chunks(hw)
+                .map(|p| p.iter().fold(0u64, |a, &v| a.wrapping_add(v)))
+                .collect();
         let sums = Share(RingTensor::from_vec(&[s[0], s[1], 1, 1], sums));
         self.mul_public(&sums, 1.0 / hw as f64)
     }

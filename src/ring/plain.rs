@@ -198,7 +198,11 @@ impl PlainTensor {
     /// Add a per-channel bias to an NCHW tensor, or a per-column bias to [B, n].
     pub fn add_bias(&self, b: &Self) -> Self {
         let c = b.len();
-        let inner: usize = if self.shape.len() == 4 { self.shape[2] * self.shape[3] } else { 1 };
+        let inner: usize = if self.shape.len() == 4 {
+            self.shape[2] * self.shape[3]
+        } else {
+            1
+        };
         assert_eq!(self.shape[1], c, "bias of {c} for shape {:?}", self.shape);
         let mut out = self.clone();
         for (i, v) in out.data.iter_mut().enumerate() {
@@ -208,7 +212,13 @@ impl PlainTensor {
     }
 
     /// Windows of an NCHW tensor as rows: [B·C·OH·OW, k·k], out-of-range positions `pad`.
-    pub fn pool_windows(&self, k: usize, stride: usize, padding: usize, pad: f64) -> (Self, [usize; 4]) {
+    pub fn pool_windows(
+        &self,
+        k: usize,
+        stride: usize,
+        padding: usize,
+        pad: f64,
+    ) -> (Self, [usize; 4]) {
         let (b, c, h, w) = (self.shape[0], self.shape[1], self.shape[2], self.shape[3]);
         let oh = (h + 2 * padding - k) / stride + 1;
         let ow = (w + 2 * padding - k) / stride + 1;
@@ -220,25 +230,51 @@ impl PlainTensor {
                         for kx in 0..k {
                             let iy = (y * stride + ky) as isize - padding as isize;
                             let ix = (x * stride + kx) as isize - padding as isize;
-                            rows.push(if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w { self.data[(bc * h + iy as usize) * w + ix as usize] } else { pad });
+                            rows.push(
+                                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                    self.data[(bc * h + iy as usize) * w + ix as usize]
+                                } else {
+                                    pad
+                                },
+                            );
                         }
                     }
                 }
             }
         }
-        (PlainTensor { shape: vec![b * c * oh * ow, k * k], data: rows }, [b, c, oh, ow])
+        (
+            PlainTensor {
+                shape: vec![b * c * oh * ow, k * k],
+                data: rows,
+            },
+            [b, c, oh, ow],
+        )
     }
 
     pub fn maxpool2d(&self, k: usize, stride: usize, padding: usize) -> Self {
         let (rows, out) = self.pool_windows(k, stride, padding, f64::NEG_INFINITY);
-        let data = rows.data.chunks(k * k).map(|r| r.iter().cloned().fold(f64::NEG_INFINITY, f64::max)).collect();
-        PlainTensor { shape: out.to_vec(), data }
+        let data = rows
+            .data
+            .chunks(k * k)
+            .map(|r| r.iter().cloned().fold(f64::NEG_INFINITY, f64::max))
+            .collect();
+        PlainTensor {
+            shape: out.to_vec(),
+            data,
+        }
     }
 
     /// Average pool counting padded positions (PyTorch's default count_include_pad).
     pub fn avgpool2d(&self, k: usize, stride: usize, padding: usize) -> Self {
         let (rows, out) = self.pool_windows(k, stride, padding, 0.0);
-        let data = rows.data.chunks(k * k).map(|r| r.iter().sum::<f64>() / (k * k) as f64).collect();
-        PlainTensor { shape: out.to_vec(), data }
+        let data = rows
+            .data
+            .chunks(k * k)
+            .map(|r| r.iter().sum::<f64>() / (k * k) as f64)
+            .collect();
+        PlainTensor {
+            shape: out.to_vec(),
+            data,
+        }
     }
 }

@@ -21,7 +21,13 @@ pub struct JobSpec {
 
 impl JobSpec {
     pub fn new(model: &str, parties: usize, batch: usize) -> Self {
-        JobSpec { model: model.into(), parties, batch, weights: Weights::Private, seed: 1 }
+        JobSpec {
+            model: model.into(),
+            parties,
+            batch,
+            weights: Weights::Private,
+            seed: 1,
+        }
     }
 }
 
@@ -54,12 +60,19 @@ pub fn build(spec: &JobSpec) -> Result<Job> {
         let y = model.forward_mpc(ctx, &x, weights)?;
         ctx.reveal_plain(&y)
     };
-    Ok(Job { spec: spec.clone(), program: Box::new(program), reference })
+    Ok(Job {
+        spec: spec.clone(),
+        program: Box::new(program),
+        reference,
+    })
 }
 
 fn selftest(spec: &JobSpec) -> Job {
     let b = spec.batch;
-    let x = PlainTensor::from_vec(&[b, 4], (0..4 * b).map(|i| (i as f64) * 0.25 - 1.0).collect());
+    let x = PlainTensor::from_vec(
+        &[b, 4],
+        (0..4 * b).map(|i| (i as f64) * 0.25 - 1.0).collect(),
+    );
     let w = PlainTensor::from_vec(&[4, 3], (0..12).map(|i| 0.5 - (i as f64) * 0.125).collect());
     let reference = x.mul(&x).matmul(&w);
     let (xs, ws) = (x.clone(), w.clone());
@@ -71,5 +84,9 @@ fn selftest(spec: &JobSpec) -> Job {
         let y = ctx.matmul(&sq, &wv)?;
         ctx.reveal_plain(&y)
     };
-    Job { spec: spec.clone(), program: Box::new(program), reference }
+    Job {
+        spec: spec.clone(),
+        program: Box::new(program),
+        reference,
+    }
 }

@@ -37,7 +37,11 @@ pub struct Scheme {
 }
 
 impl Scheme {
-    pub const SERIAL: Scheme = Scheme { inter_linear: false, inner_layer: false, inter_batch: false };
+    pub const SERIAL: Scheme = Scheme {
+        inter_linear: false,
+        inner_layer: false,
+        inter_batch: false,
+    };
     pub fn is_serial(&self) -> bool {
         *self == Scheme::SERIAL
     }
@@ -60,7 +64,9 @@ impl FromStr for Scheme {
             }
         }
         if s.split('+').any(|p| p.trim() == "serial") && !out.is_serial() {
-            return Err(Error::Config(format!("scheme '{s}' combines serial with a pipeline scheme")));
+            return Err(Error::Config(format!(
+                "scheme '{s}' combines serial with a pipeline scheme"
+            )));
         }
         Ok(out)
     }
@@ -95,7 +101,11 @@ pub struct Schedule {
 
 impl Schedule {
     pub fn serial() -> Self {
-        Schedule { scheme: Scheme::SERIAL, chunks: 1, batches_in_flight: 1 }
+        Schedule {
+            scheme: Scheme::SERIAL,
+            chunks: 1,
+            batches_in_flight: 1,
+        }
     }
     fn k(&self) -> usize {
         if self.scheme.inner_layer {
@@ -115,12 +125,17 @@ impl Schedule {
 
 /// Prepared private layers, filled by the weights lane, read by the activation lanes.
 struct Slots {
-    items: Vec<(Mutex<Option<std::result::Result<Arc<(PreparedLinear, Share)>, String>>>, Condvar)>,
+    items: Vec<(
+        Mutex<Option<std::result::Result<Arc<(PreparedLinear, Share)>, String>>>,
+        Condvar,
+    )>,
 }
 
 impl Slots {
     fn new(n: usize) -> Self {
-        Slots { items: (0..n).map(|_| (Mutex::new(None), Condvar::new())).collect() }
+        Slots {
+            items: (0..n).map(|_| (Mutex::new(None), Condvar::new())).collect(),
+        }
     }
     fn set(&self, i: usize, v: std::result::Result<Arc<(PreparedLinear, Share)>, String>) {
         *self.items[i].0.lock().unwrap() = Some(v);
@@ -132,7 +147,11 @@ impl Slots {
         loop {
             match &*g {
                 Some(Ok(p)) => return Ok(p.clone()),
-                Some(Err(msg)) => return Err(Error::Protocol(format!("weight preparation of linear layer {i} failed: {msg}"))),
+                Some(Err(msg)) => {
+                    return Err(Error::Protocol(format!(
+                        "weight preparation of linear layer {i} failed: {msg}"
+                    )))
+                }
                 None => g = cv.wait(g).unwrap(),
             }
         }
@@ -140,7 +159,11 @@ impl Slots {
 }
 
 /// Every linear layer in execution order with its full-batch input shape.
-fn linear_inputs<'m>(layers: &'m [Layer], shape: &[usize], out: &mut Vec<(&'m Layer, Vec<usize>)>) -> Vec<usize> {
+fn linear_inputs<'m>(
+    layers: &'m [Layer],
+    shape: &[usize],
+    out: &mut Vec<(&'m Layer, Vec<usize>)>,
+) -> Vec<usize> {
     let mut s = shape.to_vec();
     for l in layers {
         match l {
@@ -169,27 +192,52 @@ struct Env<'e> {
 
 /// Run `f` on `k` chunks of `x` along `axis`, each chunk in its own lane (the first on the
 /// calling thread), and concatenate. `f` gets the chunk's start index along `axis`.
-fn chunked(ctx: &Ctx, x: &Share, axis: usize, k: usize, f: &(dyn Fn(&Ctx, &Share, usize) -> Result<Share> + Sync)) -> Result<Share> {
+fn chunked(
+    ctx: &Ctx,
+    x: &Share,
+    axis: usize,
+    k: usize,
+    f: &(dyn Fn(&Ctx, &Share, usize) -> Result<Share> + Sync),
+) -> Result<Share> {
     let n = x.shape()[axis];
     let k = k.min(n).max(1);
     if k == 1 {
         return f(ctx, x, 0);
     }
     let ranges = crate::ring::tensor::split_ranges(n, k);
-    let parts: Vec<(usize, Share, Ctx)> = ranges.iter().enumerate().map(|(c, &(s, e))| (s, Share(x.0.slice_axis(axis, s, e)), ctx.child(c as u64))).collect();
+    let parts: Vec<(usize, Share, Ctx)> = ranges
+        .iter()
+        .enumerate()
+        .map(|(c, &(s, e))| (s, Share(x.0.slice_axis(axis, s, e)), ctx.child(c as u64)))
+        .collect();
     let results: Vec<Result<Share>> = std::thread::scope(|sc| {
         let mut it = parts.into_iter();
         let (s0, x0, c0) = it.next().unwrap();
-        let handles: Vec<_> = it.map(|(s, xc, cc)| sc.spawn(move || f(&cc, &xc, s))).collect();
+        let handles: Vec<_> = it
+            .map(|(s, xc, cc)| sc.spawn(move || f(&cc, &xc, s)))
+            .collect();
         let mut out = vec![f(&c0, &x0, s0)];
-        out.extend(handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(Error::Protocol("a pipeline lane panicked".into())))));
+        out.extend(handles.into_iter().map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(Error::Protocol("a pipeline lane panicked".into())))
+        }));
         out
     });
     let shares = results.into_iter().collect::<Result<Vec<_>>>()?;
-    Ok(Share(RingTensor::concat(axis, &shares.into_iter().map(|s| s.0).collect::<Vec<_>>())))
+    Ok(Share(RingTensor::concat(
+        axis,
+        &shares.into_iter().map(|s| s.0).collect::<Vec<_>>(),
+    )))
 }
 
-fn run_layers(ctx: &Ctx, layers: &[Layer], x: &Share, env: &Env, row0: usize, ordinal: &mut usize) -> Result<Share> {
+fn run_layers(
+    ctx: &Ctx,
+    layers: &[Layer],
+    x: &Share,
+    env: &Env,
+    row0: usize,
+    ordinal: &mut usize,
+) -> Result<Share> {
     let k = env.schedule.k();
     let mut x = x.clone();
     for l in layers {
@@ -198,7 +246,11 @@ fn run_layers(ctx: &Ctx, layers: &[Layer], x: &Share, env: &Env, row0: usize, or
                 let y = run_layers(ctx, body, &x, env, row0, ordinal)?;
                 let s = run_layers(ctx, shortcut, &x, env, row0, ordinal)?;
                 if y.shape() != s.shape() {
-                    return Err(Error::Shape(format!("residual body {:?} vs shortcut {:?}", y.shape(), s.shape())));
+                    return Err(Error::Shape(format!(
+                        "residual body {:?} vs shortcut {:?}",
+                        y.shape(),
+                        s.shape()
+                    )));
                 }
                 y.add(&s)
             }
@@ -212,12 +264,17 @@ fn run_layers(ctx: &Ctx, layers: &[Layer], x: &Share, env: &Env, row0: usize, or
                 // Elementwise: chunk the flat tensor, whatever the batch size.
                 let shape = x.shape().to_vec();
                 let flat = x.reshape(&[x.len()])?;
-                chunked(ctx, &flat, 0, k, &|c, xc, _| l.forward_mpc(c, xc, env.weights))?.reshape(&shape)?
+                chunked(ctx, &flat, 0, k, &|c, xc, _| {
+                    l.forward_mpc(c, xc, env.weights)
+                })?
+                .reshape(&shape)?
             }
             Layer::MaxPool { .. } | Layer::AvgPool { .. } if k > 1 => {
                 // Windows never cross channels: chunk the batch, or the channels at batch 1.
                 let axis = if x.shape()[0] >= k { 0 } else { 1 };
-                chunked(ctx, &x, axis, k, &|c, xc, _| l.forward_mpc(c, xc, env.weights))?
+                chunked(ctx, &x, axis, k, &|c, xc, _| {
+                    l.forward_mpc(c, xc, env.weights)
+                })?
             }
             _ => l.forward_mpc(ctx, &x, env.weights)?,
         };
@@ -260,7 +317,13 @@ fn ctx_finish(ctx: &Ctx, prep: &PreparedLinear, x: &Share, row0: usize) -> Resul
 
 /// Model inference under `schedule`. Same protocols as `Model::forward_mpc`; outputs agree
 /// with it within the fixed-point error bound (different triples, same math).
-pub fn forward(ctx: &Ctx, model: &Model, x: &Share, weights: Weights, schedule: &Schedule) -> Result<Share> {
+pub fn forward(
+    ctx: &Ctx,
+    model: &Model,
+    x: &Share,
+    weights: Weights,
+    schedule: &Schedule,
+) -> Result<Share> {
     let batch = x.shape()[0];
     let m = schedule.m().min(batch).max(1);
     let inter_linear = schedule.scheme.inter_linear && weights == Weights::Private;
@@ -270,7 +333,11 @@ pub fn forward(ctx: &Ctx, model: &Model, x: &Share, weights: Weights, schedule: 
     let mut linear = Vec::new();
     linear_inputs(&model.layers, x.shape(), &mut linear);
     let slots = Slots::new(linear.len());
-    let env = Env { weights, schedule: *schedule, slots: inter_linear.then_some(&slots) };
+    let env = Env {
+        weights,
+        schedule: *schedule,
+        slots: inter_linear.then_some(&slots),
+    };
     let weights_ctx = ctx.child(u64::MAX);
     let lane_ctxs: Vec<Ctx> = (0..m).map(|b| ctx.child(b as u64)).collect();
     let ranges = crate::ring::tensor::split_ranges(batch, m);
@@ -282,13 +349,16 @@ pub fn forward(ctx: &Ctx, model: &Model, x: &Share, weights: Weights, schedule: 
                     let (op, w, b) = l.linear_parts().unwrap();
                     let r = (|| -> Result<Arc<(PreparedLinear, Share)>> {
                         let ws = wctx.share_plain(0, Some(w), w.shape())?;
-                        let bs = wctx.share_input(0, Some(&wctx.fixed().encode_tensor(b)), b.shape())?;
+                        let bs =
+                            wctx.share_input(0, Some(&wctx.fixed().encode_tensor(b)), b.shape())?;
                         Ok(Arc::new((wctx.prepare_linear(op, in_shape, &ws)?, bs)))
                     })();
                     let failed = r.is_err();
                     slots.set(i, r.map_err(|e| e.to_string()));
                     if failed {
-                        (i + 1..linear.len()).for_each(|j| slots.set(j, Err("an earlier layer's preparation failed".into())));
+                        (i + 1..linear.len()).for_each(|j| {
+                            slots.set(j, Err("an earlier layer's preparation failed".into()))
+                        });
                         return;
                     }
                 }
@@ -306,7 +376,16 @@ pub fn forward(ctx: &Ctx, model: &Model, x: &Share, weights: Weights, schedule: 
                 })
             })
             .collect();
-        let outs = handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(Error::Protocol("a pipeline lane panicked".into())))).collect::<Result<Vec<_>>>()?;
-        Ok(Share(RingTensor::concat(0, &outs.into_iter().map(|s| s.0).collect::<Vec<_>>())))
+        let outs = handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Protocol("a pipeline lane panicked".into())))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Share(RingTensor::concat(
+            0,
+            &outs.into_iter().map(|s| s.0).collect::<Vec<_>>(),
+        )))
     })
 }
