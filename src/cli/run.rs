@@ -16,6 +16,7 @@ use crate::ring::{FixedPoint, PlainTensor};
 use crate::runtime::job::{self, Job, JobSpec};
 use crate::runtime::local::fresh_session;
 use crate::runtime::{record_plan, run_online, PartyOutcome, SessionConfig};
+use crate::sched::{Schedule, Scheme};
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
@@ -40,6 +41,16 @@ pub struct RunArgs {
     /// Seconds a party waits for a peer before failing.
     #[arg(long, default_value_t = 120.0)]
     pub timeout_s: f64,
+    /// Pipeline scheme: serial, or inter-linear, inner-layer, inter-batch joined by '+'
+    /// (e.g. inter-linear+inner-layer), or all.
+    #[arg(long, default_value = "serial")]
+    pub scheme: String,
+    /// Chunks per layer for inner-layer (k).
+    #[arg(long, default_value_t = 2)]
+    pub chunks: usize,
+    /// Micro-batches in flight for inter-batch (m).
+    #[arg(long, default_value_t = 2)]
+    pub batches_in_flight: usize,
     /// Read offline material from this directory (written by `mpc-pipe offline`).
     #[arg(long)]
     pub material: Option<PathBuf>,
@@ -55,6 +66,9 @@ impl Default for RunArgs {
             seed: 1,
             frac_bits: 16,
             timeout_s: 120.0,
+            scheme: "serial".into(),
+            chunks: 2,
+            batches_in_flight: 2,
             material: None,
         }
     }
@@ -62,12 +76,23 @@ impl Default for RunArgs {
 
 impl RunArgs {
     pub fn job_spec(&self) -> Result<JobSpec> {
+        if self.chunks == 0 || self.batches_in_flight == 0 {
+            return Err(Error::Config(
+                "--chunks and --batches-in-flight must be at least 1".into(),
+            ));
+        }
+        let schedule = Schedule {
+            scheme: self.scheme.parse::<Scheme>()?,
+            chunks: self.chunks,
+            batches_in_flight: self.batches_in_flight,
+        };
         Ok(JobSpec {
             model: self.model.clone(),
             parties: self.parties,
             batch: self.batch,
             weights: self.weights.parse::<Weights>()?,
             seed: self.seed,
+            schedule,
         })
     }
 
@@ -152,11 +177,14 @@ pub fn report(
 ) {
     let out = &outs[0].value;
     println!(
-        "model {}  parties {}  batch {}  weights {:?}  material {}",
+        "model {}  parties {}  batch {}  weights {:?}  scheme {} (k {}, m {})  material {}",
         spec.model,
         spec.parties,
         spec.batch,
         spec.weights,
+        spec.schedule.scheme,
+        spec.schedule.chunks,
+        spec.schedule.batches_in_flight,
         if from_files {
             "from files"
         } else {

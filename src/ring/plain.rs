@@ -150,36 +150,59 @@ impl PlainTensor {
         }
     }
 
-    /// Direct NCHW convolution, x [B,C,H,W] with w [O,C,KH,KW], zero padding.
+    /// NCHW convolution, x [B,C,H,W] with w [O,C,KH,KW], zero padding: im2col, then
+    /// matrixmultiply's dgemm (the reference forward of full-size models needs the speed).
     pub fn conv2d(&self, w: &Self, stride: usize, padding: usize) -> Self {
         let (b, c, h, wd) = (self.shape[0], self.shape[1], self.shape[2], self.shape[3]);
         let (o, c2, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3]);
         assert_eq!(c, c2, "conv2d channels {c} vs {c2}");
         let oh = (h + 2 * padding - kh) / stride + 1;
         let ow = (wd + 2 * padding - kw) / stride + 1;
-        let mut out = vec![0.0; b * o * oh * ow];
+        let (kdim, pix) = (c * kh * kw, oh * ow);
+        let mut out = vec![0.0; b * o * pix];
+        let mut cols = vec![0.0; kdim * pix];
         for bi in 0..b {
-            for oi in 0..o {
-                for y in 0..oh {
-                    for x in 0..ow {
-                        let mut acc = 0.0;
-                        for ci in 0..c {
-                            for ky in 0..kh {
-                                for kx in 0..kw {
-                                    let iy = (y * stride + ky) as isize - padding as isize;
-                                    let ix = (x * stride + kx) as isize - padding as isize;
-                                    if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd
-                                    {
-                                        acc += self.data
-                                            [((bi * c + ci) * h + iy as usize) * wd + ix as usize]
-                                            * w.data[((oi * c + ci) * kh + ky) * kw + kx];
-                                    }
-                                }
+            for ci in 0..c {
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let row = (ci * kh + ky) * kw + kx;
+                        for y in 0..oh {
+                            for x in 0..ow {
+                                let iy = (y * stride + ky) as isize - padding as isize;
+                                let ix = (x * stride + kx) as isize - padding as isize;
+                                cols[row * pix + y * ow + x] = if iy >= 0
+                                    && ix >= 0
+                                    && (iy as usize) < h
+                                    && (ix as usize) < wd
+                                {
+                                    self.data[((bi * c + ci) * h + iy as usize) * wd + ix as usize]
+                                } else {
+                                    0.0
+                                };
                             }
                         }
-                        out[((bi * o + oi) * oh + y) * ow + x] = acc;
                     }
                 }
+            }
+            // SAFETY: w is [o × kdim], cols [kdim × pix], the output block [o × pix], all
+            // row-major with the strides given.
+            unsafe {
+                matrixmultiply::dgemm(
+                    o,
+                    kdim,
+                    pix,
+                    1.0,
+                    w.data.as_ptr(),
+                    kdim as isize,
+                    1,
+                    cols.as_ptr(),
+                    pix as isize,
+                    1,
+                    0.0,
+                    out[bi * o * pix..].as_mut_ptr(),
+                    pix as isize,
+                    1,
+                );
             }
         }
         PlainTensor {

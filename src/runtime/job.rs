@@ -1,12 +1,13 @@
 //! A job: a named program every party runs, with its plaintext reference. The CLI's `run`,
 //! `party` and `offline` subcommands and the bench harness all build jobs here, so a job
 //! runs the same in-process, across processes, and from offline files.
-//! Depends on model, proto, ring.
+//! Depends on model, sched, proto, ring.
 
 use crate::error::{Error, Result};
 use crate::model::{zoo, Weights};
 use crate::proto::Ctx;
 use crate::ring::PlainTensor;
+use crate::sched::{self, Schedule};
 
 /// What to run (all parties must agree on it).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,6 +18,8 @@ pub struct JobSpec {
     pub weights: Weights,
     /// Seed of the synthetic weights and input.
     pub seed: u64,
+    /// Pipeline scheme and its parameters.
+    pub schedule: Schedule,
 }
 
 impl JobSpec {
@@ -27,6 +30,7 @@ impl JobSpec {
             batch,
             weights: Weights::Private,
             seed: 1,
+            schedule: Schedule::serial(),
         }
     }
 }
@@ -53,11 +57,11 @@ pub fn build(spec: &JobSpec) -> Result<Job> {
     let shape = model.batch_shape(spec.batch);
     let input = zoo::Synth::new(spec.seed ^ 0x1234_5678).tensor(&shape, 0.0, 1.0);
     let reference = model.forward_plain(&input);
-    let weights = spec.weights;
+    let (weights, schedule) = (spec.weights, spec.schedule);
     let program = move |ctx: &Ctx| -> Result<PlainTensor> {
         // The data owner is the last party; the model owner (weights) is party 0.
         let x = ctx.share_plain(ctx.parties() - 1, Some(&input), &shape)?;
-        let y = model.forward_mpc(ctx, &x, weights)?;
+        let y = sched::forward(ctx, &model, &x, weights, &schedule)?;
         ctx.reveal_plain(&y)
     };
     Ok(Job {
