@@ -9,7 +9,7 @@ const PARTIES: [usize; 3] = [2, 3, 4];
 
 /// Error of a truncated product of quantized inputs: the quantized product is exact in the
 /// ring, so only the truncation errs. 2 parties: each share is rounded toward zero, <1 ulp
-/// each (2 ulp); N > 2: the dealer-assisted truncation is a floor minus at most 1 (2 ulp).
+/// each (2 ulp); N > 2: the dealer-assisted truncation is floor or floor + 1 (1 ulp).
 /// 2-party local truncation also fails outright with probability |v|/2^31 per element for a
 /// result v (protocols.md §3.5: a pre-truncation value of |v|·2^32 against 2^63); inputs here
 /// keep results below ~100, i.e. under 1e-6 per test.
