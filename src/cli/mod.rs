@@ -1,6 +1,7 @@
 //! Command-line interface (clap derive): one file per subcommand. Depends on everything
 //! below it; nothing depends on it.
 
+pub mod costs;
 pub mod kernels;
 pub mod netcheck;
 pub mod offline;
@@ -26,6 +27,8 @@ pub enum Command {
     Offline(offline::OfflineArgs),
     /// Measure the u64 GEMM kernels against the register bound and f64 dgemm.
     Kernels(kernels::KernelsArgs),
+    /// Rounds and words per element of every protocol, from the engine's counters.
+    Costs(costs::CostsArgs),
     /// Configured against measured bandwidth and latency of each link profile.
     Netcheck(netcheck::NetcheckArgs),
 }
@@ -37,6 +40,7 @@ pub fn main_with(cli: Cli) -> Result<()> {
         Some(Command::Run(a)) => run::run(&a),
         Some(Command::Offline(a)) => offline::run(&a),
         Some(Command::Kernels(a)) => kernels::run(&a),
+        Some(Command::Costs(a)) => costs::run(&a),
         Some(Command::Netcheck(a)) => netcheck::run(&a),
     }
 }

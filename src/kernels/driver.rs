@@ -45,7 +45,14 @@ impl<'a> Mat<'a> {
     }
 
     pub(crate) fn check(&self, what: &str) {
-        check_span(self.data.len(), self.rows, self.cols, self.rs, self.cs, what);
+        check_span(
+            self.data.len(),
+            self.rows,
+            self.cols,
+            self.rs,
+            self.cs,
+            what,
+        );
     }
 }
 
