@@ -12,6 +12,7 @@
 //! ```
 //! `transport` implements `comm::Comm` and is plugged in by `runtime`.
 
+pub mod bench;
 pub mod cli;
 pub mod comm;
 pub mod error;
