@@ -4,6 +4,7 @@
 pub mod kernels;
 pub mod netcheck;
 pub mod offline;
+pub mod party;
 pub mod run;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +29,8 @@ pub enum Command {
     Kernels(kernels::KernelsArgs),
     /// Configured against measured bandwidth and latency of each link profile.
     Netcheck(netcheck::NetcheckArgs),
+    /// Run one party of a job over TCP (one process of a multi-process session).
+    Party(party::PartyArgs),
 }
 
 /// Parse arguments and run; `mpc-pipe` with no subcommand runs the default job.
@@ -38,5 +41,6 @@ pub fn main_with(cli: Cli) -> Result<()> {
         Some(Command::Offline(a)) => offline::run(&a),
         Some(Command::Kernels(a)) => kernels::run(&a),
         Some(Command::Netcheck(a)) => netcheck::run(&a),
+        Some(Command::Party(a)) => party::run(&a),
     }
 }

@@ -122,6 +122,34 @@ impl LinkProfile {
         Ok(p)
     }
 
+    /// The profile chosen by command-line options: `name` from `file` (or the built-ins),
+    /// then `bandwidth_mbps` / `latency_ms` override its values when given.
+    pub fn from_options(
+        name: Option<&str>,
+        file: Option<&Path>,
+        bandwidth_mbps: Option<f64>,
+        latency_ms: Option<f64>,
+    ) -> Result<Self> {
+        let mut p = match (name, file) {
+            (Some(n), Some(f)) => Self::load(f, n)?,
+            (Some(n), None) => Self::named(n)?,
+            (None, _) => Self::unshaped(),
+        };
+        if bandwidth_mbps.is_some() || latency_ms.is_some() {
+            if name.is_none() {
+                p.name = "custom".into();
+            }
+            if bandwidth_mbps.is_some() {
+                p.bandwidth_mbps = bandwidth_mbps;
+            }
+            if let Some(l) = latency_ms {
+                p.latency_ms = l;
+            }
+        }
+        p.check()?;
+        Ok(p)
+    }
+
     pub fn check(&self) -> Result<()> {
         if let Some(bw) = self.bandwidth_mbps {
             if !(bw.is_finite() && bw > 0.0) {
