@@ -6,6 +6,7 @@ pub mod costs;
 pub mod kernels;
 pub mod netcheck;
 pub mod offline;
+pub mod party;
 pub mod run;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,8 @@ pub enum Command {
     Costs(costs::CostsArgs),
     /// Configured against measured bandwidth and latency of each link profile.
     Netcheck(netcheck::NetcheckArgs),
+    /// Run one party of a job over TCP (one process of a multi-process session).
+    Party(party::PartyArgs),
 }
 
 /// Parse arguments and run; `mpc-pipe` with no subcommand runs the default job.
@@ -46,5 +49,6 @@ pub fn main_with(cli: Cli) -> Result<()> {
         Some(Command::Costs(a)) => costs::run(&a),
         Some(Command::Bench(a)) => bench::run(&a),
         Some(Command::Netcheck(a)) => netcheck::run(&a),
+        Some(Command::Party(a)) => party::run(&a),
     }
 }

@@ -3,5 +3,6 @@
 
 pub mod job;
 pub mod local;
+pub mod process;
 
 pub use local::{record_plan, run_local, run_online, PartyOutcome, SessionConfig};

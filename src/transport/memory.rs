@@ -1,48 +1,82 @@
 //! In-process transport: every party is a thread of one process and messages move through
-//! shared mailboxes. Depends on comm and error.
+//! shared mailboxes. Depends on comm, error,
+//! transport::{inbox, emulator}.
 //!
-//! Each directed link (from, to) has a mailbox keyed by tag; `post` drops the message in the
-//! receiver's mailbox and wakes waiters, `wait` sleeps on that mailbox until its own tag
-//! arrives. When an endpoint is dropped (its party finished or failed), peers still waiting
+//! Each directed link (from, to) ends in the receiver's `Inbox`; `post` pushes the message
+//! there (directly, or through the link emulator's delivery thread when shaped), `wait`
+//! sleeps until its own tag arrives. When an endpoint is dropped (its party finished or failed), peers still waiting
 //! on it fail at once with an error naming it, rather than waiting out the timeout.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
+use super::emulator::{Clock, Delayer, Link, LinkProfile};
+use super::inbox::{Arrival, Inbox};
 use crate::comm::{Comm, Counters, PartyId, Tag};
 use crate::error::{Error, Result};
 
-struct Mailbox {
-    msgs: Mutex<HashMap<Tag, Vec<u64>>>,
-    arrived: Condvar,
-}
+/// (receiver, sender, what) handed to the delivery thread.
+type Delivery = (PartyId, PartyId, Arrival);
 
 struct Shared {
     n: usize,
-    /// mailbox[to * n + from]
-    mailbox: Vec<Mailbox>,
+    /// inbox[to]: what party `to` receives, per sender.
+    inbox: Arc<Vec<Inbox>>,
     gone: Vec<AtomicBool>,
     timeout: Duration,
+    /// links[from * n + to]; only used when shaped.
+    links: Vec<Link>,
+    clock: Clock,
+    /// The delivery thread of a shaped network (None = unshaped, deliver at once).
+    delayer: Option<Delayer<Delivery>>,
+}
+
+impl Shared {
+    fn deliver(&self, from: PartyId, to: PartyId, bytes: u64, a: Arrival) {
+        match &self.delayer {
+            None => self.inbox[to].push(from, a),
+            Some(d) => {
+                let due = self.links[from * self.n + to].schedule(self.clock.now_ns(), bytes);
+                d.schedule(due, (to, from, a));
+            }
+        }
+    }
 }
 
 /// Constructor of the endpoints of one in-process session.
 pub struct MemoryNetwork;
 
 impl MemoryNetwork {
-    /// Endpoints for `n` parties; `timeout` bounds every wait.
+    /// Unshaped endpoints for `n` parties; `timeout` bounds every wait.
     pub fn endpoints(n: usize, timeout: Duration) -> Vec<MemoryEndpoint> {
+        Self::endpoints_with_links(n, timeout, LinkProfile::unshaped())
+    }
+
+    /// Endpoints whose every directed link is emulated with `link` (bandwidth and one-way
+    /// latency). A delivery thread holds each message until its delivery time, so `post`
+    /// never sleeps.
+    pub fn endpoints_with_links(
+        n: usize,
+        timeout: Duration,
+        link: LinkProfile,
+    ) -> Vec<MemoryEndpoint> {
+        let inbox: Arc<Vec<Inbox>> = Arc::new((0..n).map(|_| Inbox::new(n)).collect());
+        let clock = Clock::default();
+        let delayer = (!link.is_unshaped()).then(|| {
+            let inbox = inbox.clone();
+            Delayer::new(clock, "mpc-link-emu", move |(to, from, a): Delivery| {
+                inbox[to].push(from, a)
+            })
+        });
         let shared = Arc::new(Shared {
             n,
-            mailbox: (0..n * n)
-                .map(|_| Mailbox {
-                    msgs: Mutex::new(HashMap::new()),
-                    arrived: Condvar::new(),
-                })
-                .collect(),
+            inbox,
             gone: (0..n).map(|_| AtomicBool::new(false)).collect(),
             timeout,
+            links: (0..n * n).map(|_| Link::new(link.clone())).collect(),
+            clock,
+            delayer,
         });
         (0..n)
             .map(|id| MemoryEndpoint {
@@ -83,16 +117,10 @@ impl Comm for MemoryEndpoint {
                 msg: "peer has left the session".into(),
             });
         }
-        self.counters.sent(to, 8 * data.len() as u64);
-        let mb = &self.shared.mailbox[to * self.shared.n + self.id];
-        let prev = mb.msgs.lock().unwrap().insert(tag, data);
-        if prev.is_some() {
-            return Err(Error::Protocol(format!(
-                "party {} sent tag {:#x} to party {to} twice",
-                self.id, tag.0
-            )));
-        }
-        mb.arrived.notify_all();
+        let bytes = 8 * data.len() as u64;
+        self.counters.sent(to, bytes);
+        self.shared
+            .deliver(self.id, to, bytes, Arrival::Msg(tag, data));
         Ok(())
     }
 
@@ -103,33 +131,8 @@ impl Comm for MemoryEndpoint {
                 self.id
             )));
         }
-        let mb = &self.shared.mailbox[self.id * self.shared.n + from];
-        let start = Instant::now();
-        let mut msgs = mb.msgs.lock().unwrap();
-        let data = loop {
-            if let Some(d) = msgs.remove(&tag) {
-                break d;
-            }
-            if self.shared.gone[from].load(Ordering::Acquire) {
-                return Err(Error::Peer {
-                    peer: from,
-                    op: format!("receive of tag {:#x}", tag.0),
-                    msg: "peer left the session before sending".into(),
-                });
-            }
-            let left = self.shared.timeout.checked_sub(start.elapsed());
-            let Some(left) = left else {
-                return Err(Error::Timeout {
-                    peer: from,
-                    op: format!("receive of tag {:#x}", tag.0),
-                    secs: self.shared.timeout.as_secs_f64(),
-                });
-            };
-            msgs = mb.arrived.wait_timeout(msgs, left).unwrap().0;
-        };
-        drop(msgs);
-        self.counters
-            .waited(from, start.elapsed().as_nanos() as u64);
+        let (data, waited) = self.shared.inbox[self.id].wait(from, tag, self.shared.timeout)?;
+        self.counters.waited(from, waited.as_nanos() as u64);
         self.counters.received(from, 8 * data.len() as u64);
         if data.len() != len {
             return Err(Error::Protocol(format!(
@@ -149,11 +152,15 @@ impl Comm for MemoryEndpoint {
 impl Drop for MemoryEndpoint {
     fn drop(&mut self) {
         self.shared.gone[self.id].store(true, Ordering::Release);
-        // Wake everyone who might be waiting on us so they see we are gone.
-        for to in 0..self.shared.n {
-            let mb = &self.shared.mailbox[to * self.shared.n + self.id];
-            let _guard = mb.msgs.lock().unwrap();
-            mb.arrived.notify_all();
+        // Tell every peer, behind whatever is still in flight on the link, so messages
+        // posted before leaving are still delivered.
+        for to in (0..self.shared.n).filter(|&to| to != self.id) {
+            self.shared.deliver(
+                self.id,
+                to,
+                0,
+                Arrival::Gone("peer left the session before sending".into()),
+            );
         }
     }
 }

@@ -1,6 +1,15 @@
-//! Implementations of `comm::Comm`: in-memory endpoints for all parties in one process.
-//! Depends on comm, error (and crossbeam/mio for the networked transports).
+//! Implementations of `comm::Comm`: in-memory endpoints for all parties in one process, and
+//! TCP endpoints for one party per process (loopback or remote hosts), both with the link
+//! emulator. Depends on comm, error (and crossbeam, mio, hmac, sha2).
 
+pub mod emulator;
+pub mod frame;
+pub mod handshake;
+pub mod inbox;
 pub mod memory;
+pub mod tcp;
 
+pub use emulator::LinkProfile;
+pub use handshake::SessionKey;
 pub use memory::MemoryNetwork;
+pub use tcp::{TcpConfig, TcpEndpoint, TcpNetwork};

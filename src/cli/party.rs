@@ -1,0 +1,107 @@
+//! `mpc-pipe party`: run one party of a job over TCP, as one process of a multi-process or
+//! multi-host session. Prints one `mpc-pipe-result ...` line on stdout; exits non-zero with
+//! an error naming the peer and the operation when a peer fails, disconnects or stays
+//! silent past --timeout-s.
+//!
+//! The session key comes from --key-file, or the MPC_PIPE_SESSION_KEY environment variable,
+//! or --key (visible to other users in the process list; for quick manual runs only).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::error::{Error, Result};
+use crate::ring::FixedPoint;
+use crate::runtime::job::{self, JobSpec};
+use crate::runtime::process::{format_result, run_party, PartiesFile, PartyConfig, KEY_ENV};
+use crate::transport::{LinkProfile, SessionKey};
+
+#[derive(Args, Debug)]
+pub struct PartyArgs {
+    /// This party's id (0-based; party 0 deals the offline material).
+    #[arg(long)]
+    pub id: usize,
+    /// TOML file listing every party's address ([[party]] id = 0, addr = "host:port").
+    #[arg(long)]
+    pub parties: PathBuf,
+    /// Session id (hex), the same at every party.
+    #[arg(long)]
+    pub session: String,
+    /// Session key, 64 hex digits (prefer --key-file or MPC_PIPE_SESSION_KEY).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// File holding the session key as 64 hex digits.
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// Program to run.
+    #[arg(long, default_value = "selftest")]
+    pub model: String,
+    /// Batch size.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Bound on connection setup and on any single wait for a peer, in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    pub timeout_s: f64,
+    /// Link profile to emulate on incoming links (local, lan, wan, or one of --links-file).
+    #[arg(long)]
+    pub link: Option<String>,
+    /// TOML file of link profiles (e.g. bench-configs/links.toml).
+    #[arg(long)]
+    pub links_file: Option<PathBuf>,
+    /// Emulated bandwidth per directed link in Mbit/s (overrides the profile).
+    #[arg(long)]
+    pub bandwidth_mbps: Option<f64>,
+    /// Emulated one-way latency in ms (overrides the profile).
+    #[arg(long)]
+    pub latency_ms: Option<f64>,
+}
+
+fn session_key(a: &PartyArgs) -> Result<SessionKey> {
+    if let Some(f) = &a.key_file {
+        let s = std::fs::read_to_string(f)
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", f.display())))?;
+        return SessionKey::from_hex(&s);
+    }
+    if let Ok(s) = std::env::var(KEY_ENV) {
+        return SessionKey::from_hex(&s);
+    }
+    match &a.key {
+        Some(s) => SessionKey::from_hex(s),
+        None => Err(Error::Config(format!(
+            "no session key: give --key-file, set {KEY_ENV}, or give --key"
+        ))),
+    }
+}
+
+pub fn run(a: &PartyArgs) -> Result<()> {
+    let addrs = PartiesFile::load(&a.parties)?.addrs()?;
+    let session = u64::from_str_radix(a.session.trim_start_matches("0x"), 16)
+        .map_err(|_| Error::Config(format!("--session '{}' is not a hex number", a.session)))?;
+    if !(a.timeout_s.is_finite() && a.timeout_s > 0.0) {
+        return Err(Error::Config("--timeout-s must be positive".into()));
+    }
+    let link = LinkProfile::from_options(
+        a.link.as_deref(),
+        a.links_file.as_deref(),
+        a.bandwidth_mbps,
+        a.latency_ms,
+    )?;
+    let cfg = PartyConfig {
+        id: a.id,
+        session,
+        key: session_key(a)?,
+        timeout: Duration::from_secs_f64(a.timeout_s),
+        link,
+        fixed: FixedPoint::default(),
+        addrs,
+    };
+    let job = job::build(&JobSpec {
+        model: a.model.clone(),
+        parties: cfg.addrs.len(),
+        batch: a.batch,
+    })?;
+    let out = run_party(&cfg, &job)?;
+    println!("{}", format_result(a.id, &out));
+    Ok(())
+}

@@ -1,0 +1,498 @@
+//! One party per process over TCP: `run_party` runs one party of a job, `spawn_parties`
+//! starts all parties as child processes of this executable on loopback and gathers their
+//! results. Depends on runtime::{job, local}, offline, proto, transport::{tcp, emulator}.
+//!
+//! Offline material: every party runs the dry run itself (the plan is public: it depends only
+//! on the program and shapes); party 0 is the dealer. It deals, keeps its corrections, and
+//! sends every other party its seed and the plan hash over the authenticated connection.
+//! A party whose own plan hashes differently refuses the material (different program).
+//! All of this happens before the online clock starts.
+//!
+//! Results: a party prints one `mpc-pipe-result key=value ...` line on stdout (decoded
+//! output, online_s, per-peer counters), which `spawn_parties` parses.
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use super::job::{Job, JobSpec};
+use super::local::{record_plan, PartyOutcome, SessionConfig};
+use crate::comm::{Comm, CommStats, PeerStats, Tag};
+use crate::error::{Error, Result};
+use crate::offline::{deal, PartyMaterial};
+use crate::proto::{Ctx, PairSeeds};
+use crate::ring::{FixedPoint, PlainTensor};
+use crate::transport::{LinkProfile, SessionKey, TcpConfig, TcpEndpoint, TcpNetwork};
+
+/// Reserved tag of the dealer's message to each party (seed and plan hash).
+pub const MATERIAL_TAG: Tag = Tag(u64::MAX - 1);
+/// Environment variable through which `spawn_parties` hands children the session key
+/// (not on the command line, where other users could read it).
+pub const KEY_ENV: &str = "MPC_PIPE_SESSION_KEY";
+/// Prefix of a party's result line.
+pub const RESULT_PREFIX: &str = "mpc-pipe-result";
+
+/// One entry of a parties file.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartyEntry {
+    pub id: usize,
+    pub addr: String,
+}
+
+/// `parties.toml`: every party's listening address (`[[party]]` tables with id, addr).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PartiesFile {
+    pub party: Vec<PartyEntry>,
+}
+
+impl PartiesFile {
+    pub fn from_addrs(addrs: &[SocketAddr]) -> Self {
+        PartiesFile {
+            party: addrs
+                .iter()
+                .enumerate()
+                .map(|(id, a)| PartyEntry {
+                    id,
+                    addr: a.to_string(),
+                })
+                .collect(),
+        }
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    }
+
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let text = toml::to_string(self).map_err(|e| Error::Config(e.to_string()))?;
+        std::fs::write(path, text)?;
+        Ok(())
+    }
+
+    /// The addresses by id; ids must be exactly 0..n.
+    pub fn addrs(&self) -> Result<Vec<SocketAddr>> {
+        let n = self.party.len();
+        let mut out: Vec<Option<SocketAddr>> = vec![None; n];
+        for e in &self.party {
+            if e.id >= n || out[e.id].is_some() {
+                return Err(Error::Config(format!(
+                    "parties file: ids must be 0..{n} without repeats, found {}",
+                    e.id
+                )));
+            }
+            let a = std::net::ToSocketAddrs::to_socket_addrs(&e.addr)
+                .ok()
+                .and_then(|mut it| it.next())
+                .ok_or_else(|| {
+                    Error::Config(format!("party {}: bad address '{}'", e.id, e.addr))
+                })?;
+            out[e.id] = Some(a);
+        }
+        Ok(out.into_iter().map(Option::unwrap).collect())
+    }
+}
+
+/// Everything one party process needs.
+#[derive(Clone, Debug)]
+pub struct PartyConfig {
+    pub id: usize,
+    pub addrs: Vec<SocketAddr>,
+    pub session: u64,
+    pub key: SessionKey,
+    /// Bound on connection setup and on any single wait for a peer.
+    pub timeout: Duration,
+    pub link: LinkProfile,
+    pub fixed: FixedPoint,
+}
+
+impl PartyConfig {
+    fn tcp(&self) -> TcpConfig {
+        let mut t = TcpConfig::new(self.id, self.addrs.clone(), self.session, self.key.clone());
+        t.timeout = self.timeout;
+        t.link = self.link.clone();
+        t
+    }
+
+    fn session_config(&self) -> SessionConfig {
+        SessionConfig {
+            parties: self.addrs.len(),
+            fixed: self.fixed,
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// Run party `cfg.id` of `job` over TCP: connect, receive (or deal) the material, set up
+/// the session, then time the online phase.
+pub fn run_party(cfg: &PartyConfig, job: &Job) -> Result<PartyOutcome<PlainTensor>> {
+    let scfg = cfg.session_config();
+    scfg.check()?;
+    if job.spec.parties != scfg.parties {
+        return Err(Error::Config(format!(
+            "the job is for {} parties but the parties file lists {}",
+            job.spec.parties, scfg.parties
+        )));
+    }
+    let plan = record_plan(&scfg, &*job.program)?;
+    let ep = TcpNetwork::connect(&cfg.tcp())?;
+    match online(cfg, &scfg, job, plan, &ep) {
+        Ok(out) => {
+            drop(ep);
+            Ok(out)
+        }
+        Err(e) => {
+            // Close without goodbye so the peers stop at once.
+            ep.abort();
+            Err(e)
+        }
+    }
+}
+
+fn online(
+    cfg: &PartyConfig,
+    scfg: &SessionConfig,
+    job: &Job,
+    plan: crate::offline::Plan,
+    ep: &TcpEndpoint,
+) -> Result<PartyOutcome<PlainTensor>> {
+    let n = scfg.parties;
+    let material = if cfg.id == 0 {
+        let mut all = deal(&plan, n, cfg.session);
+        for (j, m) in all.iter().enumerate().skip(1) {
+            ep.post(j, MATERIAL_TAG, material_words(m))?;
+        }
+        all.swap_remove(0)
+    } else {
+        let w = ep.wait(0, MATERIAL_TAG, 6)?;
+        let hash = plan.hash();
+        let mut got = [0u8; 32];
+        for (i, x) in w[2..].iter().enumerate() {
+            got[8 * i..8 * i + 8].copy_from_slice(&x.to_le_bytes());
+        }
+        if got != hash {
+            return Err(Error::Material(
+                "the dealer (party 0) recorded a different plan: the parties run different programs (model, batch or parties differ)".into(),
+            ));
+        }
+        let mut seed = [0u8; 16];
+        seed[..8].copy_from_slice(&w[0].to_le_bytes());
+        seed[8..].copy_from_slice(&w[1].to_le_bytes());
+        PartyMaterial {
+            party: cfg.id,
+            parties: n,
+            session: cfg.session,
+            plan: Arc::new(plan),
+            plan_hash: hash,
+            seed,
+            corrections: Default::default(),
+        }
+    };
+    let store = material.expand()?;
+    let seeds = PairSeeds::establish(ep)?;
+    let ctx = Ctx::new(ep, &store, &seeds, scfg.fixed);
+    let before = ep.counters().snapshot();
+    let t0 = Instant::now();
+    let value = (job.program)(&ctx)?;
+    let online_s = t0.elapsed().as_secs_f64();
+    let stats = ep.counters().snapshot().since(&before);
+    Ok(PartyOutcome {
+        value,
+        online_s,
+        stats,
+    })
+}
+
+fn material_words(m: &PartyMaterial) -> Vec<u64> {
+    let mut w = vec![
+        u64::from_le_bytes(m.seed[..8].try_into().unwrap()),
+        u64::from_le_bytes(m.seed[8..].try_into().unwrap()),
+    ];
+    w.extend(
+        m.plan_hash
+            .chunks(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap())),
+    );
+    w
+}
+
+fn join<T: ToString>(v: impl Iterator<Item = T>) -> String {
+    v.map(|x| x.to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// The one result line a party prints (decoded output and counters; no shares).
+pub fn format_result(id: usize, o: &PartyOutcome<PlainTensor>) -> String {
+    let p = &o.stats.per_peer;
+    format!(
+        "{RESULT_PREFIX} party={id} online_s={:?} rounds={} bytes_sent={} bytes_recv={} msgs_sent={} msgs_recv={} wait_ns={} shape={} values={}",
+        o.online_s,
+        o.stats.rounds,
+        join(p.iter().map(|s| s.bytes_sent)),
+        join(p.iter().map(|s| s.bytes_recv)),
+        join(p.iter().map(|s| s.msgs_sent)),
+        join(p.iter().map(|s| s.msgs_recv)),
+        join(p.iter().map(|s| s.wait_ns)),
+        join(o.value.shape().iter()),
+        join(o.value.data().iter().map(|x| format!("{x:?}"))),
+    )
+}
+
+/// Parse a line made by `format_result`.
+pub fn parse_result(line: &str) -> Result<(usize, PartyOutcome<PlainTensor>)> {
+    let bad = |what: &str| Error::Protocol(format!("malformed party result line ({what})"));
+    let rest = line
+        .strip_prefix(RESULT_PREFIX)
+        .ok_or_else(|| bad("prefix"))?;
+    let mut kv = std::collections::HashMap::new();
+    for item in rest.split_whitespace() {
+        let (k, v) = item.split_once('=').ok_or_else(|| bad(item))?;
+        kv.insert(k, v);
+    }
+    let get = |k: &str| kv.get(k).copied().ok_or_else(|| bad(k));
+    fn list<T: std::str::FromStr>(s: &str) -> Option<Vec<T>> {
+        if s.is_empty() {
+            return Some(vec![]);
+        }
+        s.split(',').map(|x| x.parse().ok()).collect()
+    }
+    let ints = |k: &str| list::<u64>(get(k)?).ok_or_else(|| bad(k));
+    let (bs, br, ms, mr, wn) = (
+        ints("bytes_sent")?,
+        ints("bytes_recv")?,
+        ints("msgs_sent")?,
+        ints("msgs_recv")?,
+        ints("wait_ns")?,
+    );
+    let per_peer = (0..bs.len())
+        .map(|i| {
+            Some(PeerStats {
+                bytes_sent: bs[i],
+                bytes_recv: *br.get(i)?,
+                msgs_sent: *ms.get(i)?,
+                msgs_recv: *mr.get(i)?,
+                wait_ns: *wn.get(i)?,
+            })
+        })
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| bad("counter lengths"))?;
+    let shape = list::<usize>(get("shape")?).ok_or_else(|| bad("shape"))?;
+    let values = list::<f64>(get("values")?).ok_or_else(|| bad("values"))?;
+    if shape.iter().product::<usize>() != values.len() {
+        return Err(bad("shape and values disagree"));
+    }
+    Ok((
+        get("party")?.parse().map_err(|_| bad("party"))?,
+        PartyOutcome {
+            value: PlainTensor::from_vec(&shape, values),
+            online_s: get("online_s")?.parse().map_err(|_| bad("online_s"))?,
+            stats: CommStats {
+                per_peer,
+                rounds: get("rounds")?.parse().map_err(|_| bad("rounds"))?,
+            },
+        },
+    ))
+}
+
+/// How to run all parties as child processes on loopback.
+#[derive(Clone, Debug)]
+pub struct ProcessRun {
+    pub spec: JobSpec,
+    pub timeout: Duration,
+    pub link: LinkProfile,
+    /// The `mpc-pipe` executable (default: the current one).
+    pub exe: Option<PathBuf>,
+    /// Extra arguments given to every `mpc-pipe party` (e.g. scheme options).
+    pub extra_args: Vec<String>,
+}
+
+impl ProcessRun {
+    pub fn new(spec: JobSpec) -> Self {
+        ProcessRun {
+            spec,
+            timeout: Duration::from_secs(60),
+            link: LinkProfile::unshaped(),
+            exe: None,
+            extra_args: vec![],
+        }
+    }
+}
+
+/// Free loopback ports: bind port 0, note the port, release it. Another process may take
+/// one before the child binds it; `spawn_parties` retries on that.
+fn free_loopback_addrs(n: usize) -> Result<Vec<SocketAddr>> {
+    let ls = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    ls.iter().map(|l| Ok(l.local_addr()?)).collect()
+}
+
+fn tail(s: &str, lines: usize) -> String {
+    let v: Vec<&str> = s.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Run every party of `run.spec` as a child process (`mpc-pipe party ...`) on loopback and
+/// return their outcomes by party id. If a child fails, the others are killed and the error
+/// names the first party that failed, with the tail of its stderr.
+pub fn spawn_parties(run: &ProcessRun) -> Result<Vec<PartyOutcome<PlainTensor>>> {
+    let mut last = None;
+    for _attempt in 0..3 {
+        match spawn_once(run) {
+            Err(SpawnError::PortTaken(e)) => last = Some(e),
+            Err(SpawnError::Fatal(e)) => return Err(e),
+            Ok(v) => return Ok(v),
+        }
+    }
+    Err(last.unwrap())
+}
+
+enum SpawnError {
+    PortTaken(Error),
+    Fatal(Error),
+}
+
+struct Running {
+    child: Child,
+    out: std::thread::JoinHandle<String>,
+    err: std::thread::JoinHandle<String>,
+}
+
+fn reader(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = r.read_to_string(&mut s);
+        s
+    })
+}
+
+fn spawn_once(run: &ProcessRun) -> std::result::Result<Vec<PartyOutcome<PlainTensor>>, SpawnError> {
+    let fatal = SpawnError::Fatal;
+    let n = run.spec.parties;
+    let exe = match &run.exe {
+        Some(e) => e.clone(),
+        None => std::env::current_exe().map_err(|e| fatal(e.into()))?,
+    };
+    let addrs = free_loopback_addrs(n).map_err(fatal)?;
+    let session = super::local::fresh_session();
+    let key = SessionKey::fresh();
+    let file = std::env::temp_dir().join(format!("mpc-pipe-parties-{session:016x}.toml"));
+    PartiesFile::from_addrs(&addrs).save(&file).map_err(fatal)?;
+    let mut kids: Vec<Running> = Vec::with_capacity(n);
+    let kill_all = |kids: &mut Vec<Running>| {
+        for k in kids.iter_mut() {
+            let _ = k.child.kill();
+            let _ = k.child.wait();
+        }
+    };
+    for id in 0..n {
+        let mut cmd = Command::new(&exe);
+        cmd.arg("party")
+            .args(["--id", &id.to_string()])
+            .arg("--parties")
+            .arg(&file)
+            .args(["--session", &format!("{session:016x}")])
+            .args(["--model", &run.spec.model])
+            .args(["--batch", &run.spec.batch.to_string()])
+            .args(["--timeout-s", &run.timeout.as_secs_f64().to_string()])
+            .args(["--latency-ms", &run.link.latency_ms.to_string()])
+            .args(&run.extra_args)
+            .env(KEY_ENV, key.to_hex())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(bw) = run.link.bandwidth_mbps {
+            cmd.args(["--bandwidth-mbps", &bw.to_string()]);
+        }
+        match cmd.spawn() {
+            Ok(mut child) => {
+                let out = reader(child.stdout.take().unwrap());
+                let err = reader(child.stderr.take().unwrap());
+                kids.push(Running { child, out, err });
+            }
+            Err(e) => {
+                kill_all(&mut kids);
+                let _ = std::fs::remove_file(&file);
+                return Err(fatal(Error::Config(format!(
+                    "cannot start {}: {e}",
+                    exe.display()
+                ))));
+            }
+        }
+    }
+    // Every child bounds its own setup and waits by the timeout; this outer bound only
+    // guards against a child that hangs outside them.
+    let deadline = Instant::now() + run.timeout * 3 + Duration::from_secs(30);
+    let mut status: Vec<Option<std::process::ExitStatus>> = vec![None; n];
+    let mut first_failed: Option<usize> = None;
+    while status.iter().any(Option::is_none) {
+        for (i, k) in kids.iter_mut().enumerate() {
+            if status[i].is_none() {
+                if let Ok(Some(st)) = k.child.try_wait() {
+                    status[i] = Some(st);
+                    if !st.success() && first_failed.is_none() {
+                        first_failed = Some(i);
+                    }
+                }
+            }
+        }
+        if first_failed.is_some() || Instant::now() >= deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let timed_out = first_failed.is_none() && status.iter().any(Option::is_none);
+    kill_all(&mut kids);
+    let _ = std::fs::remove_file(&file);
+    let outputs: Vec<(String, String)> = kids
+        .into_iter()
+        .map(|k| (k.out.join().unwrap_or_default(), k.err.join().unwrap_or_default()))
+        .collect();
+    if timed_out {
+        let i = status.iter().position(Option::is_none).unwrap();
+        return Err(fatal(Error::Timeout {
+            peer: i,
+            op: "party process (it neither finished nor failed)".into(),
+            secs: (run.timeout * 3).as_secs_f64() + 30.0,
+        }));
+    }
+    if let Some(i) = first_failed {
+        let err = &outputs[i].1;
+        let e = Error::Peer {
+            peer: i,
+            op: "party process".into(),
+            msg: format!("exited with {}: {}", status[i].unwrap(), tail(err, 5)),
+        };
+        return Err(if err.contains("cannot listen on") {
+            SpawnError::PortTaken(e)
+        } else {
+            fatal(e)
+        });
+    }
+    let mut outs: Vec<Option<PartyOutcome<PlainTensor>>> = (0..n).map(|_| None).collect();
+    for (i, (out, _)) in outputs.iter().enumerate() {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(RESULT_PREFIX))
+            .ok_or_else(|| {
+                fatal(Error::Peer {
+                    peer: i,
+                    op: "party process".into(),
+                    msg: "exited successfully but printed no result".into(),
+                })
+            })?;
+        let (id, o) = parse_result(line).map_err(fatal)?;
+        if id != i {
+            return Err(fatal(Error::Protocol(format!(
+                "party process {i} reported itself as party {id}"
+            ))));
+        }
+        outs[i] = Some(o);
+    }
+    Ok(outs.into_iter().map(Option::unwrap).collect())
+}

@@ -1,0 +1,296 @@
+//! Wire frames of the TCP transport and their decoder. Depends on comm, error only; pure
+//! (no I/O), so the decoder can be fuzzed on byte strings.
+//!
+//! A frame is a 16-byte header followed by its payload:
+//!
+//! ```text
+//!   0..4   payload length in bytes (u32 LE), at most `max_frame`, a multiple of 8 for data
+//!   4      kind: 1 = data, 2 = bye (the sender finished the session cleanly)
+//!   5      flags: bit 0 = FIN (last frame of a message); other bits must be zero
+//!   6..8   reserved, zero
+//!   8..16  tag (u64 LE)
+//! ```
+//!
+//! A message (`Comm::post`) of any size is sent as consecutive data frames with the same tag,
+//! the last one with FIN, so the frame cap bounds what a peer can make us allocate per
+//! frame, and a message's memory grows only as its bytes actually arrive. A header that
+//! breaks any rule closes the connection with a `Frame` error before anything is
+//! allocated. Payload words are little-endian u64.
+
+use std::collections::VecDeque;
+
+use crate::comm::Tag;
+use crate::error::{Error, Result};
+
+pub const HEADER_BYTES: usize = 16;
+/// Default cap on one frame's payload.
+pub const MAX_FRAME_BYTES: usize = 4 << 20;
+/// Cap on one whole message (a 64 GiB message is far beyond any model we run).
+pub const MAX_MESSAGE_BYTES: u64 = 64 << 30;
+
+pub const KIND_DATA: u8 = 1;
+pub const KIND_BYE: u8 = 2;
+pub const FLAG_FIN: u8 = 1;
+
+/// The header of one frame.
+pub fn header(kind: u8, flags: u8, len: usize, tag: Tag) -> [u8; HEADER_BYTES] {
+    let mut h = [0u8; HEADER_BYTES];
+    h[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    h[4] = kind;
+    h[5] = flags;
+    h[8..].copy_from_slice(&tag.0.to_le_bytes());
+    h
+}
+
+/// How a message of `words` words is cut into frames: (first word, word count, FIN).
+pub fn frames_of(words: usize, max_frame: usize) -> impl Iterator<Item = (usize, usize, bool)> {
+    let per = (max_frame / 8).max(1);
+    let count = words.div_ceil(per).max(1);
+    (0..count).map(move |i| {
+        let start = i * per;
+        let len = per.min(words - start);
+        (start, len, i + 1 == count)
+    })
+}
+
+/// Little-endian bytes of `words` (a no-op view on little-endian machines).
+pub fn words_as_bytes(words: &[u64]) -> std::borrow::Cow<'_, [u8]> {
+    if cfg!(target_endian = "little") {
+        // SAFETY: u64 has no padding and any byte is a valid u8; the length is exact.
+        std::borrow::Cow::Borrowed(unsafe {
+            std::slice::from_raw_parts(words.as_ptr() as *const u8, words.len() * 8)
+        })
+    } else {
+        std::borrow::Cow::Owned(words.iter().flat_map(|w| w.to_le_bytes()).collect())
+    }
+}
+
+/// A whole message as bytes (tests and the handshake-free paths).
+pub fn encode_message(tag: Tag, data: &[u64], max_frame: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() * 8 + HEADER_BYTES);
+    for (start, len, fin) in frames_of(data.len(), max_frame) {
+        let flags = if fin { FLAG_FIN } else { 0 };
+        out.extend_from_slice(&header(KIND_DATA, flags, len * 8, tag));
+        out.extend_from_slice(&words_as_bytes(&data[start..start + len]));
+    }
+    out
+}
+
+/// What the decoder produces.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Event {
+    Msg(Tag, Vec<u64>),
+    Bye,
+}
+
+/// Incremental frame decoder: feed it bytes as they come, in any split.
+pub struct Decoder {
+    max_frame: usize,
+    hdr: [u8; HEADER_BYTES],
+    hdr_fill: usize,
+    /// Payload bytes of the current frame still to come (0 = reading a header).
+    frame_left: usize,
+    frame_fin: bool,
+    /// The message being assembled: tag and words; `filled` bytes of `buf` are valid.
+    cur: Option<(Tag, Vec<u64>)>,
+    filled: usize,
+    events: VecDeque<Event>,
+    failed: bool,
+}
+
+impl Decoder {
+    pub fn new(max_frame: usize) -> Self {
+        Decoder {
+            max_frame,
+            hdr: [0; HEADER_BYTES],
+            hdr_fill: 0,
+            frame_left: 0,
+            frame_fin: false,
+            cur: None,
+            filled: 0,
+            events: VecDeque::new(),
+            failed: false,
+        }
+    }
+
+    /// The next decoded event, if any.
+    pub fn next_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// True while a message is partly received (a clean end of stream must not be here).
+    pub fn mid_message(&self) -> bool {
+        self.hdr_fill > 0 || self.cur.is_some()
+    }
+
+    fn fail(&mut self, msg: String) -> Error {
+        self.failed = true;
+        Error::Frame(msg)
+    }
+
+    /// Validate a complete header and start its frame.
+    fn start_frame(&mut self) -> Result<()> {
+        let h = self.hdr;
+        self.hdr_fill = 0;
+        let len = u32::from_le_bytes(h[..4].try_into().unwrap()) as usize;
+        let (kind, flags) = (h[4], h[5]);
+        let tag = Tag(u64::from_le_bytes(h[8..].try_into().unwrap()));
+        if h[6] != 0 || h[7] != 0 || flags & !FLAG_FIN != 0 {
+            return Err(self.fail(format!(
+                "malformed frame header (flags {flags:#x}, reserved {:#x} {:#x})",
+                h[6], h[7]
+            )));
+        }
+        match kind {
+            KIND_BYE => {
+                if len != 0 || flags != 0 || tag.0 != 0 || self.cur.is_some() {
+                    return Err(self.fail("malformed bye frame".into()));
+                }
+                self.events.push_back(Event::Bye);
+                Ok(())
+            }
+            KIND_DATA => {
+                if len > self.max_frame {
+                    return Err(self.fail(format!(
+                        "frame of {len} bytes exceeds the cap of {} bytes",
+                        self.max_frame
+                    )));
+                }
+                if len % 8 != 0 {
+                    return Err(self.fail(format!(
+                        "data frame of {len} bytes is not a whole number of words"
+                    )));
+                }
+                match &self.cur {
+                    Some((t, _)) if *t != tag => {
+                        return Err(self.fail(format!(
+                            "frame of tag {:#x} interleaved into message {:#x}",
+                            tag.0, t.0
+                        )))
+                    }
+                    Some((_, buf)) if (buf.len() + len) as u64 > MAX_MESSAGE_BYTES / 8 => {
+                        return Err(self.fail(format!(
+                            "message {:#x} exceeds the cap of {MAX_MESSAGE_BYTES} bytes",
+                            tag.0
+                        )))
+                    }
+                    Some(_) => {}
+                    None => self.cur = Some((tag, Vec::new())),
+                }
+                let buf = &mut self.cur.as_mut().unwrap().1;
+                // Room for exactly this frame: bounded by the cap, and only after the
+                // header passed every check.
+                buf.resize(buf.len() + len / 8, 0);
+                self.filled = (buf.len() - len / 8) * 8;
+                self.frame_left = len;
+                self.frame_fin = flags & FLAG_FIN != 0;
+                if len == 0 {
+                    self.end_frame();
+                }
+                Ok(())
+            }
+            k => Err(self.fail(format!("unknown frame kind {k}"))),
+        }
+    }
+
+    fn end_frame(&mut self) {
+        if self.frame_fin {
+            let (tag, mut buf) = self.cur.take().unwrap();
+            if cfg!(target_endian = "big") {
+                buf.iter_mut().for_each(|w| *w = u64::from_le(*w));
+            }
+            self.events.push_back(Event::Msg(tag, buf));
+            self.filled = 0;
+        }
+    }
+
+    /// The rest of the current frame's payload as a writable byte slice, when at least
+    /// `min` bytes remain: the I/O thread reads large payloads straight into the message.
+    pub fn direct(&mut self, min: usize) -> Option<&mut [u8]> {
+        if self.failed || self.frame_left < min.max(1) {
+            return None;
+        }
+        let buf = &mut self.cur.as_mut()?.1;
+        let filled = self.filled;
+        let left = self.frame_left;
+        // SAFETY: the vector's `len` words are initialised (zeroed when the frame started);
+        // viewing them as bytes is valid for any value.
+        let bytes =
+            unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, buf.len() * 8) };
+        Some(&mut bytes[filled..filled + left])
+    }
+
+    /// `n` bytes were written into the slice returned by `direct`.
+    pub fn advance_direct(&mut self, n: usize) {
+        assert!(n <= self.frame_left);
+        self.filled += n;
+        self.frame_left -= n;
+        if self.frame_left == 0 {
+            self.end_frame();
+        }
+    }
+
+    /// Consume `input` entirely; complete messages become events.
+    pub fn feed(&mut self, mut input: &[u8]) -> Result<()> {
+        if self.failed {
+            return Err(Error::Frame("stream already failed".into()));
+        }
+        while !input.is_empty() {
+            if self.frame_left == 0 {
+                let take = (HEADER_BYTES - self.hdr_fill).min(input.len());
+                self.hdr[self.hdr_fill..self.hdr_fill + take].copy_from_slice(&input[..take]);
+                self.hdr_fill += take;
+                input = &input[take..];
+                if self.hdr_fill == HEADER_BYTES {
+                    self.start_frame()?;
+                }
+            } else {
+                let dst = self.direct(1).unwrap();
+                let take = dst.len().min(input.len());
+                dst[..take].copy_from_slice(&input[..take]);
+                input = &input[take..];
+                self.advance_direct(take);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_round_trips_across_frames_in_any_split() {
+        let data: Vec<u64> = (0..1000u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).collect();
+        let bytes = encode_message(Tag(42), &data, 64);
+        for split in [1, 7, 16, 17, 100, bytes.len()] {
+            let mut d = Decoder::new(64);
+            for c in bytes.chunks(split) {
+                d.feed(c).unwrap();
+            }
+            assert_eq!(d.next_event(), Some(Event::Msg(Tag(42), data.clone())));
+            assert_eq!(d.next_event(), None);
+            assert!(!d.mid_message());
+        }
+    }
+
+    #[test]
+    fn oversized_frame_is_refused_from_its_header() {
+        let mut d = Decoder::new(1024);
+        let h = header(KIND_DATA, FLAG_FIN, u32::MAX as usize & !7, Tag(1));
+        match d.feed(&h) {
+            Err(Error::Frame(m)) => assert!(m.contains("exceeds the cap"), "{m}"),
+            other => panic!("expected a frame error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn empty_message_is_one_fin_frame() {
+        let bytes = encode_message(Tag(3), &[], 64);
+        assert_eq!(bytes.len(), HEADER_BYTES);
+        let mut d = Decoder::new(64);
+        d.feed(&bytes).unwrap();
+        assert_eq!(d.next_event(), Some(Event::Msg(Tag(3), vec![])));
+    }
+}

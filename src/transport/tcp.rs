@@ -1,0 +1,691 @@
+//! TCP transport: one party of a session over real sockets (loopback or remote hosts).
+//! Depends on comm, error, transport::{frame, handshake, inbox, emulator} (and mio,
+//! crossbeam).
+//!
+//! Setup (blocking, untimed): every party listens on its address, dials every lower id and
+//! accepts every higher id, and authenticates each connection (`handshake`). Then one
+//! dedicated I/O thread owns all sockets, driven by a mio `Poll`:
+//!
+//! - `post` pushes the message onto the peer's lock-free `SegQueue` and wakes the I/O thread
+//!   through the poll's `Waker` (at most one wake-up outstanding), so it never blocks.
+//! - The I/O thread writes queued messages as frames (vectored writes, until `WouldBlock`),
+//!   and reads every readable socket until `WouldBlock`, large payloads straight into the
+//!   message's memory. Complete messages go to the `Inbox` (through the link emulator's
+//!   delivery thread when the session is shaped: receiver side, from the arrival of the
+//!   message's first byte, so a slow real link only ever adds delay).
+//! - A peer that closes, resets or sends a bad frame is marked gone with the reason; waiters
+//!   on it fail at once naming it, and a silent peer fails them after the timeout.
+//!
+//! Shutdown: dropping the endpoint flushes what was posted, sends a bye frame, half-closes,
+//! and drains the peers until they close too (bounded), so no party loses data to a reset.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam::queue::SegQueue;
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use super::emulator::{Clock, Delayer, Link, LinkProfile};
+use super::frame::{self, Decoder, Event, HEADER_BYTES, KIND_BYE, KIND_DATA};
+use super::handshake::{handshake, HelloParams, SessionKey, PROTOCOL_VERSION};
+use super::inbox::{Arrival, Inbox};
+use crate::comm::{Comm, Counters, PartyId, Tag};
+use crate::error::{Error, Result};
+
+/// Everything one party needs to join a TCP session.
+#[derive(Clone, Debug)]
+pub struct TcpConfig {
+    pub party: PartyId,
+    /// Every party's listening address, by id.
+    pub addrs: Vec<SocketAddr>,
+    pub session: u64,
+    pub key: SessionKey,
+    /// Bound on connection setup and on any single wait for a peer.
+    pub timeout: Duration,
+    /// Emulated link applied to every incoming directed link.
+    pub link: LinkProfile,
+    /// Cap on one frame's payload (what a peer can make us allocate at once).
+    pub max_frame: usize,
+}
+
+impl TcpConfig {
+    pub fn new(party: PartyId, addrs: Vec<SocketAddr>, session: u64, key: SessionKey) -> Self {
+        TcpConfig {
+            party,
+            addrs,
+            session,
+            key,
+            timeout: Duration::from_secs(60),
+            link: LinkProfile::unshaped(),
+            max_frame: frame::MAX_FRAME_BYTES,
+        }
+    }
+}
+
+const WAKER: Token = Token(usize::MAX);
+/// Payload remainders at least this big are read straight into the message.
+const DIRECT_MIN: usize = 64 << 10;
+const STAGING_BYTES: usize = 256 << 10;
+/// Bound on the goodbye drain at shutdown.
+const LINGER_MAX: Duration = Duration::from_secs(10);
+
+struct Shared {
+    n: usize,
+    me: PartyId,
+    timeout: Duration,
+    outq: Vec<SegQueue<(Tag, Vec<u64>)>>,
+    waker: Waker,
+    /// A wake-up is outstanding; posters skip the syscall while it is.
+    wake_pending: AtomicBool,
+    inbox: Arc<Inbox>,
+    /// Peers we may no longer send to, with the reason.
+    gone: Vec<Mutex<Option<String>>>,
+    gone_flag: Vec<AtomicBool>,
+    shutdown: AtomicBool,
+    abort: AtomicBool,
+}
+
+impl Shared {
+    fn wake(&self) {
+        fence(Ordering::SeqCst);
+        if !self.wake_pending.swap(true, Ordering::SeqCst) {
+            let _ = self.waker.wake();
+        }
+    }
+    fn mark_gone(&self, p: PartyId, why: &str) {
+        let mut g = self.gone[p].lock().unwrap();
+        if g.is_none() {
+            *g = Some(why.to_string());
+        }
+        self.gone_flag[p].store(true, Ordering::Release);
+    }
+}
+
+/// One party's end of a TCP session.
+pub struct TcpEndpoint {
+    shared: Arc<Shared>,
+    counters: Counters,
+    io: Option<JoinHandle<()>>,
+}
+
+/// Connection setup for one party.
+pub struct TcpNetwork;
+
+impl TcpNetwork {
+    /// Bind this party's address from `cfg.addrs` and join the session.
+    pub fn connect(cfg: &TcpConfig) -> Result<TcpEndpoint> {
+        let addr = *cfg.addrs.get(cfg.party).ok_or_else(|| {
+            Error::Config(format!(
+                "party {} has no address ({} listed)",
+                cfg.party,
+                cfg.addrs.len()
+            ))
+        })?;
+        let listener = TcpListener::bind(addr)
+            .map_err(|e| Error::Config(format!("party {} cannot listen on {addr}: {e}", cfg.party)))?;
+        Self::connect_with(cfg, listener)
+    }
+
+    /// Join the session with an already bound listener (e.g. bound to port 0 by a test).
+    pub fn connect_with(cfg: &TcpConfig, listener: TcpListener) -> Result<TcpEndpoint> {
+        let (n, me) = (cfg.addrs.len(), cfg.party);
+        if n < 2 || me >= n {
+            return Err(Error::Config(format!("party {me} of {n} parties")));
+        }
+        let deadline = Instant::now() + cfg.timeout;
+        let params = |expect| HelloParams {
+            party: me,
+            parties: n,
+            session: cfg.session,
+            version: PROTOCOL_VERSION,
+            expect,
+        };
+        let mut socks: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
+        // Dial lower ids first, then accept higher ids: party 0 only accepts, so by
+        // induction every dial is eventually answered.
+        for j in 0..me {
+            let mut s = dial(cfg.addrs[j], j, deadline, cfg.timeout)?;
+            set_timeouts(&s, deadline)?;
+            handshake(&mut s, &params(Some(j)), &cfg.key, &format!("party {j} at {}", cfg.addrs[j]))?;
+            socks[j] = Some(s);
+        }
+        listener.set_nonblocking(true)?;
+        while let Some(missing) = (me + 1..n).find(|&k| socks[k].is_none()) {
+            match listener.accept() {
+                Ok((mut s, from)) => {
+                    s.set_nonblocking(false)?;
+                    set_timeouts(&s, deadline)?;
+                    let k = handshake(&mut s, &params(None), &cfg.key, &from.to_string())?;
+                    if socks[k].is_some() {
+                        return Err(Error::Frame(format!(
+                            "party {k} connected twice (second time from {from})"
+                        )));
+                    }
+                    socks[k] = Some(s);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if Instant::now() >= deadline {
+                        return Err(Error::Timeout {
+                            peer: missing,
+                            op: "connection setup (waiting for it to connect)".into(),
+                            secs: cfg.timeout.as_secs_f64(),
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        drop(listener);
+        Self::start(cfg, socks)
+    }
+
+    fn start(cfg: &TcpConfig, socks: Vec<Option<TcpStream>>) -> Result<TcpEndpoint> {
+        let n = socks.len();
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let mut conns = Vec::with_capacity(n);
+        for (p, s) in socks.into_iter().enumerate() {
+            let Some(s) = s else {
+                conns.push(None);
+                continue;
+            };
+            s.set_read_timeout(None)?;
+            s.set_write_timeout(None)?;
+            s.set_nodelay(true)?;
+            s.set_nonblocking(true)?;
+            let mut ms = mio::net::TcpStream::from_std(s);
+            poll.registry()
+                .register(&mut ms, Token(p), Interest::READABLE | Interest::WRITABLE)?;
+            conns.push(Some(Conn::new(ms, cfg.max_frame)));
+        }
+        let inbox = Arc::new(Inbox::new(n));
+        let shared = Arc::new(Shared {
+            n,
+            me: cfg.party,
+            timeout: cfg.timeout,
+            outq: (0..n).map(|_| SegQueue::new()).collect(),
+            waker,
+            wake_pending: AtomicBool::new(false),
+            inbox: inbox.clone(),
+            gone: (0..n).map(|_| Mutex::new(None)).collect(),
+            gone_flag: (0..n).map(|_| AtomicBool::new(false)).collect(),
+            shutdown: AtomicBool::new(false),
+            abort: AtomicBool::new(false),
+        });
+        let clock = Clock::default();
+        let shaping = (!cfg.link.is_unshaped()).then(|| {
+            let inbox = inbox.clone();
+            (
+                (0..n).map(|_| Link::new(cfg.link.clone())).collect::<Vec<_>>(),
+                Delayer::new(clock, "mpc-link-emu", move |(from, a): (PartyId, Arrival)| {
+                    inbox.push(from, a)
+                }),
+            )
+        });
+        let io = IoThread {
+            sh: shared.clone(),
+            poll,
+            conns,
+            clock,
+            shaping,
+            max_frame: cfg.max_frame,
+        };
+        let handle = std::thread::Builder::new()
+            .name(format!("mpc-io-{}", cfg.party))
+            .spawn(move || io.run())?;
+        Ok(TcpEndpoint {
+            shared,
+            counters: Counters::new(n),
+            io: Some(handle),
+        })
+    }
+}
+
+fn set_timeouts(s: &TcpStream, deadline: Instant) -> Result<()> {
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    s.set_read_timeout(Some(left))?;
+    s.set_write_timeout(Some(left))?;
+    Ok(())
+}
+
+/// Connect to `addr`, retrying while the peer is not listening yet.
+fn dial(addr: SocketAddr, peer: PartyId, deadline: Instant, timeout: Duration) -> Result<TcpStream> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Error::Timeout {
+                peer,
+                op: format!("connection setup (dialling {addr})"),
+                secs: timeout.as_secs_f64(),
+            });
+        }
+        match TcpStream::connect_timeout(&addr, left) {
+            Ok(s) => return Ok(s),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionRefused
+                        | io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::WouldBlock
+                ) =>
+            {
+                std::thread::sleep(Duration::from_millis(10).min(left));
+            }
+            Err(e) => {
+                return Err(Error::Peer {
+                    peer,
+                    op: format!("connection setup (dialling {addr})"),
+                    msg: e.to_string(),
+                })
+            }
+        }
+    }
+}
+
+/// A message being written: its frames go out in order.
+struct OutMsg {
+    tag: Tag,
+    data: Vec<u64>,
+    /// Next frame's first word, and bytes of the current frame (header + payload) written.
+    frame_start: usize,
+    frame_done: usize,
+}
+
+/// A queued frame header or bye.
+enum Outgoing {
+    Msg(OutMsg),
+    Bye,
+}
+
+struct Conn {
+    sock: mio::net::TcpStream,
+    dec: Decoder,
+    staging: Vec<u8>,
+    out: VecDeque<Outgoing>,
+    write_blocked: bool,
+    /// Emulator time at which the message being received began arriving.
+    msg_t0: Option<u64>,
+    got_bye: bool,
+    sent_bye: bool,
+    closed_write: bool,
+    /// Reading ended (EOF, error) — the connection is finished for input.
+    read_done: bool,
+    write_failed: bool,
+}
+
+impl Conn {
+    fn new(sock: mio::net::TcpStream, max_frame: usize) -> Self {
+        Conn {
+            sock,
+            dec: Decoder::new(max_frame),
+            staging: vec![0; STAGING_BYTES],
+            out: VecDeque::new(),
+            write_blocked: false,
+            msg_t0: None,
+            got_bye: false,
+            sent_bye: false,
+            closed_write: false,
+            read_done: false,
+            write_failed: false,
+        }
+    }
+}
+
+struct IoThread {
+    sh: Arc<Shared>,
+    poll: Poll,
+    conns: Vec<Option<Conn>>,
+    clock: Clock,
+    /// Per-peer incoming links and the delivery thread, when shaped.
+    shaping: Option<(Vec<Link>, Delayer<(PartyId, Arrival)>)>,
+    max_frame: usize,
+}
+
+impl IoThread {
+    fn run(mut self) {
+        let mut events = Events::with_capacity(64);
+        let mut linger_deadline: Option<Instant> = None;
+        loop {
+            if self.sh.abort.load(Ordering::Acquire) {
+                return;
+            }
+            let timeout = linger_deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    for p in 0..self.sh.n {
+                        self.fail(p, &format!("I/O thread poll failed: {e}"));
+                    }
+                    return;
+                }
+            }
+            for ev in events.iter() {
+                if ev.token() == WAKER {
+                    self.sh.wake_pending.store(false, Ordering::SeqCst);
+                    fence(Ordering::SeqCst);
+                    continue;
+                }
+                let p = ev.token().0;
+                if ev.is_writable() {
+                    if let Some(c) = self.conns[p].as_mut() {
+                        c.write_blocked = false;
+                    }
+                }
+                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+                    self.read_peer(p);
+                }
+            }
+            let shutting = self.sh.shutdown.load(Ordering::Acquire);
+            for p in 0..self.sh.n {
+                while let Some((tag, data)) = self.sh.outq[p].pop() {
+                    if let Some(c) = self.conns[p].as_mut() {
+                        if !c.write_failed {
+                            c.out.push_back(Outgoing::Msg(OutMsg {
+                                tag,
+                                data,
+                                frame_start: 0,
+                                frame_done: 0,
+                            }));
+                        }
+                    }
+                }
+                if shutting {
+                    if let Some(c) = self.conns[p].as_mut() {
+                        if !c.sent_bye && !c.write_failed {
+                            c.out.push_back(Outgoing::Bye);
+                            c.sent_bye = true;
+                        }
+                    }
+                }
+                self.write_peer(p);
+            }
+            if shutting {
+                let deadline = *linger_deadline.get_or_insert_with(|| {
+                    Instant::now() + self.sh.timeout.min(LINGER_MAX)
+                });
+                let done = self
+                    .conns
+                    .iter()
+                    .flatten()
+                    .all(|c| (c.closed_write || c.write_failed) && c.read_done);
+                if done || Instant::now() >= deadline {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The peer is gone: tell the compute side (after whatever is still being delivered).
+    fn fail(&mut self, p: PartyId, why: &str) {
+        let Some(c) = self.conns[p].as_mut() else {
+            return;
+        };
+        if c.read_done {
+            return;
+        }
+        c.read_done = true;
+        self.sh.mark_gone(p, why);
+        let _ = self.poll.registry().deregister(&mut c.sock);
+        match &self.shaping {
+            None => self.sh.inbox.push(p, Arrival::Gone(why.into())),
+            Some((links, delayer)) => {
+                let due = links[p].schedule(self.clock.now_ns(), 0);
+                delayer.schedule(due, (p, Arrival::Gone(why.into())));
+            }
+        }
+    }
+
+    fn read_peer(&mut self, p: PartyId) {
+        loop {
+            let Some(c) = self.conns[p].as_mut() else {
+                return;
+            };
+            if c.read_done {
+                return;
+            }
+            let t_read = self.clock.now_ns();
+            let r = if let Some(dst) = c.dec.direct(DIRECT_MIN) {
+                (&c.sock).read(dst).map(|n| (n, true))
+            } else {
+                (&c.sock).read(&mut c.staging).map(|n| (n, false))
+            };
+            match r {
+                Ok((0, _)) => {
+                    let why = if c.got_bye && !c.dec.mid_message() {
+                        "peer finished the session and closed its connection".to_string()
+                    } else if c.dec.mid_message() {
+                        "connection closed in the middle of a message (peer died or disconnected)"
+                            .to_string()
+                    } else {
+                        "connection closed without a goodbye (peer died or disconnected)"
+                            .to_string()
+                    };
+                    self.fail(p, &why);
+                    return;
+                }
+                Ok((n, direct)) => {
+                    let res = if direct {
+                        c.dec.advance_direct(n);
+                        Ok(())
+                    } else {
+                        let Conn { dec, staging, .. } = c;
+                        dec.feed(&staging[..n])
+                    };
+                    if let Err(e) = res {
+                        self.fail(p, &format!("bad frame, connection closed: {e}"));
+                        return;
+                    }
+                    self.deliver_events(p, t_read);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    self.fail(p, &format!("connection error: {e}"));
+                    return;
+                }
+            }
+        }
+    }
+
+    fn deliver_events(&mut self, p: PartyId, t_read: u64) {
+        let c = self.conns[p].as_mut().unwrap();
+        let mut bad = None;
+        while let Some(ev) = c.dec.next_event() {
+            match ev {
+                Event::Msg(tag, data) => {
+                    let t0 = c.msg_t0.take().unwrap_or(t_read);
+                    if c.got_bye {
+                        bad = Some("data after the peer's goodbye".to_string());
+                        break;
+                    }
+                    match &self.shaping {
+                        None => self.sh.inbox.push(p, Arrival::Msg(tag, data)),
+                        Some((links, delayer)) => {
+                            let due = links[p].schedule(t0, 8 * data.len() as u64);
+                            delayer.schedule(due, (p, Arrival::Msg(tag, data)));
+                        }
+                    }
+                }
+                Event::Bye => c.got_bye = true,
+            }
+        }
+        if c.dec.mid_message() && c.msg_t0.is_none() {
+            c.msg_t0 = Some(t_read);
+        }
+        if let Some(why) = bad {
+            self.fail(p, &why);
+        }
+    }
+
+    fn write_peer(&mut self, p: PartyId) {
+        let max_frame = self.max_frame;
+        let Some(c) = self.conns[p].as_mut() else {
+            return;
+        };
+        let mut err = None;
+        while !c.write_blocked && !c.write_failed {
+            let Some(front) = c.out.front_mut() else {
+                break;
+            };
+            let hdr;
+            let (res, frame_len) = match front {
+                Outgoing::Bye => {
+                    hdr = frame::header(KIND_BYE, 0, 0, Tag(0));
+                    (
+                        (&c.sock).write(&hdr[..]),
+                        HEADER_BYTES,
+                    )
+                }
+                Outgoing::Msg(m) => {
+                    let (start, len, fin) = frame::frames_of(m.data.len() - m.frame_start, max_frame)
+                        .next()
+                        .unwrap();
+                    debug_assert_eq!(start, 0);
+                    let words = &m.data[m.frame_start..m.frame_start + len];
+                    hdr = frame::header(KIND_DATA, if fin { frame::FLAG_FIN } else { 0 }, len * 8, m.tag);
+                    let payload = frame::words_as_bytes(words);
+                    let done = m.frame_done;
+                    let res = if done < HEADER_BYTES {
+                        (&c.sock).write_vectored(&[IoSlice::new(&hdr[done..]), IoSlice::new(&payload)])
+                    } else {
+                        (&c.sock).write(&payload[done - HEADER_BYTES..])
+                    };
+                    (res, HEADER_BYTES + len * 8)
+                }
+            };
+            match res {
+                Ok(0) => {
+                    err = Some("connection closed while sending".to_string());
+                    break;
+                }
+                Ok(k) => match front {
+                    Outgoing::Bye => {
+                        if k == HEADER_BYTES {
+                            c.out.pop_front();
+                        } else {
+                            // A 16-byte write is never split on a fresh buffer in practice;
+                            // treat a partial one as a failed goodbye.
+                            err = Some("short write of the goodbye".into());
+                            break;
+                        }
+                    }
+                    Outgoing::Msg(m) => {
+                        m.frame_done += k;
+                        if m.frame_done == frame_len {
+                            m.frame_start += (frame_len - HEADER_BYTES) / 8;
+                            m.frame_done = 0;
+                            if m.frame_start == m.data.len() {
+                                c.out.pop_front();
+                            }
+                        }
+                    }
+                },
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.write_blocked = true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    err = Some(format!("send failed: {e}"));
+                    break;
+                }
+            }
+        }
+        if err.is_none() && c.sent_bye && c.out.is_empty() && !c.closed_write {
+            let _ = c.sock.shutdown(Shutdown::Write);
+            c.closed_write = true;
+        }
+        if let Some(why) = err {
+            c.write_failed = true;
+            c.out.clear();
+            self.fail(p, &why);
+        }
+    }
+}
+
+impl Comm for TcpEndpoint {
+    fn party(&self) -> PartyId {
+        self.shared.me
+    }
+    fn parties(&self) -> usize {
+        self.shared.n
+    }
+
+    fn post(&self, to: PartyId, tag: Tag, data: Vec<u64>) -> Result<()> {
+        let sh = &self.shared;
+        if to >= sh.n || to == sh.me {
+            return Err(Error::Protocol(format!(
+                "party {} cannot send to party {to}",
+                sh.me
+            )));
+        }
+        if sh.gone_flag[to].load(Ordering::Acquire) {
+            let why = sh.gone[to].lock().unwrap().clone().unwrap_or_default();
+            return Err(Error::Peer {
+                peer: to,
+                op: format!("send of tag {:#x}", tag.0),
+                msg: why,
+            });
+        }
+        self.counters.sent(to, 8 * data.len() as u64);
+        sh.outq[to].push((tag, data));
+        sh.wake();
+        Ok(())
+    }
+
+    fn wait(&self, from: PartyId, tag: Tag, len: usize) -> Result<Vec<u64>> {
+        let sh = &self.shared;
+        if from >= sh.n || from == sh.me {
+            return Err(Error::Protocol(format!(
+                "party {} cannot receive from party {from}",
+                sh.me
+            )));
+        }
+        let (data, waited) = sh.inbox.wait(from, tag, sh.timeout)?;
+        self.counters.waited(from, waited.as_nanos() as u64);
+        self.counters.received(from, 8 * data.len() as u64);
+        if data.len() != len {
+            return Err(Error::Protocol(format!(
+                "message {:#x} from party {from} has {} words, expected {len}",
+                tag.0,
+                data.len()
+            )));
+        }
+        Ok(data)
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.counters
+    }
+}
+
+impl TcpEndpoint {
+    /// Close at once without flushing or saying goodbye (after a failure: peers see the
+    /// connection drop and stop).
+    pub fn abort(mut self) {
+        self.shared.abort.store(true, Ordering::Release);
+        self.shared.wake_pending.store(false, Ordering::SeqCst);
+        self.shared.wake();
+        if let Some(h) = self.io.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for TcpEndpoint {
+    /// Flush everything posted, say goodbye, and wait (bounded) for the peers to close.
+    fn drop(&mut self) {
+        if let Some(h) = self.io.take() {
+            self.shared.shutdown.store(true, Ordering::Release);
+            self.shared.wake_pending.store(false, Ordering::SeqCst);
+            self.shared.wake();
+            let _ = h.join();
+        }
+    }
+}
