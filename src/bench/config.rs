@@ -49,10 +49,14 @@ impl<'de> Deserialize<'de> for Count {
             S(String),
         }
         match Raw::deserialize(d)? {
-            Raw::N(0) => Err(serde::de::Error::custom("a count must be at least 1 or \"auto\"")),
+            Raw::N(0) => Err(serde::de::Error::custom(
+                "a count must be at least 1 or \"auto\"",
+            )),
             Raw::N(n) => Ok(Count::Fixed(n)),
             Raw::S(s) if s == "auto" => Ok(Count::Auto),
-            Raw::S(s) => Err(serde::de::Error::custom(format!("expected an integer or \"auto\", got \"{s}\""))),
+            Raw::S(s) => Err(serde::de::Error::custom(format!(
+                "expected an integer or \"auto\", got \"{s}\""
+            ))),
         }
     }
 }
@@ -96,7 +100,8 @@ pub struct BenchConfig {
 
 impl BenchConfig {
     pub fn load(path: &Path) -> Result<BenchConfig> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
         Self::parse(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
     }
 
@@ -106,9 +111,16 @@ impl BenchConfig {
             return Err("reps must be at least 1".into());
         }
         for s in &c.schemes {
-            s.parse::<crate::sched::Scheme>().map_err(|e| e.to_string())?;
+            s.parse::<crate::sched::Scheme>()
+                .map_err(|e| e.to_string())?;
         }
-        if c.models.is_empty() || c.networks.is_empty() || c.schemes.is_empty() || c.batches.is_empty() || c.parties.is_empty() || c.weights.is_empty() {
+        if c.models.is_empty()
+            || c.networks.is_empty()
+            || c.schemes.is_empty()
+            || c.batches.is_empty()
+            || c.parties.is_empty()
+            || c.weights.is_empty()
+        {
             return Err("every matrix axis (models, networks, schemes, batches, parties, weights) needs at least one value".into());
         }
         Ok(c)
@@ -123,7 +135,13 @@ impl BenchConfig {
                 for &batch in &self.batches {
                     for &parties in &self.parties {
                         for w in &self.weights {
-                            out.push(Point { model: model.clone(), batch, parties, weights: w.parse::<Weights>()?, link: link.clone() });
+                            out.push(Point {
+                                model: model.clone(),
+                                batch,
+                                parties,
+                                weights: w.parse::<Weights>()?,
+                                link: link.clone(),
+                            });
                         }
                     }
                 }

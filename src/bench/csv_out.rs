@@ -50,7 +50,15 @@ pub struct RowKey(String);
 
 impl RowKey {
     pub fn new(p: &Point, scheme: &str) -> RowKey {
-        RowKey(format!("{} b{} n{} {} {} {}", p.model, p.batch, p.parties, format!("{:?}", p.weights).to_lowercase(), p.link.name, scheme))
+        RowKey(format!(
+            "{} b{} n{} {} {} {}",
+            p.model,
+            p.batch,
+            p.parties,
+            format!("{:?}", p.weights).to_lowercase(),
+            p.link.name,
+            scheme
+        ))
     }
 }
 
@@ -62,7 +70,10 @@ impl fmt::Display for RowKey {
 
 impl Row {
     pub fn key(&self) -> RowKey {
-        RowKey(format!("{} b{} n{} {} {} {}", self.model, self.batch, self.parties, self.weights, self.network, self.scheme))
+        RowKey(format!(
+            "{} b{} n{} {} {} {}",
+            self.model, self.batch, self.parties, self.weights, self.network, self.scheme
+        ))
     }
 }
 
@@ -71,13 +82,20 @@ pub fn read_rows(path: &Path) -> Result<Vec<Row>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let mut r = csv::Reader::from_path(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+    let mut r = csv::Reader::from_path(path)
+        .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
     let mut rows = Vec::new();
     for (i, rec) in r.deserialize::<Row>().enumerate() {
         match rec {
             Ok(row) => rows.push(row),
             // A torn last line (crash mid-write) is dropped and rerun; anything else is an error.
-            Err(e) => return Err(Error::Config(format!("{} row {}: {e} (not a file this version of mpc-pipe bench wrote?)", path.display(), i + 2))),
+            Err(e) => {
+                return Err(Error::Config(format!(
+                    "{} row {}: {e} (not a file this version of mpc-pipe bench wrote?)",
+                    path.display(),
+                    i + 2
+                )))
+            }
         }
     }
     Ok(rows)
@@ -85,11 +103,22 @@ pub fn read_rows(path: &Path) -> Result<Vec<Row>> {
 
 /// Append one row (with the header first if the file is new or empty), in one write, fsynced.
 pub fn append_row(path: &Path, row: &Row) -> Result<()> {
-    let fresh = std::fs::metadata(path).map(|m| m.len() == 0).unwrap_or(true);
-    let mut w = csv::WriterBuilder::new().has_headers(fresh).from_writer(Vec::new());
-    w.serialize(row).map_err(|e| Error::Config(format!("csv: {e}")))?;
-    let bytes = w.into_inner().map_err(|e| Error::Config(format!("csv: {e}")))?;
-    let mut f = OpenOptions::new().create(true).append(true).open(path).map_err(|e| Error::Config(format!("cannot open {}: {e}", path.display())))?;
+    let fresh = std::fs::metadata(path)
+        .map(|m| m.len() == 0)
+        .unwrap_or(true);
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(fresh)
+        .from_writer(Vec::new());
+    w.serialize(row)
+        .map_err(|e| Error::Config(format!("csv: {e}")))?;
+    let bytes = w
+        .into_inner()
+        .map_err(|e| Error::Config(format!("csv: {e}")))?;
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::Config(format!("cannot open {}: {e}", path.display())))?;
     f.write_all(&bytes)?;
     f.sync_data()?;
     Ok(())

@@ -71,11 +71,29 @@ pub struct Point {
 }
 
 /// Run `reps` measured repetitions (after `warmup` unmeasured ones) of `spec` on `link`.
-pub fn measure(spec: &JobSpec, link: &LinkProfile, warmup: usize, reps: usize, timeout: Duration) -> Result<Measured> {
+pub fn measure(
+    spec: &JobSpec,
+    link: &LinkProfile,
+    warmup: usize,
+    reps: usize,
+    timeout: Duration,
+) -> Result<Measured> {
     let job = job::build(spec)?;
-    let cfg = SessionConfig { parties: spec.parties, fixed: Default::default(), timeout };
+    let cfg = SessionConfig {
+        parties: spec.parties,
+        fixed: Default::default(),
+        timeout,
+    };
     let plan = record_plan(&cfg, &*job.program)?;
-    let mut m = Measured { latencies_s: Vec::new(), online_s: 0.0, cpu_s: 0.0, wait_s: 0.0, bytes_per_party: 0, rounds: 0, max_abs_err: 0.0 };
+    let mut m = Measured {
+        latencies_s: Vec::new(),
+        online_s: 0.0,
+        cpu_s: 0.0,
+        wait_s: 0.0,
+        bytes_per_party: 0,
+        rounds: 0,
+        max_abs_err: 0.0,
+    };
     for rep in 0..warmup + reps {
         let material = deal(&plan, spec.parties, fresh_session());
         let cpu0 = process_cpu_s();
@@ -88,10 +106,15 @@ pub fn measure(spec: &JobSpec, link: &LinkProfile, warmup: usize, reps: usize, t
         m.latencies_s.push(lat);
         m.online_s += lat;
         m.cpu_s += cpu / spec.parties as f64;
-        m.wait_s += outs.iter().map(|o| o.stats.wait_ns() as f64 * 1e-9).fold(0.0, f64::max);
+        m.wait_s += outs
+            .iter()
+            .map(|o| o.stats.wait_ns() as f64 * 1e-9)
+            .fold(0.0, f64::max);
         m.bytes_per_party = outs.iter().map(|o| o.stats.bytes_sent()).max().unwrap_or(0);
         m.rounds = outs.iter().map(|o| o.stats.rounds).max().unwrap_or(0);
-        m.max_abs_err = m.max_abs_err.max(outs[0].value.max_abs_diff(&job.reference));
+        m.max_abs_err = m
+            .max_abs_err
+            .max(outs[0].value.max_abs_diff(&job.reference));
     }
     Ok(m)
 }
@@ -106,11 +129,19 @@ fn percentile_ms(lat: &[f64], q: f64) -> f64 {
 
 /// Short commit id of the working tree, if this is a git checkout.
 pub fn commit_id() -> String {
-    std::process::Command::new("git").args(["rev-parse", "--short", "HEAD"]).output().ok().filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_else(|| "unknown".into())
+    std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// Run the whole matrix, appending rows to `out`; returns every row of this configuration
@@ -120,7 +151,9 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
     let points = cfg.points()?;
     let total = points.len() * cfg.schemes.len();
     let (commit, host) = (commit_id(), host_name());
-    let isa = crate::kernels::selected().map(|k| k.isa.name()).unwrap_or("scalar");
+    let isa = crate::kernels::selected()
+        .map(|k| k.isa.name())
+        .unwrap_or("scalar");
     let mut rows = Vec::new();
     let started = Instant::now();
     let mut finished = 0usize;
@@ -136,7 +169,10 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
                     serial_throughput = Some(r.throughput_per_s);
                 }
                 rows.push(r.clone());
-                eprintln!("[{finished}/{total}] {key} (already in {}, skipped)", out.display());
+                eprintln!(
+                    "[{finished}/{total}] {key} (already in {}, skipped)",
+                    out.display()
+                );
                 continue;
             }
             let mut spec = JobSpec::new(&p.model, p.parties, p.batch);
@@ -144,7 +180,10 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
             let timeout = Duration::from_secs_f64(cfg.timeout_s);
             // `auto`: the cost model needs the serial compute time on an unshaped link and
             // the serial traffic; measured once per point.
-            let (mut k, mut m) = (cfg.chunks.fixed().unwrap_or(0), cfg.batches_in_flight.fixed().unwrap_or(0));
+            let (mut k, mut m) = (
+                cfg.chunks.fixed().unwrap_or(0),
+                cfg.batches_in_flight.fixed().unwrap_or(0),
+            );
             let mut predicted = None;
             if k == 0 || m == 0 || cfg.predict {
                 if t_compute.is_none() {
@@ -152,7 +191,13 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
                     t_compute = Some((s.online_s, s.bytes_per_party, s.rounds));
                 }
                 let (tc, bytes, rounds) = t_compute.unwrap();
-                let ci = CostInputs { t_compute_s: tc, bytes_per_party: bytes as f64, rounds: rounds as f64, bandwidth_mbps: p.link.bandwidth_mbps, latency_ms: p.link.latency_ms };
+                let ci = CostInputs {
+                    t_compute_s: tc,
+                    bytes_per_party: bytes as f64,
+                    rounds: rounds as f64,
+                    bandwidth_mbps: p.link.bandwidth_mbps,
+                    latency_ms: p.link.latency_ms,
+                };
                 let (ak, am, _) = ci.choose(scheme.inner_layer, scheme.inter_batch, p.batch);
                 if k == 0 {
                     k = ak;
@@ -160,18 +205,34 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
                 if m == 0 {
                     m = am;
                 }
-                predicted = Some(ci.predict(if scheme.inner_layer { k } else { 1 }, if scheme.inter_batch { m } else { 1 }));
+                predicted = Some(ci.predict(
+                    if scheme.inner_layer { k } else { 1 },
+                    if scheme.inter_batch { m } else { 1 },
+                ));
             }
-            spec.schedule = Schedule { scheme, chunks: k.max(1), batches_in_flight: m.max(1) };
+            spec.schedule = Schedule {
+                scheme,
+                chunks: k.max(1),
+                batches_in_flight: m.max(1),
+            };
             let elapsed = started.elapsed().as_secs_f64();
-            let eta = if finished > 1 { elapsed / (finished - 1) as f64 * (total - finished + 1) as f64 } else { 0.0 };
-            eprintln!("[{finished}/{total}] {key} k={k} m={m}  (elapsed {elapsed:.0}s, eta {eta:.0}s)");
-            let meas = measure(&spec, &p.link, cfg.warmup, cfg.reps, timeout).map_err(|e| Error::Config(format!("{key}: {e}")))?;
+            let eta = if finished > 1 {
+                elapsed / (finished - 1) as f64 * (total - finished + 1) as f64
+            } else {
+                0.0
+            };
+            eprintln!(
+                "[{finished}/{total}] {key} k={k} m={m}  (elapsed {elapsed:.0}s, eta {eta:.0}s)"
+            );
+            let meas = measure(&spec, &p.link, cfg.warmup, cfg.reps, timeout)
+                .map_err(|e| Error::Config(format!("{key}: {e}")))?;
             let throughput = (p.batch * cfg.reps) as f64 / meas.online_s;
             if scheme.is_serial() {
                 serial_throughput = Some(throughput);
             }
-            let link_util = p.link.bandwidth_mbps.map(|mbps| meas.bytes_per_party as f64 * 8.0 * cfg.reps as f64 / (mbps * 1e6 * meas.online_s));
+            let link_util = p.link.bandwidth_mbps.map(|mbps| {
+                meas.bytes_per_party as f64 * 8.0 * cfg.reps as f64 / (mbps * 1e6 * meas.online_s)
+            });
             let row = Row {
                 model: p.model.clone(),
                 batch: p.batch,
@@ -210,10 +271,28 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
 
 /// Print each scheme's gain over serial, per configuration.
 pub fn print_summary(rows: &[Row], w: &mut impl Write) -> std::io::Result<()> {
-    writeln!(w, "{:<22} {:>5} {:>3} {:>8} {:>6} {:<38} {:>10} {:>10} {:>9}", "model", "batch", "N", "weights", "net", "scheme", "p50 ms", "inf/s", "vs serial")?;
+    writeln!(
+        w,
+        "{:<22} {:>5} {:>3} {:>8} {:>6} {:<38} {:>10} {:>10} {:>9}",
+        "model", "batch", "N", "weights", "net", "scheme", "p50 ms", "inf/s", "vs serial"
+    )?;
     for r in rows {
-        let gain = r.speedup_vs_serial.map_or("-".to_string(), |g| format!("{g:.2}x"));
-        writeln!(w, "{:<22} {:>5} {:>3} {:>8} {:>6} {:<38} {:>10.2} {:>10.2} {:>9}", r.model, r.batch, r.parties, r.weights, r.network, r.scheme, r.latency_ms_p50, r.throughput_per_s, gain)?;
+        let gain = r
+            .speedup_vs_serial
+            .map_or("-".to_string(), |g| format!("{g:.2}x"));
+        writeln!(
+            w,
+            "{:<22} {:>5} {:>3} {:>8} {:>6} {:<38} {:>10.2} {:>10.2} {:>9}",
+            r.model,
+            r.batch,
+            r.parties,
+            r.weights,
+            r.network,
+            r.scheme,
+            r.latency_ms_p50,
+            r.throughput_per_s,
+            gain
+        )?;
     }
     Ok(())
 }

@@ -22,7 +22,11 @@ pub struct BenchArgs {
 pub fn run(a: &BenchArgs) -> Result<()> {
     let cfg = BenchConfig::load(&a.config)?;
     let out = a.out.clone().unwrap_or_else(|| {
-        let stem = a.config.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "bench".into());
+        let stem = a
+            .config
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "bench".into());
         PathBuf::from(format!("results/{stem}.csv"))
     });
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {

@@ -126,8 +126,9 @@ impl TcpNetwork {
                 cfg.addrs.len()
             ))
         })?;
-        let listener = TcpListener::bind(addr)
-            .map_err(|e| Error::Config(format!("party {} cannot listen on {addr}: {e}", cfg.party)))?;
+        let listener = TcpListener::bind(addr).map_err(|e| {
+            Error::Config(format!("party {} cannot listen on {addr}: {e}", cfg.party))
+        })?;
         Self::connect_with(cfg, listener)
     }
 
@@ -151,7 +152,12 @@ impl TcpNetwork {
         for j in 0..me {
             let mut s = dial(cfg.addrs[j], j, deadline, cfg.timeout)?;
             set_timeouts(&s, deadline)?;
-            handshake(&mut s, &params(Some(j)), &cfg.key, &format!("party {j} at {}", cfg.addrs[j]))?;
+            handshake(
+                &mut s,
+                &params(Some(j)),
+                &cfg.key,
+                &format!("party {j} at {}", cfg.addrs[j]),
+            )?;
             socks[j] = Some(s);
         }
         listener.set_nonblocking(true)?;
@@ -223,10 +229,14 @@ impl TcpNetwork {
         let shaping = (!cfg.link.is_unshaped()).then(|| {
             let inbox = inbox.clone();
             (
-                (0..n).map(|_| Link::new(cfg.link.clone())).collect::<Vec<_>>(),
-                Delayer::new(clock, "mpc-link-emu", move |(from, a): (PartyId, Arrival)| {
-                    inbox.push(from, a)
-                }),
+                (0..n)
+                    .map(|_| Link::new(cfg.link.clone()))
+                    .collect::<Vec<_>>(),
+                Delayer::new(
+                    clock,
+                    "mpc-link-emu",
+                    move |(from, a): (PartyId, Arrival)| inbox.push(from, a),
+                ),
             )
         });
         let io = IoThread {
@@ -258,7 +268,12 @@ fn set_timeouts(s: &TcpStream, deadline: Instant) -> Result<()> {
 }
 
 /// Connect to `addr`, retrying while the peer is not listening yet.
-fn dial(addr: SocketAddr, peer: PartyId, deadline: Instant, timeout: Duration) -> Result<TcpStream> {
+fn dial(
+    addr: SocketAddr,
+    peer: PartyId,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<TcpStream> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -409,9 +424,8 @@ impl IoThread {
                 self.write_peer(p);
             }
             if shutting {
-                let deadline = *linger_deadline.get_or_insert_with(|| {
-                    Instant::now() + self.sh.timeout.min(LINGER_MAX)
-                });
+                let deadline = *linger_deadline
+                    .get_or_insert_with(|| Instant::now() + self.sh.timeout.min(LINGER_MAX));
                 let done = self
                     .conns
                     .iter()
@@ -540,22 +554,26 @@ impl IoThread {
             let (res, frame_len) = match front {
                 Outgoing::Bye => {
                     hdr = frame::header(KIND_BYE, 0, 0, Tag(0));
-                    (
-                        (&c.sock).write(&hdr[..]),
-                        HEADER_BYTES,
-                    )
+                    ((&c.sock).write(&hdr[..]), HEADER_BYTES)
                 }
                 Outgoing::Msg(m) => {
-                    let (start, len, fin) = frame::frames_of(m.data.len() - m.frame_start, max_frame)
-                        .next()
-                        .unwrap();
+                    let (start, len, fin) =
+                        frame::frames_of(m.data.len() - m.frame_start, max_frame)
+                            .next()
+                            .unwrap();
                     debug_assert_eq!(start, 0);
                     let words = &m.data[m.frame_start..m.frame_start + len];
-                    hdr = frame::header(KIND_DATA, if fin { frame::FLAG_FIN } else { 0 }, len * 8, m.tag);
+                    hdr = frame::header(
+                        KIND_DATA,
+                        if fin { frame::FLAG_FIN } else { 0 },
+                        len * 8,
+                        m.tag,
+                    );
                     let payload = frame::words_as_bytes(words);
                     let done = m.frame_done;
                     let res = if done < HEADER_BYTES {
-                        (&c.sock).write_vectored(&[IoSlice::new(&hdr[done..]), IoSlice::new(&payload)])
+                        (&c.sock)
+                            .write_vectored(&[IoSlice::new(&hdr[done..]), IoSlice::new(&payload)])
                     } else {
                         (&c.sock).write(&payload[done - HEADER_BYTES..])
                     };
