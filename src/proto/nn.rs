@@ -147,8 +147,9 @@ impl<'a> Ctx<'a> {
     ///
     /// Accuracy against the exact GeLU x·Φ(x) (f64, fine grid): ≤ 1.3e-4 for x < −4,
     /// ≤ 7.6e-4 on [−4, −1.95), ≤ 8.6e-3 on [−1.95, 2.5] (8.5e-3 at 0, the polynomial's
-    /// constant term), 0.020 at x = 3 (the polynomial's end), ≤ 4.1e-3 for x > 3. Out-of-range powers (|x| large) may overflow or
-    /// fail to truncate, but they are multiplied by a zero bit and vanish exactly.
+    /// constant term), 0.020 at x = 3 (the polynomial's end), ≤ 4.1e-3 for x > 3.
+    /// Out-of-range powers (|x| large) may overflow or fail to truncate, but they are
+    /// multiplied by a zero bit and vanish exactly.
     pub fn gelu_puma(&self, x: &Share) -> Result<Share> {
         let f = self.frac_bits();
         let n = x.shape();
