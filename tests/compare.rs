@@ -15,6 +15,9 @@ use mpc_pipe::Result;
 
 const PARTIES: [usize; 3] = [2, 3, 4];
 
+/// A plaintext relation between two reals.
+type Relation<'a> = &'a dyn Fn(f64, f64) -> bool;
+
 /// Run and return every party's value, checking that they agree.
 fn agree<T: Send + PartialEq + std::fmt::Debug>(
     n: usize,
@@ -135,7 +138,11 @@ fn ltz_and_msb_are_exact_up_to_2_pow_62_ring_units() {
             let b = ctx.msb(&xs)?;
             Ok((reveal_int(ctx, &a)?, reveal_int(ctx, &b)?))
         });
-        let want: Vec<i64> = x.data().iter().map(|&v| i64::from((v as i64) < 0)).collect();
+        let want: Vec<i64> = x
+            .data()
+            .iter()
+            .map(|&v| i64::from((v as i64) < 0))
+            .collect();
         assert_eq!(got.0, want, "ltz {n} parties");
         assert_eq!(got.1, want, "msb {n} parties");
     }
@@ -184,14 +191,16 @@ fn comparisons_between_shares_and_constants_are_exact_with_ties() {
                 out.push(ctx.ge_const(&xs, c)?);
                 out.push(ctx.eq_const(&xs, c)?);
             }
-            out.iter().map(|s| reveal_int(ctx, s)).collect::<Result<Vec<_>>>()
+            out.iter()
+                .map(|s| reveal_int(ctx, s))
+                .collect::<Result<Vec<_>>>()
         });
-        let rel = |f: &dyn Fn(f64, f64) -> bool, a: &PlainTensor, b: &dyn Fn(usize) -> f64| {
+        let rel = |f: Relation, a: &PlainTensor, b: &dyn Fn(usize) -> f64| {
             (0..len)
                 .map(|i| i64::from(f(a.data()[i], b(i))))
                 .collect::<Vec<_>>()
         };
-        let ops: [(&str, &dyn Fn(f64, f64) -> bool); 5] = [
+        let ops: [(&str, Relation); 5] = [
             ("lt", &|a, b| a < b),
             ("gt", &|a, b| a > b),
             ("le", &|a, b| a <= b),
@@ -231,11 +240,20 @@ fn sign_abs_and_relu_are_exact() {
                 ctx.reveal_plain(&ctx.bit_to_fixed(&mask))?,
             ))
         });
-        let sign: Vec<i64> = xq.data().iter().map(|&v| if v < 0.0 { -1 } else { 1 }).collect();
+        let sign: Vec<i64> = xq
+            .data()
+            .iter()
+            .map(|&v| if v < 0.0 { -1 } else { 1 })
+            .collect();
         assert_eq!(got.0, sign, "sign {n} parties");
         // abs and relu multiply by a scale-1 value without truncation: exact (bound 0).
         assert_close(&got.1, &xq.map(f64::abs), |_| 0.0, &format!("abs {n}"));
-        assert_close(&got.2, &xq.map(|v| v.max(0.0)), |_| 0.0, &format!("relu {n}"));
+        assert_close(
+            &got.2,
+            &xq.map(|v| v.max(0.0)),
+            |_| 0.0,
+            &format!("relu {n}"),
+        );
         assert_close(&got.3, &got.2, |_| 0.0, &format!("relu_with_mask {n}"));
         let mask = xq.map(|v| if v >= 0.0 { 1.0 } else { 0.0 });
         assert_close(&got.4, &mask, |_| 0.0, &format!("relu mask {n}"));
@@ -305,7 +323,10 @@ fn counters_match_the_cost_model_for_a2b_ltz_relu_and_eq() {
         }
         for o in &outs {
             let got: Vec<(u64, u64)> = o.value.0.iter().map(|s| cost(s, n)).collect();
-            assert_eq!(got, want, "(rounds, words per peer) of a2b, ltz, relu, eq, reveal; {n} parties");
+            assert_eq!(
+                got, want,
+                "(rounds, words per peer) of a2b, ltz, relu, eq, reveal; {n} parties"
+            );
             assert_eq!(
                 o.value.0.iter().map(|s| s.rounds).sum::<u64>(),
                 o.stats.rounds

@@ -44,7 +44,12 @@ impl<'a> Ctx<'a> {
                 &BinShare(RingTensor::concat(0, &lefts)),
                 &BinShare(RingTensor::concat(0, &rights)),
             )?;
-            terms = sum.0.split_axis(0, pairs).into_iter().map(BinShare).collect();
+            terms = sum
+                .0
+                .split_axis(0, pairs)
+                .into_iter()
+                .map(BinShare)
+                .collect();
             terms.extend(carried);
         }
         let total = terms.pop().expect("at least two parties");
@@ -125,9 +130,7 @@ impl<'a> Ctx<'a> {
     /// Σ 2^i·bit_i locally. With bits = 64 this is the full conversion of x mod 2^64.
     pub fn b2a(&self, x: &BinShare, bits: u32) -> Result<Share> {
         if bits == 0 || bits > 64 {
-            return Err(Error::Config(format!(
-                "b2a of {bits} bits: must be 1..=64"
-            )));
+            return Err(Error::Config(format!("b2a of {bits} bits: must be 1..=64")));
         }
         let n = x.0.len();
         let planes: Vec<RingTensor> = (0..bits)
