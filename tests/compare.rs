@@ -333,5 +333,14 @@ fn counters_match_the_cost_model_for_a2b_ltz_relu_and_eq() {
             );
         }
         assert_close(&outs[0].value.1, &quantize(&x), |_| 0.0, "reveal");
+        let measured: Vec<(u64, u64)> = outs[0].value.0.iter().map(|s| cost(s, n)).collect();
+        let per_elem: Vec<(u64, f64)> = measured
+            .iter()
+            .map(|&(r, w)| (r, w as f64 / len as f64))
+            .collect();
+        eprintln!(
+            "{n} parties, (rounds, words per element per peer): a2b {:?}, ltz {:?}, relu {:?}, eq {:?}",
+            per_elem[0], per_elem[1], per_elem[2], per_elem[3]
+        );
     }
 }

@@ -256,11 +256,14 @@ fn avgpool2d_and_global_avgpool_match_plaintext() {
 }
 
 #[test]
-fn tournament_costs_nine_rounds_per_level_in_2pc() {
-    // Expected from the tournament's structure (pool.rs doc; ltz 8 rounds and 21 words per
-    // element, a product round 2 words per factor pair): per level with p pairs whose
-    // one-hot blocks cover w entries, 9 rounds and 21p + 2(p + w) words per row.
-    fn expected(k: usize, onehot: bool) -> (u64, u64) {
+fn tournament_costs_one_ltz_and_one_product_round_per_level() {
+    // Expected from the tournament's structure (pool.rs doc): per level with p pairs whose
+    // one-hot blocks cover w entries, one ltz on p elements and one untruncated product
+    // round on p + w factor pairs (2 words each). ltz per element (tests/compare.rs,
+    // protocols.md §3.1): 2PC 8 rounds, 21 words; N = 3: 15 rounds, 41 words per peer
+    // (two adder levels + B2A). Average pooling: no rounds in 2PC, one truncation round
+    // (n words per peer) for N > 2.
+    fn expected(k: usize, onehot: bool, ltz: (u64, u64)) -> (u64, u64) {
         let (mut blocks, mut rounds, mut words) = (vec![1usize; k], 0u64, 0u64);
         let mut first = true;
         while blocks.len() > 1 {
@@ -270,8 +273,8 @@ fn tournament_costs_nine_rounds_per_level_in_2pc() {
             } else {
                 0
             };
-            rounds += 9;
-            words += (21 * p + 2 * (p + w)) as u64;
+            rounds += ltz.0 + 1;
+            words += ltz.1 * p as u64 + 2 * (p + w) as u64;
             blocks = blocks.chunks(2).map(|c| c.iter().sum()).collect();
             first = false;
         }
@@ -281,40 +284,50 @@ fn tournament_costs_nine_rounds_per_level_in_2pc() {
     let rows = 20u64;
     let x = d.tensor(&[rows as usize, 10], -5.0, 5.0);
     let img = d.tensor(&[1, 5, 8, 8], -5.0, 5.0);
-    let outs = run(2, |ctx| {
-        let xs = ctx.share_plain(0, Some(&x), x.shape())?;
-        let is = ctx.share_plain(0, Some(&img), img.shape())?;
-        let mut laps = Vec::new();
-        let mut at = ctx.counters().snapshot();
-        let mut lap = |ctx: &Ctx, _: Share| {
-            let now = ctx.counters().snapshot();
-            laps.push((
-                now.rounds - at.rounds,
-                (now.bytes_sent() - at.bytes_sent()) / 8,
-            ));
-            at = now;
-        };
-        lap(ctx, ctx.max_dim(&xs, 1)?);
-        lap(ctx, ctx.argmax_dim(&xs, 1)?);
-        lap(ctx, ctx.maxpool2d(&is, 2, 2, 0)?);
-        lap(ctx, ctx.avgpool2d(&is, 2, 2, 0)?);
-        Ok(laps)
-    });
-    let (mr, mw) = expected(10, false);
-    let (ar, aw) = expected(10, true);
-    let (pr, pw) = expected(4, false);
     let windows = 5 * 4 * 4;
-    let want = vec![(mr, mw * rows), (ar, aw * rows), (pr, pw * windows), (0, 0)];
-    assert_eq!(
-        (ar, aw),
-        (36, 259),
-        "hand count for k = 10 (10 → 5 → 3 → 2 → 1)"
-    );
-    assert_eq!((pr, pw), (18, 69), "hand count for a 2×2 window");
-    for o in &outs {
-        assert_eq!(
-            o.value, want,
-            "(rounds, words) of max, argmax, maxpool, avgpool"
+    for (n, ltz) in [(2usize, (8u64, 21u64)), (3, (15, 41))] {
+        let outs = run(n, |ctx| {
+            let xs = ctx.share_plain(0, Some(&x), x.shape())?;
+            let is = ctx.share_plain(0, Some(&img), img.shape())?;
+            let mut laps = Vec::new();
+            let mut at = ctx.counters().snapshot();
+            let mut lap = |ctx: &Ctx, _: Share| {
+                let now = ctx.counters().snapshot();
+                let words = (now.bytes_sent() - at.bytes_sent()) / 8 / (n as u64 - 1);
+                laps.push((now.rounds - at.rounds, words));
+                at = now;
+            };
+            lap(ctx, ctx.max_dim(&xs, 1)?);
+            lap(ctx, ctx.argmax_dim(&xs, 1)?);
+            lap(ctx, ctx.maxpool2d(&is, 2, 2, 0)?);
+            lap(ctx, ctx.avgpool2d(&is, 2, 2, 0)?);
+            Ok(laps)
+        });
+        let (mr, mw) = expected(10, false, ltz);
+        let (ar, aw) = expected(10, true, ltz);
+        let (pr, pw) = expected(4, false, ltz);
+        if n == 2 {
+            assert_eq!(
+                (ar, aw),
+                (36, 259),
+                "hand count for k = 10 (10 → 5 → 3 → 2 → 1)"
+            );
+            assert_eq!((pr, pw), (18, 69), "hand count for a 2×2 window");
+        }
+        let avg = if n == 2 { (0, 0) } else { (1, windows) };
+        let want = vec![(mr, mw * rows), (ar, aw * rows), (pr, pw * windows), avg];
+        for o in &outs {
+            assert_eq!(
+                o.value, want,
+                "(rounds, words per peer) of max, argmax, maxpool, avgpool; {n} parties"
+            );
+        }
+        eprintln!(
+            "{n} parties, (rounds, words per row/window per peer): max k=10 {:?}, argmax k=10 {:?}, maxpool 2x2 {:?}, avgpool 2x2 {:?}",
+            (outs[0].value[0].0, outs[0].value[0].1 / rows),
+            (outs[0].value[1].0, outs[0].value[1].1 / rows),
+            (outs[0].value[2].0, outs[0].value[2].1 / windows),
+            (outs[0].value[3].0, outs[0].value[3].1 / windows)
         );
     }
 }
