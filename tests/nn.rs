@@ -8,7 +8,7 @@ mod twins;
 use common::*;
 use mpc_pipe::proto::nn::GeluApprox;
 use mpc_pipe::proto::{Ctx, Share};
-use mpc_pipe::ring::{FixedPoint, PlainTensor};
+use mpc_pipe::ring::{FixedPoint, PlainTensor, RingTensor};
 use twins::*;
 
 const PARTIES: [usize; 3] = [2, 3, 4];
@@ -397,37 +397,66 @@ fn costs_per_element_match_protocols_md_in_2pc() {
     let gamma = FixedPoint::default().encode_tensor(&PlainTensor::from_vec(&[k], vec![1.0; k]));
     let beta = FixedPoint::default().encode_tensor(&PlainTensor::zeros(&[k]));
     type Op<'g> = Box<dyn Fn(&Ctx, &Share) -> mpc_pipe::Result<Share> + Sync + 'g>;
-    type Case<'g> = (&'static str, Op<'g>, Option<(u64, u64)>);
-    let ops: Vec<Case> = vec![
-        // name, op, 2PC (rounds, words for the whole call) from protocols.md
+    // (name, op, the case whose measured 2PC cost it builds on, 2PC (rounds, words) on top
+    // of that base per protocols.md; None = measured only, as a base). The bases are the
+    // comparison family's (protocols.md: ltz 8 rounds and 21 words per element).
+    type Case<'g> = (
+        &'static str,
+        Op<'g>,
+        Option<&'static str>,
+        Option<(u64, u64)>,
+    );
+    let (n_el, n_rows) = (len as u64, rows as u64);
+    let cases: Vec<Case> = vec![
         (
             "max_dim (rows of 10)",
             Box::new(|c, x| c.max_dim(x, 1)),
             None,
-        ),
-        (
-            "softmax (rows of 10)",
-            Box::new(|c, x| c.softmax(x, 1)),
             None,
         ),
         (
+            "ltz (3 stacked copies)",
+            Box::new(|c, x| {
+                c.ltz(&Share(RingTensor::concat(
+                    0,
+                    &[x.0.clone(), x.0.clone(), x.0.clone()],
+                )))
+            }),
+            None,
+            None,
+        ),
+        // softmax = max + exp (8 rounds, 8n) + reciprocal_pos of the row sums (28 rounds,
+        // 38 words per row) + the product (1 round, 2n).
+        (
+            "softmax (rows of 10)",
+            Box::new(|c, x| c.softmax(x, 1)),
+            Some("max_dim (rows of 10)"),
+            Some((37, 10 * n_el + 38 * n_rows)),
+        ),
+        // PUMA = one comparison call on 3n + powers (3 rounds, n + 4n + n) + selection
+        // (1 round, 6n).
+        (
             "gelu (PUMA)",
             Box::new(|c, x| c.gelu(x)),
-            Some((12, 75 * len as u64)),
+            Some("ltz (3 stacked copies)"),
+            Some((4, 12 * n_el)),
         ),
         (
             "gelu (Quad)",
             Box::new(|c, x| c.gelu_with(x, GeluApprox::Quad)),
-            Some((1, len as u64)),
+            None,
+            Some((1, n_el)),
         ),
+        // square (n) + inv_sqrt of the row variances (17 rounds, 23 per row) + d·r (2n).
         (
             "layernorm (h = 10)",
             Box::new(|c, x| c.layernorm(x, &gamma, &beta, 1e-5)),
-            Some((19, 3 * len as u64 + 23 * rows as u64)),
+            None,
+            Some((19, 3 * n_el + 23 * n_rows)),
         ),
     ];
-    let mut max_cost = (0u64, 0u64);
-    for (name, op, want) in &ops {
+    let mut measured = std::collections::HashMap::new();
+    for (name, op, base, want) in &cases {
         for n in [2usize, 3] {
             let outs = run(n, |ctx| {
                 let xs = ctx.share_plain(0, Some(&x), x.shape())?;
@@ -445,24 +474,11 @@ fn costs_per_element_match_protocols_md_in_2pc() {
             if n != 2 {
                 continue;
             }
-            match (
-                name.starts_with("max_dim"),
-                name.starts_with("softmax"),
-                want,
-            ) {
-                (true, _, _) => max_cost = (s.rounds, words),
-                // softmax = max + exp (8 rounds, 8n) + reciprocal_pos on the row sums
-                // (28 rounds, 38 words per row) + the product (1 round, 2n).
-                (_, true, _) => {
-                    assert_eq!(s.rounds, max_cost.0 + 8 + 28 + 1, "{name} rounds");
-                    let w = max_cost.1 + 8 * len as u64 + 38 * rows as u64 + 2 * len as u64;
-                    assert_eq!(words, w, "{name} words");
-                }
-                (_, _, Some((r, w))) => {
-                    assert_eq!(s.rounds, *r, "{name} rounds");
-                    assert_eq!(words, *w, "{name} words");
-                }
-                _ => unreachable!(),
+            measured.insert(*name, (s.rounds, words));
+            if let Some((r, w)) = want {
+                let (r0, w0) = base.map_or((0, 0), |b| measured[b]);
+                assert_eq!(s.rounds, r0 + r, "{name} rounds");
+                assert_eq!(words, w0 + w, "{name} words");
             }
         }
     }
