@@ -15,6 +15,9 @@ use mpc_pipe::Result;
 
 const PARTIES: [usize; 3] = [2, 3, 4];
 
+/// A plaintext relation between two reals.
+type Relation<'a> = &'a dyn Fn(f64, f64) -> bool;
+
 /// Run and return every party's value, checking that they agree.
 fn agree<T: Send + PartialEq + std::fmt::Debug>(
     n: usize,
@@ -192,12 +195,12 @@ fn comparisons_between_shares_and_constants_are_exact_with_ties() {
                 .map(|s| reveal_int(ctx, s))
                 .collect::<Result<Vec<_>>>()
         });
-        let rel = |f: &dyn Fn(f64, f64) -> bool, a: &PlainTensor, b: &dyn Fn(usize) -> f64| {
+        let rel = |f: Relation, a: &PlainTensor, b: &dyn Fn(usize) -> f64| {
             (0..len)
                 .map(|i| i64::from(f(a.data()[i], b(i))))
                 .collect::<Vec<_>>()
         };
-        let ops: [(&str, &dyn Fn(f64, f64) -> bool); 5] = [
+        let ops: [(&str, Relation); 5] = [
             ("lt", &|a, b| a < b),
             ("gt", &|a, b| a > b),
             ("le", &|a, b| a <= b),
@@ -330,5 +333,14 @@ fn counters_match_the_cost_model_for_a2b_ltz_relu_and_eq() {
             );
         }
         assert_close(&outs[0].value.1, &quantize(&x), |_| 0.0, "reveal");
+        let measured: Vec<(u64, u64)> = outs[0].value.0.iter().map(|s| cost(s, n)).collect();
+        let per_elem: Vec<(u64, f64)> = measured
+            .iter()
+            .map(|&(r, w)| (r, w as f64 / len as f64))
+            .collect();
+        eprintln!(
+            "{n} parties, (rounds, words per element per peer): a2b {:?}, ltz {:?}, relu {:?}, eq {:?}",
+            per_elem[0], per_elem[1], per_elem[2], per_elem[3]
+        );
     }
 }

@@ -71,11 +71,12 @@ impl<'a> Ctx<'a> {
     ///
     /// Domain: 0.0012 ≲ x < 256. Above 256.5 the exp of the initial guess blows up (its
     /// base 1 + (1 − 2x)/256 falls below −1); below ~0.0012 ten iterations no longer
-    /// converge from y0 ≈ 8.15. On [0.003, 250] the iteration converges (relative residual
-    /// < 1e-10 in f64), so the error is the fixed-point one: each iteration adds
-    /// (2x + 2)u (the 2u error of y² is multiplied by x), which Newton's contraction does not
-    /// remove, i.e. about (2x + 2)u absolute in the result (e.g. 3e-3 at x = 100, where
-    /// 1/x = 0.01: y² is only ~6 ulp there).
+    /// converge from y0 ≈ 8.15. On [0.003, 250] the iteration converges (relative
+    /// residual ≤ 4e-8 in f64, worst near x = 5 where y0 ≈ 0.003 starts far below 1/x),
+    /// so the error is the fixed-point one: each iteration adds (2x + 2)u (the 2u error of
+    /// y² is multiplied by x), which Newton's contraction does not remove, i.e. about
+    /// (2x + 2)u absolute in the result (e.g. 3e-3 at x = 100, where 1/x = 0.01: y² is
+    /// only ~6 ulp there).
     pub fn reciprocal_pos(&self, x: &Share) -> Result<Share> {
         // 1 − 2x: integer product, no truncation; then exp and ·3 (integer) + 0.003.
         let arg = self.add_const(&x.mul_int(-2), 1.0);
@@ -106,7 +107,7 @@ impl<'a> Ctx<'a> {
     /// twice there; one truncation is both cheaper and more accurate).
     ///
     /// Accuracy of the approximation (relative error |y·√x − 1|, f64, measured on a
-    /// geometric grid): ≤ 0.5% on [0.1, 150] (≤ 0.31% on [0.2, 100]), 5.3% on [0.05, 0.1],
+    /// geometric grid): ≤ 0.5% on [0.1, 150] (≤ 0.31% on [0.2, 100]), 5.6% on [0.049, 0.1],
     /// 40% at x = 0.01 (too few iterations from y0 ≈ 2), and it degrades fast above 150
     /// (78% at 200; y0 turns negative above ~205).
     pub fn inv_sqrt(&self, x: &Share) -> Result<Share> {
@@ -138,6 +139,7 @@ impl<'a> Ctx<'a> {
     /// `mul_public(x, 1/d)` would lose up to d·u relative to the encoding of 1/d. Free in
     /// 2PC; 1 round for N > 2. The value before truncation is |x|·2^(2f)·2^k/d < |x|·2^(2f+1),
     /// so in 2PC it fails with probability about 2|x|/2^31, as a product of size 2|x|.
+    /// d up to 2^(61 − f) (the truncation must stay below 62 bits).
     pub fn div_public(&self, x: &Share, d: u64) -> Result<Share> {
         if d == 0 {
             return Err(Error::Config("division of a share by zero".into()));

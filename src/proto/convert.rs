@@ -33,6 +33,13 @@ impl<'a> Ctx<'a> {
                 None
             };
             let pairs = terms.len() / 2;
+            if pairs == 1 {
+                let y = terms.pop().unwrap();
+                let x = terms.pop().unwrap();
+                terms.push(self.add_bin(&x, &y)?);
+                terms.extend(carried);
+                continue;
+            }
             let lefts: Vec<RingTensor> = terms.iter().step_by(2).map(|t| t.0.clone()).collect();
             let rights: Vec<RingTensor> = terms
                 .iter()
@@ -78,19 +85,31 @@ impl<'a> Ctx<'a> {
         let flat = [x.0.len()];
         let x = BinShare(x.0.reshaped(&flat)?);
         let y = BinShare(y.0.reshaped(&flat)?);
+        let n = x.0.len();
         let p0 = x.xor(&y);
-        let mut g = self.and(&x, &y)?;
-        let mut p = p0.clone();
+        let mut g = self.and(&x, &y)?.0.into_data();
+        let mut p = p0.0.data().to_vec();
         for s in PREFIX_SHIFTS {
-            let stacked = BinShare(RingTensor::concat(0, &[g.0.shl(s), p.0.shl(s)]));
-            let upd = self.and(&p, &stacked)?;
-            let mut halves = upd.0.split_axis(0, 2);
-            let p_upd = halves.pop().unwrap();
-            let g_upd = halves.pop().unwrap();
-            g.0.xor_assign(&g_upd);
-            p = BinShare(p_upd);
+            // Stacked as [P≪s, G≪s] so the AND's first half is the new P, kept in place.
+            let mut stacked = Vec::with_capacity(2 * n);
+            stacked.extend(p.iter().map(|v| v << s));
+            stacked.extend(g.iter().map(|v| v << s));
+            let upd = self.and(
+                &BinShare(RingTensor::from_vec(&flat, p)),
+                &BinShare(RingTensor::from_vec(&[2 * n], stacked)),
+            )?;
+            let mut upd = upd.0.into_data();
+            g.iter_mut().zip(&upd[n..]).for_each(|(g, u)| *g ^= u);
+            upd.truncate(n);
+            p = upd;
         }
-        Ok(BinShare(p0.xor(&g.shl(1)).0.reshape(&shape)?))
+        let sum: Vec<u64> =
+            p0.0.data()
+                .iter()
+                .zip(&g)
+                .map(|(p, g)| p ^ (g << 1))
+                .collect();
+        Ok(BinShare(RingTensor::from_vec(&shape, sum)))
     }
 
     /// B2A of single bits (§3.7): bit 0 of every word of x becomes an arithmetic 0/1 of

@@ -147,8 +147,9 @@ impl<'a> Ctx<'a> {
     ///
     /// Accuracy against the exact GeLU x·Φ(x) (f64, fine grid): ≤ 1.3e-4 for x < −4,
     /// ≤ 7.6e-4 on [−4, −1.95), ≤ 8.6e-3 on [−1.95, 2.5] (8.5e-3 at 0, the polynomial's
-    /// constant term), 0.020 at x = 3 (the polynomial's end), ≤ 4.1e-3 for x > 3. Out-of-range powers (|x| large) may overflow or
-    /// fail to truncate, but they are multiplied by a zero bit and vanish exactly.
+    /// constant term), 0.020 at x = 3 (the polynomial's end), ≤ 4.1e-3 for x > 3.
+    /// Out-of-range powers (|x| large) may overflow or fail to truncate, but they are
+    /// multiplied by a zero bit and vanish exactly.
     pub fn gelu_puma(&self, x: &Share) -> Result<Share> {
         let f = self.frac_bits();
         let n = x.shape();
@@ -212,7 +213,7 @@ impl<'a> Ctx<'a> {
     /// N > 2: 1 + 2 + 1 + 37 + 2 + 1 = 44 rounds.
     ///
     /// Accuracy is inv_sqrt's on v + eps: relative error of r ≤ 0.5% for variances in
-    /// [0.1, 150], 5.3% down to 0.05, 40% at 0.01 (CrypTen's 3 iterations from y0 ≈ 2 do
+    /// [0.1, 150], 5.6% down to 0.049, 40% at 0.01 (CrypTen's 3 iterations from y0 ≈ 2 do
     /// not reach 1/√v); eps below one ulp (e.g. 1e-5 at f = 16) encodes to 0.
     pub fn layernorm(
         &self,

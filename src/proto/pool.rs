@@ -15,6 +15,7 @@
 //!      m = right + c·(left − right) and, for argmax, the one-hot of the merged block:
 //!      concat(c·L, R − c·R), where L and R are the survivors' one-hots over the original
 //!      entries they cover. The first level needs no one-hot product: L = R = 1 (public).
+//!
 //! 2PC cost per level: 9 rounds, 21·p + 2·(p + w) words for p pairs whose blocks cover w
 //! entries (w = 0 at the first level and for max alone).
 
@@ -125,7 +126,7 @@ impl<'a> Ctx<'a> {
                         let mut off = 0;
                         for p in 0..pairs {
                             let w = blocks[2 * p] + blocks[2 * p + 1];
-                            xs.extend(std::iter::repeat(cd[r * pairs + p]).take(w));
+                            xs.extend(std::iter::repeat_n(cd[r * pairs + p], w));
                             ys.extend_from_slice(&h[r * k + off..r * k + off + w]);
                             off += w;
                         }
