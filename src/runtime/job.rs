@@ -35,11 +35,14 @@ impl JobSpec {
     }
 }
 
+/// A program every party runs; returns the decoded output revealed to all parties.
+pub type Program = Box<dyn Fn(&Ctx) -> Result<PlainTensor> + Send + Sync>;
+
 /// The program of a job and its plaintext reference output.
 pub struct Job {
     pub spec: JobSpec,
     /// Runs at every party; returns the decoded output revealed to all parties.
-    pub program: Box<dyn Fn(&Ctx) -> Result<PlainTensor> + Send + Sync>,
+    pub program: Program,
     /// The same computation in plaintext f64.
     pub reference: PlainTensor,
 }

@@ -123,12 +123,12 @@ impl Schedule {
     }
 }
 
+/// A prepared private layer with its bias share, or why preparing it failed.
+type Slot = Mutex<Option<std::result::Result<Arc<(PreparedLinear, Share)>, String>>>;
+
 /// Prepared private layers, filled by the weights lane, read by the activation lanes.
 struct Slots {
-    items: Vec<(
-        Mutex<Option<std::result::Result<Arc<(PreparedLinear, Share)>, String>>>,
-        Condvar,
-    )>,
+    items: Vec<(Slot, Condvar)>,
 }
 
 impl Slots {
