@@ -41,6 +41,9 @@ pub struct RunArgs {
     /// Seconds a party waits for a peer before failing.
     #[arg(long, default_value_t = 120.0)]
     pub timeout_s: f64,
+    /// Sequence length of a BERT model (default: 128 for bert-base, 16 for bert-small).
+    #[arg(long)]
+    pub seq_len: Option<usize>,
     /// Pipeline scheme: serial, or inter-linear, inner-layer, inter-batch joined by '+'
     /// (e.g. inter-linear+inner-layer), or all.
     #[arg(long, default_value = "serial")]
@@ -69,6 +72,7 @@ impl Default for RunArgs {
             scheme: "serial".into(),
             chunks: 2,
             batches_in_flight: 2,
+            seq_len: None,
             material: None,
         }
     }
@@ -93,6 +97,7 @@ impl RunArgs {
             weights: self.weights.parse::<Weights>()?,
             seed: self.seed,
             schedule,
+            seq_len: self.seq_len,
         })
     }
 

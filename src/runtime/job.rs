@@ -20,6 +20,8 @@ pub struct JobSpec {
     pub seed: u64,
     /// Pipeline scheme and its parameters.
     pub schedule: Schedule,
+    /// Sequence length of a BERT model (None: the model's default).
+    pub seq_len: Option<usize>,
 }
 
 impl JobSpec {
@@ -31,6 +33,7 @@ impl JobSpec {
             weights: Weights::Private,
             seed: 1,
             schedule: Schedule::serial(),
+            seq_len: None,
         }
     }
 }
@@ -56,7 +59,7 @@ pub fn build(spec: &JobSpec) -> Result<Job> {
     if spec.model == "selftest" {
         return Ok(selftest(spec));
     }
-    let model = zoo::build(&spec.model, spec.seed)?;
+    let model = zoo::build_with(&spec.model, spec.seed, spec.seq_len)?;
     let shape = model.batch_shape(spec.batch);
     let input = zoo::Synth::new(spec.seed ^ 0x1234_5678).tensor(&shape, 0.0, 1.0);
     let reference = model.forward_plain(&input);
