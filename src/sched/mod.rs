@@ -201,6 +201,19 @@ struct Env<'e> {
     slots: Option<&'e Slots>,
 }
 
+/// Spawn a lane thread named after its parent lane (timelines show one row per lane).
+fn lane<'scope, 'env, T: Send + 'scope>(
+    sc: &'scope std::thread::Scope<'scope, 'env>,
+    name: String,
+    f: impl FnOnce() -> T + Send + 'scope,
+) -> std::thread::ScopedJoinHandle<'scope, T> {
+    let parent = std::thread::current().name().unwrap_or("lane").to_string();
+    std::thread::Builder::new()
+        .name(format!("{parent} / {name}"))
+        .spawn_scoped(sc, f)
+        .expect("cannot spawn a pipeline lane thread")
+}
+
 /// Run `f` on `k` chunks of `x` along `axis`, each chunk in its own lane (the first on the
 /// calling thread), and concatenate. `f` gets the chunk's start index along `axis`.
 fn chunked(
@@ -225,7 +238,8 @@ fn chunked(
         let mut it = parts.into_iter();
         let (s0, x0, c0) = it.next().unwrap();
         let handles: Vec<_> = it
-            .map(|(s, xc, cc)| sc.spawn(move || f(&cc, &xc, s)))
+            .enumerate()
+            .map(|(c, (s, xc, cc))| lane(sc, format!("chunk {}", c + 1), move || f(&cc, &xc, s)))
             .collect();
         let mut out = vec![f(&c0, &x0, s0)];
         out.extend(handles.into_iter().map(|h| {
@@ -422,7 +436,7 @@ pub fn forward(
     std::thread::scope(|sc| {
         if inter_linear {
             let (linear, slots, wctx) = (&linear, &slots, weights_ctx);
-            sc.spawn(move || {
+            lane(sc, "weights".into(), move || {
                 for (i, (op, w, b, in_shape)) in linear.iter().enumerate() {
                     let (op, w, b) = (*op, *w, *b);
                     let r = (|| -> Result<Arc<(PreparedLinear, Share)>> {
@@ -446,9 +460,10 @@ pub fn forward(
         let handles: Vec<_> = lane_ctxs
             .into_iter()
             .zip(ranges)
-            .map(|(lctx, (s, e))| {
+            .enumerate()
+            .map(|(bi, (lctx, (s, e)))| {
                 let xb = Share(x.0.slice_axis(0, s, e));
-                sc.spawn(move || {
+                lane(sc, format!("batch {bi}"), move || {
                     let mut ordinal = 0;
                     run_layers(&lctx, &model.layers, &xb, env, s, &mut ordinal)
                 })
