@@ -120,6 +120,8 @@ pub struct KernelSet {
     /// Register tile (rows, columns) of the GEMM microkernel.
     pub mr: usize,
     pub nr: usize,
+    /// Depth of a packed K slab.
+    pub kc: usize,
     pub(crate) gemm: GemmFn,
     pub(crate) conv: ConvFn,
     pub(crate) ew: elementwise::EwSet,
@@ -151,6 +153,7 @@ fn build(isa: Isa) -> KernelSet {
             isa,
             mr: portable::MR,
             nr: portable::NR,
+            kc: <portable::Portable as driver::MicroKernel>::KC,
             gemm: driver::gemm_entry::<portable::Portable>,
             conv: conv::conv_entry::<portable::Portable>,
             ew: elementwise::EwSet::portable(),
@@ -160,6 +163,7 @@ fn build(isa: Isa) -> KernelSet {
             isa,
             mr: avx2::MR,
             nr: avx2::NR,
+            kc: <avx2::Avx2 as driver::MicroKernel>::KC,
             gemm: driver::gemm_entry::<avx2::Avx2>,
             conv: conv::conv_entry::<avx2::Avx2>,
             ew: elementwise::EwSet::avx2(),
@@ -169,6 +173,7 @@ fn build(isa: Isa) -> KernelSet {
             isa,
             mr: avx512::MR,
             nr: avx512::NR,
+            kc: <avx512::Avx512 as driver::MicroKernel>::KC,
             gemm: driver::gemm_entry::<avx512::Avx512>,
             conv: conv::conv_entry::<avx512::Avx512>,
             ew: elementwise::EwSet::avx512(),
