@@ -20,6 +20,7 @@ mod driver;
 pub mod elementwise;
 mod pack;
 mod portable;
+pub mod report;
 pub mod scalar;
 
 #[cfg(target_arch = "x86_64")]
