@@ -69,7 +69,11 @@ pub fn run(a: &KernelsArgs) -> Result<()> {
         paths,
         threads: threads.clone(),
         reps,
-        shapes: if a.quick { vec![0, 2] } else { (0..SHAPES.len()).collect() },
+        shapes: if a.quick {
+            vec![0, 2]
+        } else {
+            (0..SHAPES.len()).collect()
+        },
         scalar_max_macs: if a.quick { 1 << 26 } else { 1 << 28 },
         bound_time: Duration::from_millis(200),
     };
@@ -92,7 +96,18 @@ pub fn run(a: &KernelsArgs) -> Result<()> {
             );
             println!(
                 "{:<30} {:>7} {:>3} {:>7} {:>7} {:>7} {:>7} {:>6} {:>7} {:>6} {:>5} {:>5}",
-                "shape", "path", "thr", "GMAC/s", "[cpu]", "bound", "[cpu]", "/bound", "dgemm", "/dgemm", "x1t", "[cpu]"
+                "shape",
+                "path",
+                "thr",
+                "GMAC/s",
+                "[cpu]",
+                "bound",
+                "[cpu]",
+                "/bound",
+                "dgemm",
+                "/dgemm",
+                "x1t",
+                "[cpu]"
             );
         }
         report::gemm_table(&opts, |r| print_gemm(r, a.csv, selected, reps, &cpu))?;
@@ -108,13 +123,20 @@ pub fn run(a: &KernelsArgs) -> Result<()> {
             CONV_LAYERS
                 .iter()
                 .copied()
-                .filter(|l| l.0.contains("conv2 3x3") || l.0.contains("conv3_2") || l.0.contains("conv5_2") || l.0.contains("conv1 7x7"))
+                .filter(|l| {
+                    l.0.contains("conv2 3x3")
+                        || l.0.contains("conv3_2")
+                        || l.0.contains("conv5_2")
+                        || l.0.contains("conv1 7x7")
+                })
                 .collect()
         } else {
             CONV_LAYERS.to_vec()
         };
         if a.csv {
-            println!("layer,path,threads,m,k,n,conv_ms,gemm_ms,conv_cpu_ms,gemm_cpu_ms,conv_over_gemm");
+            println!(
+                "layer,path,threads,m,k,n,conv_ms,gemm_ms,conv_cpu_ms,gemm_cpu_ms,conv_over_gemm"
+            );
         } else {
             println!();
             println!(
@@ -123,7 +145,15 @@ pub fn run(a: &KernelsArgs) -> Result<()> {
             );
             println!(
                 "{:<32} {:>3} {:>16} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6}",
-                "layer", "thr", "m x k x n", "conv ms", "gemm ms", "[cpu]", "[cpu]", "ratio", "wall"
+                "layer",
+                "thr",
+                "m x k x n",
+                "conv ms",
+                "gemm ms",
+                "[cpu]",
+                "[cpu]",
+                "ratio",
+                "wall"
             );
         }
         for &t in &threads {

@@ -128,6 +128,61 @@ impl BSource for Im2colB<'_> {
             fill_swapped(kc, nr, dst);
         }
     }
+
+    fn pack_panel(
+        &self,
+        p0: usize,
+        kc: usize,
+        j0: usize,
+        ncols: usize,
+        nr: usize,
+        swap: bool,
+        dst: &mut [u64],
+    ) {
+        let g = &self.g;
+        let w = if swap { 2 * nr } else { nr };
+        let slivers = ncols.div_ceil(nr);
+        let sl = kc * w;
+        let dst = &mut dst[..slivers * sl];
+        if !ncols.is_multiple_of(nr) {
+            dst[(slivers - 1) * sl..].fill(0);
+        }
+        for p in 0..kc {
+            let (ci, r) = ((p0 + p) / (g.kh * g.kw), (p0 + p) % (g.kh * g.kw));
+            let (ky, kx) = (r / g.kw, r % g.kw);
+            let plane = &self.x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+            // Column j of the panel lands in sliver j / nr, lane j % nr, of this k step.
+            let (mut s, mut t) = (0usize, 0usize);
+            let mut put = |v: u64| {
+                dst[s * sl + p * w + t] = v;
+                t += 1;
+                if t == nr {
+                    t = 0;
+                    s += 1;
+                }
+            };
+            let mut j = j0;
+            while j < j0 + ncols {
+                let (oy, ox) = (j / g.ow, j % g.ow);
+                let run = (g.ow - ox).min(j0 + ncols - j);
+                match g.iy(oy, ky) {
+                    None => (0..run).for_each(|_| put(0)),
+                    Some(iy) => {
+                        let line = &plane[iy * g.w..(iy + 1) * g.w];
+                        for t in 0..run {
+                            put(g.ix(ox + t, kx).map_or(0, |ix| line[ix]));
+                        }
+                    }
+                }
+                j += run;
+            }
+        }
+        if swap {
+            for d in dst.chunks_mut(sl) {
+                fill_swapped(kc, nr, d);
+            }
+        }
+    }
 }
 
 /// A checked implicit-im2col GEMM: C [O × OH·OW] (+)= W · col(x_b).

@@ -45,7 +45,14 @@ impl<'a> Mat<'a> {
     }
 
     pub(crate) fn check(&self, what: &str) {
-        check_span(self.data.len(), self.rows, self.cols, self.rs, self.cs, what);
+        check_span(
+            self.data.len(),
+            self.rows,
+            self.cols,
+            self.rs,
+            self.cs,
+            what,
+        );
     }
 }
 
@@ -272,15 +279,24 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel, B: BSource>(
             let apack = &mut abuf[..if direct_a { 0 } else { m_sl * mr * kc }];
             let bpack = &mut bbuf[..n_sl * bw * kc];
             let pack_a = |(s, dst): (usize, &mut [u64])| pack::pack_a(a, s * mr, mr, p0, kc, dst);
-            let pack_b = |(s, dst): (usize, &mut [u64])| {
-                b.pack(p0, kc, s * nr, nr, K::B_SWAP, dst);
+            // B is packed in groups of slivers (one parallel job each).
+            let group = 8;
+            let pack_b = |(g, dst): (usize, &mut [u64])| {
+                let j0 = g * group * nr;
+                b.pack_panel(p0, kc, j0, (n - j0).min(group * nr), nr, K::B_SWAP, dst);
             };
             if parallel {
                 apack.par_chunks_mut(mr * kc).enumerate().for_each(pack_a);
-                bpack.par_chunks_mut(bw * kc).enumerate().for_each(pack_b);
+                bpack
+                    .par_chunks_mut(group * bw * kc)
+                    .enumerate()
+                    .for_each(pack_b);
             } else {
                 apack.chunks_mut(mr * kc).enumerate().for_each(pack_a);
-                bpack.chunks_mut(bw * kc).enumerate().for_each(pack_b);
+                bpack
+                    .chunks_mut(group * bw * kc)
+                    .enumerate()
+                    .for_each(pack_b);
             }
             let (apack, bpack) = (&*apack, &*bpack);
             let task = |&(ti, tj): &(usize, usize)| {

@@ -96,7 +96,11 @@ impl Isa {
 
     /// Best rung this CPU supports.
     pub fn detect() -> Isa {
-        *Isa::ALL.iter().rev().find(|i| i.available()).unwrap_or(&Isa::Scalar)
+        *Isa::ALL
+            .iter()
+            .rev()
+            .find(|i| i.available())
+            .unwrap_or(&Isa::Scalar)
     }
 }
 

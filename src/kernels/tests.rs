@@ -8,8 +8,7 @@ use rand_xoshiro::rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
 use super::scalar::{
-    conv2d_grad_input_u64_scalar, conv2d_grad_weight_u64_scalar, conv2d_u64_scalar,
-    gemm_u64_scalar,
+    conv2d_grad_input_u64_scalar, conv2d_grad_weight_u64_scalar, conv2d_u64_scalar, gemm_u64_scalar,
 };
 use super::*;
 use crate::ring::RingTensor;
@@ -40,7 +39,7 @@ fn values(rng: &mut Xoshiro256PlusPlus, len: usize) -> Vec<u64> {
     (0..len)
         .map(|_| {
             let r = rng.next_u64();
-            if r % 4 == 0 {
+            if r.is_multiple_of(4) {
                 SPECIAL[(r >> 8) as usize % SPECIAL.len()]
             } else {
                 rng.next_u64()
@@ -149,14 +148,35 @@ fn check_conv(
     let wt = tensor(&mut r, &[o, c, kh, kw]);
     let got = conv2d_with(ks, &x, &wt, stride, padding);
     let want = conv2d_u64_scalar(&x, &wt, stride, padding);
-    assert_eq!(got, want, "{} conv2d x {:?} w {:?} s {stride} p {padding}", ks.isa, x.shape(), wt.shape());
+    assert_eq!(
+        got,
+        want,
+        "{} conv2d x {:?} w {:?} s {stride} p {padding}",
+        ks.isa,
+        x.shape(),
+        wt.shape()
+    );
     let dy = tensor(&mut r, want.shape());
     let gi = conv2d_grad_input_with(ks, &dy, &wt, (h, w), stride, padding);
     let wi = conv2d_grad_input_u64_scalar(&dy, &wt, (h, w), stride, padding);
-    assert_eq!(gi, wi, "{} conv2d grad input x {:?} w {:?} s {stride} p {padding}", ks.isa, x.shape(), wt.shape());
+    assert_eq!(
+        gi,
+        wi,
+        "{} conv2d grad input x {:?} w {:?} s {stride} p {padding}",
+        ks.isa,
+        x.shape(),
+        wt.shape()
+    );
     let gw = conv2d_grad_weight_with(ks, &x, &dy, (kh, kw), stride, padding);
     let ww = conv2d_grad_weight_u64_scalar(&x, &dy, (kh, kw), stride, padding);
-    assert_eq!(gw, ww, "{} conv2d grad weight x {:?} w {:?} s {stride} p {padding}", ks.isa, x.shape(), wt.shape());
+    assert_eq!(
+        gw,
+        ww,
+        "{} conv2d grad weight x {:?} w {:?} s {stride} p {padding}",
+        ks.isa,
+        x.shape(),
+        wt.shape()
+    );
 }
 
 fn pool(threads: usize) -> rayon::ThreadPool {
@@ -173,7 +193,9 @@ macro_rules! kernel_suite {
 
             #[test]
             fn gemm_matches_scalar_every_small_m_n_with_k_around_kc() {
-                let Some(ks) = kernels_or_skip($isa) else { return };
+                let Some(ks) = kernels_or_skip($isa) else {
+                    return;
+                };
                 for k in [0, 1, 2, 7, ks.kc - 1, ks.kc, ks.kc + 1] {
                     for m in 0..=2 * ks.mr {
                         for n in 0..=2 * ks.nr {
@@ -186,7 +208,9 @@ macro_rules! kernel_suite {
 
             #[test]
             fn gemm_matches_scalar_odd_and_prime_shapes_parallel() {
-                let Some(ks) = kernels_or_skip($isa) else { return };
+                let Some(ks) = kernels_or_skip($isa) else {
+                    return;
+                };
                 let shapes = [(17, 17, 17), (257, 13, 31), (266, 513, 265), (97, 1031, 61)];
                 pool(2).install(|| {
                     for (i, &(m, k, n)) in shapes.iter().enumerate() {
@@ -198,39 +222,69 @@ macro_rules! kernel_suite {
 
             #[test]
             fn gemm_matches_scalar_transposed_and_strided_operands() {
-                let Some(ks) = kernels_or_skip($isa) else { return };
+                let Some(ks) = kernels_or_skip($isa) else {
+                    return;
+                };
                 let shapes = [(1, 1, 1), (ks.mr + 1, ks.kc + 1, ks.nr + 3), (37, 300, 41)];
                 for (i, &(m, k, n)) in shapes.iter().enumerate() {
                     for bits in 0..8u64 {
                         let (a_t, b_t, c_t) = (bits & 1 != 0, bits & 2 != 0, bits & 4 != 0);
-                        check_gemm(ks, m, k, n, a_t, b_t, c_t, bits % 3 == 0, 100 * i as u64 + bits);
+                        check_gemm(
+                            ks,
+                            m,
+                            k,
+                            n,
+                            a_t,
+                            b_t,
+                            c_t,
+                            bits % 3 == 0,
+                            100 * i as u64 + bits,
+                        );
                     }
                 }
             }
 
             #[test]
             fn gemm_single_thread_pool_matches_scalar() {
-                let Some(ks) = kernels_or_skip($isa) else { return };
+                let Some(ks) = kernels_or_skip($isa) else {
+                    return;
+                };
                 pool(1).install(|| check_gemm(ks, 131, 260, 77, false, false, false, true, 7));
             }
 
             #[test]
             fn gemm_high_bits_only_inputs() {
-                let Some(ks) = kernels_or_skip($isa) else { return };
+                let Some(ks) = kernels_or_skip($isa) else {
+                    return;
+                };
                 // Every product of these wraps or carries across the 32-bit halves.
                 let (m, k, n) = (2 * ks.mr + 1, 9, 2 * ks.nr + 1);
-                let a: Vec<u64> = (0..m * k).map(|i| if i % 2 == 0 { u64::MAX } else { 1 << 63 }).collect();
-                let b: Vec<u64> = (0..k * n).map(|i| [u64::MAX, 1 << 63, 0xFFFF_FFFF_0000_0001][i % 3]).collect();
+                let a: Vec<u64> = (0..m * k)
+                    .map(|i| if i % 2 == 0 { u64::MAX } else { 1 << 63 })
+                    .collect();
+                let b: Vec<u64> = (0..k * n)
+                    .map(|i| [u64::MAX, 1 << 63, 0xFFFF_FFFF_0000_0001][i % 3])
+                    .collect();
                 let mut got = vec![SENTINEL; m * n];
                 let mut want = vec![0; m * n];
-                gemm_with(ks, Mat::row_major(&a, m, k), Mat::row_major(&b, k, n), MatMut::row_major(&mut got, m, n), false);
-                gemm_u64_scalar(m, k, n, &a, k as isize, 1, &b, n as isize, 1, &mut want, n as isize, 1, false);
+                gemm_with(
+                    ks,
+                    Mat::row_major(&a, m, k),
+                    Mat::row_major(&b, k, n),
+                    MatMut::row_major(&mut got, m, n),
+                    false,
+                );
+                gemm_u64_scalar(
+                    m, k, n, &a, k as isize, 1, &b, n as isize, 1, &mut want, n as isize, 1, false,
+                );
                 assert_eq!(got, want);
             }
 
             #[test]
             fn conv_and_grads_match_direct_layer_like_shapes() {
-                let Some(ks) = kernels_or_skip($isa) else { return };
+                let Some(ks) = kernels_or_skip($isa) else {
+                    return;
+                };
                 // 3x3 same (VGG/ResNet), 1x1 stride 2 (ResNet downsample), 7x7 stride 2 pad 3
                 // (ResNet stem), 5x5 valid (LeNet), batch > 1.
                 check_conv(ks, (2, 5, 9, 9), (7, 3, 3), 1, 1, 1);
@@ -242,7 +296,9 @@ macro_rules! kernel_suite {
 
             #[test]
             fn elementwise_matches_scalar() {
-                let Some(ks) = kernels_or_skip($isa) else { return };
+                let Some(ks) = kernels_or_skip($isa) else {
+                    return;
+                };
                 let mut r = rng(99);
                 for len in [0, 1, 7, 8, 33, 1000] {
                     let a = values(&mut r, len);
@@ -269,7 +325,12 @@ macro_rules! kernel_suite {
                         (ks.ew.shr_logical)(&mut out, &a, s);
                         assert_eq!(out, a.iter().map(|x| x >> s).collect::<Vec<_>>());
                         (ks.ew.shr_arith)(&mut out, &a, s);
-                        assert_eq!(out, a.iter().map(|&x| ((x as i64) >> s) as u64).collect::<Vec<_>>());
+                        assert_eq!(
+                            out,
+                            a.iter()
+                                .map(|&x| ((x as i64) >> s) as u64)
+                                .collect::<Vec<_>>()
+                        );
                     }
                 }
             }
@@ -352,7 +413,21 @@ fn public_api_matches_scalar() {
     let a = tensor(&mut r, &[m, k]);
     let b = tensor(&mut r, &[k, n]);
     let mut want = vec![0; m * n];
-    gemm_u64_scalar(m, k, n, a.data(), k as isize, 1, b.data(), n as isize, 1, &mut want, n as isize, 1, false);
+    gemm_u64_scalar(
+        m,
+        k,
+        n,
+        a.data(),
+        k as isize,
+        1,
+        b.data(),
+        n as isize,
+        1,
+        &mut want,
+        n as isize,
+        1,
+        false,
+    );
     assert_eq!(matmul(&a, &b).data(), &want[..]);
     // Aᵀ·B with A stored [k×m], A·Bᵀ with B stored [n×k].
     let at = a.transpose2();
@@ -369,5 +444,11 @@ fn public_api_matches_scalar() {
     let mut out = vec![0; 6];
     let (x6, y6) = (values(&mut r, 6), values(&mut r, 6));
     ew::mul(&mut out, &x6, &y6);
-    assert_eq!(out, x6.iter().zip(&y6).map(|(a, b)| a.wrapping_mul(*b)).collect::<Vec<_>>());
+    assert_eq!(
+        out,
+        x6.iter()
+            .zip(&y6)
+            .map(|(a, b)| a.wrapping_mul(*b))
+            .collect::<Vec<_>>()
+    );
 }
