@@ -36,6 +36,10 @@ pub struct KernelsArgs {
     /// Only the conv comparison, no GEMM table.
     #[arg(long)]
     pub conv_only: bool,
+    /// Also measure the bulk elementwise ring ops of each path (single thread, in-cache
+    /// slices of 16Ki elements).
+    #[arg(long)]
+    pub elementwise: bool,
 }
 
 pub fn run(a: &KernelsArgs) -> Result<()> {
@@ -158,6 +162,30 @@ pub fn run(a: &KernelsArgs) -> Result<()> {
         }
         for &t in &threads {
             report::conv_table(&layers, selected, t, reps, |r| print_conv(r, a.csv))?;
+        }
+    }
+    if a.elementwise {
+        if a.csv {
+            println!("op,path,len,gelems_cpu");
+        } else {
+            println!();
+            println!("elementwise slice ops, 1 thread, GElem/s by CPU time (best of {reps})");
+            println!("{:<10} {:>7} {:>8} {:>9}", "op", "path", "len", "GElem/s");
+        }
+        for &isa in &opts.paths {
+            for r in report::elementwise_table(isa, 1 << 14, reps)? {
+                if a.csv {
+                    println!("{},{},{},{:.3}", r.op, r.path, r.len, r.gelems);
+                } else {
+                    println!(
+                        "{:<10} {:>7} {:>8} {:>9.2}",
+                        r.op,
+                        r.path.name(),
+                        r.len,
+                        r.gelems
+                    );
+                }
+            }
         }
     }
     Ok(())

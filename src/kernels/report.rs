@@ -336,3 +336,51 @@ pub fn conv_table(
     }
     Ok(rows)
 }
+
+/// Elementwise slice ops of one rung: (op, elements, GElem/s by CPU time).
+#[derive(Clone, Debug)]
+pub struct EwRow {
+    pub op: &'static str,
+    pub path: Isa,
+    pub len: usize,
+    pub gelems: f64,
+}
+
+/// GElem/s of each elementwise op of `isa` on slices of `len` (single thread).
+pub fn elementwise_table(isa: Isa, len: usize, reps: usize) -> Result<Vec<EwRow>> {
+    let ks = KernelSet::for_isa(isa)?;
+    let (a, b) = (random(len, 6), random(len, 7));
+    let mut out = vec![0u64; len];
+    let e = &ks.ew;
+    let ops: [(&'static str, &dyn Fn(&mut [u64])); 7] = [
+        ("add", &|o| (e.add)(o, &a, &b)),
+        ("sub", &|o| (e.sub)(o, &a, &b)),
+        ("mul", &|o| (e.mul)(o, &a, &b)),
+        ("xor", &|o| (e.xor)(o, &a, &b)),
+        ("scale", &|o| (e.scale)(o, &a, 0x1_0001)),
+        ("shl", &|o| (e.shl)(o, &a, 16)),
+        ("shr_arith", &|o| (e.shr_arith)(o, &a, 16)),
+    ];
+    // Enough passes per timing that a run is ~1 ms or more.
+    let passes = (1 << 22) / len.max(1) + 1;
+    Ok(ops
+        .iter()
+        .map(|&(op, f)| {
+            let mut best = Best::new();
+            f(&mut out);
+            for _ in 0..reps.max(1) {
+                best.run(|| {
+                    for _ in 0..passes {
+                        f(std::hint::black_box(&mut out));
+                    }
+                });
+            }
+            EwRow {
+                op,
+                path: isa,
+                len,
+                gelems: best.rates(len * passes, 1).1,
+            }
+        })
+        .collect())
+}

@@ -377,6 +377,21 @@ fn isa_names_round_trip_and_scalar_is_always_available() {
 }
 
 #[test]
+fn isa_override_picks_forced_rung_and_refuses_missing_features() {
+    let all = |_: Isa| true;
+    let no_avx512 = |i: Isa| i != Isa::Avx512;
+    assert_eq!(choose(None, all), Ok(Isa::Avx512));
+    assert_eq!(choose(Some(""), no_avx512), Ok(Isa::Avx2));
+    assert_eq!(choose(Some("scalar"), all), Ok(Isa::Scalar));
+    assert_eq!(choose(Some("avx2"), no_avx512), Ok(Isa::Avx2));
+    let err = choose(Some("avx512"), no_avx512).unwrap_err();
+    assert!(err.contains("lacks") && err.contains("avx512dq"), "{err}");
+    assert!(choose(Some("neon"), all)
+        .unwrap_err()
+        .contains("not one of"));
+}
+
+#[test]
 #[should_panic(expected = "maps two elements to one place")]
 fn gemm_refuses_aliasing_output_layout() {
     let ks = KernelSet::for_isa(Isa::Scalar).unwrap();
