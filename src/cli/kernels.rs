@@ -17,7 +17,8 @@ pub struct KernelsArgs {
     /// Print CSV, one row per (shape, path, threads).
     #[arg(long)]
     pub csv: bool,
-    /// Quick run: two shapes, fewer repetitions, shorter bound loops, smaller scalar block.
+    /// Quick run: two shapes (256x1024x1024 and the ResNet one), 4 repetitions, a smaller
+    /// scalar sub-block, and 4 of the conv layers.
     #[arg(long)]
     pub quick: bool,
     /// Paths to measure (comma-separated scalar,avx2,avx512); default: all this CPU has.

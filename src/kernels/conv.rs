@@ -169,8 +169,21 @@ impl BSource for Im2colB<'_> {
                     None => (0..run).for_each(|_| put(0)),
                     Some(iy) => {
                         let line = &plane[iy * g.w..(iy + 1) * g.w];
-                        for t in 0..run {
-                            put(g.ix(ox + t, kx).map_or(0, |ix| line[ix]));
+                        if g.stride == 1 {
+                            // ix = ox + t + kx − p: zeros left of the image, a contiguous
+                            // stretch of the line, zeros right of it.
+                            let first = (ox + kx) as isize - g.padding as isize;
+                            let lo = (-first).clamp(0, run as isize) as usize;
+                            let hi =
+                                (g.w as isize - first).clamp(lo as isize, run as isize) as usize;
+                            (0..lo).for_each(|_| put(0));
+                            let start = (first + lo as isize) as usize;
+                            line[start..start + (hi - lo)].iter().for_each(|&v| put(v));
+                            (hi..run).for_each(|_| put(0));
+                        } else {
+                            for t in 0..run {
+                                put(g.ix(ox + t, kx).map_or(0, |ix| line[ix]));
+                            }
                         }
                     }
                 }
@@ -232,6 +245,18 @@ pub fn conv2d_with(
         .chunks_exact(c * h * wd)
         .zip(out.data_mut().chunks_exact_mut(o * ohow))
     {
+        if kh == 1 && kw == 1 && stride == 1 && padding == 0 {
+            // A pointwise conv's column matrix is the image itself, [C × H·W] row-major:
+            // a plain GEMM, with the cheaper contiguous pack.
+            gemm_with(
+                ks,
+                wm,
+                Mat::row_major(xb, c, ohow),
+                MatMut::row_major(ob, o, ohow),
+                false,
+            );
+            continue;
+        }
         let call = ConvCall {
             w: wm,
             src: Im2colB { x: xb, g },

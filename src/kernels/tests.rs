@@ -286,9 +286,11 @@ macro_rules! kernel_suite {
                     return;
                 };
                 // 3x3 same (VGG/ResNet), 1x1 stride 2 (ResNet downsample), 7x7 stride 2 pad 3
-                // (ResNet stem), 5x5 valid (LeNet), batch > 1.
+                // (ResNet stem), 5x5 valid (LeNet), 1x1 stride 1, batch > 1.
                 check_conv(ks, (2, 5, 9, 9), (7, 3, 3), 1, 1, 1);
                 check_conv(ks, (1, 6, 8, 8), (9, 1, 1), 2, 0, 2);
+                // 1x1 stride 1 (ResNet bottleneck): the plain-GEMM shortcut.
+                check_conv(ks, (2, 7, 5, 6), (10, 1, 1), 1, 0, 6);
                 check_conv(ks, (1, 3, 13, 11), (4, 7, 7), 2, 3, 3);
                 check_conv(ks, (3, 2, 12, 12), (3, 5, 5), 1, 0, 4);
                 pool(2).install(|| check_conv(ks, (2, 16, 14, 14), (24, 3, 3), 1, 1, 5));
