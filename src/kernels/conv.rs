@@ -177,8 +177,10 @@ impl BSource for Im2colB<'_> {
                             let hi =
                                 (g.w as isize - first).clamp(lo as isize, run as isize) as usize;
                             (0..lo).for_each(|_| put(0));
-                            let start = (first + lo as isize) as usize;
-                            line[start..start + (hi - lo)].iter().for_each(|&v| put(v));
+                            if hi > lo {
+                                let start = (first + lo as isize) as usize;
+                                line[start..start + (hi - lo)].iter().for_each(|&v| put(v));
+                            }
                             (hi..run).for_each(|_| put(0));
                         } else {
                             for t in 0..run {

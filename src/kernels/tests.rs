@@ -337,6 +337,20 @@ macro_rules! kernel_suite {
                 }
             }
 
+            #[test]
+            fn conv_regress_stride1_run_entirely_in_right_padding() {
+                // Shrunk proptest case: with padding 2 and kw 2, the last output columns of
+                // a row read only right padding (the contiguous-run pack indexed past the
+                // line).
+                let Some(ks) = kernels_or_skip($isa) else {
+                    return;
+                };
+                check_conv(ks, (1, 1, 2, 8), (1, 1, 2), 1, 2, 0);
+                // The same with a B panel (8 slivers of 16) starting at output column 24 of
+                // 26, so that the avx512 rung meets it too.
+                check_conv(ks, (1, 1, 1, 23), (1, 1, 2), 1, 2, 0);
+            }
+
             proptest! {
                 #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
