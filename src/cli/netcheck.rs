@@ -97,6 +97,7 @@ fn measure(a: &dyn Comm, b: &dyn Comm, link: &LinkProfile) -> Result<(f64, f64)>
     };
     let msgs = bytes.div_ceil(MSG_WORDS * 8).max(4);
     let base = 1u64 << 32;
+    let payload: Vec<Vec<u64>> = (0..msgs as u64).map(|i| vec![i; MSG_WORDS]).collect();
     let t0 = Instant::now();
     let t_last = std::thread::scope(|s| -> Result<f64> {
         let rx = s.spawn(move || -> Result<f64> {
@@ -105,8 +106,8 @@ fn measure(a: &dyn Comm, b: &dyn Comm, link: &LinkProfile) -> Result<(f64, f64)>
             }
             Ok(t0.elapsed().as_secs_f64())
         });
-        for i in 0..msgs as u64 {
-            a.post(1, Tag(base + i), vec![i; MSG_WORDS])?;
+        for (i, m) in payload.into_iter().enumerate() {
+            a.post(1, Tag(base + i as u64), m)?;
         }
         rx.join().unwrap()
     })?;
@@ -282,6 +283,8 @@ fn tcp_throughput(bytes: u64) -> Result<()> {
     let (mut s, _) = l.accept()?;
     s.set_nodelay(true)?;
     let mut buf = vec![0u8; TPUT_CHUNK_WORDS * 8];
+    let mut ready = [0u8; 1];
+    s.read_exact(&mut ready)?;
     let t0 = Instant::now();
     s.write_all(b"g")?;
     let mut got = 0usize;
@@ -321,6 +324,7 @@ fn tcp_throughput(bytes: u64) -> Result<()> {
     cfg.timeout = Duration::from_secs(60);
     let ep = TcpNetwork::connect(&cfg)?;
     let _ = std::fs::remove_file(&file);
+    ep.wait(1, Tag(u64::MAX - 8), 1)?;
     let t0 = Instant::now();
     ep.post(1, Tag(0), vec![0])?;
     for i in 0..chunks as u64 {
@@ -342,19 +346,20 @@ fn tcp_throughput(bytes: u64) -> Result<()> {
     Ok(())
 }
 
-/// Child of the throughput comparison: sends the same bytes, filling each chunk first in
-/// both modes so both do the same work besides the transport.
+/// Child of the throughput comparison: sends the same bytes in 4 MiB pieces, made before the
+/// clock starts in both modes, so only the transports are compared.
 fn tput_child(spec: &str, bytes: u64) -> Result<()> {
     let chunks = (bytes as usize).div_ceil(TPUT_CHUNK_WORDS * 8).max(1);
     if let Some(addr) = spec.strip_prefix("plain:") {
         let mut s = TcpStream::connect(addr)?;
         s.set_nodelay(true)?;
         let mut go = [0u8; 1];
+        let buf: Vec<u64> = (0..TPUT_CHUNK_WORDS as u64).collect();
+        let bytes = crate::transport::frame::words_as_bytes(&buf);
+        s.write_all(b"r")?;
         s.read_exact(&mut go)?;
-        let mut buf = vec![0u64; TPUT_CHUNK_WORDS];
-        for i in 0..chunks as u64 {
-            buf.iter_mut().for_each(|w| *w = i);
-            s.write_all(&crate::transport::frame::words_as_bytes(&buf))?;
+        for _ in 0..chunks {
+            s.write_all(&bytes)?;
         }
         s.read_exact(&mut go)?;
         return Ok(());
@@ -367,9 +372,13 @@ fn tput_child(spec: &str, bytes: u64) -> Result<()> {
     let mut cfg = TcpConfig::new(1, addrs, 7, key);
     cfg.timeout = Duration::from_secs(60);
     let ep = TcpNetwork::connect(&cfg)?;
+    let msgs: Vec<Vec<u64>> = (0..chunks)
+        .map(|_| (0..TPUT_CHUNK_WORDS as u64).collect())
+        .collect();
+    ep.post(0, Tag(u64::MAX - 8), vec![0])?;
     ep.wait(0, Tag(0), 1)?;
-    for i in 0..chunks as u64 {
-        ep.post(0, Tag(1 + i), vec![i; TPUT_CHUNK_WORDS])?;
+    for (i, m) in msgs.into_iter().enumerate() {
+        ep.post(0, Tag(1 + i as u64), m)?;
     }
     ep.wait(0, Tag(u64::MAX - 7), 1)?;
     Ok(())

@@ -18,6 +18,7 @@
 //! allocated. Payload words are little-endian u64.
 
 use std::collections::VecDeque;
+use std::mem::MaybeUninit;
 
 use crate::comm::Tag;
 use crate::error::{Error, Result};
@@ -178,10 +179,11 @@ impl Decoder {
                     None => self.cur = Some((tag, Vec::new())),
                 }
                 let buf = &mut self.cur.as_mut().unwrap().1;
-                // Room for exactly this frame: bounded by the cap, and only after the
-                // header passed every check.
-                buf.resize(buf.len() + len / 8, 0);
-                self.filled = (buf.len() - len / 8) * 8;
+                // Room for this frame only after the header passed every check, so a peer
+                // can make us reserve at most one capped frame ahead of its data. The
+                // room stays uninitialised until the payload is written into it.
+                buf.reserve(len / 8);
+                self.filled = buf.len() * 8;
                 self.frame_left = len;
                 self.frame_fin = flags & FLAG_FIN != 0;
                 if len == 0 {
@@ -194,6 +196,11 @@ impl Decoder {
     }
 
     fn end_frame(&mut self) {
+        let buf = &mut self.cur.as_mut().unwrap().1;
+        debug_assert_eq!(self.filled % 8, 0);
+        // SAFETY: every byte up to `filled` was written by `feed` or reported written by
+        // `advance_direct`, and `filled` is within the capacity reserved for the frame.
+        unsafe { buf.set_len(self.filled / 8) };
         if self.frame_fin {
             let (tag, mut buf) = self.cur.take().unwrap();
             if cfg!(target_endian = "big") {
@@ -204,24 +211,28 @@ impl Decoder {
         }
     }
 
-    /// The rest of the current frame's payload as a writable byte slice, when at least
-    /// `min` bytes remain: the I/O thread reads large payloads straight into the message.
-    pub fn direct(&mut self, min: usize) -> Option<&mut [u8]> {
+    /// The rest of the current frame's payload as writable (uninitialised) bytes, when at
+    /// least `min` bytes remain: the I/O thread receives payloads straight into the message.
+    pub fn direct(&mut self, min: usize) -> Option<&mut [MaybeUninit<u8>]> {
         if self.failed || self.frame_left < min.max(1) {
             return None;
         }
         let buf = &mut self.cur.as_mut()?.1;
-        let filled = self.filled;
+        let off = self.filled - buf.len() * 8;
         let left = self.frame_left;
-        // SAFETY: the vector's `len` words are initialised (zeroed when the frame started);
-        // viewing them as bytes is valid for any value.
-        let bytes =
-            unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, buf.len() * 8) };
-        Some(&mut bytes[filled..filled + left])
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: a MaybeUninit<u64> region viewed as MaybeUninit<u8> of 8x the length.
+        let bytes: &mut [MaybeUninit<u8>] = unsafe {
+            std::slice::from_raw_parts_mut(spare.as_mut_ptr() as *mut MaybeUninit<u8>, spare.len() * 8)
+        };
+        Some(&mut bytes[off..off + left])
     }
 
-    /// `n` bytes were written into the slice returned by `direct`.
-    pub fn advance_direct(&mut self, n: usize) {
+    /// `n` bytes were written at the start of the slice returned by `direct`.
+    ///
+    /// # Safety
+    /// The caller must have initialised those `n` bytes.
+    pub unsafe fn advance_direct(&mut self, n: usize) {
         assert!(n <= self.frame_left);
         self.filled += n;
         self.frame_left -= n;
@@ -247,9 +258,13 @@ impl Decoder {
             } else {
                 let dst = self.direct(1).unwrap();
                 let take = dst.len().min(input.len());
-                dst[..take].copy_from_slice(&input[..take]);
+                // SAFETY: `dst` has at least `take` bytes and cannot overlap `input`.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(input.as_ptr(), dst.as_mut_ptr() as *mut u8, take)
+                };
                 input = &input[take..];
-                self.advance_direct(take);
+                // SAFETY: the `take` bytes were just written.
+                unsafe { self.advance_direct(take) };
             }
         }
         Ok(())

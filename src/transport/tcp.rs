@@ -69,7 +69,7 @@ impl TcpConfig {
 
 const WAKER: Token = Token(usize::MAX);
 /// Payload remainders at least this big are read straight into the message.
-const DIRECT_MIN: usize = 64 << 10;
+const DIRECT_MIN: usize = 16 << 10;
 const STAGING_BYTES: usize = 256 << 10;
 /// Bound on the goodbye drain at shutdown.
 const LINGER_MAX: Duration = Duration::from_secs(10);
@@ -292,6 +292,20 @@ fn dial(addr: SocketAddr, peer: PartyId, deadline: Instant, timeout: Duration) -
     }
 }
 
+/// `recv` into uninitialised memory (std's `Read` wants initialised buffers, which would
+/// cost a memset of every message before the kernel overwrites it).
+fn recv_uninit(s: &mio::net::TcpStream, buf: &mut [std::mem::MaybeUninit<u8>]) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the pointer and length describe writable memory we own; recv writes at most
+    // `len` bytes and reports how many.
+    let r = unsafe { libc::recv(s.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
 /// A message being written: its frames go out in order.
 struct OutMsg {
     tag: Tag,
@@ -454,7 +468,7 @@ impl IoThread {
             }
             let t_read = self.clock.now_ns();
             let r = if let Some(dst) = c.dec.direct(DIRECT_MIN) {
-                (&c.sock).read(dst).map(|n| (n, true))
+                recv_uninit(&c.sock, dst).map(|n| (n, true))
             } else {
                 (&c.sock).read(&mut c.staging).map(|n| (n, false))
             };
@@ -474,7 +488,8 @@ impl IoThread {
                 }
                 Ok((n, direct)) => {
                     let res = if direct {
-                        c.dec.advance_direct(n);
+                        // SAFETY: recv initialised the first `n` bytes of the slice.
+                        unsafe { c.dec.advance_direct(n) };
                         Ok(())
                     } else {
                         let Conn { dec, staging, .. } = c;
