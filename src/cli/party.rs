@@ -55,6 +55,9 @@ pub struct PartyArgs {
     /// Emulated one-way latency in ms (overrides the profile).
     #[arg(long)]
     pub latency_ms: Option<f64>,
+    /// Fault injection for tests: sleep this many seconds before the online phase.
+    #[arg(long, hide = true)]
+    pub debug_stall_s: Option<f64>,
 }
 
 fn session_key(a: &PartyArgs) -> Result<SessionKey> {
@@ -95,6 +98,7 @@ pub fn run(a: &PartyArgs) -> Result<()> {
         link,
         fixed: FixedPoint::default(),
         addrs,
+        stall_before_online: a.debug_stall_s.map(Duration::from_secs_f64),
     };
     let job = job::build(&JobSpec {
         model: a.model.clone(),

@@ -110,9 +110,26 @@ pub struct PartyConfig {
     pub timeout: Duration,
     pub link: LinkProfile,
     pub fixed: FixedPoint,
+    /// Fault injection for tests: sleep this long after setup, before the online phase
+    /// (announced on stderr), to play a silent or about-to-be-killed peer.
+    pub stall_before_online: Option<Duration>,
 }
 
 impl PartyConfig {
+    /// Unshaped, 60 s timeout, default fixed point.
+    pub fn new(id: usize, addrs: Vec<SocketAddr>, session: u64, key: SessionKey) -> Self {
+        PartyConfig {
+            id,
+            addrs,
+            session,
+            key,
+            timeout: Duration::from_secs(60),
+            link: LinkProfile::unshaped(),
+            fixed: FixedPoint::default(),
+            stall_before_online: None,
+        }
+    }
+
     fn tcp(&self) -> TcpConfig {
         let mut t = TcpConfig::new(self.id, self.addrs.clone(), self.session, self.key.clone());
         t.timeout = self.timeout;
@@ -132,6 +149,23 @@ impl PartyConfig {
 /// Run party `cfg.id` of `job` over TCP: connect, receive (or deal) the material, set up
 /// the session, then time the online phase.
 pub fn run_party(cfg: &PartyConfig, job: &Job) -> Result<PartyOutcome<PlainTensor>> {
+    run_party_with(cfg, job, None)
+}
+
+/// `run_party` on an already bound listener (tests bind port 0 to run in parallel).
+pub fn run_party_on(
+    cfg: &PartyConfig,
+    job: &Job,
+    listener: TcpListener,
+) -> Result<PartyOutcome<PlainTensor>> {
+    run_party_with(cfg, job, Some(listener))
+}
+
+fn run_party_with(
+    cfg: &PartyConfig,
+    job: &Job,
+    listener: Option<TcpListener>,
+) -> Result<PartyOutcome<PlainTensor>> {
     let scfg = cfg.session_config();
     scfg.check()?;
     if job.spec.parties != scfg.parties {
@@ -141,15 +175,22 @@ pub fn run_party(cfg: &PartyConfig, job: &Job) -> Result<PartyOutcome<PlainTenso
         )));
     }
     let plan = record_plan(&scfg, &*job.program)?;
-    let ep = TcpNetwork::connect(&cfg.tcp())?;
+    let ep = match listener {
+        Some(l) => TcpNetwork::connect_with(&cfg.tcp(), l)?,
+        None => TcpNetwork::connect(&cfg.tcp())?,
+    };
     match online(cfg, &scfg, job, plan, &ep) {
         Ok(out) => {
             drop(ep);
             Ok(out)
         }
         Err(e) => {
-            // Close without goodbye so the peers stop at once.
-            ep.abort();
+            // Tell the peers whose failure stopped us, so they stop at once and name it.
+            let blame = match &e {
+                Error::Peer { peer, .. } | Error::Timeout { peer, .. } => *peer,
+                _ => cfg.id,
+            };
+            ep.abort_with(blame, &format!("party {}: {e}", cfg.id));
             Err(e)
         }
     }
@@ -196,6 +237,14 @@ fn online(
     };
     let store = material.expand()?;
     let seeds = PairSeeds::establish(ep)?;
+    if let Some(d) = cfg.stall_before_online {
+        eprintln!(
+            "party {}: stalling {:.1}s before the online phase (fault injection)",
+            cfg.id,
+            d.as_secs_f64()
+        );
+        std::thread::sleep(d);
+    }
     let ctx = Ctx::new(ep, &store, &seeds, scfg.fixed);
     let before = ep.counters().snapshot();
     let t0 = Instant::now();
