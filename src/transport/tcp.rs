@@ -155,7 +155,7 @@ impl TcpNetwork {
         for j in 0..me {
             let mut s = dial(cfg.addrs[j], j, deadline, cfg.timeout)?;
             set_timeouts(&s, deadline)?;
-            handshake(&mut s, &params(Some(j)), &cfg.key, &format!("party {j} at {}", cfg.addrs[j]))?;
+            handshake(&mut s, &params(Some(j)), &cfg.key, &cfg.addrs[j].to_string())?;
             socks[j] = Some(s);
         }
         listener.set_nonblocking(true)?;
