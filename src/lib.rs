@@ -12,15 +12,18 @@
 //! ```
 //! `transport` implements `comm::Comm` and is plugged in by `runtime`.
 
+pub mod bench;
 pub mod cli;
 pub mod comm;
 pub mod error;
 pub mod kernels;
+pub mod model;
 pub mod offline;
 pub mod prg;
 pub mod proto;
 pub mod ring;
 pub mod runtime;
+pub mod sched;
 pub mod transport;
 
 pub use error::{Error, Result};

@@ -9,7 +9,7 @@ const PARTIES: [usize; 3] = [2, 3, 4];
 
 /// Error of a truncated product of quantized inputs: the quantized product is exact in the
 /// ring, so only the truncation errs. 2 parties: each share is rounded toward zero, <1 ulp
-/// each (2 ulp); N > 2: the dealer-assisted truncation is a floor minus at most 1 (2 ulp).
+/// each (2 ulp); N > 2: the dealer-assisted truncation is floor or floor + 1 (1 ulp).
 /// 2-party local truncation also fails outright with probability |v|/2^31 per element for a
 /// result v (protocols.md §3.5: a pre-truncation value of |v|·2^32 against 2^63); inputs here
 /// keep results below ~100, i.e. under 1e-6 per test.
@@ -157,5 +157,68 @@ fn prepared_linear_equals_one_shot_linear() {
             |_| TRUNC_ULPS * ULP,
             &format!("prepared matmul {n} parties"),
         );
+    }
+}
+
+mod prop {
+    use super::*;
+    use mpc_pipe::proto::Share;
+    use mpc_pipe::ring::{PlainTensor, RingTensor};
+    use proptest::prelude::*;
+
+    // Each case runs a whole MPC session (threads, dealer), so keep the case count small.
+    fn cfg() -> ProptestConfig {
+        ProptestConfig {
+            cases: 24,
+            ..ProptestConfig::default()
+        }
+    }
+
+    fn data(seed: u64, shape: &[usize], lo: f64, hi: f64) -> PlainTensor {
+        Data::new(seed).tensor(shape, lo, hi)
+    }
+
+    proptest! {
+        #![proptest_config(cfg())]
+
+        /// Random (odd) shapes: private and public-weight matmul equal the quantized f64
+        /// product within the truncation error (TRUNC_ULPS).
+        #[test]
+        fn matmul_random_shapes_match_plaintext(m in 1usize..13, k in 1usize..40, n in 1usize..13, parties in 2usize..5, seed in any::<u64>()) {
+            let x = data(seed, &[m, k], -3.0, 3.0);
+            let w = data(seed ^ 1, &[k, n], -1.0, 1.0);
+            let want = quantize(&x).matmul(&quantize(&w));
+            let fp = FixedPoint::default();
+            let got = reveal_all(parties, |ctx| {
+                let xs = ctx.share_plain(0, Some(&x), x.shape())?;
+                let ws = ctx.share_plain(parties - 1, Some(&w), w.shape())?;
+                let a = ctx.matmul(&xs, &ws)?;
+                let b = ctx.matmul_public(&xs, &fp.encode_tensor(&w))?;
+                ctx.reveal_plain(&Share(RingTensor::concat(0, &[a.0, b.0])))
+            });
+            let want2 = PlainTensor::from_vec(&[2 * m, n], [want.data(), want.data()].concat());
+            assert_close(&got, &want2, |_| TRUNC_ULPS * ULP, &format!("matmul {m}x{k}x{n}, {parties} parties"));
+        }
+
+        /// Random conv2d shapes: batch > 1, odd sizes, stride 1-2, padding 0-2.
+        #[test]
+        fn conv2d_random_shapes_match_plaintext(b in 1usize..4, c in 1usize..4, o in 1usize..4, h in 3usize..10, w in 3usize..10, kk in 1usize..4, stride in 1usize..3, padding in 0usize..3, parties in 2usize..4, seed in any::<u64>()) {
+            prop_assume!(kk <= h + 2 * padding && kk <= w + 2 * padding);
+            let x = data(seed, &[b, c, h, w], -2.0, 2.0);
+            let kw = data(seed ^ 2, &[o, c, kk, kk], -1.0, 1.0);
+            let want = quantize(&x).conv2d(&quantize(&kw), stride, padding);
+            let fp = FixedPoint::default();
+            let got = reveal_all(parties, |ctx| {
+                let xs = ctx.share_plain(parties - 1, Some(&x), x.shape())?;
+                let ks = ctx.share_plain(0, Some(&kw), kw.shape())?;
+                let a = ctx.conv2d(&xs, &ks, stride, padding)?;
+                let p = ctx.conv2d_public(&xs, &fp.encode_tensor(&kw), stride, padding)?;
+                ctx.reveal_plain(&Share(RingTensor::concat(0, &[a.0, p.0])))
+            });
+            let mut s = want.shape().to_vec();
+            s[0] *= 2;
+            let want2 = PlainTensor::from_vec(&s, [want.data(), want.data()].concat());
+            assert_close(&got, &want2, |_| TRUNC_ULPS * ULP, &format!("conv {b}x{c}x{h}x{w} k{kk} o{o} s{stride} p{padding}, {parties} parties"));
+        }
     }
 }

@@ -59,7 +59,10 @@ fn links_file_agrees_with_the_builtin_profiles() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench-configs/links.toml");
     let all = LinkProfile::load_all(&path).unwrap();
     for b in LinkProfile::builtin() {
-        let f = all.iter().find(|p| p.name == b.name).expect("profile in file");
+        let f = all
+            .iter()
+            .find(|p| p.name == b.name)
+            .expect("profile in file");
         assert_eq!(*f, b);
     }
     assert_eq!(LinkProfile::load(&path, "wan").unwrap().latency_ms, 20.0);
@@ -96,8 +99,14 @@ fn memory_link_holds_messages_until_their_delivery_time_without_blocking_post() 
         let t = t0.elapsed().as_secs_f64();
         let formula = (i + 1) as f64 * 0.1 + 0.03;
         // Never early; late by at most a generous scheduling allowance.
-        assert!(t >= formula - 1e-3, "message {i} at {t} s, formula {formula} s");
-        assert!(t < formula + 0.25, "message {i} at {t} s, formula {formula} s");
+        assert!(
+            t >= formula - 1e-3,
+            "message {i} at {t} s, formula {formula} s"
+        );
+        assert!(
+            t < formula + 0.25,
+            "message {i} at {t} s, formula {formula} s"
+        );
     }
 }
 

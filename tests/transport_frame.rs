@@ -16,7 +16,11 @@ fn decode(cap: usize, bytes: &[u8], splits: &[usize]) -> Result<Vec<Event>, Erro
     let mut rest = bytes;
     let mut i = 0;
     while !rest.is_empty() {
-        let k = splits.get(i).copied().unwrap_or(rest.len()).clamp(1, rest.len());
+        let k = splits
+            .get(i)
+            .copied()
+            .unwrap_or(rest.len())
+            .clamp(1, rest.len());
         i += 1;
         d.feed(&rest[..k])?;
         rest = &rest[k..];

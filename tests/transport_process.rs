@@ -47,7 +47,9 @@ fn three_party_processes_match_the_reference_and_each_other() {
 
 /// Start the 3 parties of a session by hand; party 2 stalls before its online phase.
 fn start_with_staller(timeout_s: f64) -> (Vec<Child>, mpsc::Receiver<()>, PathBuf) {
-    let ls: Vec<TcpListener> = (0..3).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let ls: Vec<TcpListener> = (0..3)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
     let addrs: Vec<_> = ls.iter().map(|l| l.local_addr().unwrap()).collect();
     drop(ls);
     let file = std::env::temp_dir().join(format!(
@@ -110,7 +112,9 @@ fn finish(mut c: Child, bound: Duration) -> (bool, String, Duration) {
 fn killed_party_makes_the_others_fail_naming_it() {
     let timeout_s = 20.0;
     let (mut kids, ready, file) = start_with_staller(timeout_s);
-    ready.recv_timeout(Duration::from_secs(20)).expect("party 2 reached its online phase");
+    ready
+        .recv_timeout(Duration::from_secs(20))
+        .expect("party 2 reached its online phase");
     let mut staller = kids.pop().unwrap();
     let t = Instant::now();
     staller.kill().unwrap();
@@ -130,13 +134,18 @@ fn killed_party_makes_the_others_fail_naming_it() {
 fn silent_party_makes_the_others_time_out_naming_it() {
     let timeout_s = 1.5;
     let (mut kids, ready, file) = start_with_staller(timeout_s);
-    ready.recv_timeout(Duration::from_secs(20)).expect("party 2 reached its online phase");
+    ready
+        .recv_timeout(Duration::from_secs(20))
+        .expect("party 2 reached its online phase");
     let mut staller = kids.pop().unwrap();
     for (id, c) in kids.into_iter().enumerate() {
         // Each wait is bounded by the timeout; allow process start-up and scheduling slack.
         let (ok, err, took) = finish(c, Duration::from_secs_f64(timeout_s + 5.0));
         assert!(!ok, "party {id} reported success");
-        assert!(err.contains("timed out after 1.5s waiting for peer 2"), "party {id}: {err}");
+        assert!(
+            err.contains("timed out after 1.5s waiting for peer 2"),
+            "party {id}: {err}"
+        );
         assert!(took <= Duration::from_secs_f64(timeout_s + 5.0));
     }
     staller.kill().unwrap();

@@ -27,10 +27,7 @@ fn listeners(n: usize) -> (Vec<TcpListener>, Vec<SocketAddr>) {
 }
 
 /// Connect `n` parties; `tweak` may change each party's config.
-fn connect(
-    n: usize,
-    tweak: impl Fn(&mut TcpConfig) + Sync,
-) -> Vec<mpc_pipe::Result<TcpEndpoint>> {
+fn connect(n: usize, tweak: impl Fn(&mut TcpConfig) + Sync) -> Vec<mpc_pipe::Result<TcpEndpoint>> {
     let (ls, addrs) = listeners(n);
     let key = SessionKey::fresh();
     std::thread::scope(|s| {
@@ -133,7 +130,10 @@ fn tags_arrive_in_any_order_and_large_messages_span_frames() {
     let s = b.counters().snapshot();
     assert_eq!(s.per_peer[0].bytes_recv, 8 * (big.len() as u64 + 2));
     assert_eq!(s.per_peer[0].msgs_recv, 3);
-    assert_eq!(a.counters().snapshot().per_peer[1].bytes_sent, 8 * (big.len() as u64 + 2));
+    assert_eq!(
+        a.counters().snapshot().per_peer[1].bytes_sent,
+        8 * (big.len() as u64 + 2)
+    );
     // A wrong expected length is refused.
     b.post(0, Tag(4), vec![1, 2, 3]).unwrap();
     assert!(matches!(a.wait(1, Tag(4), 2), Err(Error::Protocol(_))));
@@ -189,7 +189,9 @@ fn wrong_party_id_is_refused_on_both_sides() {
     };
     let client = handshake(&mut s, &p, &key, "party 0");
     match client {
-        Err(Error::Frame(m)) => assert!(m.contains("refused our hello: unexpected party id"), "{m}"),
+        Err(Error::Frame(m)) => {
+            assert!(m.contains("refused our hello: unexpected party id"), "{m}")
+        }
         other => panic!("expected refusal, got {other:?}"),
     }
     let m = frame_msg(&h.join().unwrap());
@@ -220,7 +222,8 @@ fn oversized_frame_closes_the_connection_with_a_clear_error() {
         expect: Some(0),
     };
     handshake(&mut s, &p, &key, "party 0").unwrap();
-    s.write_all(&header(KIND_DATA, FLAG_FIN, 64 << 20, Tag(1))).unwrap();
+    s.write_all(&header(KIND_DATA, FLAG_FIN, 64 << 20, Tag(1)))
+        .unwrap();
     let (r, took) = h.join().unwrap().unwrap();
     match r {
         Err(Error::Peer { peer: 1, msg, .. }) => assert!(msg.contains("exceeds the cap"), "{msg}"),
@@ -246,7 +249,10 @@ fn silent_peer_times_out_naming_it() {
         other => panic!("expected a timeout, got {other:?}"),
     }
     let took = t.elapsed();
-    assert!(took >= Duration::from_millis(400) && took < Duration::from_secs(3), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
     drop_all(vec![a, _b]);
 }
 
@@ -271,7 +277,9 @@ fn departed_peer_fails_waiters_at_once_but_its_last_messages_arrive() {
     // An abort (as after a failure) is reported as a lost connection, also at once.
     c.abort();
     match a.wait(2, Tag(3), 1) {
-        Err(Error::Peer { peer: 2, msg, .. }) => assert!(msg.contains("without a goodbye"), "{msg}"),
+        Err(Error::Peer { peer: 2, msg, .. }) => {
+            assert!(msg.contains("without a goodbye"), "{msg}")
+        }
         other => panic!("expected a peer error, got {other:?}"),
     }
     assert!(t.elapsed() < Duration::from_secs(5));

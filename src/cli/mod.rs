@@ -1,6 +1,8 @@
 //! Command-line interface (clap derive): one file per subcommand. Depends on everything
 //! below it; nothing depends on it.
 
+pub mod bench;
+pub mod costs;
 pub mod kernels;
 pub mod netcheck;
 pub mod offline;
@@ -27,6 +29,10 @@ pub enum Command {
     Offline(offline::OfflineArgs),
     /// Measure the u64 GEMM kernels against the register bound and f64 dgemm.
     Kernels(kernels::KernelsArgs),
+    /// Run a benchmark matrix and write CSV rows for every scheme.
+    Bench(bench::BenchArgs),
+    /// Rounds and words per element of every protocol, from the engine's counters.
+    Costs(costs::CostsArgs),
     /// Configured against measured bandwidth and latency of each link profile.
     Netcheck(netcheck::NetcheckArgs),
     /// Run one party of a job over TCP (one process of a multi-process session).
@@ -40,6 +46,8 @@ pub fn main_with(cli: Cli) -> Result<()> {
         Some(Command::Run(a)) => run::run(&a),
         Some(Command::Offline(a)) => offline::run(&a),
         Some(Command::Kernels(a)) => kernels::run(&a),
+        Some(Command::Costs(a)) => costs::run(&a),
+        Some(Command::Bench(a)) => bench::run(&a),
         Some(Command::Netcheck(a)) => netcheck::run(&a),
         Some(Command::Party(a)) => party::run(&a),
     }

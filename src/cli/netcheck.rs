@@ -241,12 +241,19 @@ pub fn run(a: &NetcheckArgs) -> Result<()> {
     } else {
         println!(
             "{:<8} {:<9} {:>14} {:>14} {:>8} {:>13} {:>13} {:>10}",
-            "profile", "transport", "bw_conf_mbps", "bw_meas_mbps", "bw_err", "lat_conf_ms", "lat_meas_ms", "lat_err_ms"
+            "profile",
+            "transport",
+            "bw_conf_mbps",
+            "bw_meas_mbps",
+            "bw_err",
+            "lat_conf_ms",
+            "lat_meas_ms",
+            "lat_err_ms"
         );
         for r in &rows {
-            let bw_err = r
-                .bandwidth_configured_mbps
-                .map_or("-".into(), |c| format!("{:+.1}%", (r.bandwidth_measured_mbps / c - 1.0) * 100.0));
+            let bw_err = r.bandwidth_configured_mbps.map_or("-".into(), |c| {
+                format!("{:+.1}%", (r.bandwidth_measured_mbps / c - 1.0) * 100.0)
+            });
             println!(
                 "{:<8} {:<9} {:>14} {:>14.1} {:>8} {:>13.3} {:>13.4} {:>+10.4}",
                 r.profile,

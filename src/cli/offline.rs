@@ -1,14 +1,60 @@
-//! `mpc-pipe offline`: dry-run a model, deal its material, write one file per party.
+//! `mpc-pipe offline`: dry-run a job to record its plan, deal the material, and write one
+//! file per party (`DIR/party<i>.mat`, see offline::file for the format). The online phase
+//! (`mpc-pipe run --material DIR`) refuses files of another session, party or plan.
+//! Depends on runtime, offline, cli::run (shared job options).
+
+use std::path::PathBuf;
+use std::time::Instant;
 
 use clap::Args;
 
+use super::run::RunArgs;
 use crate::error::{Error, Result};
+use crate::offline::{deal, file};
+use crate::runtime::job;
+use crate::runtime::local::fresh_session;
+use crate::runtime::record_plan;
 
-#[derive(Args, Debug, Default)]
-pub struct OfflineArgs {}
+#[derive(Args, Debug)]
+pub struct OfflineArgs {
+    /// Directory to write party<i>.mat into (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub job: RunArgs,
+}
 
-pub fn run(_a: &OfflineArgs) -> Result<()> {
-    Err(Error::Config(
-        "mpc-pipe offline is not available in this build yet".into(),
-    ))
+pub fn run(a: &OfflineArgs) -> Result<()> {
+    if a.job.material.is_some() {
+        return Err(Error::Config(
+            "--material makes no sense for `offline`; use --out".into(),
+        ));
+    }
+    let spec = a.job.job_spec()?;
+    let cfg = a.job.session_config()?;
+    let job = job::build(&spec)?;
+    let t0 = Instant::now();
+    let plan = record_plan(&cfg, &*job.program)?;
+    let session = fresh_session();
+    let material = deal(&plan, cfg.parties, session);
+    std::fs::create_dir_all(&a.out)
+        .map_err(|e| Error::Config(format!("cannot create {}: {e}", a.out.display())))?;
+    for m in &material {
+        file::save(m, &file::party_file(&a.out, m.party))?;
+    }
+    let hash: String = plan
+        .hash()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    println!(
+        "session {session:#018x}  plan {hash}...  requests {}  parties {}  wrote {}/party0..{}.mat in {:.2}s",
+        plan.entries.len(),
+        cfg.parties,
+        a.out.display(),
+        cfg.parties - 1,
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(())
 }

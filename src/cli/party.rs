@@ -40,6 +40,21 @@ pub struct PartyArgs {
     /// Batch size.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
+    /// Who knows the weights: private or public.
+    #[arg(long, default_value = "private")]
+    pub weights: String,
+    /// Seed of the synthetic weights and input (the same at every party).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Pipeline scheme (as `mpc-pipe run --scheme`).
+    #[arg(long, default_value = "serial")]
+    pub scheme: String,
+    /// Chunks per layer for inner-layer.
+    #[arg(long, default_value_t = 2)]
+    pub chunks: usize,
+    /// Micro-batches in flight for inter-batch.
+    #[arg(long, default_value_t = 2)]
+    pub batches_in_flight: usize,
     /// Bound on connection setup and on any single wait for a peer, in seconds.
     #[arg(long, default_value_t = 60.0)]
     pub timeout_s: f64,
@@ -100,10 +115,22 @@ pub fn run(a: &PartyArgs) -> Result<()> {
         addrs,
         stall_before_online: a.debug_stall_s.map(Duration::from_secs_f64),
     };
+    if a.chunks == 0 || a.batches_in_flight == 0 {
+        return Err(Error::Config(
+            "--chunks and --batches-in-flight must be at least 1".into(),
+        ));
+    }
     let job = job::build(&JobSpec {
         model: a.model.clone(),
         parties: cfg.addrs.len(),
         batch: a.batch,
+        weights: a.weights.parse::<crate::model::Weights>()?,
+        seed: a.seed,
+        schedule: crate::sched::Schedule {
+            scheme: a.scheme.parse::<crate::sched::Scheme>()?,
+            chunks: a.chunks,
+            batches_in_flight: a.batches_in_flight,
+        },
     })?;
     let out = run_party(&cfg, &job)?;
     println!("{}", format_result(a.id, &out));

@@ -1,9 +1,260 @@
 //! Wrapping u64 GEMM and conv2d over Z_2^64, and bulk elementwise ring ops.
-//! Depends on ring (and rayon). This is the safe public API; SIMD paths plug in below it.
+//! Depends on ring and rayon (and std::arch). This file is the safe public API: it checks
+//! shapes and strides before anything unsafe runs, and it is the only place that asks the
+//! CPU what it supports (`is_x86_feature_detected!`).
+//!
+//! Dispatch: a [`KernelSet`] (function pointers) is built once per ISA rung in a `OnceLock`.
+//! The default rung is the best one the CPU has (scalar → avx2 → avx512); the environment
+//! variable `MPC_PIPE_ISA=scalar|avx2|avx512` forces a rung, and is refused if the CPU lacks
+//! it. The chosen rung is printed once to stderr on first use and reported by
+//! `mpc-pipe kernels`.
+//!
+//! Layout below this file: `scalar` (naive references), `pack` (panel packing), `driver`
+//! (blocked loop, edge tiles, rayon split), `portable`/`avx2`/`avx512` (microkernels),
+//! `conv` (conv2d forward and backward through the GEMM driver), `elementwise` (bulk slice
+//! ops), `bound` (register-only throughput loops for the report).
 
+pub mod bound;
+pub mod conv;
+mod driver;
+pub mod elementwise;
+mod pack;
+mod portable;
 pub mod scalar;
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::sync::OnceLock;
+
+use crate::error::{Error, Result};
 use crate::ring::RingTensor;
+
+pub use conv::{
+    conv2d_grad_input, conv2d_grad_input_with, conv2d_grad_weight, conv2d_grad_weight_with,
+    conv2d_with,
+};
+pub use driver::{Mat, MatMut};
+
+/// An instruction-set rung of the kernel ladder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Isa {
+    /// Portable blocked kernel in plain u64 arithmetic (any CPU).
+    Scalar,
+    /// AVX2: 64-bit low product built from 32-bit products (vpmuludq + vpmulld).
+    Avx2,
+    /// AVX-512 F+DQ: native 64-bit low product (vpmullq).
+    Avx512,
+}
+
+impl Isa {
+    pub const ALL: [Isa; 3] = [Isa::Scalar, Isa::Avx2, Isa::Avx512];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Isa> {
+        Isa::ALL.into_iter().find(|i| i.name() == s.trim())
+    }
+
+    /// The CPU features this rung needs, for error and skip messages.
+    pub fn features(self) -> &'static str {
+        match self {
+            Isa::Scalar => "none",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512f+avx512dq",
+        }
+    }
+
+    /// Whether this CPU can run the rung. The only feature detection in the crate.
+    pub fn available(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => std::is_x86_feature_detected!("avx2"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                std::is_x86_feature_detected!("avx512f")
+                    && std::is_x86_feature_detected!("avx512dq")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// Best rung this CPU supports.
+    pub fn detect() -> Isa {
+        *Isa::ALL
+            .iter()
+            .rev()
+            .find(|i| i.available())
+            .unwrap_or(&Isa::Scalar)
+    }
+}
+
+impl fmt::Display for Isa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Strided GEMM entry: C (+)= A·B. The safe wrappers in this file have checked every offset.
+pub(crate) type GemmFn = unsafe fn(&driver::GemmCall);
+/// Implicit-im2col conv GEMM entry (see `conv`).
+pub(crate) type ConvFn = unsafe fn(&conv::ConvCall);
+/// Binary elementwise slice op: out[i] = f(a[i], b[i]).
+pub(crate) type BinFn = fn(&mut [u64], &[u64], &[u64]);
+/// Unary elementwise slice op with a parameter (scalar or shift count): out[i] = f(a[i], s).
+pub(crate) type ParFn = fn(&mut [u64], &[u64], u64);
+
+/// The kernels of one ISA rung, as function pointers, built once.
+pub struct KernelSet {
+    pub isa: Isa,
+    /// Register tile (rows, columns) of the GEMM microkernel.
+    pub mr: usize,
+    pub nr: usize,
+    pub(crate) gemm: GemmFn,
+    pub(crate) conv: ConvFn,
+    pub(crate) ew: elementwise::EwSet,
+}
+
+impl fmt::Debug for KernelSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KernelSet({}, {}x{})", self.isa, self.mr, self.nr)
+    }
+}
+
+impl KernelSet {
+    /// The kernels of rung `isa`, refused if this CPU lacks the features.
+    pub fn for_isa(isa: Isa) -> Result<&'static KernelSet> {
+        static SETS: [OnceLock<KernelSet>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+        if !isa.available() {
+            return Err(Error::Config(format!(
+                "kernel ISA {isa} needs CPU features {} which this CPU lacks",
+                isa.features()
+            )));
+        }
+        Ok(SETS[isa as usize].get_or_init(|| build(isa)))
+    }
+}
+
+fn build(isa: Isa) -> KernelSet {
+    match isa {
+        Isa::Scalar => KernelSet {
+            isa,
+            mr: portable::MR,
+            nr: portable::NR,
+            gemm: driver::gemm_entry::<portable::Portable>,
+            conv: conv::conv_entry::<portable::Portable>,
+            ew: elementwise::EwSet::portable(),
+        },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => KernelSet {
+            isa,
+            mr: avx2::MR,
+            nr: avx2::NR,
+            gemm: driver::gemm_entry::<avx2::Avx2>,
+            conv: conv::conv_entry::<avx2::Avx2>,
+            ew: elementwise::EwSet::avx2(),
+        },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => KernelSet {
+            isa,
+            mr: avx512::MR,
+            nr: avx512::NR,
+            gemm: driver::gemm_entry::<avx512::Avx512>,
+            conv: conv::conv_entry::<avx512::Avx512>,
+            ew: elementwise::EwSet::avx512(),
+        },
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => unreachable!("non-x86 rungs are never available"),
+    }
+}
+
+/// The rung chosen for this process: `MPC_PIPE_ISA` if set (refused if the CPU lacks it),
+/// else the best detected one. Decided once.
+pub fn selected() -> Result<&'static KernelSet> {
+    static CHOICE: OnceLock<std::result::Result<Isa, String>> = OnceLock::new();
+    let choice = CHOICE.get_or_init(|| {
+        let detected = Isa::detect();
+        let isa = match std::env::var("MPC_PIPE_ISA") {
+            Ok(v) if !v.trim().is_empty() => {
+                let isa = Isa::parse(&v).ok_or_else(|| {
+                    format!("MPC_PIPE_ISA={v:?} is not one of scalar, avx2, avx512")
+                })?;
+                if !isa.available() {
+                    return Err(format!(
+                        "MPC_PIPE_ISA={isa} needs CPU features {} which this CPU lacks \
+                         (best available: {detected})",
+                        isa.features()
+                    ));
+                }
+                isa
+            }
+            _ => detected,
+        };
+        eprintln!("mpc-pipe: kernels: using {isa} (best available on this CPU: {detected})");
+        Ok(isa)
+    });
+    match choice {
+        Ok(isa) => KernelSet::for_isa(*isa),
+        Err(msg) => Err(Error::Config(msg.clone())),
+    }
+}
+
+/// The selected rung for the infallible API below. An invalid `MPC_PIPE_ISA` is a
+/// configuration error the user asked for explicitly, so it stops the process with the
+/// message rather than silently running another path.
+fn active() -> &'static KernelSet {
+    match selected() {
+        Ok(ks) => ks,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// C (+)= A·B on strided operands with the kernels of `ks`. Checks that every index of A, B
+/// and C lies inside its slice and that C's layout does not map two elements to one place
+/// (tiles of C are written in parallel).
+pub fn gemm_with(ks: &KernelSet, a: Mat<'_>, b: Mat<'_>, c: MatMut<'_>, accumulate: bool) {
+    assert_eq!(
+        a.cols, b.rows,
+        "gemm inner dims: A is {}x{}, B is {}x{}",
+        a.rows, a.cols, b.rows, b.cols
+    );
+    assert!(
+        c.rows == a.rows && c.cols == b.cols,
+        "gemm output {}x{} for {}x{}·{}x{}",
+        c.rows,
+        c.cols,
+        a.rows,
+        a.cols,
+        b.rows,
+        b.cols
+    );
+    a.check("A");
+    b.check("B");
+    c.check();
+    let call = driver::GemmCall::new(a, b, c, accumulate);
+    // SAFETY: every offset the driver touches lies in the checked slices, and C is injective.
+    unsafe { (ks.gemm)(&call) }
+}
+
+/// C (+)= A·B on strided operands with the selected kernels. Transposed operands are just
+/// swapped strides: see [`Mat::t`].
+pub fn gemm(a: Mat<'_>, b: Mat<'_>, c: MatMut<'_>, accumulate: bool) {
+    gemm_with(active(), a, b, c, accumulate)
+}
 
 /// C = A·B for row-major contiguous A [m×k], B [k×n]; C [m×n] is overwritten, or
 /// accumulated into when `accumulate` is set.
@@ -20,8 +271,49 @@ pub fn gemm_into(
         a.len() >= m * k && b.len() >= k * n && c.len() >= m * n,
         "gemm operand sizes"
     );
-    scalar::gemm_u64_scalar(
-        m, k, n, a, k as isize, 1, b, n as isize, 1, c, n as isize, 1, accumulate,
+    gemm(
+        Mat::row_major(a, m, k),
+        Mat::row_major(b, k, n),
+        MatMut::row_major(c, m, n),
+        accumulate,
+    );
+}
+
+/// C (+)= Aᵀ·B for row-major A [k×m], B [k×n], C [m×n] (weight gradients).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_at_b_into(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[u64],
+    b: &[u64],
+    c: &mut [u64],
+    accumulate: bool,
+) {
+    gemm(
+        Mat::row_major(a, k, m).t(),
+        Mat::row_major(b, k, n),
+        MatMut::row_major(c, m, n),
+        accumulate,
+    );
+}
+
+/// C (+)= A·Bᵀ for row-major A [m×k], B [n×k], C [m×n] (input gradients).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_a_bt_into(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[u64],
+    b: &[u64],
+    c: &mut [u64],
+    accumulate: bool,
+) {
+    gemm(
+        Mat::row_major(a, m, k),
+        Mat::row_major(b, n, k).t(),
+        MatMut::row_major(c, m, n),
+        accumulate,
     );
 }
 
@@ -46,5 +338,37 @@ pub fn conv_out(size: usize, kernel: usize, stride: usize, padding: usize) -> us
 
 /// NCHW conv2d: x [B,C,H,W], w [O,C,KH,KW], zero padding, output [B,O,OH,OW].
 pub fn conv2d(x: &RingTensor, w: &RingTensor, stride: usize, padding: usize) -> RingTensor {
-    scalar::conv2d_u64_scalar(x, w, stride, padding)
+    conv2d_with(active(), x, w, stride, padding)
+}
+
+/// Bulk elementwise ring ops on slices with the selected kernels (`out` may not alias the
+/// inputs; every slice must have the same length).
+pub mod ew {
+    use super::active;
+
+    macro_rules! bin {
+        ($($name:ident: $doc:literal),*) => {$(
+            #[doc = $doc]
+            pub fn $name(out: &mut [u64], a: &[u64], b: &[u64]) {
+                assert!(a.len() == out.len() && b.len() == out.len(), "elementwise lengths");
+                (active().ew.$name)(out, a, b)
+            }
+        )*};
+    }
+    bin!(add: "out = a + b mod 2^64", sub: "out = a - b mod 2^64",
+         mul: "out = a · b mod 2^64", xor: "out = a ^ b", and: "out = a & b");
+
+    macro_rules! par {
+        ($($name:ident($p:ident: $t:ty): $doc:literal),*) => {$(
+            #[doc = $doc]
+            pub fn $name(out: &mut [u64], a: &[u64], $p: $t) {
+                assert!(a.len() == out.len(), "elementwise lengths");
+                (active().ew.$name)(out, a, $p as u64)
+            }
+        )*};
+    }
+    par!(scale(k: u64): "out = a · k mod 2^64",
+         shl(s: u32): "out = a << s (s < 64)",
+         shr_logical(s: u32): "out = a >> s, zero-filling (s < 64)",
+         shr_arith(s: u32): "out = a >> s, sign-filling as i64 (s < 64)");
 }

@@ -164,12 +164,42 @@ impl<'a> Ctx<'a> {
                 x.shape()
             )));
         }
+        self.finish_linear_rows(prep, x, 0)
+    }
+
+    /// Second half for the rows `row0..row0 + x.rows` of the prepared input (axis 0: the
+    /// batch of a conv, the rows of a matmul). A and C + A·F are row-separable, so chunks
+    /// and micro-batches each use their own rows of one triple, with B and F shared: the
+    /// weight mask is opened once for all of them.
+    pub fn finish_linear_rows(
+        &self,
+        prep: &PreparedLinear,
+        x: &Share,
+        row0: usize,
+    ) -> Result<Share> {
+        let (full, rows) = (prep.a.shape(), x.shape().first().copied().unwrap_or(0));
+        if x.shape().len() != full.len() || x.shape()[1..] != full[1..] || row0 + rows > full[0] {
+            return Err(Error::Shape(format!(
+                "rows {row0}..{} of input {:?} prepared for {full:?}",
+                row0 + rows,
+                x.shape()
+            )));
+        }
+        let whole = row0 == 0 && rows == full[0];
+        let (a, base) = if whole {
+            (prep.a.clone(), prep.base.clone())
+        } else {
+            (
+                prep.a.slice_axis(0, row0, row0 + rows),
+                prep.base.slice_axis(0, row0, row0 + rows),
+            )
+        };
         let e = self
-            .open("linear input mask", &[&x.0.sub(&prep.a)], Combine::Add)?
+            .open("linear input mask", &[&x.0.sub(&a)], Combine::Add)?
             .pop()
             .unwrap();
         let mut z = prep.op.apply(&e, &prep.b_side);
-        z.add_assign(&prep.base);
+        z.add_assign(&base);
         self.trunc(&Share(z))
     }
 }

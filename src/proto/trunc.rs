@@ -4,14 +4,16 @@
 //! N = 2: local, as CrypTen: every party divides its signed share by 2^s rounding toward
 //! zero. Off by at most 1 ulp, except with probability about |x|/2^63 per element.
 //!
-//! N > 2: dealer-assisted, one round, deterministic for |x| < 2^62. The reference's wraps
+//! N > 2: dealer-assisted, one round, correct for every |x| < 2^62. The reference's wraps
 //! protocol (CrypTen) ignores the wrap of x + r, which fails with probability ~|x|/2^64 and
-//! needs a gather plus count_wraps; this equivalent is exact up to one ulp instead. The
+//! needs a gather plus count_wraps; this equivalent always returns floor(x / 2^s) or that
+//! plus one (error below one ulp, mean about zero). The
 //! dealer gives shares of a uniform r, of r_hi = (r mod 2^63) >> s and of r_msb = r >> 63.
 //!   x' = x + 2^62 ∈ [0, 2^63)          (party 0 adds 2^62)
 //!   c  = open(x' + r)                   (uniform: hides x)
 //!   s_msb = c_msb XOR r_msb             (bit 63 of x' + (r mod 2^63), which cannot wrap)
-//!   x' >> s = (c mod 2^63) >> s - r_hi + s_msb·2^(63-s)   (- 1 ulp at most, from floors)
+//!   x' >> s ≈ (c mod 2^63) >> s - r_hi + s_msb·2^(63-s)   (floor(a) - floor(b) is
+//!            floor(a - b) or one more)
 //!   x >> s = x' >> s - 2^(62-s)
 //! Each party sends n words to each peer.
 

@@ -150,41 +150,154 @@ impl PlainTensor {
         }
     }
 
-    /// Direct NCHW convolution, x [B,C,H,W] with w [O,C,KH,KW], zero padding.
+    /// NCHW convolution, x [B,C,H,W] with w [O,C,KH,KW], zero padding: im2col, then
+    /// matrixmultiply's dgemm (the reference forward of full-size models needs the speed).
     pub fn conv2d(&self, w: &Self, stride: usize, padding: usize) -> Self {
         let (b, c, h, wd) = (self.shape[0], self.shape[1], self.shape[2], self.shape[3]);
         let (o, c2, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3]);
         assert_eq!(c, c2, "conv2d channels {c} vs {c2}");
         let oh = (h + 2 * padding - kh) / stride + 1;
         let ow = (wd + 2 * padding - kw) / stride + 1;
-        let mut out = vec![0.0; b * o * oh * ow];
+        let (kdim, pix) = (c * kh * kw, oh * ow);
+        let mut out = vec![0.0; b * o * pix];
+        let mut cols = vec![0.0; kdim * pix];
         for bi in 0..b {
-            for oi in 0..o {
-                for y in 0..oh {
-                    for x in 0..ow {
-                        let mut acc = 0.0;
-                        for ci in 0..c {
-                            for ky in 0..kh {
-                                for kx in 0..kw {
-                                    let iy = (y * stride + ky) as isize - padding as isize;
-                                    let ix = (x * stride + kx) as isize - padding as isize;
-                                    if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd
-                                    {
-                                        acc += self.data
-                                            [((bi * c + ci) * h + iy as usize) * wd + ix as usize]
-                                            * w.data[((oi * c + ci) * kh + ky) * kw + kx];
-                                    }
-                                }
+            for ci in 0..c {
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let row = (ci * kh + ky) * kw + kx;
+                        for y in 0..oh {
+                            for x in 0..ow {
+                                let iy = (y * stride + ky) as isize - padding as isize;
+                                let ix = (x * stride + kx) as isize - padding as isize;
+                                cols[row * pix + y * ow + x] = if iy >= 0
+                                    && ix >= 0
+                                    && (iy as usize) < h
+                                    && (ix as usize) < wd
+                                {
+                                    self.data[((bi * c + ci) * h + iy as usize) * wd + ix as usize]
+                                } else {
+                                    0.0
+                                };
                             }
                         }
-                        out[((bi * o + oi) * oh + y) * ow + x] = acc;
                     }
                 }
+            }
+            // SAFETY: w is [o × kdim], cols [kdim × pix], the output block [o × pix], all
+            // row-major with the strides given.
+            unsafe {
+                matrixmultiply::dgemm(
+                    o,
+                    kdim,
+                    pix,
+                    1.0,
+                    w.data.as_ptr(),
+                    kdim as isize,
+                    1,
+                    cols.as_ptr(),
+                    pix as isize,
+                    1,
+                    0.0,
+                    out[bi * o * pix..].as_mut_ptr(),
+                    pix as isize,
+                    1,
+                );
             }
         }
         PlainTensor {
             shape: vec![b, o, oh, ow],
             data: out,
+        }
+    }
+}
+
+/// Plaintext layer operations of the reference forward pass.
+impl PlainTensor {
+    pub fn relu(&self) -> Self {
+        self.map(|v| v.max(0.0))
+    }
+
+    /// Add a per-channel bias to an NCHW tensor, or a per-column bias to [B, n].
+    pub fn add_bias(&self, b: &Self) -> Self {
+        let c = b.len();
+        let inner: usize = if self.shape.len() == 4 {
+            self.shape[2] * self.shape[3]
+        } else {
+            1
+        };
+        assert_eq!(self.shape[1], c, "bias of {c} for shape {:?}", self.shape);
+        let mut out = self.clone();
+        for (i, v) in out.data.iter_mut().enumerate() {
+            *v += b.data[(i / inner) % c];
+        }
+        out
+    }
+
+    /// Windows of an NCHW tensor as rows: [B·C·OH·OW, k·k], out-of-range positions `pad`.
+    pub fn pool_windows(
+        &self,
+        k: usize,
+        stride: usize,
+        padding: usize,
+        pad: f64,
+    ) -> (Self, [usize; 4]) {
+        let (b, c, h, w) = (self.shape[0], self.shape[1], self.shape[2], self.shape[3]);
+        let oh = (h + 2 * padding - k) / stride + 1;
+        let ow = (w + 2 * padding - k) / stride + 1;
+        let mut rows = Vec::with_capacity(b * c * oh * ow * k * k);
+        for bc in 0..b * c {
+            for y in 0..oh {
+                for x in 0..ow {
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            let iy = (y * stride + ky) as isize - padding as isize;
+                            let ix = (x * stride + kx) as isize - padding as isize;
+                            rows.push(
+                                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                    self.data[(bc * h + iy as usize) * w + ix as usize]
+                                } else {
+                                    pad
+                                },
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        (
+            PlainTensor {
+                shape: vec![b * c * oh * ow, k * k],
+                data: rows,
+            },
+            [b, c, oh, ow],
+        )
+    }
+
+    pub fn maxpool2d(&self, k: usize, stride: usize, padding: usize) -> Self {
+        let (rows, out) = self.pool_windows(k, stride, padding, f64::NEG_INFINITY);
+        let data = rows
+            .data
+            .chunks(k * k)
+            .map(|r| r.iter().cloned().fold(f64::NEG_INFINITY, f64::max))
+            .collect();
+        PlainTensor {
+            shape: out.to_vec(),
+            data,
+        }
+    }
+
+    /// Average pool counting padded positions (PyTorch's default count_include_pad).
+    pub fn avgpool2d(&self, k: usize, stride: usize, padding: usize) -> Self {
+        let (rows, out) = self.pool_windows(k, stride, padding, 0.0);
+        let data = rows
+            .data
+            .chunks(k * k)
+            .map(|r| r.iter().sum::<f64>() / (k * k) as f64)
+            .collect();
+        PlainTensor {
+            shape: out.to_vec(),
+            data,
         }
     }
 }

@@ -1,11 +1,13 @@
 //! A job: a named program every party runs, with its plaintext reference. The CLI's `run`,
 //! `party` and `offline` subcommands and the bench harness all build jobs here, so a job
 //! runs the same in-process, across processes, and from offline files.
-//! Depends on proto, ring (and model, once built).
+//! Depends on model, sched, proto, ring.
 
 use crate::error::{Error, Result};
+use crate::model::{zoo, Weights};
 use crate::proto::Ctx;
 use crate::ring::PlainTensor;
+use crate::sched::{self, Schedule};
 
 /// What to run (all parties must agree on it).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -13,6 +15,24 @@ pub struct JobSpec {
     pub model: String,
     pub parties: usize,
     pub batch: usize,
+    pub weights: Weights,
+    /// Seed of the synthetic weights and input.
+    pub seed: u64,
+    /// Pipeline scheme and its parameters.
+    pub schedule: Schedule,
+}
+
+impl JobSpec {
+    pub fn new(model: &str, parties: usize, batch: usize) -> Self {
+        JobSpec {
+            model: model.into(),
+            parties,
+            batch,
+            weights: Weights::Private,
+            seed: 1,
+            schedule: Schedule::serial(),
+        }
+    }
 }
 
 /// The program of a job and its plaintext reference output.
@@ -24,17 +44,35 @@ pub struct Job {
     pub reference: PlainTensor,
 }
 
-/// Build the job for `spec`. "selftest" is a small fixed program (input sharing, mul,
-/// matmul, reveal) used by transport tests; models are added by the model layer.
+/// Build the job for `spec`: a built-in model (see `model::zoo`), or "selftest", a small
+/// fixed program (input sharing, mul, matmul, reveal) used by transport tests.
 pub fn build(spec: &JobSpec) -> Result<Job> {
-    match spec.model.as_str() {
-        "selftest" => Ok(selftest(spec)),
-        other => Err(Error::Config(format!("unknown model '{other}'"))),
+    if spec.batch == 0 {
+        return Err(Error::Config("--batch must be at least 1".into()));
     }
+    if spec.model == "selftest" {
+        return Ok(selftest(spec));
+    }
+    let model = zoo::build(&spec.model, spec.seed)?;
+    let shape = model.batch_shape(spec.batch);
+    let input = zoo::Synth::new(spec.seed ^ 0x1234_5678).tensor(&shape, 0.0, 1.0);
+    let reference = model.forward_plain(&input);
+    let (weights, schedule) = (spec.weights, spec.schedule);
+    let program = move |ctx: &Ctx| -> Result<PlainTensor> {
+        // The data owner is the last party; the model owner (weights) is party 0.
+        let x = ctx.share_plain(ctx.parties() - 1, Some(&input), &shape)?;
+        let y = sched::forward(ctx, &model, &x, weights, &schedule)?;
+        ctx.reveal_plain(&y)
+    };
+    Ok(Job {
+        spec: spec.clone(),
+        program: Box::new(program),
+        reference,
+    })
 }
 
 fn selftest(spec: &JobSpec) -> Job {
-    let b = spec.batch.max(1);
+    let b = spec.batch;
     let x = PlainTensor::from_vec(
         &[b, 4],
         (0..4 * b).map(|i| (i as f64) * 0.25 - 1.0).collect(),

@@ -14,6 +14,7 @@ use crate::offline::{deal, PartyMaterial, Plan, RecordingSource};
 use crate::prg::fresh_seed;
 use crate::proto::{Ctx, NullComm, PairSeeds};
 use crate::ring::FixedPoint;
+use crate::transport::emulator::LinkProfile;
 use crate::transport::MemoryNetwork;
 
 /// Session parameters shared by every party.
@@ -77,9 +78,19 @@ pub fn fresh_session() -> u64 {
     u64::from_le_bytes(s[..8].try_into().unwrap())
 }
 
-/// Run the online phase of `program` with the given per-party material.
+/// Run the online phase of `program` with the given per-party material, unshaped links.
 pub fn run_online<T: Send>(
     cfg: &SessionConfig,
+    material: &[PartyMaterial],
+    program: &(dyn Fn(&Ctx) -> Result<T> + Sync),
+) -> Result<Vec<PartyOutcome<T>>> {
+    run_online_with_link(cfg, &LinkProfile::unshaped(), material, program)
+}
+
+/// Run the online phase with every directed link emulated as `link`.
+pub fn run_online_with_link<T: Send>(
+    cfg: &SessionConfig,
+    link: &LinkProfile,
     material: &[PartyMaterial],
     program: &(dyn Fn(&Ctx) -> Result<T> + Sync),
 ) -> Result<Vec<PartyOutcome<T>>> {
@@ -103,7 +114,7 @@ pub fn run_online<T: Send>(
         .iter()
         .map(|m| m.expand())
         .collect::<Result<Vec<_>>>()?;
-    let endpoints = MemoryNetwork::endpoints(cfg.parties, cfg.timeout);
+    let endpoints = MemoryNetwork::endpoints_with_links(cfg.parties, cfg.timeout, link.clone());
     let results: Vec<Result<PartyOutcome<T>>> = std::thread::scope(|s| {
         let handles: Vec<_> = endpoints
             .into_iter()

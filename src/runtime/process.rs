@@ -500,7 +500,12 @@ fn spawn_once(run: &ProcessRun) -> std::result::Result<Vec<PartyOutcome<PlainTen
     let _ = std::fs::remove_file(&file);
     let outputs: Vec<(String, String)> = kids
         .into_iter()
-        .map(|k| (k.out.join().unwrap_or_default(), k.err.join().unwrap_or_default()))
+        .map(|k| {
+            (
+                k.out.join().unwrap_or_default(),
+                k.err.join().unwrap_or_default(),
+            )
+        })
         .collect();
     if timed_out {
         let i = status.iter().position(Option::is_none).unwrap();

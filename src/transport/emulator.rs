@@ -93,8 +93,8 @@ impl LinkProfile {
     pub fn load_all(path: &Path) -> Result<Vec<Self>> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-        let file: LinksFile = toml::from_str(&text)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        let file: LinksFile =
+            toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         for p in &file.profile {
             p.check()?;
         }
@@ -106,9 +106,7 @@ impl LinkProfile {
         Self::load_all(path)?
             .into_iter()
             .find(|p| p.name == name)
-            .ok_or_else(|| {
-                Error::Config(format!("no link profile '{name}' in {}", path.display()))
-            })
+            .ok_or_else(|| Error::Config(format!("no link profile '{name}' in {}", path.display())))
     }
 
     /// A profile from command-line values; `None` bandwidth and zero latency is unshaped.

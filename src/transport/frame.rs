@@ -254,7 +254,10 @@ impl Decoder {
         let spare = buf.spare_capacity_mut();
         // SAFETY: a MaybeUninit<u64> region viewed as MaybeUninit<u8> of 8x the length.
         let bytes: &mut [MaybeUninit<u8>] = unsafe {
-            std::slice::from_raw_parts_mut(spare.as_mut_ptr() as *mut MaybeUninit<u8>, spare.len() * 8)
+            std::slice::from_raw_parts_mut(
+                spare.as_mut_ptr() as *mut MaybeUninit<u8>,
+                spare.len() * 8,
+            )
         };
         Some(&mut bytes[off..off + left])
     }
@@ -320,7 +323,9 @@ mod tests {
 
     #[test]
     fn message_round_trips_across_frames_in_any_split() {
-        let data: Vec<u64> = (0..1000u64).map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15)).collect();
+        let data: Vec<u64> = (0..1000u64)
+            .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .collect();
         let bytes = encode_message(Tag(42), &data, 64);
         for split in [1, 7, 16, 17, 100, bytes.len()] {
             let mut d = Decoder::new(64);

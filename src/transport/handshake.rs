@@ -154,9 +154,7 @@ fn mac(key: &SessionKey, first: &[u8], second: &[u8]) -> Hmac<Sha256> {
 
 fn io_err(peer: &str, step: &str, e: std::io::Error) -> Error {
     let why = match e.kind() {
-        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
-            "timed out".to_string()
-        }
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => "timed out".to_string(),
         std::io::ErrorKind::UnexpectedEof => "connection closed by the peer".to_string(),
         _ => e.to_string(),
     };
@@ -217,7 +215,9 @@ pub fn handshake<S: Read + Write>(
     if verdict != Verdict::Ok {
         let detail = match verdict {
             Verdict::Version => format!("it speaks version {}, we speak {}", h.version, p.version),
-            Verdict::Session => format!("its session is {:#x}, ours is {:#x}", h.session, p.session),
+            Verdict::Session => {
+                format!("its session is {:#x}, ours is {:#x}", h.session, p.session)
+            }
             Verdict::Parties => format!("it has {} parties, we have {}", h.parties, p.parties),
             Verdict::Party => match p.expect {
                 Some(e) => format!("we dialled party {e}"),

@@ -111,12 +111,7 @@ impl Inbox {
 
     /// Block until the message `tag` from `from` is here, the peer is gone, or `timeout`
     /// has passed. Returns the message and the time spent blocked.
-    pub fn wait(
-        &self,
-        from: PartyId,
-        tag: Tag,
-        timeout: Duration,
-    ) -> Result<(Vec<u64>, Duration)> {
+    pub fn wait(&self, from: PartyId, tag: Tag, timeout: Duration) -> Result<(Vec<u64>, Duration)> {
         let pb = &self.peers[from];
         let start = Instant::now();
         let mut slot = pb.map.lock().unwrap();

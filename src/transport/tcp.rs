@@ -130,8 +130,9 @@ impl TcpNetwork {
                 cfg.addrs.len()
             ))
         })?;
-        let listener = TcpListener::bind(addr)
-            .map_err(|e| Error::Config(format!("party {} cannot listen on {addr}: {e}", cfg.party)))?;
+        let listener = TcpListener::bind(addr).map_err(|e| {
+            Error::Config(format!("party {} cannot listen on {addr}: {e}", cfg.party))
+        })?;
         Self::connect_with(cfg, listener)
     }
 
@@ -155,7 +156,12 @@ impl TcpNetwork {
         for j in 0..me {
             let mut s = dial(cfg.addrs[j], j, deadline, cfg.timeout)?;
             set_timeouts(&s, deadline)?;
-            handshake(&mut s, &params(Some(j)), &cfg.key, &cfg.addrs[j].to_string())?;
+            handshake(
+                &mut s,
+                &params(Some(j)),
+                &cfg.key,
+                &cfg.addrs[j].to_string(),
+            )?;
             socks[j] = Some(s);
         }
         listener.set_nonblocking(true)?;
@@ -228,10 +234,14 @@ impl TcpNetwork {
         let shaping = (!cfg.link.is_unshaped()).then(|| {
             let inbox = inbox.clone();
             (
-                (0..n).map(|_| Link::new(cfg.link.clone())).collect::<Vec<_>>(),
-                Delayer::new(clock, "mpc-link-emu", move |(from, a): (PartyId, Arrival)| {
-                    inbox.push(from, a)
-                }),
+                (0..n)
+                    .map(|_| Link::new(cfg.link.clone()))
+                    .collect::<Vec<_>>(),
+                Delayer::new(
+                    clock,
+                    "mpc-link-emu",
+                    move |(from, a): (PartyId, Arrival)| inbox.push(from, a),
+                ),
             )
         });
         let io = IoThread {
@@ -263,7 +273,12 @@ fn set_timeouts(s: &TcpStream, deadline: Instant) -> Result<()> {
 }
 
 /// Connect to `addr`, retrying while the peer is not listening yet.
-fn dial(addr: SocketAddr, peer: PartyId, deadline: Instant, timeout: Duration) -> Result<TcpStream> {
+fn dial(
+    addr: SocketAddr,
+    peer: PartyId,
+    deadline: Instant,
+    timeout: Duration,
+) -> Result<TcpStream> {
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -299,11 +314,21 @@ fn dial(addr: SocketAddr, peer: PartyId, deadline: Instant, timeout: Duration) -
 
 /// `recv` into uninitialised memory (std's `Read` wants initialised buffers, which would
 /// cost a memset of every message before the kernel overwrites it).
-fn recv_uninit(s: &mio::net::TcpStream, buf: &mut [std::mem::MaybeUninit<u8>]) -> io::Result<usize> {
+fn recv_uninit(
+    s: &mio::net::TcpStream,
+    buf: &mut [std::mem::MaybeUninit<u8>],
+) -> io::Result<usize> {
     use std::os::fd::AsRawFd;
     // SAFETY: the pointer and length describe writable memory we own; recv writes at most
     // `len` bytes and reports how many.
-    let r = unsafe { libc::recv(s.as_raw_fd(), buf.as_mut_ptr() as *mut libc::c_void, buf.len(), 0) };
+    let r = unsafe {
+        libc::recv(
+            s.as_raw_fd(),
+            buf.as_mut_ptr() as *mut libc::c_void,
+            buf.len(),
+            0,
+        )
+    };
     if r < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -451,9 +476,8 @@ impl IoThread {
                 self.write_peer(p);
             }
             if shutting {
-                let deadline = *linger_deadline.get_or_insert_with(|| {
-                    Instant::now() + self.sh.timeout.min(LINGER_MAX)
-                });
+                let deadline = *linger_deadline
+                    .get_or_insert_with(|| Instant::now() + self.sh.timeout.min(LINGER_MAX));
                 let done = self
                     .conns
                     .iter()
@@ -613,16 +637,23 @@ impl IoThread {
                 }
                 Outgoing::Raw(b, done) => ((&c.sock).write(&b[*done..]), b.len()),
                 Outgoing::Msg(m) => {
-                    let (start, len, fin) = frame::frames_of(m.data.len() - m.frame_start, max_frame)
-                        .next()
-                        .unwrap();
+                    let (start, len, fin) =
+                        frame::frames_of(m.data.len() - m.frame_start, max_frame)
+                            .next()
+                            .unwrap();
                     debug_assert_eq!(start, 0);
                     let words = &m.data[m.frame_start..m.frame_start + len];
-                    hdr = frame::header(KIND_DATA, if fin { frame::FLAG_FIN } else { 0 }, len * 8, m.tag);
+                    hdr = frame::header(
+                        KIND_DATA,
+                        if fin { frame::FLAG_FIN } else { 0 },
+                        len * 8,
+                        m.tag,
+                    );
                     let payload = frame::words_as_bytes(words);
                     let done = m.frame_done;
                     let res = if done < HEADER_BYTES {
-                        (&c.sock).write_vectored(&[IoSlice::new(&hdr[done..]), IoSlice::new(&payload)])
+                        (&c.sock)
+                            .write_vectored(&[IoSlice::new(&hdr[done..]), IoSlice::new(&payload)])
                     } else {
                         (&c.sock).write(&payload[done - HEADER_BYTES..])
                     };

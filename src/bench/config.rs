@@ -1,0 +1,152 @@
+//! Bench configuration files (TOML): the matrix to run and its repetition settings.
+//! Depends on model, transport::emulator.
+//!
+//! ```toml
+//! models = ["lenet", "resnet_cifar-tiny"]
+//! networks = ["local", "lan", "wan"]      # names from bench-configs/links.toml
+//! schemes = ["serial", "inter-linear", "inner-layer", "inter-batch", "all"]
+//! batches = [4]
+//! parties = [2, 3]
+//! weights = ["private", "public"]
+//! chunks = "auto"                          # or an integer k
+//! batches_in_flight = "auto"               # or an integer m
+//! warmup = 1
+//! reps = 5
+//! timeout_s = 300
+//! ```
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::Point;
+use crate::error::{Error, Result};
+use crate::model::Weights;
+use crate::transport::emulator::LinkProfile;
+
+/// A count that is either fixed or chosen by the cost model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Count {
+    Auto,
+    Fixed(usize),
+}
+
+impl Count {
+    pub fn fixed(&self) -> Option<usize> {
+        match self {
+            Count::Fixed(k) => Some(*k),
+            Count::Auto => None,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(usize),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(0) => Err(serde::de::Error::custom(
+                "a count must be at least 1 or \"auto\"",
+            )),
+            Raw::N(n) => Ok(Count::Fixed(n)),
+            Raw::S(s) if s == "auto" => Ok(Count::Auto),
+            Raw::S(s) => Err(serde::de::Error::custom(format!(
+                "expected an integer or \"auto\", got \"{s}\""
+            ))),
+        }
+    }
+}
+
+fn one() -> usize {
+    1
+}
+fn five() -> usize {
+    5
+}
+fn timeout() -> f64 {
+    300.0
+}
+fn auto() -> Count {
+    Count::Auto
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BenchConfig {
+    pub models: Vec<String>,
+    pub networks: Vec<String>,
+    pub schemes: Vec<String>,
+    pub batches: Vec<usize>,
+    pub parties: Vec<usize>,
+    pub weights: Vec<String>,
+    #[serde(default = "auto")]
+    pub chunks: Count,
+    #[serde(default = "auto")]
+    pub batches_in_flight: Count,
+    #[serde(default = "one")]
+    pub warmup: usize,
+    #[serde(default = "five")]
+    pub reps: usize,
+    #[serde(default = "timeout")]
+    pub timeout_s: f64,
+    /// Also report the cost model's prediction when k and m are fixed.
+    #[serde(default)]
+    pub predict: bool,
+}
+
+impl BenchConfig {
+    pub fn load(path: &Path) -> Result<BenchConfig> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        Self::parse(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+    }
+
+    pub fn parse(text: &str) -> std::result::Result<BenchConfig, String> {
+        let c: BenchConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        if c.reps == 0 {
+            return Err("reps must be at least 1".into());
+        }
+        for s in &c.schemes {
+            s.parse::<crate::sched::Scheme>()
+                .map_err(|e| e.to_string())?;
+        }
+        if c.models.is_empty()
+            || c.networks.is_empty()
+            || c.schemes.is_empty()
+            || c.batches.is_empty()
+            || c.parties.is_empty()
+            || c.weights.is_empty()
+        {
+            return Err("every matrix axis (models, networks, schemes, batches, parties, weights) needs at least one value".into());
+        }
+        Ok(c)
+    }
+
+    /// The configurations in run order (schemes vary innermost, serial first if listed).
+    pub fn points(&self) -> Result<Vec<Point>> {
+        let mut out = Vec::new();
+        for model in &self.models {
+            for net in &self.networks {
+                let link = LinkProfile::named(net)?;
+                for &batch in &self.batches {
+                    for &parties in &self.parties {
+                        for w in &self.weights {
+                            out.push(Point {
+                                model: model.clone(),
+                                batch,
+                                parties,
+                                weights: w.parse::<Weights>()?,
+                                link: link.clone(),
+                            });
+                        }
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}

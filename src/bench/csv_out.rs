@@ -1,0 +1,125 @@
+//! The benchmark CSV: one row per (configuration, scheme), appended and fsynced one line at
+//! a time so an interrupted sweep keeps every finished row and can resume.
+//! Depends on csv, serde.
+
+use std::fmt;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::Point;
+use crate::error::{Error, Result};
+
+/// One CSV row. Column names and order are an interface: extend, never rename.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Row {
+    pub model: String,
+    pub batch: usize,
+    pub parties: usize,
+    pub weights: String,
+    pub network: String,
+    pub bandwidth_mbps: Option<f64>,
+    pub latency_ms: f64,
+    pub scheme: String,
+    pub chunks: usize,
+    pub batches_in_flight: usize,
+    pub reps: usize,
+    pub latency_ms_p50: f64,
+    pub latency_ms_p99: f64,
+    pub throughput_per_s: f64,
+    pub online_s: f64,
+    pub compute_busy_s: f64,
+    pub comm_wait_s: f64,
+    pub bytes_per_party: u64,
+    pub rounds: u64,
+    pub cpu_util: f64,
+    pub link_util: Option<f64>,
+    pub max_abs_err: f64,
+    pub speedup_vs_serial: Option<f64>,
+    pub commit: String,
+    pub host: String,
+    pub isa: String,
+    pub predicted_s: Option<f64>,
+}
+
+/// The identity of a row, for resuming.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowKey(String);
+
+impl RowKey {
+    pub fn new(p: &Point, scheme: &str) -> RowKey {
+        RowKey(format!(
+            "{} b{} n{} {} {} {}",
+            p.model,
+            p.batch,
+            p.parties,
+            format!("{:?}", p.weights).to_lowercase(),
+            p.link.name,
+            scheme
+        ))
+    }
+}
+
+impl fmt::Display for RowKey {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Row {
+    pub fn key(&self) -> RowKey {
+        RowKey(format!(
+            "{} b{} n{} {} {} {}",
+            self.model, self.batch, self.parties, self.weights, self.network, self.scheme
+        ))
+    }
+}
+
+/// Rows already in `path` (none if it does not exist).
+pub fn read_rows(path: &Path) -> Result<Vec<Row>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let mut r = csv::Reader::from_path(path)
+        .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+    let mut rows = Vec::new();
+    for (i, rec) in r.deserialize::<Row>().enumerate() {
+        match rec {
+            Ok(row) => rows.push(row),
+            // A torn last line (crash mid-write) is dropped and rerun; anything else is an error.
+            Err(e) => {
+                return Err(Error::Config(format!(
+                    "{} row {}: {e} (not a file this version of mpc-pipe bench wrote?)",
+                    path.display(),
+                    i + 2
+                )))
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Append one row (with the header first if the file is new or empty), in one write, fsynced.
+pub fn append_row(path: &Path, row: &Row) -> Result<()> {
+    let fresh = std::fs::metadata(path)
+        .map(|m| m.len() == 0)
+        .unwrap_or(true);
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(fresh)
+        .from_writer(Vec::new());
+    w.serialize(row)
+        .map_err(|e| Error::Config(format!("csv: {e}")))?;
+    let bytes = w
+        .into_inner()
+        .map_err(|e| Error::Config(format!("csv: {e}")))?;
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| Error::Config(format!("cannot open {}: {e}", path.display())))?;
+    f.write_all(&bytes)?;
+    f.sync_data()?;
+    Ok(())
+}

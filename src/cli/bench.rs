@@ -1,0 +1,39 @@
+//! `mpc-pipe bench --config FILE [--out FILE.csv]`: run a benchmark matrix, append one CSV
+//! row per (configuration, scheme), resume an interrupted sweep, print a summary of each
+//! scheme's gain over serial. Depends on bench.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::bench::{print_summary, run_matrix, BenchConfig};
+use crate::error::Result;
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Matrix to run (see bench-configs/).
+    #[arg(long, default_value = "bench-configs/quick.toml")]
+    pub config: PathBuf,
+    /// CSV to append to (resumes: rows already there are skipped).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+pub fn run(a: &BenchArgs) -> Result<()> {
+    let cfg = BenchConfig::load(&a.config)?;
+    let out = a.out.clone().unwrap_or_else(|| {
+        let stem = a
+            .config
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "bench".into());
+        PathBuf::from(format!("results/{stem}.csv"))
+    });
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let rows = run_matrix(&cfg, &out)?;
+    print_summary(&rows, &mut std::io::stdout().lock())?;
+    println!("rows in {}", out.display());
+    Ok(())
+}

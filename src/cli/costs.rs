@@ -1,0 +1,224 @@
+//! `mpc-pipe costs`: every online protocol's communication rounds and words sent per input
+//! element per party, read from the engine's own counters (a real in-process run), beside
+//! what protocols.md §3.1 predicts for CrypTen. Depends on runtime, proto, ring.
+
+use clap::Args;
+
+use crate::error::Result;
+use crate::proto::{Ctx, LinearOp, Share};
+use crate::ring::{PlainTensor, RingTensor};
+use crate::runtime::{run_local, SessionConfig};
+
+#[derive(Args, Debug)]
+pub struct CostsArgs {
+    /// Party counts to measure.
+    #[arg(long, value_delimiter = ',', default_value = "2,3")]
+    pub parties: Vec<usize>,
+    /// Elements per elementwise input.
+    #[arg(long, default_value_t = 1024)]
+    pub elements: usize,
+}
+
+type Op = Box<dyn Fn(&Ctx, &Share) -> Result<()> + Sync>;
+
+/// (name, input shape for n elements, protocol, protocols.md 2PC prediction).
+fn ops(n: usize) -> Vec<(&'static str, Vec<usize>, Op, &'static str)> {
+    let w4 = RingTensor::zeros(&[4, 4, 3, 3]);
+    vec![
+        (
+            "mul",
+            vec![n],
+            Box::new(|c: &Ctx, x: &Share| c.mul(x, x).map(drop)),
+            "1 round, 2 words",
+        ),
+        (
+            "square",
+            vec![n],
+            Box::new(|c: &Ctx, x: &Share| c.square(x).map(drop)),
+            "1, 1",
+        ),
+        (
+            "matmul [n/32×32]·[32×32] (private W)",
+            vec![n / 32, 32],
+            Box::new(|c: &Ctx, x: &Share| {
+                let w = c.share_input(0, Some(&RingTensor::zeros(&[32, 32])), &[32, 32])?;
+                c.matmul(x, &w).map(drop)
+            }),
+            "1, (#X + #W)/#X",
+        ),
+        (
+            "matmul public W",
+            vec![n / 32, 32],
+            Box::new(|c: &Ctx, x: &Share| {
+                c.matmul_public(x, &RingTensor::zeros(&[32, 32])).map(drop)
+            }),
+            "0, 0",
+        ),
+        (
+            "conv2d 3×3 4→4 ch (private W)",
+            vec![n / 64, 4, 4, 4],
+            Box::new(move |c: &Ctx, x: &Share| {
+                let w = c.share_input(0, Some(&w4), w4.shape())?;
+                c.linear(
+                    LinearOp::Conv2d {
+                        stride: 1,
+                        padding: 1,
+                    },
+                    x,
+                    &w,
+                )
+                .map(drop)
+            }),
+            "1, (#X + #K)/#X",
+        ),
+        (
+            "trunc",
+            vec![n],
+            Box::new(|c: &Ctx, x: &Share| c.trunc(x).map(drop)),
+            "0 (N>2: 1)",
+        ),
+        (
+            "and (binary)",
+            vec![n],
+            Box::new(|c: &Ctx, x: &Share| {
+                c.and(
+                    &crate::proto::BinShare(x.0.clone()),
+                    &crate::proto::BinShare(x.0.clone()),
+                )
+                .map(drop)
+            }),
+            "1, 2",
+        ),
+        (
+            "a2b",
+            vec![n],
+            Box::new(|c: &Ctx, x: &Share| c.a2b(x).map(drop)),
+            "7, 20",
+        ),
+        (
+            "b2a (1 bit)",
+            vec![n],
+            Box::new(|c: &Ctx, x: &Share| {
+                c.b2a_bit(&crate::proto::BinShare(x.0.map(|v| v & 1)))
+                    .map(drop)
+            }),
+            "1, 1",
+        ),
+        (
+            "ltz",
+            vec![n],
+            Box::new(|c: &Ctx, x: &Share| c.ltz(x).map(drop)),
+            "8, 21",
+        ),
+        (
+            "relu",
+            vec![n],
+            Box::new(|c: &Ctx, x: &Share| c.relu(x).map(drop)),
+            "9, 23",
+        ),
+        (
+            "max over k=4 (dim 1)",
+            vec![n / 4, 4],
+            Box::new(|c: &Ctx, x: &Share| c.max_dim(x, 1).map(drop)),
+            "CrypTen log-reduction ≈ 46 rounds",
+        ),
+        (
+            "argmax over k=4",
+            vec![n / 4, 4],
+            Box::new(|c: &Ctx, x: &Share| c.argmax_dim(x, 1).map(drop)),
+            "(with max)",
+        ),
+        (
+            "maxpool2d 2×2",
+            vec![1, n / 64, 8, 8],
+            Box::new(|c: &Ctx, x: &Share| c.maxpool2d(x, 2, 2, 0).map(drop)),
+            "≈ 46 rounds",
+        ),
+        (
+            "avgpool2d 2×2",
+            vec![1, n / 64, 8, 8],
+            Box::new(|c: &Ctx, x: &Share| c.avgpool2d(x, 2, 2, 0).map(drop)),
+            "0 (N>2: 1)",
+        ),
+        (
+            "exp",
+            vec![n],
+            Box::new(|c: &Ctx, x: &Share| c.exp(x).map(drop)),
+            "8, 8",
+        ),
+        (
+            "reciprocal",
+            vec![n],
+            Box::new(|c: &Ctx, x: &Share| c.reciprocal(x).map(drop)),
+            "≈ 38, ≈ 63",
+        ),
+        (
+            "inv_sqrt",
+            vec![n],
+            Box::new(|c: &Ctx, x: &Share| c.inv_sqrt(x).map(drop)),
+            "≈ 17",
+        ),
+        (
+            "sqrt",
+            vec![n],
+            Box::new(|c: &Ctx, x: &Share| c.sqrt(x).map(drop)),
+            "≈ 18",
+        ),
+        (
+            "softmax (rows of 16)",
+            vec![n / 16, 16],
+            Box::new(|c: &Ctx, x: &Share| c.softmax(x, 1).map(drop)),
+            "max + 8 + 28 + 1",
+        ),
+        (
+            "gelu (default)",
+            vec![n],
+            Box::new(|c: &Ctx, x: &Share| c.gelu(x).map(drop)),
+            "PUMA: 1 LTZ + 2 mul + 3 select",
+        ),
+        (
+            "layernorm (rows of 64)",
+            vec![n / 64, 64],
+            Box::new(|c: &Ctx, x: &Share| {
+                let g = c
+                    .fixed()
+                    .encode_tensor(&PlainTensor::from_vec(&[64], vec![1.0; 64]));
+                let b = RingTensor::zeros(&[64]);
+                c.layernorm(x, &g, &b, 1e-5).map(drop)
+            }),
+            "1 square + inv_sqrt + 1 mul (≈ 20)",
+        ),
+    ]
+}
+
+pub fn run(a: &CostsArgs) -> Result<()> {
+    let n = a.elements.max(64) / 64 * 64;
+    println!("| protocol | parties | rounds | words sent / element / party | protocols.md (2PC: rounds, words) |");
+    println!("|---|---|---|---|---|");
+    for (name, shape, op, predicted) in ops(n) {
+        for &p in &a.parties {
+            let cfg = SessionConfig::new(p);
+            let elems: usize = shape.iter().product();
+            let input = PlainTensor::from_vec(
+                &shape,
+                (0..elems)
+                    .map(|i| (i % 17) as f64 * 0.25 - 2.0 + 0.01)
+                    .collect(),
+            );
+            let program = |ctx: &Ctx| -> Result<(u64, u64)> {
+                let x = ctx.share_plain(0, Some(&input), &shape)?;
+                let before = ctx.counters().snapshot();
+                op(ctx, &x)?;
+                let d = ctx.counters().snapshot().since(&before);
+                Ok((d.rounds, d.bytes_sent()))
+            };
+            let outs = run_local(&cfg, &program)?;
+            let (rounds, bytes) = outs.iter().map(|o| o.value).max_by_key(|v| v.1).unwrap();
+            println!(
+                "| {name} | {p} | {rounds} | {:.2} | {predicted} |",
+                bytes as f64 / 8.0 / elems as f64
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,340 @@
+//! The blocked GEMM loop shared by every ISA (BLIS/matrixmultiply structure): for each KC
+//! slab of the inner dimension, pack B into NR-wide slivers and A into MR-high slivers, then
+//! run the microkernel over a grid of (row block × column block) tasks on the current rayon
+//! pool. Edge tiles go through a small buffer so the microkernel always sees a full tile.
+//! Depends on kernels::pack and a `MicroKernel` implementation; rayon for the split.
+//!
+//! Parallel split: over M and N blocks of C (never over K, which would need a reduction).
+//! Packing is parallel too. Everything runs in whatever rayon pool is current, so a caller
+//! can measure single-threaded rates with a 1-thread pool and `install`.
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use super::pack::{self, BSource};
+
+/// A read-only strided matrix view: element (i, j) is `data[i*rs + j*cs]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Mat<'a> {
+    pub data: &'a [u64],
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: isize,
+    pub cs: isize,
+}
+
+impl<'a> Mat<'a> {
+    pub fn new(data: &'a [u64], rows: usize, cols: usize, rs: isize, cs: isize) -> Self {
+        Mat {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        }
+    }
+
+    pub fn row_major(data: &'a [u64], rows: usize, cols: usize) -> Self {
+        Mat::new(data, rows, cols, cols as isize, 1)
+    }
+
+    /// The transposed view (no copy).
+    pub fn t(self) -> Self {
+        Mat::new(self.data, self.cols, self.rows, self.cs, self.rs)
+    }
+
+    pub(crate) fn check(&self, what: &str) {
+        check_span(
+            self.data.len(),
+            self.rows,
+            self.cols,
+            self.rs,
+            self.cs,
+            what,
+        );
+    }
+}
+
+/// A writable strided matrix view; its layout must be injective (checked).
+#[derive(Debug)]
+pub struct MatMut<'a> {
+    pub data: &'a mut [u64],
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: isize,
+    pub cs: isize,
+}
+
+impl<'a> MatMut<'a> {
+    pub fn new(data: &'a mut [u64], rows: usize, cols: usize, rs: isize, cs: isize) -> Self {
+        MatMut {
+            data,
+            rows,
+            cols,
+            rs,
+            cs,
+        }
+    }
+
+    pub fn row_major(data: &'a mut [u64], rows: usize, cols: usize) -> Self {
+        MatMut::new(data, rows, cols, cols as isize, 1)
+    }
+
+    pub fn t(self) -> Self {
+        MatMut::new(self.data, self.cols, self.rows, self.cs, self.rs)
+    }
+
+    pub(crate) fn check(&self) {
+        check_span(self.data.len(), self.rows, self.cols, self.rs, self.cs, "C");
+        // Tiles of C are written from several threads: no two (i, j) may share an address.
+        // Sufficient condition: one stride steps over the whole extent of the other.
+        let (r, c) = (self.rows as i128, self.cols as i128);
+        let (rs, cs) = ((self.rs as i128).abs(), (self.cs as i128).abs());
+        let injective = r <= 1 && (c <= 1 || cs > 0)
+            || c <= 1 && rs > 0
+            || rs > 0 && cs > 0 && (rs >= c * cs || cs >= r * rs);
+        assert!(
+            injective,
+            "gemm output layout {}x{} with strides ({}, {}) maps two elements to one place",
+            self.rows, self.cols, self.rs, self.cs
+        );
+    }
+}
+
+fn check_span(len: usize, rows: usize, cols: usize, rs: isize, cs: isize, what: &str) {
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    let (r, c) = ((rows - 1) as i128, (cols - 1) as i128);
+    let (rs, cs) = (rs as i128, cs as i128);
+    let lo = (r * rs).min(0) + (c * cs).min(0);
+    let hi = (r * rs).max(0) + (c * cs).max(0);
+    assert!(
+        lo >= 0 && hi < len as i128,
+        "gemm operand {what}: {rows}x{cols} with strides ({}, {}) reaches [{lo}, {hi}] \
+         outside a slice of {len}",
+        rs,
+        cs
+    );
+}
+
+/// A microkernel: C[MR×NR] (+)= Σ_p Apack[p]·Bpack[p] over `kc` steps of packed slivers.
+pub(crate) trait MicroKernel {
+    const MR: usize;
+    const NR: usize;
+    /// Packed B carries, after the NR values of each k step, the same NR values with their
+    /// 32-bit halves swapped (the AVX2 cross-term trick, see avx2.rs).
+    const B_SWAP: bool;
+    /// Depth of a packed slab (L1: one B sliver plus one A sliver).
+    const KC: usize;
+
+    /// # Safety
+    /// `a` holds kc·MR packed values, `b` kc·NR·(1+B_SWAP), and the MR×NR tile at `c` with
+    /// strides (rs_c, cs_c) is valid for reads and writes and touched by no other thread.
+    unsafe fn kernel(
+        kc: usize,
+        a: *const u64,
+        b: *const u64,
+        c: *mut u64,
+        rs_c: isize,
+        cs_c: isize,
+        accumulate: bool,
+    );
+
+    fn b_width() -> usize {
+        Self::NR * if Self::B_SWAP { 2 } else { 1 }
+    }
+}
+
+/// A raw C view that may cross threads; tasks write disjoint tiles.
+#[derive(Clone, Copy)]
+pub(crate) struct CPtr {
+    pub ptr: *mut u64,
+    pub rs: isize,
+    pub cs: isize,
+}
+// SAFETY: the driver hands each task a disjoint set of tiles of an injective layout.
+unsafe impl Send for CPtr {}
+unsafe impl Sync for CPtr {}
+
+/// A checked GEMM call (built only by the safe API in mod.rs).
+pub(crate) struct GemmCall<'a> {
+    pub a: Mat<'a>,
+    pub b: Mat<'a>,
+    pub c: CPtr,
+    pub m: usize,
+    pub n: usize,
+    pub accumulate: bool,
+}
+
+impl<'a> GemmCall<'a> {
+    pub fn new(a: Mat<'a>, b: Mat<'a>, c: MatMut<'a>, accumulate: bool) -> Self {
+        GemmCall {
+            a,
+            b,
+            m: c.rows,
+            n: c.cols,
+            c: CPtr {
+                ptr: c.data.as_mut_ptr(),
+                rs: c.rs,
+                cs: c.cs,
+            },
+            accumulate,
+        }
+    }
+}
+
+/// The `KernelSet::gemm` entry for kernel `K`.
+///
+/// # Safety
+/// `call` was built from checked views (see `kernels::gemm_with`).
+pub(crate) unsafe fn gemm_entry<K: MicroKernel>(call: &GemmCall) {
+    let src = pack::StridedB(call.b);
+    gemm_blocked::<K, _>(call.a, &src, call.m, call.n, call.c, call.accumulate);
+}
+
+thread_local! {
+    /// Packing buffers reused across calls from one thread: fresh multi-MB allocations cost
+    /// page faults comparable to the pack itself.
+    static PACK_BUF: RefCell<(Vec<u64>, Vec<u64>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Below this many multiply-adds a call runs on the calling thread only.
+const PAR_MIN_MACS: usize = 1 << 18;
+
+/// C (+)= A·B where B comes from any packable source (a strided matrix, or an implicit
+/// im2col of a conv input).
+///
+/// # Safety
+/// Every index of A and of the source is valid; C is an injective m×n layout, valid for
+/// reads and writes, touched by no one else during the call.
+pub(crate) unsafe fn gemm_blocked<K: MicroKernel, B: BSource>(
+    a: Mat<'_>,
+    b: &B,
+    m: usize,
+    n: usize,
+    c: CPtr,
+    accumulate: bool,
+) {
+    let k = a.cols;
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            for i in 0..m {
+                for j in 0..n {
+                    *c.ptr.offset(i as isize * c.rs + j as isize * c.cs) = 0;
+                }
+            }
+        }
+        return;
+    }
+    let (mr, nr, bw) = (K::MR, K::NR, K::b_width());
+    let kc_max = K::KC.min(k);
+    let m_sl = m.div_ceil(mr);
+    let n_sl = n.div_ceil(nr);
+    let threads = rayon::current_num_threads();
+    let parallel = threads > 1 && m * n * k >= PAR_MIN_MACS;
+
+    // Task grid over slivers: start from blocks that keep a B block (kc × nc) in L2 and an
+    // A block in L2, then split until there are enough tasks to balance the pool.
+    let mut mb = (128 / mr).max(1);
+    let mut nb = (512 / nr).max(1);
+    if parallel {
+        let want = 4 * threads;
+        while m_sl.div_ceil(mb) * n_sl.div_ceil(nb) < want && (mb > 1 || nb > 1) {
+            if (nb > 1 && nb * nr >= mb * mr) || mb == 1 {
+                nb = nb.div_ceil(2);
+            } else {
+                mb = mb.div_ceil(2);
+            }
+        }
+    }
+    let tasks: Vec<(usize, usize)> = (0..m_sl.div_ceil(mb))
+        .flat_map(|ti| (0..n_sl.div_ceil(nb)).map(move |tj| (ti, tj)))
+        .collect();
+
+    let run = |abuf: &mut Vec<u64>, bbuf: &mut Vec<u64>| {
+        abuf.resize(m_sl * mr * kc_max, 0);
+        bbuf.resize(n_sl * bw * kc_max, 0);
+        let mut p0 = 0;
+        while p0 < k {
+            let kc = kc_max.min(k - p0);
+            let acc = accumulate || p0 > 0;
+            let apack = &mut abuf[..m_sl * mr * kc];
+            let bpack = &mut bbuf[..n_sl * bw * kc];
+            let pack_a = |(s, dst): (usize, &mut [u64])| pack::pack_a(a, s * mr, mr, p0, kc, dst);
+            let pack_b = |(s, dst): (usize, &mut [u64])| {
+                b.pack(p0, kc, s * nr, nr, K::B_SWAP, dst);
+            };
+            if parallel {
+                apack.par_chunks_mut(mr * kc).enumerate().for_each(pack_a);
+                bpack.par_chunks_mut(bw * kc).enumerate().for_each(pack_b);
+            } else {
+                apack.chunks_mut(mr * kc).enumerate().for_each(pack_a);
+                bpack.chunks_mut(bw * kc).enumerate().for_each(pack_b);
+            }
+            let (apack, bpack) = (&*apack, &*bpack);
+            let task = |&(ti, tj): &(usize, usize)| {
+                let (s0, s1) = (ti * mb, ((ti + 1) * mb).min(m_sl));
+                let (t0, t1) = (tj * nb, ((tj + 1) * nb).min(n_sl));
+                // ir outer: the A sliver stays in L1 while B slivers stream from L2.
+                for si in s0..s1 {
+                    let ap = apack[si * mr * kc..].as_ptr();
+                    for sj in t0..t1 {
+                        let bp = bpack[sj * bw * kc..].as_ptr();
+                        tile::<K>(kc, ap, bp, c, si * mr, sj * nr, m, n, acc);
+                    }
+                }
+            };
+            if parallel {
+                tasks.par_iter().for_each(task);
+            } else {
+                tasks.iter().for_each(task);
+            }
+            p0 += kc;
+        }
+    };
+    PACK_BUF.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut bufs) => {
+            let (abuf, bbuf) = &mut *bufs;
+            run(abuf, bbuf)
+        }
+        // Re-entered from a task of an outer call on this thread: use fresh buffers.
+        Err(_) => run(&mut Vec::new(), &mut Vec::new()),
+    });
+}
+
+/// One MR×NR tile at (i0, j0); edge tiles go through a local buffer.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+unsafe fn tile<K: MicroKernel>(
+    kc: usize,
+    ap: *const u64,
+    bp: *const u64,
+    c: CPtr,
+    i0: usize,
+    j0: usize,
+    m: usize,
+    n: usize,
+    acc: bool,
+) {
+    let (mr, nr) = (K::MR, K::NR);
+    let cp = c.ptr.offset(i0 as isize * c.rs + j0 as isize * c.cs);
+    if i0 + mr <= m && j0 + nr <= n {
+        K::kernel(kc, ap, bp, cp, c.rs, c.cs, acc);
+        return;
+    }
+    let mut buf = [0u64; 256];
+    debug_assert!(mr * nr <= buf.len());
+    K::kernel(kc, ap, bp, buf.as_mut_ptr(), nr as isize, 1, false);
+    for i in 0..mr.min(m - i0) {
+        for j in 0..nr.min(n - j0) {
+            let d = cp.offset(i as isize * c.rs + j as isize * c.cs);
+            let v = buf[i * nr + j];
+            *d = if acc { (*d).wrapping_add(v) } else { v };
+        }
+    }
+}

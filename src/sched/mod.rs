@@ -1,0 +1,391 @@
+//! The MPC-Pipe schemes. A scheme is a schedule over unchanged protocol calls: every
+//! scheme runs the same `Ctx` methods (`relu`, `maxpool2d`, `linear`, `prepare_linear`,
+//! `finish_linear_rows`, ...) and differs only in which lane calls them and when.
+//! Depends on model, proto, ring; lanes are plain threads (a lane blocks on the network, so
+//! it must not occupy a rayon worker; heavy kernels inside it still use the rayon pool).
+//!
+//! - `serial`: layer after layer on the whole tensor, each opening posted then awaited.
+//! - `inter-linear`: a weights lane opens every private layer's weight mask F = W - B and
+//!   computes C + A·F ahead of time, while the activations run through earlier layers;
+//!   a linear layer then only opens E = X - A and does one product.
+//! - `inner-layer`: each layer's tensor is split into k chunks, each a lane with its own
+//!   key scope, so chunk i+1 computes while chunk i's openings are in flight.
+//! - `inter-batch`: the batch is split into m micro-batches that traverse the whole model
+//!   concurrently, each in its own lane.
+//!
+//! Linear layers stay row-separable under chunking and micro-batching: one triple is made
+//! for the whole batch, B and F are shared, and each lane uses its own rows of A and
+//! C + A·F (`finish_linear_rows`).
+
+pub mod cost;
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Condvar, Mutex};
+
+use crate::error::{Error, Result};
+use crate::model::{broadcast_bias, Layer, Model, Weights};
+use crate::proto::{Ctx, PreparedLinear, Share};
+use crate::ring::RingTensor;
+
+/// Which overlaps are on. `Scheme::default()` is `serial`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Scheme {
+    pub inter_linear: bool,
+    pub inner_layer: bool,
+    pub inter_batch: bool,
+}
+
+impl Scheme {
+    pub const SERIAL: Scheme = Scheme {
+        inter_linear: false,
+        inner_layer: false,
+        inter_batch: false,
+    };
+    pub fn is_serial(&self) -> bool {
+        *self == Scheme::SERIAL
+    }
+}
+
+impl FromStr for Scheme {
+    type Err = Error;
+    /// `serial`, or any of `inter-linear`, `inner-layer`, `inter-batch` joined by `+`
+    /// (`all` = all three).
+    fn from_str(s: &str) -> Result<Self> {
+        let mut out = Scheme::default();
+        for part in s.split('+').map(str::trim) {
+            match part {
+                "serial" => {}
+                "inter-linear" => out.inter_linear = true,
+                "inner-layer" => out.inner_layer = true,
+                "inter-batch" => out.inter_batch = true,
+                "all" => out = Scheme { inter_linear: true, inner_layer: true, inter_batch: true },
+                other => return Err(Error::Config(format!("unknown scheme '{other}': use serial, inter-linear, inner-layer, inter-batch, or a '+' combination"))),
+            }
+        }
+        if s.split('+').any(|p| p.trim() == "serial") && !out.is_serial() {
+            return Err(Error::Config(format!(
+                "scheme '{s}' combines serial with a pipeline scheme"
+            )));
+        }
+        Ok(out)
+    }
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        let mut parts = Vec::new();
+        if self.inter_linear {
+            parts.push("inter-linear");
+        }
+        if self.inner_layer {
+            parts.push("inner-layer");
+        }
+        if self.inter_batch {
+            parts.push("inter-batch");
+        }
+        if parts.is_empty() {
+            parts.push("serial");
+        }
+        write!(f, "{}", parts.join("+"))
+    }
+}
+
+/// A scheme with its parameters resolved: k chunks per layer, m micro-batches in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Schedule {
+    pub scheme: Scheme,
+    pub chunks: usize,
+    pub batches_in_flight: usize,
+}
+
+impl Schedule {
+    pub fn serial() -> Self {
+        Schedule {
+            scheme: Scheme::SERIAL,
+            chunks: 1,
+            batches_in_flight: 1,
+        }
+    }
+    fn k(&self) -> usize {
+        if self.scheme.inner_layer {
+            self.chunks.max(1)
+        } else {
+            1
+        }
+    }
+    fn m(&self) -> usize {
+        if self.scheme.inter_batch {
+            self.batches_in_flight.max(1)
+        } else {
+            1
+        }
+    }
+}
+
+/// Prepared private layers, filled by the weights lane, read by the activation lanes.
+struct Slots {
+    items: Vec<(
+        Mutex<Option<std::result::Result<Arc<(PreparedLinear, Share)>, String>>>,
+        Condvar,
+    )>,
+}
+
+impl Slots {
+    fn new(n: usize) -> Self {
+        Slots {
+            items: (0..n).map(|_| (Mutex::new(None), Condvar::new())).collect(),
+        }
+    }
+    fn set(&self, i: usize, v: std::result::Result<Arc<(PreparedLinear, Share)>, String>) {
+        *self.items[i].0.lock().unwrap() = Some(v);
+        self.items[i].1.notify_all();
+    }
+    fn get(&self, i: usize) -> Result<Arc<(PreparedLinear, Share)>> {
+        let (m, cv) = &self.items[i];
+        let mut g = m.lock().unwrap();
+        loop {
+            match &*g {
+                Some(Ok(p)) => return Ok(p.clone()),
+                Some(Err(msg)) => {
+                    return Err(Error::Protocol(format!(
+                        "weight preparation of linear layer {i} failed: {msg}"
+                    )))
+                }
+                None => g = cv.wait(g).unwrap(),
+            }
+        }
+    }
+}
+
+/// Every linear layer in execution order with its full-batch input shape.
+fn linear_inputs<'m>(
+    layers: &'m [Layer],
+    shape: &[usize],
+    out: &mut Vec<(&'m Layer, Vec<usize>)>,
+) -> Vec<usize> {
+    let mut s = shape.to_vec();
+    for l in layers {
+        match l {
+            Layer::Residual { body, shortcut } => {
+                let y = linear_inputs(body, &s, out);
+                linear_inputs(shortcut, &s, out);
+                s = y;
+            }
+            _ => {
+                if l.linear_parts().is_some() {
+                    out.push((l, s.clone()));
+                }
+                s = l.out_shape(&s);
+            }
+        }
+    }
+    s
+}
+
+/// What every lane needs to know.
+struct Env<'e> {
+    weights: Weights,
+    schedule: Schedule,
+    slots: Option<&'e Slots>,
+}
+
+/// Run `f` on `k` chunks of `x` along `axis`, each chunk in its own lane (the first on the
+/// calling thread), and concatenate. `f` gets the chunk's start index along `axis`.
+fn chunked(
+    ctx: &Ctx,
+    x: &Share,
+    axis: usize,
+    k: usize,
+    f: &(dyn Fn(&Ctx, &Share, usize) -> Result<Share> + Sync),
+) -> Result<Share> {
+    let n = x.shape()[axis];
+    let k = k.min(n).max(1);
+    if k == 1 {
+        return f(ctx, x, 0);
+    }
+    let ranges = crate::ring::tensor::split_ranges(n, k);
+    let parts: Vec<(usize, Share, Ctx)> = ranges
+        .iter()
+        .enumerate()
+        .map(|(c, &(s, e))| (s, Share(x.0.slice_axis(axis, s, e)), ctx.child(c as u64)))
+        .collect();
+    let results: Vec<Result<Share>> = std::thread::scope(|sc| {
+        let mut it = parts.into_iter();
+        let (s0, x0, c0) = it.next().unwrap();
+        let handles: Vec<_> = it
+            .map(|(s, xc, cc)| sc.spawn(move || f(&cc, &xc, s)))
+            .collect();
+        let mut out = vec![f(&c0, &x0, s0)];
+        out.extend(handles.into_iter().map(|h| {
+            h.join()
+                .unwrap_or_else(|_| Err(Error::Protocol("a pipeline lane panicked".into())))
+        }));
+        out
+    });
+    let shares = results.into_iter().collect::<Result<Vec<_>>>()?;
+    Ok(Share(RingTensor::concat(
+        axis,
+        &shares.into_iter().map(|s| s.0).collect::<Vec<_>>(),
+    )))
+}
+
+fn run_layers(
+    ctx: &Ctx,
+    layers: &[Layer],
+    x: &Share,
+    env: &Env,
+    row0: usize,
+    ordinal: &mut usize,
+) -> Result<Share> {
+    let k = env.schedule.k();
+    let mut x = x.clone();
+    for l in layers {
+        x = match l {
+            Layer::Residual { body, shortcut } => {
+                let y = run_layers(ctx, body, &x, env, row0, ordinal)?;
+                let s = run_layers(ctx, shortcut, &x, env, row0, ordinal)?;
+                if y.shape() != s.shape() {
+                    return Err(Error::Shape(format!(
+                        "residual body {:?} vs shortcut {:?}",
+                        y.shape(),
+                        s.shape()
+                    )));
+                }
+                y.add(&s)
+            }
+            Layer::Conv { .. } | Layer::Linear { .. } => {
+                let i = *ordinal;
+                *ordinal += 1;
+                run_linear(ctx, l, &x, env, row0, i)?
+            }
+            Layer::Flatten => l.forward_mpc(ctx, &x, env.weights)?,
+            Layer::Relu if k > 1 => {
+                // Elementwise: chunk the flat tensor, whatever the batch size.
+                let shape = x.shape().to_vec();
+                let flat = x.reshape(&[x.len()])?;
+                chunked(ctx, &flat, 0, k, &|c, xc, _| {
+                    l.forward_mpc(c, xc, env.weights)
+                })?
+                .reshape(&shape)?
+            }
+            Layer::MaxPool { .. } | Layer::AvgPool { .. } if k > 1 => {
+                // Windows never cross channels: chunk the batch, or the channels at batch 1.
+                let axis = if x.shape()[0] >= k { 0 } else { 1 };
+                chunked(ctx, &x, axis, k, &|c, xc, _| {
+                    l.forward_mpc(c, xc, env.weights)
+                })?
+            }
+            _ => l.forward_mpc(ctx, &x, env.weights)?,
+        };
+    }
+    Ok(x)
+}
+
+/// A linear layer under the schedule. `row0` is this lane's first row of the full batch.
+fn run_linear(ctx: &Ctx, l: &Layer, x: &Share, env: &Env, row0: usize, i: usize) -> Result<Share> {
+    let (op, w, b) = l.linear_parts().expect("run_linear on a linear layer");
+    let k = env.schedule.k();
+    if env.weights == Weights::Public {
+        return l.forward_mpc(ctx, x, env.weights);
+    }
+    let finish = |ctx: &Ctx, prep: &PreparedLinear, bias: &Share| -> Result<Share> {
+        let y = chunked(ctx, x, 0, k, &|c, xc, s| ctx_finish(c, prep, xc, row0 + s))?;
+        Ok(y.add(&Share(broadcast_bias(&bias.0, y.shape()))))
+    };
+    match env.slots {
+        Some(slots) => {
+            let p = slots.get(i)?;
+            finish(ctx, &p.0, &p.1)
+        }
+        None if k > 1 && x.shape()[0] > 1 => {
+            // Chunked without inter-linear: open this layer's weight mask now, then the
+            // chunks each open their rows of E.
+            let ws = ctx.share_plain(0, Some(w), w.shape())?;
+            let bs = ctx.share_input(0, Some(&ctx.fixed().encode_tensor(b)), b.shape())?;
+            let prep = ctx.prepare_linear(op, x.shape(), &ws)?;
+            let y = chunked(ctx, x, 0, k, &|c, xc, s| ctx_finish(c, &prep, xc, s))?;
+            Ok(y.add(&Share(broadcast_bias(&bs.0, y.shape()))))
+        }
+        None => l.forward_mpc(ctx, x, env.weights),
+    }
+}
+
+fn ctx_finish(ctx: &Ctx, prep: &PreparedLinear, x: &Share, row0: usize) -> Result<Share> {
+    ctx.finish_linear_rows(prep, x, row0)
+}
+
+/// Model inference under `schedule`. Same protocols as `Model::forward_mpc`; outputs agree
+/// with it within the fixed-point error bound (different triples, same math).
+pub fn forward(
+    ctx: &Ctx,
+    model: &Model,
+    x: &Share,
+    weights: Weights,
+    schedule: &Schedule,
+) -> Result<Share> {
+    let batch = x.shape()[0];
+    let m = schedule.m().min(batch).max(1);
+    let inter_linear = schedule.scheme.inter_linear && weights == Weights::Private;
+    if schedule.scheme.is_serial() {
+        return model.forward_mpc(ctx, x, weights);
+    }
+    let mut linear = Vec::new();
+    linear_inputs(&model.layers, x.shape(), &mut linear);
+    let slots = Slots::new(linear.len());
+    let env = Env {
+        weights,
+        schedule: *schedule,
+        slots: inter_linear.then_some(&slots),
+    };
+    let weights_ctx = ctx.child(u64::MAX);
+    let lane_ctxs: Vec<Ctx> = (0..m).map(|b| ctx.child(b as u64)).collect();
+    let ranges = crate::ring::tensor::split_ranges(batch, m);
+    std::thread::scope(|sc| {
+        if inter_linear {
+            let (linear, slots, wctx) = (&linear, &slots, weights_ctx);
+            sc.spawn(move || {
+                for (i, (l, in_shape)) in linear.iter().enumerate() {
+                    let (op, w, b) = l.linear_parts().unwrap();
+                    let r = (|| -> Result<Arc<(PreparedLinear, Share)>> {
+                        let ws = wctx.share_plain(0, Some(w), w.shape())?;
+                        let bs =
+                            wctx.share_input(0, Some(&wctx.fixed().encode_tensor(b)), b.shape())?;
+                        Ok(Arc::new((wctx.prepare_linear(op, in_shape, &ws)?, bs)))
+                    })();
+                    let failed = r.is_err();
+                    slots.set(i, r.map_err(|e| e.to_string()));
+                    if failed {
+                        (i + 1..linear.len()).for_each(|j| {
+                            slots.set(j, Err("an earlier layer's preparation failed".into()))
+                        });
+                        return;
+                    }
+                }
+            });
+        }
+        let env = &env;
+        let handles: Vec<_> = lane_ctxs
+            .into_iter()
+            .zip(ranges)
+            .map(|(lctx, (s, e))| {
+                let xb = Share(x.0.slice_axis(0, s, e));
+                sc.spawn(move || {
+                    let mut ordinal = 0;
+                    run_layers(&lctx, &model.layers, &xb, env, s, &mut ordinal)
+                })
+            })
+            .collect();
+        let outs = handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Protocol("a pipeline lane panicked".into())))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Share(RingTensor::concat(
+            0,
+            &outs.into_iter().map(|s| s.0).collect::<Vec<_>>(),
+        )))
+    })
+}

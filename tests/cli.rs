@@ -1,0 +1,102 @@
+//! The real binary, run as a user would, in a scratch directory.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mpc-pipe"))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mpc-pipe-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_lists_the_subcommands() {
+    let o = bin().arg("--help").output().unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "stderr: {err}");
+    for sub in ["run", "offline", "costs", "kernels", "netcheck"] {
+        assert!(out.contains(sub), "--help does not list {sub}:\n{out}");
+    }
+}
+
+#[test]
+fn default_job_prints_outputs_error_and_counters() {
+    let o = bin().output().unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "stdout: {out}\nstderr: {err}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("max_abs_err: "))
+        .unwrap_or_else(|| panic!("no max_abs_err line in:\n{out}"));
+    let v: f64 = line["max_abs_err: ".len()..].trim().parse().unwrap();
+    // tests/schemes.rs bounds the fixed-point error of lenet at 1.1e-3 against a quantized
+    // reference; quantizing its weights (|Δw| < 2^-16, fan-in <= 256, |x| <= ~4) adds at most
+    // ~0.02 per layer before ReLU, so 0.05 flags a broken run without flagging precision.
+    assert!(v < 0.05, "max_abs_err {v}");
+    assert!(out.contains("sample 0 mpc:") && out.contains("sample 0 plaintext:"));
+    assert!(out.contains("party 0: online_s") && out.contains("party 1: online_s"));
+}
+
+#[test]
+fn offline_files_feed_the_online_run_and_a_wrong_plan_is_refused() {
+    let dir = scratch("offline");
+    let o = bin()
+        .args(["offline", "--out"])
+        .arg(&dir)
+        .args(["--parties", "3", "--batch", "2"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = bin()
+        .args(["run", "--material"])
+        .arg(&dir)
+        .args(["--parties", "3", "--batch", "2"])
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "stdout: {out}\nstderr: {err}");
+    assert!(out.contains("material from files"));
+    let o = bin()
+        .args(["run", "--material"])
+        .arg(&dir)
+        .args(["--parties", "3", "--batch", "1"])
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert!(
+        err.contains("offline material refused") && err.contains("another plan"),
+        "stderr: {err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn bad_options_name_the_problem() {
+    for (args, needle) in [
+        (vec!["run", "--parties", "9"], "--parties"),
+        (vec!["run", "--model", "alexnet"], "unknown model"),
+        (vec!["run", "--scheme", "pipelined"], "unknown scheme"),
+        (vec!["run", "--weights", "secret"], "weights"),
+        (vec!["run", "--batch", "0"], "--batch"),
+    ] {
+        let o = bin().args(&args).output().unwrap();
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?}: stderr '{err}' should mention {needle}"
+        );
+    }
+}

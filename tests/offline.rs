@@ -1,0 +1,210 @@
+//! Offline material files: a round trip gives a correct online run, and files that are
+//! truncated, corrupted, from another session, for another party or another plan are
+//! refused with the documented error (never a panic, never a wrong result).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use mpc_pipe::offline::file::{self, Expect};
+use mpc_pipe::offline::{deal, PartyMaterial};
+use mpc_pipe::runtime::job::{build, JobSpec};
+use mpc_pipe::runtime::{record_plan, run_online, SessionConfig};
+use mpc_pipe::Error;
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mpc-pipe-test-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Deal the selftest job for (parties, batch) and write its files into `dir`.
+fn write_material(dir: &Path, parties: usize, batch: usize, session: u64) -> [u8; 32] {
+    let cfg = SessionConfig::new(parties);
+    let job = build(&JobSpec::new("selftest", parties, batch)).unwrap();
+    let plan = record_plan(&cfg, &*job.program).unwrap();
+    for m in deal(&plan, parties, session) {
+        file::save(&m, &file::party_file(dir, m.party)).unwrap();
+    }
+    plan.hash()
+}
+
+fn expect_material_err(r: mpc_pipe::Result<PartyMaterial>, needle: &str) {
+    match r {
+        Err(Error::Material(msg)) => assert!(
+            msg.contains(needle),
+            "error '{msg}' should mention '{needle}'"
+        ),
+        Err(other) => panic!("expected a material error mentioning '{needle}', got {other:?}"),
+        Ok(_) => panic!("material was accepted, expected refusal mentioning '{needle}'"),
+    }
+}
+
+#[test]
+fn files_round_trip_into_a_correct_online_run() {
+    for parties in [2, 3] {
+        let dir = scratch(&format!("rt{parties}"));
+        let hash = write_material(&dir, parties, 2, 77);
+        let material: Vec<PartyMaterial> = (0..parties)
+            .map(|p| {
+                file::load(
+                    &file::party_file(&dir, p),
+                    &Expect {
+                        session: Some(77),
+                        party: p,
+                        parties,
+                        plan_hash: hash,
+                    },
+                )
+                .unwrap()
+            })
+            .collect();
+        let job = build(&JobSpec::new("selftest", parties, 2)).unwrap();
+        let outs = run_online(&SessionConfig::new(parties), &material, &*job.program).unwrap();
+        // x² then ·w with |x| <= 1.75, |w| <= 0.5, k = 4: input quantization (< 1 ulp each)
+        // and two truncations (2 ulp each) stay far below 1e-3.
+        let err = outs[0].value.max_abs_diff(&job.reference);
+        assert!(err < 1e-3, "{parties} parties: max_abs_err {err}");
+        std::fs::remove_dir_all(&dir).ok();
+    }
+}
+
+#[test]
+fn truncated_file_is_refused() {
+    let dir = scratch("trunc");
+    let hash = write_material(&dir, 2, 1, 5);
+    let path = file::party_file(&dir, 0);
+    let len = std::fs::metadata(&path).unwrap().len();
+    for cut in [len - 1, len / 2, 10] {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(cut)
+            .unwrap();
+        expect_material_err(
+            file::load(
+                &path,
+                &Expect {
+                    session: Some(5),
+                    party: 0,
+                    parties: 2,
+                    plan_hash: hash,
+                },
+            ),
+            "truncated",
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn corrupted_or_foreign_file_is_refused() {
+    let dir = scratch("corrupt");
+    let hash = write_material(&dir, 2, 1, 5);
+    let path = file::party_file(&dir, 0);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let mid = bytes.len() - 40;
+    bytes[mid] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    expect_material_err(
+        file::load(
+            &path,
+            &Expect {
+                session: Some(5),
+                party: 0,
+                parties: 2,
+                plan_hash: hash,
+            },
+        ),
+        "checksum",
+    );
+    std::fs::write(&path, vec![0x55u8; 4096]).unwrap();
+    expect_material_err(
+        file::load(
+            &path,
+            &Expect {
+                session: Some(5),
+                party: 0,
+                parties: 2,
+                plan_hash: hash,
+            },
+        ),
+        "not an mpc-pipe",
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn file_of_another_session_is_refused() {
+    let dir = scratch("session");
+    let hash = write_material(&dir, 2, 1, 1111);
+    expect_material_err(
+        file::load(
+            &file::party_file(&dir, 1),
+            &Expect {
+                session: Some(2222),
+                party: 1,
+                parties: 2,
+                plan_hash: hash,
+            },
+        ),
+        "session",
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn file_for_another_party_is_refused() {
+    let dir = scratch("party");
+    let hash = write_material(&dir, 3, 1, 9);
+    expect_material_err(
+        file::load(
+            &file::party_file(&dir, 1),
+            &Expect {
+                session: Some(9),
+                party: 2,
+                parties: 3,
+                plan_hash: hash,
+            },
+        ),
+        "party 1",
+    );
+    expect_material_err(
+        file::load(
+            &file::party_file(&dir, 1),
+            &Expect {
+                session: Some(9),
+                party: 1,
+                parties: 4,
+                plan_hash: hash,
+            },
+        ),
+        "3 parties",
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn file_for_another_plan_is_refused() {
+    let dir = scratch("plan");
+    write_material(&dir, 2, 1, 9);
+    // The same job at batch 2 has another plan (other shapes).
+    let job2 = build(&JobSpec::new("selftest", 2, 2)).unwrap();
+    let other = record_plan(&SessionConfig::new(2), &*job2.program)
+        .unwrap()
+        .hash();
+    expect_material_err(
+        file::load(
+            &file::party_file(&dir, 0),
+            &Expect {
+                session: Some(9),
+                party: 0,
+                parties: 2,
+                plan_hash: other,
+            },
+        ),
+        "another plan",
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

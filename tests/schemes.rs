@@ -1,0 +1,199 @@
+//! Every pipeline scheme gives the serial result on every built-in CNN (tiny sizes): each
+//! scheme's decoded output is checked against a plaintext f64 forward pass of the same
+//! model with quantized weights and input, within a fixed-point error bound.
+//!
+//! The bound. With weights and input quantized exactly as the encoder does, a linear layer
+//! computes Qx·Qw exactly in the ring; only its truncation errs: |err| < 2 ulp for 2
+//! parties (each share rounds toward zero) and < 1 ulp for N > 2 (floor or floor + 1), in
+//! both cases with mean ~0, so variance <= 2 ulp². Following probabilistic rounding-error
+//! analysis (independent, zero-mean errors), an input error of standard deviation σ leaves
+//! a linear layer with σ' <= ‖w‖₂·σ (+) sqrt(2) ulp, ‖w‖₂ the largest L2 norm of an output's
+//! weights and (+) the root of the sum of squares; ReLU and max-pool do not expand errors;
+//! a residual adds the σ of its two paths (they share an input, so they are not
+//! independent). Average pooling multiplies by the encoded 1/k², a deterministic error
+//! d = |window sum|·|1/k² - enc(1/k²)| (zero for the power-of-two and 1×1 pools of these
+//! models), propagated with L1 norms. An element fails 7σ + d with probability < 3e-12.
+
+mod common;
+use common::*;
+
+use mpc_pipe::model::{zoo, Layer, Model, Weights};
+use mpc_pipe::proto::Ctx;
+use mpc_pipe::ring::{FixedPoint, PlainTensor};
+use mpc_pipe::sched::{self, Schedule, Scheme};
+
+fn q(t: &PlainTensor) -> PlainTensor {
+    quantize(t)
+}
+
+fn quantize_layers(layers: &[Layer]) -> Vec<Layer> {
+    layers
+        .iter()
+        .map(|l| match l {
+            Layer::Conv {
+                w,
+                b,
+                stride,
+                padding,
+            } => Layer::Conv {
+                w: q(w),
+                b: q(b),
+                stride: *stride,
+                padding: *padding,
+            },
+            Layer::Linear { w, b } => Layer::Linear { w: q(w), b: q(b) },
+            Layer::Residual { body, shortcut } => Layer::Residual {
+                body: quantize_layers(body),
+                shortcut: quantize_layers(shortcut),
+            },
+            other => other.clone(),
+        })
+        .collect()
+}
+
+/// Largest Lp norm (p = 1 or 2) of one output's weights.
+fn op_norm(l: &Layer, p: i32) -> f64 {
+    let norm = |r: &[f64]| {
+        if p == 1 {
+            r.iter().map(|v| v.abs()).sum::<f64>()
+        } else {
+            r.iter().map(|v| v * v).sum::<f64>().sqrt()
+        }
+    };
+    match l {
+        Layer::Conv { w, .. } => w
+            .data()
+            .chunks(w.len() / w.shape()[0])
+            .map(norm)
+            .fold(0.0, f64::max),
+        Layer::Linear { w, .. } => w
+            .transpose2()
+            .data()
+            .chunks(w.shape()[0])
+            .map(norm)
+            .fold(0.0, f64::max),
+        _ => unreachable!(),
+    }
+}
+
+/// Propagate (activation, σ, deterministic error d) through the quantized layers.
+fn bound(layers: &[Layer], x: &PlainTensor, sigma: f64, d: f64) -> (PlainTensor, f64, f64) {
+    let (mut x, mut sigma, mut d) = (x.clone(), sigma, d);
+    let trunc_var = 2.0 * ULP * ULP;
+    for l in layers {
+        (sigma, d) = match l {
+            Layer::Conv { .. } | Layer::Linear { .. } => (
+                ((op_norm(l, 2) * sigma).powi(2) + trunc_var).sqrt(),
+                op_norm(l, 1) * d,
+            ),
+            Layer::Relu | Layer::MaxPool { .. } | Layer::Flatten => (sigma, d),
+            Layer::AvgPool { kernel, .. } => {
+                let k2 = (kernel * kernel) as f64;
+                let fp = FixedPoint::default();
+                let enc_err = (1.0 / k2 - fp.decode(fp.encode(1.0 / k2))).abs();
+                let max_sum = x.data().iter().map(|v| v.abs()).fold(0.0, f64::max) * k2;
+                ((sigma * sigma + trunc_var).sqrt(), d + max_sum * enc_err)
+            }
+            Layer::Residual { body, shortcut } => {
+                let (_, sb, db) = bound(body, &x, sigma, d);
+                let (_, ss, ds) = bound(shortcut, &x, sigma, d);
+                (sb + ss, db + ds)
+            }
+        };
+        x = l.forward_plain(&x);
+    }
+    (x, sigma, d)
+}
+
+fn check_model(name: &str, parties: usize, weights: Weights, schemes: &[&str]) {
+    let model = zoo::build(name, 3).unwrap();
+    let qmodel = Model {
+        layers: quantize_layers(&model.layers),
+        ..model.clone()
+    };
+    let batch = 2;
+    let shape = model.batch_shape(batch);
+    let input = Data::new(99).tensor(&shape, 0.0, 1.0);
+    let (want, sigma, d) = bound(&qmodel.layers, &q(&input), 0.0, 0.0);
+    let err_bound = 7.0 * sigma + d;
+    for scheme in schemes {
+        let schedule = Schedule {
+            scheme: scheme.parse::<Scheme>().unwrap(),
+            chunks: 2,
+            batches_in_flight: 2,
+        };
+        let got = reveal_all(parties, |ctx: &Ctx| {
+            let x = ctx.share_plain(parties - 1, Some(&input), &shape)?;
+            let y = sched::forward(ctx, &model, &x, weights, &schedule)?;
+            ctx.reveal_plain(&y)
+        });
+        eprintln!(
+            "{name} {parties}p {weights:?} {scheme}: bound {err_bound:.3e}, max error {:.3e}",
+            got.max_abs_diff(&want)
+        );
+        assert_close(
+            &got,
+            &want,
+            |_| err_bound,
+            &format!("{name} {parties} parties {weights:?} {scheme} (bound {err_bound:.2e})"),
+        );
+    }
+}
+
+const ALL: [&str; 6] = [
+    "serial",
+    "inter-linear",
+    "inner-layer",
+    "inter-batch",
+    "inter-linear+inner-layer",
+    "all",
+];
+
+#[test]
+fn lenet_every_scheme_matches_plaintext_2_and_3_parties() {
+    check_model("lenet", 2, Weights::Private, &ALL);
+    check_model("lenet", 3, Weights::Private, &ALL);
+    check_model("lenet", 2, Weights::Public, &ALL);
+}
+
+#[test]
+fn resnet_cifar_every_scheme_matches_plaintext() {
+    check_model("resnet_cifar-tiny", 2, Weights::Private, &ALL);
+    check_model(
+        "resnet_cifar-tiny",
+        3,
+        Weights::Public,
+        &["serial", "inner-layer", "inter-batch"],
+    );
+}
+
+#[test]
+fn vgg16_every_scheme_matches_plaintext() {
+    check_model("vgg16-tiny", 2, Weights::Private, &ALL);
+    check_model("vgg16-tiny", 3, Weights::Private, &["serial", "all"]);
+}
+
+#[test]
+fn resnet50_every_scheme_matches_plaintext() {
+    check_model("resnet50-tiny", 2, Weights::Private, &ALL);
+    check_model("resnet50-tiny", 2, Weights::Public, &["serial", "all"]);
+}
+
+#[test]
+fn scheme_names_parse_and_print_canonically() {
+    for s in ALL {
+        let parsed: Scheme = s.parse().unwrap();
+        let again: Scheme = parsed.to_string().parse().unwrap();
+        assert_eq!(parsed, again);
+    }
+    assert_eq!(
+        "inner-layer+inter-linear"
+            .parse::<Scheme>()
+            .unwrap()
+            .to_string(),
+        "inter-linear+inner-layer"
+    );
+    assert!("serial+inner-layer".parse::<Scheme>().is_err());
+    assert!("pipelined".parse::<Scheme>().is_err());
+    let _ = FixedPoint::default();
+}
