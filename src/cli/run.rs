@@ -54,6 +54,9 @@ pub struct RunArgs {
     /// Read offline material from this directory (written by `mpc-pipe offline`).
     #[arg(long)]
     pub material: Option<PathBuf>,
+    /// Run every party as a child process (`mpc-pipe party`) over loopback TCP.
+    #[arg(long)]
+    pub processes: bool,
 }
 
 impl Default for RunArgs {
@@ -70,6 +73,7 @@ impl Default for RunArgs {
             chunks: 2,
             batches_in_flight: 2,
             material: None,
+            processes: false,
         }
     }
 }
@@ -148,6 +152,15 @@ pub fn run(a: &RunArgs) -> Result<()> {
     let spec = a.job_spec()?;
     let cfg = a.session_config()?;
     let job = job::build(&spec)?;
+    if a.processes {
+        let mut pr = crate::runtime::process::ProcessRun::new(spec.clone());
+        pr.timeout = cfg.timeout;
+        pr.fixed = cfg.fixed;
+        pr.material_dir = a.material.clone();
+        let outs = crate::runtime::process::spawn_parties(&pr)?;
+        report(&spec, &job.reference, &outs, a.material.is_some());
+        return Ok(());
+    }
     let material = match &a.material {
         Some(dir) => load_material(dir, &cfg, &job)?,
         None => crate::offline::deal(
