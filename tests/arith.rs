@@ -168,7 +168,10 @@ mod prop {
 
     // Each case runs a whole MPC session (threads, dealer), so keep the case count small.
     fn cfg() -> ProptestConfig {
-        ProptestConfig { cases: 24, ..ProptestConfig::default() }
+        ProptestConfig {
+            cases: 24,
+            ..ProptestConfig::default()
+        }
     }
 
     fn data(seed: u64, shape: &[usize], lo: f64, hi: f64) -> PlainTensor {

@@ -18,11 +18,7 @@ const EXE: &str = env!("CARGO_BIN_EXE_mpc-pipe");
 
 #[test]
 fn three_party_processes_match_the_reference_and_each_other() {
-    let spec = JobSpec {
-        model: "selftest".into(),
-        parties: 3,
-        batch: 2,
-    };
+    let spec = JobSpec::new("selftest", 3, 2);
     let job = build(&spec).unwrap();
     let mut run = ProcessRun::new(spec);
     run.exe = Some(PathBuf::from(EXE));

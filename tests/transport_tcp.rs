@@ -66,12 +66,7 @@ fn frame_msg(r: &mpc_pipe::Result<TcpEndpoint>) -> String {
 #[test]
 fn selftest_agrees_in_memory_and_over_tcp_for_2_and_3_parties() {
     for n in [2, 3] {
-        let job = build(&JobSpec {
-            model: "selftest".into(),
-            parties: n,
-            batch: 3,
-        })
-        .unwrap();
+        let job = build(&JobSpec::new("selftest", n, 3)).unwrap();
         let mem = run_local(&SessionConfig::new(n), &*job.program).unwrap();
         let (ls, addrs) = listeners(n);
         let key = SessionKey::fresh();

@@ -188,7 +188,7 @@ impl Decoder {
                         self.max_frame
                     )));
                 }
-                if len % 8 != 0 {
+                if !len.is_multiple_of(8) {
                     return Err(self.fail(format!(
                         "data frame of {len} bytes is not a whole number of words"
                     )));

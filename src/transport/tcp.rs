@@ -153,16 +153,11 @@ impl TcpNetwork {
         let mut socks: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
         // Dial lower ids first, then accept higher ids: party 0 only accepts, so by
         // induction every dial is eventually answered.
-        for j in 0..me {
-            let mut s = dial(cfg.addrs[j], j, deadline, cfg.timeout)?;
+        for (j, (slot, &addr)) in socks.iter_mut().zip(&cfg.addrs).enumerate().take(me) {
+            let mut s = dial(addr, j, deadline, cfg.timeout)?;
             set_timeouts(&s, deadline)?;
-            handshake(
-                &mut s,
-                &params(Some(j)),
-                &cfg.key,
-                &cfg.addrs[j].to_string(),
-            )?;
-            socks[j] = Some(s);
+            handshake(&mut s, &params(Some(j)), &cfg.key, &addr.to_string())?;
+            *slot = Some(s);
         }
         listener.set_nonblocking(true)?;
         while let Some(missing) = (me + 1..n).find(|&k| socks[k].is_none()) {
@@ -387,13 +382,16 @@ impl Conn {
     }
 }
 
+/// Per-peer incoming links and the delivery thread that holds arrivals until due.
+type Shaping = (Vec<Link>, Delayer<(PartyId, Arrival)>);
+
 struct IoThread {
     sh: Arc<Shared>,
     poll: Poll,
     conns: Vec<Option<Conn>>,
     clock: Clock,
     /// Per-peer incoming links and the delivery thread, when shaped.
-    shaping: Option<(Vec<Link>, Delayer<(PartyId, Arrival)>)>,
+    shaping: Option<Shaping>,
     max_frame: usize,
 }
 
