@@ -44,6 +44,9 @@ pub struct NetcheckArgs {
     /// processes on loopback, unshaped.
     #[arg(long)]
     pub tcp_throughput: bool,
+    /// Runs of each side of --tcp-throughput (the medians are compared).
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
     /// Bytes moved by --tcp-throughput.
     #[arg(long, default_value_t = 1 << 30)]
     pub bytes: u64,
@@ -211,7 +214,7 @@ pub fn run(a: &NetcheckArgs) -> Result<()> {
         return tput_child(c, a.bytes);
     }
     if a.tcp_throughput {
-        return tcp_throughput(a.bytes);
+        return tcp_throughput(a.bytes, a.reps);
     }
     let rows = check(a)?;
     if a.csv {
@@ -273,14 +276,45 @@ pub fn run(a: &NetcheckArgs) -> Result<()> {
 /// Chunk of the throughput comparison: one message of ours, one write of the baseline.
 const TPUT_CHUNK_WORDS: usize = 1 << 19; // 4 MiB
 
-/// Parent of the throughput comparison: a child process sends `bytes` to us, first over a
-/// plain blocking socket, then over our TCP transport; prints both and their ratio.
-fn tcp_throughput(bytes: u64) -> Result<()> {
-    let exe = std::env::current_exe()?;
+/// Parent of the throughput comparison: a child process sends `bytes` to us, over a plain
+/// blocking socket and over our TCP transport, alternately, `reps` times each; prints every
+/// run and the ratio of the median times.
+fn tcp_throughput(bytes: u64, reps: usize) -> Result<()> {
     let chunks = (bytes as usize).div_ceil(TPUT_CHUNK_WORDS * 8).max(1);
     let total = (chunks * TPUT_CHUNK_WORDS * 8) as f64;
+    let gbps = |s: f64| total * 8.0 / s / 1e9;
+    let (mut plain, mut ours) = (vec![], vec![]);
+    for r in 0..reps.max(1) {
+        let p = plain_once(bytes, chunks)?;
+        let o = ours_once(bytes, chunks)?;
+        println!(
+            "rep {r}: plain_s={p:.3} ({:.2} Gbit/s)  ours_s={o:.3} ({:.2} Gbit/s)",
+            gbps(p),
+            gbps(o)
+        );
+        plain.push(p);
+        ours.push(o);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v[v.len() / 2]
+    };
+    let (p, o) = (median(&mut plain), median(&mut ours));
+    println!(
+        "tcp-throughput bytes={} reps={} plain_s={p:.3} plain_gbps={:.2} ours_s={o:.3} ours_gbps={:.2} ratio={:.3}",
+        total as u64,
+        plain.len(),
+        gbps(p),
+        gbps(o),
+        p / o
+    );
+    Ok(())
+}
 
-    // Plain blocking socket copy.
+/// One plain blocking socket copy; returns seconds from "go" to the last byte received.
+fn plain_once(bytes: u64, chunks: usize) -> Result<f64> {
+    let exe = std::env::current_exe()?;
+    let total = chunks * TPUT_CHUNK_WORDS * 8;
     let l = TcpListener::bind("127.0.0.1:0")?;
     let mut child = Command::new(&exe)
         .args(["netcheck", "--bytes", &bytes.to_string(), "--tput-child"])
@@ -295,7 +329,7 @@ fn tcp_throughput(bytes: u64) -> Result<()> {
     let t0 = Instant::now();
     s.write_all(b"g")?;
     let mut got = 0usize;
-    while got < total as usize {
+    while got < total {
         let k = s.read(&mut buf)?;
         if k == 0 {
             return Err(Error::Peer {
@@ -309,8 +343,12 @@ fn tcp_throughput(bytes: u64) -> Result<()> {
     let plain_s = t0.elapsed().as_secs_f64();
     s.write_all(b"d")?;
     child.wait()?;
+    Ok(plain_s)
+}
 
-    // Ours: party 0 (here) receives from party 1 (the child).
+/// One transfer over our TCP transport (party 1, the child, posts 4 MiB messages to us).
+fn ours_once(bytes: u64, chunks: usize) -> Result<f64> {
+    let exe = std::env::current_exe()?;
     let addrs = vec![
         TcpListener::bind("127.0.0.1:0")?.local_addr()?,
         TcpListener::bind("127.0.0.1:0")?.local_addr()?,
@@ -341,32 +379,28 @@ fn tcp_throughput(bytes: u64) -> Result<()> {
     ep.post(1, Tag(u64::MAX - 7), vec![0])?;
     drop(ep);
     child.wait()?;
-
-    let gbps = |s: f64| total * 8.0 / s / 1e9;
-    println!(
-        "tcp-throughput bytes={} plain_s={plain_s:.3} plain_gbps={:.2} ours_s={ours_s:.3} ours_gbps={:.2} ratio={:.3}",
-        total as u64,
-        gbps(plain_s),
-        gbps(ours_s),
-        plain_s / ours_s
-    );
-    Ok(())
+    Ok(ours_s)
 }
 
 /// Child of the throughput comparison: sends the same bytes in 4 MiB pieces, made before the
-/// clock starts in both modes, so only the transports are compared.
+/// clock starts in both modes (one 1 GiB buffer for the socket copy, 256 owned messages
+/// for ours), so only the transports are compared. The plain receiver reuses one buffer;
+/// ours hands every message over, so it allocates each one (the API's cost, kept).
 fn tput_child(spec: &str, bytes: u64) -> Result<()> {
     let chunks = (bytes as usize).div_ceil(TPUT_CHUNK_WORDS * 8).max(1);
     if let Some(addr) = spec.strip_prefix("plain:") {
         let mut s = TcpStream::connect(addr)?;
         s.set_nodelay(true)?;
         let mut go = [0u8; 1];
-        let buf: Vec<u64> = (0..TPUT_CHUNK_WORDS as u64).collect();
+        // The same distinct bytes our transport sends (not one hot buffer over and over).
+        let buf: Vec<u64> = (0..(chunks * TPUT_CHUNK_WORDS) as u64)
+            .map(|i| i % TPUT_CHUNK_WORDS as u64)
+            .collect();
         let bytes = crate::transport::frame::words_as_bytes(&buf);
         s.write_all(b"r")?;
         s.read_exact(&mut go)?;
-        for _ in 0..chunks {
-            s.write_all(&bytes)?;
+        for c in bytes.chunks(TPUT_CHUNK_WORDS * 8) {
+            s.write_all(c)?;
         }
         s.read_exact(&mut go)?;
         return Ok(());
