@@ -353,6 +353,9 @@ struct Conn {
     dec: Decoder,
     staging: Vec<u8>,
     out: VecDeque<Outgoing>,
+    /// Buffers of fully written messages, freed just before the thread sleeps: freeing a
+    /// large buffer (munmap, TLB flush) would otherwise delay the next write.
+    sent: Vec<Vec<u64>>,
     write_blocked: bool,
     /// Emulator time at which the message being received began arriving.
     msg_t0: Option<u64>,
@@ -371,6 +374,7 @@ impl Conn {
             dec: Decoder::new(max_frame),
             staging: vec![0; STAGING_BYTES],
             out: VecDeque::new(),
+            sent: Vec::new(),
             write_blocked: false,
             msg_t0: None,
             got_bye: false,
@@ -402,6 +406,9 @@ impl IoThread {
         loop {
             if self.sh.abort.load(Ordering::Acquire) {
                 return;
+            }
+            for c in self.conns.iter_mut().flatten() {
+                c.sent.clear();
             }
             let timeout = linger_deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -686,7 +693,9 @@ impl IoThread {
                             m.frame_start += (frame_len - HEADER_BYTES) / 8;
                             m.frame_done = 0;
                             if m.frame_start == m.data.len() {
-                                c.out.pop_front();
+                                if let Some(Outgoing::Msg(m)) = c.out.pop_front() {
+                                    c.sent.push(m.data);
+                                }
                             }
                         }
                     }
