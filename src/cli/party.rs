@@ -73,6 +73,16 @@ pub struct PartyArgs {
     /// Emulated one-way latency in ms (overrides the profile).
     #[arg(long)]
     pub latency_ms: Option<f64>,
+    /// Fractional bits of the fixed-point encoding.
+    #[arg(long, default_value_t = 16)]
+    pub frac_bits: u32,
+    /// Load this party's offline material from `mpc-pipe offline` files in this directory
+    /// (default: party 0 deals and sends each party its material at setup).
+    #[arg(long)]
+    pub material: Option<PathBuf>,
+    /// Fault injection for tests: sleep this many seconds before the online phase.
+    #[arg(long, hide = true)]
+    pub debug_stall_s: Option<f64>,
 }
 
 fn session_key(a: &PartyArgs) -> Result<SessionKey> {
@@ -111,9 +121,17 @@ pub fn run(a: &PartyArgs) -> Result<()> {
         key: session_key(a)?,
         timeout: Duration::from_secs_f64(a.timeout_s),
         link,
-        fixed: FixedPoint::default(),
+        fixed: FixedPoint::new(a.frac_bits),
         addrs,
+        material_dir: a.material.clone(),
+        stall_before_online: a.debug_stall_s.map(Duration::from_secs_f64),
     };
+    if !(1..=40).contains(&a.frac_bits) {
+        return Err(Error::Config(format!(
+            "--frac-bits must be in 1..=40, got {}",
+            a.frac_bits
+        )));
+    }
     if a.chunks == 0 || a.batches_in_flight == 0 {
         return Err(Error::Config(
             "--chunks and --batches-in-flight must be at least 1".into(),

@@ -63,6 +63,9 @@ pub struct RunArgs {
     /// Read offline material from this directory (written by `mpc-pipe offline`).
     #[arg(long)]
     pub material: Option<PathBuf>,
+    /// Run every party as a child process (`mpc-pipe party`) over loopback TCP.
+    #[arg(long)]
+    pub processes: bool,
 }
 
 impl Default for RunArgs {
@@ -81,6 +84,7 @@ impl Default for RunArgs {
             seq_len: None,
             trace: None,
             material: None,
+            processes: false,
         }
     }
 }
@@ -160,6 +164,15 @@ pub fn run(a: &RunArgs) -> Result<()> {
     let spec = a.job_spec()?;
     let cfg = a.session_config()?;
     let job = job::build(&spec)?;
+    if a.processes {
+        let mut pr = crate::runtime::process::ProcessRun::new(spec.clone());
+        pr.timeout = cfg.timeout;
+        pr.fixed = cfg.fixed;
+        pr.material_dir = a.material.clone();
+        let outs = crate::runtime::process::spawn_parties(&pr)?;
+        report(&spec, &job.reference, &outs, a.material.is_some());
+        return Ok(());
+    }
     let material = match &a.material {
         Some(dir) => load_material(dir, &cfg, &job)?,
         None => crate::offline::deal(

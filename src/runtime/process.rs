@@ -110,9 +110,30 @@ pub struct PartyConfig {
     pub timeout: Duration,
     pub link: LinkProfile,
     pub fixed: FixedPoint,
+    /// Load this party's material from `mpc-pipe offline` files in this directory instead
+    /// of receiving it from party 0 (the parties check they hold the same dealing).
+    pub material_dir: Option<PathBuf>,
+    /// Fault injection for tests: sleep this long after setup, before the online phase
+    /// (announced on stderr), to play a silent or about-to-be-killed peer.
+    pub stall_before_online: Option<Duration>,
 }
 
 impl PartyConfig {
+    /// Unshaped, 60 s timeout, default fixed point.
+    pub fn new(id: usize, addrs: Vec<SocketAddr>, session: u64, key: SessionKey) -> Self {
+        PartyConfig {
+            id,
+            addrs,
+            session,
+            key,
+            timeout: Duration::from_secs(60),
+            link: LinkProfile::unshaped(),
+            fixed: FixedPoint::default(),
+            material_dir: None,
+            stall_before_online: None,
+        }
+    }
+
     fn tcp(&self) -> TcpConfig {
         let mut t = TcpConfig::new(self.id, self.addrs.clone(), self.session, self.key.clone());
         t.timeout = self.timeout;
@@ -132,6 +153,23 @@ impl PartyConfig {
 /// Run party `cfg.id` of `job` over TCP: connect, receive (or deal) the material, set up
 /// the session, then time the online phase.
 pub fn run_party(cfg: &PartyConfig, job: &Job) -> Result<PartyOutcome<PlainTensor>> {
+    run_party_with(cfg, job, None)
+}
+
+/// `run_party` on an already bound listener (tests bind port 0 to run in parallel).
+pub fn run_party_on(
+    cfg: &PartyConfig,
+    job: &Job,
+    listener: TcpListener,
+) -> Result<PartyOutcome<PlainTensor>> {
+    run_party_with(cfg, job, Some(listener))
+}
+
+fn run_party_with(
+    cfg: &PartyConfig,
+    job: &Job,
+    listener: Option<TcpListener>,
+) -> Result<PartyOutcome<PlainTensor>> {
     let scfg = cfg.session_config();
     scfg.check()?;
     if job.spec.parties != scfg.parties {
@@ -141,15 +179,22 @@ pub fn run_party(cfg: &PartyConfig, job: &Job) -> Result<PartyOutcome<PlainTenso
         )));
     }
     let plan = record_plan(&scfg, &*job.program)?;
-    let ep = TcpNetwork::connect(&cfg.tcp())?;
+    let ep = match listener {
+        Some(l) => TcpNetwork::connect_with(&cfg.tcp(), l)?,
+        None => TcpNetwork::connect(&cfg.tcp())?,
+    };
     match online(cfg, &scfg, job, plan, &ep) {
         Ok(out) => {
             drop(ep);
             Ok(out)
         }
         Err(e) => {
-            // Close without goodbye so the peers stop at once.
-            ep.abort();
+            // Tell the peers whose failure stopped us, so they stop at once and name it.
+            let blame = match &e {
+                Error::Peer { peer, .. } | Error::Timeout { peer, .. } => *peer,
+                _ => cfg.id,
+            };
+            ep.abort_with(blame, &format!("party {}: {e}", cfg.id));
             Err(e)
         }
     }
@@ -163,7 +208,32 @@ fn online(
     ep: &TcpEndpoint,
 ) -> Result<PartyOutcome<PlainTensor>> {
     let n = scfg.parties;
-    let material = if cfg.id == 0 {
+    let material = if let Some(dir) = &cfg.material_dir {
+        let m = crate::offline::file::load(
+            &crate::offline::file::party_file(dir, cfg.id),
+            &crate::offline::file::Expect {
+                session: None,
+                party: cfg.id,
+                parties: n,
+                plan_hash: plan.hash(),
+            },
+        )?;
+        // Files of different dealings would silently give wrong results: compare the
+        // dealing's session id with every peer before using them.
+        for j in (0..n).filter(|&j| j != cfg.id) {
+            ep.post(j, MATERIAL_TAG, vec![m.session])?;
+        }
+        for j in (0..n).filter(|&j| j != cfg.id) {
+            let theirs = ep.wait(j, MATERIAL_TAG, 1)?[0];
+            if theirs != m.session {
+                return Err(Error::Material(format!(
+                    "party {j} loaded material of dealing {theirs:#x}, we loaded {:#x}: the files come from different `mpc-pipe offline` runs",
+                    m.session
+                )));
+            }
+        }
+        m
+    } else if cfg.id == 0 {
         let mut all = deal(&plan, n, cfg.session);
         for (j, m) in all.iter().enumerate().skip(1) {
             ep.post(j, MATERIAL_TAG, material_words(m))?;
@@ -196,6 +266,14 @@ fn online(
     };
     let store = material.expand()?;
     let seeds = PairSeeds::establish(ep)?;
+    if let Some(d) = cfg.stall_before_online {
+        eprintln!(
+            "party {}: stalling {:.1}s before the online phase (fault injection)",
+            cfg.id,
+            d.as_secs_f64()
+        );
+        std::thread::sleep(d);
+    }
     let ctx = Ctx::new(ep, &store, &seeds, scfg.fixed);
     let before = ep.counters().snapshot();
     let t0 = Instant::now();
@@ -307,7 +385,10 @@ pub struct ProcessRun {
     pub link: LinkProfile,
     /// The `mpc-pipe` executable (default: the current one).
     pub exe: Option<PathBuf>,
-    /// Extra arguments given to every `mpc-pipe party` (e.g. scheme options).
+    pub fixed: FixedPoint,
+    /// Each party loads its own material file from here (see `PartyConfig::material_dir`).
+    pub material_dir: Option<PathBuf>,
+    /// Extra arguments given to every `mpc-pipe party`.
     pub extra_args: Vec<String>,
 }
 
@@ -318,6 +399,8 @@ impl ProcessRun {
             timeout: Duration::from_secs(60),
             link: LinkProfile::unshaped(),
             exe: None,
+            fixed: FixedPoint::default(),
+            material_dir: None,
             extra_args: vec![],
         }
     }
@@ -383,6 +466,10 @@ fn spawn_once(run: &ProcessRun) -> std::result::Result<Vec<PartyOutcome<PlainTen
     let key = SessionKey::fresh();
     let file = std::env::temp_dir().join(format!("mpc-pipe-parties-{session:016x}.toml"));
     PartiesFile::from_addrs(&addrs).save(&file).map_err(fatal)?;
+    let weights = match run.spec.weights {
+        crate::model::Weights::Private => "private",
+        crate::model::Weights::Public => "public",
+    };
     let mut kids: Vec<Running> = Vec::with_capacity(n);
     let kill_all = |kids: &mut Vec<Running>| {
         for k in kids.iter_mut() {
@@ -399,6 +486,15 @@ fn spawn_once(run: &ProcessRun) -> std::result::Result<Vec<PartyOutcome<PlainTen
             .args(["--session", &format!("{session:016x}")])
             .args(["--model", &run.spec.model])
             .args(["--batch", &run.spec.batch.to_string()])
+            .args(["--weights", weights])
+            .args(["--seed", &run.spec.seed.to_string()])
+            .args(["--scheme", &run.spec.schedule.scheme.to_string()])
+            .args(["--chunks", &run.spec.schedule.chunks.to_string()])
+            .args([
+                "--batches-in-flight",
+                &run.spec.schedule.batches_in_flight.to_string(),
+            ])
+            .args(["--frac-bits", &run.fixed.frac_bits.to_string()])
             .args(["--timeout-s", &run.timeout.as_secs_f64().to_string()])
             .args(["--latency-ms", &run.link.latency_ms.to_string()])
             .args(&run.extra_args)
@@ -408,6 +504,9 @@ fn spawn_once(run: &ProcessRun) -> std::result::Result<Vec<PartyOutcome<PlainTen
             .stderr(Stdio::piped());
         if let Some(bw) = run.link.bandwidth_mbps {
             cmd.args(["--bandwidth-mbps", &bw.to_string()]);
+        }
+        if let Some(dir) = &run.material_dir {
+            cmd.arg("--material").arg(dir);
         }
         match cmd.spawn() {
             Ok(mut child) => {

@@ -5,7 +5,9 @@
 //!
 //! ```text
 //!   0..4   payload length in bytes (u32 LE), at most `max_frame`, a multiple of 8 for data
-//!   4      kind: 1 = data, 2 = bye (the sender finished the session cleanly)
+//!   4      kind: 1 = data, 2 = bye (the sender finished the session cleanly),
+//!          3 = abort (the sender stops after a failure; payload: u32 LE id of the party
+//!          it blames, then a UTF-8 reason, at most `MAX_ABORT_BYTES` in all)
 //!   5      flags: bit 0 = FIN (last frame of a message); other bits must be zero
 //!   6..8   reserved, zero
 //!   8..16  tag (u64 LE)
@@ -18,6 +20,7 @@
 //! allocated. Payload words are little-endian u64.
 
 use std::collections::VecDeque;
+use std::mem::MaybeUninit;
 
 use crate::comm::Tag;
 use crate::error::{Error, Result};
@@ -30,6 +33,9 @@ pub const MAX_MESSAGE_BYTES: u64 = 64 << 30;
 
 pub const KIND_DATA: u8 = 1;
 pub const KIND_BYE: u8 = 2;
+pub const KIND_ABORT: u8 = 3;
+/// Cap on an abort frame's payload.
+pub const MAX_ABORT_BYTES: usize = 1024;
 pub const FLAG_FIN: u8 = 1;
 
 /// The header of one frame.
@@ -76,11 +82,24 @@ pub fn encode_message(tag: Tag, data: &[u64], max_frame: usize) -> Vec<u8> {
     out
 }
 
+/// An abort frame: the sender stops because of `blame`'s failure, for `reason`.
+pub fn abort_frame(blame: u32, reason: &str) -> Vec<u8> {
+    let mut cut = reason.len().min(MAX_ABORT_BYTES - 4);
+    while !reason.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let mut out = header(KIND_ABORT, 0, 4 + cut, Tag(0)).to_vec();
+    out.extend_from_slice(&blame.to_le_bytes());
+    out.extend_from_slice(&reason.as_bytes()[..cut]);
+    out
+}
+
 /// What the decoder produces.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event {
     Msg(Tag, Vec<u64>),
     Bye,
+    Abort { blame: u32, reason: String },
 }
 
 /// Incremental frame decoder: feed it bytes as they come, in any split.
@@ -96,6 +115,8 @@ pub struct Decoder {
     filled: usize,
     events: VecDeque<Event>,
     failed: bool,
+    /// Payload of an abort frame being received (None: the payload is message words).
+    abort: Option<Vec<u8>>,
 }
 
 impl Decoder {
@@ -110,6 +131,7 @@ impl Decoder {
             filled: 0,
             events: VecDeque::new(),
             failed: false,
+            abort: None,
         }
     }
 
@@ -120,7 +142,7 @@ impl Decoder {
 
     /// True while a message is partly received (a clean end of stream must not be here).
     pub fn mid_message(&self) -> bool {
-        self.hdr_fill > 0 || self.cur.is_some()
+        self.hdr_fill > 0 || self.cur.is_some() || self.abort.is_some()
     }
 
     fn fail(&mut self, msg: String) -> Error {
@@ -142,6 +164,16 @@ impl Decoder {
             )));
         }
         match kind {
+            KIND_ABORT => {
+                if !(4..=MAX_ABORT_BYTES).contains(&len) || flags != 0 || tag.0 != 0 {
+                    return Err(self.fail("malformed abort frame".into()));
+                }
+                // A half-received message is dropped: the sender stopped mid-way.
+                self.cur = None;
+                self.abort = Some(Vec::with_capacity(len));
+                self.frame_left = len;
+                Ok(())
+            }
             KIND_BYE => {
                 if len != 0 || flags != 0 || tag.0 != 0 || self.cur.is_some() {
                     return Err(self.fail("malformed bye frame".into()));
@@ -156,7 +188,7 @@ impl Decoder {
                         self.max_frame
                     )));
                 }
-                if len % 8 != 0 {
+                if !len.is_multiple_of(8) {
                     return Err(self.fail(format!(
                         "data frame of {len} bytes is not a whole number of words"
                     )));
@@ -178,10 +210,11 @@ impl Decoder {
                     None => self.cur = Some((tag, Vec::new())),
                 }
                 let buf = &mut self.cur.as_mut().unwrap().1;
-                // Room for exactly this frame: bounded by the cap, and only after the
-                // header passed every check.
-                buf.resize(buf.len() + len / 8, 0);
-                self.filled = (buf.len() - len / 8) * 8;
+                // Room for this frame only after the header passed every check, so a peer
+                // can make us reserve at most one capped frame ahead of its data. The
+                // room stays uninitialised until the payload is written into it.
+                buf.reserve(len / 8);
+                self.filled = buf.len() * 8;
                 self.frame_left = len;
                 self.frame_fin = flags & FLAG_FIN != 0;
                 if len == 0 {
@@ -194,6 +227,11 @@ impl Decoder {
     }
 
     fn end_frame(&mut self) {
+        let buf = &mut self.cur.as_mut().unwrap().1;
+        debug_assert_eq!(self.filled % 8, 0);
+        // SAFETY: every byte up to `filled` was written by `feed` or reported written by
+        // `advance_direct`, and `filled` is within the capacity reserved for the frame.
+        unsafe { buf.set_len(self.filled / 8) };
         if self.frame_fin {
             let (tag, mut buf) = self.cur.take().unwrap();
             if cfg!(target_endian = "big") {
@@ -204,24 +242,31 @@ impl Decoder {
         }
     }
 
-    /// The rest of the current frame's payload as a writable byte slice, when at least
-    /// `min` bytes remain: the I/O thread reads large payloads straight into the message.
-    pub fn direct(&mut self, min: usize) -> Option<&mut [u8]> {
-        if self.failed || self.frame_left < min.max(1) {
+    /// The rest of the current frame's payload as writable (uninitialised) bytes, when at
+    /// least `min` bytes remain: the I/O thread receives payloads straight into the message.
+    pub fn direct(&mut self, min: usize) -> Option<&mut [MaybeUninit<u8>]> {
+        if self.failed || self.abort.is_some() || self.frame_left < min.max(1) {
             return None;
         }
         let buf = &mut self.cur.as_mut()?.1;
-        let filled = self.filled;
+        let off = self.filled - buf.len() * 8;
         let left = self.frame_left;
-        // SAFETY: the vector's `len` words are initialised (zeroed when the frame started);
-        // viewing them as bytes is valid for any value.
-        let bytes =
-            unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, buf.len() * 8) };
-        Some(&mut bytes[filled..filled + left])
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: a MaybeUninit<u64> region viewed as MaybeUninit<u8> of 8x the length.
+        let bytes: &mut [MaybeUninit<u8>] = unsafe {
+            std::slice::from_raw_parts_mut(
+                spare.as_mut_ptr() as *mut MaybeUninit<u8>,
+                spare.len() * 8,
+            )
+        };
+        Some(&mut bytes[off..off + left])
     }
 
-    /// `n` bytes were written into the slice returned by `direct`.
-    pub fn advance_direct(&mut self, n: usize) {
+    /// `n` bytes were written at the start of the slice returned by `direct`.
+    ///
+    /// # Safety
+    /// The caller must have initialised those `n` bytes.
+    pub unsafe fn advance_direct(&mut self, n: usize) {
         assert!(n <= self.frame_left);
         self.filled += n;
         self.frame_left -= n;
@@ -244,12 +289,28 @@ impl Decoder {
                 if self.hdr_fill == HEADER_BYTES {
                     self.start_frame()?;
                 }
+            } else if let Some(a) = self.abort.as_mut() {
+                let take = self.frame_left.min(input.len());
+                a.extend_from_slice(&input[..take]);
+                input = &input[take..];
+                self.frame_left -= take;
+                if self.frame_left == 0 {
+                    let a = self.abort.take().unwrap();
+                    self.events.push_back(Event::Abort {
+                        blame: u32::from_le_bytes(a[..4].try_into().unwrap()),
+                        reason: String::from_utf8_lossy(&a[4..]).into_owned(),
+                    });
+                }
             } else {
                 let dst = self.direct(1).unwrap();
                 let take = dst.len().min(input.len());
-                dst[..take].copy_from_slice(&input[..take]);
+                // SAFETY: `dst` has at least `take` bytes and cannot overlap `input`.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(input.as_ptr(), dst.as_mut_ptr() as *mut u8, take)
+                };
                 input = &input[take..];
-                self.advance_direct(take);
+                // SAFETY: the `take` bytes were just written.
+                unsafe { self.advance_direct(take) };
             }
         }
         Ok(())
@@ -284,6 +345,23 @@ mod tests {
         match d.feed(&h) {
             Err(Error::Frame(m)) => assert!(m.contains("exceeds the cap"), "{m}"),
             other => panic!("expected a frame error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn abort_frame_carries_blame_and_a_capped_reason() {
+        let long = "é".repeat(2000);
+        let bytes = abort_frame(2, &long);
+        assert!(bytes.len() <= HEADER_BYTES + MAX_ABORT_BYTES);
+        let mut d = Decoder::new(64);
+        for c in bytes.chunks(5) {
+            d.feed(c).unwrap();
+        }
+        match d.next_event() {
+            Some(Event::Abort { blame: 2, reason }) => {
+                assert!(reason.len() <= MAX_ABORT_BYTES - 4 && reason.chars().all(|c| c == 'é'))
+            }
+            other => panic!("expected an abort, got {other:?}"),
         }
     }
 

@@ -26,7 +26,24 @@ use crate::error::{Error, Result};
 pub enum Arrival {
     Msg(Tag, Vec<u64>),
     /// The peer is gone (finished, disconnected, failed); no more messages will come.
-    Gone(String),
+    Gone(Departure),
+}
+
+/// Why a peer left. `blame` names another party when the peer stopped because of that
+/// party's failure (it said so in its abort frame), so errors name the root cause.
+#[derive(Clone, Debug)]
+pub struct Departure {
+    pub why: String,
+    pub blame: Option<PartyId>,
+}
+
+impl Departure {
+    pub fn new(why: impl Into<String>) -> Self {
+        Departure {
+            why: why.into(),
+            blame: None,
+        }
+    }
 }
 
 struct PeerBox {
@@ -39,7 +56,7 @@ struct PeerBox {
 #[derive(Default)]
 struct Slot {
     msgs: HashMap<Tag, Vec<u64>>,
-    gone: Option<String>,
+    gone: Option<Departure>,
 }
 
 /// The mailboxes of one party, one per peer.
@@ -103,11 +120,18 @@ impl Inbox {
             if let Some(d) = slot.msgs.remove(&tag) {
                 return Ok((d, start.elapsed()));
             }
-            if let Some(why) = &slot.gone {
-                return Err(Error::Peer {
-                    peer: from,
-                    op: format!("receive of tag {:#x}", tag.0),
-                    msg: why.clone(),
+            if let Some(d) = &slot.gone {
+                return Err(match d.blame {
+                    Some(b) if b != from => Error::Peer {
+                        peer: b,
+                        op: format!("receive of tag {:#x}", tag.0),
+                        msg: format!("reported by party {from}, which stopped: {}", d.why),
+                    },
+                    _ => Error::Peer {
+                        peer: from,
+                        op: format!("receive of tag {:#x}", tag.0),
+                        msg: d.why.clone(),
+                    },
                 });
             }
             let Some(left) = timeout.checked_sub(start.elapsed()) else {
@@ -130,7 +154,7 @@ impl Inbox {
     }
 
     /// Why the peer left, if it has (messages it sent before leaving stay readable).
-    pub fn gone(&self, from: PartyId) -> Option<String> {
+    pub fn gone(&self, from: PartyId) -> Option<Departure> {
         let pb = &self.peers[from];
         let mut slot = pb.map.lock().unwrap();
         let _ = Self::drain(pb, &mut slot, from);

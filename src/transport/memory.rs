@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::emulator::{Clock, Delayer, Link, LinkProfile};
-use super::inbox::{Arrival, Inbox};
+use super::inbox::{Arrival, Departure, Inbox};
 use crate::comm::{Comm, Counters, PartyId, Tag};
 use crate::error::{Error, Result};
 
@@ -159,7 +159,7 @@ impl Drop for MemoryEndpoint {
                 self.id,
                 to,
                 0,
-                Arrival::Gone("peer left the session before sending".into()),
+                Arrival::Gone(Departure::new("peer left the session before sending")),
             );
         }
     }

@@ -33,7 +33,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use super::emulator::{Clock, Delayer, Link, LinkProfile};
 use super::frame::{self, Decoder, Event, HEADER_BYTES, KIND_BYE, KIND_DATA};
 use super::handshake::{handshake, HelloParams, SessionKey, PROTOCOL_VERSION};
-use super::inbox::{Arrival, Inbox};
+use super::inbox::{Arrival, Departure, Inbox};
 use crate::comm::{Comm, Counters, PartyId, Tag};
 use crate::error::{Error, Result};
 
@@ -69,10 +69,12 @@ impl TcpConfig {
 
 const WAKER: Token = Token(usize::MAX);
 /// Payload remainders at least this big are read straight into the message.
-const DIRECT_MIN: usize = 64 << 10;
+const DIRECT_MIN: usize = 16 << 10;
 const STAGING_BYTES: usize = 256 << 10;
 /// Bound on the goodbye drain at shutdown.
 const LINGER_MAX: Duration = Duration::from_secs(10);
+/// Bound on the drain after an abort frame (peers stop at once when they read it).
+const ABORT_LINGER: Duration = Duration::from_secs(1);
 
 struct Shared {
     n: usize,
@@ -88,6 +90,8 @@ struct Shared {
     gone_flag: Vec<AtomicBool>,
     shutdown: AtomicBool,
     abort: AtomicBool,
+    /// Set by `abort_with`: whom to blame and why, sent to every peer in an abort frame.
+    abort_msg: Mutex<Option<(u32, String)>>,
 }
 
 impl Shared {
@@ -149,16 +153,11 @@ impl TcpNetwork {
         let mut socks: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
         // Dial lower ids first, then accept higher ids: party 0 only accepts, so by
         // induction every dial is eventually answered.
-        for j in 0..me {
-            let mut s = dial(cfg.addrs[j], j, deadline, cfg.timeout)?;
+        for (j, (slot, &addr)) in socks.iter_mut().zip(&cfg.addrs).enumerate().take(me) {
+            let mut s = dial(addr, j, deadline, cfg.timeout)?;
             set_timeouts(&s, deadline)?;
-            handshake(
-                &mut s,
-                &params(Some(j)),
-                &cfg.key,
-                &format!("party {j} at {}", cfg.addrs[j]),
-            )?;
-            socks[j] = Some(s);
+            handshake(&mut s, &params(Some(j)), &cfg.key, &addr.to_string())?;
+            *slot = Some(s);
         }
         listener.set_nonblocking(true)?;
         while let Some(missing) = (me + 1..n).find(|&k| socks[k].is_none()) {
@@ -224,6 +223,7 @@ impl TcpNetwork {
             gone_flag: (0..n).map(|_| AtomicBool::new(false)).collect(),
             shutdown: AtomicBool::new(false),
             abort: AtomicBool::new(false),
+            abort_msg: Mutex::new(None),
         });
         let clock = Clock::default();
         let shaping = (!cfg.link.is_unshaped()).then(|| {
@@ -307,6 +307,30 @@ fn dial(
     }
 }
 
+/// `recv` into uninitialised memory (std's `Read` wants initialised buffers, which would
+/// cost a memset of every message before the kernel overwrites it).
+fn recv_uninit(
+    s: &mio::net::TcpStream,
+    buf: &mut [std::mem::MaybeUninit<u8>],
+) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the pointer and length describe writable memory we own; recv writes at most
+    // `len` bytes and reports how many.
+    let r = unsafe {
+        libc::recv(
+            s.as_raw_fd(),
+            buf.as_mut_ptr() as *mut libc::c_void,
+            buf.len(),
+            0,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r as usize)
+    }
+}
+
 /// A message being written: its frames go out in order.
 struct OutMsg {
     tag: Tag,
@@ -316,10 +340,12 @@ struct OutMsg {
     frame_done: usize,
 }
 
-/// A queued frame header or bye.
+/// What a connection has queued for writing.
 enum Outgoing {
     Msg(OutMsg),
     Bye,
+    /// Pre-encoded frame bytes (abort) and how many are written.
+    Raw(Vec<u8>, usize),
 }
 
 struct Conn {
@@ -327,6 +353,9 @@ struct Conn {
     dec: Decoder,
     staging: Vec<u8>,
     out: VecDeque<Outgoing>,
+    /// Buffers of fully written messages, freed just before the thread sleeps: freeing a
+    /// large buffer (munmap, TLB flush) would otherwise delay the next write.
+    sent: Vec<Vec<u64>>,
     write_blocked: bool,
     /// Emulator time at which the message being received began arriving.
     msg_t0: Option<u64>,
@@ -345,6 +374,7 @@ impl Conn {
             dec: Decoder::new(max_frame),
             staging: vec![0; STAGING_BYTES],
             out: VecDeque::new(),
+            sent: Vec::new(),
             write_blocked: false,
             msg_t0: None,
             got_bye: false,
@@ -356,13 +386,16 @@ impl Conn {
     }
 }
 
+/// Per-peer incoming links and the delivery thread that holds arrivals until due.
+type Shaping = (Vec<Link>, Delayer<(PartyId, Arrival)>);
+
 struct IoThread {
     sh: Arc<Shared>,
     poll: Poll,
     conns: Vec<Option<Conn>>,
     clock: Clock,
     /// Per-peer incoming links and the delivery thread, when shaped.
-    shaping: Option<(Vec<Link>, Delayer<(PartyId, Arrival)>)>,
+    shaping: Option<Shaping>,
     max_frame: usize,
 }
 
@@ -373,6 +406,9 @@ impl IoThread {
         loop {
             if self.sh.abort.load(Ordering::Acquire) {
                 return;
+            }
+            for c in self.conns.iter_mut().flatten() {
+                c.sent.clear();
             }
             let timeout = linger_deadline.map(|d| d.saturating_duration_since(Instant::now()));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -400,6 +436,27 @@ impl IoThread {
                 }
             }
             let shutting = self.sh.shutdown.load(Ordering::Acquire);
+            let aborting = if shutting {
+                self.sh.abort_msg.lock().unwrap().take()
+            } else {
+                None
+            };
+            if let Some((blame, reason)) = aborting {
+                let f = frame::abort_frame(blame, &reason);
+                for (p, c) in self.conns.iter_mut().enumerate() {
+                    while self.sh.outq[p].pop().is_some() {}
+                    let Some(c) = c.as_mut() else { continue };
+                    // Keep only a message already on the wire (its frames must complete);
+                    // nothing else is worth sending now.
+                    let started = matches!(c.out.front(), Some(Outgoing::Msg(m)) if m.frame_start > 0 || m.frame_done > 0);
+                    c.out.truncate(started as usize);
+                    if !c.sent_bye && !c.write_failed {
+                        c.out.push_back(Outgoing::Raw(f.clone(), 0));
+                        c.sent_bye = true;
+                    }
+                }
+                linger_deadline = Some(Instant::now() + self.sh.timeout.min(ABORT_LINGER));
+            }
             for p in 0..self.sh.n {
                 while let Some((tag, data)) = self.sh.outq[p].pop() {
                     if let Some(c) = self.conns[p].as_mut() {
@@ -440,20 +497,35 @@ impl IoThread {
 
     /// The peer is gone: tell the compute side (after whatever is still being delivered).
     fn fail(&mut self, p: PartyId, why: &str) {
+        self.depart(p, Departure::new(why), false)
+    }
+
+    /// As `fail`; `hard` also drops the connection at once (a peer that broke the protocol
+    /// gets no goodbye).
+    fn fail_as(&mut self, p: PartyId, why: &str, hard: bool) {
+        self.depart(p, Departure::new(why), hard)
+    }
+
+    fn depart(&mut self, p: PartyId, d: Departure, hard: bool) {
         let Some(c) = self.conns[p].as_mut() else {
             return;
         };
+        if hard {
+            let _ = c.sock.shutdown(Shutdown::Both);
+            c.write_failed = true;
+            c.out.clear();
+        }
         if c.read_done {
             return;
         }
         c.read_done = true;
-        self.sh.mark_gone(p, why);
+        self.sh.mark_gone(p, &d.why);
         let _ = self.poll.registry().deregister(&mut c.sock);
         match &self.shaping {
-            None => self.sh.inbox.push(p, Arrival::Gone(why.into())),
+            None => self.sh.inbox.push(p, Arrival::Gone(d)),
             Some((links, delayer)) => {
                 let due = links[p].schedule(self.clock.now_ns(), 0);
-                delayer.schedule(due, (p, Arrival::Gone(why.into())));
+                delayer.schedule(due, (p, Arrival::Gone(d)));
             }
         }
     }
@@ -468,7 +540,7 @@ impl IoThread {
             }
             let t_read = self.clock.now_ns();
             let r = if let Some(dst) = c.dec.direct(DIRECT_MIN) {
-                (&c.sock).read(dst).map(|n| (n, true))
+                recv_uninit(&c.sock, dst).map(|n| (n, true))
             } else {
                 (&c.sock).read(&mut c.staging).map(|n| (n, false))
             };
@@ -488,14 +560,15 @@ impl IoThread {
                 }
                 Ok((n, direct)) => {
                     let res = if direct {
-                        c.dec.advance_direct(n);
+                        // SAFETY: recv initialised the first `n` bytes of the slice.
+                        unsafe { c.dec.advance_direct(n) };
                         Ok(())
                     } else {
                         let Conn { dec, staging, .. } = c;
                         dec.feed(&staging[..n])
                     };
                     if let Err(e) = res {
-                        self.fail(p, &format!("bad frame, connection closed: {e}"));
+                        self.fail_as(p, &format!("bad frame, connection closed: {e}"), true);
                         return;
                     }
                     self.deliver_events(p, t_read);
@@ -513,6 +586,7 @@ impl IoThread {
     fn deliver_events(&mut self, p: PartyId, t_read: u64) {
         let c = self.conns[p].as_mut().unwrap();
         let mut bad = None;
+        let mut abort = None;
         while let Some(ev) = c.dec.next_event() {
             match ev {
                 Event::Msg(tag, data) => {
@@ -530,13 +604,23 @@ impl IoThread {
                     }
                 }
                 Event::Bye => c.got_bye = true,
+                Event::Abort { blame, reason } => {
+                    let blame = blame as usize;
+                    abort = Some(Departure {
+                        why: reason,
+                        blame: (blame < self.sh.n && blame != self.sh.me).then_some(blame),
+                    });
+                    break;
+                }
             }
         }
         if c.dec.mid_message() && c.msg_t0.is_none() {
             c.msg_t0 = Some(t_read);
         }
         if let Some(why) = bad {
-            self.fail(p, &why);
+            self.fail_as(p, &why, true);
+        } else if let Some(d) = abort {
+            self.depart(p, d, false);
         }
     }
 
@@ -556,6 +640,7 @@ impl IoThread {
                     hdr = frame::header(KIND_BYE, 0, 0, Tag(0));
                     ((&c.sock).write(&hdr[..]), HEADER_BYTES)
                 }
+                Outgoing::Raw(b, done) => ((&c.sock).write(&b[*done..]), b.len()),
                 Outgoing::Msg(m) => {
                     let (start, len, fin) =
                         frame::frames_of(m.data.len() - m.frame_start, max_frame)
@@ -586,6 +671,12 @@ impl IoThread {
                     break;
                 }
                 Ok(k) => match front {
+                    Outgoing::Raw(_, done) => {
+                        *done += k;
+                        if *done == frame_len {
+                            c.out.pop_front();
+                        }
+                    }
                     Outgoing::Bye => {
                         if k == HEADER_BYTES {
                             c.out.pop_front();
@@ -602,7 +693,9 @@ impl IoThread {
                             m.frame_start += (frame_len - HEADER_BYTES) / 8;
                             m.frame_done = 0;
                             if m.frame_start == m.data.len() {
-                                c.out.pop_front();
+                                if let Some(Outgoing::Msg(m)) = c.out.pop_front() {
+                                    c.sent.push(m.data);
+                                }
                             }
                         }
                     }
@@ -684,6 +777,19 @@ impl Comm for TcpEndpoint {
 }
 
 impl TcpEndpoint {
+    /// Stop after a failure: drop what is not yet on the wire, tell every peer in an abort
+    /// frame that we stop because of party `blame` (ourselves if the failure is ours) and
+    /// why, then close after a short drain. Peers report the blamed party, not us.
+    pub fn abort_with(mut self, blame: PartyId, reason: &str) {
+        *self.shared.abort_msg.lock().unwrap() = Some((blame as u32, reason.to_string()));
+        if let Some(h) = self.io.take() {
+            self.shared.shutdown.store(true, Ordering::Release);
+            self.shared.wake_pending.store(false, Ordering::SeqCst);
+            self.shared.wake();
+            let _ = h.join();
+        }
+    }
+
     /// Close at once without flushing or saying goodbye (after a failure: peers see the
     /// connection drop and stop).
     pub fn abort(mut self) {

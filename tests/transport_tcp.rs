@@ -1,0 +1,302 @@
+//! The TCP transport in one process (every party a thread, loopback ports chosen by the OS
+//! so tests run in parallel): the selftest program agrees with the in-memory transport and
+//! the plaintext reference, tags arrive out of order, and bad peers are refused: wrong key,
+//! wrong session, wrong party id, oversized frame, silence past the timeout, departure.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use mpc_pipe::comm::{Comm, Tag};
+use mpc_pipe::runtime::job::{build, JobSpec};
+use mpc_pipe::runtime::process::{run_party_on, PartyConfig};
+use mpc_pipe::runtime::{run_local, SessionConfig};
+use mpc_pipe::transport::frame::{header, FLAG_FIN, KIND_DATA};
+use mpc_pipe::transport::handshake::{handshake, HelloParams, PROTOCOL_VERSION};
+use mpc_pipe::transport::{LinkProfile, SessionKey, TcpConfig, TcpEndpoint, TcpNetwork};
+use mpc_pipe::Error;
+
+const ULP: f64 = 1.0 / 65536.0;
+
+fn listeners(n: usize) -> (Vec<TcpListener>, Vec<SocketAddr>) {
+    let ls: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let addrs = ls.iter().map(|l| l.local_addr().unwrap()).collect();
+    (ls, addrs)
+}
+
+/// Connect `n` parties; `tweak` may change each party's config.
+fn connect(n: usize, tweak: impl Fn(&mut TcpConfig) + Sync) -> Vec<mpc_pipe::Result<TcpEndpoint>> {
+    let (ls, addrs) = listeners(n);
+    let key = SessionKey::fresh();
+    std::thread::scope(|s| {
+        let hs: Vec<_> = ls
+            .into_iter()
+            .enumerate()
+            .map(|(id, l)| {
+                let mut c = TcpConfig::new(id, addrs.clone(), 77, key.clone());
+                c.timeout = Duration::from_secs(5);
+                tweak(&mut c);
+                s.spawn(move || TcpNetwork::connect_with(&c, l))
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// Endpoints linger at drop until their peers close too (so no party loses data to a
+/// reset), so a session's endpoints are dropped concurrently, as separate parties would.
+fn drop_all(eps: Vec<TcpEndpoint>) {
+    std::thread::scope(|s| {
+        for e in eps {
+            s.spawn(move || drop(e));
+        }
+    });
+}
+
+fn frame_msg(r: &mpc_pipe::Result<TcpEndpoint>) -> String {
+    match r {
+        Err(Error::Frame(m)) => m.clone(),
+        Err(e) => panic!("expected a frame error, got {e}"),
+        Ok(_) => panic!("expected a frame error, got a connection"),
+    }
+}
+
+#[test]
+fn selftest_agrees_in_memory_and_over_tcp_for_2_and_3_parties() {
+    for n in [2, 3] {
+        let job = build(&JobSpec::new("selftest", n, 3)).unwrap();
+        let mem = run_local(&SessionConfig::new(n), &*job.program).unwrap();
+        let (ls, addrs) = listeners(n);
+        let key = SessionKey::fresh();
+        let tcp: Vec<_> = std::thread::scope(|s| {
+            let hs: Vec<_> = ls
+                .into_iter()
+                .enumerate()
+                .map(|(id, l)| {
+                    let mut cfg = PartyConfig::new(id, addrs.clone(), 0xabc, key.clone());
+                    cfg.timeout = Duration::from_secs(20);
+                    let job = &job;
+                    s.spawn(move || run_party_on(&cfg, job, l))
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap().unwrap()).collect()
+        });
+        // Error bound: inputs are multiples of 1/8 (exact in fixed point); x*x is truncated
+        // once (<= 1 ULP), the matmul sums 4 such terms times |w| <= 0.875 (<= 3.5 ULP) and
+        // truncates once more (<= 1 ULP): 4.5 ULP, rounded up to 5.
+        let bound = 5.0 * ULP;
+        for (m, t) in mem.iter().zip(&tcp) {
+            assert_eq!(m.value.shape(), job.reference.shape());
+            assert!(m.value.max_abs_diff(&job.reference) <= bound);
+            assert!(t.value.max_abs_diff(&job.reference) <= bound, "n={n}");
+            // Same program, same traffic: per-peer bytes, messages and rounds are equal.
+            let strip = |s: &mpc_pipe::comm::CommStats| {
+                (
+                    s.rounds,
+                    s.per_peer
+                        .iter()
+                        .map(|p| (p.bytes_sent, p.bytes_recv, p.msgs_sent, p.msgs_recv))
+                        .collect::<Vec<_>>(),
+                )
+            };
+            assert_eq!(strip(&m.stats), strip(&t.stats), "n={n}");
+        }
+        // Every party revealed the same value.
+        for t in &tcp[1..] {
+            assert_eq!(t.value.data(), tcp[0].value.data());
+        }
+    }
+}
+
+#[test]
+fn tags_arrive_in_any_order_and_large_messages_span_frames() {
+    let mut eps: Vec<TcpEndpoint> = connect(2, |_| {}).into_iter().map(|r| r.unwrap()).collect();
+    let b = eps.pop().unwrap();
+    let a = eps.pop().unwrap();
+    let big: Vec<u64> = (0..1_500_000u64).map(|i| i * 3).collect(); // 12 MB: 3 frames
+    a.post(1, Tag(3), big.clone()).unwrap();
+    a.post(1, Tag(2), vec![]).unwrap();
+    a.post(1, Tag(1), vec![5, 6]).unwrap();
+    assert_eq!(b.wait(0, Tag(1), 2).unwrap(), vec![5, 6]);
+    assert_eq!(b.wait(0, Tag(2), 0).unwrap(), Vec::<u64>::new());
+    assert_eq!(b.wait(0, Tag(3), big.len()).unwrap(), big);
+    let s = b.counters().snapshot();
+    assert_eq!(s.per_peer[0].bytes_recv, 8 * (big.len() as u64 + 2));
+    assert_eq!(s.per_peer[0].msgs_recv, 3);
+    assert_eq!(
+        a.counters().snapshot().per_peer[1].bytes_sent,
+        8 * (big.len() as u64 + 2)
+    );
+    // A wrong expected length is refused.
+    b.post(0, Tag(4), vec![1, 2, 3]).unwrap();
+    assert!(matches!(a.wait(1, Tag(4), 2), Err(Error::Protocol(_))));
+    let t = Instant::now();
+    drop_all(vec![a, b]);
+    assert!(t.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn wrong_key_is_refused_on_both_sides() {
+    let r = connect(2, |c| {
+        if c.party == 1 {
+            c.key = SessionKey::fresh();
+        }
+    });
+    for x in &r {
+        let m = frame_msg(x);
+        assert!(m.contains("wrong session key"), "{m}");
+    }
+}
+
+#[test]
+fn wrong_session_is_refused_on_both_sides() {
+    let r = connect(2, |c| {
+        if c.party == 0 {
+            c.session = 78;
+        }
+    });
+    for x in &r {
+        let m = frame_msg(x);
+        assert!(m.contains("session id mismatch"), "{m}");
+    }
+}
+
+#[test]
+fn wrong_party_id_is_refused_on_both_sides() {
+    // Party 1 of a 2-party session dials party 0, but a raw client claiming to be party 0
+    // (not a higher id) is refused by party 0, and learns why.
+    let (mut ls, addrs) = listeners(2);
+    let key = SessionKey::fresh();
+    let l0 = ls.remove(0);
+    let mut c0 = TcpConfig::new(0, addrs.clone(), 5, key.clone());
+    c0.timeout = Duration::from_secs(5);
+    let h = std::thread::spawn(move || TcpNetwork::connect_with(&c0, l0));
+    let mut s = TcpStream::connect(addrs[0]).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let p = HelloParams {
+        party: 0,
+        parties: 2,
+        session: 5,
+        version: PROTOCOL_VERSION,
+        expect: Some(0),
+    };
+    let client = handshake(&mut s, &p, &key, "party 0");
+    match client {
+        Err(Error::Frame(m)) => {
+            assert!(m.contains("refused our hello: unexpected party id"), "{m}")
+        }
+        other => panic!("expected refusal, got {other:?}"),
+    }
+    let m = frame_msg(&h.join().unwrap());
+    assert!(m.contains("unexpected party id"), "{m}");
+}
+
+#[test]
+fn oversized_frame_closes_the_connection_with_a_clear_error() {
+    let (mut ls, addrs) = listeners(2);
+    let key = SessionKey::fresh();
+    let l0 = ls.remove(0);
+    let mut c0 = TcpConfig::new(0, addrs.clone(), 9, key.clone());
+    c0.timeout = Duration::from_secs(10);
+    let h = std::thread::spawn(move || {
+        let ep = TcpNetwork::connect_with(&c0, l0)?;
+        let t = Instant::now();
+        let r = ep.wait(1, Tag(1), 1);
+        Ok::<_, Error>((r, t.elapsed()))
+    });
+    // A peer with the right key that then announces a 64 MiB frame (cap: 4 MiB).
+    let mut s = TcpStream::connect(addrs[0]).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let p = HelloParams {
+        party: 1,
+        parties: 2,
+        session: 9,
+        version: PROTOCOL_VERSION,
+        expect: Some(0),
+    };
+    handshake(&mut s, &p, &key, "party 0").unwrap();
+    s.write_all(&header(KIND_DATA, FLAG_FIN, 64 << 20, Tag(1)))
+        .unwrap();
+    let (r, took) = h.join().unwrap().unwrap();
+    match r {
+        Err(Error::Peer { peer: 1, msg, .. }) => assert!(msg.contains("exceeds the cap"), "{msg}"),
+        other => panic!("expected a peer error, got {other:?}"),
+    }
+    assert!(took < Duration::from_secs(5), "refusal took {took:?}");
+    // The bad peer sees its connection closed.
+    let mut buf = [0u8; 16];
+    assert!(matches!(s.read(&mut buf), Ok(0) | Err(_)));
+}
+
+#[test]
+fn silent_peer_times_out_naming_it() {
+    let mut eps: Vec<TcpEndpoint> = connect(2, |c| c.timeout = Duration::from_millis(400))
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    let _b = eps.pop().unwrap();
+    let a = eps.pop().unwrap();
+    let t = Instant::now();
+    match a.wait(1, Tag(1), 1) {
+        Err(Error::Timeout { peer: 1, op, .. }) => assert!(op.contains("receive"), "{op}"),
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_millis(400) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    drop_all(vec![a, _b]);
+}
+
+#[test]
+fn departed_peer_fails_waiters_at_once_but_its_last_messages_arrive() {
+    let mut eps: Vec<TcpEndpoint> = connect(3, |c| c.timeout = Duration::from_secs(20))
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    let c = eps.pop().unwrap();
+    let b = eps.pop().unwrap();
+    let a = eps.pop().unwrap();
+    b.post(0, Tag(1), vec![42]).unwrap();
+    // Clean goodbye; it lingers until its peers close too, so on another thread.
+    let gone_b = std::thread::spawn(move || drop(b));
+    assert_eq!(a.wait(1, Tag(1), 1).unwrap(), vec![42]);
+    let t = Instant::now();
+    match a.wait(1, Tag(2), 1) {
+        Err(Error::Peer { peer: 1, msg, .. }) => assert!(msg.contains("finished"), "{msg}"),
+        other => panic!("expected a peer error, got {other:?}"),
+    }
+    // An abort (as after a failure) is reported as a lost connection, also at once.
+    c.abort();
+    match a.wait(2, Tag(3), 1) {
+        Err(Error::Peer { peer: 2, msg, .. }) => {
+            assert!(msg.contains("without a goodbye"), "{msg}")
+        }
+        other => panic!("expected a peer error, got {other:?}"),
+    }
+    assert!(t.elapsed() < Duration::from_secs(5));
+    assert!(a.post(2, Tag(4), vec![1]).is_err());
+    drop(a);
+    gone_b.join().unwrap();
+}
+
+#[test]
+fn tcp_link_emulation_delays_delivery_by_the_latency() {
+    let link = LinkProfile::custom(Some(200.0), 25.0).unwrap();
+    let mut eps: Vec<TcpEndpoint> = connect(2, |c| c.link = link.clone())
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    let b = eps.pop().unwrap();
+    let a = eps.pop().unwrap();
+    let t = Instant::now();
+    a.post(1, Tag(1), vec![7; 125_000]).unwrap(); // 1 MB: 40 ms at 200 Mbit/s
+    assert_eq!(b.wait(0, Tag(1), 125_000).unwrap()[0], 7);
+    let s = t.elapsed().as_secs_f64();
+    // Formula: 0.040 + 0.025 s; never early, generously bounded above.
+    assert!((0.064..0.4).contains(&s), "delivered after {s} s");
+    drop_all(vec![a, b]);
+}
