@@ -31,8 +31,8 @@ fn help_lists_the_subcommands() {
 }
 
 #[test]
-fn default_job_prints_outputs_error_and_counters() {
-    let o = bin().output().unwrap();
+fn default_run_prints_outputs_error_and_counters() {
+    let o = bin().arg("run").output().unwrap();
     let (out, err) = text(&o);
     assert!(o.status.success(), "stdout: {out}\nstderr: {err}");
     let line = out

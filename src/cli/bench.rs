@@ -19,6 +19,26 @@ pub struct BenchArgs {
     pub out: Option<PathBuf>,
 }
 
+/// The quick matrix, embedded so the default job runs from any directory.
+pub const QUICK_TOML: &str = include_str!("../../bench-configs/quick.toml");
+
+/// `mpc-pipe` with no subcommand: the quick matrix into a fresh CSV, then the summary of
+/// each scheme's gain over serial.
+pub fn run_default() -> Result<()> {
+    let cfg = BenchConfig::parse(QUICK_TOML)
+        .map_err(|e| crate::error::Error::Config(format!("embedded quick.toml: {e}")))?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let out = std::env::temp_dir().join(format!("mpc-pipe-quick-{stamp}.csv"));
+    eprintln!("mpc-pipe: running the quick benchmark matrix (bench-configs/quick.toml); `mpc-pipe run` runs one inference");
+    let rows = run_matrix(&cfg, &out)?;
+    print_summary(&rows, &mut std::io::stdout().lock())?;
+    println!("rows in {}", out.display());
+    Ok(())
+}
+
 pub fn run(a: &BenchArgs) -> Result<()> {
     let cfg = BenchConfig::load(&a.config)?;
     let out = a.out.clone().unwrap_or_else(|| {

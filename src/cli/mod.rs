@@ -39,10 +39,10 @@ pub enum Command {
     Party(party::PartyArgs),
 }
 
-/// Parse arguments and run; `mpc-pipe` with no subcommand runs the default job.
+/// Parse arguments and run; `mpc-pipe` with no subcommand runs the quick benchmark matrix.
 pub fn main_with(cli: Cli) -> Result<()> {
     match cli.command {
-        None => run::run(&run::RunArgs::default()),
+        None => bench::run_default(),
         Some(Command::Run(a)) => run::run(&a),
         Some(Command::Offline(a)) => offline::run(&a),
         Some(Command::Kernels(a)) => kernels::run(&a),

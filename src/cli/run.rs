@@ -57,6 +57,18 @@ pub struct RunArgs {
     /// Micro-batches in flight for inter-batch (m).
     #[arg(long, default_value_t = 2)]
     pub batches_in_flight: usize,
+    /// Emulated link profile: local (unshaped), lan, wan, or a name from --links-file.
+    #[arg(long)]
+    pub network: Option<String>,
+    /// TOML file of link profiles (e.g. bench-configs/links.toml).
+    #[arg(long)]
+    pub links_file: Option<PathBuf>,
+    /// Emulated bandwidth per directed link in Mbit/s (overrides the profile).
+    #[arg(long)]
+    pub bandwidth_mbps: Option<f64>,
+    /// Emulated one-way latency in ms (overrides the profile).
+    #[arg(long)]
+    pub latency_ms: Option<f64>,
     /// Write a Chrome trace event timeline (Perfetto, chrome://tracing) of the online phase.
     #[arg(long)]
     pub trace: Option<PathBuf>,
@@ -83,6 +95,10 @@ impl Default for RunArgs {
             batches_in_flight: 2,
             seq_len: None,
             trace: None,
+            network: None,
+            links_file: None,
+            bandwidth_mbps: None,
+            latency_ms: None,
             material: None,
             processes: false,
         }
@@ -164,8 +180,15 @@ pub fn run(a: &RunArgs) -> Result<()> {
     let spec = a.job_spec()?;
     let cfg = a.session_config()?;
     let job = job::build(&spec)?;
+    let link = LinkProfile::from_options(
+        a.network.as_deref(),
+        a.links_file.as_deref(),
+        a.bandwidth_mbps,
+        a.latency_ms,
+    )?;
     if a.processes {
         let mut pr = crate::runtime::process::ProcessRun::new(spec.clone());
+        pr.link = link.clone();
         pr.timeout = cfg.timeout;
         pr.fixed = cfg.fixed;
         pr.material_dir = a.material.clone();
@@ -182,13 +205,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
         ),
     };
     let recorder = a.trace.as_ref().map(|_| Recorder::new());
-    let outs = run_online_traced(
-        &cfg,
-        &LinkProfile::unshaped(),
-        &material,
-        &*job.program,
-        recorder.as_ref(),
-    )?;
+    let outs = run_online_traced(&cfg, &link, &material, &*job.program, recorder.as_ref())?;
     if let (Some(path), Some(rec)) = (&a.trace, &recorder) {
         let f = std::fs::File::create(path)
             .map_err(|e| Error::Config(format!("cannot create {}: {e}", path.display())))?;
