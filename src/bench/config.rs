@@ -96,6 +96,10 @@ pub struct BenchConfig {
     /// Also report the cost model's prediction when k and m are fixed.
     #[serde(default)]
     pub predict: bool,
+    /// File of extra link profiles (e.g. "bench-configs/links.toml"); names not built in
+    /// (local, lan, wan) are looked up there.
+    #[serde(default)]
+    pub links_file: Option<String>,
 }
 
 impl BenchConfig {
@@ -131,7 +135,11 @@ impl BenchConfig {
         let mut out = Vec::new();
         for model in &self.models {
             for net in &self.networks {
-                let link = LinkProfile::named(net)?;
+                let link = match (LinkProfile::named(net), &self.links_file) {
+                    (Ok(l), _) => l,
+                    (Err(_), Some(f)) => LinkProfile::load(Path::new(f), net)?,
+                    (Err(e), None) => return Err(e),
+                };
                 for &batch in &self.batches {
                     for &parties in &self.parties {
                         for w in &self.weights {
