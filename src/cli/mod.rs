@@ -1,6 +1,7 @@
 //! Command-line interface (clap derive): one file per subcommand. Depends on everything
 //! below it; nothing depends on it.
 
+pub mod args;
 pub mod bench;
 pub mod costs;
 pub mod kernels;

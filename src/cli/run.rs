@@ -9,66 +9,29 @@ use std::time::Duration;
 
 use clap::Args;
 
+use super::args::{JobArgs, LinkArgs};
+
 use crate::error::{Error, Result};
-use crate::model::Weights;
 use crate::offline::file::{self, Expect};
 use crate::profile::Recorder;
-use crate::ring::{FixedPoint, PlainTensor};
+use crate::ring::PlainTensor;
 use crate::runtime::job::{self, Job, JobSpec};
 use crate::runtime::local::fresh_session;
 use crate::runtime::local::run_online_traced;
 use crate::runtime::{record_plan, PartyOutcome, SessionConfig};
-use crate::sched::{Schedule, Scheme};
-use crate::transport::emulator::LinkProfile;
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
-    /// Built-in model to run (lenet; see README for the list).
-    #[arg(long, default_value = "lenet")]
-    pub model: String,
+    #[command(flatten)]
+    pub job: JobArgs,
     /// Number of computing parties, 2..=8.
     #[arg(long, default_value_t = 2)]
     pub parties: usize,
-    /// Batch size.
-    #[arg(long, default_value_t = 1)]
-    pub batch: usize,
-    /// Who knows the weights: private (secret-shared by party 0) or public.
-    #[arg(long, default_value = "private")]
-    pub weights: String,
-    /// Seed of the synthetic weights and input.
-    #[arg(long, default_value_t = 1)]
-    pub seed: u64,
-    /// Fractional bits of the fixed-point encoding.
-    #[arg(long, default_value_t = 16)]
-    pub frac_bits: u32,
     /// Seconds a party waits for a peer before failing.
     #[arg(long, default_value_t = 120.0)]
     pub timeout_s: f64,
-    /// Sequence length of a BERT model (default: 128 for bert-base, 16 for bert-small).
-    #[arg(long)]
-    pub seq_len: Option<usize>,
-    /// Pipeline scheme: serial, or inter-linear, inner-layer, inter-batch joined by '+'
-    /// (e.g. inter-linear+inner-layer), or all.
-    #[arg(long, default_value = "serial")]
-    pub scheme: String,
-    /// Chunks per layer for inner-layer (k).
-    #[arg(long, default_value_t = 2)]
-    pub chunks: usize,
-    /// Micro-batches in flight for inter-batch (m).
-    #[arg(long, default_value_t = 2)]
-    pub batches_in_flight: usize,
-    /// Emulated link profile: local (unshaped), lan, wan, or a name from --links-file.
-    #[arg(long)]
-    pub network: Option<String>,
-    /// TOML file of link profiles (e.g. bench-configs/links.toml).
-    #[arg(long)]
-    pub links_file: Option<PathBuf>,
-    /// Emulated bandwidth per directed link in Mbit/s (overrides the profile).
-    #[arg(long)]
-    pub bandwidth_mbps: Option<f64>,
-    /// Emulated one-way latency in ms (overrides the profile).
-    #[arg(long)]
-    pub latency_ms: Option<f64>,
+    #[command(flatten)]
+    pub link: LinkArgs,
     /// Write a Chrome trace event timeline (Perfetto, chrome://tracing) of the online phase.
     #[arg(long)]
     pub trace: Option<PathBuf>,
@@ -83,22 +46,11 @@ pub struct RunArgs {
 impl Default for RunArgs {
     fn default() -> Self {
         RunArgs {
-            model: "lenet".into(),
+            job: JobArgs::default(),
             parties: 2,
-            batch: 1,
-            weights: "private".into(),
-            seed: 1,
-            frac_bits: 16,
             timeout_s: 120.0,
-            scheme: "serial".into(),
-            chunks: 2,
-            batches_in_flight: 2,
-            seq_len: None,
+            link: LinkArgs::default(),
             trace: None,
-            network: None,
-            links_file: None,
-            bandwidth_mbps: None,
-            latency_ms: None,
             material: None,
             processes: false,
         }
@@ -107,34 +59,11 @@ impl Default for RunArgs {
 
 impl RunArgs {
     pub fn job_spec(&self) -> Result<JobSpec> {
-        if self.chunks == 0 || self.batches_in_flight == 0 {
-            return Err(Error::Config(
-                "--chunks and --batches-in-flight must be at least 1".into(),
-            ));
-        }
-        let schedule = Schedule {
-            scheme: self.scheme.parse::<Scheme>()?,
-            chunks: self.chunks,
-            batches_in_flight: self.batches_in_flight,
-        };
-        Ok(JobSpec {
-            model: self.model.clone(),
-            parties: self.parties,
-            batch: self.batch,
-            weights: self.weights.parse::<Weights>()?,
-            seed: self.seed,
-            schedule,
-            seq_len: self.seq_len,
-        })
+        self.job.spec(self.parties)
     }
 
     pub fn session_config(&self) -> Result<SessionConfig> {
-        if !(1..=40).contains(&self.frac_bits) {
-            return Err(Error::Config(format!(
-                "--frac-bits must be in 1..=40, got {}",
-                self.frac_bits
-            )));
-        }
+        let fixed = self.job.fixed()?;
         if !(self.timeout_s > 0.0 && self.timeout_s.is_finite()) {
             return Err(Error::Config(format!(
                 "--timeout-s must be positive, got {}",
@@ -143,7 +72,7 @@ impl RunArgs {
         }
         let cfg = SessionConfig {
             parties: self.parties,
-            fixed: FixedPoint::new(self.frac_bits),
+            fixed,
             timeout: Duration::from_secs_f64(self.timeout_s),
         };
         cfg.check()?;
@@ -180,12 +109,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
     let spec = a.job_spec()?;
     let cfg = a.session_config()?;
     let job = job::build(&spec)?;
-    let link = LinkProfile::from_options(
-        a.network.as_deref(),
-        a.links_file.as_deref(),
-        a.bandwidth_mbps,
-        a.latency_ms,
-    )?;
+    let link = a.link.profile()?;
     if a.processes {
         let mut pr = crate::runtime::process::ProcessRun::new(spec.clone());
         pr.link = link.clone();

@@ -508,6 +508,9 @@ fn spawn_once(run: &ProcessRun) -> std::result::Result<Vec<PartyOutcome<PlainTen
         if let Some(dir) = &run.material_dir {
             cmd.arg("--material").arg(dir);
         }
+        if let Some(l) = run.spec.seq_len {
+            cmd.args(["--seq-len", &l.to_string()]);
+        }
         match cmd.spawn() {
             Ok(mut child) => {
                 let out = reader(child.stdout.take().unwrap());

@@ -1,0 +1,125 @@
+//! Options shared by several subcommands: what job to run (`JobArgs`) and how to shape the
+//! links (`LinkArgs`). Depends on runtime::job, sched, model, transport::emulator.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::error::{Error, Result};
+use crate::model::Weights;
+use crate::ring::FixedPoint;
+use crate::runtime::job::JobSpec;
+use crate::sched::{Schedule, Scheme};
+use crate::transport::emulator::LinkProfile;
+
+/// What every party must agree on to run the same job.
+#[derive(Args, Debug, Clone)]
+pub struct JobArgs {
+    /// Built-in model to run (see README for the list).
+    #[arg(long, default_value = "lenet")]
+    pub model: String,
+    /// Batch size.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Who knows the weights: private (secret-shared by party 0) or public.
+    #[arg(long, default_value = "private")]
+    pub weights: String,
+    /// Seed of the synthetic weights and input (the same at every party).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Fractional bits of the fixed-point encoding.
+    #[arg(long, default_value_t = 16)]
+    pub frac_bits: u32,
+    /// Sequence length of a BERT model (default: 128 for bert-base, 16 for bert-small).
+    #[arg(long)]
+    pub seq_len: Option<usize>,
+    /// Pipeline scheme: serial, or inter-linear, inner-layer, inter-batch joined by '+'
+    /// (e.g. inter-linear+inner-layer), or all.
+    #[arg(long, default_value = "serial")]
+    pub scheme: String,
+    /// Chunks per layer for inner-layer (k).
+    #[arg(long, default_value_t = 2)]
+    pub chunks: usize,
+    /// Micro-batches in flight for inter-batch (m).
+    #[arg(long, default_value_t = 2)]
+    pub batches_in_flight: usize,
+}
+
+impl Default for JobArgs {
+    fn default() -> Self {
+        JobArgs {
+            model: "lenet".into(),
+            batch: 1,
+            weights: "private".into(),
+            seed: 1,
+            frac_bits: 16,
+            seq_len: None,
+            scheme: "serial".into(),
+            chunks: 2,
+            batches_in_flight: 2,
+        }
+    }
+}
+
+impl JobArgs {
+    /// The job for `parties` parties, with every option checked.
+    pub fn spec(&self, parties: usize) -> Result<JobSpec> {
+        if self.chunks == 0 || self.batches_in_flight == 0 {
+            return Err(Error::Config(
+                "--chunks and --batches-in-flight must be at least 1".into(),
+            ));
+        }
+        let schedule = Schedule {
+            scheme: self.scheme.parse::<Scheme>()?,
+            chunks: self.chunks,
+            batches_in_flight: self.batches_in_flight,
+        };
+        Ok(JobSpec {
+            model: self.model.clone(),
+            parties,
+            batch: self.batch,
+            weights: self.weights.parse::<Weights>()?,
+            seed: self.seed,
+            schedule,
+            seq_len: self.seq_len,
+        })
+    }
+
+    pub fn fixed(&self) -> Result<FixedPoint> {
+        if !(1..=40).contains(&self.frac_bits) {
+            return Err(Error::Config(format!(
+                "--frac-bits must be in 1..=40, got {}",
+                self.frac_bits
+            )));
+        }
+        Ok(FixedPoint::new(self.frac_bits))
+    }
+}
+
+/// Link emulation options.
+#[derive(Args, Debug, Clone, Default)]
+pub struct LinkArgs {
+    /// Emulated link profile: local (unshaped), lan, wan, or a name from --links-file.
+    #[arg(long, visible_alias = "link")]
+    pub network: Option<String>,
+    /// TOML file of link profiles (e.g. bench-configs/links.toml).
+    #[arg(long)]
+    pub links_file: Option<PathBuf>,
+    /// Emulated bandwidth per directed link in Mbit/s (overrides the profile).
+    #[arg(long)]
+    pub bandwidth_mbps: Option<f64>,
+    /// Emulated one-way latency in ms (overrides the profile).
+    #[arg(long)]
+    pub latency_ms: Option<f64>,
+}
+
+impl LinkArgs {
+    pub fn profile(&self) -> Result<LinkProfile> {
+        LinkProfile::from_options(
+            self.network.as_deref(),
+            self.links_file.as_deref(),
+            self.bandwidth_mbps,
+            self.latency_ms,
+        )
+    }
+}
