@@ -20,6 +20,7 @@ pub mod kernels;
 pub mod model;
 pub mod offline;
 pub mod prg;
+pub mod profile;
 pub mod proto;
 pub mod ring;
 pub mod runtime;

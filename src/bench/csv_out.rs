@@ -42,6 +42,12 @@ pub struct Row {
     pub host: String,
     pub isa: String,
     pub predicted_s: Option<f64>,
+    /// Serial online time per inference over an unshaped, zero-latency link.
+    pub t_compute_s: f64,
+    /// Time the link alone needs for the serial traffic and rounds, per inference.
+    pub t_comm_s: f64,
+    /// η = (T_serial - T_scheme) / (T_serial - max(T_compute, T_comm)); empty for serial.
+    pub overlap_efficiency: Option<f64>,
 }
 
 /// The identity of a row, for resuming.

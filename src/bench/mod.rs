@@ -159,6 +159,7 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
     let mut finished = 0usize;
     for p in &points {
         let mut serial_throughput: Option<f64> = None;
+        let mut serial_latency: Option<f64> = None;
         let mut t_compute: Option<(f64, u64, u64)> = None;
         for scheme_name in &cfg.schemes {
             finished += 1;
@@ -167,6 +168,7 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
             if let Some(r) = done.iter().find(|r| r.key() == key) {
                 if scheme.is_serial() {
                     serial_throughput = Some(r.throughput_per_s);
+                    serial_latency = Some(r.online_s / r.reps as f64);
                 }
                 rows.push(r.clone());
                 eprintln!(
@@ -185,12 +187,20 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
                 cfg.batches_in_flight.fixed().unwrap_or(0),
             );
             let mut predicted = None;
+            if t_compute.is_none() {
+                // T_compute: the serial run over an unshaped, zero-latency link, per
+                // inference; also the serial traffic and rounds for T_comm and the model.
+                let reps = cfg.reps.min(3);
+                let s = measure(&spec, &LinkProfile::unshaped(), 1, reps, timeout)?;
+                t_compute = Some((s.online_s / reps as f64, s.bytes_per_party, s.rounds));
+            }
+            let (tc, bytes, rounds) = t_compute.unwrap();
+            let t_comm = p
+                .link
+                .bandwidth_mbps
+                .map_or(0.0, |mbps| bytes as f64 * 8.0 / (mbps * 1e6))
+                + rounds as f64 * p.link.latency_ms * 1e-3;
             if k == 0 || m == 0 || cfg.predict {
-                if t_compute.is_none() {
-                    let s = measure(&spec, &LinkProfile::unshaped(), 0, 1, timeout)?;
-                    t_compute = Some((s.online_s, s.bytes_per_party, s.rounds));
-                }
-                let (tc, bytes, rounds) = t_compute.unwrap();
                 let ci = CostInputs {
                     t_compute_s: tc,
                     bytes_per_party: bytes as f64,
@@ -227,9 +237,19 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
             let meas = measure(&spec, &p.link, cfg.warmup, cfg.reps, timeout)
                 .map_err(|e| Error::Config(format!("{key}: {e}")))?;
             let throughput = (p.batch * cfg.reps) as f64 / meas.online_s;
+            let t_scheme = meas.online_s / cfg.reps as f64;
             if scheme.is_serial() {
                 serial_throughput = Some(throughput);
+                serial_latency = Some(t_scheme);
             }
+            // η = (T_serial - T_scheme) / (T_serial - max(T_compute, T_comm)).
+            let overlap_efficiency =
+                serial_latency
+                    .filter(|_| !scheme.is_serial())
+                    .and_then(|ts| {
+                        let room = ts - tc.max(t_comm);
+                        (room > 0.0).then(|| (ts - t_scheme) / room)
+                    });
             let link_util = p.link.bandwidth_mbps.map(|mbps| {
                 meas.bytes_per_party as f64 * 8.0 * cfg.reps as f64 / (mbps * 1e6 * meas.online_s)
             });
@@ -261,6 +281,9 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
                 host: host.clone(),
                 isa: isa.to_string(),
                 predicted_s: predicted.map(|t| t * cfg.reps as f64),
+                t_compute_s: tc,
+                t_comm_s: t_comm,
+                overlap_efficiency,
             };
             csv_out::append_row(out, &row)?;
             rows.push(row);
@@ -269,20 +292,23 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
     Ok(rows)
 }
 
-/// Print each scheme's gain over serial, per configuration.
+/// Print each scheme's gain over serial and its overlap efficiency, per configuration.
 pub fn print_summary(rows: &[Row], w: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         w,
-        "{:<22} {:>5} {:>3} {:>8} {:>6} {:<38} {:>10} {:>10} {:>9}",
-        "model", "batch", "N", "weights", "net", "scheme", "p50 ms", "inf/s", "vs serial"
+        "{:<18} {:>5} {:>2} {:>8} {:>6} {:<38} {:>9} {:>9} {:>9} {:>6}",
+        "model", "batch", "N", "weights", "net", "scheme", "p50 ms", "inf/s", "vs serial", "eta"
     )?;
     for r in rows {
         let gain = r
             .speedup_vs_serial
             .map_or("-".to_string(), |g| format!("{g:.2}x"));
+        let eta = r
+            .overlap_efficiency
+            .map_or("-".to_string(), |e| format!("{e:.2}"));
         writeln!(
             w,
-            "{:<22} {:>5} {:>3} {:>8} {:>6} {:<38} {:>10.2} {:>10.2} {:>9}",
+            "{:<18} {:>5} {:>2} {:>8} {:>6} {:<38} {:>9.2} {:>9.2} {:>9} {:>6}",
             r.model,
             r.batch,
             r.parties,
@@ -291,7 +317,8 @@ pub fn print_summary(rows: &[Row], w: &mut impl Write) -> std::io::Result<()> {
             r.scheme,
             r.latency_ms_p50,
             r.throughput_per_s,
-            gain
+            gain,
+            eta
         )?;
     }
     Ok(())

@@ -1,19 +1,284 @@
-//! `mpc-pipe kernels`: GMAC/s of each kernel path against the register-only bound and
-//! f64 dgemm. (Filled in by the kernels work.)
+//! `mpc-pipe kernels`: GMAC/s of each u64 GEMM path (scalar, avx2, avx512) on the issue's
+//! shapes, single-threaded and on all cores, against the register-only bound of that path
+//! and f64 dgemm measured in the same run; optionally conv2d against the equivalent GEMM on
+//! ResNet50/VGG16/CIFAR layer shapes (`--conv`). `--csv` prints one row per
+//! (shape, path, threads). Depends on kernels (report, bound).
+
+use std::time::Duration;
 
 use clap::Args;
 
 use crate::error::{Error, Result};
+use crate::kernels::report::{self, ConvRow, GemmRow, Opts, CONV_LAYERS, SHAPES};
+use crate::kernels::{self, Isa};
 
 #[derive(Args, Debug, Default)]
 pub struct KernelsArgs {
     /// Print CSV, one row per (shape, path, threads).
     #[arg(long)]
     pub csv: bool,
+    /// Quick run: two shapes (256x1024x1024 and the ResNet one), 4 repetitions, a smaller
+    /// scalar sub-block, and 4 of the conv layers.
+    #[arg(long)]
+    pub quick: bool,
+    /// Paths to measure (comma-separated scalar,avx2,avx512); default: all this CPU has.
+    #[arg(long, value_delimiter = ',')]
+    pub paths: Vec<String>,
+    /// Thread counts to measure; default: 1 and all cores.
+    #[arg(long, value_delimiter = ',')]
+    pub threads: Vec<usize>,
+    /// Timed repetitions per measurement (best one reported); default 10 (4 with --quick).
+    #[arg(long)]
+    pub reps: Option<usize>,
+    /// Also compare conv2d with the equivalent GEMM on ResNet50/VGG16/CIFAR layers
+    /// (selected path, all cores and single-threaded).
+    #[arg(long)]
+    pub conv: bool,
+    /// Only the conv comparison, no GEMM table.
+    #[arg(long)]
+    pub conv_only: bool,
+    /// Also measure the bulk elementwise ring ops of each path (single thread, in-cache
+    /// slices of 16Ki elements).
+    #[arg(long)]
+    pub elementwise: bool,
 }
 
-pub fn run(_a: &KernelsArgs) -> Result<()> {
-    Err(Error::Config(
-        "mpc-pipe kernels is not available in this build yet".into(),
-    ))
+pub fn run(a: &KernelsArgs) -> Result<()> {
+    let selected = kernels::selected()?.isa;
+    let paths: Vec<Isa> = if a.paths.is_empty() {
+        Isa::ALL.into_iter().filter(|i| i.available()).collect()
+    } else {
+        a.paths
+            .iter()
+            .map(|p| {
+                let isa = Isa::parse(p)
+                    .ok_or_else(|| Error::Config(format!("unknown kernel path {p:?}")))?;
+                kernels::KernelSet::for_isa(isa)?;
+                Ok(isa)
+            })
+            .collect::<Result<_>>()?
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = if a.threads.is_empty() {
+        let mut t = vec![1, cores];
+        t.dedup();
+        t
+    } else {
+        a.threads.clone()
+    };
+    if threads.contains(&0) {
+        return Err(Error::Config("--threads must be positive".into()));
+    }
+    let reps = a.reps.unwrap_or(if a.quick { 4 } else { 10 });
+    let opts = Opts {
+        paths,
+        threads: threads.clone(),
+        reps,
+        shapes: if a.quick {
+            vec![0, 2]
+        } else {
+            (0..SHAPES.len()).collect()
+        },
+        scalar_max_macs: if a.quick { 1 << 26 } else { 1 << 28 },
+        bound_time: Duration::from_millis(200),
+    };
+    let cpu = cpu_name();
+    if !a.conv_only {
+        if a.csv {
+            println!(
+                "shape,m,k,n,path,isa_selected,threads,measured_m,gmacs,bound_gmacs,\
+                 ratio_to_bound,dgemm_gmacs,ratio_to_dgemm,gmacs_cpu,bound_gmacs_cpu,\
+                 dgemm_gmacs_cpu,speedup_vs_1t,speedup_cpu_vs_1t,reps,cpu"
+            );
+        } else {
+            println!("mpc-pipe kernels: u64 wrapping GEMM, selected path {selected}, {cores} cores, {cpu}");
+            println!(
+                "best of {reps} runs after a warm-up. GMAC/s by wall clock, and [cpu] = MACs x \
+                 threads / CPU-seconds the process got\n(the machine is shared: ratios use the \
+                 [cpu] rates). bound = register-only multiply-add loop of the same path on the \
+                 same threads,\ninterleaved with the GEMM runs. x1t = rate over the same \
+                 path's 1-thread rate (wall, [cpu])."
+            );
+            println!(
+                "{:<30} {:>7} {:>3} {:>7} {:>7} {:>7} {:>7} {:>6} {:>7} {:>6} {:>5} {:>5}",
+                "shape",
+                "path",
+                "thr",
+                "GMAC/s",
+                "[cpu]",
+                "bound",
+                "[cpu]",
+                "/bound",
+                "dgemm",
+                "/dgemm",
+                "x1t",
+                "[cpu]"
+            );
+        }
+        report::gemm_table(&opts, |r| print_gemm(r, a.csv, selected, reps, &cpu))?;
+        if !a.csv {
+            println!(
+                "(scalar rows marked * timed a sub-block of m rows; dgemm on >1 thread splits \
+                 rows across the pool, matrixmultiply itself is single-threaded)"
+            );
+        }
+    }
+    if a.conv || a.conv_only {
+        let layers: Vec<_> = if a.quick {
+            CONV_LAYERS
+                .iter()
+                .copied()
+                .filter(|l| {
+                    l.0.contains("conv2 3x3")
+                        || l.0.contains("conv3_2")
+                        || l.0.contains("conv5_2")
+                        || l.0.contains("conv1 7x7")
+                })
+                .collect()
+        } else {
+            CONV_LAYERS.to_vec()
+        };
+        if a.csv {
+            println!(
+                "layer,path,threads,m,k,n,conv_ms,gemm_ms,conv_cpu_ms,gemm_cpu_ms,conv_over_gemm"
+            );
+        } else {
+            println!();
+            println!(
+                "conv2d (batch 1, implicit im2col) vs the GEMM of the same size \
+                 [O x C*K*K]*[C*K*K x OH*OW] on materialised operands, path {selected}"
+            );
+            println!(
+                "{:<32} {:>3} {:>16} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6}",
+                "layer",
+                "thr",
+                "m x k x n",
+                "conv ms",
+                "gemm ms",
+                "[cpu]",
+                "[cpu]",
+                "ratio",
+                "wall"
+            );
+        }
+        for &t in &threads {
+            report::conv_table(&layers, selected, t, reps, |r| print_conv(r, a.csv))?;
+        }
+    }
+    if a.elementwise {
+        if a.csv {
+            println!("op,path,len,gelems_cpu");
+        } else {
+            println!();
+            println!("elementwise slice ops, 1 thread, GElem/s by CPU time (best of {reps})");
+            println!("{:<10} {:>7} {:>8} {:>9}", "op", "path", "len", "GElem/s");
+        }
+        for &isa in &opts.paths {
+            for r in report::elementwise_table(isa, 1 << 14, reps)? {
+                if a.csv {
+                    println!("{},{},{},{:.3}", r.op, r.path, r.len, r.gelems);
+                } else {
+                    println!(
+                        "{:<10} {:>7} {:>8} {:>9.2}",
+                        r.op,
+                        r.path.name(),
+                        r.len,
+                        r.gelems
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_gemm(r: &GemmRow, csv: bool, selected: Isa, reps: usize, cpu: &str) {
+    if csv {
+        println!(
+            "\"{}\",{},{},{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{},\"{}\"",
+            r.shape,
+            r.m,
+            r.k,
+            r.n,
+            r.path,
+            selected,
+            r.threads,
+            r.measured_m,
+            r.gmacs,
+            r.bound_gmacs,
+            r.ratio_to_bound(),
+            r.dgemm_gmacs,
+            r.ratio_to_dgemm(),
+            r.gmacs_cpu,
+            r.bound_gmacs_cpu,
+            r.dgemm_gmacs_cpu,
+            r.speedup_vs_1t,
+            r.speedup_cpu_vs_1t,
+            reps,
+            cpu
+        );
+    } else {
+        let mark = if r.measured_m < r.m { "*" } else { " " };
+        println!(
+            "{:<30} {:>6}{} {:>3} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>5.1}% {:>7.2} {:>6.2} {:>5.2} {:>5.2}",
+            r.shape,
+            r.path.name(),
+            mark,
+            r.threads,
+            r.gmacs,
+            r.gmacs_cpu,
+            r.bound_gmacs,
+            r.bound_gmacs_cpu,
+            100.0 * r.ratio_to_bound(),
+            r.dgemm_gmacs_cpu,
+            r.ratio_to_dgemm(),
+            r.speedup_vs_1t,
+            r.speedup_cpu_vs_1t
+        );
+    }
+}
+
+fn print_conv(r: &ConvRow, csv: bool) {
+    if csv {
+        println!(
+            "\"{}\",{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3}",
+            r.layer,
+            r.path,
+            r.threads,
+            r.m,
+            r.k,
+            r.n,
+            r.conv_ms,
+            r.gemm_ms,
+            r.conv_cpu_ms,
+            r.gemm_cpu_ms,
+            r.ratio()
+        );
+    } else {
+        println!(
+            "{:<32} {:>3} {:>16} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>6.2} {:>6.2}",
+            r.layer,
+            r.threads,
+            format!("{}x{}x{}", r.m, r.k, r.n),
+            r.conv_ms,
+            r.gemm_ms,
+            r.conv_cpu_ms,
+            r.gemm_cpu_ms,
+            r.ratio(),
+            r.ratio_wall()
+        );
+    }
+}
+
+/// CPU model name for the report (Linux); "unknown" elsewhere.
+fn cpu_name() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|v| v.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into())
 }

@@ -52,6 +52,9 @@ pub struct PartyArgs {
     /// Chunks per layer for inner-layer.
     #[arg(long, default_value_t = 2)]
     pub chunks: usize,
+    /// Sequence length of a BERT model.
+    #[arg(long)]
+    pub seq_len: Option<usize>,
     /// Micro-batches in flight for inter-batch.
     #[arg(long, default_value_t = 2)]
     pub batches_in_flight: usize,
@@ -145,6 +148,7 @@ pub fn run(a: &PartyArgs) -> Result<()> {
             chunks: a.chunks,
             batches_in_flight: a.batches_in_flight,
         },
+        seq_len: a.seq_len,
     })?;
     let out = run_party(&cfg, &job)?;
     println!("{}", format_result(a.id, &out));

@@ -12,11 +12,14 @@ use clap::Args;
 use crate::error::{Error, Result};
 use crate::model::Weights;
 use crate::offline::file::{self, Expect};
+use crate::profile::Recorder;
 use crate::ring::{FixedPoint, PlainTensor};
 use crate::runtime::job::{self, Job, JobSpec};
 use crate::runtime::local::fresh_session;
-use crate::runtime::{record_plan, run_online, PartyOutcome, SessionConfig};
+use crate::runtime::local::run_online_traced;
+use crate::runtime::{record_plan, PartyOutcome, SessionConfig};
 use crate::sched::{Schedule, Scheme};
+use crate::transport::emulator::LinkProfile;
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
@@ -41,6 +44,9 @@ pub struct RunArgs {
     /// Seconds a party waits for a peer before failing.
     #[arg(long, default_value_t = 120.0)]
     pub timeout_s: f64,
+    /// Sequence length of a BERT model (default: 128 for bert-base, 16 for bert-small).
+    #[arg(long)]
+    pub seq_len: Option<usize>,
     /// Pipeline scheme: serial, or inter-linear, inner-layer, inter-batch joined by '+'
     /// (e.g. inter-linear+inner-layer), or all.
     #[arg(long, default_value = "serial")]
@@ -51,6 +57,9 @@ pub struct RunArgs {
     /// Micro-batches in flight for inter-batch (m).
     #[arg(long, default_value_t = 2)]
     pub batches_in_flight: usize,
+    /// Write a Chrome trace event timeline (Perfetto, chrome://tracing) of the online phase.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
     /// Read offline material from this directory (written by `mpc-pipe offline`).
     #[arg(long)]
     pub material: Option<PathBuf>,
@@ -72,6 +81,8 @@ impl Default for RunArgs {
             scheme: "serial".into(),
             chunks: 2,
             batches_in_flight: 2,
+            seq_len: None,
+            trace: None,
             material: None,
             processes: false,
         }
@@ -97,6 +108,7 @@ impl RunArgs {
             weights: self.weights.parse::<Weights>()?,
             seed: self.seed,
             schedule,
+            seq_len: self.seq_len,
         })
     }
 
@@ -169,7 +181,24 @@ pub fn run(a: &RunArgs) -> Result<()> {
             fresh_session(),
         ),
     };
-    let outs = run_online(&cfg, &material, &*job.program)?;
+    let recorder = a.trace.as_ref().map(|_| Recorder::new());
+    let outs = run_online_traced(
+        &cfg,
+        &LinkProfile::unshaped(),
+        &material,
+        &*job.program,
+        recorder.as_ref(),
+    )?;
+    if let (Some(path), Some(rec)) = (&a.trace, &recorder) {
+        let f = std::fs::File::create(path)
+            .map_err(|e| Error::Config(format!("cannot create {}: {e}", path.display())))?;
+        rec.write_chrome_trace(&mut std::io::BufWriter::new(f))?;
+        eprintln!(
+            "timeline of {} waits written to {}",
+            rec.len(),
+            path.display()
+        );
+    }
     report(&spec, &job.reference, &outs, a.material.is_some());
     Ok(())
 }

@@ -29,27 +29,35 @@ impl MicroKernel for Avx2 {
     unsafe fn kernel(
         kc: usize,
         a: *const u64,
+        rs_a: isize,
         b: *const u64,
         c: *mut u64,
         rs_c: isize,
         cs_c: isize,
         accumulate: bool,
     ) {
-        gemm_u64_avx2(kc, a, b, c, rs_c, cs_c, accumulate)
+        gemm_u64_avx2(kc, a, rs_a, b, c, rs_c, cs_c, accumulate)
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2")]
 unsafe fn gemm_u64_avx2(
     kc: usize,
     a: *const u64,
+    rs_a: isize,
     b: *const u64,
     c: *mut u64,
     rs_c: isize,
     cs_c: isize,
     accumulate: bool,
 ) {
-    body(kc, a, b, c, rs_c, cs_c, accumulate)
+    // Two instantiations: packed A, and A read in place from rows rs_a apart.
+    if rs_a == 0 {
+        body::<true>(kc, a, rs_a, b, c, rs_c, cs_c, accumulate)
+    } else {
+        body::<false>(kc, a, rs_a, b, c, rs_c, cs_c, accumulate)
+    }
 }
 
 /// Combine the two accumulators of one output vector: lo + ((lane0 + lane1) << 32).
@@ -63,9 +71,11 @@ pub(crate) unsafe fn combine(lo: __m256i, cross: __m256i) -> __m256i {
 }
 
 #[inline(always)]
-unsafe fn body(
+#[allow(clippy::too_many_arguments)]
+unsafe fn body<const PACKED: bool>(
     kc: usize,
     a: *const u64,
+    rs_a: isize,
     b: *const u64,
     c: *mut u64,
     rs_c: isize,
@@ -79,11 +89,11 @@ unsafe fn body(
         let bv = _mm256_loadu_si256(b as *const __m256i);
         let bs = _mm256_loadu_si256(b.add(NR) as *const __m256i);
         for i in 0..MR {
-            let ai = _mm256_set1_epi64x(*a.add(i) as i64);
+            let ai = _mm256_set1_epi64x(a_at::<PACKED>(a, rs_a, i) as i64);
             lo[i] = _mm256_add_epi64(lo[i], _mm256_mul_epu32(ai, bv));
             cross[i] = _mm256_add_epi32(cross[i], _mm256_mullo_epi32(ai, bs));
         }
-        a = a.add(MR);
+        a = a.add(if PACKED { MR } else { 1 });
         b = b.add(2 * NR);
     }
     for i in 0..MR {
@@ -104,5 +114,16 @@ unsafe fn body(
                 *d = if accumulate { (*d).wrapping_add(v) } else { v };
             }
         }
+    }
+}
+
+/// A[i] of the current k step: packed (`a[i]`, the step advances by MR) or in place (row i
+/// at `a + i·rs_a`, the step advances by 1).
+#[inline(always)]
+unsafe fn a_at<const PACKED: bool>(a: *const u64, rs_a: isize, i: usize) -> u64 {
+    if PACKED {
+        *a.add(i)
+    } else {
+        *a.offset(i as isize * rs_a)
     }
 }

@@ -24,33 +24,43 @@ impl MicroKernel for Avx512 {
     unsafe fn kernel(
         kc: usize,
         a: *const u64,
+        rs_a: isize,
         b: *const u64,
         c: *mut u64,
         rs_c: isize,
         cs_c: isize,
         accumulate: bool,
     ) {
-        gemm_u64_avx512(kc, a, b, c, rs_c, cs_c, accumulate)
+        gemm_u64_avx512(kc, a, rs_a, b, c, rs_c, cs_c, accumulate)
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512dq")]
 unsafe fn gemm_u64_avx512(
     kc: usize,
     a: *const u64,
+    rs_a: isize,
     b: *const u64,
     c: *mut u64,
     rs_c: isize,
     cs_c: isize,
     accumulate: bool,
 ) {
-    body(kc, a, b, c, rs_c, cs_c, accumulate)
+    // Two instantiations: packed A, and A read in place from rows rs_a apart.
+    if rs_a == 0 {
+        body::<true>(kc, a, rs_a, b, c, rs_c, cs_c, accumulate)
+    } else {
+        body::<false>(kc, a, rs_a, b, c, rs_c, cs_c, accumulate)
+    }
 }
 
 #[inline(always)]
-unsafe fn body(
+#[allow(clippy::too_many_arguments)]
+unsafe fn body<const PACKED: bool>(
     kc: usize,
     a: *const u64,
+    rs_a: isize,
     b: *const u64,
     c: *mut u64,
     rs_c: isize,
@@ -63,11 +73,11 @@ unsafe fn body(
         let b0 = _mm512_loadu_epi64(b as *const i64);
         let b1 = _mm512_loadu_epi64(b.add(8) as *const i64);
         for (i, abi) in ab.iter_mut().enumerate() {
-            let ai = _mm512_set1_epi64(*a.add(i) as i64);
+            let ai = _mm512_set1_epi64(a_at::<PACKED>(a, rs_a, i) as i64);
             abi[0] = _mm512_add_epi64(abi[0], _mm512_mullo_epi64(ai, b0));
             abi[1] = _mm512_add_epi64(abi[1], _mm512_mullo_epi64(ai, b1));
         }
-        a = a.add(MR);
+        a = a.add(if PACKED { MR } else { 1 });
         b = b.add(NR);
     }
     if cs_c == 1 {
@@ -97,5 +107,16 @@ unsafe fn body(
                 *d = if accumulate { (*d).wrapping_add(v) } else { v };
             }
         }
+    }
+}
+
+/// A[i] of the current k step: packed (`a[i]`, the step advances by MR) or in place (row i
+/// at `a + i·rs_a`, the step advances by 1).
+#[inline(always)]
+unsafe fn a_at<const PACKED: bool>(a: *const u64, rs_a: isize, i: usize) -> u64 {
+    if PACKED {
+        *a.add(i)
+    } else {
+        *a.offset(i as isize * rs_a)
     }
 }

@@ -185,34 +185,79 @@ fn run_loop(isa: Isa, iters: u64) {
     }
 }
 
-/// GMAC/s of one thread running the bound loop of `isa` for about `dur` (best of 3 slices,
-/// to drop slices where another process took the core).
-fn one_thread(isa: Isa, dur: Duration) -> f64 {
-    let mut iters = 1u64 << 12;
-    // Calibrate to ~1/3 of the duration per slice.
+/// Iterations of the `isa` bound loop that take about `dur` on one thread.
+pub fn calibrate(isa: Isa, dur: Duration) -> Result<u64> {
+    super::KernelSet::for_isa(isa)?;
+    let mut iters = 1u64 << 10;
     loop {
         let t = Instant::now();
         run_loop(isa, iters);
         let e = t.elapsed();
-        if e * 3 >= dur || iters >= 1 << 40 {
-            break;
+        if e >= dur || iters >= 1 << 40 {
+            return Ok(iters);
         }
-        iters *= 2;
+        // Grow toward the target in one or two steps.
+        let f = (dur.as_secs_f64() / e.as_secs_f64().max(1e-6)).clamp(2.0, 64.0);
+        iters = (iters as f64 * f) as u64;
     }
-    let mut best = 0f64;
-    for _ in 0..3 {
-        let t = Instant::now();
-        run_loop(isa, iters);
-        let rate = (iters * macs_per_iter(isa)) as f64 / t.elapsed().as_secs_f64() / 1e9;
-        best = best.max(rate);
-    }
-    best
 }
 
-/// Register-only bound of `isa` in GMAC/s on every thread of the current rayon pool at once
-/// (summed), measured for about `dur`.
-pub fn measure(isa: Isa, dur: Duration) -> Result<f64> {
+/// Run `iters` iterations of the `isa` bound loop on every thread of the current rayon pool
+/// at once; returns (GMAC/s by wall clock, GMAC/s by each thread's CPU time), summed over
+/// threads. The CPU-time rate ignores time the OS gave to other processes.
+pub fn measure(isa: Isa, iters: u64) -> Result<(f64, f64)> {
     super::KernelSet::for_isa(isa)?;
-    let rates = rayon::broadcast(|_| one_thread(isa, dur));
-    Ok(rates.iter().sum())
+    let macs = (iters * macs_per_iter(isa)) as f64;
+    let rates = rayon::broadcast(|_| {
+        let (t, c) = (Instant::now(), thread_cpu_s());
+        run_loop(isa, iters);
+        let (wall, cpu) = (t.elapsed().as_secs_f64(), thread_cpu_s() - c);
+        (macs / wall / 1e9, macs / cpu.max(1e-9) / 1e9)
+    });
+    Ok(rates
+        .iter()
+        .fold((0.0, 0.0), |(w, c), r| (w + r.0, c + r.1)))
+}
+
+#[repr(C)]
+struct Timespec {
+    sec: i64,
+    nsec: i64,
+}
+
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+extern "C" {
+    fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+}
+
+#[cfg(all(target_os = "linux", target_pointer_width = "64"))]
+fn cpu_clock_s(clock: i32) -> f64 {
+    let mut ts = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec (two 64-bit fields on 64-bit Linux).
+    let rc = unsafe { clock_gettime(clock, &mut ts) };
+    if rc != 0 {
+        return wall_s();
+    }
+    ts.sec as f64 + ts.nsec as f64 * 1e-9
+}
+
+#[cfg(not(all(target_os = "linux", target_pointer_width = "64")))]
+fn cpu_clock_s(_clock: i32) -> f64 {
+    wall_s()
+}
+
+fn wall_s() -> f64 {
+    use std::sync::OnceLock;
+    static T0: OnceLock<Instant> = OnceLock::new();
+    T0.get_or_init(Instant::now).elapsed().as_secs_f64()
+}
+
+/// CPU time of the calling thread in seconds (Linux; wall clock elsewhere).
+pub fn thread_cpu_s() -> f64 {
+    cpu_clock_s(3) // CLOCK_THREAD_CPUTIME_ID
+}
+
+/// CPU time of the whole process (all threads) in seconds (Linux; wall clock elsewhere).
+pub fn process_cpu_s() -> f64 {
+    cpu_clock_s(2) // CLOCK_PROCESS_CPUTIME_ID
 }

@@ -128,6 +128,76 @@ impl BSource for Im2colB<'_> {
             fill_swapped(kc, nr, dst);
         }
     }
+
+    fn pack_panel(
+        &self,
+        p0: usize,
+        kc: usize,
+        j0: usize,
+        ncols: usize,
+        nr: usize,
+        swap: bool,
+        dst: &mut [u64],
+    ) {
+        let g = &self.g;
+        let w = if swap { 2 * nr } else { nr };
+        let slivers = ncols.div_ceil(nr);
+        let sl = kc * w;
+        let dst = &mut dst[..slivers * sl];
+        if !ncols.is_multiple_of(nr) {
+            dst[(slivers - 1) * sl..].fill(0);
+        }
+        for p in 0..kc {
+            let (ci, r) = ((p0 + p) / (g.kh * g.kw), (p0 + p) % (g.kh * g.kw));
+            let (ky, kx) = (r / g.kw, r % g.kw);
+            let plane = &self.x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
+            // Column j of the panel lands in sliver j / nr, lane j % nr, of this k step.
+            let (mut s, mut t) = (0usize, 0usize);
+            let mut put = |v: u64| {
+                dst[s * sl + p * w + t] = v;
+                t += 1;
+                if t == nr {
+                    t = 0;
+                    s += 1;
+                }
+            };
+            let mut j = j0;
+            while j < j0 + ncols {
+                let (oy, ox) = (j / g.ow, j % g.ow);
+                let run = (g.ow - ox).min(j0 + ncols - j);
+                match g.iy(oy, ky) {
+                    None => (0..run).for_each(|_| put(0)),
+                    Some(iy) => {
+                        let line = &plane[iy * g.w..(iy + 1) * g.w];
+                        if g.stride == 1 {
+                            // ix = ox + t + kx − p: zeros left of the image, a contiguous
+                            // stretch of the line, zeros right of it.
+                            let first = (ox + kx) as isize - g.padding as isize;
+                            let lo = (-first).clamp(0, run as isize) as usize;
+                            let hi =
+                                (g.w as isize - first).clamp(lo as isize, run as isize) as usize;
+                            (0..lo).for_each(|_| put(0));
+                            if hi > lo {
+                                let start = (first + lo as isize) as usize;
+                                line[start..start + (hi - lo)].iter().for_each(|&v| put(v));
+                            }
+                            (hi..run).for_each(|_| put(0));
+                        } else {
+                            for t in 0..run {
+                                put(g.ix(ox + t, kx).map_or(0, |ix| line[ix]));
+                            }
+                        }
+                    }
+                }
+                j += run;
+            }
+        }
+        if swap {
+            for d in dst.chunks_mut(sl) {
+                fill_swapped(kc, nr, d);
+            }
+        }
+    }
 }
 
 /// A checked implicit-im2col GEMM: C [O × OH·OW] (+)= W · col(x_b).
@@ -177,6 +247,18 @@ pub fn conv2d_with(
         .chunks_exact(c * h * wd)
         .zip(out.data_mut().chunks_exact_mut(o * ohow))
     {
+        if kh == 1 && kw == 1 && stride == 1 && padding == 0 {
+            // A pointwise conv's column matrix is the image itself, [C × H·W] row-major:
+            // a plain GEMM, with the cheaper contiguous pack.
+            gemm_with(
+                ks,
+                wm,
+                Mat::row_major(xb, c, ohow),
+                MatMut::row_major(ob, o, ohow),
+                false,
+            );
+            continue;
+        }
         let call = ConvCall {
             w: wm,
             src: Im2colB { x: xb, g },

@@ -129,12 +129,18 @@ pub(crate) trait MicroKernel {
     /// Depth of a packed slab (L1: one B sliver plus one A sliver).
     const KC: usize;
 
+    /// A is either packed (`rs_a == 0`: `a[p·MR + i]`) or read in place from MR rows that
+    /// are contiguous along k (`a[i·rs_a + p]`), which saves packing a row-major A.
+    ///
     /// # Safety
-    /// `a` holds kc·MR packed values, `b` kc·NR·(1+B_SWAP), and the MR×NR tile at `c` with
-    /// strides (rs_c, cs_c) is valid for reads and writes and touched by no other thread.
+    /// `a` holds kc·MR packed values (or MR in-bounds rows of kc), `b` kc·NR·(1+B_SWAP), and
+    /// the MR×NR tile at `c` with strides (rs_c, cs_c) is valid for reads and writes and
+    /// touched by no other thread.
+    #[allow(clippy::too_many_arguments)]
     unsafe fn kernel(
         kc: usize,
         a: *const u64,
+        rs_a: isize,
         b: *const u64,
         c: *mut u64,
         rs_c: isize,
@@ -238,10 +244,12 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel, B: BSource>(
     let threads = rayon::current_num_threads();
     let parallel = threads > 1 && m * n * k >= PAR_MIN_MACS;
 
-    // Task grid over slivers: start from blocks that keep a B block (kc × nc) in L2 and an
-    // A block in L2, then split until there are enough tasks to balance the pool.
+    // Task grid over slivers: start from blocks that keep a B block (kc × nc) in L2, then
+    // split until there are enough tasks to balance the pool.
+    // B block of a task: at most ~512 KiB, a quarter of this CPU's 2 MiB L2, so that it
+    // survives while the A slivers of the task pass over it.
     let mut mb = (128 / mr).max(1);
-    let mut nb = (512 / nr).max(1);
+    let mut nb = ((512 << 10) / (kc_max * bw * 8)).max(1);
     if parallel {
         let want = 4 * threads;
         while m_sl.div_ceil(mb) * n_sl.div_ceil(nb) < want && (mb > 1 || nb > 1) {
@@ -256,36 +264,60 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel, B: BSource>(
         .flat_map(|ti| (0..n_sl.div_ceil(nb)).map(move |tj| (ti, tj)))
         .collect();
 
+    // A row-major A is read in place by the microkernel (no pack); only a ragged last
+    // sliver of rows is packed, per task.
+    let direct_a = a.cs == 1 && a.rs >= k as isize;
     let run = |abuf: &mut Vec<u64>, bbuf: &mut Vec<u64>| {
-        abuf.resize(m_sl * mr * kc_max, 0);
+        if !direct_a {
+            abuf.resize(m_sl * mr * kc_max, 0);
+        }
         bbuf.resize(n_sl * bw * kc_max, 0);
         let mut p0 = 0;
         while p0 < k {
             let kc = kc_max.min(k - p0);
             let acc = accumulate || p0 > 0;
-            let apack = &mut abuf[..m_sl * mr * kc];
+            let apack = &mut abuf[..if direct_a { 0 } else { m_sl * mr * kc }];
             let bpack = &mut bbuf[..n_sl * bw * kc];
             let pack_a = |(s, dst): (usize, &mut [u64])| pack::pack_a(a, s * mr, mr, p0, kc, dst);
-            let pack_b = |(s, dst): (usize, &mut [u64])| {
-                b.pack(p0, kc, s * nr, nr, K::B_SWAP, dst);
+            // B is packed in groups of slivers (one parallel job each).
+            let group = 8;
+            let pack_b = |(g, dst): (usize, &mut [u64])| {
+                let j0 = g * group * nr;
+                b.pack_panel(p0, kc, j0, (n - j0).min(group * nr), nr, K::B_SWAP, dst);
             };
             if parallel {
                 apack.par_chunks_mut(mr * kc).enumerate().for_each(pack_a);
-                bpack.par_chunks_mut(bw * kc).enumerate().for_each(pack_b);
+                bpack
+                    .par_chunks_mut(group * bw * kc)
+                    .enumerate()
+                    .for_each(pack_b);
             } else {
                 apack.chunks_mut(mr * kc).enumerate().for_each(pack_a);
-                bpack.chunks_mut(bw * kc).enumerate().for_each(pack_b);
+                bpack
+                    .chunks_mut(group * bw * kc)
+                    .enumerate()
+                    .for_each(pack_b);
             }
             let (apack, bpack) = (&*apack, &*bpack);
             let task = |&(ti, tj): &(usize, usize)| {
                 let (s0, s1) = (ti * mb, ((ti + 1) * mb).min(m_sl));
                 let (t0, t1) = (tj * nb, ((tj + 1) * nb).min(n_sl));
+                let mut edge = Vec::new();
                 // ir outer: the A sliver stays in L1 while B slivers stream from L2.
                 for si in s0..s1 {
-                    let ap = apack[si * mr * kc..].as_ptr();
+                    let (ap, rs_a) = if !direct_a {
+                        (apack[si * mr * kc..].as_ptr(), 0)
+                    } else if si * mr + mr <= m {
+                        let off = (si * mr) as isize * a.rs + p0 as isize;
+                        (a.data.as_ptr().offset(off), a.rs)
+                    } else {
+                        edge.resize(mr * kc, 0);
+                        pack::pack_a(a, si * mr, mr, p0, kc, &mut edge);
+                        (edge.as_ptr(), 0)
+                    };
                     for sj in t0..t1 {
                         let bp = bpack[sj * bw * kc..].as_ptr();
-                        tile::<K>(kc, ap, bp, c, si * mr, sj * nr, m, n, acc);
+                        tile::<K>(kc, ap, rs_a, bp, c, si * mr, sj * nr, m, n, acc);
                     }
                 }
             };
@@ -313,6 +345,7 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel, B: BSource>(
 unsafe fn tile<K: MicroKernel>(
     kc: usize,
     ap: *const u64,
+    rs_a: isize,
     bp: *const u64,
     c: CPtr,
     i0: usize,
@@ -324,12 +357,12 @@ unsafe fn tile<K: MicroKernel>(
     let (mr, nr) = (K::MR, K::NR);
     let cp = c.ptr.offset(i0 as isize * c.rs + j0 as isize * c.cs);
     if i0 + mr <= m && j0 + nr <= n {
-        K::kernel(kc, ap, bp, cp, c.rs, c.cs, acc);
+        K::kernel(kc, ap, rs_a, bp, cp, c.rs, c.cs, acc);
         return;
     }
     let mut buf = [0u64; 256];
     debug_assert!(mr * nr <= buf.len());
-    K::kernel(kc, ap, bp, buf.as_mut_ptr(), nr as isize, 1, false);
+    K::kernel(kc, ap, rs_a, bp, buf.as_mut_ptr(), nr as isize, 1, false);
     for i in 0..mr.min(m - i0) {
         for j in 0..nr.min(n - j0) {
             let d = cp.offset(i as isize * c.rs + j as isize * c.cs);

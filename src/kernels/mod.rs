@@ -20,6 +20,7 @@ mod driver;
 pub mod elementwise;
 mod pack;
 mod portable;
+pub mod report;
 pub mod scalar;
 
 #[cfg(target_arch = "x86_64")]
@@ -124,6 +125,8 @@ pub struct KernelSet {
     /// Register tile (rows, columns) of the GEMM microkernel.
     pub mr: usize,
     pub nr: usize,
+    /// Depth of a packed K slab.
+    pub kc: usize,
     pub(crate) gemm: GemmFn,
     pub(crate) conv: ConvFn,
     pub(crate) ew: elementwise::EwSet,
@@ -155,6 +158,7 @@ fn build(isa: Isa) -> KernelSet {
             isa,
             mr: portable::MR,
             nr: portable::NR,
+            kc: <portable::Portable as driver::MicroKernel>::KC,
             gemm: driver::gemm_entry::<portable::Portable>,
             conv: conv::conv_entry::<portable::Portable>,
             ew: elementwise::EwSet::portable(),
@@ -164,6 +168,7 @@ fn build(isa: Isa) -> KernelSet {
             isa,
             mr: avx2::MR,
             nr: avx2::NR,
+            kc: <avx2::Avx2 as driver::MicroKernel>::KC,
             gemm: driver::gemm_entry::<avx2::Avx2>,
             conv: conv::conv_entry::<avx2::Avx2>,
             ew: elementwise::EwSet::avx2(),
@@ -173,6 +178,7 @@ fn build(isa: Isa) -> KernelSet {
             isa,
             mr: avx512::MR,
             nr: avx512::NR,
+            kc: <avx512::Avx512 as driver::MicroKernel>::KC,
             gemm: driver::gemm_entry::<avx512::Avx512>,
             conv: conv::conv_entry::<avx512::Avx512>,
             ew: elementwise::EwSet::avx512(),
@@ -187,29 +193,45 @@ fn build(isa: Isa) -> KernelSet {
 pub fn selected() -> Result<&'static KernelSet> {
     static CHOICE: OnceLock<std::result::Result<Isa, String>> = OnceLock::new();
     let choice = CHOICE.get_or_init(|| {
-        let detected = Isa::detect();
-        let isa = match std::env::var("MPC_PIPE_ISA") {
-            Ok(v) if !v.trim().is_empty() => {
-                let isa = Isa::parse(&v).ok_or_else(|| {
-                    format!("MPC_PIPE_ISA={v:?} is not one of scalar, avx2, avx512")
-                })?;
-                if !isa.available() {
-                    return Err(format!(
-                        "MPC_PIPE_ISA={isa} needs CPU features {} which this CPU lacks \
-                         (best available: {detected})",
-                        isa.features()
-                    ));
-                }
-                isa
-            }
-            _ => detected,
-        };
-        eprintln!("mpc-pipe: kernels: using {isa} (best available on this CPU: {detected})");
+        let env = std::env::var("MPC_PIPE_ISA").ok();
+        let isa = choose(env.as_deref(), Isa::available)?;
+        eprintln!(
+            "mpc-pipe: kernels: using {isa} (best available on this CPU: {})",
+            Isa::detect()
+        );
         Ok(isa)
     });
     match choice {
         Ok(isa) => KernelSet::for_isa(*isa),
         Err(msg) => Err(Error::Config(msg.clone())),
+    }
+}
+
+/// The rung for an `MPC_PIPE_ISA` value (None or empty: the best available), refused if
+/// the CPU lacks it. Pure, so the refusal is testable on any CPU.
+pub(crate) fn choose(
+    env: Option<&str>,
+    available: impl Fn(Isa) -> bool,
+) -> std::result::Result<Isa, String> {
+    let best = *Isa::ALL
+        .iter()
+        .rev()
+        .find(|&&i| available(i))
+        .unwrap_or(&Isa::Scalar);
+    match env.map(str::trim) {
+        None | Some("") => Ok(best),
+        Some(v) => {
+            let isa = Isa::parse(v)
+                .ok_or_else(|| format!("MPC_PIPE_ISA={v:?} is not one of scalar, avx2, avx512"))?;
+            if !available(isa) {
+                return Err(format!(
+                    "MPC_PIPE_ISA={isa} needs CPU features {} which this CPU lacks \
+                     (best available: {best})",
+                    isa.features()
+                ));
+            }
+            Ok(isa)
+        }
     }
 }
 

@@ -45,6 +45,26 @@ pub(crate) trait BSource: Sync {
     /// nr values, followed when `swap` is set by the same nr values with their 32-bit
     /// halves exchanged. `dst` has room for kc·nr·(1+swap) values.
     fn pack(&self, p0: usize, kc: usize, j0: usize, nr: usize, swap: bool, dst: &mut [u64]);
+
+    /// Pack consecutive slivers covering columns j0..j0+ncols (the last one zero-padded)
+    /// into `dst`, sliver after sliver, each laid out as `pack` does. A source with per-row
+    /// setup cost (im2col) overrides this to pay it once per row instead of once per sliver.
+    #[allow(clippy::too_many_arguments)]
+    fn pack_panel(
+        &self,
+        p0: usize,
+        kc: usize,
+        j0: usize,
+        ncols: usize,
+        nr: usize,
+        swap: bool,
+        dst: &mut [u64],
+    ) {
+        let w = if swap { 2 * nr } else { nr };
+        for (s, d) in dst.chunks_mut(kc * w).take(ncols.div_ceil(nr)).enumerate() {
+            self.pack(p0, kc, j0 + s * nr, nr, swap, d);
+        }
+    }
 }
 
 /// Mirror the first nr values of each k step into the second half with halves swapped.

@@ -18,16 +18,21 @@ impl MicroKernel for Portable {
     unsafe fn kernel(
         kc: usize,
         a: *const u64,
+        rs_a: isize,
         b: *const u64,
         c: *mut u64,
         rs_c: isize,
         cs_c: isize,
         accumulate: bool,
     ) {
-        let a = std::slice::from_raw_parts(a, kc * MR);
         let b = std::slice::from_raw_parts(b, kc * NR);
         let mut ab = [[0u64; NR]; MR];
-        for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+        for (p, bp) in b.chunks_exact(NR).enumerate() {
+            let ap: [u64; MR] = if rs_a == 0 {
+                std::array::from_fn(|i| *a.add(p * MR + i))
+            } else {
+                std::array::from_fn(|i| *a.offset(i as isize * rs_a + p as isize))
+            };
             for i in 0..MR {
                 for j in 0..NR {
                     ab[i][j] = ab[i][j].wrapping_add(ap[i].wrapping_mul(bp[j]));

@@ -80,3 +80,97 @@ pub fn conv2d_u64_scalar(
     }
     out
 }
+
+/// Direct gradient of conv2d w.r.t. its input, gathered per input element:
+/// dx[b,c,iy,ix] = Σ_{o,ky,kx} dy[b,o,oy,ox]·w[o,c,ky,kx] over taps with
+/// oy·s + ky − p = iy and ox·s + kx − p = ix.
+pub fn conv2d_grad_input_u64_scalar(
+    dy: &RingTensor,
+    w: &RingTensor,
+    in_hw: (usize, usize),
+    stride: usize,
+    padding: usize,
+) -> RingTensor {
+    let (b, o, oh, ow) = (dy.shape()[0], dy.shape()[1], dy.shape()[2], dy.shape()[3]);
+    let (c, kh, kw) = (w.shape()[1], w.shape()[2], w.shape()[3]);
+    let (h, wd) = in_hw;
+    let mut dx = RingTensor::zeros(&[b, c, h, wd]);
+    let (dyd, wdat) = (dy.data(), w.data());
+    let dxd = dx.data_mut();
+    for bi in 0..b {
+        for ci in 0..c {
+            for iy in 0..h {
+                for ix in 0..wd {
+                    let mut acc = 0u64;
+                    for oi in 0..o {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                // oy = (iy + p − ky) / s when that divides exactly.
+                                let ny = (iy + padding) as isize - ky as isize;
+                                let nx = (ix + padding) as isize - kx as isize;
+                                if ny < 0 || nx < 0 {
+                                    continue;
+                                }
+                                let (ny, nx) = (ny as usize, nx as usize);
+                                if ny % stride != 0 || nx % stride != 0 {
+                                    continue;
+                                }
+                                let (oy, ox) = (ny / stride, nx / stride);
+                                if oy >= oh || ox >= ow {
+                                    continue;
+                                }
+                                let g = dyd[((bi * o + oi) * oh + oy) * ow + ox];
+                                let wv = wdat[((oi * c + ci) * kh + ky) * kw + kx];
+                                acc = acc.wrapping_add(g.wrapping_mul(wv));
+                            }
+                        }
+                    }
+                    dxd[((bi * c + ci) * h + iy) * wd + ix] = acc;
+                }
+            }
+        }
+    }
+    dx
+}
+
+/// Direct gradient of conv2d w.r.t. its weight:
+/// dw[o,c,ky,kx] = Σ_{b,oy,ox} dy[b,o,oy,ox]·x[b,c,oy·s+ky−p,ox·s+kx−p] (0 outside).
+pub fn conv2d_grad_weight_u64_scalar(
+    x: &RingTensor,
+    dy: &RingTensor,
+    k_hw: (usize, usize),
+    stride: usize,
+    padding: usize,
+) -> RingTensor {
+    let (b, c, h, wd) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
+    let (o, oh, ow) = (dy.shape()[1], dy.shape()[2], dy.shape()[3]);
+    let (kh, kw) = k_hw;
+    let mut dw = RingTensor::zeros(&[o, c, kh, kw]);
+    let (xd, dyd) = (x.data(), dy.data());
+    let dwd = dw.data_mut();
+    for oi in 0..o {
+        for ci in 0..c {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let mut acc = 0u64;
+                    for bi in 0..b {
+                        for oy in 0..oh {
+                            for ox in 0..ow {
+                                let iy = (oy * stride + ky) as isize - padding as isize;
+                                let ix = (ox * stride + kx) as isize - padding as isize;
+                                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
+                                    let xv =
+                                        xd[((bi * c + ci) * h + iy as usize) * wd + ix as usize];
+                                    let g = dyd[((bi * o + oi) * oh + oy) * ow + ox];
+                                    acc = acc.wrapping_add(g.wrapping_mul(xv));
+                                }
+                            }
+                        }
+                    }
+                    dwd[((oi * c + ci) * kh + ky) * kw + kx] = acc;
+                }
+            }
+        }
+    }
+    dw
+}

@@ -6,7 +6,10 @@
 //! when `Weights::Private`; with `Weights::Public` every party knows them and linear layers
 //! are local products. Inputs belong to the data owner, the last party.
 
+pub mod transformer;
 pub mod zoo;
+
+pub use transformer::Block;
 
 use crate::error::{Error, Result};
 use crate::proto::{Ctx, LinearOp, Share};
@@ -67,6 +70,8 @@ pub enum Layer {
         body: Vec<Layer>,
         shortcut: Vec<Layer>,
     },
+    /// A BERT encoder block on [B, S, H].
+    Transformer(Box<Block>),
 }
 
 /// A built-in model: its layers and the per-sample input shape.
@@ -151,6 +156,7 @@ impl Layer {
             } => pool(*kernel, *stride, *padding),
             Layer::Flatten => vec![x[0], x[1..].iter().product()],
             Layer::Residual { body, .. } => body.iter().fold(x.to_vec(), |s, l| l.out_shape(&s)),
+            Layer::Transformer(_) => x.to_vec(),
         }
     }
 
@@ -202,6 +208,7 @@ impl Layer {
             Layer::Residual { body, shortcut } => {
                 forward_plain(body, x).add(&forward_plain(shortcut, x))
             }
+            Layer::Transformer(b) => b.forward_plain(x),
         }
     }
 
@@ -252,12 +259,39 @@ impl Layer {
                 }
                 Ok(y.add(&s))
             }
+            Layer::Transformer(b) => b.forward_mpc(ctx, x, &SerialExec { weights }),
         }
     }
 }
 
+/// Transformer linears as one Beaver product each, row-wise steps on the whole tensor.
+struct SerialExec {
+    weights: Weights,
+}
+
+impl transformer::Exec for SerialExec {
+    fn linear(
+        &self,
+        ctx: &Ctx,
+        _slot: usize,
+        x: &Share,
+        w: &PlainTensor,
+        b: &PlainTensor,
+    ) -> Result<Share> {
+        linear_layer(ctx, LinearOp::Matmul, x, w, b, self.weights)
+    }
+    fn rows(
+        &self,
+        ctx: &Ctx,
+        x: &Share,
+        f: &(dyn Fn(&Ctx, &Share) -> Result<Share> + Sync),
+    ) -> Result<Share> {
+        f(ctx, x)
+    }
+}
+
 /// Linear or conv layer plus bias, with private or public weights.
-fn linear_layer(
+pub fn linear_layer(
     ctx: &Ctx,
     op: LinearOp,
     x: &Share,

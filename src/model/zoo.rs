@@ -8,7 +8,7 @@
 use rand_xoshiro::rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use super::{Layer, Model};
+use super::{Block, Layer, Model};
 use crate::error::{Error, Result};
 use crate::ring::PlainTensor;
 
@@ -22,7 +22,13 @@ pub const MODELS: &[&str] = &[
     "vgg16-tiny",
     "resnet50",
     "resnet50-tiny",
+    "bert-base",
+    "bert-small",
 ];
+
+/// Default sequence lengths of the BERT models.
+pub const BERT_BASE_SEQ: usize = 128;
+pub const BERT_SMALL_SEQ: usize = 16;
 
 /// Seeded generator of synthetic weights and inputs.
 pub struct Synth(Xoshiro256PlusPlus);
@@ -98,7 +104,21 @@ impl Synth {
 
 /// Build a built-in model by name with weights drawn from `seed`.
 pub fn build(name: &str, seed: u64) -> Result<Model> {
+    build_with(name, seed, None)
+}
+
+/// As `build`, with the sequence length of a BERT model (`None`: its default).
+pub fn build_with(name: &str, seed: u64, seq_len: Option<usize>) -> Result<Model> {
     let mut s = Synth::new(seed);
+    let is_bert = name.starts_with("bert");
+    if seq_len.is_some() && !is_bert {
+        return Err(Error::Config(format!(
+            "--seq-len applies to the BERT models, not to '{name}'"
+        )));
+    }
+    if seq_len == Some(0) {
+        return Err(Error::Config("--seq-len must be at least 1".into()));
+    }
     match name {
         "lenet" => Ok(lenet(&mut s)),
         "resnet_cifar" => Ok(resnet_cifar(&mut s, 3, name)),
@@ -107,6 +127,24 @@ pub fn build(name: &str, seed: u64) -> Result<Model> {
         "vgg16-tiny" => Ok(vgg16(&mut s, 32, 16, name)),
         "resnet50" => Ok(resnet50(&mut s, 224, 1, name)),
         "resnet50-tiny" => Ok(resnet50(&mut s, 32, 16, name)),
+        "bert-base" => Ok(bert(
+            &mut s,
+            12,
+            768,
+            12,
+            3072,
+            seq_len.unwrap_or(BERT_BASE_SEQ),
+            name,
+        )),
+        "bert-small" => Ok(bert(
+            &mut s,
+            2,
+            64,
+            2,
+            256,
+            seq_len.unwrap_or(BERT_SMALL_SEQ),
+            name,
+        )),
         other => Err(Error::Config(format!(
             "unknown model '{other}'; built-in models: {}",
             MODELS.join(", ")
@@ -272,6 +310,62 @@ fn resnet50(s: &mut Synth, size: usize, div: usize, name: &str) -> Model {
     Model {
         name: name.into(),
         input_shape: vec![3, size, size],
+        layers,
+    }
+}
+
+/// A BERT encoder (Devlin et al. 2019): `layers` post-LN blocks of hidden size `h` with
+/// `heads` heads and an FFN of `ffn`, on `seq` token embeddings (the embedding lookup is
+/// outside the MPC computation: the input is the embedded sequence). bert-base is 12
+/// layers, 768 hidden, 12 heads, FFN 3072; bert-small is 2 layers, 64 hidden, 2 heads.
+fn bert(
+    s: &mut Synth,
+    layers: usize,
+    h: usize,
+    heads: usize,
+    ffn: usize,
+    seq: usize,
+    name: &str,
+) -> Model {
+    let mut mat = |fin: usize, fout: usize| {
+        // Variance 1/fan_in keeps each projection's output at unit scale before LayerNorm.
+        let a = (3.0 / fin as f64).sqrt();
+        (
+            s.tensor(&[fin, fout], -a, a),
+            s.tensor(&[fout], -0.05, 0.05),
+        )
+    };
+    let mut blocks = Vec::new();
+    for _ in 0..layers {
+        let (wqkv, bqkv) = mat(h, 3 * h);
+        let (wo, bo) = mat(h, h);
+        let (w1, b1) = mat(h, ffn);
+        let (w2, b2) = mat(ffn, h);
+        blocks.push((wqkv, bqkv, wo, bo, w1, b1, w2, b2));
+    }
+    let layers = blocks
+        .into_iter()
+        .map(|(wqkv, bqkv, wo, bo, w1, b1, w2, b2)| {
+            let ln = |s: &mut Synth| (s.tensor(&[h], 0.9, 1.1), s.tensor(&[h], -0.1, 0.1));
+            let (ln1, ln2) = (ln(s), ln(s));
+            Layer::Transformer(Box::new(Block {
+                heads,
+                wqkv,
+                bqkv,
+                wo,
+                bo,
+                w1,
+                b1,
+                w2,
+                b2,
+                ln1,
+                ln2,
+            }))
+        })
+        .collect();
+    Model {
+        name: name.into(),
+        input_shape: vec![seq, h],
         layers,
     }
 }

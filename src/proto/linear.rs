@@ -203,3 +203,55 @@ impl<'a> Ctx<'a> {
         self.trunc(&Share(z))
     }
 }
+
+impl<'a> Ctx<'a> {
+    /// Several private products X_i·W_i (both operands secret, e.g. the attention scores
+    /// Q·Kᵀ and P·V of every head) with all their masks opened in one round and one batched
+    /// truncation: the Beaver math of `linear`, per pair.
+    pub fn matmul_many(&self, pairs: &[(&Share, &Share)]) -> Result<Vec<Share>> {
+        let mut triples = Vec::with_capacity(pairs.len());
+        let mut masked = Vec::with_capacity(2 * pairs.len());
+        for (x, w) in pairs {
+            let req = LinearOp::Matmul.request(x.shape(), w.shape())?;
+            let key = self.next_key();
+            let m = self.material(key, req)?;
+            let [a, b, c]: [Vec<u64>; 3] = m
+                .try_into()
+                .map_err(|_| Error::Material("matmul triple must have 3 components".into()))?;
+            let a = RingTensor::try_from_vec(x.shape(), a)?;
+            let b = RingTensor::try_from_vec(w.shape(), b)?;
+            masked.push(x.0.sub(&a));
+            masked.push(w.0.sub(&b));
+            triples.push((a, b, c));
+        }
+        let refs: Vec<&RingTensor> = masked.iter().collect();
+        let opened = self.open("matmul_many", &refs, Combine::Add)?;
+        let mut outs = Vec::with_capacity(pairs.len());
+        for (i, (a, b, c)) in triples.into_iter().enumerate() {
+            let (eps, delta) = (&opened[2 * i], &opened[2 * i + 1]);
+            let b_side = if self.party() == 0 { b.add(delta) } else { b };
+            let mut z = kernels::matmul(eps, &b_side);
+            z.add_assign(&kernels::matmul(&a, delta));
+            z.add_assign(&RingTensor::try_from_vec(z.shape(), c)?);
+            outs.push(z);
+        }
+        // One truncation for all products (one round when N > 2).
+        let flat = RingTensor::from_vec(
+            &[outs.iter().map(RingTensor::len).sum()],
+            RingTensor::flat_concat(&outs.iter().collect::<Vec<_>>()),
+        );
+        let t = self.trunc(&Share(flat))?;
+        let mut off = 0;
+        Ok(outs
+            .iter()
+            .map(|z| {
+                let s = Share(RingTensor::from_vec(
+                    z.shape(),
+                    t.0.data()[off..off + z.len()].to_vec(),
+                ));
+                off += z.len();
+                s
+            })
+            .collect())
+    }
+}

@@ -20,6 +20,8 @@ pub struct JobSpec {
     pub seed: u64,
     /// Pipeline scheme and its parameters.
     pub schedule: Schedule,
+    /// Sequence length of a BERT model (None: the model's default).
+    pub seq_len: Option<usize>,
 }
 
 impl JobSpec {
@@ -31,15 +33,19 @@ impl JobSpec {
             weights: Weights::Private,
             seed: 1,
             schedule: Schedule::serial(),
+            seq_len: None,
         }
     }
 }
+
+/// A program every party runs; returns the decoded output revealed to all parties.
+pub type Program = Box<dyn Fn(&Ctx) -> Result<PlainTensor> + Send + Sync>;
 
 /// The program of a job and its plaintext reference output.
 pub struct Job {
     pub spec: JobSpec,
     /// Runs at every party; returns the decoded output revealed to all parties.
-    pub program: Box<dyn Fn(&Ctx) -> Result<PlainTensor> + Send + Sync>,
+    pub program: Program,
     /// The same computation in plaintext f64.
     pub reference: PlainTensor,
 }
@@ -53,7 +59,7 @@ pub fn build(spec: &JobSpec) -> Result<Job> {
     if spec.model == "selftest" {
         return Ok(selftest(spec));
     }
-    let model = zoo::build(&spec.model, spec.seed)?;
+    let model = zoo::build_with(&spec.model, spec.seed, spec.seq_len)?;
     let shape = model.batch_shape(spec.batch);
     let input = zoo::Synth::new(spec.seed ^ 0x1234_5678).tensor(&shape, 0.0, 1.0);
     let reference = model.forward_plain(&input);

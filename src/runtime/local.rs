@@ -12,6 +12,7 @@ use crate::comm::{Comm, CommStats};
 use crate::error::{Error, Result};
 use crate::offline::{deal, PartyMaterial, Plan, RecordingSource};
 use crate::prg::fresh_seed;
+use crate::profile::{Recorder, TracedComm};
 use crate::proto::{Ctx, NullComm, PairSeeds};
 use crate::ring::FixedPoint;
 use crate::transport::emulator::LinkProfile;
@@ -94,6 +95,17 @@ pub fn run_online_with_link<T: Send>(
     material: &[PartyMaterial],
     program: &(dyn Fn(&Ctx) -> Result<T> + Sync),
 ) -> Result<Vec<PartyOutcome<T>>> {
+    run_online_traced(cfg, link, material, program, None)
+}
+
+/// As `run_online_with_link`, recording every wait into `trace` when given.
+pub fn run_online_traced<T: Send>(
+    cfg: &SessionConfig,
+    link: &LinkProfile,
+    material: &[PartyMaterial],
+    program: &(dyn Fn(&Ctx) -> Result<T> + Sync),
+    trace: Option<&Recorder>,
+) -> Result<Vec<PartyOutcome<T>>> {
     cfg.check()?;
     if material.len() != cfg.parties {
         return Err(Error::Material(format!(
@@ -119,10 +131,20 @@ pub fn run_online_with_link<T: Send>(
         let handles: Vec<_> = endpoints
             .into_iter()
             .zip(&stores)
-            .map(|(ep, store)| {
-                s.spawn(move || {
+            .enumerate()
+            .map(|(i, (ep, store))| {
+                let t = std::thread::Builder::new().name(format!("party {i}"));
+                t.spawn_scoped(s, move || {
                     let seeds = PairSeeds::establish(&ep)?;
-                    let ctx = Ctx::new(&ep, store, &seeds, cfg.fixed);
+                    let traced = trace.map(|recorder| TracedComm {
+                        inner: &ep,
+                        recorder,
+                    });
+                    let comm: &dyn Comm = match &traced {
+                        Some(t) => t,
+                        None => &ep,
+                    };
+                    let ctx = Ctx::new(comm, store, &seeds, cfg.fixed);
                     let before = ep.counters().snapshot();
                     let t0 = Instant::now();
                     let value = program(&ctx)?;
@@ -134,6 +156,7 @@ pub fn run_online_with_link<T: Send>(
                         stats,
                     })
                 })
+                .expect("cannot spawn a party thread")
             })
             .collect();
         handles

@@ -24,9 +24,10 @@ use std::str::FromStr;
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::error::{Error, Result};
-use crate::model::{broadcast_bias, Layer, Model, Weights};
-use crate::proto::{Ctx, PreparedLinear, Share};
-use crate::ring::RingTensor;
+use crate::model::transformer::Exec;
+use crate::model::{broadcast_bias, linear_layer, Layer, Model, Weights};
+use crate::proto::{Ctx, LinearOp, PreparedLinear, Share};
+use crate::ring::{PlainTensor, RingTensor};
 
 /// Which overlaps are on. `Scheme::default()` is `serial`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -123,12 +124,12 @@ impl Schedule {
     }
 }
 
+/// A prepared private layer with its bias share, or why preparing it failed.
+type Slot = Mutex<Option<std::result::Result<Arc<(PreparedLinear, Share)>, String>>>;
+
 /// Prepared private layers, filled by the weights lane, read by the activation lanes.
 struct Slots {
-    items: Vec<(
-        Mutex<Option<std::result::Result<Arc<(PreparedLinear, Share)>, String>>>,
-        Condvar,
-    )>,
+    items: Vec<(Slot, Condvar)>,
 }
 
 impl Slots {
@@ -158,11 +159,15 @@ impl Slots {
     }
 }
 
-/// Every linear layer in execution order with its full-batch input shape.
+/// One linear layer: its product, weight, bias and full-batch input shape.
+type LinearSpec<'m> = (LinearOp, &'m PlainTensor, &'m PlainTensor, Vec<usize>);
+
+/// Every linear layer in execution order with its full-batch input shape (a transformer
+/// block contributes its four, on [B·S, in]).
 fn linear_inputs<'m>(
     layers: &'m [Layer],
     shape: &[usize],
-    out: &mut Vec<(&'m Layer, Vec<usize>)>,
+    out: &mut Vec<LinearSpec<'m>>,
 ) -> Vec<usize> {
     let mut s = shape.to_vec();
     for l in layers {
@@ -172,9 +177,15 @@ fn linear_inputs<'m>(
                 linear_inputs(shortcut, &s, out);
                 s = y;
             }
+            Layer::Transformer(b) => {
+                let tokens = s[0] * s[1];
+                for (w, bias) in b.linears() {
+                    out.push((LinearOp::Matmul, w, bias, vec![tokens, w.shape()[0]]));
+                }
+            }
             _ => {
-                if l.linear_parts().is_some() {
-                    out.push((l, s.clone()));
+                if let Some((op, w, b)) = l.linear_parts() {
+                    out.push((op, w, b, s.clone()));
                 }
                 s = l.out_shape(&s);
             }
@@ -188,6 +199,19 @@ struct Env<'e> {
     weights: Weights,
     schedule: Schedule,
     slots: Option<&'e Slots>,
+}
+
+/// Spawn a lane thread named after its parent lane (timelines show one row per lane).
+fn lane<'scope, 'env, T: Send + 'scope>(
+    sc: &'scope std::thread::Scope<'scope, 'env>,
+    name: String,
+    f: impl FnOnce() -> T + Send + 'scope,
+) -> std::thread::ScopedJoinHandle<'scope, T> {
+    let parent = std::thread::current().name().unwrap_or("lane").to_string();
+    std::thread::Builder::new()
+        .name(format!("{parent} / {name}"))
+        .spawn_scoped(sc, f)
+        .expect("cannot spawn a pipeline lane thread")
 }
 
 /// Run `f` on `k` chunks of `x` along `axis`, each chunk in its own lane (the first on the
@@ -214,7 +238,8 @@ fn chunked(
         let mut it = parts.into_iter();
         let (s0, x0, c0) = it.next().unwrap();
         let handles: Vec<_> = it
-            .map(|(s, xc, cc)| sc.spawn(move || f(&cc, &xc, s)))
+            .enumerate()
+            .map(|(c, (s, xc, cc))| lane(sc, format!("chunk {}", c + 1), move || f(&cc, &xc, s)))
             .collect();
         let mut out = vec![f(&c0, &x0, s0)];
         out.extend(handles.into_iter().map(|h| {
@@ -260,6 +285,19 @@ fn run_layers(
                 run_linear(ctx, l, &x, env, row0, i)?
             }
             Layer::Flatten => l.forward_mpc(ctx, &x, env.weights)?,
+            Layer::Transformer(b) => {
+                let base = *ordinal;
+                *ordinal += 4;
+                b.forward_mpc(
+                    ctx,
+                    &x,
+                    &BlockExec {
+                        env,
+                        base,
+                        row0_tokens: row0 * x.shape()[1],
+                    },
+                )?
+            }
             Layer::Relu if k > 1 => {
                 // Elementwise: chunk the flat tensor, whatever the batch size.
                 let shape = x.shape().to_vec();
@@ -285,18 +323,34 @@ fn run_layers(
 /// A linear layer under the schedule. `row0` is this lane's first row of the full batch.
 fn run_linear(ctx: &Ctx, l: &Layer, x: &Share, env: &Env, row0: usize, i: usize) -> Result<Share> {
     let (op, w, b) = l.linear_parts().expect("run_linear on a linear layer");
+    linear_parts(ctx, op, w, b, x, env, row0, i)
+}
+
+/// A linear layer (the `i`-th of the model) under the schedule; `row0` is the first row of
+/// `x` within the full batch (samples for CNNs, tokens for transformer blocks).
+#[allow(clippy::too_many_arguments)]
+fn linear_parts(
+    ctx: &Ctx,
+    op: LinearOp,
+    w: &PlainTensor,
+    b: &PlainTensor,
+    x: &Share,
+    env: &Env,
+    row0: usize,
+    i: usize,
+) -> Result<Share> {
     let k = env.schedule.k();
     if env.weights == Weights::Public {
-        return l.forward_mpc(ctx, x, env.weights);
+        return linear_layer(ctx, op, x, w, b, env.weights);
     }
-    let finish = |ctx: &Ctx, prep: &PreparedLinear, bias: &Share| -> Result<Share> {
+    let finish = |ctx: &Ctx, prep: &PreparedLinear, bias: &Share, row0: usize| -> Result<Share> {
         let y = chunked(ctx, x, 0, k, &|c, xc, s| ctx_finish(c, prep, xc, row0 + s))?;
         Ok(y.add(&Share(broadcast_bias(&bias.0, y.shape()))))
     };
     match env.slots {
         Some(slots) => {
             let p = slots.get(i)?;
-            finish(ctx, &p.0, &p.1)
+            finish(ctx, &p.0, &p.1, row0)
         }
         None if k > 1 && x.shape()[0] > 1 => {
             // Chunked without inter-linear: open this layer's weight mask now, then the
@@ -304,10 +358,48 @@ fn run_linear(ctx: &Ctx, l: &Layer, x: &Share, env: &Env, row0: usize, i: usize)
             let ws = ctx.share_plain(0, Some(w), w.shape())?;
             let bs = ctx.share_input(0, Some(&ctx.fixed().encode_tensor(b)), b.shape())?;
             let prep = ctx.prepare_linear(op, x.shape(), &ws)?;
-            let y = chunked(ctx, x, 0, k, &|c, xc, s| ctx_finish(c, &prep, xc, s))?;
-            Ok(y.add(&Share(broadcast_bias(&bs.0, y.shape()))))
+            finish(ctx, &prep, &bs, 0)
         }
-        None => l.forward_mpc(ctx, x, env.weights),
+        None => linear_layer(ctx, op, x, w, b, env.weights),
+    }
+}
+
+/// Runs a transformer block's linears and row-wise steps under the schedule.
+struct BlockExec<'e> {
+    env: &'e Env<'e>,
+    /// Ordinal of the block's first linear layer.
+    base: usize,
+    /// First token row of this lane within the full batch.
+    row0_tokens: usize,
+}
+
+impl Exec for BlockExec<'_> {
+    fn linear(
+        &self,
+        ctx: &Ctx,
+        slot: usize,
+        x: &Share,
+        w: &PlainTensor,
+        b: &PlainTensor,
+    ) -> Result<Share> {
+        linear_parts(
+            ctx,
+            LinearOp::Matmul,
+            w,
+            b,
+            x,
+            self.env,
+            self.row0_tokens,
+            self.base + slot,
+        )
+    }
+    fn rows(
+        &self,
+        ctx: &Ctx,
+        x: &Share,
+        f: &(dyn Fn(&Ctx, &Share) -> Result<Share> + Sync),
+    ) -> Result<Share> {
+        chunked(ctx, x, 0, self.env.schedule.k(), &|c, xc, _| f(c, xc))
     }
 }
 
@@ -344,9 +436,9 @@ pub fn forward(
     std::thread::scope(|sc| {
         if inter_linear {
             let (linear, slots, wctx) = (&linear, &slots, weights_ctx);
-            sc.spawn(move || {
-                for (i, (l, in_shape)) in linear.iter().enumerate() {
-                    let (op, w, b) = l.linear_parts().unwrap();
+            lane(sc, "weights".into(), move || {
+                for (i, (op, w, b, in_shape)) in linear.iter().enumerate() {
+                    let (op, w, b) = (*op, *w, *b);
                     let r = (|| -> Result<Arc<(PreparedLinear, Share)>> {
                         let ws = wctx.share_plain(0, Some(w), w.shape())?;
                         let bs =
@@ -368,9 +460,10 @@ pub fn forward(
         let handles: Vec<_> = lane_ctxs
             .into_iter()
             .zip(ranges)
-            .map(|(lctx, (s, e))| {
+            .enumerate()
+            .map(|(bi, (lctx, (s, e)))| {
                 let xb = Share(x.0.slice_axis(0, s, e));
-                sc.spawn(move || {
+                lane(sc, format!("batch {bi}"), move || {
                     let mut ordinal = 0;
                     run_layers(&lctx, &model.layers, &xb, env, s, &mut ordinal)
                 })
