@@ -153,7 +153,15 @@ fn silent_party_makes_the_others_time_out_naming_it() {
 /// `mpc-pipe offline --out DIR` for the 2-party selftest.
 fn offline(dir: &std::path::Path) {
     let st = Command::new(EXE)
-        .args(["offline", "--model", "selftest", "--parties", "2", "--batch", "2"])
+        .args([
+            "offline",
+            "--model",
+            "selftest",
+            "--parties",
+            "2",
+            "--batch",
+            "2",
+        ])
         .arg("--out")
         .arg(dir)
         .stdout(Stdio::null())
@@ -184,7 +192,10 @@ fn party_processes_load_their_own_material_files_and_refuse_mixed_dealings() {
     // but the parties must notice they were not dealt together.
     std::fs::copy(b.join("party1.mat"), a.join("party1.mat")).unwrap();
     match spawn_parties(&run) {
-        Err(e) => assert!(e.to_string().contains("different `mpc-pipe offline` runs"), "{e}"),
+        Err(e) => assert!(
+            e.to_string().contains("different `mpc-pipe offline` runs"),
+            "{e}"
+        ),
         Ok(_) => panic!("mixed dealings were accepted"),
     }
     let _ = std::fs::remove_dir_all(base);
