@@ -534,8 +534,13 @@ impl IoThread {
             return;
         }
         c.read_done = true;
-        self.sh.mark_gone(p, &d.why);
-        let _ = self.poll.registry().deregister(&mut c.sock);
+        // A peer that finished cleanly needs nothing more from us: late posts to it are
+        // still written (it drains them), not errors. Any other departure fails posts.
+        if !(c.got_bye && !hard) {
+            self.sh.mark_gone(p, &d.why);
+        }
+        // The socket stays registered: after a clean goodbye we may still have to flush
+        // our own data and goodbye to the peer, which needs its writable events.
         match &self.shaping {
             None => self.sh.inbox.push(p, Arrival::Gone(d)),
             Some((links, delayer)) => {
