@@ -119,7 +119,8 @@ fn killed_party_makes_the_others_fail_naming_it() {
         let (ok, err, _) = finish(c, Duration::from_secs_f64(timeout_s));
         assert!(!ok, "party {id} reported success");
         assert!(err.contains("peer 2 failed during"), "party {id}: {err}");
-        assert!(err.contains("receive of tag"), "party {id}: {err}");
+        // The operation: a send or a receive of a protocol message, by tag.
+        assert!(err.contains("of tag 0x"), "party {id}: {err}");
     }
     // A dead peer is detected at once, not after the timeout.
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
@@ -147,4 +148,55 @@ fn silent_party_makes_the_others_time_out_naming_it() {
     staller.kill().unwrap();
     staller.wait().unwrap();
     let _ = std::fs::remove_file(file);
+}
+
+/// `mpc-pipe offline --out DIR` for the 2-party selftest.
+fn offline(dir: &std::path::Path) {
+    let st = Command::new(EXE)
+        .args([
+            "offline",
+            "--model",
+            "selftest",
+            "--parties",
+            "2",
+            "--batch",
+            "2",
+        ])
+        .arg("--out")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn party_processes_load_their_own_material_files_and_refuse_mixed_dealings() {
+    let base = std::env::temp_dir().join(format!("mpc-pipe-mat-{}", std::process::id()));
+    let (a, b) = (base.join("a"), base.join("b"));
+    offline(&a);
+    offline(&b);
+    let spec = JobSpec::new("selftest", 2, 2);
+    let job = build(&spec).unwrap();
+    let mut run = ProcessRun::new(spec);
+    run.exe = Some(PathBuf::from(EXE));
+    run.timeout = Duration::from_secs(20);
+    run.material_dir = Some(a.clone());
+    let outs = spawn_parties(&run).unwrap();
+    // Bound derived in tests/transport_tcp.rs: 4.5 ULP, rounded up to 5.
+    for o in &outs {
+        assert!(o.value.max_abs_diff(&job.reference) <= 5.0 * ULP);
+    }
+    // Party 1's file from another dealing: both files pass their own checks (same plan),
+    // but the parties must notice they were not dealt together.
+    std::fs::copy(b.join("party1.mat"), a.join("party1.mat")).unwrap();
+    match spawn_parties(&run) {
+        Err(e) => assert!(
+            e.to_string().contains("different `mpc-pipe offline` runs"),
+            "{e}"
+        ),
+        Ok(_) => panic!("mixed dealings were accepted"),
+    }
+    let _ = std::fs::remove_dir_all(base);
 }
