@@ -4,6 +4,9 @@ use clap::Parser;
 
 fn main() {
     let cli = mpc_pipe::cli::Cli::parse();
+    // Every protocol round allocates multi-MiB message and tensor buffers; keep them in the
+    // heap instead of mmap/munmap per buffer (see tune_allocator_for_messages).
+    mpc_pipe::transport::tcp::tune_allocator_for_messages();
     if let Err(e) = mpc_pipe::cli::main_with(cli) {
         eprintln!("mpc-pipe: error: {e}");
         std::process::exit(match e {

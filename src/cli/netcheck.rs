@@ -210,7 +210,6 @@ fn fmt_bw(b: Option<f64>) -> String {
 }
 
 pub fn run(a: &NetcheckArgs) -> Result<()> {
-    crate::transport::tcp::tune_allocator_for_messages();
     if let Some(c) = &a.tput_child {
         return tput_child(c, a.bytes);
     }

@@ -69,7 +69,6 @@ fn session_key(a: &PartyArgs) -> Result<SessionKey> {
 }
 
 pub fn run(a: &PartyArgs) -> Result<()> {
-    crate::transport::tcp::tune_allocator_for_messages();
     let addrs = PartiesFile::load(&a.parties)?.addrs()?;
     let session = u64::from_str_radix(a.session.trim_start_matches("0x"), 16)
         .map_err(|_| Error::Config(format!("--session '{}' is not a hex number", a.session)))?;
