@@ -208,3 +208,35 @@ fn file_for_another_plan_is_refused() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Material drawn on demand from the seed gives the same online result as expanded
+/// material, and refuses a request that was not planned or is asked for twice.
+#[test]
+fn lazy_material_matches_expanded_and_refuses_misuse() {
+    use mpc_pipe::offline::{MaterialSource, Request};
+    let job = build(&JobSpec::new("selftest", 3, 2)).unwrap();
+    let cfg = SessionConfig::new(3);
+    let plan = record_plan(&cfg, &*job.program).unwrap();
+    let material = deal(&plan, 3, 4);
+    for m in &material {
+        let eager = m.expand().unwrap();
+        let lazy = m.lazy();
+        for (key, req) in &plan.entries {
+            assert_eq!(
+                lazy.take(*key, req).unwrap(),
+                eager.take(*key, req).unwrap(),
+                "party {} key {key:#x}",
+                m.party
+            );
+        }
+        let (key, req) = &plan.entries[0];
+        assert!(
+            matches!(lazy.take(*key, req), Err(Error::Material(_))),
+            "second use must be refused"
+        );
+        assert!(matches!(
+            lazy.take(12345, &Request::Mul { len: 1 }),
+            Err(Error::Material(_))
+        ));
+    }
+}

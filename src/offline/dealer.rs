@@ -2,14 +2,15 @@
 //! every party's shares of every tuple come from a PRG seeded by the dealer; only party 0
 //! receives real data, one correction per tuple. Depends on ring, kernels, prg, plan.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::Mutex;
 
 use rayon::prelude::*;
 
-use super::material::{Material, MaterialStore};
+use super::material::{Material, MaterialSource, MaterialStore};
 use super::plan::{Plan, Request};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::kernels;
 use crate::prg::{fresh_seed, Prg, Seed};
 use crate::ring::RingTensor;
@@ -166,6 +167,23 @@ pub fn deal(plan: &Plan, parties: usize, session: u64) -> Vec<PartyMaterial> {
 }
 
 impl PartyMaterial {
+    /// This party's material for one planned request: its free components from its seed,
+    /// the rest from the seed (parties != 0) or from the dealer's corrections (party 0).
+    fn material_for(&self, key: u64, req: &Request) -> Result<Material> {
+        if self.party == 0 {
+            let mut m = draw(&self.seed, key, req, req.free_components());
+            let corr = self.corrections.get(&key).ok_or_else(|| {
+                Error::Material(format!(
+                    "party 0 material lacks the correction for operation {key:#018x}"
+                ))
+            })?;
+            m.extend(corr.iter().cloned());
+            Ok(m)
+        } else {
+            Ok(draw(&self.seed, key, req, req.component_lens().len()))
+        }
+    }
+
     /// Expand seeds (and party 0's corrections) into the store the online phase reads.
     /// Done before the online phase starts, so PRG expansion is never timed with it.
     pub fn expand(&self) -> Result<MaterialStore> {
@@ -173,23 +191,47 @@ impl PartyMaterial {
             .plan
             .entries
             .par_iter()
-            .map(|(key, req)| {
-                let total = req.component_lens().len();
-                let m = if self.party == 0 {
-                    let mut m = draw(&self.seed, *key, req, req.free_components());
-                    let corr = self.corrections.get(key).ok_or_else(|| {
-                        crate::error::Error::Material(format!(
-                            "party 0 material lacks the correction for operation {key:#018x}"
-                        ))
-                    })?;
-                    m.extend(corr.iter().cloned());
-                    m
-                } else {
-                    draw(&self.seed, *key, req, total)
-                };
-                Ok((*key, (req.clone(), m)))
-            })
+            .map(|(key, req)| Ok((*key, (req.clone(), self.material_for(*key, req)?))))
             .collect::<Result<_>>()?;
         Ok(MaterialStore::new(items))
+    }
+
+    /// Bytes the expanded material of this party takes.
+    pub fn expanded_bytes(&self) -> usize {
+        8 * self.plan.total_words()
+    }
+
+    /// A source that draws each request's material from the seed when it is asked for,
+    /// for plans too large to hold expanded (VGG16's ReLUs alone need ~4 GiB per party).
+    /// The AES-CTR expansion (about 10 GB/s here) then runs inside the online phase.
+    pub fn lazy(&self) -> LazyStore {
+        LazyStore {
+            planned: self.plan.entries.iter().cloned().collect(),
+            used: Mutex::new(HashSet::new()),
+            material: self.clone(),
+        }
+    }
+}
+
+/// Material drawn from the seed on demand; see `PartyMaterial::lazy`.
+pub struct LazyStore {
+    material: PartyMaterial,
+    planned: HashMap<u64, Request>,
+    used: Mutex<HashSet<u64>>,
+}
+
+impl MaterialSource for LazyStore {
+    fn take(&self, key: u64, req: &Request) -> Result<Material> {
+        match self.planned.get(&key) {
+            Some(p) if p == req => {}
+            Some(p) => return Err(Error::Material(format!("operation {key:#018x} asks for {req:?} but the material was planned as {p:?}: the material was made for a different program"))),
+            None => return Err(Error::Material(format!("no material for operation {key:#018x} ({req:?}): it was never planned; the material does not match this program"))),
+        }
+        if !self.used.lock().unwrap().insert(key) {
+            return Err(Error::Material(format!(
+                "material for operation {key:#018x} ({req:?}) was already used"
+            )));
+        }
+        self.material.material_for(key, req)
     }
 }

@@ -10,13 +10,17 @@ use std::time::{Duration, Instant};
 
 use crate::comm::{Comm, CommStats};
 use crate::error::{Error, Result};
-use crate::offline::{deal, PartyMaterial, Plan, RecordingSource};
+use crate::offline::{deal, MaterialSource, PartyMaterial, Plan, RecordingSource};
 use crate::prg::fresh_seed;
 use crate::profile::{Recorder, TracedComm};
 use crate::proto::{Ctx, NullComm, PairSeeds};
 use crate::ring::FixedPoint;
 use crate::transport::emulator::LinkProfile;
 use crate::transport::MemoryNetwork;
+
+/// Largest total of expanded material (all parties of this process) held in memory before
+/// the online phase; larger plans draw material on demand.
+pub const EAGER_MATERIAL_BYTES: usize = 4 << 30;
 
 /// Session parameters shared by every party.
 #[derive(Clone, Copy, Debug)]
@@ -122,10 +126,22 @@ pub fn run_online_traced<T: Send>(
             )));
         }
     }
-    let stores = material
-        .iter()
-        .map(|m| m.expand())
-        .collect::<Result<Vec<_>>>()?;
+    // Material is expanded before the clock starts, unless all parties' expanded material
+    // would exceed EAGER_MATERIAL_BYTES (a full-size VGG16 needs ~9 GiB per party): then each
+    // request is drawn from the seed when used, and that AES-CTR expansion is timed too.
+    let total: usize = material.iter().map(|m| m.expanded_bytes()).sum();
+    let stores: Vec<Box<dyn MaterialSource>> = if total > EAGER_MATERIAL_BYTES {
+        eprintln!("mpc-pipe: material of {:.1} GiB expanded on demand (PRG expansion inside the online phase)", total as f64 / (1u64 << 30) as f64);
+        material
+            .iter()
+            .map(|m| Box::new(m.lazy()) as Box<dyn MaterialSource>)
+            .collect()
+    } else {
+        material
+            .iter()
+            .map(|m| Ok(Box::new(m.expand()?) as Box<dyn MaterialSource>))
+            .collect::<Result<Vec<_>>>()?
+    };
     let endpoints = MemoryNetwork::endpoints_with_links(cfg.parties, cfg.timeout, link.clone());
     let results: Vec<Result<PartyOutcome<T>>> = std::thread::scope(|s| {
         let handles: Vec<_> = endpoints
@@ -144,7 +160,7 @@ pub fn run_online_traced<T: Send>(
                         Some(t) => t,
                         None => &ep,
                     };
-                    let ctx = Ctx::new(comm, store, &seeds, cfg.fixed);
+                    let ctx = Ctx::new(comm, store.as_ref(), &seeds, cfg.fixed);
                     let before = ep.counters().snapshot();
                     let t0 = Instant::now();
                     let value = program(&ctx)?;

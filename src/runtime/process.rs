@@ -264,7 +264,13 @@ fn online(
             corrections: Default::default(),
         }
     };
-    let store = material.expand()?;
+    // One party per process: the same budget as in-process runs, for this party alone.
+    let store: Box<dyn crate::offline::MaterialSource> =
+        if material.expanded_bytes() > crate::runtime::local::EAGER_MATERIAL_BYTES {
+            Box::new(material.lazy())
+        } else {
+            Box::new(material.expand()?)
+        };
     let seeds = PairSeeds::establish(ep)?;
     if let Some(d) = cfg.stall_before_online {
         eprintln!(
@@ -274,7 +280,7 @@ fn online(
         );
         std::thread::sleep(d);
     }
-    let ctx = Ctx::new(ep, &store, &seeds, scfg.fixed);
+    let ctx = Ctx::new(ep, store.as_ref(), &seeds, scfg.fixed);
     let before = ep.counters().snapshot();
     let t0 = Instant::now();
     let value = (job.program)(&ctx)?;
