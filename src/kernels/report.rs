@@ -6,8 +6,8 @@
 //! Every rate is measured two ways: by wall clock (`gmacs`) and by the CPU time the process
 //! actually got (`gmacs_cpu` = MACs × threads / CPU-seconds, the rate had each thread had
 //! its core to itself). The machine is shared with other jobs, so ratios (to the bound, to
-//! dgemm) use the CPU-time rates, and each GEMM repetition is interleaved with a slice of
-//! the bound loop so both see the same conditions. Each is the best of `reps` runs after
+//! dgemm) are given from both, and each GEMM repetition is interleaved with a slice of the
+//! bound loop so both see the same conditions. Each is the best of `reps` runs after
 //! one warm-up. The scalar rung on a large shape
 //! times a sub-block of rows (`measured_m`) so that it finishes in well under a second.
 
@@ -67,12 +67,19 @@ pub struct GemmRow {
 }
 
 impl GemmRow {
-    /// Fraction of the register-only bound (CPU-time rates).
+    /// Fraction of the register-only bound (wall-clock rates).
     pub fn ratio_to_bound(&self) -> f64 {
+        self.gmacs / self.bound_gmacs
+    }
+    /// The same from CPU-time rates (insensitive to time the OS gave to other jobs).
+    pub fn ratio_to_bound_cpu(&self) -> f64 {
         self.gmacs_cpu / self.bound_gmacs_cpu
     }
-    /// Rate over f64 dgemm's (CPU-time rates).
+    /// Rate over f64 dgemm's (wall-clock rates).
     pub fn ratio_to_dgemm(&self) -> f64 {
+        self.gmacs / self.dgemm_gmacs
+    }
+    pub fn ratio_to_dgemm_cpu(&self) -> f64 {
         self.gmacs_cpu / self.dgemm_gmacs_cpu
     }
 }
