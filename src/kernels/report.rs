@@ -359,7 +359,8 @@ pub fn elementwise_table(isa: Isa, len: usize, reps: usize) -> Result<Vec<EwRow>
     let (a, b) = (random(len, 6), random(len, 7));
     let mut out = vec![0u64; len];
     let e = &ks.ew;
-    let ops: [(&'static str, &dyn Fn(&mut [u64])); 7] = [
+    type Op<'a> = (&'static str, &'a dyn Fn(&mut [u64]));
+    let ops: [Op; 7] = [
         ("add", &|o| (e.add)(o, &a, &b)),
         ("sub", &|o| (e.sub)(o, &a, &b)),
         ("mul", &|o| (e.mul)(o, &a, &b)),
