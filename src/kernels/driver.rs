@@ -242,7 +242,7 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel, B: BSource>(
     let m_sl = m.div_ceil(mr);
     let n_sl = n.div_ceil(nr);
     let threads = rayon::current_num_threads();
-    let parallel = threads > 1 && m * n * k >= PAR_MIN_MACS;
+    let parallel = threads > 1 && m.saturating_mul(n).saturating_mul(k) >= PAR_MIN_MACS;
 
     // Task grid over slivers: start from blocks that keep a B block (kc × nc) in L2, then
     // split until there are enough tasks to balance the pool.
