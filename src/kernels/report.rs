@@ -64,6 +64,23 @@ pub struct GemmRow {
     pub speedup_vs_1t: f64,
     /// The same from CPU-time rates (parallel efficiency × threads).
     pub speedup_cpu_vs_1t: f64,
+    /// Median over repetitions of (this GEMM run's CPU-time rate / the bound slice run just
+    /// before it): each pair saw the same machine, so this is the least noise-sensitive
+    /// estimate of the fraction of the bound.
+    pub ratio_to_bound_paired: f64,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let h = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[h]
+    } else {
+        (v[h - 1] + v[h]) / 2.0
+    }
 }
 
 impl GemmRow {
@@ -99,11 +116,14 @@ impl Best {
         }
     }
     /// Time one run of `f` and keep the minima.
-    fn run(&mut self, f: impl FnOnce()) {
+    /// Time one run of `f`, keep the minima, and return this run's (wall, cpu) seconds.
+    fn run(&mut self, f: impl FnOnce()) -> (f64, f64) {
         let (t, c) = (Instant::now(), bound::process_cpu_s());
         f();
-        self.cpu = self.cpu.min(bound::process_cpu_s() - c);
-        self.wall = self.wall.min(t.elapsed().as_secs_f64());
+        let (wall, cpu) = (t.elapsed().as_secs_f64(), bound::process_cpu_s() - c);
+        self.cpu = self.cpu.min(cpu);
+        self.wall = self.wall.min(wall);
+        (wall, cpu)
     }
     /// (wall GMAC/s, CPU-time GMAC/s) for `macs` multiply-adds on `threads` threads.
     fn rates(&self, macs: usize, threads: usize) -> (f64, f64) {
@@ -195,6 +215,7 @@ pub fn gemm_table(o: &Opts, mut progress: impl FnMut(&GemmRow)) -> Result<Vec<Ge
                 };
                 let (mut bw, mut bc) = (0f64, 0f64);
                 let mut best = Best::new();
+                let mut pairs = Vec::new();
                 pool.install(|| -> Result<()> {
                     let t = Instant::now();
                     gemm();
@@ -206,7 +227,9 @@ pub fn gemm_table(o: &Opts, mut progress: impl FnMut(&GemmRow)) -> Result<Vec<Ge
                         let (w, c) = bound::measure(isa, iters)?;
                         bw = bw.max(w);
                         bc = bc.max(c);
-                        best.run(&mut gemm);
+                        let (_, cpu) = best.run(&mut gemm);
+                        let rate = (measured_m * k * n) as f64 * threads as f64 / cpu / 1e9;
+                        pairs.push(rate / c);
                     }
                     Ok(())
                 })?;
@@ -231,6 +254,7 @@ pub fn gemm_table(o: &Opts, mut progress: impl FnMut(&GemmRow)) -> Result<Vec<Ge
                     dgemm_gmacs_cpu: dgemm_cpu,
                     speedup_vs_1t: one.map_or(1.0, |g| gmacs / g.0),
                     speedup_cpu_vs_1t: one.map_or(1.0, |g| gmacs_cpu / g.1),
+                    ratio_to_bound_paired: median(&mut pairs),
                 };
                 progress(&row);
                 rows.push(row);
