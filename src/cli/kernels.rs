@@ -88,19 +88,21 @@ pub fn run(a: &KernelsArgs) -> Result<()> {
             println!(
                 "shape,m,k,n,path,isa_selected,threads,measured_m,gmacs,bound_gmacs,\
                  ratio_to_bound,dgemm_gmacs,ratio_to_dgemm,gmacs_cpu,bound_gmacs_cpu,\
-                 dgemm_gmacs_cpu,speedup_vs_1t,speedup_cpu_vs_1t,reps,cpu"
+                 ratio_to_bound_cpu,ratio_to_bound_paired,dgemm_gmacs_cpu,ratio_to_dgemm_cpu,\
+                 speedup_vs_1t,speedup_cpu_vs_1t,reps,cpu"
             );
         } else {
             println!("mpc-pipe kernels: u64 wrapping GEMM, selected path {selected}, {cores} cores, {cpu}");
             println!(
-                "best of {reps} runs after a warm-up. GMAC/s by wall clock, and [cpu] = MACs x \
-                 threads / CPU-seconds the process got\n(the machine is shared: ratios use the \
-                 [cpu] rates). bound = register-only multiply-add loop of the same path on the \
-                 same threads,\ninterleaved with the GEMM runs. x1t = rate over the same \
-                 path's 1-thread rate (wall, [cpu])."
+                "best of {reps} runs after a warm-up. GMAC/s by wall clock; [cpu] = from MACs x \
+                 threads / CPU-seconds the process got\n(insensitive to time given to other \
+                 jobs on this shared machine). bound = register-only multiply-add loop of the \
+                 same path\non the same threads, interleaved with the GEMM runs; paired = \
+                 median over runs of (GEMM [cpu] rate / the bound slice\njust before it). \
+                 dgemm = matrixmultiply f64 (wall). x1t = over the same path's 1-thread rate."
             );
             println!(
-                "{:<30} {:>7} {:>3} {:>7} {:>7} {:>7} {:>7} {:>6} {:>7} {:>6} {:>5} {:>5}",
+                "{:<30} {:>7} {:>3} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>6} {:>7} {:>6} {:>5} {:>5}",
                 "shape",
                 "path",
                 "thr",
@@ -109,6 +111,8 @@ pub fn run(a: &KernelsArgs) -> Result<()> {
                 "bound",
                 "[cpu]",
                 "/bound",
+                "[cpu]",
+                "paired",
                 "dgemm",
                 "/dgemm",
                 "x1t",
@@ -195,7 +199,7 @@ pub fn run(a: &KernelsArgs) -> Result<()> {
 fn print_gemm(r: &GemmRow, csv: bool, selected: Isa, reps: usize, cpu: &str) {
     if csv {
         println!(
-            "\"{}\",{},{},{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{},\"{}\"",
+            "\"{}\",{},{},{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{},\"{}\"",
             r.shape,
             r.m,
             r.k,
@@ -211,7 +215,10 @@ fn print_gemm(r: &GemmRow, csv: bool, selected: Isa, reps: usize, cpu: &str) {
             r.ratio_to_dgemm(),
             r.gmacs_cpu,
             r.bound_gmacs_cpu,
+            r.ratio_to_bound_cpu(),
+            r.ratio_to_bound_paired,
             r.dgemm_gmacs_cpu,
+            r.ratio_to_dgemm_cpu(),
             r.speedup_vs_1t,
             r.speedup_cpu_vs_1t,
             reps,
@@ -220,7 +227,7 @@ fn print_gemm(r: &GemmRow, csv: bool, selected: Isa, reps: usize, cpu: &str) {
     } else {
         let mark = if r.measured_m < r.m { "*" } else { " " };
         println!(
-            "{:<30} {:>6}{} {:>3} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>5.1}% {:>7.2} {:>6.2} {:>5.2} {:>5.2}",
+            "{:<30} {:>6}{} {:>3} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>5.1}% {:>5.1}% {:>5.1}% {:>7.2} {:>6.2} {:>5.2} {:>5.2}",
             r.shape,
             r.path.name(),
             mark,
@@ -230,7 +237,9 @@ fn print_gemm(r: &GemmRow, csv: bool, selected: Isa, reps: usize, cpu: &str) {
             r.bound_gmacs,
             r.bound_gmacs_cpu,
             100.0 * r.ratio_to_bound(),
-            r.dgemm_gmacs_cpu,
+            100.0 * r.ratio_to_bound_cpu(),
+            100.0 * r.ratio_to_bound_paired,
+            r.dgemm_gmacs,
             r.ratio_to_dgemm(),
             r.speedup_vs_1t,
             r.speedup_cpu_vs_1t

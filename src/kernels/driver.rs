@@ -204,6 +204,8 @@ thread_local! {
     /// Packing buffers reused across calls from one thread: fresh multi-MB allocations cost
     /// page faults comparable to the pack itself.
     static PACK_BUF: RefCell<(Vec<u64>, Vec<u64>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// A task's own packed B block (see `b_in_task`), reused by each pool thread.
+    static TASK_B: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Below this many multiply-adds a call runs on the calling thread only.
@@ -242,13 +244,17 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel, B: BSource>(
     let m_sl = m.div_ceil(mr);
     let n_sl = n.div_ceil(nr);
     let threads = rayon::current_num_threads();
-    let parallel = threads > 1 && m * n * k >= PAR_MIN_MACS;
+    let parallel = threads > 1 && m.saturating_mul(n).saturating_mul(k) >= PAR_MIN_MACS;
 
     // Task grid over slivers: start from blocks that keep a B block (kc × nc) in L2, then
     // split until there are enough tasks to balance the pool.
     // B block of a task: at most ~512 KiB, a quarter of this CPU's 2 MiB L2, so that it
     // survives while the A slivers of the task pass over it.
-    let mut mb = (128 / mr).max(1);
+    // A block: also ~512 KiB; a matrix only slightly taller than that stays one block.
+    let mut mb = ((512 << 10) / (kc_max * 8) / mr).max(1);
+    if m_sl <= mb + mb / 4 {
+        mb = m_sl;
+    }
     let mut nb = ((512 << 10) / (kc_max * bw * 8)).max(1);
     if parallel {
         let want = 4 * threads;
@@ -263,6 +269,11 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel, B: BSource>(
     let tasks: Vec<(usize, usize)> = (0..m_sl.div_ceil(mb))
         .flat_map(|ti| (0..n_sl.div_ceil(nb)).map(move |tj| (ti, tj)))
         .collect();
+    // With a single row block, no B block is shared between tasks: each task packs its own
+    // right before using it, so the packed block is written to and read from L2 instead of
+    // making a round trip through L3 (a small-m product like 128×768·768×3072 is otherwise
+    // dominated by that traffic).
+    let b_in_task = m_sl.div_ceil(mb) == 1;
 
     // A row-major A is read in place by the microkernel (no pack); only a ragged last
     // sliver of rows is packed, per task.
@@ -271,13 +282,15 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel, B: BSource>(
         if !direct_a {
             abuf.resize(m_sl * mr * kc_max, 0);
         }
-        bbuf.resize(n_sl * bw * kc_max, 0);
+        if !b_in_task {
+            bbuf.resize(n_sl * bw * kc_max, 0);
+        }
         let mut p0 = 0;
         while p0 < k {
             let kc = kc_max.min(k - p0);
             let acc = accumulate || p0 > 0;
             let apack = &mut abuf[..if direct_a { 0 } else { m_sl * mr * kc }];
-            let bpack = &mut bbuf[..n_sl * bw * kc];
+            let bpack = &mut bbuf[..if b_in_task { 0 } else { n_sl * bw * kc }];
             let pack_a = |(s, dst): (usize, &mut [u64])| pack::pack_a(a, s * mr, mr, p0, kc, dst);
             // B is packed in groups of slivers (one parallel job each).
             let group = 8;
@@ -303,23 +316,39 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel, B: BSource>(
                 let (s0, s1) = (ti * mb, ((ti + 1) * mb).min(m_sl));
                 let (t0, t1) = (tj * nb, ((tj + 1) * nb).min(n_sl));
                 let mut edge = Vec::new();
-                // ir outer: the A sliver stays in L1 while B slivers stream from L2.
-                for si in s0..s1 {
-                    let (ap, rs_a) = if !direct_a {
-                        (apack[si * mr * kc..].as_ptr(), 0)
-                    } else if si * mr + mr <= m {
-                        let off = (si * mr) as isize * a.rs + p0 as isize;
-                        (a.data.as_ptr().offset(off), a.rs)
-                    } else {
-                        edge.resize(mr * kc, 0);
-                        pack::pack_a(a, si * mr, mr, p0, kc, &mut edge);
-                        (edge.as_ptr(), 0)
-                    };
-                    for sj in t0..t1 {
-                        let bp = bpack[sj * bw * kc..].as_ptr();
-                        tile::<K>(kc, ap, rs_a, bp, c, si * mr, sj * nr, m, n, acc);
+                let mut work = |bblock: &[u64]| {
+                    // ir outer: the A sliver stays in L1 while B slivers stream from L2.
+                    for si in s0..s1 {
+                        let (ap, rs_a) = if !direct_a {
+                            (apack[si * mr * kc..].as_ptr(), 0)
+                        } else if si * mr + mr <= m {
+                            let off = (si * mr) as isize * a.rs + p0 as isize;
+                            (a.data.as_ptr().offset(off), a.rs)
+                        } else {
+                            edge.resize(mr * kc, 0);
+                            pack::pack_a(a, si * mr, mr, p0, kc, &mut edge);
+                            (edge.as_ptr(), 0)
+                        };
+                        for sj in t0..t1 {
+                            let bp = bblock[(sj - t0) * bw * kc..].as_ptr();
+                            tile::<K>(kc, ap, rs_a, bp, c, si * mr, sj * nr, m, n, acc);
+                        }
                     }
+                };
+                if !b_in_task {
+                    return work(&bpack[t0 * bw * kc..]);
                 }
+                let j0 = t0 * nr;
+                let mut pack_own = |buf: &mut Vec<u64>| {
+                    buf.resize((t1 - t0) * bw * kc, 0);
+                    let cols = (n - j0).min((t1 - t0) * nr);
+                    b.pack_panel(p0, kc, j0, cols, nr, K::B_SWAP, buf);
+                    work(buf);
+                };
+                TASK_B.with(|cell| match cell.try_borrow_mut() {
+                    Ok(mut buf) => pack_own(&mut buf),
+                    Err(_) => pack_own(&mut Vec::new()),
+                });
             };
             if parallel {
                 tasks.par_iter().for_each(task);

@@ -12,7 +12,11 @@
 //! Layout below this file: `scalar` (naive references), `pack` (panel packing), `driver`
 //! (blocked loop, edge tiles, rayon split), `portable`/`avx2`/`avx512` (microkernels),
 //! `conv` (conv2d forward and backward through the GEMM driver), `elementwise` (bulk slice
-//! ops), `bound` (register-only throughput loops for the report).
+//! ops), `bound` (register-only throughput loops), `report` (the measurements behind
+//! `mpc-pipe kernels`), `tests` (every rung against `scalar`).
+//!
+//! Not wired in: `RingTensor`'s elementwise methods still use their own loops; the slice ops
+//! here are exposed as `kernels::ew::*` for protocol code that works on slices.
 
 pub mod bound;
 pub mod conv;

@@ -116,4 +116,49 @@ impl BSource for StridedB<'_> {
             fill_swapped(kc, nr, dst);
         }
     }
+
+    fn pack_panel(
+        &self,
+        p0: usize,
+        kc: usize,
+        j0: usize,
+        ncols: usize,
+        nr: usize,
+        swap: bool,
+        dst: &mut [u64],
+    ) {
+        let b = self.0;
+        if b.cs != 1 {
+            // Columns are not contiguous: sliver by sliver is as good as anything.
+            let w = if swap { 2 * nr } else { nr };
+            for (s, d) in dst.chunks_mut(kc * w).take(ncols.div_ceil(nr)).enumerate() {
+                self.pack(p0, kc, j0 + s * nr, nr, swap, d);
+            }
+            return;
+        }
+        // Row-major B: walk each row of the panel once, left to right, and deal its runs
+        // out to the slivers. Reading whole row segments keeps each B row's page and lines
+        // hot, where sliver-by-sliver packing revisits every row (one page each for a wide
+        // B) once per sliver.
+        let cols = ncols.min(b.cols.saturating_sub(j0));
+        let w = if swap { 2 * nr } else { nr };
+        let slivers = ncols.div_ceil(nr);
+        let sl = kc * w;
+        let dst = &mut dst[..slivers * sl];
+        if cols < slivers * nr {
+            dst[(slivers - 1) * sl..].fill(0);
+        }
+        for p in 0..kc {
+            let base = ((p0 + p) as isize * b.rs + j0 as isize) as usize;
+            let row = &b.data[base..base + cols];
+            for (s, run) in row.chunks(nr).enumerate() {
+                dst[s * sl + p * w..s * sl + p * w + run.len()].copy_from_slice(run);
+            }
+        }
+        if swap {
+            for d in dst.chunks_mut(sl) {
+                fill_swapped(kc, nr, d);
+            }
+        }
+    }
 }

@@ -6,8 +6,8 @@
 //! Every rate is measured two ways: by wall clock (`gmacs`) and by the CPU time the process
 //! actually got (`gmacs_cpu` = MACs × threads / CPU-seconds, the rate had each thread had
 //! its core to itself). The machine is shared with other jobs, so ratios (to the bound, to
-//! dgemm) use the CPU-time rates, and each GEMM repetition is interleaved with a slice of
-//! the bound loop so both see the same conditions. Each is the best of `reps` runs after
+//! dgemm) are given from both, and each GEMM repetition is interleaved with a slice of the
+//! bound loop so both see the same conditions. Each is the best of `reps` runs after
 //! one warm-up. The scalar rung on a large shape
 //! times a sub-block of rows (`measured_m`) so that it finishes in well under a second.
 
@@ -64,15 +64,39 @@ pub struct GemmRow {
     pub speedup_vs_1t: f64,
     /// The same from CPU-time rates (parallel efficiency × threads).
     pub speedup_cpu_vs_1t: f64,
+    /// Median over repetitions of (this GEMM run's CPU-time rate / the bound slice run just
+    /// before it): each pair saw the same machine, so this is the least noise-sensitive
+    /// estimate of the fraction of the bound.
+    pub ratio_to_bound_paired: f64,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let h = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[h]
+    } else {
+        (v[h - 1] + v[h]) / 2.0
+    }
 }
 
 impl GemmRow {
-    /// Fraction of the register-only bound (CPU-time rates).
+    /// Fraction of the register-only bound (wall-clock rates).
     pub fn ratio_to_bound(&self) -> f64 {
+        self.gmacs / self.bound_gmacs
+    }
+    /// The same from CPU-time rates (insensitive to time the OS gave to other jobs).
+    pub fn ratio_to_bound_cpu(&self) -> f64 {
         self.gmacs_cpu / self.bound_gmacs_cpu
     }
-    /// Rate over f64 dgemm's (CPU-time rates).
+    /// Rate over f64 dgemm's (wall-clock rates).
     pub fn ratio_to_dgemm(&self) -> f64 {
+        self.gmacs / self.dgemm_gmacs
+    }
+    pub fn ratio_to_dgemm_cpu(&self) -> f64 {
         self.gmacs_cpu / self.dgemm_gmacs_cpu
     }
 }
@@ -92,11 +116,14 @@ impl Best {
         }
     }
     /// Time one run of `f` and keep the minima.
-    fn run(&mut self, f: impl FnOnce()) {
+    /// Time one run of `f`, keep the minima, and return this run's (wall, cpu) seconds.
+    fn run(&mut self, f: impl FnOnce()) -> (f64, f64) {
         let (t, c) = (Instant::now(), bound::process_cpu_s());
         f();
-        self.cpu = self.cpu.min(bound::process_cpu_s() - c);
-        self.wall = self.wall.min(t.elapsed().as_secs_f64());
+        let (wall, cpu) = (t.elapsed().as_secs_f64(), bound::process_cpu_s() - c);
+        self.cpu = self.cpu.min(cpu);
+        self.wall = self.wall.min(wall);
+        (wall, cpu)
     }
     /// (wall GMAC/s, CPU-time GMAC/s) for `macs` multiply-adds on `threads` threads.
     fn rates(&self, macs: usize, threads: usize) -> (f64, f64) {
@@ -188,6 +215,7 @@ pub fn gemm_table(o: &Opts, mut progress: impl FnMut(&GemmRow)) -> Result<Vec<Ge
                 };
                 let (mut bw, mut bc) = (0f64, 0f64);
                 let mut best = Best::new();
+                let mut pairs = Vec::new();
                 pool.install(|| -> Result<()> {
                     let t = Instant::now();
                     gemm();
@@ -199,7 +227,9 @@ pub fn gemm_table(o: &Opts, mut progress: impl FnMut(&GemmRow)) -> Result<Vec<Ge
                         let (w, c) = bound::measure(isa, iters)?;
                         bw = bw.max(w);
                         bc = bc.max(c);
-                        best.run(&mut gemm);
+                        let (_, cpu) = best.run(&mut gemm);
+                        let rate = (measured_m * k * n) as f64 * threads as f64 / cpu / 1e9;
+                        pairs.push(rate / c);
                     }
                     Ok(())
                 })?;
@@ -224,6 +254,7 @@ pub fn gemm_table(o: &Opts, mut progress: impl FnMut(&GemmRow)) -> Result<Vec<Ge
                     dgemm_gmacs_cpu: dgemm_cpu,
                     speedup_vs_1t: one.map_or(1.0, |g| gmacs / g.0),
                     speedup_cpu_vs_1t: one.map_or(1.0, |g| gmacs_cpu / g.1),
+                    ratio_to_bound_paired: median(&mut pairs),
                 };
                 progress(&row);
                 rows.push(row);
@@ -352,7 +383,8 @@ pub fn elementwise_table(isa: Isa, len: usize, reps: usize) -> Result<Vec<EwRow>
     let (a, b) = (random(len, 6), random(len, 7));
     let mut out = vec![0u64; len];
     let e = &ks.ew;
-    let ops: [(&'static str, &dyn Fn(&mut [u64])); 7] = [
+    type Op<'a> = (&'static str, &'a dyn Fn(&mut [u64]));
+    let ops: [Op; 7] = [
         ("add", &|o| (e.add)(o, &a, &b)),
         ("sub", &|o| (e.sub)(o, &a, &b)),
         ("mul", &|o| (e.mul)(o, &a, &b)),
