@@ -160,17 +160,7 @@ pub fn run_online_traced<T: Send>(
                         Some(t) => t,
                         None => &ep,
                     };
-                    let ctx = Ctx::new(comm, store.as_ref(), &seeds, cfg.fixed);
-                    let before = ep.counters().snapshot();
-                    let t0 = Instant::now();
-                    let value = program(&ctx)?;
-                    let online_s = t0.elapsed().as_secs_f64();
-                    let stats = ep.counters().snapshot().since(&before);
-                    Ok(PartyOutcome {
-                        value,
-                        online_s,
-                        stats,
-                    })
+                    timed_online(&Ctx::new(comm, store.as_ref(), &seeds, cfg.fixed), program)
                 })
                 .expect("cannot spawn a party thread")
             })
@@ -204,6 +194,24 @@ pub fn run_online_traced<T: Send>(
         Some((_, e)) => Err(e),
         None => Ok(outs),
     }
+}
+
+/// The online phase of one party: run `program` on `ctx`, timing it and counting its
+/// traffic (setup and material expansion are done before, and not counted).
+pub fn timed_online<T>(
+    ctx: &Ctx,
+    program: &(dyn Fn(&Ctx) -> Result<T> + Sync),
+) -> Result<PartyOutcome<T>> {
+    let before = ctx.counters().snapshot();
+    let t0 = Instant::now();
+    let value = program(ctx)?;
+    let online_s = t0.elapsed().as_secs_f64();
+    let stats = ctx.counters().snapshot().since(&before);
+    Ok(PartyOutcome {
+        value,
+        online_s,
+        stats,
+    })
 }
 
 /// Dry run, deal and run: the whole in-process pipeline for tests and the CLI.

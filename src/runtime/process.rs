@@ -280,17 +280,10 @@ fn online(
         );
         std::thread::sleep(d);
     }
-    let ctx = Ctx::new(ep, store.as_ref(), &seeds, scfg.fixed);
-    let before = ep.counters().snapshot();
-    let t0 = Instant::now();
-    let value = (job.program)(&ctx)?;
-    let online_s = t0.elapsed().as_secs_f64();
-    let stats = ep.counters().snapshot().since(&before);
-    Ok(PartyOutcome {
-        value,
-        online_s,
-        stats,
-    })
+    crate::runtime::local::timed_online(
+        &Ctx::new(ep, store.as_ref(), &seeds, scfg.fixed),
+        &*job.program,
+    )
 }
 
 fn material_words(m: &PartyMaterial) -> Vec<u64> {
