@@ -29,13 +29,13 @@ fn ops(n: usize) -> Vec<(&'static str, Vec<usize>, Op, &'static str)> {
             "mul",
             vec![n],
             Box::new(|c: &Ctx, x: &Share| c.mul(x, x).map(drop)),
-            "1 round, 2 words",
+            "1 r, 2 w; N>2: 2 r",
         ),
         (
             "square",
             vec![n],
             Box::new(|c: &Ctx, x: &Share| c.square(x).map(drop)),
-            "1, 1",
+            "1 r, 1 w; N>2: 2 r",
         ),
         (
             "matmul [n/32×32]·[32×32] (private W)",
@@ -44,7 +44,7 @@ fn ops(n: usize) -> Vec<(&'static str, Vec<usize>, Op, &'static str)> {
                 let w = c.share_input(0, Some(&RingTensor::zeros(&[32, 32])), &[32, 32])?;
                 c.matmul(x, &w).map(drop)
             }),
-            "1, (#X + #W)/#X",
+            "1 r, (#X+#W)/#X w; N>2: 2 r",
         ),
         (
             "matmul public W",
@@ -52,7 +52,7 @@ fn ops(n: usize) -> Vec<(&'static str, Vec<usize>, Op, &'static str)> {
             Box::new(|c: &Ctx, x: &Share| {
                 c.matmul_public(x, &RingTensor::zeros(&[32, 32])).map(drop)
             }),
-            "0, 0",
+            "0 r, 0 w; N>2: 1 r (trunc)",
         ),
         (
             "conv2d 3×3 4→4 ch (private W)",
@@ -69,13 +69,13 @@ fn ops(n: usize) -> Vec<(&'static str, Vec<usize>, Op, &'static str)> {
                 )
                 .map(drop)
             }),
-            "1, (#X + #K)/#X",
+            "1 r, (#X+#K)/#X w; N>2: 2 r",
         ),
         (
             "trunc",
             vec![n],
             Box::new(|c: &Ctx, x: &Share| c.trunc(x).map(drop)),
-            "0 (N>2: 1)",
+            "0 r, 0 w; N>2: 1 r",
         ),
         (
             "and (binary)",
@@ -87,13 +87,13 @@ fn ops(n: usize) -> Vec<(&'static str, Vec<usize>, Op, &'static str)> {
                 )
                 .map(drop)
             }),
-            "1, 2",
+            "1 r, 2 w; N>2: 1 r",
         ),
         (
             "a2b",
             vec![n],
             Box::new(|c: &Ctx, x: &Share| c.a2b(x).map(drop)),
-            "7, 20",
+            "7 r, 20 w; N>2: 7L = 14 r",
         ),
         (
             "b2a (1 bit)",
@@ -102,25 +102,25 @@ fn ops(n: usize) -> Vec<(&'static str, Vec<usize>, Op, &'static str)> {
                 c.b2a_bit(&crate::proto::BinShare(x.0.map(|v| v & 1)))
                     .map(drop)
             }),
-            "1, 1",
+            "1 r, 1 w; N>2: 2 r",
         ),
         (
             "ltz",
             vec![n],
             Box::new(|c: &Ctx, x: &Share| c.ltz(x).map(drop)),
-            "8, 21",
+            "8 r, 21 w; N>2: 7L+1 = 15 r",
         ),
         (
             "relu",
             vec![n],
             Box::new(|c: &Ctx, x: &Share| c.relu(x).map(drop)),
-            "9, 23",
+            "9 r, 23 w; N>2: 7L+2 = 16 r",
         ),
         (
             "max over k=4 (dim 1)",
             vec![n / 4, 4],
             Box::new(|c: &Ctx, x: &Share| c.max_dim(x, 1).map(drop)),
-            "CrypTen log-reduction ≈ 46 rounds",
+            "CrypTen log-reduction+argmax ≈ 46 r (ours: tournament)",
         ),
         (
             "argmax over k=4",
@@ -132,49 +132,49 @@ fn ops(n: usize) -> Vec<(&'static str, Vec<usize>, Op, &'static str)> {
             "maxpool2d 2×2",
             vec![1, n / 64, 8, 8],
             Box::new(|c: &Ctx, x: &Share| c.maxpool2d(x, 2, 2, 0).map(drop)),
-            "≈ 46 rounds",
+            "≈ 46 r (ours: tournament)",
         ),
         (
             "avgpool2d 2×2",
             vec![1, n / 64, 8, 8],
             Box::new(|c: &Ctx, x: &Share| c.avgpool2d(x, 2, 2, 0).map(drop)),
-            "0 (N>2: 1)",
+            "0 r, 0 w; N>2: 1 r",
         ),
         (
             "exp",
             vec![n],
             Box::new(|c: &Ctx, x: &Share| c.exp(x).map(drop)),
-            "8, 8",
+            "8 r, 8 w; N>2: 17 r",
         ),
         (
             "reciprocal",
             vec![n],
             Box::new(|c: &Ctx, x: &Share| c.reciprocal(x).map(drop)),
-            "≈ 38, ≈ 63",
+            "≈ 38 r, ≈ 63 w; N>2: ≈ 74 r",
         ),
         (
             "inv_sqrt",
             vec![n],
             Box::new(|c: &Ctx, x: &Share| c.inv_sqrt(x).map(drop)),
-            "≈ 17",
+            "≈ 17 r",
         ),
         (
             "sqrt",
             vec![n],
             Box::new(|c: &Ctx, x: &Share| c.sqrt(x).map(drop)),
-            "≈ 18",
+            "≈ 18 r",
         ),
         (
             "softmax (rows of 16)",
             vec![n / 16, 16],
             Box::new(|c: &Ctx, x: &Share| c.softmax(x, 1).map(drop)),
-            "max + 8 + 28 + 1",
+            "max + 8 + 28 + 1 r",
         ),
         (
             "gelu (default)",
             vec![n],
             Box::new(|c: &Ctx, x: &Share| c.gelu(x).map(drop)),
-            "PUMA: 1 LTZ + 2 mul + 3 select",
+            "PUMA: 1 LTZ + powers + select",
         ),
         (
             "layernorm (rows of 64)",
@@ -186,14 +186,14 @@ fn ops(n: usize) -> Vec<(&'static str, Vec<usize>, Op, &'static str)> {
                 let b = RingTensor::zeros(&[64]);
                 c.layernorm(x, &g, &b, 1e-5).map(drop)
             }),
-            "1 square + inv_sqrt + 1 mul (≈ 20)",
+            "1 square + inv_sqrt + 1 mul ≈ 19-20 r",
         ),
     ]
 }
 
 pub fn run(a: &CostsArgs) -> Result<()> {
     let n = a.elements.max(64) / 64 * 64;
-    println!("| protocol | parties | rounds | words sent / element / party | protocols.md (2PC: rounds, words) |");
+    println!("| protocol; N>2: parties | rounds | words sent / element / party | protocols.md: 2PC rounds, words per party; N > 2 rounds (L = 2 for N = 3) |");
     println!("|---|---|---|---|---|");
     for (name, shape, op, predicted) in ops(n) {
         for &p in &a.parties {
@@ -215,7 +215,7 @@ pub fn run(a: &CostsArgs) -> Result<()> {
             let outs = run_local(&cfg, &program)?;
             let (rounds, bytes) = outs.iter().map(|o| o.value).max_by_key(|v| v.1).unwrap();
             println!(
-                "| {name} | {p} | {rounds} | {:.2} | {predicted} |",
+                "| {name}; N>2: {p} | {rounds} | {:.2} | {predicted} |",
                 bytes as f64 / 8.0 / elems as f64
             );
         }
