@@ -193,7 +193,7 @@ fn ops(n: usize) -> Vec<(&'static str, Vec<usize>, Op, &'static str)> {
 
 pub fn run(a: &CostsArgs) -> Result<()> {
     let n = a.elements.max(64) / 64 * 64;
-    println!("| protocol; N>2: parties | rounds | words sent / element / party | protocols.md: 2PC rounds, words per party; N > 2 rounds (L = 2 for N = 3) |");
+    println!("| protocol | parties | rounds | words sent / element / party | protocols.md: 2PC rounds, words per party; N > 2 rounds (L = 2 for N = 3) |");
     println!("|---|---|---|---|---|");
     for (name, shape, op, predicted) in ops(n) {
         for &p in &a.parties {
@@ -215,7 +215,7 @@ pub fn run(a: &CostsArgs) -> Result<()> {
             let outs = run_local(&cfg, &program)?;
             let (rounds, bytes) = outs.iter().map(|o| o.value).max_by_key(|v| v.1).unwrap();
             println!(
-                "| {name}; N>2: {p} | {rounds} | {:.2} | {predicted} |",
+                "| {name} | {p} | {rounds} | {:.2} | {predicted} |",
                 bytes as f64 / 8.0 / elems as f64
             );
         }
