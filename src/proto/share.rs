@@ -90,15 +90,6 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Shares of the public tensor c (party 0 holds c, the others zero).
-    pub fn public_share(&self, c: &RingTensor) -> Share {
-        if self.party() == 0 {
-            Share(c.clone())
-        } else {
-            Share(RingTensor::zeros(c.shape()))
-        }
-    }
-
     /// x XOR c for public c: only party 0 applies it.
     pub fn xor_public(&self, x: &BinShare, c: u64) -> BinShare {
         if self.party() == 0 {

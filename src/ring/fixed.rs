@@ -62,11 +62,6 @@ impl FixedPoint {
             t.data().iter().map(|&x| self.decode(x)).collect(),
         )
     }
-
-    /// Encode an integer at scale 1 (no fractional bits), e.g. for comparison bits.
-    pub fn encode_int(v: i64) -> u64 {
-        v as u64
-    }
 }
 
 #[cfg(test)]

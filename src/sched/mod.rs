@@ -344,7 +344,9 @@ fn linear_parts(
         return linear_layer(ctx, op, x, w, b, env.weights);
     }
     let finish = |ctx: &Ctx, prep: &PreparedLinear, bias: &Share, row0: usize| -> Result<Share> {
-        let y = chunked(ctx, x, 0, k, &|c, xc, s| ctx_finish(c, prep, xc, row0 + s))?;
+        let y = chunked(ctx, x, 0, k, &|c, xc, s| {
+            c.finish_linear_rows(prep, xc, row0 + s)
+        })?;
         Ok(y.add(&Share(broadcast_bias(&bias.0, y.shape()))))
     };
     match env.slots {
@@ -401,10 +403,6 @@ impl Exec for BlockExec<'_> {
     ) -> Result<Share> {
         chunked(ctx, x, 0, self.env.schedule.k(), &|c, xc, _| f(c, xc))
     }
-}
-
-fn ctx_finish(ctx: &Ctx, prep: &PreparedLinear, x: &Share, row0: usize) -> Result<Share> {
-    ctx.finish_linear_rows(prep, x, row0)
 }
 
 /// Model inference under `schedule`. Same protocols as `Model::forward_mpc`; outputs agree
