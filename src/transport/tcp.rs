@@ -537,7 +537,7 @@ impl IoThread {
         c.read_done = true;
         // A peer that finished cleanly needs nothing more from us: late posts to it are
         // still written (it drains them), not errors. Any other departure fails posts.
-        if !(c.got_bye && !hard) {
+        if !c.got_bye || hard {
             self.sh.mark_gone(p, &d.why);
         }
         // The socket stays registered: after a clean goodbye we may still have to flush
