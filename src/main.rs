@@ -3,6 +3,13 @@
 use clap::Parser;
 
 fn main() {
+    // Exit quietly when stdout is a closed pipe (`mpc-pipe run | head`), as Unix tools do,
+    // instead of panicking in println!.
+    #[cfg(unix)]
+    // SAFETY: restoring the default SIGPIPE disposition before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = mpc_pipe::cli::Cli::parse();
     // Every protocol round allocates multi-MiB message and tensor buffers; keep them in the
     // heap instead of mmap/munmap per buffer (see tune_allocator_for_messages).
