@@ -19,6 +19,7 @@ use crate::runtime::job::{self, Job, JobSpec};
 use crate::runtime::local::fresh_session;
 use crate::runtime::local::run_online_traced;
 use crate::runtime::{record_plan, PartyOutcome, SessionConfig};
+use crate::transport::emulator::LinkProfile;
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
@@ -117,7 +118,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
         pr.fixed = cfg.fixed;
         pr.material_dir = a.material.clone();
         let outs = crate::runtime::process::spawn_parties(&pr)?;
-        report(&spec, &job.reference, &outs, a.material.is_some());
+        report(&spec, &job.reference, &outs, a.material.is_some(), &link);
         return Ok(());
     }
     let material = match &a.material {
@@ -140,7 +141,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
             path.display()
         );
     }
-    report(&spec, &job.reference, &outs, a.material.is_some());
+    report(&spec, &job.reference, &outs, a.material.is_some(), &link);
     Ok(())
 }
 
@@ -157,10 +158,18 @@ pub fn report(
     reference: &PlainTensor,
     outs: &[PartyOutcome<PlainTensor>],
     from_files: bool,
+    link: &LinkProfile,
 ) {
     let out = &outs[0].value;
+    let net = match link.bandwidth_mbps {
+        Some(bw) => format!("{} ({bw} Mbit/s, {} ms)", link.name, link.latency_ms),
+        None if link.latency_ms > 0.0 => {
+            format!("{} (unlimited, {} ms)", link.name, link.latency_ms)
+        }
+        None => format!("{} (unshaped)", link.name),
+    };
     println!(
-        "model {}  parties {}  batch {}  weights {:?}  scheme {} (k {}, m {})  material {}",
+        "model {}  parties {}  batch {}  weights {:?}  scheme {} (k {}, m {})  network {net}  material {}",
         spec.model,
         spec.parties,
         spec.batch,
