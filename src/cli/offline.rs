@@ -1,37 +1,40 @@
 //! `mpc-pipe offline`: dry-run a job to record its plan, deal the material, and write one
 //! file per party (`DIR/party<i>.mat`, see offline::file for the format). The online phase
 //! (`mpc-pipe run --material DIR`) refuses files of another session, party or plan.
-//! Depends on runtime, offline, cli::run (shared job options).
+//! Depends on runtime, offline, cli::args (shared job options).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
 
-use super::run::RunArgs;
+use super::args::JobArgs;
 use crate::error::{Error, Result};
 use crate::offline::{deal, file};
 use crate::runtime::job;
 use crate::runtime::local::fresh_session;
-use crate::runtime::record_plan;
+use crate::runtime::{record_plan, SessionConfig};
 
 #[derive(Args, Debug)]
 pub struct OfflineArgs {
     /// Directory to write party<i>.mat into (created if missing).
     #[arg(long)]
     pub out: PathBuf,
+    /// Number of computing parties, 2..=8.
+    #[arg(long, default_value_t = 2)]
+    pub parties: usize,
     #[command(flatten)]
-    pub job: RunArgs,
+    pub job: JobArgs,
 }
 
 pub fn run(a: &OfflineArgs) -> Result<()> {
-    if a.job.material.is_some() {
-        return Err(Error::Config(
-            "--material makes no sense for `offline`; use --out".into(),
-        ));
-    }
-    let spec = a.job.job_spec()?;
-    let cfg = a.job.session_config()?;
+    let spec = a.job.spec(a.parties)?;
+    let cfg = SessionConfig {
+        parties: a.parties,
+        fixed: a.job.fixed()?,
+        timeout: std::time::Duration::from_secs(60),
+    };
+    cfg.check()?;
     let job = job::build(&spec)?;
     let t0 = Instant::now();
     let plan = record_plan(&cfg, &*job.program)?;
