@@ -29,6 +29,25 @@ fn write_material(dir: &Path, parties: usize, batch: usize, session: u64) -> [u8
     plan.hash()
 }
 
+/// Load `path` expecting (session, party, parties, plan hash).
+fn load_as(
+    path: &Path,
+    session: u64,
+    party: usize,
+    parties: usize,
+    plan_hash: [u8; 32],
+) -> mpc_pipe::Result<PartyMaterial> {
+    file::load(
+        path,
+        &Expect {
+            session: Some(session),
+            party,
+            parties,
+            plan_hash,
+        },
+    )
+}
+
 fn expect_material_err(r: mpc_pipe::Result<PartyMaterial>, needle: &str) {
     match r {
         Err(Error::Material(msg)) => assert!(
@@ -46,18 +65,7 @@ fn files_round_trip_into_a_correct_online_run() {
         let dir = scratch(&format!("rt{parties}"));
         let hash = write_material(&dir, parties, 2, 77);
         let material: Vec<PartyMaterial> = (0..parties)
-            .map(|p| {
-                file::load(
-                    &file::party_file(&dir, p),
-                    &Expect {
-                        session: Some(77),
-                        party: p,
-                        parties,
-                        plan_hash: hash,
-                    },
-                )
-                .unwrap()
-            })
+            .map(|p| load_as(&file::party_file(&dir, p), 77, p, parties, hash).unwrap())
             .collect();
         let job = build(&JobSpec::new("selftest", parties, 2)).unwrap();
         let outs = run_online(&SessionConfig::new(parties), &material, &*job.program).unwrap();
@@ -82,18 +90,7 @@ fn truncated_file_is_refused() {
             .unwrap()
             .set_len(cut)
             .unwrap();
-        expect_material_err(
-            file::load(
-                &path,
-                &Expect {
-                    session: Some(5),
-                    party: 0,
-                    parties: 2,
-                    plan_hash: hash,
-                },
-            ),
-            "truncated",
-        );
+        expect_material_err(load_as(&path, 5, 0, 2, hash), "truncated");
     }
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -107,31 +104,9 @@ fn corrupted_or_foreign_file_is_refused() {
     let mid = bytes.len() - 40;
     bytes[mid] ^= 1;
     std::fs::write(&path, &bytes).unwrap();
-    expect_material_err(
-        file::load(
-            &path,
-            &Expect {
-                session: Some(5),
-                party: 0,
-                parties: 2,
-                plan_hash: hash,
-            },
-        ),
-        "checksum",
-    );
+    expect_material_err(load_as(&path, 5, 0, 2, hash), "checksum");
     std::fs::write(&path, vec![0x55u8; 4096]).unwrap();
-    expect_material_err(
-        file::load(
-            &path,
-            &Expect {
-                session: Some(5),
-                party: 0,
-                parties: 2,
-                plan_hash: hash,
-            },
-        ),
-        "not an mpc-pipe",
-    );
+    expect_material_err(load_as(&path, 5, 0, 2, hash), "not an mpc-pipe");
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -140,15 +115,7 @@ fn file_of_another_session_is_refused() {
     let dir = scratch("session");
     let hash = write_material(&dir, 2, 1, 1111);
     expect_material_err(
-        file::load(
-            &file::party_file(&dir, 1),
-            &Expect {
-                session: Some(2222),
-                party: 1,
-                parties: 2,
-                plan_hash: hash,
-            },
-        ),
+        load_as(&file::party_file(&dir, 1), 2222, 1, 2, hash),
         "session",
     );
     std::fs::remove_dir_all(&dir).ok();
@@ -159,27 +126,11 @@ fn file_for_another_party_is_refused() {
     let dir = scratch("party");
     let hash = write_material(&dir, 3, 1, 9);
     expect_material_err(
-        file::load(
-            &file::party_file(&dir, 1),
-            &Expect {
-                session: Some(9),
-                party: 2,
-                parties: 3,
-                plan_hash: hash,
-            },
-        ),
+        load_as(&file::party_file(&dir, 1), 9, 2, 3, hash),
         "party 1",
     );
     expect_material_err(
-        file::load(
-            &file::party_file(&dir, 1),
-            &Expect {
-                session: Some(9),
-                party: 1,
-                parties: 4,
-                plan_hash: hash,
-            },
-        ),
+        load_as(&file::party_file(&dir, 1), 9, 1, 4, hash),
         "3 parties",
     );
     std::fs::remove_dir_all(&dir).ok();
@@ -195,15 +146,7 @@ fn file_for_another_plan_is_refused() {
         .unwrap()
         .hash();
     expect_material_err(
-        file::load(
-            &file::party_file(&dir, 0),
-            &Expect {
-                session: Some(9),
-                party: 0,
-                parties: 2,
-                plan_hash: other,
-            },
-        ),
+        load_as(&file::party_file(&dir, 0), 9, 0, 2, other),
         "another plan",
     );
     std::fs::remove_dir_all(&dir).ok();

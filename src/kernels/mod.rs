@@ -156,37 +156,27 @@ impl KernelSet {
     }
 }
 
+/// The table of one rung: its microkernel's tile and depth, the drivers instantiated on it,
+/// and its elementwise set.
+fn set_of<K: driver::MicroKernel>(isa: Isa, ew: elementwise::EwSet) -> KernelSet {
+    KernelSet {
+        isa,
+        mr: K::MR,
+        nr: K::NR,
+        kc: K::KC,
+        gemm: driver::gemm_entry::<K>,
+        conv: conv::conv_entry::<K>,
+        ew,
+    }
+}
+
 fn build(isa: Isa) -> KernelSet {
     match isa {
-        Isa::Scalar => KernelSet {
-            isa,
-            mr: portable::MR,
-            nr: portable::NR,
-            kc: <portable::Portable as driver::MicroKernel>::KC,
-            gemm: driver::gemm_entry::<portable::Portable>,
-            conv: conv::conv_entry::<portable::Portable>,
-            ew: elementwise::EwSet::portable(),
-        },
+        Isa::Scalar => set_of::<portable::Portable>(isa, elementwise::EwSet::portable()),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => KernelSet {
-            isa,
-            mr: avx2::MR,
-            nr: avx2::NR,
-            kc: <avx2::Avx2 as driver::MicroKernel>::KC,
-            gemm: driver::gemm_entry::<avx2::Avx2>,
-            conv: conv::conv_entry::<avx2::Avx2>,
-            ew: elementwise::EwSet::avx2(),
-        },
+        Isa::Avx2 => set_of::<avx2::Avx2>(isa, elementwise::EwSet::avx2()),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => KernelSet {
-            isa,
-            mr: avx512::MR,
-            nr: avx512::NR,
-            kc: <avx512::Avx512 as driver::MicroKernel>::KC,
-            gemm: driver::gemm_entry::<avx512::Avx512>,
-            conv: conv::conv_entry::<avx512::Avx512>,
-            ew: elementwise::EwSet::avx512(),
-        },
+        Isa::Avx512 => set_of::<avx512::Avx512>(isa, elementwise::EwSet::avx512()),
         #[cfg(not(target_arch = "x86_64"))]
         _ => unreachable!("non-x86 rungs are never available"),
     }
