@@ -204,8 +204,6 @@ thread_local! {
     /// Packing buffers reused across calls from one thread: fresh multi-MB allocations cost
     /// page faults comparable to the pack itself.
     static PACK_BUF: RefCell<(Vec<u64>, Vec<u64>)> = const { RefCell::new((Vec::new(), Vec::new())) };
-    /// A task's own packed B block (see `b_in_task`), reused by each pool thread.
-    static TASK_B: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Below this many multiply-adds a call runs on the calling thread only.
@@ -269,99 +267,60 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel, B: BSource>(
     let tasks: Vec<(usize, usize)> = (0..m_sl.div_ceil(mb))
         .flat_map(|ti| (0..n_sl.div_ceil(nb)).map(move |tj| (ti, tj)))
         .collect();
-    // With a single row block, no B block is shared between tasks: each task packs its own
-    // right before using it, so the packed block is written to and read from L2 instead of
-    // making a round trip through L3 (a small-m product like 128×768·768×3072 is otherwise
-    // dominated by that traffic).
-    let b_in_task = m_sl.div_ceil(mb) == 1;
 
     // A row-major A is read in place by the microkernel (no pack); only a ragged last
-    // sliver of rows is packed, per task.
+    // sliver of rows is packed.
     let direct_a = a.cs == 1 && a.rs >= k as isize;
-    let run = |abuf: &mut Vec<u64>, bbuf: &mut Vec<u64>| {
-        let abuf = aligned(abuf, if direct_a { 0 } else { m_sl * mr * kc_max });
-        let bbuf = aligned(bbuf, if b_in_task { 0 } else { n_sl * bw * kc_max });
-        let mut p0 = 0;
-        while p0 < k {
-            let kc = kc_max.min(k - p0);
-            let acc = accumulate || p0 > 0;
-            let apack = &mut abuf[..if direct_a { 0 } else { m_sl * mr * kc }];
-            let bpack = &mut bbuf[..if b_in_task { 0 } else { n_sl * bw * kc }];
-            let pack_a = |(s, dst): (usize, &mut [u64])| pack::pack_a(a, s * mr, mr, p0, kc, dst);
-            // B is packed in groups of slivers (one parallel job each).
-            let group = 8;
-            let pack_b = |(g, dst): (usize, &mut [u64])| {
-                let j0 = g * group * nr;
-                b.pack_panel(p0, kc, j0, (n - j0).min(group * nr), nr, K::B_SWAP, dst);
-            };
-            if parallel {
-                apack.par_chunks_mut(mr * kc).enumerate().for_each(pack_a);
-                bpack
-                    .par_chunks_mut(group * bw * kc)
-                    .enumerate()
-                    .for_each(pack_b);
-            } else {
-                apack.chunks_mut(mr * kc).enumerate().for_each(pack_a);
-                bpack
-                    .chunks_mut(group * bw * kc)
-                    .enumerate()
-                    .for_each(pack_b);
-            }
-            let (apack, bpack) = (&*apack, &*bpack);
-            let task = |&(ti, tj): &(usize, usize)| {
-                let (s0, s1) = (ti * mb, ((ti + 1) * mb).min(m_sl));
-                let (t0, t1) = (tj * nb, ((tj + 1) * nb).min(n_sl));
-                let mut edge = Vec::new();
-                let mut work = |bblock: &[u64]| {
-                    // ir outer: the A sliver stays in L1 while B slivers stream from L2.
-                    for si in s0..s1 {
-                        let (ap, rs_a) = if !direct_a {
-                            (apack[si * mr * kc..].as_ptr(), 0)
-                        } else if si * mr + mr <= m {
-                            let off = (si * mr) as isize * a.rs + p0 as isize;
-                            (a.data.as_ptr().offset(off), a.rs)
-                        } else {
-                            edge.resize(mr * kc, 0);
-                            pack::pack_a(a, si * mr, mr, p0, kc, &mut edge);
-                            (edge.as_ptr(), 0)
-                        };
-                        for sj in t0..t1 {
-                            let bp = bblock[(sj - t0) * bw * kc..].as_ptr();
-                            tile::<K>(kc, ap, rs_a, bp, c, si * mr, sj * nr, m, n, acc);
-                        }
+    // Each task walks every k slab itself and packs its own B block (and A block) right
+    // before using it, so the whole product is one parallel phase: a phase per slab (pack,
+    // join, compute, join) left a core idle at every join whenever the other was slowed,
+    // which on a shared 2-core machine cost a third of the 2-thread rate. The packed block
+    // is also written to and read from L2 instead of making a round trip through L3. The
+    // price is packing a B block once per row block (and an A block once per column block):
+    // O(1/MR·mb) of the multiply-adds, under 1% for every block size chosen above.
+    let task = |&(ti, tj): &(usize, usize)| {
+        let (s0, s1) = (ti * mb, ((ti + 1) * mb).min(m_sl));
+        let (t0, t1) = (tj * nb, ((tj + 1) * nb).min(n_sl));
+        let (j0, cols) = (t0 * nr, (n - t0 * nr).min((t1 - t0) * nr));
+        let slabs = |abuf: &mut Vec<u64>, bbuf: &mut Vec<u64>| {
+            let mut p0 = 0;
+            while p0 < k {
+                let kc = kc_max.min(k - p0);
+                let acc = accumulate || p0 > 0;
+                let bblock = aligned(bbuf, (t1 - t0) * bw * kc);
+                b.pack_panel(p0, kc, j0, cols, nr, K::B_SWAP, bblock);
+                let ablock = aligned(abuf, mr * kc);
+                // ir outer: the A sliver stays in L1 while B slivers stream from L2.
+                for si in s0..s1 {
+                    let (ap, rs_a) = if direct_a && si * mr + mr <= m {
+                        let off = (si * mr) as isize * a.rs + p0 as isize;
+                        (a.data.as_ptr().offset(off), a.rs)
+                    } else {
+                        pack::pack_a(a, si * mr, mr, p0, kc, ablock);
+                        (ablock.as_ptr(), 0)
+                    };
+                    for sj in t0..t1 {
+                        let bp = bblock[(sj - t0) * bw * kc..].as_ptr();
+                        tile::<K>(kc, ap, rs_a, bp, c, si * mr, sj * nr, m, n, acc);
                     }
-                };
-                if !b_in_task {
-                    return work(&bpack[t0 * bw * kc..]);
                 }
-                let j0 = t0 * nr;
-                let mut pack_own = |buf: &mut Vec<u64>| {
-                    let buf = aligned(buf, (t1 - t0) * bw * kc);
-                    let cols = (n - j0).min((t1 - t0) * nr);
-                    b.pack_panel(p0, kc, j0, cols, nr, K::B_SWAP, buf);
-                    work(buf);
-                };
-                TASK_B.with(|cell| match cell.try_borrow_mut() {
-                    Ok(mut buf) => pack_own(&mut buf),
-                    Err(_) => pack_own(&mut Vec::new()),
-                });
-            };
-            if parallel {
-                tasks.par_iter().for_each(task);
-            } else {
-                tasks.iter().for_each(task);
+                p0 += kc;
             }
-            p0 += kc;
-        }
+        };
+        PACK_BUF.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut bufs) => {
+                let (abuf, bbuf) = &mut *bufs;
+                slabs(abuf, bbuf)
+            }
+            // Re-entered from a task of an outer call on this thread: use fresh buffers.
+            Err(_) => slabs(&mut Vec::new(), &mut Vec::new()),
+        });
     };
-    PACK_BUF.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut bufs) => {
-            let (abuf, bbuf) = &mut *bufs;
-            run(abuf, bbuf)
-        }
-        // Re-entered from a task of an outer call on this thread: use fresh buffers.
-        Err(_) => run(&mut Vec::new(), &mut Vec::new()),
-    });
+    if parallel {
+        tasks.par_iter().for_each(task);
+    } else {
+        tasks.iter().for_each(task);
+    }
 }
 
 /// `len` elements of `buf` starting on a 64-byte boundary. The microkernels load B one
