@@ -83,7 +83,9 @@ fn corrected_values(req: &Request, free: &[&Material]) -> Vec<Vec<u64>> {
     match *req {
         Request::Mul { .. } => {
             let (a, b) = (sum(&comp(0)), sum(&comp(1)));
-            vec![a.iter().zip(&b).map(|(x, y)| x.wrapping_mul(*y)).collect()]
+            let mut c = vec![0u64; a.len()];
+            kernels::ew::mul(&mut c, &a, &b);
+            vec![c]
         }
         Request::Matmul { m, k, n } => {
             let (a, b) = (sum(&comp(0)), sum(&comp(1)));
@@ -103,7 +105,9 @@ fn corrected_values(req: &Request, free: &[&Material]) -> Vec<Vec<u64>> {
         }
         Request::Square { .. } => {
             let r = sum(&comp(0));
-            vec![r.iter().map(|x| x.wrapping_mul(*x)).collect()]
+            let mut r2 = vec![0u64; r.len()];
+            kernels::ew::mul(&mut r2, &r, &r);
+            vec![r2]
         }
         Request::And { len, rep } => {
             let (a, b) = (xor(&comp(0)), xor(&comp(1)));

@@ -1,10 +1,11 @@
 //! Arithmetic protocols: Beaver multiplication (elementwise, with the bilinear op as a
 //! parameter so matmul and conv share it), square, binary AND, and products with public
-//! constants (protocols.md §3.2-§3.4). Depends on proto::ctx, proto::share, ring, offline.
+//! constants (protocols.md §3.2-§3.4). Depends on proto::ctx, proto::share, ring, kernels (elementwise products), offline.
 
 use super::ctx::{Combine, Ctx};
 use super::share::{BinShare, Share};
 use crate::error::{Error, Result};
+use crate::kernels::ew;
 use crate::offline::Request;
 use crate::ring::RingTensor;
 
@@ -54,9 +55,13 @@ impl<'a> Ctx<'a> {
                 y.shape()
             )));
         }
-        let z = self.beaver("mul", Request::Mul { len: x.len() }, &x.0, &y.0, |a, b| {
-            a.mul(b)
-        })?;
+        let z = self.beaver(
+            "mul",
+            Request::Mul { len: x.len() },
+            &x.0,
+            &y.0,
+            ew::mul_tensors,
+        )?;
         Ok(Share(z))
     }
 
@@ -79,16 +84,16 @@ impl<'a> Ctx<'a> {
             .open("square", &[&x.0.sub(&r)], Combine::Add)?
             .pop()
             .unwrap();
-        let mut z = r2.add(&eps.mul(&r).scale(2));
+        let mut z = r2.add(&ew::scale_tensor(&ew::mul_tensors(&eps, &r), 2));
         if self.party() == 0 {
-            z.add_assign(&eps.mul(&eps));
+            z.add_assign(&ew::mul_tensors(&eps, &eps));
         }
         Ok(Share(z))
     }
 
     /// x·c for a public real c: local product, then truncation.
     pub fn mul_public(&self, x: &Share, c: f64) -> Result<Share> {
-        let z = Share(x.0.scale(self.fixed().encode(c)));
+        let z = Share(ew::scale_tensor(&x.0, self.fixed().encode(c)));
         self.trunc(&z)
     }
 
@@ -101,7 +106,7 @@ impl<'a> Ctx<'a> {
                 c.shape()
             )));
         }
-        self.trunc(&Share(x.0.mul(c)))
+        self.trunc(&Share(ew::mul_tensors(&x.0, c)))
     }
 
     /// x AND y over XOR shares (§3.4). `y` holds `rep` stacked copies of x's shape
