@@ -11,18 +11,17 @@
 //!   deliver = free' + latency
 //! ```
 //!
-//! `delivery_time` is that formula and nothing else, so it can be tested on its own. The
-//! `Delayer` is the thread that holds messages until their delivery time, so neither the
-//! compute threads (in `post`) nor the socket I/O thread ever sleep for the emulator.
+//! `delivery_time` is that formula and nothing else, so it can be tested on its own. A
+//! message goes into the receiver's `Inbox` at once, stamped with its delivery time, and the
+//! receiving thread does not take it before then (sleeping, then spinning the last
+//! `WAKE_EARLY_NS`), so neither `post` nor the socket I/O thread ever sleeps for the
+//! emulator and no extra thread's wake-up sits between the due time and the receiver.
 //!
 //! Profiles (`bench-configs/links.toml` documents the sources): `local` unshaped, `lan`
 //! 10 Gbit/s with 0.1 ms one-way latency, `wan` 400 Mbit/s with 20 ms one-way latency.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -251,141 +250,48 @@ impl Clock {
     }
 }
 
-/// How long before a due time the delivery thread's first sleep ends.
-const WAKE_EARLY_NS: u64 = 400_000;
+/// How long before a due time a waiting receiver's sleep ends; it spins the rest. Timed
+/// sleeps end late by ~10-30 us on an idle machine (timer slack, waking an idle CPU), more
+/// on a busy one; this margin absorbs the usual overshoot while bounding the spin, which
+/// is the only CPU an emulated latency costs.
+const WAKE_EARLY_NS: u64 = 100_000;
 
-struct Pending<T> {
-    due_ns: u64,
-    seq: u64,
-    item: T,
+/// When a receiver waiting for something due at `due` should end its sleep.
+pub(crate) fn wake_before(due: u64) -> u64 {
+    due.saturating_sub(WAKE_EARLY_NS)
 }
 
-impl<T> PartialEq for Pending<T> {
-    fn eq(&self, o: &Self) -> bool {
-        (self.due_ns, self.seq) == (o.due_ns, o.seq)
+/// True when `due` is close enough to `now` that sleeping would likely overshoot it.
+pub(crate) fn near(now: u64, due: u64) -> bool {
+    due.saturating_sub(now) <= WAKE_EARLY_NS
+}
+
+/// Busy-wait until `due`: only ever called when `near`, so it spins at most
+/// `WAKE_EARLY_NS` (plus however long the thread is preempted).
+pub(crate) fn spin_until(clock: &Clock, due: u64) {
+    while clock.now_ns() < due {
+        std::hint::spin_loop();
     }
 }
-impl<T> Eq for Pending<T> {}
-impl<T> PartialOrd for Pending<T> {
-    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl<T> Ord for Pending<T> {
-    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
-        (self.due_ns, self.seq).cmp(&(o.due_ns, o.seq))
-    }
-}
 
-struct DelayerState<T> {
-    heap: BinaryHeap<Reverse<Pending<T>>>,
-    seq: u64,
-    closing: bool,
-}
-
-struct DelayerShared<T> {
-    state: Mutex<DelayerState<T>>,
-    changed: Condvar,
-}
-
-/// A delivery thread: items scheduled with a due time are handed to `deliver` no earlier
-/// than that time, in due-time order (ties in scheduling order). The scheduling side only
-/// takes a short lock to push onto a heap; it never sleeps.
-pub struct Delayer<T: Send + 'static> {
-    shared: Arc<DelayerShared<T>>,
-    clock: Clock,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl<T: Send + 'static> Delayer<T> {
-    pub fn new(clock: Clock, name: &str, deliver: impl FnMut(T) + Send + 'static) -> Self {
-        let shared = Arc::new(DelayerShared {
-            state: Mutex::new(DelayerState {
-                heap: BinaryHeap::new(),
-                seq: 0,
-                closing: false,
-            }),
-            changed: Condvar::new(),
-        });
-        let sh = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name(name.into())
-            .spawn(move || Self::run(sh, clock, deliver))
-            .expect("spawn delivery thread");
-        Delayer {
-            shared,
-            clock,
-            thread: Some(thread),
+/// Give the calling thread a 1 us timer slack, once per thread. The default (50 us) lets
+/// the kernel end a sleep up to that much late, which would eat most of `WAKE_EARLY_NS`.
+/// Only threads that wait on an emulated link get here; a finer slack only makes their
+/// timed sleeps end closer to what they asked for.
+pub(crate) fn fine_timer_slack() {
+    #[cfg(target_os = "linux")]
+    {
+        thread_local! {
+            static DONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
         }
-    }
-
-    /// Hand `item` to the delivery thread, due at `due_ns` on this delayer's clock.
-    pub fn schedule(&self, due_ns: u64, item: T) {
-        let mut st = self.shared.state.lock().unwrap();
-        let seq = st.seq;
-        st.seq += 1;
-        let earliest = st.heap.peek().is_none_or(|Reverse(p)| due_ns < p.due_ns);
-        st.heap.push(Reverse(Pending { due_ns, seq, item }));
-        drop(st);
-        if earliest {
-            self.shared.changed.notify_one();
-        }
-    }
-
-    fn run(sh: Arc<DelayerShared<T>>, clock: Clock, mut deliver: impl FnMut(T)) {
-        // The default timer slack (50 us) would add up to that much to every emulated
-        // latency; 1 us keeps the one-way error well inside netcheck's 0.2 ms target.
-        #[cfg(target_os = "linux")]
-        // SAFETY: PR_SET_TIMERSLACK only changes this thread's timer slack.
-        unsafe {
-            libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong, 0, 0, 0);
-        }
-        let mut st = sh.state.lock().unwrap();
-        loop {
-            let now = clock.now_ns();
-            match st.heap.peek() {
-                Some(Reverse(p)) if p.due_ns <= now => {
-                    let Reverse(p) = st.heap.pop().unwrap();
-                    // Deliver without the lock so schedulers never wait on the receiver.
-                    drop(st);
-                    deliver(p.item);
-                    st = sh.state.lock().unwrap();
+        DONE.with(|d| {
+            if !d.replace(true) {
+                // SAFETY: PR_SET_TIMERSLACK only changes this thread's timer slack.
+                unsafe {
+                    libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong, 0, 0, 0);
                 }
-                Some(Reverse(p)) => {
-                    // Long sleeps wake late on an idle (virtual) CPU, by ~0.1-0.2 ms here;
-                    // short ones do not. So sleep to shortly before the due time, then
-                    // take a second, short sleep for the rest.
-                    let left = p.due_ns - now;
-                    let nap = if left > WAKE_EARLY_NS {
-                        left - WAKE_EARLY_NS
-                    } else {
-                        left
-                    };
-                    st = sh
-                        .changed
-                        .wait_timeout(st, Duration::from_nanos(nap))
-                        .unwrap()
-                        .0;
-                }
-                None if st.closing => return,
-                None => st = sh.changed.wait(st).unwrap(),
             }
-        }
-    }
-
-    pub fn clock(&self) -> Clock {
-        self.clock
-    }
-}
-
-impl<T: Send + 'static> Drop for Delayer<T> {
-    /// Deliver everything still pending (at its due time), then stop the thread.
-    fn drop(&mut self) {
-        self.shared.state.lock().unwrap().closing = true;
-        self.shared.changed.notify_one();
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
+        });
     }
 }
 

@@ -1,11 +1,18 @@
 //! The receive side shared by both transports: per peer, a lock-free queue the I/O side
 //! pushes arrived messages onto, and a tag-addressed mailbox the compute side drains it
-//! into. Depends on comm, error (and crossbeam).
+//! into. Depends on comm, error, transport::emulator (and crossbeam).
 //!
-//! Why a queue and a map: the I/O thread (or delivery thread) must never wait for compute,
+//! Why a queue and a map: the I/O thread (or a posting thread) must never wait for compute,
 //! so it only pushes onto a `SegQueue`; it takes the mailbox lock only when a waiter is
 //! asleep, to wake it. Waiters need lookup by tag (messages arrive in any order), so they
 //! move queued messages into a map under the mailbox lock and take their own tag from it.
+//!
+//! Emulated links: every arrival carries the time it is due (its emulated delivery time;
+//! 0 when unshaped), and a waiter does not take a message, nor report a departure, before
+//! that time. The waiter itself sleeps until the due time rather than a delivery thread
+//! waking it then: each thread-to-thread wake-up after a long idle spell costs tens of
+//! microseconds or more (more on idle virtual CPUs), and a chain of them (delivery thread,
+//! then waiter) made emulated latencies late by 0.1-0.2 ms. See `emulator::wake_before`.
 //!
 //! Lost-wakeup freedom (a Dekker pattern): the pusher does push; fence; load(sleepers). A
 //! waiter does sleepers += 1; fence; drain; then sleeps on the condvar under the lock. Either
@@ -19,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam::queue::SegQueue;
 
+use super::emulator::{self, Clock};
 use crate::comm::{PartyId, Tag};
 use crate::error::{Error, Result};
 
@@ -47,7 +55,8 @@ impl Departure {
 }
 
 struct PeerBox {
-    queue: SegQueue<Arrival>,
+    /// (due time on the inbox's clock, arrival).
+    queue: SegQueue<(u64, Arrival)>,
     sleepers: AtomicUsize,
     map: Mutex<Slot>,
     arrived: Condvar,
@@ -55,17 +64,19 @@ struct PeerBox {
 
 #[derive(Default)]
 struct Slot {
-    msgs: HashMap<Tag, Vec<u64>>,
-    gone: Option<Departure>,
+    msgs: HashMap<Tag, (u64, Vec<u64>)>,
+    gone: Option<(u64, Departure)>,
 }
 
 /// The mailboxes of one party, one per peer.
 pub struct Inbox {
     peers: Vec<PeerBox>,
+    clock: Clock,
 }
 
 impl Inbox {
-    pub fn new(parties: usize) -> Self {
+    /// Mailboxes for `parties` peers; due times of `push_at` are on `clock`.
+    pub fn new(parties: usize, clock: Clock) -> Self {
         Inbox {
             peers: (0..parties)
                 .map(|_| PeerBox {
@@ -75,13 +86,20 @@ impl Inbox {
                     arrived: Condvar::new(),
                 })
                 .collect(),
+            clock,
         }
     }
 
-    /// Called by the I/O side. Never blocks unless a waiter sleeps on this peer.
+    /// Called by the I/O side: `a` may be taken at once. Never blocks unless a waiter
+    /// sleeps on this peer.
     pub fn push(&self, from: PartyId, a: Arrival) {
+        self.push_at(from, 0, a)
+    }
+
+    /// As `push`, but `a` may not be taken before `due_ns` on the inbox's clock.
+    pub fn push_at(&self, from: PartyId, due_ns: u64, a: Arrival) {
         let pb = &self.peers[from];
-        pb.queue.push(a);
+        pb.queue.push((due_ns, a));
         fence(Ordering::SeqCst);
         if pb.sleepers.load(Ordering::SeqCst) > 0 {
             let _g = pb.map.lock().unwrap();
@@ -89,12 +107,15 @@ impl Inbox {
         }
     }
 
-    /// Move queued arrivals into the map. Returns an error if a tag arrived twice.
-    fn drain(pb: &PeerBox, slot: &mut Slot, from: PartyId) -> Result<()> {
-        while let Some(a) = pb.queue.pop() {
+    /// Move queued arrivals into the map; returns how many moved. Errors if a tag arrived
+    /// twice.
+    fn drain(pb: &PeerBox, slot: &mut Slot, from: PartyId) -> Result<usize> {
+        let mut moved = 0;
+        while let Some((due, a)) = pb.queue.pop() {
+            moved += 1;
             match a {
                 Arrival::Msg(tag, data) => {
-                    if slot.msgs.insert(tag, data).is_some() {
+                    if slot.msgs.insert(tag, (due, data)).is_some() {
                         return Err(Error::Protocol(format!(
                             "party {from} sent tag {:#x} twice",
                             tag.0
@@ -102,54 +123,82 @@ impl Inbox {
                     }
                 }
                 Arrival::Gone(why) => {
-                    slot.gone.get_or_insert(why);
+                    slot.gone.get_or_insert((due, why));
                 }
             }
         }
-        Ok(())
+        Ok(moved)
     }
 
-    /// Block until the message `tag` from `from` is here, the peer is gone, or `timeout`
-    /// has passed. Returns the message and the time spent blocked.
+    /// Block until the message `tag` from `from` is here (and due), the peer is gone, or
+    /// `timeout` has passed. Returns the message and the time spent blocked.
     pub fn wait(&self, from: PartyId, tag: Tag, timeout: Duration) -> Result<(Vec<u64>, Duration)> {
         let pb = &self.peers[from];
         let start = Instant::now();
+        let deadline = self.clock.now_ns() + timeout.as_nanos() as u64;
         let mut slot = pb.map.lock().unwrap();
         loop {
             Self::drain(pb, &mut slot, from)?;
-            if let Some(d) = slot.msgs.remove(&tag) {
-                return Ok((d, start.elapsed()));
-            }
-            if let Some(d) = &slot.gone {
-                return Err(match d.blame {
-                    Some(b) if b != from => Error::Peer {
-                        peer: b,
-                        op: format!("receive of tag {:#x}", tag.0),
-                        msg: format!("reported by party {from}, which stopped: {}", d.why),
-                    },
-                    _ => Error::Peer {
-                        peer: from,
-                        op: format!("receive of tag {:#x}", tag.0),
-                        msg: d.why.clone(),
-                    },
-                });
-            }
-            let Some(left) = timeout.checked_sub(start.elapsed()) else {
+            let now = self.clock.now_ns();
+            // The earliest time something we wait for becomes due, if it is here already.
+            let pending = if let Some(&(due, _)) = slot.msgs.get(&tag) {
+                if due <= now {
+                    let (_, d) = slot.msgs.remove(&tag).unwrap();
+                    return Ok((d, start.elapsed()));
+                }
+                Some(due)
+            } else if let Some((due, d)) = &slot.gone {
+                if *due <= now {
+                    return Err(Self::departed(from, tag, d));
+                }
+                Some(*due)
+            } else {
+                None
+            };
+            if now >= deadline {
                 return Err(Error::Timeout {
                     peer: from,
                     op: format!("receive of tag {:#x}", tag.0),
                     secs: timeout.as_secs_f64(),
                 });
-            };
+            }
+            if let Some(due) = pending.filter(|&d| d <= deadline) {
+                if emulator::near(now, due) {
+                    // Without the lock: other waiters on this peer must not wait for us.
+                    drop(slot);
+                    emulator::spin_until(&self.clock, due);
+                    slot = pb.map.lock().unwrap();
+                    continue;
+                }
+            }
+            let wake = pending.map_or(deadline, |d| emulator::wake_before(d).min(deadline));
             pb.sleepers.fetch_add(1, Ordering::SeqCst);
             fence(Ordering::SeqCst);
-            Self::drain(pb, &mut slot, from)?;
-            if slot.msgs.contains_key(&tag) || slot.gone.is_some() {
+            if Self::drain(pb, &mut slot, from)? > 0 {
                 pb.sleepers.fetch_sub(1, Ordering::SeqCst);
                 continue;
             }
-            slot = pb.arrived.wait_timeout(slot, left).unwrap().0;
+            if pending.is_some() {
+                emulator::fine_timer_slack();
+            }
+            let nap = Duration::from_nanos(wake.saturating_sub(now).max(1));
+            slot = pb.arrived.wait_timeout(slot, nap).unwrap().0;
             pb.sleepers.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    fn departed(from: PartyId, tag: Tag, d: &Departure) -> Error {
+        match d.blame {
+            Some(b) if b != from => Error::Peer {
+                peer: b,
+                op: format!("receive of tag {:#x}", tag.0),
+                msg: format!("reported by party {from}, which stopped: {}", d.why),
+            },
+            _ => Error::Peer {
+                peer: from,
+                op: format!("receive of tag {:#x}", tag.0),
+                msg: d.why.clone(),
+            },
         }
     }
 
@@ -158,6 +207,60 @@ impl Inbox {
         let pb = &self.peers[from];
         let mut slot = pb.map.lock().unwrap();
         let _ = Self::drain(pb, &mut slot, from);
-        slot.gone.clone()
+        let now = self.clock.now_ns();
+        slot.gone
+            .as_ref()
+            .filter(|(due, _)| *due <= now)
+            .map(|(_, d)| d.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_is_not_taken_before_it_is_due_nor_holds_up_other_tags() {
+        let clock = Clock::default();
+        let inbox = Inbox::new(2, clock);
+        let due = clock.now_ns() + 30_000_000;
+        inbox.push_at(1, due, Arrival::Msg(Tag(5), vec![1]));
+        inbox.push(1, Arrival::Msg(Tag(6), vec![2]));
+        assert_eq!(
+            inbox.wait(1, Tag(6), Duration::from_secs(5)).unwrap().0,
+            vec![2]
+        );
+        assert_eq!(
+            inbox.wait(1, Tag(5), Duration::from_secs(5)).unwrap().0,
+            vec![1]
+        );
+        assert!(clock.now_ns() >= due);
+    }
+
+    #[test]
+    fn a_departure_counts_only_once_due_and_what_is_due_after_the_timeout_times_out() {
+        let clock = Clock::default();
+        let inbox = Inbox::new(2, clock);
+        let later = clock.now_ns() + 600_000_000_000;
+        inbox.push_at(1, later, Arrival::Msg(Tag(1), vec![1]));
+        inbox.push_at(1, later, Arrival::Gone(Departure::new("bye")));
+        assert!(inbox.gone(1).is_none());
+        let short = Duration::from_millis(20);
+        assert!(matches!(
+            inbox.wait(1, Tag(1), short),
+            Err(Error::Timeout { .. })
+        ));
+        assert!(matches!(
+            inbox.wait(1, Tag(2), short),
+            Err(Error::Timeout { .. })
+        ));
+
+        let inbox = Inbox::new(2, clock);
+        inbox.push(1, Arrival::Gone(Departure::new("bye")));
+        assert!(inbox.gone(1).is_some());
+        assert!(matches!(
+            inbox.wait(1, Tag(2), short),
+            Err(Error::Peer { peer: 1, .. })
+        ));
     }
 }

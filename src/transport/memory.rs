@@ -3,21 +3,18 @@
 //! transport::{inbox, emulator}.
 //!
 //! Each directed link (from, to) ends in the receiver's `Inbox`; `post` pushes the message
-//! there (directly, or through the link emulator's delivery thread when shaped), `wait`
-//! sleeps until its own tag arrives. When an endpoint is dropped (its party finished or failed), peers still waiting
+//! there at once (stamped with its emulated delivery time when shaped), `wait` sleeps until
+//! its own tag is there and due. When an endpoint is dropped (its party finished or failed), peers still waiting
 //! on it fail at once with an error naming it, rather than waiting out the timeout.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::emulator::{Clock, Delayer, Link, LinkProfile};
+use super::emulator::{Clock, Link, LinkProfile};
 use super::inbox::{Arrival, Departure, Inbox};
 use crate::comm::{Comm, Counters, PartyId, Tag};
 use crate::error::{Error, Result};
-
-/// (receiver, sender, what) handed to the delivery thread.
-type Delivery = (PartyId, PartyId, Arrival);
 
 struct Shared {
     n: usize,
@@ -27,19 +24,18 @@ struct Shared {
     timeout: Duration,
     /// links[from * n + to]; only used when shaped.
     links: Vec<Link>,
+    /// The time base of the links and of every inbox's due times.
     clock: Clock,
-    /// The delivery thread of a shaped network (None = unshaped, deliver at once).
-    delayer: Option<Delayer<Delivery>>,
+    shaped: bool,
 }
 
 impl Shared {
     fn deliver(&self, from: PartyId, to: PartyId, bytes: u64, a: Arrival) {
-        match &self.delayer {
-            None => self.inbox[to].push(from, a),
-            Some(d) => {
-                let due = self.links[from * self.n + to].schedule(self.clock.now_ns(), bytes);
-                d.schedule(due, (to, from, a));
-            }
+        if self.shaped {
+            let due = self.links[from * self.n + to].schedule(self.clock.now_ns(), bytes);
+            self.inbox[to].push_at(from, due, a);
+        } else {
+            self.inbox[to].push(from, a);
         }
     }
 }
@@ -54,21 +50,16 @@ impl MemoryNetwork {
     }
 
     /// Endpoints whose every directed link is emulated with `link` (bandwidth and one-way
-    /// latency). A delivery thread holds each message until its delivery time, so `post`
-    /// never sleeps.
+    /// latency). Receivers do not take a message before its delivery time; `post` never
+    /// sleeps.
     pub fn endpoints_with_links(
         n: usize,
         timeout: Duration,
         link: LinkProfile,
     ) -> Vec<MemoryEndpoint> {
-        let inbox: Arc<Vec<Inbox>> = Arc::new((0..n).map(|_| Inbox::new(n)).collect());
         let clock = Clock::default();
-        let delayer = (!link.is_unshaped()).then(|| {
-            let inbox = inbox.clone();
-            Delayer::new(clock, "mpc-link-emu", move |(to, from, a): Delivery| {
-                inbox[to].push(from, a)
-            })
-        });
+        let inbox: Arc<Vec<Inbox>> = Arc::new((0..n).map(|_| Inbox::new(n, clock)).collect());
+        let shaped = !link.is_unshaped();
         let shared = Arc::new(Shared {
             n,
             inbox,
@@ -76,7 +67,7 @@ impl MemoryNetwork {
             timeout,
             links: (0..n * n).map(|_| Link::new(link.clone())).collect(),
             clock,
-            delayer,
+            shaped,
         });
         (0..n)
             .map(|id| MemoryEndpoint {

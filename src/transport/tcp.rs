@@ -10,9 +10,9 @@
 //!   through the poll's `Waker` (at most one wake-up outstanding), so it never blocks.
 //! - The I/O thread writes queued messages as frames (vectored writes, until `WouldBlock`),
 //!   and reads every readable socket until `WouldBlock`, large payloads straight into the
-//!   message's memory. Complete messages go to the `Inbox` (through the link emulator's
-//!   delivery thread when the session is shaped: receiver side, from the arrival of the
-//!   message's first byte, so a slow real link only ever adds delay).
+//!   message's memory. Complete messages go to the `Inbox` at once (when the session is
+//!   shaped, stamped with their emulated delivery time, counted on the receiver side from
+//!   the arrival of the message's first byte, so a slow real link only ever adds delay).
 //! - A peer that closes, resets or sends a bad frame is marked gone with the reason; waiters
 //!   on it fail at once naming it, and a silent peer fails them after the timeout.
 //!
@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use crossbeam::queue::SegQueue;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::emulator::{Clock, Delayer, Link, LinkProfile};
+use super::emulator::{Clock, Link, LinkProfile};
 use super::frame::{self, Decoder, Event, HEADER_BYTES, KIND_BYE, KIND_DATA};
 use super::handshake::{handshake, HelloParams, SessionKey, PROTOCOL_VERSION};
 use super::inbox::{Arrival, Departure, Inbox};
@@ -205,12 +205,16 @@ impl TcpNetwork {
             s.set_write_timeout(None)?;
             s.set_nodelay(true)?;
             s.set_nonblocking(true)?;
+            if !cfg.link.is_unshaped() {
+                enable_rx_stamps(&s)?;
+            }
             let mut ms = mio::net::TcpStream::from_std(s);
             poll.registry()
                 .register(&mut ms, Token(p), Interest::READABLE | Interest::WRITABLE)?;
             conns.push(Some(Conn::new(ms, cfg.max_frame)));
         }
-        let inbox = Arc::new(Inbox::new(n));
+        let clock = Clock::default();
+        let inbox = Arc::new(Inbox::new(n, clock));
         let shared = Arc::new(Shared {
             n,
             me: cfg.party,
@@ -225,20 +229,8 @@ impl TcpNetwork {
             abort: AtomicBool::new(false),
             abort_msg: Mutex::new(None),
         });
-        let clock = Clock::default();
-        let shaping = (!cfg.link.is_unshaped()).then(|| {
-            let inbox = inbox.clone();
-            (
-                (0..n)
-                    .map(|_| Link::new(cfg.link.clone()))
-                    .collect::<Vec<_>>(),
-                Delayer::new(
-                    clock,
-                    "mpc-link-emu",
-                    move |(from, a): (PartyId, Arrival)| inbox.push(from, a),
-                ),
-            )
-        });
+        let shaping = (!cfg.link.is_unshaped())
+            .then(|| (0..n).map(|_| Link::new(cfg.link.clone())).collect());
         let io = IoThread {
             sh: shared.clone(),
             poll,
@@ -347,6 +339,97 @@ fn recv_uninit(
     }
 }
 
+/// Ask the kernel to stamp received data with its arrival time (read back by
+/// `recv_stamped`). Only shaped sessions use it: it is what the emulated link's clock starts
+/// from, and it costs a cmsg per read.
+fn enable_rx_stamps(s: &TcpStream) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let on: libc::c_int = 1;
+        // SAFETY: a valid socket and an int option value of the right size.
+        let r = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPNS,
+                &on as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = s;
+    Ok(())
+}
+
+/// Bound on how far before the read a kernel receive stamp may move a message's start on
+/// the emulated link. Stamps are on the wall clock, so a clock step between arrival and read
+/// could otherwise move it arbitrarily (and make a message early); an I/O thread that
+/// really is this far behind is rare, and the message is then only late, never early.
+const MAX_STAMP_AGE_NS: u64 = 50_000_000;
+
+/// As `recv_uninit`, and the emulator time at which the data reached the socket, from the
+/// kernel's receive stamp (`t_read`, the emulator time just before the call, when there is
+/// no stamp). TCP stamps a read with the arrival of the last segment it consumed, so the
+/// result is never earlier than the message's real arrival.
+///
+/// Why not just `t_read`: the I/O thread's own wake-up after an idle spell (tens of us to
+/// over 0.1 ms on idle virtual CPUs) would be added to every emulated latency, though on a
+/// real link the bytes are already there, waiting.
+fn recv_stamped(
+    s: &mio::net::TcpStream,
+    buf: &mut [std::mem::MaybeUninit<u8>],
+    t_read: u64,
+) -> io::Result<(usize, u64)> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let real_read = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+            iov_len: buf.len(),
+        };
+        // u64s keep the control buffer aligned for cmsghdr.
+        let mut ctrl = [0u64; 16];
+        // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = ctrl.as_mut_ptr() as *mut libc::c_void;
+        msg.msg_controllen = std::mem::size_of_val(&ctrl) as _;
+        // SAFETY: iov describes writable memory we own, the control buffer is ours and its
+        // length is given; recvmsg writes at most those lengths.
+        let r = unsafe { libc::recvmsg(s.as_raw_fd(), &mut msg, 0) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut arrived = t_read;
+        // SAFETY: walking the control messages the kernel wrote, with the libc macros.
+        unsafe {
+            let mut cm = libc::CMSG_FIRSTHDR(&msg);
+            while !cm.is_null() {
+                if (*cm).cmsg_level == libc::SOL_SOCKET && (*cm).cmsg_type == libc::SCM_TIMESTAMPNS
+                {
+                    let ts = std::ptr::read_unaligned(libc::CMSG_DATA(cm) as *const libc::timespec);
+                    let stamp = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+                    let age = real_read.saturating_sub(stamp).min(MAX_STAMP_AGE_NS);
+                    arrived = t_read.saturating_sub(age);
+                }
+                cm = libc::CMSG_NXTHDR(&msg, cm);
+            }
+        }
+        Ok((r as usize, arrived))
+    }
+    #[cfg(not(target_os = "linux"))]
+    recv_uninit(s, buf).map(|n| (n, t_read))
+}
+
 /// A message being written: its frames go out in order.
 struct OutMsg {
     tag: Tag,
@@ -402,16 +485,13 @@ impl Conn {
     }
 }
 
-/// Per-peer incoming links and the delivery thread that holds arrivals until due.
-type Shaping = (Vec<Link>, Delayer<(PartyId, Arrival)>);
-
 struct IoThread {
     sh: Arc<Shared>,
     poll: Poll,
     conns: Vec<Option<Conn>>,
     clock: Clock,
-    /// Per-peer incoming links and the delivery thread, when shaped.
-    shaping: Option<Shaping>,
+    /// Per-peer incoming links, when shaped (their times are on `clock`, as the inbox's).
+    shaping: Option<Vec<Link>>,
     max_frame: usize,
 }
 
@@ -544,9 +624,9 @@ impl IoThread {
         // our own data and goodbye to the peer, which needs its writable events.
         match &self.shaping {
             None => self.sh.inbox.push(p, Arrival::Gone(d)),
-            Some((links, delayer)) => {
+            Some(links) => {
                 let due = links[p].schedule(self.clock.now_ns(), 0);
-                delayer.schedule(due, (p, Arrival::Gone(d)));
+                self.sh.inbox.push_at(p, due, Arrival::Gone(d));
             }
         }
     }
@@ -559,9 +639,29 @@ impl IoThread {
             if c.read_done {
                 return;
             }
-            let t_read = self.clock.now_ns();
+            let mut t_read = self.clock.now_ns();
+            let stamped = self.shaping.is_some();
             let r = if let Some(dst) = c.dec.direct(DIRECT_MIN) {
-                recv_uninit(&c.sock, dst).map(|n| (n, true))
+                if stamped {
+                    recv_stamped(&c.sock, dst, t_read).map(|(n, t)| {
+                        t_read = t;
+                        (n, true)
+                    })
+                } else {
+                    recv_uninit(&c.sock, dst).map(|n| (n, true))
+                }
+            } else if stamped {
+                // SAFETY: viewing initialised bytes as MaybeUninit; recv only writes bytes.
+                let dst = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        c.staging.as_mut_ptr() as *mut std::mem::MaybeUninit<u8>,
+                        c.staging.len(),
+                    )
+                };
+                recv_stamped(&c.sock, dst, t_read).map(|(n, t)| {
+                    t_read = t;
+                    (n, false)
+                })
             } else {
                 (&c.sock).read(&mut c.staging).map(|n| (n, false))
             };
@@ -618,9 +718,9 @@ impl IoThread {
                     }
                     match &self.shaping {
                         None => self.sh.inbox.push(p, Arrival::Msg(tag, data)),
-                        Some((links, delayer)) => {
+                        Some(links) => {
                             let due = links[p].schedule(t0, 8 * data.len() as u64);
-                            delayer.schedule(due, (p, Arrival::Msg(tag, data)));
+                            self.sh.inbox.push_at(p, due, Arrival::Msg(tag, data));
                         }
                     }
                 }
