@@ -256,14 +256,27 @@ impl Clock {
 /// is the only CPU an emulated latency costs.
 const WAKE_EARLY_NS: u64 = 100_000;
 
-/// When a receiver waiting for something due at `due` should end its sleep.
-pub(crate) fn wake_before(due: u64) -> u64 {
-    due.saturating_sub(WAKE_EARLY_NS)
+/// A wait shorter than this (from when the receiver started waiting to the due time) is
+/// slept out to the due time, never spun: the CPU had no time to go idle, so the sleep ends
+/// within a few us of the 1 us slack, well inside the 0.2 ms latency target. Spinning on
+/// every short lan-scale wait would instead burn the cores that pipelined lanes and the
+/// other in-process parties need to compute on.
+const SPIN_MIN_WAIT_NS: u64 = 1_000_000;
+
+/// When a receiver that started waiting at `start` for something due at `due` should end
+/// its sleep.
+pub(crate) fn wake_before(start: u64, due: u64) -> u64 {
+    if due.saturating_sub(start) < SPIN_MIN_WAIT_NS {
+        due
+    } else {
+        due.saturating_sub(WAKE_EARLY_NS)
+    }
 }
 
-/// True when `due` is close enough to `now` that sleeping would likely overshoot it.
-pub(crate) fn near(now: u64, due: u64) -> bool {
-    due.saturating_sub(now) <= WAKE_EARLY_NS
+/// True when the receiver should spin out the rest of the wait: a long wait (after which a
+/// sleep would likely overshoot) whose due time is close to `now`.
+pub(crate) fn near(start: u64, now: u64, due: u64) -> bool {
+    due.saturating_sub(start) >= SPIN_MIN_WAIT_NS && due.saturating_sub(now) <= WAKE_EARLY_NS
 }
 
 /// Busy-wait until `due`: only ever called when `near`, so it spins at most

@@ -135,7 +135,8 @@ impl Inbox {
     pub fn wait(&self, from: PartyId, tag: Tag, timeout: Duration) -> Result<(Vec<u64>, Duration)> {
         let pb = &self.peers[from];
         let start = Instant::now();
-        let deadline = self.clock.now_ns() + timeout.as_nanos() as u64;
+        let start_ns = self.clock.now_ns();
+        let deadline = start_ns + timeout.as_nanos() as u64;
         let mut slot = pb.map.lock().unwrap();
         loop {
             Self::drain(pb, &mut slot, from)?;
@@ -163,7 +164,7 @@ impl Inbox {
                 });
             }
             if let Some(due) = pending.filter(|&d| d <= deadline) {
-                if emulator::near(now, due) {
+                if emulator::near(start_ns, now, due) {
                     // Without the lock: other waiters on this peer must not wait for us.
                     drop(slot);
                     emulator::spin_until(&self.clock, due);
@@ -171,7 +172,9 @@ impl Inbox {
                     continue;
                 }
             }
-            let wake = pending.map_or(deadline, |d| emulator::wake_before(d).min(deadline));
+            let wake = pending.map_or(deadline, |d| {
+                emulator::wake_before(start_ns, d).min(deadline)
+            });
             pb.sleepers.fetch_add(1, Ordering::SeqCst);
             fence(Ordering::SeqCst);
             if Self::drain(pb, &mut slot, from)? > 0 {
