@@ -146,7 +146,7 @@ fn prepared_linear_equals_one_shot_linear() {
         let want = quantize(&x).matmul(&quantize(&w));
         let got = reveal_all(n, |ctx| {
             let ws = ctx.share_plain(1, Some(&w), w.shape())?;
-            let prep = ctx.prepare_linear(LinearOp::Matmul, &[4, 9], &ws)?;
+            let prep = ctx.prepare_linear(LinearOp::Matmul, &[4, 9], ws)?;
             let xs = ctx.share_plain(0, Some(&x), x.shape())?;
             let z = ctx.finish_linear(&prep, &xs)?;
             ctx.reveal_plain(&z)

@@ -1,5 +1,6 @@
 //! The benchmark harness: every required CSV column, rows consistent with their own
-//! definitions, and an interrupted sweep resumes without repeating or losing rows.
+//! definitions, and an interrupted sweep resumes without repeating or losing rows (also
+//! from a file an older version wrote, with fewer columns).
 
 use std::path::PathBuf;
 
@@ -65,6 +66,8 @@ fn rows_have_every_column_and_consistent_values() {
         .next()
         .unwrap()
         .to_string();
+    // Columns are only ever appended: the last one is the newest.
+    assert_eq!(header.rsplit(',').next(), Some("material"), "{header}");
     for col in REQUIRED {
         assert!(
             header.split(',').any(|h| h == col),
@@ -84,6 +87,8 @@ fn rows_have_every_column_and_consistent_values() {
             assert_eq!(r.speedup_vs_serial, Some(1.0));
         }
         assert_eq!(r.link_util.is_some(), r.network == "lan");
+        // lenet's material is far below the eager limit: expanded before the clock.
+        assert_eq!(r.material, "eager", "{r:?}");
     }
     std::fs::remove_dir_all(out.parent().unwrap()).ok();
 }
@@ -137,4 +142,30 @@ fn bad_configs_are_refused_with_the_reason() {
         .contains("unknown scheme"));
     let zero = CONFIG.replace("chunks = 2", "chunks = 0");
     assert!(BenchConfig::parse(&zero).is_err());
+}
+
+#[test]
+fn a_file_from_before_the_material_column_is_upgraded_and_resumed() {
+    let out = scratch("upgrade");
+    let cfg = BenchConfig::parse(CONFIG).unwrap();
+    run_matrix(&cfg, &out).unwrap();
+    // An older version's file: no `material` column, and crashed after four rows.
+    let text = std::fs::read_to_string(&out).unwrap();
+    let old: Vec<String> = text
+        .lines()
+        .take(5)
+        .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+        .collect();
+    assert!(!old[0].contains("material"));
+    std::fs::write(&out, old.join("\n") + "\n").unwrap();
+    let rows = run_matrix(&cfg, &out).unwrap();
+    assert_eq!(rows.len(), 6);
+    let read = csv_out::read_rows(&out).unwrap();
+    assert_eq!(read.len(), 6);
+    // Old rows did not record their material mode; new rows do.
+    assert!(read[..4].iter().all(|r| r.material.is_empty()), "{read:?}");
+    assert!(read[4..].iter().all(|r| r.material == "eager"), "{read:?}");
+    let header = std::fs::read_to_string(&out).unwrap();
+    assert!(header.lines().next().unwrap().ends_with(",material"));
+    std::fs::remove_dir_all(out.parent().unwrap()).ok();
 }

@@ -68,7 +68,7 @@ fn files_round_trip_into_a_correct_online_run() {
             .map(|p| load_as(&file::party_file(&dir, p), 77, p, parties, hash).unwrap())
             .collect();
         let job = build(&JobSpec::new("selftest", parties, 2)).unwrap();
-        let outs = run_online(&SessionConfig::new(parties), &material, &*job.program).unwrap();
+        let outs = run_online(&SessionConfig::new(parties), material, &*job.program).unwrap();
         // x² then ·w with |x| <= 1.75, |w| <= 0.5, k = 4: input quantization (< 1 ulp each)
         // and two truncations (2 ulp each) stay far below 1e-3.
         let err = outs[0].value.max_abs_diff(&job.reference);

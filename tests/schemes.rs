@@ -18,9 +18,13 @@ mod common;
 use common::*;
 
 use mpc_pipe::model::{zoo, Layer, Model, Weights};
+use mpc_pipe::offline::deal;
 use mpc_pipe::proto::Ctx;
 use mpc_pipe::ring::{FixedPoint, PlainTensor};
+use mpc_pipe::runtime::local::{fresh_session, run_online_as, MaterialMode};
+use mpc_pipe::runtime::{record_plan, SessionConfig};
 use mpc_pipe::sched::{self, Schedule, Scheme};
+use mpc_pipe::transport::emulator::LinkProfile;
 
 fn q(t: &PlainTensor) -> PlainTensor {
     quantize(t)
@@ -107,6 +111,18 @@ fn bound(layers: &[Layer], x: &PlainTensor, sigma: f64, d: f64) -> (PlainTensor,
 }
 
 fn check_model(name: &str, parties: usize, weights: Weights, schemes: &[&str]) {
+    check_model_as(name, parties, weights, schemes, None)
+}
+
+/// As `check_model`; with `Some(mode)`, the material is dealt and used in that mode
+/// instead of the one `run_online` would pick for the plan's size.
+fn check_model_as(
+    name: &str,
+    parties: usize,
+    weights: Weights,
+    schemes: &[&str],
+    mode: Option<MaterialMode>,
+) {
     let model = zoo::build(name, 3).unwrap();
     let qmodel = Model {
         layers: quantize_layers(&model.layers),
@@ -123,11 +139,23 @@ fn check_model(name: &str, parties: usize, weights: Weights, schemes: &[&str]) {
             chunks: 2,
             batches_in_flight: 2,
         };
-        let got = reveal_all(parties, |ctx: &Ctx| {
+        let program = |ctx: &Ctx| {
             let x = ctx.share_plain(parties - 1, Some(&input), &shape)?;
             let y = sched::forward(ctx, &model, &x, weights, &schedule)?;
             ctx.reveal_plain(&y)
-        });
+        };
+        let got = match mode {
+            None => reveal_all(parties, program),
+            Some(mode) => {
+                let cfg = SessionConfig::new(parties);
+                let plan = record_plan(&cfg, &program).unwrap();
+                let material = deal(&plan, parties, fresh_session());
+                let link = LinkProfile::unshaped();
+                let outs = run_online_as(&cfg, &link, material, mode, &program, None).unwrap();
+                assert!(outs.iter().all(|o| o.value == outs[0].value));
+                outs.into_iter().next().unwrap().value
+            }
+        };
         eprintln!(
             "{name} {parties}p {weights:?} {scheme}: bound {err_bound:.3e}, max error {:.3e}",
             got.max_abs_diff(&want)
@@ -155,6 +183,30 @@ fn lenet_every_scheme_matches_plaintext_2_and_3_parties() {
     check_model("lenet", 2, Weights::Private, &ALL);
     check_model("lenet", 3, Weights::Private, &ALL);
     check_model("lenet", 2, Weights::Public, &ALL);
+}
+
+/// Material drawn from the seeds on demand (what plans too large to expand use), with
+/// party 0's corrections moved into the store and freed as taken, decodes within the same
+/// bound as expanded material.
+#[test]
+fn lazy_material_matches_plaintext_2_and_3_parties() {
+    for parties in [2, 3] {
+        let schemes = ["serial", "all"];
+        check_model_as(
+            "lenet",
+            parties,
+            Weights::Private,
+            &schemes,
+            Some(MaterialMode::Lazy),
+        );
+        check_model_as(
+            "lenet",
+            parties,
+            Weights::Private,
+            &schemes,
+            Some(MaterialMode::Eager),
+        );
+    }
 }
 
 #[test]

@@ -13,7 +13,7 @@ use super::Point;
 use crate::error::{Error, Result};
 
 /// One CSV row. Column names and order are an interface: extend, never rename.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct Row {
     pub model: String,
     pub batch: usize,
@@ -48,6 +48,9 @@ pub struct Row {
     pub t_comm_s: f64,
     /// η = (T_serial - T_scheme) / (T_serial - max(T_compute, T_comm)); empty for serial.
     pub overlap_efficiency: Option<f64>,
+    /// `eager` or `lazy` (see bench::mod); empty in rows from before this column.
+    #[serde(default)]
+    pub material: String,
 }
 
 /// The identity of a row, for resuming.
@@ -105,6 +108,65 @@ pub fn read_rows(path: &Path) -> Result<Vec<Row>> {
         }
     }
     Ok(rows)
+}
+
+/// Bring a CSV written by an older version up to this version's header: every column it
+/// lacks is appended to the header and left empty in its rows, so a resumed sweep writes
+/// rows that match the header. Columns only ever come at the end (extend, never rename),
+/// so an old header is a prefix of the new one. The upgraded file replaces the old one by
+/// rename, after an fsync: a crash leaves one or the other, whole.
+pub fn upgrade(path: &Path) -> Result<()> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) if !t.is_empty() => t,
+        _ => return Ok(()),
+    };
+    let (old, body) = text.split_once('\n').unwrap_or((text.as_str(), ""));
+    let new = header();
+    if old == new {
+        return Ok(());
+    }
+    let missing = match new.strip_prefix(old) {
+        Some(rest) if rest.starts_with(',') => rest.matches(',').count(),
+        _ => {
+            return Err(Error::Config(format!(
+                "{}: its header is not a prefix of this version's ({new}); write to a new file",
+                path.display()
+            )))
+        }
+    };
+    let pad = ",".repeat(missing);
+    let mut out = String::with_capacity(text.len() + 64);
+    out.push_str(&new);
+    out.push('\n');
+    for line in body.lines().filter(|l| !l.is_empty()) {
+        out.push_str(line);
+        out.push_str(&pad);
+        out.push('\n');
+    }
+    let tmp = path.with_extension("csv.upgrade");
+    {
+        let mut f = std::fs::File::create(&tmp)
+            .map_err(|e| Error::Config(format!("cannot create {}: {e}", tmp.display())))?;
+        f.write_all(out.as_bytes())?;
+        f.sync_data()?;
+    }
+    std::fs::rename(&tmp, path)
+        .map_err(|e| Error::Config(format!("cannot replace {}: {e}", path.display())))?;
+    eprintln!(
+        "{}: added {missing} new column(s) to the header (empty in its existing rows)",
+        path.display()
+    );
+    Ok(())
+}
+
+/// This version's header line.
+fn header() -> String {
+    let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
+    let row = Row::default();
+    w.serialize(&row).expect("a row serializes");
+    let bytes = w.into_inner().expect("in-memory writer");
+    let text = String::from_utf8(bytes).expect("csv is utf-8");
+    text.lines().next().unwrap_or_default().to_string()
 }
 
 /// Append one row (with the header first if the file is new or empty), in one write, fsynced.

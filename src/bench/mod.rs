@@ -12,7 +12,11 @@
 //! online phases divided by the number of parties (all parties share this process and do
 //! symmetric work). cpu_util = compute_busy_s / online_s (can exceed 1 with parallel
 //! kernels); link_util = bytes_per_party·8·reps / (bandwidth · online_s), empty when
-//! unshaped.
+//! unshaped. material is `eager` when every party's material was expanded before the
+//! online clock started, `lazy` when it was too large (runtime::local::EAGER_MATERIAL_BYTES)
+//! and each request was drawn from its seed when taken: those online times include the
+//! AES-CTR expansion (party 0's corrections are always dealt offline). Empty in rows
+//! written before the column existed.
 //!
 //! Robustness. Rows are appended one `write` each to a file opened in append mode and
 //! flushed with fsync, so a crash leaves every finished row intact; on start, rows already
@@ -30,7 +34,7 @@ use crate::error::{Error, Result};
 use crate::model::Weights;
 use crate::offline::deal;
 use crate::runtime::job::{self, JobSpec};
-use crate::runtime::local::{fresh_session, run_online_with_link};
+use crate::runtime::local::{fresh_session, material_mode, run_online_with_link, MaterialMode};
 use crate::runtime::{record_plan, SessionConfig};
 use crate::sched::cost::CostInputs;
 use crate::sched::{Schedule, Scheme};
@@ -58,6 +62,8 @@ pub struct Measured {
     pub bytes_per_party: u64,
     pub rounds: u64,
     pub max_abs_err: f64,
+    /// Lazy if any repetition drew its material on demand (inside the online times).
+    pub material: MaterialMode,
 }
 
 /// One point of the matrix, without the scheme.
@@ -93,14 +99,19 @@ pub fn measure(
         bytes_per_party: 0,
         rounds: 0,
         max_abs_err: 0.0,
+        material: MaterialMode::Eager,
     };
     for rep in 0..warmup + reps {
         let material = deal(&plan, spec.parties, fresh_session());
+        let mode = material_mode(&material);
         let cpu0 = process_cpu_s();
-        let outs = run_online_with_link(&cfg, link, &material, &*job.program)?;
+        let outs = run_online_with_link(&cfg, link, material, &*job.program)?;
         let cpu = process_cpu_s() - cpu0;
         if rep < warmup {
             continue;
+        }
+        if mode == MaterialMode::Lazy {
+            m.material = mode;
         }
         let lat = outs.iter().map(|o| o.online_s).fold(0.0, f64::max);
         m.latencies_s.push(lat);
@@ -147,6 +158,7 @@ pub fn host_name() -> String {
 /// Run the whole matrix, appending rows to `out`; returns every row of this configuration
 /// matrix (resumed ones included) for the summary.
 pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> {
+    csv_out::upgrade(out)?;
     let done = csv_out::read_rows(out)?;
     let points = cfg.points()?;
     let total = points.len() * cfg.schemes.len();
@@ -284,6 +296,7 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
                 t_compute_s: tc,
                 t_comm_s: t_comm,
                 overlap_efficiency,
+                material: meas.material.to_string(),
             };
             csv_out::append_row(out, &row)?;
             rows.push(row);

@@ -130,7 +130,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
         ),
     };
     let recorder = a.trace.as_ref().map(|_| Recorder::new());
-    let outs = run_online_traced(&cfg, &link, &material, &*job.program, recorder.as_ref())?;
+    let outs = run_online_traced(&cfg, &link, material, &*job.program, recorder.as_ref())?;
     if let (Some(path), Some(rec)) = (&a.trace, &recorder) {
         let f = std::fs::File::create(path)
             .map_err(|e| Error::Config(format!("cannot create {}: {e}", path.display())))?;

@@ -305,7 +305,7 @@ pub fn linear_layer(
         Weights::Private => {
             let ws = ctx.share_plain(0, Some(w), w.shape())?;
             let bs = ctx.share_input(0, Some(&bias_enc), bias_enc.shape())?;
-            let y = ctx.linear(op, x, &ws)?;
+            let y = ctx.linear_owned(op, x, ws)?;
             Ok(y.add(&Share(broadcast_bias(&bs.0, y.shape()))))
         }
         Weights::Public => {

@@ -172,16 +172,17 @@ pub fn deal(plan: &Plan, parties: usize, session: u64) -> Vec<PartyMaterial> {
 
 impl PartyMaterial {
     /// This party's material for one planned request: its free components from its seed,
-    /// the rest from the seed (parties != 0) or from the dealer's corrections (party 0).
-    fn material_for(&self, key: u64, req: &Request) -> Result<Material> {
+    /// the rest from the seed (parties != 0) or from the dealer's correction `corr`
+    /// (party 0).
+    fn material_with(&self, key: u64, req: &Request, corr: Option<Material>) -> Result<Material> {
         if self.party == 0 {
-            let mut m = draw(&self.seed, key, req, req.free_components());
-            let corr = self.corrections.get(&key).ok_or_else(|| {
+            let corr = corr.ok_or_else(|| {
                 Error::Material(format!(
                     "party 0 material lacks the correction for operation {key:#018x}"
                 ))
             })?;
-            m.extend(corr.iter().cloned());
+            let mut m = draw(&self.seed, key, req, req.free_components());
+            m.extend(corr);
             Ok(m)
         } else {
             Ok(draw(&self.seed, key, req, req.component_lens().len()))
@@ -190,12 +191,24 @@ impl PartyMaterial {
 
     /// Expand seeds (and party 0's corrections) into the store the online phase reads.
     /// Done before the online phase starts, so PRG expansion is never timed with it.
+    /// Copies party 0's corrections; `into_store` moves them instead.
     pub fn expand(&self) -> Result<MaterialStore> {
-        let items: HashMap<u64, (Request, Material)> = self
+        self.clone().into_store()
+    }
+
+    /// As `expand`, moving party 0's corrections into the store: they are held once, not
+    /// twice, while the online phase runs.
+    pub fn into_store(mut self) -> Result<MaterialStore> {
+        let mut corrections = std::mem::take(&mut self.corrections);
+        let work: Vec<(u64, &Request, Option<Material>)> = self
             .plan
             .entries
-            .par_iter()
-            .map(|(key, req)| Ok((*key, (req.clone(), self.material_for(*key, req)?))))
+            .iter()
+            .map(|(key, req)| (*key, req, corrections.remove(key)))
+            .collect();
+        let items: HashMap<u64, (Request, Material)> = work
+            .into_par_iter()
+            .map(|(key, req, corr)| Ok((key, (req.clone(), self.material_with(key, req, corr)?))))
             .collect::<Result<_>>()?;
         Ok(MaterialStore::new(items))
     }
@@ -208,19 +221,32 @@ impl PartyMaterial {
     /// A source that draws each request's material from the seed when it is asked for,
     /// for plans too large to hold expanded (VGG16's ReLUs alone need ~4 GiB per party).
     /// The AES-CTR expansion (about 10 GB/s here) then runs inside the online phase.
+    /// Copies party 0's corrections; `into_lazy` moves them instead.
     pub fn lazy(&self) -> LazyStore {
+        self.clone().into_lazy()
+    }
+
+    /// As `lazy`, moving party 0's corrections into the store, which frees each one when
+    /// it is taken: a 3-party VGG16 or BERT-base has 4-5 GiB of them, which must not be
+    /// held twice (caller and store) nor to the end of the run.
+    pub fn into_lazy(mut self) -> LazyStore {
+        let corrections = Mutex::new(std::mem::take(&mut self.corrections));
         LazyStore {
             planned: self.plan.entries.iter().cloned().collect(),
             used: Mutex::new(HashSet::new()),
-            material: self.clone(),
+            corrections,
+            material: self,
         }
     }
 }
 
 /// Material drawn from the seed on demand; see `PartyMaterial::lazy`.
 pub struct LazyStore {
+    /// Seed and identity; its own `corrections` are empty (moved to `corrections`).
     material: PartyMaterial,
     planned: HashMap<u64, Request>,
+    /// Party 0's corrections not taken yet.
+    corrections: Mutex<HashMap<u64, Material>>,
     used: Mutex<HashSet<u64>>,
 }
 
@@ -236,6 +262,7 @@ impl MaterialSource for LazyStore {
                 "material for operation {key:#018x} ({req:?}) was already used"
             )));
         }
-        self.material.material_for(key, req)
+        let corr = self.corrections.lock().unwrap().remove(&key);
+        self.material.material_with(key, req, corr)
     }
 }

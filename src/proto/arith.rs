@@ -14,12 +14,13 @@ impl<'a> Ctx<'a> {
     /// open ε = x - a and δ = y - b in one round, then
     /// z = c + op(ε, b) + op(a, δ) (+ op(ε, δ) at party 0).
     /// Party 0 folds its extra term into op(ε, b + δ), so every party runs two products.
-    pub(crate) fn beaver(
+    /// An owned `y` (a layer's weight share) is freed as soon as it is masked.
+    pub(crate) fn beaver<Y: std::borrow::Borrow<RingTensor>>(
         &self,
         label: &str,
         req: Request,
         x: &RingTensor,
-        y: &RingTensor,
+        y: Y,
         op: impl Fn(&RingTensor, &RingTensor) -> RingTensor,
     ) -> Result<RingTensor> {
         let key = self.next_key();
@@ -27,11 +28,32 @@ impl<'a> Ctx<'a> {
         let [a, b, c]: [Vec<u64>; 3] = m
             .try_into()
             .map_err(|_| Error::Material("Beaver triple must have 3 components".into()))?;
+        let y_shape = y.borrow().shape().to_vec();
         let a = RingTensor::try_from_vec(x.shape(), a)?;
-        let b = RingTensor::try_from_vec(y.shape(), b)?;
-        let opened = self.open(label, &[&x.sub(&a), &y.sub(&b)], Combine::Add)?;
+        let mut b = RingTensor::try_from_vec(&y_shape, b)?;
+        // X - A and Y - B straight into the message: for a large weight (VGG16's first FC
+        // layer is 0.8 GB per party, times three parties in one process) every copy counts.
+        let mut masked = Vec::with_capacity(x.len() + y.borrow().len());
+        masked.extend(
+            x.data()
+                .iter()
+                .zip(a.data())
+                .map(|(p, q)| p.wrapping_sub(*q)),
+        );
+        masked.extend(
+            y.borrow()
+                .data()
+                .iter()
+                .zip(b.data())
+                .map(|(p, q)| p.wrapping_sub(*q)),
+        );
+        drop(y);
+        let opened = self.open_flat(label, masked, &[x.shape(), &y_shape], Combine::Add)?;
         let (eps, delta) = (&opened[0], &opened[1]);
-        let b_side = if self.party() == 0 { b.add(delta) } else { b };
+        if self.party() == 0 {
+            b.add_assign(delta);
+        }
+        let b_side = b;
         let mut z = op(eps, &b_side);
         z.add_assign(&op(&a, delta));
         let c = RingTensor::try_from_vec(z.shape(), c)?;

@@ -186,12 +186,14 @@ impl<'a> Ctx<'a> {
     /// A fresh pseudo-random zero sharing (PRZS): PRG_prev - PRG_next (XOR for binary).
     pub(crate) fn zero_sharing(&self, shape: &[usize], combine: Combine) -> RingTensor {
         let key = self.next_key();
-        let p = Prg::new(&self.seeds.prev, key).tensor(shape);
+        // In place: a model's largest weight (VGG16's 25088×4096) is 0.8 GB per party.
+        let mut p = Prg::new(&self.seeds.prev, key).tensor(shape);
         let n = Prg::new(&self.seeds.next, key).tensor(shape);
         match combine {
-            Combine::Add => p.sub(&n),
-            Combine::Xor => p.xor(&n),
+            Combine::Add => p.sub_assign(&n),
+            Combine::Xor => p.xor_assign(&n),
         }
+        p
     }
 
     fn name_op(e: Error, label: &str) -> Error {
@@ -218,9 +220,21 @@ impl<'a> Ctx<'a> {
         parts: &[&RingTensor],
         combine: Combine,
     ) -> Result<Vec<RingTensor>> {
+        let shapes: Vec<&[usize]> = parts.iter().map(|p| p.shape()).collect();
+        self.open_flat(label, RingTensor::flat_concat(parts), &shapes, combine)
+    }
+
+    /// As `open`, for parts already concatenated in `total` (in the order of `shapes`):
+    /// callers with large operands build the message once instead of part by part.
+    pub(crate) fn open_flat(
+        &self,
+        label: &str,
+        mut total: Vec<u64>,
+        shapes: &[&[usize]],
+        combine: Combine,
+    ) -> Result<Vec<RingTensor>> {
         let tag = Tag(self.next_key());
         let (me, n) = (self.party(), self.parties());
-        let mut total = RingTensor::flat_concat(parts);
         self.counters().round();
         for peer in (0..n).filter(|&p| p != me) {
             self.comm
@@ -240,16 +254,25 @@ impl<'a> Ctx<'a> {
                 Combine::Xor => total.iter_mut().zip(&theirs).for_each(|(a, b)| *a ^= *b),
             }
         }
-        let mut out = Vec::with_capacity(parts.len());
+        // The largest part keeps the message's buffer; only the others are copied out.
+        let lens: Vec<usize> = shapes.iter().map(|s| s.iter().product()).collect();
+        let big = (0..lens.len()).max_by_key(|&i| lens[i]).unwrap_or(0);
+        let start: usize = lens[..big].iter().sum();
+        let mut out: Vec<Option<RingTensor>> = Vec::with_capacity(shapes.len());
         let mut off = 0;
-        for p in parts {
-            out.push(RingTensor::from_vec(
-                p.shape(),
-                total[off..off + p.len()].to_vec(),
-            ));
-            off += p.len();
+        for (i, (s, &len)) in shapes.iter().zip(&lens).enumerate() {
+            out.push((i != big).then(|| RingTensor::from_vec(s, total[off..off + len].to_vec())));
+            off += len;
         }
-        Ok(out)
+        if let Some(slot) = out.get_mut(big) {
+            total.truncate(start + lens[big]);
+            total.drain(..start);
+            *slot = Some(RingTensor::from_vec(shapes[big], total));
+        }
+        Ok(out
+            .into_iter()
+            .map(|t| t.expect("every part filled"))
+            .collect())
     }
 
     /// One round in which only `to` learns the sum of everyone's `x`.

@@ -92,6 +92,14 @@ impl<'a> Ctx<'a> {
         self.trunc(&Share(z))
     }
 
+    /// As `linear`, consuming the weight share so that it is freed once masked (a large
+    /// layer's share then never coexists with the whole message of the open).
+    pub fn linear_owned(&self, op: LinearOp, x: &Share, w: Share) -> Result<Share> {
+        let req = op.request(x.shape(), w.shape())?;
+        let z = self.beaver("linear", req, &x.0, w.0, |a, b| op.apply(a, b))?;
+        self.trunc(&Share(z))
+    }
+
     /// Public-weight linear product: each party multiplies its own share, no round (N = 2).
     pub fn linear_public(&self, op: LinearOp, x: &Share, w: &RingTensor) -> Result<Share> {
         op.request(x.shape(), w.shape())?;
@@ -125,12 +133,13 @@ impl<'a> Ctx<'a> {
     }
 
     /// First half of a private-weight layer: open F = W - B (one round, input-independent)
-    /// and compute C + A·F. The input only needs to be known by shape.
+    /// and compute C + A·F. The input only needs to be known by shape. The weight share is
+    /// consumed: W - B is computed in its buffer, which becomes the message.
     pub fn prepare_linear(
         &self,
         op: LinearOp,
         x_shape: &[usize],
-        w: &Share,
+        w: Share,
     ) -> Result<PreparedLinear> {
         let req = op.request(x_shape, w.shape())?;
         let key = self.next_key();
@@ -139,14 +148,25 @@ impl<'a> Ctx<'a> {
             .try_into()
             .map_err(|_| Error::Material("linear triple must have 3 components".into()))?;
         let a = RingTensor::try_from_vec(x_shape, a)?;
-        let b = RingTensor::try_from_vec(w.shape(), b)?;
+        let mut b = RingTensor::try_from_vec(w.shape(), b)?;
+        let w_shape = w.shape().to_vec();
+        let mut masked = w.0;
+        masked.sub_assign(&b);
         let f = self
-            .open("linear weight mask", &[&w.0.sub(&b)], Combine::Add)?
+            .open_flat(
+                "linear weight mask",
+                masked.into_data(),
+                &[&w_shape],
+                Combine::Add,
+            )?
             .pop()
             .unwrap();
         let mut base = op.apply(&a, &f);
         base.add_assign(&RingTensor::try_from_vec(base.shape(), c)?);
-        let b_side = if self.party() == 0 { b.add(&f) } else { b };
+        if self.party() == 0 {
+            b.add_assign(&f);
+        }
+        let b_side = b;
         Ok(PreparedLinear {
             op,
             a,

@@ -22,6 +22,42 @@ use crate::transport::MemoryNetwork;
 /// the online phase; larger plans draw material on demand.
 pub const EAGER_MATERIAL_BYTES: usize = 4 << 30;
 
+/// Where the online phase's material comes from, so results can say whether their online
+/// times include seed expansion.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MaterialMode {
+    /// Expanded before the online clock starts: no offline work is timed.
+    Eager,
+    /// Drawn from the seeds when taken: the AES-CTR expansion is inside the online times
+    /// (party 0's corrections are still computed offline, by the dealer).
+    Lazy,
+}
+
+impl MaterialMode {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MaterialMode::Eager => "eager",
+            MaterialMode::Lazy => "lazy",
+        }
+    }
+}
+
+impl std::fmt::Display for MaterialMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The mode `run_online` uses for `material` (all parties of this process).
+pub fn material_mode(material: &[PartyMaterial]) -> MaterialMode {
+    let total: usize = material.iter().map(|m| m.expanded_bytes()).sum();
+    if total > EAGER_MATERIAL_BYTES {
+        MaterialMode::Lazy
+    } else {
+        MaterialMode::Eager
+    }
+}
+
 /// Session parameters shared by every party.
 #[derive(Clone, Copy, Debug)]
 pub struct SessionConfig {
@@ -84,9 +120,10 @@ pub fn fresh_session() -> u64 {
 }
 
 /// Run the online phase of `program` with the given per-party material, unshaped links.
+/// The material is consumed: each request's share of it is freed once taken.
 pub fn run_online<T: Send>(
     cfg: &SessionConfig,
-    material: &[PartyMaterial],
+    material: Vec<PartyMaterial>,
     program: &(dyn Fn(&Ctx) -> Result<T> + Sync),
 ) -> Result<Vec<PartyOutcome<T>>> {
     run_online_with_link(cfg, &LinkProfile::unshaped(), material, program)
@@ -96,7 +133,7 @@ pub fn run_online<T: Send>(
 pub fn run_online_with_link<T: Send>(
     cfg: &SessionConfig,
     link: &LinkProfile,
-    material: &[PartyMaterial],
+    material: Vec<PartyMaterial>,
     program: &(dyn Fn(&Ctx) -> Result<T> + Sync),
 ) -> Result<Vec<PartyOutcome<T>>> {
     run_online_traced(cfg, link, material, program, None)
@@ -106,7 +143,21 @@ pub fn run_online_with_link<T: Send>(
 pub fn run_online_traced<T: Send>(
     cfg: &SessionConfig,
     link: &LinkProfile,
-    material: &[PartyMaterial],
+    material: Vec<PartyMaterial>,
+    program: &(dyn Fn(&Ctx) -> Result<T> + Sync),
+    trace: Option<&Recorder>,
+) -> Result<Vec<PartyOutcome<T>>> {
+    let mode = material_mode(&material);
+    run_online_as(cfg, link, material, mode, program, trace)
+}
+
+/// As `run_online_traced`, with the material mode chosen by the caller (tests use it to
+/// run small plans lazily).
+pub fn run_online_as<T: Send>(
+    cfg: &SessionConfig,
+    link: &LinkProfile,
+    material: Vec<PartyMaterial>,
+    mode: MaterialMode,
     program: &(dyn Fn(&Ctx) -> Result<T> + Sync),
     trace: Option<&Recorder>,
 ) -> Result<Vec<PartyOutcome<T>>> {
@@ -126,21 +177,24 @@ pub fn run_online_traced<T: Send>(
             )));
         }
     }
-    // Material is expanded before the clock starts, unless all parties' expanded material
-    // would exceed EAGER_MATERIAL_BYTES (a full-size VGG16 needs ~9 GiB per party): then each
-    // request is drawn from the seed when used, and that AES-CTR expansion is timed too.
+    // Eager: expanded before the clock starts. Lazy (what `material_mode` picks when all
+    // parties' expanded material would exceed EAGER_MATERIAL_BYTES; a full-size 3-party VGG16
+    // needs 11 GiB per party): each request is drawn from the seed when used, and that AES-CTR
+    // expansion is timed too. Either way the material is moved, not copied, into the stores, which free each
+    // request's material once taken.
     let total: usize = material.iter().map(|m| m.expanded_bytes()).sum();
-    let stores: Vec<Box<dyn MaterialSource>> = if total > EAGER_MATERIAL_BYTES {
-        eprintln!("mpc-pipe: material of {:.1} GiB expanded on demand (PRG expansion inside the online phase)", total as f64 / (1u64 << 30) as f64);
-        material
-            .iter()
-            .map(|m| Box::new(m.lazy()) as Box<dyn MaterialSource>)
-            .collect()
-    } else {
-        material
-            .iter()
-            .map(|m| Ok(Box::new(m.expand()?) as Box<dyn MaterialSource>))
-            .collect::<Result<Vec<_>>>()?
+    let stores: Vec<Box<dyn MaterialSource>> = match mode {
+        MaterialMode::Lazy => {
+            eprintln!("mpc-pipe: material of {:.1} GiB expanded on demand (PRG expansion inside the online phase)", total as f64 / (1u64 << 30) as f64);
+            material
+                .into_iter()
+                .map(|m| Box::new(m.into_lazy()) as Box<dyn MaterialSource>)
+                .collect()
+        }
+        MaterialMode::Eager => material
+            .into_iter()
+            .map(|m| Ok(Box::new(m.into_store()?) as Box<dyn MaterialSource>))
+            .collect::<Result<Vec<_>>>()?,
     };
     let endpoints = MemoryNetwork::endpoints_with_links(cfg.parties, cfg.timeout, link.clone());
     let results: Vec<Result<PartyOutcome<T>>> = std::thread::scope(|s| {
@@ -221,5 +275,5 @@ pub fn run_local<T: Send>(
 ) -> Result<Vec<PartyOutcome<T>>> {
     let plan = record_plan(cfg, program)?;
     let material = deal(&plan, cfg.parties, fresh_session());
-    run_online(cfg, &material, program)
+    run_online(cfg, material, program)
 }
