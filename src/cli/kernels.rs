@@ -89,7 +89,7 @@ pub fn run(a: &KernelsArgs) -> Result<()> {
                 "shape,m,k,n,path,isa_selected,threads,measured_m,gmacs,bound_gmacs,\
                  ratio_to_bound,dgemm_gmacs,ratio_to_dgemm,gmacs_cpu,bound_gmacs_cpu,\
                  ratio_to_bound_cpu,ratio_to_bound_paired,dgemm_gmacs_cpu,ratio_to_dgemm_cpu,\
-                 speedup_vs_1t,speedup_cpu_vs_1t,reps,cpu"
+                 speedup_vs_1t,speedup_cpu_vs_1t,reps,cpu,speedup_paired,bound_speedup_paired"
             );
         } else {
             println!("mpc-pipe kernels: u64 wrapping GEMM, selected path {selected}, {cores} cores, {cpu}");
@@ -99,10 +99,12 @@ pub fn run(a: &KernelsArgs) -> Result<()> {
                  jobs on this shared machine). bound = register-only multiply-add loop of the \
                  same path\non the same threads, interleaved with the GEMM runs; paired = \
                  median over runs of (GEMM [cpu] rate / the bound slice\njust before it). \
-                 dgemm = matrixmultiply f64 (wall). x1t = over the same path's 1-thread rate."
+                 dgemm = matrixmultiply f64 (wall). x1t = over the same path's 1-thread rate;\n\
+                 x1t paired = median of (wall rate / a 1-thread run just before it), and bound \
+                 x1t the same for the bound loop (this machine's own scaling at that moment)."
             );
             println!(
-                "{:<30} {:>7} {:>3} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>6} {:>7} {:>6} {:>5} {:>5}",
+                "{:<30} {:>7} {:>3} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>6} {:>7} {:>6} {:>5} {:>5} {:>6} {:>6}",
                 "shape",
                 "path",
                 "thr",
@@ -116,7 +118,9 @@ pub fn run(a: &KernelsArgs) -> Result<()> {
                 "dgemm",
                 "/dgemm",
                 "x1t",
-                "[cpu]"
+                "[cpu]",
+                "paired",
+                "bound"
             );
         }
         report::gemm_table(&opts, |r| print_gemm(r, a.csv, selected, reps, &cpu))?;
@@ -199,7 +203,7 @@ pub fn run(a: &KernelsArgs) -> Result<()> {
 fn print_gemm(r: &GemmRow, csv: bool, selected: Isa, reps: usize, cpu: &str) {
     if csv {
         println!(
-            "\"{}\",{},{},{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{},\"{}\"",
+            "\"{}\",{},{},{},{},{},{},{},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{:.3},{},\"{}\",{:.3},{:.3}",
             r.shape,
             r.m,
             r.k,
@@ -222,12 +226,14 @@ fn print_gemm(r: &GemmRow, csv: bool, selected: Isa, reps: usize, cpu: &str) {
             r.speedup_vs_1t,
             r.speedup_cpu_vs_1t,
             reps,
-            cpu
+            cpu,
+            r.speedup_paired,
+            r.bound_speedup_paired
         );
     } else {
         let mark = if r.measured_m < r.m { "*" } else { " " };
         println!(
-            "{:<30} {:>6}{} {:>3} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>5.1}% {:>5.1}% {:>5.1}% {:>7.2} {:>6.2} {:>5.2} {:>5.2}",
+            "{:<30} {:>6}{} {:>3} {:>7.2} {:>7.2} {:>7.2} {:>7.2} {:>5.1}% {:>5.1}% {:>5.1}% {:>7.2} {:>6.2} {:>5.2} {:>5.2} {:>6.2} {:>6.2}",
             r.shape,
             r.path.name(),
             mark,
@@ -242,7 +248,9 @@ fn print_gemm(r: &GemmRow, csv: bool, selected: Isa, reps: usize, cpu: &str) {
             r.dgemm_gmacs,
             r.ratio_to_dgemm(),
             r.speedup_vs_1t,
-            r.speedup_cpu_vs_1t
+            r.speedup_cpu_vs_1t,
+            r.speedup_paired,
+            r.bound_speedup_paired
         );
     }
 }

@@ -68,6 +68,13 @@ pub struct GemmRow {
     /// before it): each pair saw the same machine, so this is the least noise-sensitive
     /// estimate of the fraction of the bound.
     pub ratio_to_bound_paired: f64,
+    /// Median over repetitions of (this run's wall rate / a 1-thread run of the same GEMM
+    /// just before it): scaling without the drift of this VM's clock between the 1-thread
+    /// and the n-thread rows (1 for 1-thread rows).
+    pub speedup_paired: f64,
+    /// The same pairing for the register-only bound loop: how far this machine's cores
+    /// scale a pure multiply-add loop at that moment, the ceiling for `speedup_paired`.
+    pub bound_speedup_paired: f64,
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -216,6 +223,13 @@ pub fn gemm_table(o: &Opts, mut progress: impl FnMut(&GemmRow)) -> Result<Vec<Ge
                 let (mut bw, mut bc) = (0f64, 0f64);
                 let mut best = Best::new();
                 let mut pairs = Vec::new();
+                let (mut scaling, mut bound_scaling) = (Vec::new(), Vec::new());
+                let one_pool = if threads > 1 {
+                    Some(self::pool(1)?)
+                } else {
+                    None
+                };
+                let macs = (measured_m * k * n) as f64 / 1e9;
                 pool.install(|| -> Result<()> {
                     let t = Instant::now();
                     gemm();
@@ -224,12 +238,24 @@ pub fn gemm_table(o: &Opts, mut progress: impl FnMut(&GemmRow)) -> Result<Vec<Ge
                     let slice = t.elapsed().clamp(Duration::from_millis(5), o.bound_time);
                     let iters = bound::calibrate(isa, slice)?;
                     for _ in 0..o.reps.max(1) {
+                        let one = match &one_pool {
+                            Some(p1) => Some(p1.install(|| -> Result<(f64, f64)> {
+                                let (bw1, _) = bound::measure(isa, iters)?;
+                                let t = Instant::now();
+                                gemm();
+                                Ok((bw1, macs / t.elapsed().as_secs_f64()))
+                            })?),
+                            None => None,
+                        };
                         let (w, c) = bound::measure(isa, iters)?;
                         bw = bw.max(w);
                         bc = bc.max(c);
-                        let (_, cpu) = best.run(&mut gemm);
-                        let rate = (measured_m * k * n) as f64 * threads as f64 / cpu / 1e9;
-                        pairs.push(rate / c);
+                        let (wall, cpu) = best.run(&mut gemm);
+                        pairs.push(macs * threads as f64 / cpu / c);
+                        if let Some((bw1, g1)) = one {
+                            bound_scaling.push(w / bw1);
+                            scaling.push(macs / wall / g1);
+                        }
                     }
                     Ok(())
                 })?;
@@ -255,6 +281,16 @@ pub fn gemm_table(o: &Opts, mut progress: impl FnMut(&GemmRow)) -> Result<Vec<Ge
                     speedup_vs_1t: one.map_or(1.0, |g| gmacs / g.0),
                     speedup_cpu_vs_1t: one.map_or(1.0, |g| gmacs_cpu / g.1),
                     ratio_to_bound_paired: median(&mut pairs),
+                    speedup_paired: if threads > 1 {
+                        median(&mut scaling)
+                    } else {
+                        1.0
+                    },
+                    bound_speedup_paired: if threads > 1 {
+                        median(&mut bound_scaling)
+                    } else {
+                        1.0
+                    },
                 };
                 progress(&row);
                 rows.push(row);
