@@ -256,27 +256,32 @@ impl Clock {
 /// is the only CPU an emulated latency costs.
 const WAKE_EARLY_NS: u64 = 100_000;
 
-/// A wait shorter than this (from when the receiver started waiting to the due time) is
-/// slept out to the due time, never spun: the CPU had no time to go idle, so the sleep ends
-/// within a few us of the 1 us slack, well inside the 0.2 ms latency target. Spinning on
-/// every short lan-scale wait would instead burn the cores that pipelined lanes and the
-/// other in-process parties need to compute on.
-const SPIN_MIN_WAIT_NS: u64 = 1_000_000;
+/// A message handed over less than this before its due time (a lan-scale link) is slept
+/// out to the due time, never spun: the receiver's CPU has no time to go idle, so the sleep
+/// ends within a few us at the 1 us slack, well inside the 0.2 ms latency target. Spinning
+/// on every lan-scale message would instead burn the cores that pipelined lanes and the
+/// other in-process parties need to compute on. Only long (wan-scale) delays spin, at most
+/// `WAKE_EARLY_NS` per message.
+const SPIN_MIN_DELAY_NS: u64 = 1_000_000;
 
-/// When a receiver that started waiting at `start` for something due at `due` should end
-/// its sleep.
-pub(crate) fn wake_before(start: u64, due: u64) -> u64 {
-    if due.saturating_sub(start) < SPIN_MIN_WAIT_NS {
-        due
-    } else {
+/// Whether the receiver of a message handed over at `pushed` and due at `due` should spin
+/// out the end of its wait rather than sleep to the due time.
+pub(crate) fn spins(pushed: u64, due: u64) -> bool {
+    due.saturating_sub(pushed) >= SPIN_MIN_DELAY_NS
+}
+
+/// When a receiver waiting for something due at `due` should end its sleep.
+pub(crate) fn wake_before(due: u64, spin: bool) -> u64 {
+    if spin {
         due.saturating_sub(WAKE_EARLY_NS)
+    } else {
+        due
     }
 }
 
-/// True when the receiver should spin out the rest of the wait: a long wait (after which a
-/// sleep would likely overshoot) whose due time is close to `now`.
-pub(crate) fn near(start: u64, now: u64, due: u64) -> bool {
-    due.saturating_sub(start) >= SPIN_MIN_WAIT_NS && due.saturating_sub(now) <= WAKE_EARLY_NS
+/// True when the receiver should spin now: a spinning message whose due time is close.
+pub(crate) fn near(now: u64, due: u64, spin: bool) -> bool {
+    spin && due.saturating_sub(now) <= WAKE_EARLY_NS
 }
 
 /// Busy-wait until `due`: only ever called when `near`, so it spins at most

@@ -55,8 +55,8 @@ impl Departure {
 }
 
 struct PeerBox {
-    /// (due time on the inbox's clock, arrival).
-    queue: SegQueue<(u64, Arrival)>,
+    /// (due time on the inbox's clock, whether its wait ends spinning, arrival).
+    queue: SegQueue<(u64, bool, Arrival)>,
     sleepers: AtomicUsize,
     map: Mutex<Slot>,
     arrived: Condvar,
@@ -64,7 +64,7 @@ struct PeerBox {
 
 #[derive(Default)]
 struct Slot {
-    msgs: HashMap<Tag, (u64, Vec<u64>)>,
+    msgs: HashMap<Tag, (u64, bool, Vec<u64>)>,
     gone: Option<(u64, Departure)>,
 }
 
@@ -99,7 +99,8 @@ impl Inbox {
     /// As `push`, but `a` may not be taken before `due_ns` on the inbox's clock.
     pub fn push_at(&self, from: PartyId, due_ns: u64, a: Arrival) {
         let pb = &self.peers[from];
-        pb.queue.push((due_ns, a));
+        let spin = emulator::spins(self.clock.now_ns(), due_ns);
+        pb.queue.push((due_ns, spin, a));
         fence(Ordering::SeqCst);
         if pb.sleepers.load(Ordering::SeqCst) > 0 {
             let _g = pb.map.lock().unwrap();
@@ -111,11 +112,11 @@ impl Inbox {
     /// twice.
     fn drain(pb: &PeerBox, slot: &mut Slot, from: PartyId) -> Result<usize> {
         let mut moved = 0;
-        while let Some((due, a)) = pb.queue.pop() {
+        while let Some((due, spin, a)) = pb.queue.pop() {
             moved += 1;
             match a {
                 Arrival::Msg(tag, data) => {
-                    if slot.msgs.insert(tag, (due, data)).is_some() {
+                    if slot.msgs.insert(tag, (due, spin, data)).is_some() {
                         return Err(Error::Protocol(format!(
                             "party {from} sent tag {:#x} twice",
                             tag.0
@@ -135,24 +136,23 @@ impl Inbox {
     pub fn wait(&self, from: PartyId, tag: Tag, timeout: Duration) -> Result<(Vec<u64>, Duration)> {
         let pb = &self.peers[from];
         let start = Instant::now();
-        let start_ns = self.clock.now_ns();
-        let deadline = start_ns + timeout.as_nanos() as u64;
+        let deadline = self.clock.now_ns() + timeout.as_nanos() as u64;
         let mut slot = pb.map.lock().unwrap();
         loop {
             Self::drain(pb, &mut slot, from)?;
             let now = self.clock.now_ns();
             // The earliest time something we wait for becomes due, if it is here already.
-            let pending = if let Some(&(due, _)) = slot.msgs.get(&tag) {
+            let pending = if let Some(&(due, spin, _)) = slot.msgs.get(&tag) {
                 if due <= now {
-                    let (_, d) = slot.msgs.remove(&tag).unwrap();
+                    let (_, _, d) = slot.msgs.remove(&tag).unwrap();
                     return Ok((d, start.elapsed()));
                 }
-                Some(due)
+                Some((due, spin))
             } else if let Some((due, d)) = &slot.gone {
                 if *due <= now {
                     return Err(Self::departed(from, tag, d));
                 }
-                Some(*due)
+                Some((*due, false))
             } else {
                 None
             };
@@ -163,8 +163,8 @@ impl Inbox {
                     secs: timeout.as_secs_f64(),
                 });
             }
-            if let Some(due) = pending.filter(|&d| d <= deadline) {
-                if emulator::near(start_ns, now, due) {
+            if let Some((due, spin)) = pending.filter(|&(d, _)| d <= deadline) {
+                if emulator::near(now, due, spin) {
                     // Without the lock: other waiters on this peer must not wait for us.
                     drop(slot);
                     emulator::spin_until(&self.clock, due);
@@ -172,8 +172,8 @@ impl Inbox {
                     continue;
                 }
             }
-            let wake = pending.map_or(deadline, |d| {
-                emulator::wake_before(start_ns, d).min(deadline)
+            let wake = pending.map_or(deadline, |(d, spin)| {
+                emulator::wake_before(d, spin).min(deadline)
             });
             pb.sleepers.fetch_add(1, Ordering::SeqCst);
             fence(Ordering::SeqCst);
