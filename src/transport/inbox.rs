@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use crossbeam::queue::SegQueue;
 
 use super::emulator::{self, Clock};
-use crate::comm::{PartyId, Tag};
+use crate::comm::{Counters, PartyId, Tag};
 use crate::error::{Error, Result};
 
 /// What the I/O side hands to the compute side.
@@ -129,6 +129,35 @@ impl Inbox {
             }
         }
         Ok(moved)
+    }
+
+    /// The `Comm::wait` of both transports: party `me` receives `len` words tagged `tag` from
+    /// `from`, counting the bytes and the time blocked in `counters`.
+    pub fn receive(
+        &self,
+        me: PartyId,
+        from: PartyId,
+        tag: Tag,
+        len: usize,
+        timeout: Duration,
+        counters: &Counters,
+    ) -> Result<Vec<u64>> {
+        if from >= self.peers.len() || from == me {
+            return Err(Error::Protocol(format!(
+                "party {me} cannot receive from party {from}"
+            )));
+        }
+        let (data, waited) = self.wait(from, tag, timeout)?;
+        counters.waited(from, waited.as_nanos() as u64);
+        counters.received(from, 8 * data.len() as u64);
+        if data.len() != len {
+            return Err(Error::Protocol(format!(
+                "message {:#x} from party {from} has {} words, expected {len}",
+                tag.0,
+                data.len()
+            )));
+        }
+        Ok(data)
     }
 
     /// Block until the message `tag` from `from` is here (and due), the peer is gone, or

@@ -116,23 +116,14 @@ impl Comm for MemoryEndpoint {
     }
 
     fn wait(&self, from: PartyId, tag: Tag, len: usize) -> Result<Vec<u64>> {
-        if from >= self.shared.n || from == self.id {
-            return Err(Error::Protocol(format!(
-                "party {} cannot receive from party {from}",
-                self.id
-            )));
-        }
-        let (data, waited) = self.shared.inbox[self.id].wait(from, tag, self.shared.timeout)?;
-        self.counters.waited(from, waited.as_nanos() as u64);
-        self.counters.received(from, 8 * data.len() as u64);
-        if data.len() != len {
-            return Err(Error::Protocol(format!(
-                "message {:#x} from party {from} has {} words, expected {len}",
-                tag.0,
-                data.len()
-            )));
-        }
-        Ok(data)
+        self.shared.inbox[self.id].receive(
+            self.id,
+            from,
+            tag,
+            len,
+            self.shared.timeout,
+            &self.counters,
+        )
     }
 
     fn counters(&self) -> &Counters {

@@ -873,23 +873,8 @@ impl Comm for TcpEndpoint {
 
     fn wait(&self, from: PartyId, tag: Tag, len: usize) -> Result<Vec<u64>> {
         let sh = &self.shared;
-        if from >= sh.n || from == sh.me {
-            return Err(Error::Protocol(format!(
-                "party {} cannot receive from party {from}",
-                sh.me
-            )));
-        }
-        let (data, waited) = sh.inbox.wait(from, tag, sh.timeout)?;
-        self.counters.waited(from, waited.as_nanos() as u64);
-        self.counters.received(from, 8 * data.len() as u64);
-        if data.len() != len {
-            return Err(Error::Protocol(format!(
-                "message {:#x} from party {from} has {} words, expected {len}",
-                tag.0,
-                data.len()
-            )));
-        }
-        Ok(data)
+        sh.inbox
+            .receive(sh.me, from, tag, len, sh.timeout, &self.counters)
     }
 
     fn counters(&self) -> &Counters {
