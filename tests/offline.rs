@@ -162,8 +162,8 @@ fn lazy_material_matches_expanded_and_refuses_misuse() {
     let plan = record_plan(&cfg, &*job.program).unwrap();
     let material = deal(&plan, 3, 4);
     for m in &material {
-        let eager = m.expand().unwrap();
-        let lazy = m.lazy();
+        let eager = m.clone().into_store().unwrap();
+        let lazy = m.clone().into_lazy();
         for (key, req) in &plan.entries {
             assert_eq!(
                 lazy.take(*key, req).unwrap(),

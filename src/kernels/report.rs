@@ -198,6 +198,8 @@ pub fn gemm_table(o: &Opts, mut progress: impl FnMut(&GemmRow)) -> Result<Vec<Ge
     let mut rows: Vec<GemmRow> = Vec::new();
     for &threads in &o.threads {
         let pool = pool(threads)?;
+        // The 1-thread companion of the n-thread runs (paired scaling).
+        let one_pool = if threads > 1 { Some(self::pool(1)?) } else { None };
         for &si in &o.shapes {
             let (label, m, k, n) = SHAPES[si];
             let (dgemm, dgemm_cpu) = pool.install(|| dgemm_rates(m, k, n, o.reps));

@@ -191,13 +191,8 @@ impl PartyMaterial {
 
     /// Expand seeds (and party 0's corrections) into the store the online phase reads.
     /// Done before the online phase starts, so PRG expansion is never timed with it.
-    /// Copies party 0's corrections; `into_store` moves them instead.
-    pub fn expand(&self) -> Result<MaterialStore> {
-        self.clone().into_store()
-    }
-
-    /// As `expand`, moving party 0's corrections into the store: they are held once, not
-    /// twice, while the online phase runs.
+    /// Party 0's corrections are moved into the store: held once, not twice, while the
+    /// online phase runs.
     pub fn into_store(mut self) -> Result<MaterialStore> {
         let mut corrections = std::mem::take(&mut self.corrections);
         let work: Vec<(u64, &Request, Option<Material>)> = self
@@ -221,13 +216,8 @@ impl PartyMaterial {
     /// A source that draws each request's material from the seed when it is asked for,
     /// for plans too large to hold expanded (VGG16's ReLUs alone need ~4 GiB per party).
     /// The AES-CTR expansion (about 10 GB/s here) then runs inside the online phase.
-    /// Copies party 0's corrections; `into_lazy` moves them instead.
-    pub fn lazy(&self) -> LazyStore {
-        self.clone().into_lazy()
-    }
-
-    /// As `lazy`, moving party 0's corrections into the store, which frees each one when
-    /// it is taken: a 3-party VGG16 or BERT-base has 4-5 GiB of them, which must not be
+    /// Party 0's corrections are moved into the store, which frees each one when it is
+    /// taken: a 3-party VGG16 or BERT-base has 4-5 GiB of them, which must not be
     /// held twice (caller and store) nor to the end of the run.
     pub fn into_lazy(mut self) -> LazyStore {
         let corrections = Mutex::new(std::mem::take(&mut self.corrections));
@@ -240,7 +230,7 @@ impl PartyMaterial {
     }
 }
 
-/// Material drawn from the seed on demand; see `PartyMaterial::lazy`.
+/// Material drawn from the seed on demand; see `PartyMaterial::into_lazy`.
 pub struct LazyStore {
     /// Seed and identity; its own `corrections` are empty (moved to `corrections`).
     material: PartyMaterial,

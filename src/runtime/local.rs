@@ -34,6 +34,15 @@ pub enum MaterialMode {
 }
 
 impl MaterialMode {
+    /// The store one party's online phase reads, made this way. The material is moved, not
+    /// copied, into it.
+    pub fn source(self, m: PartyMaterial) -> Result<Box<dyn MaterialSource>> {
+        Ok(match self {
+            MaterialMode::Lazy => Box::new(m.into_lazy()),
+            MaterialMode::Eager => Box::new(m.into_store()?),
+        })
+    }
+
     pub fn as_str(&self) -> &'static str {
         match self {
             MaterialMode::Eager => "eager",
@@ -180,22 +189,15 @@ pub fn run_online_as<T: Send>(
     // Eager: expanded before the clock starts. Lazy (what `material_mode` picks when all
     // parties' expanded material would exceed EAGER_MATERIAL_BYTES; a full-size 3-party VGG16
     // needs 11 GiB per party): each request is drawn from the seed when used, and that AES-CTR
-    // expansion is timed too. Either way the material is moved, not copied, into the stores, which free each
-    // request's material once taken.
-    let total: usize = material.iter().map(|m| m.expanded_bytes()).sum();
-    let stores: Vec<Box<dyn MaterialSource>> = match mode {
-        MaterialMode::Lazy => {
-            eprintln!("mpc-pipe: material of {:.1} GiB expanded on demand (PRG expansion inside the online phase)", total as f64 / (1u64 << 30) as f64);
-            material
-                .into_iter()
-                .map(|m| Box::new(m.into_lazy()) as Box<dyn MaterialSource>)
-                .collect()
-        }
-        MaterialMode::Eager => material
-            .into_iter()
-            .map(|m| Ok(Box::new(m.into_store()?) as Box<dyn MaterialSource>))
-            .collect::<Result<Vec<_>>>()?,
-    };
+    // expansion is timed too.
+    if mode == MaterialMode::Lazy {
+        let total: usize = material.iter().map(|m| m.expanded_bytes()).sum();
+        eprintln!("mpc-pipe: material of {:.1} GiB expanded on demand (PRG expansion inside the online phase)", total as f64 / (1u64 << 30) as f64);
+    }
+    let stores = material
+        .into_iter()
+        .map(|m| mode.source(m))
+        .collect::<Result<Vec<_>>>()?;
     let endpoints = MemoryNetwork::endpoints_with_links(cfg.parties, cfg.timeout, link.clone());
     let results: Vec<Result<PartyOutcome<T>>> = std::thread::scope(|s| {
         let handles: Vec<_> = endpoints

@@ -265,12 +265,8 @@ fn online(
         }
     };
     // One party per process: the same budget as in-process runs, for this party alone.
-    let store: Box<dyn crate::offline::MaterialSource> =
-        if material.expanded_bytes() > crate::runtime::local::EAGER_MATERIAL_BYTES {
-            Box::new(material.into_lazy())
-        } else {
-            Box::new(material.into_store()?)
-        };
+    let store =
+        crate::runtime::local::material_mode(std::slice::from_ref(&material)).source(material)?;
     let seeds = PairSeeds::establish(ep)?;
     if let Some(d) = cfg.stall_before_online {
         eprintln!(
