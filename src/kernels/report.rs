@@ -199,7 +199,11 @@ pub fn gemm_table(o: &Opts, mut progress: impl FnMut(&GemmRow)) -> Result<Vec<Ge
     for &threads in &o.threads {
         let pool = pool(threads)?;
         // The 1-thread companion of the n-thread runs (paired scaling).
-        let one_pool = if threads > 1 { Some(self::pool(1)?) } else { None };
+        let one_pool = if threads > 1 {
+            Some(self::pool(1)?)
+        } else {
+            None
+        };
         for &si in &o.shapes {
             let (label, m, k, n) = SHAPES[si];
             let (dgemm, dgemm_cpu) = pool.install(|| dgemm_rates(m, k, n, o.reps));
@@ -226,11 +230,6 @@ pub fn gemm_table(o: &Opts, mut progress: impl FnMut(&GemmRow)) -> Result<Vec<Ge
                 let mut best = Best::new();
                 let mut pairs = Vec::new();
                 let (mut scaling, mut bound_scaling) = (Vec::new(), Vec::new());
-                let one_pool = if threads > 1 {
-                    Some(self::pool(1)?)
-                } else {
-                    None
-                };
                 let macs = (measured_m * k * n) as f64 / 1e9;
                 pool.install(|| -> Result<()> {
                     let t = Instant::now();
