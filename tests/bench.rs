@@ -142,6 +142,35 @@ fn bad_configs_are_refused_with_the_reason() {
         .contains("unknown scheme"));
     let zero = CONFIG.replace("chunks = 2", "chunks = 0");
     assert!(BenchConfig::parse(&zero).is_err());
+    let negative = format!("{CONFIG}min_time_s = -1.0\n");
+    assert!(BenchConfig::parse(&negative)
+        .unwrap_err()
+        .contains("min_time_s"));
+}
+
+#[test]
+fn min_time_s_repeats_until_the_online_times_add_up() {
+    let out = scratch("mintime");
+    let text = CONFIG
+        .replace("[\"local\", \"lan\"]", "[\"local\"]")
+        .replace(
+            "[\"serial\", \"inner-layer\", \"inter-batch\"]",
+            "[\"serial\"]",
+        )
+        + "min_time_s = 0.25\n";
+    let cfg = BenchConfig::parse(&text).unwrap();
+    let rows = run_matrix(&cfg, &out).unwrap();
+    assert_eq!(rows.len(), 1);
+    let r = &rows[0];
+    // At least `reps`, and enough repetitions that their online times reach min_time_s;
+    // the one before the last was still short of it.
+    assert!(r.reps >= 2, "{r:?}");
+    assert!(r.online_s >= 0.25, "{r:?}");
+    assert!(
+        r.reps == 2 || r.online_s - r.latency_ms_p99 * 1.001e-3 < 0.25,
+        "{r:?}"
+    );
+    std::fs::remove_dir_all(out.parent().unwrap()).ok();
 }
 
 #[test]

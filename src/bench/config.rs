@@ -11,7 +11,8 @@
 //! chunks = "auto"                          # or an integer k
 //! batches_in_flight = "auto"               # or an integer m
 //! warmup = 1
-//! reps = 5
+//! reps = 5                                # at least this many measured repetitions
+//! min_time_s = 1.0                        # and repeat until this much online time
 //! timeout_s = 300
 //! ```
 
@@ -91,6 +92,11 @@ pub struct BenchConfig {
     pub warmup: usize,
     #[serde(default = "five")]
     pub reps: usize,
+    /// Repeat past `reps` until the measured online times add up to this many seconds
+    /// (at most MAX_REPS): short lan runs are a few ms, and a VM's clock drifts between
+    /// them, so two repetitions say little.
+    #[serde(default)]
+    pub min_time_s: f64,
     #[serde(default = "timeout")]
     pub timeout_s: f64,
     /// Also report the cost model's prediction when k and m are fixed.
@@ -113,6 +119,12 @@ impl BenchConfig {
         let c: BenchConfig = toml::from_str(text).map_err(|e| e.to_string())?;
         if c.reps == 0 {
             return Err("reps must be at least 1".into());
+        }
+        if !(c.min_time_s >= 0.0 && c.min_time_s.is_finite()) {
+            return Err(format!(
+                "min_time_s must be a finite number of seconds >= 0, got {}",
+                c.min_time_s
+            ));
         }
         for s in &c.schemes {
             s.parse::<crate::sched::Scheme>()

@@ -76,14 +76,52 @@ pub struct Point {
     pub link: LinkProfile,
 }
 
-/// Run `reps` measured repetitions (after `warmup` unmeasured ones) of `spec` on `link`.
+/// Upper bound on the repetitions `min_time_s` can add.
+pub const MAX_REPS: usize = 10_000;
+
+/// How many repetitions to measure: at least `reps`, and more (up to MAX_REPS) until the
+/// measured online times add up to `min_time_s`.
+#[derive(Clone, Copy, Debug)]
+pub struct Reps {
+    pub warmup: usize,
+    pub reps: usize,
+    pub min_time_s: f64,
+}
+
+impl Measured {
+    /// The median repetition latency: what η and the cost model use, being robust to the
+    /// odd repetition that a noisy host slowed down.
+    pub fn median_s(&self) -> f64 {
+        median(&self.latencies_s)
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+/// Run the measured repetitions of `spec` on `link` after `warmup` unmeasured ones.
 pub fn measure(
     spec: &JobSpec,
     link: &LinkProfile,
-    warmup: usize,
-    reps: usize,
+    reps: Reps,
     timeout: Duration,
 ) -> Result<Measured> {
+    let Reps {
+        warmup,
+        reps,
+        min_time_s,
+    } = reps;
     let job = job::build(spec)?;
     let cfg = SessionConfig {
         parties: spec.parties,
@@ -101,13 +139,15 @@ pub fn measure(
         max_abs_err: 0.0,
         material: MaterialMode::Eager,
     };
-    for rep in 0..warmup + reps {
+    let mut rep = 0usize;
+    while rep < warmup + reps || (m.online_s < min_time_s && rep < warmup + MAX_REPS) {
+        rep += 1;
         let material = deal(&plan, spec.parties, fresh_session());
         let mode = material_mode(&material);
         let cpu0 = process_cpu_s();
         let outs = run_online_with_link(&cfg, link, material, &*job.program)?;
         let cpu = process_cpu_s() - cpu0;
-        if rep < warmup {
+        if rep <= warmup {
             continue;
         }
         if mode == MaterialMode::Lazy {
@@ -169,6 +209,11 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
     let mut rows = Vec::new();
     let started = Instant::now();
     let mut finished = 0usize;
+    let reps = Reps {
+        warmup: cfg.warmup,
+        reps: cfg.reps,
+        min_time_s: cfg.min_time_s,
+    };
     for p in &points {
         let mut serial_throughput: Option<f64> = None;
         let mut serial_latency: Option<f64> = None;
@@ -180,7 +225,7 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
             if let Some(r) = done.iter().find(|r| r.key() == key) {
                 if scheme.is_serial() {
                     serial_throughput = Some(r.throughput_per_s);
-                    serial_latency = Some(r.online_s / r.reps as f64);
+                    serial_latency = Some(r.latency_ms_p50 / 1e3);
                 }
                 rows.push(r.clone());
                 eprintln!(
@@ -200,11 +245,14 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
             );
             let mut predicted = None;
             if t_compute.is_none() {
-                // T_compute: the serial run over an unshaped, zero-latency link, per
-                // inference; also the serial traffic and rounds for T_comm and the model.
-                let reps = cfg.reps.min(3);
-                let s = measure(&spec, &LinkProfile::unshaped(), 1, reps, timeout)?;
-                t_compute = Some((s.online_s / reps as f64, s.bytes_per_party, s.rounds));
+                // T_compute: the serial run over an unshaped, zero-latency link (median
+                // repetition); also the serial traffic and rounds for T_comm and the model.
+                let r = Reps {
+                    reps: cfg.reps.min(3),
+                    ..reps
+                };
+                let s = measure(&spec, &LinkProfile::unshaped(), r, timeout)?;
+                t_compute = Some((s.median_s(), s.bytes_per_party, s.rounds));
             }
             let (tc, bytes, rounds) = t_compute.unwrap();
             let t_comm = p
@@ -246,15 +294,17 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
             eprintln!(
                 "[{finished}/{total}] {key} k={k} m={m}  (elapsed {elapsed:.0}s, eta {eta:.0}s)"
             );
-            let meas = measure(&spec, &p.link, cfg.warmup, cfg.reps, timeout)
+            let meas = measure(&spec, &p.link, reps, timeout)
                 .map_err(|e| Error::Config(format!("{key}: {e}")))?;
-            let throughput = (p.batch * cfg.reps) as f64 / meas.online_s;
-            let t_scheme = meas.online_s / cfg.reps as f64;
+            let n_reps = meas.latencies_s.len();
+            let throughput = (p.batch * n_reps) as f64 / meas.online_s;
+            let t_scheme = meas.median_s();
             if scheme.is_serial() {
                 serial_throughput = Some(throughput);
                 serial_latency = Some(t_scheme);
             }
-            // η = (T_serial - T_scheme) / (T_serial - max(T_compute, T_comm)).
+            // η = (T_serial - T_scheme) / (T_serial - max(T_compute, T_comm)), each T the
+            // median repetition.
             let overlap_efficiency =
                 serial_latency
                     .filter(|_| !scheme.is_serial())
@@ -263,7 +313,7 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
                         (room > 0.0).then(|| (ts - t_scheme) / room)
                     });
             let link_util = p.link.bandwidth_mbps.map(|mbps| {
-                meas.bytes_per_party as f64 * 8.0 * cfg.reps as f64 / (mbps * 1e6 * meas.online_s)
+                meas.bytes_per_party as f64 * 8.0 * n_reps as f64 / (mbps * 1e6 * meas.online_s)
             });
             let row = Row {
                 model: p.model.clone(),
@@ -276,7 +326,7 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
                 scheme: scheme.to_string(),
                 chunks: if scheme.inner_layer { k } else { 1 },
                 batches_in_flight: if scheme.inter_batch { m } else { 1 },
-                reps: cfg.reps,
+                reps: n_reps,
                 latency_ms_p50: percentile_ms(&meas.latencies_s, 0.5),
                 latency_ms_p99: percentile_ms(&meas.latencies_s, 0.99),
                 throughput_per_s: throughput,
@@ -292,7 +342,7 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
                 commit: commit.clone(),
                 host: host.clone(),
                 isa: isa.to_string(),
-                predicted_s: predicted.map(|t| t * cfg.reps as f64),
+                predicted_s: predicted.map(|t| t * n_reps as f64),
                 t_compute_s: tc,
                 t_comm_s: t_comm,
                 overlap_efficiency,

@@ -152,19 +152,33 @@ impl<'a> Ctx<'a> {
         let [a, b, c]: [Vec<u64>; 3] = m
             .try_into()
             .map_err(|_| Error::Material("AND triple must have 3 components".into()))?;
-        let a = RingTensor::try_from_vec(x.shape(), a)?;
-        let b = RingTensor::try_from_vec(y.shape(), b)?;
-        let opened = self.open("and", &[&x.0.xor(&a), &y.0.xor(&b)], Combine::Xor)?;
-        let (eps, delta) = (opened[0].data(), opened[1].data());
-        let (ad, bd) = (a.data(), b.data());
-        let p0 = self.party() == 0;
-        let mut z = RingTensor::try_from_vec(y.shape(), c)?;
-        for (i, zi) in z.data_mut().iter_mut().enumerate() {
-            let j = i % len;
-            // z = c ^ (ε & b) ^ (a & δ) ^ (ε & δ)[party 0]; party 0 folds as ε & (b ^ δ).
-            let bside = if p0 { bd[i] ^ delta[i] } else { bd[i] };
-            *zi ^= (eps[j] & bside) ^ (ad[j] & delta[i]);
+        if a.len() != len || b.len() != ylen || c.len() != ylen {
+            return Err(Error::Material(format!(
+                "AND triple of lengths {}/{}/{} for operands of {len} and {ylen}",
+                a.len(),
+                b.len(),
+                c.len()
+            )));
         }
+        // The message [y ^ b, x ^ a] is built in place: this is the hottest opening of
+        // every comparison, and separate masked tensors would be copied once more. The
+        // larger part goes first so that the opening hands it back without a move.
+        let mut msg = Vec::with_capacity(len + ylen);
+        msg.extend(y.0.data().iter().zip(&b).map(|(y, b)| y ^ b));
+        msg.extend(x.0.data().iter().zip(&a).map(|(x, a)| x ^ a));
+        let opened = self.open_flat("and", msg, &[y.shape(), x.shape()], Combine::Xor)?;
+        let (delta, eps) = (opened[0].data(), opened[1].data());
+        let p0 = self.party() == 0;
+        let mut z = c;
+        // One pass per stacked copy of x: y, δ, b and z are `rep` blocks of x's length.
+        for ((zb, bb), db) in z.chunks_mut(len).zip(b.chunks(len)).zip(delta.chunks(len)) {
+            // z = c ^ (ε & b) ^ (a & δ) ^ (ε & δ)[party 0]; party 0 folds as ε & (b ^ δ).
+            for ((((zi, &bi), &di), &e), &ai) in zb.iter_mut().zip(bb).zip(db).zip(eps).zip(&a) {
+                let bside = if p0 { bi ^ di } else { bi };
+                *zi ^= (e & bside) ^ (ai & di);
+            }
+        }
+        let z = RingTensor::try_from_vec(y.shape(), z)?;
         Ok(BinShare(z))
     }
 }

@@ -14,14 +14,21 @@
 //! microseconds or more (more on idle virtual CPUs), and a chain of them (delivery thread,
 //! then waiter) made emulated latencies late by 0.1-0.2 ms. See `emulator::wake_before`.
 //!
+//! Wake-ups are directed: a sleeping waiter registers its thread under the tag it waits
+//! for, and a push unparks only that thread (a departure unparks all). Pipeline lanes wait
+//! on the same peer at once, and waking every one of them for each message (a condvar's
+//! notify_all) tripled the context switches of a 4-lane run.
+//!
 //! Lost-wakeup freedom (a Dekker pattern): the pusher does push; fence; load(sleepers). A
-//! waiter does sleepers += 1; fence; drain; then sleeps on the condvar under the lock. Either
-//! the waiter's drain sees the message, or the pusher sees the sleeper and notifies under
-//! the lock, which the waiter holds until it is inside `wait_timeout`.
+//! waiter, under the lock, registers itself, does sleepers += 1; fence; drain; and then
+//! parks. Either the waiter's drain sees the message, or the pusher sees the sleeper, takes
+//! the lock (so it sees the registration) and unparks the thread; an unpark that comes
+//! before the park makes the park return at once.
 
 use std::collections::HashMap;
 use std::sync::atomic::{fence, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::Mutex;
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use crossbeam::queue::SegQueue;
@@ -59,13 +66,14 @@ struct PeerBox {
     queue: SegQueue<(u64, bool, Arrival)>,
     sleepers: AtomicUsize,
     map: Mutex<Slot>,
-    arrived: Condvar,
 }
 
 #[derive(Default)]
 struct Slot {
     msgs: HashMap<Tag, (u64, bool, Vec<u64>)>,
     gone: Option<(u64, Departure)>,
+    /// The parked thread waiting for each tag.
+    waiters: HashMap<Tag, Thread>,
 }
 
 /// The mailboxes of one party, one per peer.
@@ -83,7 +91,6 @@ impl Inbox {
                     queue: SegQueue::new(),
                     sleepers: AtomicUsize::new(0),
                     map: Mutex::new(Slot::default()),
-                    arrived: Condvar::new(),
                 })
                 .collect(),
             clock,
@@ -100,11 +107,18 @@ impl Inbox {
     pub fn push_at(&self, from: PartyId, due_ns: u64, a: Arrival) {
         let pb = &self.peers[from];
         let spin = emulator::spins(self.clock.now_ns(), due_ns);
+        let tag = match &a {
+            Arrival::Msg(t, _) => Some(*t),
+            Arrival::Gone(_) => None,
+        };
         pb.queue.push((due_ns, spin, a));
         fence(Ordering::SeqCst);
         if pb.sleepers.load(Ordering::SeqCst) > 0 {
-            let _g = pb.map.lock().unwrap();
-            pb.arrived.notify_all();
+            let g = pb.map.lock().unwrap();
+            match tag {
+                Some(t) => g.waiters.get(&t).into_iter().for_each(Thread::unpark),
+                None => g.waiters.values().for_each(Thread::unpark),
+            }
         }
     }
 
@@ -204,17 +218,24 @@ impl Inbox {
             let wake = pending.map_or(deadline, |(d, spin)| {
                 emulator::wake_before(d, spin).min(deadline)
             });
+            slot.waiters.insert(tag, std::thread::current());
             pb.sleepers.fetch_add(1, Ordering::SeqCst);
             fence(Ordering::SeqCst);
-            if Self::drain(pb, &mut slot, from)? > 0 {
+            let moved = Self::drain(pb, &mut slot, from);
+            if !matches!(moved, Ok(0)) {
+                slot.waiters.remove(&tag);
                 pb.sleepers.fetch_sub(1, Ordering::SeqCst);
+                moved?;
                 continue;
             }
             if pending.is_some() {
                 emulator::fine_timer_slack();
             }
             let nap = Duration::from_nanos(wake.saturating_sub(now).max(1));
-            slot = pb.arrived.wait_timeout(slot, nap).unwrap().0;
+            drop(slot);
+            std::thread::park_timeout(nap);
+            slot = pb.map.lock().unwrap();
+            slot.waiters.remove(&tag);
             pb.sleepers.fetch_sub(1, Ordering::SeqCst);
         }
     }
