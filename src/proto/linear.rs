@@ -6,6 +6,10 @@
 //! and computes the input-independent part C + A·F; `finish_linear` opens E = X - A and
 //! adds E·(B + F) (party 0) or E·B (others). Same triple, same math as `beaver`:
 //! z = C + E·B + A·F + E·F, with the terms regrouped by when their inputs are known.
+//! Each half splits once more so that a scheduler can open E while F is in flight:
+//! `take_linear_triple` + `open_weight_mask`, and `open_input_mask` + `finish_with_mask`.
+
+use std::sync::Arc;
 
 use super::ctx::{Combine, Ctx};
 use super::share::Share;
@@ -67,10 +71,28 @@ impl LinearOp {
     }
 }
 
+/// A private-weight layer's Beaver triple, taken before anything is opened. Its input mask
+/// A is all a lane needs to open E = X - A, so schedulers hand A out at once and open E
+/// while F = W - B is still in flight.
+pub struct LinearTriple {
+    op: LinearOp,
+    a: Arc<RingTensor>,
+    b: RingTensor,
+    /// C, flat: its shape is that of op(A, B).
+    c: Vec<u64>,
+}
+
+impl LinearTriple {
+    /// The input mask A (shape of the full input).
+    pub fn mask(&self) -> Arc<RingTensor> {
+        self.a.clone()
+    }
+}
+
 /// A private-weight linear layer whose weight mask has been opened (inter-linear).
 pub struct PreparedLinear {
     op: LinearOp,
-    a: RingTensor,
+    a: Arc<RingTensor>,
     /// C + A·F: everything that does not depend on the input.
     base: RingTensor,
     /// B + F at party 0, B elsewhere: the factor of the one product left for the input.
@@ -81,6 +103,15 @@ impl PreparedLinear {
     /// Shape of the input this layer was prepared for.
     pub fn input_shape(&self) -> &[usize] {
         self.a.shape()
+    }
+}
+
+/// Rows `row0..row0 + rows` of `t` along axis 0 (all of it without a copy when that is all).
+fn rows_of(t: &RingTensor, row0: usize, rows: usize) -> std::borrow::Cow<'_, RingTensor> {
+    if row0 == 0 && rows == t.shape()[0] {
+        std::borrow::Cow::Borrowed(t)
+    } else {
+        std::borrow::Cow::Owned(t.slice_axis(0, row0, row0 + rows))
     }
 }
 
@@ -141,14 +172,44 @@ impl<'a> Ctx<'a> {
         x_shape: &[usize],
         w: Share,
     ) -> Result<PreparedLinear> {
-        let req = op.request(x_shape, w.shape())?;
+        let t = self.take_linear_triple(op, x_shape, w.shape())?;
+        self.open_weight_mask(t, w)
+    }
+
+    /// The triple of a private-weight layer (no communication): the first step of
+    /// `prepare_linear`.
+    pub fn take_linear_triple(
+        &self,
+        op: LinearOp,
+        x_shape: &[usize],
+        w_shape: &[usize],
+    ) -> Result<LinearTriple> {
+        let req = op.request(x_shape, w_shape)?;
         let key = self.next_key();
         let m = self.material(key, req)?;
         let [a, b, c]: [Vec<u64>; 3] = m
             .try_into()
             .map_err(|_| Error::Material("linear triple must have 3 components".into()))?;
         let a = RingTensor::try_from_vec(x_shape, a)?;
-        let mut b = RingTensor::try_from_vec(w.shape(), b)?;
+        let b = RingTensor::try_from_vec(w_shape, b)?;
+        Ok(LinearTriple {
+            op,
+            a: Arc::new(a),
+            b,
+            c,
+        })
+    }
+
+    /// The second step of `prepare_linear`: open F = W - B (one round), compute C + A·F.
+    pub fn open_weight_mask(&self, t: LinearTriple, w: Share) -> Result<PreparedLinear> {
+        let LinearTriple { op, a, mut b, c } = t;
+        if w.shape() != b.shape() {
+            return Err(Error::Shape(format!(
+                "weight {:?} for a triple made for {:?}",
+                w.shape(),
+                b.shape()
+            )));
+        }
         let w_shape = w.shape().to_vec();
         let mut masked = w.0;
         masked.sub_assign(&b);
@@ -166,12 +227,11 @@ impl<'a> Ctx<'a> {
         if self.party() == 0 {
             b.add_assign(&f);
         }
-        let b_side = b;
         Ok(PreparedLinear {
             op,
             a,
             base,
-            b_side,
+            b_side: b,
         })
     }
 
@@ -197,7 +257,14 @@ impl<'a> Ctx<'a> {
         x: &Share,
         row0: usize,
     ) -> Result<Share> {
-        let (full, rows) = (prep.a.shape(), x.shape().first().copied().unwrap_or(0));
+        let e = self.open_input_mask(&prep.a, x, row0)?;
+        self.finish_with_mask(prep, &e, row0)
+    }
+
+    /// Open E = X - A for the rows `row0..row0 + x.rows` of the input mask `a` (one round).
+    /// Needs only the triple's A, so it can run before the weight mask is open.
+    pub fn open_input_mask(&self, a: &RingTensor, x: &Share, row0: usize) -> Result<RingTensor> {
+        let (full, rows) = (a.shape(), x.shape().first().copied().unwrap_or(0));
         if x.shape().len() != full.len() || x.shape()[1..] != full[1..] || row0 + rows > full[0] {
             return Err(Error::Shape(format!(
                 "rows {row0}..{} of input {:?} prepared for {full:?}",
@@ -205,21 +272,31 @@ impl<'a> Ctx<'a> {
                 x.shape()
             )));
         }
-        let whole = row0 == 0 && rows == full[0];
-        let (a, base) = if whole {
-            (prep.a.clone(), prep.base.clone())
-        } else {
-            (
-                prep.a.slice_axis(0, row0, row0 + rows),
-                prep.base.slice_axis(0, row0, row0 + rows),
-            )
-        };
-        let e = self
+        let a = rows_of(a, row0, rows);
+        Ok(self
             .open("linear input mask", &[&x.0.sub(&a)], Combine::Add)?
             .pop()
-            .unwrap();
-        let mut z = prep.op.apply(&e, &prep.b_side);
-        z.add_assign(&base);
+            .unwrap())
+    }
+
+    /// z = (C + A·F) + E·b_side for the rows of an opened E starting at `row0`, truncated.
+    pub fn finish_with_mask(
+        &self,
+        prep: &PreparedLinear,
+        e: &RingTensor,
+        row0: usize,
+    ) -> Result<Share> {
+        let rows = e.shape().first().copied().unwrap_or(0);
+        let full = prep.a.shape();
+        if e.shape().len() != full.len() || e.shape()[1..] != full[1..] || row0 + rows > full[0] {
+            return Err(Error::Shape(format!(
+                "opened rows {row0}..{} of {:?} for a layer prepared for {full:?}",
+                row0 + rows,
+                e.shape()
+            )));
+        }
+        let mut z = prep.op.apply(e, &prep.b_side);
+        z.add_assign(&rows_of(&prep.base, row0, rows));
         self.trunc(&Share(z))
     }
 }

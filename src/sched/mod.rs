@@ -127,26 +127,32 @@ impl Schedule {
 /// A prepared private layer with its bias share, or why preparing it failed.
 type Prepared = std::result::Result<Arc<(PreparedLinear, Share)>, String>;
 
-/// A slot's value and how many lanes have yet to fetch it.
+/// A slot's two stages and how many lanes have yet to finish with it.
 struct SlotState {
+    /// The triple's input mask A: known as soon as the triple is taken.
+    mask: Option<std::result::Result<Arc<RingTensor>, String>>,
+    /// The layer with its weight mask opened.
     value: Option<Prepared>,
     readers_left: usize,
 }
 
-/// Prepared private layers, filled by the weights lane, read by the activation lanes. A
-/// slot lets go of its layer once every lane has fetched it: VGG16's first FC layer alone
-/// keeps 0.8 GB per party in B + F.
+/// Prepared private layers, filled by a weights lane, read by the activation lanes. Each
+/// layer comes in two stages: A first, so that a lane can open E = X - A while F = W - B
+/// is still in flight (both in the same round of latency, as in `serial`), then the
+/// prepared layer. A slot lets go of its layer once every lane is done with it: VGG16's
+/// first FC layer alone keeps 0.8 GB per party in B + F.
 struct Slots {
     items: Vec<(Mutex<SlotState>, Condvar)>,
 }
 
 impl Slots {
-    /// `readers`: the lanes that each fetch every slot once.
+    /// `readers`: the lanes that each finish with every slot once (`done`).
     fn new(n: usize, readers: usize) -> Self {
         Slots {
             items: (0..n)
                 .map(|_| {
                     let state = SlotState {
+                        mask: None,
                         value: None,
                         readers_left: readers,
                     };
@@ -155,32 +161,97 @@ impl Slots {
                 .collect(),
         }
     }
-    fn set(&self, i: usize, v: Prepared) {
-        self.items[i].0.lock().unwrap().value = Some(v);
+    fn set_mask(&self, i: usize, a: Arc<RingTensor>) {
+        self.items[i].0.lock().unwrap().mask = Some(Ok(a));
         self.items[i].1.notify_all();
     }
-    fn get(&self, i: usize) -> Result<Arc<(PreparedLinear, Share)>> {
+    /// The prepared layer, or its failure (which also fails a mask not set yet).
+    fn set(&self, i: usize, v: Prepared) {
+        let mut g = self.items[i].0.lock().unwrap();
+        if let Err(msg) = &v {
+            g.mask.get_or_insert_with(|| Err(msg.clone()));
+        }
+        g.value = Some(v);
+        drop(g);
+        self.items[i].1.notify_all();
+    }
+    fn wait_for<T>(
+        &self,
+        i: usize,
+        pick: impl Fn(&SlotState) -> Option<std::result::Result<T, String>>,
+    ) -> Result<T> {
         let (m, cv) = &self.items[i];
         let mut g = m.lock().unwrap();
         loop {
-            match &g.value {
-                Some(Ok(p)) => {
-                    let p = p.clone();
-                    g.readers_left = g.readers_left.saturating_sub(1);
-                    if g.readers_left == 0 {
-                        g.value = Some(Err("fetched by every lane already".into()));
-                    }
-                    return Ok(p);
-                }
-                Some(Err(msg)) => {
-                    return Err(Error::Protocol(format!(
-                        "weight preparation of linear layer {i} failed: {msg}"
-                    )))
+            match pick(&g) {
+                Some(r) => {
+                    return r.map_err(|msg| {
+                        Error::Protocol(format!(
+                            "weight preparation of linear layer {i} failed: {msg}"
+                        ))
+                    })
                 }
                 None => g = cv.wait(g).unwrap(),
             }
         }
     }
+    /// Layer `i`'s input mask A (full batch).
+    fn mask(&self, i: usize) -> Result<Arc<RingTensor>> {
+        self.wait_for(i, |s| s.mask.clone())
+    }
+    /// Layer `i` prepared (the lane must call `done` when finished with it).
+    fn peek(&self, i: usize) -> Result<Arc<(PreparedLinear, Share)>> {
+        self.wait_for(i, |s| s.value.clone())
+    }
+    /// One lane is finished with layer `i`; the last one frees it.
+    fn done(&self, i: usize) {
+        let mut g = self.items[i].0.lock().unwrap();
+        g.readers_left = g.readers_left.saturating_sub(1);
+        if g.readers_left == 0 {
+            let gone = "finished by every lane already";
+            g.value = Some(Err(gone.into()));
+            g.mask = Some(Err(gone.into()));
+        }
+    }
+}
+
+/// Prepare private layer `i` into `slots` under `ctx`: the input mask as soon as the triple
+/// is taken, then the opened weight mask. Returns false (and fails the slot) on error.
+fn prepare_into(ctx: &Ctx, slots: &Slots, i: usize, layer: &LinearSpec) -> bool {
+    let (op, w, b, in_shape) = (layer.0, layer.1, layer.2, &layer.3);
+    let r = (|| -> Result<Arc<(PreparedLinear, Share)>> {
+        let ws = ctx.share_plain(0, Some(w), w.shape())?;
+        let bs = ctx.share_input(0, Some(&ctx.fixed().encode_tensor(b)), b.shape())?;
+        let t = ctx.take_linear_triple(op, in_shape, w.shape())?;
+        slots.set_mask(i, t.mask());
+        Ok(Arc::new((ctx.open_weight_mask(t, ws)?, bs)))
+    })();
+    let ok = r.is_ok();
+    slots.set(i, r.map_err(|e| e.to_string()));
+    ok
+}
+
+/// Rows `row0..` of private layer `i`, prepared in `slots`, in k chunks: each chunk opens
+/// its rows of E = X - A as soon as A is known, then waits for the prepared layer.
+fn finish_private(
+    ctx: &Ctx,
+    k: usize,
+    slots: &Slots,
+    i: usize,
+    x: &Share,
+    row0: usize,
+) -> Result<Share> {
+    let y = slots.mask(i).and_then(|a| {
+        chunked(ctx, x, 0, k, &|c, xc, s| {
+            let e = c.open_input_mask(&a, xc, row0 + s)?;
+            c.finish_with_mask(&slots.peek(i)?.0, &e, row0 + s)
+        })
+    });
+    let bias = slots.peek(i).map(|p| p.1.clone());
+    slots.done(i);
+    let (y, bias) = (y?, bias?);
+    let b = broadcast_bias(&bias.0, y.shape());
+    Ok(y.add(&Share(b)))
 }
 
 /// One linear layer: its product, weight, bias and full-batch input shape.
@@ -367,24 +438,25 @@ fn linear_parts(
     if env.weights == Weights::Public {
         return linear_layer(ctx, op, x, w, b, env.weights);
     }
-    let finish = |ctx: &Ctx, prep: &PreparedLinear, bias: &Share, row0: usize| -> Result<Share> {
-        let y = chunked(ctx, x, 0, k, &|c, xc, s| {
-            c.finish_linear_rows(prep, xc, row0 + s)
-        })?;
-        Ok(y.add(&Share(broadcast_bias(&bias.0, y.shape()))))
-    };
     match env.slots {
-        Some(slots) => {
-            let p = slots.get(i)?;
-            finish(ctx, &p.0, &p.1, row0)
-        }
+        Some(slots) => finish_private(ctx, k, slots, i, x, row0),
         None if k > 1 && x.shape()[0] > 1 => {
-            // Chunked without inter-linear: open this layer's weight mask now, then the
-            // chunks each open their rows of E.
-            let ws = ctx.share_plain(0, Some(w), w.shape())?;
-            let bs = ctx.share_input(0, Some(&ctx.fixed().encode_tensor(b)), b.shape())?;
-            let prep = ctx.prepare_linear(op, x.shape(), ws)?;
-            finish(ctx, &prep, &bs, 0)
+            // Chunked without inter-linear: a lane of its own opens this layer's weight
+            // mask while the chunks open their rows of E, so the layer still costs one
+            // round of latency, as in serial.
+            let own = Slots::new(1, 1);
+            let layer: LinearSpec = (op, w, b, x.shape().to_vec());
+            let wctx = ctx.child(u64::MAX);
+            std::thread::scope(|sc| {
+                let (own, layer) = (&own, &layer);
+                let h = lane(sc, "weights".into(), move || {
+                    prepare_into(&wctx, own, 0, layer);
+                });
+                let y = finish_private(ctx, k, own, 0, x, 0);
+                h.join()
+                    .map_err(|_| Error::Protocol("a pipeline lane panicked".into()))?;
+                y
+            })
         }
         None => linear_layer(ctx, op, x, w, b, env.weights),
     }
@@ -459,17 +531,8 @@ pub fn forward(
         if inter_linear {
             let (linear, slots, wctx) = (&linear, &slots, weights_ctx);
             lane(sc, "weights".into(), move || {
-                for (i, (op, w, b, in_shape)) in linear.iter().enumerate() {
-                    let (op, w, b) = (*op, *w, *b);
-                    let r = (|| -> Result<Arc<(PreparedLinear, Share)>> {
-                        let ws = wctx.share_plain(0, Some(w), w.shape())?;
-                        let bs =
-                            wctx.share_input(0, Some(&wctx.fixed().encode_tensor(b)), b.shape())?;
-                        Ok(Arc::new((wctx.prepare_linear(op, in_shape, ws)?, bs)))
-                    })();
-                    let failed = r.is_err();
-                    slots.set(i, r.map_err(|e| e.to_string()));
-                    if failed {
+                for (i, layer) in linear.iter().enumerate() {
+                    if !prepare_into(&wctx, slots, i, layer) {
                         (i + 1..linear.len()).for_each(|j| {
                             slots.set(j, Err("an earlier layer's preparation failed".into()))
                         });
