@@ -13,6 +13,7 @@
 //! warmup = 1
 //! reps = 5                                # at least this many measured repetitions
 //! min_time_s = 1.0                        # and repeat until this much online time
+//! interleave = true                       # schemes of a configuration take turns
 //! timeout_s = 300
 //! ```
 
@@ -99,6 +100,12 @@ pub struct BenchConfig {
     pub min_time_s: f64,
     #[serde(default = "timeout")]
     pub timeout_s: f64,
+    /// Measure the schemes of each configuration in turns, one repetition each (with the
+    /// unshaped serial run for T_compute), instead of one scheme after the other: on a
+    /// host whose speed drifts, their ratios then compare like with like. Every job of a
+    /// configuration is held at once, so this is for small models.
+    #[serde(default)]
+    pub interleave: bool,
     /// Also report the cost model's prediction when k and m are fixed.
     #[serde(default)]
     pub predict: bool,

@@ -110,53 +110,47 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
-/// Run the measured repetitions of `spec` on `link` after `warmup` unmeasured ones.
-pub fn measure(
-    spec: &JobSpec,
-    link: &LinkProfile,
-    reps: Reps,
-    timeout: Duration,
-) -> Result<Measured> {
-    let Reps {
-        warmup,
-        reps,
-        min_time_s,
-    } = reps;
-    let job = job::build(spec)?;
-    let cfg = SessionConfig {
-        parties: spec.parties,
-        fixed: Default::default(),
-        timeout,
-    };
-    let plan = record_plan(&cfg, &*job.program)?;
-    let mut m = Measured {
-        latencies_s: Vec::new(),
-        online_s: 0.0,
-        cpu_s: 0.0,
-        wait_s: 0.0,
-        bytes_per_party: 0,
-        rounds: 0,
-        max_abs_err: 0.0,
-        material: MaterialMode::Eager,
-    };
-    let mut rep = 0usize;
-    while rep < warmup + reps || (m.online_s < min_time_s && rep < warmup + MAX_REPS) {
-        rep += 1;
-        let material = deal(&plan, spec.parties, fresh_session());
+/// A job ready to run repetitions: built, with its plan recorded (untimed).
+pub struct Runner {
+    spec: JobSpec,
+    job: job::Job,
+    cfg: SessionConfig,
+    plan: crate::offline::Plan,
+}
+
+impl Runner {
+    pub fn new(spec: &JobSpec, timeout: Duration) -> Result<Runner> {
+        let job = job::build(spec)?;
+        let cfg = SessionConfig {
+            parties: spec.parties,
+            fixed: Default::default(),
+            timeout,
+        };
+        let plan = record_plan(&cfg, &*job.program)?;
+        Ok(Runner {
+            spec: spec.clone(),
+            job,
+            cfg,
+            plan,
+        })
+    }
+
+    /// One repetition on `link`: fresh material from the dealer (offline, untimed), then
+    /// the timed online phase, added to `into` (None: a warm-up).
+    pub fn rep(&self, link: &LinkProfile, into: Option<&mut Measured>) -> Result<()> {
+        let material = deal(&self.plan, self.spec.parties, fresh_session());
         let mode = material_mode(&material);
         let cpu0 = process_cpu_s();
-        let outs = run_online_with_link(&cfg, link, material, &*job.program)?;
+        let outs = run_online_with_link(&self.cfg, link, material, &*self.job.program)?;
         let cpu = process_cpu_s() - cpu0;
-        if rep <= warmup {
-            continue;
-        }
+        let Some(m) = into else { return Ok(()) };
         if mode == MaterialMode::Lazy {
             m.material = mode;
         }
         let lat = outs.iter().map(|o| o.online_s).fold(0.0, f64::max);
         m.latencies_s.push(lat);
         m.online_s += lat;
-        m.cpu_s += cpu / spec.parties as f64;
+        m.cpu_s += cpu / self.spec.parties as f64;
         m.wait_s += outs
             .iter()
             .map(|o| o.stats.wait_ns() as f64 * 1e-9)
@@ -165,9 +159,68 @@ pub fn measure(
         m.rounds = outs.iter().map(|o| o.stats.rounds).max().unwrap_or(0);
         m.max_abs_err = m
             .max_abs_err
-            .max(outs[0].value.max_abs_diff(&job.reference));
+            .max(outs[0].value.max_abs_diff(&self.job.reference));
+        Ok(())
+    }
+}
+
+impl Measured {
+    fn new() -> Self {
+        Measured {
+            latencies_s: Vec::new(),
+            online_s: 0.0,
+            cpu_s: 0.0,
+            wait_s: 0.0,
+            bytes_per_party: 0,
+            rounds: 0,
+            max_abs_err: 0.0,
+            material: MaterialMode::Eager,
+        }
+    }
+    /// Whether `reps` asks for another repetition.
+    fn wants_more(&self, reps: &Reps) -> bool {
+        let n = self.latencies_s.len();
+        n < reps.reps || (self.online_s < reps.min_time_s && n < MAX_REPS)
+    }
+}
+
+/// Run the measured repetitions of `spec` on `link` after `warmup` unmeasured ones.
+pub fn measure(
+    spec: &JobSpec,
+    link: &LinkProfile,
+    reps: Reps,
+    timeout: Duration,
+) -> Result<Measured> {
+    let runner = Runner::new(spec, timeout)?;
+    for _ in 0..reps.warmup {
+        runner.rep(link, None)?;
+    }
+    let mut m = Measured::new();
+    while m.wants_more(&reps) {
+        runner.rep(link, Some(&mut m))?;
     }
     Ok(m)
+}
+
+/// Measure several runners in turns, one repetition each per turn, until every one has
+/// what `reps` asks for: a host whose speed drifts over seconds then slows them all alike,
+/// and their ratios hold. Each runner has its own link.
+pub fn measure_interleaved(
+    runners: &[(&Runner, &LinkProfile)],
+    reps: Reps,
+) -> Result<Vec<Measured>> {
+    for _ in 0..reps.warmup {
+        for (r, link) in runners {
+            r.rep(link, None)?;
+        }
+    }
+    let mut ms: Vec<Measured> = runners.iter().map(|_| Measured::new()).collect();
+    while ms.iter().any(|m| m.wants_more(&reps)) {
+        for ((r, link), m) in runners.iter().zip(&mut ms) {
+            r.rep(link, Some(m))?;
+        }
+    }
+    Ok(ms)
 }
 
 fn percentile_ms(lat: &[f64], q: f64) -> f64 {
@@ -195,13 +248,28 @@ pub fn host_name() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// What one scheme of a point runs with: its chunks k and micro-batches m (resolved from
+/// `auto`), and the cost model's predicted time per repetition, if asked.
+struct Choice {
+    scheme: Scheme,
+    key: RowKey,
+    k: usize,
+    m: usize,
+    predicted: Option<f64>,
+}
+
 /// Run the whole matrix, appending rows to `out`; returns every row of this configuration
 /// matrix (resumed ones included) for the summary.
 pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> {
     csv_out::upgrade(out)?;
     let done = csv_out::read_rows(out)?;
     let points = cfg.points()?;
-    let total = points.len() * cfg.schemes.len();
+    let schemes = cfg
+        .schemes
+        .iter()
+        .map(|s| s.parse::<Scheme>())
+        .collect::<Result<Vec<_>>>()?;
+    let total = points.len() * schemes.len();
     let (commit, host) = (commit_id(), host_name());
     let isa = crate::kernels::selected()
         .map(|k| k.isa.name())
@@ -214,101 +282,163 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
         reps: cfg.reps,
         min_time_s: cfg.min_time_s,
     };
+    let timeout = Duration::from_secs_f64(cfg.timeout_s);
     for p in &points {
-        let mut serial_throughput: Option<f64> = None;
-        let mut serial_latency: Option<f64> = None;
-        let mut t_compute: Option<(f64, u64, u64)> = None;
-        for scheme_name in &cfg.schemes {
-            finished += 1;
-            let scheme: Scheme = scheme_name.parse()?;
-            let key = RowKey::new(p, &scheme.to_string());
-            if let Some(r) = done.iter().find(|r| r.key() == key) {
-                if scheme.is_serial() {
-                    serial_throughput = Some(r.throughput_per_s);
-                    serial_latency = Some(r.latency_ms_p50 / 1e3);
-                }
-                rows.push(r.clone());
-                eprintln!(
-                    "[{finished}/{total}] {key} (already in {}, skipped)",
-                    out.display()
-                );
-                continue;
-            }
-            let mut spec = JobSpec::new(&p.model, p.parties, p.batch);
-            spec.weights = p.weights;
-            let timeout = Duration::from_secs_f64(cfg.timeout_s);
-            // `auto`: the cost model needs the serial compute time on an unshaped link and
-            // the serial traffic; measured once per point.
-            let (mut k, mut m) = (
-                cfg.chunks.fixed().unwrap_or(0),
-                cfg.batches_in_flight.fixed().unwrap_or(0),
-            );
-            let mut predicted = None;
-            if t_compute.is_none() {
-                // T_compute: the serial run over an unshaped, zero-latency link (median
-                // repetition); also the serial traffic and rounds for T_comm and the model.
-                let r = Reps {
-                    reps: cfg.reps.min(3),
-                    ..reps
-                };
-                let s = measure(&spec, &LinkProfile::unshaped(), r, timeout)?;
-                t_compute = Some((s.median_s(), s.bytes_per_party, s.rounds));
-            }
-            let (tc, bytes, rounds) = t_compute.unwrap();
-            let t_comm = p
-                .link
-                .bandwidth_mbps
-                .map_or(0.0, |mbps| bytes as f64 * 8.0 / (mbps * 1e6))
-                + rounds as f64 * p.link.latency_ms * 1e-3;
-            if k == 0 || m == 0 || cfg.predict {
-                let ci = CostInputs {
-                    t_compute_s: tc,
-                    bytes_per_party: bytes as f64,
-                    rounds: rounds as f64,
-                    bandwidth_mbps: p.link.bandwidth_mbps,
-                    latency_ms: p.link.latency_ms,
-                };
-                let (ak, am, _) = ci.choose(scheme.inner_layer, scheme.inter_batch, p.batch);
-                if k == 0 {
-                    k = ak;
-                }
-                if m == 0 {
-                    m = am;
-                }
-                predicted = Some(ci.predict(
-                    if scheme.inner_layer { k } else { 1 },
-                    if scheme.inter_batch { m } else { 1 },
-                ));
-            }
+        let mut base = JobSpec::new(&p.model, p.parties, p.batch);
+        base.weights = p.weights;
+        let spec_of = |scheme: Scheme, k: usize, m: usize| {
+            let mut spec = base.clone();
             spec.schedule = Schedule {
                 scheme,
                 chunks: k.max(1),
                 batches_in_flight: m.max(1),
             };
+            spec
+        };
+        let keys: Vec<RowKey> = schemes
+            .iter()
+            .map(|s| RowKey::new(p, &s.to_string()))
+            .collect();
+        let resumed: Vec<Option<&Row>> = keys
+            .iter()
+            .map(|k| done.iter().find(|r| r.key() == *k))
+            .collect();
+        for (key, r) in keys.iter().zip(&resumed) {
+            if r.is_some() {
+                finished += 1;
+                eprintln!(
+                    "[{finished}/{total}] {key} (already in {}, skipped)",
+                    out.display()
+                );
+            }
+        }
+        if resumed.iter().all(Option::is_some) {
+            rows.extend(resumed.iter().map(|r| (*r).unwrap().clone()));
+            continue;
+        }
+        // T_compute: the serial run over an unshaped, zero-latency link (median
+        // repetition); also the serial traffic and rounds for T_comm and the cost model,
+        // which `auto` needs before the schemes run.
+        let probe = measure(
+            &spec_of(Scheme::SERIAL, 1, 1),
+            &LinkProfile::unshaped(),
+            Reps {
+                reps: cfg.reps.min(3),
+                ..reps
+            },
+            timeout,
+        )?;
+        let (bytes, rounds) = (probe.bytes_per_party, probe.rounds);
+        let ci = CostInputs {
+            t_compute_s: probe.median_s(),
+            bytes_per_party: bytes as f64,
+            rounds: rounds as f64,
+            bandwidth_mbps: p.link.bandwidth_mbps,
+            latency_ms: p.link.latency_ms,
+        };
+        let t_comm = ci.t_bw() + ci.t_lat();
+        let choices: Vec<Choice> = schemes
+            .iter()
+            .zip(&keys)
+            .zip(&resumed)
+            .filter(|(_, r)| r.is_none())
+            .map(|((&scheme, key), _)| {
+                let (ak, am, _) = ci.choose(scheme.inner_layer, scheme.inter_batch, p.batch);
+                let k = cfg.chunks.fixed().unwrap_or(ak);
+                let m = cfg.batches_in_flight.fixed().unwrap_or(am);
+                let (k, m) = (
+                    if scheme.inner_layer { k } else { 1 },
+                    if scheme.inter_batch { m } else { 1 },
+                );
+                let auto = cfg.chunks.fixed().is_none() || cfg.batches_in_flight.fixed().is_none();
+                Choice {
+                    scheme,
+                    key: key.clone(),
+                    k,
+                    m,
+                    predicted: (auto || cfg.predict).then(|| ci.predict(k, m)),
+                }
+            })
+            .collect();
+        let progress = |finished: usize, what: &str| {
             let elapsed = started.elapsed().as_secs_f64();
             let eta = if finished > 1 {
                 elapsed / (finished - 1) as f64 * (total - finished + 1) as f64
             } else {
                 0.0
             };
-            eprintln!(
-                "[{finished}/{total}] {key} k={k} m={m}  (elapsed {elapsed:.0}s, eta {eta:.0}s)"
+            eprintln!("[{finished}/{total}] {what}  (elapsed {elapsed:.0}s, eta {eta:.0}s)");
+        };
+        // The measurements of `choices`, in order, and T_compute.
+        let (measured, tc) = if cfg.interleave {
+            let what: Vec<String> = choices
+                .iter()
+                .map(|c| format!("{} k={} m={}", c.scheme, c.k, c.m))
+                .collect();
+            progress(
+                finished + 1,
+                &format!("{} interleaved: {}", choices[0].key, what.join(", ")),
             );
-            let meas = measure(&spec, &p.link, reps, timeout)
-                .map_err(|e| Error::Config(format!("{key}: {e}")))?;
+            let unshaped = LinkProfile::unshaped();
+            let mut runners = vec![Runner::new(&spec_of(Scheme::SERIAL, 1, 1), timeout)?];
+            for c in &choices {
+                runners.push(
+                    Runner::new(&spec_of(c.scheme, c.k, c.m), timeout)
+                        .map_err(|e| Error::Config(format!("{}: {e}", c.key)))?,
+                );
+            }
+            let list: Vec<(&Runner, &LinkProfile)> = runners
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r, if i == 0 { &unshaped } else { &p.link }))
+                .collect();
+            let mut ms = measure_interleaved(&list, reps)?;
+            let tc = ms.remove(0).median_s();
+            finished += choices.len();
+            (ms, tc)
+        } else {
+            let mut ms = Vec::new();
+            for c in &choices {
+                finished += 1;
+                progress(finished, &format!("{} k={} m={}", c.key, c.k, c.m));
+                ms.push(
+                    measure(&spec_of(c.scheme, c.k, c.m), &p.link, reps, timeout)
+                        .map_err(|e| Error::Config(format!("{}: {e}", c.key)))?,
+                );
+            }
+            (ms, probe.median_s())
+        };
+        // Serial's numbers, from this run or from the file.
+        let serial = choices
+            .iter()
+            .zip(&measured)
+            .find(|(c, _)| c.scheme.is_serial())
+            .map(|(_, m)| {
+                let n = m.latencies_s.len();
+                ((p.batch * n) as f64 / m.online_s, m.median_s())
+            })
+            .or_else(|| {
+                schemes.iter().zip(&resumed).find_map(|(s, r)| {
+                    r.filter(|_| s.is_serial())
+                        .map(|r| (r.throughput_per_s, r.latency_ms_p50 / 1e3))
+                })
+            });
+        let mut fresh = choices.iter().zip(measured);
+        for r in &resumed {
+            if let Some(r) = r {
+                rows.push((*r).clone());
+                continue;
+            }
+            let (c, meas) = fresh.next().expect("a measurement per scheme not resumed");
             let n_reps = meas.latencies_s.len();
             let throughput = (p.batch * n_reps) as f64 / meas.online_s;
             let t_scheme = meas.median_s();
-            if scheme.is_serial() {
-                serial_throughput = Some(throughput);
-                serial_latency = Some(t_scheme);
-            }
             // η = (T_serial - T_scheme) / (T_serial - max(T_compute, T_comm)), each T the
             // median repetition.
             let overlap_efficiency =
-                serial_latency
-                    .filter(|_| !scheme.is_serial())
-                    .and_then(|ts| {
+                serial
+                    .filter(|_| !c.scheme.is_serial())
+                    .and_then(|(_, ts)| {
                         let room = ts - tc.max(t_comm);
                         (room > 0.0).then(|| (ts - t_scheme) / room)
                     });
@@ -323,9 +453,9 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
                 network: p.link.name.clone(),
                 bandwidth_mbps: p.link.bandwidth_mbps,
                 latency_ms: p.link.latency_ms,
-                scheme: scheme.to_string(),
-                chunks: if scheme.inner_layer { k } else { 1 },
-                batches_in_flight: if scheme.inter_batch { m } else { 1 },
+                scheme: c.scheme.to_string(),
+                chunks: c.k,
+                batches_in_flight: c.m,
                 reps: n_reps,
                 latency_ms_p50: percentile_ms(&meas.latencies_s, 0.5),
                 latency_ms_p99: percentile_ms(&meas.latencies_s, 0.99),
@@ -338,11 +468,11 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
                 cpu_util: meas.cpu_s / meas.online_s,
                 link_util,
                 max_abs_err: meas.max_abs_err,
-                speedup_vs_serial: serial_throughput.map(|s| throughput / s),
+                speedup_vs_serial: serial.map(|(s, _)| throughput / s),
                 commit: commit.clone(),
                 host: host.clone(),
                 isa: isa.to_string(),
-                predicted_s: predicted.map(|t| t * n_reps as f64),
+                predicted_s: c.predicted.map(|t| t * n_reps as f64),
                 t_compute_s: tc,
                 t_comm_s: t_comm,
                 overlap_efficiency,

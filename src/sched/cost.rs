@@ -6,12 +6,12 @@
 //! Every opening is an all-to-all exchange, so each round costs one latency.
 //!
 //!   serial:            T = T_c + B/bw + R·L
-//!   inner-layer, k:    T = R·L + max(T_c, B/bw) + min(T_c, B/bw)/k + k·R·o
-//!   inter-batch, m:    T = max(T_c, B/bw, R·L) + (T_c + B/bw + R·L - max(...))/m + m·R·o
+//!   inner-layer, k:    T = R·L + max(T_c, B/bw) + min(T_c, B/bw)/k + (k-1)·R·o
+//!   inter-batch, m:    T = max(T_c, B/bw, R·L) + (T_c + B/bw + R·L - max(...))/m + (m-1)·R·o
 //!   both:              the inner-layer form with k·m lanes sharing the overlap
 //!
 //! o is the per-lane, per-round overhead (thread hand-off and message setup), about 30 µs
-//! on this machine. The model ignores that lanes compete for the same cores, so it is
+//! on this machine; the first lane's is already inside T_c, so only the extra lanes add it. The model ignores that lanes compete for the same cores, so it is
 //! optimistic when T_c dominates; it is reported beside the measured time for that reason.
 
 /// What the model needs to know about a run.
@@ -29,11 +29,13 @@ const LANE_OVERHEAD_S: f64 = 30e-6;
 const CANDIDATES: [usize; 4] = [1, 2, 4, 8];
 
 impl CostInputs {
-    fn t_bw(&self) -> f64 {
+    /// B/bw: the time the link needs for the bytes.
+    pub fn t_bw(&self) -> f64 {
         self.bandwidth_mbps
             .map_or(0.0, |mbps| self.bytes_per_party * 8.0 / (mbps * 1e6))
     }
-    fn t_lat(&self) -> f64 {
+    /// R·L: the time the rounds' latencies add up to.
+    pub fn t_lat(&self) -> f64 {
         self.rounds * self.latency_ms * 1e-3
     }
 
@@ -54,7 +56,7 @@ impl CostInputs {
         };
         let overlap = tc.min(tb);
         tc + tb + tl - overlap * (1.0 - 1.0 / lanes) - lat_hidden
-            + lanes * self.rounds * LANE_OVERHEAD_S
+            + (lanes - 1.0) * self.rounds * LANE_OVERHEAD_S
     }
 
     /// The (k, m) with the lowest predicted time among 1, 2, 4, 8 (m limited by the batch).
