@@ -202,25 +202,49 @@ pub fn measure(
     Ok(m)
 }
 
-/// Measure several runners in turns, one repetition each per turn, until every one has
-/// what `reps` asks for: a host whose speed drifts over seconds then slows them all alike,
-/// and their ratios hold. Each runner has its own link.
+/// Measure several runners in turns, one repetition each per turn, until every runner
+/// marked `paced` has what `reps` asks for: a host whose speed drifts over seconds then
+/// slows them all alike, and repetition t of every runner (`latencies_s[t]`) comes from the
+/// same turn, so they can be compared pairwise. Each runner has its own link.
 pub fn measure_interleaved(
-    runners: &[(&Runner, &LinkProfile)],
+    runners: &[(&Runner, &LinkProfile, bool)],
     reps: Reps,
 ) -> Result<Vec<Measured>> {
     for _ in 0..reps.warmup {
-        for (r, link) in runners {
+        for (r, link, _) in runners {
             r.rep(link, None)?;
         }
     }
     let mut ms: Vec<Measured> = runners.iter().map(|_| Measured::new()).collect();
-    while ms.iter().any(|m| m.wants_more(&reps)) {
-        for ((r, link), m) in runners.iter().zip(&mut ms) {
+    while runners
+        .iter()
+        .zip(&ms)
+        .any(|((_, _, paced), m)| *paced && m.wants_more(&reps))
+    {
+        for ((r, link, _), m) in runners.iter().zip(&mut ms) {
             r.rep(link, Some(m))?;
         }
     }
     Ok(ms)
+}
+
+/// η = (T_serial - T_scheme) / (T_serial - max(T_compute, T_comm)), or None when serial is
+/// not slower than the bound (no room to overlap anything).
+fn eta(t_serial: f64, t_scheme: f64, t_compute: f64, t_comm: f64) -> Option<f64> {
+    let room = t_serial - t_compute.max(t_comm);
+    (room > 0.0).then(|| (t_serial - t_scheme) / room)
+}
+
+/// The median of η over turns: each turn's serial, scheme and T_compute repetitions ran
+/// back to back, so host drift between turns cancels.
+fn paired_eta(serial: &[f64], scheme: &[f64], compute: &[f64], t_comm: f64) -> Option<f64> {
+    let per_turn: Vec<f64> = serial
+        .iter()
+        .zip(scheme)
+        .zip(compute)
+        .filter_map(|((&s, &x), &c)| eta(s, x, c, t_comm))
+        .collect();
+    (!per_turn.is_empty()).then(|| median(&per_turn))
 }
 
 fn percentile_ms(lat: &[f64], q: f64) -> f64 {
@@ -369,8 +393,8 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
             };
             eprintln!("[{finished}/{total}] {what}  (elapsed {elapsed:.0}s, eta {eta:.0}s)");
         };
-        // The measurements of `choices`, in order, and T_compute.
-        let (measured, tc) = if cfg.interleave {
+        // The measurements of `choices`, in order, and (interleaved) T_compute's turns.
+        let (measured, tc_turns) = if cfg.interleave {
             let what: Vec<String> = choices
                 .iter()
                 .map(|c| format!("{} k={} m={}", c.scheme, c.k, c.m))
@@ -387,15 +411,17 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
                         .map_err(|e| Error::Config(format!("{}: {e}", c.key)))?,
                 );
             }
-            let list: Vec<(&Runner, &LinkProfile)> = runners
+            // The unshaped run for T_compute goes every turn, but its own min_time_s does
+            // not make the others repeat.
+            let list: Vec<(&Runner, &LinkProfile, bool)> = runners
                 .iter()
                 .enumerate()
-                .map(|(i, r)| (r, if i == 0 { &unshaped } else { &p.link }))
+                .map(|(i, r)| (r, if i == 0 { &unshaped } else { &p.link }, i > 0))
                 .collect();
             let mut ms = measure_interleaved(&list, reps)?;
-            let tc = ms.remove(0).median_s();
+            let tc = ms.remove(0);
             finished += choices.len();
-            (ms, tc)
+            (ms, Some(tc))
         } else {
             let mut ms = Vec::new();
             for c in &choices {
@@ -406,14 +432,17 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
                         .map_err(|e| Error::Config(format!("{}: {e}", c.key)))?,
                 );
             }
-            (ms, probe.median_s())
+            (ms, None)
         };
+        let tc = tc_turns.as_ref().unwrap_or(&probe).median_s();
         // Serial's numbers, from this run or from the file.
-        let serial = choices
+        let serial_turns = choices
             .iter()
             .zip(&measured)
             .find(|(c, _)| c.scheme.is_serial())
-            .map(|(_, m)| {
+            .map(|(_, m)| m);
+        let serial = serial_turns
+            .map(|m| {
                 let n = m.latencies_s.len();
                 ((p.batch * n) as f64 / m.online_s, m.median_s())
             })
@@ -423,7 +452,7 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
                         .map(|r| (r.throughput_per_s, r.latency_ms_p50 / 1e3))
                 })
             });
-        let mut fresh = choices.iter().zip(measured);
+        let mut fresh = choices.iter().zip(&measured);
         for r in &resumed {
             if let Some(r) = r {
                 rows.push((*r).clone());
@@ -433,15 +462,18 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
             let n_reps = meas.latencies_s.len();
             let throughput = (p.batch * n_reps) as f64 / meas.online_s;
             let t_scheme = meas.median_s();
-            // η = (T_serial - T_scheme) / (T_serial - max(T_compute, T_comm)), each T the
-            // median repetition.
-            let overlap_efficiency =
-                serial
-                    .filter(|_| !c.scheme.is_serial())
-                    .and_then(|(_, ts)| {
-                        let room = ts - tc.max(t_comm);
-                        (room > 0.0).then(|| (ts - t_scheme) / room)
-                    });
+            // η: paired by turn when serial and T_compute ran in the same turns, else from
+            // the median repetitions.
+            let overlap_efficiency = if c.scheme.is_serial() {
+                None
+            } else {
+                match (serial_turns, &tc_turns) {
+                    (Some(st), Some(ct)) => {
+                        paired_eta(&st.latencies_s, &meas.latencies_s, &ct.latencies_s, t_comm)
+                    }
+                    _ => serial.and_then(|(_, ts)| eta(ts, t_scheme, tc, t_comm)),
+                }
+            };
             let link_util = p.link.bandwidth_mbps.map(|mbps| {
                 meas.bytes_per_party as f64 * 8.0 * n_reps as f64 / (mbps * 1e6 * meas.online_s)
             });
