@@ -198,3 +198,28 @@ fn a_file_from_before_the_material_column_is_upgraded_and_resumed() {
     assert!(header.lines().next().unwrap().ends_with(",material"));
     std::fs::remove_dir_all(out.parent().unwrap()).ok();
 }
+
+#[test]
+fn interleaved_schemes_take_the_same_turns() {
+    let out = scratch("interleave");
+    let text = format!("{CONFIG}interleave = true\nmin_time_s = 0.05\n");
+    let cfg = BenchConfig::parse(&text).unwrap();
+    let rows = run_matrix(&cfg, &out).unwrap();
+    assert_eq!(rows.len(), 6);
+    for point in rows.chunks(3) {
+        // One repetition per scheme per turn: equal counts, and one T_compute per point.
+        assert!(point.iter().all(|r| r.reps == point[0].reps), "{point:?}");
+        assert!(point[0].reps >= 2);
+        assert!(point.iter().all(|r| r.t_compute_s == point[0].t_compute_s));
+        assert!(point[0].t_compute_s > 0.0);
+        for r in point {
+            let want = (r.batch * r.reps) as f64 / r.online_s;
+            assert!((r.throughput_per_s - want).abs() <= 1e-9 * want, "{r:?}");
+            assert!(r.max_abs_err < 2e-2, "{r:?}");
+        }
+    }
+    // Resuming a finished interleaved file runs nothing more.
+    run_matrix(&cfg, &out).unwrap();
+    assert_eq!(csv_out::read_rows(&out).unwrap().len(), 6);
+    std::fs::remove_dir_all(out.parent().unwrap()).ok();
+}
