@@ -67,7 +67,7 @@ fn rows_have_every_column_and_consistent_values() {
         .unwrap()
         .to_string();
     // Columns are only ever appended: the last one is the newest.
-    assert_eq!(header.rsplit(',').next(), Some("material"), "{header}");
+    assert_eq!(header.rsplit(',').next(), Some("trunc"), "{header}");
     for col in REQUIRED {
         assert!(
             header.split(',').any(|h| h == col),
@@ -89,6 +89,8 @@ fn rows_have_every_column_and_consistent_values() {
         assert_eq!(r.link_util.is_some(), r.network == "lan");
         // lenet's material is far below the eager limit: expanded before the clock.
         assert_eq!(r.material, "eager", "{r:?}");
+        // No `trunc` key: the 2-party default, CrypTen's local truncation.
+        assert_eq!(r.trunc, "local", "{r:?}");
     }
     std::fs::remove_dir_all(out.parent().unwrap()).ok();
 }
@@ -146,6 +148,17 @@ fn bad_configs_are_refused_with_the_reason() {
     assert!(BenchConfig::parse(&negative)
         .unwrap_err()
         .contains("min_time_s"));
+    let unknown = format!("{CONFIG}trunc = \"exact\"\n");
+    let e = BenchConfig::parse(&unknown).unwrap_err();
+    assert!(e.contains("trunc must be") && e.contains("exact"), "{e}");
+    let three = format!("{CONFIG}trunc = \"local\"\n").replace("parties = [2]", "parties = [2, 3]");
+    let e = BenchConfig::parse(&three).unwrap_err();
+    assert!(
+        e.contains("needs exactly 2 parties") && e.contains("lists 3"),
+        "{e}"
+    );
+    let ok = format!("{CONFIG}trunc = \"dealer\"\n").replace("parties = [2]", "parties = [2, 3]");
+    assert!(BenchConfig::parse(&ok).is_ok());
 }
 
 #[test]
@@ -174,28 +187,68 @@ fn min_time_s_repeats_until_the_online_times_add_up() {
 }
 
 #[test]
-fn a_file_from_before_the_material_column_is_upgraded_and_resumed() {
+fn a_file_from_before_the_material_and_trunc_columns_is_upgraded_and_resumed() {
     let out = scratch("upgrade");
     let cfg = BenchConfig::parse(CONFIG).unwrap();
     run_matrix(&cfg, &out).unwrap();
-    // An older version's file: no `material` column, and crashed after four rows.
+    // An older version's file: no `material` and `trunc` columns, and crashed after four
+    // rows.
     let text = std::fs::read_to_string(&out).unwrap();
     let old: Vec<String> = text
         .lines()
         .take(5)
-        .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+        .map(|l| {
+            let (rest, _trunc) = l.rsplit_once(',').unwrap();
+            rest.rsplit_once(',').unwrap().0.to_string()
+        })
         .collect();
-    assert!(!old[0].contains("material"));
+    assert!(!old[0].contains("material") && !old[0].contains("trunc"));
     std::fs::write(&out, old.join("\n") + "\n").unwrap();
     let rows = run_matrix(&cfg, &out).unwrap();
     assert_eq!(rows.len(), 6);
     let read = csv_out::read_rows(&out).unwrap();
     assert_eq!(read.len(), 6);
-    // Old rows did not record their material mode; new rows do.
+    // Old rows did not record their material or truncation mode; new rows do. The old
+    // rows were resumed: an empty trunc is the default for their party count.
     assert!(read[..4].iter().all(|r| r.material.is_empty()), "{read:?}");
+    assert!(read[..4].iter().all(|r| r.trunc.is_empty()), "{read:?}");
     assert!(read[4..].iter().all(|r| r.material == "eager"), "{read:?}");
+    assert!(read[4..].iter().all(|r| r.trunc == "local"), "{read:?}");
     let header = std::fs::read_to_string(&out).unwrap();
-    assert!(header.lines().next().unwrap().ends_with(",material"));
+    assert!(header.lines().next().unwrap().ends_with(",material,trunc"));
+    std::fs::remove_dir_all(out.parent().unwrap()).ok();
+}
+
+/// A configuration with another `trunc` is another configuration: its rows are run and
+/// appended beside the default's, and each resumes only its own.
+#[test]
+fn rows_of_another_trunc_mode_are_run_not_resumed() {
+    let out = scratch("truncmode");
+    let base = CONFIG
+        .replace("[\"local\", \"lan\"]", "[\"local\"]")
+        .replace(
+            "[\"serial\", \"inner-layer\", \"inter-batch\"]",
+            "[\"serial\"]",
+        )
+        .replace("reps = 2", "reps = 1");
+    let default = BenchConfig::parse(&base).unwrap();
+    let dealer = BenchConfig::parse(&format!("{base}trunc = \"dealer\"\n")).unwrap();
+    let local = BenchConfig::parse(&format!("{base}trunc = \"local\"\n")).unwrap();
+    run_matrix(&default, &out).unwrap();
+    run_matrix(&dealer, &out).unwrap();
+    let rows = csv_out::read_rows(&out).unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(
+        (rows[0].trunc.as_str(), rows[1].trunc.as_str()),
+        ("local", "dealer")
+    );
+    // One more round per truncation for the dealer's protocol.
+    assert!(rows[1].rounds > rows[0].rounds, "{rows:?}");
+    assert!(rows[1].max_abs_err < 2e-2, "{rows:?}");
+    // Both finished: explicit local is the default's configuration, nothing is rerun.
+    run_matrix(&local, &out).unwrap();
+    run_matrix(&dealer, &out).unwrap();
+    assert_eq!(csv_out::read_rows(&out).unwrap().len(), 2);
     std::fs::remove_dir_all(out.parent().unwrap()).ok();
 }
 

@@ -83,6 +83,63 @@ fn offline_files_feed_the_online_run_and_a_wrong_plan_is_refused() {
 }
 
 #[test]
+fn trunc_dealer_runs_2_parties_and_its_files_are_refused_by_a_local_run() {
+    let rounds = |out: &str| -> u64 {
+        let line = out.lines().find(|l| l.starts_with("party 0:")).unwrap();
+        line.split("rounds ")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let mut runs = Vec::new();
+    for mode in ["local", "dealer"] {
+        let o = bin().args(["run", "--trunc", mode]).output().unwrap();
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "stdout: {out}\nstderr: {err}");
+        assert!(out.contains(&format!("trunc {mode}")), "{out}");
+        runs.push(rounds(&out));
+    }
+    // Local truncation is free; the dealer's costs one more round per truncation.
+    assert!(
+        runs[1] > runs[0],
+        "rounds local {} dealer {}",
+        runs[0],
+        runs[1]
+    );
+
+    let dir = scratch("trunc");
+    let o = bin()
+        .args(["offline", "--trunc", "dealer", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = bin()
+        .args(["run", "--trunc", "dealer", "--material"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{:?}", text(&o));
+    // The default for 2 parties is local: the dealer's files are for another plan.
+    let o = bin()
+        .args(["run", "--material"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert!(
+        err.contains("offline material refused") && err.contains("another plan"),
+        "stderr: {err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
 fn bad_options_name_the_problem() {
     for (args, needle) in [
         (vec!["run", "--parties", "9"], "--parties"),
@@ -90,6 +147,26 @@ fn bad_options_name_the_problem() {
         (vec!["run", "--scheme", "pipelined"], "unknown scheme"),
         (vec!["run", "--weights", "secret"], "weights"),
         (vec!["run", "--batch", "0"], "--batch"),
+        (
+            vec!["run", "--trunc", "exact"],
+            "--trunc must be local or dealer",
+        ),
+        (
+            vec!["run", "--parties", "3", "--trunc", "local"],
+            "--trunc local needs exactly 2 parties",
+        ),
+        (
+            vec![
+                "offline",
+                "--out",
+                "/nonexistent-mpc-pipe-test/unused",
+                "--parties",
+                "3",
+                "--trunc",
+                "local",
+            ],
+            "--trunc local needs exactly 2 parties",
+        ),
     ] {
         let o = bin().args(&args).output().unwrap();
         let (_, err) = text(&o);

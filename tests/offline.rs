@@ -152,6 +152,53 @@ fn file_for_another_plan_is_refused() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// The truncation mode is part of the plan: with 2 parties, `dealer` records a truncation
+/// mask for each truncation and `local` none, so the plan hashes differ and material dealt
+/// for one mode is refused by a run in the other (a run with the wrong masks, or without
+/// them, would give wrong results or fail at the first truncation).
+#[test]
+fn material_of_one_truncation_mode_is_refused_by_the_other() {
+    use mpc_pipe::offline::Request;
+    use mpc_pipe::ring::Trunc;
+    let job = build(&JobSpec::new("selftest", 2, 1)).unwrap();
+    let cfg = |t| {
+        let mut c = SessionConfig::new(2);
+        c.fixed = c.fixed.with_trunc(Some(t));
+        c
+    };
+    let masks = |p: &mpc_pipe::offline::Plan| {
+        p.entries
+            .iter()
+            .filter(|(_, r)| matches!(r, Request::Trunc { .. }))
+            .count()
+    };
+    let local = record_plan(&cfg(Trunc::Local), &*job.program).unwrap();
+    let dealer = record_plan(&cfg(Trunc::Dealer), &*job.program).unwrap();
+    let default = record_plan(&SessionConfig::new(2), &*job.program).unwrap();
+    assert_eq!(masks(&local), 0);
+    // selftest truncates twice (x², then ·w).
+    assert_eq!(masks(&dealer), 2);
+    assert_eq!(default.hash(), local.hash(), "the 2-party default is local");
+    assert_ne!(local.hash(), dealer.hash());
+
+    let dir = scratch("truncmode");
+    for m in deal(&dealer, 2, 31) {
+        file::save(&m, &file::party_file(&dir, m.party)).unwrap();
+    }
+    expect_material_err(
+        load_as(&file::party_file(&dir, 0), 31, 0, 2, local.hash()),
+        "another plan",
+    );
+    let material: Vec<PartyMaterial> = (0..2)
+        .map(|p| load_as(&file::party_file(&dir, p), 31, p, 2, dealer.hash()).unwrap())
+        .collect();
+    let outs = run_online(&cfg(Trunc::Dealer), material, &*job.program).unwrap();
+    // As files_round_trip_into_a_correct_online_run: far below 1e-3.
+    let err = outs[0].value.max_abs_diff(&job.reference);
+    assert!(err < 1e-3, "max_abs_err {err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// Material drawn on demand from the seed gives the same online result as expanded
 /// material, and refuses a request that was not planned or is asked for twice.
 #[test]

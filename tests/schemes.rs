@@ -20,9 +20,9 @@ use common::*;
 use mpc_pipe::model::{zoo, Layer, Model, Weights};
 use mpc_pipe::offline::deal;
 use mpc_pipe::proto::Ctx;
-use mpc_pipe::ring::{FixedPoint, PlainTensor};
+use mpc_pipe::ring::{FixedPoint, PlainTensor, Trunc};
 use mpc_pipe::runtime::local::{fresh_session, run_online_as, MaterialMode};
-use mpc_pipe::runtime::{record_plan, SessionConfig};
+use mpc_pipe::runtime::record_plan;
 use mpc_pipe::sched::{self, Schedule, Scheme};
 use mpc_pipe::transport::emulator::LinkProfile;
 
@@ -111,18 +111,21 @@ fn bound(layers: &[Layer], x: &PlainTensor, sigma: f64, d: f64) -> (PlainTensor,
 }
 
 fn check_model(name: &str, parties: usize, weights: Weights, schemes: &[&str]) {
-    check_model_as(name, parties, weights, schemes, None)
+    check_model_as(name, parties, weights, schemes, None, None)
 }
 
 /// As `check_model`; with `Some(mode)`, the material is dealt and used in that mode
-/// instead of the one `run_online` would pick for the plan's size.
+/// instead of the one `run_online` would pick for the plan's size, and with `Some(trunc)`
+/// products are truncated that way instead of by the default for `parties`.
 fn check_model_as(
     name: &str,
     parties: usize,
     weights: Weights,
     schemes: &[&str],
     mode: Option<MaterialMode>,
+    trunc: Option<Trunc>,
 ) {
+    let cfg = config_with_trunc(parties, trunc);
     let model = zoo::build(name, 3).unwrap();
     let qmodel = Model {
         layers: quantize_layers(&model.layers),
@@ -145,9 +148,8 @@ fn check_model_as(
             ctx.reveal_plain(&y)
         };
         let got = match mode {
-            None => reveal_all(parties, program),
+            None => reveal_all_with(&cfg, program),
             Some(mode) => {
-                let cfg = SessionConfig::new(parties);
                 let plan = record_plan(&cfg, &program).unwrap();
                 let material = deal(&plan, parties, fresh_session());
                 let link = LinkProfile::unshaped();
@@ -157,14 +159,16 @@ fn check_model_as(
             }
         };
         eprintln!(
-            "{name} {parties}p {weights:?} {scheme}: bound {err_bound:.3e}, max error {:.3e}",
+            "{name} {parties}p {weights:?} {scheme} trunc {trunc:?}: bound {err_bound:.3e}, max error {:.3e}",
             got.max_abs_diff(&want)
         );
         assert_close(
             &got,
             &want,
             |_| err_bound,
-            &format!("{name} {parties} parties {weights:?} {scheme} (bound {err_bound:.2e})"),
+            &format!(
+                "{name} {parties} parties {weights:?} {scheme} trunc {trunc:?} (bound {err_bound:.2e})"
+            ),
         );
     }
 }
@@ -198,6 +202,7 @@ fn lazy_material_matches_plaintext_2_and_3_parties() {
             Weights::Private,
             &schemes,
             Some(MaterialMode::Lazy),
+            None,
         );
         check_model_as(
             "lenet",
@@ -205,7 +210,20 @@ fn lazy_material_matches_plaintext_2_and_3_parties() {
             Weights::Private,
             &schemes,
             Some(MaterialMode::Eager),
+            None,
         );
+    }
+}
+
+/// 2 parties with the dealer-assisted truncation (`--trunc dealer`): the plan now holds
+/// truncation masks, which every scheme must slice and consume like the 3-party runs do.
+/// Its error per truncation is below 1 ulp (floor or floor + 1), so its mean square is
+/// below the 2 ulp² the bound allows (the 3-party runs above use the same protocol and the
+/// same bound).
+#[test]
+fn lenet_2_parties_dealer_truncation_matches_plaintext() {
+    for weights in [Weights::Private, Weights::Public] {
+        check_model_as("lenet", 2, weights, &ALL, None, Some(Trunc::Dealer));
     }
 }
 
@@ -280,30 +298,39 @@ fn bert_small_every_scheme_matches_plaintext() {
             .fold(0.0, f64::max);
         e = 2.0 * (e + norm2 * 0.02 + 0.01) + 0.02;
     }
-    for (parties, weights, schemes) in [
-        (2, Weights::Private, &ALL[..]),
-        (3, Weights::Public, &["serial", "all"][..]),
+    // 2 parties also with the dealer-assisted truncation: its error (< 1 ulp) is below
+    // the local one's, which the bound does not even count beside the approximations.
+    for (parties, weights, schemes, trunc) in [
+        (2, Weights::Private, &ALL[..], None),
+        (3, Weights::Public, &["serial", "all"][..], None),
+        (
+            2,
+            Weights::Private,
+            &["serial", "all"][..],
+            Some(Trunc::Dealer),
+        ),
     ] {
+        let cfg = config_with_trunc(parties, trunc);
         for scheme in schemes {
             let schedule = Schedule {
                 scheme: scheme.parse::<Scheme>().unwrap(),
                 chunks: 2,
                 batches_in_flight: 2,
             };
-            let got = reveal_all(parties, |ctx: &Ctx| {
+            let got = reveal_all_with(&cfg, |ctx: &Ctx| {
                 let x = ctx.share_plain(parties - 1, Some(&input), &shape)?;
                 let y = sched::forward(ctx, &model, &x, weights, &schedule)?;
                 ctx.reveal_plain(&y)
             });
             eprintln!(
-                "bert-small {parties}p {weights:?} {scheme}: bound {e:.3e}, max error {:.3e}",
+                "bert-small {parties}p {weights:?} {scheme} trunc {trunc:?}: bound {e:.3e}, max error {:.3e}",
                 got.max_abs_diff(&want)
             );
             assert_close(
                 &got,
                 &want,
                 |_| e,
-                &format!("bert-small {parties} parties {weights:?} {scheme}"),
+                &format!("bert-small {parties} parties {weights:?} {scheme} trunc {trunc:?}"),
             );
         }
     }

@@ -15,6 +15,8 @@
 //! min_time_s = 1.0                        # and repeat until this much online time
 //! interleave = true                       # schemes of a configuration take turns
 //! timeout_s = 300
+//! trunc = "dealer"                        # optional: "local" (2 parties only) or "dealer";
+//!                                         # default local for 2 parties, dealer for more
 //! ```
 
 use std::path::Path;
@@ -24,6 +26,7 @@ use serde::Deserialize;
 use super::Point;
 use crate::error::{Error, Result};
 use crate::model::Weights;
+use crate::ring::Trunc;
 use crate::transport::emulator::LinkProfile;
 
 /// A count that is either fixed or chosen by the cost model.
@@ -113,6 +116,10 @@ pub struct BenchConfig {
     /// (local, lan, wan) are looked up there.
     #[serde(default)]
     pub links_file: Option<String>,
+    /// Truncation mode of every point ("local" or "dealer"); unset: `Trunc::default_for`
+    /// each point's party count. "local" is refused when `parties` lists more than 2.
+    #[serde(default)]
+    pub trunc: Option<String>,
 }
 
 impl BenchConfig {
@@ -146,7 +153,25 @@ impl BenchConfig {
         {
             return Err("every matrix axis (models, networks, schemes, batches, parties, weights) needs at least one value".into());
         }
+        if let Some(t) = c.trunc()? {
+            if let Some(&n) = c.parties.iter().find(|&&n| t.check(n).is_err()) {
+                return Err(format!(
+                    "trunc = \"{t}\" needs exactly 2 parties, but parties lists {n}: with more, the sum of the shares wraps around the ring and dividing each share is almost always wrong; use trunc = \"dealer\" or drop {n} from parties"
+                ));
+            }
+        }
         Ok(c)
+    }
+
+    /// The `trunc` key, parsed (`None` when unset).
+    fn trunc(&self) -> std::result::Result<Option<Trunc>, String> {
+        self.trunc
+            .as_deref()
+            .map(|s| {
+                s.parse::<Trunc>()
+                    .map_err(|_| format!("trunc must be \"local\" or \"dealer\", got \"{s}\""))
+            })
+            .transpose()
     }
 
     /// The configurations in run order (schemes vary innermost, serial first if listed).
@@ -162,12 +187,18 @@ impl BenchConfig {
                 for &batch in &self.batches {
                     for &parties in &self.parties {
                         for w in &self.weights {
+                            let trunc = self
+                                .trunc()
+                                .map_err(Error::Config)?
+                                .unwrap_or(Trunc::default_for(parties));
+                            trunc.check(parties)?;
                             out.push(Point {
                                 model: model.clone(),
                                 batch,
                                 parties,
                                 weights: w.parse::<Weights>()?,
                                 link: link.clone(),
+                                trunc,
                             });
                         }
                     }

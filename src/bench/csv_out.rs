@@ -1,6 +1,6 @@
 //! The benchmark CSV: one row per (configuration, scheme), appended and fsynced one line at
 //! a time so an interrupted sweep keeps every finished row and can resume.
-//! Depends on csv, serde.
+//! Depends on csv, serde, ring (the truncation mode of a row's key).
 
 use std::fmt;
 use std::fs::OpenOptions;
@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Point;
 use crate::error::{Error, Result};
+use crate::ring::Trunc;
 
 /// One CSV row. Column names and order are an interface: extend, never rename.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -51,6 +52,10 @@ pub struct Row {
     /// `eager` or `lazy` (see bench::mod); empty in rows from before this column.
     #[serde(default)]
     pub material: String,
+    /// Truncation mode, `local` or `dealer` (see bench::mod); empty in rows from before
+    /// this column, which were all made with the default for their party count.
+    #[serde(default)]
+    pub trunc: String,
 }
 
 /// The identity of a row, for resuming.
@@ -60,13 +65,14 @@ pub struct RowKey(String);
 impl RowKey {
     pub fn new(p: &Point, scheme: &str) -> RowKey {
         RowKey(format!(
-            "{} b{} n{} {} {} {}",
+            "{} b{} n{} {} {} {} trunc-{}",
             p.model,
             p.batch,
             p.parties,
             format!("{:?}", p.weights).to_lowercase(),
             p.link.name,
-            scheme
+            scheme,
+            p.trunc
         ))
     }
 }
@@ -79,8 +85,15 @@ impl fmt::Display for RowKey {
 
 impl Row {
     pub fn key(&self) -> RowKey {
+        // Rows from before the `trunc` column ran the only mode there was, which is the
+        // default for their party count: they resume a configuration that leaves `trunc`
+        // unset, and not one that asks for the other mode.
+        let trunc = match self.trunc.as_str() {
+            "" => Trunc::default_for(self.parties).as_str(),
+            t => t,
+        };
         RowKey(format!(
-            "{} b{} n{} {} {} {}",
+            "{} b{} n{} {} {} {} trunc-{trunc}",
             self.model, self.batch, self.parties, self.weights, self.network, self.scheme
         ))
     }
@@ -190,4 +203,51 @@ pub fn append_row(path: &Path, row: &Row) -> Result<()> {
     f.write_all(&bytes)?;
     f.sync_data()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Weights;
+    use crate::transport::emulator::LinkProfile;
+
+    fn point(parties: usize, trunc: Trunc) -> Point {
+        Point {
+            model: "lenet".into(),
+            batch: 2,
+            parties,
+            weights: Weights::Private,
+            link: LinkProfile::unshaped(),
+            trunc,
+        }
+    }
+
+    fn row(parties: usize, trunc: &str) -> Row {
+        Row {
+            model: "lenet".into(),
+            batch: 2,
+            parties,
+            weights: "private".into(),
+            network: LinkProfile::unshaped().name,
+            scheme: "serial".into(),
+            trunc: trunc.into(),
+            ..Row::default()
+        }
+    }
+
+    #[test]
+    fn rows_of_another_trunc_mode_are_another_configuration() {
+        let (local, dealer) = (point(2, Trunc::Local), point(2, Trunc::Dealer));
+        assert_eq!(row(2, "local").key(), RowKey::new(&local, "serial"));
+        assert_eq!(row(2, "dealer").key(), RowKey::new(&dealer, "serial"));
+        assert_ne!(row(2, "local").key(), RowKey::new(&dealer, "serial"));
+        assert_ne!(row(2, "dealer").key(), RowKey::new(&local, "serial"));
+        // Rows from before the column used the default: local for 2 parties, dealer for 3.
+        assert_eq!(row(2, "").key(), RowKey::new(&local, "serial"));
+        assert_ne!(row(2, "").key(), RowKey::new(&dealer, "serial"));
+        assert_eq!(
+            row(3, "").key(),
+            RowKey::new(&point(3, Trunc::Dealer), "serial")
+        );
+    }
 }

@@ -16,7 +16,11 @@
 //! online clock started, `lazy` when it was too large (runtime::local::EAGER_MATERIAL_BYTES)
 //! and each request was drawn from its seed when taken: those online times include the
 //! AES-CTR expansion (party 0's corrections are always dealt offline). Empty in rows
-//! written before the column existed.
+//! written before the column existed. trunc is the truncation mode after products (`local`:
+//! each party divides its share, CrypTen's 2-party protocol; `dealer`: one round with a
+//! dealer's mask, see proto::trunc), from the config's `trunc` key or the default for the
+//! party count; rows of the other mode are another configuration for resume. Empty in rows
+//! written before the column existed (they used the default).
 //!
 //! Robustness. Rows are appended one `write` each to a file opened in append mode and
 //! flushed with fsync, so a crash leaves every finished row intact; on start, rows already
@@ -33,6 +37,7 @@ use hdrhistogram::Histogram;
 use crate::error::{Error, Result};
 use crate::model::Weights;
 use crate::offline::deal;
+use crate::ring::{FixedPoint, Trunc};
 use crate::runtime::job::{self, JobSpec};
 use crate::runtime::local::{fresh_session, material_mode, run_online_with_link, MaterialMode};
 use crate::runtime::{record_plan, SessionConfig};
@@ -74,6 +79,8 @@ pub struct Point {
     pub parties: usize,
     pub weights: Weights,
     pub link: LinkProfile,
+    /// Resolved for `parties` (never the unset default).
+    pub trunc: Trunc,
 }
 
 /// Upper bound on the repetitions `min_time_s` can add.
@@ -119,11 +126,11 @@ pub struct Runner {
 }
 
 impl Runner {
-    pub fn new(spec: &JobSpec, timeout: Duration) -> Result<Runner> {
+    pub fn new(spec: &JobSpec, fixed: FixedPoint, timeout: Duration) -> Result<Runner> {
         let job = job::build(spec)?;
         let cfg = SessionConfig {
             parties: spec.parties,
-            fixed: Default::default(),
+            fixed,
             timeout,
         };
         let plan = record_plan(&cfg, &*job.program)?;
@@ -187,11 +194,12 @@ impl Measured {
 /// Run the measured repetitions of `spec` on `link` after `warmup` unmeasured ones.
 pub fn measure(
     spec: &JobSpec,
+    fixed: FixedPoint,
     link: &LinkProfile,
     reps: Reps,
     timeout: Duration,
 ) -> Result<Measured> {
-    let runner = Runner::new(spec, timeout)?;
+    let runner = Runner::new(spec, fixed, timeout)?;
     for _ in 0..reps.warmup {
         runner.rep(link, None)?;
     }
@@ -310,6 +318,7 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
     for p in &points {
         let mut base = JobSpec::new(&p.model, p.parties, p.batch);
         base.weights = p.weights;
+        let fixed = FixedPoint::default().with_trunc(Some(p.trunc));
         let spec_of = |scheme: Scheme, k: usize, m: usize| {
             let mut spec = base.clone();
             spec.schedule = Schedule {
@@ -345,6 +354,7 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
         // which `auto` needs before the schemes run.
         let probe = measure(
             &spec_of(Scheme::SERIAL, 1, 1),
+            fixed,
             &LinkProfile::unshaped(),
             Reps {
                 reps: cfg.reps.min(3),
@@ -404,10 +414,10 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
                 &format!("{} interleaved: {}", choices[0].key, what.join(", ")),
             );
             let unshaped = LinkProfile::unshaped();
-            let mut runners = vec![Runner::new(&spec_of(Scheme::SERIAL, 1, 1), timeout)?];
+            let mut runners = vec![Runner::new(&spec_of(Scheme::SERIAL, 1, 1), fixed, timeout)?];
             for c in &choices {
                 runners.push(
-                    Runner::new(&spec_of(c.scheme, c.k, c.m), timeout)
+                    Runner::new(&spec_of(c.scheme, c.k, c.m), fixed, timeout)
                         .map_err(|e| Error::Config(format!("{}: {e}", c.key)))?,
                 );
             }
@@ -428,7 +438,7 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
                 finished += 1;
                 progress(finished, &format!("{} k={} m={}", c.key, c.k, c.m));
                 ms.push(
-                    measure(&spec_of(c.scheme, c.k, c.m), &p.link, reps, timeout)
+                    measure(&spec_of(c.scheme, c.k, c.m), fixed, &p.link, reps, timeout)
                         .map_err(|e| Error::Config(format!("{}: {e}", c.key)))?,
                 );
             }
@@ -509,6 +519,7 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
                 t_comm_s: t_comm,
                 overlap_efficiency,
                 material: meas.material.to_string(),
+                trunc: p.trunc.to_string(),
             };
             csv_out::append_row(out, &row)?;
             rows.push(row);

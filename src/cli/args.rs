@@ -7,7 +7,7 @@ use clap::Args;
 
 use crate::error::{Error, Result};
 use crate::model::Weights;
-use crate::ring::FixedPoint;
+use crate::ring::{FixedPoint, Trunc};
 use crate::runtime::job::JobSpec;
 use crate::sched::{Schedule, Scheme};
 use crate::transport::emulator::LinkProfile;
@@ -30,6 +30,12 @@ pub struct JobArgs {
     /// Fractional bits of the fixed-point encoding.
     #[arg(long, default_value_t = 16)]
     pub frac_bits: u32,
+    /// Truncation after products: local (each party divides its share, CrypTen's 2-party
+    /// protocol; wrong with probability ~|x|/2^64 per element) or dealer (one round with a
+    /// dealer's mask, exact to one ulp). Default: local for 2 parties, dealer for more
+    /// (local is refused for more than 2).
+    #[arg(long)]
+    pub trunc: Option<String>,
     /// Sequence length of a BERT model (default: 128 for bert-base, 16 for bert-small).
     #[arg(long)]
     pub seq_len: Option<usize>,
@@ -53,6 +59,7 @@ impl Default for JobArgs {
             weights: "private".into(),
             seed: 1,
             frac_bits: 16,
+            trunc: None,
             seq_len: None,
             scheme: "serial".into(),
             chunks: 2,
@@ -85,14 +92,29 @@ impl JobArgs {
         })
     }
 
-    pub fn fixed(&self) -> Result<FixedPoint> {
+    /// The fixed-point settings for `parties` parties: --frac-bits and --trunc, checked.
+    pub fn fixed(&self, parties: usize) -> Result<FixedPoint> {
         if !(1..=40).contains(&self.frac_bits) {
             return Err(Error::Config(format!(
                 "--frac-bits must be in 1..=40, got {}",
                 self.frac_bits
             )));
         }
-        Ok(FixedPoint::new(self.frac_bits))
+        let trunc = match &self.trunc {
+            None => None,
+            Some(s) => {
+                let t = s.parse::<Trunc>().map_err(|_| {
+                    Error::Config(format!("--trunc must be local or dealer, got '{s}'"))
+                })?;
+                if t == Trunc::Local && parties != 2 {
+                    return Err(Error::Config(format!(
+                        "--trunc local needs exactly 2 parties, got {parties}: with more, the sum of the shares wraps around the ring and dividing each share is almost always wrong; use --trunc dealer"
+                    )));
+                }
+                Some(t)
+            }
+        };
+        Ok(FixedPoint::new(self.frac_bits).with_trunc(trunc))
     }
 }
 

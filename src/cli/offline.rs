@@ -31,7 +31,7 @@ pub fn run(a: &OfflineArgs) -> Result<()> {
     let spec = a.job.spec(a.parties)?;
     let cfg = SessionConfig {
         parties: a.parties,
-        fixed: a.job.fixed()?,
+        fixed: a.job.fixed(a.parties)?,
         timeout: std::time::Duration::from_secs(60),
     };
     cfg.check()?;

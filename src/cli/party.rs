@@ -82,7 +82,7 @@ pub fn run(a: &PartyArgs) -> Result<()> {
         key: session_key(a)?,
         timeout: Duration::from_secs_f64(a.timeout_s),
         link,
-        fixed: a.job.fixed()?,
+        fixed: a.job.fixed(addrs.len())?,
         addrs,
         material_dir: a.material.clone(),
         stall_before_online: a.debug_stall_s.map(Duration::from_secs_f64),

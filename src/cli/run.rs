@@ -64,7 +64,7 @@ impl RunArgs {
     }
 
     pub fn session_config(&self) -> Result<SessionConfig> {
-        let fixed = self.job.fixed()?;
+        let fixed = self.job.fixed(self.parties)?;
         if !(self.timeout_s > 0.0 && self.timeout_s.is_finite()) {
             return Err(Error::Config(format!(
                 "--timeout-s must be positive, got {}",
@@ -118,7 +118,14 @@ pub fn run(a: &RunArgs) -> Result<()> {
         pr.fixed = cfg.fixed;
         pr.material_dir = a.material.clone();
         let outs = crate::runtime::process::spawn_parties(&pr)?;
-        report(&spec, &job.reference, &outs, a.material.is_some(), &link);
+        report(
+            &spec,
+            &cfg,
+            &job.reference,
+            &outs,
+            a.material.is_some(),
+            &link,
+        )?;
         return Ok(());
     }
     let material = match &a.material {
@@ -141,8 +148,14 @@ pub fn run(a: &RunArgs) -> Result<()> {
             path.display()
         );
     }
-    report(&spec, &job.reference, &outs, a.material.is_some(), &link);
-    Ok(())
+    report(
+        &spec,
+        &cfg,
+        &job.reference,
+        &outs,
+        a.material.is_some(),
+        &link,
+    )
 }
 
 fn fmt_row(v: &[f64]) -> String {
@@ -155,11 +168,12 @@ fn fmt_row(v: &[f64]) -> String {
 /// Print the run's outputs, error and per-party counters.
 pub fn report(
     spec: &JobSpec,
+    cfg: &SessionConfig,
     reference: &PlainTensor,
     outs: &[PartyOutcome<PlainTensor>],
     from_files: bool,
     link: &LinkProfile,
-) {
+) -> Result<()> {
     let out = &outs[0].value;
     let net = match link.bandwidth_mbps {
         Some(bw) => format!("{} ({bw} Mbit/s, {} ms)", link.name, link.latency_ms),
@@ -169,7 +183,7 @@ pub fn report(
         None => format!("{} (unshaped)", link.name),
     };
     println!(
-        "model {}  parties {}  batch {}  weights {:?}  scheme {} (k {}, m {})  network {net}  material {}",
+        "model {}  parties {}  batch {}  weights {:?}  scheme {} (k {}, m {})  network {net}  material {}  trunc {}",
         spec.model,
         spec.parties,
         spec.batch,
@@ -181,7 +195,8 @@ pub fn report(
             "from files"
         } else {
             "in-process dealer"
-        }
+        },
+        cfg.fixed.trunc_for(cfg.parties)?
     );
     let cols = *out.shape().last().unwrap_or(&1);
     for (i, (m, p)) in out
@@ -206,4 +221,5 @@ pub fn report(
             o.stats.wait_ns() as f64 * 1e-9
         );
     }
+    Ok(())
 }

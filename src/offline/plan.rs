@@ -25,7 +25,8 @@ pub enum Request {
     And { len: usize, rep: usize },
     /// Random bits r shared both arithmetically and in XOR form (for B2A).
     Bit { len: usize },
-    /// Truncation mask for N > 2: r, (r mod 2^63) >> shift, and msb(r), arithmetic shares.
+    /// Truncation mask of the dealer-assisted truncation (N > 2, or 2 parties with
+    /// `--trunc dealer`): r, (r mod 2^63) >> shift, and msb(r), arithmetic shares.
     Trunc { len: usize, shift: u32 },
 }
 

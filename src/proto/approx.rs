@@ -5,10 +5,11 @@
 //! y0 = 2.2·exp(−(x/2 + 0.2)) + 0.2 − x/1024. Depends on proto::{ctx, share, arith, trunc,
 //! compare} and ring.
 //!
-//! Costs are given per element as "rounds, words sent per party" for 2 parties; for N > 2
-//! every truncation is one more round (protocols.md §3.5). u = 2^-f is one ulp; every
-//! truncation errs by less than 2u (2PC: each share rounds toward zero; N > 2: floor minus
-//! at most one), and in 2PC fails outright with probability ≈ |v|/2^31 for a result v.
+//! Costs are given per element as "rounds, words sent per party" for 2 parties with the
+//! default local truncation; for N > 2 (or `--trunc dealer`) every truncation is one more
+//! round (protocols.md §3.5). u = 2^-f is one ulp; every truncation errs by less than 2u
+//! (local: each share rounds toward zero; dealer: floor or floor + 1), and local truncation
+//! fails outright with probability ≈ |v|/2^31 for a result v.
 
 use super::ctx::Ctx;
 use super::share::Share;

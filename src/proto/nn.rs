@@ -3,8 +3,9 @@
 //! ReLU selectable) and LayerNorm over the last dim with public γ, β. Depends on
 //! proto::{ctx, share, arith, trunc, approx, compare, pool} and ring.
 //!
-//! Costs are per element, 2 parties, "rounds, words sent per party" unless stated; for
-//! N > 2 each truncation adds a round and a comparison costs 7·⌈log2 N⌉ + 1 rounds.
+//! Costs are per element, 2 parties with local truncation, "rounds, words sent per party"
+//! unless stated; with `--trunc dealer` or N > 2 each truncation adds a round, and for
+//! N > 2 a comparison costs 7·⌈log2 N⌉ + 1 rounds.
 
 use super::approx::{stack, unstack};
 use super::ctx::Ctx;

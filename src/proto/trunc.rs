@@ -1,10 +1,18 @@
 //! Truncation after fixed-point products (protocols.md §3.5). Depends on proto::ctx, ring,
 //! offline.
 //!
-//! N = 2: local, as CrypTen: every party divides its signed share by 2^s rounding toward
-//! zero. Off by at most 1 ulp, except with probability about |x|/2^63 per element.
+//! Two protocols; `FixedPoint::trunc` chooses (`--trunc`, bench key `trunc`), and every
+//! party and the dry run that records the plan see the same choice through the `Ctx`.
 //!
-//! N > 2: dealer-assisted, one round, correct for every |x| < 2^62. The reference's wraps
+//! Local (the default for N = 2, as CrypTen; refused for N > 2): every party divides its
+//! signed share by 2^s rounding toward zero. No communication, off by less than 2 ulp
+//! (each share rounds), except when the two signed shares' sum overflows, with probability
+//! |x|/2^64 per element for a uniform share (one run of tests/arith.rs saw 124 failures in
+//! 4102 elements where this predicts ~130): then the result is off by about 2^(64-s) (2^48 at s = 16, a
+//! real error of 2^32 ≈ 4e9).
+//!
+//! Dealer (the default for N > 2, and chosen for N = 2 with `--trunc dealer`):
+//! dealer-assisted, one round, correct for every |x| < 2^62. The reference's wraps
 //! protocol (CrypTen) ignores the wrap of x + r, which fails with probability ~|x|/2^64 and
 //! needs a gather plus count_wraps; this equivalent always returns floor(x / 2^s) or that
 //! plus one (error below one ulp, mean about zero). The
@@ -21,7 +29,7 @@ use super::ctx::{Combine, Ctx};
 use super::share::Share;
 use crate::error::{Error, Result};
 use crate::offline::Request;
-use crate::ring::RingTensor;
+use crate::ring::{RingTensor, Trunc};
 
 impl<'a> Ctx<'a> {
     /// Divide a share by 2^f (after a product of two fixed-point values).
@@ -29,7 +37,7 @@ impl<'a> Ctx<'a> {
         self.trunc_bits(x, self.frac_bits())
     }
 
-    /// Divide a share by 2^bits (signed), by the protocol for this number of parties.
+    /// Divide a share by 2^bits (signed), by the session's truncation mode.
     pub fn trunc_bits(&self, x: &Share, bits: u32) -> Result<Share> {
         if bits == 0 {
             return Ok(x.clone());
@@ -39,7 +47,7 @@ impl<'a> Ctx<'a> {
                 "truncation by {bits} bits exceeds the ring's range"
             )));
         }
-        if self.parties() == 2 {
+        if self.fixed().trunc_for(self.parties())? == Trunc::Local {
             let d = 1i64 << bits;
             return Ok(Share(x.0.map(|v| ((v as i64) / d) as u64)));
         }

@@ -1,23 +1,98 @@
-//! Fixed-point encoding of reals into Z_2^64 (protocols.md §1). Depends on std only.
+//! Fixed-point encoding of reals into Z_2^64 (protocols.md §1), and the choice of how
+//! shares are truncated after a product. Depends on std and crate::error only.
 //!
 //! A real v is stored as the two's-complement integer trunc(v * 2^f). Decoding reads the
 //! ring element as i64 and divides by 2^f, so negative values come back negative.
+//!
+//! The truncation mode lives here, beside `frac_bits`, because every party, the dry run
+//! that records the offline plan and the dealer must agree on it: it decides whether the
+//! plan holds truncation masks (proto::trunc).
+
+use std::fmt;
+use std::str::FromStr;
 
 use super::{PlainTensor, RingTensor};
+use crate::error::{Error, Result};
 
 /// Default number of fractional bits, as CrypTen's `encoder.precision_bits`.
 pub const DEFAULT_FRAC_BITS: u32 = 16;
 
-/// Fixed-point codec with `frac_bits` fractional bits.
+/// How shares are divided by 2^f after a fixed-point product (proto::trunc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Trunc {
+    /// Each party divides its own share (CrypTen's 2-party truncation): no communication,
+    /// but wrong by about 2^(64-f) with probability about |x|/2^63 per element. Only
+    /// defined for 2 parties: with more, the shares' sum wraps several times and the
+    /// result is wrong almost always.
+    Local,
+    /// One round with a mask from the dealer: floor(x/2^f) or one more, for every
+    /// |x| < 2^62, for any number of parties.
+    Dealer,
+}
+
+impl Trunc {
+    /// The mode used when none is chosen: CrypTen's local truncation for 2 parties (so
+    /// numbers stay comparable with CrypTen's), the dealer-assisted one for more.
+    pub fn default_for(parties: usize) -> Trunc {
+        if parties == 2 {
+            Trunc::Local
+        } else {
+            Trunc::Dealer
+        }
+    }
+
+    /// Refuse a mode that is not defined for `parties` parties.
+    pub fn check(self, parties: usize) -> Result<()> {
+        if self == Trunc::Local && parties != 2 {
+            return Err(Error::Config(format!(
+                "truncation mode 'local' needs exactly 2 parties, got {parties}: with more \
+                 parties the sum of the shares wraps around the ring several times and \
+                 dividing each share is almost always wrong; use 'dealer'"
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Trunc::Local => "local",
+            Trunc::Dealer => "dealer",
+        }
+    }
+}
+
+impl fmt::Display for Trunc {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Trunc {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Trunc> {
+        match s {
+            "local" => Ok(Trunc::Local),
+            "dealer" => Ok(Trunc::Dealer),
+            _ => Err(Error::Config(format!(
+                "unknown truncation mode '{s}': expected 'local' or 'dealer'"
+            ))),
+        }
+    }
+}
+
+/// Fixed-point codec with `frac_bits` fractional bits, and the truncation mode of products.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FixedPoint {
     pub frac_bits: u32,
+    /// `None`: `Trunc::default_for` the session's number of parties.
+    pub trunc: Option<Trunc>,
 }
 
 impl Default for FixedPoint {
     fn default() -> Self {
         FixedPoint {
             frac_bits: DEFAULT_FRAC_BITS,
+            trunc: None,
         }
     }
 }
@@ -25,7 +100,22 @@ impl Default for FixedPoint {
 impl FixedPoint {
     pub fn new(frac_bits: u32) -> Self {
         assert!(frac_bits < 62, "fixed point needs frac_bits < 62");
-        FixedPoint { frac_bits }
+        FixedPoint {
+            frac_bits,
+            trunc: None,
+        }
+    }
+
+    /// The same codec with truncation mode `trunc` (`None`: the default for N).
+    pub fn with_trunc(self, trunc: Option<Trunc>) -> Self {
+        FixedPoint { trunc, ..self }
+    }
+
+    /// The truncation mode for `parties` parties; refuses `local` for more than 2.
+    pub fn trunc_for(&self, parties: usize) -> Result<Trunc> {
+        let t = self.trunc.unwrap_or(Trunc::default_for(parties));
+        t.check(parties)?;
+        Ok(t)
     }
 
     /// 2^f as f64.
@@ -79,6 +169,24 @@ mod tests {
             assert!((d - v).abs() < fp.ulp(), "v={v} d={d}");
             assert!(d == 0.0 || d.signum() == v.signum());
         }
+    }
+
+    #[test]
+    fn trunc_defaults_by_party_count_and_refuses_local_beyond_two() {
+        let fp = FixedPoint::default();
+        assert_eq!(fp.trunc_for(2).unwrap(), Trunc::Local);
+        assert_eq!(fp.trunc_for(3).unwrap(), Trunc::Dealer);
+        let dealer = fp.with_trunc(Some(Trunc::Dealer));
+        assert_eq!(dealer.trunc_for(2).unwrap(), Trunc::Dealer);
+        let local = fp.with_trunc(Some(Trunc::Local));
+        assert_eq!(local.trunc_for(2).unwrap(), Trunc::Local);
+        let e = local.trunc_for(3).unwrap_err().to_string();
+        assert!(e.contains("'local'") && e.contains("2 parties"), "{e}");
+        for t in [Trunc::Local, Trunc::Dealer] {
+            assert_eq!(t.to_string().parse::<Trunc>().unwrap(), t);
+        }
+        let e = "exact".parse::<Trunc>().unwrap_err().to_string();
+        assert!(e.contains("'exact'") && e.contains("'dealer'"), "{e}");
     }
 
     #[test]

@@ -1,11 +1,11 @@
-//! The ring Z_2^64 and tensors over it, fixed-point encoding, and plaintext f64 tensors for
-//! the reference path. Depends on std only.
+//! The ring Z_2^64 and tensors over it, fixed-point encoding (with the truncation mode),
+//! and plaintext f64 tensors for the reference path. Depends on std and crate::error only.
 
 pub mod fixed;
 pub mod plain;
 pub mod tensor;
 
-pub use fixed::FixedPoint;
+pub use fixed::{FixedPoint, Trunc};
 pub use plain::PlainTensor;
 pub use tensor::RingTensor;
 

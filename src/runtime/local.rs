@@ -71,6 +71,8 @@ pub fn material_mode(material: &[PartyMaterial]) -> MaterialMode {
 #[derive(Clone, Copy, Debug)]
 pub struct SessionConfig {
     pub parties: usize,
+    /// Fractional bits and truncation mode: the dry run, the dealer's plan and every
+    /// party's `Ctx` take them from here.
     pub fixed: FixedPoint,
     /// Bound on any single wait for a peer.
     pub timeout: Duration,
@@ -92,6 +94,9 @@ impl SessionConfig {
                 self.parties
             )));
         }
+        // A mode the parties cannot run (local truncation for N > 2) fails here, before
+        // the dry run or the dealer, rather than at the first truncation.
+        self.fixed.trunc_for(self.parties)?;
         Ok(())
     }
 }

@@ -248,7 +248,7 @@ fn online(
         }
         if got != hash {
             return Err(Error::Material(
-                "the dealer (party 0) recorded a different plan: the parties run different programs (model, batch or parties differ)".into(),
+                "the dealer (party 0) recorded a different plan: the parties run different programs (model, batch, parties or --trunc differ)".into(),
             ));
         }
         let mut seed = [0u8; 16];
@@ -505,6 +505,9 @@ fn spawn_once(run: &ProcessRun) -> std::result::Result<Vec<PartyOutcome<PlainTen
         }
         if let Some(l) = run.spec.seq_len {
             cmd.args(["--seq-len", &l.to_string()]);
+        }
+        if let Some(t) = run.fixed.trunc {
+            cmd.args(["--trunc", t.as_str()]);
         }
         match cmd.spawn() {
             Ok(mut child) => {

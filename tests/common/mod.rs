@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use mpc_pipe::proto::Ctx;
-use mpc_pipe::ring::{FixedPoint, PlainTensor};
+use mpc_pipe::ring::{FixedPoint, PlainTensor, Trunc};
 use mpc_pipe::runtime::{run_local, PartyOutcome, SessionConfig};
 use mpc_pipe::Result;
 use rand_xoshiro::rand_core::{RngCore, SeedableRng};
@@ -37,12 +37,35 @@ impl Data {
 
 /// Run `program` on `n` parties; return party 0's value and every party's outcome.
 pub fn run<T: Send>(n: usize, program: impl Fn(&Ctx) -> Result<T> + Sync) -> Vec<PartyOutcome<T>> {
-    run_local(&SessionConfig::new(n), &program).expect("MPC run failed")
+    run_with(&SessionConfig::new(n), program)
+}
+
+/// As `run`, with a session config of the caller's (e.g. another truncation mode).
+pub fn run_with<T: Send>(
+    cfg: &SessionConfig,
+    program: impl Fn(&Ctx) -> Result<T> + Sync,
+) -> Vec<PartyOutcome<T>> {
+    run_local(cfg, &program).expect("MPC run failed")
+}
+
+/// The session config for `n` parties with truncation mode `trunc` (None: the default).
+pub fn config_with_trunc(n: usize, trunc: Option<Trunc>) -> SessionConfig {
+    let mut cfg = SessionConfig::new(n);
+    cfg.fixed = cfg.fixed.with_trunc(trunc);
+    cfg
 }
 
 /// Run and return the value every party revealed, checking all parties agree.
 pub fn reveal_all(n: usize, program: impl Fn(&Ctx) -> Result<PlainTensor> + Sync) -> PlainTensor {
-    let outs = run(n, program);
+    reveal_all_with(&SessionConfig::new(n), program)
+}
+
+/// As `reveal_all`, with a session config of the caller's.
+pub fn reveal_all_with(
+    cfg: &SessionConfig,
+    program: impl Fn(&Ctx) -> Result<PlainTensor> + Sync,
+) -> PlainTensor {
+    let outs = run_with(cfg, program);
     for o in &outs[1..] {
         assert_eq!(
             o.value, outs[0].value,
