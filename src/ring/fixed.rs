@@ -21,7 +21,7 @@ pub const DEFAULT_FRAC_BITS: u32 = 16;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Trunc {
     /// Each party divides its own share (CrypTen's 2-party truncation): no communication,
-    /// but wrong by about 2^(64-f) with probability about |x|/2^63 per element. Only
+    /// but wrong by about 2^(64-f) with probability about |x|/2^64 per element. Only
     /// defined for 2 parties: with more, the shares' sum wraps several times and the
     /// result is wrong almost always.
     Local,
