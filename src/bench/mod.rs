@@ -28,9 +28,10 @@
 
 pub mod config;
 pub mod csv_out;
+pub mod progress;
 
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
@@ -307,7 +308,7 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
         .map(|k| k.isa.name())
         .unwrap_or("scalar");
     let mut rows = Vec::new();
-    let started = Instant::now();
+    let bar = progress::Progress::new(total);
     let mut finished = 0usize;
     let reps = Reps {
         warmup: cfg.warmup,
@@ -339,9 +340,12 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
         for (key, r) in keys.iter().zip(&resumed) {
             if r.is_some() {
                 finished += 1;
-                eprintln!(
-                    "[{finished}/{total}] {key} (already in {}, skipped)",
-                    out.display()
+                bar.skip(
+                    finished - 1,
+                    &format!(
+                        "[{finished}/{total}] {key} (already in {}, skipped)",
+                        out.display()
+                    ),
                 );
             }
         }
@@ -394,23 +398,14 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
                 }
             })
             .collect();
-        let progress = |finished: usize, what: &str| {
-            let elapsed = started.elapsed().as_secs_f64();
-            let eta = if finished > 1 {
-                elapsed / (finished - 1) as f64 * (total - finished + 1) as f64
-            } else {
-                0.0
-            };
-            eprintln!("[{finished}/{total}] {what}  (elapsed {elapsed:.0}s, eta {eta:.0}s)");
-        };
         // The measurements of `choices`, in order, and (interleaved) T_compute's turns.
         let (measured, tc_turns) = if cfg.interleave {
             let what: Vec<String> = choices
                 .iter()
                 .map(|c| format!("{} k={} m={}", c.scheme, c.k, c.m))
                 .collect();
-            progress(
-                finished + 1,
+            bar.at(
+                finished,
                 &format!("{} interleaved: {}", choices[0].key, what.join(", ")),
             );
             let unshaped = LinkProfile::unshaped();
@@ -435,8 +430,8 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
         } else {
             let mut ms = Vec::new();
             for c in &choices {
+                bar.at(finished, &format!("{} k={} m={}", c.key, c.k, c.m));
                 finished += 1;
-                progress(finished, &format!("{} k={} m={}", c.key, c.k, c.m));
                 ms.push(
                     measure(&spec_of(c.scheme, c.k, c.m), fixed, &p.link, reps, timeout)
                         .map_err(|e| Error::Config(format!("{}: {e}", c.key)))?,
@@ -525,6 +520,7 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
             rows.push(row);
         }
     }
+    bar.finish(finished);
     Ok(rows)
 }
 
