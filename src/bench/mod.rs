@@ -24,7 +24,9 @@
 //!
 //! Robustness. Rows are appended one `write` each to a file opened in append mode and
 //! flushed with fsync, so a crash leaves every finished row intact; on start, rows already
-//! in the output file are read and their configurations skipped (resume).
+//! in the output file are read and their configurations skipped (resume). A row is written
+//! as soon as it is measured; with `interleave`, the rows of a configuration finish
+//! together, after its last turn.
 
 pub mod config;
 pub mod csv_out;
@@ -398,91 +400,38 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
                 }
             })
             .collect();
-        // The measurements of `choices`, in order, and (interleaved) T_compute's turns.
-        let (measured, tc_turns) = if cfg.interleave {
-            let what: Vec<String> = choices
-                .iter()
-                .map(|c| format!("{} k={} m={}", c.scheme, c.k, c.m))
-                .collect();
-            bar.at(
-                finished,
-                &format!("{} interleaved: {}", choices[0].key, what.join(", ")),
-            );
-            let unshaped = LinkProfile::unshaped();
-            let mut runners = vec![Runner::new(&spec_of(Scheme::SERIAL, 1, 1), fixed, timeout)?];
-            for c in &choices {
-                runners.push(
-                    Runner::new(&spec_of(c.scheme, c.k, c.m), fixed, timeout)
-                        .map_err(|e| Error::Config(format!("{}: {e}", c.key)))?,
-                );
-            }
-            // The unshaped run for T_compute goes every turn, but its own min_time_s does
-            // not make the others repeat.
-            let list: Vec<(&Runner, &LinkProfile, bool)> = runners
-                .iter()
-                .enumerate()
-                .map(|(i, r)| (r, if i == 0 { &unshaped } else { &p.link }, i > 0))
-                .collect();
-            let mut ms = measure_interleaved(&list, reps)?;
-            let tc = ms.remove(0);
-            finished += choices.len();
-            (ms, Some(tc))
-        } else {
-            let mut ms = Vec::new();
-            for c in &choices {
-                bar.at(finished, &format!("{} k={} m={}", c.key, c.k, c.m));
-                finished += 1;
-                ms.push(
-                    measure(&spec_of(c.scheme, c.k, c.m), fixed, &p.link, reps, timeout)
-                        .map_err(|e| Error::Config(format!("{}: {e}", c.key)))?,
-                );
-            }
-            (ms, None)
+        // Serial's throughput and median latency, once known (from the file, or measured).
+        let mut serial = schemes.iter().zip(&resumed).find_map(|(s, r)| {
+            r.filter(|_| s.is_serial())
+                .map(|r| (r.throughput_per_s, r.latency_ms_p50 / 1e3))
+        });
+        let serial_of = |m: &Measured| {
+            let n = m.latencies_s.len();
+            ((p.batch * n) as f64 / m.online_s, m.median_s())
         };
-        let tc = tc_turns.as_ref().unwrap_or(&probe).median_s();
-        // Serial's numbers, from this run or from the file.
-        let serial_turns = choices
-            .iter()
-            .zip(&measured)
-            .find(|(c, _)| c.scheme.is_serial())
-            .map(|(_, m)| m);
-        let serial = serial_turns
-            .map(|m| {
-                let n = m.latencies_s.len();
-                ((p.batch * n) as f64 / m.online_s, m.median_s())
-            })
-            .or_else(|| {
-                schemes.iter().zip(&resumed).find_map(|(s, r)| {
-                    r.filter(|_| s.is_serial())
-                        .map(|r| (r.throughput_per_s, r.latency_ms_p50 / 1e3))
-                })
-            });
-        let mut fresh = choices.iter().zip(&measured);
-        for r in &resumed {
-            if let Some(r) = r {
-                rows.push((*r).clone());
-                continue;
-            }
-            let (c, meas) = fresh.next().expect("a measurement per scheme not resumed");
+        // A row from a measurement; `turns`: serial's and T_compute's repetitions taken in
+        // the same turns (interleaved), for a paired η.
+        let row_of = |c: &Choice,
+                      meas: &Measured,
+                      serial: Option<(f64, f64)>,
+                      turns: Option<(&Measured, &Measured)>,
+                      tc: f64| {
             let n_reps = meas.latencies_s.len();
             let throughput = (p.batch * n_reps) as f64 / meas.online_s;
-            let t_scheme = meas.median_s();
-            // η: paired by turn when serial and T_compute ran in the same turns, else from
-            // the median repetitions.
             let overlap_efficiency = if c.scheme.is_serial() {
                 None
             } else {
-                match (serial_turns, &tc_turns) {
-                    (Some(st), Some(ct)) => {
+                match turns {
+                    Some((st, ct)) => {
                         paired_eta(&st.latencies_s, &meas.latencies_s, &ct.latencies_s, t_comm)
                     }
-                    _ => serial.and_then(|(_, ts)| eta(ts, t_scheme, tc, t_comm)),
+                    None => serial.and_then(|(_, ts)| eta(ts, meas.median_s(), tc, t_comm)),
                 }
             };
             let link_util = p.link.bandwidth_mbps.map(|mbps| {
                 meas.bytes_per_party as f64 * 8.0 * n_reps as f64 / (mbps * 1e6 * meas.online_s)
             });
-            let row = Row {
+            Row {
                 model: p.model.clone(),
                 batch: p.batch,
                 parties: p.parties,
@@ -515,9 +464,78 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
                 overlap_efficiency,
                 material: meas.material.to_string(),
                 trunc: p.trunc.to_string(),
-            };
-            csv_out::append_row(out, &row)?;
-            rows.push(row);
+            }
+        };
+        if cfg.interleave {
+            // Every row of the point is written once all its turns are done.
+            let what: Vec<String> = choices
+                .iter()
+                .map(|c| format!("{} k={} m={}", c.scheme, c.k, c.m))
+                .collect();
+            bar.at(
+                finished,
+                &format!("{} interleaved: {}", choices[0].key, what.join(", ")),
+            );
+            let unshaped = LinkProfile::unshaped();
+            let mut runners = vec![Runner::new(&spec_of(Scheme::SERIAL, 1, 1), fixed, timeout)?];
+            for c in &choices {
+                runners.push(
+                    Runner::new(&spec_of(c.scheme, c.k, c.m), fixed, timeout)
+                        .map_err(|e| Error::Config(format!("{}: {e}", c.key)))?,
+                );
+            }
+            // The unshaped run for T_compute goes every turn, but its own min_time_s does
+            // not make the others repeat.
+            let list: Vec<(&Runner, &LinkProfile, bool)> = runners
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r, if i == 0 { &unshaped } else { &p.link }, i > 0))
+                .collect();
+            let mut measured = measure_interleaved(&list, reps)?;
+            let tc_turns = measured.remove(0);
+            finished += choices.len();
+            let tc = tc_turns.median_s();
+            let serial_turns = choices
+                .iter()
+                .zip(&measured)
+                .find(|(c, _)| c.scheme.is_serial())
+                .map(|(_, m)| m);
+            serial = serial_turns.map(serial_of).or(serial);
+            let turns = serial_turns.map(|st| (st, &tc_turns));
+            let mut fresh = choices.iter().zip(&measured);
+            for r in &resumed {
+                let row = match r {
+                    Some(r) => (*r).clone(),
+                    None => {
+                        let (c, meas) = fresh.next().expect("a measurement per scheme not resumed");
+                        let row = row_of(c, meas, serial, turns, tc);
+                        csv_out::append_row(out, &row)?;
+                        row
+                    }
+                };
+                rows.push(row);
+            }
+        } else {
+            // One scheme after another, each row written as soon as it is measured.
+            let tc = probe.median_s();
+            let mut fresh = choices.iter();
+            for r in &resumed {
+                if let Some(r) = r {
+                    rows.push((*r).clone());
+                    continue;
+                }
+                let c = fresh.next().expect("a choice per scheme not resumed");
+                bar.at(finished, &format!("{} k={} m={}", c.key, c.k, c.m));
+                finished += 1;
+                let meas = measure(&spec_of(c.scheme, c.k, c.m), fixed, &p.link, reps, timeout)
+                    .map_err(|e| Error::Config(format!("{}: {e}", c.key)))?;
+                if c.scheme.is_serial() {
+                    serial = Some(serial_of(&meas));
+                }
+                let row = row_of(c, &meas, serial, None, tc);
+                csv_out::append_row(out, &row)?;
+                rows.push(row);
+            }
         }
     }
     bar.finish(finished);
