@@ -97,19 +97,17 @@ macro_rules! k_step {
     };
 }
 
-/// The loop over groups of four k steps, with the 12 accumulators pinned to ymm0..ymm11;
+/// The loop over pairs of k steps, with the 12 accumulators pinned to ymm0..ymm11;
 /// `$advance` moves any A pointer, the address operands follow the `;`.
 macro_rules! k_loop {
-    ($lo:ident, $cross:ident; $step0:expr, $step1:expr, $step2:expr, $step3:expr, $advance:literal; $($ops:tt)*) => {
+    ($lo:ident, $cross:ident; $step0:expr, $step1:expr, $advance:literal; $($ops:tt)*) => {
         std::arch::asm!(
             "2:",
             $step0,
             $step1,
-            $step2,
-            $step3,
             $advance,
-            "add {b}, 256",
-            "add {p}, 4",
+            "add {b}, 128",
+            "add {p}, 2",
             "cmp {p}, {end}",
             "jb 2b",
             $($ops)*
@@ -123,7 +121,7 @@ macro_rules! k_loop {
     };
 }
 
-/// Four k steps of the 6×4 tile per loop trip, in asm so that every row's broadcast is one
+/// Two k steps of the 6×4 tile per loop trip, in asm so that every row's broadcast is one
 /// base+index load: compiled from intrinsics, LLVM rebuilds the row addresses through a chain
 /// of lea/add each step, and those scalar uops compete with the multiplies for ports 0/1/5
 /// (the intrinsic version measured ~72% of the register-only bound, this one more; see
@@ -143,18 +141,16 @@ unsafe fn body<const PACKED: bool>(
 ) {
     let mut lo = [_mm256_setzero_si256(); MR];
     let mut cross = [_mm256_setzero_si256(); MR];
-    let unrolled = kc & !3;
+    let pairs = kc & !1;
     let (mut a, mut b) = (a, b);
-    if unrolled > 0 {
+    if pairs > 0 {
         if PACKED {
             // Packed A: the k step's MR values are contiguous, and A advances by 2·MR.
             k_loop!(lo, cross;
                 k_step!("0", "32", "{a0}", "{a0} + 8", "{a0} + 16", "{a0} + 24", "{a0} + 32", "{a0} + 40"),
                 k_step!("64", "96", "{a0} + 48", "{a0} + 56", "{a0} + 64", "{a0} + 72", "{a0} + 80", "{a0} + 88"),
-                k_step!("128", "160", "{a0} + 96", "{a0} + 104", "{a0} + 112", "{a0} + 120", "{a0} + 128", "{a0} + 136"),
-                k_step!("192", "224", "{a0} + 144", "{a0} + 152", "{a0} + 160", "{a0} + 168", "{a0} + 176", "{a0} + 184"),
-                "add {a0}, 192";
-                a0 = inout(reg) a, b = inout(reg) b, p = inout(reg) 0usize => _, end = in(reg) unrolled,
+                "add {a0}, 96";
+                a0 = inout(reg) a, b = inout(reg) b, p = inout(reg) 0usize => _, end = in(reg) pairs,
             );
         } else {
             // A in place: one base per row, and the step index {p} selects the column.
@@ -164,20 +160,16 @@ unsafe fn body<const PACKED: bool>(
                         "{a3} + {p}*8", "{a4} + {p}*8", "{a5} + {p}*8"),
                 k_step!("64", "96", "{a0} + {p}*8 + 8", "{a1} + {p}*8 + 8", "{a2} + {p}*8 + 8",
                         "{a3} + {p}*8 + 8", "{a4} + {p}*8 + 8", "{a5} + {p}*8 + 8"),
-                k_step!("128", "160", "{a0} + {p}*8 + 16", "{a1} + {p}*8 + 16", "{a2} + {p}*8 + 16",
-                        "{a3} + {p}*8 + 16", "{a4} + {p}*8 + 16", "{a5} + {p}*8 + 16"),
-                k_step!("192", "224", "{a0} + {p}*8 + 24", "{a1} + {p}*8 + 24", "{a2} + {p}*8 + 24",
-                        "{a3} + {p}*8 + 24", "{a4} + {p}*8 + 24", "{a5} + {p}*8 + 24"),
                 "";
                 a0 = in(reg) r(0), a1 = in(reg) r(1), a2 = in(reg) r(2),
                 a3 = in(reg) r(3), a4 = in(reg) r(4), a5 = in(reg) r(5),
-                b = inout(reg) b, p = inout(reg) 0usize => _, end = in(reg) unrolled,
+                b = inout(reg) b, p = inout(reg) 0usize => _, end = in(reg) pairs,
             );
-            a = a.add(unrolled);
+            a = a.add(pairs);
         }
     }
-    for _ in unrolled..kc {
-        // The last kc mod 4 steps.
+    if kc > pairs {
+        // The odd last step.
         let bv = _mm256_loadu_si256(b as *const __m256i);
         let bs = _mm256_loadu_si256(b.add(NR) as *const __m256i);
         for i in 0..MR {
@@ -185,8 +177,6 @@ unsafe fn body<const PACKED: bool>(
             lo[i] = _mm256_add_epi64(lo[i], _mm256_mul_epu32(ai, bv));
             cross[i] = _mm256_add_epi32(cross[i], _mm256_mullo_epi32(ai, bs));
         }
-        b = b.add(2 * NR);
-        a = if PACKED { a.add(MR) } else { a.add(1) };
     }
     for i in 0..MR {
         let v = combine(lo[i], cross[i]);
