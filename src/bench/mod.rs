@@ -98,14 +98,6 @@ pub struct Reps {
     pub min_time_s: f64,
 }
 
-impl Measured {
-    /// The median repetition latency: what η and the cost model use, being robust to the
-    /// odd repetition that a noisy host slowed down.
-    pub fn median_s(&self) -> f64 {
-        median(&self.latencies_s)
-    }
-}
-
 fn median(v: &[f64]) -> f64 {
     if v.is_empty() {
         return f64::NAN;
@@ -175,6 +167,11 @@ impl Runner {
 }
 
 impl Measured {
+    /// The median repetition latency: what η and the cost model use, being robust to the
+    /// odd repetition that a noisy host slowed down.
+    pub fn median_s(&self) -> f64 {
+        median(&self.latencies_s)
+    }
     fn new() -> Self {
         Measured {
             latencies_s: Vec::new(),
@@ -202,7 +199,11 @@ pub fn measure(
     reps: Reps,
     timeout: Duration,
 ) -> Result<Measured> {
-    let runner = Runner::new(spec, fixed, timeout)?;
+    measure_runner(&Runner::new(spec, fixed, timeout)?, link, reps)
+}
+
+/// As `measure`, with a runner built already.
+pub fn measure_runner(runner: &Runner, link: &LinkProfile, reps: Reps) -> Result<Measured> {
     for _ in 0..reps.warmup {
         runner.rep(link, None)?;
     }
@@ -358,15 +359,15 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
         // T_compute: the serial run over an unshaped, zero-latency link (median
         // repetition); also the serial traffic and rounds for T_comm and the cost model,
         // which `auto` needs before the schemes run.
-        let probe = measure(
-            &spec_of(Scheme::SERIAL, 1, 1),
-            fixed,
-            &LinkProfile::unshaped(),
+        let unshaped = LinkProfile::unshaped();
+        let serial_unshaped = Runner::new(&spec_of(Scheme::SERIAL, 1, 1), fixed, timeout)?;
+        let probe = measure_runner(
+            &serial_unshaped,
+            &unshaped,
             Reps {
                 reps: cfg.reps.min(3),
                 ..reps
             },
-            timeout,
         )?;
         let (bytes, rounds) = (probe.bytes_per_party, probe.rounds);
         let ci = CostInputs {
@@ -476,21 +477,19 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
                 finished,
                 &format!("{} interleaved: {}", choices[0].key, what.join(", ")),
             );
-            let unshaped = LinkProfile::unshaped();
-            let mut runners = vec![Runner::new(&spec_of(Scheme::SERIAL, 1, 1), fixed, timeout)?];
-            for c in &choices {
-                runners.push(
-                    Runner::new(&spec_of(c.scheme, c.k, c.m), fixed, timeout)
-                        .map_err(|e| Error::Config(format!("{}: {e}", c.key)))?,
-                );
-            }
-            // The unshaped run for T_compute goes every turn, but its own min_time_s does
-            // not make the others repeat.
-            let list: Vec<(&Runner, &LinkProfile, bool)> = runners
+            let runners = choices
                 .iter()
-                .enumerate()
-                .map(|(i, r)| (r, if i == 0 { &unshaped } else { &p.link }, i > 0))
-                .collect();
+                .map(|c| {
+                    Runner::new(&spec_of(c.scheme, c.k, c.m), fixed, timeout)
+                        .map_err(|e| Error::Config(format!("{}: {e}", c.key)))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            // The probe's unshaped serial run (T_compute) goes every turn, but its own
+            // min_time_s does not make the others repeat.
+            let list: Vec<(&Runner, &LinkProfile, bool)> =
+                std::iter::once((&serial_unshaped, &unshaped, false))
+                    .chain(runners.iter().map(|r| (r, &p.link, true)))
+                    .collect();
             let mut measured = measure_interleaved(&list, reps)?;
             let tc_turns = measured.remove(0);
             finished += choices.len();

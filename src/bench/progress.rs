@@ -46,7 +46,7 @@ impl Progress {
     /// `done` rows are finished; `what` is being measured now.
     pub fn at(&self, done: usize, what: &str) {
         let total = self.bar.length().unwrap_or(0) as usize;
-        let first = *self.first.get().get_or_insert_with(Instant::now);
+        let first = self.first.get().unwrap_or_else(Instant::now);
         self.first.set(Some(first));
         let measured = done.saturating_sub(self.skipped.get());
         let eta = if measured > 0 {

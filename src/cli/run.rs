@@ -111,43 +111,36 @@ pub fn run(a: &RunArgs) -> Result<()> {
     let cfg = a.session_config()?;
     let job = job::build(&spec)?;
     let link = a.link.profile()?;
-    if a.processes {
+    let outs = if a.processes {
         let mut pr = crate::runtime::process::ProcessRun::new(spec.clone());
         pr.link = link.clone();
         pr.timeout = cfg.timeout;
         pr.fixed = cfg.fixed;
         pr.material_dir = a.material.clone();
-        let outs = crate::runtime::process::spawn_parties(&pr)?;
-        report(
-            &spec,
-            &cfg,
-            &job.reference,
-            &outs,
-            a.material.is_some(),
-            &link,
-        )?;
-        return Ok(());
-    }
-    let material = match &a.material {
-        Some(dir) => load_material(dir, &cfg, &job)?,
-        None => crate::offline::deal(
-            &record_plan(&cfg, &*job.program)?,
-            cfg.parties,
-            fresh_session(),
-        ),
+        crate::runtime::process::spawn_parties(&pr)?
+    } else {
+        let material = match &a.material {
+            Some(dir) => load_material(dir, &cfg, &job)?,
+            None => crate::offline::deal(
+                &record_plan(&cfg, &*job.program)?,
+                cfg.parties,
+                fresh_session(),
+            ),
+        };
+        let recorder = a.trace.as_ref().map(|_| Recorder::new());
+        let outs = run_online_traced(&cfg, &link, material, &*job.program, recorder.as_ref())?;
+        if let (Some(path), Some(rec)) = (&a.trace, &recorder) {
+            let f = std::fs::File::create(path)
+                .map_err(|e| Error::Config(format!("cannot create {}: {e}", path.display())))?;
+            rec.write_chrome_trace(&mut std::io::BufWriter::new(f))?;
+            eprintln!(
+                "timeline of {} waits written to {}",
+                rec.len(),
+                path.display()
+            );
+        }
+        outs
     };
-    let recorder = a.trace.as_ref().map(|_| Recorder::new());
-    let outs = run_online_traced(&cfg, &link, material, &*job.program, recorder.as_ref())?;
-    if let (Some(path), Some(rec)) = (&a.trace, &recorder) {
-        let f = std::fs::File::create(path)
-            .map_err(|e| Error::Config(format!("cannot create {}: {e}", path.display())))?;
-        rec.write_chrome_trace(&mut std::io::BufWriter::new(f))?;
-        eprintln!(
-            "timeline of {} waits written to {}",
-            rec.len(),
-            path.display()
-        );
-    }
     report(
         &spec,
         &cfg,

@@ -1,6 +1,7 @@
 //! The MPC-Pipe schemes. A scheme is a schedule over unchanged protocol calls: every
-//! scheme runs the same `Ctx` methods (`relu`, `maxpool2d`, `linear`, `prepare_linear`,
-//! `finish_linear_rows`, ...) and differs only in which lane calls them and when.
+//! scheme runs the same `Ctx` methods (`relu`, `maxpool2d`, `linear`, `take_linear_triple`,
+//! `open_weight_mask`, `open_input_mask`, `finish_with_mask`, ...) and differs only in
+//! which lane calls them and when.
 //! Depends on model, proto, ring; lanes are plain threads (a lane blocks on the network, so
 //! it must not occupy a rayon worker; heavy kernels inside it still use the rayon pool).
 //!
@@ -15,7 +16,7 @@
 //!
 //! Linear layers stay row-separable under chunking and micro-batching: one triple is made
 //! for the whole batch, B and F are shared, and each lane uses its own rows of A and
-//! C + A·F (`finish_linear_rows`).
+//! C + A·F (`open_input_mask`, `finish_with_mask`).
 
 pub mod cost;
 
