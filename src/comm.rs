@@ -31,6 +31,15 @@ pub trait Comm: Send + Sync {
     fn parties(&self) -> usize;
     /// Queue `data` for `to`. Returns once the I/O side owns it; never waits for the peer.
     fn post(&self, to: PartyId, tag: Tag, data: Vec<u64>) -> Result<()>;
+    /// Queue `data` for `to` as background traffic: on an emulated link it only uses link
+    /// time that no ordinary message wants (ordinary messages wait for at most one bulk
+    /// fragment), so bandwidth-heavy messages that nobody needs yet (inter-linear's weight
+    /// masks) do not hold up the rounds on the critical path. Delivery order between the
+    /// two classes is not kept; tags make that harmless. Transports without priorities
+    /// send it as `post` does.
+    fn post_bulk(&self, to: PartyId, tag: Tag, data: Vec<u64>) -> Result<()> {
+        self.post(to, tag, data)
+    }
     /// The message from `from` with `tag`, which must hold exactly `len` words.
     fn wait(&self, from: PartyId, tag: Tag, len: usize) -> Result<Vec<u64>>;
     /// Traffic counters of this party.

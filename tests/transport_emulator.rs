@@ -129,3 +129,167 @@ fn latency_applies_to_small_messages_and_departure_follows_in_flight_data() {
         other => panic!("expected a peer error, got {other:?}"),
     }
 }
+
+/// Bulk (background) traffic: the link time it gets, and what it costs ordinary messages.
+mod bulk {
+    use super::*;
+    use mpc_pipe::transport::emulator::BULK_FRAGMENT_BYTES;
+
+    /// Transmit time in ns at `bw` Mbit/s, computed here independently of the emulator.
+    fn tx(bytes: u64, bw: f64) -> f64 {
+        bytes as f64 * 8.0 / (bw * 1e6) * 1e9
+    }
+
+    #[test]
+    fn alone_on_the_link_bulk_traffic_gets_the_full_bandwidth() {
+        // 1000 Mbit/s, 1 ms: 10 MB take 80 ms whatever the pump's wake-up pattern.
+        let p = link(Some(1000.0), 1.0);
+        let l = Link::new(p);
+        let left0 = 10_000_000u64;
+        l.begin_bulk(0);
+        let (mut left, mut now) = (left0, 0u64);
+        let deliver = loop {
+            let c = l.claim_bulk(0, now, left);
+            if c.bytes == left {
+                break c.deliver_ns;
+            }
+            left -= c.bytes;
+            // Wake up late, by 0.37 ms, every time: the idle stretch is still claimed.
+            now = l.free_ns() + 370_000;
+        };
+        let expect = tx(left0, 1000.0) + 1e6;
+        assert!(
+            (deliver as f64 - expect).abs() < 1e3,
+            "{deliver} vs {expect}"
+        );
+    }
+
+    #[test]
+    fn an_ordinary_message_waits_for_at_most_one_bulk_fragment() {
+        let p = link(Some(400.0), 20.0);
+        let l = Link::new(p);
+        l.begin_bulk(0);
+        let c = l.claim_bulk(0, 0, 100_000_000);
+        assert!(c.bytes < 100_000_000);
+        // Handed over at once after the claim: it goes before the rest of the bulk message.
+        let d = l.schedule(0, 1000);
+        let frag = tx(BULK_FRAGMENT_BYTES, 400.0);
+        let alone = tx(1000, 400.0) + 20e6;
+        assert!(d as f64 <= alone + frag + 2.0, "{d} vs {alone} + {frag}");
+        assert!(d as f64 >= alone - 1.0);
+    }
+
+    #[test]
+    fn idle_stretches_between_ordinary_messages_are_credited_to_bulk() {
+        // Bulk waits from t = 0; ordinary messages occupy [1, 2] ms and [3, 4] ms (1 Gbit/s:
+        // 125 kB per ms). The pump sleeps through it and wakes at 4 ms: the stretches
+        // [0, 1] and [2, 3] ms are credited, 250 kB, which completes a 200 kB message.
+        let p = link(Some(1000.0), 0.5);
+        let l = Link::new(p);
+        l.begin_bulk(0);
+        l.schedule(1_000_000, 125_000);
+        l.schedule(3_000_000, 125_000);
+        let c = l.claim_bulk(0, 4_000_000, 200_000);
+        assert_eq!(c.bytes, 200_000);
+        // Delivered no later than the wake-up plus the latency, never before its last byte
+        // could have crossed (the second stretch ends at 3 ms).
+        assert!(c.deliver_ns <= 4_000_000 + 500_000);
+        assert!(c.deliver_ns as f64 >= tx(200_000, 1000.0) + 1e6 + 500_000.0 - 1.0);
+    }
+
+    proptest! {
+        #[test]
+        fn bulk_only_uses_idle_time_and_delays_ordinary_messages_by_at_most_a_fragment(
+            msgs in proptest::collection::vec((0u64..50_000_000, 0u64..2_000_000), 0..30),
+            wakes in proptest::collection::vec(0u64..60_000_000, 1..30),
+            bulk in 1u64..20_000_000,
+        ) {
+            let bw = 800.0;
+            let p = link(Some(bw), 5.0);
+            let lat = 5e6;
+            let l = Link::new(p);
+            let frag = tx(BULK_FRAGMENT_BYTES, bw);
+            let mut msgs = msgs;
+            msgs.sort();
+            let mut wakes = wakes;
+            wakes.sort();
+            // Events in time order; on a tie, the ordinary message first.
+            let mut events: Vec<(u64, bool, u64)> = msgs.iter().map(|&(t, s)| (t, false, s)).collect();
+            events.extend(wakes.iter().map(|&t| (t, true, 0)));
+            events.sort();
+            l.begin_bulk(0);
+            let mut left = bulk;
+            let mut done = None;
+            let mut fifo_free = 0f64; // ordinary traffic alone, independently
+            let mut busy: Vec<(f64, f64)> = Vec::new();
+            for (t, is_wake, s) in events {
+                if is_wake {
+                    if done.is_none() {
+                        let c = l.claim_bulk(0, t, left);
+                        if c.bytes == left { done = Some(c.deliver_ns); } else { left -= c.bytes; }
+                    }
+                } else {
+                    let d = l.schedule(t, s) as f64;
+                    let end = d - lat;
+                    let start = end - tx(s, bw);
+                    let alone = (t as f64).max(fifo_free);
+                    prop_assert!(start <= alone + frag + 2.0, "waited {} ns beyond FIFO", start - alone);
+                    fifo_free = alone.max(start) + tx(s, bw);
+                    busy.push((start, end));
+                }
+            }
+            let deliver = match done {
+                Some(d) => d,
+                None => loop {
+                    let now = l.free_ns();
+                    let c = l.claim_bulk(0, now, left);
+                    if c.bytes == left { break c.deliver_ns; }
+                    left -= c.bytes;
+                },
+            } as f64;
+            // Reference: the earliest time T at which the link's idle time since 0 (outside
+            // the ordinary messages' intervals) adds up to the bulk message's transmit time.
+            busy.sort_by(|a, b| a.partial_cmp(b).unwrap());
+            let need = tx(bulk, bw);
+            let (mut idle, mut t, mut earliest) = (0f64, 0f64, None);
+            for &(s, e) in &busy {
+                if s > t {
+                    if idle + (s - t) >= need { earliest = Some(t + (need - idle)); break; }
+                    idle += s - t;
+                }
+                t = t.max(e);
+            }
+            let earliest = earliest.unwrap_or(t + (need - idle));
+            prop_assert!(deliver >= earliest + lat - 2.0 * (busy.len() as f64 + 2.0),
+                "bulk delivered at {deliver}, idle time allows {}", earliest + lat);
+        }
+    }
+
+    #[test]
+    fn on_a_memory_link_a_round_overtakes_a_bulk_message() {
+        // 80 Mbit/s, 30 ms: a 2 MB bulk message takes 200 ms on the wire; a small message
+        // posted just after it arrives after about the latency, not behind it.
+        let p = link(Some(80.0), 30.0);
+        let mut eps = MemoryNetwork::endpoints_with_links(2, Duration::from_secs(10), p);
+        let b = eps.pop().unwrap();
+        let a = eps.pop().unwrap();
+        let t0 = Instant::now();
+        a.post_bulk(1, Tag(1), vec![7; 250_000]).unwrap();
+        a.post(1, Tag(2), vec![1, 2]).unwrap();
+        assert_eq!(b.wait(0, Tag(2), 2).unwrap(), vec![1, 2]);
+        let t_small = t0.elapsed().as_secs_f64();
+        // Latency + at most one 16 KiB fragment (1.6 ms) + a generous scheduling allowance.
+        assert!(
+            (0.0299..0.15).contains(&t_small),
+            "small message after {t_small} s"
+        );
+        let got = b.wait(0, Tag(1), 250_000).unwrap();
+        assert!(got.iter().all(|&w| w == 7));
+        let t_bulk = t0.elapsed().as_secs_f64();
+        assert!(
+            (0.2299..0.5).contains(&t_bulk),
+            "bulk message after {t_bulk} s"
+        );
+        assert_eq!(b.counters().snapshot().bytes_recv(), 8 * 250_002);
+    }
+}

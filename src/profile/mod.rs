@@ -110,6 +110,9 @@ impl Comm for TracedComm<'_> {
     fn post(&self, to: PartyId, tag: Tag, data: Vec<u64>) -> Result<()> {
         self.inner.post(to, tag, data)
     }
+    fn post_bulk(&self, to: PartyId, tag: Tag, data: Vec<u64>) -> Result<()> {
+        self.inner.post_bulk(to, tag, data)
+    }
     fn wait(&self, from: PartyId, tag: Tag, len: usize) -> Result<Vec<u64>> {
         let t0 = Instant::now();
         let r = self.inner.wait(from, tag, len);

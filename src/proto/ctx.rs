@@ -114,6 +114,9 @@ pub struct Ctx<'a> {
     fixed: FixedPoint,
     scope: u64,
     next_op: Cell<u64>,
+    /// Post as background traffic (`Comm::post_bulk`): a scheduling choice made by whoever
+    /// derives the context; the protocols never look at it.
+    bulk: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -130,6 +133,7 @@ impl<'a> Ctx<'a> {
             fixed,
             scope: 0x6d70_632d_7069_7065,
             next_op: Cell::new(0),
+            bulk: false,
         }
     }
 
@@ -163,6 +167,22 @@ impl<'a> Ctx<'a> {
                 ^ mix(op.wrapping_mul(0x9e37_79b9_7f4a_7c15)
                     ^ mix(lane.wrapping_add(0x5851_f42d_4c95_7f2d)))),
             next_op: Cell::new(0),
+            bulk: self.bulk,
+        }
+    }
+
+    /// This context with every message it posts sent as background traffic
+    /// (`Comm::post_bulk`), as are its children's. Keys and tags do not change.
+    pub fn background(mut self) -> Ctx<'a> {
+        self.bulk = true;
+        self
+    }
+
+    fn send(&self, to: PartyId, tag: Tag, data: Vec<u64>) -> Result<()> {
+        if self.bulk {
+            self.comm.post_bulk(to, tag, data)
+        } else {
+            self.comm.post(to, tag, data)
         }
     }
 
@@ -237,8 +257,7 @@ impl<'a> Ctx<'a> {
         let (me, n) = (self.party(), self.parties());
         self.counters().round();
         for peer in (0..n).filter(|&p| p != me) {
-            self.comm
-                .post(peer, tag, total.clone())
+            self.send(peer, tag, total.clone())
                 .map_err(|e| Self::name_op(e, label))?;
         }
         for peer in (0..n).filter(|&p| p != me) {
@@ -291,8 +310,7 @@ impl<'a> Ctx<'a> {
         }
         self.counters().round();
         if me != to {
-            self.comm
-                .post(to, tag, x.data().to_vec())
+            self.send(to, tag, x.data().to_vec())
                 .map_err(|e| Self::name_op(e, label))?;
             return Ok(None);
         }

@@ -8,7 +8,8 @@
 //! - `serial`: layer after layer on the whole tensor, each opening posted then awaited.
 //! - `inter-linear`: a weights lane opens every private layer's weight mask F = W - B and
 //!   computes C + A·F ahead of time, while the activations run through earlier layers;
-//!   a linear layer then only opens E = X - A and does one product.
+//!   a linear layer then only opens E = X - A and does one product. F goes out as
+//!   background traffic (`Ctx::background`), in the link time the rounds leave idle.
 //! - `inner-layer`: each layer's tensor is split into k chunks, each a lane with its own
 //!   key scope, so chunk i+1 computes while chunk i's openings are in flight.
 //! - `inter-batch`: the batch is split into m micro-batches that traverse the whole model
@@ -290,6 +291,9 @@ fn linear_inputs<'m>(
     s
 }
 
+/// Lanes that open inter-linear's weight masks, each taking every WEIGHT_LANES-th layer.
+const WEIGHT_LANES: usize = 2;
+
 /// What every lane needs to know.
 struct Env<'e> {
     weights: Weights,
@@ -525,22 +529,35 @@ pub fn forward(
         schedule: *schedule,
         slots: inter_linear.then_some(&slots),
     };
-    let weights_ctx = ctx.child(u64::MAX);
+    // Weight masks are opened long before they are needed: as background traffic they use
+    // only link time the activations' rounds leave idle, instead of holding those rounds
+    // up behind megabytes of F (VGG16's first FC layer alone is 0.8 GB).
+    let weights_ctx = ctx.child(u64::MAX).background();
     let lane_ctxs: Vec<Ctx> = (0..m).map(|b| ctx.child(b as u64)).collect();
     let ranges = crate::ring::tensor::split_ranges(batch, m);
     std::thread::scope(|sc| {
         if inter_linear {
-            let (linear, slots, wctx) = (&linear, &slots, weights_ctx);
-            lane(sc, "weights".into(), move || {
-                for (i, layer) in linear.iter().enumerate() {
-                    if !prepare_into(&wctx, slots, i, layer) {
-                        (i + 1..linear.len()).for_each(|j| {
-                            slots.set(j, Err("an earlier layer's preparation failed".into()))
-                        });
-                        return;
+            // WEIGHT_LANES lanes take the layers in turn, so one lane's F is on the link
+            // while another computes C + A·F; each layer has its own context, made here in
+            // order, so keys do not depend on which lane gets there first.
+            let mut per_lane: Vec<Vec<(usize, Ctx)>> =
+                (0..WEIGHT_LANES).map(|_| Vec::new()).collect();
+            for i in 0..linear.len() {
+                per_lane[i % WEIGHT_LANES].push((i, weights_ctx.child(i as u64)));
+            }
+            for (w, layers) in per_lane.into_iter().enumerate() {
+                let (linear, slots) = (&linear, &slots);
+                lane(sc, format!("weights {w}"), move || {
+                    for (n, (i, wctx)) in layers.iter().enumerate() {
+                        if !prepare_into(wctx, slots, *i, &linear[*i]) {
+                            layers[n + 1..].iter().for_each(|(j, _)| {
+                                slots.set(*j, Err("an earlier layer's preparation failed".into()))
+                            });
+                            return;
+                        }
                     }
-                }
-            });
+                });
+            }
         }
         let env = &env;
         let handles: Vec<_> = lane_ctxs

@@ -4,14 +4,18 @@
 //!
 //! Each directed link (from, to) ends in the receiver's `Inbox`; `post` pushes the message
 //! there at once (stamped with its emulated delivery time when shaped), `wait` sleeps until
-//! its own tag is there and due. When an endpoint is dropped (its party finished or failed), peers still waiting
+//! its own tag is there and due. On a shaped link, `post_bulk` hands the message to the
+//! link's bulk pump, a thread that feeds it into idle link time (`Link::claim_bulk`) and
+//! delivers it when its last byte is through. When an endpoint is dropped (its party finished or failed), peers still waiting
 //! on it fail at once with an error naming it, rather than waiting out the timeout.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::emulator::{Clock, Link, LinkProfile};
+use super::emulator::{self, Clock, Link, LinkProfile};
 use super::inbox::{Arrival, Departure, Inbox};
 use crate::comm::{Comm, Counters, PartyId, Tag};
 use crate::error::{Error, Result};
@@ -27,6 +31,22 @@ struct Shared {
     /// The time base of the links and of every inbox's due times.
     clock: Clock,
     shaped: bool,
+    /// bulk[from * n + to]: background messages waiting for idle time on that link.
+    bulk: Vec<BulkQueue>,
+}
+
+/// Shortest sleep of a bulk pump between claims.
+const BULK_NAP_NS: u64 = 200_000;
+
+/// A background message and the time it was handed over.
+type Pending = (u64, Tag, Vec<u64>);
+
+/// Background messages of one directed link, oldest first; the flag tells the pump to exit
+/// once the queue is empty.
+#[derive(Default)]
+struct BulkQueue {
+    state: Mutex<(VecDeque<Pending>, bool)>,
+    ready: Condvar,
 }
 
 impl Shared {
@@ -36,6 +56,46 @@ impl Shared {
             self.inbox[to].push_at(from, due, a);
         } else {
             self.inbox[to].push(from, a);
+        }
+    }
+
+    /// The bulk pump of link (from, to): one message at a time, claim idle link time until
+    /// all its bytes are through, then deliver it at its last byte's delivery time.
+    fn pump(&self, from: PartyId, to: PartyId) {
+        emulator::fine_timer_slack();
+        let (q, link) = (
+            &self.bulk[from * self.n + to],
+            &self.links[from * self.n + to],
+        );
+        loop {
+            let (since, tag, data) = {
+                let mut g = q.state.lock().unwrap();
+                loop {
+                    if let Some(m) = g.0.pop_front() {
+                        break m;
+                    }
+                    if g.1 {
+                        return;
+                    }
+                    g = q.ready.wait(g).unwrap();
+                }
+            };
+            let mut left = 8 * data.len() as u64;
+            link.begin_bulk(since);
+            let due = loop {
+                let now = self.clock.now_ns();
+                let claim = link.claim_bulk(since, now, left);
+                if claim.bytes == left {
+                    break claim.deliver_ns;
+                }
+                left -= claim.bytes;
+                // Idle stretches while asleep are credited, so a longer nap costs no link
+                // time; it saves the wake-ups that would otherwise compete with compute.
+                let until = link.free_ns().max(now + BULK_NAP_NS);
+                std::thread::sleep(Duration::from_nanos(until - now));
+            };
+            link.end_bulk();
+            self.inbox[to].push_at(from, due, Arrival::Msg(tag, data));
         }
     }
 }
@@ -68,12 +128,14 @@ impl MemoryNetwork {
             links: (0..n * n).map(|_| Link::new(link.clone())).collect(),
             clock,
             shaped,
+            bulk: (0..n * n).map(|_| BulkQueue::default()).collect(),
         });
         (0..n)
             .map(|id| MemoryEndpoint {
                 id,
                 shared: shared.clone(),
                 counters: Counters::new(n),
+                pumps: Mutex::new((0..n).map(|_| None).collect()),
             })
             .collect()
     }
@@ -84,17 +146,13 @@ pub struct MemoryEndpoint {
     id: PartyId,
     shared: Arc<Shared>,
     counters: Counters,
+    /// This party's bulk pump per peer, started by its first `post_bulk` to that peer.
+    pumps: Mutex<Vec<Option<JoinHandle<()>>>>,
 }
 
-impl Comm for MemoryEndpoint {
-    fn party(&self) -> PartyId {
-        self.id
-    }
-    fn parties(&self) -> usize {
-        self.shared.n
-    }
-
-    fn post(&self, to: PartyId, tag: Tag, data: Vec<u64>) -> Result<()> {
+impl MemoryEndpoint {
+    /// Refuse a send to no one, to oneself, or to a peer that has left.
+    fn check_peer(&self, to: PartyId, tag: Tag) -> Result<()> {
         if to >= self.shared.n || to == self.id {
             return Err(Error::Protocol(format!(
                 "party {} cannot send to party {to}",
@@ -108,10 +166,46 @@ impl Comm for MemoryEndpoint {
                 msg: "peer has left the session".into(),
             });
         }
+        Ok(())
+    }
+}
+
+impl Comm for MemoryEndpoint {
+    fn party(&self) -> PartyId {
+        self.id
+    }
+    fn parties(&self) -> usize {
+        self.shared.n
+    }
+
+    fn post(&self, to: PartyId, tag: Tag, data: Vec<u64>) -> Result<()> {
+        self.check_peer(to, tag)?;
         let bytes = 8 * data.len() as u64;
         self.counters.sent(to, bytes);
         self.shared
             .deliver(self.id, to, bytes, Arrival::Msg(tag, data));
+        Ok(())
+    }
+
+    fn post_bulk(&self, to: PartyId, tag: Tag, data: Vec<u64>) -> Result<()> {
+        if !self.shared.shaped {
+            return self.post(to, tag, data);
+        }
+        self.check_peer(to, tag)?;
+        self.counters.sent(to, 8 * data.len() as u64);
+        let q = &self.shared.bulk[self.id * self.shared.n + to];
+        let since = self.shared.clock.now_ns();
+        q.state.lock().unwrap().0.push_back((since, tag, data));
+        q.ready.notify_one();
+        let mut pumps = self.pumps.lock().unwrap();
+        if pumps[to].is_none() {
+            let (shared, from) = (self.shared.clone(), self.id);
+            let h = std::thread::Builder::new()
+                .name(format!("bulk {from}->{to}"))
+                .spawn(move || shared.pump(from, to))
+                .map_err(|e| Error::Protocol(format!("cannot start a bulk sender: {e}")))?;
+            pumps[to] = Some(h);
+        }
         Ok(())
     }
 
@@ -134,6 +228,16 @@ impl Comm for MemoryEndpoint {
 impl Drop for MemoryEndpoint {
     fn drop(&mut self) {
         self.shared.gone[self.id].store(true, Ordering::Release);
+        // Background messages already posted are delivered first: a peer may still wait
+        // for them.
+        for (to, h) in self.pumps.get_mut().unwrap().iter_mut().enumerate() {
+            if let Some(h) = h.take() {
+                let q = &self.shared.bulk[self.id * self.shared.n + to];
+                q.state.lock().unwrap().1 = true;
+                q.ready.notify_one();
+                let _ = h.join();
+            }
+        }
         // Tell every peer, behind whatever is still in flight on the link, so messages
         // posted before leaving are still delivered.
         for to in (0..self.shared.n).filter(|&to| to != self.id) {
