@@ -1,21 +1,20 @@
 //! In-process transport: every party is a thread of one process and messages move through
 //! shared mailboxes. Depends on comm, error,
-//! transport::{inbox, emulator}.
+//! transport::{inbox, emulator, bulk}.
 //!
 //! Each directed link (from, to) ends in the receiver's `Inbox`; `post` pushes the message
 //! there at once (stamped with its emulated delivery time when shaped), `wait` sleeps until
 //! its own tag is there and due. On a shaped link, `post_bulk` hands the message to the
-//! link's bulk pump, a thread that feeds it into idle link time (`Link::claim_bulk`) and
-//! delivers it when its last byte is through. When an endpoint is dropped (its party finished or failed), peers still waiting
+//! link's `BulkPump`, which feeds it into idle link time and delivers it when its last
+//! byte is through. When an endpoint is dropped (its party finished or failed), peers still waiting
 //! on it fail at once with an error naming it, rather than waiting out the timeout.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::emulator::{self, Clock, Link, LinkProfile};
+use super::bulk::BulkPump;
+use super::emulator::{Clock, Link, LinkProfile};
 use super::inbox::{Arrival, Departure, Inbox};
 use crate::comm::{Comm, Counters, PartyId, Tag};
 use crate::error::{Error, Result};
@@ -27,26 +26,10 @@ struct Shared {
     gone: Vec<AtomicBool>,
     timeout: Duration,
     /// links[from * n + to]; only used when shaped.
-    links: Vec<Link>,
+    links: Vec<Arc<Link>>,
     /// The time base of the links and of every inbox's due times.
     clock: Clock,
     shaped: bool,
-    /// bulk[from * n + to]: background messages waiting for idle time on that link.
-    bulk: Vec<BulkQueue>,
-}
-
-/// Shortest sleep of a bulk pump between claims.
-const BULK_NAP_NS: u64 = 200_000;
-
-/// A background message and the time it was handed over.
-type Pending = (u64, Tag, Vec<u64>);
-
-/// Background messages of one directed link, oldest first; the flag tells the pump to exit
-/// once the queue is empty.
-#[derive(Default)]
-struct BulkQueue {
-    state: Mutex<(VecDeque<Pending>, bool)>,
-    ready: Condvar,
 }
 
 impl Shared {
@@ -56,46 +39,6 @@ impl Shared {
             self.inbox[to].push_at(from, due, a);
         } else {
             self.inbox[to].push(from, a);
-        }
-    }
-
-    /// The bulk pump of link (from, to): one message at a time, claim idle link time until
-    /// all its bytes are through, then deliver it at its last byte's delivery time.
-    fn pump(&self, from: PartyId, to: PartyId) {
-        emulator::fine_timer_slack();
-        let (q, link) = (
-            &self.bulk[from * self.n + to],
-            &self.links[from * self.n + to],
-        );
-        loop {
-            let (since, tag, data) = {
-                let mut g = q.state.lock().unwrap();
-                loop {
-                    if let Some(m) = g.0.pop_front() {
-                        break m;
-                    }
-                    if g.1 {
-                        return;
-                    }
-                    g = q.ready.wait(g).unwrap();
-                }
-            };
-            let mut left = 8 * data.len() as u64;
-            link.begin_bulk(since);
-            let due = loop {
-                let now = self.clock.now_ns();
-                let claim = link.claim_bulk(since, now, left);
-                if claim.bytes == left {
-                    break claim.deliver_ns;
-                }
-                left -= claim.bytes;
-                // Idle stretches while asleep are credited, so a longer nap costs no link
-                // time; it saves the wake-ups that would otherwise compete with compute.
-                let until = link.free_ns().max(now + BULK_NAP_NS);
-                std::thread::sleep(Duration::from_nanos(until - now));
-            };
-            link.end_bulk();
-            self.inbox[to].push_at(from, due, Arrival::Msg(tag, data));
         }
     }
 }
@@ -125,10 +68,11 @@ impl MemoryNetwork {
             inbox,
             gone: (0..n).map(|_| AtomicBool::new(false)).collect(),
             timeout,
-            links: (0..n * n).map(|_| Link::new(link.clone())).collect(),
+            links: (0..n * n)
+                .map(|_| Arc::new(Link::new(link.clone())))
+                .collect(),
             clock,
             shaped,
-            bulk: (0..n * n).map(|_| BulkQueue::default()).collect(),
         });
         (0..n)
             .map(|id| MemoryEndpoint {
@@ -147,7 +91,7 @@ pub struct MemoryEndpoint {
     shared: Arc<Shared>,
     counters: Counters,
     /// This party's bulk pump per peer, started by its first `post_bulk` to that peer.
-    pumps: Mutex<Vec<Option<JoinHandle<()>>>>,
+    pumps: Mutex<Vec<Option<BulkPump>>>,
 }
 
 impl MemoryEndpoint {
@@ -193,19 +137,19 @@ impl Comm for MemoryEndpoint {
         }
         self.check_peer(to, tag)?;
         self.counters.sent(to, 8 * data.len() as u64);
-        let q = &self.shared.bulk[self.id * self.shared.n + to];
         let since = self.shared.clock.now_ns();
-        q.state.lock().unwrap().0.push_back((since, tag, data));
-        q.ready.notify_one();
         let mut pumps = self.pumps.lock().unwrap();
         if pumps[to].is_none() {
-            let (shared, from) = (self.shared.clone(), self.id);
-            let h = std::thread::Builder::new()
-                .name(format!("bulk {from}->{to}"))
-                .spawn(move || shared.pump(from, to))
-                .map_err(|e| Error::Protocol(format!("cannot start a bulk sender: {e}")))?;
-            pumps[to] = Some(h);
+            let (sh, from) = (&self.shared, self.id);
+            let inbox = sh.inbox.clone();
+            pumps[to] = Some(BulkPump::start(
+                format!("bulk {from}->{to}"),
+                sh.links[from * sh.n + to].clone(),
+                sh.clock,
+                move |tag, data, due| inbox[to].push_at(from, due, Arrival::Msg(tag, data)),
+            )?);
         }
+        pumps[to].as_ref().unwrap().push(since, tag, data);
         Ok(())
     }
 
@@ -228,16 +172,9 @@ impl Comm for MemoryEndpoint {
 impl Drop for MemoryEndpoint {
     fn drop(&mut self) {
         self.shared.gone[self.id].store(true, Ordering::Release);
-        // Background messages already posted are delivered first: a peer may still wait
-        // for them.
-        for (to, h) in self.pumps.get_mut().unwrap().iter_mut().enumerate() {
-            if let Some(h) = h.take() {
-                let q = &self.shared.bulk[self.id * self.shared.n + to];
-                q.state.lock().unwrap().1 = true;
-                q.ready.notify_one();
-                let _ = h.join();
-            }
-        }
+        // Background messages already posted are delivered first (dropping a pump waits
+        // for its queue): a peer may still wait for them.
+        self.pumps.get_mut().unwrap().clear();
         // Tell every peer, behind whatever is still in flight on the link, so messages
         // posted before leaving are still delivered.
         for to in (0..self.shared.n).filter(|&to| to != self.id) {

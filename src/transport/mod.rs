@@ -2,6 +2,7 @@
 //! TCP endpoints for one party per process (loopback or remote hosts), both with the link
 //! emulator. Depends on comm, error (and crossbeam, mio, hmac, sha2).
 
+pub mod bulk;
 pub mod emulator;
 pub mod frame;
 pub mod handshake;
