@@ -376,6 +376,7 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
             rounds: rounds as f64,
             bandwidth_mbps: p.link.bandwidth_mbps,
             latency_ms: p.link.latency_ms,
+            weight_mask_bytes: (serial_unshaped.job.weight_mask_words * 8 * (p.parties - 1)) as f64,
         };
         let t_comm = ci.t_bw() + ci.t_lat();
         let choices: Vec<Choice> = schemes
@@ -384,7 +385,12 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
             .zip(&resumed)
             .filter(|(_, r)| r.is_none())
             .map(|((&scheme, key), _)| {
-                let (ak, am, _) = ci.choose(scheme.inner_layer, scheme.inter_batch, p.batch);
+                let (ak, am, _) = ci.choose(
+                    scheme.inter_linear,
+                    scheme.inner_layer,
+                    scheme.inter_batch,
+                    p.batch,
+                );
                 let k = cfg.chunks.fixed().unwrap_or(ak);
                 let m = cfg.batches_in_flight.fixed().unwrap_or(am);
                 let (k, m) = (
@@ -397,7 +403,8 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
                     key: key.clone(),
                     k,
                     m,
-                    predicted: (auto || cfg.predict).then(|| ci.predict(k, m)),
+                    predicted: (auto || cfg.predict)
+                        .then(|| ci.predict_scheme(scheme.inter_linear, k, m)),
                 }
             })
             .collect();

@@ -48,6 +48,9 @@ pub struct Job {
     pub program: Program,
     /// The same computation in plaintext f64.
     pub reference: PlainTensor,
+    /// Words of weight masks F = W - B each party opens (0 with public weights); the cost
+    /// model's input for what inter-linear moves off the critical path.
+    pub weight_mask_words: usize,
 }
 
 /// Build the job for `spec`: a built-in model (see `model::zoo`), or "selftest", a small
@@ -63,6 +66,10 @@ pub fn build(spec: &JobSpec) -> Result<Job> {
     let shape = model.batch_shape(spec.batch);
     let input = zoo::Synth::new(spec.seed ^ 0x1234_5678).tensor(&shape, 0.0, 1.0);
     let reference = model.forward_plain(&input);
+    let weight_mask_words = match spec.weights {
+        Weights::Private => sched::weight_mask_words(&model, &shape),
+        Weights::Public => 0,
+    };
     let (weights, schedule) = (spec.weights, spec.schedule);
     let program = move |ctx: &Ctx| -> Result<PlainTensor> {
         // The data owner is the last party; the model owner (weights) is party 0.
@@ -74,6 +81,7 @@ pub fn build(spec: &JobSpec) -> Result<Job> {
         spec: spec.clone(),
         program: Box::new(program),
         reference,
+        weight_mask_words,
     })
 }
 
@@ -98,5 +106,6 @@ fn selftest(spec: &JobSpec) -> Job {
         spec: spec.clone(),
         program: Box::new(program),
         reference,
+        weight_mask_words: 0,
     }
 }

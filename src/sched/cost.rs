@@ -1,18 +1,25 @@
 //! Cost model for `auto` chunk and micro-batch counts. Depends on std only.
 //!
-//! Inputs, all measured: T_c, the online time of the serial scheme over an unshaped,
-//! zero-latency link (pure compute plus in-memory copies); the bytes each party sends, B;
-//! the number of communication rounds, R; the link's bandwidth bw and one-way latency L.
-//! Every opening is an all-to-all exchange, so each round costs one latency.
+//! Inputs, measured except F: T_c, the online time of the serial scheme over an unshaped,
+//! zero-latency link (pure compute plus in-memory copies); the bytes each party sends, B,
+//! of which F are weight masks (counted from the model); the number of communication
+//! rounds, R; the link's bandwidth bw and one-way latency L. Every opening is an all-to-all
+//! exchange, so each round costs one latency.
 //!
+//! ```text
 //!   serial:            T = T_c + B/bw + R·L
 //!   inner-layer, k:    T = R·L + max(T_c, B/bw) + min(T_c, B/bw)/k + (k-1)·R·o
 //!   inter-batch, m:    T = max(T_c, B/bw, R·L) + (T_c + B/bw + R·L - max(...))/m + (m-1)·R·o
 //!   both:              the inner-layer form with k·m lanes sharing the overlap
+//!   + inter-linear:    the form above with B - F, but never below B/bw
+//! ```
+//!
+//! With inter-linear, F leaves the critical path: it goes out as background traffic in the
+//! link's idle time; the link still has to carry it, hence the floor B/bw.
 //!
 //! o is the per-lane, per-round overhead (thread hand-off and message setup), about 30 µs
-//! on this machine; the first lane's is already inside T_c, so only the extra lanes add it. The model ignores that lanes compete for the same cores, so it is
-//! optimistic when T_c dominates; it is reported beside the measured time for that reason.
+//! on this machine; the first lane's is already inside T_c, so only the extra lanes add it. The model ignores
+//! that lanes compete for the same cores, so it is optimistic when T_c dominates; it is reported beside the measured time for that reason.
 
 /// What the model needs to know about a run.
 #[derive(Clone, Copy, Debug)]
@@ -23,6 +30,8 @@ pub struct CostInputs {
     /// None = unshaped.
     pub bandwidth_mbps: Option<f64>,
     pub latency_ms: f64,
+    /// F: bytes of weight masks per party, part of `bytes_per_party`.
+    pub weight_mask_bytes: f64,
 }
 
 const LANE_OVERHEAD_S: f64 = 30e-6;
@@ -37,6 +46,19 @@ impl CostInputs {
     /// R·L: the time the rounds' latencies add up to.
     pub fn t_lat(&self) -> f64 {
         self.rounds * self.latency_ms * 1e-3
+    }
+
+    /// Predicted online time of a scheme with k chunks and m micro-batches, with or without
+    /// inter-linear.
+    pub fn predict_scheme(&self, inter_linear: bool, k: usize, m: usize) -> f64 {
+        if !inter_linear || self.weight_mask_bytes <= 0.0 {
+            return self.predict(k, m);
+        }
+        let urgent = CostInputs {
+            bytes_per_party: (self.bytes_per_party - self.weight_mask_bytes).max(0.0),
+            ..*self
+        };
+        urgent.predict(k, m).max(self.t_bw())
     }
 
     /// Predicted online time with k chunks and m micro-batches.
@@ -62,6 +84,7 @@ impl CostInputs {
     /// The (k, m) with the lowest predicted time among 1, 2, 4, 8 (m limited by the batch).
     pub fn choose(
         &self,
+        inter_linear: bool,
         inner_layer: bool,
         inter_batch: bool,
         batch: usize,
@@ -79,7 +102,7 @@ impl CostInputs {
         let mut best = (1, 1, f64::INFINITY);
         for &k in ks {
             for &m in &ms {
-                let t = self.predict(k, m);
+                let t = self.predict_scheme(inter_linear, k, m);
                 if t < best.2 {
                     best = (k, m, t);
                 }
@@ -101,6 +124,7 @@ mod tests {
             rounds: 100.0,
             bandwidth_mbps: Some(1000.0),
             latency_ms: 10.0,
+            weight_mask_bytes: 0.0,
         };
         // 1 s compute + 1 Gbit at 1 Gbit/s + 100 rounds × 10 ms
         assert!((c.predict(1, 1) - 3.0).abs() < 1e-9);
@@ -114,11 +138,32 @@ mod tests {
             rounds: 10.0,
             bandwidth_mbps: Some(1000.0),
             latency_ms: 0.1,
+            weight_mask_bytes: 0.0,
         };
         for k in [1, 2, 4, 8] {
             for m in [1, 2, 4, 8] {
                 assert!(c.predict(k, m) >= 2.0, "k={k} m={m}: {}", c.predict(k, m));
             }
         }
+    }
+
+    #[test]
+    fn inter_linear_hides_the_weight_masks_but_not_below_the_link_time() {
+        // 0.1 s compute; 1 Gbit/s carries 125 MB in 1 s, of which 100 MB are F; 10 rounds
+        // of 1 ms. Serial: 0.1 + 1 + 0.01. Inter-linear: F off the critical path, so
+        // 0.1 + 0.2 + 0.01 by the formula, but the link still needs 1 s for all of it.
+        let mut c = CostInputs {
+            t_compute_s: 0.1,
+            bytes_per_party: 125e6,
+            rounds: 10.0,
+            bandwidth_mbps: Some(1000.0),
+            latency_ms: 1.0,
+            weight_mask_bytes: 100e6,
+        };
+        assert!((c.predict_scheme(false, 1, 1) - 1.11).abs() < 1e-9);
+        assert!((c.predict_scheme(true, 1, 1) - 1.0).abs() < 1e-9);
+        // With little F, the critical path is what remains: 0.1 + 0.92 + 0.01.
+        c.weight_mask_bytes = 10e6;
+        assert!((c.predict_scheme(true, 1, 1) - 1.03).abs() < 1e-9);
     }
 }

@@ -506,6 +506,15 @@ impl Exec for BlockExec<'_> {
     }
 }
 
+/// Words of the weight masks F = W - B that inference of `model` on a batch of
+/// `batch_shape` opens with private weights: one per weight of every linear layer (each
+/// party sends its share of them to every peer once).
+pub fn weight_mask_words(model: &Model, batch_shape: &[usize]) -> usize {
+    let mut linear = Vec::new();
+    linear_inputs(&model.layers, batch_shape, &mut linear);
+    linear.iter().map(|l| l.1.len()).sum()
+}
+
 /// Model inference under `schedule`. Same protocols as `Model::forward_mpc`; outputs agree
 /// with it within the fixed-point error bound (different triples, same math).
 pub fn forward(
