@@ -87,18 +87,24 @@ impl BulkPump {
         self.queue.ready.notify_one();
     }
 
-    /// Stop without delivering what is still queued and without waiting: for an owner
-    /// that is shutting down and whose receiver will not read any more, where waiting out
-    /// the emulated transfer of a large message would only delay the shutdown. The message
-    /// on the link, if any, still finishes on the detached thread.
+    /// Stop without delivering the messages still queued and without waiting: for an
+    /// owner that is going away, where waiting out the emulated transfer of a large message
+    /// would only delay it. Queued actions (`then`) run at once on the caller's thread, as
+    /// they report what a waiter must not miss (a departure). The message on the link, if
+    /// any, still finishes on the detached thread.
     pub fn abandon(mut self) {
-        {
+        let queued = {
             let mut g = self.queue.state.lock().unwrap();
-            g.0.clear();
             g.1 = true;
-        }
+            std::mem::take(&mut g.0)
+        };
         self.queue.ready.notify_one();
         self.thread = None;
+        for p in queued {
+            if let Pending::Then(f) = p {
+                f();
+            }
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! TCP transport: one party of a session over real sockets (loopback or remote hosts).
-//! Depends on comm, error, transport::{frame, handshake, inbox, emulator} (and mio,
-//! crossbeam).
+//! Depends on comm, error, transport::{frame, handshake, inbox, emulator, bulk} (and mio,
+//! crossbeam, libc).
 //!
 //! Setup (blocking, untimed): every party listens on its address, dials every lower id and
 //! accepts every higher id, and authenticates each connection (`handshake`). Then one
@@ -8,11 +8,21 @@
 //!
 //! - `post` pushes the message onto the peer's lock-free `SegQueue` and wakes the I/O thread
 //!   through the poll's `Waker` (at most one wake-up outstanding), so it never blocks.
+//!   `post_bulk` does the same on the peer's bulk queue.
 //! - The I/O thread writes queued messages as frames (vectored writes, until `WouldBlock`),
 //!   and reads every readable socket until `WouldBlock`, large payloads straight into the
 //!   message's memory. Complete messages go to the `Inbox` at once (when the session is
 //!   shaped, stamped with their emulated delivery time, counted on the receiver side from
 //!   the arrival of the message's first byte, so a slow real link only ever adds delay).
+//! - Bulk (background) messages are a second stream on each connection (`FLAG_BULK`
+//!   frames): per peer, ordinary messages are written first, and a bulk message goes out
+//!   one `BULK_FRAGMENT_BYTES` frame at a time only while no ordinary one is queued, so an
+//!   urgent message waits for at most one fragment in our queues; `TCP_NOTSENT_LOWAT`
+//!   keeps the kernel's queue short too. This matters on a real slow link. On an emulated
+//!   one the emulation happens on receipt, where a real loopback link delivers everything
+//!   at once, so a completed bulk message goes to a `BulkPump` on the peer's incoming link,
+//!   which feeds it into the link time ordinary messages leave idle, as the in-memory
+//!   transport does on its sending side. A peer's departure is queued behind its pump.
 //! - A peer that closes, resets or sends a bad frame is marked gone with the reason; waiters
 //!   on it fail at once naming it, and a silent peer fails them after the timeout.
 //!
@@ -380,12 +390,12 @@ const NOTSENT_LOWAT_BYTES: libc::c_int = 128 << 10;
 
 /// Keep the kernel from queueing more than `NOTSENT_LOWAT_BYTES` of unsent data per socket.
 /// Our send queues give ordinary messages priority over bulk ones, but only for what is
-/// still ours: on a slow real link, an autotuned send buffer (megabytes) full of bulk
-/// fragments would sit between an urgent message and the wire for seconds. With the cap an
-/// urgent message queues behind at most this much (about 2.6 ms at 400 Mbit/s). It does not
-/// limit data in flight (sent, not yet acknowledged), so the window, and with it the
+/// still ours: on a slow real link, an autotuned send buffer full of bulk fragments would
+/// sit between an urgent message and the wire (4 MB are 80 ms at 400 Mbit/s). With the cap
+/// an urgent message queues behind at most about this much (2.6 ms at 400 Mbit/s). It does
+/// not limit data in flight (sent, not yet acknowledged), so the window, and with it the
 /// throughput of large messages, is unchanged; it only makes the I/O thread refill the
-/// socket in smaller steps.
+/// socket in smaller steps (the 12 MB loopback test took the same time without it).
 fn limit_unsent(s: &TcpStream) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
@@ -608,8 +618,9 @@ struct IoThread {
 }
 
 impl Drop for IoThread {
-    /// Nobody reads the inbox once the I/O thread ends (the endpoint is going away), so
-    /// bulk messages still on an emulated link are not waited for.
+    /// The I/O thread ends when the endpoint goes away (or its poll failed): bulk messages
+    /// still on an emulated link are not waited for, though departures queued behind them
+    /// are still reported (see `BulkPump::abandon`).
     fn drop(&mut self) {
         for p in self.pumps.iter_mut().filter_map(Option::take) {
             p.abandon();
