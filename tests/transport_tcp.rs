@@ -331,32 +331,101 @@ mod bulk {
 
     #[test]
     fn an_ordinary_message_overtakes_a_bulk_message_on_an_emulated_link() {
-        // 80 Mbit/s, 30 ms: the 2 MB bulk message takes 200 ms on the wire. Were it sent
-        // or emulated first-in first-out, the small message would arrive after 230 ms.
+        // 80 Mbit/s, 30 ms: the 2 MB bulk message takes 200 ms on the wire. Were it
+        // emulated first-in first-out, the small message would arrive after 230 ms. Posted
+        // at once, the small message also overtakes it on the real socket; posted 20 ms
+        // later, when the bulk message is all there, only the receiver's emulation can let
+        // it overtake.
         let link = LinkProfile::custom(Some(80.0), 30.0).unwrap();
-        let (a, b) = pair(&link, frame::MAX_FRAME_BYTES);
-        let big = payload(1, 250_000);
-        let t0 = Instant::now();
-        a.post_bulk(1, Tag(1), big.clone()).unwrap();
-        a.post(1, Tag(2), vec![1, 2]).unwrap();
-        assert_eq!(b.wait(0, Tag(2), 2).unwrap(), vec![1, 2]);
-        let t_small = t0.elapsed().as_secs_f64();
-        // Latency + at most one 16 KiB fragment (1.6 ms) + a generous allowance.
+        for delay in [0.0, 0.02] {
+            let (a, b) = pair(&link, frame::MAX_FRAME_BYTES);
+            let big = payload(1, 250_000);
+            let t0 = Instant::now();
+            a.post_bulk(1, Tag(1), big.clone()).unwrap();
+            std::thread::sleep(Duration::from_secs_f64(delay));
+            a.post(1, Tag(2), vec![1, 2]).unwrap();
+            assert_eq!(b.wait(0, Tag(2), 2).unwrap(), vec![1, 2]);
+            let t_small = t0.elapsed().as_secs_f64() - delay;
+            // Latency + at most one 16 KiB fragment (1.6 ms) + a generous allowance.
+            assert!(
+                (0.0299..0.15).contains(&t_small),
+                "small message {t_small} s after its post (delay {delay} s)"
+            );
+            assert_eq!(b.wait(0, Tag(1), big.len()).unwrap(), big);
+            let t_bulk = t0.elapsed().as_secs_f64();
+            assert!(
+                (0.2299..1.0).contains(&t_bulk),
+                "bulk message after {t_bulk} s"
+            );
+            let s = b.counters().snapshot().per_peer[0];
+            assert_eq!((s.bytes_recv, s.msgs_recv), (8 * 250_002, 2));
+            let s = a.counters().snapshot().per_peer[1];
+            assert_eq!((s.bytes_sent, s.msgs_sent), (8 * 250_002, 2));
+            drop_all(vec![a, b]);
+        }
+    }
+
+    #[test]
+    fn on_the_wire_an_ordinary_message_goes_before_the_rest_of_a_bulk_message() {
+        // A raw peer that does not read at first: the sender's socket fills with the start
+        // of an 8 MB bulk message. An ordinary message posted then must come next, after
+        // at most what the kernel buffers hold, not after the whole bulk message. Seen
+        // here: ~0.3 MB (the peer's receive buffer and the 128 KiB TCP_NOTSENT_LOWAT);
+        // ~4.2 MB without that option (the autotuned send buffer), which the bound refuses.
+        let (mut ls, addrs) = listeners(2);
+        let key = SessionKey::fresh();
+        let l0 = ls.remove(0);
+        let mut c0 = TcpConfig::new(0, addrs.clone(), 11, key.clone());
+        c0.timeout = Duration::from_secs(10);
+        let h = std::thread::spawn(move || TcpNetwork::connect_with(&c0, l0));
+        let mut s = TcpStream::connect(addrs[0]).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let p = HelloParams {
+            party: 1,
+            parties: 2,
+            session: 11,
+            version: PROTOCOL_VERSION,
+            expect: Some(0),
+        };
+        handshake(&mut s, &p, &key, "party 0").unwrap();
+        let a = h.join().unwrap().unwrap();
+        let big = payload(5, 1 << 20);
+        a.post_bulk(1, Tag(5), big.clone()).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        a.post(1, Tag(6), vec![6; 10]).unwrap();
+        let gone_a = std::thread::spawn(move || drop(a));
+        let mut d = frame::Decoder::new(frame::MAX_FRAME_BYTES);
+        let (mut read, mut buf, mut got) = (0usize, vec![0u8; 1 << 16], vec![]);
+        while got.len() < 3 {
+            let k = s.read(&mut buf).unwrap();
+            assert!(k > 0, "connection closed after {read} bytes, got {got:?}");
+            d.feed(&buf[..k]).unwrap();
+            read += k;
+            while let Some(e) = d.next_event() {
+                got.push(match e {
+                    frame::Event::Msg(t, data) => {
+                        assert_eq!(data, vec![6; 10]);
+                        ("msg", t, read)
+                    }
+                    frame::Event::Bulk(t, data) => {
+                        assert!(data == big);
+                        ("bulk", t, read)
+                    }
+                    frame::Event::Bye => ("bye", Tag(0), read),
+                    other => panic!("unexpected {other:?}"),
+                });
+            }
+        }
+        assert_eq!(got[0].0, "msg", "{got:?}");
+        assert_eq!((got[1].0, got[1].1), ("bulk", Tag(5)));
+        assert_eq!(got[2].0, "bye");
         assert!(
-            (0.0299..0.15).contains(&t_small),
-            "small message after {t_small} s"
+            got[0].2 < 2 << 20,
+            "the ordinary message came after {} bytes",
+            got[0].2
         );
-        assert_eq!(b.wait(0, Tag(1), big.len()).unwrap(), big);
-        let t_bulk = t0.elapsed().as_secs_f64();
-        assert!(
-            (0.2299..1.0).contains(&t_bulk),
-            "bulk message after {t_bulk} s"
-        );
-        let s = b.counters().snapshot().per_peer[0];
-        assert_eq!((s.bytes_recv, s.msgs_recv), (8 * 250_002, 2));
-        let s = a.counters().snapshot().per_peer[1];
-        assert_eq!((s.bytes_sent, s.msgs_sent), (8 * 250_002, 2));
-        drop_all(vec![a, b]);
+        drop(s);
+        gone_a.join().unwrap();
     }
 
     #[test]
