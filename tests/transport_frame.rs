@@ -1,10 +1,11 @@
 //! The TCP frame decoder against its wire format: fuzzed with random byte strings (it must
 //! never panic, and may only fail with a frame error), and round trips of random messages
-//! cut into frames and fed in random splits.
+//! cut into frames and fed in random splits, ordinary and bulk frames interleaved.
 
 use mpc_pipe::comm::Tag;
 use mpc_pipe::transport::frame::{
-    encode_message, header, Decoder, Event, FLAG_FIN, HEADER_BYTES, KIND_BYE, KIND_DATA,
+    encode_bulk_message, encode_message, header, Decoder, Event, FLAG_BULK, FLAG_FIN, HEADER_BYTES,
+    KIND_BYE, KIND_DATA,
 };
 use mpc_pipe::Error;
 use proptest::prelude::*;
@@ -46,7 +47,7 @@ proptest! {
                 // needs at least ceil(8w / cap) frames, each with a 16-byte header.
                 let mut used = 0usize;
                 for e in &events {
-                    if let Event::Msg(_, data) = e {
+                    if let Event::Msg(_, data) | Event::Bulk(_, data) = e {
                         let frames = if cap < 8 { 1 } else { (8 * data.len()).div_ceil(cap).max(1) };
                         used += frames * HEADER_BYTES + 8 * data.len();
                         prop_assert!(cap >= 8 || data.is_empty());
@@ -73,7 +74,7 @@ proptest! {
         h[8..].copy_from_slice(&tag.to_le_bytes());
         let mut d = Decoder::new(cap);
         let r = d.feed(&h);
-        let valid_data = kind == KIND_DATA && flags & !FLAG_FIN == 0
+        let valid_data = kind == KIND_DATA && flags & !(FLAG_FIN | FLAG_BULK) == 0
             && (len as usize) <= cap && len % 8 == 0;
         let valid_bye = kind == KIND_BYE && flags == 0 && len == 0 && tag == 0;
         prop_assert_eq!(r.is_ok(), valid_data || valid_bye);
@@ -97,6 +98,55 @@ proptest! {
             msgs.iter().map(|(t, d)| Event::Msg(Tag(*t), d.clone())).collect();
         expect.push(Event::Bye);
         prop_assert_eq!(events, expect);
+    }
+
+    #[test]
+    fn bulk_and_ordinary_frames_interleaved_at_random_round_trip(
+        msgs in proptest::collection::vec(
+            (any::<bool>(), any::<u64>(), proptest::collection::vec(any::<u64>(), 0..300)), 1..8),
+        cap_words in 1usize..100,
+        picks in proptest::collection::vec(any::<bool>(), 0..200),
+        splits in proptest::collection::vec(1usize..700, 0..40),
+    ) {
+        // Each class's messages are sent in order, frame by frame; the two frame
+        // sequences are merged at random. A message completes at its last frame.
+        let cap = cap_words * 8;
+        let mut seqs: [Vec<(Vec<u8>, Option<Event>)>; 2] = [vec![], vec![]];
+        for (bulk, t, data) in &msgs {
+            let bytes = if *bulk {
+                encode_bulk_message(Tag(*t), data, cap)
+            } else {
+                encode_message(Tag(*t), data, cap)
+            };
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+                let (f, r) = rest.split_at(HEADER_BYTES + len);
+                rest = r;
+                let ev = rest.is_empty().then(|| if *bulk {
+                    Event::Bulk(Tag(*t), data.clone())
+                } else {
+                    Event::Msg(Tag(*t), data.clone())
+                });
+                seqs[*bulk as usize].push((f.to_vec(), ev));
+            }
+        }
+        let (mut bytes, mut expect) = (vec![], vec![]);
+        let mut its = seqs.map(|s| s.into_iter().peekable());
+        let mut picks = picks.into_iter();
+        loop {
+            let s = match (its[0].peek().is_some(), its[1].peek().is_some()) {
+                (false, false) => break,
+                (true, true) => picks.next().unwrap_or(false) as usize,
+                (a, _) => (!a) as usize,
+            };
+            let (f, ev) = its[s].next().unwrap();
+            bytes.extend(f);
+            expect.extend(ev);
+        }
+        bytes.extend(header(KIND_BYE, 0, 0, Tag(0)));
+        expect.push(Event::Bye);
+        prop_assert_eq!(decode(cap, &bytes, &splits).unwrap(), expect);
     }
 }
 

@@ -11,7 +11,7 @@ use mpc_pipe::comm::{Comm, Tag};
 use mpc_pipe::runtime::job::{build, JobSpec};
 use mpc_pipe::runtime::process::{run_party_on, PartyConfig};
 use mpc_pipe::runtime::{run_local, SessionConfig};
-use mpc_pipe::transport::frame::{header, FLAG_FIN, KIND_DATA};
+use mpc_pipe::transport::frame::{self, header, FLAG_FIN, KIND_DATA};
 use mpc_pipe::transport::handshake::{handshake, HelloParams, PROTOCOL_VERSION};
 use mpc_pipe::transport::{LinkProfile, SessionKey, TcpConfig, TcpEndpoint, TcpNetwork};
 use mpc_pipe::Error;
@@ -301,4 +301,223 @@ fn tcp_link_emulation_delays_delivery_by_the_latency() {
     // Formula: 0.040 + 0.025 s; never early, generously bounded above.
     assert!((0.064..0.4).contains(&s), "delivered after {s} s");
     drop_all(vec![a, b]);
+}
+
+/// Background traffic (`post_bulk`) over loopback TCP: with an emulated link it only takes
+/// idle link time, so an ordinary message overtakes it; every message arrives intact; a
+/// peer's departure is reported only after the bulk messages it sent before leaving.
+mod bulk {
+    use super::*;
+
+    fn pair(link: &LinkProfile, max_frame: usize) -> (TcpEndpoint, TcpEndpoint) {
+        let mut eps: Vec<TcpEndpoint> = connect(2, |c| {
+            c.link = link.clone();
+            c.max_frame = max_frame;
+            c.timeout = Duration::from_secs(20);
+        })
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+        let b = eps.pop().unwrap();
+        (eps.pop().unwrap(), b)
+    }
+
+    /// Words of the message with tag `t` (so a receiver can check it against its tag).
+    fn payload(t: u64, words: usize) -> Vec<u64> {
+        (0..words as u64)
+            .map(|i| (t << 32 | i).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .collect()
+    }
+
+    #[test]
+    fn an_ordinary_message_overtakes_a_bulk_message_on_an_emulated_link() {
+        // 80 Mbit/s, 30 ms: the 2 MB bulk message takes 200 ms on the wire. Were it
+        // emulated first-in first-out, the small message would arrive after 230 ms. Posted
+        // at once, the small message also overtakes it on the real socket; posted 20 ms
+        // later, when the bulk message is all there, only the receiver's emulation can let
+        // it overtake.
+        let link = LinkProfile::custom(Some(80.0), 30.0).unwrap();
+        for delay in [0.0, 0.02] {
+            let (a, b) = pair(&link, frame::MAX_FRAME_BYTES);
+            let big = payload(1, 250_000);
+            let t0 = Instant::now();
+            a.post_bulk(1, Tag(1), big.clone()).unwrap();
+            std::thread::sleep(Duration::from_secs_f64(delay));
+            a.post(1, Tag(2), vec![1, 2]).unwrap();
+            assert_eq!(b.wait(0, Tag(2), 2).unwrap(), vec![1, 2]);
+            let t_small = t0.elapsed().as_secs_f64() - delay;
+            // Latency + at most one 16 KiB fragment (1.6 ms) + a generous allowance.
+            assert!(
+                (0.0299..0.15).contains(&t_small),
+                "small message {t_small} s after its post (delay {delay} s)"
+            );
+            assert_eq!(b.wait(0, Tag(1), big.len()).unwrap(), big);
+            let t_bulk = t0.elapsed().as_secs_f64();
+            assert!(
+                (0.2299..1.0).contains(&t_bulk),
+                "bulk message after {t_bulk} s"
+            );
+            let s = b.counters().snapshot().per_peer[0];
+            assert_eq!((s.bytes_recv, s.msgs_recv), (8 * 250_002, 2));
+            let s = a.counters().snapshot().per_peer[1];
+            assert_eq!((s.bytes_sent, s.msgs_sent), (8 * 250_002, 2));
+            drop_all(vec![a, b]);
+        }
+    }
+
+    #[test]
+    fn on_the_wire_an_ordinary_message_goes_before_the_rest_of_a_bulk_message() {
+        // A raw peer that does not read at first: the sender's socket fills with the start
+        // of an 8 MB bulk message. An ordinary message posted then must come next, after
+        // at most what the kernel buffers hold, not after the whole bulk message. Seen
+        // here: ~0.3 MB (the peer's receive buffer and the 128 KiB TCP_NOTSENT_LOWAT);
+        // ~4.2 MB without that option (the autotuned send buffer), which the bound refuses.
+        let (mut ls, addrs) = listeners(2);
+        let key = SessionKey::fresh();
+        let l0 = ls.remove(0);
+        let mut c0 = TcpConfig::new(0, addrs.clone(), 11, key.clone());
+        c0.timeout = Duration::from_secs(10);
+        let h = std::thread::spawn(move || TcpNetwork::connect_with(&c0, l0));
+        let mut s = TcpStream::connect(addrs[0]).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let p = HelloParams {
+            party: 1,
+            parties: 2,
+            session: 11,
+            version: PROTOCOL_VERSION,
+            expect: Some(0),
+        };
+        handshake(&mut s, &p, &key, "party 0").unwrap();
+        let a = h.join().unwrap().unwrap();
+        let big = payload(5, 1 << 20);
+        a.post_bulk(1, Tag(5), big.clone()).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        a.post(1, Tag(6), vec![6; 10]).unwrap();
+        let gone_a = std::thread::spawn(move || drop(a));
+        let mut d = frame::Decoder::new(frame::MAX_FRAME_BYTES);
+        let (mut read, mut buf, mut got) = (0usize, vec![0u8; 1 << 16], vec![]);
+        while got.len() < 3 {
+            let k = s.read(&mut buf).unwrap();
+            assert!(k > 0, "connection closed after {read} bytes, got {got:?}");
+            d.feed(&buf[..k]).unwrap();
+            read += k;
+            while let Some(e) = d.next_event() {
+                got.push(match e {
+                    frame::Event::Msg(t, data) => {
+                        assert_eq!(data, vec![6; 10]);
+                        ("msg", t, read)
+                    }
+                    frame::Event::Bulk(t, data) => {
+                        assert!(data == big);
+                        ("bulk", t, read)
+                    }
+                    frame::Event::Bye => ("bye", Tag(0), read),
+                    other => panic!("unexpected {other:?}"),
+                });
+            }
+        }
+        assert_eq!(got[0].0, "msg", "{got:?}");
+        assert_eq!((got[1].0, got[1].1), ("bulk", Tag(5)));
+        assert_eq!(got[2].0, "bye");
+        assert!(
+            got[0].2 < 2 << 20,
+            "the ordinary message came after {} bytes",
+            got[0].2
+        );
+        drop(s);
+        gone_a.join().unwrap();
+    }
+
+    #[test]
+    fn interleaved_bulk_and_ordinary_messages_of_any_size_arrive_intact() {
+        // Both directions at once, a small frame cap (so ordinary messages span frames
+        // too), sizes from empty to many bulk fragments; unshaped and on a fast link.
+        let links = [
+            LinkProfile::unshaped(),
+            LinkProfile::custom(Some(10_000.0), 0.1).unwrap(),
+        ];
+        for link in links {
+            let (a, b) = pair(&link, 64 << 10);
+            let mut rng = 0x2545_f491_4f6c_dd1du64;
+            let mut next = move || {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng
+            };
+            // (tag, words, bulk), the same plan for both directions.
+            let plan: Vec<(u64, usize, bool)> = (0..150u64)
+                .map(|t| {
+                    let words = match next() % 5 {
+                        0 => 0,
+                        1 => (next() % 64) as usize,
+                        2 => 2048, // exactly one bulk fragment
+                        _ => (next() % 100_000) as usize,
+                    };
+                    (t, words, next() % 2 == 0)
+                })
+                .collect();
+            std::thread::scope(|s| {
+                for (me, ep) in [(0, &a), (1, &b)] {
+                    let plan = &plan;
+                    s.spawn(move || {
+                        for &(t, words, bulk) in plan {
+                            let data = payload(t + 1000 * me as u64, words);
+                            if bulk {
+                                ep.post_bulk(1 - me, Tag(t), data).unwrap();
+                            } else {
+                                ep.post(1 - me, Tag(t), data).unwrap();
+                            }
+                        }
+                        // Tags arrive in any order; wait for them backwards.
+                        for &(t, words, _) in plan.iter().rev() {
+                            let got = ep.wait(1 - me, Tag(t), words).unwrap();
+                            let from = 1 - me as u64;
+                            assert!(got == payload(t + 1000 * from, words), "tag {t}");
+                        }
+                    });
+                }
+            });
+            let total: u64 = plan.iter().map(|&(_, w, _)| 8 * w as u64).sum();
+            for ep in [&a, &b] {
+                let s = ep.counters().snapshot();
+                assert_eq!((s.bytes_sent(), s.bytes_recv()), (total, total));
+            }
+            drop_all(vec![a, b]);
+        }
+    }
+
+    #[test]
+    fn a_peer_that_posts_bulk_then_leaves_is_reported_gone_only_after_it_arrives() {
+        for shaped in [true, false] {
+            let link = if shaped {
+                LinkProfile::custom(Some(80.0), 30.0).unwrap()
+            } else {
+                LinkProfile::unshaped()
+            };
+            let (a, b) = pair(&link, frame::MAX_FRAME_BYTES);
+            let big = payload(3, 250_000);
+            let t0 = Instant::now();
+            a.post_bulk(1, Tag(3), big.clone()).unwrap();
+            // A clean goodbye lingers until the peer closes too, so on another thread.
+            let gone_a = std::thread::spawn(move || drop(a));
+            // Waiting for a tag that never comes ends with the departure, which must not
+            // come before the bulk message (200 ms on the emulated wire, plus 30 ms).
+            match b.wait(0, Tag(4), 1) {
+                Err(Error::Peer { peer: 0, msg, .. }) => assert!(msg.contains("finished"), "{msg}"),
+                other => panic!("expected a peer error, got {other:?}"),
+            }
+            let t_gone = t0.elapsed().as_secs_f64();
+            if shaped {
+                assert!(
+                    (0.2299..2.0).contains(&t_gone),
+                    "departure after {t_gone} s"
+                );
+            }
+            // The message it sent before leaving is still there, intact.
+            assert_eq!(b.wait(0, Tag(3), big.len()).unwrap(), big);
+            drop(b);
+            gone_a.join().unwrap();
+        }
+    }
 }

@@ -1,8 +1,10 @@
 //! Background (bulk) traffic on an emulated link: a pump thread per directed link takes bulk
 //! messages one at a time, claims idle link time for each until all its bytes are through
 //! (`Link::claim_bulk`), and hands it on with its delivery time. Used on the sending side by
-//! the in-memory transport; a transport whose emulation sits on the receiving side can use
-//! it there. Depends on comm, error, transport::emulator.
+//! the in-memory transport and on the receiving side by the TCP transport (whose emulation
+//! sits there); the latter also queues its peer's departure behind the pump's messages
+//! (`then`), so a departure is never reported before a message sent ahead of it. Depends on
+//! comm, error, transport::emulator.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
@@ -18,10 +20,14 @@ use crate::error::{Error, Result};
 /// parties' compute (a 13 us fragment per wake-up meant 40k wake-ups per second at lan).
 const NAP_NS: u64 = 200_000;
 
-/// A bulk message and the time it was handed over.
-type Pending = (u64, Tag, Vec<u64>);
+/// What a pump has queued: a bulk message and the time it was handed over, or an action
+/// to run once everything before it is delivered.
+enum Pending {
+    Msg(u64, Tag, Vec<u64>),
+    Then(Box<dyn FnOnce() + Send>),
+}
 
-/// Bulk messages waiting, oldest first; `closing` tells the pump to exit once it is empty.
+/// Work waiting, oldest first; `closing` tells the pump to exit once it is empty.
 #[derive(Default)]
 struct Queue {
     state: Mutex<(VecDeque<Pending>, bool)>,
@@ -49,9 +55,14 @@ impl BulkPump {
             .name(name)
             .spawn(move || {
                 emulator::fine_timer_slack();
-                while let Some((since, tag, data)) = q.next() {
-                    let due = transmit(&link, &clock, since, 8 * data.len() as u64);
-                    deliver(tag, data, due);
+                while let Some(p) = q.next() {
+                    match p {
+                        Pending::Msg(since, tag, data) => {
+                            let due = transmit(&link, &clock, since, 8 * data.len() as u64);
+                            deliver(tag, data, due);
+                        }
+                        Pending::Then(f) => f(),
+                    }
                 }
             })
             .map_err(|e| Error::Protocol(format!("cannot start a bulk sender: {e}")))?;
@@ -63,13 +74,37 @@ impl BulkPump {
 
     /// Queue a message handed over at `since` (on the pump's clock).
     pub fn push(&self, since: u64, tag: Tag, data: Vec<u64>) {
-        self.queue
-            .state
-            .lock()
-            .unwrap()
-            .0
-            .push_back((since, tag, data));
+        self.enqueue(Pending::Msg(since, tag, data));
+    }
+
+    /// Run `f` on the pump's thread once every message pushed before it is delivered.
+    pub fn then(&self, f: impl FnOnce() + Send + 'static) {
+        self.enqueue(Pending::Then(Box::new(f)));
+    }
+
+    fn enqueue(&self, p: Pending) {
+        self.queue.state.lock().unwrap().0.push_back(p);
         self.queue.ready.notify_one();
+    }
+
+    /// Stop without delivering the messages still queued and without waiting: for an
+    /// owner that is going away, where waiting out the emulated transfer of a large message
+    /// would only delay it. Queued actions (`then`) run at once on the caller's thread, as
+    /// they report what a waiter must not miss (a departure). The message on the link, if
+    /// any, still finishes on the detached thread.
+    pub fn abandon(mut self) {
+        let queued = {
+            let mut g = self.queue.state.lock().unwrap();
+            g.1 = true;
+            std::mem::take(&mut g.0)
+        };
+        self.queue.ready.notify_one();
+        self.thread = None;
+        for p in queued {
+            if let Pending::Then(f) = p {
+                f();
+            }
+        }
     }
 }
 

@@ -8,7 +8,8 @@
 //!   4      kind: 1 = data, 2 = bye (the sender finished the session cleanly),
 //!          3 = abort (the sender stops after a failure; payload: u32 LE id of the party
 //!          it blames, then a UTF-8 reason, at most `MAX_ABORT_BYTES` in all)
-//!   5      flags: bit 0 = FIN (last frame of a message); other bits must be zero
+//!   5      flags: bit 0 = FIN (last frame of a message), bit 1 = BULK (data frames only:
+//!          the frame belongs to a background message); other bits must be zero
 //!   6..8   reserved, zero
 //!   8..16  tag (u64 LE)
 //! ```
@@ -18,6 +19,16 @@
 //! frame, and a message's memory grows only as its bytes actually arrive. A header that
 //! breaks any rule closes the connection with a `Frame` error before anything is
 //! allocated. Payload words are little-endian u64.
+//!
+//! Background messages (`Comm::post_bulk`) are a second stream on the same connection: their
+//! frames carry BULK and may sit between the frames of ordinary messages, so a sender can
+//! cut a large background message into small frames and let an urgent message overtake it
+//! at any frame boundary. The decoder therefore assembles one ordinary and one bulk message
+//! at a time; within each stream the frames of a message are consecutive (a frame of
+//! another tag before the FIN is refused, as it would be for ordinary messages alone). The
+//! bulk frame size is the sender's choice (the decoder only applies the frame cap); the
+//! receiver learns from the stream a completed message came in (`Event::Bulk`) so it can
+//! emulate it as background traffic.
 
 use std::collections::VecDeque;
 use std::mem::MaybeUninit;
@@ -37,6 +48,7 @@ pub const KIND_ABORT: u8 = 3;
 /// Cap on an abort frame's payload.
 pub const MAX_ABORT_BYTES: usize = 1024;
 pub const FLAG_FIN: u8 = 1;
+pub const FLAG_BULK: u8 = 2;
 
 /// The header of one frame.
 pub fn header(kind: u8, flags: u8, len: usize, tag: Tag) -> [u8; HEADER_BYTES] {
@@ -73,9 +85,18 @@ pub fn words_as_bytes(words: &[u64]) -> std::borrow::Cow<'_, [u8]> {
 
 /// A whole message as bytes (tests and the handshake-free paths).
 pub fn encode_message(tag: Tag, data: &[u64], max_frame: usize) -> Vec<u8> {
+    encode_frames(tag, data, max_frame, 0)
+}
+
+/// A whole background message as bytes (frames with `FLAG_BULK`).
+pub fn encode_bulk_message(tag: Tag, data: &[u64], max_frame: usize) -> Vec<u8> {
+    encode_frames(tag, data, max_frame, FLAG_BULK)
+}
+
+fn encode_frames(tag: Tag, data: &[u64], max_frame: usize, extra: u8) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() * 8 + HEADER_BYTES);
     for (start, len, fin) in frames_of(data.len(), max_frame) {
-        let flags = if fin { FLAG_FIN } else { 0 };
+        let flags = extra | if fin { FLAG_FIN } else { 0 };
         out.extend_from_slice(&header(KIND_DATA, flags, len * 8, tag));
         out.extend_from_slice(&words_as_bytes(&data[start..start + len]));
     }
@@ -98,8 +119,13 @@ pub fn abort_frame(blame: u32, reason: &str) -> Vec<u8> {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event {
     Msg(Tag, Vec<u64>),
+    /// A background message (its frames carried `FLAG_BULK`).
+    Bulk(Tag, Vec<u64>),
     Bye,
-    Abort { blame: u32, reason: String },
+    Abort {
+        blame: u32,
+        reason: String,
+    },
 }
 
 /// Incremental frame decoder: feed it bytes as they come, in any split.
@@ -110,10 +136,19 @@ pub struct Decoder {
     /// Payload bytes of the current frame still to come (0 = reading a header).
     frame_left: usize,
     frame_fin: bool,
-    /// The message being assembled: tag and words; `filled` bytes of `buf` are valid.
-    cur: Option<(Tag, Vec<u64>)>,
+    /// Which stream the current frame belongs to (0 ordinary, 1 bulk).
+    frame_stream: usize,
+    /// The message being assembled in each stream (ordinary, bulk): tag, words, and the
+    /// caller's time stamp (`set_time`) of its first byte. `filled` bytes of the current
+    /// frame's stream buffer are valid.
+    cur: [Option<(Tag, Vec<u64>, u64)>; 2],
     filled: usize,
-    events: VecDeque<Event>,
+    /// The caller's time for the bytes being fed, and the time of the first byte of the
+    /// header being read: a message's start time is that of its first header's first byte,
+    /// even when the header straddles two reads.
+    now: u64,
+    hdr_time: u64,
+    events: VecDeque<(Event, u64)>,
     failed: bool,
     /// Payload of an abort frame being received (None: the payload is message words).
     abort: Option<Vec<u8>>,
@@ -127,8 +162,11 @@ impl Decoder {
             hdr_fill: 0,
             frame_left: 0,
             frame_fin: false,
-            cur: None,
+            frame_stream: 0,
+            cur: [None, None],
             filled: 0,
+            now: 0,
+            hdr_time: 0,
             events: VecDeque::new(),
             failed: false,
             abort: None,
@@ -137,12 +175,24 @@ impl Decoder {
 
     /// The next decoded event, if any.
     pub fn next_event(&mut self) -> Option<Event> {
+        self.events.pop_front().map(|(e, _)| e)
+    }
+
+    /// The next decoded event and, for a message, the time (as given to `set_time`) at
+    /// which its first byte was fed; for other events the time of their frame's header.
+    pub fn next_event_at(&mut self) -> Option<(Event, u64)> {
         self.events.pop_front()
+    }
+
+    /// The time at which the bytes about to be fed (or written by `direct`) arrived; the
+    /// decoder only passes it on (a receiver emulating a link counts from a message's start).
+    pub fn set_time(&mut self, t: u64) {
+        self.now = t;
     }
 
     /// True while a message is partly received (a clean end of stream must not be here).
     pub fn mid_message(&self) -> bool {
-        self.hdr_fill > 0 || self.cur.is_some() || self.abort.is_some()
+        self.hdr_fill > 0 || self.cur.iter().any(Option::is_some) || self.abort.is_some()
     }
 
     fn fail(&mut self, msg: String) -> Error {
@@ -157,7 +207,7 @@ impl Decoder {
         let len = u32::from_le_bytes(h[..4].try_into().unwrap()) as usize;
         let (kind, flags) = (h[4], h[5]);
         let tag = Tag(u64::from_le_bytes(h[8..].try_into().unwrap()));
-        if h[6] != 0 || h[7] != 0 || flags & !FLAG_FIN != 0 {
+        if h[6] != 0 || h[7] != 0 || flags & !(FLAG_FIN | FLAG_BULK) != 0 {
             return Err(self.fail(format!(
                 "malformed frame header (flags {flags:#x}, reserved {:#x} {:#x})",
                 h[6], h[7]
@@ -168,17 +218,20 @@ impl Decoder {
                 if !(4..=MAX_ABORT_BYTES).contains(&len) || flags != 0 || tag.0 != 0 {
                     return Err(self.fail("malformed abort frame".into()));
                 }
-                // A half-received message is dropped: the sender stopped mid-way.
-                self.cur = None;
+                // Half-received messages are dropped: the sender stopped mid-way.
+                self.cur = [None, None];
                 self.abort = Some(Vec::with_capacity(len));
                 self.frame_left = len;
                 Ok(())
             }
             KIND_BYE => {
-                if len != 0 || flags != 0 || tag.0 != 0 || self.cur.is_some() {
+                if len != 0 || flags != 0 || tag.0 != 0 {
                     return Err(self.fail("malformed bye frame".into()));
                 }
-                self.events.push_back(Event::Bye);
+                if let Some((t, _, _)) = self.cur.iter().flatten().next() {
+                    return Err(self.fail(format!("bye frame in the middle of message {:#x}", t.0)));
+                }
+                self.events.push_back((Event::Bye, self.hdr_time));
                 Ok(())
             }
             KIND_DATA => {
@@ -193,23 +246,26 @@ impl Decoder {
                         "data frame of {len} bytes is not a whole number of words"
                     )));
                 }
-                match &self.cur {
-                    Some((t, _)) if *t != tag => {
+                let s = usize::from(flags & FLAG_BULK != 0);
+                let what = ["message", "bulk message"][s];
+                match &self.cur[s] {
+                    Some((t, _, _)) if *t != tag => {
                         return Err(self.fail(format!(
-                            "frame of tag {:#x} interleaved into message {:#x}",
+                            "frame of tag {:#x} interleaved into {what} {:#x}",
                             tag.0, t.0
                         )))
                     }
-                    Some((_, buf)) if (buf.len() + len) as u64 > MAX_MESSAGE_BYTES / 8 => {
+                    Some((_, buf, _)) if (buf.len() + len) as u64 > MAX_MESSAGE_BYTES / 8 => {
                         return Err(self.fail(format!(
-                            "message {:#x} exceeds the cap of {MAX_MESSAGE_BYTES} bytes",
+                            "{what} {:#x} exceeds the cap of {MAX_MESSAGE_BYTES} bytes",
                             tag.0
                         )))
                     }
                     Some(_) => {}
-                    None => self.cur = Some((tag, Vec::new())),
+                    None => self.cur[s] = Some((tag, Vec::new(), self.hdr_time)),
                 }
-                let buf = &mut self.cur.as_mut().unwrap().1;
+                self.frame_stream = s;
+                let buf = &mut self.cur[s].as_mut().unwrap().1;
                 // Room for this frame only after the header passed every check, so a peer
                 // can make us reserve at most one capped frame ahead of its data. The
                 // room stays uninitialised until the payload is written into it.
@@ -227,17 +283,23 @@ impl Decoder {
     }
 
     fn end_frame(&mut self) {
-        let buf = &mut self.cur.as_mut().unwrap().1;
+        let s = self.frame_stream;
+        let buf = &mut self.cur[s].as_mut().unwrap().1;
         debug_assert_eq!(self.filled % 8, 0);
         // SAFETY: every byte up to `filled` was written by `feed` or reported written by
         // `advance_direct`, and `filled` is within the capacity reserved for the frame.
         unsafe { buf.set_len(self.filled / 8) };
         if self.frame_fin {
-            let (tag, mut buf) = self.cur.take().unwrap();
+            let (tag, mut buf, t0) = self.cur[s].take().unwrap();
             if cfg!(target_endian = "big") {
                 buf.iter_mut().for_each(|w| *w = u64::from_le(*w));
             }
-            self.events.push_back(Event::Msg(tag, buf));
+            let ev = if s == 1 {
+                Event::Bulk(tag, buf)
+            } else {
+                Event::Msg(tag, buf)
+            };
+            self.events.push_back((ev, t0));
             self.filled = 0;
         }
     }
@@ -248,7 +310,7 @@ impl Decoder {
         if self.failed || self.abort.is_some() || self.frame_left < min.max(1) {
             return None;
         }
-        let buf = &mut self.cur.as_mut()?.1;
+        let buf = &mut self.cur[self.frame_stream].as_mut()?.1;
         let off = self.filled - buf.len() * 8;
         let left = self.frame_left;
         let spare = buf.spare_capacity_mut();
@@ -282,6 +344,9 @@ impl Decoder {
         }
         while !input.is_empty() {
             if self.frame_left == 0 {
+                if self.hdr_fill == 0 {
+                    self.hdr_time = self.now;
+                }
                 let take = (HEADER_BYTES - self.hdr_fill).min(input.len());
                 self.hdr[self.hdr_fill..self.hdr_fill + take].copy_from_slice(&input[..take]);
                 self.hdr_fill += take;
@@ -296,10 +361,11 @@ impl Decoder {
                 self.frame_left -= take;
                 if self.frame_left == 0 {
                     let a = self.abort.take().unwrap();
-                    self.events.push_back(Event::Abort {
+                    let ev = Event::Abort {
                         blame: u32::from_le_bytes(a[..4].try_into().unwrap()),
                         reason: String::from_utf8_lossy(&a[4..]).into_owned(),
-                    });
+                    };
+                    self.events.push_back((ev, self.hdr_time));
                 }
             } else {
                 let dst = self.direct(1).unwrap();
@@ -372,5 +438,131 @@ mod tests {
         let mut d = Decoder::new(64);
         d.feed(&bytes).unwrap();
         assert_eq!(d.next_event(), Some(Event::Msg(Tag(3), vec![])));
+    }
+
+    /// Every frame of `bytes` (a concatenation of whole frames), as byte ranges.
+    fn frames(bytes: &[u8]) -> Vec<&[u8]> {
+        let mut out = vec![];
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let len = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+            out.push(&rest[..HEADER_BYTES + len]);
+            rest = &rest[HEADER_BYTES + len..];
+        }
+        out
+    }
+
+    fn frame_error(d: &mut Decoder, bytes: &[u8]) -> String {
+        match d.feed(bytes) {
+            Err(Error::Frame(m)) => m,
+            other => panic!("expected a frame error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bulk_frames_interleave_with_ordinary_messages_in_any_split() {
+        // A 3-frame bulk message with an ordinary message (itself 2 frames), an empty one
+        // and a one-frame one between its frames; each stream completes on its own FIN.
+        let bulk: Vec<u64> = (0..20u64).map(|i| i * 7 + 1).collect();
+        let b = encode_bulk_message(Tag(9), &bulk, 64);
+        let bf = frames(&b);
+        assert_eq!(bf.len(), 3);
+        let m1: Vec<u64> = (0..12).collect();
+        let m1b = encode_message(Tag(1), &m1, 64);
+        let m1f = frames(&m1b);
+        let m2b = encode_message(Tag(2), &[], 64);
+        let m3b = encode_message(Tag(3), &[5], 64);
+        let stream: Vec<u8> = [bf[0], m1f[0], bf[1], m1f[1], &m2b, bf[2], &m3b].concat();
+        for split in [1, 5, 16, 23, 64, stream.len()] {
+            let mut d = Decoder::new(64);
+            let mut got = vec![];
+            for (i, c) in stream.chunks(split).enumerate() {
+                d.set_time(i as u64);
+                d.feed(c).unwrap();
+                while let Some(e) = d.next_event_at() {
+                    got.push(e);
+                }
+            }
+            let evs: Vec<&Event> = got.iter().map(|(e, _)| e).collect();
+            assert_eq!(
+                evs,
+                [
+                    &Event::Msg(Tag(1), m1.clone()),
+                    &Event::Msg(Tag(2), vec![]),
+                    &Event::Bulk(Tag(9), bulk.clone()),
+                    &Event::Msg(Tag(3), vec![5]),
+                ]
+            );
+            // Each message is stamped with the feed its first byte came in.
+            let at = |off: usize| (off / split) as u64;
+            let off_m1 = bf[0].len();
+            assert_eq!(got[0].1, at(off_m1));
+            assert_eq!(got[2].1, at(0));
+            assert_eq!(got[3].1, at(stream.len() - m3b.len()));
+            assert!(!d.mid_message());
+        }
+    }
+
+    #[test]
+    fn malformed_bulk_frames_are_refused() {
+        let bulk = encode_bulk_message(Tag(9), &[1; 16], 64);
+        let first = frames(&bulk)[0];
+        // Unknown flag bits.
+        let mut d = Decoder::new(64);
+        let m = frame_error(&mut d, &header(KIND_DATA, FLAG_FIN | 4, 8, Tag(1)));
+        assert!(m.contains("malformed frame header"), "{m}");
+        // A bulk frame of another tag while a bulk message is in progress.
+        let mut d = Decoder::new(64);
+        d.feed(first).unwrap();
+        let m = frame_error(&mut d, &header(KIND_DATA, FLAG_BULK | FLAG_FIN, 8, Tag(8)));
+        assert!(m.contains("interleaved into bulk message 0x9"), "{m}");
+        // An ordinary frame of another tag into an ordinary message is still refused, even
+        // with bulk frames between the two.
+        let mut d = Decoder::new(64);
+        d.feed(&header(KIND_DATA, 0, 8, Tag(1))).unwrap();
+        d.feed(&[0; 8]).unwrap();
+        d.feed(first).unwrap();
+        let m = frame_error(&mut d, &header(KIND_DATA, FLAG_FIN, 8, Tag(2)));
+        assert!(m.contains("interleaved into message 0x1"), "{m}");
+        // A goodbye while a bulk message is unfinished.
+        let mut d = Decoder::new(64);
+        d.feed(first).unwrap();
+        let m = frame_error(&mut d, &header(KIND_BYE, 0, 0, Tag(0)));
+        assert!(m.contains("bye frame in the middle of message 0x9"), "{m}");
+        // BULK only means something on data frames.
+        let mut d = Decoder::new(64);
+        let m = frame_error(&mut d, &header(KIND_BYE, FLAG_BULK, 0, Tag(0)));
+        assert!(m.contains("malformed bye"), "{m}");
+        let mut d = Decoder::new(64);
+        let m = frame_error(&mut d, &header(KIND_ABORT, FLAG_BULK, 4, Tag(0)));
+        assert!(m.contains("malformed abort"), "{m}");
+        // The frame cap and whole words hold for bulk frames too.
+        let mut d = Decoder::new(64);
+        let m = frame_error(&mut d, &header(KIND_DATA, FLAG_BULK, 72, Tag(1)));
+        assert!(m.contains("exceeds the cap"), "{m}");
+        let mut d = Decoder::new(64);
+        let m = frame_error(&mut d, &header(KIND_DATA, FLAG_BULK, 12, Tag(1)));
+        assert!(m.contains("whole number of words"), "{m}");
+        // A failed stream stays failed.
+        assert!(d.feed(&[0]).is_err());
+    }
+
+    #[test]
+    fn abort_drops_both_half_received_messages() {
+        let bulk = encode_bulk_message(Tag(9), &[1; 16], 64);
+        let mut d = Decoder::new(64);
+        d.feed(frames(&bulk)[0]).unwrap();
+        d.feed(&header(KIND_DATA, 0, 8, Tag(1))).unwrap();
+        d.feed(&[0; 8]).unwrap();
+        assert!(d.mid_message());
+        d.feed(&abort_frame(0, "stop")).unwrap();
+        assert!(matches!(
+            d.next_event(),
+            Some(Event::Abort { blame: 0, .. })
+        ));
+        assert!(!d.mid_message());
+        // The tags are free again.
+        d.feed(&encode_bulk_message(Tag(9), &[2], 64)).unwrap();
+        assert_eq!(d.next_event(), Some(Event::Bulk(Tag(9), vec![2])));
     }
 }

@@ -1,6 +1,6 @@
 //! TCP transport: one party of a session over real sockets (loopback or remote hosts).
-//! Depends on comm, error, transport::{frame, handshake, inbox, emulator} (and mio,
-//! crossbeam).
+//! Depends on comm, error, transport::{frame, handshake, inbox, emulator, bulk} (and mio,
+//! crossbeam, libc).
 //!
 //! Setup (blocking, untimed): every party listens on its address, dials every lower id and
 //! accepts every higher id, and authenticates each connection (`handshake`). Then one
@@ -8,11 +8,21 @@
 //!
 //! - `post` pushes the message onto the peer's lock-free `SegQueue` and wakes the I/O thread
 //!   through the poll's `Waker` (at most one wake-up outstanding), so it never blocks.
+//!   `post_bulk` does the same on the peer's bulk queue.
 //! - The I/O thread writes queued messages as frames (vectored writes, until `WouldBlock`),
 //!   and reads every readable socket until `WouldBlock`, large payloads straight into the
 //!   message's memory. Complete messages go to the `Inbox` at once (when the session is
 //!   shaped, stamped with their emulated delivery time, counted on the receiver side from
 //!   the arrival of the message's first byte, so a slow real link only ever adds delay).
+//! - Bulk (background) messages are a second stream on each connection (`FLAG_BULK`
+//!   frames): per peer, ordinary messages are written first, and a bulk message goes out
+//!   one `BULK_FRAGMENT_BYTES` frame at a time only while no ordinary one is queued, so an
+//!   urgent message waits for at most one fragment in our queues; `TCP_NOTSENT_LOWAT`
+//!   keeps the kernel's queue short too. This matters on a real slow link. On an emulated
+//!   one the emulation happens on receipt, where a real loopback link delivers everything
+//!   at once, so a completed bulk message goes to a `BulkPump` on the peer's incoming link,
+//!   which feeds it into the link time ordinary messages leave idle, as the in-memory
+//!   transport does on its sending side. A peer's departure is queued behind its pump.
 //! - A peer that closes, resets or sends a bad frame is marked gone with the reason; waiters
 //!   on it fail at once naming it, and a silent peer fails them after the timeout.
 //!
@@ -30,8 +40,9 @@ use std::time::{Duration, Instant};
 use crossbeam::queue::SegQueue;
 use mio::{Events, Interest, Poll, Token, Waker};
 
-use super::emulator::{Clock, Link, LinkProfile};
-use super::frame::{self, Decoder, Event, HEADER_BYTES, KIND_BYE, KIND_DATA};
+use super::bulk::BulkPump;
+use super::emulator::{Clock, Link, LinkProfile, BULK_FRAGMENT_BYTES};
+use super::frame::{self, Decoder, Event, FLAG_BULK, FLAG_FIN, HEADER_BYTES, KIND_BYE, KIND_DATA};
 use super::handshake::{handshake, HelloParams, SessionKey, PROTOCOL_VERSION};
 use super::inbox::{Arrival, Departure, Inbox};
 use crate::comm::{Comm, Counters, PartyId, Tag};
@@ -81,6 +92,8 @@ struct Shared {
     me: PartyId,
     timeout: Duration,
     outq: Vec<SegQueue<(Tag, Vec<u64>)>>,
+    /// Background messages (`post_bulk`), per peer.
+    bulkq: Vec<SegQueue<(Tag, Vec<u64>)>>,
     waker: Waker,
     /// A wake-up is outstanding; posters skip the syscall while it is.
     wake_pending: AtomicBool,
@@ -208,6 +221,7 @@ impl TcpNetwork {
             if !cfg.link.is_unshaped() {
                 enable_rx_stamps(&s)?;
             }
+            limit_unsent(&s)?;
             let mut ms = mio::net::TcpStream::from_std(s);
             poll.registry()
                 .register(&mut ms, Token(p), Interest::READABLE | Interest::WRITABLE)?;
@@ -220,6 +234,7 @@ impl TcpNetwork {
             me: cfg.party,
             timeout: cfg.timeout,
             outq: (0..n).map(|_| SegQueue::new()).collect(),
+            bulkq: (0..n).map(|_| SegQueue::new()).collect(),
             waker,
             wake_pending: AtomicBool::new(false),
             inbox: inbox.clone(),
@@ -229,14 +244,18 @@ impl TcpNetwork {
             abort: AtomicBool::new(false),
             abort_msg: Mutex::new(None),
         });
-        let shaping = (!cfg.link.is_unshaped())
-            .then(|| (0..n).map(|_| Link::new(cfg.link.clone())).collect());
+        let shaping = (!cfg.link.is_unshaped()).then(|| {
+            (0..n)
+                .map(|_| Arc::new(Link::new(cfg.link.clone())))
+                .collect()
+        });
         let io = IoThread {
             sh: shared.clone(),
             poll,
             conns,
             clock,
             shaping,
+            pumps: (0..n).map(|_| None).collect(),
             max_frame: cfg.max_frame,
         };
         let handle = std::thread::Builder::new()
@@ -366,6 +385,40 @@ fn enable_rx_stamps(s: &TcpStream) -> io::Result<()> {
     Ok(())
 }
 
+/// Most bytes a socket holds that the kernel has not sent yet (`TCP_NOTSENT_LOWAT`).
+const NOTSENT_LOWAT_BYTES: libc::c_int = 128 << 10;
+
+/// Keep the kernel from queueing more than `NOTSENT_LOWAT_BYTES` of unsent data per socket.
+/// Our send queues give ordinary messages priority over bulk ones, but only for what is
+/// still ours: on a slow real link, an autotuned send buffer full of bulk fragments would
+/// sit between an urgent message and the wire (4 MB are 80 ms at 400 Mbit/s). With the cap
+/// an urgent message queues behind at most about this much (2.6 ms at 400 Mbit/s). It does
+/// not limit data in flight (sent, not yet acknowledged), so the window, and with it the
+/// throughput of large messages, is unchanged; it only makes the I/O thread refill the
+/// socket in smaller steps (the 12 MB loopback test took the same time without it).
+fn limit_unsent(s: &TcpStream) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid socket and an int option value of the right size.
+        let r = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_NOTSENT_LOWAT,
+                &NOTSENT_LOWAT_BYTES as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = s;
+    Ok(())
+}
+
 /// Bound on how far before the read a kernel receive stamp may move a message's start on
 /// the emulated link. Stamps are on the wall clock, so a clock step between arrival and read
 /// could otherwise move it arbitrarily (and make a message early); an I/O thread that
@@ -439,6 +492,69 @@ struct OutMsg {
     frame_done: usize,
 }
 
+/// How far a write took a message.
+#[derive(PartialEq, Eq)]
+enum Wrote {
+    /// Part of a frame: the rest of it must follow before any other frame.
+    Partial,
+    Frame,
+    Message,
+}
+
+impl OutMsg {
+    fn new(tag: Tag, data: Vec<u64>) -> Self {
+        OutMsg {
+            tag,
+            data,
+            frame_start: 0,
+            frame_done: 0,
+        }
+    }
+
+    /// Write more of the current frame (payload at most `max_frame` bytes; `flags` besides
+    /// FIN). The frame is cut from what is left each time, so it is the same frame until
+    /// it is complete.
+    fn write(
+        &mut self,
+        sock: &mio::net::TcpStream,
+        max_frame: usize,
+        flags: u8,
+    ) -> io::Result<Wrote> {
+        let (start, len, fin) = frame::frames_of(self.data.len() - self.frame_start, max_frame)
+            .next()
+            .unwrap();
+        debug_assert_eq!(start, 0);
+        let words = &self.data[self.frame_start..self.frame_start + len];
+        let hdr = frame::header(
+            KIND_DATA,
+            flags | if fin { FLAG_FIN } else { 0 },
+            len * 8,
+            self.tag,
+        );
+        let payload = frame::words_as_bytes(words);
+        let done = self.frame_done;
+        let k = if done < HEADER_BYTES {
+            (&*sock).write_vectored(&[IoSlice::new(&hdr[done..]), IoSlice::new(&payload)])?
+        } else {
+            (&*sock).write(&payload[done - HEADER_BYTES..])?
+        };
+        if k == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        self.frame_done += k;
+        if self.frame_done < HEADER_BYTES + len * 8 {
+            return Ok(Wrote::Partial);
+        }
+        self.frame_start += len;
+        self.frame_done = 0;
+        Ok(if self.frame_start == self.data.len() {
+            Wrote::Message
+        } else {
+            Wrote::Frame
+        })
+    }
+}
+
 /// What a connection has queued for writing.
 enum Outgoing {
     Msg(OutMsg),
@@ -452,12 +568,14 @@ struct Conn {
     dec: Decoder,
     staging: Vec<u8>,
     out: VecDeque<Outgoing>,
+    /// Background messages, written a frame at a time while `out` holds no message.
+    bulk: VecDeque<OutMsg>,
+    /// After an abort: drop the bulk queue as soon as the frame on the wire is complete.
+    bulk_cut: bool,
     /// Buffers of fully written messages, freed just before the thread sleeps: freeing a
     /// large buffer (munmap, TLB flush) would otherwise delay the next write.
     sent: Vec<Vec<u64>>,
     write_blocked: bool,
-    /// Emulator time at which the message being received began arriving.
-    msg_t0: Option<u64>,
     got_bye: bool,
     sent_bye: bool,
     closed_write: bool,
@@ -473,9 +591,10 @@ impl Conn {
             dec: Decoder::new(max_frame),
             staging: vec![0; STAGING_BYTES],
             out: VecDeque::new(),
+            bulk: VecDeque::new(),
+            bulk_cut: false,
             sent: Vec::new(),
             write_blocked: false,
-            msg_t0: None,
             got_bye: false,
             sent_bye: false,
             closed_write: false,
@@ -491,8 +610,36 @@ struct IoThread {
     conns: Vec<Option<Conn>>,
     clock: Clock,
     /// Per-peer incoming links, when shaped (their times are on `clock`, as the inbox's).
-    shaping: Option<Vec<Link>>,
+    shaping: Option<Vec<Arc<Link>>>,
+    /// Per peer, when shaped: the pump that emulates its bulk messages on its incoming link,
+    /// started by the first one.
+    pumps: Vec<Option<BulkPump>>,
     max_frame: usize,
+}
+
+impl Drop for IoThread {
+    /// The I/O thread ends when the endpoint goes away (or its poll failed): bulk messages
+    /// still on an emulated link are not waited for, though departures queued behind them
+    /// are still reported (see `BulkPump::abandon`).
+    fn drop(&mut self) {
+        for p in self.pumps.iter_mut().filter_map(Option::take) {
+            p.abandon();
+        }
+    }
+}
+
+/// Move what was posted to `p` into its connection's send queues.
+fn take_posts(sh: &Shared, p: PartyId, c: &mut Conn) {
+    while let Some((tag, data)) = sh.outq[p].pop() {
+        if !c.write_failed {
+            c.out.push_back(Outgoing::Msg(OutMsg::new(tag, data)));
+        }
+    }
+    while let Some((tag, data)) = sh.bulkq[p].pop() {
+        if !c.write_failed {
+            c.bulk.push_back(OutMsg::new(tag, data));
+        }
+    }
 }
 
 impl IoThread {
@@ -541,11 +688,17 @@ impl IoThread {
                 let f = frame::abort_frame(blame, &reason);
                 for (p, c) in self.conns.iter_mut().enumerate() {
                     while self.sh.outq[p].pop().is_some() {}
+                    while self.sh.bulkq[p].pop().is_some() {}
                     let Some(c) = c.as_mut() else { continue };
                     // Keep only a message already on the wire (its frames must complete);
                     // nothing else is worth sending now.
                     let started = matches!(c.out.front(), Some(Outgoing::Msg(m)) if m.frame_start > 0 || m.frame_done > 0);
                     c.out.truncate(started as usize);
+                    // Of bulk traffic only a frame half on the wire: the abort frame makes
+                    // the peer drop the unfinished message.
+                    let bulk_mid = c.bulk.front().is_some_and(|m| m.frame_done > 0);
+                    c.bulk.truncate(bulk_mid as usize);
+                    c.bulk_cut = true;
                     if !c.sent_bye && !c.write_failed {
                         c.out.push_back(Outgoing::Raw(f.clone(), 0));
                         c.sent_bye = true;
@@ -554,24 +707,12 @@ impl IoThread {
                 linger_deadline = Some(Instant::now() + self.sh.timeout.min(ABORT_LINGER));
             }
             for p in 0..self.sh.n {
-                while let Some((tag, data)) = self.sh.outq[p].pop() {
-                    if let Some(c) = self.conns[p].as_mut() {
-                        if !c.write_failed {
-                            c.out.push_back(Outgoing::Msg(OutMsg {
-                                tag,
-                                data,
-                                frame_start: 0,
-                                frame_done: 0,
-                            }));
-                        }
-                    }
-                }
-                if shutting {
-                    if let Some(c) = self.conns[p].as_mut() {
-                        if !c.sent_bye && !c.write_failed {
-                            c.out.push_back(Outgoing::Bye);
-                            c.sent_bye = true;
-                        }
+                if let Some(c) = self.conns[p].as_mut() {
+                    take_posts(&self.sh, p, c);
+                    // The goodbye goes last, also after the bulk queue (see `write_peer`).
+                    if shutting && !c.sent_bye && !c.write_failed {
+                        c.out.push_back(Outgoing::Bye);
+                        c.sent_bye = true;
                     }
                 }
                 self.write_peer(p);
@@ -610,6 +751,7 @@ impl IoThread {
             let _ = c.sock.shutdown(Shutdown::Both);
             c.write_failed = true;
             c.out.clear();
+            c.bulk.clear();
         }
         if c.read_done {
             return;
@@ -622,11 +764,20 @@ impl IoThread {
         }
         // The socket stays registered: after a clean goodbye we may still have to flush
         // our own data and goodbye to the peer, which needs its writable events.
-        match &self.shaping {
-            None => self.sh.inbox.push(p, Arrival::Gone(d)),
-            Some(links) => {
+        match (&self.shaping, &self.pumps[p]) {
+            (None, _) => self.sh.inbox.push(p, Arrival::Gone(d)),
+            (Some(links), None) => {
                 let due = links[p].schedule(self.clock.now_ns(), 0);
                 self.sh.inbox.push_at(p, due, Arrival::Gone(d));
+            }
+            // Bulk messages the peer sent before leaving may still be on the emulated link:
+            // a waiter that saw the departure first would give up on them.
+            (Some(links), Some(pump)) => {
+                let (link, clock, inbox) = (links[p].clone(), self.clock, self.sh.inbox.clone());
+                pump.then(move || {
+                    let due = link.schedule(clock.now_ns(), 0);
+                    inbox.push_at(p, due, Arrival::Gone(d));
+                });
             }
         }
     }
@@ -665,6 +816,7 @@ impl IoThread {
             } else {
                 (&c.sock).read(&mut c.staging).map(|n| (n, false))
             };
+            c.dec.set_time(t_read);
             match r {
                 Ok((0, _)) => {
                     let why = if c.got_bye && !c.dec.mid_message() {
@@ -692,7 +844,7 @@ impl IoThread {
                         self.fail_as(p, &format!("bad frame, connection closed: {e}"), true);
                         return;
                     }
-                    self.deliver_events(p, t_read);
+                    self.deliver_events(p);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -704,26 +856,49 @@ impl IoThread {
         }
     }
 
-    fn deliver_events(&mut self, p: PartyId, t_read: u64) {
+    fn deliver_events(&mut self, p: PartyId) {
         let c = self.conns[p].as_mut().unwrap();
         let mut bad = None;
         let mut abort = None;
-        while let Some(ev) = c.dec.next_event() {
+        // `t0`: when the message's first byte arrived, where its time on the link starts.
+        while let Some((ev, t0)) = c.dec.next_event_at() {
             match ev {
-                Event::Msg(tag, data) => {
-                    let t0 = c.msg_t0.take().unwrap_or(t_read);
-                    if c.got_bye {
-                        bad = Some("data after the peer's goodbye".to_string());
-                        break;
+                Event::Msg(..) | Event::Bulk(..) if c.got_bye => {
+                    bad = Some("data after the peer's goodbye".to_string());
+                    break;
+                }
+                Event::Msg(tag, data) => match &self.shaping {
+                    None => self.sh.inbox.push(p, Arrival::Msg(tag, data)),
+                    Some(links) => {
+                        let due = links[p].schedule(t0, 8 * data.len() as u64);
+                        self.sh.inbox.push_at(p, due, Arrival::Msg(tag, data));
                     }
-                    match &self.shaping {
-                        None => self.sh.inbox.push(p, Arrival::Msg(tag, data)),
-                        Some(links) => {
-                            let due = links[p].schedule(t0, 8 * data.len() as u64);
-                            self.sh.inbox.push_at(p, due, Arrival::Msg(tag, data));
+                },
+                Event::Bulk(tag, data) => match &self.shaping {
+                    None => self.sh.inbox.push(p, Arrival::Msg(tag, data)),
+                    Some(links) => {
+                        if self.pumps[p].is_none() {
+                            let inbox = self.sh.inbox.clone();
+                            self.pumps[p] = BulkPump::start(
+                                format!("bulk {p}->{}", self.sh.me),
+                                links[p].clone(),
+                                self.clock,
+                                move |tag, data, due| {
+                                    inbox.push_at(p, due, Arrival::Msg(tag, data))
+                                },
+                            )
+                            .ok();
+                        }
+                        match &self.pumps[p] {
+                            Some(pump) => pump.push(t0, tag, data),
+                            // No thread for a pump: still deliver it, as ordinary traffic.
+                            None => {
+                                let due = links[p].schedule(t0, 8 * data.len() as u64);
+                                self.sh.inbox.push_at(p, due, Arrival::Msg(tag, data));
+                            }
                         }
                     }
-                }
+                },
                 Event::Bye => c.got_bye = true,
                 Event::Abort { blame, reason } => {
                     let blame = blame as usize;
@@ -735,9 +910,6 @@ impl IoThread {
                 }
             }
         }
-        if c.dec.mid_message() && c.msg_t0.is_none() {
-            c.msg_t0 = Some(t_read);
-        }
         if let Some(why) = bad {
             self.fail_as(p, &why, true);
         } else if let Some(d) = abort {
@@ -745,97 +917,96 @@ impl IoThread {
         }
     }
 
+    /// Write to `p` until the socket is full. Ordinary messages go first; a bulk message
+    /// goes out one frame (`BULK_FRAGMENT_BYTES`) at a time and only while no ordinary
+    /// message is queued, looking for new posts before each frame, so an urgent message
+    /// waits for at most the one bulk frame being written (plus what the kernel holds,
+    /// see `limit_unsent`).
     fn write_peer(&mut self, p: PartyId) {
         let max_frame = self.max_frame;
+        let bulk_frame = max_frame.min(BULK_FRAGMENT_BYTES as usize);
+        let sh = &self.sh;
         let Some(c) = self.conns[p].as_mut() else {
             return;
         };
         let mut err = None;
         while !c.write_blocked && !c.write_failed {
-            let Some(front) = c.out.front_mut() else {
-                break;
-            };
-            let hdr;
-            let (res, frame_len) = match front {
-                Outgoing::Bye => {
-                    hdr = frame::header(KIND_BYE, 0, 0, Tag(0));
-                    ((&c.sock).write(&hdr[..]), HEADER_BYTES)
-                }
-                Outgoing::Raw(b, done) => ((&c.sock).write(&b[*done..]), b.len()),
-                Outgoing::Msg(m) => {
-                    let (start, len, fin) =
-                        frame::frames_of(m.data.len() - m.frame_start, max_frame)
-                            .next()
-                            .unwrap();
-                    debug_assert_eq!(start, 0);
-                    let words = &m.data[m.frame_start..m.frame_start + len];
-                    hdr = frame::header(
-                        KIND_DATA,
-                        if fin { frame::FLAG_FIN } else { 0 },
-                        len * 8,
-                        m.tag,
-                    );
-                    let payload = frame::words_as_bytes(words);
-                    let done = m.frame_done;
-                    let res = if done < HEADER_BYTES {
-                        (&c.sock)
-                            .write_vectored(&[IoSlice::new(&hdr[done..]), IoSlice::new(&payload)])
-                    } else {
-                        (&c.sock).write(&payload[done - HEADER_BYTES..])
-                    };
-                    (res, HEADER_BYTES + len * 8)
-                }
+            // A frame once begun must be completed before any other can follow.
+            let bulk_mid = c.bulk.front().is_some_and(|m| m.frame_done > 0);
+            if !bulk_mid {
+                take_posts(sh, p, c);
+            }
+            // The goodbye is queued behind the ordinary messages but must also follow
+            // every bulk message.
+            let use_bulk = bulk_mid
+                || (!c.bulk.is_empty() && matches!(c.out.front(), None | Some(Outgoing::Bye)));
+            let res = if use_bulk {
+                let m = c.bulk.front_mut().unwrap();
+                m.write(&c.sock, bulk_frame, FLAG_BULK).map(|w| {
+                    if w == Wrote::Message {
+                        let m = c.bulk.pop_front().unwrap();
+                        c.sent.push(m.data);
+                    }
+                    if w != Wrote::Partial && c.bulk_cut {
+                        c.bulk.clear();
+                    }
+                })
+            } else {
+                let Some(front) = c.out.front_mut() else {
+                    break;
+                };
+                let finished = match front {
+                    Outgoing::Bye => {
+                        let hdr = frame::header(KIND_BYE, 0, 0, Tag(0));
+                        match (&c.sock).write(&hdr[..]) {
+                            Ok(HEADER_BYTES) => Ok(true),
+                            Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+                            // A 16-byte write is never split on a fresh buffer in practice;
+                            // treat a partial one as a failed goodbye.
+                            Ok(_) => Err(io::Error::other("short write of the goodbye")),
+                            Err(e) => Err(e),
+                        }
+                    }
+                    Outgoing::Raw(b, done) => match (&c.sock).write(&b[*done..]) {
+                        Ok(0) => Err(io::ErrorKind::WriteZero.into()),
+                        Ok(k) => {
+                            *done += k;
+                            Ok(*done == b.len())
+                        }
+                        Err(e) => Err(e),
+                    },
+                    Outgoing::Msg(m) => m.write(&c.sock, max_frame, 0).map(|w| w == Wrote::Message),
+                };
+                finished.map(|finished| {
+                    if finished {
+                        if let Some(Outgoing::Msg(m)) = c.out.pop_front() {
+                            c.sent.push(m.data);
+                        }
+                    }
+                })
             };
             match res {
-                Ok(0) => {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.write_blocked = true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WriteZero => {
                     err = Some("connection closed while sending".to_string());
                     break;
                 }
-                Ok(k) => match front {
-                    Outgoing::Raw(_, done) => {
-                        *done += k;
-                        if *done == frame_len {
-                            c.out.pop_front();
-                        }
-                    }
-                    Outgoing::Bye => {
-                        if k == HEADER_BYTES {
-                            c.out.pop_front();
-                        } else {
-                            // A 16-byte write is never split on a fresh buffer in practice;
-                            // treat a partial one as a failed goodbye.
-                            err = Some("short write of the goodbye".into());
-                            break;
-                        }
-                    }
-                    Outgoing::Msg(m) => {
-                        m.frame_done += k;
-                        if m.frame_done == frame_len {
-                            m.frame_start += (frame_len - HEADER_BYTES) / 8;
-                            m.frame_done = 0;
-                            if m.frame_start == m.data.len() {
-                                if let Some(Outgoing::Msg(m)) = c.out.pop_front() {
-                                    c.sent.push(m.data);
-                                }
-                            }
-                        }
-                    }
-                },
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.write_blocked = true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     err = Some(format!("send failed: {e}"));
                     break;
                 }
             }
         }
-        if err.is_none() && c.sent_bye && c.out.is_empty() && !c.closed_write {
+        if err.is_none() && c.sent_bye && c.out.is_empty() && c.bulk.is_empty() && !c.closed_write {
             let _ = c.sock.shutdown(Shutdown::Write);
             c.closed_write = true;
         }
         if let Some(why) = err {
             c.write_failed = true;
             c.out.clear();
+            c.bulk.clear();
             self.fail(p, &why);
         }
     }
@@ -850,24 +1021,18 @@ impl Comm for TcpEndpoint {
     }
 
     fn post(&self, to: PartyId, tag: Tag, data: Vec<u64>) -> Result<()> {
-        let sh = &self.shared;
-        if to >= sh.n || to == sh.me {
-            return Err(Error::Protocol(format!(
-                "party {} cannot send to party {to}",
-                sh.me
-            )));
-        }
-        if sh.gone_flag[to].load(Ordering::Acquire) {
-            let why = sh.gone[to].lock().unwrap().clone().unwrap_or_default();
-            return Err(Error::Peer {
-                peer: to,
-                op: format!("send of tag {:#x}", tag.0),
-                msg: why,
-            });
-        }
+        self.check_peer(to, tag)?;
         self.counters.sent(to, 8 * data.len() as u64);
-        sh.outq[to].push((tag, data));
-        sh.wake();
+        self.shared.outq[to].push((tag, data));
+        self.shared.wake();
+        Ok(())
+    }
+
+    fn post_bulk(&self, to: PartyId, tag: Tag, data: Vec<u64>) -> Result<()> {
+        self.check_peer(to, tag)?;
+        self.counters.sent(to, 8 * data.len() as u64);
+        self.shared.bulkq[to].push((tag, data));
+        self.shared.wake();
         Ok(())
     }
 
@@ -883,6 +1048,26 @@ impl Comm for TcpEndpoint {
 }
 
 impl TcpEndpoint {
+    /// Refuse a send to no one, to oneself, or to a peer we may no longer send to.
+    fn check_peer(&self, to: PartyId, tag: Tag) -> Result<()> {
+        let sh = &self.shared;
+        if to >= sh.n || to == sh.me {
+            return Err(Error::Protocol(format!(
+                "party {} cannot send to party {to}",
+                sh.me
+            )));
+        }
+        if sh.gone_flag[to].load(Ordering::Acquire) {
+            let why = sh.gone[to].lock().unwrap().clone().unwrap_or_default();
+            return Err(Error::Peer {
+                peer: to,
+                op: format!("send of tag {:#x}", tag.0),
+                msg: why,
+            });
+        }
+        Ok(())
+    }
+
     /// Stop after a failure: drop what is not yet on the wire, tell every peer in an abort
     /// frame that we stop because of party `blame` (ourselves if the failure is ours) and
     /// why, then close after a short drain. Peers report the blamed party, not us.
