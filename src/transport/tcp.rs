@@ -363,25 +363,36 @@ fn recv_uninit(
 /// from, and it costs a cmsg per read.
 fn enable_rx_stamps(s: &TcpStream) -> io::Result<()> {
     #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        let on: libc::c_int = 1;
-        // SAFETY: a valid socket and an int option value of the right size.
-        let r = unsafe {
-            libc::setsockopt(
-                s.as_raw_fd(),
-                libc::SOL_SOCKET,
-                libc::SO_TIMESTAMPNS,
-                &on as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
+    return set_int_option(s, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 1);
     #[cfg(not(target_os = "linux"))]
-    let _ = s;
+    {
+        let _ = s;
+        Ok(())
+    }
+}
+
+/// setsockopt with an int value.
+#[cfg(target_os = "linux")]
+fn set_int_option(
+    s: &TcpStream,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid socket and an int option value of the right size.
+    let r = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            level,
+            name,
+            &value as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
     Ok(())
 }
 
@@ -398,25 +409,17 @@ const NOTSENT_LOWAT_BYTES: libc::c_int = 128 << 10;
 /// socket in smaller steps (the 12 MB loopback test took the same time without it).
 fn limit_unsent(s: &TcpStream) -> io::Result<()> {
     #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: a valid socket and an int option value of the right size.
-        let r = unsafe {
-            libc::setsockopt(
-                s.as_raw_fd(),
-                libc::IPPROTO_TCP,
-                libc::TCP_NOTSENT_LOWAT,
-                &NOTSENT_LOWAT_BYTES as *const libc::c_int as *const libc::c_void,
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if r < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
+    return set_int_option(
+        s,
+        libc::IPPROTO_TCP,
+        libc::TCP_NOTSENT_LOWAT,
+        NOTSENT_LOWAT_BYTES,
+    );
     #[cfg(not(target_os = "linux"))]
-    let _ = s;
-    Ok(())
+    {
+        let _ = s;
+        Ok(())
+    }
 }
 
 /// Bound on how far before the read a kernel receive stamp may move a message's start on
