@@ -148,17 +148,94 @@ impl BSource for StridedB<'_> {
         if cols < slivers * nr {
             dst[(slivers - 1) * sl..].fill(0);
         }
-        for p in 0..kc {
-            let base = ((p0 + p) as isize * b.rs + j0 as isize) as usize;
-            let row = &b.data[base..base + cols];
-            for (s, run) in row.chunks(nr).enumerate() {
-                dst[s * sl + p * w..s * sl + p * w + run.len()].copy_from_slice(run);
+        let rows: Vec<&[u64]> = (0..kc)
+            .map(|p| {
+                let base = ((p0 + p) as isize * b.rs + j0 as isize) as usize;
+                &b.data[base..base + cols]
+            })
+            .collect();
+        match (nr, swap) {
+            (4, true) => deal_panel::<4, true>(&rows, dst),
+            (4, false) => deal_panel::<4, false>(&rows, dst),
+            (16, false) => deal_panel::<16, false>(&rows, dst),
+            _ => {
+                for (p, row) in rows.iter().enumerate() {
+                    for (s, run) in row.chunks(nr).enumerate() {
+                        deal_any(
+                            run,
+                            &mut dst[s * sl + p * w..s * sl + (p + 1) * w],
+                            nr,
+                            swap,
+                        );
+                    }
+                }
             }
         }
-        if swap {
-            for d in dst.chunks_mut(sl) {
-                fill_swapped(kc, nr, d);
+    }
+}
+
+/// Deal the row segments `rows` (one per k step) out to NR-wide slivers laid out one after
+/// another in `dst`, each k step followed by its half-swapped copy when SWAP.
+///
+/// Rows go in blocks of ROWS: within a block each sliver receives ROWS consecutive k steps
+/// (one contiguous stretch of dst) while the block's row segments stay in L1. Row by row,
+/// every row scattered one run to each sliver, 16 KiB apart; and a fixed NR makes each run
+/// a few register moves (`copy_from_slice` of a runtime length was a libc memmove call per
+/// 32-byte run). Before both, packing was 14% of a 128×768·768×3072 product (perf).
+fn deal_panel<const NR: usize, const SWAP: bool>(rows: &[&[u64]], dst: &mut [u64]) {
+    const ROWS: usize = 8;
+    let w = if SWAP { 2 * NR } else { NR };
+    let sl = rows.len() * w;
+    let slivers = dst.len() / sl;
+    for pb in (0..rows.len()).step_by(ROWS) {
+        let pe = (pb + ROWS).min(rows.len());
+        // B is read once per product, from L3 or memory, in runs of a few hundred bytes a
+        // page apart: too short for the hardware prefetcher, so ask for the next block now.
+        rows[pe..(pe + ROWS).min(rows.len())]
+            .iter()
+            .for_each(|r| prefetch_run(r));
+        for s in 0..slivers {
+            let d = &mut dst[s * sl..(s + 1) * sl];
+            for (p, row) in rows.iter().enumerate().take(pe).skip(pb) {
+                let out = &mut d[p * w..(p + 1) * w];
+                let run = &row[(s * NR).min(row.len())..((s + 1) * NR).min(row.len())];
+                match <&[u64; NR]>::try_from(run) {
+                    Ok(run) => {
+                        out[..NR].copy_from_slice(run);
+                        if SWAP {
+                            for j in 0..NR {
+                                out[NR + j] = run[j].rotate_left(32);
+                            }
+                        }
+                    }
+                    Err(_) => deal_any(run, out, NR, SWAP),
+                }
             }
+        }
+    }
+}
+
+/// Ask for every cache line of `run` ahead of use.
+#[inline(always)]
+fn prefetch_run(run: &[u64]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in run.chunks(8) {
+        // SAFETY: a prefetch is only a hint; the address is inside `run`.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                line.as_ptr() as *const i8
+            )
+        };
+    }
+}
+
+/// One k step of one sliver of any width: the run (possibly ragged or empty), then its
+/// half-swapped copy when `swap`.
+fn deal_any(run: &[u64], out: &mut [u64], nr: usize, swap: bool) {
+    out[..run.len()].copy_from_slice(run);
+    if swap {
+        for (h, &v) in out[nr..nr + run.len()].iter_mut().zip(run) {
+            *h = v.rotate_left(32);
         }
     }
 }
