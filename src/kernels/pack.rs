@@ -239,3 +239,60 @@ fn deal_any(run: &[u64], out: &mut [u64], nr: usize, swap: bool) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `pack_panel` of a row-major B (the blocked, fixed-width path for the NR of every
+    /// kernel, the generic one for any other) against the layout written out from its
+    /// definition: sliver s, k step p, lane j holds B[p0 + p, j0 + s·nr + j] (zero past the
+    /// last column), followed by the same value with its 32-bit halves exchanged.
+    #[test]
+    fn row_major_panels_match_the_layout_definition() {
+        let (rows, cols) = (40, 45);
+        let stride = cols + 3;
+        let b: Vec<u64> = (0..rows * stride)
+            .map(|i| (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (1 << 63))
+            .collect();
+        let src = StridedB(Mat::new(&b, rows, cols, stride as isize, 1));
+        for (nr, swap) in [
+            (4usize, true),
+            (4, false),
+            (16, false),
+            (3, true),
+            (8, false),
+        ] {
+            for (p0, kc) in [(0, 1), (1, 7), (0, 8), (3, 9), (2, 17), (0, 40)] {
+                for (j0, ncols) in [(0usize, 45usize), (5, 40), (41, 4), (40, 5)] {
+                    let w = if swap { 2 * nr } else { nr };
+                    let slivers = ncols.div_ceil(nr);
+                    let mut got = vec![u64::MAX; slivers * kc * w];
+                    src.pack_panel(p0, kc, j0, ncols, nr, swap, &mut got);
+                    let mut want = vec![0u64; slivers * kc * w];
+                    for s in 0..slivers {
+                        for p in 0..kc {
+                            for j in 0..nr {
+                                let col = j0 + s * nr + j;
+                                let v = if col < cols {
+                                    b[(p0 + p) * stride + col]
+                                } else {
+                                    0
+                                };
+                                let at = s * kc * w + p * w;
+                                want[at + j] = v;
+                                if swap {
+                                    want[at + nr + j] = (v << 32) | (v >> 32);
+                                }
+                            }
+                        }
+                    }
+                    assert_eq!(
+                        got, want,
+                        "nr {nr} swap {swap} p0 {p0} kc {kc} j0 {j0} ncols {ncols}"
+                    );
+                }
+            }
+        }
+    }
+}
