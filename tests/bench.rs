@@ -67,7 +67,7 @@ fn rows_have_every_column_and_consistent_values() {
         .unwrap()
         .to_string();
     // Columns are only ever appended: the last one is the newest.
-    assert_eq!(header.rsplit(',').next(), Some("trunc"), "{header}");
+    assert_eq!(header.rsplit(',').next(), Some("link_bytes"), "{header}");
     for col in REQUIRED {
         assert!(
             header.split(',').any(|h| h == col),
@@ -92,6 +92,48 @@ fn rows_have_every_column_and_consistent_values() {
         // No `trunc` key: the 2-party default, CrypTen's local truncation.
         assert_eq!(r.trunc, "local", "{r:?}");
     }
+    std::fs::remove_dir_all(out.parent().unwrap()).ok();
+}
+
+/// Each pair of parties has a directed link of its own, so with three parties a party's
+/// bytes to its two peers go out in parallel. T_comm is a lower bound on the serial time
+/// (each round waits one latency and at least its busiest link's bytes), so it must count
+/// the busiest link, not everything a party sends: the latter put 3-party T_comm above the
+/// measured serial time (ResNet50 wan: 189 s against 121 s).
+#[test]
+fn three_party_link_time_counts_the_busiest_link_and_bounds_serial() {
+    let out = scratch("three");
+    let cfg = BenchConfig::parse(
+        r#"
+models = ["lenet"]
+networks = ["gbit"]
+links_file = "bench-configs/links.toml"
+schemes = ["serial"]
+batches = [1]
+parties = [3]
+weights = ["private"]
+warmup = 0
+reps = 2
+"#,
+    )
+    .unwrap();
+    let rows = run_matrix(&cfg, &out).unwrap();
+    assert_eq!(rows.len(), 1);
+    let r = &rows[0];
+    let (bw, link) = (r.bandwidth_mbps.unwrap(), r.link_bytes.unwrap());
+    // The busiest link carries at least the average of a party's two links, at most all.
+    assert!(
+        2 * link >= r.bytes_per_party && link <= r.bytes_per_party,
+        "{r:?}"
+    );
+    // t_comm_s by its definition, from the row's own columns.
+    let want = link as f64 * 8.0 / (bw * 1e6) + r.rounds as f64 * r.latency_ms * 1e-3;
+    assert!((r.t_comm_s - want).abs() <= 1e-9 * want, "{r:?}");
+    // 5% for timer granularity; counting both links against one bandwidth overshoots by
+    // the byte term, here about 40%.
+    assert!(r.latency_ms_p50 * 1e-3 >= 0.95 * r.t_comm_s, "{r:?}");
+    let util = r.link_util.unwrap();
+    assert!(util > 0.0 && util <= 1.0, "{r:?}");
     std::fs::remove_dir_all(out.parent().unwrap()).ok();
 }
 
@@ -187,35 +229,50 @@ fn min_time_s_repeats_until_the_online_times_add_up() {
 }
 
 #[test]
-fn a_file_from_before_the_material_and_trunc_columns_is_upgraded_and_resumed() {
+fn a_file_from_before_the_material_trunc_and_link_bytes_columns_is_upgraded_and_resumed() {
     let out = scratch("upgrade");
     let cfg = BenchConfig::parse(CONFIG).unwrap();
     run_matrix(&cfg, &out).unwrap();
-    // An older version's file: no `material` and `trunc` columns, and crashed after four
-    // rows.
+    // An older version's file: no `material`, `trunc` and `link_bytes` columns, and
+    // crashed after four rows.
     let text = std::fs::read_to_string(&out).unwrap();
     let old: Vec<String> = text
         .lines()
         .take(5)
         .map(|l| {
-            let (rest, _trunc) = l.rsplit_once(',').unwrap();
-            rest.rsplit_once(',').unwrap().0.to_string()
+            let mut rest = l;
+            for _ in 0..3 {
+                rest = rest.rsplit_once(',').unwrap().0;
+            }
+            rest.to_string()
         })
         .collect();
-    assert!(!old[0].contains("material") && !old[0].contains("trunc"));
+    assert!(old[0].ends_with(",overlap_efficiency"), "{}", old[0]);
     std::fs::write(&out, old.join("\n") + "\n").unwrap();
     let rows = run_matrix(&cfg, &out).unwrap();
     assert_eq!(rows.len(), 6);
     let read = csv_out::read_rows(&out).unwrap();
     assert_eq!(read.len(), 6);
-    // Old rows did not record their material or truncation mode; new rows do. The old
-    // rows were resumed: an empty trunc is the default for their party count.
+    // Old rows did not record their material, truncation mode or busiest link; new rows
+    // do. The old rows were resumed: an empty trunc is the default for their party count.
     assert!(read[..4].iter().all(|r| r.material.is_empty()), "{read:?}");
     assert!(read[..4].iter().all(|r| r.trunc.is_empty()), "{read:?}");
+    assert!(read[..4].iter().all(|r| r.link_bytes.is_none()), "{read:?}");
+    // Two parties: the one link carries everything a party sends.
+    assert!(
+        read[4..]
+            .iter()
+            .all(|r| r.link_bytes == Some(r.bytes_per_party)),
+        "{read:?}"
+    );
     assert!(read[4..].iter().all(|r| r.material == "eager"), "{read:?}");
     assert!(read[4..].iter().all(|r| r.trunc == "local"), "{read:?}");
     let header = std::fs::read_to_string(&out).unwrap();
-    assert!(header.lines().next().unwrap().ends_with(",material,trunc"));
+    assert!(header
+        .lines()
+        .next()
+        .unwrap()
+        .ends_with(",material,trunc,link_bytes"));
     std::fs::remove_dir_all(out.parent().unwrap()).ok();
 }
 

@@ -56,6 +56,10 @@ pub struct Row {
     /// this column, which were all made with the default for their party count.
     #[serde(default)]
     pub trunc: String,
+    /// Bytes of the busiest directed link per inference (the most any party sent to one
+    /// peer), which t_comm_s and link_util count; empty in rows from before this column.
+    #[serde(default)]
+    pub link_bytes: Option<u64>,
 }
 
 /// The identity of a row, for resuming.

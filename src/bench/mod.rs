@@ -11,8 +11,11 @@
 //! count the same wall time twice); compute_busy_s is the process CPU time during the
 //! online phases divided by the number of parties (all parties share this process and do
 //! symmetric work). cpu_util = compute_busy_s / online_s (can exceed 1 with parallel
-//! kernels); link_util = bytes_per_party·8·reps / (bandwidth · online_s), empty when
-//! unshaped. material is `eager` when every party's material was expanded before the
+//! kernels); link_util = link_bytes·8·reps / (bandwidth · online_s), empty when
+//! unshaped. link_bytes is what the busiest directed link carried: the most any party sent
+//! to one peer. Every directed link has the profile's bandwidth to itself, so with more
+//! than two parties a party's bytes (bytes_per_party, to all its peers together) go out
+//! over several links at once; T_comm and the cost model use link_bytes for that reason. material is `eager` when every party's material was expanded before the
 //! online clock started, `lazy` when it was too large (runtime::local::EAGER_MATERIAL_BYTES)
 //! and each request was drawn from its seed when taken: those online times include the
 //! AES-CTR expansion (party 0's corrections are always dealt offline). Empty in rows
@@ -68,6 +71,8 @@ pub struct Measured {
     pub cpu_s: f64,
     pub wait_s: f64,
     pub bytes_per_party: u64,
+    /// The most bytes any party sent to one peer: the busiest directed link's traffic.
+    pub link_bytes: u64,
     pub rounds: u64,
     pub max_abs_err: f64,
     /// Lazy if any repetition drew its material on demand (inside the online times).
@@ -158,6 +163,11 @@ impl Runner {
             .map(|o| o.stats.wait_ns() as f64 * 1e-9)
             .fold(0.0, f64::max);
         m.bytes_per_party = outs.iter().map(|o| o.stats.bytes_sent()).max().unwrap_or(0);
+        m.link_bytes = outs
+            .iter()
+            .flat_map(|o| o.stats.per_peer.iter().map(|p| p.bytes_sent))
+            .max()
+            .unwrap_or(0);
         m.rounds = outs.iter().map(|o| o.stats.rounds).max().unwrap_or(0);
         m.max_abs_err = m
             .max_abs_err
@@ -179,6 +189,7 @@ impl Measured {
             cpu_s: 0.0,
             wait_s: 0.0,
             bytes_per_party: 0,
+            link_bytes: 0,
             rounds: 0,
             max_abs_err: 0.0,
             material: MaterialMode::Eager,
@@ -369,14 +380,14 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
                 ..reps
             },
         )?;
-        let (bytes, rounds) = (probe.bytes_per_party, probe.rounds);
         let ci = CostInputs {
             t_compute_s: probe.median_s(),
-            bytes_per_party: bytes as f64,
-            rounds: rounds as f64,
+            link_bytes: probe.link_bytes as f64,
+            rounds: probe.rounds as f64,
             bandwidth_mbps: p.link.bandwidth_mbps,
             latency_ms: p.link.latency_ms,
-            weight_mask_bytes: (serial_unshaped.job.weight_mask_words * 8 * (p.parties - 1)) as f64,
+            // Each party sends its share of every weight mask to each peer once.
+            weight_mask_bytes: (serial_unshaped.job.weight_mask_words * 8) as f64,
         };
         let t_comm = ci.t_bw() + ci.t_lat();
         let choices: Vec<Choice> = schemes
@@ -437,7 +448,7 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
                 }
             };
             let link_util = p.link.bandwidth_mbps.map(|mbps| {
-                meas.bytes_per_party as f64 * 8.0 * n_reps as f64 / (mbps * 1e6 * meas.online_s)
+                meas.link_bytes as f64 * 8.0 * n_reps as f64 / (mbps * 1e6 * meas.online_s)
             });
             Row {
                 model: p.model.clone(),
@@ -472,6 +483,7 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
                 overlap_efficiency,
                 material: meas.material.to_string(),
                 trunc: p.trunc.to_string(),
+                link_bytes: Some(meas.link_bytes),
             }
         };
         if cfg.interleave {

@@ -282,7 +282,7 @@ mod tests {
                                 let at = s * kc * w + p * w;
                                 want[at + j] = v;
                                 if swap {
-                                    want[at + nr + j] = (v << 32) | (v >> 32);
+                                    want[at + nr + j] = v.rotate_right(32);
                                 }
                             }
                         }

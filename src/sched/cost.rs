@@ -1,10 +1,12 @@
 //! Cost model for `auto` chunk and micro-batch counts. Depends on std only.
 //!
 //! Inputs, measured except F: T_c, the online time of the serial scheme over an unshaped,
-//! zero-latency link (pure compute plus in-memory copies); the bytes each party sends, B,
-//! of which F are weight masks (counted from the model); the number of communication
-//! rounds, R; the link's bandwidth bw and one-way latency L. Every opening is an all-to-all
-//! exchange, so each round costs one latency.
+//! zero-latency link (pure compute plus in-memory copies); B, the bytes the busiest
+//! directed link carries (the most one party sends to one peer: each pair of parties has
+//! links of its own, so with three parties a party's traffic to its two peers goes out in
+//! parallel), of which F are weight masks (counted from the model); the number of
+//! communication rounds, R; the link's bandwidth bw and one-way latency L. Every opening is
+//! an all-to-all exchange, so each round costs one latency.
 //!
 //! ```text
 //!   serial:            T = T_c + B/bw + R·L
@@ -25,12 +27,13 @@
 #[derive(Clone, Copy, Debug)]
 pub struct CostInputs {
     pub t_compute_s: f64,
-    pub bytes_per_party: f64,
+    /// B: bytes over the busiest directed link.
+    pub link_bytes: f64,
     pub rounds: f64,
     /// None = unshaped.
     pub bandwidth_mbps: Option<f64>,
     pub latency_ms: f64,
-    /// F: bytes of weight masks per party, part of `bytes_per_party`.
+    /// F: bytes of weight masks on that link, part of `link_bytes`.
     pub weight_mask_bytes: f64,
 }
 
@@ -41,7 +44,7 @@ impl CostInputs {
     /// B/bw: the time the link needs for the bytes.
     pub fn t_bw(&self) -> f64 {
         self.bandwidth_mbps
-            .map_or(0.0, |mbps| self.bytes_per_party * 8.0 / (mbps * 1e6))
+            .map_or(0.0, |mbps| self.link_bytes * 8.0 / (mbps * 1e6))
     }
     /// R·L: the time the rounds' latencies add up to.
     pub fn t_lat(&self) -> f64 {
@@ -55,7 +58,7 @@ impl CostInputs {
             return self.predict(k, m);
         }
         let urgent = CostInputs {
-            bytes_per_party: (self.bytes_per_party - self.weight_mask_bytes).max(0.0),
+            link_bytes: (self.link_bytes - self.weight_mask_bytes).max(0.0),
             ..*self
         };
         urgent.predict(k, m).max(self.t_bw())
@@ -120,7 +123,7 @@ mod tests {
     fn serial_prediction_is_the_sum_of_its_parts() {
         let c = CostInputs {
             t_compute_s: 1.0,
-            bytes_per_party: 125e6,
+            link_bytes: 125e6,
             rounds: 100.0,
             bandwidth_mbps: Some(1000.0),
             latency_ms: 10.0,
@@ -134,7 +137,7 @@ mod tests {
     fn overlap_never_beats_the_larger_of_compute_and_communication() {
         let c = CostInputs {
             t_compute_s: 2.0,
-            bytes_per_party: 250e6,
+            link_bytes: 250e6,
             rounds: 10.0,
             bandwidth_mbps: Some(1000.0),
             latency_ms: 0.1,
@@ -154,7 +157,7 @@ mod tests {
         // 0.1 + 0.2 + 0.01 by the formula, but the link still needs 1 s for all of it.
         let mut c = CostInputs {
             t_compute_s: 0.1,
-            bytes_per_party: 125e6,
+            link_bytes: 125e6,
             rounds: 10.0,
             bandwidth_mbps: Some(1000.0),
             latency_ms: 1.0,
