@@ -137,6 +137,26 @@ reps = 2
     std::fs::remove_dir_all(out.parent().unwrap()).ok();
 }
 
+/// While one sweep writes a file, a second one on the same file is refused with a message
+/// that names the file and the holder; once the first is done, the file is free again.
+#[test]
+fn a_second_sweep_on_the_same_file_is_refused_while_the_first_runs() {
+    let out = scratch("lock");
+    let cfg = BenchConfig::parse(&CONFIG.replace(r#"["local", "lan"]"#, r#"["local"]"#)).unwrap();
+    let held = csv_out::lock(&out).unwrap();
+    let e = run_matrix(&cfg, &out).unwrap_err().to_string();
+    assert!(
+        e.contains(&out.display().to_string())
+            && e.contains("another `mpc-pipe bench`")
+            && e.contains(&format!("pid {}", std::process::id())),
+        "{e}"
+    );
+    assert!(!out.exists(), "a refused sweep must not write rows");
+    drop(held);
+    assert_eq!(run_matrix(&cfg, &out).unwrap().len(), 3);
+    std::fs::remove_dir_all(out.parent().unwrap()).ok();
+}
+
 #[test]
 fn an_interrupted_sweep_resumes_where_it_stopped() {
     let out = scratch("resume");

@@ -209,6 +209,58 @@ pub fn append_row(path: &Path, row: &Row) -> Result<()> {
     Ok(())
 }
 
+/// Exclusive hold on a CSV for one sweep: while it lives, another sweep on the same file
+/// is refused. Two sweeps appending to one file would write duplicate rows, each measured
+/// on a machine the other was loading. The lock is an advisory `flock` on `FILE.lock`
+/// beside the CSV (the CSV itself is replaced by rename when its header is upgraded, which
+/// would drop a lock held on it); the kernel releases it when the process ends, however it
+/// ends, so a stale file never blocks. The file stays behind, holding the last holder's pid.
+pub struct SweepLock {
+    _file: std::fs::File,
+}
+
+/// Take the sweep lock of `path`, or fail naming the sweep that holds it.
+pub fn lock(path: &Path) -> Result<SweepLock> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    let lock_path = std::path::PathBuf::from(name);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::Config(format!("cannot open {}: {e}", lock_path.display())))?;
+    #[cfg(unix)]
+    {
+        use std::io::{Read, Seek};
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a descriptor this function owns; no memory is involved.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            return Err(Error::Config(format!(
+                "{} is being written by another `mpc-pipe bench`{} (lock {}): two sweeps on \
+                 one file would append duplicate rows, each measured on a loaded machine; \
+                 wait for it, stop it, or use another --out",
+                path.display(),
+                if holder.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (pid {holder})")
+                },
+                lock_path.display()
+            )));
+        }
+        file.set_len(0)?;
+        file.rewind()?;
+        write!(file, "{}", std::process::id())?;
+    }
+    Ok(SweepLock { _file: file })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

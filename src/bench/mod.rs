@@ -308,6 +308,7 @@ struct Choice {
 /// Run the whole matrix, appending rows to `out`; returns every row of this configuration
 /// matrix (resumed ones included) for the summary.
 pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> {
+    let _lock = csv_out::lock(out)?;
     csv_out::upgrade(out)?;
     let done = csv_out::read_rows(out)?;
     let points = cfg.points()?;
