@@ -148,6 +148,28 @@ pub(crate) trait MicroKernel {
         accumulate: bool,
     );
 
+    /// As `kernel`, for a tile whose last rows lie past the end of C: computes and writes
+    /// only its first `rows` (1 ≤ rows < MR) rows, with A laid out as for `kernel`.
+    /// Returns false if this kernel has no such variant; the driver then runs the full
+    /// tile into a buffer.
+    ///
+    /// # Safety
+    /// As `kernel`, for the `rows`×NR tile at `c`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn kernel_rows(
+        _rows: usize,
+        _kc: usize,
+        _a: *const u64,
+        _rs_a: isize,
+        _b: *const u64,
+        _c: *mut u64,
+        _rs_c: isize,
+        _cs_c: isize,
+        _accumulate: bool,
+    ) -> bool {
+        false
+    }
+
     fn b_width() -> usize {
         Self::NR * if Self::B_SWAP { 2 } else { 1 }
     }
@@ -353,6 +375,12 @@ unsafe fn tile<K: MicroKernel>(
     let cp = c.ptr.offset(i0 as isize * c.rs + j0 as isize * c.cs);
     if i0 + mr <= m && j0 + nr <= n {
         K::kernel(kc, ap, rs_a, bp, cp, c.rs, c.cs, acc);
+        return;
+    }
+    // A ragged last sliver of rows (m = 128 with MR = 6 leaves 2): computing only those
+    // rows saves the MR - rows that the full tile would compute and throw away.
+    if i0 + mr > m && j0 + nr <= n && K::kernel_rows(m - i0, kc, ap, rs_a, bp, cp, c.rs, c.cs, acc)
+    {
         return;
     }
     let mut buf = [0u64; 256];
