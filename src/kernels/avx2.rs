@@ -81,46 +81,63 @@ unsafe fn rows_body<const R: usize>(
     let mut lo = [_mm256_setzero_si256(); R];
     let mut cross = [_mm256_setzero_si256(); R];
     for p in 0..kc {
-        let bv = _mm256_loadu_si256(b.add(p * 2 * NR) as *const __m256i);
-        let bs = _mm256_loadu_si256(b.add(p * 2 * NR + NR) as *const __m256i);
-        for i in 0..R {
-            let ai = if rs_a == 0 {
+        step(&mut lo, &mut cross, b.add(p * 2 * NR), |i| {
+            if rs_a == 0 {
                 *a.add(p * MR + i)
             } else {
                 *a.offset(i as isize * rs_a + p as isize)
-            };
-            let ai = _mm256_set1_epi64x(ai as i64);
-            lo[i] = _mm256_add_epi64(lo[i], _mm256_mul_epu32(ai, bv));
-            cross[i] = _mm256_add_epi32(cross[i], _mm256_mullo_epi32(ai, bs));
-        }
+            }
+        });
     }
-    for i in 0..R {
-        store_row(
-            combine(lo[i], cross[i]),
-            c.offset(i as isize * rs_c),
-            cs_c,
-            accumulate,
-        );
+    store(&lo, &cross, c, rs_c, cs_c, accumulate);
+}
+
+/// One k step of the tile's rows in intrinsics: B's plain and half-swapped vectors at `b`,
+/// A's value of row i from `a_of(i)`.
+#[inline(always)]
+unsafe fn step(
+    lo: &mut [__m256i],
+    cross: &mut [__m256i],
+    b: *const u64,
+    a_of: impl Fn(usize) -> u64,
+) {
+    let bv = _mm256_loadu_si256(b as *const __m256i);
+    let bs = _mm256_loadu_si256(b.add(NR) as *const __m256i);
+    for (i, (lo, cross)) in lo.iter_mut().zip(cross.iter_mut()).enumerate() {
+        let ai = _mm256_set1_epi64x(a_of(i) as i64);
+        *lo = _mm256_add_epi64(*lo, _mm256_mul_epu32(ai, bv));
+        *cross = _mm256_add_epi32(*cross, _mm256_mullo_epi32(ai, bs));
     }
 }
 
-/// Write (or add) one row of a tile, NR values, at `row` with column stride `cs_c`.
+/// Write (or add) the tile's rows, NR values each, at `c` with strides (rs_c, cs_c).
 #[inline(always)]
-unsafe fn store_row(v: __m256i, row: *mut u64, cs_c: isize, accumulate: bool) {
-    if cs_c == 1 {
-        let p = row as *mut __m256i;
-        let v = if accumulate {
-            _mm256_add_epi64(_mm256_loadu_si256(p), v)
+unsafe fn store(
+    lo: &[__m256i],
+    cross: &[__m256i],
+    c: *mut u64,
+    rs_c: isize,
+    cs_c: isize,
+    accumulate: bool,
+) {
+    for (i, (&lo, &cross)) in lo.iter().zip(cross).enumerate() {
+        let v = combine(lo, cross);
+        let row = c.offset(i as isize * rs_c);
+        if cs_c == 1 {
+            let p = row as *mut __m256i;
+            let v = if accumulate {
+                _mm256_add_epi64(_mm256_loadu_si256(p), v)
+            } else {
+                v
+            };
+            _mm256_storeu_si256(p, v);
         } else {
-            v
-        };
-        _mm256_storeu_si256(p, v);
-    } else {
-        let mut t = [0u64; NR];
-        _mm256_storeu_si256(t.as_mut_ptr() as *mut __m256i, v);
-        for (j, &v) in t.iter().enumerate() {
-            let d = row.offset(j as isize * cs_c);
-            *d = if accumulate { (*d).wrapping_add(v) } else { v };
+            let mut t = [0u64; NR];
+            _mm256_storeu_si256(t.as_mut_ptr() as *mut __m256i, v);
+            for (j, &v) in t.iter().enumerate() {
+                let d = row.offset(j as isize * cs_c);
+                *d = if accumulate { (*d).wrapping_add(v) } else { v };
+            }
         }
     }
 }
@@ -255,22 +272,9 @@ unsafe fn body<const PACKED: bool>(
     }
     if kc > pairs {
         // The odd last step.
-        let bv = _mm256_loadu_si256(b as *const __m256i);
-        let bs = _mm256_loadu_si256(b.add(NR) as *const __m256i);
-        for i in 0..MR {
-            let ai = _mm256_set1_epi64x(a_at::<PACKED>(a, rs_a, i) as i64);
-            lo[i] = _mm256_add_epi64(lo[i], _mm256_mul_epu32(ai, bv));
-            cross[i] = _mm256_add_epi32(cross[i], _mm256_mullo_epi32(ai, bs));
-        }
+        step(&mut lo, &mut cross, b, |i| a_at::<PACKED>(a, rs_a, i));
     }
-    for i in 0..MR {
-        store_row(
-            combine(lo[i], cross[i]),
-            c.offset(i as isize * rs_c),
-            cs_c,
-            accumulate,
-        );
-    }
+    store(&lo, &cross, c, rs_c, cs_c, accumulate);
 }
 
 /// A[i] of the current k step: packed (`a[i]`, the step advances by MR) or in place (row i
