@@ -186,6 +186,16 @@ pub(crate) struct CPtr {
 unsafe impl Send for CPtr {}
 unsafe impl Sync for CPtr {}
 
+impl CPtr {
+    /// Where element (i, j) is.
+    ///
+    /// # Safety
+    /// (i, j) lies inside the view this pointer was made from.
+    pub unsafe fn at(&self, i: usize, j: usize) -> *mut u64 {
+        self.ptr.offset(i as isize * self.rs + j as isize * self.cs)
+    }
+}
+
 /// A checked GEMM call (built only by the safe API in mod.rs).
 pub(crate) struct GemmCall<'a> {
     pub a: Mat<'a>,
@@ -229,7 +239,7 @@ thread_local! {
 }
 
 /// Below this many multiply-adds a call runs on the calling thread only.
-const PAR_MIN_MACS: usize = 1 << 18;
+pub(crate) const PAR_MIN_MACS: usize = 1 << 18;
 
 /// C (+)= A·B where B comes from any packable source (a strided matrix, or an implicit
 /// im2col of a conv input).

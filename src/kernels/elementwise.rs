@@ -15,6 +15,8 @@ pub(crate) struct EwSet {
     pub xor: BinFn,
     pub and: BinFn,
     pub scale: ParFn,
+    /// out += a·k: one row of B, scaled, into a row of C (the few-rows GEMM).
+    pub axpy: ParFn,
     pub shl: ParFn,
     pub shr_logical: ParFn,
     pub shr_arith: ParFn,
@@ -40,6 +42,11 @@ macro_rules! bodies {
         $(#[$attr])? pub(super) fn xor(o: &mut [u64], a: &[u64], b: &[u64]) { bin(o, a, b, |x, y| x ^ y) }
         $(#[$attr])? pub(super) fn and(o: &mut [u64], a: &[u64], b: &[u64]) { bin(o, a, b, |x, y| x & y) }
         $(#[$attr])? pub(super) fn scale(o: &mut [u64], a: &[u64], k: u64) { par(o, a, |x| x.wrapping_mul(k)) }
+        $(#[$attr])? pub(super) fn axpy(o: &mut [u64], a: &[u64], k: u64) {
+            for (o, &x) in o.iter_mut().zip(a) {
+                *o = o.wrapping_add(x.wrapping_mul(k));
+            }
+        }
         $(#[$attr])? pub(super) fn shl(o: &mut [u64], a: &[u64], s: u64) {
             assert!(s < 64, "shift by {s}");
             par(o, a, |x| x << s)
@@ -80,6 +87,7 @@ macro_rules! set {
             xor: |o, a, b| unsafe { $m::xor(o, a, b) },
             and: |o, a, b| unsafe { $m::and(o, a, b) },
             scale: |o, a, k| unsafe { $m::scale(o, a, k) },
+            axpy: |o, a, k| unsafe { $m::axpy(o, a, k) },
             shl: |o, a, s| unsafe { $m::shl(o, a, s) },
             shr_logical: |o, a, s| unsafe { $m::shr_logical(o, a, s) },
             shr_arith: |o, a, s| unsafe { $m::shr_arith(o, a, s) },
@@ -96,6 +104,7 @@ impl EwSet {
             xor: portable::xor,
             and: portable::and,
             scale: portable::scale,
+            axpy: portable::axpy,
             shl: portable::shl,
             shr_logical: portable::shr_logical,
             shr_arith: portable::shr_arith,
