@@ -15,7 +15,8 @@
 //! unshaped. link_bytes is what the busiest directed link carried: the most any party sent
 //! to one peer. Every directed link has the profile's bandwidth to itself, so with more
 //! than two parties a party's bytes (bytes_per_party, to all its peers together) go out
-//! over several links at once; T_comm and the cost model use link_bytes for that reason. material is `eager` when every party's material was expanded before the
+//! over several links at once; T_comm and the cost model use link_bytes for that reason.
+//! material is `eager` when every party's material was expanded before the
 //! online clock started, `lazy` when it was too large (runtime::local::EAGER_MATERIAL_BYTES)
 //! and each request was drawn from its seed when taken: those online times include the
 //! AES-CTR expansion (party 0's corrections are always dealt offline). Empty in rows
