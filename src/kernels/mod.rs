@@ -13,7 +13,8 @@
 //! (blocked loop, edge tiles, rayon split), `portable`/`avx2`/`avx512` (microkernels),
 //! `conv` (conv2d forward and backward through the GEMM driver), `elementwise` (bulk slice
 //! ops), `bound` (register-only throughput loops), `report` (the measurements behind
-//! `mpc-pipe kernels`), `tests` (every rung against `scalar`).
+//! `mpc-pipe kernels`), `tests` (every rung against `scalar`). Products with one or two rows
+//! of A bypass the driver (`few_rows`, here): scaled rows of B added in place, no packing.
 //!
 //! Not wired in: `RingTensor`'s elementwise methods still use their own loops; the slice ops
 //! here are exposed as `kernels::ew::*` for protocol code that works on slices.
