@@ -235,8 +235,20 @@ pub fn lock(path: &Path) -> Result<SweepLock> {
     {
         use std::io::{Read, Seek};
         use std::os::fd::AsRawFd;
-        // SAFETY: flock on a descriptor this function owns; no memory is involved.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        // A just-released lock can still be held for a moment: a child this process forked
+        // (to run git, or a party) shares the lock's descriptor until it execs. So a busy
+        // lock is retried for a second before it counts as another sweep's.
+        let mut rc = -1;
+        for attempt in 0..20 {
+            if attempt > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            // SAFETY: flock on a descriptor this function owns; no memory is involved.
+            rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+            if rc == 0 {
+                break;
+            }
+        }
         if rc != 0 {
             let mut holder = String::new();
             let _ = file.read_to_string(&mut holder);
