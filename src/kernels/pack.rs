@@ -128,14 +128,20 @@ impl BSource for StridedB<'_> {
         dst: &mut [u64],
     ) {
         let b = self.0;
-        if b.cs != 1 {
-            // Columns are not contiguous: sliver by sliver is as good as anything.
+        let deal: Option<DealFn> = match (nr, swap) {
+            (4, true) => Some(deal_panel::<4, true>),
+            (4, false) => Some(deal_panel::<4, false>),
+            (16, false) => Some(deal_panel::<16, false>),
+            _ => None,
+        };
+        let Some(deal) = deal.filter(|_| b.cs == 1) else {
+            // Columns are not contiguous, or no kernel has this width: sliver by sliver.
             let w = if swap { 2 * nr } else { nr };
             for (s, d) in dst.chunks_mut(kc * w).take(ncols.div_ceil(nr)).enumerate() {
                 self.pack(p0, kc, j0 + s * nr, nr, swap, d);
             }
             return;
-        }
+        };
         // Row-major B: walk each row of the panel once, left to right, and deal its runs
         // out to the slivers. Reading whole row segments keeps each B row's page and lines
         // hot, where sliver-by-sliver packing revisits every row (one page each for a wide
@@ -154,25 +160,12 @@ impl BSource for StridedB<'_> {
                 &b.data[base..base + cols]
             })
             .collect();
-        match (nr, swap) {
-            (4, true) => deal_panel::<4, true>(&rows, dst),
-            (4, false) => deal_panel::<4, false>(&rows, dst),
-            (16, false) => deal_panel::<16, false>(&rows, dst),
-            _ => {
-                for (p, row) in rows.iter().enumerate() {
-                    for (s, run) in row.chunks(nr).enumerate() {
-                        deal_any(
-                            run,
-                            &mut dst[s * sl + p * w..s * sl + (p + 1) * w],
-                            nr,
-                            swap,
-                        );
-                    }
-                }
-            }
-        }
+        deal(&rows, dst);
     }
 }
+
+/// A `deal_panel` instance: the row segments of a panel, and where its slivers go.
+type DealFn = fn(&[&[u64]], &mut [u64]);
 
 /// Deal the row segments `rows` (one per k step) out to NR-wide slivers laid out one after
 /// another in `dst`, each k step followed by its half-swapped copy when SWAP.
