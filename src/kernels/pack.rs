@@ -60,10 +60,27 @@ pub(crate) trait BSource: Sync {
         swap: bool,
         dst: &mut [u64],
     ) {
-        let w = if swap { 2 * nr } else { nr };
-        for (s, d) in dst.chunks_mut(kc * w).take(ncols.div_ceil(nr)).enumerate() {
-            self.pack(p0, kc, j0 + s * nr, nr, swap, d);
-        }
+        pack_slivers(self, p0, kc, j0, ncols, nr, swap, dst);
+    }
+}
+
+/// `pack_panel` as one `pack` per sliver: the trait's default, and what a source that
+/// overrides it falls back to where its faster path does not apply.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn pack_slivers<S: BSource + ?Sized>(
+    src: &S,
+    p0: usize,
+    kc: usize,
+    j0: usize,
+    ncols: usize,
+    nr: usize,
+    swap: bool,
+    dst: &mut [u64],
+) {
+    let w = if swap { 2 * nr } else { nr };
+    for (s, d) in dst.chunks_mut(kc * w).take(ncols.div_ceil(nr)).enumerate() {
+        src.pack(p0, kc, j0 + s * nr, nr, swap, d);
     }
 }
 
@@ -136,11 +153,7 @@ impl BSource for StridedB<'_> {
         };
         let Some(deal) = deal.filter(|_| b.cs == 1) else {
             // Columns are not contiguous, or no kernel has this width: sliver by sliver.
-            let w = if swap { 2 * nr } else { nr };
-            for (s, d) in dst.chunks_mut(kc * w).take(ncols.div_ceil(nr)).enumerate() {
-                self.pack(p0, kc, j0 + s * nr, nr, swap, d);
-            }
-            return;
+            return pack_slivers(self, p0, kc, j0, ncols, nr, swap, dst);
         };
         // Row-major B: walk each row of the panel once, left to right, and deal its runs
         // out to the slivers. Reading whole row segments keeps each B row's page and lines
