@@ -285,13 +285,7 @@ impl<'a> Ctx<'a> {
         padding: usize,
     ) -> Result<Share> {
         let (rows, out_shape) = Self::windows(x, kernel, stride, padding, 0)?;
-        let kk = kernel * kernel;
-        let sums: Vec<u64> = rows
-            .chunks(kk)
-            .map(|w| w.iter().fold(0u64, |a, &v| a.wrapping_add(v)))
-            .collect();
-        let sums = Share(RingTensor::from_vec(&out_shape, sums));
-        self.mul_public(&sums, 1.0 / kk as f64)
+        self.chunk_means(&rows, kernel * kernel, &out_shape)
     }
 
     /// Global average pooling NCHW → [B, C, 1, 1] (adaptive average pool to 1×1): local sum
@@ -301,13 +295,17 @@ impl<'a> Ctx<'a> {
         if s.len() != 4 || s[2] * s[3] == 0 {
             return Err(Error::Shape(format!("global average pool of shape {s:?}")));
         }
-        let hw = s[2] * s[3];
-        let sums: Vec<u64> =
-            x.0.data()
-                .chunks(hw)
-                .map(|p| p.iter().fold(0u64, |a, &v| a.wrapping_add(v)))
-                .collect();
-        let sums = Share(RingTensor::from_vec(&[s[0], s[1], 1, 1], sums));
-        self.mul_public(&sums, 1.0 / hw as f64)
+        self.chunk_means(x.0.data(), s[2] * s[3], &[s[0], s[1], 1, 1])
+    }
+
+    /// The mean of each run of `k` consecutive shares in `data`, as a share of `shape`:
+    /// local sums, then one product by the public 1/k.
+    fn chunk_means(&self, data: &[u64], k: usize, shape: &[usize]) -> Result<Share> {
+        let sums: Vec<u64> = data
+            .chunks(k)
+            .map(|c| c.iter().fold(0u64, |a, &v| a.wrapping_add(v)))
+            .collect();
+        let sums = Share(RingTensor::from_vec(shape, sums));
+        self.mul_public(&sums, 1.0 / k as f64)
     }
 }
