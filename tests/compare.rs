@@ -18,18 +18,6 @@ const PARTIES: [usize; 3] = [2, 3, 4];
 /// A plaintext relation between two reals.
 type Relation<'a> = &'a dyn Fn(f64, f64) -> bool;
 
-/// Run and return every party's value, checking that they agree.
-fn agree<T: Send + PartialEq + std::fmt::Debug>(
-    n: usize,
-    program: impl Fn(&Ctx) -> Result<T> + Sync,
-) -> T {
-    let outs = run(n, program);
-    for o in &outs[1..] {
-        assert_eq!(o.value, outs[0].value, "parties disagree");
-    }
-    outs.into_iter().next().unwrap().value
-}
-
 /// Reveal a share and read the ring values as signed integers.
 fn reveal_int(ctx: &Ctx, x: &Share) -> Result<Vec<i64>> {
     Ok(ctx.reveal(x)?.data().iter().map(|&v| v as i64).collect())

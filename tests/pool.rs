@@ -11,7 +11,6 @@ mod common;
 use common::*;
 use mpc_pipe::proto::{Ctx, Share};
 use mpc_pipe::ring::{FixedPoint, PlainTensor};
-use mpc_pipe::Result;
 
 const PARTIES: [usize; 3] = [2, 3, 4];
 
@@ -20,17 +19,6 @@ const PARTIES: [usize; 3] = [2, 3, 4];
 /// 2-party truncation fails with probability ~|v|/2^31 for a result v; results here are
 /// below 10, i.e. under 1e-8 per element.
 const TRUNC_ULPS: f64 = 2.0;
-
-fn agree<T: Send + PartialEq + std::fmt::Debug>(
-    n: usize,
-    program: impl Fn(&Ctx) -> Result<T> + Sync,
-) -> T {
-    let outs = run(n, program);
-    for o in &outs[1..] {
-        assert_eq!(o.value, outs[0].value, "parties disagree");
-    }
-    outs.into_iter().next().unwrap().value
-}
 
 /// Integer-valued data in -3..=3 (many ties), with a few large reals mixed in.
 fn tied_data(d: &mut Data, shape: &[usize], large: bool) -> PlainTensor {

@@ -55,9 +55,29 @@ pub fn config_with_trunc(n: usize, trunc: Option<Trunc>) -> SessionConfig {
     cfg
 }
 
+/// Run and return party 0's value, checking that every party's value is the same.
+pub fn agree<T: Send + PartialEq + std::fmt::Debug>(
+    n: usize,
+    program: impl Fn(&Ctx) -> Result<T> + Sync,
+) -> T {
+    agree_with(&SessionConfig::new(n), program)
+}
+
+/// As `agree`, with a session config of the caller's.
+pub fn agree_with<T: Send + PartialEq + std::fmt::Debug>(
+    cfg: &SessionConfig,
+    program: impl Fn(&Ctx) -> Result<T> + Sync,
+) -> T {
+    let outs = run_with(cfg, program);
+    for o in &outs[1..] {
+        assert_eq!(o.value, outs[0].value, "parties disagree");
+    }
+    outs.into_iter().next().unwrap().value
+}
+
 /// Run and return the value every party revealed, checking all parties agree.
 pub fn reveal_all(n: usize, program: impl Fn(&Ctx) -> Result<PlainTensor> + Sync) -> PlainTensor {
-    reveal_all_with(&SessionConfig::new(n), program)
+    agree(n, program)
 }
 
 /// As `reveal_all`, with a session config of the caller's.
@@ -65,14 +85,7 @@ pub fn reveal_all_with(
     cfg: &SessionConfig,
     program: impl Fn(&Ctx) -> Result<PlainTensor> + Sync,
 ) -> PlainTensor {
-    let outs = run_with(cfg, program);
-    for o in &outs[1..] {
-        assert_eq!(
-            o.value, outs[0].value,
-            "parties disagree on the revealed value"
-        );
-    }
-    outs.into_iter().next().unwrap().value
+    agree_with(cfg, program)
 }
 
 /// Quantize to the fixed-point grid exactly as the encoder does.
