@@ -233,28 +233,20 @@ fn costs_per_element_match_protocols_md_in_2pc() {
     let mut ltz = (0, 0);
     for (name, op, want) in ops {
         for n in [2usize, 3] {
-            let outs = run(n, |ctx| {
-                let xs = ctx.share_plain(0, Some(&x), x.shape())?;
-                let before = ctx.counters().snapshot();
-                op(ctx, &xs)?;
-                Ok(ctx.counters().snapshot().since(&before))
-            });
-            let s = &outs[0].value;
-            let words = s.bytes_sent() / 8;
+            let (rounds, words) = op_cost(n, &x, op);
             println!(
-                "{name}: {n} parties: {} rounds, {} words/elem sent by party 0",
-                s.rounds,
+                "{name}: {n} parties: {rounds} rounds, {} words/elem sent by party 0",
                 words as f64 / len as f64
             );
             if n != 2 {
                 continue;
             }
             let Some((r, w)) = want else {
-                ltz = (s.rounds, words);
+                ltz = (rounds, words);
                 continue;
             };
             let (r0, w0) = if name == "reciprocal" { ltz } else { (0, 0) };
-            assert_eq!(s.rounds, r0 + r, "{name} rounds");
+            assert_eq!(rounds, r0 + r, "{name} rounds");
             assert_eq!(words, w0 + w * len as u64, "{name} words");
         }
     }

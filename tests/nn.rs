@@ -458,26 +458,18 @@ fn costs_per_element_match_protocols_md_in_2pc() {
     let mut measured = std::collections::HashMap::new();
     for (name, op, base, want) in &cases {
         for n in [2usize, 3] {
-            let outs = run(n, |ctx| {
-                let xs = ctx.share_plain(0, Some(&x), x.shape())?;
-                let before = ctx.counters().snapshot();
-                op(ctx, &xs)?;
-                Ok(ctx.counters().snapshot().since(&before))
-            });
-            let s = &outs[0].value;
-            let words = s.bytes_sent() / 8;
+            let (rounds, words) = op_cost(n, &x, op);
             println!(
-                "{name}: {n} parties: {} rounds, {:.2} words/elem sent by party 0",
-                s.rounds,
+                "{name}: {n} parties: {rounds} rounds, {:.2} words/elem sent by party 0",
                 words as f64 / len as f64
             );
             if n != 2 {
                 continue;
             }
-            measured.insert(*name, (s.rounds, words));
+            measured.insert(*name, (rounds, words));
             if let Some((r, w)) = want {
                 let (r0, w0) = base.map_or((0, 0), |b| measured[b]);
-                assert_eq!(s.rounds, r0 + r, "{name} rounds");
+                assert_eq!(rounds, r0 + r, "{name} rounds");
                 assert_eq!(words, w0 + w, "{name} words");
             }
         }

@@ -1,8 +1,8 @@
 //! Shared test fixture: run a program on N in-process parties and compare the revealed
-//! result with a plaintext f64 reference.
+//! result with a plaintext f64 reference, or read what one operation cost.
 #![allow(dead_code)]
 
-use mpc_pipe::proto::Ctx;
+use mpc_pipe::proto::{Ctx, Share};
 use mpc_pipe::ring::{FixedPoint, PlainTensor, Trunc};
 use mpc_pipe::runtime::{run_local, PartyOutcome, SessionConfig};
 use mpc_pipe::Result;
@@ -86,6 +86,23 @@ pub fn reveal_all_with(
     program: impl Fn(&Ctx) -> Result<PlainTensor> + Sync,
 ) -> PlainTensor {
     agree_with(cfg, program)
+}
+
+/// (rounds, 64-bit words sent) by party 0 for `op` alone on `x` shared by party 0 among `n`
+/// parties: the counters are read around the call, so sharing the input is not counted.
+pub fn op_cost(
+    n: usize,
+    x: &PlainTensor,
+    op: impl Fn(&Ctx, &Share) -> Result<Share> + Sync,
+) -> (u64, u64) {
+    let outs = run(n, |ctx| {
+        let xs = ctx.share_plain(0, Some(x), x.shape())?;
+        let before = ctx.counters().snapshot();
+        op(ctx, &xs)?;
+        Ok(ctx.counters().snapshot().since(&before))
+    });
+    let s = &outs[0].value;
+    (s.rounds, s.bytes_sent() / 8)
 }
 
 /// Quantize to the fixed-point grid exactly as the encoder does.
