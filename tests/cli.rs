@@ -20,6 +20,24 @@ fn text(o: &Output) -> (String, String) {
     )
 }
 
+/// The stdout of a run that must have succeeded.
+fn succeeded(o: &Output) -> String {
+    let (out, err) = text(o);
+    assert!(o.status.success(), "stdout: {out}\nstderr: {err}");
+    out
+}
+
+/// A run given offline material recorded for a different plan fails with exit code 1 and
+/// says why.
+fn assert_refused_for_another_plan(o: &Output) {
+    let (_, err) = text(o);
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert!(
+        err.contains("offline material refused") && err.contains("another plan"),
+        "stderr: {err}"
+    );
+}
+
 #[test]
 fn help_lists_the_subcommands() {
     let o = bin().arg("--help").output().unwrap();
@@ -33,8 +51,7 @@ fn help_lists_the_subcommands() {
 #[test]
 fn default_run_prints_outputs_error_and_counters() {
     let o = bin().arg("run").output().unwrap();
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "stdout: {out}\nstderr: {err}");
+    let out = succeeded(&o);
     let line = out
         .lines()
         .find(|l| l.starts_with("max_abs_err: "))
@@ -57,15 +74,14 @@ fn offline_files_feed_the_online_run_and_a_wrong_plan_is_refused() {
         .args(["--parties", "3", "--batch", "2"])
         .output()
         .unwrap();
-    assert!(o.status.success(), "{:?}", text(&o));
+    succeeded(&o);
     let o = bin()
         .args(["run", "--material"])
         .arg(&dir)
         .args(["--parties", "3", "--batch", "2"])
         .output()
         .unwrap();
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "stdout: {out}\nstderr: {err}");
+    let out = succeeded(&o);
     assert!(out.contains("material from files"));
     let o = bin()
         .args(["run", "--material"])
@@ -73,12 +89,7 @@ fn offline_files_feed_the_online_run_and_a_wrong_plan_is_refused() {
         .args(["--parties", "3", "--batch", "1"])
         .output()
         .unwrap();
-    let (_, err) = text(&o);
-    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
-    assert!(
-        err.contains("offline material refused") && err.contains("another plan"),
-        "stderr: {err}"
-    );
+    assert_refused_for_another_plan(&o);
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -98,8 +109,7 @@ fn trunc_dealer_runs_2_parties_and_its_files_are_refused_by_a_local_run() {
     let mut runs = Vec::new();
     for mode in ["local", "dealer"] {
         let o = bin().args(["run", "--trunc", mode]).output().unwrap();
-        let (out, err) = text(&o);
-        assert!(o.status.success(), "stdout: {out}\nstderr: {err}");
+        let out = succeeded(&o);
         assert!(out.contains(&format!("trunc {mode}")), "{out}");
         runs.push(rounds(&out));
     }
@@ -117,25 +127,20 @@ fn trunc_dealer_runs_2_parties_and_its_files_are_refused_by_a_local_run() {
         .arg(&dir)
         .output()
         .unwrap();
-    assert!(o.status.success(), "{:?}", text(&o));
+    succeeded(&o);
     let o = bin()
         .args(["run", "--trunc", "dealer", "--material"])
         .arg(&dir)
         .output()
         .unwrap();
-    assert!(o.status.success(), "{:?}", text(&o));
+    succeeded(&o);
     // The default for 2 parties is local: the dealer's files are for another plan.
     let o = bin()
         .args(["run", "--material"])
         .arg(&dir)
         .output()
         .unwrap();
-    let (_, err) = text(&o);
-    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
-    assert!(
-        err.contains("offline material refused") && err.contains("another plan"),
-        "stderr: {err}"
-    );
+    assert_refused_for_another_plan(&o);
     std::fs::remove_dir_all(&dir).ok();
 }
 
