@@ -140,6 +140,8 @@ fn softmax_along_a_middle_dim() {
 
 // ---------------------------------------------------------------- GeLU
 
+// PUMA's coefficients, restated rather than imported from src/proto/nn.rs so that the twin
+// stays independent of the code under test.
 const PUMA_A: [f64; 4] = [
     -0.5054031199708174,
     -0.42226581151983866,
