@@ -1,6 +1,6 @@
 //! The real binary, run as a user would, in a scratch directory.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn bin() -> Command {
@@ -11,6 +11,11 @@ fn scratch(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("mpc-pipe-cli-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&d).unwrap();
     d
+}
+
+/// Run the binary with `args`, the directory `dir`, then `more`.
+fn with_dir(args: &[&str], dir: &Path, more: &[&str]) -> Output {
+    bin().args(args).arg(dir).args(more).output().unwrap()
 }
 
 fn text(o: &Output) -> (String, String) {
@@ -68,27 +73,24 @@ fn default_run_prints_outputs_error_and_counters() {
 #[test]
 fn offline_files_feed_the_online_run_and_a_wrong_plan_is_refused() {
     let dir = scratch("offline");
-    let o = bin()
-        .args(["offline", "--out"])
-        .arg(&dir)
-        .args(["--parties", "3", "--batch", "2"])
-        .output()
-        .unwrap();
+    let o = with_dir(
+        &["offline", "--out"],
+        &dir,
+        &["--parties", "3", "--batch", "2"],
+    );
     succeeded(&o);
-    let o = bin()
-        .args(["run", "--material"])
-        .arg(&dir)
-        .args(["--parties", "3", "--batch", "2"])
-        .output()
-        .unwrap();
+    let o = with_dir(
+        &["run", "--material"],
+        &dir,
+        &["--parties", "3", "--batch", "2"],
+    );
     let out = succeeded(&o);
     assert!(out.contains("material from files"));
-    let o = bin()
-        .args(["run", "--material"])
-        .arg(&dir)
-        .args(["--parties", "3", "--batch", "1"])
-        .output()
-        .unwrap();
+    let o = with_dir(
+        &["run", "--material"],
+        &dir,
+        &["--parties", "3", "--batch", "1"],
+    );
     assert_refused_for_another_plan(&o);
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -122,24 +124,12 @@ fn trunc_dealer_runs_2_parties_and_its_files_are_refused_by_a_local_run() {
     );
 
     let dir = scratch("trunc");
-    let o = bin()
-        .args(["offline", "--trunc", "dealer", "--out"])
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let o = with_dir(&["offline", "--trunc", "dealer", "--out"], &dir, &[]);
     succeeded(&o);
-    let o = bin()
-        .args(["run", "--trunc", "dealer", "--material"])
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let o = with_dir(&["run", "--trunc", "dealer", "--material"], &dir, &[]);
     succeeded(&o);
     // The default for 2 parties is local: the dealer's files are for another plan.
-    let o = bin()
-        .args(["run", "--material"])
-        .arg(&dir)
-        .output()
-        .unwrap();
+    let o = with_dir(&["run", "--material"], &dir, &[]);
     assert_refused_for_another_plan(&o);
     std::fs::remove_dir_all(&dir).ok();
 }
