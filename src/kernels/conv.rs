@@ -53,6 +53,12 @@ impl Geom {
     fn ohow(&self) -> usize {
         self.oh * self.ow
     }
+    /// (input channel, kernel row, kernel column) of row p of the column matrix.
+    #[inline]
+    fn tap(&self, p: usize) -> (usize, usize, usize) {
+        let (ci, r) = (p / (self.kh * self.kw), p % (self.kh * self.kw));
+        (ci, r / self.kw, r % self.kw)
+    }
     /// Input row for output row oy and kernel row ky, if inside the image.
     #[inline]
     fn iy(&self, oy: usize, ky: usize) -> Option<usize> {
@@ -80,8 +86,7 @@ impl Im2colB<'_> {
     #[inline]
     fn row(&self, p: usize, j0: usize, dst: &mut [u64]) {
         let g = &self.g;
-        let (ci, r) = (p / (g.kh * g.kw), p % (g.kh * g.kw));
-        let (ky, kx) = (r / g.kw, r % g.kw);
+        let (ci, ky, kx) = g.tap(p);
         let plane = &self.x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
         let mut j = j0;
         let mut d = 0;
@@ -148,8 +153,7 @@ impl BSource for Im2colB<'_> {
             dst[(slivers - 1) * sl..].fill(0);
         }
         for p in 0..kc {
-            let (ci, r) = ((p0 + p) / (g.kh * g.kw), (p0 + p) % (g.kh * g.kw));
-            let (ky, kx) = (r / g.kw, r % g.kw);
+            let (ci, ky, kx) = g.tap(p0 + p);
             let plane = &self.x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
             // Column j of the panel lands in sliver j / nr, lane j % nr, of this k step.
             let (mut s, mut t) = (0usize, 0usize);
@@ -377,8 +381,7 @@ pub fn conv2d_grad_input_with(
 fn col2im_add(dcol: &[u64], g: Geom, dxb: &mut [u64]) {
     let ohow = g.ohow();
     for p in 0..g.ckk() {
-        let (ci, r) = (p / (g.kh * g.kw), p % (g.kh * g.kw));
-        let (ky, kx) = (r / g.kw, r % g.kw);
+        let (ci, ky, kx) = g.tap(p);
         let plane = &mut dxb[ci * g.h * g.w..(ci + 1) * g.h * g.w];
         let row = &dcol[p * ohow..(p + 1) * ohow];
         for oy in 0..g.oh {
