@@ -7,36 +7,10 @@
 use super::driver::Mat;
 
 /// Pack rows i0..i0+mr (clipped to A, zero beyond) of columns p0..p0+kc of A:
-/// `dst[p*mr + r] = A[i0 + r, p0 + p]`.
+/// `dst[p*mr + r] = A[i0 + r, p0 + p]`. That is the mr-wide B sliver of Aᵀ at column i0
+/// (without the swapped copy), so A is packed as that.
 pub(crate) fn pack_a(a: Mat<'_>, i0: usize, mr: usize, p0: usize, kc: usize, dst: &mut [u64]) {
-    let rows = mr.min(a.rows.saturating_sub(i0));
-    let dst = &mut dst[..kc * mr];
-    if rows < mr {
-        dst.fill(0);
-    }
-    let d = a.data;
-    if a.cs == 1 {
-        // Row-major A: each row is a contiguous run of kc values.
-        for r in 0..rows {
-            let base = ((i0 + r) as isize * a.rs + p0 as isize) as usize;
-            for (p, &v) in d[base..base + kc].iter().enumerate() {
-                dst[p * mr + r] = v;
-            }
-        }
-    } else if a.rs == 1 && rows == mr {
-        // Column-major A (e.g. Aᵀ of a row-major matrix): each k step is a contiguous run.
-        for p in 0..kc {
-            let base = (i0 as isize + (p0 + p) as isize * a.cs) as usize;
-            dst[p * mr..(p + 1) * mr].copy_from_slice(&d[base..base + mr]);
-        }
-    } else {
-        for r in 0..rows {
-            for p in 0..kc {
-                let off = (i0 + r) as isize * a.rs + (p0 + p) as isize * a.cs;
-                dst[p * mr + r] = d[off as usize];
-            }
-        }
-    }
+    StridedB(a.t()).pack(p0, kc, i0, mr, false, dst);
 }
 
 /// Where the B operand of a GEMM comes from.
