@@ -72,6 +72,24 @@ impl Geom {
             .checked_sub(self.padding)
             .filter(|&v| v < self.w)
     }
+    /// For the `run` outputs ox.. of one row and kernel column kx, which read the input line
+    /// at ix = (ox + t)·s + kx − p: the first and last t inside the line (t in lo..hi reads
+    /// line[start + (t − lo)·s]; zeros before and after).
+    #[inline]
+    fn clip(&self, ox: usize, kx: usize, run: usize) -> (usize, usize, usize) {
+        let s = self.stride as isize;
+        let first = (ox * self.stride + kx) as isize - self.padding as isize;
+        let ceil_div = |a: isize| {
+            if a <= 0 {
+                0
+            } else {
+                ((a + s - 1) / s) as usize
+            }
+        };
+        let lo = ceil_div(-first).min(run);
+        let hi = ceil_div(self.w as isize - first).clamp(lo, run);
+        (lo, hi, (first + lo as isize * s).max(0) as usize)
+    }
 }
 
 /// The column matrix of one image as a GEMM B operand:
@@ -98,18 +116,13 @@ impl Im2colB<'_> {
                 None => out.fill(0),
                 Some(iy) => {
                     let line = &plane[iy * g.w..(iy + 1) * g.w];
-                    if g.stride == 1 {
-                        // ix = ox + kx − p: a contiguous run of the input line, clipped.
-                        let first = ox + kx;
-                        for (t, o) in out.iter_mut().enumerate() {
-                            let ix = (first + t).wrapping_sub(g.padding);
-                            *o = if ix < g.w { line[ix] } else { 0 };
-                        }
-                    } else {
-                        for (t, o) in out.iter_mut().enumerate() {
-                            *o = g.ix(ox + t, kx).map_or(0, |ix| line[ix]);
-                        }
+                    let (lo, hi, start) = g.clip(ox, kx, run);
+                    out[..lo].fill(0);
+                    if hi > lo {
+                        let taps = line[start..].iter().step_by(g.stride);
+                        out[lo..hi].iter_mut().zip(taps).for_each(|(o, &v)| *o = v);
                     }
+                    out[hi..].fill(0);
                 }
             }
             d += run;
@@ -172,25 +185,20 @@ impl BSource for Im2colB<'_> {
                 match g.iy(oy, ky) {
                     None => (0..run).for_each(|_| put(0)),
                     Some(iy) => {
+                        // Zeros left of the image, every stride-th value of the line, zeros
+                        // right of it: no per-element bounds test (ResNet50's 7×7/2 stem
+                        // spent a fifth of its time over the GEMM's in that test).
                         let line = &plane[iy * g.w..(iy + 1) * g.w];
-                        if g.stride == 1 {
-                            // ix = ox + t + kx − p: zeros left of the image, a contiguous
-                            // stretch of the line, zeros right of it.
-                            let first = (ox + kx) as isize - g.padding as isize;
-                            let lo = (-first).clamp(0, run as isize) as usize;
-                            let hi =
-                                (g.w as isize - first).clamp(lo as isize, run as isize) as usize;
-                            (0..lo).for_each(|_| put(0));
-                            if hi > lo {
-                                let start = (first + lo as isize) as usize;
-                                line[start..start + (hi - lo)].iter().for_each(|&v| put(v));
-                            }
-                            (hi..run).for_each(|_| put(0));
+                        let (lo, hi, start) = g.clip(ox, kx, run);
+                        (0..lo).for_each(|_| put(0));
+                        if hi == lo {
+                        } else if g.stride == 1 {
+                            line[start..start + (hi - lo)].iter().for_each(|&v| put(v));
                         } else {
-                            for t in 0..run {
-                                put(g.ix(ox + t, kx).map_or(0, |ix| line[ix]));
-                            }
+                            let taps = line[start..].iter().step_by(g.stride);
+                            taps.take(hi - lo).for_each(|&v| put(v));
                         }
+                        (hi..run).for_each(|_| put(0));
                     }
                 }
                 j += run;
