@@ -186,15 +186,14 @@ impl BSource for Im2colB<'_> {
                     None => (0..run).for_each(|_| put(0)),
                     Some(iy) => {
                         // Zeros left of the image, every stride-th value of the line, zeros
-                        // right of it: no per-element bounds test (ResNet50's 7×7/2 stem
-                        // spent a fifth of its time over the GEMM's in that test).
+                        // right of it, with no bounds test per element: with one, ResNet50's
+                        // 7×7/2 stem took 1.23x the time of its GEMM, 1.11x without.
                         let line = &plane[iy * g.w..(iy + 1) * g.w];
                         let (lo, hi, start) = g.clip(ox, kx, run);
                         (0..lo).for_each(|_| put(0));
-                        if hi == lo {
-                        } else if g.stride == 1 {
+                        if hi > lo && g.stride == 1 {
                             line[start..start + (hi - lo)].iter().for_each(|&v| put(v));
-                        } else {
+                        } else if hi > lo {
                             let taps = line[start..].iter().step_by(g.stride);
                             taps.take(hi - lo).for_each(|&v| put(v));
                         }
