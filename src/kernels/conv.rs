@@ -132,6 +132,10 @@ impl Im2colB<'_> {
 }
 
 impl BSource for Im2colB<'_> {
+    fn gathers(&self) -> bool {
+        true
+    }
+
     fn pack(&self, p0: usize, kc: usize, j0: usize, nr: usize, swap: bool, dst: &mut [u64]) {
         let w = if swap { 2 * nr } else { nr };
         let cols = nr.min(self.g.ohow().saturating_sub(j0));

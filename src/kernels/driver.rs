@@ -236,7 +236,15 @@ thread_local! {
     /// Packing buffers reused across calls from one thread: fresh multi-MB allocations cost
     /// page faults comparable to the pack itself.
     static PACK_BUF: RefCell<(Vec<u64>, Vec<u64>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// The whole packed B of a call that shares it between row blocks (see `gemm_blocked`),
+    /// owned by the calling thread.
+    static SHARED_B: RefCell<Vec<u64>> = const { RefCell::new(Vec::new()) };
 }
+
+/// Largest packed B (bytes) that a call packs once up front and shares between its row
+/// blocks. The tasks then read their B blocks from L3 instead of packing them into L2;
+/// ResNet50's conv5 3×3 (4608 × 49) needs 2.4 MiB with AVX-512 and 3.8 MiB with AVX2.
+const SHARED_B_MAX_BYTES: usize = 8 << 20;
 
 /// Below this many multiply-adds a call runs on the calling thread only.
 pub(crate) const PAR_MIN_MACS: usize = 1 << 18;
@@ -296,9 +304,118 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel, B: BSource>(
             }
         }
     }
-    let tasks: Vec<(usize, usize)> = (0..m_sl.div_ceil(mb))
-        .flat_map(|ti| (0..n_sl.div_ceil(nb)).map(move |tj| (ti, tj)))
+    let (row_blocks, col_blocks) = (m_sl.div_ceil(mb), n_sl.div_ceil(nb));
+    let tasks: Vec<(usize, usize)> = (0..row_blocks)
+        .flat_map(|ti| (0..col_blocks).map(move |tj| (ti, tj)))
         .collect();
+
+    // A gathered B (implicit im2col) costs several times a multiply-add per element to pack,
+    // so packing it once per row block, as the tasks below do, is no longer cheap when n is
+    // small and m is split into many row blocks: ResNet50's conv5 3×3 (512 × 4608 × 49) is
+    // one column block and 8 row blocks on 2 threads, and took 1.2x its GEMM's time. Such a
+    // call packs all of B first (one parallel phase, one join), then every task reads it.
+    let b_len = k * n_sl * bw;
+    let share_b = b.gathers() && row_blocks > 1 && b_len * 8 <= SHARED_B_MAX_BYTES;
+    SHARED_B.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) if share_b => {
+            let shared = aligned(&mut buf, b_len);
+            prepack_b::<K, B>(b, n, nb, kc_max, shared, parallel);
+            run_tasks::<K, B>(
+                a,
+                b,
+                m,
+                n,
+                c,
+                accumulate,
+                &tasks,
+                (mb, nb),
+                parallel,
+                Some(shared),
+            );
+        }
+        Err(_) if share_b => {
+            // Re-entered from a task of an outer call on this thread: a fresh buffer.
+            let mut buf = Vec::new();
+            let shared = aligned(&mut buf, b_len);
+            prepack_b::<K, B>(b, n, nb, kc_max, shared, parallel);
+            run_tasks::<K, B>(
+                a,
+                b,
+                m,
+                n,
+                c,
+                accumulate,
+                &tasks,
+                (mb, nb),
+                parallel,
+                Some(shared),
+            );
+        }
+        _ => run_tasks::<K, B>(a, b, m, n, c, accumulate, &tasks, (mb, nb), parallel, None),
+    });
+}
+
+/// Pack all of B into `dst`, slab after slab: slab p0 (depth kc) starts at p0·n_sl·bw and
+/// holds every NR-wide sliver of the slab, each kc·bw long, in column order. So column
+/// block tj of slab p0 is at p0·n_sl·bw + tj·nb·kc·bw, as a task packs it for itself.
+fn prepack_b<K: MicroKernel, B: BSource>(
+    b: &B,
+    n: usize,
+    nb: usize,
+    kc_max: usize,
+    dst: &mut [u64],
+    parallel: bool,
+) {
+    let (nr, bw) = (K::NR, K::b_width());
+    let n_sl = n.div_ceil(nr);
+    let mut units: Vec<(usize, usize, usize, &mut [u64])> = Vec::new();
+    let (mut rest, mut p0) = (dst, 0);
+    while !rest.is_empty() {
+        let kc = kc_max.min(rest.len() / (n_sl * bw));
+        let mut t0 = 0;
+        while t0 < n_sl {
+            let t1 = (t0 + nb).min(n_sl);
+            let (block, tail) = rest.split_at_mut((t1 - t0) * kc * bw);
+            units.push((p0, kc, t0, block));
+            rest = tail;
+            t0 = t1;
+        }
+        p0 += kc;
+    }
+    let pack = |(p0, kc, t0, block): (usize, usize, usize, &mut [u64])| {
+        let (j0, cols) = (t0 * nr, (n - t0 * nr).min(block.len() / (kc * bw) * nr));
+        b.pack_panel(p0, kc, j0, cols, nr, K::B_SWAP, block);
+    };
+    if parallel {
+        units.into_par_iter().with_max_len(1).for_each(pack);
+    } else {
+        units.into_iter().for_each(pack);
+    }
+}
+
+/// The (row block × column block) tasks of `gemm_blocked`; each walks every k slab. B comes
+/// from `shared` (packed by `prepack_b`) or is packed by the task itself.
+///
+/// # Safety
+/// As `gemm_blocked`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn run_tasks<K: MicroKernel, B: BSource>(
+    a: Mat<'_>,
+    b: &B,
+    m: usize,
+    n: usize,
+    c: CPtr,
+    accumulate: bool,
+    tasks: &[(usize, usize)],
+    (mb, nb): (usize, usize),
+    parallel: bool,
+    shared: Option<&[u64]>,
+) {
+    let k = a.cols;
+    let (mr, nr, bw) = (K::MR, K::NR, K::b_width());
+    let kc_max = K::KC.min(k);
+    let m_sl = m.div_ceil(mr);
+    let n_sl = n.div_ceil(nr);
 
     // A row-major A is read in place by the microkernel (no pack); only a ragged last
     // sliver of rows is packed.
@@ -319,8 +436,14 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel, B: BSource>(
             while p0 < k {
                 let kc = kc_max.min(k - p0);
                 let acc = accumulate || p0 > 0;
-                let bblock = aligned(bbuf, (t1 - t0) * bw * kc);
-                b.pack_panel(p0, kc, j0, cols, nr, K::B_SWAP, bblock);
+                let bblock: &[u64] = match shared {
+                    Some(all) => &all[p0 * n_sl * bw + t0 * kc * bw..][..(t1 - t0) * bw * kc],
+                    None => {
+                        let own = aligned(bbuf, (t1 - t0) * bw * kc);
+                        b.pack_panel(p0, kc, j0, cols, nr, K::B_SWAP, own);
+                        own
+                    }
+                };
                 let ablock = aligned(abuf, mr * kc);
                 // ir outer: the A sliver stays in L1 while B slivers stream from L2.
                 for si in s0..s1 {

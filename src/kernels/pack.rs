@@ -36,6 +36,12 @@ pub(crate) trait BSource: Sync {
     ) {
         pack_slivers(self, p0, kc, j0, ncols, nr, swap, dst);
     }
+
+    /// Whether packing costs a gather per element (im2col) rather than a strided copy.
+    /// The driver then packs B once for all row blocks instead of once per row block.
+    fn gathers(&self) -> bool {
+        false
+    }
 }
 
 /// `pack_panel` as one `pack` per sliver: the trait's default, and what a source that

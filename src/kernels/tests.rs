@@ -294,6 +294,11 @@ macro_rules! kernel_suite {
                 check_conv(ks, (1, 3, 13, 11), (4, 7, 7), 2, 3, 3);
                 check_conv(ks, (3, 2, 12, 12), (3, 5, 5), 1, 0, 4);
                 pool(2).install(|| check_conv(ks, (2, 16, 14, 14), (24, 3, 3), 1, 1, 5));
+                // Many output channels over few pixels (ResNet50 conv5-like): on 2 threads m
+                // splits into several row blocks, which share one B packed up front; k = 288
+                // leaves a short last slab.
+                pool(2).install(|| check_conv(ks, (1, 32, 7, 7), (160, 3, 3), 1, 1, 7));
+                pool(1).install(|| check_conv(ks, (1, 32, 7, 7), (400, 3, 3), 1, 1, 8));
             }
 
             #[test]
