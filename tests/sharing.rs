@@ -86,3 +86,37 @@ fn reveal_to_one_party_only_gives_it_the_value() {
         }
     }
 }
+
+#[test]
+fn reveal_larger_than_a_stream_piece_is_exact_and_one_round() {
+    // ctx.rs streams an open in pieces of 2^23 words, two ahead at a time: 2.5 pieces
+    // cover a first, a middle (sent once the first is combined) and a short last piece.
+    let len = (5 << 23) / 2 + 3;
+    let mut d = Data::new(99);
+    let x = RingTensor::from_vec(&[len], (0..len).map(|_| d.next_u64()).collect());
+    for n in [2, 3] {
+        let outs = run(n, |ctx| {
+            let s = ctx.share_input(n - 1, Some(&x), &[len])?;
+            let b = ctx.share_input_bin(0, Some(&x), &[len])?;
+            let before = ctx.counters().snapshot();
+            let got = ctx.reveal(&s)?;
+            let cost = ctx.counters().snapshot().since(&before);
+            let got_bin = ctx.reveal_bin(&b)?;
+            Ok((got == x, got_bin == x, cost.rounds, cost.bytes_sent()))
+        });
+        for (i, o) in outs.iter().enumerate() {
+            let (add_ok, xor_ok, rounds, bytes) = o.value;
+            assert!(
+                add_ok,
+                "party {i} of {n}: additive reveal differs from the input"
+            );
+            assert!(
+                xor_ok,
+                "party {i} of {n}: XOR reveal differs from the input"
+            );
+            assert_eq!(rounds, 1, "party {i} of {n}: a streamed open is one round");
+            // Every word goes once to each peer, nothing more.
+            assert_eq!(bytes, 8 * len as u64 * (n as u64 - 1), "party {i} of {n}");
+        }
+    }
+}
