@@ -305,69 +305,68 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel, B: BSource>(
         }
     }
     let (row_blocks, col_blocks) = (m_sl.div_ceil(mb), n_sl.div_ceil(nb));
-    let tasks: Vec<(usize, usize)> = (0..row_blocks)
-        .flat_map(|ti| (0..col_blocks).map(move |tj| (ti, tj)))
-        .collect();
+    let grid = Grid {
+        k,
+        m,
+        n,
+        kc_max,
+        m_sl,
+        n_sl,
+        mb,
+        nb,
+        parallel,
+        tasks: (0..row_blocks)
+            .flat_map(|ti| (0..col_blocks).map(move |tj| (ti, tj)))
+            .collect(),
+    };
 
     // A gathered B (implicit im2col) costs several times a multiply-add per element to pack,
-    // so packing it once per row block, as the tasks below do, is no longer cheap when n is
-    // small and m is split into many row blocks: ResNet50's conv5 3×3 (512 × 4608 × 49) is
-    // one column block and 8 row blocks on 2 threads, and took 1.2x its GEMM's time. Such a
+    // so packing it once per row block, as the tasks do, is no longer cheap when n is small
+    // and m is split into many row blocks: ResNet50's conv5 3×3 (512 × 4608 × 49) is one
+    // column block and 8 row blocks on 2 threads, and took 1.2x its GEMM's time. Such a
     // call packs all of B first (one parallel phase, one join), then every task reads it.
     let b_len = k * n_sl * bw;
-    let share_b = b.gathers() && row_blocks > 1 && b_len * 8 <= SHARED_B_MAX_BYTES;
-    SHARED_B.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) if share_b => {
-            let shared = aligned(&mut buf, b_len);
-            prepack_b::<K, B>(b, n, nb, kc_max, shared, parallel);
-            run_tasks::<K, B>(
-                a,
-                b,
-                m,
-                n,
-                c,
-                accumulate,
-                &tasks,
-                (mb, nb),
-                parallel,
-                Some(shared),
-            );
-        }
-        Err(_) if share_b => {
-            // Re-entered from a task of an outer call on this thread: a fresh buffer.
-            let mut buf = Vec::new();
-            let shared = aligned(&mut buf, b_len);
-            prepack_b::<K, B>(b, n, nb, kc_max, shared, parallel);
-            run_tasks::<K, B>(
-                a,
-                b,
-                m,
-                n,
-                c,
-                accumulate,
-                &tasks,
-                (mb, nb),
-                parallel,
-                Some(shared),
-            );
-        }
-        _ => run_tasks::<K, B>(a, b, m, n, c, accumulate, &tasks, (mb, nb), parallel, None),
+    if !(b.gathers() && row_blocks > 1 && b_len * 8 <= SHARED_B_MAX_BYTES) {
+        return run_tasks::<K, B>(a, b, c, accumulate, &grid, None);
+    }
+    SHARED_B.with(|cell| {
+        let mut fresh = Vec::new();
+        let mut held = cell.try_borrow_mut();
+        // Re-entered from a task of an outer call on this thread: a fresh buffer.
+        let buf = held.as_deref_mut().unwrap_or(&mut fresh);
+        let shared = aligned(buf, b_len);
+        prepack_b::<K, B>(b, &grid, shared);
+        run_tasks::<K, B>(a, b, c, accumulate, &grid, Some(shared))
     });
+}
+
+/// How `gemm_blocked` cuts a product: slabs of depth `kc_max` along k, and a grid of tasks
+/// of `mb` row slivers × `nb` column slivers (of `m_sl` × `n_sl`).
+struct Grid {
+    k: usize,
+    m: usize,
+    n: usize,
+    kc_max: usize,
+    m_sl: usize,
+    n_sl: usize,
+    mb: usize,
+    nb: usize,
+    parallel: bool,
+    tasks: Vec<(usize, usize)>,
 }
 
 /// Pack all of B into `dst`, slab after slab: slab p0 (depth kc) starts at p0·n_sl·bw and
 /// holds every NR-wide sliver of the slab, each kc·bw long, in column order. So column
 /// block tj of slab p0 is at p0·n_sl·bw + tj·nb·kc·bw, as a task packs it for itself.
-fn prepack_b<K: MicroKernel, B: BSource>(
-    b: &B,
-    n: usize,
-    nb: usize,
-    kc_max: usize,
-    dst: &mut [u64],
-    parallel: bool,
-) {
+fn prepack_b<K: MicroKernel, B: BSource>(b: &B, g: &Grid, dst: &mut [u64]) {
     let (nr, bw) = (K::NR, K::b_width());
-    let n_sl = n.div_ceil(nr);
+    let Grid {
+        n,
+        n_sl,
+        nb,
+        kc_max,
+        ..
+    } = *g;
     let mut units: Vec<(usize, usize, usize, &mut [u64])> = Vec::new();
     let (mut rest, mut p0) = (dst, 0);
     while !rest.is_empty() {
@@ -386,7 +385,7 @@ fn prepack_b<K: MicroKernel, B: BSource>(
         let (j0, cols) = (t0 * nr, (n - t0 * nr).min(block.len() / (kc * bw) * nr));
         b.pack_panel(p0, kc, j0, cols, nr, K::B_SWAP, block);
     };
-    if parallel {
+    if g.parallel {
         units.into_par_iter().with_max_len(1).for_each(pack);
     } else {
         units.into_iter().for_each(pack);
@@ -398,24 +397,26 @@ fn prepack_b<K: MicroKernel, B: BSource>(
 ///
 /// # Safety
 /// As `gemm_blocked`.
-#[allow(clippy::too_many_arguments)]
 unsafe fn run_tasks<K: MicroKernel, B: BSource>(
     a: Mat<'_>,
     b: &B,
-    m: usize,
-    n: usize,
     c: CPtr,
     accumulate: bool,
-    tasks: &[(usize, usize)],
-    (mb, nb): (usize, usize),
-    parallel: bool,
+    g: &Grid,
     shared: Option<&[u64]>,
 ) {
-    let k = a.cols;
     let (mr, nr, bw) = (K::MR, K::NR, K::b_width());
-    let kc_max = K::KC.min(k);
-    let m_sl = m.div_ceil(mr);
-    let n_sl = n.div_ceil(nr);
+    let Grid {
+        k,
+        m,
+        n,
+        kc_max,
+        m_sl,
+        n_sl,
+        mb,
+        nb,
+        ..
+    } = *g;
 
     // A row-major A is read in place by the microkernel (no pack); only a ragged last
     // sliver of rows is packed.
@@ -471,14 +472,14 @@ unsafe fn run_tasks<K: MicroKernel, B: BSource>(
             Err(_) => slabs(&mut Vec::new(), &mut Vec::new()),
         });
     };
-    if parallel {
+    if g.parallel {
         // One rayon job per task: left to its adaptive splitter, rayon hands each thread a
         // run of ~n/4 consecutive tasks that cannot be stolen once begun, and tasks are not
         // equal (a last row block of 3 slivers beside blocks of 42): on 1024³ with AVX2 one
         // thread idled a fifth of the product (per-task timing, 2 threads).
-        tasks.par_iter().with_max_len(1).for_each(task);
+        g.tasks.par_iter().with_max_len(1).for_each(task);
     } else {
-        tasks.iter().for_each(task);
+        g.tasks.iter().for_each(task);
     }
 }
 
