@@ -353,3 +353,34 @@ fn interleaved_schemes_take_the_same_turns() {
     assert_eq!(csv_out::read_rows(&out).unwrap().len(), 6);
     std::fs::remove_dir_all(out.parent().unwrap()).ok();
 }
+
+#[test]
+fn the_commit_column_says_dirty_only_when_sources_differ_from_the_commit() {
+    let dir = scratch("commit-id").parent().unwrap().to_path_buf();
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::create_dir_all(dir.join("results")).unwrap();
+    std::fs::write(dir.join("src/lib.rs"), "fn a() {}\n").unwrap();
+    std::fs::write(dir.join("results/x.csv"), "a\n").unwrap();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .current_dir(&dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.org"])
+            .args(args)
+            .output()
+            .expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    git(&["init", "-q"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "first"]);
+    let head = git(&["rev-parse", "--short", "HEAD"]);
+    assert_eq!(mpc_pipe::bench::commit_id_of(&dir), head);
+    // A sweep appending to results/ leaves the run's commit as it is.
+    std::fs::write(dir.join("results/x.csv"), "a\nb\n").unwrap();
+    assert_eq!(mpc_pipe::bench::commit_id_of(&dir), head);
+    // Changed sources do not build the commit: the column must say so.
+    std::fs::write(dir.join("src/lib.rs"), "fn b() {}\n").unwrap();
+    assert_eq!(mpc_pipe::bench::commit_id_of(&dir), format!("{head}-dirty"));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -37,6 +37,7 @@ pub mod csv_out;
 pub mod progress;
 
 use std::io::Write;
+use std::path::Path;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -279,15 +280,39 @@ fn percentile_ms(lat: &[f64], q: f64) -> f64 {
     h.value_at_quantile(q) as f64 / 1e3
 }
 
-/// Short commit id of the working tree, if this is a git checkout.
+/// Short commit id of the checkout this binary was built from (its crate directory), with
+/// `-dirty` when the tracked sources there differ from that commit: such a run did not
+/// measure the commit. "unknown" outside a git checkout.
 pub fn commit_id() -> String {
-    std::process::Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
+    commit_id_of(Path::new(env!("CARGO_MANIFEST_DIR")))
+}
+
+/// `commit_id` of the checkout at `dir`. Only what builds the binary counts as a source
+/// (src/, benches/, Cargo.toml, Cargo.lock): a sweep appends to results/ as it runs, and
+/// notes or configs do not change what is measured.
+pub fn commit_id_of(dir: &Path) -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let Some(id) = git(&["rev-parse", "--short", "HEAD"]) else {
+        return "unknown".into();
+    };
+    let sources = ["src", "benches", "Cargo.toml", "Cargo.lock"];
+    let status = [
+        &["status", "--porcelain", "--untracked-files=no", "--"][..],
+        &sources,
+    ]
+    .concat();
+    match git(&status) {
+        Some(changed) if !changed.is_empty() => format!("{id}-dirty"),
+        _ => id,
+    }
 }
 
 pub fn host_name() -> String {
