@@ -361,6 +361,7 @@ struct Grid {
 fn prepack_b<K: MicroKernel, B: BSource>(b: &B, g: &Grid, dst: &mut [u64]) {
     let (nr, bw) = (K::NR, K::b_width());
     let Grid {
+        k,
         n,
         n_sl,
         nb,
@@ -369,8 +370,8 @@ fn prepack_b<K: MicroKernel, B: BSource>(b: &B, g: &Grid, dst: &mut [u64]) {
     } = *g;
     let mut units: Vec<(usize, usize, usize, &mut [u64])> = Vec::new();
     let (mut rest, mut p0) = (dst, 0);
-    while !rest.is_empty() {
-        let kc = kc_max.min(rest.len() / (n_sl * bw));
+    while p0 < k {
+        let kc = kc_max.min(k - p0);
         let mut t0 = 0;
         while t0 < n_sl {
             let t1 = (t0 + nb).min(n_sl);

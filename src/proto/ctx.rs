@@ -99,7 +99,7 @@ impl Comm for NullComm {
 }
 
 /// Largest piece (u64 values, 64 MiB) of an opened message; see `Ctx::open_flat`.
-pub(crate) const OPEN_PIECE: usize = 8 << 20;
+const OPEN_PIECE: usize = 8 << 20;
 /// Pieces of one open in flight at once, per peer.
 const OPEN_WINDOW: usize = 2;
 
