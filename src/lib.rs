@@ -7,6 +7,7 @@
 //!   runtime                  wiring: parties as threads/processes, dealer, timing
 //!   proto                    online protocols (Ctx methods), written like the math
 //!   comm | offline | prg     message interface | dealer + material | CSPRNG
+//!   lanes                    pipeline lanes as coroutines; the one way to block
 //!   kernels                  wrapping u64 GEMM/conv
 //!   ring                     Z_2^64 tensors, fixed point, f64 reference tensors
 //! ```
@@ -17,6 +18,7 @@ pub mod cli;
 pub mod comm;
 pub mod error;
 pub mod kernels;
+pub mod lanes;
 pub mod model;
 pub mod offline;
 pub mod prg;

@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 use mpc_pipe::bench::{csv_out, run_matrix, BenchConfig};
+use mpc_pipe::sched::cost::COROUTINE_MAX_ROUND_S;
 
 const REQUIRED: [&str; 26] = [
     "model",
@@ -67,7 +68,7 @@ fn rows_have_every_column_and_consistent_values() {
         .unwrap()
         .to_string();
     // Columns are only ever appended: the last one is the newest.
-    assert_eq!(header.rsplit(',').next(), Some("link_bytes"), "{header}");
+    assert_eq!(header.rsplit(',').next(), Some("lanes"), "{header}");
     for col in REQUIRED {
         assert!(
             header.split(',').any(|h| h == col),
@@ -91,6 +92,15 @@ fn rows_have_every_column_and_consistent_values() {
         assert_eq!(r.material, "eager", "{r:?}");
         // No `trunc` key: the 2-party default, CrypTen's local truncation.
         assert_eq!(r.trunc, "local", "{r:?}");
+        // No `lanes` key: coroutines exactly when a round computes for less than the
+        // threshold, from the row's own T_compute and rounds.
+        let per_round = r.t_compute_s / r.rounds as f64;
+        let want = if per_round < COROUTINE_MAX_ROUND_S {
+            "coroutines"
+        } else {
+            "threads"
+        };
+        assert_eq!(r.lanes, want, "{r:?}");
     }
     std::fs::remove_dir_all(out.parent().unwrap()).ok();
 }
@@ -249,19 +259,19 @@ fn min_time_s_repeats_until_the_online_times_add_up() {
 }
 
 #[test]
-fn a_file_from_before_the_material_trunc_and_link_bytes_columns_is_upgraded_and_resumed() {
+fn a_file_from_before_the_material_trunc_link_bytes_and_lanes_columns_is_upgraded_and_resumed() {
     let out = scratch("upgrade");
     let cfg = BenchConfig::parse(CONFIG).unwrap();
     run_matrix(&cfg, &out).unwrap();
-    // An older version's file: no `material`, `trunc` and `link_bytes` columns, and
-    // crashed after four rows.
+    // An older version's file: no `material`, `trunc`, `link_bytes` and `lanes` columns,
+    // and crashed after four rows.
     let text = std::fs::read_to_string(&out).unwrap();
     let old: Vec<String> = text
         .lines()
         .take(5)
         .map(|l| {
             let mut rest = l;
-            for _ in 0..3 {
+            for _ in 0..4 {
                 rest = rest.rsplit_once(',').unwrap().0;
             }
             rest.to_string()
@@ -278,6 +288,8 @@ fn a_file_from_before_the_material_trunc_and_link_bytes_columns_is_upgraded_and_
     assert!(read[..4].iter().all(|r| r.material.is_empty()), "{read:?}");
     assert!(read[..4].iter().all(|r| r.trunc.is_empty()), "{read:?}");
     assert!(read[..4].iter().all(|r| r.link_bytes.is_none()), "{read:?}");
+    assert!(read[..4].iter().all(|r| r.lanes.is_empty()), "{read:?}");
+    assert!(read[4..].iter().all(|r| !r.lanes.is_empty()), "{read:?}");
     // Two parties: the one link carries everything a party sends.
     assert!(
         read[4..]
@@ -292,7 +304,7 @@ fn a_file_from_before_the_material_trunc_and_link_bytes_columns_is_upgraded_and_
         .lines()
         .next()
         .unwrap()
-        .ends_with(",material,trunc,link_bytes"));
+        .ends_with(",material,trunc,link_bytes,lanes"));
     std::fs::remove_dir_all(out.parent().unwrap()).ok();
 }
 

@@ -31,7 +31,7 @@ use mpc_pipe::proto::Ctx;
 use mpc_pipe::ring::{FixedPoint, PlainTensor, Trunc};
 use mpc_pipe::runtime::local::{fresh_session, run_online_as, MaterialMode};
 use mpc_pipe::runtime::record_plan;
-use mpc_pipe::sched::{self, Schedule, Scheme};
+use mpc_pipe::sched::{self, Lanes, Schedule, Scheme};
 use mpc_pipe::transport::emulator::LinkProfile;
 
 fn q(t: &PlainTensor) -> PlainTensor {
@@ -175,11 +175,19 @@ fn check_model_as(
     let (want, var, d) = bound(&qmodel.layers, &q(&input), &zero, &zero);
     let per_unit = var.zip(&d, |v, d| 7.0 * v.sqrt() + d);
     let err_bound = per_unit.data().iter().cloned().fold(0.0, f64::max);
-    for scheme in schemes {
+    // Micro-batch lanes both as threads and as coroutines: the same protocol calls either way.
+    let runs = schemes.iter().flat_map(|s| {
+        let both = s.contains("inter-batch") || *s == "all";
+        [(*s, Lanes::Threads)]
+            .into_iter()
+            .chain(both.then_some((*s, Lanes::Coroutines)))
+    });
+    for (scheme, lanes) in runs {
         let schedule = Schedule {
             scheme: scheme.parse::<Scheme>().unwrap(),
             chunks: 2,
             batches_in_flight: 2,
+            lanes,
         };
         let program = |ctx: &Ctx| {
             let x = ctx.share_plain(parties - 1, Some(&input), &shape)?;
@@ -198,7 +206,7 @@ fn check_model_as(
             }
         };
         eprintln!(
-            "{name} {parties}p {weights:?} {scheme} trunc {trunc:?}: bound {err_bound:.3e}, max error {:.3e}",
+            "{name} {parties}p {weights:?} {scheme} lanes {lanes} trunc {trunc:?}: bound {err_bound:.3e}, max error {:.3e}",
             got.max_abs_diff(&want)
         );
         assert_close(
@@ -206,7 +214,7 @@ fn check_model_as(
             &want,
             |i| per_unit.data()[i],
             &format!(
-                "{name} {parties} parties {weights:?} {scheme} trunc {trunc:?} (largest bound {err_bound:.2e})"
+                "{name} {parties} parties {weights:?} {scheme} lanes {lanes} trunc {trunc:?} (largest bound {err_bound:.2e})"
             ),
         );
     }
@@ -355,6 +363,7 @@ fn bert_small_every_scheme_matches_plaintext() {
                 scheme: scheme.parse::<Scheme>().unwrap(),
                 chunks: 2,
                 batches_in_flight: 2,
+                lanes: Lanes::Coroutines,
             };
             let got = reveal_all_with(&cfg, |ctx: &Ctx| {
                 let x = ctx.share_plain(parties - 1, Some(&input), &shape)?;

@@ -10,6 +10,7 @@
 //! weights = ["private", "public"]
 //! chunks = "auto"                          # or an integer k
 //! batches_in_flight = "auto"               # or an integer m
+//! lanes = "auto"                           # or "threads" / "coroutines" (micro-batch lanes)
 //! warmup = 1
 //! reps = 5                                # at least this many measured repetitions
 //! min_time_s = 1.0                        # and repeat until this much online time
@@ -92,6 +93,10 @@ pub struct BenchConfig {
     pub chunks: Count,
     #[serde(default = "auto")]
     pub batches_in_flight: Count,
+    /// Where micro-batch lanes run: "threads", "coroutines", or "auto" (the default: the
+    /// cost model's choice from the measured compute per round, `CostInputs::lanes`).
+    #[serde(default)]
+    pub lanes: Option<String>,
     #[serde(default = "one")]
     pub warmup: usize,
     #[serde(default = "five")]
@@ -123,6 +128,13 @@ pub struct BenchConfig {
 }
 
 impl BenchConfig {
+    /// The fixed lane mode, or None for `auto`.
+    pub fn fixed_lanes(&self) -> Result<Option<crate::sched::Lanes>> {
+        match self.lanes.as_deref().map(str::trim) {
+            None | Some("auto") => Ok(None),
+            Some(l) => l.parse().map(Some),
+        }
+    }
     pub fn load(path: &Path) -> Result<BenchConfig> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;

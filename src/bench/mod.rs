@@ -50,7 +50,7 @@ use crate::runtime::job::{self, JobSpec};
 use crate::runtime::local::{fresh_session, material_mode, run_online_with_link, MaterialMode};
 use crate::runtime::{record_plan, SessionConfig};
 use crate::sched::cost::CostInputs;
-use crate::sched::{Schedule, Scheme};
+use crate::sched::{Lanes, Schedule, Scheme};
 use crate::transport::emulator::LinkProfile;
 
 pub use config::{BenchConfig, Count};
@@ -328,6 +328,7 @@ struct Choice {
     key: RowKey,
     k: usize,
     m: usize,
+    lanes: Lanes,
     predicted: Option<f64>,
 }
 
@@ -357,16 +358,18 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
         min_time_s: cfg.min_time_s,
     };
     let timeout = Duration::from_secs_f64(cfg.timeout_s);
+    let lanes = cfg.fixed_lanes()?;
     for p in &points {
         let mut base = JobSpec::new(&p.model, p.parties, p.batch);
         base.weights = p.weights;
         let fixed = FixedPoint::default().with_trunc(Some(p.trunc));
-        let spec_of = |scheme: Scheme, k: usize, m: usize| {
+        let spec_of = |scheme: Scheme, k: usize, m: usize, lanes: Lanes| {
             let mut spec = base.clone();
             spec.schedule = Schedule {
                 scheme,
                 chunks: k.max(1),
                 batches_in_flight: m.max(1),
+                lanes,
             };
             spec
         };
@@ -398,7 +401,11 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
         // repetition); also the serial traffic and rounds for T_comm and the cost model,
         // which `auto` needs before the schemes run.
         let unshaped = LinkProfile::unshaped();
-        let serial_unshaped = Runner::new(&spec_of(Scheme::SERIAL, 1, 1), fixed, timeout)?;
+        let serial_unshaped = Runner::new(
+            &spec_of(Scheme::SERIAL, 1, 1, Lanes::Threads),
+            fixed,
+            timeout,
+        )?;
         let probe = measure_runner(
             &serial_unshaped,
             &unshaped,
@@ -441,6 +448,7 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
                     key: key.clone(),
                     k,
                     m,
+                    lanes: lanes.unwrap_or_else(|| ci.lanes()),
                     predicted: (auto || cfg.predict)
                         .then(|| ci.predict_scheme(scheme.inter_linear, k, m)),
                 }
@@ -511,6 +519,7 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
                 material: meas.material.to_string(),
                 trunc: p.trunc.to_string(),
                 link_bytes: Some(meas.link_bytes),
+                lanes: c.lanes.to_string(),
             }
         };
         if cfg.interleave {
@@ -526,7 +535,7 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
             let runners = choices
                 .iter()
                 .map(|c| {
-                    Runner::new(&spec_of(c.scheme, c.k, c.m), fixed, timeout)
+                    Runner::new(&spec_of(c.scheme, c.k, c.m, c.lanes), fixed, timeout)
                         .map_err(|e| Error::Config(format!("{}: {e}", c.key)))
                 })
                 .collect::<Result<Vec<_>>>()?;
@@ -572,8 +581,14 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
                 let c = fresh.next().expect("a choice per scheme not resumed");
                 bar.at(finished, &format!("{} k={} m={}", c.key, c.k, c.m));
                 finished += 1;
-                let meas = measure(&spec_of(c.scheme, c.k, c.m), fixed, &p.link, reps, timeout)
-                    .map_err(|e| Error::Config(format!("{}: {e}", c.key)))?;
+                let meas = measure(
+                    &spec_of(c.scheme, c.k, c.m, c.lanes),
+                    fixed,
+                    &p.link,
+                    reps,
+                    timeout,
+                )
+                .map_err(|e| Error::Config(format!("{}: {e}", c.key)))?;
                 if c.scheme.is_serial() {
                     serial = Some(serial_of(&meas));
                 }

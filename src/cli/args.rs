@@ -49,6 +49,10 @@ pub struct JobArgs {
     /// Micro-batches in flight for inter-batch (m).
     #[arg(long, default_value_t = 2)]
     pub batches_in_flight: usize,
+    /// Where inter-batch's micro-batch lanes run: threads (one OS thread each) or
+    /// coroutines (taking turns on the party's thread; cheaper when rounds compute little)
+    #[arg(long, default_value = "threads")]
+    pub lanes: String,
 }
 
 impl Default for JobArgs {
@@ -64,6 +68,7 @@ impl Default for JobArgs {
             scheme: "serial".into(),
             chunks: 2,
             batches_in_flight: 2,
+            lanes: "threads".into(),
         }
     }
 }
@@ -80,6 +85,7 @@ impl JobArgs {
             scheme: self.scheme.parse::<Scheme>()?,
             chunks: self.chunks,
             batches_in_flight: self.batches_in_flight,
+            lanes: self.lanes.parse()?,
         };
         Ok(JobSpec {
             model: self.model.clone(),

@@ -117,7 +117,7 @@ impl Comm for TracedComm<'_> {
         let t0 = Instant::now();
         let r = self.inner.wait(from, tag, len);
         let t1 = Instant::now();
-        let thread = std::thread::current().name().unwrap_or("lane").to_string();
+        let thread = crate::lanes::current_name();
         self.recorder.spans.lock().unwrap().push(Span {
             party: self.inner.party(),
             thread,

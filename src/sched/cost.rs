@@ -1,4 +1,5 @@
-//! Cost model for `auto` chunk and micro-batch counts. Depends on std only.
+//! Cost model for `auto` chunk and micro-batch counts and lane mode. Depends on
+//! sched::Lanes only.
 //!
 //! Inputs, measured except F: T_c, the online time of the serial scheme over an unshaped,
 //! zero-latency link (pure compute plus in-memory copies); B, the bytes the busiest
@@ -19,9 +20,23 @@
 //! With inter-linear, F leaves the critical path: it goes out as background traffic in the
 //! link's idle time; the link still has to carry it, hence the floor B/bw.
 //!
-//! o is the per-lane, per-round overhead (thread hand-off and message setup), about 30 µs
-//! on this machine; the first lane's is already inside T_c, so only the extra lanes add it. The model ignores
-//! that lanes compete for the same cores, so it is optimistic when T_c dominates; it is reported beside the measured time for that reason.
+//! o is the per-lane, per-round overhead; the first lane's is already inside T_c, so only
+//! the extra lanes add it. With micro-batch lanes as threads it is a thread hand-off and
+//! message setup, about 30 µs on this machine; as coroutines (`Lanes::Coroutines`) about
+//! 10 µs (fitted to LeNet on lan: 7-20 µs over k·m = 4 and 8), mostly the per-round fixed
+//! cost of the protocols that a smaller micro-batch does not shrink. The model ignores
+//! that lanes compete for the same cores, so it is optimistic when T_c dominates; it is
+//! reported beside the measured time for that reason.
+//!
+//! Lane mode (`lanes`): coroutines when a round's compute, T_c/R, is under
+//! `COROUTINE_MAX_ROUND_S`. Thread lanes cost a wake-up per lane and round, which matters
+//! when a round computes for tens of microseconds (LeNet on lan: 83 µs per round, `all`
+//! 1.12-1.16x with threads against 1.23-1.25x as coroutines); coroutine lanes give up
+//! running two lanes' elementwise protocol steps on two cores at once, which matters when a
+//! round computes for longer (the CIFAR ResNet: 720 µs per round, `all` p50 about 8% slower
+//! as coroutines). The threshold lies between the two, measured on this 2-core machine.
+
+use super::Lanes;
 
 /// What the model needs to know about a run.
 #[derive(Clone, Copy, Debug)]
@@ -38,6 +53,9 @@ pub struct CostInputs {
 }
 
 const LANE_OVERHEAD_S: f64 = 30e-6;
+const COROUTINE_OVERHEAD_S: f64 = 10e-6;
+/// Rounds that compute for less than this run their micro-batch lanes as coroutines.
+pub const COROUTINE_MAX_ROUND_S: f64 = 250e-6;
 const CANDIDATES: [usize; 4] = [1, 2, 4, 8];
 
 impl CostInputs {
@@ -49,6 +67,22 @@ impl CostInputs {
     /// R·L: the time the rounds' latencies add up to.
     pub fn t_lat(&self) -> f64 {
         self.rounds * self.latency_ms * 1e-3
+    }
+
+    /// Where micro-batch lanes should run (see the module doc).
+    pub fn lanes(&self) -> Lanes {
+        if self.t_compute_s < COROUTINE_MAX_ROUND_S * self.rounds.max(1.0) {
+            Lanes::Coroutines
+        } else {
+            Lanes::Threads
+        }
+    }
+
+    fn lane_overhead_s(&self) -> f64 {
+        match self.lanes() {
+            Lanes::Threads => LANE_OVERHEAD_S,
+            Lanes::Coroutines => COROUTINE_OVERHEAD_S,
+        }
     }
 
     /// Predicted online time of a scheme with k chunks and m micro-batches, with or without
@@ -81,7 +115,7 @@ impl CostInputs {
         };
         let overlap = tc.min(tb);
         tc + tb + tl - overlap * (1.0 - 1.0 / lanes) - lat_hidden
-            + (lanes - 1.0) * self.rounds * LANE_OVERHEAD_S
+            + (lanes - 1.0) * self.rounds * self.lane_overhead_s()
     }
 
     /// The (k, m) with the lowest predicted time among 1, 2, 4, 8 (m limited by the batch).

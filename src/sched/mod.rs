@@ -2,8 +2,9 @@
 //! scheme runs the same `Ctx` methods (`relu`, `maxpool2d`, `linear`, `take_linear_triple`,
 //! `open_weight_mask`, `open_input_mask`, `finish_with_mask`, ...) and differs only in
 //! which lane calls them and when.
-//! Depends on model, proto, ring; lanes are plain threads (a lane blocks on the network, so
-//! it must not occupy a rayon worker; heavy kernels inside it still use the rayon pool).
+//! Depends on model, proto, ring, lanes. Lanes are coroutines on the party's thread
+//! (`crate::lanes`): a lane that waits for the network hands the thread to the next lane
+//! that can compute; heavy kernels inside a lane still use the whole rayon pool.
 //!
 //! - `serial`: layer after layer on the whole tensor, each opening posted then awaited.
 //! - `inter-linear`: a weights lane opens every private layer's weight mask F = W - B and
@@ -23,9 +24,11 @@ pub mod cost;
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::lanes;
 use crate::model::transformer::Exec;
 use crate::model::{broadcast_bias, linear_layer, Layer, Model, Weights};
 use crate::proto::{Ctx, LinearOp, PreparedLinear, Share};
@@ -94,12 +97,49 @@ impl fmt::Display for Scheme {
     }
 }
 
-/// A scheme with its parameters resolved: k chunks per layer, m micro-batches in flight.
+/// Where micro-batch lanes run. Chunk and weights lanes are always coroutines on the
+/// thread of the lane that starts them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Lanes {
+    /// One OS thread per micro-batch: their compute can run on several cores at once, at
+    /// the price of a thread wake-up per lane and round (see `cost`).
+    #[default]
+    Threads,
+    /// Every lane of a party takes turns on the party's thread (`crate::lanes`): a lane
+    /// switch costs nanoseconds, but only kernels run on more than one core.
+    Coroutines,
+}
+
+impl FromStr for Lanes {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim() {
+            "threads" => Ok(Lanes::Threads),
+            "coroutines" => Ok(Lanes::Coroutines),
+            other => Err(Error::Config(format!(
+                "unknown lane mode '{other}': use threads or coroutines"
+            ))),
+        }
+    }
+}
+
+impl fmt::Display for Lanes {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(match self {
+            Lanes::Threads => "threads",
+            Lanes::Coroutines => "coroutines",
+        })
+    }
+}
+
+/// A scheme with its parameters resolved: k chunks per layer, m micro-batches in flight,
+/// and where the micro-batch lanes run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Schedule {
     pub scheme: Scheme,
     pub chunks: usize,
     pub batches_in_flight: usize,
+    pub lanes: Lanes,
 }
 
 impl Schedule {
@@ -108,6 +148,7 @@ impl Schedule {
             scheme: Scheme::SERIAL,
             chunks: 1,
             batches_in_flight: 1,
+            lanes: Lanes::Threads,
         }
     }
     fn k(&self) -> usize {
@@ -136,6 +177,8 @@ struct SlotState {
     /// The layer with its weight mask opened.
     value: Option<Prepared>,
     readers_left: usize,
+    /// Threads with a lane waiting for this slot (lanes of other micro-batch threads).
+    waiters: Vec<std::thread::Thread>,
 }
 
 /// Prepared private layers, filled by a weights lane, read by the activation lanes. Each
@@ -144,7 +187,7 @@ struct SlotState {
 /// prepared layer. A slot lets go of its layer once every lane is done with it: VGG16's
 /// first FC layer alone keeps 0.8 GB per party in B + F.
 struct Slots {
-    items: Vec<(Mutex<SlotState>, Condvar)>,
+    items: Vec<Mutex<SlotState>>,
 }
 
 impl Slots {
@@ -153,39 +196,54 @@ impl Slots {
         Slots {
             items: (0..n)
                 .map(|_| {
-                    let state = SlotState {
+                    Mutex::new(SlotState {
                         mask: None,
                         value: None,
                         readers_left: readers,
-                    };
-                    (Mutex::new(state), Condvar::new())
+                        waiters: Vec::new(),
+                    })
                 })
                 .collect(),
         }
     }
     fn set_mask(&self, i: usize, a: Arc<RingTensor>) {
-        self.items[i].0.lock().unwrap().mask = Some(Ok(a));
-        self.items[i].1.notify_all();
+        let mut g = self.items[i].lock().unwrap();
+        g.mask = Some(Ok(a));
+        Self::wake(g);
     }
     /// The prepared layer, or its failure (which also fails a mask not set yet).
     fn set(&self, i: usize, v: Prepared) {
-        let mut g = self.items[i].0.lock().unwrap();
+        let mut g = self.items[i].lock().unwrap();
         if let Err(msg) = &v {
             g.mask.get_or_insert_with(|| Err(msg.clone()));
         }
         g.value = Some(v);
+        Self::wake(g);
+    }
+    /// Wake every lane waiting for a slot: on this thread (`notify`) and on others.
+    fn wake(mut g: std::sync::MutexGuard<SlotState>) {
+        let waiters = std::mem::take(&mut g.waiters);
         drop(g);
-        self.items[i].1.notify_all();
+        lanes::notify();
+        waiters.iter().for_each(std::thread::Thread::unpark);
     }
     fn wait_for<T>(
         &self,
         i: usize,
         pick: impl Fn(&SlotState) -> Option<std::result::Result<T, String>>,
     ) -> Result<T> {
-        let (m, cv) = &self.items[i];
-        let mut g = m.lock().unwrap();
         loop {
-            match pick(&g) {
+            let mut g = self.items[i].lock().unwrap();
+            let got = pick(&g);
+            if got.is_none() {
+                // Registered under the lock, so a `set` after it unparks this thread.
+                let me = std::thread::current();
+                if g.waiters.iter().all(|t| t.id() != me.id()) {
+                    g.waiters.push(me);
+                }
+            }
+            drop(g);
+            match got {
                 Some(r) => {
                     return r.map_err(|msg| {
                         Error::Protocol(format!(
@@ -193,7 +251,7 @@ impl Slots {
                         ))
                     })
                 }
-                None => g = cv.wait(g).unwrap(),
+                None => lanes::park_timeout(Duration::from_secs(1)),
             }
         }
     }
@@ -207,7 +265,7 @@ impl Slots {
     }
     /// One lane is finished with layer `i`; the last one frees it.
     fn done(&self, i: usize) {
-        let mut g = self.items[i].0.lock().unwrap();
+        let mut g = self.items[i].lock().unwrap();
         g.readers_left = g.readers_left.saturating_sub(1);
         if g.readers_left == 0 {
             let gone = "finished by every lane already";
@@ -301,17 +359,17 @@ struct Env<'e> {
     slots: Option<&'e Slots>,
 }
 
-/// Spawn a lane thread named after its parent lane (timelines show one row per lane).
-fn lane<'scope, 'env, T: Send + 'scope>(
-    sc: &'scope std::thread::Scope<'scope, 'env>,
+fn lane_panicked() -> Error {
+    Error::Protocol("a pipeline lane panicked".into())
+}
+
+/// Spawn a lane named after its parent lane (timelines show one row per lane).
+fn lane<'scope, 'env, T: 'scope>(
+    sc: &'scope lanes::Scope<'scope, 'env>,
     name: String,
-    f: impl FnOnce() -> T + Send + 'scope,
-) -> std::thread::ScopedJoinHandle<'scope, T> {
-    let parent = std::thread::current().name().unwrap_or("lane").to_string();
-    std::thread::Builder::new()
-        .name(format!("{parent} / {name}"))
-        .spawn_scoped(sc, f)
-        .expect("cannot spawn a pipeline lane thread")
+    f: impl FnOnce() -> T + 'scope,
+) -> lanes::Handle<'scope, T> {
+    sc.spawn(format!("{} / {name}", lanes::current_name()), f)
 }
 
 /// Run `f` on `k` chunks of `x` along `axis`, each chunk in its own lane (the first on the
@@ -334,7 +392,7 @@ fn chunked(
         .enumerate()
         .map(|(c, &(s, e))| (s, Share(x.0.slice_axis(axis, s, e)), ctx.child(c as u64)))
         .collect();
-    let results: Vec<Result<Share>> = std::thread::scope(|sc| {
+    let results: Vec<Result<Share>> = lanes::scope(|sc| {
         let mut it = parts.into_iter();
         let (s0, x0, c0) = it.next().unwrap();
         let handles: Vec<_> = it
@@ -342,10 +400,11 @@ fn chunked(
             .map(|(c, (s, xc, cc))| lane(sc, format!("chunk {}", c + 1), move || f(&cc, &xc, s)))
             .collect();
         let mut out = vec![f(&c0, &x0, s0)];
-        out.extend(handles.into_iter().map(|h| {
-            h.join()
-                .unwrap_or_else(|_| Err(Error::Protocol("a pipeline lane panicked".into())))
-        }));
+        out.extend(
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(lane_panicked()))),
+        );
         out
     });
     let shares = results.into_iter().collect::<Result<Vec<_>>>()?;
@@ -452,14 +511,13 @@ fn linear_parts(
             let own = Slots::new(1, 1);
             let layer: LinearSpec = (op, w, b, x.shape().to_vec());
             let wctx = ctx.child(u64::MAX);
-            std::thread::scope(|sc| {
+            lanes::scope(|sc| {
                 let (own, layer) = (&own, &layer);
                 let h = lane(sc, "weights".into(), move || {
                     prepare_into(&wctx, own, 0, layer);
                 });
                 let y = finish_private(ctx, k, own, 0, x, 0);
-                h.join()
-                    .map_err(|_| Error::Protocol("a pipeline lane panicked".into()))?;
+                h.join().map_err(|_| lane_panicked())?;
                 y
             })
         }
@@ -544,7 +602,7 @@ pub fn forward(
     let weights_ctx = ctx.child(u64::MAX).background();
     let lane_ctxs: Vec<Ctx> = (0..m).map(|b| ctx.child(b as u64)).collect();
     let ranges = crate::ring::tensor::split_ranges(batch, m);
-    std::thread::scope(|sc| {
+    lanes::scope(|sc| {
         if inter_linear {
             // WEIGHT_LANES lanes take the layers in turn, so one lane's F is on the link
             // while another computes C + A·F; each layer has its own context, made here in
@@ -569,25 +627,72 @@ pub fn forward(
             }
         }
         let env = &env;
-        let handles: Vec<_> = lane_ctxs
-            .into_iter()
-            .zip(ranges)
-            .enumerate()
-            .map(|(bi, (lctx, (s, e)))| {
-                let xb = Share(x.0.slice_axis(0, s, e));
-                lane(sc, format!("batch {bi}"), move || {
-                    let mut ordinal = 0;
-                    run_layers(&lctx, &model.layers, &xb, env, s, &mut ordinal)
+        // `Lanes::Threads`: a thread per micro-batch, so that their compute can use every
+        // core (only the kernels inside a lane are parallel). `Lanes::Coroutines`: all on
+        // the party's own thread, which is also the first thread in the other mode and
+        // runs the weights lanes in both.
+        let threads = match schedule.lanes {
+            Lanes::Threads => m,
+            Lanes::Coroutines => 1,
+        };
+        let mut groups: Vec<Vec<(usize, Ctx, Share, usize)>> =
+            (0..threads).map(|_| Vec::new()).collect();
+        for (bi, (lctx, (s, e))) in lane_ctxs.into_iter().zip(ranges).enumerate() {
+            groups[bi % threads].push((bi, lctx, Share(x.0.slice_axis(0, s, e)), s));
+        }
+        let run_group = move |g: Vec<(usize, Ctx, Share, usize)>| {
+            lanes::scope(|ls| {
+                let hs: Vec<_> = g
+                    .into_iter()
+                    .map(|(bi, lctx, xb, s)| {
+                        let h = lane(ls, format!("batch {bi}"), move || {
+                            let mut ordinal = 0;
+                            run_layers(&lctx, &model.layers, &xb, env, s, &mut ordinal)
+                        });
+                        (bi, h)
+                    })
+                    .collect();
+                hs.into_iter()
+                    .map(|(bi, h)| (bi, h.join().unwrap_or_else(|_| Err(lane_panicked()))))
+                    .collect::<Vec<_>>()
+            })
+        };
+        let mut groups = groups.into_iter();
+        let mine = groups.next().unwrap_or_default();
+        let left = std::sync::atomic::AtomicUsize::new(threads - 1);
+        let mut outs: Vec<(usize, Result<Share>)> = std::thread::scope(|ts| {
+            let root = std::thread::current();
+            let parent = lanes::current_name();
+            let hs: Vec<_> = groups
+                .enumerate()
+                .map(|(t, g)| {
+                    let (root, left, run_group) = (root.clone(), &left, &run_group);
+                    std::thread::Builder::new()
+                        .name(format!("{parent} / batches {}", t + 1))
+                        .spawn_scoped(ts, move || {
+                            let r = run_group(g);
+                            left.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                            root.unpark();
+                            r
+                        })
+                        .expect("cannot spawn a pipeline lane thread")
                 })
-            })
-            .collect();
-        let outs = handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::Protocol("a pipeline lane panicked".into())))
-            })
-            .collect::<Result<Vec<_>>>()?;
+                .collect();
+            let mut outs = run_group(mine);
+            // Keep running this thread's weights lanes until the other threads are done.
+            while left.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                lanes::park_timeout(Duration::from_secs(1));
+            }
+            for h in hs {
+                match h.join() {
+                    Ok(r) => outs.extend(r),
+                    Err(_) => outs.push((usize::MAX, Err(lane_panicked()))),
+                }
+            }
+            outs
+        });
+        outs.sort_by_key(|o| o.0);
+        let outs = outs.into_iter().map(|o| o.1).collect::<Result<Vec<_>>>()?;
         Ok(Share(RingTensor::concat(
             0,
             &outs.into_iter().map(|s| s.0).collect::<Vec<_>>(),

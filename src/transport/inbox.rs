@@ -233,7 +233,7 @@ impl Inbox {
             }
             let nap = Duration::from_nanos(wake.saturating_sub(now).max(1));
             drop(slot);
-            std::thread::park_timeout(nap);
+            crate::lanes::park_timeout(nap);
             slot = pb.map.lock().unwrap();
             slot.waiters.remove(&tag);
             pb.sleepers.fetch_sub(1, Ordering::SeqCst);

@@ -1,0 +1,376 @@
+//! Pipeline lanes as coroutines on their party's thread: `scope` and `Scope::spawn` (shaped
+//! like `std::thread::scope`), `Handle::join`, and the one way anything on a party's thread
+//! blocks, `park_timeout`. Depends on nothing else in the crate (std and corosensei).
+//!
+//! Why coroutines rather than a thread per lane: a lane spends most of a round waiting, and
+//! on a machine with fewer cores than lanes every wait as an OS thread costs a futex wake-up
+//! on the sending side and a context switch on the receiving side (tens of microseconds on
+//! an idle virtual CPU, once per lane per round), and the kernel may preempt a lane in the
+//! middle of its round's compute to run another. As coroutines, a party's lanes take turns
+//! on its one thread: a lane that waits hands the thread to the next lane that can run, in
+//! nanoseconds, and the thread sleeps only when every lane waits. Heavy kernels inside a
+//! lane still use the whole rayon pool.
+//!
+//! How waiting works. Code that blocks (the transports' `Inbox::wait`, the weight slots,
+//! `join`) loops on "check; register to be woken; `park_timeout`" exactly as with threads,
+//! and wake-ups from other threads are plain `Thread::unpark`s of the party's thread. Here,
+//! `park_timeout` in a lane suspends it; on the party's own code (the root, which is not a
+//! lane) it drives the lanes until something may have changed for the root. The driver
+//! resumes a suspended lane only when it may be able to go on: its nap is over, the OS
+//! thread was unparked (some other thread delivered something), or something on this
+//! thread changed (`notify`: a lane finished, a weight slot was filled). When no lane can
+//! go on, the thread parks until the earliest nap ends. A spurious return from
+//! `park_timeout` is always allowed, as with `std::thread::park_timeout`.
+//!
+//! The rule this imposes: nothing a lane waits for may be signalled only through a primitive
+//! that blocks the OS thread (a `Condvar`, a channel): it must end in `notify` (same
+//! thread) or an unpark (another thread).
+
+use std::cell::{Cell, RefCell};
+use std::marker::PhantomData;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use corosensei::stack::DefaultStack;
+use corosensei::{Coroutine, CoroutineResult, Yielder};
+
+/// Stack of one lane. Lanes run the same protocol code as the party's own thread, which
+/// Rust gives 2 MiB; pages are only touched as used.
+const LANE_STACK: usize = 2 << 20;
+
+/// A lane yields the time its nap ends.
+type Co = Coroutine<(), Instant, (), DefaultStack>;
+
+struct Task {
+    name: String,
+    co: Co,
+    /// Where the lane's `Yielder` lives (set by the lane when it first runs).
+    yielder: Rc<Cell<*const Yielder<(), Instant>>>,
+    /// Not yet run, or woken by a change since it parked.
+    fresh: bool,
+    parked_gen: u64,
+    wake: Instant,
+}
+
+/// One party thread's lanes.
+#[derive(Default)]
+struct Exec {
+    /// Suspended (or not yet started) lanes, in spawn order.
+    tasks: RefCell<Vec<Task>>,
+    /// Bumped by every change a parked lane may be waiting for.
+    gen: Cell<u64>,
+    /// The running lane's yielder; null on the root.
+    yielder: Cell<*const Yielder<(), Instant>>,
+    /// The running lane's name; None on the root.
+    name: RefCell<Option<String>>,
+    /// Stacks of finished lanes, reused by the next ones.
+    stacks: RefCell<Vec<DefaultStack>>,
+}
+
+thread_local! {
+    static EXEC: Exec = Exec::default();
+}
+
+/// Something a lane on this thread may wait for has changed (a value it polls was set).
+pub fn notify() {
+    EXEC.with(|e| e.bump());
+}
+
+/// The running lane's name, or the thread's name on the party's own code.
+pub fn current_name() -> String {
+    EXEC.with(|e| e.name.borrow().clone())
+        .unwrap_or_else(|| std::thread::current().name().unwrap_or("lane").to_string())
+}
+
+/// Block the caller for at most `nap`, or less (callers re-check what they wait for). In a
+/// lane: suspend it; on the root with lanes alive: run them meanwhile; otherwise a plain
+/// `std::thread::park_timeout`.
+pub fn park_timeout(nap: Duration) {
+    EXEC.with(|e| {
+        let y = e.yielder.get();
+        if !y.is_null() {
+            // SAFETY: `y` is the running lane's own yielder, set by the driver just before
+            // it resumed this lane, on this thread; the lane is running, so it is alive.
+            unsafe { (*y).suspend(Instant::now() + nap) };
+        } else if e.tasks.borrow().is_empty() {
+            std::thread::park_timeout(nap);
+        } else {
+            e.drive(Instant::now() + nap);
+        }
+    })
+}
+
+impl Exec {
+    fn bump(&self) {
+        self.gen.set(self.gen.get() + 1);
+    }
+
+    /// Run lanes on the root until something changed or `deadline`.
+    fn drive(&self, deadline: Instant) {
+        let g0 = self.gen.get();
+        loop {
+            self.pass();
+            let now = Instant::now();
+            if self.gen.get() != g0 || now >= deadline {
+                return;
+            }
+            let until = (self.tasks.borrow().iter())
+                .map(|t| t.wake)
+                .fold(deadline, Instant::min);
+            if until > now {
+                std::thread::park_timeout(until - now);
+            }
+            // An unpark or a nap's end: every parked lane re-checks.
+            self.bump();
+        }
+    }
+
+    /// Resume, once each, every lane that may be able to go on.
+    fn pass(&self) {
+        let now = Instant::now();
+        let mut i = 0;
+        loop {
+            let mut task = {
+                let mut ts = self.tasks.borrow_mut();
+                let gen = self.gen.get();
+                match (i..ts.len()).find(|&j| {
+                    let t = &ts[j];
+                    t.fresh || t.parked_gen < gen || t.wake <= now
+                }) {
+                    Some(j) => {
+                        i = j;
+                        ts.remove(j)
+                    }
+                    None => return,
+                }
+            };
+            self.yielder.set(task.yielder.get());
+            let outer = self.name.replace(Some(std::mem::take(&mut task.name)));
+            let r = task.co.resume(());
+            task.name = self.name.replace(outer).unwrap_or_default();
+            self.yielder.set(std::ptr::null());
+            match r {
+                CoroutineResult::Yield(wake) => {
+                    task.wake = wake;
+                    task.fresh = false;
+                    task.parked_gen = self.gen.get();
+                    self.tasks.borrow_mut().insert(i, task);
+                    i += 1;
+                }
+                CoroutineResult::Return(()) => {
+                    self.stacks.borrow_mut().push(task.co.into_stack());
+                    self.bump();
+                }
+            }
+        }
+    }
+}
+
+/// Lanes spawned by one `scope` call; all are finished when `scope` returns.
+pub struct Scope<'scope, 'env: 'scope> {
+    done: RefCell<Vec<Rc<Cell<bool>>>>,
+    _scope: PhantomData<&'scope mut &'scope ()>,
+    _env: PhantomData<&'env mut &'env ()>,
+}
+
+/// A lane's result, once it has finished.
+pub struct Handle<'scope, T> {
+    slot: Rc<RefCell<Option<std::thread::Result<T>>>>,
+    _scope: PhantomData<&'scope ()>,
+}
+
+/// Run `f`, which may spawn lanes borrowing from the caller; returns once every lane it
+/// spawned has finished (also when `f` panics), as `std::thread::scope` does.
+pub fn scope<'env, F, T>(f: F) -> T
+where
+    F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> T,
+{
+    let s = Scope {
+        done: RefCell::new(Vec::new()),
+        _scope: PhantomData,
+        _env: PhantomData,
+    };
+    struct Wait<'a, 's, 'e>(&'a Scope<'s, 'e>);
+    impl Drop for Wait<'_, '_, '_> {
+        fn drop(&mut self) {
+            while !self.0.done.borrow().iter().all(|d| d.get()) {
+                park_timeout(Duration::from_secs(1));
+            }
+        }
+    }
+    let wait = Wait(&s);
+    let out = f(&s);
+    drop(wait);
+    out
+}
+
+impl<'scope> Scope<'scope, '_> {
+    /// Start `f` as a lane named `name` on this thread. It first runs when the spawning
+    /// code next blocks.
+    pub fn spawn<F, T>(&'scope self, name: String, f: F) -> Handle<'scope, T>
+    where
+        F: FnOnce() -> T + 'scope,
+        T: 'scope,
+    {
+        let slot: Rc<RefCell<Option<std::thread::Result<T>>>> = Rc::new(RefCell::new(None));
+        let done = Rc::new(Cell::new(false));
+        let yielder = Rc::new(Cell::new(std::ptr::null()));
+        let (s, d, y) = (slot.clone(), done.clone(), yielder.clone());
+        let body = move |yi: &Yielder<(), Instant>, ()| {
+            y.set(yi as *const _);
+            EXEC.with(|e| e.yielder.set(yi as *const _));
+            *s.borrow_mut() = Some(catch_unwind(AssertUnwindSafe(f)));
+            d.set(true);
+        };
+        let stack = EXEC.with(|e| e.stacks.borrow_mut().pop());
+        let stack = match stack {
+            Some(st) => st,
+            None => DefaultStack::new(LANE_STACK).expect("cannot map a pipeline lane's stack"),
+        };
+        // SAFETY: the lane borrows only what outlives 'scope, and `scope` does not return
+        // (nor unwind past its frame) before every lane spawned in it has finished: its
+        // `Wait` guard drives them to the end.
+        let co: Co = unsafe { Coroutine::with_stack_unchecked(stack, body) };
+        self.done.borrow_mut().push(done);
+        EXEC.with(|e| {
+            e.tasks.borrow_mut().push(Task {
+                name,
+                co,
+                yielder,
+                fresh: true,
+                parked_gen: 0,
+                wake: Instant::now(),
+            })
+        });
+        Handle {
+            slot,
+            _scope: PhantomData,
+        }
+    }
+}
+
+impl<T> Handle<'_, T> {
+    /// Wait for the lane to finish; Err carries its panic.
+    pub fn join(self) -> std::thread::Result<T> {
+        loop {
+            if let Some(r) = self.slot.borrow_mut().take() {
+                return r;
+            }
+            park_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    #[test]
+    fn lanes_interleave_at_their_waits_and_join_in_order() {
+        // Two lanes that each wait for the other's step: only possible if a lane's wait
+        // hands the thread to the other lane.
+        let step = Cell::new(0usize);
+        let log = RefCell::new(Vec::new());
+        let wait_for = |n: usize| {
+            while step.get() < n {
+                park_timeout(Duration::from_secs(5));
+            }
+        };
+        let out = scope(|s| {
+            let a = s.spawn("a".into(), || {
+                for i in 0..3 {
+                    wait_for(2 * i);
+                    log.borrow_mut().push(format!("a{i} {}", current_name()));
+                    step.set(step.get() + 1);
+                    notify();
+                }
+                1
+            });
+            let b = s.spawn("b".into(), || {
+                for i in 0..3 {
+                    wait_for(2 * i + 1);
+                    log.borrow_mut().push(format!("b{i} {}", current_name()));
+                    step.set(step.get() + 1);
+                    notify();
+                }
+                2
+            });
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        assert_eq!(out, (1, 2));
+        let want: Vec<String> = (0..3)
+            .flat_map(|i| [format!("a{i} a"), format!("b{i} b")])
+            .collect();
+        assert_eq!(*log.borrow(), want);
+    }
+
+    #[test]
+    fn an_unpark_from_another_thread_wakes_a_lane() {
+        let flag = Arc::new(AtomicUsize::new(0));
+        let me = std::thread::current();
+        let f2 = flag.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            f2.store(1, Ordering::SeqCst);
+            me.unpark();
+        });
+        let start = Instant::now();
+        scope(|s| {
+            let h = s.spawn("waiter".into(), || {
+                while flag.load(Ordering::SeqCst) == 0 {
+                    park_timeout(Duration::from_secs(10));
+                }
+            });
+            h.join().unwrap();
+        });
+        t.join().unwrap();
+        // Woken by the unpark, not by the 10 s nap.
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_panicking_lane_is_an_error_at_join_and_nested_scopes_finish() {
+        let total = Cell::new(0);
+        let r = scope(|s| {
+            let bad = s.spawn("bad".into(), || -> u32 { panic!("lane failure") });
+            let good = s.spawn("good".into(), || {
+                scope(|s2| {
+                    let hs: Vec<_> = (1..=3)
+                        .map(|i| {
+                            let total = &total;
+                            s2.spawn(format!("inner {i}"), move || {
+                                park_timeout(Duration::from_millis(1));
+                                total.set(total.get() + i);
+                            })
+                        })
+                        .collect();
+                    hs.into_iter().for_each(|h| h.join().unwrap());
+                });
+                7
+            });
+            (bad.join().is_err(), good.join().unwrap())
+        });
+        assert_eq!(r, (true, 7));
+        assert_eq!(total.get(), 6);
+    }
+
+    #[test]
+    fn a_nap_ends_without_a_wake_up() {
+        let start = Instant::now();
+        scope(|s| {
+            s.spawn("sleeper".into(), || {
+                let t0 = Instant::now();
+                while t0.elapsed() < Duration::from_millis(30) {
+                    park_timeout(Duration::from_millis(30).saturating_sub(t0.elapsed()));
+                }
+            })
+            .join()
+            .unwrap();
+        });
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(30) && took < Duration::from_secs(5));
+    }
+}
