@@ -10,7 +10,7 @@
 //! weights = ["private", "public"]
 //! chunks = "auto"                          # or an integer k
 //! batches_in_flight = "auto"               # or an integer m
-//! lanes = "auto"                           # or "threads" / "coroutines" (micro-batch lanes)
+//! lanes = "auto"                           # or "threads" / "coroutines" (pipeline lanes)
 //! warmup = 1
 //! reps = 5                                # at least this many measured repetitions
 //! min_time_s = 1.0                        # and repeat until this much online time
@@ -93,7 +93,7 @@ pub struct BenchConfig {
     pub chunks: Count,
     #[serde(default = "auto")]
     pub batches_in_flight: Count,
-    /// Where micro-batch lanes run: "threads", "coroutines", or "auto" (the default: the
+    /// Where pipeline lanes run: "threads", "coroutines", or "auto" (the default: the
     /// cost model's choice from the measured compute per round, `CostInputs::lanes`).
     #[serde(default)]
     pub lanes: Option<String>,

@@ -60,7 +60,7 @@ pub struct Row {
     /// peer), which t_comm_s and link_util count; empty in rows from before this column.
     #[serde(default)]
     pub link_bytes: Option<u64>,
-    /// Where the micro-batch lanes ran, `threads` or `coroutines` (sched::Lanes); empty in
+    /// Where the pipeline lanes ran, `threads` or `coroutines` (sched::Lanes); empty in
     /// rows from before this column, which all ran as threads.
     #[serde(default)]
     pub lanes: String,

@@ -49,8 +49,9 @@ pub struct JobArgs {
     /// Micro-batches in flight for inter-batch (m).
     #[arg(long, default_value_t = 2)]
     pub batches_in_flight: usize,
-    /// Where inter-batch's micro-batch lanes run: threads (one OS thread each) or
-    /// coroutines (taking turns on the party's thread; cheaper when rounds compute little)
+    /// Where pipeline lanes (micro-batches, chunks, weights) run: threads (an OS thread
+    /// each) or coroutines (taking turns on the party's thread; cheaper when rounds compute
+    /// little)
     #[arg(long, default_value = "threads")]
     pub lanes: String,
 }

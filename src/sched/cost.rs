@@ -21,8 +21,8 @@
 //! link's idle time; the link still has to carry it, hence the floor B/bw.
 //!
 //! o is the per-lane, per-round overhead; the first lane's is already inside T_c, so only
-//! the extra lanes add it. With micro-batch lanes as threads it is a thread hand-off and
-//! message setup, about 30 µs on this machine; as coroutines (`Lanes::Coroutines`) about
+//! the extra lanes add it. With lanes as threads it is a thread hand-off and message
+//! setup, about 30 µs on this machine; as coroutines (`Lanes::Coroutines`) about
 //! 10 µs (fitted to LeNet on lan: 7-20 µs over k·m = 4 and 8), mostly the per-round fixed
 //! cost of the protocols that a smaller micro-batch does not shrink. The model ignores
 //! that lanes compete for the same cores, so it is optimistic when T_c dominates; it is
@@ -54,7 +54,7 @@ pub struct CostInputs {
 
 const LANE_OVERHEAD_S: f64 = 30e-6;
 const COROUTINE_OVERHEAD_S: f64 = 10e-6;
-/// Rounds that compute for less than this run their micro-batch lanes as coroutines.
+/// Rounds that compute for less than this run their lanes as coroutines.
 pub const COROUTINE_MAX_ROUND_S: f64 = 250e-6;
 const CANDIDATES: [usize; 4] = [1, 2, 4, 8];
 
@@ -69,7 +69,7 @@ impl CostInputs {
         self.rounds * self.latency_ms * 1e-3
     }
 
-    /// Where micro-batch lanes should run (see the module doc).
+    /// Where lanes should run (see the module doc).
     pub fn lanes(&self) -> Lanes {
         if self.t_compute_s < COROUTINE_MAX_ROUND_S * self.rounds.max(1.0) {
             Lanes::Coroutines

@@ -2,9 +2,10 @@
 //! scheme runs the same `Ctx` methods (`relu`, `maxpool2d`, `linear`, `take_linear_triple`,
 //! `open_weight_mask`, `open_input_mask`, `finish_with_mask`, ...) and differs only in
 //! which lane calls them and when.
-//! Depends on model, proto, ring, lanes. Lanes are coroutines on the party's thread
-//! (`crate::lanes`): a lane that waits for the network hands the thread to the next lane
-//! that can compute; heavy kernels inside a lane still use the whole rayon pool.
+//! Depends on model, proto, ring, lanes. A lane is an OS thread or a coroutine on the
+//! party's thread (`Lanes`, `crate::lanes`); either way heavy kernels inside it use the
+//! whole rayon pool, and a thread lane never occupies a rayon worker (it blocks on the
+//! network).
 //!
 //! - `serial`: layer after layer on the whole tensor, each opening posted then awaited.
 //! - `inter-linear`: a weights lane opens every private layer's weight mask F = W - B and
@@ -97,16 +98,15 @@ impl fmt::Display for Scheme {
     }
 }
 
-/// Where micro-batch lanes run. Chunk and weights lanes are always coroutines on the
-/// thread of the lane that starts them.
+/// Where a schedule's lanes (micro-batches, chunks, weights) run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Lanes {
-    /// One OS thread per micro-batch: their compute can run on several cores at once, at
-    /// the price of a thread wake-up per lane and round (see `cost`).
+    /// An OS thread per lane: lanes compute on several cores at once, at the price of a
+    /// thread wake-up per lane and round (see `cost`).
     #[default]
     Threads,
     /// Every lane of a party takes turns on the party's thread (`crate::lanes`): a lane
-    /// switch costs nanoseconds, but only kernels run on more than one core.
+    /// switch costs nanoseconds, but only kernels use more than one core.
     Coroutines,
 }
 
@@ -133,7 +133,7 @@ impl fmt::Display for Lanes {
 }
 
 /// A scheme with its parameters resolved: k chunks per layer, m micro-batches in flight,
-/// and where the micro-batch lanes run.
+/// and where the lanes run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Schedule {
     pub scheme: Scheme,
@@ -295,7 +295,7 @@ fn prepare_into(ctx: &Ctx, slots: &Slots, i: usize, layer: &LinearSpec) -> bool 
 /// its rows of E = X - A as soon as A is known, then waits for the prepared layer.
 fn finish_private(
     ctx: &Ctx,
-    k: usize,
+    k: (usize, Lanes),
     slots: &Slots,
     i: usize,
     x: &Share,
@@ -363,13 +363,47 @@ fn lane_panicked() -> Error {
     Error::Protocol("a pipeline lane panicked".into())
 }
 
-/// Spawn a lane named after its parent lane (timelines show one row per lane).
-fn lane<'scope, 'env, T: 'scope>(
-    sc: &'scope lanes::Scope<'scope, 'env>,
-    name: String,
-    f: impl FnOnce() -> T + 'scope,
-) -> lanes::Handle<'scope, T> {
-    sc.spawn(format!("{} / {name}", lanes::current_name()), f)
+/// A lane's work, to run on another thread or as a coroutine.
+type LaneFn<'a, T> = Box<dyn FnOnce() -> T + Send + 'a>;
+
+/// Run `first` on the calling thread and each of `rest` as a lane, and wait for them all;
+/// a lane that panicked is an error. `mode` says whether the lanes are OS threads or
+/// coroutines on this thread. Lanes are named after their parent lane (timelines show a
+/// row per lane).
+fn fork_join<'a, A, B: Send + 'a>(
+    mode: Lanes,
+    first: impl FnOnce() -> A,
+    rest: Vec<(String, LaneFn<'a, B>)>,
+) -> (A, Vec<Result<B>>) {
+    let parent = lanes::current_name();
+    let named = rest
+        .into_iter()
+        .map(|(name, f)| (format!("{parent} / {name}"), f));
+    match mode {
+        Lanes::Threads => std::thread::scope(|sc| {
+            let hs: Vec<_> = named
+                .map(|(name, f)| {
+                    std::thread::Builder::new()
+                        .name(name)
+                        .spawn_scoped(sc, f)
+                        .expect("cannot spawn a pipeline lane thread")
+                })
+                .collect();
+            let a = first();
+            let bs = hs
+                .into_iter()
+                .map(|h| h.join().map_err(|_| lane_panicked()));
+            (a, bs.collect())
+        }),
+        Lanes::Coroutines => lanes::scope(|sc| {
+            let hs: Vec<_> = named.map(|(name, f)| sc.spawn(name, f)).collect();
+            let a = first();
+            let bs = hs
+                .into_iter()
+                .map(|h| h.join().map_err(|_| lane_panicked()));
+            (a, bs.collect())
+        }),
+    }
 }
 
 /// Run `f` on `k` chunks of `x` along `axis`, each chunk in its own lane (the first on the
@@ -378,7 +412,7 @@ fn chunked(
     ctx: &Ctx,
     x: &Share,
     axis: usize,
-    k: usize,
+    (k, mode): (usize, Lanes),
     f: &(dyn Fn(&Ctx, &Share, usize) -> Result<Share> + Sync),
 ) -> Result<Share> {
     let n = x.shape()[axis];
@@ -387,27 +421,22 @@ fn chunked(
         return f(ctx, x, 0);
     }
     let ranges = crate::ring::tensor::split_ranges(n, k);
-    let parts: Vec<(usize, Share, Ctx)> = ranges
+    let mut parts = ranges
         .iter()
         .enumerate()
-        .map(|(c, &(s, e))| (s, Share(x.0.slice_axis(axis, s, e)), ctx.child(c as u64)))
+        .map(|(c, &(s, e))| (s, Share(x.0.slice_axis(axis, s, e)), ctx.child(c as u64)));
+    let (s0, x0, c0) = parts.next().unwrap();
+    let rest: Vec<(String, LaneFn<Result<Share>>)> = parts
+        .enumerate()
+        .map(|(c, (s, xc, cc))| {
+            let lane: LaneFn<Result<Share>> = Box::new(move || f(&cc, &xc, s));
+            (format!("chunk {}", c + 1), lane)
+        })
         .collect();
-    let results: Vec<Result<Share>> = lanes::scope(|sc| {
-        let mut it = parts.into_iter();
-        let (s0, x0, c0) = it.next().unwrap();
-        let handles: Vec<_> = it
-            .enumerate()
-            .map(|(c, (s, xc, cc))| lane(sc, format!("chunk {}", c + 1), move || f(&cc, &xc, s)))
-            .collect();
-        let mut out = vec![f(&c0, &x0, s0)];
-        out.extend(
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(lane_panicked()))),
-        );
-        out
-    });
-    let shares = results.into_iter().collect::<Result<Vec<_>>>()?;
+    let (y0, ys) = fork_join(mode, || f(&c0, &x0, s0), rest);
+    let shares = std::iter::once(y0)
+        .chain(ys.into_iter().map(|y| y.and_then(|y| y)))
+        .collect::<Result<Vec<_>>>()?;
     Ok(Share(RingTensor::concat(
         axis,
         &shares.into_iter().map(|s| s.0).collect::<Vec<_>>(),
@@ -423,6 +452,7 @@ fn run_layers(
     ordinal: &mut usize,
 ) -> Result<Share> {
     let k = env.schedule.k();
+    let kl = (k, env.schedule.lanes);
     let mut x = x.clone();
     for l in layers {
         x = match l {
@@ -461,7 +491,7 @@ fn run_layers(
                 // Elementwise: chunk the flat tensor, whatever the batch size.
                 let shape = x.shape().to_vec();
                 let flat = x.reshape(&[x.len()])?;
-                chunked(ctx, &flat, 0, k, &|c, xc, _| {
+                chunked(ctx, &flat, 0, kl, &|c, xc, _| {
                     l.forward_mpc(c, xc, env.weights)
                 })?
                 .reshape(&shape)?
@@ -469,7 +499,7 @@ fn run_layers(
             Layer::MaxPool { .. } | Layer::AvgPool { .. } if k > 1 => {
                 // Windows never cross channels: chunk the batch, or the channels at batch 1.
                 let axis = if x.shape()[0] >= k { 0 } else { 1 };
-                chunked(ctx, &x, axis, k, &|c, xc, _| {
+                chunked(ctx, &x, axis, kl, &|c, xc, _| {
                     l.forward_mpc(c, xc, env.weights)
                 })?
             }
@@ -498,28 +528,30 @@ fn linear_parts(
     row0: usize,
     i: usize,
 ) -> Result<Share> {
-    let k = env.schedule.k();
+    let k = (env.schedule.k(), env.schedule.lanes);
     if env.weights == Weights::Public {
         return linear_layer(ctx, op, x, w, b, env.weights);
     }
     match env.slots {
         Some(slots) => finish_private(ctx, k, slots, i, x, row0),
-        None if k > 1 && x.shape()[0] > 1 => {
+        None if k.0 > 1 && x.shape()[0] > 1 => {
             // Chunked without inter-linear: a lane of its own opens this layer's weight
             // mask while the chunks open their rows of E, so the layer still costs one
             // round of latency, as in serial.
             let own = Slots::new(1, 1);
             let layer: LinearSpec = (op, w, b, x.shape().to_vec());
             let wctx = ctx.child(u64::MAX);
-            lanes::scope(|sc| {
-                let (own, layer) = (&own, &layer);
-                let h = lane(sc, "weights".into(), move || {
-                    prepare_into(&wctx, own, 0, layer);
-                });
-                let y = finish_private(ctx, k, own, 0, x, 0);
-                h.join().map_err(|_| lane_panicked())?;
-                y
-            })
+            let (own, layer) = (&own, &layer);
+            let weights: LaneFn<()> = Box::new(move || {
+                prepare_into(&wctx, own, 0, layer);
+            });
+            let (y, w) = fork_join(
+                k.1,
+                || finish_private(ctx, k, own, 0, x, 0),
+                vec![("weights".into(), weights)],
+            );
+            w.into_iter().collect::<Result<Vec<()>>>()?;
+            y
         }
         None => linear_layer(ctx, op, x, w, b, env.weights),
     }
@@ -560,7 +592,8 @@ impl Exec for BlockExec<'_> {
         x: &Share,
         f: &(dyn Fn(&Ctx, &Share) -> Result<Share> + Sync),
     ) -> Result<Share> {
-        chunked(ctx, x, 0, self.env.schedule.k(), &|c, xc, _| f(c, xc))
+        let s = &self.env.schedule;
+        chunked(ctx, x, 0, (s.k(), s.lanes), &|c, xc, _| f(c, xc))
     }
 }
 
@@ -602,100 +635,48 @@ pub fn forward(
     let weights_ctx = ctx.child(u64::MAX).background();
     let lane_ctxs: Vec<Ctx> = (0..m).map(|b| ctx.child(b as u64)).collect();
     let ranges = crate::ring::tensor::split_ranges(batch, m);
-    lanes::scope(|sc| {
-        if inter_linear {
-            // WEIGHT_LANES lanes take the layers in turn, so one lane's F is on the link
-            // while another computes C + A·F; each layer has its own context, made here in
-            // order, so keys do not depend on which lane gets there first.
-            let mut per_lane: Vec<Vec<(usize, Ctx)>> =
-                (0..WEIGHT_LANES).map(|_| Vec::new()).collect();
-            for i in 0..linear.len() {
-                per_lane[i % WEIGHT_LANES].push((i, weights_ctx.child(i as u64)));
-            }
-            for (w, layers) in per_lane.into_iter().enumerate() {
-                let (linear, slots) = (&linear, &slots);
-                lane(sc, format!("weights {w}"), move || {
-                    for (n, (i, wctx)) in layers.iter().enumerate() {
-                        if !prepare_into(wctx, slots, *i, &linear[*i]) {
-                            layers[n + 1..].iter().for_each(|(j, _)| {
-                                slots.set(*j, Err("an earlier layer's preparation failed".into()))
-                            });
-                            return;
-                        }
-                    }
-                });
-            }
+    let env = &env;
+    let mut rest: Vec<(String, LaneFn<Option<Result<Share>>>)> = Vec::new();
+    if inter_linear {
+        // WEIGHT_LANES lanes take the layers in turn, so one lane's F is on the link while
+        // another computes C + A·F; each layer has its own context, made here in order, so
+        // keys do not depend on which lane gets there first.
+        let mut per_lane: Vec<Vec<(usize, Ctx)>> = (0..WEIGHT_LANES).map(|_| Vec::new()).collect();
+        for i in 0..linear.len() {
+            per_lane[i % WEIGHT_LANES].push((i, weights_ctx.child(i as u64)));
         }
-        let env = &env;
-        // `Lanes::Threads`: a thread per micro-batch, so that their compute can use every
-        // core (only the kernels inside a lane are parallel). `Lanes::Coroutines`: all on
-        // the party's own thread, which is also the first thread in the other mode and
-        // runs the weights lanes in both.
-        let threads = match schedule.lanes {
-            Lanes::Threads => m,
-            Lanes::Coroutines => 1,
-        };
-        let mut groups: Vec<Vec<(usize, Ctx, Share, usize)>> =
-            (0..threads).map(|_| Vec::new()).collect();
-        for (bi, (lctx, (s, e))) in lane_ctxs.into_iter().zip(ranges).enumerate() {
-            groups[bi % threads].push((bi, lctx, Share(x.0.slice_axis(0, s, e)), s));
-        }
-        let run_group = move |g: Vec<(usize, Ctx, Share, usize)>| {
-            lanes::scope(|ls| {
-                let hs: Vec<_> = g
-                    .into_iter()
-                    .map(|(bi, lctx, xb, s)| {
-                        let h = lane(ls, format!("batch {bi}"), move || {
-                            let mut ordinal = 0;
-                            run_layers(&lctx, &model.layers, &xb, env, s, &mut ordinal)
+        for (w, layers) in per_lane.into_iter().enumerate() {
+            let (linear, slots) = (&linear, &slots);
+            let lane: LaneFn<Option<Result<Share>>> = Box::new(move || {
+                for (n, (i, wctx)) in layers.iter().enumerate() {
+                    if !prepare_into(wctx, slots, *i, &linear[*i]) {
+                        layers[n + 1..].iter().for_each(|(j, _)| {
+                            slots.set(*j, Err("an earlier layer's preparation failed".into()))
                         });
-                        (bi, h)
-                    })
-                    .collect();
-                hs.into_iter()
-                    .map(|(bi, h)| (bi, h.join().unwrap_or_else(|_| Err(lane_panicked()))))
-                    .collect::<Vec<_>>()
-            })
-        };
-        let mut groups = groups.into_iter();
-        let mine = groups.next().unwrap_or_default();
-        let left = std::sync::atomic::AtomicUsize::new(threads - 1);
-        let mut outs: Vec<(usize, Result<Share>)> = std::thread::scope(|ts| {
-            let root = std::thread::current();
-            let parent = lanes::current_name();
-            let hs: Vec<_> = groups
-                .enumerate()
-                .map(|(t, g)| {
-                    let (root, left, run_group) = (root.clone(), &left, &run_group);
-                    std::thread::Builder::new()
-                        .name(format!("{parent} / batches {}", t + 1))
-                        .spawn_scoped(ts, move || {
-                            let r = run_group(g);
-                            left.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
-                            root.unpark();
-                            r
-                        })
-                        .expect("cannot spawn a pipeline lane thread")
-                })
-                .collect();
-            let mut outs = run_group(mine);
-            // Keep running this thread's weights lanes until the other threads are done.
-            while left.load(std::sync::atomic::Ordering::SeqCst) > 0 {
-                lanes::park_timeout(Duration::from_secs(1));
-            }
-            for h in hs {
-                match h.join() {
-                    Ok(r) => outs.extend(r),
-                    Err(_) => outs.push((usize::MAX, Err(lane_panicked()))),
+                        break;
+                    }
                 }
-            }
-            outs
+                None
+            });
+            rest.push((format!("weights {w}"), lane));
+        }
+    }
+    for (bi, (lctx, (s, e))) in lane_ctxs.into_iter().zip(ranges).enumerate() {
+        let xb = Share(x.0.slice_axis(0, s, e));
+        let lane: LaneFn<Option<Result<Share>>> = Box::new(move || {
+            let mut ordinal = 0;
+            Some(run_layers(&lctx, &model.layers, &xb, env, s, &mut ordinal))
         });
-        outs.sort_by_key(|o| o.0);
-        let outs = outs.into_iter().map(|o| o.1).collect::<Result<Vec<_>>>()?;
-        Ok(Share(RingTensor::concat(
-            0,
-            &outs.into_iter().map(|s| s.0).collect::<Vec<_>>(),
-        )))
-    })
+        rest.push((format!("batch {bi}"), lane));
+    }
+    let ((), outs) = fork_join(schedule.lanes, || (), rest);
+    let outs = outs
+        .into_iter()
+        .filter_map(|o| o.transpose())
+        .map(|o| o.and_then(|y| y))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Share(RingTensor::concat(
+        0,
+        &outs.into_iter().map(|s| s.0).collect::<Vec<_>>(),
+    )))
 }
