@@ -171,11 +171,20 @@ impl<'a> Ctx<'a> {
         let p0 = self.party() == 0;
         let mut z = c;
         // One pass per stacked copy of x: y, δ, b and z are `rep` blocks of x's length.
+        // z = c ^ (ε & b) ^ (a & δ) ^ (ε & δ)[party 0]; party 0 folds as ε & (b ^ δ). Indexed
+        // over slices of one length, with the party test outside the loop, so that it
+        // compiles to vector code (a five-way zip did not).
+        let (a, eps) = (&a[..len], &eps[..len]);
         for ((zb, bb), db) in z.chunks_mut(len).zip(b.chunks(len)).zip(delta.chunks(len)) {
-            // z = c ^ (ε & b) ^ (a & δ) ^ (ε & δ)[party 0]; party 0 folds as ε & (b ^ δ).
-            for ((((zi, &bi), &di), &e), &ai) in zb.iter_mut().zip(bb).zip(db).zip(eps).zip(&a) {
-                let bside = if p0 { bi ^ di } else { bi };
-                *zi ^= (e & bside) ^ (ai & di);
+            let (zb, bb, db) = (&mut zb[..len], &bb[..len], &db[..len]);
+            if p0 {
+                for i in 0..len {
+                    zb[i] ^= (eps[i] & (bb[i] ^ db[i])) ^ (a[i] & db[i]);
+                }
+            } else {
+                for i in 0..len {
+                    zb[i] ^= (eps[i] & bb[i]) ^ (a[i] & db[i]);
+                }
             }
         }
         let z = RingTensor::try_from_vec(y.shape(), z)?;

@@ -303,7 +303,12 @@ impl<'a> Ctx<'a> {
         }
         // The largest part keeps the message's buffer; only the others are copied out.
         let lens: Vec<usize> = shapes.iter().map(|s| s.iter().product()).collect();
-        let big = (0..lens.len()).max_by_key(|&i| lens[i]).unwrap_or(0);
+        // The first of the largest: callers put the part they want handed back first, and
+        // `max_by_key` alone would take the last of equal parts (every AND of equal
+        // operands), moving the buffer's second half down over the first.
+        let big = (0..lens.len())
+            .max_by_key(|&i| (lens[i], std::cmp::Reverse(i)))
+            .unwrap_or(0);
         let start: usize = lens[..big].iter().sum();
         let mut out: Vec<Option<RingTensor>> = Vec::with_capacity(shapes.len());
         let mut off = 0;
