@@ -163,9 +163,14 @@ impl<'a> Ctx<'a> {
         // The message [y ^ b, x ^ a] is built in place: this is the hottest opening of
         // every comparison, and separate masked tensors would be copied once more. The
         // larger part goes first so that the opening hands it back without a move.
+        // Copied, then masked in place: both passes compile to vector code, where a zipped
+        // `extend` ran one word at a time.
         let mut msg = Vec::with_capacity(len + ylen);
-        msg.extend(y.0.data().iter().zip(&b).map(|(y, b)| y ^ b));
-        msg.extend(x.0.data().iter().zip(&a).map(|(x, a)| x ^ a));
+        msg.extend_from_slice(y.0.data());
+        msg.extend_from_slice(x.0.data());
+        let (ym, xm) = msg.split_at_mut(ylen);
+        ym.iter_mut().zip(&b[..ylen]).for_each(|(m, b)| *m ^= b);
+        xm.iter_mut().zip(&a[..len]).for_each(|(m, a)| *m ^= a);
         let opened = self.open_flat("and", msg, &[y.shape(), x.shape()], Combine::Xor)?;
         let (delta, eps) = (opened[0].data(), opened[1].data());
         let p0 = self.party() == 0;
