@@ -30,6 +30,9 @@ use std::cell::{Cell, RefCell};
 use std::marker::PhantomData;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use corosensei::stack::DefaultStack;
@@ -70,6 +73,63 @@ struct Exec {
 
 thread_local! {
     static EXEC: Exec = Exec::default();
+    /// When this thread next wakes by itself (`stamp`), 0 while it runs.
+    static PARKED_UNTIL: Arc<AtomicU64> = Arc::new(AtomicU64::new(0));
+}
+
+/// Times in `PARKED_UNTIL` count from here.
+fn stamp(t: Instant) -> u64 {
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    let origin = *ORIGIN.get_or_init(Instant::now);
+    (t.saturating_duration_since(origin).as_nanos() as u64).max(1)
+}
+
+/// Park the OS thread for `nap`, publishing when it will wake by itself.
+fn os_park(nap: Duration) {
+    PARKED_UNTIL.with(|p| {
+        p.store(stamp(Instant::now() + nap), Ordering::SeqCst);
+        std::thread::park_timeout(nap);
+        p.store(0, Ordering::SeqCst);
+    })
+}
+
+/// Wakes the thread that made it (from any thread).
+#[derive(Clone, Debug)]
+pub struct Waker {
+    thread: Thread,
+    parked_until: Arc<AtomicU64>,
+}
+
+impl Waker {
+    /// A waker for the calling thread.
+    pub fn current() -> Waker {
+        Waker {
+            thread: std::thread::current(),
+            parked_until: PARKED_UNTIL.with(Arc::clone),
+        }
+    }
+
+    /// Wake the thread now.
+    pub fn wake(&self) {
+        self.thread.unpark();
+    }
+
+    /// Wake the thread for something it may not use before `ready`. Skipped when the
+    /// thread sleeps until no later than `ready` anyway: it re-checks everything it waits
+    /// for whenever it wakes, and an unpark wakes an idle CPU (the sender pays the IPI).
+    /// With lanes on one thread, messages for the other lanes mostly arrive while the
+    /// thread sleeps until an earlier one is due.
+    ///
+    /// Why no wake-up is lost: the caller publishes what it hands over before calling this
+    /// (SeqCst), and the thread clears its stamp (SeqCst) when it wakes, before it
+    /// re-checks. So a non-zero stamp read here belongs to a sleep whose re-check comes
+    /// after the hand-over, and that sleep ends by `ready`.
+    pub fn wake_for(&self, ready: Instant) {
+        let until = self.parked_until.load(Ordering::SeqCst);
+        if until == 0 || until > stamp(ready) {
+            self.thread.unpark();
+        }
+    }
 }
 
 /// Something a lane on this thread may wait for has changed (a value it polls was set).
@@ -94,7 +154,7 @@ pub fn park_timeout(nap: Duration) {
             // it resumed this lane, on this thread; the lane is running, so it is alive.
             unsafe { (*y).suspend(Instant::now() + nap) };
         } else if e.tasks.borrow().is_empty() {
-            std::thread::park_timeout(nap);
+            os_park(nap);
         } else {
             e.drive(Instant::now() + nap);
         }
@@ -119,7 +179,7 @@ impl Exec {
                 .map(|t| t.wake)
                 .fold(deadline, Instant::min);
             if until > now {
-                std::thread::park_timeout(until - now);
+                os_park(until - now);
             }
             // An unpark or a nap's end: every parked lane re-checks.
             self.bump();

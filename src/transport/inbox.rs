@@ -25,10 +25,10 @@
 //! the lock (so it sees the registration) and unparks the thread; an unpark that comes
 //! before the park makes the park return at once.
 
+use crate::lanes::Waker;
 use std::collections::HashMap;
 use std::sync::atomic::{fence, AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::thread::Thread;
 use std::time::{Duration, Instant};
 
 use crossbeam::queue::SegQueue;
@@ -73,7 +73,7 @@ struct Slot {
     msgs: HashMap<Tag, (u64, bool, Vec<u64>)>,
     gone: Option<(u64, Departure)>,
     /// The parked thread waiting for each tag.
-    waiters: HashMap<Tag, Thread>,
+    waiters: HashMap<Tag, Waker>,
 }
 
 /// The mailboxes of one party, one per peer.
@@ -116,8 +116,16 @@ impl Inbox {
         if pb.sleepers.load(Ordering::SeqCst) > 0 {
             let g = pb.map.lock().unwrap();
             match tag {
-                Some(t) => g.waiters.get(&t).into_iter().for_each(Thread::unpark),
-                None => g.waiters.values().for_each(Thread::unpark),
+                // A message due later is woken for only if its waiter's thread would
+                // otherwise sleep past the due time (`Waker::wake_for`).
+                Some(t) => g.waiters.get(&t).into_iter().for_each(|w| {
+                    if due_ns > 0 {
+                        w.wake_for(self.clock.instant(due_ns))
+                    } else {
+                        w.wake()
+                    }
+                }),
+                None => g.waiters.values().for_each(Waker::wake),
             }
         }
     }
@@ -218,7 +226,7 @@ impl Inbox {
             let wake = pending.map_or(deadline, |(d, spin)| {
                 emulator::wake_before(d, spin).min(deadline)
             });
-            slot.waiters.insert(tag, std::thread::current());
+            slot.waiters.insert(tag, Waker::current());
             pb.sleepers.fetch_add(1, Ordering::SeqCst);
             fence(Ordering::SeqCst);
             let moved = Self::drain(pb, &mut slot, from);
