@@ -433,4 +433,25 @@ mod tests {
         let took = start.elapsed();
         assert!(took >= Duration::from_millis(30) && took < Duration::from_secs(5));
     }
+
+    #[test]
+    fn a_wake_for_something_due_after_the_sleep_ends_does_not_cut_it_short() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t = std::thread::spawn(move || {
+            tx.send(Waker::current()).unwrap();
+            let t0 = Instant::now();
+            park_timeout(Duration::from_millis(400));
+            t0.elapsed()
+        });
+        let w = rx.recv().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        // Due after the sleeper wakes by itself: no unpark.
+        w.wake_for(Instant::now() + Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!t.is_finished(), "woken for a message due after its own wake-up");
+        // Due now: woken at once, well before its 400 ms nap ends.
+        w.wake_for(Instant::now());
+        let slept = t.join().unwrap();
+        assert!(slept >= Duration::from_millis(140) && slept < Duration::from_millis(390));
+    }
 }
