@@ -448,7 +448,10 @@ mod tests {
         // Due after the sleeper wakes by itself: no unpark.
         w.wake_for(Instant::now() + Duration::from_secs(10));
         std::thread::sleep(Duration::from_millis(100));
-        assert!(!t.is_finished(), "woken for a message due after its own wake-up");
+        assert!(
+            !t.is_finished(),
+            "woken for a message due after its own wake-up"
+        );
         // Due now: woken at once, well before its 400 ms nap ends.
         w.wake_for(Instant::now());
         let slept = t.join().unwrap();

@@ -92,10 +92,10 @@ fn rows_have_every_column_and_consistent_values() {
         assert_eq!(r.material, "eager", "{r:?}");
         // No `trunc` key: the 2-party default, CrypTen's local truncation.
         assert_eq!(r.trunc, "local", "{r:?}");
-        // No `lanes` key: coroutines exactly when a round computes for less than the
-        // threshold, from the row's own T_compute and rounds.
+        // No `lanes` key: coroutines exactly when there are no micro-batch lanes or a round
+        // computes for less than the threshold, from the row's own T_compute and rounds.
         let per_round = r.t_compute_s / r.rounds as f64;
-        let want = if per_round < COROUTINE_MAX_ROUND_S {
+        let want = if r.batches_in_flight <= 1 || per_round < COROUTINE_MAX_ROUND_S {
             "coroutines"
         } else {
             "threads"

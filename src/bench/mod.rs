@@ -448,7 +448,7 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
                     key: key.clone(),
                     k,
                     m,
-                    lanes: lanes.unwrap_or_else(|| ci.lanes()),
+                    lanes: lanes.unwrap_or_else(|| ci.lanes(m)),
                     predicted: (auto || cfg.predict)
                         .then(|| ci.predict_scheme(scheme.inter_linear, k, m)),
                 }

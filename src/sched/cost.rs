@@ -32,8 +32,12 @@
 //! that lanes compete for the same cores, so it is optimistic when T_c dominates; it is
 //! reported beside the measured time for that reason.
 //!
-//! Lane mode (`lanes`): coroutines when a round's compute, T_c/R, is under
-//! `COROUTINE_MAX_ROUND_S`. Thread lanes cost a wake-up per lane and round, which matters
+//! Lane mode (`lanes`): coroutines when there are no micro-batch lanes, or when a round's
+//! compute, T_c/R, is under `COROUTINE_MAX_ROUND_S`. Chunk lanes of one layer all wait for
+//! the same rounds, so running them on two cores at once gains little over taking turns
+//! (the CIFAR ResNet at batch 8 on the `balanced` link, `inter-linear+inner-layer` with
+//! k = 8: p50 154-166 ms as coroutines against 164-180 ms as threads); micro-batch lanes
+//! drift apart and fill each other's waits. Thread lanes cost a wake-up per lane and round, which matters
 //! when a round computes for tens of microseconds (LeNet on lan: 83 µs per round, `all`
 //! 1.12-1.16x with threads against 1.23-1.25x as coroutines); coroutine lanes give up
 //! running two lanes' elementwise protocol steps on two cores at once, which matters when a
@@ -74,9 +78,10 @@ impl CostInputs {
         self.rounds * self.latency_ms * 1e-3
     }
 
-    /// Where lanes should run (see the module doc).
-    pub fn lanes(&self) -> Lanes {
-        if self.t_compute_s < COROUTINE_MAX_ROUND_S * self.rounds.max(1.0) {
+    /// Where the lanes of a schedule with `m` micro-batches should run (see the module
+    /// doc).
+    pub fn lanes(&self, m: usize) -> Lanes {
+        if m <= 1 || self.t_compute_s < COROUTINE_MAX_ROUND_S * self.rounds.max(1.0) {
             Lanes::Coroutines
         } else {
             Lanes::Threads
@@ -84,8 +89,8 @@ impl CostInputs {
     }
 
     /// (o_b, o_c): per-round overhead of an extra micro-batch lane and chunk lane.
-    fn lane_overheads_s(&self) -> (f64, f64) {
-        match self.lanes() {
+    fn lane_overheads_s(&self, m: usize) -> (f64, f64) {
+        match self.lanes(m) {
             Lanes::Threads => (LANE_OVERHEAD_S, LANE_OVERHEAD_S),
             Lanes::Coroutines => (BATCH_COROUTINE_OVERHEAD_S, CHUNK_COROUTINE_OVERHEAD_S),
         }
@@ -107,8 +112,8 @@ impl CostInputs {
     /// Predicted online time with k chunks and m micro-batches.
     pub fn predict(&self, k: usize, m: usize) -> f64 {
         let (tc, tb, tl) = (self.t_compute_s, self.t_bw(), self.t_lat());
+        let (o_b, o_c) = self.lane_overheads_s(m);
         let (k, m) = (k.max(1) as f64, m.max(1) as f64);
-        let (o_b, o_c) = self.lane_overheads_s();
         if k == 1.0 && m == 1.0 {
             return tc + tb + tl;
         }
@@ -223,18 +228,21 @@ mod tests {
             latency_ms: 0.1,
             weight_mask_bytes: 0.0,
         };
-        assert_eq!(c.lanes(), Lanes::Coroutines);
+        assert_eq!(c.lanes(2), Lanes::Coroutines);
         c.t_compute_s = 78.0 * 720e-6;
-        assert_eq!(c.lanes(), Lanes::Threads);
+        assert_eq!(c.lanes(2), Lanes::Threads);
         c.t_compute_s = 78.0 * COROUTINE_MAX_ROUND_S * 0.999;
-        assert_eq!(c.lanes(), Lanes::Coroutines);
+        assert_eq!(c.lanes(2), Lanes::Coroutines);
         c.t_compute_s = 78.0 * COROUTINE_MAX_ROUND_S * 1.001;
-        assert_eq!(c.lanes(), Lanes::Threads);
+        assert_eq!(c.lanes(2), Lanes::Threads);
+        // Without micro-batches, coroutines however long the rounds.
+        assert_eq!(c.lanes(1), Lanes::Coroutines);
         // As threads, every extra lane costs the same per round, however the lanes are
-        // split: 4 chunks × 2 micro-batches and 8 chunks have the same 8 lanes and overlap,
-        // and differ only by the latency that 2 micro-batches hide, min(R·L, T_c)/2.
-        let hidden = c.t_lat().min(c.t_compute_s.max(c.t_bw())) / 2.0;
-        let diff = c.predict(8, 1) - c.predict(4, 2);
+        // split: 4 chunks × 2 micro-batches and 2 chunks × 4 have the same 8 lanes and
+        // overlap, and differ only by the latency that the micro-batches hide,
+        // min(R·L, max(T_c, B/bw)) · (1 - 1/m): a quarter of it more with m = 4.
+        let hidden = c.t_lat().min(c.t_compute_s.max(c.t_bw())) / 4.0;
+        let diff = c.predict(4, 2) - c.predict(2, 4);
         assert!((diff - hidden).abs() < 1e-12, "{diff} vs {hidden}");
     }
 }
