@@ -37,7 +37,10 @@
 //! the same rounds, so running them on two cores at once gains little over taking turns
 //! (the CIFAR ResNet at batch 8 on the `balanced` link, `inter-linear+inner-layer` with
 //! k = 8: p50 154-166 ms as coroutines against 164-180 ms as threads); micro-batch lanes
-//! drift apart and fill each other's waits. Thread lanes cost a wake-up per lane and round, which matters
+//! drift apart and fill each other's waits. k and m are chosen with the lanes priced by the
+//! compute per round alone: priced as coroutines, chunks looked nearly free for the ResNet
+//! and `all` took 8 chunks and 1 micro-batch (1.36x on `balanced`) over 8 micro-batches as
+//! threads (1.64-1.71x). Thread lanes cost a wake-up per lane and round, which matters
 //! when a round computes for tens of microseconds (LeNet on lan: 83 µs per round, `all`
 //! 1.12-1.16x with threads against 1.23-1.25x as coroutines); coroutine lanes give up
 //! running two lanes' elementwise protocol steps on two cores at once, which matters when a
@@ -81,7 +84,17 @@ impl CostInputs {
     /// Where the lanes of a schedule with `m` micro-batches should run (see the module
     /// doc).
     pub fn lanes(&self, m: usize) -> Lanes {
-        if m <= 1 || self.t_compute_s < COROUTINE_MAX_ROUND_S * self.rounds.max(1.0) {
+        if m <= 1 {
+            Lanes::Coroutines
+        } else {
+            self.round_lanes()
+        }
+    }
+
+    /// The lane mode by the compute per round alone, which also prices the lanes when k
+    /// and m are chosen.
+    fn round_lanes(&self) -> Lanes {
+        if self.t_compute_s < COROUTINE_MAX_ROUND_S * self.rounds.max(1.0) {
             Lanes::Coroutines
         } else {
             Lanes::Threads
@@ -89,8 +102,8 @@ impl CostInputs {
     }
 
     /// (o_b, o_c): per-round overhead of an extra micro-batch lane and chunk lane.
-    fn lane_overheads_s(&self, m: usize) -> (f64, f64) {
-        match self.lanes(m) {
+    fn lane_overheads_s(&self) -> (f64, f64) {
+        match self.round_lanes() {
             Lanes::Threads => (LANE_OVERHEAD_S, LANE_OVERHEAD_S),
             Lanes::Coroutines => (BATCH_COROUTINE_OVERHEAD_S, CHUNK_COROUTINE_OVERHEAD_S),
         }
@@ -112,7 +125,7 @@ impl CostInputs {
     /// Predicted online time with k chunks and m micro-batches.
     pub fn predict(&self, k: usize, m: usize) -> f64 {
         let (tc, tb, tl) = (self.t_compute_s, self.t_bw(), self.t_lat());
-        let (o_b, o_c) = self.lane_overheads_s(m);
+        let (o_b, o_c) = self.lane_overheads_s();
         let (k, m) = (k.max(1) as f64, m.max(1) as f64);
         if k == 1.0 && m == 1.0 {
             return tc + tb + tl;
