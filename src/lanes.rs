@@ -59,7 +59,7 @@ struct Task {
 /// One party thread's lanes.
 #[derive(Default)]
 struct Exec {
-    /// Suspended (or not yet started) lanes, in spawn order.
+    /// Suspended (or not yet started) lanes; each pass sorts them by nap end.
     tasks: RefCell<Vec<Task>>,
     /// Bumped by every change a parked lane may be waiting for.
     gen: Cell<u64>,
@@ -189,6 +189,11 @@ impl Exec {
     /// Resume, once each, every lane that may be able to go on.
     fn pass(&self) {
         let now = Instant::now();
+        // Earliest nap end first: the lane that has been able to go on the longest runs
+        // first, so the lanes' round-trip chains stay evenly spaced instead of the last
+        // lane in spawn order always waiting behind the others (LeNet on lan, `all` with
+        // 4 micro-batches: η 0.74-0.78 against 0.70-0.74 in spawn order).
+        self.tasks.borrow_mut().sort_by_key(|t| (!t.fresh, t.wake));
         let mut i = 0;
         loop {
             let mut task = {
