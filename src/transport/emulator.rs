@@ -14,7 +14,7 @@
 //! `delivery_time` is that formula and nothing else, so it can be tested on its own. A
 //! message goes into the receiver's `Inbox` at once, stamped with its delivery time, and the
 //! receiving thread does not take it before then (sleeping, then spinning the last
-//! `WAKE_EARLY_NS`), so neither `post` nor the socket I/O thread ever sleeps for the
+//! `WAKE_EARLY_NS`, or `LAN_WAKE_EARLY_NS` of a short delay), so neither `post` nor the socket I/O thread ever sleeps for the
 //! emulator and no extra thread's wake-up sits between the due time and the receiver.
 //!
 //! Profiles (`bench-configs/links.toml` documents the sources): `local` unshaped, `lan`
@@ -369,36 +369,41 @@ impl Clock {
 /// is the only CPU an emulated latency costs.
 const WAKE_EARLY_NS: u64 = 100_000;
 
-/// A message handed over less than this before its due time (a lan-scale link) is slept
-/// out to the due time, never spun: the receiver's CPU has no time to go idle, so the sleep
-/// ends within a few us at the 1 us slack, well inside the 0.2 ms latency target. Spinning
-/// on every lan-scale message would instead burn the cores that pipelined lanes and the
-/// other in-process parties need to compute on. Only long (wan-scale) delays spin, at most
-/// `WAKE_EARLY_NS` per message.
+/// The margin for a message handed over less than this before its due time (a lan-scale
+/// link), instead of `WAKE_EARLY_NS`. A sleep of 20-100 us on this VM ends 24-26 us late
+/// (median; p10 17-21, p90 31-41 us, at the 1 us slack: waking an idle virtual CPU), and
+/// every round of a lan run waits for one: slept out to the due time, 78 rounds of LeNet
+/// were each a quarter of their latency late, and pipelined lanes, whose round trips are
+/// the critical path, lost most of it (`all` p50 13.9-14.8 ms against 12.2-12.9 with a
+/// 30 us spin). The spin costs at most this much CPU per message waited for.
+const LAN_WAKE_EARLY_NS: u64 = 30_000;
+
+/// Delays from this long up use `WAKE_EARLY_NS`.
 const SPIN_MIN_DELAY_NS: u64 = 1_000_000;
 
-/// Whether the receiver of a message handed over at `pushed` and due at `due` should spin
-/// out the end of its wait rather than sleep to the due time.
-pub(crate) fn spins(pushed: u64, due: u64) -> bool {
-    due.saturating_sub(pushed) >= SPIN_MIN_DELAY_NS
-}
-
-/// When a receiver waiting for something due at `due` should end its sleep.
-pub(crate) fn wake_before(due: u64, spin: bool) -> u64 {
-    if spin {
-        due.saturating_sub(WAKE_EARLY_NS)
+/// How long before its due time the receiver of a message handed over at `pushed` and due
+/// at `due` ends its sleep and spins out the rest (0: nothing to wait for).
+pub(crate) fn spin_margin(pushed: u64, due: u64) -> u64 {
+    let delay = due.saturating_sub(pushed);
+    if delay >= SPIN_MIN_DELAY_NS {
+        WAKE_EARLY_NS
     } else {
-        due
+        delay.min(LAN_WAKE_EARLY_NS)
     }
 }
 
-/// True when the receiver should spin now: a spinning message whose due time is close.
-pub(crate) fn near(now: u64, due: u64, spin: bool) -> bool {
-    spin && due.saturating_sub(now) <= WAKE_EARLY_NS
+/// When a receiver waiting for something due at `due` should end its sleep.
+pub(crate) fn wake_before(due: u64, margin: u64) -> u64 {
+    due.saturating_sub(margin)
 }
 
-/// Busy-wait until `due`: only ever called when `near`, so it spins at most
-/// `WAKE_EARLY_NS` (plus however long the thread is preempted).
+/// True when the receiver should spin now: the message's due time is within its margin.
+pub(crate) fn near(now: u64, due: u64, margin: u64) -> bool {
+    margin > 0 && due.saturating_sub(now) <= margin
+}
+
+/// Busy-wait until `due`: only ever called when `near`, so it spins at most the message's
+/// margin (plus however long the thread is preempted).
 pub(crate) fn spin_until(clock: &Clock, due: u64) {
     while clock.now_ns() < due {
         std::hint::spin_loop();

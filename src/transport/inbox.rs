@@ -62,15 +62,15 @@ impl Departure {
 }
 
 struct PeerBox {
-    /// (due time on the inbox's clock, whether its wait ends spinning, arrival).
-    queue: SegQueue<(u64, bool, Arrival)>,
+    /// (due time on the inbox's clock, how long before it the wait spins, arrival).
+    queue: SegQueue<(u64, u64, Arrival)>,
     sleepers: AtomicUsize,
     map: Mutex<Slot>,
 }
 
 #[derive(Default)]
 struct Slot {
-    msgs: HashMap<Tag, (u64, bool, Vec<u64>)>,
+    msgs: HashMap<Tag, (u64, u64, Vec<u64>)>,
     gone: Option<(u64, Departure)>,
     /// The parked thread waiting for each tag.
     waiters: HashMap<Tag, Waker>,
@@ -106,7 +106,7 @@ impl Inbox {
     /// As `push`, but `a` may not be taken before `due_ns` on the inbox's clock.
     pub fn push_at(&self, from: PartyId, due_ns: u64, a: Arrival) {
         let pb = &self.peers[from];
-        let spin = emulator::spins(self.clock.now_ns(), due_ns);
+        let spin = emulator::spin_margin(self.clock.now_ns(), due_ns);
         let tag = match &a {
             Arrival::Msg(t, _) => Some(*t),
             Arrival::Gone(_) => None,
@@ -203,7 +203,7 @@ impl Inbox {
                 if *due <= now {
                     return Err(Self::departed(from, tag, d));
                 }
-                Some((*due, false))
+                Some((*due, 0))
             } else {
                 None
             };
