@@ -177,7 +177,8 @@ struct SlotState {
     /// The layer with its weight mask opened.
     value: Option<Prepared>,
     readers_left: usize,
-    /// Threads with a lane waiting for this slot (lanes of other micro-batch threads).
+    /// Threads with a lane waiting for this slot (each lane is one when lanes are
+    /// threads; as coroutines, the party thread).
     waiters: Vec<std::thread::Thread>,
 }
 
