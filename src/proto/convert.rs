@@ -83,8 +83,6 @@ impl<'a> Ctx<'a> {
         }
         let shape = x.shape().to_vec();
         let flat = [x.0.len()];
-        let x = BinShare(x.0.reshaped(&flat)?);
-        let y = BinShare(y.0.reshaped(&flat)?);
         let n = x.0.len();
         let p0 = x.xor(&y);
         let mut g = self.and(&x, &y)?.0.into_data();
