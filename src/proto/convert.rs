@@ -84,8 +84,8 @@ impl<'a> Ctx<'a> {
         let shape = x.shape().to_vec();
         let flat = [x.0.len()];
         let n = x.0.len();
-        let p0 = x.xor(&y);
-        let mut g = self.and(&x, &y)?.0.into_data();
+        let p0 = x.xor(y);
+        let mut g = self.and(x, y)?.0.into_data();
         let mut p = p0.0.data().to_vec();
         for s in PREFIX_SHIFTS {
             // Stacked as [P≪s, G≪s] so the AND's first half is the new P, kept in place.
