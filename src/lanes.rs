@@ -13,7 +13,8 @@
 //!
 //! How waiting works. Code that blocks (the transports' `Inbox::wait`, the weight slots,
 //! `join`) loops on "check; register to be woken; `park_timeout`" exactly as with threads,
-//! and wake-ups from other threads are plain `Thread::unpark`s of the party's thread. Here,
+//! and wake-ups from other threads are unparks of the party's thread (`Waker`, which skips
+//! one when the thread wakes by itself before the thing is usable anyway). Here,
 //! `park_timeout` in a lane suspends it; on the party's own code (the root, which is not a
 //! lane) it drives the lanes until something may have changed for the root. The driver
 //! resumes a suspended lane only when it may be able to go on: its nap is over, the OS
