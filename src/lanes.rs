@@ -49,12 +49,17 @@ type Co = Coroutine<(), Instant, (), DefaultStack>;
 struct Task {
     name: String,
     co: Co,
-    /// Where the lane's `Yielder` lives (set by the lane when it first runs).
-    yielder: Rc<Cell<*const Yielder<(), Instant>>>,
-    /// Not yet run, or woken by a change since it parked.
-    fresh: bool,
+    /// `Exec::gen` when the lane last suspended.
     parked_gen: u64,
     wake: Instant,
+}
+
+impl Task {
+    /// Whether the lane may be able to go on: never run, something changed since it
+    /// suspended, or its nap is over.
+    fn runnable(&self, gen: u64, now: Instant) -> bool {
+        !self.co.started() || self.parked_gen < gen || self.wake <= now
+    }
 }
 
 /// One party thread's lanes.
@@ -64,7 +69,8 @@ struct Exec {
     tasks: RefCell<Vec<Task>>,
     /// Bumped by every change a parked lane may be waiting for.
     gen: Cell<u64>,
-    /// The running lane's yielder; null on the root.
+    /// The running lane's yielder, set by the lane itself whenever it (re)starts; null on
+    /// the root.
     yielder: Cell<*const Yielder<(), Instant>>,
     /// The running lane's name; None on the root.
     name: RefCell<Option<String>>,
@@ -151,9 +157,11 @@ pub fn park_timeout(nap: Duration) {
     EXEC.with(|e| {
         let y = e.yielder.get();
         if !y.is_null() {
-            // SAFETY: `y` is the running lane's own yielder, set by the driver just before
-            // it resumed this lane, on this thread; the lane is running, so it is alive.
+            // SAFETY: `y` is the running lane's own yielder, which it set when it (re)started
+            // on this thread; the lane is running, so it is alive.
             unsafe { (*y).suspend(Instant::now() + nap) };
+            // Resumed: the driver cleared the slot while other lanes ran.
+            e.yielder.set(y);
         } else if e.tasks.borrow().is_empty() {
             os_park(nap);
         } else {
@@ -194,16 +202,15 @@ impl Exec {
         // first, so the lanes' round-trip chains stay evenly spaced instead of the last
         // lane in spawn order always waiting behind the others (LeNet on lan, `all` with
         // 4 micro-batches: η 0.74-0.78 against 0.70-0.74 in spawn order).
-        self.tasks.borrow_mut().sort_by_key(|t| (!t.fresh, t.wake));
+        self.tasks
+            .borrow_mut()
+            .sort_by_key(|t| (t.co.started(), t.wake));
         let mut i = 0;
         loop {
             let mut task = {
                 let mut ts = self.tasks.borrow_mut();
                 let gen = self.gen.get();
-                match (i..ts.len()).find(|&j| {
-                    let t = &ts[j];
-                    t.fresh || t.parked_gen < gen || t.wake <= now
-                }) {
+                match (i..ts.len()).find(|&j| ts[j].runnable(gen, now)) {
                     Some(j) => {
                         i = j;
                         ts.remove(j)
@@ -211,15 +218,14 @@ impl Exec {
                     None => return,
                 }
             };
-            self.yielder.set(task.yielder.get());
-            let outer = self.name.replace(Some(std::mem::take(&mut task.name)));
+            // Only the root drives, so no lane is running and the name slot is empty.
+            self.name.replace(Some(std::mem::take(&mut task.name)));
             let r = task.co.resume(());
-            task.name = self.name.replace(outer).unwrap_or_default();
+            task.name = self.name.take().unwrap_or_default();
             self.yielder.set(std::ptr::null());
             match r {
                 CoroutineResult::Yield(wake) => {
                     task.wake = wake;
-                    task.fresh = false;
                     task.parked_gen = self.gen.get();
                     self.tasks.borrow_mut().insert(i, task);
                     i += 1;
@@ -281,10 +287,8 @@ impl<'scope> Scope<'scope, '_> {
     {
         let slot: Rc<RefCell<Option<std::thread::Result<T>>>> = Rc::new(RefCell::new(None));
         let done = Rc::new(Cell::new(false));
-        let yielder = Rc::new(Cell::new(std::ptr::null()));
-        let (s, d, y) = (slot.clone(), done.clone(), yielder.clone());
+        let (s, d) = (slot.clone(), done.clone());
         let body = move |yi: &Yielder<(), Instant>, ()| {
-            y.set(yi as *const _);
             EXEC.with(|e| e.yielder.set(yi as *const _));
             *s.borrow_mut() = Some(catch_unwind(AssertUnwindSafe(f)));
             d.set(true);
@@ -303,8 +307,6 @@ impl<'scope> Scope<'scope, '_> {
             e.tasks.borrow_mut().push(Task {
                 name,
                 co,
-                yielder,
-                fresh: true,
                 parked_gen: 0,
                 wake: Instant::now(),
             })

@@ -296,14 +296,14 @@ fn prepare_into(ctx: &Ctx, slots: &Slots, i: usize, layer: &LinearSpec) -> bool 
 /// its rows of E = X - A as soon as A is known, then waits for the prepared layer.
 fn finish_private(
     ctx: &Ctx,
-    k: (usize, Lanes),
+    sch: &Schedule,
     slots: &Slots,
     i: usize,
     x: &Share,
     row0: usize,
 ) -> Result<Share> {
     let y = slots.mask(i).and_then(|a| {
-        chunked(ctx, x, 0, k, &|c, xc, s| {
+        chunked(ctx, x, 0, sch, &|c, xc, s| {
             let e = c.open_input_mask(&a, xc, row0 + s)?;
             c.finish_with_mask(&slots.peek(i)?.0, &e, row0 + s)
         })
@@ -407,17 +407,18 @@ fn fork_join<'a, A, B: Send + 'a>(
     }
 }
 
-/// Run `f` on `k` chunks of `x` along `axis`, each chunk in its own lane (the first on the
-/// calling thread), and concatenate. `f` gets the chunk's start index along `axis`.
+/// Run `f` on the schedule's k chunks of `x` along `axis`, each chunk in its own lane (the
+/// first on the calling thread), and concatenate. `f` gets the chunk's start index along
+/// `axis`.
 fn chunked(
     ctx: &Ctx,
     x: &Share,
     axis: usize,
-    (k, mode): (usize, Lanes),
+    sch: &Schedule,
     f: &(dyn Fn(&Ctx, &Share, usize) -> Result<Share> + Sync),
 ) -> Result<Share> {
     let n = x.shape()[axis];
-    let k = k.min(n).max(1);
+    let k = sch.k().min(n).max(1);
     if k == 1 {
         return f(ctx, x, 0);
     }
@@ -434,7 +435,7 @@ fn chunked(
             (format!("chunk {}", c + 1), lane)
         })
         .collect();
-    let (y0, ys) = fork_join(mode, || f(&c0, &x0, s0), rest);
+    let (y0, ys) = fork_join(sch.lanes, || f(&c0, &x0, s0), rest);
     let shares = std::iter::once(y0)
         .chain(ys.into_iter().map(|y| y.and_then(|y| y)))
         .collect::<Result<Vec<_>>>()?;
@@ -453,7 +454,6 @@ fn run_layers(
     ordinal: &mut usize,
 ) -> Result<Share> {
     let k = env.schedule.k();
-    let kl = (k, env.schedule.lanes);
     let mut x = x.clone();
     for l in layers {
         x = match l {
@@ -492,7 +492,7 @@ fn run_layers(
                 // Elementwise: chunk the flat tensor, whatever the batch size.
                 let shape = x.shape().to_vec();
                 let flat = x.reshape(&[x.len()])?;
-                chunked(ctx, &flat, 0, kl, &|c, xc, _| {
+                chunked(ctx, &flat, 0, &env.schedule, &|c, xc, _| {
                     l.forward_mpc(c, xc, env.weights)
                 })?
                 .reshape(&shape)?
@@ -500,7 +500,7 @@ fn run_layers(
             Layer::MaxPool { .. } | Layer::AvgPool { .. } if k > 1 => {
                 // Windows never cross channels: chunk the batch, or the channels at batch 1.
                 let axis = if x.shape()[0] >= k { 0 } else { 1 };
-                chunked(ctx, &x, axis, kl, &|c, xc, _| {
+                chunked(ctx, &x, axis, &env.schedule, &|c, xc, _| {
                     l.forward_mpc(c, xc, env.weights)
                 })?
             }
@@ -529,13 +529,13 @@ fn linear_parts(
     row0: usize,
     i: usize,
 ) -> Result<Share> {
-    let k = (env.schedule.k(), env.schedule.lanes);
+    let sch = &env.schedule;
     if env.weights == Weights::Public {
         return linear_layer(ctx, op, x, w, b, env.weights);
     }
     match env.slots {
-        Some(slots) => finish_private(ctx, k, slots, i, x, row0),
-        None if k.0 > 1 && x.shape()[0] > 1 => {
+        Some(slots) => finish_private(ctx, sch, slots, i, x, row0),
+        None if sch.k() > 1 && x.shape()[0] > 1 => {
             // Chunked without inter-linear: a lane of its own opens this layer's weight
             // mask while the chunks open their rows of E, so the layer still costs one
             // round of latency, as in serial.
@@ -547,8 +547,8 @@ fn linear_parts(
                 prepare_into(&wctx, own, 0, layer);
             });
             let (y, w) = fork_join(
-                k.1,
-                || finish_private(ctx, k, own, 0, x, 0),
+                sch.lanes,
+                || finish_private(ctx, sch, own, 0, x, 0),
                 vec![("weights".into(), weights)],
             );
             w.into_iter().collect::<Result<Vec<()>>>()?;
@@ -593,8 +593,7 @@ impl Exec for BlockExec<'_> {
         x: &Share,
         f: &(dyn Fn(&Ctx, &Share) -> Result<Share> + Sync),
     ) -> Result<Share> {
-        let s = &self.env.schedule;
-        chunked(ctx, x, 0, (s.k(), s.lanes), &|c, xc, _| f(c, xc))
+        chunked(ctx, x, 0, &self.env.schedule, &|c, xc, _| f(c, xc))
     }
 }
 

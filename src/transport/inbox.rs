@@ -116,15 +116,13 @@ impl Inbox {
         if pb.sleepers.load(Ordering::SeqCst) > 0 {
             let g = pb.map.lock().unwrap();
             match tag {
-                // A message due later is woken for only if its waiter's thread would
-                // otherwise sleep past the due time (`Waker::wake_for`).
-                Some(t) => g.waiters.get(&t).into_iter().for_each(|w| {
-                    if due_ns > 0 {
-                        w.wake_for(self.clock.instant(due_ns))
-                    } else {
-                        w.wake()
-                    }
-                }),
+                // Woken only if its waiter's thread would otherwise sleep past the due
+                // time (`Waker::wake_for`); an unshaped message (due 0) always wakes it.
+                Some(t) => g
+                    .waiters
+                    .get(&t)
+                    .into_iter()
+                    .for_each(|w| w.wake_for(self.clock.instant(due_ns))),
                 None => g.waiters.values().for_each(Waker::wake),
             }
         }
