@@ -103,8 +103,14 @@ impl Im2colB<'_> {
     /// Row p of the column matrix, columns j0..j0+len, into dst.
     #[inline]
     fn row(&self, p: usize, j0: usize, dst: &mut [u64]) {
+        let (ci, ky, kx) = self.g.tap(p);
+        self.taps(ci, ky, kx, j0, dst);
+    }
+
+    /// Columns j0..j0+len of the column-matrix row of tap (ci, ky, kx), into dst.
+    #[inline]
+    fn taps(&self, ci: usize, ky: usize, kx: usize, j0: usize, dst: &mut [u64]) {
         let g = &self.g;
-        let (ci, ky, kx) = g.tap(p);
         let plane = &self.x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
         let mut j = j0;
         let mut d = 0;
@@ -128,6 +134,21 @@ impl Im2colB<'_> {
             d += run;
             j += run;
         }
+    }
+}
+
+/// dst = src for the sliver widths the kernels use, as one fixed-size copy (a vector move)
+/// instead of a call to memcpy for 32-64 bytes.
+#[inline(always)]
+fn copy_sliver(dst: &mut [u64], src: &[u64]) {
+    match dst.len() {
+        8 => <&mut [u64; 8]>::try_from(dst)
+            .unwrap()
+            .copy_from_slice(&src[..8]),
+        4 => <&mut [u64; 4]>::try_from(dst)
+            .unwrap()
+            .copy_from_slice(&src[..4]),
+        n => dst.copy_from_slice(&src[..n]),
     }
 }
 
@@ -169,42 +190,29 @@ impl BSource for Im2colB<'_> {
         if !ncols.is_multiple_of(nr) {
             dst[(slivers - 1) * sl..].fill(0);
         }
+        // Tap outer, sliver inner: the tap's setup (divisions) is paid once per row of the
+        // panel, and each sliver's nr values for one tap are contiguous in dst. Where they
+        // also lie in one output row of an unpadded stride-1 conv (`conv2d_with` pads the
+        // image itself for those), they are nr consecutive input values: one vector copy.
+        // Packing the CIFAR ResNet's 3×3 convs element by element took as long as their
+        // GEMM (conv/GEMM 2.0x against 1.1x now, `mpc-pipe kernels --conv-only`).
         for p in 0..kc {
             let (ci, ky, kx) = g.tap(p0 + p);
             let plane = &self.x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
-            // Column j of the panel lands in sliver j / nr, lane j % nr, of this k step.
-            let (mut s, mut t) = (0usize, 0usize);
-            let mut put = |v: u64| {
-                dst[s * sl + p * w + t] = v;
-                t += 1;
-                if t == nr {
-                    t = 0;
-                    s += 1;
+            let (mut oy, mut ox) = (j0 / g.ow, j0 % g.ow);
+            for s in 0..slivers {
+                let cnt = nr.min(ncols - s * nr);
+                let out = &mut dst[s * sl + p * w..s * sl + p * w + cnt];
+                if g.stride == 1 && g.padding == 0 && ox + cnt <= g.ow {
+                    copy_sliver(out, &plane[(oy + ky) * g.w + ox + kx..]);
+                } else {
+                    self.taps(ci, ky, kx, oy * g.ow + ox, out);
                 }
-            };
-            let mut j = j0;
-            while j < j0 + ncols {
-                let (oy, ox) = (j / g.ow, j % g.ow);
-                let run = (g.ow - ox).min(j0 + ncols - j);
-                match g.iy(oy, ky) {
-                    None => (0..run).for_each(|_| put(0)),
-                    Some(iy) => {
-                        // Zeros left of the image, every stride-th value of the line, zeros
-                        // right of it, with no bounds test per element: with one, ResNet50's
-                        // 7×7/2 stem took 1.23x the time of its GEMM, 1.11x without.
-                        let line = &plane[iy * g.w..(iy + 1) * g.w];
-                        let (lo, hi, start) = g.clip(ox, kx, run);
-                        (0..lo).for_each(|_| put(0));
-                        if hi > lo && g.stride == 1 {
-                            line[start..start + (hi - lo)].iter().for_each(|&v| put(v));
-                        } else if hi > lo {
-                            let taps = line[start..].iter().step_by(g.stride);
-                            taps.take(hi - lo).for_each(|&v| put(v));
-                        }
-                        (hi..run).for_each(|_| put(0));
-                    }
+                ox += cnt;
+                while ox >= g.ow {
+                    ox -= g.ow;
+                    oy += 1;
                 }
-                j += run;
             }
         }
         if swap {
@@ -257,6 +265,16 @@ pub fn conv2d_with(
     }
     let (ckk, ohow) = (g.ckk(), g.ohow());
     let wm = Mat::row_major(w.data(), o, ckk);
+    // A stride-1 conv reads its image through a zero-padded copy (one pass over the image
+    // against kh·kw passes of the gather), so that every sliver of an output row is a plain
+    // run of the copy: see `Im2colB::pack_panel`.
+    let pad_copy = stride == 1 && padding > 0 && !(kh == 1 && kw == 1);
+    let g_in = if pad_copy {
+        Geom::new(c, (h + 2 * padding, wd + 2 * padding), (kh, kw), 1, 0)
+    } else {
+        g
+    };
+    let mut padded = Vec::new();
     for (xb, ob) in x
         .data()
         .chunks_exact(c * h * wd)
@@ -274,9 +292,15 @@ pub fn conv2d_with(
             );
             continue;
         }
+        let xb = if pad_copy {
+            pad_image(xb, &g, &mut padded);
+            &padded[..]
+        } else {
+            xb
+        };
         let call = ConvCall {
             w: wm,
-            src: Im2colB { x: xb, g },
+            src: Im2colB { x: xb, g: g_in },
             c: CPtr {
                 ptr: ob.as_mut_ptr(),
                 rs: ohow as isize,
@@ -289,6 +313,24 @@ pub fn conv2d_with(
         unsafe { (ks.conv)(&call) }
     }
     out
+}
+
+/// `xb` [C, H, W] with `g.padding` zeros around every plane, into `dst` [C, H+2p, W+2p].
+fn pad_image(xb: &[u64], g: &Geom, dst: &mut Vec<u64>) {
+    let (p, pw) = (g.padding, g.w + 2 * g.padding);
+    dst.clear();
+    dst.resize(g.c * (g.h + 2 * p) * pw, 0);
+    for (src, plane) in xb
+        .chunks_exact(g.h * g.w)
+        .zip(dst.chunks_exact_mut((g.h + 2 * p) * pw))
+    {
+        for (line, row) in src
+            .chunks_exact(g.w)
+            .zip(plane[p * pw..].chunks_exact_mut(pw))
+        {
+            row[p..p + g.w].copy_from_slice(line);
+        }
+    }
 }
 
 /// Explicit column matrix [C·KH·KW × OH·OW] of one image.

@@ -299,6 +299,12 @@ macro_rules! kernel_suite {
                 // leaves a short last slab.
                 pool(2).install(|| check_conv(ks, (1, 32, 7, 7), (160, 3, 3), 1, 1, 7));
                 pool(1).install(|| check_conv(ks, (1, 32, 7, 7), (400, 3, 3), 1, 1, 8));
+                // Output rows a whole number of slivers wide (CIFAR-like), padded stride 1:
+                // every sliver is one copied run of the padded image; padding 2 with a 5x5
+                // kernel, and a batch that reuses the padded copy.
+                check_conv(ks, (3, 4, 16, 16), (8, 3, 3), 1, 1, 9);
+                check_conv(ks, (2, 3, 8, 16), (5, 5, 5), 1, 2, 10);
+                pool(2).install(|| check_conv(ks, (1, 16, 32, 32), (16, 3, 3), 1, 1, 11));
             }
 
             #[test]
