@@ -33,19 +33,9 @@ impl<'a> Ctx<'a> {
         let mut b = RingTensor::try_from_vec(&y_shape, b)?;
         // X - A and Y - B straight into the message: for a large weight (VGG16's first FC
         // layer is 0.8 GB per party, times three parties in one process) every copy counts.
-        let mut masked = Vec::with_capacity(x.len() + y.borrow().len());
-        masked.extend(
-            x.data()
-                .iter()
-                .zip(a.data())
-                .map(|(p, q)| p.wrapping_sub(*q)),
-        );
-        masked.extend(
-            y.borrow()
-                .data()
-                .iter()
-                .zip(b.data())
-                .map(|(p, q)| p.wrapping_sub(*q)),
+        let masked = ew::concat_with(
+            &[(x.data(), a.data()), (y.borrow().data(), b.data())],
+            u64::wrapping_sub,
         );
         drop(y);
         let opened = self.open_flat(label, masked, &[x.shape(), &y_shape], Combine::Add)?;
@@ -160,17 +150,10 @@ impl<'a> Ctx<'a> {
                 c.len()
             )));
         }
-        // The message [y ^ b, x ^ a] is built in place: this is the hottest opening of
-        // every comparison, and separate masked tensors would be copied once more. The
-        // larger part goes first so that the opening hands it back without a move.
-        // Copied, then masked in place: both passes compile to vector code, where a zipped
-        // `extend` ran one word at a time.
-        let mut msg = Vec::with_capacity(len + ylen);
-        msg.extend_from_slice(y.0.data());
-        msg.extend_from_slice(x.0.data());
-        let (ym, xm) = msg.split_at_mut(ylen);
-        ym.iter_mut().zip(&b[..ylen]).for_each(|(m, b)| *m ^= b);
-        xm.iter_mut().zip(&a[..len]).for_each(|(m, a)| *m ^= a);
+        // The message [y ^ b, x ^ a], written in one pass: this is the hottest opening of
+        // every comparison. The larger part goes first so that the opening hands it back
+        // without a move.
+        let msg = ew::concat_with(&[(y.0.data(), &b), (x.0.data(), &a)], |v, m| v ^ m);
         let opened = self.open_flat("and", msg, &[y.shape(), x.shape()], Combine::Xor)?;
         let (delta, eps) = (opened[0].data(), opened[1].data());
         let p0 = self.party() == 0;
