@@ -8,7 +8,9 @@
 //! any order. The receiver always knows how long a message must be (shapes are public),
 //! which lets transports reject a wrong-length message instead of trusting the peer.
 
+use std::ops::{Deref, Range};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 use crate::error::Result;
 
@@ -23,6 +25,62 @@ pub struct Tag(pub u64);
 /// Reserved tag for the session-setup exchange of pairwise PRG seeds.
 pub const SETUP_TAG: Tag = Tag(u64::MAX);
 
+/// The words of one message: a buffer of its own, or a range of a buffer its sender shares
+/// with it. An opening sends the same share to every peer and keeps it to combine with
+/// theirs; shared, it goes to all of them without a copy, and an in-process transport hands
+/// the sender's buffer itself to the receiver. A transport that must copy the words anyway
+/// (a socket) just reads them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Payload {
+    Owned(Vec<u64>),
+    Shared(Arc<Vec<u64>>, Range<usize>),
+}
+
+impl Payload {
+    /// `buf[range]`, shared.
+    pub fn shared(buf: &Arc<Vec<u64>>, range: Range<usize>) -> Self {
+        assert!(
+            range.start <= range.end && range.end <= buf.len(),
+            "payload range {range:?} of a {}-word buffer",
+            buf.len()
+        );
+        Payload::Shared(buf.clone(), range)
+    }
+
+    /// The words as a vector of their own (a copy only when shared and still in use).
+    pub fn into_vec(self) -> Vec<u64> {
+        match self {
+            Payload::Owned(v) => v,
+            Payload::Shared(buf, r) if r.start == 0 && r.end == buf.len() => {
+                Arc::try_unwrap(buf).unwrap_or_else(|b| b.to_vec())
+            }
+            Payload::Shared(buf, r) => buf[r].to_vec(),
+        }
+    }
+}
+
+impl Deref for Payload {
+    type Target = [u64];
+    fn deref(&self) -> &[u64] {
+        match self {
+            Payload::Owned(v) => v,
+            Payload::Shared(buf, r) => &buf[r.clone()],
+        }
+    }
+}
+
+impl PartialEq<Vec<u64>> for Payload {
+    fn eq(&self, other: &Vec<u64>) -> bool {
+        **self == other[..]
+    }
+}
+
+impl From<Vec<u64>> for Payload {
+    fn from(v: Vec<u64>) -> Self {
+        Payload::Owned(v)
+    }
+}
+
 /// Point-to-point tagged messaging between the parties of one session.
 pub trait Comm: Send + Sync {
     /// This party's id.
@@ -30,18 +88,18 @@ pub trait Comm: Send + Sync {
     /// Number of computing parties.
     fn parties(&self) -> usize;
     /// Queue `data` for `to`. Returns once the I/O side owns it; never waits for the peer.
-    fn post(&self, to: PartyId, tag: Tag, data: Vec<u64>) -> Result<()>;
+    fn post(&self, to: PartyId, tag: Tag, data: Payload) -> Result<()>;
     /// Queue `data` for `to` as background traffic: on an emulated link it only uses link
     /// time that no ordinary message wants (ordinary messages wait for at most one bulk
     /// fragment), so bandwidth-heavy messages that nobody needs yet (inter-linear's weight
     /// masks) do not hold up the rounds on the critical path. Delivery order between the
     /// two classes is not kept; tags make that harmless. Transports without priorities
     /// send it as `post` does.
-    fn post_bulk(&self, to: PartyId, tag: Tag, data: Vec<u64>) -> Result<()> {
+    fn post_bulk(&self, to: PartyId, tag: Tag, data: Payload) -> Result<()> {
         self.post(to, tag, data)
     }
     /// The message from `from` with `tag`, which must hold exactly `len` words.
-    fn wait(&self, from: PartyId, tag: Tag, len: usize) -> Result<Vec<u64>>;
+    fn wait(&self, from: PartyId, tag: Tag, len: usize) -> Result<Payload>;
     /// Traffic counters of this party.
     fn counters(&self) -> &Counters;
 }
@@ -151,5 +209,32 @@ impl Counters {
                 .collect(),
             rounds: self.rounds.load(Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_payload_reads_its_range_and_copies_only_while_shared() {
+        let buf = Arc::new((0..10u64).collect::<Vec<_>>());
+        let part = Payload::shared(&buf, 3..7);
+        assert_eq!(&*part, &[3, 4, 5, 6]);
+        assert_eq!(part.clone().into_vec(), vec![3, 4, 5, 6]);
+        // The whole buffer, once nobody else holds it, is handed over as it is.
+        let addr = buf.as_ptr();
+        let whole = Payload::shared(&buf, 0..10);
+        drop((buf, part));
+        let v = whole.into_vec();
+        assert_eq!(v.as_ptr(), addr);
+        assert_eq!(v, (0..10u64).collect::<Vec<_>>());
+    }
+
+    #[test]
+    #[should_panic(expected = "payload range")]
+    fn a_range_past_the_buffer_is_refused() {
+        let buf = Arc::new(vec![1u64, 2]);
+        let _ = Payload::shared(&buf, 1..3);
     }
 }

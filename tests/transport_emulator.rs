@@ -88,7 +88,7 @@ fn memory_link_holds_messages_until_their_delivery_time_without_blocking_post() 
     let words = 125_000; // 1 MB
     let t0 = Instant::now();
     for i in 0..3 {
-        a.post(1, Tag(i), vec![i; words]).unwrap();
+        a.post(1, Tag(i), vec![i; words].into()).unwrap();
     }
     let post_s = t0.elapsed().as_secs_f64();
     // post only queues: far below one message's 100 ms serialisation (generous bound).
@@ -117,7 +117,7 @@ fn latency_applies_to_small_messages_and_departure_follows_in_flight_data() {
     let b = eps.pop().unwrap();
     let a = eps.pop().unwrap();
     let t0 = Instant::now();
-    a.post(1, Tag(9), vec![1, 2, 3]).unwrap();
+    a.post(1, Tag(9), vec![1, 2, 3].into()).unwrap();
     drop(a);
     // The message posted before leaving is still delivered, after the latency.
     assert_eq!(b.wait(0, Tag(9), 3).unwrap(), vec![1, 2, 3]);
@@ -274,8 +274,8 @@ mod bulk {
         let b = eps.pop().unwrap();
         let a = eps.pop().unwrap();
         let t0 = Instant::now();
-        a.post_bulk(1, Tag(1), vec![7; 250_000]).unwrap();
-        a.post(1, Tag(2), vec![1, 2]).unwrap();
+        a.post_bulk(1, Tag(1), vec![7; 250_000].into()).unwrap();
+        a.post(1, Tag(2), vec![1, 2].into()).unwrap();
         assert_eq!(b.wait(0, Tag(2), 2).unwrap(), vec![1, 2]);
         let t_small = t0.elapsed().as_secs_f64();
         // Latency + at most one 16 KiB fragment (1.6 ms) + a generous scheduling allowance.

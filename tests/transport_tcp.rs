@@ -116,9 +116,9 @@ fn tags_arrive_in_any_order_and_large_messages_span_frames() {
     let b = eps.pop().unwrap();
     let a = eps.pop().unwrap();
     let big: Vec<u64> = (0..1_500_000u64).map(|i| i * 3).collect(); // 12 MB: 3 frames
-    a.post(1, Tag(3), big.clone()).unwrap();
-    a.post(1, Tag(2), vec![]).unwrap();
-    a.post(1, Tag(1), vec![5, 6]).unwrap();
+    a.post(1, Tag(3), big.clone().into()).unwrap();
+    a.post(1, Tag(2), vec![].into()).unwrap();
+    a.post(1, Tag(1), vec![5, 6].into()).unwrap();
     assert_eq!(b.wait(0, Tag(1), 2).unwrap(), vec![5, 6]);
     assert_eq!(b.wait(0, Tag(2), 0).unwrap(), Vec::<u64>::new());
     assert_eq!(b.wait(0, Tag(3), big.len()).unwrap(), big);
@@ -130,7 +130,7 @@ fn tags_arrive_in_any_order_and_large_messages_span_frames() {
         8 * (big.len() as u64 + 2)
     );
     // A wrong expected length is refused.
-    b.post(0, Tag(4), vec![1, 2, 3]).unwrap();
+    b.post(0, Tag(4), vec![1, 2, 3].into()).unwrap();
     assert!(matches!(a.wait(1, Tag(4), 2), Err(Error::Protocol(_))));
     let t = Instant::now();
     drop_all(vec![a, b]);
@@ -260,7 +260,7 @@ fn departed_peer_fails_waiters_at_once_but_its_last_messages_arrive() {
     let c = eps.pop().unwrap();
     let b = eps.pop().unwrap();
     let a = eps.pop().unwrap();
-    b.post(0, Tag(1), vec![42]).unwrap();
+    b.post(0, Tag(1), vec![42].into()).unwrap();
     // Clean goodbye; it lingers until its peers close too, so on another thread.
     let gone_b = std::thread::spawn(move || drop(b));
     assert_eq!(a.wait(1, Tag(1), 1).unwrap(), vec![42]);
@@ -270,7 +270,7 @@ fn departed_peer_fails_waiters_at_once_but_its_last_messages_arrive() {
         other => panic!("expected a peer error, got {other:?}"),
     }
     // A late post to a peer that finished cleanly is not an error (it drains it).
-    assert!(a.post(1, Tag(5), vec![1]).is_ok());
+    assert!(a.post(1, Tag(5), vec![1].into()).is_ok());
     // An abort (as after a failure) is reported as a lost connection, also at once.
     c.abort();
     match a.wait(2, Tag(3), 1) {
@@ -280,7 +280,7 @@ fn departed_peer_fails_waiters_at_once_but_its_last_messages_arrive() {
         other => panic!("expected a peer error, got {other:?}"),
     }
     assert!(t.elapsed() < Duration::from_secs(5));
-    assert!(a.post(2, Tag(4), vec![1]).is_err());
+    assert!(a.post(2, Tag(4), vec![1].into()).is_err());
     drop(a);
     gone_b.join().unwrap();
 }
@@ -295,7 +295,7 @@ fn tcp_link_emulation_delays_delivery_by_the_latency() {
     let b = eps.pop().unwrap();
     let a = eps.pop().unwrap();
     let t = Instant::now();
-    a.post(1, Tag(1), vec![7; 125_000]).unwrap(); // 1 MB: 40 ms at 200 Mbit/s
+    a.post(1, Tag(1), vec![7; 125_000].into()).unwrap(); // 1 MB: 40 ms at 200 Mbit/s
     assert_eq!(b.wait(0, Tag(1), 125_000).unwrap()[0], 7);
     let s = t.elapsed().as_secs_f64();
     // Formula: 0.040 + 0.025 s; never early, generously bounded above.
@@ -341,9 +341,9 @@ mod bulk {
             let (a, b) = pair(&link, frame::MAX_FRAME_BYTES);
             let big = payload(1, 250_000);
             let t0 = Instant::now();
-            a.post_bulk(1, Tag(1), big.clone()).unwrap();
+            a.post_bulk(1, Tag(1), big.clone().into()).unwrap();
             std::thread::sleep(Duration::from_secs_f64(delay));
-            a.post(1, Tag(2), vec![1, 2]).unwrap();
+            a.post(1, Tag(2), vec![1, 2].into()).unwrap();
             assert_eq!(b.wait(0, Tag(2), 2).unwrap(), vec![1, 2]);
             let t_small = t0.elapsed().as_secs_f64() - delay;
             // Latency + at most one 16 KiB fragment (1.6 ms) + a generous allowance.
@@ -390,9 +390,9 @@ mod bulk {
         handshake(&mut s, &p, &key, "party 0").unwrap();
         let a = h.join().unwrap().unwrap();
         let big = payload(5, 1 << 20);
-        a.post_bulk(1, Tag(5), big.clone()).unwrap();
+        a.post_bulk(1, Tag(5), big.clone().into()).unwrap();
         std::thread::sleep(Duration::from_millis(100));
-        a.post(1, Tag(6), vec![6; 10]).unwrap();
+        a.post(1, Tag(6), vec![6; 10].into()).unwrap();
         let gone_a = std::thread::spawn(move || drop(a));
         let mut d = frame::Decoder::new(frame::MAX_FRAME_BYTES);
         let (mut read, mut buf, mut got) = (0usize, vec![0u8; 1 << 16], vec![]);
@@ -464,9 +464,9 @@ mod bulk {
                         for &(t, words, bulk) in plan {
                             let data = payload(t + 1000 * me as u64, words);
                             if bulk {
-                                ep.post_bulk(1 - me, Tag(t), data).unwrap();
+                                ep.post_bulk(1 - me, Tag(t), data.into()).unwrap();
                             } else {
-                                ep.post(1 - me, Tag(t), data).unwrap();
+                                ep.post(1 - me, Tag(t), data.into()).unwrap();
                             }
                         }
                         // Tags arrive in any order; wait for them backwards.
@@ -498,7 +498,7 @@ mod bulk {
             let (a, b) = pair(&link, frame::MAX_FRAME_BYTES);
             let big = payload(3, 250_000);
             let t0 = Instant::now();
-            a.post_bulk(1, Tag(3), big.clone()).unwrap();
+            a.post_bulk(1, Tag(3), big.clone().into()).unwrap();
             // A clean goodbye lingers until the peer closes too, so on another thread.
             let gone_a = std::thread::spawn(move || drop(a));
             // Waiting for a tag that never comes ends with the departure, which must not

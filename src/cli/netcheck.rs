@@ -83,7 +83,7 @@ fn measure(a: &dyn Comm, b: &dyn Comm, link: &LinkProfile) -> Result<(f64, f64)>
         });
         for i in 0..pings as u64 {
             let t = Instant::now();
-            a.post(1, Tag(i), vec![i])?;
+            a.post(1, Tag(i), vec![i].into())?;
             a.wait(1, Tag(i), 1)?;
             rtts.push(t.elapsed().as_secs_f64());
         }
@@ -110,7 +110,7 @@ fn measure(a: &dyn Comm, b: &dyn Comm, link: &LinkProfile) -> Result<(f64, f64)>
             Ok(t0.elapsed().as_secs_f64())
         });
         for (i, m) in payload.into_iter().enumerate() {
-            a.post(1, Tag(base + i as u64), m)?;
+            a.post(1, Tag(base + i as u64), m.into())?;
         }
         rx.join().unwrap()
     })?;
@@ -371,12 +371,12 @@ fn ours_once(bytes: u64, chunks: usize) -> Result<f64> {
     let _ = std::fs::remove_file(&file);
     ep.wait(1, Tag(u64::MAX - 8), 1)?;
     let t0 = Instant::now();
-    ep.post(1, Tag(0), vec![0])?;
+    ep.post(1, Tag(0), vec![0].into())?;
     for i in 0..chunks as u64 {
         ep.wait(1, Tag(1 + i), TPUT_CHUNK_WORDS)?;
     }
     let ours_s = t0.elapsed().as_secs_f64();
-    ep.post(1, Tag(u64::MAX - 7), vec![0])?;
+    ep.post(1, Tag(u64::MAX - 7), vec![0].into())?;
     drop(ep);
     child.wait()?;
     Ok(ours_s)
@@ -416,10 +416,10 @@ fn tput_child(spec: &str, bytes: u64) -> Result<()> {
     let msgs: Vec<Vec<u64>> = (0..chunks)
         .map(|_| (0..TPUT_CHUNK_WORDS as u64).collect())
         .collect();
-    ep.post(0, Tag(u64::MAX - 8), vec![0])?;
+    ep.post(0, Tag(u64::MAX - 8), vec![0].into())?;
     ep.wait(0, Tag(0), 1)?;
     for (i, m) in msgs.into_iter().enumerate() {
-        ep.post(0, Tag(1 + i as u64), m)?;
+        ep.post(0, Tag(1 + i as u64), m.into())?;
     }
     ep.wait(0, Tag(u64::MAX - 7), 1)?;
     Ok(())

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::comm::{Comm, Counters, PartyId, Tag};
+use crate::comm::{Comm, Counters, PartyId, Payload, Tag};
 use crate::error::Result;
 
 /// One recorded wait.
@@ -107,13 +107,13 @@ impl Comm for TracedComm<'_> {
     fn parties(&self) -> usize {
         self.inner.parties()
     }
-    fn post(&self, to: PartyId, tag: Tag, data: Vec<u64>) -> Result<()> {
+    fn post(&self, to: PartyId, tag: Tag, data: Payload) -> Result<()> {
         self.inner.post(to, tag, data)
     }
-    fn post_bulk(&self, to: PartyId, tag: Tag, data: Vec<u64>) -> Result<()> {
+    fn post_bulk(&self, to: PartyId, tag: Tag, data: Payload) -> Result<()> {
         self.inner.post_bulk(to, tag, data)
     }
-    fn wait(&self, from: PartyId, tag: Tag, len: usize) -> Result<Vec<u64>> {
+    fn wait(&self, from: PartyId, tag: Tag, len: usize) -> Result<Payload> {
         let t0 = Instant::now();
         let r = self.inner.wait(from, tag, len);
         let t1 = Instant::now();

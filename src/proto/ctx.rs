@@ -10,9 +10,11 @@
 //! the parent's next operation index and the lane number.
 
 use std::cell::Cell;
+use std::sync::Arc;
 
-use crate::comm::{Comm, Counters, PartyId, Tag, SETUP_TAG};
+use crate::comm::{Comm, Counters, PartyId, Payload, Tag, SETUP_TAG};
 use crate::error::{Error, Result};
+use crate::kernels::ew;
 use crate::offline::{MaterialSource, Request};
 use crate::prg::{fresh_seed, Prg, Seed};
 use crate::ring::{FixedPoint, RingTensor};
@@ -22,6 +24,27 @@ use crate::ring::{FixedPoint, RingTensor};
 pub enum Combine {
     Add,
     Xor,
+}
+
+impl Combine {
+    /// a ∘ b as a new vector.
+    fn combined(self, a: &[u64], b: &[u64]) -> Vec<u64> {
+        match self {
+            Combine::Add => ew::concat_with(&[(a, b)], u64::wrapping_add),
+            Combine::Xor => ew::concat_with(&[(a, b)], |x, y| x ^ y),
+        }
+    }
+
+    /// acc ∘= b.
+    fn fold_into(self, acc: &mut [u64], b: &[u64]) {
+        match self {
+            Combine::Add => acc
+                .iter_mut()
+                .zip(b)
+                .for_each(|(a, b)| *a = a.wrapping_add(*b)),
+            Combine::Xor => acc.iter_mut().zip(b).for_each(|(a, b)| *a ^= *b),
+        }
+    }
 }
 
 /// The seeds this party shares with its neighbours (CrypTen's "next"/"prev" generators).
@@ -43,7 +66,7 @@ impl PairSeeds {
             u64::from_le_bytes(next[..8].try_into().unwrap()),
             u64::from_le_bytes(next[8..].try_into().unwrap()),
         ];
-        comm.post((me + 1) % n, SETUP_TAG, words.to_vec())?;
+        comm.post((me + 1) % n, SETUP_TAG, words.to_vec().into())?;
         let got = comm.wait((me + n - 1) % n, SETUP_TAG, 2)?;
         let mut prev = [0u8; 16];
         prev[..8].copy_from_slice(&got[0].to_le_bytes());
@@ -85,13 +108,13 @@ impl Comm for NullComm {
     fn parties(&self) -> usize {
         self.parties
     }
-    fn post(&self, to: PartyId, _tag: Tag, data: Vec<u64>) -> Result<()> {
+    fn post(&self, to: PartyId, _tag: Tag, data: Payload) -> Result<()> {
         self.counters.sent(to, 8 * data.len() as u64);
         Ok(())
     }
-    fn wait(&self, from: PartyId, _tag: Tag, len: usize) -> Result<Vec<u64>> {
+    fn wait(&self, from: PartyId, _tag: Tag, len: usize) -> Result<Payload> {
         self.counters.received(from, 8 * len as u64);
-        Ok(vec![0; len])
+        Ok(vec![0; len].into())
     }
     fn counters(&self) -> &Counters {
         &self.counters
@@ -183,7 +206,7 @@ impl<'a> Ctx<'a> {
         self
     }
 
-    fn send(&self, to: PartyId, tag: Tag, data: Vec<u64>) -> Result<()> {
+    fn send(&self, to: PartyId, tag: Tag, data: Payload) -> Result<()> {
         if self.bulk {
             self.comm.post_bulk(to, tag, data)
         } else {
@@ -255,52 +278,17 @@ impl<'a> Ctx<'a> {
     pub(crate) fn open_flat(
         &self,
         label: &str,
-        mut total: Vec<u64>,
+        total: Vec<u64>,
         shapes: &[&[usize]],
         combine: Combine,
     ) -> Result<Vec<RingTensor>> {
-        let (me, n) = (self.party(), self.parties());
-        // A large message goes as a stream of pieces, at most OPEN_WINDOW of them sent ahead
-        // of the one being combined: otherwise every party holds a copy of the whole message
-        // per peer until it is delivered. VGG16's first FC weight mask is 0.8 GB, and three
-        // parties in one process peaked at 21.6 GiB with it sent whole. The window keeps the
-        // link busy as long as a piece takes longer to send than a round trip (64 MiB is
-        // 1.3 s at 400 Mbps against 40 ms), so it is still one round.
-        let pieces = total.len().div_ceil(OPEN_PIECE).max(1);
-        let tags: Vec<Tag> = (0..pieces).map(|_| Tag(self.next_key())).collect();
-        let len = total.len();
-        let range = |i: usize| i * OPEN_PIECE..((i + 1) * OPEN_PIECE).min(len);
         self.counters().round();
-        let send = |i: usize, total: &[u64]| -> Result<()> {
-            for peer in (0..n).filter(|&p| p != me) {
-                self.send(peer, tags[i], total[range(i)].to_vec())
-                    .map_err(|e| Self::name_op(e, label))?;
-            }
-            Ok(())
-        };
-        for i in 0..pieces.min(OPEN_WINDOW) {
-            send(i, &total)?;
+        let mut total = if total.len() <= OPEN_PIECE {
+            self.open_whole(total, combine)
+        } else {
+            self.open_streamed(total, combine)
         }
-        for i in 0..pieces {
-            let mine = &mut total[range(i)];
-            for peer in (0..n).filter(|&p| p != me) {
-                let theirs = self
-                    .comm
-                    .wait(peer, tags[i], mine.len())
-                    .map_err(|e| Self::name_op(e, label))?;
-                match combine {
-                    Combine::Add => mine
-                        .iter_mut()
-                        .zip(&theirs)
-                        .for_each(|(a, b)| *a = a.wrapping_add(*b)),
-                    Combine::Xor => mine.iter_mut().zip(&theirs).for_each(|(a, b)| *a ^= *b),
-                }
-            }
-            // Piece i is combined in place; the pieces sent ahead lie after it, untouched.
-            if i + OPEN_WINDOW < pieces {
-                send(i + OPEN_WINDOW, &total)?;
-            }
-        }
+        .map_err(|e| Self::name_op(e, label))?;
         // The largest part keeps the message's buffer; only the others are copied out.
         let lens: Vec<usize> = shapes.iter().map(|s| s.iter().product()).collect();
         // The first of the largest: callers put the part they want handed back first, and
@@ -327,6 +315,67 @@ impl<'a> Ctx<'a> {
             .collect())
     }
 
+    /// The combined value of a one-piece message: our share goes to every peer as one
+    /// shared buffer (no copy per peer; in process, none at all), and the sum is written to
+    /// a new buffer, since peers may still be reading ours.
+    fn open_whole(&self, mine: Vec<u64>, combine: Combine) -> Result<Vec<u64>> {
+        let (me, n) = (self.party(), self.parties());
+        let tag = Tag(self.next_key());
+        let mine = Arc::new(mine);
+        for peer in (0..n).filter(|&p| p != me) {
+            self.send(peer, tag, Payload::shared(&mine, 0..mine.len()))?;
+        }
+        let mut sum: Option<Vec<u64>> = None;
+        for peer in (0..n).filter(|&p| p != me) {
+            let theirs = self.comm.wait(peer, tag, mine.len())?;
+            sum = Some(match sum {
+                None => combine.combined(&mine, &theirs),
+                Some(mut acc) => {
+                    combine.fold_into(&mut acc, &theirs);
+                    acc
+                }
+            });
+        }
+        Ok(sum.unwrap_or_else(|| mine.to_vec()))
+    }
+
+    /// The combined value of a large message, sent as a stream of pieces with at most
+    /// OPEN_WINDOW of them ahead of the one being combined: otherwise every party holds a
+    /// copy of the whole message per peer until it is delivered. VGG16's first FC weight
+    /// mask is 0.8 GB, and three parties in one process peaked at 21.6 GiB with it sent
+    /// whole. The window keeps the link busy as long as a piece takes longer to send than a
+    /// round trip (64 MiB is 1.3 s at 400 Mbps against 40 ms), so it is still one round.
+    /// Each piece is copied per peer and combined in place: against a piece's transfer the
+    /// copy is nothing, and shared pieces would keep the whole message alive beside the sum.
+    fn open_streamed(&self, mut total: Vec<u64>, combine: Combine) -> Result<Vec<u64>> {
+        let (me, n) = (self.party(), self.parties());
+        let pieces = total.len().div_ceil(OPEN_PIECE).max(1);
+        let tags: Vec<Tag> = (0..pieces).map(|_| Tag(self.next_key())).collect();
+        let len = total.len();
+        let range = |i: usize| i * OPEN_PIECE..((i + 1) * OPEN_PIECE).min(len);
+        let send = |i: usize, total: &[u64]| -> Result<()> {
+            for peer in (0..n).filter(|&p| p != me) {
+                self.send(peer, tags[i], total[range(i)].to_vec().into())?;
+            }
+            Ok(())
+        };
+        for i in 0..pieces.min(OPEN_WINDOW) {
+            send(i, &total)?;
+        }
+        for i in 0..pieces {
+            let mine = &mut total[range(i)];
+            for peer in (0..n).filter(|&p| p != me) {
+                let theirs = self.comm.wait(peer, tags[i], mine.len())?;
+                combine.fold_into(mine, &theirs);
+            }
+            // Piece i is combined in place; the pieces sent ahead lie after it, untouched.
+            if i + OPEN_WINDOW < pieces {
+                send(i + OPEN_WINDOW, &total)?;
+            }
+        }
+        Ok(total)
+    }
+
     /// One round in which only `to` learns the sum of everyone's `x`.
     pub(crate) fn open_to(
         &self,
@@ -343,7 +392,7 @@ impl<'a> Ctx<'a> {
         }
         self.counters().round();
         if me != to {
-            self.send(to, tag, x.data().to_vec())
+            self.send(to, tag, x.data().to_vec().into())
                 .map_err(|e| Self::name_op(e, label))?;
             return Ok(None);
         }
@@ -353,11 +402,7 @@ impl<'a> Ctx<'a> {
                 .comm
                 .wait(peer, tag, x.len())
                 .map_err(|e| Self::name_op(e, label))?;
-            total
-                .data_mut()
-                .iter_mut()
-                .zip(&theirs)
-                .for_each(|(a, b)| *a = a.wrapping_add(*b));
+            Combine::Add.fold_into(total.data_mut(), &theirs);
         }
         Ok(Some(total))
     }

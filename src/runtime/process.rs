@@ -221,7 +221,7 @@ fn online(
         // Files of different dealings would silently give wrong results: compare the
         // dealing's session id with every peer before using them.
         for j in (0..n).filter(|&j| j != cfg.id) {
-            ep.post(j, MATERIAL_TAG, vec![m.session])?;
+            ep.post(j, MATERIAL_TAG, vec![m.session].into())?;
         }
         for j in (0..n).filter(|&j| j != cfg.id) {
             let theirs = ep.wait(j, MATERIAL_TAG, 1)?[0];
@@ -236,7 +236,7 @@ fn online(
     } else if cfg.id == 0 {
         let mut all = deal(&plan, n, cfg.session);
         for (j, m) in all.iter().enumerate().skip(1) {
-            ep.post(j, MATERIAL_TAG, material_words(m))?;
+            ep.post(j, MATERIAL_TAG, material_words(m).into())?;
         }
         all.swap_remove(0)
     } else {

@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::emulator::{self, Clock, Link};
-use crate::comm::Tag;
+use crate::comm::{Payload, Tag};
 use crate::error::{Error, Result};
 
 /// Shortest sleep of a pump between claims. Idle stretches while it sleeps are credited to
@@ -23,7 +23,7 @@ const NAP_NS: u64 = 200_000;
 /// What a pump has queued: a bulk message and the time it was handed over, or an action
 /// to run once everything before it is delivered.
 enum Pending {
-    Msg(u64, Tag, Vec<u64>),
+    Msg(u64, Tag, Payload),
     Then(Box<dyn FnOnce() + Send>),
 }
 
@@ -47,7 +47,7 @@ impl BulkPump {
         name: String,
         link: Arc<Link>,
         clock: Clock,
-        mut deliver: impl FnMut(Tag, Vec<u64>, u64) + Send + 'static,
+        mut deliver: impl FnMut(Tag, Payload, u64) + Send + 'static,
     ) -> Result<Self> {
         let queue = Arc::new(Queue::default());
         let q = queue.clone();
@@ -73,7 +73,7 @@ impl BulkPump {
     }
 
     /// Queue a message handed over at `since` (on the pump's clock).
-    pub fn push(&self, since: u64, tag: Tag, data: Vec<u64>) {
+    pub fn push(&self, since: u64, tag: Tag, data: Payload) {
         self.enqueue(Pending::Msg(since, tag, data));
     }
 

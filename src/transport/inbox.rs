@@ -34,12 +34,12 @@ use std::time::{Duration, Instant};
 use crossbeam::queue::SegQueue;
 
 use super::emulator::{self, Clock};
-use crate::comm::{Counters, PartyId, Tag};
+use crate::comm::{Counters, PartyId, Payload, Tag};
 use crate::error::{Error, Result};
 
 /// What the I/O side hands to the compute side.
 pub enum Arrival {
-    Msg(Tag, Vec<u64>),
+    Msg(Tag, Payload),
     /// The peer is gone (finished, disconnected, failed); no more messages will come.
     Gone(Departure),
 }
@@ -70,7 +70,7 @@ struct PeerBox {
 
 #[derive(Default)]
 struct Slot {
-    msgs: HashMap<Tag, (u64, u64, Vec<u64>)>,
+    msgs: HashMap<Tag, (u64, u64, Payload)>,
     gone: Option<(u64, Departure)>,
     /// The parked thread waiting for each tag.
     waiters: HashMap<Tag, Waker>,
@@ -161,7 +161,7 @@ impl Inbox {
         len: usize,
         timeout: Duration,
         counters: &Counters,
-    ) -> Result<Vec<u64>> {
+    ) -> Result<Payload> {
         if from >= self.peers.len() || from == me {
             return Err(Error::Protocol(format!(
                 "party {me} cannot receive from party {from}"
@@ -182,7 +182,7 @@ impl Inbox {
 
     /// Block until the message `tag` from `from` is here (and due), the peer is gone, or
     /// `timeout` has passed. Returns the message and the time spent blocked.
-    pub fn wait(&self, from: PartyId, tag: Tag, timeout: Duration) -> Result<(Vec<u64>, Duration)> {
+    pub fn wait(&self, from: PartyId, tag: Tag, timeout: Duration) -> Result<(Payload, Duration)> {
         let pb = &self.peers[from];
         let start = Instant::now();
         let deadline = self.clock.now_ns() + timeout.as_nanos() as u64;
@@ -283,8 +283,8 @@ mod tests {
         let clock = Clock::default();
         let inbox = Inbox::new(2, clock);
         let due = clock.now_ns() + 30_000_000;
-        inbox.push_at(1, due, Arrival::Msg(Tag(5), vec![1]));
-        inbox.push(1, Arrival::Msg(Tag(6), vec![2]));
+        inbox.push_at(1, due, Arrival::Msg(Tag(5), vec![1].into()));
+        inbox.push(1, Arrival::Msg(Tag(6), vec![2].into()));
         assert_eq!(
             inbox.wait(1, Tag(6), Duration::from_secs(5)).unwrap().0,
             vec![2]
@@ -301,7 +301,7 @@ mod tests {
         let clock = Clock::default();
         let inbox = Inbox::new(2, clock);
         let later = clock.now_ns() + 600_000_000_000;
-        inbox.push_at(1, later, Arrival::Msg(Tag(1), vec![1]));
+        inbox.push_at(1, later, Arrival::Msg(Tag(1), vec![1].into()));
         inbox.push_at(1, later, Arrival::Gone(Departure::new("bye")));
         assert!(inbox.gone(1).is_none());
         let short = Duration::from_millis(20);

@@ -16,7 +16,7 @@ use std::time::Duration;
 use super::bulk::BulkPump;
 use super::emulator::{Clock, Link, LinkProfile};
 use super::inbox::{Arrival, Departure, Inbox};
-use crate::comm::{Comm, Counters, PartyId, Tag};
+use crate::comm::{Comm, Counters, PartyId, Payload, Tag};
 use crate::error::{Error, Result};
 
 struct Shared {
@@ -122,7 +122,7 @@ impl Comm for MemoryEndpoint {
         self.shared.n
     }
 
-    fn post(&self, to: PartyId, tag: Tag, data: Vec<u64>) -> Result<()> {
+    fn post(&self, to: PartyId, tag: Tag, data: Payload) -> Result<()> {
         self.check_peer(to, tag)?;
         let bytes = 8 * data.len() as u64;
         self.counters.sent(to, bytes);
@@ -131,7 +131,7 @@ impl Comm for MemoryEndpoint {
         Ok(())
     }
 
-    fn post_bulk(&self, to: PartyId, tag: Tag, data: Vec<u64>) -> Result<()> {
+    fn post_bulk(&self, to: PartyId, tag: Tag, data: Payload) -> Result<()> {
         if !self.shared.shaped {
             return self.post(to, tag, data);
         }
@@ -153,7 +153,7 @@ impl Comm for MemoryEndpoint {
         Ok(())
     }
 
-    fn wait(&self, from: PartyId, tag: Tag, len: usize) -> Result<Vec<u64>> {
+    fn wait(&self, from: PartyId, tag: Tag, len: usize) -> Result<Payload> {
         self.shared.inbox[self.id].receive(
             self.id,
             from,
@@ -197,11 +197,24 @@ mod tests {
         let mut eps = MemoryNetwork::endpoints(2, Duration::from_secs(5));
         let b = eps.pop().unwrap();
         let a = eps.pop().unwrap();
-        a.post(1, Tag(2), vec![2, 2]).unwrap();
-        a.post(1, Tag(1), vec![1]).unwrap();
+        a.post(1, Tag(2), vec![2, 2].into()).unwrap();
+        a.post(1, Tag(1), vec![1].into()).unwrap();
         assert_eq!(b.wait(0, Tag(1), 1).unwrap(), vec![1]);
         assert_eq!(b.wait(0, Tag(2), 2).unwrap(), vec![2, 2]);
         assert_eq!(b.counters().snapshot().bytes_recv(), 24);
+    }
+
+    #[test]
+    fn a_shared_payload_reaches_every_peer_without_a_copy() {
+        let eps = MemoryNetwork::endpoints(3, Duration::from_secs(5));
+        let buf = Arc::new(vec![4u64, 5, 6, 7]);
+        eps[0].post(1, Tag(1), Payload::shared(&buf, 0..4)).unwrap();
+        eps[0].post(2, Tag(1), Payload::shared(&buf, 1..3)).unwrap();
+        let got1 = eps[1].wait(0, Tag(1), 4).unwrap();
+        let got2 = eps[2].wait(0, Tag(1), 2).unwrap();
+        assert_eq!((&*got1, &*got2), (&[4, 5, 6, 7][..], &[5, 6][..]));
+        assert_eq!(got1.as_ptr(), buf.as_ptr());
+        assert_eq!(eps[2].counters().snapshot().bytes_recv(), 16);
     }
 
     #[test]
@@ -220,7 +233,7 @@ mod tests {
         let mut eps = MemoryNetwork::endpoints(2, Duration::from_secs(5));
         let b = eps.pop().unwrap();
         let a = eps.pop().unwrap();
-        a.post(1, Tag(1), vec![1, 2, 3]).unwrap();
+        a.post(1, Tag(1), vec![1, 2, 3].into()).unwrap();
         assert!(matches!(b.wait(0, Tag(1), 2), Err(Error::Protocol(_))));
     }
 }

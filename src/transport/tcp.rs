@@ -45,7 +45,7 @@ use super::emulator::{Clock, Link, LinkProfile, BULK_FRAGMENT_BYTES};
 use super::frame::{self, Decoder, Event, FLAG_BULK, FLAG_FIN, HEADER_BYTES, KIND_BYE, KIND_DATA};
 use super::handshake::{handshake, HelloParams, SessionKey, PROTOCOL_VERSION};
 use super::inbox::{Arrival, Departure, Inbox};
-use crate::comm::{Comm, Counters, PartyId, Tag};
+use crate::comm::{Comm, Counters, PartyId, Payload, Tag};
 use crate::error::{Error, Result};
 
 /// Everything one party needs to join a TCP session.
@@ -91,9 +91,9 @@ struct Shared {
     n: usize,
     me: PartyId,
     timeout: Duration,
-    outq: Vec<SegQueue<(Tag, Vec<u64>)>>,
+    outq: Vec<SegQueue<(Tag, Payload)>>,
     /// Background messages (`post_bulk`), per peer.
-    bulkq: Vec<SegQueue<(Tag, Vec<u64>)>>,
+    bulkq: Vec<SegQueue<(Tag, Payload)>>,
     waker: Waker,
     /// A wake-up is outstanding; posters skip the syscall while it is.
     wake_pending: AtomicBool,
@@ -497,7 +497,7 @@ fn recv_stamped(
 /// A message being written: its frames go out in order.
 struct OutMsg {
     tag: Tag,
-    data: Vec<u64>,
+    data: Payload,
     /// Next frame's first word, and bytes of the current frame (header + payload) written.
     frame_start: usize,
     frame_done: usize,
@@ -513,7 +513,7 @@ enum Wrote {
 }
 
 impl OutMsg {
-    fn new(tag: Tag, data: Vec<u64>) -> Self {
+    fn new(tag: Tag, data: Payload) -> Self {
         OutMsg {
             tag,
             data,
@@ -585,7 +585,7 @@ struct Conn {
     bulk_cut: bool,
     /// Buffers of fully written messages, freed just before the thread sleeps: freeing a
     /// large buffer (munmap, TLB flush) would otherwise delay the next write.
-    sent: Vec<Vec<u64>>,
+    sent: Vec<Payload>,
     write_blocked: bool,
     got_bye: bool,
     sent_bye: bool,
@@ -878,16 +878,16 @@ impl IoThread {
                     bad = Some("data after the peer's goodbye".to_string());
                     break;
                 }
-                Event::Msg(tag, data) => match &self.shaping {
-                    None => self.sh.inbox.push(p, Arrival::Msg(tag, data)),
-                    Some(links) => {
+                Event::Msg(tag, data) => match (&self.shaping, Payload::Owned(data)) {
+                    (None, data) => self.sh.inbox.push(p, Arrival::Msg(tag, data)),
+                    (Some(links), data) => {
                         let due = links[p].schedule(t0, 8 * data.len() as u64);
                         self.sh.inbox.push_at(p, due, Arrival::Msg(tag, data));
                     }
                 },
-                Event::Bulk(tag, data) => match &self.shaping {
-                    None => self.sh.inbox.push(p, Arrival::Msg(tag, data)),
-                    Some(links) => {
+                Event::Bulk(tag, data) => match (&self.shaping, Payload::Owned(data)) {
+                    (None, data) => self.sh.inbox.push(p, Arrival::Msg(tag, data)),
+                    (Some(links), data) => {
                         if self.pumps[p].is_none() {
                             let inbox = self.sh.inbox.clone();
                             self.pumps[p] = BulkPump::start(
@@ -1031,7 +1031,7 @@ impl Comm for TcpEndpoint {
         self.shared.n
     }
 
-    fn post(&self, to: PartyId, tag: Tag, data: Vec<u64>) -> Result<()> {
+    fn post(&self, to: PartyId, tag: Tag, data: Payload) -> Result<()> {
         self.check_peer(to, tag)?;
         self.counters.sent(to, 8 * data.len() as u64);
         self.shared.outq[to].push((tag, data));
@@ -1039,7 +1039,7 @@ impl Comm for TcpEndpoint {
         Ok(())
     }
 
-    fn post_bulk(&self, to: PartyId, tag: Tag, data: Vec<u64>) -> Result<()> {
+    fn post_bulk(&self, to: PartyId, tag: Tag, data: Payload) -> Result<()> {
         self.check_peer(to, tag)?;
         self.counters.sent(to, 8 * data.len() as u64);
         self.shared.bulkq[to].push((tag, data));
@@ -1047,7 +1047,7 @@ impl Comm for TcpEndpoint {
         Ok(())
     }
 
-    fn wait(&self, from: PartyId, tag: Tag, len: usize) -> Result<Vec<u64>> {
+    fn wait(&self, from: PartyId, tag: Tag, len: usize) -> Result<Payload> {
         let sh = &self.shared;
         sh.inbox
             .receive(sh.me, from, tag, len, sh.timeout, &self.counters)
