@@ -192,10 +192,12 @@ impl BSource for Im2colB<'_> {
         }
         // Tap outer, sliver inner: the tap's setup (divisions) is paid once per row of the
         // panel, and each sliver's nr values for one tap are contiguous in dst. Where they
-        // also lie in one output row of an unpadded stride-1 conv (`conv2d_with` pads the
-        // image itself for those), they are nr consecutive input values: one vector copy.
-        // Packing the CIFAR ResNet's 3×3 convs element by element took as long as their
-        // GEMM (conv/GEMM 2.0x against 1.1x now, `mpc-pipe kernels --conv-only`).
+        // also lie in one output row of an unpadded conv (`conv2d_with` pads the image
+        // itself), they are every stride-th value of one input line, with no clipping: at
+        // stride 1 one vector copy. Packing the CIFAR ResNet's 3×3 convs element by element
+        // took as long as their GEMM (conv/GEMM 2.0x against 1.0x now, `mpc-pipe kernels
+        // --conv-only`), and its strided convs spent as long again in tiny memsets of the
+        // clipped edges.
         for p in 0..kc {
             let (ci, ky, kx) = g.tap(p0 + p);
             let plane = &self.x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
@@ -203,8 +205,15 @@ impl BSource for Im2colB<'_> {
             for s in 0..slivers {
                 let cnt = nr.min(ncols - s * nr);
                 let out = &mut dst[s * sl + p * w..s * sl + p * w + cnt];
-                if g.stride == 1 && g.padding == 0 && ox + cnt <= g.ow {
-                    copy_sliver(out, &plane[(oy + ky) * g.w + ox + kx..]);
+                if g.padding == 0 && ox + cnt <= g.ow {
+                    let run = &plane[(oy * g.stride + ky) * g.w + ox * g.stride + kx..];
+                    if g.stride == 1 {
+                        copy_sliver(out, run);
+                    } else {
+                        out.iter_mut()
+                            .zip(run.iter().step_by(g.stride))
+                            .for_each(|(o, &v)| *o = v);
+                    }
                 } else {
                     self.taps(ci, ky, kx, oy * g.ow + ox, out);
                 }
@@ -265,12 +274,12 @@ pub fn conv2d_with(
     }
     let (ckk, ohow) = (g.ckk(), g.ohow());
     let wm = Mat::row_major(w.data(), o, ckk);
-    // A stride-1 conv reads its image through a zero-padded copy (one pass over the image
+    // A padded conv reads its image through a zero-padded copy (one pass over the image
     // against kh·kw passes of the gather), so that every sliver of an output row is a plain
-    // run of the copy: see `Im2colB::pack_panel`.
-    let pad_copy = stride == 1 && padding > 0 && !(kh == 1 && kw == 1);
+    // (strided) run of the copy: see `Im2colB::pack_panel`.
+    let pad_copy = padding > 0;
     let g_in = if pad_copy {
-        Geom::new(c, (h + 2 * padding, wd + 2 * padding), (kh, kw), 1, 0)
+        Geom::new(c, (h + 2 * padding, wd + 2 * padding), (kh, kw), stride, 0)
     } else {
         g
     };
