@@ -216,7 +216,16 @@ impl Inbox {
                 if emulator::near(now, due, spin) {
                     // Without the lock: other waiters on this peer must not wait for us.
                     drop(slot);
-                    emulator::spin_until(&self.clock, due);
+                    if crate::lanes::in_lane() {
+                        // The party's other lanes run meanwhile; the lane driver spins out
+                        // the end only if none of them can.
+                        let due_at = self.clock.instant(due);
+                        crate::lanes::park_timeout(
+                            due_at.saturating_duration_since(Instant::now()),
+                        );
+                    } else {
+                        emulator::spin_until(&self.clock, due);
+                    }
                     slot = pb.map.lock().unwrap();
                     continue;
                 }
