@@ -35,7 +35,7 @@
 //! Lane mode (`lanes`): coroutines when there are no micro-batch lanes, or when a round's
 //! compute, T_c/R, is under `COROUTINE_MAX_ROUND_S`. Chunk lanes of one layer all wait for
 //! the same rounds, so running them on two cores at once gains little over taking turns
-//! (the CIFAR ResNet at batch 8 on the `balanced` link, `inter-linear+inner-layer` with
+//! (the CIFAR ResNet at batch 8 on the `balanced` link, then 8.5 Gbit/s, `inter-linear+inner-layer` with
 //! k = 8: p50 154-166 ms as coroutines against 164-180 ms as threads); micro-batch lanes
 //! drift apart and fill each other's waits. k and m are chosen with the lanes priced by the
 //! compute per round alone: priced as coroutines, chunks looked nearly free for the ResNet
