@@ -142,6 +142,9 @@ impl Im2colB<'_> {
 #[inline(always)]
 fn copy_sliver(dst: &mut [u64], src: &[u64]) {
     match dst.len() {
+        16 => <&mut [u64; 16]>::try_from(dst)
+            .unwrap()
+            .copy_from_slice(&src[..16]),
         8 => <&mut [u64; 8]>::try_from(dst)
             .unwrap()
             .copy_from_slice(&src[..8]),
@@ -192,9 +195,9 @@ impl BSource for Im2colB<'_> {
         }
         // Tap outer, sliver inner: the tap's setup (divisions) is paid once per row of the
         // panel, and each sliver's nr values for one tap are contiguous in dst. Where they
-        // also lie in one output row of an unpadded conv (`conv2d_with` pads the image
-        // itself), they are every stride-th value of one input line, with no clipping: at
-        // stride 1 one vector copy. Packing the CIFAR ResNet's 3×3 convs element by element
+        // lie in an unpadded conv (`conv2d_with` pads the image itself), they are, per output
+        // row they span, every stride-th value of one input line, with no clipping: at
+        // stride 1 and within one row, one vector copy. Packing the CIFAR ResNet's 3×3 convs element by element
         // took as long as their GEMM (conv/GEMM 2.0x against 1.0x now, `mpc-pipe kernels
         // --conv-only`), and its strided convs spent as long again in tiny memsets of the
         // clipped edges.
@@ -205,14 +208,22 @@ impl BSource for Im2colB<'_> {
             for s in 0..slivers {
                 let cnt = nr.min(ncols - s * nr);
                 let out = &mut dst[s * sl + p * w..s * sl + p * w + cnt];
-                if g.padding == 0 && ox + cnt <= g.ow {
-                    let run = &plane[(oy * g.stride + ky) * g.w + ox * g.stride + kx..];
-                    if g.stride == 1 {
-                        copy_sliver(out, run);
-                    } else {
-                        out.iter_mut()
-                            .zip(run.iter().step_by(g.stride))
-                            .for_each(|(o, &v)| *o = v);
+                if g.padding == 0 {
+                    // One output row at a time (a sliver may span several): every stride-th
+                    // value of one input line.
+                    let (mut t, mut y, mut x) = (0, oy, ox);
+                    while t < cnt {
+                        let seg = (g.ow - x).min(cnt - t);
+                        let run = &plane[(y * g.stride + ky) * g.w + x * g.stride + kx..];
+                        let dst = &mut out[t..t + seg];
+                        if g.stride == 1 {
+                            copy_sliver(dst, run);
+                        } else {
+                            dst.iter_mut()
+                                .zip(run.iter().step_by(g.stride))
+                                .for_each(|(o, &v)| *o = v);
+                        }
+                        (t, x, y) = (t + seg, 0, y + 1);
                     }
                 } else {
                     self.taps(ci, ky, kx, oy * g.ow + ox, out);
