@@ -245,6 +245,11 @@ thread_local! {
 /// blocks. The tasks then read their B blocks from L3 instead of packing them into L2;
 /// ResNet50's conv5 3×3 (4608 × 49) needs 2.4 MiB with AVX-512 and 3.8 MiB with AVX2.
 const SHARED_B_MAX_BYTES: usize = 8 << 20;
+/// Least repeated packing (words packed again by every row block after the first) worth
+/// the extra parallel phase of a shared B. That phase's join costs a wake-up of the other
+/// thread, tens of microseconds on this VM: the CIFAR ResNet's 3×3 64-channel conv (64 ×
+/// 576 × 64, two row blocks, 37k words of B) took 2-5x its GEMM's time on 2 threads with it.
+const SHARED_B_MIN_REPEAT_WORDS: usize = 1 << 17;
 
 /// Below this many multiply-adds a call runs on the calling thread only.
 pub(crate) const PAR_MIN_MACS: usize = 1 << 18;
@@ -326,7 +331,8 @@ pub(crate) unsafe fn gemm_blocked<K: MicroKernel, B: BSource>(
     // column block and 8 row blocks on 2 threads, and took 1.2x its GEMM's time. Such a
     // call packs all of B first (one parallel phase, one join), then every task reads it.
     let b_len = k * n_sl * bw;
-    if !(b.gathers() && row_blocks > 1 && b_len * 8 <= SHARED_B_MAX_BYTES) {
+    let repeated = (row_blocks - 1) * b_len;
+    if !(b.gathers() && repeated >= SHARED_B_MIN_REPEAT_WORDS && b_len * 8 <= SHARED_B_MAX_BYTES) {
         return run_tasks::<K, B>(a, b, c, accumulate, &grid, None);
     }
     SHARED_B.with(|cell| {

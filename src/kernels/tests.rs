@@ -295,8 +295,10 @@ macro_rules! kernel_suite {
                 check_conv(ks, (3, 2, 12, 12), (3, 5, 5), 1, 0, 4);
                 pool(2).install(|| check_conv(ks, (2, 16, 14, 14), (24, 3, 3), 1, 1, 5));
                 // Many output channels over few pixels (ResNet50 conv5-like): on 2 threads m
-                // splits into several row blocks, which share one B packed up front; k = 288
-                // leaves a short last slab.
+                // splits into several row blocks, which share one B packed up front when
+                // that saves enough repeated packing (k = 1152); with k = 288 each row block
+                // packs its own, and the last slab is short.
+                pool(2).install(|| check_conv(ks, (1, 128, 7, 7), (400, 3, 3), 1, 1, 12));
                 pool(2).install(|| check_conv(ks, (1, 32, 7, 7), (160, 3, 3), 1, 1, 7));
                 pool(1).install(|| check_conv(ks, (1, 32, 7, 7), (400, 3, 3), 1, 1, 8));
                 // Output rows a whole number of slivers wide (CIFAR-like), padded stride 1:
