@@ -194,13 +194,13 @@ impl BSource for Im2colB<'_> {
             dst[(slivers - 1) * sl..].fill(0);
         }
         // Tap outer, sliver inner: the tap's setup (divisions) is paid once per row of the
-        // panel, and each sliver's nr values for one tap are contiguous in dst. Where they
-        // lie in an unpadded conv (`conv2d_with` pads the image itself), they are, per output
-        // row they span, every stride-th value of one input line, with no clipping: at
-        // stride 1 and within one row, one vector copy. Packing the CIFAR ResNet's 3×3 convs element by element
-        // took as long as their GEMM (conv/GEMM 2.0x against 1.0x now, `mpc-pipe kernels
-        // --conv-only`), and its strided convs spent as long again in tiny memsets of the
-        // clipped edges.
+        // panel, and each sliver's nr values for one tap are contiguous in dst. In an
+        // unpadded conv (`conv2d_with` pads the image itself) they are, per output row they
+        // span, every stride-th value of one input line, with no clipping: at stride 1 and
+        // within one row, one vector copy. Packing the CIFAR ResNet's 3×3 convs element by
+        // element took as long as their GEMM (conv/GEMM 2.0x against 1.1x now, `mpc-pipe
+        // kernels --conv-only`), and its strided convs as long again in tiny memsets of the
+        // clipped edges. A padded geometry (only a direct caller's) takes the clipping path.
         for p in 0..kc {
             let (ci, ky, kx) = g.tap(p0 + p);
             let plane = &self.x[ci * g.h * g.w..(ci + 1) * g.h * g.w];

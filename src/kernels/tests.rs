@@ -496,3 +496,75 @@ fn public_api_matches_scalar() {
             .collect::<Vec<_>>()
     );
 }
+
+/// `Im2colB::pack_panel` straight against the column matrix written out from its definition,
+/// B[(ci, ky, kx), (oy, ox)] = x[ci, oy·s + ky − p, ox·s + kx − p] (0 outside), in the sliver
+/// layout the driver reads: for geometries with and without padding (`conv2d_with` pads the
+/// image itself, so only a direct call reaches the clipping path), strides 1 and 2, output
+/// rows narrower and wider than a sliver, and a panel that starts mid-row.
+#[test]
+fn im2col_panels_match_the_column_matrix() {
+    use super::conv::{Geom, Im2colB};
+    use super::pack::BSource;
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(13);
+    // (c, h, w, kh, kw, stride, padding)
+    for &(c, h, w, kh, kw, s, p) in &[
+        (2, 8, 8, 3, 3, 1, 1),
+        (2, 8, 8, 3, 3, 1, 0),
+        (3, 9, 7, 3, 3, 2, 1),
+        (2, 10, 12, 3, 3, 2, 0),
+        (1, 5, 5, 5, 5, 1, 2),
+        (2, 20, 20, 1, 1, 2, 0),
+    ] {
+        let (oh, ow) = ((h + 2 * p - kh) / s + 1, (w + 2 * p - kw) / s + 1);
+        let g = Geom {
+            c,
+            h,
+            w,
+            kh,
+            kw,
+            oh,
+            ow,
+            stride: s,
+            padding: p,
+        };
+        let x = values(&mut rng, c * h * w);
+        let b = |row: usize, col: usize| -> u64 {
+            let (ci, ky, kx) = (row / (kh * kw), row % (kh * kw) / kw, row % kw);
+            let (oy, ox) = (col / ow, col % ow);
+            let (iy, ix) = (
+                (oy * s + ky) as isize - p as isize,
+                (ox * s + kx) as isize - p as isize,
+            );
+            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                0
+            } else {
+                x[ci * h * w + iy as usize * w + ix as usize]
+            }
+        };
+        let src = Im2colB { x: &x, g };
+        let (ckk, n) = (c * kh * kw, oh * ow);
+        for nr in [4, 8, 16] {
+            for (p0, j0) in [(0, 0), (1, 3)] {
+                let (kc, ncols) = (ckk - p0, n - j0);
+                let slivers = ncols.div_ceil(nr);
+                let mut dst = vec![u64::MAX; slivers * kc * nr];
+                src.pack_panel(p0, kc, j0, ncols, nr, false, &mut dst);
+                for sl in 0..slivers {
+                    for r in 0..kc {
+                        for t in 0..nr {
+                            let col = j0 + sl * nr + t;
+                            let want = if col < n { b(p0 + r, col) } else { 0 };
+                            assert_eq!(
+                                dst[sl * kc * nr + r * nr + t],
+                                want,
+                                "geometry {:?} nr {nr} p0 {p0} j0 {j0}: sliver {sl} row {r} lane {t}",
+                                (c, h, w, kh, kw, s, p)
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -336,7 +336,8 @@ impl<'a> Ctx<'a> {
                 }
             });
         }
-        Ok(sum.unwrap_or_else(|| mine.to_vec()))
+        // No peers (one party) leaves our own share, unshared: no copy.
+        Ok(sum.unwrap_or_else(|| Arc::try_unwrap(mine).unwrap_or_else(|m| m.to_vec())))
     }
 
     /// The combined value of a large message, sent as a stream of pieces with at most
