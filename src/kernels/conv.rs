@@ -336,10 +336,15 @@ pub fn conv2d_with(
 }
 
 /// `xb` [C, H, W] with `g.padding` zeros around every plane, into `dst` [C, H+2p, W+2p].
+/// The border is zeroed only when `dst` is (re)made: the images of a batch all write the
+/// same interior.
 fn pad_image(xb: &[u64], g: &Geom, dst: &mut Vec<u64>) {
     let (p, pw) = (g.padding, g.w + 2 * g.padding);
-    dst.clear();
-    dst.resize(g.c * (g.h + 2 * p) * pw, 0);
+    let len = g.c * (g.h + 2 * p) * pw;
+    if dst.len() != len {
+        dst.clear();
+        dst.resize(len, 0);
+    }
     for (src, plane) in xb
         .chunks_exact(g.h * g.w)
         .zip(dst.chunks_exact_mut((g.h + 2 * p) * pw))

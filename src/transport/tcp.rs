@@ -878,16 +878,18 @@ impl IoThread {
                     bad = Some("data after the peer's goodbye".to_string());
                     break;
                 }
-                Event::Msg(tag, data) => match (&self.shaping, Payload::Owned(data)) {
-                    (None, data) => self.sh.inbox.push(p, Arrival::Msg(tag, data)),
-                    (Some(links), data) => {
+                Event::Msg(tag, data) => match &self.shaping {
+                    None => self.sh.inbox.push(p, Arrival::Msg(tag, data.into())),
+                    Some(links) => {
                         let due = links[p].schedule(t0, 8 * data.len() as u64);
-                        self.sh.inbox.push_at(p, due, Arrival::Msg(tag, data));
+                        self.sh
+                            .inbox
+                            .push_at(p, due, Arrival::Msg(tag, data.into()));
                     }
                 },
-                Event::Bulk(tag, data) => match (&self.shaping, Payload::Owned(data)) {
-                    (None, data) => self.sh.inbox.push(p, Arrival::Msg(tag, data)),
-                    (Some(links), data) => {
+                Event::Bulk(tag, data) => match &self.shaping {
+                    None => self.sh.inbox.push(p, Arrival::Msg(tag, data.into())),
+                    Some(links) => {
                         if self.pumps[p].is_none() {
                             let inbox = self.sh.inbox.clone();
                             self.pumps[p] = BulkPump::start(
@@ -901,11 +903,13 @@ impl IoThread {
                             .ok();
                         }
                         match &self.pumps[p] {
-                            Some(pump) => pump.push(t0, tag, data),
+                            Some(pump) => pump.push(t0, tag, data.into()),
                             // No thread for a pump: still deliver it, as ordinary traffic.
                             None => {
                                 let due = links[p].schedule(t0, 8 * data.len() as u64);
-                                self.sh.inbox.push_at(p, due, Arrival::Msg(tag, data));
+                                self.sh
+                                    .inbox
+                                    .push_at(p, due, Arrival::Msg(tag, data.into()));
                             }
                         }
                     }
