@@ -38,6 +38,31 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
+impl Error {
+    /// The same error, for a failure several lanes report (a weight preparation every
+    /// micro-batch waits for): the kind and message are kept, an I/O error's by its kind.
+    pub fn duplicate(&self) -> Error {
+        match self {
+            Error::Config(m) => Error::Config(m.clone()),
+            Error::Material(m) => Error::Material(m.clone()),
+            Error::Peer { peer, op, msg } => Error::Peer {
+                peer: *peer,
+                op: op.clone(),
+                msg: msg.clone(),
+            },
+            Error::Timeout { peer, op, secs } => Error::Timeout {
+                peer: *peer,
+                op: op.clone(),
+                secs: *secs,
+            },
+            Error::Frame(m) => Error::Frame(m.clone()),
+            Error::Shape(m) => Error::Shape(m.clone()),
+            Error::Protocol(m) => Error::Protocol(m.clone()),
+            Error::Io(e) => Error::Io(std::io::Error::new(e.kind(), e.to_string())),
+        }
+    }
+}
+
 /// Crate result alias.
 pub type Result<T> = std::result::Result<T, Error>;
 

@@ -7,7 +7,7 @@
 //! keystreams (each stream may produce up to 2^64 blocks). This gives random access to the
 //! material of any operation by its key, independent of the order operations run in.
 
-use aes::cipher::{KeyIvInit, StreamCipher};
+use aes::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 
 use crate::ring::RingTensor;
 
@@ -35,6 +35,23 @@ impl Prg {
         Prg {
             cipher: Aes128Ctr::new(seed.into(), &iv.into()),
         }
+    }
+
+    /// The stream (seed, stream id) from its `word`-th 64-bit word on: random access, so a
+    /// lane draws its part of an operation's material without drawing what precedes it.
+    pub fn at(seed: &Seed, stream: u64, word: usize) -> Self {
+        let mut p = Prg::new(seed, stream);
+        p.cipher.seek(word as u64 * 8);
+        p
+    }
+
+    /// A seed derived from a public 64-bit value and a label: for `--dealer-seed`, which
+    /// makes runs reproducible and the randomness predictable (experiments only).
+    pub fn derive_seed(value: u64, label: u64) -> Seed {
+        let mut k = [0u8; 16];
+        k[..8].copy_from_slice(&value.to_le_bytes());
+        k[8..].copy_from_slice(b"dealerSd");
+        Prg::new(&k, label).seed()
     }
 
     /// Fill `out` with uniform 64-bit words.
@@ -91,6 +108,18 @@ mod tests {
         let c = Prg::new(&seed, 2).tensor(&[64]);
         assert_eq!(a, b);
         assert_ne!(a, c);
+    }
+
+    #[test]
+    fn seeking_equals_drawing_through() {
+        let seed = [5u8; 16];
+        let whole = Prg::new(&seed, 4).tensor(&[37]);
+        for at in [0, 1, 2, 3, 17, 36] {
+            let mut p = Prg::at(&seed, 4, at);
+            let mut w = vec![0u64; 37 - at];
+            p.fill_u64(&mut w);
+            assert_eq!(&whole.data()[at..], &w[..]);
+        }
     }
 
     #[test]

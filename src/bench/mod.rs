@@ -134,6 +134,7 @@ impl Runner {
             parties: spec.parties,
             fixed,
             timeout,
+            dealer_seed: None,
         };
         let plan = record_plan(&cfg, &*job.program)?;
         Ok(Runner {

@@ -54,6 +54,11 @@ pub struct JobArgs {
     /// little)
     #[arg(long, default_value = "threads")]
     pub lanes: String,
+    /// Derive the dealer's and the pairwise seeds from this value, so that the same job
+    /// gives bit-identical output shares under every scheme. For reproducible experiments
+    /// only: it makes every mask predictable to anyone who knows it.
+    #[arg(long)]
+    pub dealer_seed: Option<u64>,
 }
 
 impl Default for JobArgs {
@@ -70,6 +75,7 @@ impl Default for JobArgs {
             chunks: 2,
             batches_in_flight: 2,
             lanes: "threads".into(),
+            dealer_seed: None,
         }
     }
 }
@@ -96,6 +102,7 @@ impl JobArgs {
             seed: self.seed,
             schedule,
             seq_len: self.seq_len,
+            dealer_seed: self.dealer_seed,
         })
     }
 

@@ -33,6 +33,7 @@ pub fn run(a: &OfflineArgs) -> Result<()> {
         parties: a.parties,
         fixed: a.job.fixed(a.parties)?,
         timeout: std::time::Duration::from_secs(60),
+        dealer_seed: None,
     };
     cfg.check()?;
     let job = job::build(&spec)?;

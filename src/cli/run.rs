@@ -75,6 +75,7 @@ impl RunArgs {
             parties: self.parties,
             fixed,
             timeout: Duration::from_secs_f64(self.timeout_s),
+            dealer_seed: self.job.dealer_seed,
         };
         cfg.check()?;
         Ok(cfg)
@@ -121,10 +122,11 @@ pub fn run(a: &RunArgs) -> Result<()> {
     } else {
         let material = match &a.material {
             Some(dir) => load_material(dir, &cfg, &job)?,
-            None => crate::offline::deal(
+            None => crate::offline::deal_seeded(
                 &record_plan(&cfg, &*job.program)?,
                 cfg.parties,
                 fresh_session(),
+                cfg.dealer_seed,
             ),
         };
         let recorder = a.trace.as_ref().map(|_| Recorder::new());

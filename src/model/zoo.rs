@@ -1,5 +1,5 @@
-//! Built-in models with seeded synthetic weights (rand_xoshiro: synthetic data only, never
-//! secret material). Depends on model and ring.
+//! Built-in models as graphs, with seeded synthetic weights (rand_xoshiro: synthetic data
+//! only, never secret material). Depends on model::graph and ring.
 //!
 //! Weights are He-uniform (a = sqrt(6 / fan_in)) so that activations keep unit-order
 //! magnitude through ReLU stacks: fixed-point values stay far from the ring's limits and the
@@ -8,7 +8,7 @@
 use rand_xoshiro::rand_core::{RngCore, SeedableRng};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use super::{Block, Layer, Model};
+use super::graph::{Graph, GraphBuilder, Op, TensorId};
 use crate::error::{Error, Result};
 use crate::ring::PlainTensor;
 
@@ -48,68 +48,133 @@ impl Synth {
             (0..n).map(|_| lo + (hi - lo) * self.unit()).collect(),
         )
     }
-    fn he(&mut self, shape: &[usize], fan_in: usize) -> PlainTensor {
+    pub fn he(&mut self, shape: &[usize], fan_in: usize) -> PlainTensor {
         let a = (6.0 / fan_in as f64).sqrt();
         self.tensor(shape, -a, a)
     }
-    pub fn conv(
-        &mut self,
-        cin: usize,
-        cout: usize,
-        k: usize,
-        stride: usize,
-        padding: usize,
-    ) -> Layer {
-        Layer::Conv {
-            w: self.he(&[cout, cin, k, k], cin * k * k),
-            b: self.tensor(&[cout], -0.05, 0.05),
-            stride,
-            padding,
+}
+
+/// A graph under construction with the generator of its weights: the zoo's vocabulary.
+struct Net {
+    b: GraphBuilder,
+    s: Synth,
+}
+
+impl Net {
+    fn new(name: &str, input: &[usize], seed: u64) -> Net {
+        Net {
+            b: GraphBuilder::new(name, input),
+            s: Synth::new(seed),
         }
     }
-    /// A conv whose weights are scaled by `gain`: the last conv of a residual body uses a
-    /// small gain (as Fixup/zero-init-residual do in place of BatchNorm) so that activations
-    /// do not double with every block and stay far from the fixed-point limits.
-    pub fn conv_gain(
+    fn node(&mut self, op: Op, inputs: &[TensorId]) -> TensorId {
+        self.b
+            .node("", op, inputs)
+            .expect("built-in models are consistent")
+    }
+    fn cin(&self, x: TensorId) -> usize {
+        self.b.shape(x)[1]
+    }
+    /// A conv (He-uniform) with bias; `gain` scales its weights: the last conv of a
+    /// residual body uses a small gain (as Fixup/zero-init-residual do in place of
+    /// BatchNorm) so that activations do not double with every block and stay far from the
+    /// fixed-point limits.
+    fn conv_gain(
         &mut self,
-        cin: usize,
+        x: TensorId,
         cout: usize,
         k: usize,
         stride: usize,
         padding: usize,
         gain: f64,
-    ) -> Layer {
-        match self.conv(cin, cout, k, stride, padding) {
-            Layer::Conv {
-                w,
-                b,
-                stride,
-                padding,
-            } => Layer::Conv {
-                w: w.map(|v| v * gain),
-                b,
+    ) -> TensorId {
+        let cin = self.cin(x);
+        let w = self.s.he(&[cout, cin, k, k], cin * k * k).map(|v| v * gain);
+        let b = self.s.tensor(&[cout], -0.05, 0.05);
+        let (w, b) = (self.b.constant("w", w), self.b.constant("b", b));
+        self.node(Op::Conv2d { stride, padding }, &[x, w, b])
+    }
+    fn conv(
+        &mut self,
+        x: TensorId,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+    ) -> TensorId {
+        self.conv_gain(x, cout, k, stride, padding, 1.0)
+    }
+    /// x [.., fin] · w [fin, fout] + b, He-uniform.
+    fn linear(&mut self, x: TensorId, fout: usize) -> TensorId {
+        let fin = *self.b.shape(x).last().unwrap();
+        let w = self.s.he(&[fin, fout], fin);
+        let b = self.s.tensor(&[fout], -0.05, 0.05);
+        self.matmul_bias(x, w, b)
+    }
+    fn matmul_bias(&mut self, x: TensorId, w: PlainTensor, b: PlainTensor) -> TensorId {
+        let (w, b) = (self.b.constant("w", w), self.b.constant("b", b));
+        let y = self.node(Op::MatMul, &[x, w]);
+        self.node(Op::Add, &[y, b])
+    }
+    fn relu(&mut self, x: TensorId) -> TensorId {
+        self.node(Op::Relu, &[x])
+    }
+    fn maxpool(&mut self, x: TensorId, kernel: usize, stride: usize, padding: usize) -> TensorId {
+        self.node(
+            Op::MaxPool {
+                kernel,
                 stride,
                 padding,
             },
-            _ => unreachable!(),
-        }
+            &[x],
+        )
     }
-    pub fn linear(&mut self, fin: usize, fout: usize) -> Layer {
-        Layer::Linear {
-            w: self.he(&[fin, fout], fin),
-            b: self.tensor(&[fout], -0.05, 0.05),
-        }
+    fn avgpool(&mut self, x: TensorId, kernel: usize) -> TensorId {
+        self.node(
+            Op::AvgPool {
+                kernel,
+                stride: kernel,
+                padding: 0,
+            },
+            &[x],
+        )
+    }
+    fn flatten(&mut self, x: TensorId) -> TensorId {
+        self.node(Op::Flatten { axis: 1 }, &[x])
+    }
+    fn add(&mut self, a: TensorId, b: TensorId) -> TensorId {
+        self.node(Op::Add, &[a, b])
+    }
+    fn finish(self, out: TensorId) -> Graph {
+        self.b.finish(out).expect("built-in models are consistent")
     }
 }
 
-/// Build a built-in model by name with weights drawn from `seed`.
-pub fn build(name: &str, seed: u64) -> Result<Model> {
-    build_with(name, seed, None)
+/// Build a built-in model by name for a batch of `batch`, weights drawn from `seed`.
+pub fn build(name: &str, seed: u64, batch: usize) -> Result<Graph> {
+    build_with(name, seed, None, batch)
+}
+
+/// The per-sample input shape of a built-in model (`seq_len`: a BERT model's sequence
+/// length, `None` for its default).
+pub fn input_shape(name: &str, seq_len: Option<usize>) -> Result<Vec<usize>> {
+    Ok(match name {
+        "lenet" => vec![1, 28, 28],
+        "resnet_cifar" | "resnet_cifar-tiny" | "vgg16-tiny" | "resnet50-tiny" => vec![3, 32, 32],
+        "vgg16" | "resnet50" => vec![3, 224, 224],
+        "bert-base" => vec![seq_len.unwrap_or(BERT_BASE_SEQ), 768],
+        "bert-small" => vec![seq_len.unwrap_or(BERT_SMALL_SEQ), 64],
+        other => {
+            return Err(Error::Config(format!(
+                "unknown model '{other}'; built-in models: {}",
+                MODELS.join(", ")
+            )))
+        }
+    })
 }
 
 /// As `build`, with the sequence length of a BERT model (`None`: its default).
-pub fn build_with(name: &str, seed: u64, seq_len: Option<usize>) -> Result<Model> {
-    let mut s = Synth::new(seed);
+pub fn build_with(name: &str, seed: u64, seq_len: Option<usize>, batch: usize) -> Result<Graph> {
     let is_bert = name.starts_with("bert");
     if seq_len.is_some() && !is_bert {
         return Err(Error::Config(format!(
@@ -119,110 +184,75 @@ pub fn build_with(name: &str, seed: u64, seq_len: Option<usize>) -> Result<Model
     if seq_len == Some(0) {
         return Err(Error::Config("--seq-len must be at least 1".into()));
     }
-    match name {
-        "lenet" => Ok(lenet(&mut s)),
-        "resnet_cifar" => Ok(resnet_cifar(&mut s, 3, name)),
-        "resnet_cifar-tiny" => Ok(resnet_cifar(&mut s, 1, name)),
-        "vgg16" => Ok(vgg16(&mut s, 224, 1, name)),
-        "vgg16-tiny" => Ok(vgg16(&mut s, 32, 16, name)),
-        "resnet50" => Ok(resnet50(&mut s, 224, 1, name)),
-        "resnet50-tiny" => Ok(resnet50(&mut s, 32, 16, name)),
-        "bert-base" => Ok(bert(
-            &mut s,
-            12,
-            768,
-            12,
-            3072,
-            seq_len.unwrap_or(BERT_BASE_SEQ),
-            name,
-        )),
-        "bert-small" => Ok(bert(
-            &mut s,
-            2,
-            64,
-            2,
-            256,
-            seq_len.unwrap_or(BERT_SMALL_SEQ),
-            name,
-        )),
-        other => Err(Error::Config(format!(
-            "unknown model '{other}'; built-in models: {}",
-            MODELS.join(", ")
-        ))),
+    if batch == 0 {
+        return Err(Error::Config("--batch must be at least 1".into()));
     }
+    let mut shape = vec![batch];
+    shape.extend(input_shape(name, seq_len)?);
+    let net = Net::new(name, &shape, seed);
+    Ok(match name {
+        "lenet" => lenet(net),
+        "resnet_cifar" => resnet_cifar(net, 3),
+        "resnet_cifar-tiny" => resnet_cifar(net, 1),
+        "vgg16" => vgg16(net, 224, 1),
+        "vgg16-tiny" => vgg16(net, 32, 16),
+        "resnet50" => resnet50(net, 224, 1),
+        "resnet50-tiny" => resnet50(net, 32, 16),
+        "bert-base" => bert(net, 12, 12, 3072),
+        "bert-small" => bert(net, 2, 2, 256),
+        _ => unreachable!("input_shape knows every model"),
+    })
 }
 
 /// LeNet-style MNIST CNN: 1×28×28 -> 10 classes.
-fn lenet(s: &mut Synth) -> Model {
-    let layers = vec![
-        s.conv(1, 6, 5, 1, 0),
-        Layer::Relu,
-        Layer::MaxPool {
-            kernel: 2,
-            stride: 2,
-            padding: 0,
-        },
-        s.conv(6, 16, 5, 1, 0),
-        Layer::Relu,
-        Layer::MaxPool {
-            kernel: 2,
-            stride: 2,
-            padding: 0,
-        },
-        Layer::Flatten,
-        s.linear(256, 120),
-        Layer::Relu,
-        s.linear(120, 84),
-        Layer::Relu,
-        s.linear(84, 10),
-    ];
-    Model {
-        name: "lenet".into(),
-        input_shape: vec![1, 28, 28],
-        layers,
-    }
+fn lenet(mut n: Net) -> Graph {
+    let x = n.b.input();
+    let x = n.conv(x, 6, 5, 1, 0);
+    let x = n.relu(x);
+    let x = n.maxpool(x, 2, 2, 0);
+    let x = n.conv(x, 16, 5, 1, 0);
+    let x = n.relu(x);
+    let x = n.maxpool(x, 2, 2, 0);
+    let x = n.flatten(x);
+    let x = n.linear(x, 120);
+    let x = n.relu(x);
+    let x = n.linear(x, 84);
+    let x = n.relu(x);
+    let x = n.linear(x, 10);
+    n.finish(x)
 }
 
-/// CIFAR-10 ResNet (He et al. 2016, §4.2): 3 stages of `n` basic blocks at 16/32/64
-/// channels on 32×32 input; n = 3 is ResNet-20. BatchNorm is folded into the convs.
-fn resnet_cifar(s: &mut Synth, n: usize, name: &str) -> Model {
-    let mut layers = vec![s.conv(3, 16, 3, 1, 1), Layer::Relu];
-    let mut cin = 16;
+/// CIFAR-10 ResNet (He et al. 2016, §4.2): 3 stages of `blocks` basic blocks at 16/32/64
+/// channels on 32×32 input; 3 blocks is ResNet-20. BatchNorm is folded into the convs.
+fn resnet_cifar(mut n: Net, blocks: usize) -> Graph {
+    let x = n.b.input();
+    let x = n.conv(x, 16, 3, 1, 1);
+    let mut x = n.relu(x);
     for (stage, &c) in [16usize, 32, 64].iter().enumerate() {
-        for blk in 0..n {
+        for blk in 0..blocks {
             let stride = if stage > 0 && blk == 0 { 2 } else { 1 };
-            let body = vec![
-                s.conv(cin, c, 3, stride, 1),
-                Layer::Relu,
-                s.conv_gain(c, c, 3, 1, 1, 0.3),
-            ];
-            let shortcut = if stride != 1 || cin != c {
-                vec![s.conv(cin, c, 1, stride, 0)]
+            let cin = n.cin(x);
+            let y = n.conv(x, c, 3, stride, 1);
+            let y = n.relu(y);
+            let y = n.conv_gain(y, c, 3, 1, 1, 0.3);
+            let short = if stride != 1 || cin != c {
+                n.conv(x, c, 1, stride, 0)
             } else {
-                vec![]
+                x
             };
-            layers.push(Layer::Residual { body, shortcut });
-            layers.push(Layer::Relu);
-            cin = c;
+            let s = n.add(y, short);
+            x = n.relu(s);
         }
     }
-    layers.push(Layer::AvgPool {
-        kernel: 8,
-        stride: 8,
-        padding: 0,
-    });
-    layers.push(Layer::Flatten);
-    layers.push(s.linear(64, 10));
-    Model {
-        name: name.into(),
-        input_shape: vec![3, 32, 32],
-        layers,
-    }
+    let x = n.avgpool(x, 8);
+    let x = n.flatten(x);
+    let x = n.linear(x, 10);
+    n.finish(x)
 }
 
 /// VGG16 (Simonyan & Zisserman 2015, configuration D) at `size`×`size` input, widths
 /// divided by `div`; 1000 classes at full size, 10 when shrunk.
-fn vgg16(s: &mut Synth, size: usize, div: usize, name: &str) -> Model {
+fn vgg16(mut n: Net, size: usize, div: usize) -> Graph {
     let cfg: [&[usize]; 5] = [
         &[64, 64],
         &[128, 128],
@@ -230,142 +260,139 @@ fn vgg16(s: &mut Synth, size: usize, div: usize, name: &str) -> Model {
         &[512, 512, 512],
         &[512, 512, 512],
     ];
-    let mut layers = Vec::new();
-    let mut cin = 3;
+    let mut x = n.b.input();
     for stage in cfg {
         for &c in stage {
-            let c = c / div;
-            layers.push(s.conv(cin, c, 3, 1, 1));
-            layers.push(Layer::Relu);
-            cin = c;
+            x = n.conv(x, c / div, 3, 1, 1);
+            x = n.relu(x);
         }
-        layers.push(Layer::MaxPool {
-            kernel: 2,
-            stride: 2,
-            padding: 0,
-        });
+        x = n.maxpool(x, 2, 2, 0);
     }
-    let side = size / 32;
+    let _ = size;
     let (hidden, classes) = if div == 1 {
         (4096, 1000)
     } else {
         (4096 / (4 * div), 10)
     };
-    layers.push(Layer::Flatten);
-    layers.push(s.linear(cin * side * side, hidden));
-    layers.push(Layer::Relu);
-    layers.push(s.linear(hidden, hidden));
-    layers.push(Layer::Relu);
-    layers.push(s.linear(hidden, classes));
-    Model {
-        name: name.into(),
-        input_shape: vec![3, size, size],
-        layers,
-    }
+    let x = n.flatten(x);
+    let x = n.linear(x, hidden);
+    let x = n.relu(x);
+    let x = n.linear(x, hidden);
+    let x = n.relu(x);
+    let x = n.linear(x, classes);
+    n.finish(x)
 }
 
 /// ResNet50 (He et al. 2016, bottleneck blocks [3, 4, 6, 3]) at `size`×`size` input, widths
 /// divided by `div`. BatchNorm folded into the convs.
-fn resnet50(s: &mut Synth, size: usize, div: usize, name: &str) -> Model {
+fn resnet50(mut n: Net, size: usize, div: usize) -> Graph {
     let w0 = 64 / div;
-    let mut layers = vec![
-        s.conv(3, w0, 7, 2, 3),
-        Layer::Relu,
-        Layer::MaxPool {
-            kernel: 3,
-            stride: 2,
-            padding: 1,
-        },
-    ];
-    let mut cin = w0;
+    let x = n.b.input();
+    let x = n.conv(x, w0, 7, 2, 3);
+    let x = n.relu(x);
+    let mut x = n.maxpool(x, 3, 2, 1);
     for (stage, &blocks) in [3usize, 4, 6, 3].iter().enumerate() {
         let w = (64 << stage) / div;
         for blk in 0..blocks {
             let stride = if stage > 0 && blk == 0 { 2 } else { 1 };
-            let body = vec![
-                s.conv(cin, w, 1, 1, 0),
-                Layer::Relu,
-                s.conv(w, w, 3, stride, 1),
-                Layer::Relu,
-                s.conv_gain(w, 4 * w, 1, 1, 0, 0.3),
-            ];
-            let shortcut = if blk == 0 {
-                vec![s.conv(cin, 4 * w, 1, stride, 0)]
+            let y = n.conv(x, w, 1, 1, 0);
+            let y = n.relu(y);
+            let y = n.conv(y, w, 3, stride, 1);
+            let y = n.relu(y);
+            let y = n.conv_gain(y, 4 * w, 1, 1, 0, 0.3);
+            let short = if blk == 0 {
+                n.conv(x, 4 * w, 1, stride, 0)
             } else {
-                vec![]
+                x
             };
-            layers.push(Layer::Residual { body, shortcut });
-            layers.push(Layer::Relu);
-            cin = 4 * w;
+            let s = n.add(y, short);
+            x = n.relu(s);
         }
     }
-    let side = size / 32;
-    layers.push(Layer::AvgPool {
-        kernel: side,
-        stride: side,
-        padding: 0,
-    });
-    layers.push(Layer::Flatten);
-    layers.push(s.linear(cin, if div == 1 { 1000 } else { 10 }));
-    Model {
-        name: name.into(),
-        input_shape: vec![3, size, size],
-        layers,
-    }
+    let x = n.avgpool(x, size / 32);
+    let x = n.flatten(x);
+    let x = n.linear(x, if div == 1 { 1000 } else { 10 });
+    n.finish(x)
 }
 
-/// A BERT encoder (Devlin et al. 2019): `layers` post-LN blocks of hidden size `h` with
-/// `heads` heads and an FFN of `ffn`, on `seq` token embeddings (the embedding lookup is
-/// outside the MPC computation: the input is the embedded sequence). bert-base is 12
-/// layers, 768 hidden, 12 heads, FFN 3072; bert-small is 2 layers, 64 hidden, 2 heads.
-fn bert(
-    s: &mut Synth,
-    layers: usize,
-    h: usize,
-    heads: usize,
-    ffn: usize,
-    seq: usize,
-    name: &str,
-) -> Model {
-    let mut mat = |fin: usize, fout: usize| {
-        // Variance 1/fan_in keeps each projection's output at unit scale before LayerNorm.
+/// A BERT encoder (Devlin et al. 2019): `layers` post-LN blocks with `heads` heads and an
+/// FFN of `ffn`, on the embedded token sequence [B, S, H] (the embedding lookup is outside
+/// the MPC computation). Every block is ordinary nodes: a fused QKV projection sliced into
+/// Q, K, V, per-head views by reshape and transpose, batched products of activations,
+/// softmax, residual adds and LayerNorm. bert-base is 12 layers, 768 hidden, 12 heads, FFN
+/// 3072; bert-small is 2 layers, 64 hidden, 2 heads, FFN 256.
+fn bert(mut n: Net, layers: usize, heads: usize, ffn: usize) -> Graph {
+    let h = *n.b.shape(n.b.input()).last().unwrap();
+    let d = h / heads;
+    // Variance 1/fan_in keeps each projection's output at unit scale before LayerNorm.
+    let mat = |s: &mut Synth, fin: usize, fout: usize| {
         let a = (3.0 / fin as f64).sqrt();
         (
             s.tensor(&[fin, fout], -a, a),
             s.tensor(&[fout], -0.05, 0.05),
         )
     };
-    let mut blocks = Vec::new();
+    let mut x = n.b.input();
     for _ in 0..layers {
-        let (wqkv, bqkv) = mat(h, 3 * h);
-        let (wo, bo) = mat(h, h);
-        let (w1, b1) = mat(h, ffn);
-        let (w2, b2) = mat(ffn, h);
-        blocks.push((wqkv, bqkv, wo, bo, w1, b1, w2, b2));
+        let (wqkv, bqkv) = mat(&mut n.s, h, 3 * h);
+        let (wo, bo) = mat(&mut n.s, h, h);
+        let (w1, b1) = mat(&mut n.s, h, ffn);
+        let (w2, b2) = mat(&mut n.s, ffn, h);
+        let ln = |s: &mut Synth| (s.tensor(&[h], 0.9, 1.1), s.tensor(&[h], -0.1, 0.1));
+        let (ln1, ln2) = (ln(&mut n.s), ln(&mut n.s));
+        let qkv = n.matmul_bias(x, wqkv, bqkv);
+        let head = |n: &mut Net, i: usize, perm: Vec<usize>| {
+            let t = n.node(
+                Op::Slice {
+                    axis: 2,
+                    start: i * h,
+                    end: (i + 1) * h,
+                },
+                &[qkv],
+            );
+            let t = n.node(
+                Op::Reshape {
+                    shape: vec![0, 0, heads as i64, d as i64],
+                },
+                &[t],
+            );
+            n.node(Op::Transpose { perm }, &[t])
+        };
+        let q = head(&mut n, 0, vec![0, 2, 1, 3]);
+        let k = head(&mut n, 1, vec![0, 2, 3, 1]);
+        let v = head(&mut n, 2, vec![0, 2, 1, 3]);
+        let scores = n.node(Op::MatMul, &[q, k]);
+        let scaled = n.node(Op::MulConst(1.0 / (d as f64).sqrt()), &[scores]);
+        let p = n.node(Op::Softmax { axis: 3 }, &[scaled]);
+        let o = n.node(Op::MatMul, &[p, v]);
+        let o = n.node(
+            Op::Transpose {
+                perm: vec![0, 2, 1, 3],
+            },
+            &[o],
+        );
+        let o = n.node(
+            Op::Reshape {
+                shape: vec![0, 0, h as i64],
+            },
+            &[o],
+        );
+        let attn = n.matmul_bias(o, wo, bo);
+        let r = n.add(x, attn);
+        let (g1, b1n) = (
+            n.b.constant("ln1.gamma", ln1.0),
+            n.b.constant("ln1.beta", ln1.1),
+        );
+        let y = n.node(Op::LayerNorm { eps: 1e-5 }, &[r, g1, b1n]);
+        let f = n.matmul_bias(y, w1, b1);
+        let f = n.node(Op::Gelu, &[f]);
+        let f = n.matmul_bias(f, w2, b2);
+        let r = n.add(y, f);
+        let (g2, b2n) = (
+            n.b.constant("ln2.gamma", ln2.0),
+            n.b.constant("ln2.beta", ln2.1),
+        );
+        x = n.node(Op::LayerNorm { eps: 1e-5 }, &[r, g2, b2n]);
     }
-    let layers = blocks
-        .into_iter()
-        .map(|(wqkv, bqkv, wo, bo, w1, b1, w2, b2)| {
-            let ln = |s: &mut Synth| (s.tensor(&[h], 0.9, 1.1), s.tensor(&[h], -0.1, 0.1));
-            let (ln1, ln2) = (ln(s), ln(s));
-            Layer::Transformer(Box::new(Block {
-                heads,
-                wqkv,
-                bqkv,
-                wo,
-                bo,
-                w1,
-                b1,
-                w2,
-                b2,
-                ln1,
-                ln2,
-            }))
-        })
-        .collect();
-    Model {
-        name: name.into(),
-        input_shape: vec![seq, h],
-        layers,
-    }
+    n.finish(x)
 }

@@ -2,7 +2,7 @@
 //! every party's shares of every tuple come from a PRG seeded by the dealer; only party 0
 //! receives real data, one correction per tuple. Depends on ring, kernels, prg, plan.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Mutex;
 
@@ -29,23 +29,42 @@ pub struct PartyMaterial {
     pub corrections: HashMap<u64, Material>,
 }
 
-/// Draw a party's free components (all components for party != 0) of `req` under `key`.
-fn draw(seed: &Seed, key: u64, req: &Request, count: usize) -> Material {
-    let mut prg = Prg::new(seed, key);
+/// Draw components `comps` of a party's material for `req` under `key`, restricted to the
+/// word ranges `ranges` of each (all of `req`'s components in one keystream, in order, so
+/// a part is drawn by seeking without drawing the rest).
+fn draw(
+    seed: &Seed,
+    key: u64,
+    req: &Request,
+    comps: std::ops::Range<usize>,
+    ranges: &[Vec<std::ops::Range<usize>>],
+) -> Material {
     let lens = req.component_lens();
-    let mut out: Material = lens[..count]
-        .iter()
-        .map(|&l| {
-            let mut v = vec![0u64; l];
-            prg.fill_u64(&mut v);
-            v
-        })
-        .collect();
-    if matches!(req, Request::Bit { .. }) {
-        // Component 0 of a random-bit pair is this party's XOR share of a single bit.
-        out[0].iter_mut().for_each(|x| *x &= 1);
+    let mut out: Material = Vec::with_capacity(comps.len());
+    for j in comps {
+        let base: usize = lens[..j].iter().sum();
+        let mut v = vec![0u64; ranges[j].iter().map(|r| r.len()).sum()];
+        let mut off = 0;
+        for r in &ranges[j] {
+            Prg::at(seed, key, base + r.start).fill_u64(&mut v[off..off + r.len()]);
+            off += r.len();
+        }
+        if j == 0 && matches!(req, Request::Bit { .. }) {
+            // Component 0 of a random-bit pair is this party's XOR share of a single bit.
+            v.iter_mut().for_each(|x| *x &= 1);
+        }
+        out.push(v);
     }
     out
+}
+
+/// Every word of components `comps` of `req`.
+fn draw_whole(seed: &Seed, key: u64, req: &Request, comps: std::ops::Range<usize>) -> Material {
+    let whole = req.component_ranges(super::plan::Part {
+        start: 0,
+        len: req.units(),
+    });
+    draw(seed, key, req, comps, &whole)
 }
 
 fn sum(parts: &[&Vec<u64>]) -> Vec<u64> {
@@ -114,6 +133,22 @@ fn corrected_values(req: &Request, free: &[&Material]) -> Vec<Vec<u64>> {
             vec![(0..rep * len).map(|i| a[i % len] & b[i]).collect()]
         }
         Request::Bit { .. } => vec![xor(&comp(0))],
+        Request::BatchMatmul { batch, m, k, n } => {
+            let (a, b) = (sum(&comp(0)), sum(&comp(1)));
+            let mut c = vec![0u64; batch * m * n];
+            for i in 0..batch {
+                kernels::gemm_into(
+                    m,
+                    k,
+                    n,
+                    &a[i * m * k..(i + 1) * m * k],
+                    &b[i * k * n..(i + 1) * k * n],
+                    &mut c[i * m * n..(i + 1) * m * n],
+                    false,
+                );
+            }
+            vec![c]
+        }
         Request::Trunc { shift, .. } => {
             let r = sum(&comp(0));
             let hi = r.iter().map(|x| (x & (u64::MAX >> 1)) >> shift).collect();
@@ -125,8 +160,25 @@ fn corrected_values(req: &Request, free: &[&Material]) -> Vec<Vec<u64>> {
 
 /// Deal the material of `plan` to `parties` parties of session `session`.
 pub fn deal(plan: &Plan, parties: usize, session: u64) -> Vec<PartyMaterial> {
+    deal_seeded(plan, parties, session, None)
+}
+
+/// As `deal`; with `Some(s)` (`--dealer-seed`) every party's seed is derived from `s`, so
+/// that the same job gives the same material, for reproducible experiments only: anyone
+/// who knows `s` knows every mask.
+pub fn deal_seeded(
+    plan: &Plan,
+    parties: usize,
+    session: u64,
+    dealer_seed: Option<u64>,
+) -> Vec<PartyMaterial> {
     assert!(parties >= 2);
-    let seeds: Vec<Seed> = (0..parties).map(|_| fresh_seed()).collect();
+    let seeds: Vec<Seed> = (0..parties)
+        .map(|i| match dealer_seed {
+            Some(s) => Prg::derive_seed(s, i as u64),
+            None => fresh_seed(),
+        })
+        .collect();
     let corrections: HashMap<u64, Material> = plan
         .entries
         .par_iter()
@@ -134,7 +186,7 @@ pub fn deal(plan: &Plan, parties: usize, session: u64) -> Vec<PartyMaterial> {
             let free_n = req.free_components();
             let total = req.component_lens().len();
             let all: Vec<Material> = (0..parties)
-                .map(|i| draw(&seeds[i], *key, req, if i == 0 { free_n } else { total }))
+                .map(|i| draw_whole(&seeds[i], *key, req, 0..if i == 0 { free_n } else { total }))
                 .collect();
             let refs: Vec<&Material> = all.iter().collect();
             let full = corrected_values(req, &refs);
@@ -171,21 +223,30 @@ pub fn deal(plan: &Plan, parties: usize, session: u64) -> Vec<PartyMaterial> {
 }
 
 impl PartyMaterial {
-    /// This party's material for one planned request: its free components from its seed,
-    /// the rest from the seed (parties != 0) or from the dealer's correction `corr`
-    /// (party 0).
-    fn material_with(&self, key: u64, req: &Request, corr: Option<Material>) -> Result<Material> {
+    /// This party's material for `part` of one planned request: its free components from
+    /// its seed, the rest from the seed (parties != 0) or from the dealer's correction
+    /// `corr` (party 0, the whole correction, sliced here).
+    fn material_with(
+        &self,
+        key: u64,
+        req: &Request,
+        corr: Option<&Material>,
+        part: super::plan::Part,
+    ) -> Result<Material> {
+        let ranges = req.component_ranges(part);
+        let n = req.component_lens().len();
         if self.party == 0 {
             let corr = corr.ok_or_else(|| {
                 Error::Material(format!(
                     "party 0 material lacks the correction for operation {key:#018x}"
                 ))
             })?;
-            let mut m = draw(&self.seed, key, req, req.free_components());
-            m.extend(corr);
+            let free = req.free_components();
+            let mut m = draw(&self.seed, key, req, 0..free, &ranges);
+            m.extend(super::material::slice_material(corr, &ranges[free..]));
             Ok(m)
         } else {
-            Ok(draw(&self.seed, key, req, req.component_lens().len()))
+            Ok(draw(&self.seed, key, req, 0..n, &ranges))
         }
     }
 
@@ -203,7 +264,14 @@ impl PartyMaterial {
             .collect();
         let items: HashMap<u64, (Request, Material)> = work
             .into_par_iter()
-            .map(|(key, req, corr)| Ok((key, (req.clone(), self.material_with(key, req, corr)?))))
+            .map(|(key, req, corr)| {
+                let whole = super::plan::Part {
+                    start: 0,
+                    len: req.units(),
+                };
+                let m = self.material_with(key, req, corr.as_ref(), whole)?;
+                Ok((key, (req.clone(), m)))
+            })
             .collect::<Result<_>>()?;
         Ok(MaterialStore::new(items))
     }
@@ -220,11 +288,14 @@ impl PartyMaterial {
     /// taken: a 3-party VGG16 or BERT-base has 4-5 GiB of them, which must not be
     /// held twice (caller and store) nor to the end of the run.
     pub fn into_lazy(mut self) -> LazyStore {
-        let corrections = Mutex::new(std::mem::take(&mut self.corrections));
+        let corrections = std::mem::take(&mut self.corrections)
+            .into_iter()
+            .map(|(k, m)| (k, Arc::new(m)))
+            .collect();
         LazyStore {
             planned: self.plan.entries.iter().cloned().collect(),
-            used: Mutex::new(HashSet::new()),
-            corrections,
+            used: Mutex::new(HashMap::new()),
+            corrections: Mutex::new(corrections),
             material: self,
         }
     }
@@ -235,24 +306,33 @@ pub struct LazyStore {
     /// Seed and identity; its own `corrections` are empty (moved to `corrections`).
     material: PartyMaterial,
     planned: HashMap<u64, Request>,
-    /// Party 0's corrections not taken yet.
-    corrections: Mutex<HashMap<u64, Material>>,
-    used: Mutex<HashSet<u64>>,
+    /// Party 0's corrections not wholly taken yet.
+    corrections: Mutex<HashMap<u64, Arc<Material>>>,
+    used: Mutex<HashMap<u64, super::material::Taken>>,
 }
 
 impl MaterialSource for LazyStore {
-    fn take(&self, key: u64, req: &Request) -> Result<Material> {
+    fn take(&self, key: u64, req: &Request, part: super::plan::Part) -> Result<Material> {
         match self.planned.get(&key) {
             Some(p) if p == req => {}
             Some(p) => return Err(Error::Material(format!("operation {key:#018x} asks for {req:?} but the material was planned as {p:?}: the material was made for a different program"))),
             None => return Err(Error::Material(format!("no material for operation {key:#018x} ({req:?}): it was never planned; the material does not match this program"))),
         }
-        if !self.used.lock().unwrap().insert(key) {
-            return Err(Error::Material(format!(
-                "material for operation {key:#018x} ({req:?}) was already used"
-            )));
-        }
-        let corr = self.corrections.lock().unwrap().remove(&key);
-        self.material.material_with(key, req, corr)
+        let done =
+            self.used
+                .lock()
+                .unwrap()
+                .entry(key)
+                .or_default()
+                .take(key, req, part, req.units())?;
+        let corr = {
+            let mut c = self.corrections.lock().unwrap();
+            if done {
+                c.remove(&key)
+            } else {
+                c.get(&key).cloned()
+            }
+        };
+        self.material.material_with(key, req, corr.as_deref(), part)
     }
 }

@@ -11,6 +11,9 @@ pub mod file;
 pub mod material;
 pub mod plan;
 
-pub use dealer::{deal, PartyMaterial};
-pub use material::{Material, MaterialSource, MaterialStore, RecordingSource};
-pub use plan::{Plan, Request};
+pub use dealer::{deal, deal_seeded, PartyMaterial};
+pub use material::{
+    AndTriple, BitPair, Material, MaterialSource, MaterialStore, RecordingSource, SquarePair,
+    Triple, TruncMask,
+};
+pub use plan::{Part, Plan, Request, Window};

@@ -28,6 +28,52 @@ pub enum Request {
     /// Truncation mask of the dealer-assisted truncation (N > 2, or 2 parties with
     /// `--trunc dealer`): r, (r mod 2^63) >> shift, and msb(r), arithmetic shares.
     Trunc { len: usize, shift: u32 },
+    /// `batch` independent matrix triples a [m×k], b [k×n], c = a·b, stacked (products of
+    /// two activations, such as attention's Q·Kᵀ and P·V per sample and head).
+    BatchMatmul {
+        batch: usize,
+        m: usize,
+        k: usize,
+        n: usize,
+    },
+}
+
+/// The part of a tensor one lane computes: `count` of `total` equal units (rows of the
+/// batch, elements, channels at batch 1), starting at unit `start`. The serial schedule's
+/// one lane has `Window::WHOLE`. Material is addressed by (node key, window): a lane's
+/// request is a slice of the whole tensor's request, so every schedule uses the same
+/// material for the same element (see `Request::widen`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Window {
+    pub start: usize,
+    pub count: usize,
+    pub total: usize,
+}
+
+impl Window {
+    pub const WHOLE: Window = Window {
+        start: 0,
+        count: 1,
+        total: 1,
+    };
+    pub fn is_whole(&self) -> bool {
+        self.start == 0 && self.count == self.total
+    }
+    /// Units `i0..i1` of this window's tensor, each of its units split into `q` sub-units.
+    pub fn narrow(&self, q: usize, i0: usize, i1: usize) -> Window {
+        Window {
+            start: self.start * q + i0,
+            count: i1 - i0,
+            total: self.total * q,
+        }
+    }
+}
+
+/// Units `start..start + len` of a request (elements, or matrices of a batched product).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Part {
+    pub start: usize,
+    pub len: usize,
 }
 
 impl Request {
@@ -54,6 +100,93 @@ impl Request {
             Request::And { len, rep } => vec![len, rep * len, rep * len],
             Request::Bit { len } => vec![len, len],
             Request::Trunc { len, .. } => vec![len, len, len],
+            Request::BatchMatmul { batch, m, k, n } => {
+                vec![batch * m * k, batch * k * n, batch * m * n]
+            }
+        }
+    }
+
+    /// Units a lane can take a part of (1: only the whole).
+    pub fn units(&self) -> usize {
+        match *self {
+            Request::Mul { len }
+            | Request::Square { len }
+            | Request::And { len, .. }
+            | Request::Bit { len }
+            | Request::Trunc { len, .. } => len,
+            Request::BatchMatmul { batch, .. } => batch,
+            Request::Matmul { .. } | Request::Conv2d { .. } => 1,
+        }
+    }
+
+    /// The whole tensor's request of which `self` is the part a lane with window `w`
+    /// asks for, and that part. Each unit of the window is the same number of the
+    /// request's units (row-major layouts keep a lane's rows contiguous), so the part is
+    /// found without knowing the op.
+    pub fn widen(&self, w: Window) -> std::result::Result<(Request, Part), String> {
+        if w.is_whole() {
+            return Ok((
+                self.clone(),
+                Part {
+                    start: 0,
+                    len: self.units(),
+                },
+            ));
+        }
+        let units = self.units();
+        if w.count == 0
+            || units % w.count != 0
+            || matches!(self, Request::Matmul { .. } | Request::Conv2d { .. })
+        {
+            return Err(format!(
+                "{self:?} is not a part of {} of {} units of a tensor",
+                w.count, w.total
+            ));
+        }
+        let u = units / w.count;
+        let full = u * w.total;
+        let mut r = self.clone();
+        match &mut r {
+            Request::Mul { len }
+            | Request::Square { len }
+            | Request::And { len, .. }
+            | Request::Bit { len }
+            | Request::Trunc { len, .. } => *len = full,
+            Request::BatchMatmul { batch, .. } => *batch = full,
+            Request::Matmul { .. } | Request::Conv2d { .. } => unreachable!(),
+        }
+        Ok((
+            r,
+            Part {
+                start: u * w.start,
+                len: units,
+            },
+        ))
+    }
+
+    /// Word ranges of each component that make up `part` (several for an AND triple's
+    /// stacked copies).
+    pub fn component_ranges(&self, part: Part) -> Vec<Vec<std::ops::Range<usize>>> {
+        let (s, e) = (part.start, part.start + part.len);
+        let lens = self.component_lens();
+        match *self {
+            Request::Mul { .. }
+            | Request::Square { .. }
+            | Request::Bit { .. }
+            | Request::Trunc { .. } => lens.iter().map(|_| vec![s..e]).collect(),
+            Request::And { len, rep } => vec![
+                vec![s..e],
+                (0..rep).map(|r| r * len + s..r * len + e).collect(),
+                (0..rep).map(|r| r * len + s..r * len + e).collect(),
+            ],
+            Request::BatchMatmul { m, k, n, .. } => vec![
+                vec![s * m * k..e * m * k],
+                vec![s * k * n..e * k * n],
+                vec![s * m * n..e * m * n],
+            ],
+            Request::Matmul { .. } | Request::Conv2d { .. } => {
+                lens.iter().map(|&l| vec![0..l]).collect()
+            }
         }
     }
 
@@ -64,6 +197,7 @@ impl Request {
             Request::Mul { .. }
             | Request::Matmul { .. }
             | Request::Conv2d { .. }
+            | Request::BatchMatmul { .. }
             | Request::And { .. } => 2,
             Request::Square { .. } | Request::Bit { .. } | Request::Trunc { .. } => 1,
         }
@@ -112,6 +246,13 @@ impl Request {
                 put(len as u64);
                 put(shift as u64)
             }
+            Request::BatchMatmul { batch, m, k, n } => {
+                put(8);
+                put(batch as u64);
+                put(m as u64);
+                put(k as u64);
+                put(n as u64)
+            }
         }
     }
 
@@ -146,6 +287,12 @@ impl Request {
             7 => Request::Trunc {
                 len: next()?,
                 shift: next()? as u32,
+            },
+            8 => Request::BatchMatmul {
+                batch: next()?,
+                m: next()?,
+                k: next()?,
+                n: next()?,
             },
             _ => return None,
         })

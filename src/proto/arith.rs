@@ -6,7 +6,7 @@ use super::ctx::{Combine, Ctx};
 use super::share::{BinShare, Share};
 use crate::error::{Error, Result};
 use crate::kernels::ew;
-use crate::offline::Request;
+use crate::offline::{AndTriple, Request, SquarePair, Triple};
 use crate::ring::RingTensor;
 
 impl<'a> Ctx<'a> {
@@ -24,10 +24,7 @@ impl<'a> Ctx<'a> {
         op: impl Fn(&RingTensor, &RingTensor) -> RingTensor,
     ) -> Result<RingTensor> {
         let key = self.next_key();
-        let m = self.material(key, req)?;
-        let [a, b, c]: [Vec<u64>; 3] = m
-            .try_into()
-            .map_err(|_| Error::Material("Beaver triple must have 3 components".into()))?;
+        let Triple { a, b, c } = Triple::from_material(self.material(key, req)?)?;
         let y_shape = y.borrow().shape().to_vec();
         let a = RingTensor::try_from_vec(x.shape(), a)?;
         let mut b = RingTensor::try_from_vec(&y_shape, b)?;
@@ -86,10 +83,8 @@ impl<'a> Ctx<'a> {
     /// x² without truncation: open ε = x - r, then z = r² + 2ε·r (+ ε² at party 0).
     pub fn square_raw(&self, x: &Share) -> Result<Share> {
         let key = self.next_key();
-        let m = self.material(key, Request::Square { len: x.len() })?;
-        let [r, r2]: [Vec<u64>; 2] = m
-            .try_into()
-            .map_err(|_| Error::Material("square pair must have 2 components".into()))?;
+        let SquarePair { r, r2 } =
+            SquarePair::from_material(self.material(key, Request::Square { len: x.len() })?)?;
         let r = RingTensor::try_from_vec(x.shape(), r)?;
         let r2 = RingTensor::try_from_vec(x.shape(), r2)?;
         let eps = self
@@ -138,10 +133,8 @@ impl<'a> Ctx<'a> {
         }
         let rep = ylen / len;
         let key = self.next_key();
-        let m = self.material(key, Request::And { len, rep })?;
-        let [a, b, c]: [Vec<u64>; 3] = m
-            .try_into()
-            .map_err(|_| Error::Material("AND triple must have 3 components".into()))?;
+        let AndTriple { a, b, c } =
+            AndTriple::from_material(self.material(key, Request::And { len, rep })?)?;
         if a.len() != len || b.len() != ylen || c.len() != ylen {
             return Err(Error::Material(format!(
                 "AND triple of lengths {}/{}/{} for operands of {len} and {ylen}",

@@ -5,7 +5,7 @@
 use super::ctx::{Combine, Ctx};
 use super::share::{BinShare, Share};
 use crate::error::{Error, Result};
-use crate::offline::Request;
+use crate::offline::{BitPair, Request};
 use crate::ring::RingTensor;
 
 /// Shifts of the Kogge-Stone prefix levels over a 64-bit word: log2 64 = 6 levels.
@@ -117,10 +117,10 @@ impl<'a> Ctx<'a> {
     pub fn b2a_bit(&self, x: &BinShare) -> Result<Share> {
         let len = x.0.len();
         let key = self.next_key();
-        let m = self.material(key, Request::Bit { len })?;
-        let [r_bin, r_arith]: [Vec<u64>; 2] = m
-            .try_into()
-            .map_err(|_| Error::Material("random bit pair must have 2 components".into()))?;
+        let BitPair {
+            xor: r_bin,
+            arith: r_arith,
+        } = BitPair::from_material(self.material(key, Request::Bit { len })?)?;
         let r_bin = RingTensor::try_from_vec(x.shape(), r_bin)?;
         let masked = x.and_public(1).0.xor(&r_bin);
         let z = self.open("b2a", &[&masked], Combine::Xor)?.pop().unwrap();

@@ -1,13 +1,19 @@
 //! `Ctx`: what a protocol sees of the world. A party id, the `Comm` to its peers, the
-//! `MaterialSource` of the offline phase, the pairwise PRG seeds for zero sharings, and a
-//! key namespace. Depends on comm, offline::material, prg, ring.
+//! `MaterialSource` of the offline phase, the pairwise PRG seeds for zero sharings, a key
+//! namespace and the part of the tensor this lane computes. Depends on comm,
+//! offline::{material, plan}, prg, ring.
 //!
-//! Keys. Every opening and every piece of material is addressed by a 64-bit key derived
-//! from the context's scope and a per-scope operation counter, never from arrival order.
-//! A program run in the same schedule therefore uses the same keys in every party, in the
-//! dry run that records the plan, and in the online run. Schedulers give each lane (chunk
-//! or micro-batch) a child context with `child`, whose scope mixes in the parent's scope,
-//! the parent's next operation index and the lane number.
+//! Keys. Material and zero sharings are addressed by (key, part): the key is derived from
+//! the graph node (`for_node`) and the operation's index within it, the part from the
+//! lane's `Window` over the node's tensor. Every schedule runs a node's protocol calls in
+//! the same order on every part, so each element meets the same material under every
+//! schedule and the output shares are bit-identical. Message tags mix the key with the
+//! window (and a lane salt), so the concurrent parts of one operation never share a tag.
+//!
+//! Rounds. A protocol round is counted once, by the lane that computes the first part of
+//! the whole tensor (`primary`): the parts of one round, in chunks or micro-batches, are
+//! one round, so `rounds` means the same under every schedule. Messages are counted by the
+//! transport, one per message actually sent.
 
 use std::cell::Cell;
 use std::sync::Arc;
@@ -15,7 +21,7 @@ use std::sync::Arc;
 use crate::comm::{Comm, Counters, PartyId, Payload, Tag, SETUP_TAG};
 use crate::error::{Error, Result};
 use crate::kernels::ew;
-use crate::offline::{MaterialSource, Request};
+use crate::offline::{MaterialSource, Part, Request, Window};
 use crate::prg::{fresh_seed, Prg, Seed};
 use crate::ring::{FixedPoint, RingTensor};
 
@@ -72,6 +78,16 @@ impl PairSeeds {
         prev[..8].copy_from_slice(&got[0].to_le_bytes());
         prev[8..].copy_from_slice(&got[1].to_le_bytes());
         Ok(PairSeeds { next, prev })
+    }
+
+    /// Seeds derived from `--dealer-seed` (reproducible experiments only: predictable),
+    /// the same that `establish` would agree on between neighbours.
+    pub fn from_dealer_seed(seed: u64, me: PartyId, n: usize) -> PairSeeds {
+        let pair = |i: usize| crate::prg::Prg::derive_seed(seed, 0x7061_6972_0000_0000 | i as u64);
+        PairSeeds {
+            next: pair(me),
+            prev: pair((me + n - 1) % n),
+        }
     }
 
     /// Fixed seeds for dry runs, which never touch real data.
@@ -133,8 +149,12 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Scope of the operations outside any graph node (input sharing, reveal).
+const ROOT_SCOPE: u64 = 0x6d70_632d_7069_7065;
+
 /// A party's protocol context. Not `Sync`: each lane (thread) has its own, derived with
-/// `child`; the `Comm` and `MaterialSource` behind them are shared.
+/// `for_node`, `narrow` or `weights_lane`; the `Comm` and `MaterialSource` behind them are
+/// shared.
 pub struct Ctx<'a> {
     comm: &'a dyn Comm,
     material: &'a dyn MaterialSource,
@@ -142,6 +162,12 @@ pub struct Ctx<'a> {
     fixed: FixedPoint,
     scope: u64,
     next_op: Cell<u64>,
+    /// The part of each node's tensor this lane computes.
+    window: Window,
+    /// Counts rounds (see the module doc).
+    primary: bool,
+    /// Mixed into message tags: lanes that open different things under one key.
+    salt: u64,
     /// Post as background traffic (`Comm::post_bulk`): a scheduling choice made by whoever
     /// derives the context; the protocols never look at it.
     bulk: bool,
@@ -159,8 +185,11 @@ impl<'a> Ctx<'a> {
             material,
             seeds,
             fixed,
-            scope: 0x6d70_632d_7069_7065,
+            scope: ROOT_SCOPE,
             next_op: Cell::new(0),
+            window: Window::WHOLE,
+            primary: true,
+            salt: 0,
             bulk: false,
         }
     }
@@ -182,21 +211,57 @@ impl<'a> Ctx<'a> {
         self.comm.counters()
     }
 
-    /// A child context for lane `lane` (a chunk or micro-batch). Creating it consumes one
-    /// operation index of the parent, so children made at different points never collide.
-    pub fn child(&self, lane: u64) -> Ctx<'a> {
-        let op = self.bump();
+    fn derived(&self, scope: u64, window: Window, primary: bool, salt: u64, op: u64) -> Ctx<'a> {
         Ctx {
             comm: self.comm,
             material: self.material,
             seeds: self.seeds,
             fixed: self.fixed,
-            scope: mix(self.scope
-                ^ mix(op.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-                    ^ mix(lane.wrapping_add(0x5851_f42d_4c95_7f2d)))),
-            next_op: Cell::new(0),
+            scope,
+            next_op: Cell::new(op),
+            window,
+            primary,
+            salt,
             bulk: self.bulk,
         }
+    }
+
+    /// The context of graph node `node` in this lane: keys restart in the node's own scope,
+    /// so a node's material does not depend on what ran before it.
+    pub fn for_node(&self, node: u64) -> Ctx<'a> {
+        let scope = mix(ROOT_SCOPE ^ mix(node.wrapping_add(0x9e37_79b9_7f4a_7c15)));
+        self.derived(scope, self.window, self.primary, self.salt, 0)
+    }
+
+    /// The context of units `i0..i1` of this lane's tensor, each of whose `count` units is
+    /// split into `q` sub-units (a chunk or micro-batch). It continues this context's
+    /// operation sequence, so its keys are those this context would use next.
+    pub fn narrow(&self, q: usize, i0: usize, i1: usize) -> Ctx<'a> {
+        let w = self.window.narrow(q, i0, i1);
+        self.derived(
+            self.scope,
+            w,
+            self.primary && i0 == 0,
+            self.salt,
+            self.next_op.get(),
+        )
+    }
+
+    /// A lane that opens weight masks ahead of the activations (inter-linear): same keys,
+    /// its own tags, counts no rounds (its openings belong to the layers' rounds).
+    pub fn weights_lane(&self) -> Ctx<'a> {
+        self.derived(
+            self.scope,
+            Window::WHOLE,
+            false,
+            0x7765_6967_6874_7300,
+            self.next_op.get(),
+        )
+    }
+
+    /// This lane's window over each node's tensor.
+    pub fn window(&self) -> Window {
+        self.window
     }
 
     /// This context with every message it posts sent as background traffic
@@ -204,6 +269,22 @@ impl<'a> Ctx<'a> {
     pub fn background(mut self) -> Ctx<'a> {
         self.bulk = true;
         self
+    }
+
+    /// Advance the operation sequence to where a narrowed context `part` ended, so that
+    /// the node continues after its parts with the keys serial would use.
+    pub fn resume_after(&self, part: &Ctx) {
+        self.next_op.set(self.next_op.get().max(part.next_op.get()));
+    }
+
+    /// The operation index this context will use next.
+    pub fn op_index(&self) -> u64 {
+        self.next_op.get()
+    }
+
+    /// Move to operation index `op` (a lane that skipped operations it does not run).
+    pub fn set_op_index(&self, op: u64) {
+        self.next_op.set(op);
     }
 
     fn send(&self, to: PartyId, tag: Tag, data: Payload) -> Result<()> {
@@ -226,17 +307,62 @@ impl<'a> Ctx<'a> {
         mix(self.scope.wrapping_add(mix(op)))
     }
 
-    /// The material planned for operation `key`, split into its components.
+    /// The message tag of operation `key` in this lane.
+    fn tag(&self, key: u64) -> Tag {
+        let w = self.window;
+        let part = mix(w.start as u64 ^ mix((w.total as u64).wrapping_add(self.salt)));
+        Tag(mix(key ^ part))
+    }
+
+    /// The material planned for operation `key` of this node, this lane's part of it:
+    /// `req` is what the lane's part needs.
     pub(crate) fn material(&self, key: u64, req: Request) -> Result<Vec<Vec<u64>>> {
-        self.material.take(key, &req)
+        let (whole, part) = req.widen(self.window).map_err(Error::Protocol)?;
+        self.material.take(key, &whole, part)
+    }
+
+    /// The material of operation `key` for the whole tensor, whatever this lane's window
+    /// (a linear layer's triple, which every lane uses rows of).
+    pub(crate) fn material_whole(&self, key: u64, req: Request) -> Result<Vec<Vec<u64>>> {
+        let part = Part {
+            start: 0,
+            len: req.units(),
+        };
+        self.material.take(key, &req, part)
     }
 
     /// A fresh pseudo-random zero sharing (PRZS): PRG_prev - PRG_next (XOR for binary).
-    pub(crate) fn zero_sharing(&self, shape: &[usize], combine: Combine) -> RingTensor {
+    /// `windowed`: the tensor is this lane's part of the node's tensor, and gets its part
+    /// of the whole tensor's zero sharing; otherwise (constants) the whole is shared.
+    pub(crate) fn zero_sharing(
+        &self,
+        shape: &[usize],
+        combine: Combine,
+        windowed: bool,
+    ) -> RingTensor {
         let key = self.next_key();
+        self.zero_sharing_at(key, shape, combine, windowed)
+    }
+
+    /// As `zero_sharing`, under a key reserved earlier.
+    pub(crate) fn zero_sharing_at(
+        &self,
+        key: u64,
+        shape: &[usize],
+        combine: Combine,
+        windowed: bool,
+    ) -> RingTensor {
+        let n: usize = shape.iter().product();
+        let at = match (windowed, self.window) {
+            (true, w) if !w.is_whole() && w.count > 0 => (n / w.count) * w.start,
+            _ => 0,
+        };
         // In place: a model's largest weight (VGG16's 25088×4096) is 0.8 GB per party.
-        let mut p = Prg::new(&self.seeds.prev, key).tensor(shape);
-        let n = Prg::new(&self.seeds.next, key).tensor(shape);
+        let mut p = RingTensor::zeros(shape);
+        Prg::at(&self.seeds.prev, key, at).fill_u64(p.data_mut());
+        let mut nx = RingTensor::zeros(shape);
+        Prg::at(&self.seeds.next, key, at).fill_u64(nx.data_mut());
+        let n = nx;
         match combine {
             Combine::Add => p.sub_assign(&n),
             Combine::Xor => p.xor_assign(&n),
@@ -282,11 +408,24 @@ impl<'a> Ctx<'a> {
         shapes: &[&[usize]],
         combine: Combine,
     ) -> Result<Vec<RingTensor>> {
-        self.counters().round();
+        let key = self.next_key();
+        self.open_flat_keyed(label, key, total, shapes, combine)
+    }
+
+    /// As `open_flat`, tagged by a key reserved earlier.
+    pub(crate) fn open_flat_keyed(
+        &self,
+        label: &str,
+        key: u64,
+        total: Vec<u64>,
+        shapes: &[&[usize]],
+        combine: Combine,
+    ) -> Result<Vec<RingTensor>> {
+        self.count_round();
         let mut total = if total.len() <= OPEN_PIECE {
-            self.open_whole(total, combine)
+            self.open_whole(key, total, combine)
         } else {
-            self.open_streamed(total, combine)
+            self.open_streamed(key, total, combine)
         }
         .map_err(|e| Self::name_op(e, label))?;
         // The largest part keeps the message's buffer; only the others are copied out.
@@ -315,12 +454,18 @@ impl<'a> Ctx<'a> {
             .collect())
     }
 
+    fn count_round(&self) {
+        if self.primary {
+            self.counters().round();
+        }
+    }
+
     /// The combined value of a one-piece message: our share goes to every peer as one
     /// shared buffer (no copy per peer; in process, none at all), and the sum is written to
     /// a new buffer, since peers may still be reading ours.
-    fn open_whole(&self, mine: Vec<u64>, combine: Combine) -> Result<Vec<u64>> {
+    fn open_whole(&self, key: u64, mine: Vec<u64>, combine: Combine) -> Result<Vec<u64>> {
         let (me, n) = (self.party(), self.parties());
-        let tag = Tag(self.next_key());
+        let tag = self.tag(key);
         let mine = Arc::new(mine);
         for peer in (0..n).filter(|&p| p != me) {
             self.send(peer, tag, Payload::shared(&mine, 0..mine.len()))?;
@@ -348,10 +493,12 @@ impl<'a> Ctx<'a> {
     /// round trip (64 MiB is 1.3 s at 400 Mbps against 40 ms), so it is still one round.
     /// Each piece is copied per peer and combined in place: against a piece's transfer the
     /// copy is nothing, and shared pieces would keep the whole message alive beside the sum.
-    fn open_streamed(&self, mut total: Vec<u64>, combine: Combine) -> Result<Vec<u64>> {
+    fn open_streamed(&self, key: u64, mut total: Vec<u64>, combine: Combine) -> Result<Vec<u64>> {
         let (me, n) = (self.party(), self.parties());
         let pieces = total.len().div_ceil(OPEN_PIECE).max(1);
-        let tags: Vec<Tag> = (0..pieces).map(|_| Tag(self.next_key())).collect();
+        // One key for the whole message, whatever its size: the number of keys a lane uses
+        // must not depend on how large its part is.
+        let tags: Vec<Tag> = (0..pieces).map(|i| self.tag(mix(key ^ i as u64))).collect();
         let len = total.len();
         let range = |i: usize| i * OPEN_PIECE..((i + 1) * OPEN_PIECE).min(len);
         let send = |i: usize, total: &[u64]| -> Result<()> {
@@ -384,14 +531,14 @@ impl<'a> Ctx<'a> {
         label: &str,
         x: &RingTensor,
     ) -> Result<Option<RingTensor>> {
-        let tag = Tag(self.next_key());
+        let tag = self.tag(self.next_key());
         let (me, n) = (self.party(), self.parties());
         if to >= n {
             return Err(Error::Config(format!(
                 "cannot reveal to party {to}: there are {n} parties"
             )));
         }
-        self.counters().round();
+        self.count_round();
         if me != to {
             self.send(to, tag, x.data().to_vec().into())
                 .map_err(|e| Self::name_op(e, label))?;

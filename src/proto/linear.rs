@@ -15,7 +15,7 @@ use super::ctx::{Combine, Ctx};
 use super::share::Share;
 use crate::error::{Error, Result};
 use crate::kernels;
-use crate::offline::Request;
+use crate::offline::{Request, Triple};
 use crate::ring::RingTensor;
 
 /// The bilinear product of a linear layer.
@@ -76,6 +76,7 @@ impl LinearOp {
 /// while F = W - B is still in flight.
 pub struct LinearTriple {
     op: LinearOp,
+    key: u64,
     a: Arc<RingTensor>,
     b: RingTensor,
     /// C, flat: its shape is that of op(A, B).
@@ -87,6 +88,15 @@ impl LinearTriple {
     pub fn mask(&self) -> Arc<RingTensor> {
         self.a.clone()
     }
+}
+
+/// The keys of one private-weight layer (`Ctx::linear_keys`).
+#[derive(Clone, Copy, Debug)]
+pub struct LinearKeys {
+    /// Zero sharing of the weight.
+    pub weight: u64,
+    /// The Beaver triple (whole input).
+    pub triple: u64,
 }
 
 /// A private-weight linear layer whose weight mask has been opened (inter-linear).
@@ -163,6 +173,42 @@ impl<'a> Ctx<'a> {
         self.linear_public(LinearOp::Conv2d { stride, padding }, x, w)
     }
 
+    /// Reserve the keys of one private-weight layer: every lane of the layer calls this
+    /// first, whichever steps it then runs, so that the keys after it agree across lanes
+    /// and schedules.
+    pub fn linear_keys(&self) -> LinearKeys {
+        LinearKeys {
+            weight: self.next_key(),
+            triple: self.next_key(),
+        }
+    }
+
+    /// Party `owner`'s weight `w` (or bias), secret-shared for free (PRZS under `key`).
+    pub fn share_constant(
+        &self,
+        key: u64,
+        owner: usize,
+        w: Option<&RingTensor>,
+        shape: &[usize],
+    ) -> Result<Share> {
+        let mut z = self.zero_sharing_at(key, shape, Combine::Add, false);
+        if self.party() == owner {
+            let v = w.ok_or_else(|| {
+                Error::Config(format!(
+                    "party {owner} shares a constant but was given none"
+                ))
+            })?;
+            if v.shape() != shape {
+                return Err(Error::Shape(format!(
+                    "constant of shape {:?} shared as {shape:?}",
+                    v.shape()
+                )));
+            }
+            z.add_assign(v);
+        }
+        Ok(Share(z))
+    }
+
     /// First half of a private-weight layer: open F = W - B (one round, input-independent)
     /// and compute C + A·F. The input only needs to be known by shape. The weight share is
     /// consumed: W - B is computed in its buffer, which becomes the message.
@@ -172,60 +218,55 @@ impl<'a> Ctx<'a> {
         x_shape: &[usize],
         w: Share,
     ) -> Result<PreparedLinear> {
-        let t = self.take_linear_triple(op, x_shape, w.shape())?;
+        let keys = self.linear_keys();
+        let t = self.take_linear_triple(&keys, op, x_shape, w.shape())?;
         self.open_weight_mask(t, w)
     }
 
-    /// The triple of a private-weight layer (no communication): the first step of
-    /// `prepare_linear`.
+    /// The triple of a private-weight layer for its whole input (no communication).
     pub fn take_linear_triple(
         &self,
+        keys: &LinearKeys,
         op: LinearOp,
         x_shape: &[usize],
         w_shape: &[usize],
     ) -> Result<LinearTriple> {
         let req = op.request(x_shape, w_shape)?;
-        let key = self.next_key();
-        let m = self.material(key, req)?;
-        let [a, b, c]: [Vec<u64>; 3] = m
-            .try_into()
-            .map_err(|_| Error::Material("linear triple must have 3 components".into()))?;
+        let Triple { a, b, c } = Triple::from_material(self.material_whole(keys.triple, req)?)?;
         let a = RingTensor::try_from_vec(x_shape, a)?;
         let b = RingTensor::try_from_vec(w_shape, b)?;
         Ok(LinearTriple {
             op,
+            key: keys.triple,
             a: Arc::new(a),
             b,
             c,
         })
     }
 
-    /// The second step of `prepare_linear`: open F = W - B (one round), compute C + A·F.
-    pub fn open_weight_mask(&self, t: LinearTriple, w: Share) -> Result<PreparedLinear> {
-        let LinearTriple { op, a, mut b, c } = t;
-        if w.shape() != b.shape() {
+    /// W - B into the weight's own buffer, after checking it fits the triple.
+    fn mask_weight(t: &LinearTriple, w: Share) -> Result<RingTensor> {
+        if w.shape() != t.b.shape() {
             return Err(Error::Shape(format!(
                 "weight {:?} for a triple made for {:?}",
                 w.shape(),
-                b.shape()
+                t.b.shape()
             )));
         }
-        let w_shape = w.shape().to_vec();
         let mut masked = w.0;
-        masked.sub_assign(&b);
-        let f = self
-            .open_flat(
-                "linear weight mask",
-                masked.into_data(),
-                &[&w_shape],
-                Combine::Add,
-            )?
-            .pop()
-            .unwrap();
-        let mut base = op.apply(&a, &f);
+        masked.sub_assign(&t.b);
+        Ok(masked)
+    }
+
+    /// C + A·F and B + F (party 0) or B: the layer with its weight mask F known.
+    fn prepared(&self, t: LinearTriple, f: &RingTensor) -> Result<PreparedLinear> {
+        let LinearTriple {
+            op, a, mut b, c, ..
+        } = t;
+        let mut base = op.apply(&a, f);
         base.add_assign(&RingTensor::try_from_vec(base.shape(), c)?);
         if self.party() == 0 {
-            b.add_assign(&f);
+            b.add_assign(f);
         }
         Ok(PreparedLinear {
             op,
@@ -233,6 +274,54 @@ impl<'a> Ctx<'a> {
             base,
             b_side: b,
         })
+    }
+
+    /// Open F = W - B alone (one round, ahead of the input: inter-linear's weights lanes),
+    /// then compute C + A·F.
+    pub fn open_weight_mask(&self, t: LinearTriple, w: Share) -> Result<PreparedLinear> {
+        let w_shape = w.shape().to_vec();
+        let masked = Self::mask_weight(&t, w)?;
+        let f = self
+            .open_flat_keyed(
+                "linear weight mask",
+                mix_key(t.key),
+                masked.into_data(),
+                &[&w_shape],
+                Combine::Add,
+            )?
+            .pop()
+            .unwrap();
+        self.prepared(t, &f)
+    }
+
+    /// Open E = X - A for rows `row0..` of the input and F = W - B together, in one message
+    /// (one round: the serial form of a private layer, and the first rows' lane of a
+    /// pipelined one). Returns the prepared layer and the opened rows of E.
+    pub fn open_masks(
+        &self,
+        t: LinearTriple,
+        w: Share,
+        x: &Share,
+        row0: usize,
+    ) -> Result<(PreparedLinear, RingTensor)> {
+        check_rows(t.a.shape(), x.shape(), row0)?;
+        let w_shape = w.shape().to_vec();
+        let masked_w = Self::mask_weight(&t, w)?;
+        let a = rows_of(&t.a, row0, x.shape()[0]);
+        let mut msg = Vec::with_capacity(x.len() + masked_w.len());
+        msg.extend(
+            x.0.data()
+                .iter()
+                .zip(a.data())
+                .map(|(x, a)| x.wrapping_sub(*a)),
+        );
+        msg.extend_from_slice(masked_w.data());
+        drop(masked_w);
+        let mut opened =
+            self.open_flat("linear masks", msg, &[x.shape(), &w_shape], Combine::Add)?;
+        let f = opened.pop().unwrap();
+        let e = opened.pop().unwrap();
+        Ok((self.prepared(t, &f)?, e))
     }
 
     /// Second half: open E = X - A (one round), z = base + E·b_side, truncated.
@@ -264,15 +353,8 @@ impl<'a> Ctx<'a> {
     /// Open E = X - A for the rows `row0..row0 + x.rows` of the input mask `a` (one round).
     /// Needs only the triple's A, so it can run before the weight mask is open.
     pub fn open_input_mask(&self, a: &RingTensor, x: &Share, row0: usize) -> Result<RingTensor> {
-        let (full, rows) = (a.shape(), x.shape().first().copied().unwrap_or(0));
-        if x.shape().len() != full.len() || x.shape()[1..] != full[1..] || row0 + rows > full[0] {
-            return Err(Error::Shape(format!(
-                "rows {row0}..{} of input {:?} prepared for {full:?}",
-                row0 + rows,
-                x.shape()
-            )));
-        }
-        let a = rows_of(a, row0, rows);
+        check_rows(a.shape(), x.shape(), row0)?;
+        let a = rows_of(a, row0, x.shape()[0]);
         Ok(self
             .open("linear input mask", &[&x.0.sub(&a)], Combine::Add)?
             .pop()
@@ -302,53 +384,65 @@ impl<'a> Ctx<'a> {
 }
 
 impl<'a> Ctx<'a> {
-    /// Several private products X_i·W_i (both operands secret, e.g. the attention scores
-    /// Q·Kᵀ and P·V of every head) with all their masks opened in one round and one batched
-    /// truncation: the Beaver math of `linear`, per pair.
-    pub fn matmul_many(&self, pairs: &[(&Share, &Share)]) -> Result<Vec<Share>> {
-        let mut triples = Vec::with_capacity(pairs.len());
-        let mut masked = Vec::with_capacity(2 * pairs.len());
-        for (x, w) in pairs {
-            let req = LinearOp::Matmul.request(x.shape(), w.shape())?;
-            let key = self.next_key();
-            let m = self.material(key, req)?;
-            let [a, b, c]: [Vec<u64>; 3] = m
-                .try_into()
-                .map_err(|_| Error::Material("matmul triple must have 3 components".into()))?;
-            let a = RingTensor::try_from_vec(x.shape(), a)?;
-            let b = RingTensor::try_from_vec(w.shape(), b)?;
-            masked.push(x.0.sub(&a));
-            masked.push(w.0.sub(&b));
-            triples.push((a, b, c));
+    /// Batched products X_i·Y_i of two secret operands x [b, m, k] and y [b, k, n] (the
+    /// attention scores Q·Kᵀ and P·V of every sample and head): every mask opened in one
+    /// round, one truncation. The Beaver math of `linear`, per matrix; the batch axis is
+    /// the one lanes split (a lane's matrices are its part of the node's batch).
+    pub fn matmul_batched(&self, x: &Share, y: &Share) -> Result<Share> {
+        let (xs, ys) = (x.shape(), y.shape());
+        if xs.len() != 3 || ys.len() != 3 || xs[0] != ys[0] || xs[2] != ys[1] {
+            return Err(Error::Shape(format!("batched matmul of {xs:?} by {ys:?}")));
         }
-        let refs: Vec<&RingTensor> = masked.iter().collect();
-        let opened = self.open("matmul_many", &refs, Combine::Add)?;
-        let mut outs = Vec::with_capacity(pairs.len());
-        for (i, (a, b, c)) in triples.into_iter().enumerate() {
-            let (eps, delta) = (&opened[2 * i], &opened[2 * i + 1]);
-            let b_side = if self.party() == 0 { b.add(delta) } else { b };
-            let mut z = kernels::matmul(eps, &b_side);
-            z.add_assign(&kernels::matmul(&a, delta));
-            z.add_assign(&RingTensor::try_from_vec(z.shape(), c)?);
-            outs.push(z);
-        }
-        // One truncation for all products (one round when N > 2).
-        let flat = RingTensor::from_vec(
-            &[outs.iter().map(RingTensor::len).sum()],
-            RingTensor::flat_concat(&outs.iter().collect::<Vec<_>>()),
+        let (b, m, k, n) = (xs[0], xs[1], xs[2], ys[2]);
+        let key = self.next_key();
+        let req = Request::BatchMatmul { batch: b, m, k, n };
+        let Triple { a, b: bm, c } = Triple::from_material(self.material(key, req)?)?;
+        let msg = crate::kernels::ew::concat_with(
+            &[(x.0.data(), &a), (y.0.data(), &bm)],
+            u64::wrapping_sub,
         );
-        let t = self.trunc(&Share(flat))?;
-        let mut off = 0;
-        Ok(outs
-            .iter()
-            .map(|z| {
-                let s = Share(RingTensor::from_vec(
-                    z.shape(),
-                    t.0.data()[off..off + z.len()].to_vec(),
-                ));
-                off += z.len();
-                s
-            })
-            .collect())
+        let opened = self.open_flat("batched matmul", msg, &[xs, ys], Combine::Add)?;
+        let (eps, delta) = (opened[0].data(), opened[1].data());
+        let p0 = self.party() == 0;
+        let mut z = c;
+        for i in 0..b {
+            let (ea, aa) = (
+                &eps[i * m * k..(i + 1) * m * k],
+                &a[i * m * k..(i + 1) * m * k],
+            );
+            let db = &delta[i * k * n..(i + 1) * k * n];
+            let mut bside = bm[i * k * n..(i + 1) * k * n].to_vec();
+            if p0 {
+                bside
+                    .iter_mut()
+                    .zip(db)
+                    .for_each(|(v, d)| *v = v.wrapping_add(*d));
+            }
+            let zi = &mut z[i * m * n..(i + 1) * m * n];
+            let mut t = vec![0u64; m * n];
+            kernels::gemm_into(m, k, n, ea, &bside, &mut t, false);
+            kernels::gemm_into(m, k, n, aa, db, &mut t, true);
+            zi.iter_mut()
+                .zip(&t)
+                .for_each(|(z, t)| *z = z.wrapping_add(*t));
+        }
+        self.trunc(&Share(RingTensor::try_from_vec(&[b, m, n], z)?))
     }
+}
+
+/// Check that `x` is rows `row0..` of an input of shape `full`.
+fn check_rows(full: &[usize], x: &[usize], row0: usize) -> Result<()> {
+    let rows = x.first().copied().unwrap_or(0);
+    if x.len() != full.len() || x[1..] != full[1..] || row0 + rows > full[0] {
+        return Err(Error::Shape(format!(
+            "rows {row0}..{} of input {x:?} prepared for {full:?}",
+            row0 + rows
+        )));
+    }
+    Ok(())
+}
+
+/// The tag key of a layer's separately opened weight mask, from its triple's key.
+fn mix_key(k: u64) -> u64 {
+    k ^ 0x5745_4947_4854_4d4b
 }

@@ -16,5 +16,5 @@ pub mod share;
 pub mod trunc;
 
 pub use ctx::{Ctx, NullComm, PairSeeds};
-pub use linear::{LinearOp, LinearTriple, PreparedLinear};
+pub use linear::{LinearKeys, LinearOp, LinearTriple, PreparedLinear};
 pub use share::{BinShare, Share};

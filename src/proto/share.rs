@@ -107,7 +107,7 @@ impl<'a> Ctx<'a> {
         value: Option<&RingTensor>,
         shape: &[usize],
     ) -> Result<Share> {
-        let mut z = self.zero_sharing(shape, Combine::Add);
+        let mut z = self.zero_sharing(shape, Combine::Add, false);
         if self.party() == owner {
             let v = value.ok_or_else(|| {
                 Error::Config(format!("party {owner} shares an input but was given none"))
@@ -135,14 +135,15 @@ impl<'a> Ctx<'a> {
         self.share_input(owner, enc.as_ref(), shape)
     }
 
-    /// XOR-share `owner`'s words (free, as `share_input`).
+    /// XOR-share `owner`'s words (free, as `share_input`). The words are this lane's part
+    /// of the node's tensor (A2B shares each party's own share this way).
     pub fn share_input_bin(
         &self,
         owner: PartyId,
         value: Option<&RingTensor>,
         shape: &[usize],
     ) -> Result<BinShare> {
-        let mut z = self.zero_sharing(shape, Combine::Xor);
+        let mut z = self.zero_sharing(shape, Combine::Xor, true);
         if self.party() == owner {
             let v = value.ok_or_else(|| {
                 Error::Config(format!("party {owner} shares an input but was given none"))

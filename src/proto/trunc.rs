@@ -28,7 +28,7 @@
 use super::ctx::{Combine, Ctx};
 use super::share::Share;
 use crate::error::{Error, Result};
-use crate::offline::Request;
+use crate::offline::{Request, TruncMask};
 use crate::ring::{RingTensor, Trunc};
 
 impl<'a> Ctx<'a> {
@@ -52,16 +52,11 @@ impl<'a> Ctx<'a> {
             return Ok(Share(x.0.map(|v| ((v as i64) / d) as u64)));
         }
         let key = self.next_key();
-        let m = self.material(
-            key,
-            Request::Trunc {
-                len: x.len(),
-                shift: bits,
-            },
-        )?;
-        let [r, r_hi, r_msb]: [Vec<u64>; 3] = m
-            .try_into()
-            .map_err(|_| Error::Material("truncation mask must have 3 components".into()))?;
+        let req = Request::Trunc {
+            len: x.len(),
+            shift: bits,
+        };
+        let TruncMask { r, r_hi, r_msb } = TruncMask::from_material(self.material(key, req)?)?;
         let p0 = self.party() == 0;
         let offset = 1u64 << 62;
         let mut masked = x.0.clone();

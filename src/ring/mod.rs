@@ -3,6 +3,7 @@
 
 pub mod fixed;
 pub mod plain;
+pub mod shape;
 pub mod tensor;
 
 pub use fixed::{FixedPoint, Trunc};

@@ -4,7 +4,7 @@
 //! Depends on model, sched, proto, ring.
 
 use crate::error::{Error, Result};
-use crate::model::{zoo, Weights};
+use crate::model::{plain, zoo, Weights};
 use crate::proto::Ctx;
 use crate::ring::PlainTensor;
 use crate::sched::{self, Schedule};
@@ -22,6 +22,8 @@ pub struct JobSpec {
     pub schedule: Schedule,
     /// Sequence length of a BERT model (None: the model's default).
     pub seq_len: Option<usize>,
+    /// `--dealer-seed` (see `SessionConfig::dealer_seed`).
+    pub dealer_seed: Option<u64>,
 }
 
 impl JobSpec {
@@ -34,6 +36,7 @@ impl JobSpec {
             seed: 1,
             schedule: Schedule::serial(),
             seq_len: None,
+            dealer_seed: None,
         }
     }
 }
@@ -62,12 +65,12 @@ pub fn build(spec: &JobSpec) -> Result<Job> {
     if spec.model == "selftest" {
         return Ok(selftest(spec));
     }
-    let model = zoo::build_with(&spec.model, spec.seed, spec.seq_len)?;
-    let shape = model.batch_shape(spec.batch);
+    let model = zoo::build_with(&spec.model, spec.seed, spec.seq_len, spec.batch)?;
+    let shape = model.input_shape().to_vec();
     let input = zoo::Synth::new(spec.seed ^ 0x1234_5678).tensor(&shape, 0.0, 1.0);
-    let reference = model.forward_plain(&input);
+    let reference = plain::forward(&model, &input)?;
     let weight_mask_words = match spec.weights {
-        Weights::Private => sched::weight_mask_words(&model, &shape),
+        Weights::Private => sched::weight_mask_words(&model),
         Weights::Public => 0,
     };
     let (weights, schedule) = (spec.weights, spec.schedule);

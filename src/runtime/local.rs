@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::comm::{Comm, CommStats};
 use crate::error::{Error, Result};
-use crate::offline::{deal, MaterialSource, PartyMaterial, Plan, RecordingSource};
+use crate::offline::{deal_seeded, MaterialSource, PartyMaterial, Plan, RecordingSource};
 use crate::prg::fresh_seed;
 use crate::profile::{Recorder, TracedComm};
 use crate::proto::{Ctx, NullComm, PairSeeds};
@@ -76,6 +76,10 @@ pub struct SessionConfig {
     pub fixed: FixedPoint,
     /// Bound on any single wait for a peer.
     pub timeout: Duration,
+    /// `--dealer-seed`: the dealer's and the pairwise seeds derived from this value, so
+    /// the same job gives bit-identical shares (reproducible experiments only: anyone who
+    /// knows it knows every mask). None: fresh OS entropy.
+    pub dealer_seed: Option<u64>,
 }
 
 impl SessionConfig {
@@ -84,6 +88,7 @@ impl SessionConfig {
             parties,
             fixed: FixedPoint::default(),
             timeout: Duration::from_secs(120),
+            dealer_seed: None,
         }
     }
 
@@ -212,7 +217,10 @@ pub fn run_online_as<T: Send>(
             .map(|(i, (ep, store))| {
                 let t = std::thread::Builder::new().name(format!("party {i}"));
                 t.spawn_scoped(s, move || {
-                    let seeds = PairSeeds::establish(&ep)?;
+                    let seeds = match cfg.dealer_seed {
+                        Some(s) => PairSeeds::from_dealer_seed(s, i, cfg.parties),
+                        None => PairSeeds::establish(&ep)?,
+                    };
                     let traced = trace.map(|recorder| TracedComm {
                         inner: &ep,
                         recorder,
@@ -281,6 +289,6 @@ pub fn run_local<T: Send>(
     program: &(dyn Fn(&Ctx) -> Result<T> + Sync),
 ) -> Result<Vec<PartyOutcome<T>>> {
     let plan = record_plan(cfg, program)?;
-    let material = deal(&plan, cfg.parties, fresh_session());
+    let material = deal_seeded(&plan, cfg.parties, fresh_session(), cfg.dealer_seed);
     run_online(cfg, material, program)
 }

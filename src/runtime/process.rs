@@ -24,7 +24,7 @@ use super::job::{Job, JobSpec};
 use super::local::{record_plan, PartyOutcome, SessionConfig};
 use crate::comm::{Comm, CommStats, PeerStats, Tag};
 use crate::error::{Error, Result};
-use crate::offline::{deal, PartyMaterial};
+use crate::offline::PartyMaterial;
 use crate::proto::{Ctx, PairSeeds};
 use crate::ring::{FixedPoint, PlainTensor};
 use crate::transport::{LinkProfile, SessionKey, TcpConfig, TcpEndpoint, TcpNetwork};
@@ -146,6 +146,7 @@ impl PartyConfig {
             parties: self.addrs.len(),
             fixed: self.fixed,
             timeout: self.timeout,
+            dealer_seed: None,
         }
     }
 }
@@ -234,7 +235,7 @@ fn online(
         }
         m
     } else if cfg.id == 0 {
-        let mut all = deal(&plan, n, cfg.session);
+        let mut all = crate::offline::deal_seeded(&plan, n, cfg.session, job.spec.dealer_seed);
         for (j, m) in all.iter().enumerate().skip(1) {
             ep.post(j, MATERIAL_TAG, material_words(m).into())?;
         }
@@ -267,7 +268,10 @@ fn online(
     // One party per process: the same budget as in-process runs, for this party alone.
     let store =
         crate::runtime::local::material_mode(std::slice::from_ref(&material)).source(material)?;
-    let seeds = PairSeeds::establish(ep)?;
+    let seeds = match job.spec.dealer_seed {
+        Some(s) => PairSeeds::from_dealer_seed(s, cfg.id, n),
+        None => PairSeeds::establish(ep)?,
+    };
     if let Some(d) = cfg.stall_before_online {
         eprintln!(
             "party {}: stalling {:.1}s before the online phase (fault injection)",

@@ -1,0 +1,470 @@
+//! The MPC interpreter of a model graph: the one traversal every schedule runs. Each node
+//! becomes protocol calls on its own context (`Ctx::for_node`), so its material and zero
+//! sharings are addressed by node; how a node's work is split into lanes is asked of an
+//! `Exec` (a schedule, src/sched), which never walks the graph itself. Depends on
+//! model::graph, proto and ring.
+//!
+//! Secrets: the input belongs to the data owner; constants to the model owner, party 0.
+//! With `Weights::Private` every constant a product or a sum uses (weights, biases,
+//! added constants) is secret-shared by party 0 for free (PRZS); with `Weights::Public`
+//! they are public. Normalisation parameters (LayerNorm γ, β; an unfolded BatchNorm) are
+//! public either way, as protocols.md §4.1 takes them.
+
+use std::borrow::Cow;
+
+use super::graph::{infer, Graph, NodeId, Op};
+use super::Weights;
+use crate::error::{Error, Result};
+use crate::proto::{Ctx, LinearOp, Share};
+use crate::ring::{shape, PlainTensor, RingTensor};
+
+/// Work on a node's parts: the parts of each input along the split axis, on a context
+/// narrowed to them.
+pub type PieceFn<'f> = dyn Fn(&Ctx, &[Share]) -> Result<Share> + Sync + 'f;
+
+/// A product with a constant weight, as the schedules run it: x has its separable rows on
+/// axis 0 ([R, k] for a matmul, [B, C, H, W] for a conv).
+pub struct LinearLayer<'g> {
+    pub node: NodeId,
+    pub op: LinearOp,
+    /// [k, n] for a matmul, [O, C, KH, KW] for a conv.
+    pub weight: Cow<'g, PlainTensor>,
+    pub weights: Weights,
+}
+
+/// How a schedule runs the nodes the traversal hands it.
+pub trait Exec: Sync {
+    /// `f` on `xs` (each split alike), whole or in parts along one of `axes` (axes along
+    /// which the node is separable and a part is contiguous), each part on
+    /// `ctx.narrow(..)`; the parts' outputs concatenated along that axis. Must leave `ctx`
+    /// at the operation index its first part reached (`Ctx::resume_after`).
+    fn split(&self, ctx: &Ctx, xs: &[Share], axes: &[usize], f: &PieceFn) -> Result<Share>;
+    /// `layer` on x, truncated, without bias.
+    fn linear(&self, ctx: &Ctx, layer: &LinearLayer, x: &Share) -> Result<Share>;
+}
+
+/// The run-time (micro-batch) shape of a reshape's target: a graph tensor whose axis 0 is
+/// the batch keeps the lane's batch.
+fn reshape_target(g: &Graph, out: usize, op: &Op, x: &[usize]) -> Result<Vec<usize>> {
+    let op = match (op, g.tensors[out].batch) {
+        (Op::Reshape { shape }, true) if !shape.is_empty() => {
+            let mut s = shape.clone();
+            s[0] = 0;
+            Cow::Owned(Op::Reshape { shape: s })
+        }
+        _ => Cow::Borrowed(op),
+    };
+    infer(&op, &[x]).map_err(Error::Shape)
+}
+
+fn broadcast(t: &RingTensor, to: &[usize]) -> Result<RingTensor> {
+    match shape::broadcast_shape(t.shape(), to) {
+        Some(s) if s == to => Ok(RingTensor::from_vec(
+            to,
+            shape::broadcast_to(t.data(), t.shape(), to),
+        )),
+        _ => Err(Error::Shape(format!(
+            "{:?} does not broadcast to {to:?}",
+            t.shape()
+        ))),
+    }
+}
+
+fn permute(x: &Share, perm: &[usize]) -> Share {
+    Share(x.0.permute(perm))
+}
+
+fn swap_last2(x: &Share) -> Share {
+    let n = x.shape().len();
+    let mut perm: Vec<usize> = (0..n).collect();
+    perm.swap(n - 2, n - 1);
+    permute(x, &perm)
+}
+
+fn flat(x: &Share) -> Result<Share> {
+    x.reshape(&[x.len()])
+}
+
+/// The graph on the secret input `x` (the whole batch, or a micro-batch on a context
+/// narrowed to it). Returns the secret output.
+pub fn forward(ctx: &Ctx, g: &Graph, x: Share, weights: Weights, exec: &dyn Exec) -> Result<Share> {
+    let mut vals: Vec<Option<Share>> = vec![None; g.tensors.len()];
+    let mut left = g.readers();
+    vals[g.input] = Some(x);
+    for (i, n) in g.nodes.iter().enumerate() {
+        let nctx = ctx.for_node(i as u64);
+        let y = {
+            let env = Node {
+                g,
+                i,
+                weights,
+                exec,
+                vals: &vals,
+            };
+            env.run(&nctx).map_err(|e| name_node(e, &n.to_string()))?
+        };
+        for &t in &n.inputs {
+            left[t] -= 1;
+            if left[t] == 0 {
+                vals[t] = None;
+            }
+        }
+        vals[n.output] = Some(y);
+    }
+    vals[g.output]
+        .take()
+        .ok_or_else(|| Error::Protocol("the graph's output was never computed".into()))
+}
+
+/// Shape and configuration errors say which node they came from; peer errors already name
+/// the operation, and keep their kind.
+fn name_node(e: Error, node: &str) -> Error {
+    match e {
+        Error::Shape(m) => Error::Shape(format!("{node}: {m}")),
+        Error::Config(m) if !m.starts_with("node ") => Error::Config(format!("{node}: {m}")),
+        other => other,
+    }
+}
+
+struct Node<'a, 'g> {
+    g: &'g Graph,
+    i: NodeId,
+    weights: Weights,
+    exec: &'a dyn Exec,
+    vals: &'a [Option<Share>],
+}
+
+impl<'g> Node<'_, 'g> {
+    fn act(&self, k: usize) -> Result<&Share> {
+        let t = self.g.nodes[self.i].inputs[k];
+        self.vals[t].as_ref().ok_or_else(|| {
+            Error::Protocol(format!("input {k} is not an activation computed before"))
+        })
+    }
+    fn cst(&self, k: usize) -> Option<&'g PlainTensor> {
+        let t = *self.g.nodes[self.i].inputs.get(k)?;
+        self.g.tensors[t].constant()
+    }
+
+    /// A model constant as a share (private weights) or public ring tensor added by party 0.
+    fn add_constant(&self, ctx: &Ctx, y: &Share, c: &PlainTensor, negate_y: bool) -> Result<Share> {
+        let y = if negate_y { y.neg() } else { y.clone() };
+        let enc = ctx.fixed().encode_tensor(c);
+        match self.weights {
+            Weights::Private => {
+                let key_share = ctx.share_input(0, Some(&enc), enc.shape())?;
+                Ok(y.add(&Share(broadcast(&key_share.0, y.shape())?)))
+            }
+            Weights::Public => Ok(ctx.add_public(&y, &broadcast(&enc, y.shape())?)),
+        }
+    }
+
+    fn linear(&self, ctx: &Ctx, op: LinearOp, w: Cow<'g, PlainTensor>, x: &Share) -> Result<Share> {
+        let layer = LinearLayer {
+            node: self.i,
+            op,
+            weight: w,
+            weights: self.weights,
+        };
+        self.exec.linear(ctx, &layer, x)
+    }
+
+    /// x [..., k] · w [k, n] as a linear layer over rows.
+    fn rows_times(&self, ctx: &Ctx, x: &Share, w: Cow<'g, PlainTensor>) -> Result<Share> {
+        let s = x.shape().to_vec();
+        let k = *s.last().unwrap_or(&0);
+        let rows = x.reshape(&[x.len() / k.max(1), k])?;
+        let y = self.linear(ctx, LinearOp::Matmul, w.clone(), &rows)?;
+        let mut out = s[..s.len() - 1].to_vec();
+        out.push(w.shape()[1]);
+        y.reshape(&out)
+    }
+
+    /// w [m, k] · x [..., k, n], as (xᵀ · wᵀ)ᵀ over the rows of x's transpose.
+    fn const_times(&self, ctx: &Ctx, w: &PlainTensor, x: &Share) -> Result<Share> {
+        let y = self.rows_times(ctx, &swap_last2(x), Cow::Owned(w.transpose2()))?;
+        Ok(swap_last2(&y))
+    }
+
+    fn run(&self, ctx: &Ctx) -> Result<Share> {
+        let node = &self.g.nodes[self.i];
+        let exec = self.exec;
+        match &node.op {
+            Op::Conv2d { stride, padding } => {
+                let w = self.cst(1).expect("checked when built");
+                let op = LinearOp::Conv2d {
+                    stride: *stride,
+                    padding: *padding,
+                };
+                let y = self.linear(ctx, op, Cow::Borrowed(w), self.act(0)?)?;
+                match self.cst(2) {
+                    Some(b) => {
+                        self.add_constant(ctx, &y, &b.clone().reshape(&[b.len(), 1, 1]), false)
+                    }
+                    None => Ok(y),
+                }
+            }
+            Op::Gemm { trans_a, trans_b } => {
+                fn t(x: &PlainTensor, on: bool) -> Cow<'_, PlainTensor> {
+                    if on {
+                        Cow::Owned(x.transpose2())
+                    } else {
+                        Cow::Borrowed(x)
+                    }
+                }
+                let y = match (self.cst(0), self.cst(1)) {
+                    (None, Some(b)) => {
+                        let a = self.act(0)?;
+                        let a = if *trans_a { swap_last2(a) } else { a.clone() };
+                        self.rows_times(ctx, &a, t(b, *trans_b))?
+                    }
+                    (Some(a), None) => {
+                        let b = self.act(1)?;
+                        let b = if *trans_b { swap_last2(b) } else { b.clone() };
+                        self.const_times(ctx, &t(a, *trans_a), &b)?
+                    }
+                    _ => {
+                        let (a, b) = (self.act(0)?, self.act(1)?);
+                        let a = if *trans_a { swap_last2(a) } else { a.clone() };
+                        let b = if *trans_b { swap_last2(b) } else { b.clone() };
+                        let (m, k, n) = (a.shape()[0], a.shape()[1], b.shape()[1]);
+                        let (a, b) = (a.reshape(&[1, m, k])?, b.reshape(&[1, k, n])?);
+                        ctx.matmul_batched(&a, &b)?.reshape(&[m, n])?
+                    }
+                };
+                match self.cst(2) {
+                    Some(c) => self.add_constant(ctx, &y, c, false),
+                    None => Ok(y),
+                }
+            }
+            Op::MatMul => match (self.cst(0), self.cst(1)) {
+                (None, Some(w)) if w.shape().len() == 2 => {
+                    self.rows_times(ctx, self.act(0)?, Cow::Borrowed(w))
+                }
+                (Some(w), None) if w.shape().len() == 2 => self.const_times(ctx, w, self.act(1)?),
+                (None, None) => {
+                    let (a, b) = (self.act(0)?, self.act(1)?);
+                    let (ra, rb) = (a.shape().len(), b.shape().len());
+                    if a.shape()[..ra - 2] != b.shape()[..rb - 2] {
+                        return Err(Error::Config(format!(
+                            "products of two activations need equal leading dims, got {:?} and {:?}",
+                            a.shape(),
+                            b.shape()
+                        )));
+                    }
+                    let lead: usize = a.shape()[..ra - 2].iter().product();
+                    let (m, k, n) = (a.shape()[ra - 2], a.shape()[ra - 1], b.shape()[rb - 1]);
+                    let a3 = a.reshape(&[lead, m, k])?;
+                    let b3 = b.reshape(&[lead, k, n])?;
+                    let y =
+                        exec.split(ctx, &[a3, b3], &[0], &|c, p| c.matmul_batched(&p[0], &p[1]))?;
+                    let mut out = a.shape()[..ra - 2].to_vec();
+                    out.extend([m, n]);
+                    y.reshape(&out)
+                }
+                _ => Err(Error::Config(
+                    "a constant operand of more than 2 dims is not supported".into(),
+                )),
+            },
+            Op::Add | Op::Sub => {
+                let sub = node.op == Op::Sub;
+                match (self.cst(0), self.cst(1)) {
+                    (None, None) => {
+                        let (a, b) = (self.act(0)?, self.act(1)?);
+                        let to = shape::broadcast_shape(a.shape(), b.shape()).ok_or_else(|| {
+                            Error::Shape(format!(
+                                "{:?} and {:?} do not broadcast",
+                                a.shape(),
+                                b.shape()
+                            ))
+                        })?;
+                        let (a, b) = (Share(broadcast(&a.0, &to)?), Share(broadcast(&b.0, &to)?));
+                        Ok(if sub { a.sub(&b) } else { a.add(&b) })
+                    }
+                    (None, Some(c)) => {
+                        let c = if sub { c.map(|v| -v) } else { c.clone() };
+                        self.add_constant(ctx, self.act(0)?, &c, false)
+                    }
+                    (Some(c), None) => self.add_constant(ctx, self.act(1)?, c, sub),
+                    _ => unreachable!("checked when built"),
+                }
+            }
+            Op::MulConst(c) => self.elementwise(ctx, &|cx, p| cx.mul_public(&p[0], *c)),
+            Op::DivConst(c) => self.elementwise(ctx, &|cx, p| cx.mul_public(&p[0], 1.0 / c)),
+            Op::Relu => self.elementwise(ctx, &|cx, p| cx.relu(&p[0])),
+            Op::Gelu => self.elementwise(ctx, &|cx, p| cx.gelu(&p[0])),
+            Op::MaxPool {
+                kernel,
+                stride,
+                padding,
+            } => {
+                let (k, s, p) = (*kernel, *stride, *padding);
+                self.planes(ctx, &|cx, x| cx.maxpool2d(&x[0], k, s, p))
+            }
+            Op::AvgPool {
+                kernel,
+                stride,
+                padding,
+            } => {
+                let (k, s, p) = (*kernel, *stride, *padding);
+                self.planes(ctx, &|cx, x| cx.avgpool2d(&x[0], k, s, p))
+            }
+            Op::GlobalAvgPool => self.planes(ctx, &|cx, x| cx.global_avgpool(&x[0])),
+            Op::Flatten { .. } | Op::Reshape { .. } => {
+                let x = self.act(0)?;
+                x.reshape(&reshape_target(self.g, node.output, &node.op, x.shape())?)
+            }
+            Op::Transpose { perm } => Ok(permute(self.act(0)?, perm)),
+            Op::Concat { axis } => {
+                let parts = (0..node.inputs.len())
+                    .map(|k| self.act(k).map(|s| s.0.clone()))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(Share(RingTensor::concat(*axis, &parts)))
+            }
+            Op::Slice { axis, start, end } => {
+                Ok(Share(self.act(0)?.0.slice_axis(*axis, *start, *end)))
+            }
+            Op::Identity => Ok(self.act(0)?.clone()),
+            Op::Softmax { axis } => {
+                let x = self.act(0)?;
+                let s = x.shape().to_vec();
+                let outer: usize = s[..*axis].iter().product();
+                let rest = x.len() / outer.max(1);
+                let y = exec.split(
+                    ctx,
+                    &[x.reshape(&[outer, s[*axis], rest / s[*axis]])?],
+                    &[0],
+                    &|c, p| c.softmax(&p[0], 1),
+                )?;
+                y.reshape(&s)
+            }
+            Op::LayerNorm { eps } => {
+                let x = self.act(0)?;
+                let s = x.shape().to_vec();
+                let h = *s.last().unwrap_or(&1);
+                let fp = ctx.fixed();
+                let (g, b) = (
+                    fp.encode_tensor(self.cst(1).unwrap()),
+                    fp.encode_tensor(self.cst(2).unwrap()),
+                );
+                let eps = *eps;
+                let y = exec.split(ctx, &[x.reshape(&[x.len() / h, h])?], &[0], &|c, p| {
+                    c.layernorm(&p[0], &g, &b, eps)
+                })?;
+                y.reshape(&s)
+            }
+            Op::BatchNorm { eps } => {
+                let x = self.act(0)?;
+                let p = [1, 2, 3, 4].map(|k| self.cst(k).unwrap());
+                let (sc, sh) = super::plain::batchnorm_affine(p, *eps);
+                let c = sc.len();
+                let mut bshape = vec![c];
+                bshape.extend(std::iter::repeat_n(1, x.shape().len() - 2));
+                let fp = ctx.fixed();
+                let s_enc = fp.encode_tensor(&PlainTensor::from_vec(&bshape, sc));
+                let t_enc = fp.encode_tensor(&PlainTensor::from_vec(&bshape, sh));
+                let y = ctx.mul_public_tensor(x, &broadcast(&s_enc, x.shape())?)?;
+                Ok(ctx.add_public(&y, &broadcast(&t_enc, x.shape())?))
+            }
+        }
+    }
+
+    /// An elementwise node: the flattened tensor, split anywhere.
+    fn elementwise(&self, ctx: &Ctx, f: &PieceFn) -> Result<Share> {
+        let x = self.act(0)?;
+        self.exec
+            .split(ctx, &[flat(x)?], &[0], f)?
+            .reshape(x.shape())
+    }
+
+    /// A pooling node: windows never cross planes, so split the batch, or the channels of
+    /// a single sample (contiguous only then).
+    fn planes(&self, ctx: &Ctx, f: &PieceFn) -> Result<Share> {
+        let x = self.act(0)?;
+        let axes: &[usize] = if x.shape()[0] == 1 { &[0, 1] } else { &[0] };
+        self.exec.split(ctx, std::slice::from_ref(x), axes, f)
+    }
+}
+
+/// A linear node of the graph at its full batch: what a schedule that prepares weights
+/// ahead (inter-linear) needs to take its triple and open its weight mask before the
+/// activations arrive.
+pub struct PlannedLinear<'g> {
+    pub node: NodeId,
+    pub op: LinearOp,
+    pub weight: Cow<'g, PlainTensor>,
+    /// The rows the layer's product sees at the graph's full batch.
+    pub input_shape: Vec<usize>,
+}
+
+/// Every node that runs as a linear layer with a constant weight, in graph order, with
+/// the weight and input shape `forward` hands `Exec::linear`.
+pub fn linear_layers(g: &Graph) -> Vec<PlannedLinear<'_>> {
+    let mut out = Vec::new();
+    for (i, n) in g.nodes.iter().enumerate() {
+        let cst = |k: usize| n.inputs.get(k).and_then(|&t| g.tensors[t].constant());
+        let shp = |k: usize| g.tensors[n.inputs[k]].shape.clone();
+        let rows = |s: &[usize], w: &PlainTensor| {
+            vec![s.iter().product::<usize>() / w.shape()[0], w.shape()[0]]
+        };
+        let swap = |s: &[usize]| {
+            let mut s = s.to_vec();
+            let l = s.len();
+            s.swap(l - 2, l - 1);
+            s
+        };
+        let (op, weight, input_shape) = match &n.op {
+            Op::Conv2d { stride, padding } => (
+                LinearOp::Conv2d {
+                    stride: *stride,
+                    padding: *padding,
+                },
+                Cow::Borrowed(cst(1).unwrap()),
+                shp(0),
+            ),
+            Op::Gemm { trans_a, trans_b } => match (cst(0), cst(1)) {
+                (None, Some(b)) => {
+                    let w = if *trans_b {
+                        Cow::Owned(b.transpose2())
+                    } else {
+                        Cow::Borrowed(b)
+                    };
+                    let s = if *trans_a { swap(&shp(0)) } else { shp(0) };
+                    let r = rows(&s, &w);
+                    (LinearOp::Matmul, w, r)
+                }
+                (Some(a), None) => {
+                    let w = if *trans_a {
+                        Cow::Borrowed(a)
+                    } else {
+                        Cow::Owned(a.transpose2())
+                    };
+                    let s = if *trans_b { shp(1) } else { swap(&shp(1)) };
+                    let r = rows(&s, &w);
+                    (LinearOp::Matmul, w, r)
+                }
+                _ => continue,
+            },
+            Op::MatMul => match (cst(0), cst(1)) {
+                (None, Some(b)) if b.shape().len() == 2 => {
+                    let r = rows(&shp(0), b);
+                    (LinearOp::Matmul, Cow::Borrowed(b), r)
+                }
+                (Some(a), None) if a.shape().len() == 2 => {
+                    let w = Cow::Owned(a.transpose2());
+                    let r = rows(&swap(&shp(1)), &w);
+                    (LinearOp::Matmul, w, r)
+                }
+                _ => continue,
+            },
+            _ => continue,
+        };
+        out.push(PlannedLinear {
+            node: i,
+            op,
+            weight,
+            input_shape,
+        });
+    }
+    out
+}

@@ -1,0 +1,258 @@
+//! The plaintext f64 interpreter of a model graph: the reference every MPC result is
+//! checked against. Exact functions where the MPC side approximates (erf GeLU, exp,
+//! 1/√v). Depends on model::graph and ring.
+
+use super::graph::{infer, Graph, Op, Producer};
+use crate::error::{Error, Result};
+use crate::ring::shape;
+use crate::ring::PlainTensor;
+
+/// f64 erf (Abramowitz & Stegun 7.1.26, |error| < 1.5e-7): for the exact GeLU reference.
+pub fn erf(x: f64) -> f64 {
+    let t = 1.0 / (1.0 + 0.3275911 * x.abs());
+    let y = 1.0
+        - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t
+            + 0.254829592)
+            * t
+            * (-x * x).exp();
+    y.copysign(x)
+}
+
+/// Exact GeLU: x·Φ(x).
+pub fn gelu(x: f64) -> f64 {
+    0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2))
+}
+
+fn zip_broadcast(
+    a: &PlainTensor,
+    b: &PlainTensor,
+    f: impl Fn(f64, f64) -> f64,
+) -> Result<PlainTensor> {
+    let out = shape::broadcast_shape(a.shape(), b.shape()).ok_or_else(|| {
+        Error::Shape(format!(
+            "{:?} and {:?} do not broadcast",
+            a.shape(),
+            b.shape()
+        ))
+    })?;
+    let x = shape::broadcast_to(a.data(), a.shape(), &out);
+    let y = shape::broadcast_to(b.data(), b.shape(), &out);
+    Ok(PlainTensor::from_vec(
+        &out,
+        x.iter().zip(&y).map(|(a, b)| f(*a, *b)).collect(),
+    ))
+}
+
+fn permute(x: &PlainTensor, perm: &[usize]) -> PlainTensor {
+    let (s, d) = shape::permute(x.data(), x.shape(), perm);
+    PlainTensor::from_vec(&s, d)
+}
+
+/// numpy matmul of [..., m, k] by [..., k, n] with broadcast leading dims.
+pub fn matmul_nd(a: &PlainTensor, b: &PlainTensor) -> PlainTensor {
+    let (ra, rb) = (a.shape().len(), b.shape().len());
+    let out =
+        infer(&Op::MatMul, &[a.shape(), b.shape()]).expect("matmul shapes checked when built");
+    let lead = &out[..out.len() - 2];
+    let (m, k, n) = (a.shape()[ra - 2], a.shape()[ra - 1], b.shape()[rb - 1]);
+    let bt = |t: &PlainTensor, r: usize, rows: usize, cols: usize| {
+        let mut s = lead.to_vec();
+        s.extend([rows, cols]);
+        let mut src = t.shape()[..r - 2].to_vec();
+        src.extend([rows, cols]);
+        shape::broadcast_to(t.data(), &src, &s)
+    };
+    let (x, y) = (bt(a, ra, m, k), bt(b, rb, k, n));
+    let batches: usize = lead.iter().product();
+    let mut data = Vec::with_capacity(batches * m * n);
+    for i in 0..batches {
+        let xa = PlainTensor::from_vec(&[m, k], x[i * m * k..(i + 1) * m * k].to_vec());
+        let yb = PlainTensor::from_vec(&[k, n], y[i * k * n..(i + 1) * k * n].to_vec());
+        data.extend_from_slice(xa.matmul(&yb).data());
+    }
+    PlainTensor::from_vec(&out, data)
+}
+
+/// (outer, k, inner) of `shape` around `axis`.
+fn around(shape: &[usize], axis: usize) -> (usize, usize, usize) {
+    (
+        shape[..axis].iter().product(),
+        shape[axis],
+        shape[axis + 1..].iter().product(),
+    )
+}
+
+fn softmax(x: &PlainTensor, axis: usize) -> PlainTensor {
+    let (outer, k, inner) = around(x.shape(), axis);
+    let mut out = x.clone();
+    let d = out.data_mut();
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |j: usize| o * k * inner + j * inner + i;
+            let m = (0..k).map(|j| d[at(j)]).fold(f64::NEG_INFINITY, f64::max);
+            let z: f64 = (0..k).map(|j| (d[at(j)] - m).exp()).sum();
+            for j in 0..k {
+                d[at(j)] = (d[at(j)] - m).exp() / z;
+            }
+        }
+    }
+    out
+}
+
+fn layernorm(x: &PlainTensor, g: &PlainTensor, b: &PlainTensor, eps: f64) -> PlainTensor {
+    let h = g.len();
+    let mut out = x.clone();
+    for row in out.data_mut().chunks_mut(h) {
+        let mu = row.iter().sum::<f64>() / h as f64;
+        let var = row.iter().map(|v| (v - mu) * (v - mu)).sum::<f64>() / h as f64;
+        let r = 1.0 / (var + eps).sqrt();
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = (*v - mu) * r * g.data()[j] + b.data()[j];
+        }
+    }
+    out
+}
+
+/// Per-channel affine map of [B, C, ...]: x·s[c] + t[c].
+pub fn channel_affine(x: &PlainTensor, s: &[f64], t: &[f64]) -> PlainTensor {
+    let c = s.len();
+    let inner: usize = x.shape()[2..].iter().product();
+    let mut out = x.clone();
+    out.data_mut().iter_mut().enumerate().for_each(|(i, v)| {
+        let ch = (i / inner) % c;
+        *v = *v * s[ch] + t[ch];
+    });
+    out
+}
+
+/// Batch norm's scale and shift per channel: s = γ/√(var+ε), t = β - mean·s.
+pub fn batchnorm_affine(p: [&PlainTensor; 4], eps: f64) -> (Vec<f64>, Vec<f64>) {
+    let [g, b, m, v] = p;
+    let s: Vec<f64> = g
+        .data()
+        .iter()
+        .zip(v.data())
+        .map(|(g, v)| g / (v + eps).sqrt())
+        .collect();
+    let t = b
+        .data()
+        .iter()
+        .zip(m.data())
+        .zip(&s)
+        .map(|((b, m), s)| b - m * s)
+        .collect();
+    (s, t)
+}
+
+/// One node in f64 on its inputs' values.
+pub fn eval(op: &Op, ins: &[&PlainTensor]) -> Result<PlainTensor> {
+    let x = ins[0];
+    Ok(match op {
+        Op::Conv2d { stride, padding } => {
+            let y = x.conv2d(ins[1], *stride, *padding);
+            match ins.get(2) {
+                Some(b) => y.add_bias(b),
+                None => y,
+            }
+        }
+        Op::Gemm { trans_a, trans_b } => {
+            let a = if *trans_a { x.transpose2() } else { x.clone() };
+            let b = if *trans_b {
+                ins[1].transpose2()
+            } else {
+                ins[1].clone()
+            };
+            let y = a.matmul(&b);
+            match ins.get(2) {
+                Some(c) => zip_broadcast(&y, c, |a, b| a + b)?,
+                None => y,
+            }
+        }
+        Op::MatMul => matmul_nd(x, ins[1]),
+        Op::Add => zip_broadcast(x, ins[1], |a, b| a + b)?,
+        Op::Sub => zip_broadcast(x, ins[1], |a, b| a - b)?,
+        Op::MulConst(c) => x.map(|v| v * c),
+        Op::DivConst(c) => x.map(|v| v / c),
+        Op::Relu => x.relu(),
+        Op::Gelu => x.map(gelu),
+        Op::Identity => x.clone(),
+        Op::MaxPool {
+            kernel,
+            stride,
+            padding,
+        } => x.maxpool2d(*kernel, *stride, *padding),
+        Op::AvgPool {
+            kernel,
+            stride,
+            padding,
+        } => x.avgpool2d(*kernel, *stride, *padding),
+        Op::GlobalAvgPool => {
+            let s = x.shape();
+            let hw = s[2] * s[3];
+            let d = x
+                .data()
+                .chunks(hw)
+                .map(|c| c.iter().sum::<f64>() / hw as f64)
+                .collect();
+            PlainTensor::from_vec(&[s[0], s[1], 1, 1], d)
+        }
+        Op::Flatten { .. } | Op::Reshape { .. } => {
+            let s = infer(op, &[x.shape()]).map_err(Error::Shape)?;
+            x.clone().reshape(&s)
+        }
+        Op::Transpose { perm } => permute(x, perm),
+        Op::Concat { axis } => {
+            let parts: Vec<(&[f64], &[usize])> =
+                ins.iter().map(|t| (t.data(), t.shape())).collect();
+            let (s, d) = shape::concat(&parts, *axis);
+            PlainTensor::from_vec(&s, d)
+        }
+        Op::Slice { axis, start, end } => {
+            let d = shape::slice_axis(x.data(), x.shape(), *axis, *start, *end);
+            let mut s = x.shape().to_vec();
+            s[*axis] = end - start;
+            PlainTensor::from_vec(&s, d)
+        }
+        Op::Softmax { axis } => softmax(x, *axis),
+        Op::LayerNorm { eps } => layernorm(x, ins[1], ins[2], *eps),
+        Op::BatchNorm { eps } => {
+            let (s, t) = batchnorm_affine([ins[1], ins[2], ins[3], ins[4]], *eps);
+            channel_affine(x, &s, &t)
+        }
+    })
+}
+
+/// The graph in f64 on input `x` (shape: the graph's input shape, or the same with another
+/// batch size when the graph is batch-separable).
+pub fn forward(g: &Graph, x: &PlainTensor) -> Result<PlainTensor> {
+    let mut vals: Vec<Option<PlainTensor>> = vec![None; g.tensors.len()];
+    let mut left = g.readers();
+    vals[g.input] = Some(x.clone());
+    for n in &g.nodes {
+        let y = {
+            let ins: Vec<&PlainTensor> = n
+                .inputs
+                .iter()
+                .map(|&t| match &g.tensors[t].producer {
+                    Producer::Const(c) => Ok(c),
+                    _ => vals[t].as_ref().ok_or_else(|| {
+                        Error::Protocol(format!("{n} reads a tensor not computed yet"))
+                    }),
+                })
+                .collect::<Result<_>>()?;
+            let shapes: Vec<&[usize]> = ins.iter().map(|t| t.shape()).collect();
+            infer(&n.op, &shapes).map_err(|m| Error::Shape(format!("{n}: {m}")))?;
+            eval(&n.op, &ins)?
+        };
+        for &t in &n.inputs {
+            left[t] -= 1;
+            if left[t] == 0 {
+                vals[t] = None;
+            }
+        }
+        vals[n.output] = Some(y);
+    }
+    vals[g.output]
+        .take()
+        .ok_or_else(|| Error::Protocol("the graph's output was never computed".into()))
+}
