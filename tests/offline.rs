@@ -203,7 +203,11 @@ fn material_of_one_truncation_mode_is_refused_by_the_other() {
 /// material, and refuses a request that was not planned or is asked for twice.
 #[test]
 fn lazy_material_matches_expanded_and_refuses_misuse() {
-    use mpc_pipe::offline::{MaterialSource, Request};
+    use mpc_pipe::offline::{MaterialSource, Part, Request};
+    let whole = |r: &Request| Part {
+        start: 0,
+        len: r.units(),
+    };
     let job = build(&JobSpec::new("selftest", 3, 2)).unwrap();
     let cfg = SessionConfig::new(3);
     let plan = record_plan(&cfg, &*job.program).unwrap();
@@ -213,20 +217,116 @@ fn lazy_material_matches_expanded_and_refuses_misuse() {
         let lazy = m.clone().into_lazy();
         for (key, req) in &plan.entries {
             assert_eq!(
-                lazy.take(*key, req).unwrap(),
-                eager.take(*key, req).unwrap(),
+                lazy.take(*key, req, whole(req)).unwrap(),
+                eager.take(*key, req, whole(req)).unwrap(),
                 "party {} key {key:#x}",
                 m.party
             );
         }
         let (key, req) = &plan.entries[0];
         assert!(
-            matches!(lazy.take(*key, req), Err(Error::Material(_))),
+            matches!(lazy.take(*key, req, whole(req)), Err(Error::Material(_))),
             "second use must be refused"
         );
         assert!(matches!(
-            lazy.take(12345, &Request::Mul { len: 1 }),
+            lazy.take(12345, &Request::Mul { len: 1 }, Part { start: 0, len: 1 }),
             Err(Error::Material(_))
         ));
+    }
+}
+
+/// A part of a request's material is exactly those units of the whole (so every lane of a
+/// schedule meets the serial run's material), from the eager store, the lazy store and
+/// the seed alike; parts never overlap, and the whole is freed once every unit is taken.
+#[test]
+fn parts_of_material_are_slices_of_the_whole_and_used_once() {
+    use mpc_pipe::offline::{MaterialSource, Part, Plan, Request};
+    let reqs = [
+        Request::Mul { len: 10 },
+        Request::And { len: 6, rep: 2 },
+        Request::Bit { len: 7 },
+        Request::Trunc { len: 9, shift: 16 },
+        Request::Square { len: 5 },
+        Request::BatchMatmul {
+            batch: 4,
+            m: 2,
+            k: 3,
+            n: 2,
+        },
+    ];
+    let plan = Plan::from_entries(
+        reqs.iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, r)| (i as u64 + 1, r))
+            .collect(),
+    );
+    for m in deal(&plan, 3, 9) {
+        let whole_store = m.clone().into_store().unwrap();
+        let (eager, lazy) = (m.clone().into_store().unwrap(), m.clone().into_lazy());
+        for (key, req) in &plan.entries {
+            let units = req.units();
+            let whole = whole_store
+                .take(
+                    *key,
+                    req,
+                    Part {
+                        start: 0,
+                        len: units,
+                    },
+                )
+                .unwrap();
+            // Independent reference: the units' words cut out of the whole by hand.
+            let cut = |s: usize, e: usize| -> Vec<Vec<u64>> {
+                let lens = req.component_lens();
+                whole
+                    .iter()
+                    .zip(&lens)
+                    .enumerate()
+                    .map(|(j, (c, &l))| {
+                        let per = l / units; // words per unit, per stacked copy
+                        match req {
+                            Request::And { len, rep } if j > 0 => (0..*rep)
+                                .flat_map(|r| c[r * len + s..r * len + e].to_vec())
+                                .collect(),
+                            _ => c[s * per..e * per].to_vec(),
+                        }
+                    })
+                    .collect()
+            };
+            let mid = units / 2;
+            for store in [&eager as &dyn MaterialSource, &lazy] {
+                let second = store
+                    .take(
+                        *key,
+                        req,
+                        Part {
+                            start: mid,
+                            len: units - mid,
+                        },
+                    )
+                    .unwrap();
+                assert_eq!(
+                    second,
+                    cut(mid, units),
+                    "party {} {req:?} second half",
+                    m.party
+                );
+                assert!(
+                    matches!(
+                        store.take(*key, req, Part { start: mid, len: 1 }),
+                        Err(Error::Material(_))
+                    ),
+                    "a unit taken twice must be refused"
+                );
+                let first = store.take(*key, req, Part { start: 0, len: mid }).unwrap();
+                assert_eq!(first, cut(0, mid), "party {} {req:?} first half", m.party);
+            }
+        }
+        assert_eq!(
+            eager.remaining(),
+            0,
+            "every key is freed once all of it is taken"
+        );
     }
 }

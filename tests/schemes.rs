@@ -25,7 +25,8 @@
 mod common;
 use common::*;
 
-use mpc_pipe::model::{zoo, Layer, Model, Weights};
+use mpc_pipe::model::graph::{Graph, Op};
+use mpc_pipe::model::{plain, zoo, Weights};
 use mpc_pipe::offline::deal;
 use mpc_pipe::proto::Ctx;
 use mpc_pipe::ring::{FixedPoint, PlainTensor, Trunc};
@@ -38,113 +39,89 @@ fn q(t: &PlainTensor) -> PlainTensor {
     quantize(t)
 }
 
-fn quantize_layers(layers: &[Layer]) -> Vec<Layer> {
-    layers
-        .iter()
-        .map(|l| match l {
-            Layer::Conv {
-                w,
-                b,
-                stride,
-                padding,
-            } => Layer::Conv {
-                w: q(w),
-                b: q(b),
-                stride: *stride,
-                padding: *padding,
-            },
-            Layer::Linear { w, b } => Layer::Linear { w: q(w), b: q(b) },
-            Layer::Residual { body, shortcut } => Layer::Residual {
-                body: quantize_layers(body),
-                shortcut: quantize_layers(shortcut),
-            },
-            other => other.clone(),
-        })
-        .collect()
-}
+/// (activation, per-unit variance σ², per-unit deterministic error d) of a tensor.
+type Stats = (PlainTensor, PlainTensor, PlainTensor);
 
-/// The layer with its weights mapped by `f` and no bias: a linear layer's action on
-/// per-unit error statistics.
-fn weights_mapped(l: &Layer, f: impl Fn(f64) -> f64) -> Layer {
-    match l {
-        Layer::Conv {
-            w,
-            b,
-            stride,
-            padding,
-        } => Layer::Conv {
-            w: w.map(&f),
-            b: PlainTensor::zeros(b.shape()),
-            stride: *stride,
-            padding: *padding,
-        },
-        Layer::Linear { w, b } => Layer::Linear {
-            w: w.map(&f),
-            b: PlainTensor::zeros(b.shape()),
-        },
-        _ => unreachable!(),
-    }
-}
-
-/// Propagate (activation, per-unit variance σ², per-unit deterministic error d) through the
-/// quantized layers.
-fn bound(
-    layers: &[Layer],
-    x: &PlainTensor,
-    var: &PlainTensor,
-    d: &PlainTensor,
-) -> (PlainTensor, PlainTensor, PlainTensor) {
-    let (mut x, mut var, mut d) = (x.clone(), var.clone(), d.clone());
+/// Propagate `Stats` through the (quantized) graph, node by node.
+fn bound(g: &Graph, x: &PlainTensor) -> Stats {
+    let zero = PlainTensor::zeros(x.shape());
+    let mut st: Vec<Option<Stats>> = vec![None; g.tensors.len()];
+    st[g.input] = Some((x.clone(), zero.clone(), zero));
     let trunc_var = 2.0 * ULP * ULP;
-    for l in layers {
-        (var, d) = match l {
-            Layer::Conv { .. } | Layer::Linear { .. } => (
-                weights_mapped(l, |w| w * w)
-                    .forward_plain(&var)
-                    .map(|v| v + trunc_var),
-                weights_mapped(l, f64::abs).forward_plain(&d),
-            ),
-            Layer::Relu => {
+    for n in &g.nodes {
+        let inp = |k: usize| st[n.inputs[k]].clone().expect("computed before");
+        let cst = |k: usize| n.inputs.get(k).and_then(|&t| g.tensors[t].constant());
+        let ev = |op: &Op, ins: &[&PlainTensor]| plain::eval(op, ins).unwrap();
+        let out: Stats = match &n.op {
+            Op::Conv2d { .. } | Op::MatMul => {
+                let (x, v, d) = inp(0);
+                let w = cst(1).expect("a linear layer's weight");
+                let (w2, wa) = (w.map(|w| w * w), w.map(f64::abs));
+                let mut ins = vec![&x, w];
+                ins.extend(cst(2));
+                (
+                    ev(&n.op, &ins),
+                    ev(&n.op, &[&v, &w2]).map(|v| v + trunc_var),
+                    ev(&n.op, &[&d, &wa]),
+                )
+            }
+            Op::Add => match cst(1) {
+                // A (quantized, exactly shared) bias adds no error.
+                Some(b) => {
+                    let (x, v, d) = inp(0);
+                    let y = ev(&n.op, &[&x, b]);
+                    let z = PlainTensor::zeros(y.shape());
+                    (y, ev(&n.op, &[&v, &z]), ev(&n.op, &[&d, &z]))
+                }
+                None => {
+                    // A residual: the two paths share their input, so add standard
+                    // deviations, not variances.
+                    let ((xa, va, da), (xb, vb, db)) = (inp(0), inp(1));
+                    (
+                        xa.add(&xb),
+                        va.zip(&vb, |a, b| (a.sqrt() + b.sqrt()).powi(2)),
+                        da.add(&db),
+                    )
+                }
+            },
+            Op::Relu => {
                 // Units surely negative output exactly 0 in MPC as in plaintext.
-                let dead = x.zip(&var, |x, v| x + 7.0 * v.sqrt()).zip(&d, |t, d| {
+                let (x, v, d) = inp(0);
+                let dead = x.zip(&v, |x, v| x + 7.0 * v.sqrt()).zip(&d, |t, d| {
                     if t + d < 0.0 {
                         0.0
                     } else {
                         1.0
                     }
                 });
-                (var.mul(&dead), d.mul(&dead))
+                (x.relu(), v.mul(&dead), d.mul(&dead))
             }
-            Layer::MaxPool { .. } | Layer::Flatten => (l.forward_plain(&var), l.forward_plain(&d)),
-            Layer::AvgPool {
+            Op::MaxPool { .. } | Op::Flatten { .. } | Op::Identity => {
+                let (x, v, d) = inp(0);
+                (ev(&n.op, &[&x]), ev(&n.op, &[&v]), ev(&n.op, &[&d]))
+            }
+            Op::AvgPool {
                 kernel,
                 stride,
                 padding,
             } => {
+                let (x, v, d) = inp(0);
                 let k2 = (kernel * kernel) as f64;
                 let fp = FixedPoint::default();
                 let enc_err = (1.0 / k2 - fp.decode(fp.encode(1.0 / k2))).abs();
                 // |window sum| <= k² · mean |x| over the window.
                 let sums = x.map(f64::abs).avgpool2d(*kernel, *stride, *padding);
                 (
-                    l.forward_plain(&var).map(|v| v + trunc_var),
-                    l.forward_plain(&d).zip(&sums, |d, s| d + s * k2 * enc_err),
+                    ev(&n.op, &[&x]),
+                    ev(&n.op, &[&v]).map(|v| v + trunc_var),
+                    ev(&n.op, &[&d]).zip(&sums, |d, s| d + s * k2 * enc_err),
                 )
             }
-            Layer::Transformer(_) => panic!("the CNN bound does not cover transformer blocks"),
-            Layer::Residual { body, shortcut } => {
-                let (_, vb, db) = bound(body, &x, &var, &d);
-                let (_, vs, ds) = bound(shortcut, &x, &var, &d);
-                // The two paths share their input: add standard deviations, not variances.
-                (
-                    vb.zip(&vs, |a, b| (a.sqrt() + b.sqrt()).powi(2)),
-                    db.add(&ds),
-                )
-            }
+            other => panic!("the CNN bound does not cover {other:?}"),
         };
-        x = l.forward_plain(&x);
+        st[n.output] = Some(out);
     }
-    (x, var, d)
+    st[g.output].take().unwrap()
 }
 
 fn check_model(name: &str, parties: usize, weights: Weights, schemes: &[&str]) {
@@ -163,16 +140,12 @@ fn check_model_as(
     trunc: Option<Trunc>,
 ) {
     let cfg = config_with_trunc(parties, trunc);
-    let model = zoo::build(name, 3).unwrap();
-    let qmodel = Model {
-        layers: quantize_layers(&model.layers),
-        ..model.clone()
-    };
     let batch = 2;
-    let shape = model.batch_shape(batch);
+    let model = zoo::build(name, 3, batch).unwrap();
+    let qmodel = model.map_constants(q);
+    let shape = model.input_shape().to_vec();
     let input = Data::new(99).tensor(&shape, 0.0, 1.0);
-    let zero = PlainTensor::zeros(&shape);
-    let (want, var, d) = bound(&qmodel.layers, &q(&input), &zero, &zero);
+    let (want, var, d) = bound(&qmodel, &q(&input));
     let per_unit = var.zip(&d, |v, d| 7.0 * v.sqrt() + d);
     let err_bound = per_unit.data().iter().cloned().fold(0.0, f64::max);
     // Micro-batch lanes both as threads and as coroutines: the same protocol calls either way.
@@ -327,20 +300,26 @@ fn scheme_names_parse_and_print_canonically() {
 /// LayerNorm (factor 1/std <= 2 here). Per block: e' = 2·(e + ‖W2‖₂·0.02 + 0.01) + 0.02.
 #[test]
 fn bert_small_every_scheme_matches_plaintext() {
-    let model = zoo::build("bert-small", 5).unwrap();
     let batch = 2;
-    let shape = model.batch_shape(batch);
+    let model = zoo::build("bert-small", 5, batch).unwrap();
+    let shape = model.input_shape().to_vec();
     let input = Data::new(7).tensor(&shape, -1.0, 1.0);
-    let want = model.forward_plain(&input);
+    let want = plain::forward(&model, &input).unwrap();
     let mut e = 0.0;
-    for l in &model.layers {
-        let Layer::Transformer(b) = l else {
-            unreachable!()
+    // Each block's FFN down-projection is the MatMul that reads a GeLU's output.
+    for n in &model.nodes {
+        let Op::MatMul = n.op else { continue };
+        let gelu_in = matches!(
+            model.tensors[n.inputs[0]].producer,
+            mpc_pipe::model::graph::Producer::Node(p) if model.nodes[p].op == Op::Gelu
+        );
+        let Some(w2) = model.tensors[n.inputs[1]].constant().filter(|_| gelu_in) else {
+            continue;
         };
-        let w2 = b.w2.transpose2();
         let norm2 = w2
+            .transpose2()
             .data()
-            .chunks(b.w2.shape()[0])
+            .chunks(w2.shape()[0])
             .map(|r| r.iter().map(|v| v * v).sum::<f64>().sqrt())
             .fold(0.0, f64::max);
         e = 2.0 * (e + norm2 * 0.02 + 0.01) + 0.02;

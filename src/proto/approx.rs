@@ -23,25 +23,31 @@ pub const RECIPROCAL_NR_ITERS: usize = 10;
 /// CrypTen's `sqrt_nr_iters`.
 pub const SQRT_NR_ITERS: usize = 3;
 
-/// Stack shares of any shapes end to end into one flat share, so one protocol call (one
-/// round) serves them all; `unstack` undoes it.
+/// Stack shares of one length into one flat share, so one protocol call (one round)
+/// serves them all; `unstack` undoes it. Element-major ([n][k]: element i of every part,
+/// then element i + 1): a lane's part of each input is then one contiguous run of the
+/// stack, so its material is its part of the whole tensor's (bit-identical schedules).
 pub(crate) fn stack(parts: &[&Share]) -> Share {
-    let refs: Vec<&RingTensor> = parts.iter().map(|p| &p.0).collect();
-    let flat = RingTensor::flat_concat(&refs);
+    let n = parts[0].len();
+    assert!(
+        parts.iter().all(|p| p.len() == n),
+        "stack of shares of different lengths"
+    );
+    let mut flat = Vec::with_capacity(n * parts.len());
+    for i in 0..n {
+        flat.extend(parts.iter().map(|p| p.0.data()[i]));
+    }
     let len = flat.len();
     Share(RingTensor::from_vec(&[len], flat))
 }
 
-/// Split a stacked share back into pieces of the given shapes.
+/// Split a stacked share back into pieces of the given shapes (each of the stacked length).
 pub(crate) fn unstack(x: &Share, shapes: &[&[usize]]) -> Vec<Share> {
-    let mut off = 0;
-    shapes
-        .iter()
-        .map(|s| {
-            let n: usize = s.iter().product();
-            let part = RingTensor::from_vec(s, x.0.data()[off..off + n].to_vec());
-            off += n;
-            Share(part)
+    let k = shapes.len();
+    (0..k)
+        .map(|j| {
+            let data = x.0.data().iter().skip(j).step_by(k).copied().collect();
+            Share(RingTensor::from_vec(shapes[j], data))
         })
         .collect()
 }

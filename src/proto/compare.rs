@@ -6,7 +6,6 @@
 use super::ctx::Ctx;
 use super::share::Share;
 use crate::error::{Error, Result};
-use crate::ring::RingTensor;
 
 impl<'a> Ctx<'a> {
     /// [x < 0] as a bit of scale 1 (§3.8): A2B, bit 63 (shifted down locally, XOR-linear),
@@ -99,14 +98,11 @@ impl<'a> Ctx<'a> {
             }
             return self.b2a_bit(&t);
         }
-        let stacked = Share(RingTensor::concat(
-            0,
-            &[d.0.reshaped(&[n])?, d.0.neg().reshaped(&[n])?],
-        ));
+        let flat = d.reshape(&[n])?;
+        let stacked = super::approx::stack(&[&flat, &flat.neg()]);
         let l = self.ltz(&stacked)?;
-        let mut halves = l.0.split_axis(0, 2);
-        let (lpos, lneg) = (halves.remove(0), halves.remove(0));
-        let ne = Share(lpos.add(&lneg).reshape(d.shape())?);
+        let halves = super::approx::unstack(&l, &[&[n], &[n]]);
+        let ne = Share(halves[0].0.add(&halves[1].0).reshape(d.shape())?);
         Ok(self.bit_not(&ne))
     }
 
