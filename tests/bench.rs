@@ -68,7 +68,19 @@ fn rows_have_every_column_and_consistent_values() {
         .unwrap()
         .to_string();
     // Columns are only ever appended: the last one is the newest.
-    assert_eq!(header.rsplit(',').next(), Some("lanes"), "{header}");
+    assert_eq!(header.rsplit(',').next(), Some("messages"), "{header}");
+    // Every scheme of a configuration runs the same protocol calls: the same bytes and
+    // rounds as serial, and at least as many messages.
+    let serial = rows.iter().find(|r| r.scheme == "serial").unwrap();
+    for r in &rows {
+        assert_eq!(r.bytes_per_party, serial.bytes_per_party, "{}", r.scheme);
+        assert_eq!(r.rounds, serial.rounds, "{}", r.scheme);
+        assert!(
+            r.messages.unwrap() >= serial.messages.unwrap(),
+            "{}",
+            r.scheme
+        );
+    }
     for col in REQUIRED {
         assert!(
             header.split(',').any(|h| h == col),
@@ -263,15 +275,15 @@ fn a_file_from_before_the_material_trunc_link_bytes_and_lanes_columns_is_upgrade
     let out = scratch("upgrade");
     let cfg = BenchConfig::parse(CONFIG).unwrap();
     run_matrix(&cfg, &out).unwrap();
-    // An older version's file: no `material`, `trunc`, `link_bytes` and `lanes` columns,
-    // and crashed after four rows.
+    // An older version's file: no `material`, `trunc`, `link_bytes`, `lanes` and
+    // `messages` columns, and crashed after four rows.
     let text = std::fs::read_to_string(&out).unwrap();
     let old: Vec<String> = text
         .lines()
         .take(5)
         .map(|l| {
             let mut rest = l;
-            for _ in 0..4 {
+            for _ in 0..5 {
                 rest = rest.rsplit_once(',').unwrap().0;
             }
             rest.to_string()
@@ -304,7 +316,7 @@ fn a_file_from_before_the_material_trunc_link_bytes_and_lanes_columns_is_upgrade
         .lines()
         .next()
         .unwrap()
-        .ends_with(",material,trunc,link_bytes,lanes"));
+        .ends_with(",material,trunc,link_bytes,lanes,messages"));
     std::fs::remove_dir_all(out.parent().unwrap()).ok();
 }
 

@@ -64,6 +64,11 @@ pub struct Row {
     /// rows from before this column, which all ran as threads.
     #[serde(default)]
     pub lanes: String,
+    /// Messages the busiest party sent per inference (to all its peers; one per opening
+    /// per peer and part: chunks and micro-batches add messages, not bytes or rounds).
+    /// Empty in rows from before this column.
+    #[serde(default)]
+    pub messages: Option<u64>,
 }
 
 /// The identity of a row, for resuming.

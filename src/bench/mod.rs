@@ -76,6 +76,8 @@ pub struct Measured {
     /// The most bytes any party sent to one peer: the busiest directed link's traffic.
     pub link_bytes: u64,
     pub rounds: u64,
+    /// Messages the busiest party sent in one repetition.
+    pub messages: u64,
     pub max_abs_err: f64,
     /// Lazy if any repetition drew its material on demand (inside the online times).
     pub material: MaterialMode,
@@ -172,6 +174,7 @@ impl Runner {
             .max()
             .unwrap_or(0);
         m.rounds = outs.iter().map(|o| o.stats.rounds).max().unwrap_or(0);
+        m.messages = outs.iter().map(|o| o.stats.msgs_sent()).max().unwrap_or(0);
         m.max_abs_err = m
             .max_abs_err
             .max(outs[0].value.max_abs_diff(&self.job.reference));
@@ -194,6 +197,7 @@ impl Measured {
             bytes_per_party: 0,
             link_bytes: 0,
             rounds: 0,
+            messages: 0,
             max_abs_err: 0.0,
             material: MaterialMode::Eager,
         }
@@ -521,6 +525,7 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
                 trunc: p.trunc.to_string(),
                 link_bytes: Some(meas.link_bytes),
                 lanes: c.lanes.to_string(),
+                messages: Some(meas.messages),
             }
         };
         if cfg.interleave {
