@@ -4,7 +4,10 @@
 //! Layers (dependencies point down only):
 //! ```text
 //!   cli                      subcommands
+//!   bench                    benchmark matrix, CSV rows
 //!   runtime                  wiring: parties as threads/processes, dealer, timing
+//!   sched                    schemes: strategies over the one traversal (lanes, slots)
+//!   model                    graph, zoo, f64 and MPC interpreters (the one traversal)
 //!   proto                    online protocols (Ctx methods), written like the math
 //!   comm | offline | prg     message interface | dealer + material | CSPRNG
 //!   lanes                    pipeline lanes as coroutines; the one way to block

@@ -423,7 +423,7 @@ pub fn infer(op: &Op, shapes: &[&[usize]]) -> std::result::Result<Vec<usize>, St
             }
             let known: usize = out.iter().product();
             if let Some(i) = infer_at {
-                if known == 0 || n % known != 0 {
+                if known == 0 || !n.is_multiple_of(known) {
                     return Err(format!("cannot infer -1 reshaping {x:?} to {shape:?}"));
                 }
                 out[i] = n / known;

@@ -135,7 +135,7 @@ impl Request {
         }
         let units = self.units();
         if w.count == 0
-            || units % w.count != 0
+            || !units.is_multiple_of(w.count)
             || matches!(self, Request::Matmul { .. } | Request::Conv2d { .. })
         {
             return Err(format!(
@@ -173,7 +173,10 @@ impl Request {
             Request::Mul { .. }
             | Request::Square { .. }
             | Request::Bit { .. }
-            | Request::Trunc { .. } => lens.iter().map(|_| vec![s..e]).collect(),
+            | Request::Trunc { .. } => lens
+                .iter()
+                .map(|_| std::iter::once(s..e).collect())
+                .collect(),
             Request::And { len, rep } => vec![
                 vec![s..e],
                 (0..rep).map(|r| r * len + s..r * len + e).collect(),
@@ -184,9 +187,10 @@ impl Request {
                 vec![s * k * n..e * k * n],
                 vec![s * m * n..e * m * n],
             ],
-            Request::Matmul { .. } | Request::Conv2d { .. } => {
-                lens.iter().map(|&l| vec![0..l]).collect()
-            }
+            Request::Matmul { .. } | Request::Conv2d { .. } => lens
+                .iter()
+                .map(|&l| std::iter::once(0..l).collect())
+                .collect(),
         }
     }
 

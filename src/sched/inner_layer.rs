@@ -37,7 +37,7 @@ pub fn split(
     // The lane's tensor holds `count` units of its window; each becomes n / count
     // sub-units along the chunked axis (contiguous: the axes before it have size 1).
     let count = ctx.window().count;
-    if n % count != 0 || shape[..axis].iter().any(|&d| d != 1) {
+    if !n.is_multiple_of(count) || shape[..axis].iter().any(|&d| d != 1) {
         return Err(Error::Protocol(format!(
             "cannot chunk axis {axis} of {shape:?} (a part of {count} units)"
         )));

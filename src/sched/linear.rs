@@ -49,7 +49,7 @@ pub fn private(ctx: &Ctx, exec: &Exec, layer: &LinearLayer, x: &Share) -> Result
     let slot = exec.slots.get(layer.node);
     let w = ctx.window();
     let rows = x.shape()[0];
-    if w.count == 0 || rows % w.count != 0 {
+    if w.count == 0 || !rows.is_multiple_of(w.count) {
         return Err(Error::Protocol(format!(
             "{rows} rows are not a part of {} units",
             w.count

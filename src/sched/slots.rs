@@ -73,7 +73,10 @@ impl Slot {
         loop {
             let mut g = self.state.lock().unwrap();
             if let Some(r) = pick(&g) {
-                return r.as_ref().map(T::clone).map_err(Error::duplicate);
+                return match r {
+                    Ok(v) => Ok(v.clone()),
+                    Err(e) => Err(e.duplicate()),
+                };
             }
             // Registered under the lock, so a `set` after it unparks this thread.
             let me = std::thread::current();
