@@ -362,3 +362,42 @@ fn bert_small_every_scheme_matches_plaintext() {
         }
     }
 }
+
+/// A lane's failure keeps its kind through the slots and lanes: material made for another
+/// program fails inter-linear's weights lane with a material error, and the activations
+/// that wait for that layer, and so the run, report the same kind (not a generic one).
+#[test]
+fn a_weights_lane_failure_keeps_its_kind() {
+    use mpc_pipe::error::Error;
+    use mpc_pipe::runtime::run_online;
+    let cfg = config_with_trunc(2, None);
+    let g = |batch: usize| zoo::build("lenet", 3, batch).unwrap();
+    let (g2, g4) = (g(2), g(4));
+    let input = Data::new(1).tensor(g4.input_shape(), 0.0, 1.0);
+    fn program<'a>(
+        graph: &'a Graph,
+        input: &'a PlainTensor,
+        schedule: Schedule,
+    ) -> impl Fn(&Ctx) -> mpc_pipe::error::Result<PlainTensor> + Sync + 'a {
+        move |ctx: &Ctx| {
+            let shape = graph.input_shape().to_vec();
+            let x = ctx.share_plain(1, Some(input), &shape)?;
+            let y = sched::forward(ctx, graph, &x, Weights::Private, &schedule)?;
+            ctx.reveal_plain(&y)
+        }
+    }
+    let schedule = Schedule {
+        scheme: "inter-linear".parse::<Scheme>().unwrap(),
+        chunks: 2,
+        batches_in_flight: 2,
+        lanes: Lanes::Threads,
+    };
+    // The plan of batch 2; the run is of batch 4: the first triple asked for is not there.
+    let input2 = Data::new(1).tensor(g2.input_shape(), 0.0, 1.0);
+    let plan = record_plan(&cfg, &program(&g2, &input2, schedule)).unwrap();
+    let material = deal(&plan, 2, fresh_session());
+    let err = run_online(&cfg, material, &program(&g4, &input, schedule))
+        .err()
+        .expect("must fail");
+    assert!(matches!(err, Error::Material(_)), "got {err:?}");
+}
