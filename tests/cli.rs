@@ -172,3 +172,89 @@ fn bad_options_name_the_problem() {
         );
     }
 }
+
+/// `run --processes` hands the job to its children as one description: every job, link,
+/// timeout and material option, each set to a non-default value, reaches every party
+/// unchanged (each party writes the job it parsed where `MPC_PIPE_ECHO_JOB_DIR` says).
+#[test]
+fn run_processes_hands_every_option_to_every_party() {
+    let dir = scratch("echo");
+    let mat = dir.join("mat");
+    let links = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench-configs/links.toml");
+    let job: Vec<&str> = vec![
+        "--model",
+        "bert-small",
+        "--seq-len",
+        "8",
+        "--parties",
+        "3",
+        "--batch",
+        "3",
+        "--weights",
+        "public",
+        "--seed",
+        "7",
+        "--frac-bits",
+        "14",
+        "--trunc",
+        "dealer",
+        "--scheme",
+        "inner-layer+inter-batch",
+        "--chunks",
+        "3",
+        "--batches-in-flight",
+        "3",
+        "--lanes",
+        "coroutines",
+    ];
+    succeeded(
+        &bin()
+            .arg("offline")
+            .args(&job)
+            .arg("--out")
+            .arg(&mat)
+            .output()
+            .unwrap(),
+    );
+    let o = bin()
+        .arg("run")
+        .args(&job)
+        .args(["--processes", "--timeout-s", "45", "--network", "wan-1g"])
+        .arg("--links-file")
+        .arg(&links)
+        .args(["--latency-ms", "0.2", "--bandwidth-mbps", "5000"])
+        .arg("--material")
+        .arg(&mat)
+        .env("MPC_PIPE_ECHO_JOB_DIR", &dir)
+        .output()
+        .unwrap();
+    succeeded(&o);
+    let expected = serde_json::json!({
+        "spec": {
+            "model": "bert-small",
+            "parties": 3,
+            "batch": 3,
+            "weights": "public",
+            "seed": 7,
+            "schedule": {
+                "scheme": {"inter_linear": false, "inner_layer": true, "inter_batch": true},
+                "chunks": 3,
+                "batches_in_flight": 3,
+                "lanes": "coroutines"
+            },
+            "seq_len": 8
+        },
+        "fixed": {"frac_bits": 14, "trunc": "dealer"},
+        "timeout_s": 45.0,
+        "link": {"name": "wan-1g", "bandwidth_mbps": 5000.0, "latency_ms": 0.2},
+        "material_dir": mat.to_str().unwrap()
+    });
+    for id in 0..3 {
+        let path = dir.join(format!("party{id}.json"));
+        let got: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        // Every key the description has, compared; one the test does not know fails too.
+        assert_eq!(got, expected, "party {id}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

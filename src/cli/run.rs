@@ -5,7 +5,6 @@
 //! Depends on runtime, model, offline.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Args;
 
@@ -65,16 +64,10 @@ impl RunArgs {
 
     pub fn session_config(&self) -> Result<SessionConfig> {
         let fixed = self.job.fixed(self.parties)?;
-        if !(self.timeout_s > 0.0 && self.timeout_s.is_finite()) {
-            return Err(Error::Config(format!(
-                "--timeout-s must be positive, got {}",
-                self.timeout_s
-            )));
-        }
         let cfg = SessionConfig {
             parties: self.parties,
             fixed,
-            timeout: Duration::from_secs_f64(self.timeout_s),
+            timeout: crate::error::seconds_option("--timeout-s", self.timeout_s, false)?,
         };
         cfg.check()?;
         Ok(cfg)
@@ -112,6 +105,12 @@ pub fn run(a: &RunArgs) -> Result<()> {
     let job = job::build(&spec)?;
     let link = a.link.profile()?;
     let outs = if a.processes {
+        if a.trace.is_some() {
+            // The recorder lives in this process; the parties' spans are in theirs.
+            return Err(Error::Config(
+                "--trace records parties run as threads of this process; it cannot be combined with --processes".into(),
+            ));
+        }
         let mut pr = crate::runtime::process::ProcessRun::new(spec.clone());
         pr.link = link.clone();
         pr.timeout = cfg.timeout;

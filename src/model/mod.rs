@@ -16,7 +16,8 @@ use crate::proto::{Ctx, LinearOp, Share};
 use crate::ring::{PlainTensor, RingTensor};
 
 /// Who knows the model weights.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Weights {
     /// Secret-shared by party 0; linear layers use Beaver triples.
     Private,

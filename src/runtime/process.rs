@@ -8,6 +8,10 @@
 //! A party whose own plan hashes differently refuses the material (different program).
 //! All of this happens before the online clock starts.
 //!
+//! The job: `spawn_parties` hands every child the whole job as one JSON document on its
+//! stdin (`PartyJob`, read by `mpc-pipe party --job-stdin`), not as a command line rebuilt
+//! option by option, so an option added to the job cannot be dropped on the way.
+//!
 //! Results: a party prints one `mpc-pipe-result key=value ...` line on stdout (decoded
 //! output, online_s, per-peer counters), which `spawn_parties` parses.
 
@@ -36,6 +40,75 @@ pub const MATERIAL_TAG: Tag = Tag(u64::MAX - 1);
 pub const KEY_ENV: &str = "MPC_PIPE_SESSION_KEY";
 /// Prefix of a party's result line.
 pub const RESULT_PREFIX: &str = "mpc-pipe-result";
+/// Environment variable naming a directory where every `mpc-pipe party` writes the job it
+/// runs as `party<id>.json` (tests check that every option reached every child).
+pub const ECHO_JOB_ENV: &str = "MPC_PIPE_ECHO_JOB_DIR";
+/// Cap on a job description read from stdin (a few KiB in practice).
+pub const MAX_JOB_BYTES: u64 = 1 << 20;
+
+/// Everything a party runs besides the session wiring (its id, the addresses, the session
+/// id and key): the job and how to run it. `spawn_parties` sends it to each child as JSON.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartyJob {
+    pub spec: JobSpec,
+    pub fixed: FixedPoint,
+    /// Bound on connection setup and on any single wait for a peer, in seconds.
+    pub timeout_s: f64,
+    pub link: LinkProfile,
+    /// See `PartyConfig::material_dir`.
+    pub material_dir: Option<PathBuf>,
+}
+
+impl PartyJob {
+    /// Parse a description made by `to_json` (from the parent process) and check it as
+    /// the command-line options are checked.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let job: PartyJob = serde_json::from_str(text)
+            .map_err(|e| Error::Config(format!("job description: {e}")))?;
+        job.check()?;
+        Ok(job)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a job description always serializes")
+    }
+
+    /// The checks `cli::args` makes on the options a job comes from.
+    pub fn check(&self) -> Result<()> {
+        let s = &self.spec.schedule;
+        if s.chunks == 0 || s.batches_in_flight == 0 {
+            return Err(Error::Config(
+                "--chunks and --batches-in-flight must be at least 1".into(),
+            ));
+        }
+        if !(1..=40).contains(&self.fixed.frac_bits) {
+            return Err(Error::Config(format!(
+                "--frac-bits must be in 1..=40, got {}",
+                self.fixed.frac_bits
+            )));
+        }
+        crate::error::seconds_option("--timeout-s", self.timeout_s, false)?;
+        self.link.check()
+    }
+
+    /// Read the description from standard input (`mpc-pipe party --job-stdin`).
+    pub fn from_stdin() -> Result<Self> {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .lock()
+            .take(MAX_JOB_BYTES + 1)
+            .read_to_end(&mut buf)?;
+        if buf.len() as u64 > MAX_JOB_BYTES {
+            return Err(Error::Config(format!(
+                "job description on stdin is larger than {MAX_JOB_BYTES} bytes"
+            )));
+        }
+        let text = String::from_utf8(buf)
+            .map_err(|_| Error::Config("job description on stdin is not UTF-8".into()))?;
+        Self::from_json(&text)
+    }
+}
 
 /// One entry of a parties file.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -119,6 +192,27 @@ pub struct PartyConfig {
 }
 
 impl PartyConfig {
+    /// Party `id` of a session running `job`.
+    pub fn from_job(
+        id: usize,
+        addrs: Vec<SocketAddr>,
+        session: u64,
+        key: SessionKey,
+        job: &PartyJob,
+    ) -> Result<Self> {
+        Ok(PartyConfig {
+            id,
+            addrs,
+            session,
+            key,
+            timeout: crate::error::seconds_option("--timeout-s", job.timeout_s, false)?,
+            link: job.link.clone(),
+            fixed: job.fixed,
+            material_dir: job.material_dir.clone(),
+            stall_before_online: None,
+        })
+    }
+
     /// Unshaped, 60 s timeout, default fixed point.
     pub fn new(id: usize, addrs: Vec<SocketAddr>, session: u64, key: SessionKey) -> Self {
         PartyConfig {
@@ -383,8 +477,21 @@ pub struct ProcessRun {
     pub fixed: FixedPoint,
     /// Each party loads its own material file from here (see `PartyConfig::material_dir`).
     pub material_dir: Option<PathBuf>,
-    /// Extra arguments given to every `mpc-pipe party`.
+    /// Extra arguments given to every `mpc-pipe party` (hidden debug options).
     pub extra_args: Vec<String>,
+}
+
+impl ProcessRun {
+    /// What every child runs.
+    pub fn party_job(&self) -> PartyJob {
+        PartyJob {
+            spec: self.spec.clone(),
+            fixed: self.fixed,
+            timeout_s: self.timeout.as_secs_f64(),
+            link: self.link.clone(),
+            material_dir: self.material_dir.clone(),
+        }
+    }
 }
 
 impl ProcessRun {
@@ -461,10 +568,7 @@ fn spawn_once(run: &ProcessRun) -> std::result::Result<Vec<PartyOutcome<PlainTen
     let key = SessionKey::fresh();
     let file = std::env::temp_dir().join(format!("mpc-pipe-parties-{session:016x}.toml"));
     PartiesFile::from_addrs(&addrs).save(&file).map_err(fatal)?;
-    let weights = match run.spec.weights {
-        crate::model::Weights::Private => "private",
-        crate::model::Weights::Public => "public",
-    };
+    let job_json = run.party_job().to_json();
     let mut kids: Vec<Running> = Vec::with_capacity(n);
     let kill_all = |kids: &mut Vec<Running>| {
         for k in kids.iter_mut() {
@@ -479,38 +583,19 @@ fn spawn_once(run: &ProcessRun) -> std::result::Result<Vec<PartyOutcome<PlainTen
             .arg("--parties")
             .arg(&file)
             .args(["--session", &format!("{session:016x}")])
-            .args(["--model", &run.spec.model])
-            .args(["--batch", &run.spec.batch.to_string()])
-            .args(["--weights", weights])
-            .args(["--seed", &run.spec.seed.to_string()])
-            .args(["--scheme", &run.spec.schedule.scheme.to_string()])
-            .args(["--chunks", &run.spec.schedule.chunks.to_string()])
-            .args([
-                "--batches-in-flight",
-                &run.spec.schedule.batches_in_flight.to_string(),
-            ])
-            .args(["--frac-bits", &run.fixed.frac_bits.to_string()])
-            .args(["--timeout-s", &run.timeout.as_secs_f64().to_string()])
-            .args(["--latency-ms", &run.link.latency_ms.to_string()])
+            .arg("--job-stdin")
             .args(&run.extra_args)
             .env(KEY_ENV, key.to_hex())
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if let Some(bw) = run.link.bandwidth_mbps {
-            cmd.args(["--bandwidth-mbps", &bw.to_string()]);
-        }
-        if let Some(dir) = &run.material_dir {
-            cmd.arg("--material").arg(dir);
-        }
-        if let Some(l) = run.spec.seq_len {
-            cmd.args(["--seq-len", &l.to_string()]);
-        }
-        if let Some(t) = run.fixed.trunc {
-            cmd.args(["--trunc", t.as_str()]);
-        }
         match cmd.spawn() {
             Ok(mut child) => {
+                // A few KiB: fits the pipe, so this never waits for the child. A child
+                // that died at once is reported from its exit status below.
+                if let Some(mut stdin) = child.stdin.take() {
+                    let _ = std::io::Write::write_all(&mut stdin, job_json.as_bytes());
+                }
                 let out = reader(child.stdout.take().unwrap());
                 let err = reader(child.stderr.take().unwrap());
                 kids.push(Running { child, out, err });

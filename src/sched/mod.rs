@@ -36,7 +36,10 @@ use crate::proto::{Ctx, LinearOp, PreparedLinear, Share};
 use crate::ring::{PlainTensor, RingTensor};
 
 /// Which overlaps are on. `Scheme::default()` is `serial`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(deny_unknown_fields)]
 pub struct Scheme {
     pub inter_linear: bool,
     pub inner_layer: bool,
@@ -99,7 +102,10 @@ impl fmt::Display for Scheme {
 }
 
 /// Where a schedule's lanes (micro-batches, chunks, weights) run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum Lanes {
     /// An OS thread per lane: lanes compute on several cores at once, at the price of a
     /// thread wake-up per lane and round (see `cost`).
@@ -134,7 +140,8 @@ impl fmt::Display for Lanes {
 
 /// A scheme with its parameters resolved: k chunks per layer, m micro-batches in flight,
 /// and where the lanes run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Schedule {
     pub scheme: Scheme,
     pub chunks: usize,
