@@ -1,16 +1,16 @@
 //! Options shared by several subcommands: what job to run (`JobArgs`) and how to shape the
-//! links (`LinkArgs`). Depends on runtime::job, sched, model, transport::emulator.
+//! links (`LinkArgs`). Depends on runtime::job, sched, model, link.
 
 use std::path::PathBuf;
 
 use clap::Args;
 
 use crate::error::{Error, Result};
+use crate::link::LinkProfile;
 use crate::model::Weights;
 use crate::ring::{FixedPoint, Trunc};
 use crate::runtime::job::JobSpec;
 use crate::sched::{Schedule, Scheme};
-use crate::transport::emulator::LinkProfile;
 
 /// What every party must agree on to run the same job.
 #[derive(Args, Debug, Clone)]

@@ -11,6 +11,7 @@ use clap::Args;
 use super::args::{JobArgs, LinkArgs};
 
 use crate::error::{Error, Result};
+use crate::link::LinkProfile;
 use crate::offline::file::{self, Expect};
 use crate::profile::Recorder;
 use crate::ring::PlainTensor;
@@ -18,7 +19,6 @@ use crate::runtime::job::{self, Job, JobSpec};
 use crate::runtime::local::fresh_session;
 use crate::runtime::local::run_online_traced;
 use crate::runtime::{record_plan, PartyOutcome, SessionConfig};
-use crate::transport::emulator::LinkProfile;
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {

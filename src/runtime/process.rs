@@ -28,10 +28,11 @@ use super::job::{Job, JobSpec};
 use super::local::{record_plan, PartyOutcome, SessionConfig};
 use crate::comm::{Comm, CommStats, PeerStats, Tag};
 use crate::error::{Error, Result};
+use crate::link::LinkProfile;
 use crate::offline::{deal, PartyMaterial};
 use crate::proto::{Ctx, PairSeeds};
 use crate::ring::{FixedPoint, PlainTensor};
-use crate::transport::{LinkProfile, SessionKey, TcpConfig, TcpEndpoint, TcpNetwork};
+use crate::transport::{SessionKey, TcpConfig, TcpEndpoint, TcpNetwork};
 
 /// Reserved tag of the dealer's message to each party (seed and plan hash).
 pub const MATERIAL_TAG: Tag = Tag(u64::MAX - 1);
