@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 
 /// Bandwidth and one-way latency of every directed link of a session.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LinkProfile {
     pub name: String,
     /// Bandwidth of one directed link in Mbit/s (10^6 bits per second); None = unshaped.
@@ -31,7 +32,37 @@ const BUILTIN: [(&str, Option<f64>, f64); 3] = [
     ("wan", Some(400.0), 20.0),
 ];
 
+/// Cap on a links file (bench-configs/links.toml is under 2 KiB).
+const MAX_LINKS_FILE_BYTES: u64 = 1 << 20;
+
+/// Slowest link accepted, in Mbit/s (1 kbit/s): slower, a 64 MiB message would take
+/// longer than the emulator's 584-year clock, and nothing real is that slow.
+pub const MIN_BANDWIDTH_MBPS: f64 = 1e-3;
+/// Fastest link accepted, in Mbit/s (1 Pbit/s).
+pub const MAX_BANDWIDTH_MBPS: f64 = 1e9;
+/// Longest one-way latency accepted, in ms (1000 s).
+pub const MAX_LATENCY_MS: f64 = 1e6;
+
+fn check_bandwidth(what: &str, bw: f64) -> Result<()> {
+    if !(bw.is_finite() && (MIN_BANDWIDTH_MBPS..=MAX_BANDWIDTH_MBPS).contains(&bw)) {
+        return Err(Error::Config(format!(
+            "{what} must be a number of Mbit/s in {MIN_BANDWIDTH_MBPS:e}..={MAX_BANDWIDTH_MBPS:e}, got {bw}"
+        )));
+    }
+    Ok(())
+}
+
+fn check_latency(what: &str, ms: f64) -> Result<()> {
+    if !(ms.is_finite() && (0.0..=MAX_LATENCY_MS).contains(&ms)) {
+        return Err(Error::Config(format!(
+            "{what} must be a number of ms in 0..={MAX_LATENCY_MS:e}, got {ms}"
+        )));
+    }
+    Ok(())
+}
+
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct LinksFile {
     profile: Vec<LinkProfile>,
 }
@@ -74,8 +105,7 @@ impl LinkProfile {
     /// Every profile of a links file (`[[profile]]` tables with name, bandwidth_mbps,
     /// latency_ms; a missing bandwidth means unshaped).
     pub fn load_all(path: &Path) -> Result<Vec<Self>> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        let text = crate::error::read_capped(path, MAX_LINKS_FILE_BYTES, "links file")?;
         let file: LinksFile =
             toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         for p in &file.profile {
@@ -111,6 +141,13 @@ impl LinkProfile {
         bandwidth_mbps: Option<f64>,
         latency_ms: Option<f64>,
     ) -> Result<Self> {
+        // Name the option the user gave, before the profile's own check.
+        if let Some(bw) = bandwidth_mbps {
+            check_bandwidth("--bandwidth-mbps", bw)?;
+        }
+        if let Some(l) = latency_ms {
+            check_latency("--latency-ms", l)?;
+        }
         let mut p = match (name, file) {
             (Some(n), Some(f)) => Self::load(f, n)?,
             (Some(n), None) => Self::named(n)?,
@@ -131,22 +168,13 @@ impl LinkProfile {
         Ok(p)
     }
 
+    /// Every value within what the emulator's nanosecond arithmetic represents exactly.
     pub fn check(&self) -> Result<()> {
+        let what = |field: &str| format!("link profile '{}': {field}", self.name);
         if let Some(bw) = self.bandwidth_mbps {
-            if !(bw.is_finite() && bw > 0.0) {
-                return Err(Error::Config(format!(
-                    "link profile '{}': bandwidth must be a positive number of Mbit/s, got {bw}",
-                    self.name
-                )));
-            }
+            check_bandwidth(&what("bandwidth_mbps"), bw)?;
         }
-        if !(self.latency_ms.is_finite() && self.latency_ms >= 0.0) {
-            return Err(Error::Config(format!(
-                "link profile '{}': latency must be a non-negative number of ms, got {}",
-                self.name, self.latency_ms
-            )));
-        }
-        Ok(())
+        check_latency(&what("latency_ms"), self.latency_ms)
     }
 
     /// True when the profile changes nothing (no bandwidth cap, no latency).

@@ -223,6 +223,7 @@ fn run_processes_hands_every_option_to_every_party() {
         .arg("--links-file")
         .arg(&links)
         .args(["--latency-ms", "0.2", "--bandwidth-mbps", "5000"])
+        .args(["--inbox-cap-mib", "4096"])
         .arg("--material")
         .arg(&mat)
         .env("MPC_PIPE_ECHO_JOB_DIR", &dir)
@@ -247,7 +248,8 @@ fn run_processes_hands_every_option_to_every_party() {
         "fixed": {"frac_bits": 14, "trunc": "dealer"},
         "timeout_s": 45.0,
         "link": {"name": "wan-1g", "bandwidth_mbps": 5000.0, "latency_ms": 0.2},
-        "material_dir": mat.to_str().unwrap()
+        "material_dir": mat.to_str().unwrap(),
+        "inbox_cap_mib": 4096
     });
     for id in 0..3 {
         let path = dir.join(format!("party{id}.json"));

@@ -49,6 +49,10 @@ pub struct PartyArgs {
     /// Fault injection for tests: sleep this many seconds before the online phase.
     #[arg(long, hide = true)]
     pub debug_stall_s: Option<f64>,
+    /// Most MiB a peer may have sent that no one has asked for yet (messages it posts
+    /// ahead); past it the peer is dropped with an error naming it.
+    #[arg(long, default_value_t = crate::transport::tcp::DEFAULT_INBOX_CAP_MIB)]
+    pub inbox_cap_mib: u64,
     /// Internal (`run --processes`): read the whole job, as JSON, from standard input;
     /// the job, link, timeout and material options are then not used.
     #[arg(long, hide = true)]
@@ -93,6 +97,7 @@ fn party_job(a: &PartyArgs, parties: usize) -> Result<PartyJob> {
         timeout_s: a.timeout_s,
         link: a.link.profile()?,
         material_dir: a.material.clone(),
+        inbox_cap_mib: a.inbox_cap_mib,
     };
     job.check()?;
     Ok(job)

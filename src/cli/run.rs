@@ -41,6 +41,10 @@ pub struct RunArgs {
     /// Run every party as a child process (`mpc-pipe party`) over loopback TCP.
     #[arg(long)]
     pub processes: bool,
+    /// With --processes: most MiB a peer may have sent that no one has asked for yet
+    /// (messages it posts ahead); past it the peer is dropped with an error naming it.
+    #[arg(long, default_value_t = crate::transport::tcp::DEFAULT_INBOX_CAP_MIB)]
+    pub inbox_cap_mib: u64,
 }
 
 impl Default for RunArgs {
@@ -53,6 +57,7 @@ impl Default for RunArgs {
             trace: None,
             material: None,
             processes: false,
+            inbox_cap_mib: crate::transport::tcp::DEFAULT_INBOX_CAP_MIB,
         }
     }
 }
@@ -100,6 +105,7 @@ pub fn load_material(
 }
 
 pub fn run(a: &RunArgs) -> Result<()> {
+    crate::runtime::process::inbox_cap_bytes(a.inbox_cap_mib)?;
     let spec = a.job_spec()?;
     let cfg = a.session_config()?;
     let job = job::build(&spec)?;
@@ -116,6 +122,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
         pr.timeout = cfg.timeout;
         pr.fixed = cfg.fixed;
         pr.material_dir = a.material.clone();
+        pr.inbox_cap_mib = a.inbox_cap_mib;
         crate::runtime::process::spawn_parties(&pr)?
     } else {
         let material = match &a.material {

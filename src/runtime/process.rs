@@ -32,6 +32,7 @@ use crate::link::LinkProfile;
 use crate::offline::{deal, PartyMaterial};
 use crate::proto::{Ctx, PairSeeds};
 use crate::ring::{FixedPoint, PlainTensor};
+use crate::transport::tcp::DEFAULT_INBOX_CAP_MIB;
 use crate::transport::{SessionKey, TcpConfig, TcpEndpoint, TcpNetwork};
 
 /// Reserved tag of the dealer's message to each party (seed and plan hash).
@@ -59,6 +60,20 @@ pub struct PartyJob {
     pub link: LinkProfile,
     /// See `PartyConfig::material_dir`.
     pub material_dir: Option<PathBuf>,
+    /// Cap on what one peer may hold unread in this party's inbox, in MiB (`TcpConfig::
+    /// max_inbox_bytes`).
+    pub inbox_cap_mib: u64,
+}
+
+/// The bytes of `--inbox-cap-mib`, checked (at least 1 MiB, at most 1 TiB).
+pub fn inbox_cap_bytes(mib: u64) -> Result<u64> {
+    if !(1..=1 << 20).contains(&mib) {
+        return Err(Error::Config(format!(
+            "--inbox-cap-mib must be between 1 and {} (1 TiB), got {mib}",
+            1u64 << 20
+        )));
+    }
+    Ok(mib << 20)
 }
 
 impl PartyJob {
@@ -90,6 +105,7 @@ impl PartyJob {
             )));
         }
         crate::error::seconds_option("--timeout-s", self.timeout_s, false)?;
+        inbox_cap_bytes(self.inbox_cap_mib)?;
         self.link.check()
     }
 
@@ -190,6 +206,8 @@ pub struct PartyConfig {
     /// Fault injection for tests: sleep this long after setup, before the online phase
     /// (announced on stderr), to play a silent or about-to-be-killed peer.
     pub stall_before_online: Option<Duration>,
+    /// See `TcpConfig::max_inbox_bytes`.
+    pub max_inbox_bytes: u64,
 }
 
 impl PartyConfig {
@@ -211,6 +229,7 @@ impl PartyConfig {
             fixed: job.fixed,
             material_dir: job.material_dir.clone(),
             stall_before_online: None,
+            max_inbox_bytes: inbox_cap_bytes(job.inbox_cap_mib)?,
         })
     }
 
@@ -226,6 +245,7 @@ impl PartyConfig {
             fixed: FixedPoint::default(),
             material_dir: None,
             stall_before_online: None,
+            max_inbox_bytes: DEFAULT_INBOX_CAP_MIB << 20,
         }
     }
 
@@ -233,6 +253,7 @@ impl PartyConfig {
         let mut t = TcpConfig::new(self.id, self.addrs.clone(), self.session, self.key.clone());
         t.timeout = self.timeout;
         t.link = self.link.clone();
+        t.max_inbox_bytes = self.max_inbox_bytes;
         t
     }
 
@@ -480,6 +501,8 @@ pub struct ProcessRun {
     pub material_dir: Option<PathBuf>,
     /// Extra arguments given to every `mpc-pipe party` (hidden debug options).
     pub extra_args: Vec<String>,
+    /// See `PartyJob::inbox_cap_mib`.
+    pub inbox_cap_mib: u64,
 }
 
 impl ProcessRun {
@@ -491,6 +514,7 @@ impl ProcessRun {
             timeout_s: self.timeout.as_secs_f64(),
             link: self.link.clone(),
             material_dir: self.material_dir.clone(),
+            inbox_cap_mib: self.inbox_cap_mib,
         }
     }
 }
@@ -505,6 +529,7 @@ impl ProcessRun {
             fixed: FixedPoint::default(),
             material_dir: None,
             extra_args: vec![],
+            inbox_cap_mib: DEFAULT_INBOX_CAP_MIB,
         }
     }
 }

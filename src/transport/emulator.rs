@@ -28,9 +28,11 @@ pub use crate::link::LinkProfile;
 /// The emulator's timing formula. Times are nanoseconds since any common origin.
 /// Returns (the time the link becomes free again, the delivery time).
 pub fn delivery_time(link_free: u64, t: u64, bytes: u64, link: &LinkProfile) -> (u64, u64) {
+    // Saturating: a checked profile keeps these far from 2^64 ns, and a wrapped sum would
+    // deliver a message at once instead of never.
     let start = t.max(link_free);
-    let free = start + link.transmit_ns(bytes);
-    (free, free + link.latency_ns())
+    let free = start.saturating_add(link.transmit_ns(bytes));
+    (free, free.saturating_add(link.latency_ns()))
 }
 
 /// The serialiser state of one directed link, shared by all threads that send on it.

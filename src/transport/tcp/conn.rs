@@ -237,10 +237,11 @@ impl State {
 }
 
 impl Conn {
-    pub(super) fn new(sock: mio::net::TcpStream, max_frame: usize) -> Self {
+    pub(super) fn new(sock: mio::net::TcpStream, max_frame: usize, max_message: u64) -> Self {
         Conn {
             sock,
-            dec: Decoder::new(max_frame),
+            dec: Decoder::new(max_frame)
+                .with_message_cap(max_message.min(frame::MAX_MESSAGE_BYTES)),
             staging: vec![0; STAGING_BYTES],
             out: VecDeque::new(),
             bulk: VecDeque::new(),

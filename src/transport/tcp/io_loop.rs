@@ -47,6 +47,7 @@ pub(super) struct IoThread {
     /// started by the first one.
     pub(super) pumps: Vec<Option<BulkPump>>,
     pub(super) max_frame: usize,
+    pub(super) max_inbox_bytes: u64,
 }
 
 impl Drop for IoThread {
@@ -283,6 +284,18 @@ impl IoThread {
             match ev {
                 Event::Msg(..) | Event::Bulk(..) if c.state.peer_bye() => {
                     bad = Some("data after the peer's goodbye".to_string());
+                    break;
+                }
+                // `admit` counts the message against the peer's cap; when it fits, the
+                // arms below deliver it.
+                Event::Msg(_, data) | Event::Bulk(_, data)
+                    if self.sh.inbox.admit(p, 8 * data.len() as u64).is_err() =>
+                {
+                    bad = Some(format!(
+                        "it sent more than the cap of {} MiB that no one has asked for yet (--inbox-cap-mib; a message of {} bytes came on top)",
+                        self.max_inbox_bytes >> 20,
+                        8 * data.len()
+                    ));
                     break;
                 }
                 Event::Msg(tag, data) => match &self.shaping {

@@ -8,7 +8,9 @@
 //! endpoint the compute side uses (`Comm`) and what it shares with the I/O thread.
 //!
 //! Setup (blocking, untimed): every party listens on its address, dials every lower id and
-//! accepts every higher id, and authenticates each connection (`handshake`). Then one
+//! accepts every higher id, and authenticates each connection (`handshake`; accepted ones
+//! concurrently, each with its own deadline, so a stranger that fails it or stays silent
+//! is logged and dropped while the real peers are served). Then one
 //! dedicated I/O thread owns all sockets, driven by a mio `Poll`:
 //!
 //! - `post` pushes the message onto the peer's lock-free `SegQueue` and wakes the I/O thread
@@ -72,7 +74,16 @@ pub struct TcpConfig {
     pub link: LinkProfile,
     /// Cap on one frame's payload (what a peer can make us allocate at once).
     pub max_frame: usize,
+    /// Cap on what one peer may hold in our inbox: bytes of messages it sent that no one
+    /// has waited for yet (and of one message being received). Past it the peer is dropped
+    /// with an error naming it.
+    pub max_inbox_bytes: u64,
 }
+
+/// Default of `TcpConfig::max_inbox_bytes` (`--inbox-cap-mib`): far above what a model run
+/// here holds ahead (inter-linear's weight masks of VGG16, about 1.1 GB, are the most),
+/// and far below what would exhaust a 24 GiB machine with two peers.
+pub const DEFAULT_INBOX_CAP_MIB: u64 = 8 << 10;
 
 impl TcpConfig {
     pub fn new(party: PartyId, addrs: Vec<SocketAddr>, session: u64, key: SessionKey) -> Self {
@@ -84,6 +95,7 @@ impl TcpConfig {
             timeout: Duration::from_secs(60),
             link: LinkProfile::unshaped(),
             max_frame: frame::MAX_FRAME_BYTES,
+            max_inbox_bytes: DEFAULT_INBOX_CAP_MIB << 20,
         }
     }
 }

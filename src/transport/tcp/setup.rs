@@ -5,7 +5,7 @@
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam::queue::SegQueue;
@@ -18,6 +18,7 @@ use super::{Shared, TcpConfig, TcpEndpoint};
 use crate::comm::{Counters, PartyId};
 use crate::error::{Error, Result};
 use crate::transport::emulator::{Clock, Link};
+use crate::transport::frame::sanitize;
 use crate::transport::handshake::{handshake, HelloParams, PROTOCOL_VERSION};
 use crate::transport::inbox::Inbox;
 
@@ -46,7 +47,12 @@ impl TcpNetwork {
         if n < 2 || me >= n {
             return Err(Error::Config(format!("party {me} of {n} parties")));
         }
-        let deadline = Instant::now() + cfg.timeout;
+        let deadline = Instant::now().checked_add(cfg.timeout).ok_or_else(|| {
+            Error::Config(format!(
+                "timeout of {} s is too large",
+                cfg.timeout.as_secs_f64()
+            ))
+        })?;
         let params = |expect| HelloParams {
             party: me,
             parties: n,
@@ -63,34 +69,7 @@ impl TcpNetwork {
             handshake(&mut s, &params(Some(j)), &cfg.key, &addr.to_string())?;
             *slot = Some(s);
         }
-        listener.set_nonblocking(true)?;
-        while let Some(missing) = (me + 1..n).find(|&k| socks[k].is_none()) {
-            match listener.accept() {
-                Ok((mut s, from)) => {
-                    s.set_nonblocking(false)?;
-                    set_timeouts(&s, deadline)?;
-                    let k = handshake(&mut s, &params(None), &cfg.key, &from.to_string())?;
-                    if socks[k].is_some() {
-                        return Err(Error::Frame(format!(
-                            "party {k} connected twice (second time from {from})"
-                        )));
-                    }
-                    socks[k] = Some(s);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if Instant::now() >= deadline {
-                        return Err(Error::Timeout {
-                            peer: missing,
-                            op: "connection setup (waiting for it to connect)".into(),
-                            secs: cfg.timeout.as_secs_f64(),
-                        });
-                    }
-                    std::thread::sleep(Duration::from_millis(2));
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        accept_peers(cfg, &listener, &params(None), &mut socks, deadline)?;
         drop(listener);
         Self::start(cfg, socks)
     }
@@ -116,10 +95,10 @@ impl TcpNetwork {
             let mut ms = mio::net::TcpStream::from_std(s);
             poll.registry()
                 .register(&mut ms, Token(p), Interest::READABLE | Interest::WRITABLE)?;
-            conns.push(Some(Conn::new(ms, cfg.max_frame)));
+            conns.push(Some(Conn::new(ms, cfg.max_frame, cfg.max_inbox_bytes)));
         }
         let clock = Clock::default();
-        let inbox = Arc::new(Inbox::new(n, clock));
+        let inbox = Arc::new(Inbox::with_cap(n, clock, cfg.max_inbox_bytes));
         let shared = Arc::new(Shared {
             n,
             me: cfg.party,
@@ -148,6 +127,7 @@ impl TcpNetwork {
             shaping,
             pumps: (0..n).map(|_| None).collect(),
             max_frame: cfg.max_frame,
+            max_inbox_bytes: cfg.max_inbox_bytes,
         };
         let handle = std::thread::Builder::new()
             .name(format!("mpc-io-{}", cfg.party))
@@ -157,6 +137,110 @@ impl TcpNetwork {
             counters: Counters::new(n),
             io: Some(handle),
         })
+    }
+}
+
+/// Longest one accepted connection may take to authenticate: a stranger that connects
+/// and stays silent costs one handshake thread this long, never the session.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most handshakes running at once; a connection beyond them is dropped at once.
+const MAX_PENDING_HANDSHAKES: usize = 32;
+
+/// What a handshake thread reports: who connected, and the authenticated peer's id and
+/// socket or why it was refused.
+type Handshaken = (SocketAddr, Result<(PartyId, TcpStream)>);
+
+/// Accept until every higher id is connected or `deadline` passes. Each connection is
+/// authenticated on a thread of its own with its own deadline, so strangers (random bytes,
+/// a wrong key, silence) and a second connection for a party already connected are
+/// logged and dropped while the real peers are served; only the deadline ends the wait,
+/// with an error naming the missing party and the last refusal.
+fn accept_peers(
+    cfg: &TcpConfig,
+    listener: &TcpListener,
+    params: &HelloParams,
+    socks: &mut [Option<TcpStream>],
+    deadline: Instant,
+) -> Result<()> {
+    let me = cfg.party;
+    listener.set_nonblocking(true)?;
+    let (tx, rx) = mpsc::channel::<Handshaken>();
+    let mut pending = 0usize;
+    let mut refused = 0usize;
+    let mut last_refusal = None::<String>;
+    let mut refuse = |from: SocketAddr, why: String| {
+        let why = sanitize(&why);
+        eprintln!("mpc-pipe: party {me}: dropped a connection from {from}: {why}");
+        refused += 1;
+        last_refusal = Some(why);
+    };
+    loop {
+        while let Ok((from, r)) = rx.try_recv() {
+            pending -= 1;
+            match r {
+                Ok((k, s)) if socks[k].is_none() => socks[k] = Some(s),
+                Ok((k, _)) => refuse(
+                    from,
+                    format!("party {k} is already connected (a second connection claiming it)"),
+                ),
+                Err(e) => refuse(from, e.to_string()),
+            }
+        }
+        let Some(missing) = (me + 1..socks.len()).find(|&k| socks[k].is_none()) else {
+            return Ok(());
+        };
+        match listener.accept() {
+            Ok((s, from)) => {
+                if pending >= MAX_PENDING_HANDSHAKES {
+                    refuse(from, format!("{pending} handshakes already running"));
+                    continue;
+                }
+                let conn_deadline = deadline.min(Instant::now() + HANDSHAKE_TIMEOUT);
+                if let Err(e) = s
+                    .set_nonblocking(false)
+                    .map_err(Error::from)
+                    .and_then(|_| set_timeouts(&s, conn_deadline))
+                {
+                    refuse(from, e.to_string());
+                    continue;
+                }
+                let (tx, params, key) = (tx.clone(), params.clone(), cfg.key.clone());
+                let spawned = std::thread::Builder::new()
+                    .name(format!("mpc-hello-{me}"))
+                    .spawn(move || {
+                        let mut s = s;
+                        let r = handshake(&mut s, &params, &key, &from.to_string());
+                        let _ = tx.send((from, r.map(|k| (k, s))));
+                    });
+                match spawned {
+                    Ok(_) => pending += 1,
+                    Err(e) => refuse(from, format!("no thread for its handshake: {e}")),
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if Instant::now() >= deadline {
+                    let op = match &last_refusal {
+                        None => "connection setup (waiting for it to connect)".to_string(),
+                        Some(last) => format!(
+                            "connection setup (waiting for it to connect; {refused} other connection(s) refused meanwhile, the last: {last})"
+                        ),
+                    };
+                    return Err(Error::Timeout {
+                        peer: missing,
+                        op,
+                        secs: cfg.timeout.as_secs_f64(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // A connection that failed before we took it (reset, aborted) or a passing
+            // shortage (descriptors): not the session's end, the deadline still rules.
+            Err(e) => {
+                eprintln!("mpc-pipe: party {me}: accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
     }
 }
 
