@@ -260,3 +260,108 @@ fn run_processes_hands_every_option_to_every_party() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A run that must fail with a configuration error (exit code 2) naming `needle`.
+fn refused_naming(args: &[&str], needle: &str) {
+    let o = bin().args(args).output().unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+    assert!(
+        err.contains(needle),
+        "{args:?}: stderr '{err}' should mention {needle}"
+    );
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
+}
+
+#[test]
+fn absurd_numbers_are_configuration_errors_naming_the_option() {
+    for (args, needle) in [
+        (vec!["run", "--timeout-s", "1e30"], "--timeout-s"),
+        (vec!["run", "--timeout-s", "-1"], "--timeout-s"),
+        (vec!["run", "--timeout-s", "nan"], "--timeout-s"),
+        (vec!["run", "--latency-ms", "1e300"], "--latency-ms"),
+        (
+            vec!["run", "--bandwidth-mbps", "1e-300"],
+            "--bandwidth-mbps",
+        ),
+        (vec!["run", "--batch", "1000000000000"], "--batch"),
+        (vec!["run", "--chunks", "1000000000000"], "--chunks"),
+        (vec!["run", "--inbox-cap-mib", "0"], "--inbox-cap-mib"),
+        (vec!["costs", "--elements", "100000000000000"], "--elements"),
+        (vec!["costs", "--elements", "0"], "--elements"),
+        (vec!["costs", "--elements", "100"], "--elements"),
+        (vec!["netcheck", "--latency-ms", "1e300"], "--latency-ms"),
+    ] {
+        refused_naming(&args, needle);
+    }
+}
+
+/// A parties file for 2 parties on loopback, in `dir`, with `extra` appended.
+fn parties_file(dir: &Path, extra: &str) -> PathBuf {
+    let f = dir.join("parties.toml");
+    std::fs::write(
+        &f,
+        format!("[[party]]\nid = 0\naddr = \"127.0.0.1:1\"\n[[party]]\nid = 1\naddr = \"127.0.0.1:2\"\n{extra}"),
+    )
+    .unwrap();
+    f
+}
+
+#[test]
+fn party_refuses_hostile_files_and_times_before_it_connects() {
+    let dir = scratch("party-probes");
+    let f = parties_file(&dir, "");
+    let party = |more: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = ["party", "--id", "0", "--session", "1", "--parties"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.push(f.to_str().unwrap().into());
+        v.extend(more.iter().map(|s| s.to_string()));
+        v
+    };
+    let key = "--key=".to_string() + &"ab".repeat(32);
+    for (args, needle) in [
+        (party(&["--key-file", "/dev/zero"]), "--key-file"),
+        (party(&[&key, "--timeout-s", "1e19"]), "--timeout-s"),
+        (party(&[&key, "--debug-stall-s=-1"]), "--debug-stall-s"),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        refused_naming(&args, needle);
+    }
+    // Unknown keys in a parties file (a typo such as `adr`) are refused, naming the file.
+    let bad = parties_file(&dir, "[[party]]\nid = 2\nadr = \"127.0.0.1:3\"\n");
+    let o = bin()
+        .args(["party", "--id", "0", "--session", "1", &key, "--parties"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("parties file") && err.contains("adr"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The party that fails is blamed, even though the parties it stops exit before it.
+#[test]
+fn run_processes_blames_the_party_that_failed_not_the_first_to_exit() {
+    let o = bin()
+        .args([
+            "run",
+            "--processes",
+            "--model",
+            "selftest",
+            "--parties",
+            "3",
+        ])
+        .args(["--batch", "2", "--timeout-s", "20"])
+        .env("MPC_PIPE_DEBUG_FAIL", "2")
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("peer 2 failed during party process") && err.contains("fault injection"),
+        "{err}"
+    );
+}

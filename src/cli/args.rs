@@ -10,6 +10,7 @@ use crate::link::LinkProfile;
 use crate::model::Weights;
 use crate::ring::{FixedPoint, Trunc};
 use crate::runtime::job::JobSpec;
+use crate::runtime::process::check_sizes;
 use crate::sched::{Schedule, Scheme};
 
 /// What every party must agree on to run the same job.
@@ -88,7 +89,7 @@ impl JobArgs {
             batches_in_flight: self.batches_in_flight,
             lanes: self.lanes.parse()?,
         };
-        Ok(JobSpec {
+        let spec = JobSpec {
             model: self.model.clone(),
             parties,
             batch: self.batch,
@@ -96,7 +97,9 @@ impl JobArgs {
             seed: self.seed,
             schedule,
             seq_len: self.seq_len,
-        })
+        };
+        check_sizes(&spec)?;
+        Ok(spec)
     }
 
     /// The fixed-point settings for `parties` parties: --frac-bits and --trunc, checked.
@@ -135,10 +138,10 @@ pub struct LinkArgs {
     #[arg(long)]
     pub links_file: Option<PathBuf>,
     /// Emulated bandwidth per directed link in Mbit/s (overrides the profile).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub bandwidth_mbps: Option<f64>,
     /// Emulated one-way latency in ms (overrides the profile).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub latency_ms: Option<f64>,
 }
 

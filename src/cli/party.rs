@@ -14,7 +14,7 @@ use super::args::{JobArgs, LinkArgs};
 use crate::error::{Error, Result};
 use crate::runtime::job;
 use crate::runtime::process::{
-    format_result, run_party, PartiesFile, PartyConfig, PartyJob, ECHO_JOB_ENV, KEY_ENV,
+    blame_line, format_result, run_party, PartiesFile, PartyConfig, PartyJob, ECHO_JOB_ENV, KEY_ENV,
 };
 use crate::transport::SessionKey;
 
@@ -38,7 +38,7 @@ pub struct PartyArgs {
     #[command(flatten)]
     pub job: JobArgs,
     /// Bound on connection setup and on any single wait for a peer, in seconds.
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, default_value_t = 60.0, allow_negative_numbers = true)]
     pub timeout_s: f64,
     #[command(flatten)]
     pub link: LinkArgs,
@@ -47,7 +47,7 @@ pub struct PartyArgs {
     #[arg(long)]
     pub material: Option<PathBuf>,
     /// Fault injection for tests: sleep this many seconds before the online phase.
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, allow_negative_numbers = true)]
     pub debug_stall_s: Option<f64>,
     /// Most MiB a peer may have sent that no one has asked for yet (messages it posts
     /// ahead); past it the peer is dropped with an error naming it.
@@ -114,6 +114,14 @@ fn echo_job(id: usize, job: &PartyJob) -> Result<()> {
 }
 
 pub fn run(a: &PartyArgs) -> Result<()> {
+    let r = run_party_args(a);
+    if let Err(e) = &r {
+        eprintln!("{}", blame_line(e, a.id));
+    }
+    r
+}
+
+fn run_party_args(a: &PartyArgs) -> Result<()> {
     let addrs = PartiesFile::load(&a.parties)?.addrs()?;
     let session = u64::from_str_radix(a.session.trim_start_matches("0x"), 16)
         .map_err(|_| Error::Config(format!("--session '{}' is not a hex number", a.session)))?;

@@ -28,7 +28,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 2)]
     pub parties: usize,
     /// Seconds a party waits for a peer before failing.
-    #[arg(long, default_value_t = 120.0)]
+    #[arg(long, default_value_t = 120.0, allow_negative_numbers = true)]
     pub timeout_s: f64,
     #[command(flatten)]
     pub link: LinkArgs,

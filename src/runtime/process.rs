@@ -45,8 +45,62 @@ pub const RESULT_PREFIX: &str = "mpc-pipe-result";
 /// Environment variable naming a directory where every `mpc-pipe party` writes the job it
 /// runs as `party<id>.json` (tests check that every option reached every child).
 pub const ECHO_JOB_ENV: &str = "MPC_PIPE_ECHO_JOB_DIR";
+/// Prefix of the line a failed party prints on stderr naming whom it blames: itself, or
+/// the peer whose failure or silence stopped it. `spawn_parties` reads it to report the
+/// party that failed first, not the first process to exit.
+pub const BLAME_PREFIX: &str = "mpc-pipe-blame";
+/// Fault injection for tests: `MPC_PIPE_DEBUG_FAIL=<id>` makes party <id> fail just before
+/// its online phase and exit only half a second after telling its peers, so they exit
+/// first.
+pub const DEBUG_FAIL_ENV: &str = "MPC_PIPE_DEBUG_FAIL";
+
+fn debug_fail_party() -> Option<usize> {
+    std::env::var(DEBUG_FAIL_ENV).ok()?.parse().ok()
+}
+
+/// Whom party `me` blames for `e`: the peer it names, or itself.
+pub fn blame_of(e: &Error, me: usize) -> usize {
+    match e {
+        Error::Peer { peer, .. } | Error::Timeout { peer, .. } => *peer,
+        _ => me,
+    }
+}
+
+/// The blame line of party `me` failing with `e` (see `BLAME_PREFIX`).
+pub fn blame_line(e: &Error, me: usize) -> String {
+    format!("{BLAME_PREFIX} party={me} blames={}", blame_of(e, me))
+}
+
 /// Cap on a job description read from stdin (a few KiB in practice).
 pub const MAX_JOB_BYTES: u64 = 1 << 20;
+
+/// Largest `--batch`: 65536 CIFAR images are 1.6 GB of input shares per party before any
+/// activation; far larger batches could only end in an allocation failure, which aborts
+/// the process instead of reporting an error.
+pub const MAX_BATCH: usize = 1 << 16;
+/// Largest `--chunks` and `--batches-in-flight`: each is a lane (an OS thread or a
+/// coroutine stack) per party.
+pub const MAX_LANES: usize = 1 << 10;
+/// Largest `--seq-len`: attention holds seq_len^2 scores per head.
+pub const MAX_SEQ_LEN: usize = 1 << 14;
+
+/// Refuse sizes in `spec` beyond these caps, with a configuration error naming the option.
+pub fn check_sizes(spec: &JobSpec) -> Result<()> {
+    let s = &spec.schedule;
+    for (option, v, max) in [
+        ("--batch", spec.batch, MAX_BATCH),
+        ("--chunks", s.chunks, MAX_LANES),
+        ("--batches-in-flight", s.batches_in_flight, MAX_LANES),
+        ("--seq-len", spec.seq_len.unwrap_or(0), MAX_SEQ_LEN),
+    ] {
+        if v > max {
+            return Err(Error::Config(format!(
+                "{option} {v} is too large (at most {max})"
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// Everything a party runs besides the session wiring (its id, the addresses, the session
 /// id and key): the job and how to run it. `spawn_parties` sends it to each child as JSON.
@@ -92,6 +146,7 @@ impl PartyJob {
 
     /// The checks `cli::args` makes on the options a job comes from.
     pub fn check(&self) -> Result<()> {
+        check_sizes(&self.spec)?;
         let s = &self.spec.schedule;
         if s.chunks == 0 || s.batches_in_flight == 0 {
             return Err(Error::Config(
@@ -127,8 +182,12 @@ impl PartyJob {
     }
 }
 
+/// Cap on a parties file (8 parties take a few hundred bytes).
+const MAX_PARTIES_FILE_BYTES: u64 = 64 << 10;
+
 /// One entry of a parties file.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct PartyEntry {
     pub id: usize,
     pub addr: String,
@@ -136,6 +195,7 @@ pub struct PartyEntry {
 
 /// `parties.toml`: every party's listening address (`[[party]]` tables with id, addr).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct PartiesFile {
     pub party: Vec<PartyEntry>,
 }
@@ -155,9 +215,9 @@ impl PartiesFile {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-        toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+        let text = crate::error::read_capped(path, MAX_PARTIES_FILE_BYTES, "parties file")?;
+        toml::from_str(&text)
+            .map_err(|e| Error::Config(format!("parties file {}: {e}", path.display())))
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
@@ -306,11 +366,11 @@ fn run_party_with(
         }
         Err(e) => {
             // Tell the peers whose failure stopped us, so they stop at once and name it.
-            let blame = match &e {
-                Error::Peer { peer, .. } | Error::Timeout { peer, .. } => *peer,
-                _ => cfg.id,
-            };
-            ep.abort_with(blame, &format!("party {}: {e}", cfg.id));
+            ep.abort_with(blame_of(&e, cfg.id), &format!("party {}: {e}", cfg.id));
+            if debug_fail_party() == Some(cfg.id) {
+                // Exit after the peers this failure stops (see `DEBUG_FAIL_ENV`).
+                std::thread::sleep(Duration::from_millis(500));
+            }
             Err(e)
         }
     }
@@ -384,6 +444,12 @@ fn online(
     let store =
         crate::runtime::local::material_mode(std::slice::from_ref(&material)).source(material)?;
     let seeds = PairSeeds::establish(ep)?;
+    if debug_fail_party() == Some(cfg.id) {
+        return Err(Error::Protocol(format!(
+            "fault injection: party {} fails before its online phase",
+            cfg.id
+        )));
+    }
     if let Some(d) = cfg.stall_before_online {
         eprintln!(
             "party {}: stalling {:.1}s before the online phase (fault injection)",
@@ -574,6 +640,48 @@ struct Running {
     err: std::thread::JoinHandle<String>,
 }
 
+/// How long the other parties get to exit on their own after the first failure.
+const FAILURE_GRACE: Duration = Duration::from_secs(2);
+
+/// Whom a failed party's stderr blames (its `BLAME_PREFIX` line), if it says.
+fn blamed_by(stderr: &str) -> Option<usize> {
+    stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(BLAME_PREFIX))
+        .and_then(|rest| {
+            rest.split_whitespace()
+                .find_map(|kv| kv.strip_prefix("blames="))
+        })
+        .and_then(|v| v.parse().ok())
+}
+
+/// The party whose failure ended a session, from every party's exit status (None: still
+/// running when stopped) and stderr: a failed party that blames itself (lowest id first);
+/// else one that died without saying whom it blames (killed, crashed); else the party
+/// most of the failed ones blame. None if nothing failed.
+fn culprit(status: &[Option<std::process::ExitStatus>], errs: &[&str]) -> Option<usize> {
+    let failed: Vec<usize> = (0..status.len())
+        .filter(|&i| status[i].is_some_and(|s| !s.success()))
+        .collect();
+    let blames: Vec<(usize, Option<usize>)> =
+        failed.iter().map(|&i| (i, blamed_by(errs[i]))).collect();
+    if let Some(&(i, _)) = blames.iter().find(|(i, b)| *b == Some(*i)) {
+        return Some(i);
+    }
+    if let Some(&(i, _)) = blames.iter().find(|(_, b)| b.is_none()) {
+        return Some(i);
+    }
+    let mut votes = vec![0usize; status.len()];
+    for b in blames.iter().filter_map(|(_, b)| *b) {
+        if b < votes.len() {
+            votes[b] += 1;
+        }
+    }
+    let most = *votes.iter().max()?;
+    (most > 0).then(|| votes.iter().position(|&v| v == most).unwrap())
+}
+
 fn reader(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
         let mut s = String::new();
@@ -638,9 +746,22 @@ fn spawn_once(run: &ProcessRun) -> std::result::Result<Vec<PartyOutcome<PlainTen
     }
     // Every child bounds its own setup and waits by the timeout; this outer bound only
     // guards against a child that hangs outside them.
-    let deadline = Instant::now() + run.timeout * 3 + Duration::from_secs(30);
+    let outer = run
+        .timeout
+        .saturating_mul(3)
+        .saturating_add(Duration::from_secs(30));
+    let deadline = Instant::now().checked_add(outer).ok_or_else(|| {
+        fatal(Error::Config(format!(
+            "timeout of {} s is too large",
+            run.timeout.as_secs_f64()
+        )))
+    })?;
     let mut status: Vec<Option<std::process::ExitStatus>> = vec![None; n];
     let mut first_failed: Option<usize> = None;
+    // After the first failure the others get a moment to exit on their own (an abort
+    // frame stops them at once) and say whom they blame: the first process to exit is
+    // often a party stopped by another's failure, not the one that failed.
+    let mut grace_end: Option<Instant> = None;
     while status.iter().any(Option::is_none) {
         for (i, k) in kids.iter_mut().enumerate() {
             if status[i].is_none() {
@@ -648,11 +769,12 @@ fn spawn_once(run: &ProcessRun) -> std::result::Result<Vec<PartyOutcome<PlainTen
                     status[i] = Some(st);
                     if !st.success() && first_failed.is_none() {
                         first_failed = Some(i);
+                        grace_end = Some((Instant::now() + FAILURE_GRACE).min(deadline));
                     }
                 }
             }
         }
-        if first_failed.is_some() || Instant::now() >= deadline {
+        if grace_end.is_some_and(|g| Instant::now() >= g) || Instant::now() >= deadline {
             break;
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -674,17 +796,28 @@ fn spawn_once(run: &ProcessRun) -> std::result::Result<Vec<PartyOutcome<PlainTen
         return Err(fatal(Error::Timeout {
             peer: i,
             op: "party process (it neither finished nor failed)".into(),
-            secs: (run.timeout * 3).as_secs_f64() + 30.0,
+            secs: outer.as_secs_f64(),
         }));
     }
-    if let Some(i) = first_failed {
-        let err = &outputs[i].1;
+    if let Some(first) = first_failed {
+        let errs: Vec<&str> = outputs.iter().map(|(_, e)| e.as_str()).collect();
+        let i = culprit(&status, &errs).unwrap_or(first);
+        let msg = match status[i] {
+            Some(st) => format!("exited with {st}: {}", tail(errs[i], 5)),
+            // Blamed by the others, but it had not exited (stalled or hung): quote them.
+            None => {
+                let j = (0..n)
+                    .find(|&j| blamed_by(errs[j]) == Some(i) && j != i)
+                    .unwrap_or(first);
+                format!("stopped party {j}, which reported: {}", tail(errs[j], 5))
+            }
+        };
         let e = Error::Peer {
             peer: i,
             op: "party process".into(),
-            msg: format!("exited with {}: {}", status[i].unwrap(), tail(err, 5)),
+            msg,
         };
-        return Err(if err.contains("cannot listen on") {
+        return Err(if errs.iter().any(|e| e.contains("cannot listen on")) {
             SpawnError::PortTaken(e)
         } else {
             fatal(e)
@@ -711,4 +844,40 @@ fn spawn_once(run: &ProcessRun) -> std::result::Result<Vec<PartyOutcome<PlainTen
         outs[i] = Some(o);
     }
     Ok(outs.into_iter().map(Option::unwrap).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    #[test]
+    fn the_culprit_is_the_party_the_others_blame_not_the_first_to_exit() {
+        let failed = Some(std::process::ExitStatus::from_raw(1 << 8));
+        let killed = Some(std::process::ExitStatus::from_raw(9));
+        let ok = Some(std::process::ExitStatus::from_raw(0));
+        let line = |me, b| format!("mpc-pipe: error: ...\n{BLAME_PREFIX} party={me} blames={b}\n");
+        let (l0, l1, l2) = (line(0, 2), line(1, 2), line(2, 2));
+        // Party 2 failed on its own; 0 and 1 exited first, blaming it.
+        assert_eq!(
+            culprit(&[failed, failed, failed], &[&l0, &l1, &l2]),
+            Some(2)
+        );
+        // Party 2 was killed: it says nothing, the others blame it.
+        assert_eq!(culprit(&[failed, failed, killed], &[&l0, &l1, ""]), Some(2));
+        // Party 2 stalled (still running when stopped): the others' blame decides.
+        assert_eq!(culprit(&[failed, failed, None], &[&l0, &l1, ""]), Some(2));
+        assert_eq!(culprit(&[ok, ok, ok], &["", "", ""]), None);
+        assert_eq!(blamed_by(&l1), Some(2));
+    }
+
+    #[test]
+    fn a_job_description_round_trips_and_unknown_keys_are_refused() {
+        let mut run = ProcessRun::new(JobSpec::new("lenet", 2, 3));
+        run.inbox_cap_mib = 77;
+        let job = run.party_job();
+        assert_eq!(PartyJob::from_json(&job.to_json()).unwrap(), job);
+        let extra = job.to_json().replacen('{', "{\"surprise\":1,", 1);
+        assert!(PartyJob::from_json(&extra).is_err());
+    }
 }
