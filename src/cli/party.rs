@@ -82,6 +82,7 @@ fn session_key(a: &PartyArgs) -> Result<SessionKey> {
 /// children) or from the job, link and timeout options.
 fn party_job(a: &PartyArgs, parties: usize) -> Result<PartyJob> {
     if a.job_stdin {
+        die_with_parent();
         let job = PartyJob::from_stdin()?;
         if job.spec.parties != parties {
             return Err(Error::Config(format!(
@@ -101,6 +102,22 @@ fn party_job(a: &PartyArgs, parties: usize) -> Result<PartyJob> {
     };
     job.check()?;
     Ok(job)
+}
+
+/// A child of `run --processes` (`--job-stdin`) ends with its parent: killed, the parent
+/// could not stop its parties, which would run on as orphans until their timeouts.
+fn die_with_parent() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_PDEATHSIG only sets the signal this process gets when its parent dies.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+    }
 }
 
 /// With `ECHO_JOB_ENV` set, write the job as `<dir>/party<id>.json`.
