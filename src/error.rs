@@ -71,3 +71,85 @@ pub type Result<T> = std::result::Result<T, Error>;
 macro_rules! shape_err {
     ($($arg:tt)*) => { $crate::error::Error::Shape(format!($($arg)*)) };
 }
+
+/// Longest span in seconds a time option accepts (about 11.6 days). Nothing real waits
+/// longer, and well beyond it a `Duration` from f64 panics (1e30 s) or `Instant + d`
+/// overflows (1e19 s).
+pub const MAX_SECONDS: f64 = 1e6;
+
+/// The value of the time option `option` (seconds) as a `Duration`, refused with a
+/// configuration error naming the option unless it is finite, at most `MAX_SECONDS`, and
+/// positive (or zero when `zero_ok`).
+pub fn seconds_option(option: &str, v: f64, zero_ok: bool) -> Result<std::time::Duration> {
+    let low_ok = if zero_ok { v >= 0.0 } else { v > 0.0 };
+    if !(v.is_finite() && low_ok && v <= MAX_SECONDS) {
+        let least = if zero_ok { "0" } else { "above 0" };
+        return Err(Error::Config(format!(
+            "{option} must be a number of seconds, {least} and at most {MAX_SECONDS:e}, got {v}"
+        )));
+    }
+    Ok(std::time::Duration::from_secs_f64(v))
+}
+
+/// Read the user-named file `path` (`what` says which option or file it is) as UTF-8,
+/// refusing one larger than `cap` bytes without reading past the cap (so `/dev/zero` or
+/// a huge file costs no memory). Errors are configuration errors naming the file.
+pub fn read_capped(path: &std::path::Path, cap: u64, what: &str) -> Result<String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)
+        .map_err(|e| Error::Config(format!("cannot read {what} {}: {e}", path.display())))?;
+    let mut buf = Vec::new();
+    f.take(cap + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::Config(format!("cannot read {what} {}: {e}", path.display())))?;
+    if buf.len() as u64 > cap {
+        return Err(Error::Config(format!(
+            "{what} {} is larger than {cap} bytes: refused",
+            path.display()
+        )));
+    }
+    String::from_utf8(buf)
+        .map_err(|_| Error::Config(format!("{what} {} is not UTF-8 text", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_option_refuses_what_would_panic_or_overflow() {
+        for v in [
+            -1.0,
+            f64::NAN,
+            f64::INFINITY,
+            1e19,
+            1e30,
+            MAX_SECONDS * 1.01,
+        ] {
+            let e = seconds_option("--timeout-s", v, true)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("--timeout-s"), "{v}: {e}");
+        }
+        assert!(seconds_option("--timeout-s", 0.0, false).is_err());
+        assert_eq!(
+            seconds_option("--x", 0.0, true).unwrap(),
+            std::time::Duration::ZERO
+        );
+        assert_eq!(
+            seconds_option("--x", 2.5, false).unwrap(),
+            std::time::Duration::from_millis(2500)
+        );
+    }
+
+    #[test]
+    fn read_capped_stops_at_the_cap() {
+        let e = read_capped(std::path::Path::new("/dev/zero"), 1 << 10, "key file")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("larger than 1024 bytes") && e.contains("/dev/zero"),
+            "{e}"
+        );
+    }
+}

@@ -10,11 +10,13 @@
 //!   model                    graph, zoo, f64 and MPC interpreters (the one traversal)
 //!   proto                    online protocols (Ctx methods), written like the math
 //!   comm | offline | prg     message interface | dealer + material | CSPRNG
+//!   link                     link profiles (bandwidth, latency) the emulator applies
 //!   lanes                    pipeline lanes as coroutines; the one way to block
 //!   kernels                  wrapping u64 GEMM/conv
 //!   ring                     Z_2^64 tensors, fixed point, f64 reference tensors
 //! ```
-//! `transport` implements `comm::Comm` and is plugged in by `runtime`.
+//! `transport` implements `comm::Comm` (emulating `link` profiles) and is plugged in by
+//! `runtime`.
 
 pub mod bench;
 pub mod cli;
@@ -22,6 +24,7 @@ pub mod comm;
 pub mod error;
 pub mod kernels;
 pub mod lanes;
+pub mod link;
 pub mod model;
 pub mod offline;
 pub mod prg;

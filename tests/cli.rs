@@ -172,3 +172,256 @@ fn bad_options_name_the_problem() {
         );
     }
 }
+
+/// `run --processes` hands the job to its children as one description: every job, link,
+/// timeout and material option, each set to a non-default value, reaches every party
+/// unchanged (each party writes the job it parsed where `MPC_PIPE_ECHO_JOB_DIR` says).
+#[test]
+fn run_processes_hands_every_option_to_every_party() {
+    let dir = scratch("echo");
+    let mat = dir.join("mat");
+    let links = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench-configs/links.toml");
+    let job: Vec<&str> = vec![
+        "--model",
+        "bert-small",
+        "--seq-len",
+        "8",
+        "--parties",
+        "3",
+        "--batch",
+        "3",
+        "--weights",
+        "public",
+        "--seed",
+        "7",
+        "--frac-bits",
+        "14",
+        "--trunc",
+        "dealer",
+        "--scheme",
+        "inner-layer+inter-batch",
+        "--chunks",
+        "3",
+        "--batches-in-flight",
+        "3",
+        "--lanes",
+        "coroutines",
+        "--dealer-seed",
+        "99",
+    ];
+    succeeded(
+        &bin()
+            .arg("offline")
+            .args(&job)
+            .arg("--out")
+            .arg(&mat)
+            .output()
+            .unwrap(),
+    );
+    let o = bin()
+        .arg("run")
+        .args(&job)
+        .args(["--processes", "--timeout-s", "45", "--network", "wan-1g"])
+        .arg("--links-file")
+        .arg(&links)
+        .args(["--latency-ms", "0.2", "--bandwidth-mbps", "5000"])
+        .args(["--inbox-cap-mib", "4096"])
+        .arg("--material")
+        .arg(&mat)
+        .env("MPC_PIPE_ECHO_JOB_DIR", &dir)
+        .output()
+        .unwrap();
+    succeeded(&o);
+    let expected = serde_json::json!({
+        "spec": {
+            "model": "bert-small",
+            "parties": 3,
+            "batch": 3,
+            "weights": "public",
+            "seed": 7,
+            "schedule": {
+                "scheme": {"inter_linear": false, "inner_layer": true, "inter_batch": true},
+                "chunks": 3,
+                "batches_in_flight": 3,
+                "lanes": "coroutines"
+            },
+            "seq_len": 8,
+            "dealer_seed": 99
+        },
+        "fixed": {"frac_bits": 14, "trunc": "dealer"},
+        "timeout_s": 45.0,
+        "link": {"name": "wan-1g", "bandwidth_mbps": 5000.0, "latency_ms": 0.2},
+        "material_dir": mat.to_str().unwrap(),
+        "inbox_cap_mib": 4096
+    });
+    for id in 0..3 {
+        let path = dir.join(format!("party{id}.json"));
+        let got: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        // Every key the description has, compared; one the test does not know fails too.
+        assert_eq!(got, expected, "party {id}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A run that must fail with a configuration error (exit code 2) naming `needle`.
+fn refused_naming(args: &[&str], needle: &str) {
+    let o = bin().args(args).output().unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+    assert!(
+        err.contains(needle),
+        "{args:?}: stderr '{err}' should mention {needle}"
+    );
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
+}
+
+#[test]
+fn absurd_numbers_are_configuration_errors_naming_the_option() {
+    for (args, needle) in [
+        (vec!["run", "--timeout-s", "1e30"], "--timeout-s"),
+        (vec!["run", "--timeout-s", "-1"], "--timeout-s"),
+        (vec!["run", "--timeout-s", "nan"], "--timeout-s"),
+        (vec!["run", "--latency-ms", "1e300"], "--latency-ms"),
+        (
+            vec!["run", "--bandwidth-mbps", "1e-300"],
+            "--bandwidth-mbps",
+        ),
+        (vec!["run", "--batch", "1000000000000"], "--batch"),
+        (vec!["run", "--chunks", "1000000000000"], "--chunks"),
+        (vec!["run", "--inbox-cap-mib", "0"], "--inbox-cap-mib"),
+        (vec!["costs", "--elements", "100000000000000"], "--elements"),
+        (vec!["costs", "--elements", "0"], "--elements"),
+        (vec!["costs", "--elements", "100"], "--elements"),
+        (vec!["netcheck", "--latency-ms", "1e300"], "--latency-ms"),
+    ] {
+        refused_naming(&args, needle);
+    }
+}
+
+/// A parties file for 2 parties on loopback, in `dir`, with `extra` appended.
+fn parties_file(dir: &Path, extra: &str) -> PathBuf {
+    let f = dir.join("parties.toml");
+    std::fs::write(
+        &f,
+        format!("[[party]]\nid = 0\naddr = \"127.0.0.1:1\"\n[[party]]\nid = 1\naddr = \"127.0.0.1:2\"\n{extra}"),
+    )
+    .unwrap();
+    f
+}
+
+#[test]
+fn party_refuses_hostile_files_and_times_before_it_connects() {
+    let dir = scratch("party-probes");
+    let f = parties_file(&dir, "");
+    let party = |more: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = ["party", "--id", "0", "--session", "1", "--parties"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.push(f.to_str().unwrap().into());
+        v.extend(more.iter().map(|s| s.to_string()));
+        v
+    };
+    let key = "--key=".to_string() + &"ab".repeat(32);
+    for (args, needle) in [
+        (party(&["--key-file", "/dev/zero"]), "--key-file"),
+        (party(&[&key, "--timeout-s", "1e19"]), "--timeout-s"),
+        (party(&[&key, "--debug-stall-s=-1"]), "--debug-stall-s"),
+    ] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        refused_naming(&args, needle);
+    }
+    // Unknown keys in a parties file (a typo such as `adr`) are refused, naming the file.
+    let bad = parties_file(&dir, "[[party]]\nid = 2\nadr = \"127.0.0.1:3\"\n");
+    let o = bin()
+        .args(["party", "--id", "0", "--session", "1", &key, "--parties"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("parties file") && err.contains("adr"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The party that fails is blamed, even though the parties it stops exit before it.
+#[test]
+fn run_processes_blames_the_party_that_failed_not_the_first_to_exit() {
+    let o = bin()
+        .args([
+            "run",
+            "--processes",
+            "--model",
+            "selftest",
+            "--parties",
+            "3",
+        ])
+        .args(["--batch", "2", "--timeout-s", "20"])
+        .env("MPC_PIPE_DEBUG_FAIL", "2")
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("peer 2 failed during party process") && err.contains("fault injection"),
+        "{err}"
+    );
+}
+
+/// With `--dealer-seed`, parties as separate processes over TCP reveal bit-identical
+/// outputs under every scheme and lane mode (the in-process test in tests/bit_identical.rs
+/// compares the shares themselves), and the same as in one process.
+#[test]
+fn processes_reveal_bit_identical_outputs_under_every_scheme() {
+    let digest = |args: &[&str]| -> String {
+        let o = bin().arg("run").args(args).output().unwrap();
+        succeeded(&o);
+        let (out, _) = text(&o);
+        out.lines()
+            .find_map(|l| l.strip_prefix("output_sha256: "))
+            .unwrap_or_else(|| panic!("no digest in {out}"))
+            .to_string()
+    };
+    for (model, parties) in [("lenet", "2"), ("lenet", "3"), ("bert-small", "2")] {
+        let base = [
+            "--model",
+            model,
+            "--parties",
+            parties,
+            "--batch",
+            "2",
+            "--seq-len",
+            "4",
+            "--dealer-seed",
+            "17",
+        ];
+        let base: Vec<&str> = if model == "lenet" {
+            base.iter()
+                .copied()
+                .filter(|a| *a != "--seq-len" && *a != "4")
+                .collect()
+        } else {
+            base.to_vec()
+        };
+        let serial = digest(&[&base[..], &["--scheme", "serial"]].concat());
+        for (scheme, lanes) in [
+            ("serial", "threads"),
+            ("inter-linear", "threads"),
+            ("inner-layer", "coroutines"),
+            ("inter-batch", "threads"),
+            ("all", "coroutines"),
+        ] {
+            let args = [
+                &base[..],
+                &["--processes", "--scheme", scheme, "--lanes", lanes],
+            ]
+            .concat();
+            assert_eq!(
+                digest(&args),
+                serial,
+                "{model} {parties}p {scheme} {lanes} over TCP"
+            );
+        }
+    }
+}

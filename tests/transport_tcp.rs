@@ -1,7 +1,8 @@
 //! The TCP transport in one process (every party a thread, loopback ports chosen by the OS
 //! so tests run in parallel): the selftest program agrees with the in-memory transport and
 //! the plaintext reference, tags arrive out of order, and bad peers are refused: wrong key,
-//! wrong session, wrong party id, oversized frame, silence past the timeout, departure.
+//! wrong session, wrong party id, oversized frame, silence past the timeout, departure,
+//! more unread data than the inbox cap; strangers and duplicates do not stop a listener.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -137,30 +138,44 @@ fn tags_arrive_in_any_order_and_large_messages_span_frames() {
     assert!(t.elapsed() < Duration::from_secs(2));
 }
 
+/// The accepting side of a refused connection keeps waiting for its real peer and, when
+/// none comes, times out naming it and the refusal.
+fn setup_timeout_msg(r: &mpc_pipe::Result<TcpEndpoint>) -> String {
+    match r {
+        Err(e @ Error::Timeout { peer: 1, op, .. }) if op.contains("refused meanwhile") => {
+            e.to_string()
+        }
+        Err(e) => panic!("expected a setup timeout naming party 1, got {e}"),
+        Ok(_) => panic!("expected a setup timeout, got a connection"),
+    }
+}
+
 #[test]
 fn wrong_key_is_refused_on_both_sides() {
     let r = connect(2, |c| {
+        c.timeout = Duration::from_secs(1);
         if c.party == 1 {
             c.key = SessionKey::fresh();
         }
     });
-    for x in &r {
-        let m = frame_msg(x);
-        assert!(m.contains("wrong session key"), "{m}");
-    }
+    let m = frame_msg(&r[1]);
+    assert!(m.contains("wrong session key"), "{m}");
+    let m = setup_timeout_msg(&r[0]);
+    assert!(m.contains("wrong session key"), "{m}");
 }
 
 #[test]
 fn wrong_session_is_refused_on_both_sides() {
     let r = connect(2, |c| {
+        c.timeout = Duration::from_secs(1);
         if c.party == 0 {
             c.session = 78;
         }
     });
-    for x in &r {
-        let m = frame_msg(x);
-        assert!(m.contains("session id mismatch"), "{m}");
-    }
+    let m = frame_msg(&r[1]);
+    assert!(m.contains("session id mismatch"), "{m}");
+    let m = setup_timeout_msg(&r[0]);
+    assert!(m.contains("session id mismatch"), "{m}");
 }
 
 #[test]
@@ -171,26 +186,169 @@ fn wrong_party_id_is_refused_on_both_sides() {
     let key = SessionKey::fresh();
     let l0 = ls.remove(0);
     let mut c0 = TcpConfig::new(0, addrs.clone(), 5, key.clone());
-    c0.timeout = Duration::from_secs(5);
+    c0.timeout = Duration::from_secs(1);
     let h = std::thread::spawn(move || TcpNetwork::connect_with(&c0, l0));
     let mut s = TcpStream::connect(addrs[0]).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let p = HelloParams {
-        party: 0,
-        parties: 2,
-        session: 5,
-        version: PROTOCOL_VERSION,
-        expect: Some(0),
-    };
-    let client = handshake(&mut s, &p, &key, "party 0");
+    let client = handshake(&mut s, &hello(0, 2, 5), &key, "party 0");
     match client {
         Err(Error::Frame(m)) => {
             assert!(m.contains("refused our hello: unexpected party id"), "{m}")
         }
         other => panic!("expected refusal, got {other:?}"),
     }
-    let m = frame_msg(&h.join().unwrap());
+    let m = setup_timeout_msg(&h.join().unwrap());
     assert!(m.contains("unexpected party id"), "{m}");
+}
+
+/// The hello of a raw client claiming to be `party` of `parties`, dialling party 0.
+fn hello(party: usize, parties: usize, session: u64) -> HelloParams {
+    HelloParams {
+        party,
+        parties,
+        session,
+        version: PROTOCOL_VERSION,
+        expect: Some(0),
+    }
+}
+
+/// True once the other end has closed `s` (a read gives end of stream or an error).
+fn closed_by_peer(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = [0u8; 64];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => return true,
+            // Frames the endpoint sends (its goodbye) before closing.
+            Ok(_) => continue,
+        }
+    }
+}
+
+#[test]
+fn strangers_do_not_stop_the_listener_and_the_real_peer_is_served() {
+    let (mut ls, addrs) = listeners(2);
+    let key = SessionKey::fresh();
+    let l0 = ls.remove(0);
+    let mut c0 = TcpConfig::new(0, addrs.clone(), 11, key.clone());
+    c0.timeout = Duration::from_secs(20);
+    let t = Instant::now();
+    let h = std::thread::spawn(move || TcpNetwork::connect_with(&c0, l0));
+    // A silent client, one sending 64 bytes of noise, and one with a wrong key, all before
+    // the real peer.
+    let silent = TcpStream::connect(addrs[0]).unwrap();
+    let mut noise = TcpStream::connect(addrs[0]).unwrap();
+    let junk: Vec<u8> = (0..64u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    noise.write_all(&junk).unwrap();
+    let mut wrong = TcpStream::connect(addrs[0]).unwrap();
+    wrong
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let r = handshake(
+        &mut wrong,
+        &hello(1, 2, 11),
+        &SessionKey::fresh(),
+        "party 0",
+    );
+    assert!(
+        matches!(r, Err(Error::Frame(ref m)) if m.contains("wrong session key")),
+        "{r:?}"
+    );
+    // The real party 1.
+    let mut c1 = TcpConfig::new(1, addrs.clone(), 11, key);
+    c1.timeout = Duration::from_secs(20);
+    let l1 = ls.remove(0);
+    let e1 = TcpNetwork::connect_with(&c1, l1).unwrap();
+    let e0 = h.join().unwrap().unwrap();
+    // The silent stranger held up nobody: setup took far less than the 10 s a handshake
+    // may take.
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "setup took {:?}",
+        t.elapsed()
+    );
+    e1.post(0, Tag(4), vec![42].into()).unwrap();
+    assert_eq!(e0.wait(1, Tag(4), 1).unwrap(), vec![42]);
+    assert!(closed_by_peer(&mut noise));
+    drop(silent);
+    drop_all(vec![e0, e1]);
+}
+
+#[test]
+fn a_second_connection_for_a_connected_party_is_refused_without_ending_the_session() {
+    let (mut ls, addrs) = listeners(3);
+    let key = SessionKey::fresh();
+    let l0 = ls.remove(0);
+    let mut c0 = TcpConfig::new(0, addrs.clone(), 12, key.clone());
+    c0.timeout = Duration::from_secs(20);
+    let h = std::thread::spawn(move || TcpNetwork::connect_with(&c0, l0));
+    let shake = |party| {
+        let mut s = TcpStream::connect(addrs[0]).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        handshake(&mut s, &hello(party, 3, 12), &key, "party 0").unwrap();
+        s
+    };
+    let mut first = shake(1);
+    let mut second = shake(1);
+    // Party 0 drops the second connection claiming party 1 and keeps waiting for party 2.
+    assert!(closed_by_peer(&mut second));
+    let third = shake(2);
+    let e0 = h
+        .join()
+        .unwrap()
+        .expect("the session survives the duplicate");
+    // Party 0 talks to the first connection of party 1: a message it posts arrives there.
+    e0.post(1, Tag(9), vec![5].into()).unwrap();
+    let mut d = mpc_pipe::transport::frame::Decoder::new(1 << 10);
+    let mut buf = [0u8; 64];
+    let got = loop {
+        let k = first.read(&mut buf).unwrap();
+        assert!(k > 0, "party 0 closed its connection to party 1");
+        d.feed(&buf[..k]).unwrap();
+        if let Some(ev) = d.next_event() {
+            break ev;
+        }
+    };
+    assert_eq!(got, mpc_pipe::transport::frame::Event::Msg(Tag(9), vec![5]));
+    drop((first, third.shutdown(std::net::Shutdown::Both)));
+    drop(e0);
+}
+
+#[test]
+fn a_peer_holding_more_than_the_inbox_cap_is_dropped_naming_it() {
+    let cap = 1 << 20;
+    let mut eps: Vec<TcpEndpoint> = connect(2, |c| {
+        c.timeout = Duration::from_secs(20);
+        c.max_inbox_bytes = cap;
+    })
+    .into_iter()
+    .map(|r| r.unwrap())
+    .collect();
+    let b = eps.pop().unwrap();
+    let a = eps.pop().unwrap();
+    let half = (cap / 16) as usize; // words of half the cap
+                                    // Up to the cap, messages posted ahead are held until asked for.
+    b.post(0, Tag(50), vec![1; half].into()).unwrap();
+    b.post(0, Tag(51), vec![2; half].into()).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(a.wait(1, Tag(51), half).unwrap()[0], 2);
+    assert_eq!(a.wait(1, Tag(50), half).unwrap()[0], 1);
+    // Past it (three halves that no one asks for), the peer is dropped.
+    for t in 100..103 {
+        b.post(0, Tag(t), vec![3; half].into()).unwrap();
+    }
+    match a.wait(1, Tag(1), 1) {
+        Err(Error::Peer { peer: 1, msg, .. }) => {
+            assert!(
+                msg.contains("--inbox-cap-mib") && msg.contains("cap of 1 MiB"),
+                "{msg}"
+            )
+        }
+        other => panic!("expected a peer error, got {other:?}"),
+    }
+    drop_all(vec![a, b]);
 }
 
 #[test]
@@ -209,14 +367,7 @@ fn oversized_frame_closes_the_connection_with_a_clear_error() {
     // A peer with the right key that then announces a 64 MiB frame (cap: 4 MiB).
     let mut s = TcpStream::connect(addrs[0]).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let p = HelloParams {
-        party: 1,
-        parties: 2,
-        session: 9,
-        version: PROTOCOL_VERSION,
-        expect: Some(0),
-    };
-    handshake(&mut s, &p, &key, "party 0").unwrap();
+    handshake(&mut s, &hello(1, 2, 9), &key, "party 0").unwrap();
     s.write_all(&header(KIND_DATA, FLAG_FIN, 64 << 20, Tag(1)))
         .unwrap();
     let (r, took) = h.join().unwrap().unwrap();

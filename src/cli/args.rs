@@ -1,16 +1,17 @@
 //! Options shared by several subcommands: what job to run (`JobArgs`) and how to shape the
-//! links (`LinkArgs`). Depends on runtime::job, sched, model, transport::emulator.
+//! links (`LinkArgs`). Depends on runtime::job, sched, model, link.
 
 use std::path::PathBuf;
 
 use clap::Args;
 
 use crate::error::{Error, Result};
+use crate::link::LinkProfile;
 use crate::model::Weights;
 use crate::ring::{FixedPoint, Trunc};
 use crate::runtime::job::JobSpec;
+use crate::runtime::process::check_sizes;
 use crate::sched::{Schedule, Scheme};
-use crate::transport::emulator::LinkProfile;
 
 /// What every party must agree on to run the same job.
 #[derive(Args, Debug, Clone)]
@@ -94,7 +95,7 @@ impl JobArgs {
             batches_in_flight: self.batches_in_flight,
             lanes: self.lanes.parse()?,
         };
-        Ok(JobSpec {
+        let spec = JobSpec {
             model: self.model.clone(),
             parties,
             batch: self.batch,
@@ -103,7 +104,9 @@ impl JobArgs {
             schedule,
             seq_len: self.seq_len,
             dealer_seed: self.dealer_seed,
-        })
+        };
+        check_sizes(&spec)?;
+        Ok(spec)
     }
 
     /// The fixed-point settings for `parties` parties: --frac-bits and --trunc, checked.
@@ -142,10 +145,10 @@ pub struct LinkArgs {
     #[arg(long)]
     pub links_file: Option<PathBuf>,
     /// Emulated bandwidth per directed link in Mbit/s (overrides the profile).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub bandwidth_mbps: Option<f64>,
     /// Emulated one-way latency in ms (overrides the profile).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub latency_ms: Option<f64>,
 }
 

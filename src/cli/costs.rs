@@ -19,6 +19,9 @@ pub struct CostsArgs {
     pub elements: usize,
 }
 
+/// Largest `--elements` (2^24: 128 MiB per tensor of shares).
+const MAX_ELEMENTS: usize = 1 << 24;
+
 type Op = Box<dyn Fn(&Ctx, &Share) -> Result<()> + Sync>;
 
 /// (name, input shape for n elements, protocol, protocols.md 2PC prediction).
@@ -192,7 +195,15 @@ fn ops(n: usize) -> Vec<(&'static str, Vec<usize>, Op, &'static str)> {
 }
 
 pub fn run(a: &CostsArgs) -> Result<()> {
-    let n = a.elements.max(64) / 64 * 64;
+    // Shapes split the elements into rows of up to 64; a protocol's working set is a few
+    // dozen tensors of this size per party.
+    if a.elements == 0 || !a.elements.is_multiple_of(64) || a.elements > MAX_ELEMENTS {
+        return Err(crate::error::Error::Config(format!(
+            "--elements must be a positive multiple of 64, at most {MAX_ELEMENTS}, got {}",
+            a.elements
+        )));
+    }
+    let n = a.elements;
     println!("| protocol | parties | rounds | words sent / element / party | protocols.md: 2PC rounds, words per party; N > 2 rounds (L = 2 for N = 3) |");
     println!("|---|---|---|---|---|");
     for (name, shape, op, predicted) in ops(n) {

@@ -17,8 +17,9 @@ use clap::Args;
 
 use crate::comm::{Comm, Tag};
 use crate::error::{Error, Result};
+use crate::link::LinkProfile;
 use crate::runtime::process::{PartiesFile, KEY_ENV};
-use crate::transport::{LinkProfile, MemoryNetwork, SessionKey, TcpConfig, TcpNetwork};
+use crate::transport::{MemoryNetwork, SessionKey, TcpConfig, TcpNetwork};
 
 #[derive(Args, Debug, Default)]
 pub struct NetcheckArgs {

@@ -10,7 +10,7 @@ use clap::Args;
 
 use super::args::JobArgs;
 use crate::error::{Error, Result};
-use crate::offline::{deal, file};
+use crate::offline::{deal_seeded, file};
 use crate::runtime::job;
 use crate::runtime::local::fresh_session;
 use crate::runtime::{record_plan, SessionConfig};
@@ -33,14 +33,14 @@ pub fn run(a: &OfflineArgs) -> Result<()> {
         parties: a.parties,
         fixed: a.job.fixed(a.parties)?,
         timeout: std::time::Duration::from_secs(60),
-        dealer_seed: None,
+        dealer_seed: spec.dealer_seed,
     };
     cfg.check()?;
     let job = job::build(&spec)?;
     let t0 = Instant::now();
     let plan = record_plan(&cfg, &*job.program)?;
     let session = fresh_session();
-    let material = deal(&plan, cfg.parties, session);
+    let material = deal_seeded(&plan, cfg.parties, session, cfg.dealer_seed);
     std::fs::create_dir_all(&a.out)
         .map_err(|e| Error::Config(format!("cannot create {}: {e}", a.out.display())))?;
     for m in &material {

@@ -6,16 +6,16 @@
 //! The session key comes from --key-file, or the MPC_PIPE_SESSION_KEY environment variable,
 //! or --key (visible to other users in the process list; for quick manual runs only).
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use clap::Args;
+use std::path::PathBuf;
 
 use super::args::{JobArgs, LinkArgs};
 
 use crate::error::{Error, Result};
 use crate::runtime::job;
-use crate::runtime::process::{format_result, run_party, PartiesFile, PartyConfig, KEY_ENV};
+use crate::runtime::process::{
+    blame_line, format_result, run_party, PartiesFile, PartyConfig, PartyJob, ECHO_JOB_ENV, KEY_ENV,
+};
 use crate::transport::SessionKey;
 
 #[derive(Args, Debug)]
@@ -38,7 +38,7 @@ pub struct PartyArgs {
     #[command(flatten)]
     pub job: JobArgs,
     /// Bound on connection setup and on any single wait for a peer, in seconds.
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, default_value_t = 60.0, allow_negative_numbers = true)]
     pub timeout_s: f64,
     #[command(flatten)]
     pub link: LinkArgs,
@@ -47,14 +47,24 @@ pub struct PartyArgs {
     #[arg(long)]
     pub material: Option<PathBuf>,
     /// Fault injection for tests: sleep this many seconds before the online phase.
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, allow_negative_numbers = true)]
     pub debug_stall_s: Option<f64>,
+    /// Most MiB a peer may have sent that no one has asked for yet (messages it posts
+    /// ahead); past it the peer is dropped with an error naming it.
+    #[arg(long, default_value_t = crate::transport::tcp::DEFAULT_INBOX_CAP_MIB)]
+    pub inbox_cap_mib: u64,
+    /// Internal (`run --processes`): read the whole job, as JSON, from standard input;
+    /// the job, link, timeout and material options are then not used.
+    #[arg(long, hide = true)]
+    pub job_stdin: bool,
 }
+
+/// Cap on a key file: 64 hex digits and a newline, with room for a comment-free CRLF.
+const MAX_KEY_FILE_BYTES: u64 = 256;
 
 fn session_key(a: &PartyArgs) -> Result<SessionKey> {
     if let Some(f) = &a.key_file {
-        let s = std::fs::read_to_string(f)
-            .map_err(|e| Error::Config(format!("cannot read {}: {e}", f.display())))?;
+        let s = crate::error::read_capped(f, MAX_KEY_FILE_BYTES, "--key-file")?;
         return SessionKey::from_hex(&s);
     }
     if let Ok(s) = std::env::var(KEY_ENV) {
@@ -68,26 +78,78 @@ fn session_key(a: &PartyArgs) -> Result<SessionKey> {
     }
 }
 
+/// The job this party runs: from stdin (`--job-stdin`, as `run --processes` starts its
+/// children) or from the job, link and timeout options.
+fn party_job(a: &PartyArgs, parties: usize) -> Result<PartyJob> {
+    if a.job_stdin {
+        die_with_parent();
+        let job = PartyJob::from_stdin()?;
+        if job.spec.parties != parties {
+            return Err(Error::Config(format!(
+                "the job is for {} parties but the parties file lists {parties}",
+                job.spec.parties
+            )));
+        }
+        return Ok(job);
+    }
+    let job = PartyJob {
+        spec: a.job.spec(parties)?,
+        fixed: a.job.fixed(parties)?,
+        timeout_s: a.timeout_s,
+        link: a.link.profile()?,
+        material_dir: a.material.clone(),
+        inbox_cap_mib: a.inbox_cap_mib,
+    };
+    job.check()?;
+    Ok(job)
+}
+
+/// A child of `run --processes` (`--job-stdin`) ends with its parent: killed, the parent
+/// could not stop its parties, which would run on as orphans until their timeouts.
+fn die_with_parent() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_PDEATHSIG only sets the signal this process gets when its parent dies.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+    }
+}
+
+/// With `ECHO_JOB_ENV` set, write the job as `<dir>/party<id>.json`.
+fn echo_job(id: usize, job: &PartyJob) -> Result<()> {
+    if let Some(dir) = std::env::var_os(ECHO_JOB_ENV) {
+        let path = std::path::Path::new(&dir).join(format!("party{id}.json"));
+        std::fs::write(&path, job.to_json())
+            .map_err(|e| Error::Config(format!("cannot write {}: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
 pub fn run(a: &PartyArgs) -> Result<()> {
+    let r = run_party_args(a);
+    if let Err(e) = &r {
+        eprintln!("{}", blame_line(e, a.id));
+    }
+    r
+}
+
+fn run_party_args(a: &PartyArgs) -> Result<()> {
     let addrs = PartiesFile::load(&a.parties)?.addrs()?;
     let session = u64::from_str_radix(a.session.trim_start_matches("0x"), 16)
         .map_err(|_| Error::Config(format!("--session '{}' is not a hex number", a.session)))?;
-    if !(a.timeout_s.is_finite() && a.timeout_s > 0.0) {
-        return Err(Error::Config("--timeout-s must be positive".into()));
-    }
-    let link = a.link.profile()?;
-    let cfg = PartyConfig {
-        id: a.id,
-        session,
-        key: session_key(a)?,
-        timeout: Duration::from_secs_f64(a.timeout_s),
-        link,
-        fixed: a.job.fixed(addrs.len())?,
-        addrs,
-        material_dir: a.material.clone(),
-        stall_before_online: a.debug_stall_s.map(Duration::from_secs_f64),
-    };
-    let job = job::build(&a.job.spec(cfg.addrs.len())?)?;
+    let pjob = party_job(a, addrs.len())?;
+    echo_job(a.id, &pjob)?;
+    let mut cfg = PartyConfig::from_job(a.id, addrs, session, session_key(a)?, &pjob)?;
+    cfg.stall_before_online = a
+        .debug_stall_s
+        .map(|s| crate::error::seconds_option("--debug-stall-s", s, true))
+        .transpose()?;
+    let job = job::build(&pjob.spec)?;
     let out = run_party(&cfg, &job)?;
     println!("{}", format_result(a.id, &out));
     Ok(())

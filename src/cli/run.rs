@@ -1,17 +1,20 @@
 //! `mpc-pipe run`: private inference of a built-in model, all parties in this process.
-//! Prints the decoded MPC output beside the plaintext output, `max_abs_err: <value>`, and
-//! each party's online time, bytes and rounds. With `--material DIR` the offline material
+//! Prints the decoded MPC output beside the plaintext output, `max_abs_err: <value>`,
+//! `output_sha256: <hex>` (of the revealed output's f64 bits), and each party's online
+//! time, bytes, messages and rounds. With `--material DIR` the offline material
 //! comes from `mpc-pipe offline` files instead of an in-process dealer.
 //! Depends on runtime, model, offline.
 
 use std::path::PathBuf;
-use std::time::Duration;
+
+use sha2::Digest;
 
 use clap::Args;
 
 use super::args::{JobArgs, LinkArgs};
 
 use crate::error::{Error, Result};
+use crate::link::LinkProfile;
 use crate::offline::file::{self, Expect};
 use crate::profile::Recorder;
 use crate::ring::PlainTensor;
@@ -19,7 +22,6 @@ use crate::runtime::job::{self, Job, JobSpec};
 use crate::runtime::local::fresh_session;
 use crate::runtime::local::run_online_traced;
 use crate::runtime::{record_plan, PartyOutcome, SessionConfig};
-use crate::transport::emulator::LinkProfile;
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
@@ -29,7 +31,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 2)]
     pub parties: usize,
     /// Seconds a party waits for a peer before failing.
-    #[arg(long, default_value_t = 120.0)]
+    #[arg(long, default_value_t = 120.0, allow_negative_numbers = true)]
     pub timeout_s: f64,
     #[command(flatten)]
     pub link: LinkArgs,
@@ -42,6 +44,10 @@ pub struct RunArgs {
     /// Run every party as a child process (`mpc-pipe party`) over loopback TCP.
     #[arg(long)]
     pub processes: bool,
+    /// With --processes: most MiB a peer may have sent that no one has asked for yet
+    /// (messages it posts ahead); past it the peer is dropped with an error naming it.
+    #[arg(long, default_value_t = crate::transport::tcp::DEFAULT_INBOX_CAP_MIB)]
+    pub inbox_cap_mib: u64,
 }
 
 impl Default for RunArgs {
@@ -54,6 +60,7 @@ impl Default for RunArgs {
             trace: None,
             material: None,
             processes: false,
+            inbox_cap_mib: crate::transport::tcp::DEFAULT_INBOX_CAP_MIB,
         }
     }
 }
@@ -65,16 +72,10 @@ impl RunArgs {
 
     pub fn session_config(&self) -> Result<SessionConfig> {
         let fixed = self.job.fixed(self.parties)?;
-        if !(self.timeout_s > 0.0 && self.timeout_s.is_finite()) {
-            return Err(Error::Config(format!(
-                "--timeout-s must be positive, got {}",
-                self.timeout_s
-            )));
-        }
         let cfg = SessionConfig {
             parties: self.parties,
             fixed,
-            timeout: Duration::from_secs_f64(self.timeout_s),
+            timeout: crate::error::seconds_option("--timeout-s", self.timeout_s, false)?,
             dealer_seed: self.job.dealer_seed,
         };
         cfg.check()?;
@@ -108,16 +109,24 @@ pub fn load_material(
 }
 
 pub fn run(a: &RunArgs) -> Result<()> {
+    crate::runtime::process::inbox_cap_bytes(a.inbox_cap_mib)?;
     let spec = a.job_spec()?;
     let cfg = a.session_config()?;
     let job = job::build(&spec)?;
     let link = a.link.profile()?;
     let outs = if a.processes {
+        if a.trace.is_some() {
+            // The recorder lives in this process; the parties' spans are in theirs.
+            return Err(Error::Config(
+                "--trace records parties run as threads of this process; it cannot be combined with --processes".into(),
+            ));
+        }
         let mut pr = crate::runtime::process::ProcessRun::new(spec.clone());
         pr.link = link.clone();
         pr.timeout = cfg.timeout;
         pr.fixed = cfg.fixed;
         pr.material_dir = a.material.clone();
+        pr.inbox_cap_mib = a.inbox_cap_mib;
         crate::runtime::process::spawn_parties(&pr)?
     } else {
         let material = match &a.material {
@@ -205,6 +214,20 @@ pub fn report(
         println!("sample {i} plaintext: {}", fmt_row(p));
     }
     println!("max_abs_err: {:.6e}", out.max_abs_diff(reference));
+    // The revealed output's exact bits, so runs can be compared for bit-identity (same
+    // --dealer-seed, any scheme, lane mode or transport) without printing 17 digits.
+    let mut h = sha2::Sha256::new();
+    out.data()
+        .iter()
+        .for_each(|v| h.update(v.to_bits().to_le_bytes()));
+    let digest: [u8; 32] = h.finalize().into();
+    println!(
+        "output_sha256: {}",
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
     for (i, o) in outs.iter().enumerate() {
         println!(
             "party {i}: online_s {:.4}  bytes_sent {}  bytes_recv {}  messages {}  rounds {}  wait_s {:.4}",

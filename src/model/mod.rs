@@ -16,7 +16,8 @@ pub use graph::{Graph, GraphBuilder, Node, Op, TensorId};
 use crate::error::{Error, Result};
 
 /// Who knows the model weights.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Weights {
     /// Secret-shared by party 0; linear layers use Beaver triples.
     Private,

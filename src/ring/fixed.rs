@@ -18,7 +18,8 @@ use crate::error::{Error, Result};
 pub const DEFAULT_FRAC_BITS: u32 = 16;
 
 /// How shares are divided by 2^f after a fixed-point product (proto::trunc).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Trunc {
     /// Each party divides its own share (CrypTen's 2-party truncation): no communication,
     /// but wrong by about 2^(64-f) with probability about |x|/2^64 per element. Only
@@ -81,7 +82,8 @@ impl FromStr for Trunc {
 }
 
 /// Fixed-point codec with `frac_bits` fractional bits, and the truncation mode of products.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FixedPoint {
     pub frac_bits: u32,
     /// `None`: `Trunc::default_for` the session's number of parties.

@@ -10,7 +10,8 @@ use crate::ring::PlainTensor;
 use crate::sched::{self, Schedule};
 
 /// What to run (all parties must agree on it).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct JobSpec {
     pub model: String,
     pub parties: usize,

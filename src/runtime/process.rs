@@ -8,6 +8,10 @@
 //! A party whose own plan hashes differently refuses the material (different program).
 //! All of this happens before the online clock starts.
 //!
+//! The job: `spawn_parties` hands every child the whole job as one JSON document on its
+//! stdin (`PartyJob`, read by `mpc-pipe party --job-stdin`), not as a command line rebuilt
+//! option by option, so an option added to the job cannot be dropped on the way.
+//!
 //! Results: a party prints one `mpc-pipe-result key=value ...` line on stdout (decoded
 //! output, online_s, per-peer counters), which `spawn_parties` parses.
 
@@ -24,10 +28,12 @@ use super::job::{Job, JobSpec};
 use super::local::{record_plan, PartyOutcome, SessionConfig};
 use crate::comm::{Comm, CommStats, PeerStats, Tag};
 use crate::error::{Error, Result};
+use crate::link::LinkProfile;
 use crate::offline::PartyMaterial;
 use crate::proto::{Ctx, PairSeeds};
 use crate::ring::{FixedPoint, PlainTensor};
-use crate::transport::{LinkProfile, SessionKey, TcpConfig, TcpEndpoint, TcpNetwork};
+use crate::transport::tcp::DEFAULT_INBOX_CAP_MIB;
+use crate::transport::{SessionKey, TcpConfig, TcpEndpoint, TcpNetwork};
 
 /// Reserved tag of the dealer's message to each party (seed and plan hash).
 pub const MATERIAL_TAG: Tag = Tag(u64::MAX - 1);
@@ -36,9 +42,152 @@ pub const MATERIAL_TAG: Tag = Tag(u64::MAX - 1);
 pub const KEY_ENV: &str = "MPC_PIPE_SESSION_KEY";
 /// Prefix of a party's result line.
 pub const RESULT_PREFIX: &str = "mpc-pipe-result";
+/// Environment variable naming a directory where every `mpc-pipe party` writes the job it
+/// runs as `party<id>.json` (tests check that every option reached every child).
+pub const ECHO_JOB_ENV: &str = "MPC_PIPE_ECHO_JOB_DIR";
+/// Prefix of the line a failed party prints on stderr naming whom it blames: itself, or
+/// the peer whose failure or silence stopped it. `spawn_parties` reads it to report the
+/// party that failed first, not the first process to exit.
+pub const BLAME_PREFIX: &str = "mpc-pipe-blame";
+/// Fault injection for tests: `MPC_PIPE_DEBUG_FAIL=<id>` makes party <id> fail just before
+/// its online phase and exit only half a second after telling its peers, so they exit
+/// first.
+pub const DEBUG_FAIL_ENV: &str = "MPC_PIPE_DEBUG_FAIL";
+
+fn debug_fail_party() -> Option<usize> {
+    std::env::var(DEBUG_FAIL_ENV).ok()?.parse().ok()
+}
+
+/// Whom party `me` blames for `e`: the peer it names, or itself.
+pub fn blame_of(e: &Error, me: usize) -> usize {
+    match e {
+        Error::Peer { peer, .. } | Error::Timeout { peer, .. } => *peer,
+        _ => me,
+    }
+}
+
+/// The blame line of party `me` failing with `e` (see `BLAME_PREFIX`).
+pub fn blame_line(e: &Error, me: usize) -> String {
+    format!("{BLAME_PREFIX} party={me} blames={}", blame_of(e, me))
+}
+
+/// Cap on a job description read from stdin (a few KiB in practice).
+pub const MAX_JOB_BYTES: u64 = 1 << 20;
+
+/// Largest `--batch`: 65536 CIFAR images are 1.6 GB of input shares per party before any
+/// activation; far larger batches could only end in an allocation failure, which aborts
+/// the process instead of reporting an error.
+pub const MAX_BATCH: usize = 1 << 16;
+/// Largest `--chunks` and `--batches-in-flight`: each is a lane (an OS thread or a
+/// coroutine stack) per party.
+pub const MAX_LANES: usize = 1 << 10;
+/// Largest `--seq-len`: attention holds seq_len^2 scores per head.
+pub const MAX_SEQ_LEN: usize = 1 << 14;
+
+/// Refuse sizes in `spec` beyond these caps, with a configuration error naming the option.
+pub fn check_sizes(spec: &JobSpec) -> Result<()> {
+    let s = &spec.schedule;
+    for (option, v, max) in [
+        ("--batch", spec.batch, MAX_BATCH),
+        ("--chunks", s.chunks, MAX_LANES),
+        ("--batches-in-flight", s.batches_in_flight, MAX_LANES),
+        ("--seq-len", spec.seq_len.unwrap_or(0), MAX_SEQ_LEN),
+    ] {
+        if v > max {
+            return Err(Error::Config(format!(
+                "{option} {v} is too large (at most {max})"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Everything a party runs besides the session wiring (its id, the addresses, the session
+/// id and key): the job and how to run it. `spawn_parties` sends it to each child as JSON.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartyJob {
+    pub spec: JobSpec,
+    pub fixed: FixedPoint,
+    /// Bound on connection setup and on any single wait for a peer, in seconds.
+    pub timeout_s: f64,
+    pub link: LinkProfile,
+    /// See `PartyConfig::material_dir`.
+    pub material_dir: Option<PathBuf>,
+    /// Cap on what one peer may hold unread in this party's inbox, in MiB (`TcpConfig::
+    /// max_inbox_bytes`).
+    pub inbox_cap_mib: u64,
+}
+
+/// The bytes of `--inbox-cap-mib`, checked (at least 1 MiB, at most 1 TiB).
+pub fn inbox_cap_bytes(mib: u64) -> Result<u64> {
+    if !(1..=1 << 20).contains(&mib) {
+        return Err(Error::Config(format!(
+            "--inbox-cap-mib must be between 1 and {} (1 TiB), got {mib}",
+            1u64 << 20
+        )));
+    }
+    Ok(mib << 20)
+}
+
+impl PartyJob {
+    /// Parse a description made by `to_json` (from the parent process) and check it as
+    /// the command-line options are checked.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let job: PartyJob = serde_json::from_str(text)
+            .map_err(|e| Error::Config(format!("job description: {e}")))?;
+        job.check()?;
+        Ok(job)
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a job description always serializes")
+    }
+
+    /// The checks `cli::args` makes on the options a job comes from.
+    pub fn check(&self) -> Result<()> {
+        check_sizes(&self.spec)?;
+        let s = &self.spec.schedule;
+        if s.chunks == 0 || s.batches_in_flight == 0 {
+            return Err(Error::Config(
+                "--chunks and --batches-in-flight must be at least 1".into(),
+            ));
+        }
+        if !(1..=40).contains(&self.fixed.frac_bits) {
+            return Err(Error::Config(format!(
+                "--frac-bits must be in 1..=40, got {}",
+                self.fixed.frac_bits
+            )));
+        }
+        crate::error::seconds_option("--timeout-s", self.timeout_s, false)?;
+        inbox_cap_bytes(self.inbox_cap_mib)?;
+        self.link.check()
+    }
+
+    /// Read the description from standard input (`mpc-pipe party --job-stdin`).
+    pub fn from_stdin() -> Result<Self> {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .lock()
+            .take(MAX_JOB_BYTES + 1)
+            .read_to_end(&mut buf)?;
+        if buf.len() as u64 > MAX_JOB_BYTES {
+            return Err(Error::Config(format!(
+                "job description on stdin is larger than {MAX_JOB_BYTES} bytes"
+            )));
+        }
+        let text = String::from_utf8(buf)
+            .map_err(|_| Error::Config("job description on stdin is not UTF-8".into()))?;
+        Self::from_json(&text)
+    }
+}
+
+/// Cap on a parties file (8 parties take a few hundred bytes).
+const MAX_PARTIES_FILE_BYTES: u64 = 64 << 10;
 
 /// One entry of a parties file.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct PartyEntry {
     pub id: usize,
     pub addr: String,
@@ -46,6 +195,7 @@ pub struct PartyEntry {
 
 /// `parties.toml`: every party's listening address (`[[party]]` tables with id, addr).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
 pub struct PartiesFile {
     pub party: Vec<PartyEntry>,
 }
@@ -65,9 +215,9 @@ impl PartiesFile {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-        toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+        let text = crate::error::read_capped(path, MAX_PARTIES_FILE_BYTES, "parties file")?;
+        toml::from_str(&text)
+            .map_err(|e| Error::Config(format!("parties file {}: {e}", path.display())))
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
@@ -116,9 +266,33 @@ pub struct PartyConfig {
     /// Fault injection for tests: sleep this long after setup, before the online phase
     /// (announced on stderr), to play a silent or about-to-be-killed peer.
     pub stall_before_online: Option<Duration>,
+    /// See `TcpConfig::max_inbox_bytes`.
+    pub max_inbox_bytes: u64,
 }
 
 impl PartyConfig {
+    /// Party `id` of a session running `job`.
+    pub fn from_job(
+        id: usize,
+        addrs: Vec<SocketAddr>,
+        session: u64,
+        key: SessionKey,
+        job: &PartyJob,
+    ) -> Result<Self> {
+        Ok(PartyConfig {
+            id,
+            addrs,
+            session,
+            key,
+            timeout: crate::error::seconds_option("--timeout-s", job.timeout_s, false)?,
+            link: job.link.clone(),
+            fixed: job.fixed,
+            material_dir: job.material_dir.clone(),
+            stall_before_online: None,
+            max_inbox_bytes: inbox_cap_bytes(job.inbox_cap_mib)?,
+        })
+    }
+
     /// Unshaped, 60 s timeout, default fixed point.
     pub fn new(id: usize, addrs: Vec<SocketAddr>, session: u64, key: SessionKey) -> Self {
         PartyConfig {
@@ -131,6 +305,7 @@ impl PartyConfig {
             fixed: FixedPoint::default(),
             material_dir: None,
             stall_before_online: None,
+            max_inbox_bytes: DEFAULT_INBOX_CAP_MIB << 20,
         }
     }
 
@@ -138,6 +313,7 @@ impl PartyConfig {
         let mut t = TcpConfig::new(self.id, self.addrs.clone(), self.session, self.key.clone());
         t.timeout = self.timeout;
         t.link = self.link.clone();
+        t.max_inbox_bytes = self.max_inbox_bytes;
         t
     }
 
@@ -191,11 +367,11 @@ fn run_party_with(
         }
         Err(e) => {
             // Tell the peers whose failure stopped us, so they stop at once and name it.
-            let blame = match &e {
-                Error::Peer { peer, .. } | Error::Timeout { peer, .. } => *peer,
-                _ => cfg.id,
-            };
-            ep.abort_with(blame, &format!("party {}: {e}", cfg.id));
+            ep.abort_with(blame_of(&e, cfg.id), &format!("party {}: {e}", cfg.id));
+            if debug_fail_party() == Some(cfg.id) {
+                // Exit after the peers this failure stops (see `DEBUG_FAIL_ENV`).
+                std::thread::sleep(Duration::from_millis(500));
+            }
             Err(e)
         }
     }
@@ -272,6 +448,12 @@ fn online(
         Some(s) => PairSeeds::from_dealer_seed(s, cfg.id, n),
         None => PairSeeds::establish(ep)?,
     };
+    if debug_fail_party() == Some(cfg.id) {
+        return Err(Error::Protocol(format!(
+            "fault injection: party {} fails before its online phase",
+            cfg.id
+        )));
+    }
     if let Some(d) = cfg.stall_before_online {
         eprintln!(
             "party {}: stalling {:.1}s before the online phase (fault injection)",
@@ -387,8 +569,24 @@ pub struct ProcessRun {
     pub fixed: FixedPoint,
     /// Each party loads its own material file from here (see `PartyConfig::material_dir`).
     pub material_dir: Option<PathBuf>,
-    /// Extra arguments given to every `mpc-pipe party`.
+    /// Extra arguments given to every `mpc-pipe party` (hidden debug options).
     pub extra_args: Vec<String>,
+    /// See `PartyJob::inbox_cap_mib`.
+    pub inbox_cap_mib: u64,
+}
+
+impl ProcessRun {
+    /// What every child runs.
+    pub fn party_job(&self) -> PartyJob {
+        PartyJob {
+            spec: self.spec.clone(),
+            fixed: self.fixed,
+            timeout_s: self.timeout.as_secs_f64(),
+            link: self.link.clone(),
+            material_dir: self.material_dir.clone(),
+            inbox_cap_mib: self.inbox_cap_mib,
+        }
+    }
 }
 
 impl ProcessRun {
@@ -401,6 +599,7 @@ impl ProcessRun {
             fixed: FixedPoint::default(),
             material_dir: None,
             extra_args: vec![],
+            inbox_cap_mib: DEFAULT_INBOX_CAP_MIB,
         }
     }
 }
@@ -445,6 +644,48 @@ struct Running {
     err: std::thread::JoinHandle<String>,
 }
 
+/// How long the other parties get to exit on their own after the first failure.
+const FAILURE_GRACE: Duration = Duration::from_secs(2);
+
+/// Whom a failed party's stderr blames (its `BLAME_PREFIX` line), if it says.
+fn blamed_by(stderr: &str) -> Option<usize> {
+    stderr
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix(BLAME_PREFIX))
+        .and_then(|rest| {
+            rest.split_whitespace()
+                .find_map(|kv| kv.strip_prefix("blames="))
+        })
+        .and_then(|v| v.parse().ok())
+}
+
+/// The party whose failure ended a session, from every party's exit status (None: still
+/// running when stopped) and stderr: a failed party that blames itself (lowest id first);
+/// else one that died without saying whom it blames (killed, crashed); else the party
+/// most of the failed ones blame. None if nothing failed.
+fn culprit(status: &[Option<std::process::ExitStatus>], errs: &[&str]) -> Option<usize> {
+    let failed: Vec<usize> = (0..status.len())
+        .filter(|&i| status[i].is_some_and(|s| !s.success()))
+        .collect();
+    let blames: Vec<(usize, Option<usize>)> =
+        failed.iter().map(|&i| (i, blamed_by(errs[i]))).collect();
+    if let Some(&(i, _)) = blames.iter().find(|(i, b)| *b == Some(*i)) {
+        return Some(i);
+    }
+    if let Some(&(i, _)) = blames.iter().find(|(_, b)| b.is_none()) {
+        return Some(i);
+    }
+    let mut votes = vec![0usize; status.len()];
+    for b in blames.iter().filter_map(|(_, b)| *b) {
+        if b < votes.len() {
+            votes[b] += 1;
+        }
+    }
+    let most = *votes.iter().max()?;
+    (most > 0).then(|| votes.iter().position(|&v| v == most).unwrap())
+}
+
 fn reader(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
         let mut s = String::new();
@@ -465,10 +706,7 @@ fn spawn_once(run: &ProcessRun) -> std::result::Result<Vec<PartyOutcome<PlainTen
     let key = SessionKey::fresh();
     let file = std::env::temp_dir().join(format!("mpc-pipe-parties-{session:016x}.toml"));
     PartiesFile::from_addrs(&addrs).save(&file).map_err(fatal)?;
-    let weights = match run.spec.weights {
-        crate::model::Weights::Private => "private",
-        crate::model::Weights::Public => "public",
-    };
+    let job_json = run.party_job().to_json();
     let mut kids: Vec<Running> = Vec::with_capacity(n);
     let kill_all = |kids: &mut Vec<Running>| {
         for k in kids.iter_mut() {
@@ -483,38 +721,19 @@ fn spawn_once(run: &ProcessRun) -> std::result::Result<Vec<PartyOutcome<PlainTen
             .arg("--parties")
             .arg(&file)
             .args(["--session", &format!("{session:016x}")])
-            .args(["--model", &run.spec.model])
-            .args(["--batch", &run.spec.batch.to_string()])
-            .args(["--weights", weights])
-            .args(["--seed", &run.spec.seed.to_string()])
-            .args(["--scheme", &run.spec.schedule.scheme.to_string()])
-            .args(["--chunks", &run.spec.schedule.chunks.to_string()])
-            .args([
-                "--batches-in-flight",
-                &run.spec.schedule.batches_in_flight.to_string(),
-            ])
-            .args(["--frac-bits", &run.fixed.frac_bits.to_string()])
-            .args(["--timeout-s", &run.timeout.as_secs_f64().to_string()])
-            .args(["--latency-ms", &run.link.latency_ms.to_string()])
+            .arg("--job-stdin")
             .args(&run.extra_args)
             .env(KEY_ENV, key.to_hex())
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if let Some(bw) = run.link.bandwidth_mbps {
-            cmd.args(["--bandwidth-mbps", &bw.to_string()]);
-        }
-        if let Some(dir) = &run.material_dir {
-            cmd.arg("--material").arg(dir);
-        }
-        if let Some(l) = run.spec.seq_len {
-            cmd.args(["--seq-len", &l.to_string()]);
-        }
-        if let Some(t) = run.fixed.trunc {
-            cmd.args(["--trunc", t.as_str()]);
-        }
         match cmd.spawn() {
             Ok(mut child) => {
+                // A few KiB: fits the pipe, so this never waits for the child. A child
+                // that died at once is reported from its exit status below.
+                if let Some(mut stdin) = child.stdin.take() {
+                    let _ = std::io::Write::write_all(&mut stdin, job_json.as_bytes());
+                }
                 let out = reader(child.stdout.take().unwrap());
                 let err = reader(child.stderr.take().unwrap());
                 kids.push(Running { child, out, err });
@@ -531,9 +750,22 @@ fn spawn_once(run: &ProcessRun) -> std::result::Result<Vec<PartyOutcome<PlainTen
     }
     // Every child bounds its own setup and waits by the timeout; this outer bound only
     // guards against a child that hangs outside them.
-    let deadline = Instant::now() + run.timeout * 3 + Duration::from_secs(30);
+    let outer = run
+        .timeout
+        .saturating_mul(3)
+        .saturating_add(Duration::from_secs(30));
+    let deadline = Instant::now().checked_add(outer).ok_or_else(|| {
+        fatal(Error::Config(format!(
+            "timeout of {} s is too large",
+            run.timeout.as_secs_f64()
+        )))
+    })?;
     let mut status: Vec<Option<std::process::ExitStatus>> = vec![None; n];
     let mut first_failed: Option<usize> = None;
+    // After the first failure the others get a moment to exit on their own (an abort
+    // frame stops them at once) and say whom they blame: the first process to exit is
+    // often a party stopped by another's failure, not the one that failed.
+    let mut grace_end: Option<Instant> = None;
     while status.iter().any(Option::is_none) {
         for (i, k) in kids.iter_mut().enumerate() {
             if status[i].is_none() {
@@ -541,11 +773,12 @@ fn spawn_once(run: &ProcessRun) -> std::result::Result<Vec<PartyOutcome<PlainTen
                     status[i] = Some(st);
                     if !st.success() && first_failed.is_none() {
                         first_failed = Some(i);
+                        grace_end = Some((Instant::now() + FAILURE_GRACE).min(deadline));
                     }
                 }
             }
         }
-        if first_failed.is_some() || Instant::now() >= deadline {
+        if grace_end.is_some_and(|g| Instant::now() >= g) || Instant::now() >= deadline {
             break;
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -567,17 +800,28 @@ fn spawn_once(run: &ProcessRun) -> std::result::Result<Vec<PartyOutcome<PlainTen
         return Err(fatal(Error::Timeout {
             peer: i,
             op: "party process (it neither finished nor failed)".into(),
-            secs: (run.timeout * 3).as_secs_f64() + 30.0,
+            secs: outer.as_secs_f64(),
         }));
     }
-    if let Some(i) = first_failed {
-        let err = &outputs[i].1;
+    if let Some(first) = first_failed {
+        let errs: Vec<&str> = outputs.iter().map(|(_, e)| e.as_str()).collect();
+        let i = culprit(&status, &errs).unwrap_or(first);
+        let msg = match status[i] {
+            Some(st) => format!("exited with {st}: {}", tail(errs[i], 5)),
+            // Blamed by the others, but it had not exited (stalled or hung): quote them.
+            None => {
+                let j = (0..n)
+                    .find(|&j| blamed_by(errs[j]) == Some(i) && j != i)
+                    .unwrap_or(first);
+                format!("stopped party {j}, which reported: {}", tail(errs[j], 5))
+            }
+        };
         let e = Error::Peer {
             peer: i,
             op: "party process".into(),
-            msg: format!("exited with {}: {}", status[i].unwrap(), tail(err, 5)),
+            msg,
         };
-        return Err(if err.contains("cannot listen on") {
+        return Err(if errs.iter().any(|e| e.contains("cannot listen on")) {
             SpawnError::PortTaken(e)
         } else {
             fatal(e)
@@ -604,4 +848,40 @@ fn spawn_once(run: &ProcessRun) -> std::result::Result<Vec<PartyOutcome<PlainTen
         outs[i] = Some(o);
     }
     Ok(outs.into_iter().map(Option::unwrap).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    #[test]
+    fn the_culprit_is_the_party_the_others_blame_not_the_first_to_exit() {
+        let failed = Some(std::process::ExitStatus::from_raw(1 << 8));
+        let killed = Some(std::process::ExitStatus::from_raw(9));
+        let ok = Some(std::process::ExitStatus::from_raw(0));
+        let line = |me, b| format!("mpc-pipe: error: ...\n{BLAME_PREFIX} party={me} blames={b}\n");
+        let (l0, l1, l2) = (line(0, 2), line(1, 2), line(2, 2));
+        // Party 2 failed on its own; 0 and 1 exited first, blaming it.
+        assert_eq!(
+            culprit(&[failed, failed, failed], &[&l0, &l1, &l2]),
+            Some(2)
+        );
+        // Party 2 was killed: it says nothing, the others blame it.
+        assert_eq!(culprit(&[failed, failed, killed], &[&l0, &l1, ""]), Some(2));
+        // Party 2 stalled (still running when stopped): the others' blame decides.
+        assert_eq!(culprit(&[failed, failed, None], &[&l0, &l1, ""]), Some(2));
+        assert_eq!(culprit(&[ok, ok, ok], &["", "", ""]), None);
+        assert_eq!(blamed_by(&l1), Some(2));
+    }
+
+    #[test]
+    fn a_job_description_round_trips_and_unknown_keys_are_refused() {
+        let mut run = ProcessRun::new(JobSpec::new("lenet", 2, 3));
+        run.inbox_cap_mib = 77;
+        let job = run.party_job();
+        assert_eq!(PartyJob::from_json(&job.to_json()).unwrap(), job);
+        let extra = job.to_json().replacen('{', "{\"surprise\":1,", 1);
+        assert!(PartyJob::from_json(&extra).is_err());
+    }
 }

@@ -45,7 +45,10 @@ use crate::proto::{Ctx, Share};
 pub use fork::LaneFn;
 
 /// Which overlaps are on. `Scheme::default()` is `serial`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(deny_unknown_fields)]
 pub struct Scheme {
     pub inter_linear: bool,
     pub inner_layer: bool,
@@ -108,7 +111,10 @@ impl fmt::Display for Scheme {
 }
 
 /// Where a schedule's lanes (micro-batches, chunks, weights) run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
 pub enum Lanes {
     /// An OS thread per lane: lanes compute on several cores at once, at the price of a
     /// thread wake-up per lane and round (see `cost`).
@@ -143,7 +149,8 @@ impl fmt::Display for Lanes {
 
 /// A scheme with its parameters resolved: k chunks per layer, m micro-batches in flight,
 /// and where the lanes run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Schedule {
     pub scheme: Scheme,
     pub chunks: usize,

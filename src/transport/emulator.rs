@@ -1,5 +1,5 @@
 //! Link emulator: per directed link, a bandwidth and a one-way latency, applied in the I/O
-//! layer of both transports. Depends on comm, error (and toml/serde for profiles).
+//! layer of both transports. Depends on link.
 //!
 //! Model (a store-and-forward link with a FIFO serialiser): a message of `s` bytes handed to
 //! the link at time `t` starts serialising when the link is free, takes `s / bandwidth`, and
@@ -17,179 +17,22 @@
 //! `WAKE_EARLY_NS`, or `LAN_WAKE_EARLY_NS` of a short delay), so neither `post` nor the socket I/O thread ever sleeps for the
 //! emulator and no extra thread's wake-up sits between the due time and the receiver.
 //!
-//! Profiles (`bench-configs/links.toml` documents the sources): `local` unshaped, `lan`
-//! 10 Gbit/s with 0.1 ms one-way latency, `wan` 400 Mbit/s with 20 ms one-way latency.
+//! The profiles themselves (`LinkProfile`, re-exported here) live in `crate::link`, where
+//! layers above the transports name them.
 
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-
-use crate::error::{Error, Result};
-
-/// Bandwidth and one-way latency of every directed link of a session.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-pub struct LinkProfile {
-    pub name: String,
-    /// Bandwidth of one directed link in Mbit/s (10^6 bits per second); None = unshaped.
-    pub bandwidth_mbps: Option<f64>,
-    /// One-way latency in milliseconds.
-    #[serde(default)]
-    pub latency_ms: f64,
-}
-
-/// The profiles built into the binary; `bench-configs/links.toml` holds the same values
-/// with their sources (a test checks that the two agree).
-const BUILTIN: [(&str, Option<f64>, f64); 3] = [
-    ("local", None, 0.0),
-    ("lan", Some(10_000.0), 0.1),
-    ("wan", Some(400.0), 20.0),
-];
-
-#[derive(Deserialize)]
-struct LinksFile {
-    profile: Vec<LinkProfile>,
-}
-
-impl LinkProfile {
-    /// No shaping at all: messages are delivered as soon as they arrive.
-    pub fn unshaped() -> Self {
-        LinkProfile {
-            name: "local".into(),
-            bandwidth_mbps: None,
-            latency_ms: 0.0,
-        }
-    }
-
-    /// A built-in profile: `local`, `lan` or `wan`.
-    pub fn named(name: &str) -> Result<Self> {
-        BUILTIN
-            .iter()
-            .find(|(n, _, _)| *n == name)
-            .map(|&(n, bw, lat)| LinkProfile {
-                name: n.into(),
-                bandwidth_mbps: bw,
-                latency_ms: lat,
-            })
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "unknown link profile '{name}' (built in: local, lan, wan)"
-                ))
-            })
-    }
-
-    /// Every built-in profile, in order local, lan, wan.
-    pub fn builtin() -> Vec<Self> {
-        BUILTIN
-            .iter()
-            .map(|(n, _, _)| Self::named(n).unwrap())
-            .collect()
-    }
-
-    /// Every profile of a links file (`[[profile]]` tables with name, bandwidth_mbps,
-    /// latency_ms; a missing bandwidth means unshaped).
-    pub fn load_all(path: &Path) -> Result<Vec<Self>> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-        let file: LinksFile =
-            toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        for p in &file.profile {
-            p.check()?;
-        }
-        Ok(file.profile)
-    }
-
-    /// The profile `name` of a links file.
-    pub fn load(path: &Path, name: &str) -> Result<Self> {
-        Self::load_all(path)?
-            .into_iter()
-            .find(|p| p.name == name)
-            .ok_or_else(|| Error::Config(format!("no link profile '{name}' in {}", path.display())))
-    }
-
-    /// A profile from command-line values; `None` bandwidth and zero latency is unshaped.
-    pub fn custom(bandwidth_mbps: Option<f64>, latency_ms: f64) -> Result<Self> {
-        let p = LinkProfile {
-            name: "custom".into(),
-            bandwidth_mbps,
-            latency_ms,
-        };
-        p.check()?;
-        Ok(p)
-    }
-
-    /// The profile chosen by command-line options: `name` from `file` (or the built-ins),
-    /// then `bandwidth_mbps` / `latency_ms` override its values when given.
-    pub fn from_options(
-        name: Option<&str>,
-        file: Option<&Path>,
-        bandwidth_mbps: Option<f64>,
-        latency_ms: Option<f64>,
-    ) -> Result<Self> {
-        let mut p = match (name, file) {
-            (Some(n), Some(f)) => Self::load(f, n)?,
-            (Some(n), None) => Self::named(n)?,
-            (None, _) => Self::unshaped(),
-        };
-        if bandwidth_mbps.is_some() || latency_ms.is_some() {
-            if name.is_none() {
-                p.name = "custom".into();
-            }
-            if bandwidth_mbps.is_some() {
-                p.bandwidth_mbps = bandwidth_mbps;
-            }
-            if let Some(l) = latency_ms {
-                p.latency_ms = l;
-            }
-        }
-        p.check()?;
-        Ok(p)
-    }
-
-    pub fn check(&self) -> Result<()> {
-        if let Some(bw) = self.bandwidth_mbps {
-            if !(bw.is_finite() && bw > 0.0) {
-                return Err(Error::Config(format!(
-                    "link profile '{}': bandwidth must be a positive number of Mbit/s, got {bw}",
-                    self.name
-                )));
-            }
-        }
-        if !(self.latency_ms.is_finite() && self.latency_ms >= 0.0) {
-            return Err(Error::Config(format!(
-                "link profile '{}': latency must be a non-negative number of ms, got {}",
-                self.name, self.latency_ms
-            )));
-        }
-        Ok(())
-    }
-
-    /// True when the profile changes nothing (no bandwidth cap, no latency).
-    pub fn is_unshaped(&self) -> bool {
-        self.bandwidth_mbps.is_none() && self.latency_ms == 0.0
-    }
-
-    /// Serialisation time of `bytes` on this link, in nanoseconds.
-    pub fn transmit_ns(&self, bytes: u64) -> u64 {
-        match self.bandwidth_mbps {
-            // bits / (Mbit/s) = microseconds; * 1e3 for ns.
-            Some(bw) => ((bytes as f64 * 8.0) / bw * 1e3).round() as u64,
-            None => 0,
-        }
-    }
-
-    pub fn latency_ns(&self) -> u64 {
-        (self.latency_ms * 1e6).round() as u64
-    }
-}
+pub use crate::link::LinkProfile;
 
 /// The emulator's timing formula. Times are nanoseconds since any common origin.
 /// Returns (the time the link becomes free again, the delivery time).
 pub fn delivery_time(link_free: u64, t: u64, bytes: u64, link: &LinkProfile) -> (u64, u64) {
+    // Saturating: a checked profile keeps these far from 2^64 ns, and a wrapped sum would
+    // deliver a message at once instead of never.
     let start = t.max(link_free);
-    let free = start + link.transmit_ns(bytes);
-    (free, free + link.latency_ns())
+    let free = start.saturating_add(link.transmit_ns(bytes));
+    (free, free.saturating_add(link.latency_ns()))
 }
 
 /// The serialiser state of one directed link, shared by all threads that send on it.
@@ -428,30 +271,5 @@ pub(crate) fn fine_timer_slack() {
                 }
             }
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn builtin_profiles_have_the_documented_values() {
-        let lan = LinkProfile::named("lan").unwrap();
-        assert_eq!(lan.bandwidth_mbps, Some(10_000.0));
-        assert_eq!(lan.latency_ms, 0.1);
-        let wan = LinkProfile::named("wan").unwrap();
-        assert_eq!(wan.bandwidth_mbps, Some(400.0));
-        assert_eq!(wan.latency_ms, 20.0);
-        assert!(LinkProfile::named("local").unwrap().is_unshaped());
-        assert!(LinkProfile::named("moon").is_err());
-    }
-
-    #[test]
-    fn transmit_time_is_bits_over_bandwidth() {
-        // 1 MB at 400 Mbit/s = 8e6 bits / 4e8 bit/s = 20 ms.
-        let wan = LinkProfile::named("wan").unwrap();
-        assert_eq!(wan.transmit_ns(1_000_000), 20_000_000);
-        assert_eq!(wan.latency_ns(), 20_000_000);
     }
 }

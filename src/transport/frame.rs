@@ -115,6 +115,22 @@ pub fn abort_frame(blame: u32, reason: &str) -> Vec<u8> {
     out
 }
 
+/// `text` from a peer (an abort reason) made safe to print: control characters (terminal
+/// escapes, newlines, carriage returns, C1 controls) and bidirectional overrides, which
+/// could forge or hide log lines, become visible `\u{..}` escapes; the rest is kept.
+pub fn sanitize(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let bidi = matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        if c.is_control() || bidi {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// What the decoder produces.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Event {
@@ -131,6 +147,8 @@ pub enum Event {
 /// Incremental frame decoder: feed it bytes as they come, in any split.
 pub struct Decoder {
     max_frame: usize,
+    /// Cap on one whole message in bytes.
+    max_message: u64,
     hdr: [u8; HEADER_BYTES],
     hdr_fill: usize,
     /// Payload bytes of the current frame still to come (0 = reading a header).
@@ -158,6 +176,7 @@ impl Decoder {
     pub fn new(max_frame: usize) -> Self {
         Decoder {
             max_frame,
+            max_message: MAX_MESSAGE_BYTES,
             hdr: [0; HEADER_BYTES],
             hdr_fill: 0,
             frame_left: 0,
@@ -171,6 +190,12 @@ impl Decoder {
             failed: false,
             abort: None,
         }
+    }
+
+    /// Refuse messages larger than `bytes` (default `MAX_MESSAGE_BYTES`).
+    pub fn with_message_cap(mut self, bytes: u64) -> Self {
+        self.max_message = bytes;
+        self
     }
 
     /// The next decoded event, if any.
@@ -255,13 +280,19 @@ impl Decoder {
                             tag.0, t.0
                         )))
                     }
-                    Some((_, buf, _)) if (buf.len() + len) as u64 > MAX_MESSAGE_BYTES / 8 => {
+                    Some((_, buf, _)) if (8 * buf.len() + len) as u64 > self.max_message => {
                         return Err(self.fail(format!(
-                            "{what} {:#x} exceeds the cap of {MAX_MESSAGE_BYTES} bytes",
-                            tag.0
+                            "{what} {:#x} exceeds the cap of {} bytes",
+                            tag.0, self.max_message
                         )))
                     }
                     Some(_) => {}
+                    None if len as u64 > self.max_message => {
+                        return Err(self.fail(format!(
+                            "{what} {:#x} exceeds the cap of {} bytes",
+                            tag.0, self.max_message
+                        )))
+                    }
                     None => self.cur[s] = Some((tag, Vec::new(), self.hdr_time)),
                 }
                 self.frame_stream = s;
@@ -363,7 +394,9 @@ impl Decoder {
                     let a = self.abort.take().unwrap();
                     let ev = Event::Abort {
                         blame: u32::from_le_bytes(a[..4].try_into().unwrap()),
-                        reason: String::from_utf8_lossy(&a[4..]).into_owned(),
+                        // A peer's words reach our terminal and logs: no control
+                        // characters (escapes, newlines that forge log lines).
+                        reason: sanitize(&String::from_utf8_lossy(&a[4..])),
                     };
                     self.events.push_back((ev, self.hdr_time));
                 }
@@ -564,5 +597,37 @@ mod tests {
         // The tags are free again.
         d.feed(&encode_bulk_message(Tag(9), &[2], 64)).unwrap();
         assert_eq!(d.next_event(), Some(Event::Bulk(Tag(9), vec![2])));
+    }
+
+    #[test]
+    fn abort_reasons_lose_control_characters_and_bidi_overrides() {
+        let evil = "stop\x1b[2J\r\nmpc-pipe: error: party 9 \u{202e}lied\u{9b}";
+        let mut d = Decoder::new(1 << 10);
+        d.feed(&abort_frame(1, evil)).unwrap();
+        let Some(Event::Abort { reason, .. }) = d.next_event() else {
+            panic!("expected an abort")
+        };
+        assert!(
+            !reason.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "{reason:?}"
+        );
+        assert_eq!(
+            reason,
+            "stop\\u{1b}[2J\\u{d}\\u{a}mpc-pipe: error: party 9 \\u{202e}lied\\u{9b}"
+        );
+        assert_eq!(sanitize("plain text, ünïcode"), "plain text, ünïcode");
+    }
+
+    #[test]
+    fn a_message_over_the_message_cap_is_refused_from_the_frame_that_crosses_it() {
+        let mut d = Decoder::new(64).with_message_cap(128);
+        let ok = encode_message(Tag(1), &[7; 16], 64);
+        d.feed(&ok).unwrap();
+        assert!(matches!(d.next_event(), Some(Event::Msg(Tag(1), _))));
+        let e = frame_error(&mut d, &encode_message(Tag(2), &[7; 17], 64));
+        assert!(e.contains("exceeds the cap of 128 bytes"), "{e}");
+        let mut d = Decoder::new(1 << 10).with_message_cap(64);
+        let e = frame_error(&mut d, &header(KIND_DATA, FLAG_FIN, 72, Tag(3)));
+        assert!(e.contains("exceeds the cap of 64 bytes"), "{e}");
     }
 }

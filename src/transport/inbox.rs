@@ -27,7 +27,7 @@
 
 use crate::lanes::Waker;
 use std::collections::HashMap;
-use std::sync::atomic::{fence, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -64,6 +64,8 @@ impl Departure {
 struct PeerBox {
     /// (due time on the inbox's clock, how long before it the wait spins, arrival).
     queue: SegQueue<(u64, u64, Arrival)>,
+    /// Bytes of this peer's messages admitted (`admit`) and not yet taken by a waiter.
+    held: AtomicU64,
     sleepers: AtomicUsize,
     map: Mutex<Slot>,
 }
@@ -80,6 +82,17 @@ struct Slot {
 pub struct Inbox {
     peers: Vec<PeerBox>,
     clock: Clock,
+    /// Cap on `PeerBox::held` (`admit`); None: messages are not metered (the in-memory
+    /// transport, whose peers are threads of this process).
+    cap_bytes: Option<u64>,
+}
+
+/// `admit` refused a message: the peer would hold more than the cap in our inbox.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct OverCap {
+    /// What the peer would hold with the message, and the cap, in bytes.
+    pub held: u64,
+    pub cap: u64,
 }
 
 impl Inbox {
@@ -89,12 +102,41 @@ impl Inbox {
             peers: (0..parties)
                 .map(|_| PeerBox {
                     queue: SegQueue::new(),
+                    held: AtomicU64::new(0),
                     sleepers: AtomicUsize::new(0),
                     map: Mutex::new(Slot::default()),
                 })
                 .collect(),
             clock,
+            cap_bytes: None,
         }
+    }
+
+    /// As `new`, with at most `cap_bytes` of each peer's messages held at once: messages
+    /// it sent that no one has waited for yet (see `admit`).
+    pub fn with_cap(parties: usize, clock: Clock, cap_bytes: u64) -> Self {
+        Inbox {
+            cap_bytes: Some(cap_bytes),
+            ..Self::new(parties, clock)
+        }
+    }
+
+    /// Called by the I/O side for every message of `from` it takes into its custody
+    /// (before `push` or a bulk pump): refuses it when `from` would then hold more than the
+    /// cap in this inbox. What a peer holds goes down as waiters take its messages.
+    pub fn admit(&self, from: PartyId, bytes: u64) -> std::result::Result<(), OverCap> {
+        let Some(cap) = self.cap_bytes else {
+            return Ok(());
+        };
+        let held = &self.peers[from].held;
+        let now = held
+            .fetch_add(bytes, Ordering::AcqRel)
+            .saturating_add(bytes);
+        if now > cap {
+            held.fetch_sub(bytes, Ordering::AcqRel);
+            return Err(OverCap { held: now, cap });
+        }
+        Ok(())
     }
 
     /// Called by the I/O side: `a` may be taken at once. Never blocks unless a waiter
@@ -185,7 +227,10 @@ impl Inbox {
     pub fn wait(&self, from: PartyId, tag: Tag, timeout: Duration) -> Result<(Payload, Duration)> {
         let pb = &self.peers[from];
         let start = Instant::now();
-        let deadline = self.clock.now_ns() + timeout.as_nanos() as u64;
+        // A timeout past 2^64 ns (584 years) is no deadline at all: saturate rather than
+        // let the cast keep only its low 64 bits.
+        let timeout_ns = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
+        let deadline = self.clock.now_ns().saturating_add(timeout_ns);
         let mut slot = pb.map.lock().unwrap();
         loop {
             Self::drain(pb, &mut slot, from)?;
@@ -194,6 +239,9 @@ impl Inbox {
             let pending = if let Some(&(due, spin, _)) = slot.msgs.get(&tag) {
                 if due <= now {
                     let (_, _, d) = slot.msgs.remove(&tag).unwrap();
+                    if self.cap_bytes.is_some() {
+                        pb.held.fetch_sub(8 * d.len() as u64, Ordering::AcqRel);
+                    }
                     return Ok((d, start.elapsed()));
                 }
                 Some((due, spin))
@@ -330,5 +378,33 @@ mod tests {
             inbox.wait(1, Tag(2), short),
             Err(Error::Peer { peer: 1, .. })
         ));
+    }
+
+    #[test]
+    fn a_timeout_past_2_pow_64_ns_is_no_deadline() {
+        // 2^64 ns + 50 ms: its low 64 bits alone would be a 50 ms timeout.
+        let long = Duration::from_nanos(u64::MAX) + Duration::from_millis(50);
+        let clock = Clock::default();
+        let inbox = std::sync::Arc::new(Inbox::new(2, clock));
+        let i2 = inbox.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            i2.push(1, Arrival::Msg(Tag(3), vec![9].into()));
+        });
+        let got = inbox.wait(1, Tag(3), long).map(|(d, _)| d);
+        t.join().unwrap();
+        assert_eq!(got.unwrap(), vec![9]);
+    }
+
+    #[test]
+    fn admitted_bytes_are_capped_per_peer_and_freed_when_taken() {
+        let inbox = Inbox::with_cap(3, Clock::default(), 64);
+        inbox.admit(1, 48).unwrap();
+        inbox.push(1, Arrival::Msg(Tag(1), vec![0; 6].into()));
+        // Peer 2 has a cap of its own.
+        inbox.admit(2, 64).unwrap();
+        assert_eq!(inbox.admit(1, 24), Err(OverCap { held: 72, cap: 64 }));
+        inbox.wait(1, Tag(1), Duration::from_secs(1)).unwrap();
+        inbox.admit(1, 64).unwrap();
     }
 }

@@ -14,10 +14,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::bulk::BulkPump;
-use super::emulator::{Clock, Link, LinkProfile};
+use super::emulator::{Clock, Link};
 use super::inbox::{Arrival, Departure, Inbox};
 use crate::comm::{Comm, Counters, PartyId, Payload, Tag};
 use crate::error::{Error, Result};
+use crate::link::LinkProfile;
 
 struct Shared {
     n: usize,

@@ -1,6 +1,6 @@
 //! Implementations of `comm::Comm`: in-memory endpoints for all parties in one process, and
 //! TCP endpoints for one party per process (loopback or remote hosts), both with the link
-//! emulator. Depends on comm, error (and crossbeam, mio, hmac, sha2).
+//! emulator. Depends on comm, link, error (and crossbeam, mio, hmac, sha2).
 
 pub mod bulk;
 pub mod emulator;
@@ -10,7 +10,8 @@ pub mod inbox;
 pub mod memory;
 pub mod tcp;
 
-pub use emulator::LinkProfile;
+// Where callers named it before it moved to `crate::link`.
+pub use crate::link::LinkProfile;
 pub use handshake::SessionKey;
 pub use memory::MemoryNetwork;
 pub use tcp::{TcpConfig, TcpEndpoint, TcpNetwork};
