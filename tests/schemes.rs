@@ -396,8 +396,6 @@ fn a_weights_lane_failure_keeps_its_kind() {
     let input2 = Data::new(1).tensor(g2.input_shape(), 0.0, 1.0);
     let plan = record_plan(&cfg, &program(&g2, &input2, schedule)).unwrap();
     let material = deal(&plan, 2, fresh_session());
-    let err = run_online(&cfg, material, &program(&g4, &input, schedule))
-        .err()
-        .expect("must fail");
+    let err = run_online(&cfg, material, &program(&g4, &input, schedule)).expect_err("must fail");
     assert!(matches!(err, Error::Material(_)), "got {err:?}");
 }
