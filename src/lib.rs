@@ -4,6 +4,7 @@
 //! Layers (dependencies point down only):
 //! ```text
 //!   cli                      subcommands
+//!   bench | report | profile sweeps and their CSV | tables and figures from them | timelines
 //!   runtime                  wiring: parties as threads/processes, dealer, timing
 //!   proto                    online protocols (Ctx methods), written like the math
 //!   comm | offline | prg     message interface | dealer + material | CSPRNG
@@ -24,6 +25,7 @@ pub mod offline;
 pub mod prg;
 pub mod profile;
 pub mod proto;
+pub mod report;
 pub mod ring;
 pub mod runtime;
 pub mod sched;
