@@ -111,16 +111,17 @@ impl Timeline {
     pub fn cpu(&self, bin_us: f64, bins: usize) -> Vec<f64> {
         let mut busy = vec![0.0; bins];
         for &(s, d) in &self.compute {
-            // Spread each span over the bins it covers.
-            let (mut a, b) = (s, s + d);
-            while a < b {
-                let i = (a / bin_us) as usize;
-                if i >= bins {
-                    break;
+            // Spread each span over the bins it covers, by bin index (float steps could
+            // stall on a boundary).
+            let (a, b) = (s, s + d);
+            let first = (a / bin_us).floor().max(0.0) as usize;
+            let last = ((b / bin_us).floor() as usize).min(bins.saturating_sub(1));
+            for (i, t) in busy.iter_mut().enumerate().take(last + 1).skip(first) {
+                let lo = a.max(i as f64 * bin_us);
+                let hi = b.min((i + 1) as f64 * bin_us);
+                if hi > lo {
+                    *t += hi - lo;
                 }
-                let end = ((i + 1) as f64 * bin_us).min(b);
-                busy[i] += end - a;
-                a = end;
             }
         }
         busy.iter().map(|t| t / bin_us).collect()
