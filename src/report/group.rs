@@ -1,6 +1,6 @@
 //! Grouping rows into the report's configurations, and what is derived from each row
 //! against its configuration's serial row (gains, and whether η is meaningful).
-//! Depends on report::load only.
+//! Depends on report::load, and bench for η's threshold.
 //!
 //! A group is one configuration (model, batch, parties, weights, link, truncation mode) of
 //! one file: every row of a group was measured by one sweep writing one file, and its
@@ -12,8 +12,8 @@
 use super::load::Record;
 
 /// η's denominator T_serial − max(T_compute, T_comm) under this share of T_serial makes η
-/// ill-conditioned (a few ms of noise move it by whole units), so it is reported as n/a.
-pub const ETA_MIN_ROOM: f64 = 0.05;
+/// ill-conditioned, so it is reported as n/a: the threshold bench applies to the CSV.
+pub use crate::bench::ETA_MIN_ROOM;
 
 /// The identity of a configuration, without the scheme.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
