@@ -213,7 +213,7 @@ fn a_missing_column_is_refused_naming_file_row_and_column() {
     let csv = dir.join("no-p99.csv");
     std::fs::write(&csv, cut).unwrap();
     let out = dir.join("out");
-    let err = mpc_pipe::report::render(&[csv.clone()], &out, "x")
+    let err = mpc_pipe::report::render(std::slice::from_ref(&csv), &out, "x")
         .err()
         .expect("a file without latency_ms_p99 is refused")
         .to_string();

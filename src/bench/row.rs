@@ -50,7 +50,8 @@ pub fn eta(t_serial: f64, t_scheme: f64, t_compute: f64, t_comm: f64) -> Option<
 pub fn paired_eta(serial: &[f64], scheme: &[f64], compute: &[f64], t_comm: f64) -> Option<f64> {
     let (ts, tc) = (median(serial), median(compute));
     let room = ts - tc.max(t_comm);
-    if !(room >= ETA_MIN_ROOM * ts) {
+    // Also None when a median is NaN (no repetitions).
+    if room.is_nan() || room < ETA_MIN_ROOM * ts {
         return None;
     }
     let per_turn: Vec<f64> = serial

@@ -101,7 +101,8 @@ impl<'a> Group<'a> {
     /// What differs between the group's rows (commit, host, ISA path), naming the schemes
     /// of each value; empty when they all agree.
     pub fn provenance_warnings(&self) -> Vec<String> {
-        let fields: [(&str, fn(&Record) -> &str); 3] = [
+        type Field = fn(&Record) -> &str;
+        let fields: [(&str, Field); 3] = [
             ("commit", |r| &r.commit),
             ("host", |r| &r.host),
             ("isa", |r| &r.isa),
