@@ -177,7 +177,7 @@ fn fixture_figures_parse_as_xml_and_name_every_series_and_axis() {
     assert_names(
         &figs.join("utilization-toy-b1-n2-private-lan-local.svg"),
         &[
-            "CPU, party 0 (100% = one core)",
+            "compute lanes busy or ready, party 0 (100% = one lane)",
             "link into party 0 (% of bandwidth)",
             "utilization (%)",
         ],
@@ -362,7 +362,7 @@ reps = 1
     assert_names(
         &out.join("figures/utilization-lenet-b2-n2-private-lan-local.svg"),
         &[
-            "CPU, party 0 (100% = one core)",
+            "compute lanes busy or ready, party 0 (100% = one lane)",
             "link into party 0 (% of bandwidth)",
         ],
     );

@@ -255,6 +255,9 @@ pub fn lines(path: &Path, fig: &Lines) -> Result<()> {
     let rows = fig.panels.len().div_ceil(cols).max(1);
     let (pw, ph) = (480u32, 340u32);
     let lw = legend_width(&entries);
+    // Wide enough for the title too (about 10 px a character at 20 px).
+    let title_w = fig.title.chars().count() as u32 * 10 + 40;
+    let lw = lw.max(title_w.saturating_sub(pw * cols as u32));
     let (w, h) = (pw * cols as u32 + lw, ph * rows as u32 + 50);
     let root = SVGBackend::new(path, (w, h)).into_drawing_area();
     root.fill(&WHITE).map_err(draw_err)?;

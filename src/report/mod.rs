@@ -349,9 +349,12 @@ fn draw(
     } else {
         let _ = writeln!(
             md,
-            "From bench traces (one extra, untimed repetition per row): party 0's compute \
-             time per bin (100% = one core busy; lanes can overlap) and the bytes its waits \
-             took per bin against the link's bandwidth (at the time each wait ended). \
+            "From bench traces (one extra, untimed repetition per row). Compute: party \
+             0's compute spans per bin, summed over its lanes (100% = one lane busy); a span \
+             is the gap between a lane's waits, so a lane ready but waiting for the core \
+             counts as well, and the sum can exceed the cores (coroutine lanes take turns on \
+             one thread). Link: each message party 0 took, spread over the time the link \
+             needs to carry it, ending when its wait ended, against the link's bandwidth. \
              Panels share the time axis. Files: {}.\n",
             traces
                 .iter()

@@ -496,7 +496,7 @@ pub fn utilization(
                 let xs = |i: usize| (i as f64 + 0.5) * bin_us / 1e3;
                 let used = ((t.timeline.span_us / bin_us).ceil() as usize).clamp(1, bins);
                 let mut series = vec![Series {
-                    name: "CPU, party 0 (100% = one core)".into(),
+                    name: "compute lanes busy or ready, party 0 (100% = one lane)".into(),
                     points: t
                         .timeline
                         .cpu(bin_us, used)
@@ -527,10 +527,11 @@ pub fn utilization(
                 }
                 Panel {
                     title: format!(
-                        "{} ({:.1} ms, {} lanes)",
+                        "{} ({:.1} ms, {} lane{})",
                         t.scheme,
                         t.timeline.span_us / 1e3,
-                        t.timeline.lanes
+                        t.timeline.lanes,
+                        if t.timeline.lanes == 1 { "" } else { "s" }
                     ),
                     y_label: "utilization (%)".into(),
                     series,

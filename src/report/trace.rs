@@ -3,11 +3,15 @@
 //!
 //! A timeline holds, per party and lane, "compute" spans (the time a lane ran between its
 //! waits) and "comm" spans (a `wait`, with the bytes it took). Utilization is taken for
-//! party 0 (the parties do symmetric work) in equal time bins: CPU is the compute time of
-//! all its lanes in a bin over the bin's length (1.0 = one core busy); link is the bytes
-//! its waits took in the bin, at the wait's end, over what the link carries in a bin. A
-//! wait ends when its message has arrived, so the link curve is the arrival rate, not the
-//! instantaneous wire occupancy: at a bin width of a few rounds the two agree.
+//! party 0 (the parties do symmetric work) in equal time bins. Compute is the compute-span
+//! time of all its lanes in a bin over the bin's length (1.0 = one lane busy). A compute
+//! span is the gap between a lane's waits, so a lane that is ready but waiting for the
+//! core (coroutine lanes take turns on one thread; thread lanes share the cores) counts
+//! too: the curve is lanes computing or ready, and can exceed the cores. Link is each
+//! message's bytes spread over the time the link needs for them, ending when its wait
+//! ended, over what the link carries in a bin: the incoming link's occupancy as far as
+//! the timeline tells (a message that arrived long before it was waited for is placed
+//! late).
 
 use std::path::Path;
 
@@ -127,14 +131,30 @@ impl Timeline {
         busy.iter().map(|t| t / bin_us).collect()
     }
 
-    /// Link utilization (share of `bandwidth_mbps`) per bin.
+    /// Link utilization (share of `bandwidth_mbps`) per bin: each message's bytes are
+    /// spread over the time the link needs to carry them, ending when its wait ended (the
+    /// wire time just before it could be taken), clipped at the timeline's start.
     pub fn link(&self, bandwidth_mbps: f64, bin_us: f64, bins: usize) -> Vec<f64> {
         let mut bytes = vec![0.0; bins];
         for &(t, b) in &self.arrivals {
-            let i = ((t / bin_us) as usize).min(bins.saturating_sub(1));
-            bytes[i] += b;
+            // Mbit/s = bits per µs.
+            let wire_us = b * 8.0 / bandwidth_mbps;
+            let (a, e) = ((t - wire_us).max(0.0), t);
+            if e <= a {
+                let i = ((t / bin_us) as usize).min(bins.saturating_sub(1));
+                bytes[i] += b;
+                continue;
+            }
+            let first = (a / bin_us).floor() as usize;
+            let last = ((e / bin_us).floor() as usize).min(bins.saturating_sub(1));
+            for (i, x) in bytes.iter_mut().enumerate().take(last + 1).skip(first) {
+                let lo = a.max(i as f64 * bin_us);
+                let hi = e.min((i + 1) as f64 * bin_us);
+                if hi > lo {
+                    *x += b * (hi - lo) / (e - a);
+                }
+            }
         }
-        // Mbit/s × µs = bits.
         let capacity_bytes = bandwidth_mbps * bin_us / 8.0;
         bytes.iter().map(|b| b / capacity_bytes).collect()
     }
@@ -158,15 +178,18 @@ mod tests {
     }
 
     #[test]
-    fn link_is_bytes_over_what_the_link_carries_in_a_bin() {
-        // 1000 Mbit/s for 100 µs carries 12500 bytes.
+    fn link_spreads_each_message_over_its_wire_time_before_it_was_taken() {
+        // 1000 Mbit/s carries 12500 bytes in 100 µs: a message of that size taken at
+        // 100 µs filled bin 0; 6250 bytes taken at 250 µs were on the wire 200-250 µs,
+        // half of bin 2; 12500 bytes taken at 350 µs were on the wire 250-350 µs, half of
+        // bin 2 and half of bin 3.
         let t = Timeline {
             compute: vec![],
-            arrivals: vec![(10.0, 12500.0), (150.0, 6250.0)],
+            arrivals: vec![(100.0, 12500.0), (250.0, 6250.0), (350.0, 12500.0)],
             lanes: 1,
-            span_us: 150.0,
+            span_us: 350.0,
         };
-        assert_eq!(t.link(1000.0, 100.0, 2), vec![1.0, 0.5]);
+        assert_eq!(t.link(1000.0, 100.0, 4), vec![1.0, 0.0, 1.0, 0.5]);
     }
 
     #[test]
