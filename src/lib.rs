@@ -4,7 +4,7 @@
 //! Layers (dependencies point down only):
 //! ```text
 //!   cli                      subcommands
-//!   bench                    benchmark matrix, CSV rows
+//!   bench | report | profile sweeps and their CSV | tables and figures from them | timelines
 //!   runtime                  wiring: parties as threads/processes, dealer, timing
 //!   sched                    schemes: strategies over the one traversal (lanes, slots)
 //!   model                    graph, zoo, f64 and MPC interpreters (the one traversal)
@@ -30,6 +30,7 @@ pub mod offline;
 pub mod prg;
 pub mod profile;
 pub mod proto;
+pub mod report;
 pub mod ring;
 pub mod runtime;
 pub mod sched;

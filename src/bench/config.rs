@@ -18,6 +18,7 @@
 //! timeout_s = 300
 //! trunc = "dealer"                        # optional: "local" (2 parties only) or "dealer";
 //!                                         # default local for 2 parties, dealer for more
+//! trace_dir = "results/traces"            # optional: one timeline per measured row
 //! ```
 
 use std::path::Path;
@@ -125,6 +126,11 @@ pub struct BenchConfig {
     /// each point's party count. "local" is refused when `parties` lists more than 2.
     #[serde(default)]
     pub trunc: Option<String>,
+    /// Keep one timeline per measured row in this directory (an extra, untimed repetition
+    /// with every wait recorded; see bench::run_matrix_traced). `bench --trace-dir`
+    /// overrides it.
+    #[serde(default)]
+    pub trace_dir: Option<String>,
 }
 
 impl BenchConfig {

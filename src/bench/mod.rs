@@ -34,27 +34,31 @@
 
 pub mod config;
 pub mod csv_out;
+pub mod jobs;
 pub mod progress;
+pub mod row;
 
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use hdrhistogram::Histogram;
-
 use crate::error::{Error, Result};
 use crate::model::Weights;
 use crate::offline::deal;
+use crate::profile::Recorder;
 use crate::ring::{FixedPoint, Trunc};
 use crate::runtime::job::{self, JobSpec};
-use crate::runtime::local::{fresh_session, material_mode, run_online_with_link, MaterialMode};
+use crate::runtime::local::{
+    fresh_session, material_mode, run_online_traced, run_online_with_link, MaterialMode,
+};
 use crate::runtime::{record_plan, SessionConfig};
-use crate::sched::cost::CostInputs;
-use crate::sched::{Lanes, Schedule, Scheme};
+use crate::sched::{Lanes, Scheme};
 use crate::transport::emulator::LinkProfile;
 
 pub use config::{BenchConfig, Count};
 pub use csv_out::{Row, RowKey};
+pub use jobs::Choice;
+pub use row::{row_of, Serial, Stamp, ETA_MIN_ROOM};
 
 /// Process CPU time (user + system) in seconds, from /proc/self/stat.
 pub fn process_cpu_s() -> f64 {
@@ -182,6 +186,28 @@ impl Runner {
     }
 }
 
+impl Runner {
+    /// One more repetition on `link`, untimed, with every wait recorded; its timeline is
+    /// written to `path` as Chrome trace events.
+    pub fn trace_rep(&self, link: &LinkProfile, path: &Path) -> Result<()> {
+        let material = deal(&self.plan, self.spec.parties, fresh_session());
+        let recorder = Recorder::new();
+        run_online_traced(
+            &self.cfg,
+            link,
+            material,
+            &*self.job.program,
+            Some(&recorder),
+        )?;
+        let f = std::fs::File::create(path)
+            .map_err(|e| Error::Config(format!("cannot create {}: {e}", path.display())))?;
+        let mut w = std::io::BufWriter::new(f);
+        recorder.write_chrome_trace(&mut w)?;
+        w.flush()?;
+        Ok(())
+    }
+}
+
 impl Measured {
     /// The median repetition latency: what η and the cost model use, being robust to the
     /// odd repetition that a noisy host slowed down.
@@ -258,33 +284,6 @@ pub fn measure_interleaved(
     Ok(ms)
 }
 
-/// η = (T_serial - T_scheme) / (T_serial - max(T_compute, T_comm)), or None when serial is
-/// not slower than the bound (no room to overlap anything).
-fn eta(t_serial: f64, t_scheme: f64, t_compute: f64, t_comm: f64) -> Option<f64> {
-    let room = t_serial - t_compute.max(t_comm);
-    (room > 0.0).then(|| (t_serial - t_scheme) / room)
-}
-
-/// The median of η over turns: each turn's serial, scheme and T_compute repetitions ran
-/// back to back, so host drift between turns cancels.
-fn paired_eta(serial: &[f64], scheme: &[f64], compute: &[f64], t_comm: f64) -> Option<f64> {
-    let per_turn: Vec<f64> = serial
-        .iter()
-        .zip(scheme)
-        .zip(compute)
-        .filter_map(|((&s, &x), &c)| eta(s, x, c, t_comm))
-        .collect();
-    (!per_turn.is_empty()).then(|| median(&per_turn))
-}
-
-fn percentile_ms(lat: &[f64], q: f64) -> f64 {
-    let mut h = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).expect("histogram bounds");
-    for &l in lat {
-        h.saturating_record((l * 1e6).max(1.0) as u64);
-    }
-    h.value_at_quantile(q) as f64 / 1e3
-}
-
 /// Short commit id of the checkout this binary was built from (its crate directory), with
 /// `-dirty` when the tracked sources there differ from that commit: such a run did not
 /// measure the commit. "unknown" outside a git checkout.
@@ -326,20 +325,21 @@ pub fn host_name() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// What one scheme of a point runs with: its chunks k and micro-batches m (resolved from
-/// `auto`), and the cost model's predicted time per repetition, if asked.
-struct Choice {
-    scheme: Scheme,
-    key: RowKey,
-    k: usize,
-    m: usize,
-    lanes: Lanes,
-    predicted: Option<f64>,
-}
-
 /// Run the whole matrix, appending rows to `out`; returns every row of this configuration
 /// matrix (resumed ones included) for the summary.
-pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> {
+pub fn run_matrix(cfg: &BenchConfig, out: &Path) -> Result<Vec<Row>> {
+    run_matrix_traced(cfg, out, None)
+}
+
+/// As `run_matrix`, keeping one timeline per measured row in `trace_dir` (or the config's
+/// `trace_dir`): an extra, untimed repetition of the row's job with every wait recorded,
+/// written as `trace-<model>-b<batch>-n<parties>-<weights>-<network>-<trunc>--<scheme>.json`
+/// (Chrome trace events, as `run --trace`). Rows resumed from the file get none.
+pub fn run_matrix_traced(
+    cfg: &BenchConfig,
+    out: &Path,
+    trace_dir: Option<&Path>,
+) -> Result<Vec<Row>> {
     let _lock = csv_out::lock(out)?;
     csv_out::upgrade(out)?;
     let done = csv_out::read_rows(out)?;
@@ -349,271 +349,256 @@ pub fn run_matrix(cfg: &BenchConfig, out: &std::path::Path) -> Result<Vec<Row>> 
         .iter()
         .map(|s| s.parse::<Scheme>())
         .collect::<Result<Vec<_>>>()?;
+    let trace_dir = trace_dir
+        .map(Path::to_path_buf)
+        .or_else(|| cfg.trace_dir.as_ref().map(std::path::PathBuf::from));
+    if let Some(d) = &trace_dir {
+        std::fs::create_dir_all(d).map_err(|e| {
+            Error::Config(format!(
+                "cannot create trace directory {}: {e}",
+                d.display()
+            ))
+        })?;
+    }
     let total = points.len() * schemes.len();
-    let (commit, host) = (commit_id(), host_name());
-    let isa = crate::kernels::selected()
-        .map(|k| k.isa.name())
-        .unwrap_or("scalar");
-    let mut rows = Vec::new();
-    let bar = progress::Progress::new(total);
-    let mut finished = 0usize;
-    let reps = Reps {
-        warmup: cfg.warmup,
-        reps: cfg.reps,
-        min_time_s: cfg.min_time_s,
+    let mut sweep = Sweep {
+        cfg,
+        out,
+        stamp: Stamp {
+            commit: commit_id(),
+            host: host_name(),
+            isa: crate::kernels::selected()
+                .map(|k| k.isa.name())
+                .unwrap_or("scalar")
+                .to_string(),
+        },
+        reps: Reps {
+            warmup: cfg.warmup,
+            reps: cfg.reps,
+            min_time_s: cfg.min_time_s,
+        },
+        timeout: Duration::from_secs_f64(cfg.timeout_s),
+        lanes: cfg.fixed_lanes()?,
+        bar: progress::Progress::new(total),
+        total,
+        finished: 0,
+        trace_dir,
     };
-    let timeout = Duration::from_secs_f64(cfg.timeout_s);
-    let lanes = cfg.fixed_lanes()?;
+    let mut rows = Vec::new();
     for p in &points {
-        let mut base = JobSpec::new(&p.model, p.parties, p.batch);
-        base.weights = p.weights;
-        let fixed = FixedPoint::default().with_trunc(Some(p.trunc));
-        let spec_of = |scheme: Scheme, k: usize, m: usize, lanes: Lanes| {
-            let mut spec = base.clone();
-            spec.schedule = Schedule {
-                scheme,
-                chunks: k.max(1),
-                batches_in_flight: m.max(1),
-                lanes,
-            };
-            spec
-        };
-        let keys: Vec<RowKey> = schemes
-            .iter()
-            .map(|s| RowKey::new(p, &s.to_string()))
-            .collect();
-        let resumed: Vec<Option<&Row>> = keys
-            .iter()
-            .map(|k| done.iter().find(|r| r.key() == *k))
-            .collect();
+        sweep.point(p, &schemes, &done, &mut rows)?;
+    }
+    sweep.bar.finish(sweep.finished);
+    Ok(rows)
+}
+
+/// What every point of a sweep shares, and its progress.
+struct Sweep<'a> {
+    cfg: &'a BenchConfig,
+    out: &'a Path,
+    stamp: Stamp,
+    reps: Reps,
+    timeout: Duration,
+    lanes: Option<Lanes>,
+    bar: progress::Progress,
+    total: usize,
+    finished: usize,
+    trace_dir: Option<std::path::PathBuf>,
+}
+
+impl Sweep<'_> {
+    /// Measure the schemes of point `p` not in `done`, appending their rows to the file;
+    /// push every scheme's row (resumed or measured) to `rows`, in the config's order.
+    fn point(
+        &mut self,
+        p: &Point,
+        schemes: &[Scheme],
+        done: &[Row],
+        rows: &mut Vec<Row>,
+    ) -> Result<()> {
+        let (keys, resumed) = jobs::resumed(p, schemes, done);
         for (key, r) in keys.iter().zip(&resumed) {
             if r.is_some() {
-                finished += 1;
-                bar.skip(
-                    finished - 1,
+                self.finished += 1;
+                self.bar.skip(
+                    self.finished - 1,
                     &format!(
-                        "[{finished}/{total}] {key} (already in {}, skipped)",
-                        out.display()
+                        "[{}/{}] {key} (already in {}, skipped)",
+                        self.finished,
+                        self.total,
+                        self.out.display()
                     ),
                 );
             }
         }
         if resumed.iter().all(Option::is_some) {
             rows.extend(resumed.iter().map(|r| (*r).unwrap().clone()));
-            continue;
+            return Ok(());
         }
+        let fixed = FixedPoint::default().with_trunc(Some(p.trunc));
         // T_compute: the serial run over an unshaped, zero-latency link (median
         // repetition); also the serial traffic and rounds for T_comm and the cost model,
         // which `auto` needs before the schemes run.
-        let unshaped = LinkProfile::unshaped();
-        let serial_unshaped = Runner::new(
-            &spec_of(Scheme::SERIAL, 1, 1, Lanes::Threads),
-            fixed,
-            timeout,
-        )?;
-        let probe = measure_runner(
-            &serial_unshaped,
-            &unshaped,
-            Reps {
-                reps: cfg.reps.min(3),
-                ..reps
-            },
-        )?;
-        let ci = CostInputs {
-            t_compute_s: probe.median_s(),
-            link_bytes: probe.link_bytes as f64,
-            rounds: probe.rounds as f64,
-            bandwidth_mbps: p.link.bandwidth_mbps,
-            latency_ms: p.link.latency_ms,
-            // Each party sends its share of every weight mask to each peer once.
-            weight_mask_bytes: (serial_unshaped.job.weight_mask_words * 8) as f64,
-        };
-        let t_comm = ci.t_bw() + ci.t_lat();
-        let choices: Vec<Choice> = schemes
-            .iter()
-            .zip(&keys)
-            .zip(&resumed)
-            .filter(|(_, r)| r.is_none())
-            .map(|((&scheme, key), _)| {
-                let (ak, am, _) = ci.choose(
-                    scheme.inter_linear,
-                    scheme.inner_layer,
-                    scheme.inter_batch,
-                    p.batch,
-                );
-                let k = cfg.chunks.fixed().unwrap_or(ak);
-                let m = cfg.batches_in_flight.fixed().unwrap_or(am);
-                let (k, m) = (
-                    if scheme.inner_layer { k } else { 1 },
-                    if scheme.inter_batch { m } else { 1 },
-                );
-                let auto = cfg.chunks.fixed().is_none() || cfg.batches_in_flight.fixed().is_none();
-                Choice {
-                    scheme,
-                    key: key.clone(),
-                    k,
-                    m,
-                    lanes: lanes.unwrap_or_else(|| ci.lanes(m)),
-                    predicted: (auto || cfg.predict)
-                        .then(|| ci.predict_scheme(scheme.inter_linear, k, m)),
-                }
-            })
-            .collect();
+        let probe = jobs::probe(p, fixed, self.cfg.reps, self.reps, self.timeout)?;
+        let choices = jobs::choices(self.cfg, self.lanes, p, schemes, &keys, &resumed, &probe.ci);
         // Serial's throughput and median latency, once known (from the file, or measured).
-        let mut serial = schemes.iter().zip(&resumed).find_map(|(s, r)| {
-            r.filter(|_| s.is_serial())
-                .map(|r| (r.throughput_per_s, r.latency_ms_p50 / 1e3))
+        let serial = schemes.iter().zip(&resumed).find_map(|(s, r)| {
+            r.filter(|_| s.is_serial()).map(|r| Serial {
+                throughput: r.throughput_per_s,
+                median_s: r.latency_ms_p50 / 1e3,
+            })
         });
-        let serial_of = |m: &Measured| {
-            let n = m.latencies_s.len();
-            ((p.batch * n) as f64 / m.online_s, m.median_s())
-        };
-        // A row from a measurement; `turns`: serial's and T_compute's repetitions taken in
-        // the same turns (interleaved), for a paired η.
-        let row_of = |c: &Choice,
-                      meas: &Measured,
-                      serial: Option<(f64, f64)>,
-                      turns: Option<(&Measured, &Measured)>,
-                      tc: f64| {
-            let n_reps = meas.latencies_s.len();
-            let throughput = (p.batch * n_reps) as f64 / meas.online_s;
-            let overlap_efficiency = if c.scheme.is_serial() {
-                None
-            } else {
-                match turns {
-                    Some((st, ct)) => {
-                        paired_eta(&st.latencies_s, &meas.latencies_s, &ct.latencies_s, t_comm)
-                    }
-                    None => serial.and_then(|(_, ts)| eta(ts, meas.median_s(), tc, t_comm)),
-                }
-            };
-            let link_util = p.link.bandwidth_mbps.map(|mbps| {
-                meas.link_bytes as f64 * 8.0 * n_reps as f64 / (mbps * 1e6 * meas.online_s)
-            });
-            Row {
-                model: p.model.clone(),
-                batch: p.batch,
-                parties: p.parties,
-                weights: format!("{:?}", p.weights).to_lowercase(),
-                network: p.link.name.clone(),
-                bandwidth_mbps: p.link.bandwidth_mbps,
-                latency_ms: p.link.latency_ms,
-                scheme: c.scheme.to_string(),
-                chunks: c.k,
-                batches_in_flight: c.m,
-                reps: n_reps,
-                latency_ms_p50: percentile_ms(&meas.latencies_s, 0.5),
-                latency_ms_p99: percentile_ms(&meas.latencies_s, 0.99),
-                throughput_per_s: throughput,
-                online_s: meas.online_s,
-                compute_busy_s: meas.cpu_s,
-                comm_wait_s: meas.wait_s,
-                bytes_per_party: meas.bytes_per_party,
-                rounds: meas.rounds,
-                cpu_util: meas.cpu_s / meas.online_s,
-                link_util,
-                max_abs_err: meas.max_abs_err,
-                speedup_vs_serial: serial.map(|(s, _)| throughput / s),
-                commit: commit.clone(),
-                host: host.clone(),
-                isa: isa.to_string(),
-                predicted_s: c.predicted.map(|t| t * n_reps as f64),
-                t_compute_s: tc,
-                t_comm_s: t_comm,
-                overlap_efficiency,
-                material: meas.material.to_string(),
-                trunc: p.trunc.to_string(),
-                link_bytes: Some(meas.link_bytes),
-                lanes: c.lanes.to_string(),
-                messages: Some(meas.messages),
-            }
-        };
-        if cfg.interleave {
-            // Every row of the point is written once all its turns are done.
-            let what: Vec<String> = choices
-                .iter()
-                .map(|c| format!("{} k={} m={}", c.scheme, c.k, c.m))
-                .collect();
-            bar.at(
-                finished,
-                &format!("{} interleaved: {}", choices[0].key, what.join(", ")),
-            );
-            let runners = choices
-                .iter()
-                .map(|c| {
-                    Runner::new(&spec_of(c.scheme, c.k, c.m, c.lanes), fixed, timeout)
-                        .map_err(|e| Error::Config(format!("{}: {e}", c.key)))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            // The probe's unshaped serial run (T_compute) goes every turn, but its own
-            // min_time_s does not make the others repeat.
-            let list: Vec<(&Runner, &LinkProfile, bool)> =
-                std::iter::once((&serial_unshaped, &unshaped, false))
-                    .chain(runners.iter().map(|r| (r, &p.link, true)))
-                    .collect();
-            let mut measured = measure_interleaved(&list, reps)?;
-            let tc_turns = measured.remove(0);
-            finished += choices.len();
-            let tc = tc_turns.median_s();
-            let serial_turns = choices
-                .iter()
-                .zip(&measured)
-                .find(|(c, _)| c.scheme.is_serial())
-                .map(|(_, m)| m);
-            serial = serial_turns.map(serial_of).or(serial);
-            let turns = serial_turns.map(|st| (st, &tc_turns));
-            let mut fresh = choices.iter().zip(&measured);
-            for r in &resumed {
-                let row = match r {
-                    Some(r) => (*r).clone(),
-                    None => {
-                        let (c, meas) = fresh.next().expect("a measurement per scheme not resumed");
-                        let row = row_of(c, meas, serial, turns, tc);
-                        csv_out::append_row(out, &row)?;
-                        row
-                    }
-                };
-                rows.push(row);
-            }
+        if self.cfg.interleave {
+            self.interleaved(p, fixed, &probe, &choices, &resumed, serial, rows)
         } else {
-            // One scheme after another, each row written as soon as it is measured.
-            let tc = probe.median_s();
-            let mut fresh = choices.iter();
-            for r in &resumed {
-                if let Some(r) = r {
-                    rows.push((*r).clone());
-                    continue;
-                }
-                let c = fresh.next().expect("a choice per scheme not resumed");
-                bar.at(finished, &format!("{} k={} m={}", c.key, c.k, c.m));
-                finished += 1;
-                let meas = measure(
-                    &spec_of(c.scheme, c.k, c.m, c.lanes),
-                    fixed,
-                    &p.link,
-                    reps,
-                    timeout,
-                )
-                .map_err(|e| Error::Config(format!("{}: {e}", c.key)))?;
-                if c.scheme.is_serial() {
-                    serial = Some(serial_of(&meas));
-                }
-                let row = row_of(c, &meas, serial, None, tc);
-                csv_out::append_row(out, &row)?;
-                rows.push(row);
-            }
+            self.one_after_another(p, fixed, &probe, &choices, &resumed, serial, rows)
         }
     }
-    bar.finish(finished);
-    Ok(rows)
+
+    /// The schemes of a point take turns, one repetition each, with the probe's unshaped
+    /// serial run (T_compute); every row of the point is written once all turns are done.
+    #[allow(clippy::too_many_arguments)]
+    fn interleaved(
+        &mut self,
+        p: &Point,
+        fixed: FixedPoint,
+        probe: &jobs::Probe,
+        choices: &[Choice],
+        resumed: &[Option<&Row>],
+        serial: Option<Serial>,
+        rows: &mut Vec<Row>,
+    ) -> Result<()> {
+        let what: Vec<String> = choices
+            .iter()
+            .map(|c| format!("{} k={} m={}", c.scheme, c.k, c.m))
+            .collect();
+        self.bar.at(
+            self.finished,
+            &format!("{} interleaved: {}", choices[0].key, what.join(", ")),
+        );
+        let runners = choices
+            .iter()
+            .map(|c| {
+                Runner::new(
+                    &jobs::spec_of(p, c.scheme, c.k, c.m, c.lanes),
+                    fixed,
+                    self.timeout,
+                )
+                .map_err(|e| Error::Config(format!("{}: {e}", c.key)))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // The probe's unshaped serial run (T_compute) goes every turn, but its own
+        // min_time_s does not make the others repeat.
+        let unshaped = LinkProfile::unshaped();
+        let list: Vec<(&Runner, &LinkProfile, bool)> =
+            std::iter::once((&probe.runner, &unshaped, false))
+                .chain(runners.iter().map(|r| (r, &p.link, true)))
+                .collect();
+        let mut measured = measure_interleaved(&list, self.reps)?;
+        let tc_turns = measured.remove(0);
+        self.finished += choices.len();
+        let tc = tc_turns.median_s();
+        let serial_turns = choices
+            .iter()
+            .zip(&measured)
+            .find(|(c, _)| c.scheme.is_serial())
+            .map(|(_, m)| m);
+        let serial = serial_turns.map(|m| Serial::of(m, p.batch)).or(serial);
+        let turns = serial_turns.map(|st| (st, &tc_turns));
+        let mut fresh = choices.iter().zip(&measured).zip(&runners);
+        for r in resumed {
+            let row = match r {
+                Some(r) => (*r).clone(),
+                None => {
+                    let ((c, meas), runner) =
+                        fresh.next().expect("a measurement per scheme not resumed");
+                    let row = row_of(p, c, meas, serial, turns, tc, probe.t_comm, &self.stamp);
+                    csv_out::append_row(self.out, &row)?;
+                    self.trace(runner, p, c)?;
+                    row
+                }
+            };
+            rows.push(row);
+        }
+        Ok(())
+    }
+
+    /// One scheme after another, each row written as soon as it is measured.
+    #[allow(clippy::too_many_arguments)]
+    fn one_after_another(
+        &mut self,
+        p: &Point,
+        fixed: FixedPoint,
+        probe: &jobs::Probe,
+        choices: &[Choice],
+        resumed: &[Option<&Row>],
+        mut serial: Option<Serial>,
+        rows: &mut Vec<Row>,
+    ) -> Result<()> {
+        let tc = probe.measured.median_s();
+        let mut fresh = choices.iter();
+        for r in resumed {
+            if let Some(r) = r {
+                rows.push((*r).clone());
+                continue;
+            }
+            let c = fresh.next().expect("a choice per scheme not resumed");
+            self.bar
+                .at(self.finished, &format!("{} k={} m={}", c.key, c.k, c.m));
+            self.finished += 1;
+            let runner = Runner::new(
+                &jobs::spec_of(p, c.scheme, c.k, c.m, c.lanes),
+                fixed,
+                self.timeout,
+            )
+            .map_err(|e| Error::Config(format!("{}: {e}", c.key)))?;
+            let meas = measure_runner(&runner, &p.link, self.reps)
+                .map_err(|e| Error::Config(format!("{}: {e}", c.key)))?;
+            if c.scheme.is_serial() {
+                serial = Some(Serial::of(&meas, p.batch));
+            }
+            let row = row_of(p, c, &meas, serial, None, tc, probe.t_comm, &self.stamp);
+            csv_out::append_row(self.out, &row)?;
+            self.trace(&runner, p, c)?;
+            rows.push(row);
+        }
+        Ok(())
+    }
+
+    /// Keep the timeline of one more (untimed) repetition of `c`, if traces are asked for.
+    fn trace(&self, runner: &Runner, p: &Point, c: &Choice) -> Result<()> {
+        let Some(dir) = &self.trace_dir else {
+            return Ok(());
+        };
+        let path = dir.join(trace_file_name(p, &c.scheme.to_string()));
+        runner
+            .trace_rep(&p.link, &path)
+            .map_err(|e| Error::Config(format!("{}: trace {}: {e}", c.key, path.display())))
+    }
 }
 
-/// Print each scheme's gain over serial and its overlap efficiency, per configuration.
+/// `trace-<model>-b<batch>-n<parties>-<weights>-<network>-<trunc>--<scheme>.json`: the
+/// report pairs a configuration's traces by the part before `--`.
+pub fn trace_file_name(p: &Point, scheme: &str) -> String {
+    format!(
+        "trace-{}-b{}-n{}-{}-{}-{}--{}.json",
+        p.model,
+        p.batch,
+        p.parties,
+        format!("{:?}", p.weights).to_lowercase(),
+        p.link.name,
+        p.trunc,
+        scheme
+    )
+}
+
+/// Print each scheme's gain over serial and its overlap efficiency, per configuration. η
+/// is `n/a` with the reason where the row has none (see `eta_note`).
 pub fn print_summary(rows: &[Row], w: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         w,
-        "{:<18} {:>5} {:>2} {:>8} {:>6} {:<38} {:>9} {:>9} {:>9} {:>6}",
-        "model", "batch", "N", "weights", "net", "scheme", "p50 ms", "inf/s", "vs serial", "eta"
+        "{:<18} {:>5} {:>2} {:>8} {:>6} {:<38} {:>9} {:>9} {:>9}  eta",
+        "model", "batch", "N", "weights", "net", "scheme", "p50 ms", "inf/s", "vs serial"
     )?;
     for r in rows {
         let gain = r
@@ -621,10 +606,10 @@ pub fn print_summary(rows: &[Row], w: &mut impl Write) -> std::io::Result<()> {
             .map_or("-".to_string(), |g| format!("{g:.2}x"));
         let eta = r
             .overlap_efficiency
-            .map_or("-".to_string(), |e| format!("{e:.2}"));
+            .map_or_else(|| eta_note(r, rows), |e| format!("{e:.2}"));
         writeln!(
             w,
-            "{:<18} {:>5} {:>2} {:>8} {:>6} {:<38} {:>9.2} {:>9.2} {:>9} {:>6}",
+            "{:<18} {:>5} {:>2} {:>8} {:>6} {:<38} {:>9.2} {:>9.2} {:>9}  {}",
             r.model,
             r.batch,
             r.parties,
@@ -638,4 +623,36 @@ pub fn print_summary(rows: &[Row], w: &mut impl Write) -> std::io::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// Why a row has no η: "-" for serial, else n/a with the room serial left over
+/// max(T_compute, T_comm), from the serial row of the same configuration in `rows`.
+pub fn eta_note(r: &Row, rows: &[Row]) -> String {
+    if r.scheme == "serial" {
+        return "-".into();
+    }
+    let same = |s: &&Row| {
+        s.scheme == "serial"
+            && (
+                &s.model, s.batch, s.parties, &s.weights, &s.network, &s.trunc,
+            ) == (
+                &r.model, r.batch, r.parties, &r.weights, &r.network, &r.trunc,
+            )
+    };
+    let Some(serial) = rows.iter().find(same) else {
+        return "n/a (no serial row)".into();
+    };
+    let t_serial = serial.latency_ms_p50 / 1e3;
+    let room = t_serial - r.t_compute_s.max(r.t_comm_s);
+    if room <= 0.0 {
+        "n/a (serial not slower than max(T_compute, T_comm))".into()
+    } else if room < ETA_MIN_ROOM * t_serial {
+        format!(
+            "n/a (room {:.1}% of T_serial < {:.0}%: ill-conditioned)",
+            100.0 * room / t_serial,
+            100.0 * ETA_MIN_ROOM
+        )
+    } else {
+        "n/a".into()
+    }
 }

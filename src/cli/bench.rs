@@ -1,12 +1,12 @@
 //! `mpc-pipe bench --config FILE [--out FILE.csv]`: run a benchmark matrix, append one CSV
 //! row per (configuration, scheme), resume an interrupted sweep, print a summary of each
-//! scheme's gain over serial. Depends on bench.
+//! scheme's gain over serial; `--trace-dir DIR` keeps a timeline per row. Depends on bench.
 
 use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::bench::{print_summary, run_matrix, BenchConfig};
+use crate::bench::{print_summary, run_matrix, run_matrix_traced, BenchConfig};
 use crate::error::Result;
 
 #[derive(Args, Debug)]
@@ -17,6 +17,10 @@ pub struct BenchArgs {
     /// CSV to append to (resumes: rows already there are skipped).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Keep one timeline (Chrome trace JSON) per measured row in this directory, from an
+    /// extra untimed repetition; overrides the config's `trace_dir`.
+    #[arg(long)]
+    pub trace_dir: Option<PathBuf>,
 }
 
 /// The quick matrix, embedded so the default job runs from any directory.
@@ -52,7 +56,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let rows = run_matrix(&cfg, &out)?;
+    let rows = run_matrix_traced(&cfg, &out, a.trace_dir.as_deref())?;
     print_summary(&rows, &mut std::io::stdout().lock())?;
     println!("rows in {}", out.display());
     Ok(())

@@ -8,6 +8,7 @@ pub mod kernels;
 pub mod netcheck;
 pub mod offline;
 pub mod party;
+pub mod report;
 pub mod run;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +39,8 @@ pub enum Command {
     Netcheck(netcheck::NetcheckArgs),
     /// Run one party of a job over TCP (one process of a multi-process session).
     Party(party::PartyArgs),
+    /// Tables and SVG figures (report.md) from benchmark CSVs and traces.
+    Report(report::ReportArgs),
 }
 
 /// Parse arguments and run; `mpc-pipe` with no subcommand runs the quick benchmark matrix.
@@ -51,5 +54,6 @@ pub fn main_with(cli: Cli) -> Result<()> {
         Some(Command::Bench(a)) => bench::run(&a),
         Some(Command::Netcheck(a)) => netcheck::run(&a),
         Some(Command::Party(a)) => party::run(&a),
+        Some(Command::Report(a)) => report::run(&a),
     }
 }

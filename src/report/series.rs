@@ -1,0 +1,564 @@
+//! Which figures the rows support, and their data: each function takes the groups (or the
+//! traces) and returns the figures to draw, or says why there is none. Depends on
+//! report::{group, figures, trace}.
+//!
+//! No value is averaged: every point and bar is one CSV row (or one row against its own
+//! group's serial row), and a figure's series never joins rows of two files.
+
+use std::collections::BTreeMap;
+
+use super::figures::{Bars, Lines, Panel, Point, Series, SCHEME_ORDER};
+use super::group::{versus, Config, Group};
+use super::load::Record;
+use super::trace::Timeline;
+
+/// The paper's headline figures (MPC-Pipe abstract: up to about 50% higher throughput and
+/// up to about 16% lower latency, GPUs, CrypTen).
+pub const PAPER_THROUGHPUT_GAIN: f64 = 0.50;
+pub const PAPER_LATENCY_CHANGE: f64 = -0.16;
+
+/// The schemes present, in the paper's order, then any others in first-seen order.
+pub fn scheme_order<'a>(rows: impl Iterator<Item = &'a Record>) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    for r in rows {
+        if !seen.contains(&r.scheme) {
+            seen.push(r.scheme.clone());
+        }
+    }
+    let mut out: Vec<String> = SCHEME_ORDER
+        .iter()
+        .filter(|s| seen.iter().any(|x| x == *s))
+        .map(|s| s.to_string())
+        .collect();
+    out.extend(
+        seen.into_iter()
+            .filter(|s| !SCHEME_ORDER.contains(&s.as_str())),
+    );
+    out
+}
+
+/// A short label of a group for a figure: "vgg16 · 2p · private", with the file's stem
+/// when the same configuration is in more than one file.
+pub fn short_label(g: &Group, all: &[Group], with_model: bool) -> String {
+    let c = &g.config;
+    let mut s = if with_model {
+        format!("{} · {}p · {}", c.model, c.parties, c.weights)
+    } else {
+        format!("{}p · {}", c.parties, c.weights)
+    };
+    if c.batch != 1 {
+        s = format!("{s} · b{}", c.batch);
+    }
+    if all.iter().filter(|o| o.config == g.config).count() > 1 {
+        s = format!("{s} ({})", stem(&g.file));
+    }
+    s
+}
+
+pub fn stem(file: &str) -> String {
+    std::path::Path::new(file)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| file.to_string())
+}
+
+/// A file-name-safe form of a label.
+pub fn slug(s: &str) -> String {
+    let mut out = String::new();
+    for ch in s.chars() {
+        if ch.is_ascii_alphanumeric() || ch == '.' || ch == '_' {
+            out.push(ch);
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').to_string()
+}
+
+/// Which gain a bar figure shows.
+#[derive(Clone, Copy)]
+pub enum Gain {
+    Throughput,
+    Latency,
+}
+
+/// Grouped bars of every scheme's gain over serial, one figure per network, one group of
+/// bars per configuration that has a serial row.
+pub fn gain_bars(groups: &[Group], gain: Gain) -> Vec<(String, Bars)> {
+    let mut networks: Vec<String> = Vec::new();
+    for g in groups {
+        if !networks.contains(&g.config.network) {
+            networks.push(g.config.network.clone());
+        }
+    }
+    let mut out = Vec::new();
+    for net in networks {
+        let gs: Vec<&Group> = groups
+            .iter()
+            .filter(|g| g.config.network == net && g.serial().is_some())
+            .collect();
+        if gs.is_empty() {
+            continue;
+        }
+        let series: Vec<String> = scheme_order(gs.iter().flat_map(|g| g.rows.iter().copied()))
+            .into_iter()
+            .filter(|s| s != "serial")
+            .collect();
+        let values = gs
+            .iter()
+            .map(|g| {
+                let serial = g.serial().expect("filtered on serial");
+                series
+                    .iter()
+                    .map(|s| {
+                        g.rows.iter().find(|r| &r.scheme == s).map(|r| {
+                            let v = versus(r, serial);
+                            100.0
+                                * match gain {
+                                    Gain::Throughput => v.throughput_gain,
+                                    Gain::Latency => v.latency_change,
+                                }
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        let link = gs[0].config.link();
+        let (title, x_label, references) = match gain {
+            Gain::Throughput => (
+                format!("Throughput gain over serial, {net} ({link})"),
+                "throughput gain over serial (%)",
+                vec![(
+                    100.0 * PAPER_THROUGHPUT_GAIN,
+                    "paper: up to +50%".to_string(),
+                )],
+            ),
+            Gain::Latency => (
+                format!("Latency (p50) change against serial, {net} ({link})"),
+                "p50 latency change against serial (%, negative = faster)",
+                vec![(
+                    100.0 * PAPER_LATENCY_CHANGE,
+                    "paper: up to −16%".to_string(),
+                )],
+            ),
+        };
+        out.push((
+            net.clone(),
+            Bars {
+                title,
+                x_label: x_label.into(),
+                categories: gs.iter().map(|g| short_label(g, groups, true)).collect(),
+                series,
+                values,
+                references,
+            },
+        ));
+    }
+    out
+}
+
+/// Which link quantity a sweep varies.
+#[derive(Clone, Copy)]
+pub enum Sweep {
+    Bandwidth,
+    Latency,
+}
+
+/// Latency and throughput against bandwidth (latency fixed) or against latency
+/// (bandwidth fixed): a family is the rows of one file that differ only in that quantity,
+/// with at least two values of it.
+pub fn sweeps(records: &[Record], sweep: Sweep) -> Vec<(String, Lines)> {
+    // family key -> scheme -> points
+    let mut fams: BTreeMap<(String, String), BTreeMap<String, Vec<&Record>>> = BTreeMap::new();
+    for r in records {
+        let Some(bw) = r.bandwidth_mbps else { continue };
+        let c = Config::of(r);
+        let fixed = match sweep {
+            Sweep::Bandwidth => format!("{} ms one-way", r.latency_ms),
+            Sweep::Latency => format!("{bw} Mbit/s"),
+        };
+        let key = format!(
+            "{} · b{} · {}p · {} weights · {} · trunc {}",
+            c.model, c.batch, c.parties, c.weights, fixed, c.trunc
+        );
+        fams.entry((r.file.clone(), key))
+            .or_default()
+            .entry(r.scheme.clone())
+            .or_default()
+            .push(r);
+    }
+    let x_of = |r: &Record| match sweep {
+        Sweep::Bandwidth => r.bandwidth_mbps.unwrap_or(f64::NAN),
+        Sweep::Latency => r.latency_ms,
+    };
+    let mut out = Vec::new();
+    for ((file, key), by_scheme) in fams {
+        let mut xs: Vec<f64> = by_scheme.values().flatten().map(|r| x_of(r)).collect();
+        xs.sort_by(f64::total_cmp);
+        xs.dedup();
+        if xs.len() < 2 || xs.iter().any(|x| *x <= 0.0) {
+            // A log axis needs positive values; one value is no sweep.
+            continue;
+        }
+        let order = scheme_order(by_scheme.values().flatten().copied());
+        let mut lat = Vec::new();
+        let mut thr = Vec::new();
+        for s in &order {
+            let mut rows = by_scheme[s].clone();
+            rows.sort_by(|a, b| x_of(a).total_cmp(&x_of(b)));
+            lat.push(Series {
+                name: s.clone(),
+                points: rows
+                    .iter()
+                    .map(|r| Point {
+                        x: x_of(r),
+                        y: r.latency_ms_p50,
+                        spread: Some((r.latency_ms_p50, r.latency_ms_p99)),
+                    })
+                    .collect(),
+            });
+            thr.push(Series {
+                name: s.clone(),
+                points: rows
+                    .iter()
+                    .map(|r| Point {
+                        x: x_of(r),
+                        y: r.throughput_per_s,
+                        spread: None,
+                    })
+                    .collect(),
+            });
+        }
+        let (what, x_label) = match sweep {
+            Sweep::Bandwidth => ("bandwidth", "link bandwidth (Mbit/s, log scale)"),
+            Sweep::Latency => ("latency", "one-way link latency (ms, log scale)"),
+        };
+        out.push((
+            format!("{}-{}", stem(&file), key),
+            Lines {
+                title: format!("Against {what}: {key} ({})", stem(&file)),
+                x_label: x_label.into(),
+                log_x: true,
+                ticks_at_data: true,
+                reference: None,
+                panels: vec![
+                    Panel {
+                        title: "latency p50 (bar: p50 to p99)".into(),
+                        y_label: "latency per batch (ms)".into(),
+                        series: lat,
+                    },
+                    Panel {
+                        title: "throughput".into(),
+                        y_label: "throughput (inferences/s)".into(),
+                        series: thr,
+                    },
+                ],
+                columns: 2,
+                x_range: None,
+            },
+        ));
+    }
+    out
+}
+
+/// Which pipelining depth a figure shows.
+#[derive(Clone, Copy)]
+pub enum Depth {
+    /// Throughput against micro-batches in flight (inter-batch rows).
+    MicroBatches,
+    /// p50 latency against chunks (inner-layer rows).
+    Chunks,
+}
+
+/// Throughput against micro-batches in flight, or latency against chunks, each relative to
+/// its group's serial row (which is the depth-1 point): one series per group with a row of
+/// the scheme at a depth above 1, one panel per model and network.
+pub fn depth(groups: &[Group], depth: Depth) -> Option<Lines> {
+    let (scheme, depth_of): (&str, fn(&Record) -> usize) = match depth {
+        Depth::MicroBatches => ("inter-batch", |r| r.batches_in_flight),
+        Depth::Chunks => ("inner-layer", |r| r.chunks),
+    };
+    let mut panels: Vec<Panel> = Vec::new();
+    for g in groups {
+        let Some(serial) = g.serial() else { continue };
+        let rows: Vec<&&Record> = g
+            .rows
+            .iter()
+            .filter(|r| r.scheme == scheme && depth_of(r) > 1)
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let mut points = vec![Point {
+            x: 1.0,
+            y: 1.0,
+            spread: match depth {
+                Depth::MicroBatches => None,
+                Depth::Chunks => Some((1.0, serial.latency_ms_p99 / serial.latency_ms_p50)),
+            },
+        }];
+        for r in rows {
+            points.push(match depth {
+                Depth::MicroBatches => Point {
+                    x: depth_of(r) as f64,
+                    y: r.throughput_per_s / serial.throughput_per_s,
+                    spread: None,
+                },
+                Depth::Chunks => Point {
+                    x: depth_of(r) as f64,
+                    y: r.latency_ms_p50 / serial.latency_ms_p50,
+                    spread: Some((
+                        r.latency_ms_p50 / serial.latency_ms_p50,
+                        r.latency_ms_p99 / serial.latency_ms_p50,
+                    )),
+                },
+            });
+        }
+        points.sort_by(|a, b| a.x.total_cmp(&b.x));
+        let title = format!(
+            "{} · {} ({})",
+            g.config.model,
+            g.config.network,
+            g.config.link()
+        );
+        let series = Series {
+            name: short_label(g, groups, false),
+            points,
+        };
+        match panels.iter_mut().find(|p| p.title == title) {
+            Some(p) => p.series.push(series),
+            None => panels.push(Panel {
+                title,
+                y_label: match depth {
+                    Depth::MicroBatches => "throughput / serial's (×)".into(),
+                    Depth::Chunks => "p50 latency / serial's (×)".into(),
+                },
+                series: vec![series],
+            }),
+        }
+    }
+    if panels.is_empty() {
+        return None;
+    }
+    Some(match depth {
+        Depth::MicroBatches => Lines {
+            title: "Inter-batch: throughput against micro-batches in flight (m = 1 is serial)"
+                .into(),
+            x_label: "micro-batches in flight m".into(),
+            log_x: false,
+            ticks_at_data: true,
+            reference: Some((1.0 + PAPER_THROUGHPUT_GAIN, "paper: up to +50%".into())),
+            columns: panels.len().min(3),
+            x_range: None,
+            panels,
+        },
+        Depth::Chunks => Lines {
+            title: "Inner-layer: p50 latency against chunks (k = 1 is serial; bar: p50 to p99)"
+                .into(),
+            x_label: "chunks per layer k".into(),
+            log_x: false,
+            ticks_at_data: true,
+            reference: Some((1.0 + PAPER_LATENCY_CHANGE, "paper: up to −16%".into())),
+            columns: panels.len().min(3),
+            x_range: None,
+            panels,
+        },
+    })
+}
+
+/// Each scheme's throughput gain against the number of parties: a panel per (file,
+/// model, batch, weights, network) with rows of at least two party counts.
+pub fn parties(groups: &[Group]) -> Option<Lines> {
+    let mut fams: Vec<(String, Vec<&Group>)> = Vec::new();
+    for g in groups.iter().filter(|g| g.serial().is_some()) {
+        let c = &g.config;
+        let key = format!(
+            "{} · {} · {} weights{} ({})",
+            c.model,
+            c.network,
+            c.weights,
+            if c.batch == 1 {
+                String::new()
+            } else {
+                format!(" · b{}", c.batch)
+            },
+            stem(&g.file)
+        );
+        match fams.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(g),
+            None => fams.push((key, vec![g])),
+        }
+    }
+    let mut panels = Vec::new();
+    for (key, gs) in fams {
+        let mut counts: Vec<usize> = gs.iter().map(|g| g.config.parties).collect();
+        counts.sort_unstable();
+        counts.dedup();
+        if counts.len() < 2 {
+            continue;
+        }
+        let order = scheme_order(gs.iter().flat_map(|g| g.rows.iter().copied()));
+        let series = order
+            .iter()
+            .filter(|s| *s != "serial")
+            .map(|s| {
+                let mut points: Vec<Point> = gs
+                    .iter()
+                    .filter_map(|g| {
+                        let serial = g.serial()?;
+                        let r = g.rows.iter().find(|r| &r.scheme == s)?;
+                        Some(Point {
+                            x: g.config.parties as f64,
+                            y: 100.0 * versus(r, serial).throughput_gain,
+                            spread: None,
+                        })
+                    })
+                    .collect();
+                points.sort_by(|a, b| a.x.total_cmp(&b.x));
+                Series {
+                    name: s.clone(),
+                    points,
+                }
+            })
+            .collect();
+        panels.push(Panel {
+            title: key,
+            y_label: "throughput gain over serial (%)".into(),
+            series,
+        });
+    }
+    if panels.is_empty() {
+        return None;
+    }
+    Some(Lines {
+        title: "Scaling with parties: each scheme's throughput gain over serial".into(),
+        x_label: "parties".into(),
+        log_x: false,
+        ticks_at_data: true,
+        reference: Some((100.0 * PAPER_THROUGHPUT_GAIN, "paper: up to +50%".into())),
+        columns: panels.len().min(3),
+        x_range: None,
+        panels,
+    })
+}
+
+/// A bench trace of one scheme of one configuration.
+pub struct Trace {
+    pub file: String,
+    pub config: String,
+    pub scheme: String,
+    pub timeline: Timeline,
+}
+
+/// The configuration string bench names a trace by (see bench's trace files).
+pub fn trace_config(r: &Record) -> String {
+    let c = Config::of(r);
+    format!(
+        "{}-b{}-n{}-{}-{}-{}",
+        c.model, c.batch, c.parties, c.weights, c.network, c.trunc
+    )
+}
+
+/// CPU and link utilization over time, serial against each pipelined scheme of the same
+/// configuration: one figure per configuration with a serial trace and another scheme's.
+/// `bandwidth` gives a configuration's link bandwidth (from the CSV rows), if known.
+pub fn utilization(
+    traces: &[Trace],
+    bandwidth: impl Fn(&str) -> Option<f64>,
+) -> Vec<(String, Lines)> {
+    let mut configs: Vec<&str> = Vec::new();
+    for t in traces {
+        if !configs.contains(&t.config.as_str()) {
+            configs.push(&t.config);
+        }
+    }
+    let mut out = Vec::new();
+    for config in configs {
+        let of: Vec<&Trace> = traces.iter().filter(|t| t.config == config).collect();
+        let Some(serial) = of.iter().find(|t| t.scheme == "serial") else {
+            continue;
+        };
+        let mut shown: Vec<&Trace> = vec![serial];
+        let order = SCHEME_ORDER;
+        let mut others: Vec<&&Trace> = of.iter().filter(|t| t.scheme != "serial").collect();
+        others.sort_by_key(|t| order.iter().position(|s| *s == t.scheme).unwrap_or(99));
+        if others.is_empty() {
+            continue;
+        }
+        shown.extend(others.into_iter().copied());
+        let span_us = shown.iter().map(|t| t.timeline.span_us).fold(0.0, f64::max);
+        let bins = 60;
+        let bin_us = span_us / bins as f64;
+        let bw = bandwidth(config);
+        let panels = shown
+            .iter()
+            .map(|t| {
+                let xs = |i: usize| (i as f64 + 0.5) * bin_us / 1e3;
+                let used = ((t.timeline.span_us / bin_us).ceil() as usize).clamp(1, bins);
+                let mut series = vec![Series {
+                    name: "compute lanes busy or ready, party 0 (100% = one lane)".into(),
+                    points: t
+                        .timeline
+                        .cpu(bin_us, used)
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, y)| Point {
+                            x: xs(i),
+                            y: 100.0 * y,
+                            spread: None,
+                        })
+                        .collect(),
+                }];
+                if let Some(mbps) = bw {
+                    series.push(Series {
+                        name: "link into party 0 (% of bandwidth)".into(),
+                        points: t
+                            .timeline
+                            .link(mbps, bin_us, used)
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, y)| Point {
+                                x: xs(i),
+                                y: 100.0 * y,
+                                spread: None,
+                            })
+                            .collect(),
+                    });
+                }
+                Panel {
+                    title: format!(
+                        "{} ({:.1} ms, {} lane{})",
+                        t.scheme,
+                        t.timeline.span_us / 1e3,
+                        t.timeline.lanes,
+                        if t.timeline.lanes == 1 { "" } else { "s" }
+                    ),
+                    y_label: "utilization (%)".into(),
+                    series,
+                }
+            })
+            .collect();
+        out.push((
+            config.to_string(),
+            Lines {
+                title: format!(
+                    "Utilization over time, one inference batch: {config}{}",
+                    bw.map_or(" (bandwidth unknown: no CSV row)".into(), |b| format!(
+                        " at {b} Mbit/s"
+                    ))
+                ),
+                x_label: format!(
+                    "time since the first span (ms; bins of {:.2} ms)",
+                    bin_us / 1e3
+                ),
+                log_x: false,
+                ticks_at_data: false,
+                reference: None,
+                panels,
+                columns: 1,
+                x_range: Some((0.0, span_us / 1e3)),
+            },
+        ));
+    }
+    out
+}

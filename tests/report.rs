@@ -1,0 +1,369 @@
+//! `mpc-pipe report`: a small hand-written CSV fixture (tests/fixtures/report/small.csv,
+//! with an extra column this version does not know, and two hand-written traces) renders
+//! report.md with the values worked out by hand below and SVG figures that parse as XML and
+//! name every series and axis; a CSV with a missing column or an unparsable value is
+//! refused naming file, row and column, and nothing is left behind in DIR.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/report")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mpc-pipe-report-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Every text node of an SVG (which must parse as XML).
+fn svg_texts(path: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let doc = roxmltree::Document::parse(&text)
+        .unwrap_or_else(|e| panic!("{} is not XML: {e}", path.display()));
+    assert_eq!(doc.root_element().tag_name().name(), "svg");
+    doc.descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .map(|t| t.trim().to_string())
+        .collect()
+}
+
+fn assert_names(path: &Path, names: &[&str]) {
+    let texts = svg_texts(path);
+    for n in names {
+        assert!(
+            texts.iter().any(|t| t == n),
+            "{} does not name {n:?}; its texts: {texts:?}",
+            path.display()
+        );
+    }
+}
+
+fn render(out: &Path) -> String {
+    let csv = fixture().join("small.csv");
+    let r = mpc_pipe::report::render(&[csv], out, "mpc-pipe report small.csv").unwrap();
+    assert_eq!(r.report, out.join("report.md"));
+    std::fs::read_to_string(out.join("report.md")).unwrap()
+}
+
+#[test]
+fn fixture_renders_tables_with_hand_computed_gains_and_eta() {
+    let out = scratch("tables");
+    let md = render(&out);
+    // Row 4: inner-layer 15 inf/s against serial's 10 (+50.0%), p50 80 ms against 100
+    // (-20.0%); η's room 0.1 - max(0.05, 0.02) = 50% of T_serial, so the CSV's 0.40 shows.
+    assert!(
+        md.contains(
+            "| inner-layer | 4 | 1 | threads | 5 | 80.0 | 85.0 | -20.0% | 15.000 | +50.0% | 0.40 |"
+        ),
+        "{md}"
+    );
+    // Row 6: serial p50 200 ms, T_comm 0.194 s: room 0.006 s = 3.0% < 5%, so the 0.33 the
+    // CSV holds is not printed.
+    assert!(
+        md.contains("| -1.0% | 5.050 | +1.0% | n/a (room 3.0% of T_serial < 5%) |"),
+        "{md}"
+    );
+    assert!(!md.contains("| 0.33 |"), "{md}");
+    // Row 10 was measured at another commit than the rest of its configuration.
+    assert!(
+        md.contains("differ in commit: aaa1111 (serial, inter-linear); abc9999 (inner-layer)"),
+        "{md}"
+    );
+    // Every table names its rows, file, commit and host.
+    assert!(
+        md.contains("small.csv rows 2-4; commit aaa1111; host fixture-host"),
+        "{md}"
+    );
+    // The headline puts the paper's figures beside the best row.
+    assert!(
+        md.contains(
+            "| throughput against serial | +50.0% | +50.0% | toy · inner-layer (2p, private,"
+        ),
+        "{md}"
+    );
+    assert!(
+        md.contains("| p50 latency against serial | -16.0% | -20.0% |"),
+        "{md}"
+    );
+    // No latency sweep in the fixture: said in words, no empty figure.
+    assert!(md.contains("No rows: no configuration in these files was measured at two or more values of latency"), "{md}");
+    // Nothing of the temporary folder is left.
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".report"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn fixture_figures_parse_as_xml_and_name_every_series_and_axis() {
+    let out = scratch("figures");
+    let md = render(&out);
+    let figs = out.join("figures");
+    let mut svgs: Vec<String> = std::fs::read_dir(&figs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    svgs.sort();
+    let want = [
+        "chunks.svg",
+        "gain-latency-lan-1g.svg",
+        "gain-latency-lan.svg",
+        "gain-throughput-lan-1g.svg",
+        "gain-throughput-lan.svg",
+        "parties.svg",
+        "utilization-toy-b1-n2-private-lan-local.svg",
+    ];
+    for w in want {
+        assert!(svgs.iter().any(|s| s == w), "no {w} in {svgs:?}");
+        assert!(
+            md.contains(&format!("(figures/{w})")),
+            "report.md does not show {w}"
+        );
+    }
+    let sweep = svgs
+        .iter()
+        .find(|s| s.starts_with("sweep-bandwidth-"))
+        .unwrap_or_else(|| panic!("no bandwidth sweep in {svgs:?}"));
+    for s in &svgs {
+        svg_texts(&figs.join(s));
+    }
+    let schemes = ["inter-linear", "inner-layer"];
+    assert_names(
+        &figs.join("gain-throughput-lan.svg"),
+        &[
+            schemes[0],
+            schemes[1],
+            "paper: up to +50%",
+            "throughput gain over serial (%)",
+            // Category labels: one per configuration.
+            "toy · 2p · private",
+            "toy · 3p · private",
+        ],
+    );
+    assert_names(
+        &figs.join(sweep),
+        &[
+            "serial",
+            schemes[0],
+            schemes[1],
+            "link bandwidth (Mbit/s, log scale)",
+            "latency per batch (ms)",
+            "throughput (inferences/s)",
+        ],
+    );
+    assert_names(
+        &figs.join("parties.svg"),
+        &[
+            schemes[0],
+            schemes[1],
+            "parties",
+            "throughput gain over serial (%)",
+        ],
+    );
+    assert_names(
+        &figs.join("chunks.svg"),
+        &[
+            "2p · private",
+            "chunks per layer k",
+            "p50 latency / serial's (×)",
+        ],
+    );
+    assert_names(
+        &figs.join("utilization-toy-b1-n2-private-lan-local.svg"),
+        &[
+            "compute lanes busy or ready, party 0 (100% = one lane)",
+            "link into party 0 (% of bandwidth)",
+            "utilization (%)",
+        ],
+    );
+}
+
+fn header() -> String {
+    std::fs::read_to_string(fixture().join("small.csv"))
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_missing_column_is_refused_naming_file_row_and_column() {
+    let dir = scratch("missing");
+    let text = std::fs::read_to_string(fixture().join("small.csv")).unwrap();
+    // Drop the latency_ms_p99 column from every line.
+    let idx = header()
+        .split(',')
+        .position(|c| c == "latency_ms_p99")
+        .unwrap();
+    let cut: String = text
+        .lines()
+        .map(|l| {
+            let mut f: Vec<&str> = l.split(',').collect();
+            f.remove(idx);
+            f.join(",") + "\n"
+        })
+        .collect();
+    let csv = dir.join("no-p99.csv");
+    std::fs::write(&csv, cut).unwrap();
+    let out = dir.join("out");
+    let err = mpc_pipe::report::render(std::slice::from_ref(&csv), &out, "x")
+        .err()
+        .expect("a file without latency_ms_p99 is refused")
+        .to_string();
+    assert!(err.contains(&csv.display().to_string()), "{err}");
+    assert!(err.contains("row 1"), "{err}");
+    assert!(err.contains("`latency_ms_p99`"), "{err}");
+    assert!(!out.exists(), "a failed render left {}", out.display());
+}
+
+#[test]
+fn an_unparsable_value_is_refused_with_exit_code_2_and_the_old_report_kept() {
+    let dir = scratch("bad");
+    let text = std::fs::read_to_string(fixture().join("small.csv")).unwrap();
+    let idx = header()
+        .split(',')
+        .position(|c| c == "throughput_per_s")
+        .unwrap();
+    // Line 3 of the file (the second row) gets "fast" for its throughput.
+    let bad: String = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut f: Vec<String> = l.split(',').map(str::to_string).collect();
+            if i == 2 {
+                f[idx] = "fast".into();
+            }
+            f.join(",") + "\n"
+        })
+        .collect();
+    let csv = dir.join("bad.csv");
+    std::fs::write(&csv, bad).unwrap();
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("report.md"), "old report\n").unwrap();
+    let good = fixture().join("small.csv");
+    let o = Command::new(env!("CARGO_BIN_EXE_mpc-pipe"))
+        .arg("report")
+        .arg(&good)
+        .arg(&csv)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&csv.display().to_string()), "{stderr}");
+    assert!(stderr.contains("row 3"), "{stderr}");
+    assert!(stderr.contains("`throughput_per_s`"), "{stderr}");
+    assert!(stderr.contains("\"fast\""), "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("report.md")).unwrap(),
+        "old report\n"
+    );
+    let entries: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(entries, vec!["report.md".to_string()]);
+}
+
+#[test]
+fn other_csvs_are_listed_and_skipped() {
+    let dir = scratch("other");
+    let kernels = dir.join("kernels.csv");
+    std::fs::write(&kernels, "run,shape,gmacs\n1,a,2.0\n").unwrap();
+    let out = dir.join("out");
+    let r = mpc_pipe::report::render(&[fixture().join("small.csv"), kernels.clone()], &out, "x");
+    assert!(r.is_ok(), "{:?}", r.err().map(|e| e.to_string()));
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains(&format!(
+            "| {} | 0 |  |  |  | not recorded | skipped: not a bench CSV",
+            kernels.display()
+        )),
+        "{md}"
+    );
+}
+
+/// The sweep configs vary one link quantity and hold the other, so their rows form the
+/// report's sweeps (checked against links.toml, not against the report's code).
+#[test]
+fn sweep_configs_vary_only_their_quantity() {
+    // `links_file` is relative to the package root, where cargo runs tests.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (name, bandwidth_varies) in [("sweep-bandwidth", true), ("sweep-latency", false)] {
+        let cfg =
+            mpc_pipe::bench::BenchConfig::load(&root.join(format!("bench-configs/{name}.toml")))
+                .unwrap();
+        let points = cfg.points().unwrap();
+        let mut bw: Vec<String> = points
+            .iter()
+            .map(|p| format!("{:?}", p.link.bandwidth_mbps))
+            .collect();
+        let mut lat: Vec<String> = points
+            .iter()
+            .map(|p| format!("{}", p.link.latency_ms))
+            .collect();
+        bw.dedup();
+        lat.dedup();
+        let (varies, fixed) = if bandwidth_varies {
+            (bw, lat)
+        } else {
+            (lat, bw)
+        };
+        assert!(varies.len() >= 3, "{name}: {varies:?}");
+        assert_eq!(fixed.len(), 1, "{name}: {fixed:?}");
+    }
+}
+
+/// `bench` with a trace directory keeps one timeline per measured row, named so that the
+/// report pairs serial with the pipelined scheme of the same configuration.
+#[test]
+fn bench_traces_feed_the_utilization_figure() {
+    let dir = scratch("bench-traces");
+    let cfg = mpc_pipe::bench::BenchConfig::parse(
+        r#"
+models = ["lenet"]
+networks = ["lan"]
+schemes = ["serial", "inner-layer"]
+batches = [2]
+parties = [2]
+weights = ["private"]
+chunks = 2
+warmup = 0
+reps = 1
+"#,
+    )
+    .unwrap();
+    let csv = dir.join("t.csv");
+    let traces = dir.join("traces");
+    mpc_pipe::bench::run_matrix_traced(&cfg, &csv, Some(&traces)).unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(&traces)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            "trace-lenet-b2-n2-private-lan-local--inner-layer.json".to_string(),
+            "trace-lenet-b2-n2-private-lan-local--serial.json".to_string(),
+        ]
+    );
+    let out = dir.join("out");
+    mpc_pipe::report::render(&[csv], &out, "x").unwrap();
+    assert_names(
+        &out.join("figures/utilization-lenet-b2-n2-private-lan-local.svg"),
+        &[
+            "compute lanes busy or ready, party 0 (100% = one lane)",
+            "link into party 0 (% of bandwidth)",
+        ],
+    );
+}
