@@ -282,19 +282,17 @@ fn parts_of_material_are_slices_of_the_whole_and_used_once() {
                 whole
                     .iter()
                     .zip(&lens)
-                    .enumerate()
-                    .map(|(j, (c, &l))| {
-                        let per = l / units; // words per unit, per stacked copy
-                        match req {
-                            Request::And { len, rep } if j > 0 => (0..*rep)
-                                .flat_map(|r| c[r * len + s..r * len + e].to_vec())
-                                .collect(),
-                            _ => c[s * per..e * per].to_vec(),
-                        }
+                    .map(|(c, &l)| {
+                        // Every layout is unit-major: a unit's words are contiguous.
+                        let per = l / units;
+                        c[s * per..e * per].to_vec()
                     })
                     .collect()
             };
             let mid = units / 2;
+            let words = |t: Vec<mpc_pipe::offline::Words>| -> Vec<Vec<u64>> {
+                t.into_iter().map(|w| w.to_vec()).collect()
+            };
             for store in [&eager as &dyn MaterialSource, &lazy] {
                 let second = store
                     .take(
@@ -307,7 +305,7 @@ fn parts_of_material_are_slices_of_the_whole_and_used_once() {
                     )
                     .unwrap();
                 assert_eq!(
-                    second,
+                    words(second),
                     cut(mid, units),
                     "party {} {req:?} second half",
                     m.party
@@ -320,7 +318,12 @@ fn parts_of_material_are_slices_of_the_whole_and_used_once() {
                     "a unit taken twice must be refused"
                 );
                 let first = store.take(*key, req, Part { start: 0, len: mid }).unwrap();
-                assert_eq!(first, cut(0, mid), "party {} {req:?} first half", m.party);
+                assert_eq!(
+                    words(first),
+                    cut(0, mid),
+                    "party {} {req:?} first half",
+                    m.party
+                );
             }
         }
         assert_eq!(
@@ -328,5 +331,94 @@ fn parts_of_material_are_slices_of_the_whole_and_used_once() {
             0,
             "every key is freed once all of it is taken"
         );
+    }
+}
+
+/// The dealt material reconstructs to what each request promises, in the layouts the
+/// protocols read: c = a·b elementwise and per matrix of a batch, and an AND triple's
+/// c[i·rep + r] = a[i] & b[i·rep + r] (element-major).
+#[test]
+fn dealt_material_reconstructs_to_its_relations() {
+    use mpc_pipe::offline::{MaterialSource, Part, Plan, Request};
+    let reqs = [
+        Request::Mul { len: 7 },
+        Request::And { len: 5, rep: 3 },
+        Request::BatchMatmul {
+            batch: 3,
+            m: 2,
+            k: 4,
+            n: 3,
+        },
+    ];
+    let plan = Plan::from_entries(
+        reqs.iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, r)| (i as u64 + 7, r))
+            .collect(),
+    );
+    let stores: Vec<_> = deal(&plan, 3, 5)
+        .into_iter()
+        .map(|m| m.into_store().unwrap())
+        .collect();
+    for (key, req) in &plan.entries {
+        let parts: Vec<Vec<Vec<u64>>> = stores
+            .iter()
+            .map(|s| {
+                s.take(
+                    *key,
+                    req,
+                    Part {
+                        start: 0,
+                        len: req.units(),
+                    },
+                )
+                .unwrap()
+                .into_iter()
+                .map(|w| w.to_vec())
+                .collect()
+            })
+            .collect();
+        let comb = |j: usize, xor: bool| -> Vec<u64> {
+            let mut acc = vec![0u64; parts[0][j].len()];
+            for p in &parts {
+                for (a, v) in acc.iter_mut().zip(&p[j]) {
+                    *a = if xor { *a ^ v } else { a.wrapping_add(*v) };
+                }
+            }
+            acc
+        };
+        match *req {
+            Request::Mul { len } => {
+                let (a, b, c) = (comb(0, false), comb(1, false), comb(2, false));
+                for i in 0..len {
+                    assert_eq!(c[i], a[i].wrapping_mul(b[i]));
+                }
+            }
+            Request::And { len, rep } => {
+                let (a, b, c) = (comb(0, true), comb(1, true), comb(2, true));
+                for i in 0..len {
+                    for r in 0..rep {
+                        assert_eq!(c[i * rep + r], a[i] & b[i * rep + r]);
+                    }
+                }
+            }
+            Request::BatchMatmul { batch, m, k, n } => {
+                let (a, b, c) = (comb(0, false), comb(1, false), comb(2, false));
+                for t in 0..batch {
+                    for i in 0..m {
+                        for j in 0..n {
+                            let want = (0..k).fold(0u64, |s, l| {
+                                s.wrapping_add(
+                                    a[t * m * k + i * k + l].wrapping_mul(b[t * k * n + l * n + j]),
+                                )
+                            });
+                            assert_eq!(c[t * m * n + i * n + j], want);
+                        }
+                    }
+                }
+            }
+            _ => unreachable!(),
+        }
     }
 }

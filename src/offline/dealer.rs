@@ -130,7 +130,7 @@ fn corrected_values(req: &Request, free: &[&Material]) -> Vec<Vec<u64>> {
         }
         Request::And { len, rep } => {
             let (a, b) = (xor(&comp(0)), xor(&comp(1)));
-            vec![(0..rep * len).map(|i| a[i % len] & b[i]).collect()]
+            vec![(0..rep * len).map(|i| a[i / rep] & b[i]).collect()]
         }
         Request::Bit { .. } => vec![xor(&comp(0))],
         Request::BatchMatmul { batch, m, k, n } => {
@@ -308,11 +308,16 @@ pub struct LazyStore {
     planned: HashMap<u64, Request>,
     /// Party 0's corrections not wholly taken yet.
     corrections: Mutex<HashMap<u64, Arc<Material>>>,
-    used: Mutex<HashMap<u64, super::material::Taken>>,
+    used: Mutex<HashMap<u64, super::material::Used>>,
 }
 
 impl MaterialSource for LazyStore {
-    fn take(&self, key: u64, req: &Request, part: super::plan::Part) -> Result<Material> {
+    fn take(
+        &self,
+        key: u64,
+        req: &Request,
+        part: super::plan::Part,
+    ) -> Result<super::material::Taken> {
         match self.planned.get(&key) {
             Some(p) if p == req => {}
             Some(p) => return Err(Error::Material(format!("operation {key:#018x} asks for {req:?} but the material was planned as {p:?}: the material was made for a different program"))),
@@ -333,6 +338,11 @@ impl MaterialSource for LazyStore {
                 c.get(&key).cloned()
             }
         };
-        self.material.material_with(key, req, corr.as_deref(), part)
+        Ok(super::material::owned(self.material.material_with(
+            key,
+            req,
+            corr.as_deref(),
+            part,
+        )?))
     }
 }

@@ -18,78 +18,127 @@ use crate::error::{Error, Result};
 /// Components of one request's material (e.g. [a, b, c] of a triple), flat words.
 pub type Material = Vec<Vec<u64>>;
 
+/// The words of one component a lane takes: owned (a request taken whole, or drawn for
+/// the part), or a view into the whole stored component. Views spare the copy of every
+/// chunk's material (a chunked ResNet copied its ~100 MB of material once more per run).
+#[derive(Clone)]
+pub enum Words {
+    Owned(Vec<u64>),
+    View(Arc<Vec<u64>>, Range<usize>),
+}
+
+impl std::ops::Deref for Words {
+    type Target = [u64];
+    fn deref(&self) -> &[u64] {
+        match self {
+            Words::Owned(v) => v,
+            Words::View(a, r) => &a[r.clone()],
+        }
+    }
+}
+
+impl PartialEq for Words {
+    fn eq(&self, o: &Words) -> bool {
+        **self == **o
+    }
+}
+
+impl std::fmt::Debug for Words {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(f, "Words({} words)", self.len())
+    }
+}
+
+impl Words {
+    /// The words as an owned vector: no copy when owned.
+    pub fn into_vec(self) -> Vec<u64> {
+        match self {
+            Words::Owned(v) => v,
+            Words::View(a, r) => a[r].to_vec(),
+        }
+    }
+}
+
+/// The components a lane takes for its part of one request.
+pub type Taken = Vec<Words>;
+
 /// Source of correlated randomness for the online phase.
 pub trait MaterialSource: Send + Sync {
     /// `part` of the material for operation `key`, which must have been planned as `req`
     /// (the whole tensor's request).
-    fn take(&self, key: u64, req: &Request, part: Part) -> Result<Material>;
+    fn take(&self, key: u64, req: &Request, part: Part) -> Result<Taken>;
+}
+
+/// Owned words for every component.
+pub fn owned(m: Material) -> Taken {
+    m.into_iter().map(Words::Owned).collect()
 }
 
 /// Beaver triple of a product z = op(x, y): a (x's shape), b (y's), c = op(a, b).
 pub struct Triple {
-    pub a: Vec<u64>,
-    pub b: Vec<u64>,
-    pub c: Vec<u64>,
+    pub a: Words,
+    pub b: Words,
+    pub c: Words,
 }
 
 /// AND triple over XOR shares: a, b (`rep` stacked copies of a's length), c = a & b.
 pub struct AndTriple {
-    pub a: Vec<u64>,
-    pub b: Vec<u64>,
-    pub c: Vec<u64>,
+    pub a: Words,
+    pub b: Words,
+    pub c: Words,
 }
 
 /// Random bit r as an XOR share (bit 0 of each word) and an arithmetic share.
 pub struct BitPair {
-    pub xor: Vec<u64>,
-    pub arith: Vec<u64>,
+    pub xor: Words,
+    pub arith: Words,
 }
 
 /// Mask of the dealer-assisted truncation: r, (r mod 2^63) >> shift, msb(r).
 pub struct TruncMask {
-    pub r: Vec<u64>,
-    pub r_hi: Vec<u64>,
-    pub r_msb: Vec<u64>,
+    pub r: Words,
+    pub r_hi: Words,
+    pub r_msb: Words,
 }
 
 /// Square pair r, r².
 pub struct SquarePair {
-    pub r: Vec<u64>,
-    pub r2: Vec<u64>,
+    pub r: Words,
+    pub r2: Words,
 }
 
-fn components<const N: usize>(m: Material, what: &str) -> Result<[Vec<u64>; N]> {
+fn components<const N: usize>(m: Taken, what: &str) -> Result<[Words; N]> {
     let got = m.len();
     m.try_into()
         .map_err(|_| Error::Material(format!("{what} must have {N} components, got {got}")))
 }
 
 impl Triple {
-    pub fn from_material(m: Material) -> Result<Self> {
+    pub fn from_material(m: Taken) -> Result<Self> {
         let [a, b, c] = components(m, "a Beaver triple")?;
         Ok(Triple { a, b, c })
     }
 }
 impl AndTriple {
-    pub fn from_material(m: Material) -> Result<Self> {
+    pub fn from_material(m: Taken) -> Result<Self> {
         let [a, b, c] = components(m, "an AND triple")?;
         Ok(AndTriple { a, b, c })
     }
 }
 impl BitPair {
-    pub fn from_material(m: Material) -> Result<Self> {
+    pub fn from_material(m: Taken) -> Result<Self> {
         let [xor, arith] = components(m, "a random bit pair")?;
         Ok(BitPair { xor, arith })
     }
 }
 impl TruncMask {
-    pub fn from_material(m: Material) -> Result<Self> {
+    pub fn from_material(m: Taken) -> Result<Self> {
         let [r, r_hi, r_msb] = components(m, "a truncation mask")?;
         Ok(TruncMask { r, r_hi, r_msb })
     }
 }
 impl SquarePair {
-    pub fn from_material(m: Material) -> Result<Self> {
+    pub fn from_material(m: Taken) -> Result<Self> {
         let [r, r2] = components(m, "a square pair")?;
         Ok(SquarePair { r, r2 })
     }
@@ -109,12 +158,12 @@ pub fn slice_material(full: &Material, ranges: &[Vec<Range<usize>>]) -> Material
 
 /// Which parts of a key's material are gone, so that no unit is handed out twice.
 #[derive(Debug, Default)]
-pub struct Taken {
+pub struct Used {
     parts: Vec<(usize, usize)>,
     units: usize,
 }
 
-impl Taken {
+impl Used {
     /// Record `part` of a request of `total` units; an error if any unit of it was taken
     /// before. Returns whether every unit is now taken.
     pub fn take(&mut self, key: u64, req: &Request, part: Part, total: usize) -> Result<bool> {
@@ -149,8 +198,8 @@ fn check_planned(key: u64, req: &Request, planned: Option<&Request>) -> Result<(
 
 struct Entry {
     req: Request,
-    material: Material,
-    taken: Mutex<Taken>,
+    material: Vec<Arc<Vec<u64>>>,
+    taken: Mutex<Used>,
 }
 
 /// Expanded material of one party. Parts are copied out; a key is freed when all of it is
@@ -161,21 +210,16 @@ pub struct MaterialStore {
 
 impl MaterialStore {
     pub fn new(items: HashMap<u64, (Request, Material)>) -> Self {
+        let entry = |req: Request, material: Material| Entry {
+            req,
+            material: material.into_iter().map(Arc::new).collect(),
+            taken: Mutex::new(Used::default()),
+        };
         MaterialStore {
             items: Mutex::new(
                 items
                     .into_iter()
-                    .map(|(k, (req, material))| {
-                        let taken = Mutex::new(Taken::default());
-                        (
-                            k,
-                            Arc::new(Entry {
-                                req,
-                                material,
-                                taken,
-                            }),
-                        )
-                    })
+                    .map(|(k, (req, m))| (k, Arc::new(entry(req, m))))
                     .collect(),
             ),
         }
@@ -188,7 +232,7 @@ impl MaterialStore {
 }
 
 impl MaterialSource for MaterialStore {
-    fn take(&self, key: u64, req: &Request, part: Part) -> Result<Material> {
+    fn take(&self, key: u64, req: &Request, part: Part) -> Result<Taken> {
         let entry = self.items.lock().unwrap().get(&key).cloned();
         check_planned(key, req, entry.as_ref().map(|e| &e.req))?;
         let entry = entry.expect("checked above");
@@ -199,18 +243,27 @@ impl MaterialSource for MaterialStore {
             .take(key, req, part, req.units())?;
         if done {
             self.items.lock().unwrap().remove(&key);
-            if part.len == req.units() {
-                // Taken whole: ours alone now (or shared only with a lane that is copying
-                // a part it was refused... which cannot be, parts never overlap).
-                if let Ok(e) = Arc::try_unwrap(entry) {
-                    return Ok(e.material);
-                }
-                return Err(Error::Material(format!(
-                    "material for operation {key:#018x} still in use elsewhere"
-                )));
-            }
         }
-        Ok(slice_material(&entry.material, &req.component_ranges(part)))
+        let ranges = req.component_ranges(part);
+        // Taken whole in one piece: ours alone, moved out without a copy.
+        if done && part.len == req.units() {
+            if let Ok(e) = Arc::try_unwrap(entry) {
+                return Ok(e
+                    .material
+                    .into_iter()
+                    .map(|c| Words::Owned(Arc::try_unwrap(c).unwrap_or_else(|c| c.to_vec())))
+                    .collect());
+            }
+            return Err(Error::Material(format!(
+                "material for operation {key:#018x} still in use elsewhere"
+            )));
+        }
+        Ok(entry
+            .material
+            .iter()
+            .zip(ranges)
+            .map(|(c, r)| Words::View(c.clone(), r[0].clone()))
+            .collect())
     }
 }
 
@@ -218,7 +271,7 @@ impl MaterialSource for MaterialStore {
 /// hands out zeros of the right size.
 #[derive(Default)]
 pub struct RecordingSource {
-    entries: Mutex<HashMap<u64, (Request, Taken)>>,
+    entries: Mutex<HashMap<u64, (Request, Used)>>,
     clash: Mutex<Option<String>>,
 }
 
@@ -240,11 +293,11 @@ impl RecordingSource {
 }
 
 impl MaterialSource for RecordingSource {
-    fn take(&self, key: u64, req: &Request, part: Part) -> Result<Material> {
+    fn take(&self, key: u64, req: &Request, part: Part) -> Result<Taken> {
         let mut entries = self.entries.lock().unwrap();
         let (planned, taken) = entries
             .entry(key)
-            .or_insert_with(|| (req.clone(), Taken::default()));
+            .or_insert_with(|| (req.clone(), Used::default()));
         if planned != req {
             let msg = format!(
                 "operation key {key:#018x} was used for {planned:?} and for {req:?} in one program"
@@ -260,7 +313,7 @@ impl MaterialSource for RecordingSource {
         Ok(req
             .component_ranges(part)
             .iter()
-            .map(|rs| vec![0; rs.iter().map(|r| r.len()).sum()])
+            .map(|rs| Words::Owned(vec![0; rs.iter().map(|r| r.len()).sum()]))
             .collect())
     }
 }

@@ -14,6 +14,6 @@ pub mod plan;
 pub use dealer::{deal, deal_seeded, PartyMaterial};
 pub use material::{
     AndTriple, BitPair, Material, MaterialSource, MaterialStore, RecordingSource, SquarePair,
-    Triple, TruncMask,
+    Taken, Triple, TruncMask, Words,
 };
 pub use plan::{Part, Plan, Request, Window};

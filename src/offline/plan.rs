@@ -20,8 +20,9 @@ pub enum Request {
     },
     /// Square pair: r, r² (`len` elements).
     Square { len: usize },
-    /// Binary AND triple over 64-bit words: a (`len`), b (`rep`·`len`), c = a AND b with a
-    /// broadcast over the `rep` copies.
+    /// Binary AND triple over 64-bit words: a (`len`), b (`len`·`rep`, element-major: the
+    /// `rep` words of element i together), c = a AND b with a[i] broadcast over element
+    /// i's `rep` words.
     And { len: usize, rep: usize },
     /// Random bits r shared both arithmetically and in XOR form (for B2A).
     Bit { len: usize },
@@ -164,8 +165,8 @@ impl Request {
         ))
     }
 
-    /// Word ranges of each component that make up `part` (several for an AND triple's
-    /// stacked copies).
+    /// Word ranges of each component that make up `part` (every layout keeps a part of a
+    /// component contiguous, so one range each; a list for the file and slicing helpers).
     pub fn component_ranges(&self, part: Part) -> Vec<Vec<std::ops::Range<usize>>> {
         let (s, e) = (part.start, part.start + part.len);
         let lens = self.component_lens();
@@ -177,10 +178,10 @@ impl Request {
                 .iter()
                 .map(|_| std::iter::once(s..e).collect())
                 .collect(),
-            Request::And { len, rep } => vec![
-                vec![s..e],
-                (0..rep).map(|r| r * len + s..r * len + e).collect(),
-                (0..rep).map(|r| r * len + s..r * len + e).collect(),
+            Request::And { rep, .. } => vec![
+                std::iter::once(s..e).collect(),
+                std::iter::once(s * rep..e * rep).collect(),
+                std::iter::once(s * rep..e * rep).collect(),
             ],
             Request::BatchMatmul { m, k, n, .. } => vec![
                 vec![s * m * k..e * m * k],

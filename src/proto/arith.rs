@@ -26,8 +26,8 @@ impl<'a> Ctx<'a> {
         let key = self.next_key();
         let Triple { a, b, c } = Triple::from_material(self.material(key, req)?)?;
         let y_shape = y.borrow().shape().to_vec();
-        let a = RingTensor::try_from_vec(x.shape(), a)?;
-        let mut b = RingTensor::try_from_vec(&y_shape, b)?;
+        let a = RingTensor::try_from_vec(x.shape(), a.into_vec())?;
+        let mut b = RingTensor::try_from_vec(&y_shape, b.into_vec())?;
         // X - A and Y - B straight into the message: for a large weight (VGG16's first FC
         // layer is 0.8 GB per party, times three parties in one process) every copy counts.
         let masked = ew::concat_with(
@@ -43,7 +43,7 @@ impl<'a> Ctx<'a> {
         let b_side = b;
         let mut z = op(eps, &b_side);
         z.add_assign(&op(&a, delta));
-        let c = RingTensor::try_from_vec(z.shape(), c)?;
+        let c = RingTensor::try_from_vec(z.shape(), c.into_vec())?;
         z.add_assign(&c);
         Ok(z)
     }
@@ -64,13 +64,30 @@ impl<'a> Ctx<'a> {
                 y.shape()
             )));
         }
-        let z = self.beaver(
-            "mul",
-            Request::Mul { len: x.len() },
-            &x.0,
-            &y.0,
-            ew::mul_tensors,
-        )?;
+        // Elementwise, straight from the material's words (a lane's part is a view of the
+        // whole): z = c + ε·(b + δ at party 0, b elsewhere) + a·δ, one pass.
+        let n = x.len();
+        let key = self.next_key();
+        let Triple { a, b, c } =
+            Triple::from_material(self.material(key, Request::Mul { len: n })?)?;
+        if a.len() != n || b.len() != n || c.len() != n {
+            return Err(Error::Material(format!(
+                "Beaver triple of {} words for {n} elements",
+                a.len()
+            )));
+        }
+        let msg = ew::concat_with(&[(x.0.data(), &a), (y.0.data(), &b)], u64::wrapping_sub);
+        let opened = self.open_flat("mul", msg, &[x.shape(), y.shape()], Combine::Add)?;
+        let (eps, delta) = (opened[0].data(), opened[1].data());
+        let p0 = u64::from(self.party() == 0);
+        let z: Vec<u64> = (0..n)
+            .map(|i| {
+                let bs = b[i].wrapping_add(delta[i].wrapping_mul(p0));
+                c[i].wrapping_add(eps[i].wrapping_mul(bs))
+                    .wrapping_add(a[i].wrapping_mul(delta[i]))
+            })
+            .collect();
+        let z = RingTensor::try_from_vec(x.shape(), z)?;
         Ok(Share(z))
     }
 
@@ -85,17 +102,30 @@ impl<'a> Ctx<'a> {
         let key = self.next_key();
         let SquarePair { r, r2 } =
             SquarePair::from_material(self.material(key, Request::Square { len: x.len() })?)?;
-        let r = RingTensor::try_from_vec(x.shape(), r)?;
-        let r2 = RingTensor::try_from_vec(x.shape(), r2)?;
+        let n = x.len();
+        if r.len() != n || r2.len() != n {
+            return Err(Error::Material(format!(
+                "square pair of {} words for {n} elements",
+                r.len()
+            )));
+        }
+        let msg = ew::concat_with(&[(x.0.data(), &r)], u64::wrapping_sub);
         let eps = self
-            .open("square", &[&x.0.sub(&r)], Combine::Add)?
+            .open_flat("square", msg, &[x.shape()], Combine::Add)?
             .pop()
             .unwrap();
-        let mut z = r2.add(&ew::scale_tensor(&ew::mul_tensors(&eps, &r), 2));
-        if self.party() == 0 {
-            z.add_assign(&ew::mul_tensors(&eps, &eps));
-        }
-        Ok(Share(z))
+        let eps = eps.data();
+        // z = r² + 2ε·r (+ ε² at party 0), one pass from the material's words.
+        let p0 = u64::from(self.party() == 0);
+        let z: Vec<u64> = (0..n)
+            .map(|i| {
+                let e = eps[i];
+                r2[i]
+                    .wrapping_add(e.wrapping_mul(r[i]).wrapping_mul(2))
+                    .wrapping_add(e.wrapping_mul(e).wrapping_mul(p0))
+            })
+            .collect();
+        Ok(Share(RingTensor::try_from_vec(x.shape(), z)?))
     }
 
     /// x·c for a public real c: local product, then truncation.
@@ -116,9 +146,10 @@ impl<'a> Ctx<'a> {
         self.trunc(&Share(ew::mul_tensors(&x.0, c)))
     }
 
-    /// x AND y over XOR shares (§3.4). `y` holds `rep` stacked copies of x's shape
-    /// (rep = y.len() / x.len()), and x is broadcast over them: one triple, one round,
-    /// opening |x| + |y| words. The parallel-prefix adder uses rep = 2.
+    /// x AND y over XOR shares (§3.4). `y` holds `rep` words per element of x, element-major
+    /// (rep = y.len() / x.len(); y[i·rep + r] pairs with x[i]), and x is broadcast over
+    /// them: one triple, one round, opening |x| + |y| words. The parallel-prefix adder
+    /// uses rep = 2.
     pub fn and(&self, x: &BinShare, y: &BinShare) -> Result<BinShare> {
         let (len, ylen) = (x.0.len(), y.0.len());
         if len == 0 || ylen % len != 0 {
@@ -150,21 +181,27 @@ impl<'a> Ctx<'a> {
         let opened = self.open_flat("and", msg, &[y.shape(), x.shape()], Combine::Xor)?;
         let (delta, eps) = (opened[0].data(), opened[1].data());
         let p0 = self.party() == 0;
-        let mut z = c;
-        // One pass per stacked copy of x: y, δ, b and z are `rep` blocks of x's length.
-        // z = c ^ (ε & b) ^ (a & δ) ^ (ε & δ)[party 0]; party 0 folds as ε & (b ^ δ). Indexed
-        // over slices of one length, with the party test outside the loop, so that it
-        // compiles to vector code (a five-way zip did not).
+        // y, δ, b and c are element-major: element i's `rep` words follow each other (so a
+        // lane's part of them is contiguous). z = c ^ (ε & b) ^ (a & δ) ^ (ε & δ)[party 0];
+        // party 0 folds as ε & (b ^ δ). The party test is outside the loops.
+        let mut z = vec![0u64; ylen];
         let (a, eps) = (&a[..len], &eps[..len]);
-        for ((zb, bb), db) in z.chunks_mut(len).zip(b.chunks(len)).zip(delta.chunks(len)) {
-            let (zb, bb, db) = (&mut zb[..len], &bb[..len], &db[..len]);
-            if p0 {
-                for i in 0..len {
-                    zb[i] ^= (eps[i] & (bb[i] ^ db[i])) ^ (a[i] & db[i]);
+        let (b, c) = (&b[..ylen], &c[..ylen]);
+        let rows = z
+            .chunks_mut(rep)
+            .zip(b.chunks(rep))
+            .zip(delta.chunks(rep))
+            .zip(c.chunks(rep));
+        if p0 {
+            for (i, (((zr, br), dr), cr)) in rows.enumerate() {
+                for r in 0..rep {
+                    zr[r] = cr[r] ^ (eps[i] & (br[r] ^ dr[r])) ^ (a[i] & dr[r]);
                 }
-            } else {
-                for i in 0..len {
-                    zb[i] ^= (eps[i] & bb[i]) ^ (a[i] & db[i]);
+            }
+        } else {
+            for (i, (((zr, br), dr), cr)) in rows.enumerate() {
+                for r in 0..rep {
+                    zr[r] = cr[r] ^ (eps[i] & br[r]) ^ (a[i] & dr[r]);
                 }
             }
         }

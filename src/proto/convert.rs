@@ -68,7 +68,7 @@ impl<'a> Ctx<'a> {
     /// G = x AND y (generate, 1 round) and P = x XOR y (propagate). Level s ∈ {1, 2, .., 32}
     /// combines each position's group with the one s below it:
     ///   G ← G XOR (P AND G≪s),  P ← P AND P≪s,
-    /// as ONE AND of P broadcast against the stacked [G≪s, P≪s] (3n words). XOR stands for
+    /// as ONE AND of P broadcast against the pairs (P≪s, G≪s) (3n words). XOR stands for
     /// OR because a group that propagates never generates, so the two terms are disjoint.
     /// After 6 levels G_i is the carry out of bit i, and x + y = P₀ XOR (G ≪ 1).
     /// Cost: 7 rounds, 2n + 6·3n = 20n words per party (as CrypTen's SPK circuit).
@@ -88,18 +88,22 @@ impl<'a> Ctx<'a> {
         let mut g = self.and(x, y)?.0.into_data();
         let mut p = p0.0.data().to_vec();
         for s in PREFIX_SHIFTS {
-            // Stacked as [P≪s, G≪s] so the AND's first half is the new P, kept in place.
+            // Element-major [P≪s, G≪s] pairs (the AND's layout: a lane's part of the
+            // words stays contiguous): word 2i of the result is the new P_i, 2i + 1 G's update.
             let mut stacked = Vec::with_capacity(2 * n);
-            stacked.extend(p.iter().map(|v| v << s));
-            stacked.extend(g.iter().map(|v| v << s));
+            for (pv, gv) in p.iter().zip(&g) {
+                stacked.push(pv << s);
+                stacked.push(gv << s);
+            }
             let upd = self.and(
                 &BinShare(RingTensor::from_vec(&flat, p)),
                 &BinShare(RingTensor::from_vec(&[2 * n], stacked)),
             )?;
-            let mut upd = upd.0.into_data();
-            g.iter_mut().zip(&upd[n..]).for_each(|(g, u)| *g ^= u);
-            upd.truncate(n);
-            p = upd;
+            let upd = upd.0.into_data();
+            g.iter_mut()
+                .zip(upd.chunks(2))
+                .for_each(|(g, u)| *g ^= u[1]);
+            p = upd.chunks(2).map(|u| u[0]).collect();
         }
         let sum: Vec<u64> =
             p0.0.data()
@@ -121,14 +125,26 @@ impl<'a> Ctx<'a> {
             xor: r_bin,
             arith: r_arith,
         } = BitPair::from_material(self.material(key, Request::Bit { len })?)?;
-        let r_bin = RingTensor::try_from_vec(x.shape(), r_bin)?;
-        let masked = x.and_public(1).0.xor(&r_bin);
+        if r_bin.len() != len || r_arith.len() != len {
+            return Err(Error::Material(format!(
+                "random bits of {} words for {len} elements",
+                r_bin.len()
+            )));
+        }
+        let masked = RingTensor::from_vec(
+            x.shape(),
+            x.0.data()
+                .iter()
+                .zip(r_bin.iter())
+                .map(|(x, r)| (x & 1) ^ r)
+                .collect(),
+        );
         let z = self.open("b2a", &[&masked], Combine::Xor)?.pop().unwrap();
         let p0 = self.party() == 0;
         let out: Vec<u64> = z
             .data()
             .iter()
-            .zip(&r_arith)
+            .zip(r_arith.iter())
             .map(|(&z, &r)| {
                 let z = z & 1;
                 let v = r.wrapping_mul(1u64.wrapping_sub(2 * z));

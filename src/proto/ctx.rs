@@ -316,14 +316,14 @@ impl<'a> Ctx<'a> {
 
     /// The material planned for operation `key` of this node, this lane's part of it:
     /// `req` is what the lane's part needs.
-    pub(crate) fn material(&self, key: u64, req: Request) -> Result<Vec<Vec<u64>>> {
+    pub(crate) fn material(&self, key: u64, req: Request) -> Result<crate::offline::Taken> {
         let (whole, part) = req.widen(self.window).map_err(Error::Protocol)?;
         self.material.take(key, &whole, part)
     }
 
     /// The material of operation `key` for the whole tensor, whatever this lane's window
     /// (a linear layer's triple, which every lane uses rows of).
-    pub(crate) fn material_whole(&self, key: u64, req: Request) -> Result<Vec<Vec<u64>>> {
+    pub(crate) fn material_whole(&self, key: u64, req: Request) -> Result<crate::offline::Taken> {
         let part = Part {
             start: 0,
             len: req.units(),

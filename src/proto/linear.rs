@@ -233,14 +233,14 @@ impl<'a> Ctx<'a> {
     ) -> Result<LinearTriple> {
         let req = op.request(x_shape, w_shape)?;
         let Triple { a, b, c } = Triple::from_material(self.material_whole(keys.triple, req)?)?;
-        let a = RingTensor::try_from_vec(x_shape, a)?;
-        let b = RingTensor::try_from_vec(w_shape, b)?;
+        let a = RingTensor::try_from_vec(x_shape, a.into_vec())?;
+        let b = RingTensor::try_from_vec(w_shape, b.into_vec())?;
         Ok(LinearTriple {
             op,
             key: keys.triple,
             a: Arc::new(a),
             b,
-            c,
+            c: c.into_vec(),
         })
     }
 
@@ -404,7 +404,7 @@ impl<'a> Ctx<'a> {
         let opened = self.open_flat("batched matmul", msg, &[xs, ys], Combine::Add)?;
         let (eps, delta) = (opened[0].data(), opened[1].data());
         let p0 = self.party() == 0;
-        let mut z = c;
+        let mut z = c.into_vec();
         for i in 0..b {
             let (ea, aa) = (
                 &eps[i * m * k..(i + 1) * m * k],

@@ -60,7 +60,14 @@ impl<'a> Ctx<'a> {
         let p0 = self.party() == 0;
         let offset = 1u64 << 62;
         let mut masked = x.0.clone();
-        for (v, ri) in masked.data_mut().iter_mut().zip(&r) {
+        if r.len() != x.len() || r_hi.len() != x.len() || r_msb.len() != x.len() {
+            return Err(Error::Material(format!(
+                "truncation mask of {} words for {} elements",
+                r.len(),
+                x.len()
+            )));
+        }
+        for (v, ri) in masked.data_mut().iter_mut().zip(r.iter()) {
             *v = v
                 .wrapping_add(*ri)
                 .wrapping_add(if p0 { offset } else { 0 });
@@ -69,7 +76,7 @@ impl<'a> Ctx<'a> {
         let out: Vec<u64> = c
             .data()
             .iter()
-            .zip(r_hi.iter().zip(&r_msb))
+            .zip(r_hi.iter().zip(r_msb.iter()))
             .map(|(&c, (&hi, &msb))| {
                 let c_msb = c >> 63;
                 // [s_msb] = c_msb + [r_msb] - 2·c_msb·[r_msb] = (1 - 2 c_msb)[r_msb] + c_msb[p0]
