@@ -185,27 +185,66 @@ impl<'a> Ctx<'a> {
         // lane's part of them is contiguous). z = c ^ (ε & b) ^ (a & δ) ^ (ε & δ)[party 0];
         // party 0 folds as ε & (b ^ δ). The party test is outside the loops.
         let mut z = vec![0u64; ylen];
-        let (a, eps) = (&a[..len], &eps[..len]);
-        let (b, c) = (&b[..ylen], &c[..ylen]);
-        let rows = z
-            .chunks_mut(rep)
-            .zip(b.chunks(rep))
-            .zip(delta.chunks(rep))
-            .zip(c.chunks(rep));
-        if p0 {
-            for (i, (((zr, br), dr), cr)) in rows.enumerate() {
-                for r in 0..rep {
-                    zr[r] = cr[r] ^ (eps[i] & (br[r] ^ dr[r])) ^ (a[i] & dr[r]);
-                }
-            }
-        } else {
-            for (i, (((zr, br), dr), cr)) in rows.enumerate() {
-                for r in 0..rep {
-                    zr[r] = cr[r] ^ (eps[i] & br[r]) ^ (a[i] & dr[r]);
-                }
-            }
+        let k = AndTerms {
+            a: &a[..len],
+            eps: &eps[..len],
+            b: &b[..ylen],
+            delta: &delta[..ylen],
+            c: &c[..ylen],
+        };
+        match (rep, p0) {
+            (1, true) => k.run::<1, true>(&mut z),
+            (1, false) => k.run::<1, false>(&mut z),
+            (2, true) => k.run::<2, true>(&mut z),
+            (2, false) => k.run::<2, false>(&mut z),
+            (_, p0) => k.run_any(rep, p0, &mut z),
         }
         let z = RingTensor::try_from_vec(y.shape(), z)?;
         Ok(BinShare(z))
+    }
+}
+
+/// The local step of an AND: z = c ^ (ε & b) ^ (a & δ) (^ (ε & δ) at party 0, folded as
+/// ε & (b ^ δ)), with a and ε broadcast over each element's `rep` words. Const `REP` and
+/// party so the common cases (rep 1 and 2) compile to straight vector code; the old
+/// five-way iterator zip did not vectorize.
+struct AndTerms<'a> {
+    a: &'a [u64],
+    eps: &'a [u64],
+    b: &'a [u64],
+    delta: &'a [u64],
+    c: &'a [u64],
+}
+
+impl AndTerms<'_> {
+    fn run<const REP: usize, const P0: bool>(&self, z: &mut [u64]) {
+        let n = self.a.len();
+        let (b, d, c) = (
+            &self.b[..n * REP],
+            &self.delta[..n * REP],
+            &self.c[..n * REP],
+        );
+        let z = &mut z[..n * REP];
+        for i in 0..n {
+            let (ai, ei) = (self.a[i], self.eps[i]);
+            for r in 0..REP {
+                let j = i * REP + r;
+                let bj = if P0 { b[j] ^ d[j] } else { b[j] };
+                z[j] = c[j] ^ (ei & bj) ^ (ai & d[j]);
+            }
+        }
+    }
+
+    fn run_any(&self, rep: usize, p0: bool, z: &mut [u64]) {
+        for i in 0..self.a.len() {
+            for j in i * rep..(i + 1) * rep {
+                let bj = if p0 {
+                    self.b[j] ^ self.delta[j]
+                } else {
+                    self.b[j]
+                };
+                z[j] = self.c[j] ^ (self.eps[i] & bj) ^ (self.a[i] & self.delta[j]);
+            }
+        }
     }
 }
