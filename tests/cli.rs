@@ -223,7 +223,7 @@ fn run_processes_hands_every_option_to_every_party() {
         .arg("--links-file")
         .arg(&links)
         .args(["--latency-ms", "0.2", "--bandwidth-mbps", "5000"])
-        .args(["--inbox-cap-mib", "4096"])
+        .args(["--inbox-cap-mib", "4096", "--insecure-plaintext-channels"])
         .arg("--material")
         .arg(&mat)
         .env("MPC_PIPE_ECHO_JOB_DIR", &dir)
@@ -249,7 +249,8 @@ fn run_processes_hands_every_option_to_every_party() {
         "timeout_s": 45.0,
         "link": {"name": "wan-1g", "bandwidth_mbps": 5000.0, "latency_ms": 0.2},
         "material_dir": mat.to_str().unwrap(),
-        "inbox_cap_mib": 4096
+        "inbox_cap_mib": 4096,
+        "plaintext_channels": true
     });
     for id in 0..3 {
         let path = dir.join(format!("party{id}.json"));

@@ -53,6 +53,10 @@ pub struct PartyArgs {
     /// ahead); past it the peer is dropped with an error naming it.
     #[arg(long, default_value_t = crate::transport::tcp::DEFAULT_INBOX_CAP_MIB)]
     pub inbox_cap_mib: u64,
+    /// Send frames in clear instead of sealed (AES-256-GCM): for measuring what the secure
+    /// channels cost only; every party of the session must give it.
+    #[arg(long)]
+    pub insecure_plaintext_channels: bool,
     /// Internal (`run --processes`): read the whole job, as JSON, from standard input;
     /// the job, link, timeout and material options are then not used.
     #[arg(long, hide = true)]
@@ -99,6 +103,7 @@ fn party_job(a: &PartyArgs, parties: usize) -> Result<PartyJob> {
         link: a.link.profile()?,
         material_dir: a.material.clone(),
         inbox_cap_mib: a.inbox_cap_mib,
+        plaintext_channels: a.insecure_plaintext_channels,
     };
     job.check()?;
     Ok(job)

@@ -117,6 +117,8 @@ pub struct PartyJob {
     /// Cap on what one peer may hold unread in this party's inbox, in MiB (`TcpConfig::
     /// max_inbox_bytes`).
     pub inbox_cap_mib: u64,
+    /// Frames in clear (`--insecure-plaintext-channels`, to measure what sealing costs).
+    pub plaintext_channels: bool,
 }
 
 /// The bytes of `--inbox-cap-mib`, checked (at least 1 MiB, at most 1 TiB).
@@ -268,6 +270,8 @@ pub struct PartyConfig {
     pub stall_before_online: Option<Duration>,
     /// See `TcpConfig::max_inbox_bytes`.
     pub max_inbox_bytes: u64,
+    /// See `TcpConfig::plaintext`.
+    pub plaintext_channels: bool,
 }
 
 impl PartyConfig {
@@ -290,6 +294,7 @@ impl PartyConfig {
             material_dir: job.material_dir.clone(),
             stall_before_online: None,
             max_inbox_bytes: inbox_cap_bytes(job.inbox_cap_mib)?,
+            plaintext_channels: job.plaintext_channels,
         })
     }
 
@@ -306,6 +311,7 @@ impl PartyConfig {
             material_dir: None,
             stall_before_online: None,
             max_inbox_bytes: DEFAULT_INBOX_CAP_MIB << 20,
+            plaintext_channels: false,
         }
     }
 
@@ -314,6 +320,7 @@ impl PartyConfig {
         t.timeout = self.timeout;
         t.link = self.link.clone();
         t.max_inbox_bytes = self.max_inbox_bytes;
+        t.plaintext = self.plaintext_channels;
         t
     }
 
@@ -569,6 +576,8 @@ pub struct ProcessRun {
     pub extra_args: Vec<String>,
     /// See `PartyJob::inbox_cap_mib`.
     pub inbox_cap_mib: u64,
+    /// See `PartyJob::plaintext_channels`.
+    pub plaintext_channels: bool,
 }
 
 impl ProcessRun {
@@ -581,6 +590,7 @@ impl ProcessRun {
             link: self.link.clone(),
             material_dir: self.material_dir.clone(),
             inbox_cap_mib: self.inbox_cap_mib,
+            plaintext_channels: self.plaintext_channels,
         }
     }
 }
@@ -596,6 +606,7 @@ impl ProcessRun {
             material_dir: None,
             extra_args: vec![],
             inbox_cap_mib: DEFAULT_INBOX_CAP_MIB,
+            plaintext_channels: false,
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod frame;
 pub mod handshake;
 pub mod inbox;
 pub mod memory;
+pub mod seal;
 pub mod tcp;
 
 // Where callers named it before it moved to `crate::link`.
