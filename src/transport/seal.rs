@@ -1,11 +1,14 @@
 //! The secure channel's record layer: after the handshake every TCP frame is sealed with
-//! AES-256-GCM under a key of its direction. Depends on error (and aes-gcm); pure (no I/O),
-//! so it is tested on byte strings.
+//! AES-256-GCM under a key of its direction. Depends on ring only; pure (no I/O), so it is
+//! tested on byte strings.
 //!
 //! Why AES-GCM keyed from our own handshake rather than TLS or Noise: the handshake already
 //! authenticates both parties with the pre-shared session key over fresh nonces, so what is
-//! missing is only the record protection, and AES-GCM runs on AES-NI and PCLMULQDQ at
-//! several GB/s per core with the `aes` crate the PRG already uses.
+//! missing is only the record protection. AES-GCM from `ring` (the AEAD under rustls, with
+//! AES-NI/VAES and carry-less multiply assembly) sealed 4 MiB frames at 4.8 GB/s on one
+//! core of this VM; RustCrypto's `aes-gcm` did 1.4 GB/s, which made a 2-party ResNet-20
+//! run over loopback 1.5-2.5x slower than plaintext, as the I/O thread seals and opens every
+//! byte.
 //!
 //! ```text
 //!   key(A -> B) = HMAC-SHA256(session key, "mpc-pipe channel v1" | hello_A | hello_B)
@@ -19,29 +22,33 @@
 //! or changed fails its tag, and the connection is dropped. The header stays in clear so the
 //! decoder applies its length caps before it reserves anything.
 
-use aes_gcm::aead::consts::U12;
-use aes_gcm::aead::{AeadInPlace, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce, Tag};
+use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, AES_256_GCM};
 
 /// Bytes of the authentication tag after each sealed frame.
 pub const TAG_BYTES: usize = 16;
 
-fn nonce(counter: u64) -> Nonce<U12> {
+/// The nonce of frame `counter`: unique per key, as each direction's key seals each
+/// counter once.
+fn nonce(counter: u64) -> Nonce {
     let mut n = [0u8; 12];
     n[..8].copy_from_slice(&counter.to_le_bytes());
-    Nonce::from(n)
+    Nonce::assume_unique_for_key(n)
+}
+
+fn cipher(key: &[u8; 32]) -> LessSafeKey {
+    LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key).expect("a 32-byte AES-256 key"))
 }
 
 /// The sending half of a channel.
 pub struct Sealer {
-    cipher: Aes256Gcm,
+    cipher: LessSafeKey,
     counter: u64,
 }
 
 impl Sealer {
     pub fn new(key: &[u8; 32]) -> Self {
         Sealer {
-            cipher: Aes256Gcm::new(key.into()),
+            cipher: cipher(key),
             counter: 0,
         }
     }
@@ -53,24 +60,24 @@ impl Sealer {
         let (hdr, payload) = wire.split_at_mut(header_bytes);
         let tag = self
             .cipher
-            .encrypt_in_place_detached(&nonce(self.counter), hdr, payload)
+            .seal_in_place_separate_tag(nonce(self.counter), Aad::from(&*hdr), payload)
             .expect("a frame is far below AES-GCM's 64 GiB limit");
         // 2^64 frames would take centuries at any speed; the counter never wraps.
         self.counter += 1;
-        wire.extend_from_slice(&tag);
+        wire.extend_from_slice(tag.as_ref());
     }
 }
 
 /// The receiving half of a channel.
 pub struct Opener {
-    cipher: Aes256Gcm,
+    cipher: LessSafeKey,
     counter: u64,
 }
 
 impl Opener {
     pub fn new(key: &[u8; 32]) -> Self {
         Opener {
-            cipher: Aes256Gcm::new(key.into()),
+            cipher: cipher(key),
             counter: 0,
         }
     }
@@ -81,7 +88,13 @@ impl Opener {
     pub fn open(&mut self, header: &[u8], payload: &mut [u8], tag: &[u8; TAG_BYTES]) -> bool {
         let ok = self
             .cipher
-            .decrypt_in_place_detached(&nonce(self.counter), header, payload, Tag::from_slice(tag))
+            .open_in_place_separate_tag(
+                nonce(self.counter),
+                Aad::from(header),
+                Tag::from(*tag),
+                payload,
+                0..,
+            )
             .is_ok();
         self.counter += 1;
         ok
