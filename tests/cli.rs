@@ -330,6 +330,14 @@ fn party_refuses_hostile_files_and_times_before_it_connects() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         refused_naming(&args, needle);
     }
+    // A key file others may read is refused, as ssh refuses such a private key.
+    use std::os::unix::fs::PermissionsExt;
+    let kf = dir.join("key");
+    std::fs::write(&kf, "ab".repeat(32)).unwrap();
+    std::fs::set_permissions(&kf, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let args = party(&["--key-file", kf.to_str().unwrap()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    refused_naming(&args, "chmod 600");
     // Unknown keys in a parties file (a typo such as `adr`) are refused, naming the file.
     let bad = parties_file(&dir, "[[party]]\nid = 2\nadr = \"127.0.0.1:3\"\n");
     let o = bin()

@@ -66,8 +66,29 @@ pub struct PartyArgs {
 /// Cap on a key file: 64 hex digits and a newline, with room for a comment-free CRLF.
 const MAX_KEY_FILE_BYTES: u64 = 256;
 
+/// Refuse a key file that others may read, as ssh refuses such a private key: the key
+/// authenticates the whole session and keys its channels.
+fn refuse_shared_key_file(f: &std::path::Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(f)
+            .map_err(|e| Error::Config(format!("cannot read --key-file {}: {e}", f.display())))?;
+        let mode = meta.permissions().mode();
+        if meta.is_file() && mode & 0o077 != 0 {
+            return Err(Error::Config(format!(
+                "--key-file {} may be read by group or others (mode {:o}); run chmod 600 on it",
+                f.display(),
+                mode & 0o777
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn session_key(a: &PartyArgs) -> Result<SessionKey> {
     if let Some(f) = &a.key_file {
+        refuse_shared_key_file(f)?;
         let s = crate::error::read_capped(f, MAX_KEY_FILE_BYTES, "--key-file")?;
         return SessionKey::from_hex(&s);
     }
