@@ -158,7 +158,8 @@ fn echo_job(id: usize, job: &PartyJob) -> Result<()> {
 
 pub fn run(a: &PartyArgs) -> Result<()> {
     let r = run_party_args(a);
-    if let Err(e) = &r {
+    // For `run --processes`, which reports the party that failed first.
+    if let (Err(e), true) = (&r, a.job_stdin) {
         eprintln!("{}", blame_line(e, a.id));
     }
     r
