@@ -51,8 +51,8 @@ pub struct NetcheckArgs {
     /// Bytes moved by --tcp-throughput.
     #[arg(long, default_value_t = 1 << 30)]
     pub bytes: u64,
-    /// --tcp-throughput with our frames in clear instead of sealed (AES-256-GCM), to
-    /// measure what the secure channels cost.
+    /// Our TCP frames in clear instead of sealed (AES-256-GCM), to measure what the secure
+    /// channels cost.
     #[arg(long)]
     pub insecure_plaintext_channels: bool,
     /// Internal: the child side of --tcp-throughput ("plain:ADDR" or "mpc:PARTIES_FILE").
@@ -175,7 +175,7 @@ pub fn check(a: &NetcheckArgs) -> Result<Vec<NetRow>> {
             rows.push(row("memory", measure(&eps[0], &eps[1], &p)?));
         }
         if tcp {
-            let (e0, e1) = tcp_pair(&p, timeout)?;
+            let (e0, e1) = tcp_pair(&p, timeout, a.insecure_plaintext_channels)?;
             rows.push(row("tcp", measure(&e0, &e1, &p)?));
         }
     }
@@ -186,6 +186,7 @@ pub fn check(a: &NetcheckArgs) -> Result<Vec<NetRow>> {
 pub fn tcp_pair(
     link: &LinkProfile,
     timeout: Duration,
+    plaintext: bool,
 ) -> Result<(crate::transport::TcpEndpoint, crate::transport::TcpEndpoint)> {
     let ls = [
         TcpListener::bind("127.0.0.1:0")?,
@@ -199,6 +200,7 @@ pub fn tcp_pair(
         let mut c = TcpConfig::new(id, addrs.clone(), session, key.clone());
         c.timeout = timeout;
         c.link = link.clone();
+        c.plaintext = plaintext;
         c
     };
     let (c0, c1) = (cfg(0), cfg(1));
