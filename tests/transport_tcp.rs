@@ -771,3 +771,65 @@ fn selftest_matches_the_reference_over_plaintext_channels_too() {
     assert_eq!(eps[0].wait(1, Tag(2), 3).unwrap(), vec![9, 8, 7]);
     drop_all(eps);
 }
+
+/// Party 1 reaches party 0 through a proxy that flips one bit of the first frame after the
+/// handshake (the issue-23 probe). Returns what party 0 got for party 1's message.
+fn through_bit_flipping_proxy(plaintext: bool) -> mpc_pipe::Result<Vec<u64>> {
+    let (mut ls, addrs) = listeners(2);
+    let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut via_proxy = addrs.clone();
+    via_proxy[0] = proxy.local_addr().unwrap();
+    let key = SessionKey::fresh();
+    let real0 = addrs[0];
+    std::thread::spawn(move || {
+        let (from1, _) = proxy.accept().unwrap();
+        let to0 = TcpStream::connect(real0).unwrap();
+        let (mut r0, mut w1) = (to0.try_clone().unwrap(), from1.try_clone().unwrap());
+        std::thread::spawn(move || std::io::copy(&mut r0, &mut w1));
+        let (mut r1, mut w0) = (from1, to0);
+        // The handshake is 97 bytes each way; byte 97 + 20 is in the first frame's payload.
+        let flip_at = 97 + 20;
+        let (mut seen, mut buf) = (0usize, [0u8; 4096]);
+        loop {
+            let k = match r1.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => k,
+            };
+            if (seen..seen + k).contains(&flip_at) {
+                buf[flip_at - seen] ^= 0x10;
+            }
+            seen += k;
+            if w0.write_all(&buf[..k]).is_err() {
+                break;
+            }
+        }
+        let _ = w0.shutdown(std::net::Shutdown::Write);
+    });
+    let l1 = ls.pop().unwrap();
+    let l0 = ls.pop().unwrap();
+    let cfg = |id: usize, addrs: Vec<SocketAddr>| {
+        let mut c = TcpConfig::new(id, addrs, 31, key.clone());
+        c.timeout = Duration::from_secs(5);
+        c.plaintext = plaintext;
+        c
+    };
+    let (c0, c1) = (cfg(0, addrs), cfg(1, via_proxy));
+    let h = std::thread::spawn(move || TcpNetwork::connect_with(&c0, l0));
+    let e1 = TcpNetwork::connect_with(&c1, l1).unwrap();
+    let e0 = h.join().unwrap().unwrap();
+    e1.post(0, Tag(1), vec![1000; 4].into()).unwrap();
+    let got = e0.wait(1, Tag(1), 4).map(|p| p.to_vec());
+    drop_all(vec![e0, e1]);
+    got
+}
+
+#[test]
+fn a_bit_flipped_on_the_wire_is_refused_naming_the_peer_where_plaintext_took_it() {
+    // The old plaintext framing delivers the changed value: the attack the probe found.
+    let got = through_bit_flipping_proxy(true).unwrap();
+    assert_ne!(got, vec![1000; 4]);
+    match through_bit_flipping_proxy(false) {
+        Err(Error::Peer { peer: 1, msg, .. }) => assert!(msg.contains("authentication"), "{msg}"),
+        other => panic!("expected a peer error naming party 1, got {other:?}"),
+    }
+}
