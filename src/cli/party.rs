@@ -14,7 +14,8 @@ use super::args::{JobArgs, LinkArgs};
 use crate::error::{Error, Result};
 use crate::runtime::job;
 use crate::runtime::process::{
-    blame_line, format_result, run_party, PartiesFile, PartyConfig, PartyJob, ECHO_JOB_ENV, KEY_ENV,
+    blame_line, format_result, run_party, ChildInput, PartiesFile, PartyConfig, PartyJob,
+    ECHO_JOB_ENV, KEY_ENV,
 };
 use crate::transport::SessionKey;
 
@@ -24,8 +25,8 @@ pub struct PartyArgs {
     #[arg(long)]
     pub id: usize,
     /// TOML file listing every party's address ([[party]] id = 0, addr = "host:port").
-    #[arg(long)]
-    pub parties: PathBuf,
+    #[arg(long, required_unless_present = "job_stdin")]
+    pub parties: Option<PathBuf>,
     /// Session id (hex), the same at every party.
     #[arg(long)]
     pub session: String,
@@ -103,20 +104,28 @@ fn session_key(a: &PartyArgs) -> Result<SessionKey> {
     }
 }
 
-/// The job this party runs: from stdin (`--job-stdin`, as `run --processes` starts its
-/// children) or from the job, link and timeout options.
-fn party_job(a: &PartyArgs, parties: usize) -> Result<PartyJob> {
+/// The addresses and the job this party runs: from stdin (`--job-stdin`, as
+/// `run --processes` starts its children), or from --parties and the job, link and timeout
+/// options.
+fn addrs_and_job(a: &PartyArgs) -> Result<(Vec<std::net::SocketAddr>, PartyJob)> {
     if a.job_stdin {
         die_with_parent();
-        let job = PartyJob::from_stdin()?;
-        if job.spec.parties != parties {
+        let input = ChildInput::from_stdin()?;
+        let addrs = input.parties.addrs()?;
+        if input.job.spec.parties != addrs.len() {
             return Err(Error::Config(format!(
-                "the job is for {} parties but the parties file lists {parties}",
-                job.spec.parties
+                "the job is for {} parties but {} addresses came with it",
+                input.job.spec.parties,
+                addrs.len()
             )));
         }
-        return Ok(job);
+        return Ok((addrs, input.job));
     }
+    let file = a.parties.as_ref().ok_or_else(|| {
+        Error::Config("--parties is required (a TOML file of every party's address)".into())
+    })?;
+    let addrs = PartiesFile::load(file)?.addrs()?;
+    let parties = addrs.len();
     let job = PartyJob {
         spec: a.job.spec(parties)?,
         fixed: a.job.fixed(parties)?,
@@ -127,7 +136,7 @@ fn party_job(a: &PartyArgs, parties: usize) -> Result<PartyJob> {
         plaintext_channels: a.insecure_plaintext_channels,
     };
     job.check()?;
-    Ok(job)
+    Ok((addrs, job))
 }
 
 /// A child of `run --processes` (`--job-stdin`) ends with its parent: killed, the parent
@@ -166,10 +175,9 @@ pub fn run(a: &PartyArgs) -> Result<()> {
 }
 
 fn run_party_args(a: &PartyArgs) -> Result<()> {
-    let addrs = PartiesFile::load(&a.parties)?.addrs()?;
     let session = u64::from_str_radix(a.session.trim_start_matches("0x"), 16)
         .map_err(|_| Error::Config(format!("--session '{}' is not a hex number", a.session)))?;
-    let pjob = party_job(a, addrs.len())?;
+    let (addrs, pjob) = addrs_and_job(a)?;
     echo_job(a.id, &pjob)?;
     let mut cfg = PartyConfig::from_job(a.id, addrs, session, session_key(a)?, &pjob)?;
     cfg.stall_before_online = a

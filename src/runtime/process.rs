@@ -8,9 +8,10 @@
 //! A party whose own plan hashes differently refuses the material (different program).
 //! All of this happens before the online clock starts.
 //!
-//! The job: `spawn_parties` hands every child the whole job as one JSON document on its
-//! stdin (`PartyJob`, read by `mpc-pipe party --job-stdin`), not as a command line rebuilt
-//! option by option, so an option added to the job cannot be dropped on the way.
+//! The job: `spawn_parties` hands every child the whole job and the parties' addresses as
+//! one JSON document on its stdin (`ChildInput`, read by `mpc-pipe party --job-stdin`), not
+//! as a command line rebuilt option by option, so an option added to the job cannot be
+//! dropped on the way, and no parties file is left behind if the parent is killed.
 //!
 //! Results: a party prints one `mpc-pipe-result key=value ...` line on stdout (decoded
 //! output, online_s, per-peer counters), which `spawn_parties` parses.
@@ -165,8 +166,23 @@ impl PartyJob {
         inbox_cap_bytes(self.inbox_cap_mib)?;
         self.link.check()
     }
+}
 
-    /// Read the description from standard input (`mpc-pipe party --job-stdin`).
+/// What `spawn_parties` writes on a child's stdin: the job and every party's address.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChildInput {
+    pub job: PartyJob,
+    pub parties: PartiesFile,
+}
+
+impl ChildInput {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a job description always serializes")
+    }
+
+    /// Read it from standard input (`mpc-pipe party --job-stdin`), checked as the
+    /// command-line options are.
     pub fn from_stdin() -> Result<Self> {
         let mut buf = Vec::new();
         std::io::stdin()
@@ -180,7 +196,10 @@ impl PartyJob {
         }
         let text = String::from_utf8(buf)
             .map_err(|_| Error::Config("job description on stdin is not UTF-8".into()))?;
-        Self::from_json(&text)
+        let input: ChildInput = serde_json::from_str(&text)
+            .map_err(|e| Error::Config(format!("job description: {e}")))?;
+        input.job.check()?;
+        Ok(input)
     }
 }
 
@@ -711,9 +730,11 @@ fn spawn_once(run: &ProcessRun) -> std::result::Result<Vec<PartyOutcome<PlainTen
     let addrs = free_loopback_addrs(n).map_err(fatal)?;
     let session = super::local::fresh_session();
     let key = SessionKey::fresh();
-    let file = std::env::temp_dir().join(format!("mpc-pipe-parties-{session:016x}.toml"));
-    PartiesFile::from_addrs(&addrs).save(&file).map_err(fatal)?;
-    let job_json = run.party_job().to_json();
+    let job_json = ChildInput {
+        job: run.party_job(),
+        parties: PartiesFile::from_addrs(&addrs),
+    }
+    .to_json();
     let mut kids: Vec<Running> = Vec::with_capacity(n);
     let kill_all = |kids: &mut Vec<Running>| {
         for k in kids.iter_mut() {
@@ -725,8 +746,6 @@ fn spawn_once(run: &ProcessRun) -> std::result::Result<Vec<PartyOutcome<PlainTen
         let mut cmd = Command::new(&exe);
         cmd.arg("party")
             .args(["--id", &id.to_string()])
-            .arg("--parties")
-            .arg(&file)
             .args(["--session", &format!("{session:016x}")])
             .arg("--job-stdin")
             .args(&run.extra_args)
@@ -747,7 +766,6 @@ fn spawn_once(run: &ProcessRun) -> std::result::Result<Vec<PartyOutcome<PlainTen
             }
             Err(e) => {
                 kill_all(&mut kids);
-                let _ = std::fs::remove_file(&file);
                 return Err(fatal(Error::Config(format!(
                     "cannot start {}: {e}",
                     exe.display()
@@ -792,7 +810,6 @@ fn spawn_once(run: &ProcessRun) -> std::result::Result<Vec<PartyOutcome<PlainTen
     }
     let timed_out = first_failed.is_none() && status.iter().any(Option::is_none);
     kill_all(&mut kids);
-    let _ = std::fs::remove_file(&file);
     let outputs: Vec<(String, String)> = kids
         .into_iter()
         .map(|k| {
