@@ -1,6 +1,6 @@
 //! Implementations of `comm::Comm`: in-memory endpoints for all parties in one process, and
 //! TCP endpoints for one party per process (loopback or remote hosts), both with the link
-//! emulator. Depends on comm, link, error (and crossbeam, mio, hmac, sha2).
+//! emulator. Depends on comm, link, error (and crossbeam, mio, hmac, sha2, ring).
 
 pub mod bulk;
 pub mod emulator;

@@ -1,6 +1,6 @@
 //! TCP transport: one party of a session over real sockets (loopback or remote hosts).
-//! Depends on comm, error, transport::{frame, handshake, inbox, emulator, bulk} (and mio,
-//! crossbeam, libc).
+//! Depends on comm, link, error, transport::{frame, handshake, inbox, emulator, bulk, seal}
+//! (and mio, crossbeam, libc).
 //!
 //! Files: `setup.rs` dials, accepts and authenticates the connections; `sys.rs` holds the
 //! socket syscalls std does not offer; `conn.rs` one connection (its send queues and its
