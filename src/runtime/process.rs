@@ -639,8 +639,9 @@ fn free_loopback_addrs(n: usize) -> Result<Vec<SocketAddr>> {
     ls.iter().map(|l| Ok(l.local_addr()?)).collect()
 }
 
+/// The last `lines` lines of a child's stderr, without its blame line (read separately).
 fn tail(s: &str, lines: usize) -> String {
-    let v: Vec<&str> = s.lines().collect();
+    let v: Vec<&str> = s.lines().filter(|l| !l.starts_with(BLAME_PREFIX)).collect();
     v[v.len().saturating_sub(lines)..].join("\n")
 }
 
