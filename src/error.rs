@@ -83,12 +83,23 @@ pub const MAX_SECONDS: f64 = 1e6;
 pub fn seconds_option(option: &str, v: f64, zero_ok: bool) -> Result<std::time::Duration> {
     let low_ok = if zero_ok { v >= 0.0 } else { v > 0.0 };
     if !(v.is_finite() && low_ok && v <= MAX_SECONDS) {
-        let least = if zero_ok { "0" } else { "above 0" };
+        let least = if zero_ok { "at least 0" } else { "above 0" };
         return Err(Error::Config(format!(
-            "{option} must be a number of seconds, {least} and at most {MAX_SECONDS:e}, got {v}"
+            "{option} must be a number of seconds {least} and at most {MAX_SECONDS:e}, got {}",
+            number(v)
         )));
     }
     Ok(std::time::Duration::from_secs_f64(v))
+}
+
+/// `v` as a person would write it: 1e30 rather than thirty-one digits.
+pub fn number(v: f64) -> String {
+    let a = v.abs();
+    if a != 0.0 && a.is_finite() && !(1e-3..1e6).contains(&a) {
+        format!("{v:e}")
+    } else {
+        format!("{v}")
+    }
 }
 
 /// Read the user-named file `path` (`what` says which option or file it is) as UTF-8,

@@ -46,7 +46,8 @@ pub const MAX_LATENCY_MS: f64 = 1e6;
 fn check_bandwidth(what: &str, bw: f64) -> Result<()> {
     if !(bw.is_finite() && (MIN_BANDWIDTH_MBPS..=MAX_BANDWIDTH_MBPS).contains(&bw)) {
         return Err(Error::Config(format!(
-            "{what} must be a number of Mbit/s in {MIN_BANDWIDTH_MBPS:e}..={MAX_BANDWIDTH_MBPS:e}, got {bw}"
+            "{what} must be a number of Mbit/s in {MIN_BANDWIDTH_MBPS:e}..={MAX_BANDWIDTH_MBPS:e}, got {}",
+            crate::error::number(bw)
         )));
     }
     Ok(())
@@ -55,7 +56,8 @@ fn check_bandwidth(what: &str, bw: f64) -> Result<()> {
 fn check_latency(what: &str, ms: f64) -> Result<()> {
     if !(ms.is_finite() && (0.0..=MAX_LATENCY_MS).contains(&ms)) {
         return Err(Error::Config(format!(
-            "{what} must be a number of ms in 0..={MAX_LATENCY_MS:e}, got {ms}"
+            "{what} must be a number of ms in 0..={MAX_LATENCY_MS:e}, got {}",
+            crate::error::number(ms)
         )));
     }
     Ok(())

@@ -225,7 +225,7 @@ fn run_processes_hands_every_option_to_every_party() {
         .arg("--links-file")
         .arg(&links)
         .args(["--latency-ms", "0.2", "--bandwidth-mbps", "5000"])
-        .args(["--inbox-cap-mib", "4096"])
+        .args(["--inbox-cap-mib", "4096", "--insecure-plaintext-channels"])
         .arg("--material")
         .arg(&mat)
         .env("MPC_PIPE_ECHO_JOB_DIR", &dir)
@@ -252,7 +252,8 @@ fn run_processes_hands_every_option_to_every_party() {
         "timeout_s": 45.0,
         "link": {"name": "wan-1g", "bandwidth_mbps": 5000.0, "latency_ms": 0.2},
         "material_dir": mat.to_str().unwrap(),
-        "inbox_cap_mib": 4096
+        "inbox_cap_mib": 4096,
+        "plaintext_channels": true
     });
     for id in 0..3 {
         let path = dir.join(format!("party{id}.json"));
@@ -332,6 +333,14 @@ fn party_refuses_hostile_files_and_times_before_it_connects() {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         refused_naming(&args, needle);
     }
+    // A key file others may read is refused, as ssh refuses such a private key.
+    use std::os::unix::fs::PermissionsExt;
+    let kf = dir.join("key");
+    std::fs::write(&kf, "ab".repeat(32)).unwrap();
+    std::fs::set_permissions(&kf, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let args = party(&["--key-file", kf.to_str().unwrap()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    refused_naming(&args, "chmod 600");
     // Unknown keys in a parties file (a typo such as `adr`) are refused, naming the file.
     let bad = parties_file(&dir, "[[party]]\nid = 2\nadr = \"127.0.0.1:3\"\n");
     let o = bin()

@@ -14,6 +14,7 @@ use mpc_pipe::runtime::process::{run_party_on, PartyConfig};
 use mpc_pipe::runtime::{run_local, SessionConfig};
 use mpc_pipe::transport::frame::{self, header, FLAG_FIN, KIND_DATA};
 use mpc_pipe::transport::handshake::{handshake, HelloParams, PROTOCOL_VERSION};
+use mpc_pipe::transport::seal::{Opener, Sealer};
 use mpc_pipe::transport::{LinkProfile, SessionKey, TcpConfig, TcpEndpoint, TcpNetwork};
 use mpc_pipe::Error;
 
@@ -209,6 +210,7 @@ fn hello(party: usize, parties: usize, session: u64) -> HelloParams {
         session,
         version: PROTOCOL_VERSION,
         expect: Some(0),
+        plaintext: false,
     }
 }
 
@@ -287,21 +289,24 @@ fn a_second_connection_for_a_connected_party_is_refused_without_ending_the_sessi
     let shake = |party| {
         let mut s = TcpStream::connect(addrs[0]).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        handshake(&mut s, &hello(party, 3, 12), &key, "party 0").unwrap();
-        s
+        let keys = handshake(&mut s, &hello(party, 3, 12), &key, "party 0")
+            .unwrap()
+            .keys
+            .unwrap();
+        (s, keys)
     };
-    let mut first = shake(1);
-    let mut second = shake(1);
+    let (mut first, keys) = shake(1);
+    let (mut second, _) = shake(1);
     // Party 0 drops the second connection claiming party 1 and keeps waiting for party 2.
     assert!(closed_by_peer(&mut second));
-    let third = shake(2);
+    let (third, _) = shake(2);
     let e0 = h
         .join()
         .unwrap()
         .expect("the session survives the duplicate");
     // Party 0 talks to the first connection of party 1: a message it posts arrives there.
     e0.post(1, Tag(9), vec![5].into()).unwrap();
-    let mut d = mpc_pipe::transport::frame::Decoder::new(1 << 10);
+    let mut d = mpc_pipe::transport::frame::Decoder::new(1 << 10).sealed(Opener::new(&keys.recv));
     let mut buf = [0u8; 64];
     let got = loop {
         let k = first.read(&mut buf).unwrap();
@@ -537,15 +542,20 @@ mod bulk {
             session: 11,
             version: PROTOCOL_VERSION,
             expect: Some(0),
+            plaintext: false,
         };
-        handshake(&mut s, &p, &key, "party 0").unwrap();
+        let keys = handshake(&mut s, &p, &key, "party 0")
+            .unwrap()
+            .keys
+            .unwrap();
         let a = h.join().unwrap().unwrap();
         let big = payload(5, 1 << 20);
         a.post_bulk(1, Tag(5), big.clone().into()).unwrap();
         std::thread::sleep(Duration::from_millis(100));
         a.post(1, Tag(6), vec![6; 10].into()).unwrap();
         let gone_a = std::thread::spawn(move || drop(a));
-        let mut d = frame::Decoder::new(frame::MAX_FRAME_BYTES);
+        let mut d = frame::Decoder::new(frame::MAX_FRAME_BYTES)
+            .sealed(mpc_pipe::transport::seal::Opener::new(&keys.recv));
         let (mut read, mut buf, mut got) = (0usize, vec![0u8; 1 << 16], vec![]);
         while got.len() < 3 {
             let k = s.read(&mut buf).unwrap();
@@ -670,5 +680,156 @@ mod bulk {
             drop(b);
             gone_a.join().unwrap();
         }
+    }
+}
+
+/// A raw client that completes the handshake as party 1 of 2 with party 0 (a
+/// `TcpNetwork` on its own thread), and the sealer of its direction.
+fn raw_party_1(
+    session: u64,
+) -> (
+    TcpStream,
+    Sealer,
+    std::thread::JoinHandle<mpc_pipe::Result<TcpEndpoint>>,
+) {
+    let (mut ls, addrs) = listeners(2);
+    let key = SessionKey::fresh();
+    let l0 = ls.remove(0);
+    let mut c0 = TcpConfig::new(0, addrs.clone(), session, key.clone());
+    c0.timeout = Duration::from_secs(10);
+    let h = std::thread::spawn(move || TcpNetwork::connect_with(&c0, l0));
+    let mut s = TcpStream::connect(addrs[0]).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let keys = handshake(&mut s, &hello(1, 2, session), &key, "party 0")
+        .unwrap()
+        .keys
+        .unwrap();
+    (s, Sealer::new(&keys.send), h)
+}
+
+/// A data frame of `words` tagged `tag`, sealed as the next frame of `sealer`.
+fn sealed_msg(sealer: &mut Sealer, tag: u64, words: &[u64]) -> Vec<u8> {
+    let mut w = frame::encode_message(Tag(tag), words, 1 << 20);
+    sealer.seal(&mut w, frame::HEADER_BYTES);
+    w
+}
+
+#[test]
+fn frames_are_sealed_and_a_flipped_bit_or_a_replayed_frame_is_refused() {
+    // One good frame arrives; then a copy of it (a replay) is refused, naming the peer.
+    let (mut s, mut sealer, h) = raw_party_1(21);
+    let ep = h.join().unwrap().unwrap();
+    let good = sealed_msg(&mut sealer, 3, &[0x5eed_5eed; 4]);
+    s.write_all(&good).unwrap();
+    assert_eq!(ep.wait(1, Tag(3), 4).unwrap(), vec![0x5eed_5eed; 4]);
+    s.write_all(&good).unwrap();
+    match ep.wait(1, Tag(4), 4) {
+        Err(Error::Peer { peer: 1, msg, .. }) => assert!(msg.contains("authentication"), "{msg}"),
+        other => panic!("expected a peer error, got {other:?}"),
+    }
+    drop(s);
+    drop(ep);
+    // Every bit of a sealed frame matters: flip one (header, payload or tag), 40 positions.
+    for i in 0..40usize {
+        let (mut s, mut sealer, h) = raw_party_1(22);
+        let ep = h.join().unwrap().unwrap();
+        let mut w = sealed_msg(&mut sealer, 3, &[7; 4]);
+        let bit = (i * 37) % (8 * w.len());
+        // Flipping the length or kind can make the header itself invalid: refused too.
+        w[bit / 8] ^= 1 << (bit % 8);
+        s.write_all(&w).unwrap();
+        // A longer length waits for bytes that never come: the close ends it.
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        assert!(
+            matches!(ep.wait(1, Tag(3), 4), Err(Error::Peer { peer: 1, .. })),
+            "bit {bit} flipped was accepted"
+        );
+        drop(s);
+        drop(ep);
+    }
+}
+
+#[test]
+fn plaintext_channels_must_be_chosen_by_every_party() {
+    let r = connect(2, |c| {
+        c.timeout = Duration::from_secs(1);
+        c.plaintext = c.party == 1;
+    });
+    let m = frame_msg(&r[1]);
+    assert!(m.contains("--insecure-plaintext-channels"), "{m}");
+    let m = setup_timeout_msg(&r[0]);
+    assert!(m.contains("plaintext channels"), "{m}");
+}
+
+#[test]
+fn selftest_matches_the_reference_over_plaintext_channels_too() {
+    let eps: Vec<TcpEndpoint> = connect(2, |c| c.plaintext = true)
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    eps[1].post(0, Tag(2), vec![9, 8, 7].into()).unwrap();
+    assert_eq!(eps[0].wait(1, Tag(2), 3).unwrap(), vec![9, 8, 7]);
+    drop_all(eps);
+}
+
+/// Party 1 reaches party 0 through a proxy that flips one bit of the first frame after the
+/// handshake (the issue-23 probe). Returns what party 0 got for party 1's message.
+fn through_bit_flipping_proxy(plaintext: bool) -> mpc_pipe::Result<Vec<u64>> {
+    let (mut ls, addrs) = listeners(2);
+    let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut via_proxy = addrs.clone();
+    via_proxy[0] = proxy.local_addr().unwrap();
+    let key = SessionKey::fresh();
+    let real0 = addrs[0];
+    std::thread::spawn(move || {
+        let (from1, _) = proxy.accept().unwrap();
+        let to0 = TcpStream::connect(real0).unwrap();
+        let (mut r0, mut w1) = (to0.try_clone().unwrap(), from1.try_clone().unwrap());
+        std::thread::spawn(move || std::io::copy(&mut r0, &mut w1));
+        let (mut r1, mut w0) = (from1, to0);
+        // The handshake is 97 bytes each way; byte 97 + 20 is in the first frame's payload.
+        let flip_at = 97 + 20;
+        let (mut seen, mut buf) = (0usize, [0u8; 4096]);
+        loop {
+            let k = match r1.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => k,
+            };
+            if (seen..seen + k).contains(&flip_at) {
+                buf[flip_at - seen] ^= 0x10;
+            }
+            seen += k;
+            if w0.write_all(&buf[..k]).is_err() {
+                break;
+            }
+        }
+        let _ = w0.shutdown(std::net::Shutdown::Write);
+    });
+    let l1 = ls.pop().unwrap();
+    let l0 = ls.pop().unwrap();
+    let cfg = |id: usize, addrs: Vec<SocketAddr>| {
+        let mut c = TcpConfig::new(id, addrs, 31, key.clone());
+        c.timeout = Duration::from_secs(5);
+        c.plaintext = plaintext;
+        c
+    };
+    let (c0, c1) = (cfg(0, addrs), cfg(1, via_proxy));
+    let h = std::thread::spawn(move || TcpNetwork::connect_with(&c0, l0));
+    let e1 = TcpNetwork::connect_with(&c1, l1).unwrap();
+    let e0 = h.join().unwrap().unwrap();
+    e1.post(0, Tag(1), vec![1000; 4].into()).unwrap();
+    let got = e0.wait(1, Tag(1), 4).map(|p| p.to_vec());
+    drop_all(vec![e0, e1]);
+    got
+}
+
+#[test]
+fn a_bit_flipped_on_the_wire_is_refused_naming_the_peer_where_plaintext_took_it() {
+    // The old plaintext framing delivers the changed value: the attack the probe found.
+    let got = through_bit_flipping_proxy(true).unwrap();
+    assert_ne!(got, vec![1000; 4]);
+    match through_bit_flipping_proxy(false) {
+        Err(Error::Peer { peer: 1, msg, .. }) => assert!(msg.contains("authentication"), "{msg}"),
+        other => panic!("expected a peer error naming party 1, got {other:?}"),
     }
 }

@@ -51,6 +51,10 @@ pub struct NetcheckArgs {
     /// Bytes moved by --tcp-throughput.
     #[arg(long, default_value_t = 1 << 30)]
     pub bytes: u64,
+    /// Our TCP frames in clear instead of sealed (AES-256-GCM), to measure what the secure
+    /// channels cost.
+    #[arg(long)]
+    pub insecure_plaintext_channels: bool,
     /// Internal: the child side of --tcp-throughput ("plain:ADDR" or "mpc:PARTIES_FILE").
     #[arg(long, hide = true)]
     pub tput_child: Option<String>,
@@ -171,7 +175,7 @@ pub fn check(a: &NetcheckArgs) -> Result<Vec<NetRow>> {
             rows.push(row("memory", measure(&eps[0], &eps[1], &p)?));
         }
         if tcp {
-            let (e0, e1) = tcp_pair(&p, timeout)?;
+            let (e0, e1) = tcp_pair(&p, timeout, a.insecure_plaintext_channels)?;
             rows.push(row("tcp", measure(&e0, &e1, &p)?));
         }
     }
@@ -182,6 +186,7 @@ pub fn check(a: &NetcheckArgs) -> Result<Vec<NetRow>> {
 pub fn tcp_pair(
     link: &LinkProfile,
     timeout: Duration,
+    plaintext: bool,
 ) -> Result<(crate::transport::TcpEndpoint, crate::transport::TcpEndpoint)> {
     let ls = [
         TcpListener::bind("127.0.0.1:0")?,
@@ -195,6 +200,7 @@ pub fn tcp_pair(
         let mut c = TcpConfig::new(id, addrs.clone(), session, key.clone());
         c.timeout = timeout;
         c.link = link.clone();
+        c.plaintext = plaintext;
         c
     };
     let (c0, c1) = (cfg(0), cfg(1));
@@ -212,10 +218,10 @@ fn fmt_bw(b: Option<f64>) -> String {
 
 pub fn run(a: &NetcheckArgs) -> Result<()> {
     if let Some(c) = &a.tput_child {
-        return tput_child(c, a.bytes);
+        return tput_child(c, a.bytes, a.insecure_plaintext_channels);
     }
     if a.tcp_throughput {
-        return tcp_throughput(a.bytes, a.reps);
+        return tcp_throughput(a.bytes, a.reps, a.insecure_plaintext_channels);
     }
     let rows = check(a)?;
     if a.csv {
@@ -280,14 +286,14 @@ const TPUT_CHUNK_WORDS: usize = 1 << 19; // 4 MiB
 /// Parent of the throughput comparison: a child process sends `bytes` to us, over a plain
 /// blocking socket and over our TCP transport, alternately, `reps` times each; prints every
 /// run and the ratio of the median times.
-fn tcp_throughput(bytes: u64, reps: usize) -> Result<()> {
+fn tcp_throughput(bytes: u64, reps: usize, plaintext: bool) -> Result<()> {
     let chunks = (bytes as usize).div_ceil(TPUT_CHUNK_WORDS * 8).max(1);
     let total = (chunks * TPUT_CHUNK_WORDS * 8) as f64;
     let gbps = |s: f64| total * 8.0 / s / 1e9;
     let (mut plain, mut ours) = (vec![], vec![]);
     for r in 0..reps.max(1) {
         let p = plain_once(bytes, chunks)?;
-        let o = ours_once(bytes, chunks)?;
+        let o = ours_once(bytes, chunks, plaintext)?;
         println!(
             "rep {r}: plain_s={p:.3} ({:.2} Gbit/s)  ours_s={o:.3} ({:.2} Gbit/s)",
             gbps(p),
@@ -348,7 +354,7 @@ fn plain_once(bytes: u64, chunks: usize) -> Result<f64> {
 }
 
 /// One transfer over our TCP transport (party 1, the child, posts 4 MiB messages to us).
-fn ours_once(bytes: u64, chunks: usize) -> Result<f64> {
+fn ours_once(bytes: u64, chunks: usize, plaintext: bool) -> Result<f64> {
     let exe = std::env::current_exe()?;
     let addrs = vec![
         TcpListener::bind("127.0.0.1:0")?.local_addr()?,
@@ -363,11 +369,13 @@ fn ours_once(bytes: u64, chunks: usize) -> Result<f64> {
     let mut child = Command::new(&exe)
         .args(["netcheck", "--bytes", &bytes.to_string(), "--tput-child"])
         .arg(format!("mpc:{}", file.display()))
+        .args(plaintext.then_some("--insecure-plaintext-channels"))
         .env(KEY_ENV, key.to_hex())
         .stdin(Stdio::null())
         .spawn()?;
     let mut cfg = TcpConfig::new(0, addrs, 7, key);
     cfg.timeout = Duration::from_secs(60);
+    cfg.plaintext = plaintext;
     let ep = TcpNetwork::connect(&cfg)?;
     let _ = std::fs::remove_file(&file);
     ep.wait(1, Tag(u64::MAX - 8), 1)?;
@@ -387,7 +395,7 @@ fn ours_once(bytes: u64, chunks: usize) -> Result<f64> {
 /// clock starts in both modes (one 1 GiB buffer for the socket copy, 256 owned messages
 /// for ours), so only the transports are compared. The plain receiver reuses one buffer;
 /// ours hands every message over, so it allocates each one (the API's cost, kept).
-fn tput_child(spec: &str, bytes: u64) -> Result<()> {
+fn tput_child(spec: &str, bytes: u64, plaintext: bool) -> Result<()> {
     let chunks = (bytes as usize).div_ceil(TPUT_CHUNK_WORDS * 8).max(1);
     if let Some(addr) = spec.strip_prefix("plain:") {
         let mut s = TcpStream::connect(addr)?;
@@ -413,6 +421,7 @@ fn tput_child(spec: &str, bytes: u64) -> Result<()> {
     let key = SessionKey::from_hex(&std::env::var(KEY_ENV).unwrap_or_default())?;
     let mut cfg = TcpConfig::new(1, addrs, 7, key);
     cfg.timeout = Duration::from_secs(60);
+    cfg.plaintext = plaintext;
     let ep = TcpNetwork::connect(&cfg)?;
     let msgs: Vec<Vec<u64>> = (0..chunks)
         .map(|_| (0..TPUT_CHUNK_WORDS as u64).collect())

@@ -14,7 +14,8 @@ use super::args::{JobArgs, LinkArgs};
 use crate::error::{Error, Result};
 use crate::runtime::job;
 use crate::runtime::process::{
-    blame_line, format_result, run_party, PartiesFile, PartyConfig, PartyJob, ECHO_JOB_ENV, KEY_ENV,
+    blame_line, format_result, run_party, ChildInput, PartiesFile, PartyConfig, PartyJob,
+    ECHO_JOB_ENV, KEY_ENV,
 };
 use crate::transport::SessionKey;
 
@@ -24,8 +25,8 @@ pub struct PartyArgs {
     #[arg(long)]
     pub id: usize,
     /// TOML file listing every party's address ([[party]] id = 0, addr = "host:port").
-    #[arg(long)]
-    pub parties: PathBuf,
+    #[arg(long, required_unless_present = "job_stdin")]
+    pub parties: Option<PathBuf>,
     /// Session id (hex), the same at every party.
     #[arg(long)]
     pub session: String,
@@ -53,6 +54,10 @@ pub struct PartyArgs {
     /// ahead); past it the peer is dropped with an error naming it.
     #[arg(long, default_value_t = crate::transport::tcp::DEFAULT_INBOX_CAP_MIB)]
     pub inbox_cap_mib: u64,
+    /// Send frames in clear instead of sealed (AES-256-GCM): for measuring what the secure
+    /// channels cost only; every party of the session must give it.
+    #[arg(long)]
+    pub insecure_plaintext_channels: bool,
     /// Internal (`run --processes`): read the whole job, as JSON, from standard input;
     /// the job, link, timeout and material options are then not used.
     #[arg(long, hide = true)]
@@ -62,8 +67,29 @@ pub struct PartyArgs {
 /// Cap on a key file: 64 hex digits and a newline, with room for a comment-free CRLF.
 const MAX_KEY_FILE_BYTES: u64 = 256;
 
+/// Refuse a key file that others may read, as ssh refuses such a private key: the key
+/// authenticates the whole session and keys its channels.
+fn refuse_shared_key_file(f: &std::path::Path) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(f)
+            .map_err(|e| Error::Config(format!("cannot read --key-file {}: {e}", f.display())))?;
+        let mode = meta.permissions().mode();
+        if meta.is_file() && mode & 0o077 != 0 {
+            return Err(Error::Config(format!(
+                "--key-file {} may be read by group or others (mode {:o}); run chmod 600 on it",
+                f.display(),
+                mode & 0o777
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn session_key(a: &PartyArgs) -> Result<SessionKey> {
     if let Some(f) = &a.key_file {
+        refuse_shared_key_file(f)?;
         let s = crate::error::read_capped(f, MAX_KEY_FILE_BYTES, "--key-file")?;
         return SessionKey::from_hex(&s);
     }
@@ -78,20 +104,28 @@ fn session_key(a: &PartyArgs) -> Result<SessionKey> {
     }
 }
 
-/// The job this party runs: from stdin (`--job-stdin`, as `run --processes` starts its
-/// children) or from the job, link and timeout options.
-fn party_job(a: &PartyArgs, parties: usize) -> Result<PartyJob> {
+/// The addresses and the job this party runs: from stdin (`--job-stdin`, as
+/// `run --processes` starts its children), or from --parties and the job, link and timeout
+/// options.
+fn addrs_and_job(a: &PartyArgs) -> Result<(Vec<std::net::SocketAddr>, PartyJob)> {
     if a.job_stdin {
         die_with_parent();
-        let job = PartyJob::from_stdin()?;
-        if job.spec.parties != parties {
+        let input = ChildInput::from_stdin()?;
+        let addrs = input.parties.addrs()?;
+        if input.job.spec.parties != addrs.len() {
             return Err(Error::Config(format!(
-                "the job is for {} parties but the parties file lists {parties}",
-                job.spec.parties
+                "the job is for {} parties but {} addresses came with it",
+                input.job.spec.parties,
+                addrs.len()
             )));
         }
-        return Ok(job);
+        return Ok((addrs, input.job));
     }
+    let file = a.parties.as_ref().ok_or_else(|| {
+        Error::Config("--parties is required (a TOML file of every party's address)".into())
+    })?;
+    let addrs = PartiesFile::load(file)?.addrs()?;
+    let parties = addrs.len();
     let job = PartyJob {
         spec: a.job.spec(parties)?,
         fixed: a.job.fixed(parties)?,
@@ -99,9 +133,10 @@ fn party_job(a: &PartyArgs, parties: usize) -> Result<PartyJob> {
         link: a.link.profile()?,
         material_dir: a.material.clone(),
         inbox_cap_mib: a.inbox_cap_mib,
+        plaintext_channels: a.insecure_plaintext_channels,
     };
     job.check()?;
-    Ok(job)
+    Ok((addrs, job))
 }
 
 /// A child of `run --processes` (`--job-stdin`) ends with its parent: killed, the parent
@@ -132,17 +167,17 @@ fn echo_job(id: usize, job: &PartyJob) -> Result<()> {
 
 pub fn run(a: &PartyArgs) -> Result<()> {
     let r = run_party_args(a);
-    if let Err(e) = &r {
+    // For `run --processes`, which reports the party that failed first.
+    if let (Err(e), true) = (&r, a.job_stdin) {
         eprintln!("{}", blame_line(e, a.id));
     }
     r
 }
 
 fn run_party_args(a: &PartyArgs) -> Result<()> {
-    let addrs = PartiesFile::load(&a.parties)?.addrs()?;
     let session = u64::from_str_radix(a.session.trim_start_matches("0x"), 16)
         .map_err(|_| Error::Config(format!("--session '{}' is not a hex number", a.session)))?;
-    let pjob = party_job(a, addrs.len())?;
+    let (addrs, pjob) = addrs_and_job(a)?;
     echo_job(a.id, &pjob)?;
     let mut cfg = PartyConfig::from_job(a.id, addrs, session, session_key(a)?, &pjob)?;
     cfg.stall_before_online = a

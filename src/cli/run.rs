@@ -48,6 +48,10 @@ pub struct RunArgs {
     /// (messages it posts ahead); past it the peer is dropped with an error naming it.
     #[arg(long, default_value_t = crate::transport::tcp::DEFAULT_INBOX_CAP_MIB)]
     pub inbox_cap_mib: u64,
+    /// With --processes: frames in clear instead of sealed (AES-256-GCM), for measuring
+    /// what the secure channels cost only.
+    #[arg(long)]
+    pub insecure_plaintext_channels: bool,
 }
 
 impl Default for RunArgs {
@@ -61,6 +65,7 @@ impl Default for RunArgs {
             material: None,
             processes: false,
             inbox_cap_mib: crate::transport::tcp::DEFAULT_INBOX_CAP_MIB,
+            insecure_plaintext_channels: false,
         }
     }
 }
@@ -127,6 +132,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
         pr.fixed = cfg.fixed;
         pr.material_dir = a.material.clone();
         pr.inbox_cap_mib = a.inbox_cap_mib;
+        pr.plaintext_channels = a.insecure_plaintext_channels;
         crate::runtime::process::spawn_parties(&pr)?
     } else {
         let material = match &a.material {

@@ -236,14 +236,15 @@ impl AndTerms<'_> {
     }
 
     fn run_any(&self, rep: usize, p0: bool, z: &mut [u64]) {
-        for i in 0..self.a.len() {
-            for j in i * rep..(i + 1) * rep {
+        for (i, zr) in z.chunks_mut(rep).enumerate() {
+            for (r, zj) in zr.iter_mut().enumerate() {
+                let j = i * rep + r;
                 let bj = if p0 {
                     self.b[j] ^ self.delta[j]
                 } else {
                     self.b[j]
                 };
-                z[j] = self.c[j] ^ (self.eps[i] & bj) ^ (self.a[i] & self.delta[j]);
+                *zj = self.c[j] ^ (self.eps[i] & bj) ^ (self.a[i] & self.delta[j]);
             }
         }
     }

@@ -8,9 +8,10 @@
 //! A party whose own plan hashes differently refuses the material (different program).
 //! All of this happens before the online clock starts.
 //!
-//! The job: `spawn_parties` hands every child the whole job as one JSON document on its
-//! stdin (`PartyJob`, read by `mpc-pipe party --job-stdin`), not as a command line rebuilt
-//! option by option, so an option added to the job cannot be dropped on the way.
+//! The job: `spawn_parties` hands every child the whole job and the parties' addresses as
+//! one JSON document on its stdin (`ChildInput`, read by `mpc-pipe party --job-stdin`), not
+//! as a command line rebuilt option by option, so an option added to the job cannot be
+//! dropped on the way, and no parties file is left behind if the parent is killed.
 //!
 //! Results: a party prints one `mpc-pipe-result key=value ...` line on stdout (decoded
 //! output, online_s, per-peer counters), which `spawn_parties` parses.
@@ -117,6 +118,8 @@ pub struct PartyJob {
     /// Cap on what one peer may hold unread in this party's inbox, in MiB (`TcpConfig::
     /// max_inbox_bytes`).
     pub inbox_cap_mib: u64,
+    /// Frames in clear (`--insecure-plaintext-channels`, to measure what sealing costs).
+    pub plaintext_channels: bool,
 }
 
 /// The bytes of `--inbox-cap-mib`, checked (at least 1 MiB, at most 1 TiB).
@@ -163,8 +166,23 @@ impl PartyJob {
         inbox_cap_bytes(self.inbox_cap_mib)?;
         self.link.check()
     }
+}
 
-    /// Read the description from standard input (`mpc-pipe party --job-stdin`).
+/// What `spawn_parties` writes on a child's stdin: the job and every party's address.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChildInput {
+    pub job: PartyJob,
+    pub parties: PartiesFile,
+}
+
+impl ChildInput {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a job description always serializes")
+    }
+
+    /// Read it from standard input (`mpc-pipe party --job-stdin`), checked as the
+    /// command-line options are.
     pub fn from_stdin() -> Result<Self> {
         let mut buf = Vec::new();
         std::io::stdin()
@@ -178,7 +196,10 @@ impl PartyJob {
         }
         let text = String::from_utf8(buf)
             .map_err(|_| Error::Config("job description on stdin is not UTF-8".into()))?;
-        Self::from_json(&text)
+        let input: ChildInput = serde_json::from_str(&text)
+            .map_err(|e| Error::Config(format!("job description: {e}")))?;
+        input.job.check()?;
+        Ok(input)
     }
 }
 
@@ -268,6 +289,8 @@ pub struct PartyConfig {
     pub stall_before_online: Option<Duration>,
     /// See `TcpConfig::max_inbox_bytes`.
     pub max_inbox_bytes: u64,
+    /// See `TcpConfig::plaintext`.
+    pub plaintext_channels: bool,
 }
 
 impl PartyConfig {
@@ -290,6 +313,7 @@ impl PartyConfig {
             material_dir: job.material_dir.clone(),
             stall_before_online: None,
             max_inbox_bytes: inbox_cap_bytes(job.inbox_cap_mib)?,
+            plaintext_channels: job.plaintext_channels,
         })
     }
 
@@ -306,6 +330,7 @@ impl PartyConfig {
             material_dir: None,
             stall_before_online: None,
             max_inbox_bytes: DEFAULT_INBOX_CAP_MIB << 20,
+            plaintext_channels: false,
         }
     }
 
@@ -314,6 +339,7 @@ impl PartyConfig {
         t.timeout = self.timeout;
         t.link = self.link.clone();
         t.max_inbox_bytes = self.max_inbox_bytes;
+        t.plaintext = self.plaintext_channels;
         t
     }
 
@@ -573,6 +599,8 @@ pub struct ProcessRun {
     pub extra_args: Vec<String>,
     /// See `PartyJob::inbox_cap_mib`.
     pub inbox_cap_mib: u64,
+    /// See `PartyJob::plaintext_channels`.
+    pub plaintext_channels: bool,
 }
 
 impl ProcessRun {
@@ -585,6 +613,7 @@ impl ProcessRun {
             link: self.link.clone(),
             material_dir: self.material_dir.clone(),
             inbox_cap_mib: self.inbox_cap_mib,
+            plaintext_channels: self.plaintext_channels,
         }
     }
 }
@@ -600,6 +629,7 @@ impl ProcessRun {
             material_dir: None,
             extra_args: vec![],
             inbox_cap_mib: DEFAULT_INBOX_CAP_MIB,
+            plaintext_channels: false,
         }
     }
 }
@@ -613,8 +643,9 @@ fn free_loopback_addrs(n: usize) -> Result<Vec<SocketAddr>> {
     ls.iter().map(|l| Ok(l.local_addr()?)).collect()
 }
 
+/// The last `lines` lines of a child's stderr, without its blame line (read separately).
 fn tail(s: &str, lines: usize) -> String {
-    let v: Vec<&str> = s.lines().collect();
+    let v: Vec<&str> = s.lines().filter(|l| !l.starts_with(BLAME_PREFIX)).collect();
     v[v.len().saturating_sub(lines)..].join("\n")
 }
 
@@ -704,9 +735,11 @@ fn spawn_once(run: &ProcessRun) -> std::result::Result<Vec<PartyOutcome<PlainTen
     let addrs = free_loopback_addrs(n).map_err(fatal)?;
     let session = super::local::fresh_session();
     let key = SessionKey::fresh();
-    let file = std::env::temp_dir().join(format!("mpc-pipe-parties-{session:016x}.toml"));
-    PartiesFile::from_addrs(&addrs).save(&file).map_err(fatal)?;
-    let job_json = run.party_job().to_json();
+    let job_json = ChildInput {
+        job: run.party_job(),
+        parties: PartiesFile::from_addrs(&addrs),
+    }
+    .to_json();
     let mut kids: Vec<Running> = Vec::with_capacity(n);
     let kill_all = |kids: &mut Vec<Running>| {
         for k in kids.iter_mut() {
@@ -718,8 +751,6 @@ fn spawn_once(run: &ProcessRun) -> std::result::Result<Vec<PartyOutcome<PlainTen
         let mut cmd = Command::new(&exe);
         cmd.arg("party")
             .args(["--id", &id.to_string()])
-            .arg("--parties")
-            .arg(&file)
             .args(["--session", &format!("{session:016x}")])
             .arg("--job-stdin")
             .args(&run.extra_args)
@@ -740,7 +771,6 @@ fn spawn_once(run: &ProcessRun) -> std::result::Result<Vec<PartyOutcome<PlainTen
             }
             Err(e) => {
                 kill_all(&mut kids);
-                let _ = std::fs::remove_file(&file);
                 return Err(fatal(Error::Config(format!(
                     "cannot start {}: {e}",
                     exe.display()
@@ -785,7 +815,6 @@ fn spawn_once(run: &ProcessRun) -> std::result::Result<Vec<PartyOutcome<PlainTen
     }
     let timed_out = first_failed.is_none() && status.iter().any(Option::is_none);
     kill_all(&mut kids);
-    let _ = std::fs::remove_file(&file);
     let outputs: Vec<(String, String)> = kids
         .into_iter()
         .map(|k| {

@@ -1,5 +1,5 @@
-//! Wire frames of the TCP transport and their decoder. Depends on comm, error only; pure
-//! (no I/O), so the decoder can be fuzzed on byte strings.
+//! Wire frames of the TCP transport and their decoder. Depends on comm, error,
+//! transport::seal; pure (no I/O), so the decoder can be fuzzed on byte strings.
 //!
 //! A frame is a 16-byte header followed by its payload:
 //!
@@ -20,6 +20,11 @@
 //! breaks any rule closes the connection with a `Frame` error before anything is
 //! allocated. Payload words are little-endian u64.
 //!
+//! On a sealed channel (the default over TCP, see `transport::seal`) every frame's payload
+//! is encrypted and followed by a 16-byte tag; the header stays in clear and is
+//! authenticated with it. A frame counts (its message words, a goodbye, an abort) only once
+//! its tag checks.
+//!
 //! Background messages (`Comm::post_bulk`) are a second stream on the same connection: their
 //! frames carry BULK and may sit between the frames of ordinary messages, so a sender can
 //! cut a large background message into small frames and let an urgent message overtake it
@@ -33,6 +38,7 @@
 use std::collections::VecDeque;
 use std::mem::MaybeUninit;
 
+use super::seal::{Opener, TAG_BYTES};
 use crate::comm::Tag;
 use crate::error::{Error, Result};
 
@@ -170,6 +176,15 @@ pub struct Decoder {
     failed: bool,
     /// Payload of an abort frame being received (None: the payload is message words).
     abort: Option<Vec<u8>>,
+    /// Sealed channel (`transport::seal`): every frame's payload is followed by a tag,
+    /// checked (and the payload decrypted) before the frame counts.
+    opener: Option<Opener>,
+    /// Kind of the current frame, and where its payload starts in its message (bytes).
+    frame_kind: u8,
+    frame_begin: usize,
+    /// The current frame's tag, and how many of its bytes are still to come (0: none).
+    tag: [u8; TAG_BYTES],
+    tag_left: usize,
 }
 
 impl Decoder {
@@ -189,7 +204,18 @@ impl Decoder {
             events: VecDeque::new(),
             failed: false,
             abort: None,
+            opener: None,
+            frame_kind: 0,
+            frame_begin: 0,
+            tag: [0; TAG_BYTES],
+            tag_left: 0,
         }
+    }
+
+    /// Frames are sealed: authenticate and decrypt each with `opener`.
+    pub fn sealed(mut self, opener: Opener) -> Self {
+        self.opener = Some(opener);
+        self
     }
 
     /// Refuse messages larger than `bytes` (default `MAX_MESSAGE_BYTES`).
@@ -217,7 +243,10 @@ impl Decoder {
 
     /// True while a message is partly received (a clean end of stream must not be here).
     pub fn mid_message(&self) -> bool {
-        self.hdr_fill > 0 || self.cur.iter().any(Option::is_some) || self.abort.is_some()
+        self.hdr_fill > 0
+            || self.cur.iter().any(Option::is_some)
+            || self.abort.is_some()
+            || self.tag_left > 0
     }
 
     fn fail(&mut self, msg: String) -> Error {
@@ -247,6 +276,7 @@ impl Decoder {
                 self.cur = [None, None];
                 self.abort = Some(Vec::with_capacity(len));
                 self.frame_left = len;
+                self.frame_kind = KIND_ABORT;
                 Ok(())
             }
             KIND_BYE => {
@@ -256,7 +286,8 @@ impl Decoder {
                 if let Some((t, _, _)) = self.cur.iter().flatten().next() {
                     return Err(self.fail(format!("bye frame in the middle of message {:#x}", t.0)));
                 }
-                self.events.push_back((Event::Bye, self.hdr_time));
+                self.frame_kind = KIND_BYE;
+                self.payload_done();
                 Ok(())
             }
             KIND_DATA => {
@@ -296,20 +327,77 @@ impl Decoder {
                     None => self.cur[s] = Some((tag, Vec::new(), self.hdr_time)),
                 }
                 self.frame_stream = s;
+                self.frame_kind = KIND_DATA;
                 let buf = &mut self.cur[s].as_mut().unwrap().1;
                 // Room for this frame only after the header passed every check, so a peer
                 // can make us reserve at most one capped frame ahead of its data. The
                 // room stays uninitialised until the payload is written into it.
                 buf.reserve(len / 8);
                 self.filled = buf.len() * 8;
+                self.frame_begin = self.filled;
                 self.frame_left = len;
                 self.frame_fin = flags & FLAG_FIN != 0;
                 if len == 0 {
-                    self.end_frame();
+                    self.payload_done();
                 }
                 Ok(())
             }
             k => Err(self.fail(format!("unknown frame kind {k}"))),
+        }
+    }
+
+    /// The current frame's payload is all here: its tag comes next on a sealed channel,
+    /// otherwise the frame is complete.
+    fn payload_done(&mut self) {
+        if self.opener.is_some() {
+            self.tag_left = TAG_BYTES;
+        } else {
+            self.finish_frame();
+        }
+    }
+
+    /// The sealed frame's tag is here: authenticate and decrypt the frame, then complete it.
+    fn open_frame(&mut self) -> Result<()> {
+        let opener = self.opener.as_mut().expect("tags only on sealed channels");
+        let hdr = self.hdr;
+        let ok = match self.frame_kind {
+            KIND_DATA => {
+                let buf = &mut self.cur[self.frame_stream].as_mut().unwrap().1;
+                // SAFETY: every byte up to `filled` was written (see `end_frame`).
+                unsafe { buf.set_len(self.filled / 8) };
+                // SAFETY: u64 words viewed as their bytes (no padding; any byte is valid).
+                let bytes = unsafe {
+                    std::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, buf.len() * 8)
+                };
+                opener.open(&hdr, &mut bytes[self.frame_begin..self.filled], &self.tag)
+            }
+            KIND_ABORT => opener.open(&hdr, self.abort.as_mut().unwrap(), &self.tag),
+            _ => opener.open(&hdr, &mut [], &self.tag),
+        };
+        if !ok {
+            return Err(self.fail(
+                "frame failed authentication (changed, replayed, reordered or injected on the way, or another key)".into(),
+            ));
+        }
+        self.finish_frame();
+        Ok(())
+    }
+
+    /// The current frame is complete (and authentic): emit what it finishes.
+    fn finish_frame(&mut self) {
+        match self.frame_kind {
+            KIND_DATA => self.end_frame(),
+            KIND_BYE => self.events.push_back((Event::Bye, self.hdr_time)),
+            _ => {
+                let a = self.abort.take().unwrap();
+                let ev = Event::Abort {
+                    blame: u32::from_le_bytes(a[..4].try_into().unwrap()),
+                    // A peer's words reach our terminal and logs: no control
+                    // characters (escapes, newlines that forge log lines).
+                    reason: sanitize(&String::from_utf8_lossy(&a[4..])),
+                };
+                self.events.push_back((ev, self.hdr_time));
+            }
         }
     }
 
@@ -364,7 +452,7 @@ impl Decoder {
         self.filled += n;
         self.frame_left -= n;
         if self.frame_left == 0 {
-            self.end_frame();
+            self.payload_done();
         }
     }
 
@@ -374,7 +462,16 @@ impl Decoder {
             return Err(Error::Frame("stream already failed".into()));
         }
         while !input.is_empty() {
-            if self.frame_left == 0 {
+            if self.tag_left > 0 {
+                let fill = TAG_BYTES - self.tag_left;
+                let take = self.tag_left.min(input.len());
+                self.tag[fill..fill + take].copy_from_slice(&input[..take]);
+                self.tag_left -= take;
+                input = &input[take..];
+                if self.tag_left == 0 {
+                    self.open_frame()?;
+                }
+            } else if self.frame_left == 0 {
                 if self.hdr_fill == 0 {
                     self.hdr_time = self.now;
                 }
@@ -391,14 +488,7 @@ impl Decoder {
                 input = &input[take..];
                 self.frame_left -= take;
                 if self.frame_left == 0 {
-                    let a = self.abort.take().unwrap();
-                    let ev = Event::Abort {
-                        blame: u32::from_le_bytes(a[..4].try_into().unwrap()),
-                        // A peer's words reach our terminal and logs: no control
-                        // characters (escapes, newlines that forge log lines).
-                        reason: sanitize(&String::from_utf8_lossy(&a[4..])),
-                    };
-                    self.events.push_back((ev, self.hdr_time));
+                    self.payload_done();
                 }
             } else {
                 let dst = self.direct(1).unwrap();

@@ -14,6 +14,11 @@
 //! The mac covers both fresh nonces, so a recorded handshake cannot be replayed, and the
 //! sender's hello comes first, so a mac cannot be reflected back. Steps 3 and 4 run even
 //! when step 2 already failed, so both sides report the same, specific reason.
+//!
+//! The hello also says whether the connection's frames will be sealed (`transport::seal`,
+//! the default) or plaintext (`--insecure-plaintext-channels`); both ends must agree. The
+//! channel keys are HMACs under the session key with a label of their own over both hellos
+//! (`ChannelKeys`), so they are fresh per connection and never cross the wire.
 
 use std::io::{Read, Write};
 
@@ -23,9 +28,11 @@ use sha2::Sha256;
 use crate::error::{Error, Result};
 
 /// Wire protocol version; bumped on any incompatible change of frames or handshake.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 const MAGIC: &[u8; 8] = b"MPCPIPE\0";
 const LABEL: &[u8] = b"mpc-pipe session hello v1";
+/// Label of the channel keys: distinct from `LABEL`, whose macs cross the wire in clear.
+const CHANNEL_LABEL: &[u8] = b"mpc-pipe channel v1";
 const HELLO_BYTES: usize = 64;
 
 /// Pre-shared session key (32 bytes). Never printed.
@@ -75,6 +82,31 @@ pub struct HelloParams {
     /// The peer we dialled (Some), or the range we accept from (None: any party with a
     /// higher id, since higher ids dial lower ones).
     pub expect: Option<usize>,
+    /// Frames after the handshake go in clear (`--insecure-plaintext-channels`, for
+    /// measuring what sealing costs) instead of sealed.
+    pub plaintext: bool,
+}
+
+/// The keys of one connection's two directions (32 bytes each). Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ChannelKeys {
+    pub send: [u8; 32],
+    pub recv: [u8; 32],
+}
+
+impl std::fmt::Debug for ChannelKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChannelKeys(..)")
+    }
+}
+
+/// What a successful handshake establishes.
+#[derive(Debug)]
+pub struct Authenticated {
+    /// The peer's party id.
+    pub party: usize,
+    /// The channel keys, or None when both ends chose plaintext channels.
+    pub keys: Option<ChannelKeys>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +118,7 @@ enum Verdict {
     Party = 3,
     Auth = 4,
     Parties = 5,
+    Channels = 6,
 }
 
 impl Verdict {
@@ -97,6 +130,7 @@ impl Verdict {
             3 => Verdict::Party,
             4 => Verdict::Auth,
             5 => Verdict::Parties,
+            6 => Verdict::Channels,
             _ => return None,
         })
     }
@@ -109,11 +143,13 @@ impl Verdict {
             Verdict::Party => "unexpected party id",
             Verdict::Auth => "authentication failed (wrong session key)",
             Verdict::Parties => "party count mismatch",
+            Verdict::Channels => "one end seals its frames, the other uses plaintext channels (--insecure-plaintext-channels must be given to every party or none)",
         }
     }
 }
 
 struct Hello {
+    plaintext: bool,
     version: u32,
     party: u32,
     parties: u32,
@@ -126,6 +162,7 @@ fn encode_hello(p: &HelloParams, nonce: &[u8; 32]) -> [u8; HELLO_BYTES] {
     h[8..12].copy_from_slice(&p.version.to_le_bytes());
     h[12..16].copy_from_slice(&(p.party as u32).to_le_bytes());
     h[16..20].copy_from_slice(&(p.parties as u32).to_le_bytes());
+    h[20] = p.plaintext as u8;
     h[24..32].copy_from_slice(&p.session.to_le_bytes());
     h[32..].copy_from_slice(nonce);
     h
@@ -137,6 +174,7 @@ fn decode_hello(h: &[u8; HELLO_BYTES]) -> Option<Hello> {
     }
     let u32_at = |i: usize| u32::from_le_bytes(h[i..i + 4].try_into().unwrap());
     Some(Hello {
+        plaintext: h[20] != 0,
         version: u32_at(8),
         party: u32_at(12),
         parties: u32_at(16),
@@ -145,8 +183,12 @@ fn decode_hello(h: &[u8; HELLO_BYTES]) -> Option<Hello> {
 }
 
 fn mac(key: &SessionKey, first: &[u8], second: &[u8]) -> Hmac<Sha256> {
+    labelled_mac(key, LABEL, first, second)
+}
+
+fn labelled_mac(key: &SessionKey, label: &[u8], first: &[u8], second: &[u8]) -> Hmac<Sha256> {
     let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&key.0).expect("any key size");
-    m.update(LABEL);
+    m.update(label);
     m.update(first);
     m.update(second);
     m
@@ -162,13 +204,14 @@ fn io_err(peer: &str, step: &str, e: std::io::Error) -> Error {
 }
 
 /// Run the handshake on `s` (blocking, with the socket's timeouts already set). `peer`
-/// names the other end for messages. Returns the authenticated peer's party id.
+/// names the other end for messages. Returns the authenticated peer's party id and the
+/// connection's channel keys.
 pub fn handshake<S: Read + Write>(
     s: &mut S,
     p: &HelloParams,
     key: &SessionKey,
     peer: &str,
-) -> Result<usize> {
+) -> Result<Authenticated> {
     let mut nonce = [0u8; 32];
     getrandom::getrandom(&mut nonce).expect("OS entropy");
     let mine = encode_hello(p, &nonce);
@@ -195,6 +238,8 @@ pub fn handshake<S: Read + Write>(
         Verdict::Parties
     } else if !party_ok {
         Verdict::Party
+    } else if h.plaintext != p.plaintext {
+        Verdict::Channels
     } else {
         Verdict::Ok
     };
@@ -219,6 +264,15 @@ pub fn handshake<S: Read + Write>(
                 format!("its session is {:#x}, ours is {:#x}", h.session, p.session)
             }
             Verdict::Parties => format!("it has {} parties, we have {}", h.parties, p.parties),
+            Verdict::Channels => format!(
+                "it {} plaintext channels, we {}",
+                if h.plaintext { "asks for" } else { "refuses" },
+                if p.plaintext {
+                    "ask for them"
+                } else {
+                    "refuse them"
+                }
+            ),
             Verdict::Party => match p.expect {
                 Some(e) => format!("we dialled party {e}"),
                 None => format!(
@@ -236,7 +290,19 @@ pub fn handshake<S: Read + Write>(
         )));
     }
     match their_verdict {
-        Ok(Some(Verdict::Ok)) => Ok(h.party as usize),
+        Ok(Some(Verdict::Ok)) => Ok(Authenticated {
+            party: h.party as usize,
+            keys: (!p.plaintext).then(|| ChannelKeys {
+                send: labelled_mac(key, CHANNEL_LABEL, &mine, &theirs)
+                    .finalize()
+                    .into_bytes()
+                    .into(),
+                recv: labelled_mac(key, CHANNEL_LABEL, &theirs, &mine)
+                    .finalize()
+                    .into_bytes()
+                    .into(),
+            }),
+        }),
         Ok(Some(v)) => Err(Error::Frame(format!(
             "{peer_name} refused our hello: {}",
             v.reason()

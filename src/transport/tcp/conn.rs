@@ -8,6 +8,8 @@ use std::io::{self, IoSlice, Write};
 use super::Shared;
 use crate::comm::{PartyId, Payload, Tag};
 use crate::transport::frame::{self, Decoder, FLAG_FIN, HEADER_BYTES, KIND_DATA};
+use crate::transport::handshake::ChannelKeys;
+use crate::transport::seal::{Opener, Sealer};
 
 /// Payload remainders at least this big are read straight into the message.
 pub(super) const DIRECT_MIN: usize = 16 << 10;
@@ -20,6 +22,81 @@ pub(super) struct OutMsg {
     /// Next frame's first word, and bytes of the current frame (header + payload) written.
     pub(super) frame_start: usize,
     pub(super) frame_done: usize,
+    /// The current frame is sealed in the channel's buffer: it has its counter and must
+    /// go out before any other frame, even if none of its bytes is written yet.
+    pub(super) sealed: bool,
+}
+
+/// The sending side of a sealed channel (`transport::seal`): the sealer and the wire bytes
+/// of the one frame being written (a frame once begun is completed before any other).
+pub(super) struct Channel {
+    sealer: Sealer,
+    wire: Vec<u8>,
+}
+
+impl Channel {
+    pub(super) fn new(key: &[u8; 32]) -> Self {
+        Channel {
+            sealer: Sealer::new(key),
+            wire: Vec::new(),
+        }
+    }
+
+    /// Seal the frame `hdr` | `payload` into the wire buffer.
+    fn seal(&mut self, hdr: &[u8], payload: &[u8]) {
+        self.wire.clear();
+        self.wire.extend_from_slice(hdr);
+        self.wire.extend_from_slice(payload);
+        self.sealer.seal(&mut self.wire, HEADER_BYTES);
+    }
+}
+
+/// A control frame (goodbye, abort) queued for writing: its plaintext bytes, whether it is
+/// sealed in the channel's buffer, and how many wire bytes are written.
+pub(super) struct Control {
+    plain: Vec<u8>,
+    sealed: bool,
+    done: usize,
+}
+
+impl Control {
+    pub(super) fn new(plain: Vec<u8>) -> Self {
+        Control {
+            plain,
+            sealed: false,
+            done: 0,
+        }
+    }
+
+    /// Begun: it must be completed before any other frame.
+    pub(super) fn begun(&self) -> bool {
+        self.sealed || self.done > 0
+    }
+
+    /// Write more of the frame; true once all of it is written.
+    pub(super) fn write(
+        &mut self,
+        sock: &mio::net::TcpStream,
+        chan: Option<&mut Channel>,
+    ) -> io::Result<bool> {
+        let wire: &[u8] = match chan {
+            Some(ch) => {
+                if !self.sealed {
+                    let (hdr, payload) = self.plain.split_at(HEADER_BYTES);
+                    ch.seal(hdr, payload);
+                    self.sealed = true;
+                }
+                &ch.wire
+            }
+            None => &self.plain,
+        };
+        let k = (&*sock).write(&wire[self.done..])?;
+        if k == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        self.done += k;
+        Ok(self.done == wire.len())
+    }
 }
 
 /// How far a write took a message.
@@ -38,7 +115,14 @@ impl OutMsg {
             data,
             frame_start: 0,
             frame_done: 0,
+            sealed: false,
         }
+    }
+
+    /// The current frame is begun (sealed or partly written): it must be completed before
+    /// any other frame.
+    pub(super) fn mid_frame(&self) -> bool {
+        self.sealed || self.frame_done > 0
     }
 
     /// Write more of the current frame (payload at most `max_frame` bytes; `flags` besides
@@ -49,6 +133,7 @@ impl OutMsg {
         sock: &mio::net::TcpStream,
         max_frame: usize,
         flags: u8,
+        chan: Option<&mut Channel>,
     ) -> io::Result<Wrote> {
         let (start, len, fin) = frame::frames_of(self.data.len() - self.frame_start, max_frame)
             .next()
@@ -63,20 +148,34 @@ impl OutMsg {
         );
         let payload = frame::words_as_bytes(words);
         let done = self.frame_done;
-        let k = if done < HEADER_BYTES {
-            (&*sock).write_vectored(&[IoSlice::new(&hdr[done..]), IoSlice::new(&payload)])?
-        } else {
-            (&*sock).write(&payload[done - HEADER_BYTES..])?
+        let (k, total) = match chan {
+            // Sealed: the frame is encrypted once, into the channel's buffer, when begun.
+            Some(ch) => {
+                if !self.sealed {
+                    ch.seal(&hdr, &payload);
+                    self.sealed = true;
+                }
+                ((&*sock).write(&ch.wire[done..])?, ch.wire.len())
+            }
+            None if done < HEADER_BYTES => (
+                (&*sock).write_vectored(&[IoSlice::new(&hdr[done..]), IoSlice::new(&payload)])?,
+                HEADER_BYTES + len * 8,
+            ),
+            None => (
+                (&*sock).write(&payload[done - HEADER_BYTES..])?,
+                HEADER_BYTES + len * 8,
+            ),
         };
         if k == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
         self.frame_done += k;
-        if self.frame_done < HEADER_BYTES + len * 8 {
+        if self.frame_done < total {
             return Ok(Wrote::Partial);
         }
         self.frame_start += len;
         self.frame_done = 0;
+        self.sealed = false;
         Ok(if self.frame_start == self.data.len() {
             Wrote::Message
         } else {
@@ -88,9 +187,8 @@ impl OutMsg {
 /// What a connection has queued for writing.
 pub(super) enum Outgoing {
     Msg(OutMsg),
-    Bye,
-    /// Pre-encoded frame bytes (abort) and how many are written.
-    Raw(Vec<u8>, usize),
+    Bye(Control),
+    Abort(Control),
 }
 
 pub(super) struct Conn {
@@ -107,6 +205,8 @@ pub(super) struct Conn {
     /// Readiness, not a stage of the connection's life, so not part of `state`.
     pub(super) write_blocked: bool,
     pub(super) state: State,
+    /// The sealed channel's sending side (None: plaintext channels).
+    pub(super) chan: Option<Channel>,
 }
 
 /// What we queue last before closing our side of a connection.
@@ -237,11 +337,21 @@ impl State {
 }
 
 impl Conn {
-    pub(super) fn new(sock: mio::net::TcpStream, max_frame: usize, max_message: u64) -> Self {
+    pub(super) fn new(
+        sock: mio::net::TcpStream,
+        max_frame: usize,
+        max_message: u64,
+        keys: Option<&ChannelKeys>,
+    ) -> Self {
+        let mut dec =
+            Decoder::new(max_frame).with_message_cap(max_message.min(frame::MAX_MESSAGE_BYTES));
+        if let Some(k) = keys {
+            dec = dec.sealed(Opener::new(&k.recv));
+        }
         Conn {
+            chan: keys.map(|k| Channel::new(&k.send)),
             sock,
-            dec: Decoder::new(max_frame)
-                .with_message_cap(max_message.min(frame::MAX_MESSAGE_BYTES)),
+            dec,
             staging: vec![0; STAGING_BYTES],
             out: VecDeque::new(),
             bulk: VecDeque::new(),

@@ -2,7 +2,7 @@
 //! reading frames into the inbox, writing queued messages, departures and shutdown.
 //! Depends on tcp::{conn, sys}, transport::{frame, inbox, emulator, bulk}, comm.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::Shutdown;
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
@@ -10,13 +10,15 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token};
 
-use super::conn::{take_posts, Conn, Farewell, Outgoing, State, Wrote, DIRECT_MIN};
+use super::conn::{
+    take_posts, Conn, Control, Farewell, OutMsg, Outgoing, State, Wrote, DIRECT_MIN,
+};
 use super::sys::{recv_stamped, recv_uninit};
 use super::Shared;
 use crate::comm::{PartyId, Tag};
 use crate::transport::bulk::BulkPump;
 use crate::transport::emulator::{Clock, Link, BULK_FRAGMENT_BYTES};
-use crate::transport::frame::{self, Event, FLAG_BULK, HEADER_BYTES, KIND_BYE};
+use crate::transport::frame::{self, Event, FLAG_BULK, KIND_BYE};
 use crate::transport::inbox::{Arrival, Departure};
 
 /// Which ends of a connection a departure closes.
@@ -111,14 +113,14 @@ impl IoThread {
                     let Some(c) = c.as_mut() else { continue };
                     // Keep only a message already on the wire (its frames must complete);
                     // nothing else is worth sending now.
-                    let started = matches!(c.out.front(), Some(Outgoing::Msg(m)) if m.frame_start > 0 || m.frame_done > 0);
+                    let started = matches!(c.out.front(), Some(Outgoing::Msg(m)) if m.frame_start > 0 || m.mid_frame());
                     c.out.truncate(started as usize);
                     // Of bulk traffic only a frame half on the wire: the abort frame makes
                     // the peer drop the unfinished message.
-                    let bulk_mid = c.bulk.front().is_some_and(|m| m.frame_done > 0);
+                    let bulk_mid = c.bulk.front().is_some_and(OutMsg::mid_frame);
                     c.bulk.truncate(bulk_mid as usize);
                     if c.state.may_say_farewell() {
-                        c.out.push_back(Outgoing::Raw(f.clone(), 0));
+                        c.out.push_back(Outgoing::Abort(Control::new(f.clone())));
                         c.state = c.state.with_farewell(Farewell::Abort);
                     }
                 }
@@ -129,7 +131,9 @@ impl IoThread {
                     take_posts(&self.sh, p, c);
                     // The goodbye goes last, also after the bulk queue (see `write_peer`).
                     if shutting && c.state.may_say_farewell() {
-                        c.out.push_back(Outgoing::Bye);
+                        c.out.push_back(Outgoing::Bye(Control::new(
+                            frame::header(KIND_BYE, 0, 0, Tag(0)).to_vec(),
+                        )));
                         c.state = c.state.with_farewell(Farewell::Bye);
                     }
                 }
@@ -367,50 +371,40 @@ impl IoThread {
         let mut err = None;
         while !c.write_blocked && c.state.may_write() {
             // A frame once begun must be completed before any other can follow.
-            let bulk_mid = c.bulk.front().is_some_and(|m| m.frame_done > 0);
+            let bulk_mid = c.bulk.front().is_some_and(OutMsg::mid_frame);
             if !bulk_mid {
                 take_posts(sh, p, c);
             }
             // The goodbye is queued behind the ordinary messages but must also follow
             // every bulk message.
             let use_bulk = bulk_mid
-                || (!c.bulk.is_empty() && matches!(c.out.front(), None | Some(Outgoing::Bye)));
+                || (!c.bulk.is_empty()
+                    && match c.out.front() {
+                        None => true,
+                        Some(Outgoing::Bye(b)) => !b.begun(),
+                        Some(_) => false,
+                    });
             let res = if use_bulk {
                 let m = c.bulk.front_mut().unwrap();
-                m.write(&c.sock, bulk_frame, FLAG_BULK).map(|w| {
-                    if w == Wrote::Message {
-                        let m = c.bulk.pop_front().unwrap();
-                        c.sent.push(m.data);
-                    }
-                    if w != Wrote::Partial && c.state.leaving() == Some(Farewell::Abort) {
-                        c.bulk.clear();
-                    }
-                })
+                m.write(&c.sock, bulk_frame, FLAG_BULK, c.chan.as_mut())
+                    .map(|w| {
+                        if w == Wrote::Message {
+                            let m = c.bulk.pop_front().unwrap();
+                            c.sent.push(m.data);
+                        }
+                        if w != Wrote::Partial && c.state.leaving() == Some(Farewell::Abort) {
+                            c.bulk.clear();
+                        }
+                    })
             } else {
                 let Some(front) = c.out.front_mut() else {
                     break;
                 };
                 let finished = match front {
-                    Outgoing::Bye => {
-                        let hdr = frame::header(KIND_BYE, 0, 0, Tag(0));
-                        match (&c.sock).write(&hdr[..]) {
-                            Ok(HEADER_BYTES) => Ok(true),
-                            Ok(0) => Err(io::ErrorKind::WriteZero.into()),
-                            // A 16-byte write is never split on a fresh buffer in practice;
-                            // treat a partial one as a failed goodbye.
-                            Ok(_) => Err(io::Error::other("short write of the goodbye")),
-                            Err(e) => Err(e),
-                        }
-                    }
-                    Outgoing::Raw(b, done) => match (&c.sock).write(&b[*done..]) {
-                        Ok(0) => Err(io::ErrorKind::WriteZero.into()),
-                        Ok(k) => {
-                            *done += k;
-                            Ok(*done == b.len())
-                        }
-                        Err(e) => Err(e),
-                    },
-                    Outgoing::Msg(m) => m.write(&c.sock, max_frame, 0).map(|w| w == Wrote::Message),
+                    Outgoing::Bye(b) | Outgoing::Abort(b) => b.write(&c.sock, c.chan.as_mut()),
+                    Outgoing::Msg(m) => m
+                        .write(&c.sock, max_frame, 0, c.chan.as_mut())
+                        .map(|w| w == Wrote::Message),
                 };
                 finished.map(|finished| {
                     if finished {

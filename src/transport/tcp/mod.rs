@@ -1,6 +1,6 @@
 //! TCP transport: one party of a session over real sockets (loopback or remote hosts).
-//! Depends on comm, error, transport::{frame, handshake, inbox, emulator, bulk} (and mio,
-//! crossbeam, libc).
+//! Depends on comm, link, error, transport::{frame, handshake, inbox, emulator, bulk, seal}
+//! (and mio, crossbeam, libc).
 //!
 //! Files: `setup.rs` dials, accepts and authenticates the connections; `sys.rs` holds the
 //! socket syscalls std does not offer; `conn.rs` one connection (its send queues and its
@@ -78,6 +78,9 @@ pub struct TcpConfig {
     /// has waited for yet (and of one message being received). Past it the peer is dropped
     /// with an error naming it.
     pub max_inbox_bytes: u64,
+    /// Send and accept frames in clear (`--insecure-plaintext-channels`, to measure what
+    /// sealing costs); every party of a session must agree.
+    pub plaintext: bool,
 }
 
 /// Default of `TcpConfig::max_inbox_bytes` (`--inbox-cap-mib`): far above what a model run
@@ -96,6 +99,7 @@ impl TcpConfig {
             link: LinkProfile::unshaped(),
             max_frame: frame::MAX_FRAME_BYTES,
             max_inbox_bytes: DEFAULT_INBOX_CAP_MIB << 20,
+            plaintext: false,
         }
     }
 }

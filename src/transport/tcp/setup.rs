@@ -19,7 +19,7 @@ use crate::comm::{Counters, PartyId};
 use crate::error::{Error, Result};
 use crate::transport::emulator::{Clock, Link};
 use crate::transport::frame::sanitize;
-use crate::transport::handshake::{handshake, HelloParams, PROTOCOL_VERSION};
+use crate::transport::handshake::{handshake, ChannelKeys, HelloParams, PROTOCOL_VERSION};
 use crate::transport::inbox::Inbox;
 
 /// Connection setup for one party.
@@ -59,28 +59,29 @@ impl TcpNetwork {
             session: cfg.session,
             version: PROTOCOL_VERSION,
             expect,
+            plaintext: cfg.plaintext,
         };
-        let mut socks: Vec<Option<TcpStream>> = (0..n).map(|_| None).collect();
+        let mut socks: Vec<Option<Peer>> = (0..n).map(|_| None).collect();
         // Dial lower ids first, then accept higher ids: party 0 only accepts, so by
         // induction every dial is eventually answered.
         for (j, (slot, &addr)) in socks.iter_mut().zip(&cfg.addrs).enumerate().take(me) {
             let mut s = dial(addr, j, deadline, cfg.timeout)?;
             set_timeouts(&s, deadline)?;
-            handshake(&mut s, &params(Some(j)), &cfg.key, &addr.to_string())?;
-            *slot = Some(s);
+            let auth = handshake(&mut s, &params(Some(j)), &cfg.key, &addr.to_string())?;
+            *slot = Some((s, auth.keys));
         }
         accept_peers(cfg, &listener, &params(None), &mut socks, deadline)?;
         drop(listener);
         Self::start(cfg, socks)
     }
 
-    fn start(cfg: &TcpConfig, socks: Vec<Option<TcpStream>>) -> Result<TcpEndpoint> {
+    fn start(cfg: &TcpConfig, socks: Vec<Option<Peer>>) -> Result<TcpEndpoint> {
         let n = socks.len();
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
         let mut conns = Vec::with_capacity(n);
         for (p, s) in socks.into_iter().enumerate() {
-            let Some(s) = s else {
+            let Some((s, keys)) = s else {
                 conns.push(None);
                 continue;
             };
@@ -95,7 +96,12 @@ impl TcpNetwork {
             let mut ms = mio::net::TcpStream::from_std(s);
             poll.registry()
                 .register(&mut ms, Token(p), Interest::READABLE | Interest::WRITABLE)?;
-            conns.push(Some(Conn::new(ms, cfg.max_frame, cfg.max_inbox_bytes)));
+            conns.push(Some(Conn::new(
+                ms,
+                cfg.max_frame,
+                cfg.max_inbox_bytes,
+                keys.as_ref(),
+            )));
         }
         let clock = Clock::default();
         let inbox = Arc::new(Inbox::with_cap(n, clock, cfg.max_inbox_bytes));
@@ -148,7 +154,10 @@ const MAX_PENDING_HANDSHAKES: usize = 32;
 
 /// What a handshake thread reports: who connected, and the authenticated peer's id and
 /// socket or why it was refused.
-type Handshaken = (SocketAddr, Result<(PartyId, TcpStream)>);
+type Handshaken = (SocketAddr, Result<(PartyId, Peer)>);
+
+/// An authenticated connection and its channel keys (None: plaintext channels).
+type Peer = (TcpStream, Option<ChannelKeys>);
 
 /// Accept until every higher id is connected or `deadline` passes. Each connection is
 /// authenticated on a thread of its own with its own deadline, so strangers (random bytes,
@@ -159,7 +168,7 @@ fn accept_peers(
     cfg: &TcpConfig,
     listener: &TcpListener,
     params: &HelloParams,
-    socks: &mut [Option<TcpStream>],
+    socks: &mut [Option<Peer>],
     deadline: Instant,
 ) -> Result<()> {
     let me = cfg.party;
@@ -210,7 +219,7 @@ fn accept_peers(
                     .spawn(move || {
                         let mut s = s;
                         let r = handshake(&mut s, &params, &key, &from.to_string());
-                        let _ = tx.send((from, r.map(|k| (k, s))));
+                        let _ = tx.send((from, r.map(|a| (a.party, (s, a.keys)))));
                     });
                 match spawned {
                     Ok(_) => pending += 1,
