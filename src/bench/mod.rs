@@ -1,7 +1,11 @@
 //! Benchmark harness: `mpc-pipe bench --config FILE [--out FILE.csv]` runs a matrix of
 //! models × network profiles × schemes × batch sizes × party counts × weight modes, with
 //! warm-up and repetitions, and appends one CSV row per (configuration, scheme).
-//! Depends on runtime, sched, model, offline, transport::emulator.
+//! Depends on runtime, sched, model, offline, profile (traces), transport::emulator.
+//!
+//! Files: config.rs (the TOML matrix), jobs.rs (a point's resumed rows, serial probe and
+//! per-scheme jobs), row.rs (a row from a measurement, η and its 5% threshold), csv_out.rs
+//! (the CSV), progress.rs; this file measures: repetitions, interleaved turns, the sweep.
 //!
 //! Measurement. Each repetition gets fresh material from the dealer (offline, untimed);
 //! the online phase is timed per party from after session setup to the revealed output.
@@ -654,5 +658,51 @@ pub fn eta_note(r: &Row, rows: &[Row]) -> String {
         )
     } else {
         "n/a".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(scheme: &str, p50_ms: f64, tc: f64, tm: f64) -> Row {
+        Row {
+            model: "lenet".into(),
+            batch: 4,
+            parties: 2,
+            weights: "private".into(),
+            network: "wan".into(),
+            scheme: scheme.into(),
+            latency_ms_p50: p50_ms,
+            t_compute_s: tc,
+            t_comm_s: tm,
+            ..Row::default()
+        }
+    }
+
+    #[test]
+    fn summary_says_why_eta_is_missing() {
+        // Serial 1000 ms, T_comm 0.97 s: room 30 ms, 3.0% of T_serial.
+        let rows = vec![
+            row("serial", 1000.0, 0.1, 0.97),
+            row("inner-layer", 900.0, 0.1, 0.97),
+        ];
+        assert_eq!(
+            eta_note(&rows[1], &rows),
+            "n/a (room 3.0% of T_serial < 5%: ill-conditioned)"
+        );
+        let rows = vec![
+            row("serial", 1000.0, 1.2, 0.5),
+            row("inner-layer", 900.0, 1.2, 0.5),
+        ];
+        assert_eq!(
+            eta_note(&rows[1], &rows),
+            "n/a (serial not slower than max(T_compute, T_comm))"
+        );
+        assert_eq!(eta_note(&rows[0], &rows), "-");
+        let mut out = Vec::new();
+        print_summary(&rows, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("n/a (serial not slower"), "{text}");
     }
 }

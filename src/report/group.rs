@@ -141,28 +141,51 @@ impl<'a> Group<'a> {
 
     /// The file's line range of the group, "rows 2-7" or "rows 2, 9-12".
     pub fn lines(&self) -> String {
-        let mut lines: Vec<u64> = self.rows.iter().map(|r| r.line).collect();
-        lines.sort_unstable();
-        let mut parts: Vec<String> = Vec::new();
-        let mut i = 0;
-        while i < lines.len() {
-            let mut j = i;
-            while j + 1 < lines.len() && lines[j + 1] == lines[j] + 1 {
-                j += 1;
-            }
-            parts.push(if i == j {
-                lines[i].to_string()
-            } else {
-                format!("{}-{}", lines[i], lines[j])
-            });
-            i = j + 1;
-        }
-        format!(
-            "{} {}",
-            if lines.len() == 1 { "row" } else { "rows" },
-            parts.join(", ")
-        )
+        line_ranges(self.rows.iter().map(|r| r.line))
     }
+}
+
+/// Lines as ranges, "rows 2-7" or "rows 2, 9-12" ("row 5" for one).
+pub fn line_ranges(lines: impl Iterator<Item = u64>) -> String {
+    let mut lines: Vec<u64> = lines.collect();
+    lines.sort_unstable();
+    lines.dedup();
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        let mut j = i;
+        while j + 1 < lines.len() && lines[j + 1] == lines[j] + 1 {
+            j += 1;
+        }
+        parts.push(if i == j {
+            lines[i].to_string()
+        } else {
+            format!("{}-{}", lines[i], lines[j])
+        });
+        i = j + 1;
+    }
+    format!(
+        "{} {}",
+        if lines.len() == 1 { "row" } else { "rows" },
+        parts.join(", ")
+    )
+}
+
+/// Which rows of which files `rows` are: "a.csv rows 2-7; b.csv row 3", files in
+/// first-seen order.
+pub fn sources<'a>(rows: impl Iterator<Item = &'a Record>) -> String {
+    let mut files: Vec<(&str, Vec<u64>)> = Vec::new();
+    for r in rows {
+        match files.iter_mut().find(|(f, _)| *f == r.file) {
+            Some((_, l)) => l.push(r.line),
+            None => files.push((&r.file, vec![r.line])),
+        }
+    }
+    files
+        .into_iter()
+        .map(|(f, l)| format!("{f} {}", line_ranges(l.into_iter())))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Group rows by (file, configuration), in order of first appearance.

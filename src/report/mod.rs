@@ -232,14 +232,19 @@ fn draw(
          serial row are left out.\n"
     );
     for gain in [Gain::Throughput, Gain::Latency] {
-        for (net, bars) in series::gain_bars(&groups, gain) {
+        for (net, bars, from) in series::gain_bars(&groups, gain) {
             let kind = match gain {
                 Gain::Throughput => "throughput",
                 Gain::Latency => "latency",
             };
             let rel = PathBuf::from(format!("figures/gain-{kind}-{}.svg", series::slug(&net)));
             figures::bars(&dir.join(&rel), &bars)?;
-            let _ = writeln!(md, "![{}]({})\n", bars.title, rel.display());
+            let _ = writeln!(
+                md,
+                "![{}]({})\n\nRows: {from}.\n",
+                bars.title,
+                rel.display()
+            );
             figs.push(rel);
         }
     }
@@ -265,10 +270,15 @@ fn draw(
                  of {what} with everything else fixed. `{config}` measures such a sweep.\n"
             );
         }
-        for (key, lines) in found {
+        for (key, lines, from) in found {
             let rel = PathBuf::from(format!("figures/sweep-{what}-{}.svg", series::slug(&key)));
             figures::lines(&dir.join(&rel), &lines)?;
-            let _ = writeln!(md, "![{}]({})\n", lines.title, rel.display());
+            let _ = writeln!(
+                md,
+                "![{}]({})\n\nRows: {from}; bar: p50 to p99 over the row's repetitions.\n",
+                lines.title,
+                rel.display()
+            );
             figs.push(rel);
         }
     }
@@ -289,14 +299,14 @@ fn draw(
     ] {
         let _ = writeln!(md, "### {heading}\n");
         match series::depth(&groups, depth) {
-            Some(lines) if figures::has_points(&lines) => {
+            Some((lines, from)) if figures::has_points(&lines) => {
                 let rel = PathBuf::from(format!("figures/{name}.svg"));
                 figures::lines(&dir.join(&rel), &lines)?;
                 let _ = writeln!(
                     md,
                     "Each line is one configuration: its serial row (depth 1) and its rows of \
                      the scheme at the depth the cost model chose (or the config fixed), \
-                     relative to serial.\n\n![{}]({})\n",
+                     relative to serial.\n\n![{}]({})\n\nRows: {from}.\n",
                     lines.title,
                     rel.display()
                 );
@@ -310,14 +320,14 @@ fn draw(
 
     let _ = writeln!(md, "### Scaling with the number of parties\n");
     match series::parties(&groups) {
-        Some(lines) => {
+        Some((lines, from)) => {
             let rel = PathBuf::from("figures/parties.svg");
             figures::lines(&dir.join(&rel), &lines)?;
             let _ = writeln!(
                 md,
                 "One panel per model, network and weights of one file, where rows of two or \
                  more party counts exist; each point is a scheme's row against the serial \
-                 row of the same party count.\n\n![{}]({})\n",
+                 row of the same party count.\n\n![{}]({})\n\nRows: {from}.\n",
                 lines.title,
                 rel.display()
             );
@@ -381,10 +391,17 @@ fn draw(
 fn publish(tmp: &Path, out: &Path) -> Result<()> {
     let old = out.join(format!(".report-old-{}", std::process::id()));
     let figures = out.join("figures");
-    if figures.exists() {
+    let had = figures.exists();
+    if had {
         std::fs::rename(&figures, &old)?;
     }
-    std::fs::rename(tmp.join("figures"), &figures)?;
+    if let Err(e) = std::fs::rename(tmp.join("figures"), &figures) {
+        // Put the old figures back: DIR stays as it was.
+        if had {
+            let _ = std::fs::rename(&old, &figures);
+        }
+        return Err(e.into());
+    }
     std::fs::rename(tmp.join("report.md"), out.join("report.md"))?;
     let _ = std::fs::remove_dir_all(&old);
     let _ = std::fs::remove_dir_all(tmp);

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use super::figures::{Bars, Lines, Panel, Point, Series, SCHEME_ORDER};
-use super::group::{versus, Config, Group};
+use super::group::{sources, versus, Config, Group};
 use super::load::Record;
 use super::trace::Timeline;
 
@@ -84,7 +84,8 @@ pub enum Gain {
 
 /// Grouped bars of every scheme's gain over serial, one figure per network, one group of
 /// bars per configuration that has a serial row.
-pub fn gain_bars(groups: &[Group], gain: Gain) -> Vec<(String, Bars)> {
+/// Each comes with the rows it draws (`group::sources`).
+pub fn gain_bars(groups: &[Group], gain: Gain) -> Vec<(String, Bars, String)> {
     let mut networks: Vec<String> = Vec::new();
     for g in groups {
         if !networks.contains(&g.config.network) {
@@ -142,6 +143,7 @@ pub fn gain_bars(groups: &[Group], gain: Gain) -> Vec<(String, Bars)> {
                 )],
             ),
         };
+        let from = sources(gs.iter().flat_map(|g| g.rows.iter().copied()));
         out.push((
             net.clone(),
             Bars {
@@ -152,6 +154,7 @@ pub fn gain_bars(groups: &[Group], gain: Gain) -> Vec<(String, Bars)> {
                 values,
                 references,
             },
+            from,
         ));
     }
     out
@@ -167,7 +170,7 @@ pub enum Sweep {
 /// Latency and throughput against bandwidth (latency fixed) or against latency
 /// (bandwidth fixed): a family is the rows of one file that differ only in that quantity,
 /// with at least two values of it.
-pub fn sweeps(records: &[Record], sweep: Sweep) -> Vec<(String, Lines)> {
+pub fn sweeps(records: &[Record], sweep: Sweep) -> Vec<(String, Lines, String)> {
     // family key -> scheme -> points
     let mut fams: BTreeMap<(String, String), BTreeMap<String, Vec<&Record>>> = BTreeMap::new();
     for r in records {
@@ -229,6 +232,7 @@ pub fn sweeps(records: &[Record], sweep: Sweep) -> Vec<(String, Lines)> {
                     .collect(),
             });
         }
+        let from = sources(by_scheme.values().flatten().copied());
         let (what, x_label) = match sweep {
             Sweep::Bandwidth => ("bandwidth", "link bandwidth (Mbit/s, log scale)"),
             Sweep::Latency => ("latency", "one-way link latency (ms, log scale)"),
@@ -256,6 +260,7 @@ pub fn sweeps(records: &[Record], sweep: Sweep) -> Vec<(String, Lines)> {
                 columns: 2,
                 x_range: None,
             },
+            from,
         ));
     }
     out
@@ -273,12 +278,13 @@ pub enum Depth {
 /// Throughput against micro-batches in flight, or latency against chunks, each relative to
 /// its group's serial row (which is the depth-1 point): one series per group with a row of
 /// the scheme at a depth above 1, one panel per model and network.
-pub fn depth(groups: &[Group], depth: Depth) -> Option<Lines> {
+pub fn depth(groups: &[Group], depth: Depth) -> Option<(Lines, String)> {
     let (scheme, depth_of): (&str, fn(&Record) -> usize) = match depth {
         Depth::MicroBatches => ("inter-batch", |r| r.batches_in_flight),
         Depth::Chunks => ("inner-layer", |r| r.chunks),
     };
     let mut panels: Vec<Panel> = Vec::new();
+    let mut drawn: Vec<&Record> = Vec::new();
     for g in groups {
         let Some(serial) = g.serial() else { continue };
         let rows: Vec<&&Record> = g
@@ -289,6 +295,8 @@ pub fn depth(groups: &[Group], depth: Depth) -> Option<Lines> {
         if rows.is_empty() {
             continue;
         }
+        drawn.push(serial);
+        drawn.extend(rows.iter().map(|r| **r));
         let mut points = vec![Point {
             x: 1.0,
             y: 1.0,
@@ -340,7 +348,7 @@ pub fn depth(groups: &[Group], depth: Depth) -> Option<Lines> {
     if panels.is_empty() {
         return None;
     }
-    Some(match depth {
+    let lines = match depth {
         Depth::MicroBatches => Lines {
             title: "Inter-batch: throughput against micro-batches in flight (m = 1 is serial)"
                 .into(),
@@ -363,12 +371,13 @@ pub fn depth(groups: &[Group], depth: Depth) -> Option<Lines> {
             x_range: None,
             panels,
         },
-    })
+    };
+    Some((lines, sources(drawn.into_iter())))
 }
 
 /// Each scheme's throughput gain against the number of parties: a panel per (file,
 /// model, batch, weights, network) with rows of at least two party counts.
-pub fn parties(groups: &[Group]) -> Option<Lines> {
+pub fn parties(groups: &[Group]) -> Option<(Lines, String)> {
     let mut fams: Vec<(String, Vec<&Group>)> = Vec::new();
     for g in groups.iter().filter(|g| g.serial().is_some()) {
         let c = &g.config;
@@ -390,6 +399,7 @@ pub fn parties(groups: &[Group]) -> Option<Lines> {
         }
     }
     let mut panels = Vec::new();
+    let mut drawn: Vec<&Record> = Vec::new();
     for (key, gs) in fams {
         let mut counts: Vec<usize> = gs.iter().map(|g| g.config.parties).collect();
         counts.sort_unstable();
@@ -397,6 +407,7 @@ pub fn parties(groups: &[Group]) -> Option<Lines> {
         if counts.len() < 2 {
             continue;
         }
+        drawn.extend(gs.iter().flat_map(|g| g.rows.iter().copied()));
         let order = scheme_order(gs.iter().flat_map(|g| g.rows.iter().copied()));
         let series = order
             .iter()
@@ -430,7 +441,7 @@ pub fn parties(groups: &[Group]) -> Option<Lines> {
     if panels.is_empty() {
         return None;
     }
-    Some(Lines {
+    let lines = Lines {
         title: "Scaling with parties: each scheme's throughput gain over serial".into(),
         x_label: "parties".into(),
         log_x: false,
@@ -439,7 +450,8 @@ pub fn parties(groups: &[Group]) -> Option<Lines> {
         columns: panels.len().min(3),
         x_range: None,
         panels,
-    })
+    };
+    Some((lines, sources(drawn.into_iter())))
 }
 
 /// A bench trace of one scheme of one configuration.
