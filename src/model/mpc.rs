@@ -81,10 +81,6 @@ fn swap_last2(x: &Share) -> Share {
     permute(x, &perm)
 }
 
-fn flat(x: &Share) -> Result<Share> {
-    x.reshape(&[x.len()])
-}
-
 /// The graph on the secret input `x` (the whole batch, or a micro-batch on a context
 /// narrowed to it). Returns the secret output.
 pub fn forward(ctx: &Ctx, g: &Graph, x: Share, weights: Weights, exec: &dyn Exec) -> Result<Share> {
@@ -93,18 +89,43 @@ pub fn forward(ctx: &Ctx, g: &Graph, x: Share, weights: Weights, exec: &dyn Exec
     vals[g.input] = Some(x);
     for (i, n) in g.nodes.iter().enumerate() {
         let nctx = ctx.for_node(i as u64);
+        // An activation this node reads last (and once) is handed over, not borrowed, so
+        // reshapes and in-place steps need no copy of it.
+        let mut owned: Vec<Option<Share>> = n
+            .inputs
+            .iter()
+            .map(|&t| {
+                let once = n.inputs.iter().filter(|&&u| u == t).count() == 1;
+                if once && left[t] == 1 {
+                    vals[t].take()
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for &t in &n.inputs {
+            left[t] -= 1;
+        }
         let y = {
+            let acts = n
+                .inputs
+                .iter()
+                .zip(owned.iter_mut())
+                .map(|(&t, o)| match o.take() {
+                    Some(s) => Some(Cow::Owned(s)),
+                    None => vals[t].as_ref().map(Cow::Borrowed),
+                })
+                .collect();
             let env = Node {
                 g,
                 i,
                 weights,
                 exec,
-                vals: &vals,
+                acts,
             };
             env.run(&nctx).map_err(|e| name_node(e, &n.to_string()))?
         };
         for &t in &n.inputs {
-            left[t] -= 1;
             if left[t] == 0 {
                 vals[t] = None;
             }
@@ -131,32 +152,45 @@ struct Node<'a, 'g> {
     i: NodeId,
     weights: Weights,
     exec: &'a dyn Exec,
-    vals: &'a [Option<Share>],
+    /// The node's activation inputs (None for constants), owned where it reads them last.
+    acts: Vec<Option<Cow<'a, Share>>>,
 }
 
 impl<'g> Node<'_, 'g> {
     fn act(&self, k: usize) -> Result<&Share> {
-        let t = self.g.nodes[self.i].inputs[k];
-        self.vals[t].as_ref().ok_or_else(|| {
+        self.acts.get(k).and_then(|a| a.as_deref()).ok_or_else(|| {
             Error::Protocol(format!("input {k} is not an activation computed before"))
         })
+    }
+    /// Input `k` by value (a copy only when another node still reads it).
+    fn own(&mut self, k: usize) -> Result<Share> {
+        self.acts
+            .get_mut(k)
+            .and_then(Option::take)
+            .map(Cow::into_owned)
+            .ok_or_else(|| {
+                Error::Protocol(format!("input {k} is not an activation computed before"))
+            })
     }
     fn cst(&self, k: usize) -> Option<&'g PlainTensor> {
         let t = *self.g.nodes[self.i].inputs.get(k)?;
         self.g.tensors[t].constant()
     }
 
-    /// A model constant as a share (private weights) or public ring tensor added by party 0.
-    fn add_constant(&self, ctx: &Ctx, y: &Share, c: &PlainTensor, negate_y: bool) -> Result<Share> {
-        let y = if negate_y { y.neg() } else { y.clone() };
+    /// y + a model constant: a share of party 0's constant (private weights), or the
+    /// public constant added by party 0; broadcast in place.
+    fn add_constant(&self, ctx: &Ctx, y: Share, c: &PlainTensor, negate_y: bool) -> Result<Share> {
+        let mut y = if negate_y { y.neg() } else { y };
         let enc = ctx.fixed().encode_tensor(c);
         match self.weights {
             Weights::Private => {
-                let key_share = ctx.share_input(0, Some(&enc), enc.shape())?;
-                Ok(y.add(&Share(broadcast(&key_share.0, y.shape())?)))
+                let share = ctx.share_input(0, Some(&enc), enc.shape())?;
+                y.0.add_broadcast_assign(&share.0)?;
             }
-            Weights::Public => Ok(ctx.add_public(&y, &broadcast(&enc, y.shape())?)),
+            Weights::Public if ctx.party() == 0 => y.0.add_broadcast_assign(&enc)?,
+            Weights::Public => {}
         }
+        Ok(y)
     }
 
     fn linear(&self, ctx: &Ctx, op: LinearOp, w: Cow<'g, PlainTensor>, x: &Share) -> Result<Share> {
@@ -170,23 +204,24 @@ impl<'g> Node<'_, 'g> {
     }
 
     /// x [..., k] · w [k, n] as a linear layer over rows.
-    fn rows_times(&self, ctx: &Ctx, x: &Share, w: Cow<'g, PlainTensor>) -> Result<Share> {
+    fn rows_times(&self, ctx: &Ctx, x: Share, w: Cow<'g, PlainTensor>) -> Result<Share> {
         let s = x.shape().to_vec();
         let k = *s.last().unwrap_or(&0);
-        let rows = x.reshape(&[x.len() / k.max(1), k])?;
-        let y = self.linear(ctx, LinearOp::Matmul, w.clone(), &rows)?;
+        let n = w.shape()[1];
+        let rows = x.into_shape(&[s.iter().product::<usize>() / k.max(1), k])?;
+        let y = self.linear(ctx, LinearOp::Matmul, w, &rows)?;
         let mut out = s[..s.len() - 1].to_vec();
-        out.push(w.shape()[1]);
-        y.reshape(&out)
+        out.push(n);
+        y.into_shape(&out)
     }
 
     /// w [m, k] · x [..., k, n], as (xᵀ · wᵀ)ᵀ over the rows of x's transpose.
     fn const_times(&self, ctx: &Ctx, w: &PlainTensor, x: &Share) -> Result<Share> {
-        let y = self.rows_times(ctx, &swap_last2(x), Cow::Owned(w.transpose2()))?;
+        let y = self.rows_times(ctx, swap_last2(x), Cow::Owned(w.transpose2()))?;
         Ok(swap_last2(&y))
     }
 
-    fn run(&self, ctx: &Ctx) -> Result<Share> {
+    fn run(mut self, ctx: &Ctx) -> Result<Share> {
         let node = &self.g.nodes[self.i];
         let exec = self.exec;
         match &node.op {
@@ -199,7 +234,8 @@ impl<'g> Node<'_, 'g> {
                 let y = self.linear(ctx, op, Cow::Borrowed(w), self.act(0)?)?;
                 match self.cst(2) {
                     Some(b) => {
-                        self.add_constant(ctx, &y, &b.clone().reshape(&[b.len(), 1, 1]), false)
+                        let b = b.clone().reshape(&[b.len(), 1, 1]);
+                        self.add_constant(ctx, y, &b, false)
                     }
                     None => Ok(y),
                 }
@@ -214,9 +250,12 @@ impl<'g> Node<'_, 'g> {
                 }
                 let y = match (self.cst(0), self.cst(1)) {
                     (None, Some(b)) => {
-                        let a = self.act(0)?;
-                        let a = if *trans_a { swap_last2(a) } else { a.clone() };
-                        self.rows_times(ctx, &a, t(b, *trans_b))?
+                        let a = if *trans_a {
+                            swap_last2(self.act(0)?)
+                        } else {
+                            self.own(0)?
+                        };
+                        self.rows_times(ctx, a, t(b, *trans_b))?
                     }
                     (Some(a), None) => {
                         let b = self.act(1)?;
@@ -228,18 +267,19 @@ impl<'g> Node<'_, 'g> {
                         let a = if *trans_a { swap_last2(a) } else { a.clone() };
                         let b = if *trans_b { swap_last2(b) } else { b.clone() };
                         let (m, k, n) = (a.shape()[0], a.shape()[1], b.shape()[1]);
-                        let (a, b) = (a.reshape(&[1, m, k])?, b.reshape(&[1, k, n])?);
-                        ctx.matmul_batched(&a, &b)?.reshape(&[m, n])?
+                        let (a, b) = (a.into_shape(&[1, m, k])?, b.into_shape(&[1, k, n])?);
+                        ctx.matmul_batched(&a, &b)?.into_shape(&[m, n])?
                     }
                 };
                 match self.cst(2) {
-                    Some(c) => self.add_constant(ctx, &y, c, false),
+                    Some(c) => self.add_constant(ctx, y, c, false),
                     None => Ok(y),
                 }
             }
             Op::MatMul => match (self.cst(0), self.cst(1)) {
                 (None, Some(w)) if w.shape().len() == 2 => {
-                    self.rows_times(ctx, self.act(0)?, Cow::Borrowed(w))
+                    let x = self.own(0)?;
+                    self.rows_times(ctx, x, Cow::Borrowed(w))
                 }
                 (Some(w), None) if w.shape().len() == 2 => self.const_times(ctx, w, self.act(1)?),
                 (None, None) => {
@@ -254,13 +294,13 @@ impl<'g> Node<'_, 'g> {
                     }
                     let lead: usize = a.shape()[..ra - 2].iter().product();
                     let (m, k, n) = (a.shape()[ra - 2], a.shape()[ra - 1], b.shape()[rb - 1]);
-                    let a3 = a.reshape(&[lead, m, k])?;
-                    let b3 = b.reshape(&[lead, k, n])?;
-                    let y =
-                        exec.split(ctx, &[a3, b3], &[0], &|c, p| c.matmul_batched(&p[0], &p[1]))?;
                     let mut out = a.shape()[..ra - 2].to_vec();
                     out.extend([m, n]);
-                    y.reshape(&out)
+                    let a3 = self.own(0)?.into_shape(&[lead, m, k])?;
+                    let b3 = self.own(1)?.into_shape(&[lead, k, n])?;
+                    let y =
+                        exec.split(ctx, &[a3, b3], &[0], &|c, p| c.matmul_batched(&p[0], &p[1]))?;
+                    y.into_shape(&out)
                 }
                 _ => Err(Error::Config(
                     "a constant operand of more than 2 dims is not supported".into(),
@@ -271,6 +311,9 @@ impl<'g> Node<'_, 'g> {
                 match (self.cst(0), self.cst(1)) {
                     (None, None) => {
                         let (a, b) = (self.act(0)?, self.act(1)?);
+                        if a.shape() == b.shape() {
+                            return Ok(if sub { a.sub(b) } else { a.add(b) });
+                        }
                         let to = shape::broadcast_shape(a.shape(), b.shape()).ok_or_else(|| {
                             Error::Shape(format!(
                                 "{:?} and {:?} do not broadcast",
@@ -283,14 +326,24 @@ impl<'g> Node<'_, 'g> {
                     }
                     (None, Some(c)) => {
                         let c = if sub { c.map(|v| -v) } else { c.clone() };
-                        self.add_constant(ctx, self.act(0)?, &c, false)
+                        let y = self.own(0)?;
+                        self.add_constant(ctx, y, &c, false)
                     }
-                    (Some(c), None) => self.add_constant(ctx, self.act(1)?, c, sub),
+                    (Some(c), None) => {
+                        let y = self.own(1)?;
+                        self.add_constant(ctx, y, c, sub)
+                    }
                     _ => unreachable!("checked when built"),
                 }
             }
-            Op::MulConst(c) => self.elementwise(ctx, &|cx, p| cx.mul_public(&p[0], *c)),
-            Op::DivConst(c) => self.elementwise(ctx, &|cx, p| cx.mul_public(&p[0], 1.0 / c)),
+            Op::MulConst(c) => {
+                let c = *c;
+                self.elementwise(ctx, &move |cx, p| cx.mul_public(&p[0], c))
+            }
+            Op::DivConst(c) => {
+                let c = *c;
+                self.elementwise(ctx, &move |cx, p| cx.mul_public(&p[0], 1.0 / c))
+            }
             Op::Relu => self.elementwise(ctx, &|cx, p| cx.relu(&p[0])),
             Op::Gelu => self.elementwise(ctx, &|cx, p| cx.gelu(&p[0])),
             Op::MaxPool {
@@ -311,8 +364,9 @@ impl<'g> Node<'_, 'g> {
             }
             Op::GlobalAvgPool => self.planes(ctx, &|cx, x| cx.global_avgpool(&x[0])),
             Op::Flatten { .. } | Op::Reshape { .. } => {
-                let x = self.act(0)?;
-                x.reshape(&reshape_target(self.g, node.output, &node.op, x.shape())?)
+                let x = self.own(0)?;
+                let to = reshape_target(self.g, node.output, &node.op, x.shape())?;
+                x.into_shape(&to)
             }
             Op::Transpose { perm } => Ok(permute(self.act(0)?, perm)),
             Op::Concat { axis } => {
@@ -324,34 +378,29 @@ impl<'g> Node<'_, 'g> {
             Op::Slice { axis, start, end } => {
                 Ok(Share(self.act(0)?.0.slice_axis(*axis, *start, *end)))
             }
-            Op::Identity => Ok(self.act(0)?.clone()),
+            Op::Identity => self.own(0),
             Op::Softmax { axis } => {
-                let x = self.act(0)?;
+                let x = self.own(0)?;
                 let s = x.shape().to_vec();
                 let outer: usize = s[..*axis].iter().product();
                 let rest = x.len() / outer.max(1);
-                let y = exec.split(
-                    ctx,
-                    &[x.reshape(&[outer, s[*axis], rest / s[*axis]])?],
-                    &[0],
-                    &|c, p| c.softmax(&p[0], 1),
-                )?;
-                y.reshape(&s)
+                let x3 = x.into_shape(&[outer, s[*axis], rest / s[*axis]])?;
+                let y = exec.split(ctx, &[x3], &[0], &|c, p| c.softmax(&p[0], 1))?;
+                y.into_shape(&s)
             }
             Op::LayerNorm { eps } => {
-                let x = self.act(0)?;
+                let x = self.own(0)?;
                 let s = x.shape().to_vec();
                 let h = *s.last().unwrap_or(&1);
                 let fp = ctx.fixed();
-                let (g, b) = (
-                    fp.encode_tensor(self.cst(1).unwrap()),
-                    fp.encode_tensor(self.cst(2).unwrap()),
-                );
+                let g = fp.encode_tensor(self.cst(1).unwrap());
+                let b = fp.encode_tensor(self.cst(2).unwrap());
                 let eps = *eps;
-                let y = exec.split(ctx, &[x.reshape(&[x.len() / h, h])?], &[0], &|c, p| {
+                let rows = x.len() / h;
+                let y = exec.split(ctx, &[x.into_shape(&[rows, h])?], &[0], &|c, p| {
                     c.layernorm(&p[0], &g, &b, eps)
                 })?;
-                y.reshape(&s)
+                y.into_shape(&s)
             }
             Op::BatchNorm { eps } => {
                 let x = self.act(0)?;
@@ -363,18 +412,23 @@ impl<'g> Node<'_, 'g> {
                 let fp = ctx.fixed();
                 let s_enc = fp.encode_tensor(&PlainTensor::from_vec(&bshape, sc));
                 let t_enc = fp.encode_tensor(&PlainTensor::from_vec(&bshape, sh));
-                let y = ctx.mul_public_tensor(x, &broadcast(&s_enc, x.shape())?)?;
-                Ok(ctx.add_public(&y, &broadcast(&t_enc, x.shape())?))
+                let mut y = ctx.mul_public_tensor(x, &broadcast(&s_enc, x.shape())?)?;
+                if ctx.party() == 0 {
+                    y.0.add_broadcast_assign(&t_enc)?;
+                }
+                Ok(y)
             }
         }
     }
 
-    /// An elementwise node: the flattened tensor, split anywhere.
-    fn elementwise(&self, ctx: &Ctx, f: &PieceFn) -> Result<Share> {
-        let x = self.act(0)?;
+    /// An elementwise node: the flattened tensor (no copy), split anywhere.
+    fn elementwise(&mut self, ctx: &Ctx, f: &PieceFn) -> Result<Share> {
+        let x = self.own(0)?;
+        let s = x.shape().to_vec();
+        let n = x.len();
         self.exec
-            .split(ctx, &[flat(x)?], &[0], f)?
-            .reshape(x.shape())
+            .split(ctx, &[x.into_shape(&[n])?], &[0], f)?
+            .into_shape(&s)
     }
 
     /// A pooling node: windows never cross planes, so split the batch, or the channels of

@@ -40,6 +40,10 @@ impl Share {
     pub fn reshape(&self, shape: &[usize]) -> Result<Share> {
         Ok(Share(self.0.reshaped(shape)?))
     }
+    /// The same share with another shape of the same size, without a copy.
+    pub fn into_shape(self, shape: &[usize]) -> Result<Share> {
+        Ok(Share(self.0.reshape(shape)?))
+    }
 }
 
 impl BinShare {

@@ -86,6 +86,52 @@ impl RingTensor {
         Ok(self)
     }
 
+    /// self += c, with c broadcast to self's shape (numpy rules; c must broadcast to it).
+    /// Blocks instead of per-element index arithmetic where c repeats over a suffix of
+    /// dims (a conv bias [O, 1, 1] over [B, O, H, W]) or over a prefix (a bias [n] over
+    /// rows [.., n]).
+    pub fn add_broadcast_assign(&mut self, c: &RingTensor) -> Result<()> {
+        let to = self.shape.clone();
+        if super::shape::broadcast_shape(&c.shape, &to).as_deref() != Some(&to[..]) {
+            return Err(Error::Shape(format!(
+                "{:?} does not broadcast to {to:?}",
+                c.shape
+            )));
+        }
+        let pad = to.len() - c.shape.len();
+        let src: Vec<usize> = (0..to.len())
+            .map(|i| if i < pad { 1 } else { c.shape[i - pad] })
+            .collect();
+        // Inner suffix over which c is constant.
+        let mut k = to.len();
+        while k > 0 && src[k - 1] == 1 {
+            k -= 1;
+        }
+        let inner: usize = to[k..].iter().product();
+        // Prefix over which c repeats as a whole.
+        let mut p = 0;
+        while p < k && src[p] == 1 {
+            p += 1;
+        }
+        let body_matches = src[p..k] == to[p..k];
+        if body_matches {
+            // c's elements in order, each repeated `inner` times, the whole repeated over
+            // the prefix.
+            let cd = &c.data;
+            for (j, blk) in self.data.chunks_mut(inner.max(1)).enumerate() {
+                let v = cd[j % cd.len().max(1)];
+                blk.iter_mut().for_each(|x| *x = x.wrapping_add(v));
+            }
+            return Ok(());
+        }
+        let b = super::shape::broadcast_to(&c.data, &c.shape, &to);
+        self.data
+            .iter_mut()
+            .zip(&b)
+            .for_each(|(x, v)| *x = x.wrapping_add(*v));
+        Ok(())
+    }
+
     pub fn reshaped(&self, shape: &[usize]) -> Result<Self> {
         self.clone().reshape(shape)
     }
@@ -332,6 +378,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn add_broadcast_assign_matches_the_broadcast_reference() {
+        let cases: [(&[usize], &[usize]); 7] = [
+            (&[2, 3, 4, 5], &[3, 1, 1]),
+            (&[2, 3, 4, 5], &[5]),
+            (&[2, 3, 4, 5], &[4, 1]),
+            (&[2, 3, 4, 5], &[1]),
+            (&[2, 3, 4, 5], &[2, 1, 4, 1]),
+            (&[6, 7], &[6, 1]),
+            (&[6, 7], &[6, 7]),
+        ];
+        for (to, c) in cases {
+            let mut y = iota(to);
+            let cv = iota(c).map(|v| v * 1000 + 7);
+            let b = crate::ring::shape::broadcast_to(cv.data(), c, to);
+            let want: Vec<u64> = y.data().iter().zip(&b).map(|(a, b)| a.wrapping_add(*b)).collect();
+            y.add_broadcast_assign(&cv).unwrap();
+            assert_eq!(y.data(), &want[..], "{c:?} onto {to:?}");
+        }
+        assert!(iota(&[2, 3]).add_broadcast_assign(&iota(&[2])).is_err());
     }
 
     #[test]
