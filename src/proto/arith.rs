@@ -79,14 +79,23 @@ impl<'a> Ctx<'a> {
         let msg = ew::concat_with(&[(x.0.data(), &a), (y.0.data(), &b)], u64::wrapping_sub);
         let opened = self.open_flat("mul", msg, &[x.shape(), y.shape()], Combine::Add)?;
         let (eps, delta) = (opened[0].data(), opened[1].data());
-        let p0 = u64::from(self.party() == 0);
-        let z: Vec<u64> = (0..n)
-            .map(|i| {
-                let bs = b[i].wrapping_add(delta[i].wrapping_mul(p0));
-                c[i].wrapping_add(eps[i].wrapping_mul(bs))
-                    .wrapping_add(a[i].wrapping_mul(delta[i]))
-            })
-            .collect();
+        // Slices of exactly n, so the loop has no bounds checks and vectorizes.
+        let (a, b, c, eps, delta) = (&a[..n], &b[..n], &c[..n], &eps[..n], &delta[..n]);
+        let mut z = vec![0u64; n];
+        if self.party() == 0 {
+            for i in 0..n {
+                let bs = b[i].wrapping_add(delta[i]);
+                z[i] = c[i]
+                    .wrapping_add(eps[i].wrapping_mul(bs))
+                    .wrapping_add(a[i].wrapping_mul(delta[i]));
+            }
+        } else {
+            for i in 0..n {
+                z[i] = c[i]
+                    .wrapping_add(eps[i].wrapping_mul(b[i]))
+                    .wrapping_add(a[i].wrapping_mul(delta[i]));
+            }
+        }
         let z = RingTensor::try_from_vec(x.shape(), z)?;
         Ok(Share(z))
     }
@@ -116,15 +125,15 @@ impl<'a> Ctx<'a> {
             .unwrap();
         let eps = eps.data();
         // z = r² + 2ε·r (+ ε² at party 0), one pass from the material's words.
+        let (r, r2, eps) = (&r[..n], &r2[..n], &eps[..n]);
         let p0 = u64::from(self.party() == 0);
-        let z: Vec<u64> = (0..n)
-            .map(|i| {
-                let e = eps[i];
-                r2[i]
-                    .wrapping_add(e.wrapping_mul(r[i]).wrapping_mul(2))
-                    .wrapping_add(e.wrapping_mul(e).wrapping_mul(p0))
-            })
-            .collect();
+        let mut z = vec![0u64; n];
+        for i in 0..n {
+            let e = eps[i];
+            z[i] = r2[i]
+                .wrapping_add(e.wrapping_mul(r[i]).wrapping_mul(2))
+                .wrapping_add(e.wrapping_mul(e).wrapping_mul(p0));
+        }
         Ok(Share(RingTensor::try_from_vec(x.shape(), z)?))
     }
 

@@ -395,7 +395,12 @@ mod tests {
             let mut y = iota(to);
             let cv = iota(c).map(|v| v * 1000 + 7);
             let b = crate::ring::shape::broadcast_to(cv.data(), c, to);
-            let want: Vec<u64> = y.data().iter().zip(&b).map(|(a, b)| a.wrapping_add(*b)).collect();
+            let want: Vec<u64> = y
+                .data()
+                .iter()
+                .zip(&b)
+                .map(|(a, b)| a.wrapping_add(*b))
+                .collect();
             y.add_broadcast_assign(&cv).unwrap();
             assert_eq!(y.data(), &want[..], "{c:?} onto {to:?}");
         }
