@@ -1,7 +1,8 @@
 //! A private-weight linear layer under any strategy: one triple for the whole batch, its
 //! weight mask opened once, each lane opening E = X - A for its own rows and finishing
-//! them. The lane of the first rows prepares the layer inline (E ‖ F in one message: the
-//! serial form) unless inter-linear prepared it ahead. Depends on model::mpc, proto and
+//! them. A lane with the whole input prepares the layer inline (E ‖ F in one message: the
+//! serial form); otherwise the first part to arrive opens F alone, unless inter-linear
+//! prepared the layer ahead. Depends on model::mpc, proto and
 //! sched::slots.
 
 use std::sync::Arc;
@@ -61,16 +62,24 @@ pub fn private(ctx: &Ctx, exec: &Exec, layer: &LinearLayer, x: &Share) -> Result
         let part = &p[0];
         let cw = c.window();
         let row0 = cw.start * (part.shape()[0] / cw.count.max(1));
-        if !exec.ahead && row0 == 0 {
+        if !exec.ahead && part.shape()[0] == full[0] {
+            // The whole input in one lane (serial): E and F in one message, one round.
             let e = prepare(c, slot, &keys, layer.op, &layer.weight, &full, Some(part))
                 .inspect_err(|e| slot.fail(e.duplicate()))?
                 .expect("E is opened with F");
-            c.finish_with_mask(&*slot.peek()?, &e, 0)
-        } else {
-            let a = slot.mask()?;
-            let e = c.open_input_mask(&a, part, row0)?;
-            c.finish_with_mask(&*slot.peek()?, &e, row0)
+            return c.finish_with_mask(&*slot.peek()?, &e, 0);
         }
+        if !exec.ahead && slot.claim() {
+            // The first part to arrive, at this party, takes the triple and opens F by
+            // itself (tagged by the layer, not the lane, so it does not matter which part
+            // that is at each party); no part waits for another part to arrive.
+            let wc = c.weights_lane();
+            prepare(&wc, slot, &keys, layer.op, &layer.weight, &full, None)
+                .inspect_err(|e| slot.fail(e.duplicate()))?;
+        }
+        let a = slot.mask()?;
+        let e = c.open_input_mask(&a, part, row0)?;
+        c.finish_with_mask(&*slot.peek()?, &e, row0)
     };
     let y = exec.split(ctx, std::slice::from_ref(x), &[0], &step);
     slot.done(rows);

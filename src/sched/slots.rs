@@ -28,6 +28,7 @@ struct State {
 #[derive(Default)]
 pub struct Slot {
     state: Mutex<State>,
+    claimed: std::sync::atomic::AtomicBool,
 }
 
 fn gone() -> Error {
@@ -35,6 +36,11 @@ fn gone() -> Error {
 }
 
 impl Slot {
+    /// True for exactly one caller: the lane that prepares the layer.
+    pub fn claim(&self) -> bool {
+        !self.claimed.swap(true, std::sync::atomic::Ordering::AcqRel)
+    }
+
     pub fn set_mask(&self, a: Arc<RingTensor>) {
         let mut g = self.state.lock().unwrap();
         g.rows_total = a.shape().first().copied().unwrap_or(0);
