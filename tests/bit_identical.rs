@@ -106,3 +106,32 @@ fn fresh_seeds_give_different_shares() {
     };
     assert_ne!(once(), once());
 }
+
+/// The plan (every material request by key) does not depend on the schedule: the dry run
+/// records it under serial, and every scheme's online run takes exactly that material.
+#[test]
+fn every_schedule_records_the_serial_plan() {
+    use mpc_pipe::runtime::job::{build, JobSpec};
+    use mpc_pipe::runtime::record_plan;
+    for (model, parties) in [("lenet", 2), ("resnet_cifar-tiny", 3), ("bert-small", 2)] {
+        for scheme in SCHEMES {
+            let mut spec = JobSpec::new(model, parties, 2);
+            spec.schedule = Schedule {
+                scheme: scheme.parse::<Scheme>().unwrap(),
+                chunks: 3,
+                batches_in_flight: 2,
+                lanes: Lanes::Coroutines,
+            };
+            let job = build(&spec).unwrap();
+            let cfg = SessionConfig::new(parties);
+            let under_scheme = record_plan(&cfg, &*job.program).unwrap();
+            let serial = record_plan(&cfg, &*job.plan_program).unwrap();
+            assert!(!serial.entries.is_empty());
+            assert_eq!(
+                under_scheme.hash(),
+                serial.hash(),
+                "{model} {parties}p {scheme}"
+            );
+        }
+    }
+}

@@ -146,7 +146,7 @@ impl Runner {
             timeout,
             dealer_seed: None,
         };
-        let plan = record_plan(&cfg, &*job.program)?;
+        let plan = record_plan(&cfg, &*job.plan_program)?;
         Ok(Runner {
             spec: spec.clone(),
             job,

@@ -38,7 +38,7 @@ pub fn run(a: &OfflineArgs) -> Result<()> {
     cfg.check()?;
     let job = job::build(&spec)?;
     let t0 = Instant::now();
-    let plan = record_plan(&cfg, &*job.program)?;
+    let plan = record_plan(&cfg, &*job.plan_program)?;
     let session = fresh_session();
     let material = deal_seeded(&plan, cfg.parties, session, cfg.dealer_seed);
     std::fs::create_dir_all(&a.out)

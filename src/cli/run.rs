@@ -94,7 +94,7 @@ pub fn load_material(
     cfg: &SessionConfig,
     job: &Job,
 ) -> Result<Vec<crate::offline::PartyMaterial>> {
-    let plan = record_plan(cfg, &*job.program)?;
+    let plan = record_plan(cfg, &*job.plan_program)?;
     let mut session = None;
     (0..cfg.parties)
         .map(|party| {
@@ -138,7 +138,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
         let material = match &a.material {
             Some(dir) => load_material(dir, &cfg, &job)?,
             None => crate::offline::deal_seeded(
-                &record_plan(&cfg, &*job.program)?,
+                &record_plan(&cfg, &*job.plan_program)?,
                 cfg.parties,
                 fresh_session(),
                 cfg.dealer_seed,

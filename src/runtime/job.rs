@@ -50,6 +50,10 @@ pub struct Job {
     pub spec: JobSpec,
     /// Runs at every party; returns the decoded output revealed to all parties.
     pub program: Program,
+    /// The same program under the serial schedule, for the dry run that records the plan:
+    /// material is addressed by (node, part of the tensor), so every schedule needs the
+    /// same plan, and serial records it without lanes.
+    pub plan_program: Program,
     /// The same computation in plaintext f64.
     pub reference: PlainTensor,
     /// Words of weight masks F = W - B each party opens (0 with public weights); the cost
@@ -74,16 +78,22 @@ pub fn build(spec: &JobSpec) -> Result<Job> {
         Weights::Private => sched::weight_mask_words(&model),
         Weights::Public => 0,
     };
-    let (weights, schedule) = (spec.weights, spec.schedule);
-    let program = move |ctx: &Ctx| -> Result<PlainTensor> {
-        // The data owner is the last party; the model owner (weights) is party 0.
-        let x = ctx.share_plain(ctx.parties() - 1, Some(&input), &shape)?;
-        let y = sched::forward(ctx, &model, &x, weights, &schedule)?;
-        ctx.reveal_plain(&y)
+    let weights = spec.weights;
+    let data = std::sync::Arc::new((model, input, shape));
+    let under = |schedule: Schedule| -> Program {
+        let data = data.clone();
+        Box::new(move |ctx: &Ctx| -> Result<PlainTensor> {
+            let (model, input, shape) = &*data;
+            // The data owner is the last party; the model owner (weights) is party 0.
+            let x = ctx.share_plain(ctx.parties() - 1, Some(input), shape)?;
+            let y = sched::forward(ctx, model, &x, weights, &schedule)?;
+            ctx.reveal_plain(&y)
+        })
     };
     Ok(Job {
         spec: spec.clone(),
-        program: Box::new(program),
+        program: under(spec.schedule),
+        plan_program: under(Schedule::serial()),
         reference,
         weight_mask_words,
     })
@@ -98,17 +108,19 @@ fn selftest(spec: &JobSpec) -> Job {
     let w = PlainTensor::from_vec(&[4, 3], (0..12).map(|i| 0.5 - (i as f64) * 0.125).collect());
     let reference = x.mul(&x).matmul(&w);
     let (xs, ws) = (x.clone(), w.clone());
-    let program = move |ctx: &Ctx| -> Result<PlainTensor> {
+    let program = std::sync::Arc::new(move |ctx: &Ctx| -> Result<PlainTensor> {
         let last = ctx.parties() - 1;
         let xv = ctx.share_plain(0, Some(&xs), xs.shape())?;
         let wv = ctx.share_plain(last, Some(&ws), ws.shape())?;
         let sq = ctx.mul(&xv, &xv)?;
         let y = ctx.matmul(&sq, &wv)?;
         ctx.reveal_plain(&y)
-    };
+    });
+    let again = program.clone();
     Job {
         spec: spec.clone(),
-        program: Box::new(program),
+        program: Box::new(move |ctx: &Ctx| program(ctx)),
+        plan_program: Box::new(move |ctx: &Ctx| again(ctx)),
         reference,
         weight_mask_words: 0,
     }

@@ -381,7 +381,7 @@ fn run_party_with(
             job.spec.parties, scfg.parties
         )));
     }
-    let plan = record_plan(&scfg, &*job.program)?;
+    let plan = record_plan(&scfg, &*job.plan_program)?;
     let ep = match listener {
         Some(l) => TcpNetwork::connect_with(&cfg.tcp(), l)?,
         None => TcpNetwork::connect(&cfg.tcp())?,
