@@ -12,7 +12,7 @@
 
 use std::borrow::Cow;
 
-use super::graph::{infer, Graph, NodeId, Op};
+use super::graph::{infer, pool_valid_counts, Graph, NodeId, Op};
 use super::Weights;
 use crate::error::{Error, Result};
 use crate::proto::{Ctx, LinearOp, Share};
@@ -289,6 +289,45 @@ impl<'g> Node<'_, 'g> {
                     _ => unreachable!("checked when built"),
                 }
             }
+            Op::Mul => {
+                let (x, c) = match (self.cst(0), self.cst(1)) {
+                    (None, None) => (self.act(0)?, None),
+                    (None, Some(c)) => (self.act(0)?, Some(c)),
+                    (Some(c), None) => (self.act(1)?, Some(c)),
+                    _ => unreachable!("checked when built"),
+                };
+                let other = match c {
+                    None => self.act(1)?.clone(),
+                    // The public tensor rides along as a Share so the schedule splits it
+                    // like x; it is never opened or added to.
+                    Some(c) => Share(ctx.fixed().encode_tensor(c)),
+                };
+                let to = shape::broadcast_shape(x.shape(), other.shape()).ok_or_else(|| {
+                    Error::Shape(format!(
+                        "{:?} and {:?} do not broadcast",
+                        x.shape(),
+                        other.shape()
+                    ))
+                })?;
+                let other = Share(broadcast(&other.0, &to)?);
+                let other = match (c, self.weights) {
+                    // The model owner's constant, secret-shared (free, PRZS).
+                    (Some(_), Weights::Private) => ctx.share_input(0, Some(&other.0), &to)?,
+                    _ => other,
+                };
+                let x = Share(broadcast(&x.0, &to)?);
+                let public = c.is_some() && self.weights == Weights::Public;
+                self.exec
+                    .split(ctx, &[flat(&x)?, flat(&other)?], &[0], &|cx, p| {
+                        if public {
+                            cx.mul_public_tensor(&p[0], &p[1].0)
+                        } else {
+                            cx.mul(&p[0], &p[1])
+                        }
+                    })?
+                    .reshape(&to)
+            }
+            Op::Sigmoid => self.elementwise(ctx, &sigmoid),
             Op::MulConst(c) => self.elementwise(ctx, &|cx, p| cx.mul_public(&p[0], *c)),
             Op::DivConst(c) => self.elementwise(ctx, &|cx, p| cx.mul_public(&p[0], 1.0 / c)),
             Op::Relu => self.elementwise(ctx, &|cx, p| cx.relu(&p[0])),
@@ -308,6 +347,26 @@ impl<'g> Node<'_, 'g> {
             } => {
                 let (k, s, p) = (*kernel, *stride, *padding);
                 self.planes(ctx, &|cx, x| cx.avgpool2d(&x[0], k, s, p))
+            }
+            Op::AvgPoolValid {
+                kernel,
+                stride,
+                padding,
+            } => {
+                // The pool counting pads, then a product by the public k² / count of each
+                // output position (one more truncation: < 2 ulp).
+                let (k, s, p) = (*kernel, *stride, *padding);
+                let y = self.planes(ctx, &|cx, x| cx.avgpool2d(&x[0], k, s, p))?;
+                let x = self.act(0)?.shape().to_vec();
+                let counts = pool_valid_counts(x[2], x[3], k, s, p);
+                let plane = counts.len();
+                let scale: Vec<f64> = (0..y.len())
+                    .map(|i| (k * k) as f64 / counts[i % plane])
+                    .collect();
+                let scale = ctx
+                    .fixed()
+                    .encode_tensor(&PlainTensor::from_vec(y.shape(), scale));
+                ctx.mul_public_tensor(&y, &scale)
             }
             Op::GlobalAvgPool => self.planes(ctx, &|cx, x| cx.global_avgpool(&x[0])),
             Op::Flatten { .. } | Op::Reshape { .. } => {
@@ -384,6 +443,23 @@ impl<'g> Node<'_, 'g> {
         let axes: &[usize] = if x.shape()[0] == 1 { &[0, 1] } else { &[0] };
         self.exec.split(ctx, std::slice::from_ref(x), axes, f)
     }
+}
+
+/// 1 / (1 + e^-x), from the engine's exp and reciprocal on |x| (so e^-|x| ∈ (0, 1] and
+/// the reciprocal's argument lies in [1, 2], where it is accurate), and the symmetry
+/// σ(-x) = 1 - σ(x): y = 1/2 + s·(σ(|x|) - 1/2) with s = ±1 the sign of x as a scale-1
+/// share (a product without truncation, as `Ctx::reciprocal` does). Accuracy: exp's limit
+/// form errs by at most (e^(x²/512) - 1)·e^-|x| absolute, largest near |x| = 2 (1.1e-3),
+/// under 1e-4 beyond |x| = 9; σ's error is at most that (dσ/de ≤ 1). Beyond |x| = 256 the
+/// exp's base turns negative and the result is wrong.
+fn sigmoid(ctx: &Ctx, p: &[Share]) -> Result<Share> {
+    let x = &p[0];
+    let s = ctx.add_raw(&ctx.ltz(x)?.mul_int(-2), 1);
+    let abs = ctx.mul_raw(x, &s)?;
+    let e = ctx.exp(&abs.neg())?;
+    let r = ctx.reciprocal_pos(&ctx.add_const(&e, 1.0))?;
+    let centred = ctx.add_const(&r, -0.5);
+    Ok(ctx.add_const(&ctx.mul_raw(&centred, &s)?, 0.5))
 }
 
 /// A linear node of the graph at its full batch: what a schedule that prepares weights
