@@ -27,6 +27,7 @@ pub mod lanes;
 pub mod link;
 pub mod model;
 pub mod offline;
+pub mod onnx;
 pub mod prg;
 pub mod profile;
 pub mod proto;
