@@ -10,9 +10,11 @@
 //!   the engine cannot compute on secret data, with the node's name, op and attribute.
 //! - `gelu`: the GELU subgraphs torch exports (erf and tanh forms) found and fused into
 //!   one `Op::Gelu`.
+//! - `npy`: .npy tensors in and out of `mpc-pipe infer`.
 
 mod gelu;
 mod import;
+pub mod npy;
 pub mod proto;
 
 use std::path::Path;
