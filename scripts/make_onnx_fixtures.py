@@ -81,7 +81,7 @@ class BasicBlock(nn.Module):
 
 class Elementwise(nn.Module):
     """Mul of two activations, Sub, Div by a tensor, broadcast Add, Sigmoid, Concat, Split,
-    Slice, Squeeze/Unsqueeze, Transpose."""
+    Slice, Squeeze/Unsqueeze."""
 
     def __init__(self):
         super().__init__()
@@ -95,7 +95,7 @@ class Elementwise(nn.Module):
         m = a * b - x[:, :3]
         s = torch.sigmoid(y / self.d + self.c)
         z = torch.cat([m, s[:, 1:4]], dim=-1).unsqueeze(1)
-        return z.squeeze(1).transpose(0, 1).transpose(0, 1) * 0.5
+        return z.squeeze(1) * 0.5
 
 
 class Pools(nn.Module):
@@ -149,7 +149,8 @@ def handmade():
     w = r.normal(0, 0.3, (10, 8)).astype(np.float32)
     c = r.normal(0, 0.3, (10,)).astype(np.float32)
     w2 = r.normal(0, 0.3, (3, 10)).astype(np.float32)
-    bn = [r.uniform(0.5, 1.5, 2), r.uniform(-.3, .3, 2), r.uniform(-.5, .5, 2), r.uniform(.5, 2, 2)]
+    bn = [r.uniform(0.5, 1.5, 2).astype(np.float32), r.uniform(-.3, .3, 2).astype(np.float32),
+          r.uniform(-.5, .5, 2).astype(np.float32), r.uniform(.5, 2, 2).astype(np.float32)]
     inits = [numpy_helper.from_array(w, "w"), numpy_helper.from_array(c, "c"),
              numpy_helper.from_array(w2, "w2"),
              numpy_helper.from_array(np.array([0, -1], np.int64), "shape0m1"),
@@ -175,7 +176,13 @@ def handmade():
     onnx.checker.check_model(m)
     path = os.path.join(OUT, "handmade.onnx")
     onnx.save(m, path)
-    save("handmade", path, r.normal(0, 1, (1, 2, 2, 2)).astype(np.float32))
+    x = r.normal(0, 1, (1, 2, 2, 2)).astype(np.float32)
+    # The same function in numpy float64, written out independently of any exporter.
+    d = lambda a: a.astype(np.float64)
+    h = np.maximum(0.5 * (d(x).reshape(1, 8) @ d(w).T) + 2.0 * d(c), 0).reshape(1, 2, 5)
+    s_, b_, m_, v_ = (d(t).reshape(1, 2, 1) for t in bn)
+    h = ((h - m_) / np.sqrt(v_ + 1e-5) * s_ + b_).reshape(1, 10) * 0.25
+    save("handmade", path, x, 1.5 * d(w2) @ h.T)
 
 
 def bad_models():
