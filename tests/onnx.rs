@@ -169,7 +169,10 @@ fn fixtures_cover_every_imported_op() {
         "gelu",
         "batchnorm",
     ] {
-        assert!(kinds.contains(k), "no fixture imports to a '{k}' node: {kinds:?}");
+        assert!(
+            kinds.contains(k),
+            "no fixture imports to a '{k}' node: {kinds:?}"
+        );
     }
 }
 
@@ -244,7 +247,11 @@ fn npy_round_trips_in_both_dtypes() {
         npy::write(&p, &t, dtype).unwrap();
         let (back, d) = npy::read(&p, "t").unwrap();
         assert_eq!(d, dtype);
-        let tol = if dtype == npy::Dtype::F32 { 1e-7 * 7.25 } else { 0.0 };
+        let tol = if dtype == npy::Dtype::F32 {
+            1e-7 * 7.25
+        } else {
+            0.0
+        };
         assert!(back.max_abs_diff(&t) <= tol, "{dtype:?}");
     }
     std::fs::remove_dir_all(&dir).unwrap();

@@ -545,13 +545,22 @@ pub fn infer(op: &Op, shapes: &[&[usize]]) -> std::result::Result<Vec<usize>, St
 
 /// How many positions of each output window of a pool lie inside an h × w input
 /// ([oh · ow], row-major): the divisors of `Op::AvgPoolValid`. Shapes checked by `infer`.
-pub fn pool_valid_counts(h: usize, w: usize, kernel: usize, stride: usize, padding: usize) -> Vec<f64> {
+pub fn pool_valid_counts(
+    h: usize,
+    w: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> Vec<f64> {
     let span = |n: usize, o: usize| {
         let lo = (o * stride) as isize - padding as isize;
         let hi = lo + kernel as isize;
         (hi.min(n as isize) - lo.max(0)).max(0) as f64
     };
-    let (oh, ow) = (conv_out(h, kernel, stride, padding), conv_out(w, kernel, stride, padding));
+    let (oh, ow) = (
+        conv_out(h, kernel, stride, padding),
+        conv_out(w, kernel, stride, padding),
+    );
     (0..oh)
         .flat_map(|y| (0..ow).map(move |x| span(h, y) * span(w, x)))
         .collect()
@@ -584,7 +593,9 @@ fn keeps_batch(op: &Op, ins: &[&Tensor], out: &[usize]) -> bool {
                 _ => all && ins[0].shape.len() >= 3 && ins[1].shape.len() >= 3,
             }
         }
-        Op::Add | Op::Sub | Op::Mul => all && const_ok && acts.iter().all(|t| t.shape.len() == out.len()),
+        Op::Add | Op::Sub | Op::Mul => {
+            all && const_ok && acts.iter().all(|t| t.shape.len() == out.len())
+        }
         _ => all,
     }
 }

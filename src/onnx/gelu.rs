@@ -52,7 +52,10 @@ impl<'g> View<'g> {
             }
         }
         for o in &g.output {
-            consumers.entry(o.name.as_str()).or_default().push(GRAPH_OUTPUT);
+            consumers
+                .entry(o.name.as_str())
+                .or_default()
+                .push(GRAPH_OUTPUT);
         }
         View {
             g,
@@ -95,7 +98,7 @@ impl<'g> View<'g> {
     }
 
     /// The output of node `i`'s other input than `from` (binary ops).
-    fn other<'a>(&self, i: usize, from: &str) -> Option<&'g str> {
+    fn other(&self, i: usize, from: &str) -> Option<&'g str> {
         let n = self.node(i);
         match &n.input[..] {
             [a, b] if a == from && b != from => Some(b),

@@ -56,7 +56,10 @@ fn cfg(msg: String) -> Error {
 /// Elements of `dims`, checked against the caps (no overflow, no negative dim).
 fn count(dims: &[i64], what: &str) -> std::result::Result<Vec<usize>, String> {
     if dims.len() > MAX_RANK {
-        return Err(format!("{what} has rank {} (at most {MAX_RANK})", dims.len()));
+        return Err(format!(
+            "{what} has rank {} (at most {MAX_RANK})",
+            dims.len()
+        ));
     }
     let mut n: usize = 1;
     let mut out = Vec::with_capacity(dims.len());
@@ -81,15 +84,16 @@ pub(super) fn tensor_values(t: &TensorProto, what: &str) -> std::result::Result<
         ));
     }
     let raw = &t.raw_data;
-    let from_raw = |size: usize, f: &dyn Fn(&[u8]) -> f64| -> std::result::Result<Vec<f64>, String> {
-        if raw.len() != n * size {
-            return Err(format!(
-                "{what}: raw data of {} bytes for {n} elements of {size} bytes",
-                raw.len()
-            ));
-        }
-        Ok(raw.chunks_exact(size).map(f).collect())
-    };
+    let from_raw =
+        |size: usize, f: &dyn Fn(&[u8]) -> f64| -> std::result::Result<Vec<f64>, String> {
+            if raw.len() != n * size {
+                return Err(format!(
+                    "{what}: raw data of {} bytes for {n} elements of {size} bytes",
+                    raw.len()
+                ));
+            }
+            Ok(raw.chunks_exact(size).map(f).collect())
+        };
     let typed = |len: usize| -> std::result::Result<(), String> {
         if len == n {
             Ok(())
@@ -142,10 +146,12 @@ fn value_type(v: &proto::ValueInfoProto) -> (i32, Option<Vec<Option<i64>>>) {
     let Some(tt) = v.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()) else {
         return (0, None);
     };
-    let dims = tt
-        .shape
-        .as_ref()
-        .map(|s| s.dim.iter().map(|d| d.dim_value.filter(|&v| v > 0)).collect());
+    let dims = tt.shape.as_ref().map(|s| {
+        s.dim
+            .iter()
+            .map(|d| d.dim_value.filter(|&v| v > 0))
+            .collect()
+    });
     (tt.elem_type, dims)
 }
 
@@ -260,7 +266,9 @@ impl<'m> Importer<'m> {
         )
         .map_err(|m| cfg(format!("model {what}: {m}")))?;
         if shape.contains(&0) {
-            return Err(cfg(format!("model {what}: the input shape {shape:?} is empty")));
+            return Err(cfg(format!(
+                "model {what}: the input shape {shape:?} is empty"
+            )));
         }
         let name = if g.name.is_empty() { "onnx" } else { &g.name };
         let b = GraphBuilder::new(name, &shape);
@@ -390,12 +398,10 @@ impl<'m> Importer<'m> {
         } else {
             n.name.clone()
         };
-        self.b
-            .node(&name, op, ins)
-            .map_err(|e| match e {
-                Error::Config(m) => cfg(format!("model {}: {m} (ONNX op {})", self.what, n.op_type)),
-                other => other,
-            })
+        self.b.node(&name, op, ins).map_err(|e| match e {
+            Error::Config(m) => cfg(format!("model {}: {m} (ONNX op {})", self.what, n.op_type)),
+            other => other,
+        })
     }
 
     fn set(&mut self, n: &NodeProto, v: Val) -> Result<()> {
@@ -444,7 +450,10 @@ impl<'m> Importer<'m> {
     fn axis(&self, n: &NodeProto, a: i64, rank: usize, attr: &str) -> Result<usize> {
         let r = rank as i64;
         if a < -r || a >= r {
-            return Err(self.refuse(n, format!("attribute '{attr}' = {a} is out of range for rank {rank}")));
+            return Err(self.refuse(
+                n,
+                format!("attribute '{attr}' = {a} is out of range for rank {rank}"),
+            ));
         }
         Ok(if a < 0 { (a + r) as usize } else { a as usize })
     }
@@ -455,7 +464,10 @@ impl<'m> Importer<'m> {
         if ok.contains(&v) {
             Ok(())
         } else {
-            Err(self.refuse(n, format!("attribute '{name}' = {v} is not supported (supported: {ok:?})")))
+            Err(self.refuse(
+                n,
+                format!("attribute '{name}' = {v} is not supported (supported: {ok:?})"),
+            ))
         }
     }
 
@@ -501,7 +513,12 @@ impl<'m> Importer<'m> {
                         let d = c.data.iter().map(|v| v.trunc()).collect();
                         self.set_const(n, c.shape.clone(), d)
                     }
-                    _ => Err(self.refuse(n, format!("attribute 'to' = {to}: an activation is cast only to float or double"))),
+                    _ => Err(self.refuse(
+                        n,
+                        format!(
+                            "attribute 'to' = {to}: an activation is cast only to float or double"
+                        ),
+                    )),
                 };
             }
             _ => {}
@@ -659,13 +676,27 @@ impl<'m> Importer<'m> {
             .ok_or_else(|| self.refuse(n, "has no value attribute"))?;
         let c = match a.name.as_str() {
             "value" => {
-                let t = a.t.as_ref().ok_or_else(|| self.refuse(n, "attribute 'value' has no tensor"))?;
+                let t =
+                    a.t.as_ref()
+                        .ok_or_else(|| self.refuse(n, "attribute 'value' has no tensor"))?;
                 tensor_values(t, "attribute 'value'").map_err(|m| self.refuse(n, m))?
             }
-            "value_float" => Const { shape: vec![], data: vec![a.f as f64] },
-            "value_int" => Const { shape: vec![], data: vec![a.i as f64] },
-            "value_floats" => Const { shape: vec![a.floats.len()], data: a.floats.iter().map(|&v| v as f64).collect() },
-            "value_ints" => Const { shape: vec![a.ints.len()], data: a.ints.iter().map(|&v| v as f64).collect() },
+            "value_float" => Const {
+                shape: vec![],
+                data: vec![a.f as f64],
+            },
+            "value_int" => Const {
+                shape: vec![],
+                data: vec![a.i as f64],
+            },
+            "value_floats" => Const {
+                shape: vec![a.floats.len()],
+                data: a.floats.iter().map(|&v| v as f64).collect(),
+            },
+            "value_ints" => Const {
+                shape: vec![a.ints.len()],
+                data: a.ints.iter().map(|&v| v as f64).collect(),
+            },
             other => return Err(self.refuse(n, format!("attribute '{other}' is not supported"))),
         };
         self.set(n, Val::Const(Rc::new(c)))
@@ -690,7 +721,10 @@ impl<'m> Importer<'m> {
             if let Some(&a) = axes.iter().find(|&&a| s[a] != 1) {
                 return Err(self.refuse(n, format!("axis {a} of {s:?} is not 1")));
             }
-            Ok((0..s.len()).filter(|i| !axes.contains(i)).map(|i| s[i]).collect())
+            Ok((0..s.len())
+                .filter(|i| !axes.contains(i))
+                .map(|i| s[i])
+                .collect())
         } else {
             let axes = axes.ok_or_else(|| self.refuse(n, "has no 'axes'"))?;
             let r = s.len() + axes.len();
@@ -705,7 +739,13 @@ impl<'m> Importer<'m> {
             }
             let mut it = s.iter();
             Ok((0..r)
-                .map(|i| if axes.contains(&i) { 1 } else { *it.next().unwrap() })
+                .map(|i| {
+                    if axes.contains(&i) {
+                        1
+                    } else {
+                        *it.next().unwrap()
+                    }
+                })
                 .collect())
         }
     }
@@ -720,7 +760,10 @@ impl<'m> Importer<'m> {
         };
         let mut seen = vec![false; r];
         if perm.len() != r || perm.iter().any(|&p| std::mem::replace(&mut seen[p], true)) {
-            return Err(self.refuse(n, format!("attribute 'perm' = {perm:?} is not a permutation of {r} axes")));
+            return Err(self.refuse(
+                n,
+                format!("attribute 'perm' = {perm:?} is not a permutation of {r} axes"),
+            ));
         }
         Ok(perm)
     }
@@ -731,7 +774,9 @@ impl<'m> Importer<'m> {
             match self.opt_val(n, k)? {
                 None => Ok(None),
                 Some(Val::Const(c)) => Ok(Some(c.ints())),
-                Some(Val::Act(_)) => Err(self.refuse(n, format!("input '{what}' must be a constant"))),
+                Some(Val::Act(_)) => {
+                    Err(self.refuse(n, format!("input '{what}' must be a constant")))
+                }
             }
         };
         let starts = get(1, "starts")?.ok_or_else(|| self.refuse(n, "has no 'starts'"))?;
@@ -744,14 +789,23 @@ impl<'m> Importer<'m> {
         let mut out = Vec::new();
         for i in 0..starts.len() {
             if steps[i] != 1 {
-                return Err(self.refuse(n, format!("input 'steps' = {}: only step 1 is supported", steps[i])));
+                return Err(self.refuse(
+                    n,
+                    format!("input 'steps' = {}: only step 1 is supported", steps[i]),
+                ));
             }
             let axis = self.axis(n, axes[i], s.len(), "axes")?;
             let d = s[axis] as i64;
             let clamp = |v: i64| (if v < 0 { v + d } else { v }).clamp(0, d) as usize;
             let (a, e) = (clamp(starts[i]), clamp(ends[i]));
             if e <= a {
-                return Err(self.refuse(n, format!("slice {}..{} of axis {axis} (length {d}) is empty", starts[i], ends[i])));
+                return Err(self.refuse(
+                    n,
+                    format!(
+                        "slice {}..{} of axis {axis} (length {d}) is empty",
+                        starts[i], ends[i]
+                    ),
+                ));
             }
             out.push((axis, a, e));
         }
@@ -770,16 +824,29 @@ impl<'m> Importer<'m> {
                 Some(v) => v.iter().map(|&v| v.max(0) as usize).collect(),
                 None => {
                     let k = s[axis].div_ceil(parts.max(1));
-                    (0..parts).map(|i| k.min(s[axis].saturating_sub(i * k))).collect()
+                    (0..parts)
+                        .map(|i| k.min(s[axis].saturating_sub(i * k)))
+                        .collect()
                 }
             },
         };
         if sizes.len() != parts || sizes.iter().sum::<usize>() != s[axis] || sizes.contains(&0) {
-            return Err(self.refuse(n, format!("split sizes {sizes:?} do not cut axis {axis} of {s:?} into {parts} parts")));
+            return Err(self.refuse(
+                n,
+                format!("split sizes {sizes:?} do not cut axis {axis} of {s:?} into {parts} parts"),
+            ));
         }
         let mut at = 0;
         for (k, &len) in sizes.iter().enumerate() {
-            let y = self.node(n, Op::Slice { axis, start: at, end: at + len }, &[x])?;
+            let y = self.node(
+                n,
+                Op::Slice {
+                    axis,
+                    start: at,
+                    end: at + len,
+                },
+                &[x],
+            )?;
             at += len;
             if !n.output[k].is_empty() {
                 self.vals.insert(n.output[k].clone(), Val::Act(y));
@@ -801,20 +868,39 @@ impl<'m> Importer<'m> {
                 self.node(n, o, &[*x, *y])?
             }
             ("Div", _, Val::Act(_)) => {
-                return Err(self.refuse(n, format!("divides by an activation ('{}'); only division by constants is supported", n.input[1])))
+                return Err(self.refuse(
+                    n,
+                    format!(
+                        "divides by an activation ('{}'); only division by constants is supported",
+                        n.input[1]
+                    ),
+                ))
             }
             ("Mul" | "Div", Val::Act(x), Val::Const(c)) | ("Mul", Val::Const(c), Val::Act(x)) => {
                 let k = if matches!(a, Val::Const(_)) { 0 } else { 1 };
                 match c.scalar() {
                     Some(v) if self.b.shape(*x).len() >= c.shape.len() => {
-                        let o = if op == "Mul" { Op::MulConst(v) } else { Op::DivConst(v) };
+                        let o = if op == "Mul" {
+                            Op::MulConst(v)
+                        } else {
+                            Op::DivConst(v)
+                        };
                         self.node(n, o, &[*x])?
                     }
                     _ if op == "Div" => {
                         if c.data.contains(&0.0) {
-                            return Err(self.refuse(n, format!("divides by the constant '{}', which has a zero", n.input[1])));
+                            return Err(self.refuse(
+                                n,
+                                format!(
+                                    "divides by the constant '{}', which has a zero",
+                                    n.input[1]
+                                ),
+                            ));
                         }
-                        let r = PlainTensor::from_vec(&c.shape, c.data.iter().map(|v| 1.0 / v).collect());
+                        let r = PlainTensor::from_vec(
+                            &c.shape,
+                            c.data.iter().map(|v| 1.0 / v).collect(),
+                        );
                         let t = self.new_const(&format!("{}.reciprocal", n.input[1]), r);
                         self.node(n, Op::Mul, &[*x, t])?
                     }
@@ -841,7 +927,10 @@ impl<'m> Importer<'m> {
         let (a, b) = (self.val(n, 0)?, self.val(n, 1)?);
         let (sa, sb) = (self.shape_of(&a), self.shape_of(&b));
         if sa.len() < 2 || sb.len() < 2 {
-            return Err(self.refuse(n, format!("operands {sa:?} and {sb:?}: 1-D operands are not supported")));
+            return Err(self.refuse(
+                n,
+                format!("operands {sa:?} and {sb:?}: 1-D operands are not supported"),
+            ));
         }
         let ins = match (&a, &b) {
             (Val::Act(x), Val::Act(y)) => {
@@ -852,11 +941,18 @@ impl<'m> Importer<'m> {
             }
             (Val::Act(x), Val::Const(c)) | (Val::Const(c), Val::Act(x)) => {
                 if c.shape.len() != 2 {
-                    return Err(self.refuse(n, format!("a constant operand must be 2-D, got {:?}", c.shape)));
+                    return Err(self.refuse(
+                        n,
+                        format!("a constant operand must be 2-D, got {:?}", c.shape),
+                    ));
                 }
                 let k = if matches!(a, Val::Const(_)) { 0 } else { 1 };
                 let t = self.const_id(n, k, c);
-                if k == 0 { [t, *x] } else { [*x, t] }
+                if k == 0 {
+                    [t, *x]
+                } else {
+                    [*x, t]
+                }
             }
             _ => unreachable!("constant operands are folded"),
         };
@@ -918,12 +1014,18 @@ impl<'m> Importer<'m> {
     fn padding(&self, n: &NodeProto) -> Result<usize> {
         let auto = self.attr_s(n, "auto_pad").unwrap_or_default();
         if !(auto.is_empty() || auto == "NOTSET" || auto == "VALID") {
-            return Err(self.refuse(n, format!("attribute 'auto_pad' = '{auto}' is not supported (give explicit pads)")));
+            return Err(self.refuse(
+                n,
+                format!("attribute 'auto_pad' = '{auto}' is not supported (give explicit pads)"),
+            ));
         }
         match self.attr_ints(n, "pads") {
             None => Ok(0),
             Some(p) if p.len() == 4 && p.iter().all(|&v| v == p[0] && v >= 0) => Ok(p[0] as usize),
-            Some(p) => Err(self.refuse(n, format!("attribute 'pads' = {p:?}: only equal padding on every side is supported"))),
+            Some(p) => Err(self.refuse(
+                n,
+                format!("attribute 'pads' = {p:?}: only equal padding on every side is supported"),
+            )),
         }
     }
 
@@ -932,13 +1034,21 @@ impl<'m> Importer<'m> {
         match self.attr_ints(n, "strides") {
             None => Ok(1),
             Some(s) if s.len() == 2 && s[0] == s[1] && s[0] > 0 => Ok(s[0] as usize),
-            Some(s) => Err(self.refuse(n, format!("attribute 'strides' = {s:?}: only equal strides on both axes are supported"))),
+            Some(s) => Err(self.refuse(
+                n,
+                format!(
+                    "attribute 'strides' = {s:?}: only equal strides on both axes are supported"
+                ),
+            )),
         }
     }
 
     fn no_dilation(&self, n: &NodeProto) -> Result<()> {
         match self.attr_ints(n, "dilations") {
-            Some(d) if d.iter().any(|&v| v != 1) => Err(self.refuse(n, format!("attribute 'dilations' = {d:?}: only dilation 1 is supported"))),
+            Some(d) if d.iter().any(|&v| v != 1) => Err(self.refuse(
+                n,
+                format!("attribute 'dilations' = {d:?}: only dilation 1 is supported"),
+            )),
             _ => Ok(()),
         }
     }
@@ -946,7 +1056,13 @@ impl<'m> Importer<'m> {
     fn conv(&mut self, n: &NodeProto) -> Result<()> {
         let x = self.act_in(n, 0)?;
         if self.b.shape(x).len() != 4 {
-            return Err(self.refuse(n, format!("input {:?}: only 2-D convolution of [N, C, H, W] is supported", self.b.shape(x))));
+            return Err(self.refuse(
+                n,
+                format!(
+                    "input {:?}: only 2-D convolution of [N, C, H, W] is supported",
+                    self.b.shape(x)
+                ),
+            ));
         }
         self.want_i(n, "group", 1, &[1])?;
         self.no_dilation(n)?;
@@ -954,7 +1070,13 @@ impl<'m> Importer<'m> {
         let w = self.cst(n, 1, "the weight")?;
         if let Some(k) = self.attr_ints(n, "kernel_shape") {
             if w.shape.len() != 4 || k[..] != [w.shape[2] as i64, w.shape[3] as i64] {
-                return Err(self.refuse(n, format!("attribute 'kernel_shape' = {k:?} does not match the weight {:?}", w.shape)));
+                return Err(self.refuse(
+                    n,
+                    format!(
+                        "attribute 'kernel_shape' = {k:?} does not match the weight {:?}",
+                        w.shape
+                    ),
+                ));
             }
         }
         let mut ins = vec![x, self.const_id(n, 1, &w)];
@@ -974,17 +1096,35 @@ impl<'m> Importer<'m> {
         self.want_i(n, "ceil_mode", 0, &[0])?;
         self.want_i(n, "storage_order", 0, &[0])?;
         self.no_dilation(n)?;
-        let kernel = match self.attr_ints(n, "kernel_shape") {
-            Some(k) if k.len() == 2 && k[0] == k[1] && k[0] > 0 => k[0] as usize,
-            k => return Err(self.refuse(n, format!("attribute 'kernel_shape' = {k:?}: only square 2-D kernels are supported"))),
-        };
+        let kernel =
+            match self.attr_ints(n, "kernel_shape") {
+                Some(k) if k.len() == 2 && k[0] == k[1] && k[0] > 0 => k[0] as usize,
+                k => return Err(self.refuse(
+                    n,
+                    format!(
+                        "attribute 'kernel_shape' = {k:?}: only square 2-D kernels are supported"
+                    ),
+                )),
+            };
         let (stride, padding) = (self.stride(n)?, self.padding(n)?);
         let op = if n.op_type == "MaxPool" {
-            Op::MaxPool { kernel, stride, padding }
+            Op::MaxPool {
+                kernel,
+                stride,
+                padding,
+            }
         } else if self.attr_i(n, "count_include_pad", 0) != 0 || padding == 0 {
-            Op::AvgPool { kernel, stride, padding }
+            Op::AvgPool {
+                kernel,
+                stride,
+                padding,
+            }
         } else {
-            Op::AvgPoolValid { kernel, stride, padding }
+            Op::AvgPoolValid {
+                kernel,
+                stride,
+                padding,
+            }
         };
         let y = self.node(n, op, &[x])?;
         self.set(n, Val::Act(y))

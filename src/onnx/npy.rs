@@ -29,10 +29,12 @@ pub fn read(path: &Path, what: &str) -> Result<(PlainTensor, Dtype)> {
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(bad(format!("larger than {MAX_FILE_BYTES} bytes: refused")));
     }
-    let npy = npyz::NpyFile::new(&bytes[..])
-        .map_err(|e| bad(format!("not a valid .npy file ({e})")))?;
+    let npy =
+        npyz::NpyFile::new(&bytes[..]).map_err(|e| bad(format!("not a valid .npy file ({e})")))?;
     if npy.order() != npyz::Order::C {
-        return Err(bad("is in Fortran order; save it with numpy in C order".into()));
+        return Err(bad(
+            "is in Fortran order; save it with numpy in C order".into()
+        ));
     }
     let shape: Vec<usize> = npy
         .shape()
@@ -48,7 +50,8 @@ pub fn read(path: &Path, what: &str) -> Result<(PlainTensor, Dtype)> {
         npyz::DType::Plain(ts) => ts.to_string(),
         other => other.descr(),
     };
-    let truncated = |e: std::io::Error| bad(format!("data unreadable ({e}); is the file truncated?"));
+    let truncated =
+        |e: std::io::Error| bad(format!("data unreadable ({e}); is the file truncated?"));
     let (data, dtype) = match descr.as_str() {
         "<f4" | ">f4" => (
             npy.into_vec::<f32>()
@@ -80,21 +83,24 @@ pub fn read(path: &Path, what: &str) -> Result<(PlainTensor, Dtype)> {
 /// Write `t` to `path` as `dtype` (via a temporary file beside it, renamed when complete).
 pub fn write(path: &Path, t: &PlainTensor, dtype: Dtype) -> Result<()> {
     use npyz::WriterBuilder;
-    let bad = |e: std::io::Error| {
-        Error::Config(format!("cannot write --output {}: {e}", path.display()))
-    };
+    let bad =
+        |e: std::io::Error| Error::Config(format!("cannot write --output {}: {e}", path.display()));
     let shape: Vec<u64> = t.shape().iter().map(|&d| d as u64).collect();
     let mut buf = Vec::new();
     {
         match dtype {
             Dtype::F32 => {
-                let opts = npyz::WriteOptions::<f32>::new().shape(&shape).writer(&mut buf);
+                let opts = npyz::WriteOptions::<f32>::new()
+                    .shape(&shape)
+                    .writer(&mut buf);
                 let mut w = opts.default_dtype().begin_nd().map_err(bad)?;
                 w.extend(t.data().iter().map(|&v| v as f32)).map_err(bad)?;
                 w.finish().map_err(bad)?;
             }
             Dtype::F64 => {
-                let opts = npyz::WriteOptions::<f64>::new().shape(&shape).writer(&mut buf);
+                let opts = npyz::WriteOptions::<f64>::new()
+                    .shape(&shape)
+                    .writer(&mut buf);
                 let mut w = opts.default_dtype().begin_nd().map_err(bad)?;
                 w.extend(t.data().iter().copied()).map_err(bad)?;
                 w.finish().map_err(bad)?;
