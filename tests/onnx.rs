@@ -141,7 +141,7 @@ fn fixtures_cover_every_imported_op() {
         let g = fixture(name).graph;
         kinds.extend(g.nodes.iter().map(|n| n.op.kind()));
         if name.contains("gelu") {
-            assert!(g.nodes.iter().any(|n| n.op == Op::Gelu), "{name}");
+            assert!(g.nodes.iter().any(|n| n.op == Op::GeluErf), "{name}");
         }
     }
     for k in [
@@ -166,7 +166,7 @@ fn fixtures_cover_every_imported_op() {
         "slice",
         "softmax",
         "layernorm",
-        "gelu",
+        "gelu_erf",
         "batchnorm",
     ] {
         assert!(
@@ -255,4 +255,66 @@ fn npy_round_trips_in_both_dtypes() {
         assert!(back.max_abs_diff(&t) <= tol, "{dtype:?}");
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Issue 18 item 4: the GELU ONNX models get (`Op::GeluErf`) is within 1e-3 of the exact
+/// erf GELU over the whole range activations reach; the stated bound is 3e-4 (model::mpc:
+/// 1.27e-4 tail beyond |x| = 4, 1.6e-5 series, < 1e-4 fixed point).
+#[test]
+fn gelu_erf_is_within_3e_4_of_the_exact_gelu_from_minus_10_to_10() {
+    use mpc_pipe::model::graph::GraphBuilder;
+    let n = 4001;
+    let xv = PlainTensor::from_vec(
+        &[1, n],
+        (0..n)
+            .map(|i| -10.0 + 20.0 * i as f64 / (n - 1) as f64)
+            .collect(),
+    );
+    let exact = xv.map(plain::gelu);
+    let mut b = GraphBuilder::new("gelu", &[1, n]);
+    let x = b.input();
+    let y = b.node("g", Op::GeluErf, &[x]).unwrap();
+    let g = b.finish(y).unwrap();
+    for parties in [2, 3] {
+        let got = reveal_all(parties, |ctx: &Ctx| {
+            let x = ctx.share_plain(0, Some(&xv), &[1, n])?;
+            let y = sched::forward(ctx, &g, &x, Weights::Private, &Schedule::serial())?;
+            ctx.reveal_plain(&y)
+        });
+        let e = got.max_abs_diff(&exact);
+        eprintln!("gelu_erf {parties} parties: max abs error {e:e}");
+        assert!(e <= 3e-4, "{parties}p: {e:e}");
+    }
+}
+
+/// Sigmoid (model::mpc): e^-a (a = |x|) by exp's limit form errs by at most
+/// e^-a·[(e^(a²/512) - 1) + 512u] (the approximation, and exp's fixed-point error of
+/// 256·2u relative: one truncation of a/256 raised to the 256th power; u = 2^-16), which
+/// σ divides by (1 + e^-a)²: at most 1.95e-3 (at a = 0); the reciprocal on [1, 2] adds
+/// (2x + 2)u ≤ 1e-4: bound 2.1e-3.
+#[test]
+fn sigmoid_is_within_2_1e_3_from_minus_12_to_12() {
+    use mpc_pipe::model::graph::GraphBuilder;
+    let n = 2401;
+    let xv = PlainTensor::from_vec(
+        &[1, n],
+        (0..n)
+            .map(|i| -12.0 + 24.0 * i as f64 / (n - 1) as f64)
+            .collect(),
+    );
+    let exact = xv.map(|v| 1.0 / (1.0 + (-v).exp()));
+    let mut b = GraphBuilder::new("sigmoid", &[1, n]);
+    let x = b.input();
+    let y = b.node("s", Op::Sigmoid, &[x]).unwrap();
+    let g = b.finish(y).unwrap();
+    for parties in [2, 3] {
+        let got = reveal_all(parties, |ctx: &Ctx| {
+            let x = ctx.share_plain(0, Some(&xv), &[1, n])?;
+            let y = sched::forward(ctx, &g, &x, Weights::Private, &Schedule::serial())?;
+            ctx.reveal_plain(&y)
+        });
+        let e = got.max_abs_diff(&exact);
+        eprintln!("sigmoid {parties} parties: max abs error {e:e}");
+        assert!(e <= 2.1e-3, "{parties}p: {e:e}");
+    }
 }

@@ -176,7 +176,7 @@ pub fn eval(op: &Op, ins: &[&PlainTensor]) -> Result<PlainTensor> {
         Op::MulConst(c) => x.map(|v| v * c),
         Op::DivConst(c) => x.map(|v| v / c),
         Op::Relu => x.relu(),
-        Op::Gelu => x.map(gelu),
+        Op::Gelu | Op::GeluErf => x.map(gelu),
         Op::Identity => x.clone(),
         Op::MaxPool {
             kernel,

@@ -1,4 +1,4 @@
-//! Finding the GELU subgraphs exporters emit, so each becomes one `Op::Gelu` instead of an
+//! Finding the GELU subgraphs exporters emit, so each becomes one `Op::GeluErf` instead of an
 //! Erf or Tanh the engine cannot run. Depends on onnx::{proto, import} only.
 //!
 //! torch exports nn.GELU() as x·0.5·(1 + Erf(x/√2)) and nn.GELU(approximate="tanh") as
@@ -12,9 +12,10 @@
 //!   (relative error 1e-5, above the float32 rounding of the constants);
 //! - every intermediate output is read only inside the match.
 //!
-//! Both forms map to the same `Op::Gelu`: the f64 interpreter computes the erf form
-//! exactly, the MPC one the engine's approximation; the tanh form differs from the erf
-//! form by at most 4.8e-4 (|x| ≈ 2.3), which bounds what a tanh export can agree to.
+//! Both forms map to the same `Op::GeluErf`: the f64 interpreter computes the erf form
+//! exactly, the MPC one a Chebyshev approximation of it within 3e-4 (model::mpc); the
+//! tanh form differs from the erf form by at most 4.74e-4 (at |x| = 2.70), which bounds
+//! what a tanh export can agree to.
 
 use std::collections::{HashMap, HashSet};
 

@@ -292,7 +292,7 @@ impl<'m> Importer<'m> {
             if let Some(x) = fused.emit.get(&i) {
                 let out = n.output[0].clone();
                 let x = self.act(n, x)?;
-                let y = self.node(n, Op::Gelu, &[x])?;
+                let y = self.node(n, Op::GeluErf, &[x])?;
                 self.vals.insert(out, Val::Act(y));
                 continue;
             }
@@ -539,7 +539,7 @@ impl<'m> Importer<'m> {
                     return Err(self.refuse(n, format!("attribute 'approximate' = '{a}'")));
                 }
                 let x = self.act_in(n, 0)?;
-                let y = self.node(n, Op::Gelu, &[x])?;
+                let y = self.node(n, Op::GeluErf, &[x])?;
                 self.set(n, Val::Act(y))
             }
             "Add" | "Sub" | "Mul" | "Div" => self.binary(n),
@@ -1096,16 +1096,17 @@ impl<'m> Importer<'m> {
         self.want_i(n, "ceil_mode", 0, &[0])?;
         self.want_i(n, "storage_order", 0, &[0])?;
         self.no_dilation(n)?;
-        let kernel =
-            match self.attr_ints(n, "kernel_shape") {
-                Some(k) if k.len() == 2 && k[0] == k[1] && k[0] > 0 => k[0] as usize,
-                k => return Err(self.refuse(
+        let kernel = match self.attr_ints(n, "kernel_shape") {
+            Some(k) if k.len() == 2 && k[0] == k[1] && k[0] > 0 => k[0] as usize,
+            k => {
+                return Err(self.refuse(
                     n,
                     format!(
                         "attribute 'kernel_shape' = {k:?}: only square 2-D kernels are supported"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         let (stride, padding) = (self.stride(n)?, self.padding(n)?);
         let op = if n.op_type == "MaxPool" {
             Op::MaxPool {

@@ -9,7 +9,7 @@
 //!   and the translation of each node to graph ops, refusing before anything runs what
 //!   the engine cannot compute on secret data, with the node's name, op and attribute.
 //! - `gelu`: the GELU subgraphs torch exports (erf and tanh forms) found and fused into
-//!   one `Op::Gelu`.
+//!   one `Op::GeluErf`.
 //! - `npy`: .npy tensors in and out of `mpc-pipe infer`.
 
 mod gelu;
