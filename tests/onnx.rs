@@ -318,3 +318,49 @@ fn sigmoid_is_within_2_1e_3_from_minus_12_to_12() {
         assert!(e <= 2.1e-3, "{parties}p: {e:e}");
     }
 }
+
+/// Corrupted files (a few random bytes changed) are refused or imported, never a panic,
+/// and what imports runs in the f64 interpreter without a panic either.
+#[test]
+fn corrupted_model_files_never_panic() {
+    let mut s: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    let (mut refused, mut imported) = (0, 0);
+    for name in [
+        "bn_cnn",
+        "attention",
+        "mlp_ln_gelu_softmax",
+        "handmade",
+        "elementwise",
+        "pools",
+    ] {
+        let bytes = std::fs::read(path(&format!("{name}.onnx"))).unwrap();
+        for _ in 0..150 {
+            let mut b = bytes.clone();
+            for _ in 0..1 + next() % 3 {
+                let i = (next() % b.len() as u64) as usize;
+                b[i] = next() as u8;
+            }
+            let r = std::panic::catch_unwind(|| {
+                onnx::import(&b, None, "m.onnx").map(|g| {
+                    let x = PlainTensor::zeros(g.input_shape());
+                    let _ = plain::forward(&g, &x);
+                })
+            });
+            match r {
+                Ok(Ok(())) => imported += 1,
+                Ok(Err(_)) => refused += 1,
+                Err(_) => panic!("{name}: a corrupted file made the importer panic"),
+            }
+        }
+    }
+    assert!(
+        refused > 0 && imported > 0,
+        "{refused} refused, {imported} imported"
+    );
+}

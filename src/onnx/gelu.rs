@@ -160,10 +160,14 @@ impl<'g> View<'g> {
         None
     }
 
-    /// The nodes computing `name` from `x` and scalars by arithmetic only (at most 8).
-    fn cone(&self, name: &str, x: &str, nodes: &mut Vec<usize>) -> Option<()> {
+    /// The nodes computing `name` from `x` and scalars by arithmetic only (at most 8, at
+    /// most `depth` deep: a malformed file may hold a cycle).
+    fn cone(&self, name: &str, x: &str, nodes: &mut Vec<usize>, depth: usize) -> Option<()> {
         if name == x || self.scalar(name).is_some() {
             return Some(());
+        }
+        if depth == 0 {
+            return None;
         }
         let p = *self.producer.get(name)?;
         let n = self.node(p);
@@ -174,12 +178,12 @@ impl<'g> View<'g> {
             nodes.push(p);
         }
         for i in &n.input {
-            self.cone(i, x, nodes)?;
+            self.cone(i, x, nodes, depth - 1)?;
         }
         Some(())
     }
 
-    /// `name` evaluated in f64 with x = `xv` (over a cone found by `cone`).
+    /// `name` evaluated in f64 with x = `xv` (over a cone found by `cone`, so acyclic).
     fn eval(&self, name: &str, x: &str, xv: f64) -> Option<f64> {
         if name == x {
             return Some(xv);
@@ -217,7 +221,7 @@ pub(super) fn find(g: &GraphProto) -> Fused {
             continue;
         };
         let mut head = Vec::new();
-        if v.cone(arg, x, &mut head).is_none() || arg == x {
+        if v.cone(arg, x, &mut head, 8).is_none() || arg == x {
             continue;
         }
         let fits = [-3.0, -1.2, -0.4, 0.3, 0.9, 2.5].iter().all(|&s| {

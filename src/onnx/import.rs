@@ -23,6 +23,9 @@ use crate::ring::{shape, PlainTensor};
 /// The opsets of the default domain whose semantics of the supported ops we implement.
 const OPSETS: std::ops::RangeInclusive<i64> = 13..=21;
 
+/// Largest kernel, stride or padding accepted (so window arithmetic cannot overflow).
+const MAX_SPATIAL: i64 = 1 << 16;
+
 /// A tensor known at import time: f64 values (integer tensors hold exact integers below
 /// 2^53, far beyond any shape or index).
 #[derive(Clone, Debug)]
@@ -578,7 +581,7 @@ impl<'m> Importer<'m> {
             "Reshape" => {
                 self.want_i(n, "allowzero", 0, &[0])?;
                 let x = self.act_in(n, 0)?;
-                let shape = self.cst(n, 1, "the target shape")?.ints();
+                let shape = self.target_shape(n)?;
                 let y = self.node(n, Op::Reshape { shape }, &[x])?;
                 self.set(n, Val::Act(y))
             }
@@ -728,6 +731,12 @@ impl<'m> Importer<'m> {
         } else {
             let axes = axes.ok_or_else(|| self.refuse(n, "has no 'axes'"))?;
             let r = s.len() + axes.len();
+            if r > MAX_RANK {
+                return Err(self.refuse(
+                    n,
+                    format!("the result would have rank {r} (at most {MAX_RANK})"),
+                ));
+            }
             let mut axes = axes
                 .iter()
                 .map(|&a| self.axis(n, a, r, "axes"))
@@ -748,6 +757,15 @@ impl<'m> Importer<'m> {
                 })
                 .collect())
         }
+    }
+
+    /// Reshape's target (input 1), each dim checked so shape arithmetic cannot overflow.
+    fn target_shape(&self, n: &NodeProto) -> Result<Vec<i64>> {
+        let t = self.cst(n, 1, "the target shape")?.ints();
+        if t.len() > MAX_RANK || t.iter().any(|&d| d < -1 || d > MAX_TENSOR_ELEMS as i64) {
+            return Err(self.refuse(n, format!("target shape {t:?} is out of range")));
+        }
+        Ok(t)
     }
 
     fn perm(&self, n: &NodeProto, r: usize) -> Result<Vec<usize>> {
@@ -818,10 +836,17 @@ impl<'m> Importer<'m> {
         let axis = self.axis(n, self.attr_i(n, "axis", 0), s.len(), "axis")?;
         let parts = n.output.len();
         let sizes: Vec<usize> = match self.opt_val(n, 1)? {
-            Some(Val::Const(c)) => c.ints().iter().map(|&v| v.max(0) as usize).collect(),
+            Some(Val::Const(c)) => c
+                .ints()
+                .iter()
+                .map(|&v| v.clamp(0, s[axis] as i64) as usize)
+                .collect(),
             Some(Val::Act(_)) => return Err(self.refuse(n, "input 'split' must be a constant")),
             None => match self.attr_ints(n, "split") {
-                Some(v) => v.iter().map(|&v| v.max(0) as usize).collect(),
+                Some(v) => v
+                    .iter()
+                    .map(|&v| v.clamp(0, s[axis] as i64) as usize)
+                    .collect(),
                 None => {
                     let k = s[axis].div_ceil(parts.max(1));
                     (0..parts)
@@ -1010,6 +1035,18 @@ impl<'m> Importer<'m> {
         self.set(n, Val::Act(y))
     }
 
+    /// Refuse a spatial attribute (kernel, stride, pad) beyond any real model's.
+    fn small(&self, n: &NodeProto, attr: &str, v: i64) -> Result<usize> {
+        if (0..=MAX_SPATIAL).contains(&v) {
+            Ok(v as usize)
+        } else {
+            Err(self.refuse(
+                n,
+                format!("attribute '{attr}' = {v} is out of range (0..={MAX_SPATIAL})"),
+            ))
+        }
+    }
+
     /// One symmetric padding for both spatial axes, from 'pads' and 'auto_pad'.
     fn padding(&self, n: &NodeProto) -> Result<usize> {
         let auto = self.attr_s(n, "auto_pad").unwrap_or_default();
@@ -1021,7 +1058,7 @@ impl<'m> Importer<'m> {
         }
         match self.attr_ints(n, "pads") {
             None => Ok(0),
-            Some(p) if p.len() == 4 && p.iter().all(|&v| v == p[0] && v >= 0) => Ok(p[0] as usize),
+            Some(p) if p.len() == 4 && p.iter().all(|&v| v == p[0]) => self.small(n, "pads", p[0]),
             Some(p) => Err(self.refuse(
                 n,
                 format!("attribute 'pads' = {p:?}: only equal padding on every side is supported"),
@@ -1033,7 +1070,7 @@ impl<'m> Importer<'m> {
     fn stride(&self, n: &NodeProto) -> Result<usize> {
         match self.attr_ints(n, "strides") {
             None => Ok(1),
-            Some(s) if s.len() == 2 && s[0] == s[1] && s[0] > 0 => Ok(s[0] as usize),
+            Some(s) if s.len() == 2 && s[0] == s[1] && s[0] > 0 => self.small(n, "strides", s[0]),
             Some(s) => Err(self.refuse(
                 n,
                 format!(
@@ -1097,7 +1134,9 @@ impl<'m> Importer<'m> {
         self.want_i(n, "storage_order", 0, &[0])?;
         self.no_dilation(n)?;
         let kernel = match self.attr_ints(n, "kernel_shape") {
-            Some(k) if k.len() == 2 && k[0] == k[1] && k[0] > 0 => k[0] as usize,
+            Some(k) if k.len() == 2 && k[0] == k[1] && k[0] > 0 => {
+                self.small(n, "kernel_shape", k[0])?
+            }
             k => {
                 return Err(self.refuse(
                     n,
@@ -1141,6 +1180,7 @@ impl<'m> Importer<'m> {
                 let s = shape::broadcast_shape(&a.shape, &b.shape).ok_or_else(|| {
                     self.refuse(n, format!("{:?} and {:?} do not broadcast", a.shape, b.shape))
                 })?;
+                self.check_size(n, &s)?;
                 let (x, y) = (
                     shape::broadcast_to(&a.data, &a.shape, &s),
                     shape::broadcast_to(&b.data, &b.shape, &s),
@@ -1183,22 +1223,23 @@ impl<'m> Importer<'m> {
                     }
                     is.push(i as usize);
                 }
+                let mut s = a.shape[..axis].to_vec();
+                s.extend(&idx.shape);
+                s.extend(&a.shape[axis + 1..]);
+                self.check_size(n, &s)?;
                 let mut data = Vec::new();
                 for o in 0..outer {
                     for &i in &is {
                         data.extend_from_slice(&a.data[(o * d + i) * inner..(o * d + i + 1) * inner]);
                     }
                 }
-                let mut s = a.shape[..axis].to_vec();
-                s.extend(&idx.shape);
-                s.extend(&a.shape[axis + 1..]);
                 (s, data)
             }
             "Unsqueeze" | "Squeeze" | "Reshape" | "Flatten" => {
                 let a = c(0)?;
                 let s = match op {
                     "Reshape" => {
-                        let shape = c(1)?.ints();
+                        let shape = self.target_shape(n)?;
                         crate::model::graph::infer(&Op::Reshape { shape }, &[&a.shape])
                             .map_err(|m| self.refuse(n, m))?
                     }
@@ -1259,9 +1300,18 @@ impl<'m> Importer<'m> {
                 return Err(self.refuse(n, "this op on constants is not supported (only the shape arithmetic exporters emit is folded)"))
             }
         };
-        let dims: Vec<i64> = shape.iter().map(|&d| d as i64).collect();
-        count(&dims, "the folded constant").map_err(|m| self.refuse(n, m))?;
+        self.check_size(n, &shape)?;
         self.set_const(n, shape, data)
+    }
+
+    /// Refuse a folded constant beyond the caps (checked before it is allocated).
+    fn check_size(&self, n: &NodeProto, shape: &[usize]) -> Result<()> {
+        let dims: Vec<i64> = shape
+            .iter()
+            .map(|&d| d.min(i64::MAX as usize) as i64)
+            .collect();
+        count(&dims, "the folded constant").map_err(|m| self.refuse(n, m))?;
+        Ok(())
     }
 }
 
