@@ -96,6 +96,8 @@ fn mpc_matches_onnxruntime_under_serial_and_all_schemes_for_2_and_3_parties() {
     for name in FIXTURES {
         let f = fixture(name);
         let shape = f.graph.input_shape().to_vec();
+        // As `infer` runs it: constants and input rounded to the 16-bit grid.
+        let (g16, x16) = (onnx::round_to_grid(&f.graph, 16), onnx::round_tensor(&f.x, 16));
         for parties in [2, 3] {
             for scheme in ["serial", "all"] {
                 let schedule = Schedule {
@@ -105,8 +107,8 @@ fn mpc_matches_onnxruntime_under_serial_and_all_schemes_for_2_and_3_parties() {
                     lanes: Lanes::Coroutines,
                 };
                 let got = reveal_all(parties, |ctx: &Ctx| {
-                    let x = ctx.share_plain(parties - 1, Some(&f.x), &shape)?;
-                    let y = sched::forward(ctx, &f.graph, &x, Weights::Private, &schedule)?;
+                    let x = ctx.share_plain(parties - 1, Some(&x16), &shape)?;
+                    let y = sched::forward(ctx, &g16, &x, Weights::Private, &schedule)?;
                     ctx.reveal_plain(&y)
                 });
                 let d = max_diff(&got, &f.ort, name);
@@ -121,9 +123,10 @@ fn public_weights_give_the_same_answers() {
     for name in ["bn_cnn", "elementwise", "handmade"] {
         let f = fixture(name);
         let shape = f.graph.input_shape().to_vec();
+        let (g16, x16) = (onnx::round_to_grid(&f.graph, 16), onnx::round_tensor(&f.x, 16));
         let got = reveal_all(2, |ctx: &Ctx| {
-            let x = ctx.share_plain(1, Some(&f.x), &shape)?;
-            let y = sched::forward(ctx, &f.graph, &x, Weights::Public, &Schedule::serial())?;
+            let x = ctx.share_plain(1, Some(&x16), &shape)?;
+            let y = sched::forward(ctx, &g16, &x, Weights::Public, &Schedule::serial())?;
             ctx.reveal_plain(&y)
         });
         let d = max_diff(&got, &f.ort, name);
