@@ -4,7 +4,9 @@ onnxruntime's outputs as the independent reference the Rust tests compare agains
 For each fixture NAME it writes NAME.onnx, NAME.input.npy (float32), NAME.ort.npy
 (onnxruntime's float32 output) and NAME.f64.npy (the same torch module in float64 on the
 same input and weights: a reference free of float32 rounding, for the f64 interpreter).
-Run by scripts/make-onnx-fixtures.sh (which makes the venv); never by `cargo test`.
+digits_cnn is trained here on scikit-learn's bundled digits; its held-out labels are saved
+as digits_cnn.labels.npy. Run by scripts/make-onnx-fixtures.sh (which makes the venv);
+never by `cargo test`.
 """
 import os
 import sys
@@ -185,6 +187,39 @@ def handmade():
     save("handmade", path, x, 1.5 * d(w2) @ h.T)
 
 
+def digits_cnn():
+    """A small CNN trained on real data: scikit-learn's bundled 8x8 handwritten digits
+    (no download). Trains on 1437 images, saves the 360 held-out ones as one batch."""
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    x = torch.tensor(d.images / 16.0, dtype=torch.float32).unsqueeze(1)
+    y = torch.tensor(d.target)
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(18))
+    tr, te = perm[:1437], perm[1437:]
+    m = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(2),
+                      nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2),
+                      nn.Flatten(), nn.Linear(16 * 2 * 2, 10))
+    opt = torch.optim.Adam(m.parameters(), lr=0.01)
+    with torch.enable_grad():
+        for epoch in range(40):
+            m.train()
+            for i in range(0, len(tr), 64):
+                b = tr[i:i + 64]
+                opt.zero_grad()
+                loss = nn.functional.cross_entropy(m(x[b]), y[b])
+                loss.backward()
+                opt.step()
+    m.eval()
+    acc = (m(x[te]).argmax(1) == y[te]).float().mean().item()
+    print(f"digits_cnn: held-out accuracy {acc:.4f}")
+    xt = x[te].contiguous()
+    path = os.path.join(OUT, "digits_cnn.onnx")
+    torch.onnx.export(m, (xt,), path, dynamo=False, opset_version=OPSET,
+                      input_names=["x"], output_names=["y"], do_constant_folding=True)
+    np.save(os.path.join(OUT, "digits_cnn.labels.npy"), y[te].numpy().astype(np.float64))
+    save("digits_cnn", path, xt.numpy(), m.double()(xt.double()).detach().numpy())
+
+
 def bad_models():
     """Models the importer must refuse: an unsupported op (Cos), and a dynamic input."""
     nodes = [helper.make_node("Relu", ["x"], ["r"], name="first_relu"),
@@ -216,6 +251,7 @@ def main():
         export("elementwise", Elementwise(), (2, 6))
         export("pools", Pools(), (1, 2, 7, 7))
     handmade()
+    digits_cnn()
     bad_models()
 
 

@@ -3,13 +3,15 @@
 //! same torch module run in float64 (NAME.f64.npy; numpy for the hand-made graph).
 //!
 //! Bounds, and where they come from:
-//! - f64 interpreter vs the float64 reference: 1e-6 (both are exact f64 evaluations of the
-//!   same float32 weights; only summation order differs, ~1e-15). The tanh-GELU export is
+//! - f64 interpreter vs the float64 reference: 1e-6 times the output's largest magnitude
+//!   (at least 1). Both evaluate the same float32 weights in f64, except that the exporter
+//!   folds BatchNorm into the preceding conv in float32, so the file's folded weights carry
+//!   float32 rounding (6e-8 relative) the float64 module does not. The tanh-GELU export is
 //!   imported as the erf GELU, which differs from it by at most 4.74e-4 (at |x| = 2.70),
 //!   so that fixture's bound is 4.8e-4.
-//! - f64 interpreter vs onnxruntime: 1e-5, onnxruntime's float32 rounding (unit roundoff
-//!   6e-8, dot products of at most 400 terms of magnitude < 1: < 2.4e-5 worst case,
-//!   ~1e-7 typical).
+//! - f64 interpreter vs onnxruntime: 1e-5 times the output's largest magnitude (at least
+//!   1), onnxruntime's float32 rounding (unit roundoff 6e-8, accumulated over dot products
+//!   of at most 400 terms: ~1e-7 relative typical, 2.4e-5 worst case).
 //! - MPC vs onnxruntime: 1e-2 (issue 18's target) at 16 fractional bits: each truncation
 //!   errs by < 2 ulp (3e-5) per layer; the approximations dominate: PUMA GELU (≤ 8.6e-3 on
 //!   [-1.95, 2.5], proto::nn), softmax's exp and reciprocal, layer norm's inv_sqrt (0.5%
@@ -30,7 +32,7 @@ use mpc_pipe::ring::PlainTensor;
 use mpc_pipe::sched::{self, Lanes, Schedule, Scheme};
 
 /// Every fixture with a reference output.
-const FIXTURES: [&str; 10] = [
+const FIXTURES: [&str; 11] = [
     "conv_relu",
     "bn_cnn",
     "resnet_block",
@@ -41,6 +43,7 @@ const FIXTURES: [&str; 10] = [
     "elementwise",
     "pools",
     "handmade",
+    "digits_cnn",
 ];
 
 fn path(file: &str) -> PathBuf {
@@ -80,12 +83,17 @@ fn f64_interpreter_matches_float64_torch_and_onnxruntime() {
     for name in FIXTURES {
         let f = fixture(name);
         let y = plain::forward(&f.graph, &f.x).unwrap();
-        let exact_bound = if name == "gelu_tanh" { 4.8e-4 } else { 1e-6 };
+        let scale = f.ort.data().iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        let exact_bound = if name == "gelu_tanh" {
+            4.8e-4
+        } else {
+            1e-6 * scale
+        };
         let d64 = max_diff(&y, &f.f64_ref, name);
         assert!(d64 <= exact_bound, "{name}: {d64:e} from float64 torch");
         let dort = max_diff(&y, &f.ort, name);
         assert!(
-            dort <= 1e-5 + if name == "gelu_tanh" { 4.8e-4 } else { 0.0 },
+            dort <= 1e-5 * scale + if name == "gelu_tanh" { 4.8e-4 } else { 0.0 },
             "{name}: {dort:e} from onnxruntime"
         );
     }
@@ -97,7 +105,10 @@ fn mpc_matches_onnxruntime_under_serial_and_all_schemes_for_2_and_3_parties() {
         let f = fixture(name);
         let shape = f.graph.input_shape().to_vec();
         // As `infer` runs it: constants and input rounded to the 16-bit grid.
-        let (g16, x16) = (onnx::round_to_grid(&f.graph, 16), onnx::round_tensor(&f.x, 16));
+        let (g16, x16) = (
+            onnx::round_to_grid(&f.graph, 16),
+            onnx::round_tensor(&f.x, 16),
+        );
         for parties in [2, 3] {
             for scheme in ["serial", "all"] {
                 let schedule = Schedule {
@@ -118,12 +129,59 @@ fn mpc_matches_onnxruntime_under_serial_and_all_schemes_for_2_and_3_parties() {
     }
 }
 
+/// Issue 18's real-data target: a small CNN trained on scikit-learn's 8x8 digits (98.3%
+/// held-out accuracy in torch); on its 360 held-out images the MPC argmax agrees with
+/// onnxruntime's on at least 99.5% (at most one image of 360), 2 parties serial and 3
+/// parties under all schemes.
+#[test]
+fn mpc_argmax_agrees_with_onnxruntime_on_held_out_digits() {
+    let f = fixture("digits_cnn");
+    let shape = f.graph.input_shape().to_vec();
+    let (g16, x16) = (
+        onnx::round_to_grid(&f.graph, 16),
+        onnx::round_tensor(&f.x, 16),
+    );
+    let argmax = |t: &PlainTensor| -> Vec<usize> {
+        t.data()
+            .chunks(10)
+            .map(|r| (0..10).fold(0, |b, i| if r[i] > r[b] { i } else { b }))
+            .collect()
+    };
+    let want = argmax(&f.ort);
+    for (parties, scheme) in [(2, "serial"), (3, "all")] {
+        let schedule = Schedule {
+            scheme: scheme.parse::<Scheme>().unwrap(),
+            chunks: 2,
+            batches_in_flight: 2,
+            lanes: Lanes::Coroutines,
+        };
+        let got = reveal_all(parties, |ctx: &Ctx| {
+            let x = ctx.share_plain(parties - 1, Some(&x16), &shape)?;
+            let y = sched::forward(ctx, &g16, &x, Weights::Private, &schedule)?;
+            ctx.reveal_plain(&y)
+        });
+        let agree = argmax(&got)
+            .iter()
+            .zip(&want)
+            .filter(|(a, b)| a == b)
+            .count();
+        eprintln!("digits {parties}p {scheme}: {agree}/360 argmax agree");
+        assert!(
+            agree as f64 >= 0.995 * 360.0,
+            "{parties}p {scheme}: {agree}/360"
+        );
+    }
+}
+
 #[test]
 fn public_weights_give_the_same_answers() {
     for name in ["bn_cnn", "elementwise", "handmade"] {
         let f = fixture(name);
         let shape = f.graph.input_shape().to_vec();
-        let (g16, x16) = (onnx::round_to_grid(&f.graph, 16), onnx::round_tensor(&f.x, 16));
+        let (g16, x16) = (
+            onnx::round_to_grid(&f.graph, 16),
+            onnx::round_tensor(&f.x, 16),
+        );
         let got = reveal_all(2, |ctx: &Ctx| {
             let x = ctx.share_plain(1, Some(&x16), &shape)?;
             let y = sched::forward(ctx, &g16, &x, Weights::Public, &Schedule::serial())?;
