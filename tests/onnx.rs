@@ -425,3 +425,203 @@ fn corrupted_model_files_never_panic() {
         "{refused} refused, {imported} imported"
     );
 }
+
+mod handmade_protos {
+    //! Models built here from the protobuf messages, for refusals no exporter emits.
+    use super::*;
+    use mpc_pipe::onnx::proto::*;
+    use prost::Message;
+
+    fn attr_i(name: &str, i: i64) -> AttributeProto {
+        AttributeProto {
+            name: name.into(),
+            r#type: 2,
+            i,
+            ..Default::default()
+        }
+    }
+    fn attr_ints(name: &str, ints: &[i64]) -> AttributeProto {
+        AttributeProto {
+            name: name.into(),
+            r#type: 7,
+            ints: ints.to_vec(),
+            ..Default::default()
+        }
+    }
+    fn input(name: &str, dims: &[i64]) -> ValueInfoProto {
+        ValueInfoProto {
+            name: name.into(),
+            r#type: Some(TypeProto {
+                tensor_type: Some(TensorTypeProto {
+                    elem_type: FLOAT,
+                    shape: Some(TensorShapeProto {
+                        dim: dims
+                            .iter()
+                            .map(|&d| Dimension {
+                                dim_value: Some(d),
+                                dim_param: None,
+                            })
+                            .collect(),
+                    }),
+                }),
+            }),
+        }
+    }
+    fn weight(name: &str, dims: &[i64]) -> TensorProto {
+        let n: i64 = dims.iter().product();
+        TensorProto {
+            name: name.into(),
+            dims: dims.to_vec(),
+            data_type: FLOAT,
+            float_data: (0..n).map(|i| (i % 7) as f32 * 0.1 - 0.3).collect(),
+            ..Default::default()
+        }
+    }
+    /// A model of `nodes` on input "x" of `dims`, output "y", initializers `inits`.
+    fn model(dims: &[i64], nodes: Vec<NodeProto>, inits: Vec<TensorProto>, opset: i64) -> Vec<u8> {
+        ModelProto {
+            ir_version: 8,
+            opset_import: vec![OperatorSetIdProto {
+                domain: String::new(),
+                version: opset,
+            }],
+            producer_name: "test".into(),
+            graph: Some(GraphProto {
+                node: nodes,
+                name: "g".into(),
+                initializer: inits,
+                input: vec![input("x", dims)],
+                output: vec![input("y", &[])],
+            }),
+        }
+        .encode_to_vec()
+    }
+    fn node(op: &str, name: &str, ins: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
+        NodeProto {
+            input: ins.iter().map(|s| s.to_string()).collect(),
+            output: vec!["y".into()],
+            name: name.into(),
+            op_type: op.into(),
+            domain: String::new(),
+            attribute: attrs,
+        }
+    }
+    fn refusal(bytes: &[u8]) -> String {
+        config_error(onnx::import(bytes, None, "t.onnx"))
+    }
+
+    #[test]
+    fn unsupported_attributes_are_named_with_node_and_op() {
+        let conv = |attrs| {
+            model(
+                &[1, 2, 6, 6],
+                vec![node("Conv", "conv7", &["x", "w"], attrs)],
+                vec![weight("w", &[4, 2, 3, 3])],
+                17,
+            )
+        };
+        let m = refusal(&conv(vec![attr_i("group", 2)]));
+        assert!(
+            m.contains("node 'conv7' (Conv)") && m.contains("'group' = 2"),
+            "{m}"
+        );
+        let m = refusal(&conv(vec![attr_ints("dilations", &[2, 2])]));
+        assert!(m.contains("conv7") && m.contains("'dilations'"), "{m}");
+        let m = refusal(&conv(vec![attr_ints("pads", &[1, 0, 1, 0])]));
+        assert!(m.contains("conv7") && m.contains("'pads'"), "{m}");
+        let m = refusal(&conv(vec![attr_ints("pads", &[1 << 40; 4])]));
+        assert!(m.contains("conv7") && m.contains("out of range"), "{m}");
+        // The same conv without them imports and computes.
+        let g = onnx::import(&conv(vec![attr_ints("pads", &[1; 4])]), None, "t.onnx").unwrap();
+        assert_eq!(g.output_shape(), [1, 4, 6, 6]);
+
+        let pool = |attrs| {
+            model(
+                &[1, 2, 6, 6],
+                vec![node("MaxPool", "mp", &["x"], attrs)],
+                vec![],
+                17,
+            )
+        };
+        let m = refusal(&pool(vec![
+            attr_ints("kernel_shape", &[2, 2]),
+            attr_i("ceil_mode", 1),
+        ]));
+        assert!(
+            m.contains("node 'mp' (MaxPool)") && m.contains("'ceil_mode' = 1"),
+            "{m}"
+        );
+        let m = refusal(&pool(vec![attr_ints("kernel_shape", &[2, 3])]));
+        assert!(m.contains("mp") && m.contains("'kernel_shape'"), "{m}");
+    }
+
+    #[test]
+    fn insecure_or_unknown_computations_are_refused_before_running() {
+        // Division by an activation, an op outside the list, a lone Erf, another opset.
+        let div = model(
+            &[2, 3],
+            vec![
+                node("Relu", "r", &["x"], vec![]),
+                NodeProto {
+                    output: vec!["y".into()],
+                    ..node("Div", "divide", &["x", "r"], vec![])
+                },
+            ],
+            vec![],
+            17,
+        );
+        let div = {
+            // Rename the relu's output so Div reads it.
+            let mut m = ModelProto::decode(&div[..]).unwrap();
+            let g = m.graph.as_mut().unwrap();
+            g.node[0].output = vec!["r".into()];
+            m.encode_to_vec()
+        };
+        let m = refusal(&div);
+        assert!(
+            m.contains("node 'divide' (Div)") && m.contains("divides by an activation"),
+            "{m}"
+        );
+        let m = refusal(&model(
+            &[2, 3],
+            vec![node("Erf", "e", &["x"], vec![])],
+            vec![],
+            17,
+        ));
+        assert!(
+            m.contains("node 'e' (Erf)") && m.contains("GELU pattern"),
+            "{m}"
+        );
+        let m = refusal(&model(
+            &[2, 3],
+            vec![node("TopK", "tk", &["x"], vec![])],
+            vec![],
+            17,
+        ));
+        assert!(
+            m.contains("node 'tk' (TopK)") && m.contains("not supported"),
+            "{m}"
+        );
+        let m = refusal(&model(
+            &[2, 3],
+            vec![node("Relu", "r", &["x"], vec![])],
+            vec![],
+            9,
+        ));
+        assert!(m.contains("opset 9"), "{m}");
+        // A weight larger than the cap is refused from its dims, before any allocation.
+        let mut big = weight("w", &[1]);
+        big.dims = vec![1 << 20, 1 << 20];
+        big.float_data.clear();
+        let m = refusal(&model(
+            &[2, 3],
+            vec![node("MatMul", "mm", &["x", "w"], vec![])],
+            vec![big],
+            17,
+        ));
+        assert!(
+            m.contains("initializer 'w'") && m.contains("more than"),
+            "{m}"
+        );
+    }
+}

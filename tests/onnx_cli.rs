@@ -177,3 +177,22 @@ fn a_dynamic_input_runs_with_input_shape() {
     assert_eq!(y, x.relu());
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn an_input_beyond_the_fixed_point_range_exits_2_and_writes_nothing() {
+    let d = scratch("range");
+    let xd = scratch("range-in");
+    let out = d.join("y.npy");
+    let x = mpc_pipe::ring::PlainTensor::from_vec(&[1, 4], vec![0.5, 2e9, -1.0, 0.0]);
+    let xp = xd.join("x.npy");
+    npy::write(&xp, &x, npy::Dtype::F32).unwrap();
+    let o = infer(
+        &fixture("dynamic_relu.onnx"),
+        xp.to_str().unwrap(),
+        &out,
+        &["--input-shape", "1,4"],
+    );
+    refused(&o, &out, &["--input", "fixed-point range"]);
+    std::fs::remove_dir_all(&d).unwrap();
+    std::fs::remove_dir_all(&xd).unwrap();
+}
