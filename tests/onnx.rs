@@ -624,4 +624,36 @@ mod handmade_protos {
             "{m}"
         );
     }
+
+    /// One tensor read twice by a node (x·x, x + x) and by two nodes: the products run as
+    /// Beaver squares of the same share, matching f64 within the fixed-point error.
+    #[test]
+    fn a_tensor_used_twice_is_fine() {
+        let mut sq = node("Mul", "sq", &["x", "x"], vec![]);
+        sq.output = vec!["s".into()];
+        let mut dbl = node("Add", "dbl", &["x", "x"], vec![]);
+        dbl.output = vec!["d".into()];
+        let out = node("Sub", "out", &["s", "d"], vec![]);
+        let g = onnx::import(
+            &model(&[2, 5], vec![sq, dbl, out], vec![], 17),
+            None,
+            "t.onnx",
+        )
+        .unwrap();
+        let xv = PlainTensor::from_vec(&[2, 5], (0..10).map(|i| i as f64 * 0.37 - 1.6).collect());
+        let want = xv.map(|v| v * v - 2.0 * v);
+        assert!(plain::forward(&g, &xv).unwrap().max_abs_diff(&want) < 1e-12);
+        let got = reveal_all(3, |ctx: &Ctx| {
+            let x = ctx.share_plain(2, Some(&xv), &[2, 5])?;
+            let y = sched::forward(ctx, &g, &x, Weights::Private, &Schedule::serial())?;
+            ctx.reveal_plain(&y)
+        });
+        // Inputs off the grid by < 1 ulp (1.5e-5) times |2x - 2| ≤ 6, plus the product's
+        // truncation (2 ulp): < 1.2e-4.
+        assert!(
+            got.max_abs_diff(&want) < 1.2e-4,
+            "{}",
+            got.max_abs_diff(&want)
+        );
+    }
 }
