@@ -3,7 +3,9 @@
 //! (the last party, or `--data-owner`) the input; the output is revealed to the data owner
 //! only and written as .npy in the input's dtype. Prints each party's online time, bytes,
 //! messages and rounds, and the max abs difference from the engine's f64 evaluation of the
-//! same graph (and from `--reference`). Everything that can be checked is checked before
+//! same graph (and from `--reference`): a diagnostic this in-process simulation can afford,
+//! since every party runs here; in a real deployment no party holds both model and input.
+//! Everything that can be checked is checked before
 //! the parties start; nothing is written unless the run succeeds.
 //! Depends on onnx, model, sched, runtime, offline.
 
