@@ -5,8 +5,8 @@
 //! messages and rounds, and the max abs difference from the engine's f64 evaluation of the
 //! same graph (and from `--reference`): a diagnostic this in-process simulation can afford,
 //! since every party runs here; in a real deployment no party holds both model and input.
-//! Everything that can be checked is checked before
-//! the parties start; nothing is written unless the run succeeds.
+//! Everything that can be checked is checked before the parties start; nothing is written
+//! unless the run succeeds.
 //! Depends on onnx, model, sched, runtime, offline.
 
 use std::path::PathBuf;
