@@ -35,11 +35,11 @@ def save(name, path_onnx, x, f64=None):
     print(f"{name}: {size} bytes, output {y.shape}, max |y| {np.abs(y).max():.3f}")
 
 
-def export(name, module, shape, scale=1.0):
+def export(name, module, shape, scale=1.0, opset=OPSET):
     module.eval()
     x = (torch.randn(*shape) * scale).float()
     path = os.path.join(OUT, name + ".onnx")
-    torch.onnx.export(module, (x,), path, dynamo=False, opset_version=OPSET,
+    torch.onnx.export(module, (x,), path, dynamo=False, opset_version=opset,
                       input_names=["x"], output_names=["y"], do_constant_folding=True)
     with torch.no_grad():
         f64 = module.double()(x.double()).numpy()
@@ -252,6 +252,9 @@ def main():
         export("pools", Pools(), (1, 2, 7, 7))
     handmade()
     digits_cnn()
+    with torch.no_grad():
+        # Opset 13 has no LayerNormalization: torch spells it out (ReduceMean, Pow, Sqrt, ...).
+        export("mlp_opset13", mlp(), (2, 12), opset=13)
     bad_models()
 
 

@@ -32,7 +32,7 @@ use mpc_pipe::ring::PlainTensor;
 use mpc_pipe::sched::{self, Lanes, Schedule, Scheme};
 
 /// Every fixture with a reference output.
-const FIXTURES: [&str; 11] = [
+const FIXTURES: [&str; 12] = [
     "conv_relu",
     "bn_cnn",
     "resnet_block",
@@ -44,6 +44,7 @@ const FIXTURES: [&str; 11] = [
     "pools",
     "handmade",
     "digits_cnn",
+    "mlp_opset13",
 ];
 
 fn path(file: &str) -> PathBuf {
@@ -194,15 +195,22 @@ fn public_weights_give_the_same_answers() {
 
 /// The fixtures exercise every graph op the importer produces (so a test above covers
 /// each; ONNX Identity and Dropout become no node at all, and the hand-made fixture runs
-/// them), and GELU subgraphs are fused: each GELU fixture has a GELU node.
+/// them), and GELU and spelled-out layer-norm subgraphs are fused into one node each.
 #[test]
 fn fixtures_cover_every_imported_op() {
     let mut kinds = BTreeSet::new();
     for name in FIXTURES {
         let g = fixture(name).graph;
         kinds.extend(g.nodes.iter().map(|n| n.op.kind()));
-        if name.contains("gelu") {
+        if name.contains("gelu") || name == "mlp_opset13" {
             assert!(g.nodes.iter().any(|n| n.op == Op::GeluErf), "{name}");
+        }
+        // Opset 13 spells layer normalisation out; it is fused back into one node.
+        if name.starts_with("mlp") {
+            assert!(
+                g.nodes.iter().any(|n| matches!(n.op, Op::LayerNorm { .. })),
+                "{name}"
+            );
         }
     }
     for k in [

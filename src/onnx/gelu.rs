@@ -22,26 +22,44 @@ use std::collections::{HashMap, HashSet};
 use super::import::tensor_values;
 use super::proto::{GraphProto, NodeProto};
 
-/// What the importer skips and where it emits a GELU instead.
+/// One fused subgraph, emitted at the position of its last node.
+pub(super) enum Fusion {
+    /// GELU of the tensor named x.
+    Gelu { x: String },
+    /// Layer normalisation (`super::layernorm`): x over `axis` (as written in the file),
+    /// γ and β by name (None: 1 and 0).
+    LayerNorm {
+        x: String,
+        axis: i64,
+        eps: f64,
+        gamma: Option<String>,
+        beta: Option<String>,
+        /// The first node of the match, named in errors.
+        first: usize,
+    },
+}
+
+/// What the importer skips and what it emits instead.
 #[derive(Default)]
 pub(super) struct Fused {
-    /// Node indices replaced by the GELU (not translated).
+    /// Node indices replaced by a fusion (not translated).
     pub absorbed: HashSet<usize>,
-    /// Index of the last node of a match (its output is the GELU's) -> the name of x.
-    pub emit: HashMap<usize, String>,
+    /// Index of the last node of a match (its output is the fusion's) -> the fusion.
+    pub emit: HashMap<usize, Fusion>,
 }
 
 /// A consumer that is not a node: the graph's output.
 const GRAPH_OUTPUT: usize = usize::MAX;
 
-struct View<'g> {
-    g: &'g GraphProto,
-    producer: HashMap<&'g str, usize>,
-    consumers: HashMap<&'g str, Vec<usize>>,
+/// The graph with its producer and consumer maps (shared with `super::layernorm`).
+pub(super) struct View<'g> {
+    pub g: &'g GraphProto,
+    pub producer: HashMap<&'g str, usize>,
+    pub consumers: HashMap<&'g str, Vec<usize>>,
 }
 
 impl<'g> View<'g> {
-    fn new(g: &'g GraphProto) -> Self {
+    pub(super) fn new(g: &'g GraphProto) -> Self {
         let mut producer = HashMap::new();
         let mut consumers: HashMap<&str, Vec<usize>> = HashMap::new();
         for (i, n) in g.node.iter().enumerate() {
@@ -65,12 +83,12 @@ impl<'g> View<'g> {
         }
     }
 
-    fn node(&self, i: usize) -> &'g NodeProto {
+    pub(super) fn node(&self, i: usize) -> &'g NodeProto {
         &self.g.node[i]
     }
 
     /// The one node reading `name`, if exactly one does.
-    fn only_consumer(&self, name: &str) -> Option<usize> {
+    pub(super) fn only_consumer(&self, name: &str) -> Option<usize> {
         match self.consumers.get(name).map(Vec::as_slice) {
             Some(&[c]) if c != GRAPH_OUTPUT => Some(c),
             _ => None,
@@ -78,7 +96,7 @@ impl<'g> View<'g> {
     }
 
     /// The value of a one-element constant (initializer or Constant node).
-    fn scalar(&self, name: &str) -> Option<f64> {
+    pub(super) fn scalar(&self, name: &str) -> Option<f64> {
         if let Some(t) = self.g.initializer.iter().find(|t| t.name == name) {
             let c = tensor_values(t, "").ok()?;
             return (c.data.len() == 1).then(|| c.data[0]);
@@ -99,7 +117,7 @@ impl<'g> View<'g> {
     }
 
     /// The output of node `i`'s other input than `from` (binary ops).
-    fn other(&self, i: usize, from: &str) -> Option<&'g str> {
+    pub(super) fn other(&self, i: usize, from: &str) -> Option<&'g str> {
         let n = self.node(i);
         match &n.input[..] {
             [a, b] if a == from && b != from => Some(b),
@@ -204,10 +222,18 @@ impl<'g> View<'g> {
     }
 }
 
-/// Every GELU subgraph of `g` (see the module doc).
+/// Every GELU subgraph of `g` (see the module doc), then every layer normalisation
+/// (`super::layernorm::find`).
 pub(super) fn find(g: &GraphProto) -> Fused {
     let v = View::new(g);
     let mut out = Fused::default();
+    gelus(&v, &mut out);
+    super::layernorm::find(&v, &mut out);
+    out
+}
+
+fn gelus(v: &View, out: &mut Fused) {
+    let g = v.g;
     for (t, n) in g.node.iter().enumerate() {
         let target: fn(f64) -> f64 = match n.op_type.as_str() {
             "Erf" => |x| x / std::f64::consts::SQRT_2,
@@ -243,8 +269,7 @@ pub(super) fn find(g: &GraphProto) -> Fused {
         });
         if closed && inside.iter().all(|i| !out.absorbed.contains(i)) {
             out.absorbed.extend(inside.iter().filter(|&&i| i != last));
-            out.emit.insert(last, x.to_string());
+            out.emit.insert(last, Fusion::Gelu { x: x.to_string() });
         }
     }
-    out
 }

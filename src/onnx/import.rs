@@ -13,7 +13,7 @@ use std::rc::Rc;
 
 use prost::Message;
 
-use super::gelu;
+use super::gelu::{self, Fusion};
 use super::proto::{self, AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
 use super::{MAX_NODES, MAX_RANK, MAX_TENSOR_ELEMS};
 use crate::error::{Error, Result};
@@ -292,10 +292,9 @@ impl<'m> Importer<'m> {
             if fused.absorbed.contains(&i) {
                 continue;
             }
-            if let Some(x) = fused.emit.get(&i) {
+            if let Some(f) = fused.emit.get(&i) {
                 let out = n.output[0].clone();
-                let x = self.act(n, x)?;
-                let y = self.node(n, Op::GeluErf, &[x])?;
+                let y = self.fusion(n, f)?;
                 self.vals.insert(out, Val::Act(y));
                 continue;
             }
@@ -332,6 +331,49 @@ impl<'m> Importer<'m> {
             y
         };
         self.b.finish(y)
+    }
+
+    /// The graph node of a fused subgraph ending at `n`.
+    fn fusion(&mut self, n: &NodeProto, f: &Fusion) -> Result<TensorId> {
+        match f {
+            Fusion::Gelu { x } => {
+                let x = self.act(n, x)?;
+                self.node(n, Op::GeluErf, &[x])
+            }
+            Fusion::LayerNorm {
+                x,
+                axis,
+                eps,
+                gamma,
+                beta,
+                first,
+            } => {
+                let first = &self.g.node[*first];
+                let x = self.act(first, x)?;
+                let r = self.b.shape(x).len();
+                if self.axis(first, *axis, r, "axes")? != r - 1 {
+                    return Err(self.refuse(first, format!("a layer normalisation over axis {axis}: only the last axis is supported")));
+                }
+                let h = self.b.shape(x)[r - 1];
+                let mut param = |name: &Option<String>,
+                                 fill: f64,
+                                 what: &str|
+                 -> Result<TensorId> {
+                    match name {
+                        None => Ok(self.new_const(&format!("layernorm.{what}"), PlainTensor::from_vec(&[h], vec![fill; h]))),
+                        Some(p) => match self.vals.get(p) {
+                            Some(Val::Const(c)) if c.data.len() == h => {
+                                Ok(self.new_const(p, PlainTensor::from_vec(&[h], c.data.clone())))
+                            }
+                            _ => Err(self.refuse(n, format!("layer normalisation {what} '{p}' must be a constant of {h} values"))),
+                        },
+                    }
+                };
+                let g = param(gamma, 1.0, "scale")?;
+                let b = param(beta, 0.0, "bias")?;
+                self.node(n, Op::LayerNorm { eps: *eps }, &[x, g, b])
+            }
+        }
     }
 
     fn refuse(&self, n: &NodeProto, msg: impl std::fmt::Display) -> Error {

@@ -10,10 +10,13 @@
 //!   the engine cannot compute on secret data, with the node's name, op and attribute.
 //! - `gelu`: the GELU subgraphs torch exports (erf and tanh forms) found and fused into
 //!   one `Op::GeluErf`.
+//! - `layernorm`: the layer normalisation opsets 13 to 16 spell out (ReduceMean, Sub, Pow,
+//!   ReduceMean, Add, Sqrt, Div, Mul, Add) fused into one `Op::LayerNorm`.
 //! - `npy`: .npy tensors in and out of `mpc-pipe infer`.
 
 mod gelu;
 mod import;
+mod layernorm;
 pub mod npy;
 pub mod proto;
 
