@@ -404,6 +404,7 @@ fn corrupted_model_files_never_panic() {
         "bn_cnn",
         "attention",
         "mlp_ln_gelu_softmax",
+        "mlp_opset13",
         "handmade",
         "elementwise",
         "pools",
