@@ -7,7 +7,8 @@
 //!   bench | report | profile sweeps and their CSV | tables and figures from them | timelines
 //!   runtime                  wiring: parties as threads/processes, dealer, timing
 //!   sched                    schemes: strategies over the one traversal (lanes, slots)
-//!   model                    graph, zoo, f64 and MPC interpreters (the one traversal)
+//!   model | onnx             graph, zoo, f64 and MPC interpreters (the one traversal) |
+//!                            ONNX import into that graph, .npy I/O
 //!   proto                    online protocols (Ctx methods), written like the math
 //!   comm | offline | prg     message interface | dealer + material | CSPRNG
 //!   link                     link profiles (bandwidth, latency) the emulator applies
@@ -27,6 +28,7 @@ pub mod lanes;
 pub mod link;
 pub mod model;
 pub mod offline;
+pub mod onnx;
 pub mod prg;
 pub mod profile;
 pub mod proto;

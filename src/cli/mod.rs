@@ -4,6 +4,7 @@
 pub mod args;
 pub mod bench;
 pub mod costs;
+pub mod infer;
 pub mod kernels;
 pub mod netcheck;
 pub mod offline;
@@ -27,6 +28,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a private inference (default: a small CNN, 2 parties in one process).
     Run(run::RunArgs),
+    /// Private inference of an ONNX model on an .npy input; the output to an .npy.
+    Infer(infer::InferArgs),
     /// Record a program's plan and write each party's offline material to files.
     Offline(offline::OfflineArgs),
     /// Measure the u64 GEMM kernels against the register bound and f64 dgemm.
@@ -48,6 +51,7 @@ pub fn main_with(cli: Cli) -> Result<()> {
     match cli.command {
         None => bench::run_default(),
         Some(Command::Run(a)) => run::run(&a),
+        Some(Command::Infer(a)) => infer::run(&a),
         Some(Command::Offline(a)) => offline::run(&a),
         Some(Command::Kernels(a)) => kernels::run(&a),
         Some(Command::Costs(a)) => costs::run(&a),

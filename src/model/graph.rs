@@ -46,6 +46,9 @@ pub enum Op {
     Add,
     /// Elementwise a - b with numpy broadcasting.
     Sub,
+    /// Elementwise a · b with numpy broadcasting: two activations (a Beaver product), or an
+    /// activation and a constant tensor (the model owner's, like an added constant).
+    Mul,
     /// x · c for a public constant c.
     MulConst(f64),
     /// x / c for a public constant c.
@@ -58,6 +61,13 @@ pub enum Op {
     },
     /// Average pool counting padded positions (PyTorch's default count_include_pad).
     AvgPool {
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    },
+    /// Average pool over the window's positions inside the input only (ONNX AveragePool
+    /// with count_include_pad = 0, PyTorch's count_include_pad=False).
+    AvgPoolValid {
         kernel: usize,
         stride: usize,
         padding: usize,
@@ -95,12 +105,19 @@ pub enum Op {
     },
     /// GeLU: exact erf form in f64, the engine's approximation in MPC (proto::nn).
     Gelu,
+    /// GeLU as `Gelu` in f64; in MPC a Chebyshev approximation within 3e-4 of the exact erf
+    /// form everywhere (`model::mpc`), for models checked against a float runtime (ONNX
+    /// imports). Costs a few more products than `Gelu`'s PUMA polynomial, which errs by up
+    /// to 0.02 (at x = 3).
+    GeluErf,
     /// Inference batch norm: inputs x [B, C, ...], constants scale, bias, mean, var [C].
     /// Folded into the preceding conv or gemm when the builder finishes, where one exists.
     BatchNorm {
         eps: f64,
     },
     Identity,
+    /// 1 / (1 + e^-x).
+    Sigmoid,
 }
 
 impl Op {
@@ -111,11 +128,13 @@ impl Op {
             Op::MatMul => "matmul",
             Op::Add => "add",
             Op::Sub => "sub",
+            Op::Mul => "mul_tensor",
             Op::MulConst(_) => "mul",
             Op::DivConst(_) => "div",
             Op::Relu => "relu",
             Op::MaxPool { .. } => "maxpool",
             Op::AvgPool { .. } => "avgpool",
+            Op::AvgPoolValid { .. } => "avgpool_valid",
             Op::GlobalAvgPool => "global_avgpool",
             Op::Flatten { .. } => "flatten",
             Op::Reshape { .. } => "reshape",
@@ -125,8 +144,10 @@ impl Op {
             Op::Softmax { .. } => "softmax",
             Op::LayerNorm { .. } => "layernorm",
             Op::Gelu => "gelu",
+            Op::GeluErf => "gelu_erf",
             Op::BatchNorm { .. } => "batchnorm",
             Op::Identity => "identity",
+            Op::Sigmoid => "sigmoid",
         }
     }
 }
@@ -332,7 +353,7 @@ pub fn infer(op: &Op, shapes: &[&[usize]]) -> std::result::Result<Vec<usize>, St
             out.extend([m, n]);
             Ok(out)
         }
-        Op::Add | Op::Sub => {
+        Op::Add | Op::Sub | Op::Mul => {
             want(2..=2)?;
             broadcast_shape(shapes[0], shapes[1])
                 .ok_or_else(|| format!("{:?} and {:?} do not broadcast", shapes[0], shapes[1]))
@@ -344,7 +365,7 @@ pub fn infer(op: &Op, shapes: &[&[usize]]) -> std::result::Result<Vec<usize>, St
             }
             Ok(shapes[0].to_vec())
         }
-        Op::Relu | Op::Gelu | Op::Identity => {
+        Op::Relu | Op::Gelu | Op::GeluErf | Op::Identity | Op::Sigmoid => {
             want(1..=1)?;
             Ok(shapes[0].to_vec())
         }
@@ -354,6 +375,11 @@ pub fn infer(op: &Op, shapes: &[&[usize]]) -> std::result::Result<Vec<usize>, St
             padding,
         }
         | Op::AvgPool {
+            kernel,
+            stride,
+            padding,
+        }
+        | Op::AvgPoolValid {
             kernel,
             stride,
             padding,
@@ -370,7 +396,7 @@ pub fn infer(op: &Op, shapes: &[&[usize]]) -> std::result::Result<Vec<usize>, St
                     "kernel {kernel}, stride {stride}, padding {padding} does not fit input {x:?}"
                 ));
             }
-            if matches!(op, Op::MaxPool { .. }) && 2 * padding > *kernel {
+            if matches!(op, Op::MaxPool { .. } | Op::AvgPoolValid { .. }) && 2 * padding > *kernel {
                 return Err(format!(
                     "padding {padding} exceeds half the kernel {kernel}"
                 ));
@@ -523,6 +549,29 @@ pub fn infer(op: &Op, shapes: &[&[usize]]) -> std::result::Result<Vec<usize>, St
     }
 }
 
+/// How many positions of each output window of a pool lie inside an h × w input
+/// ([oh · ow], row-major): the divisors of `Op::AvgPoolValid`. Shapes checked by `infer`.
+pub fn pool_valid_counts(
+    h: usize,
+    w: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> Vec<f64> {
+    let span = |n: usize, o: usize| {
+        let lo = (o * stride) as isize - padding as isize;
+        let hi = lo + kernel as isize;
+        (hi.min(n as isize) - lo.max(0)).max(0) as f64
+    };
+    let (oh, ow) = (
+        conv_out(h, kernel, stride, padding),
+        conv_out(w, kernel, stride, padding),
+    );
+    (0..oh)
+        .flat_map(|y| (0..ow).map(move |x| span(h, y) * span(w, x)))
+        .collect()
+}
+
 /// Whether axis 0 of the output is still the batch, given the inputs' flags.
 fn keeps_batch(op: &Op, ins: &[&Tensor], out: &[usize]) -> bool {
     let acts: Vec<&&Tensor> = ins.iter().filter(|t| t.constant().is_none()).collect();
@@ -550,7 +599,9 @@ fn keeps_batch(op: &Op, ins: &[&Tensor], out: &[usize]) -> bool {
                 _ => all && ins[0].shape.len() >= 3 && ins[1].shape.len() >= 3,
             }
         }
-        Op::Add | Op::Sub => all && const_ok && acts.iter().all(|t| t.shape.len() == out.len()),
+        Op::Add | Op::Sub | Op::Mul => {
+            all && const_ok && acts.iter().all(|t| t.shape.len() == out.len())
+        }
         _ => all,
     }
 }
@@ -667,7 +718,7 @@ impl GraphBuilder {
                     return Err(err(name, op, "A and B are both constants: fold them first"));
                 }
             }
-            Op::MatMul | Op::Add | Op::Sub => {
+            Op::MatMul | Op::Add | Op::Sub | Op::Mul => {
                 if inputs
                     .iter()
                     .all(|&t| self.g.tensors[t].constant().is_some())

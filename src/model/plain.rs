@@ -2,7 +2,7 @@
 //! checked against. Exact functions where the MPC side approximates (erf GeLU, exp,
 //! 1/√v). Depends on model::graph and ring.
 
-use super::graph::{infer, Graph, Op, Producer};
+use super::graph::{infer, pool_valid_counts, Graph, Op, Producer};
 use crate::error::{Error, Result};
 use crate::ring::shape;
 use crate::ring::PlainTensor;
@@ -171,10 +171,12 @@ pub fn eval(op: &Op, ins: &[&PlainTensor]) -> Result<PlainTensor> {
         Op::MatMul => matmul_nd(x, ins[1]),
         Op::Add => zip_broadcast(x, ins[1], |a, b| a + b)?,
         Op::Sub => zip_broadcast(x, ins[1], |a, b| a - b)?,
+        Op::Mul => zip_broadcast(x, ins[1], |a, b| a * b)?,
+        Op::Sigmoid => x.map(|v| 1.0 / (1.0 + (-v).exp())),
         Op::MulConst(c) => x.map(|v| v * c),
         Op::DivConst(c) => x.map(|v| v / c),
         Op::Relu => x.relu(),
-        Op::Gelu => x.map(gelu),
+        Op::Gelu | Op::GeluErf => x.map(gelu),
         Op::Identity => x.clone(),
         Op::MaxPool {
             kernel,
@@ -186,6 +188,22 @@ pub fn eval(op: &Op, ins: &[&PlainTensor]) -> Result<PlainTensor> {
             stride,
             padding,
         } => x.avgpool2d(*kernel, *stride, *padding),
+        Op::AvgPoolValid {
+            kernel,
+            stride,
+            padding,
+        } => {
+            // The pool counting pads, rescaled by k² / (positions inside the input).
+            let (k, s) = (*kernel, x.shape());
+            let counts = pool_valid_counts(s[2], s[3], k, *stride, *padding);
+            let mut y = x.avgpool2d(k, *stride, *padding);
+            let plane = counts.len();
+            y.data_mut()
+                .iter_mut()
+                .enumerate()
+                .for_each(|(i, v)| *v *= (k * k) as f64 / counts[i % plane]);
+            y
+        }
         Op::GlobalAvgPool => {
             let s = x.shape();
             let hw = s[2] * s[3];

@@ -1,0 +1,242 @@
+//! `mpc-pipe infer`: private inference of a user's ONNX model on a user's .npy input, all
+//! parties in this process. The model owner (party 0) holds the weights, the data owner
+//! (the last party, or `--data-owner`) the input; the output is revealed to the data owner
+//! only and written as .npy in the input's dtype. Prints each party's online time, bytes,
+//! messages and rounds, and the max abs difference from the engine's f64 evaluation of the
+//! same graph (and from `--reference`): a diagnostic this in-process simulation can afford,
+//! since every party runs here; in a real deployment no party holds both model and input.
+//! Everything that can be checked is checked before the parties start; nothing is written
+//! unless the run succeeds.
+//! Depends on onnx, model, sched, runtime, offline.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::args::{JobArgs, LinkArgs};
+
+use crate::error::{Error, Result};
+use crate::model::{plain, Graph, Weights};
+use crate::onnx::{self, npy};
+use crate::proto::Ctx;
+use crate::ring::PlainTensor;
+use crate::runtime::local::{fresh_session, record_plan, run_online_traced, SessionConfig};
+use crate::sched::{self, Schedule, Scheme};
+
+#[derive(Args, Debug, Clone)]
+pub struct InferArgs {
+    /// The model: an .onnx file (opset 13 to 21; see README for the supported ops).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The data owner's input: a float32 or float64 .npy of the model's input shape.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Where the data owner writes the output (.npy, in the input's dtype).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// An expected output (.npy, e.g. onnxruntime's) to print the difference from.
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
+    /// The party holding the input and receiving the output (default: the last party).
+    #[arg(long)]
+    pub data_owner: Option<usize>,
+    /// The input's shape, comma-separated (e.g. 1,3,32,32), for a model whose input has
+    /// dynamic dims.
+    #[arg(long, value_delimiter = ',')]
+    pub input_shape: Option<Vec<usize>>,
+    /// Number of computing parties, 2..=8.
+    #[arg(long, default_value_t = 2)]
+    pub parties: usize,
+    /// Who knows the weights: private (secret-shared by party 0) or public.
+    #[arg(long, default_value = "private")]
+    pub weights: String,
+    /// Pipeline scheme: serial, or inter-linear, inner-layer, inter-batch joined by '+', or all.
+    #[arg(long, default_value = "serial")]
+    pub scheme: String,
+    /// Chunks per layer for inner-layer (k).
+    #[arg(long, default_value_t = 2)]
+    pub chunks: usize,
+    /// Micro-batches in flight for inter-batch (m).
+    #[arg(long, default_value_t = 2)]
+    pub batches_in_flight: usize,
+    /// Where pipeline lanes run: threads or coroutines.
+    #[arg(long, default_value = "threads")]
+    pub lanes: String,
+    /// Fractional bits of the fixed-point encoding.
+    #[arg(long, default_value_t = 16)]
+    pub frac_bits: u32,
+    /// Truncation after products: local (2 parties only) or dealer.
+    #[arg(long)]
+    pub trunc: Option<String>,
+    /// Derive the dealer's and pairwise seeds from this value (reproducible experiments
+    /// only: it makes every mask predictable).
+    #[arg(long)]
+    pub dealer_seed: Option<u64>,
+    /// Seconds a party waits for a peer before failing.
+    #[arg(long, default_value_t = 120.0, allow_negative_numbers = true)]
+    pub timeout_s: f64,
+    #[command(flatten)]
+    pub link: LinkArgs,
+}
+
+impl InferArgs {
+    /// The session and schedule, every option checked (configuration errors, exit 2).
+    fn session(&self) -> Result<(SessionConfig, Schedule, Weights)> {
+        if self.chunks == 0 || self.batches_in_flight == 0 {
+            return Err(Error::Config(
+                "--chunks and --batches-in-flight must be at least 1".into(),
+            ));
+        }
+        let schedule = Schedule {
+            scheme: self.scheme.parse::<Scheme>()?,
+            chunks: self.chunks,
+            batches_in_flight: self.batches_in_flight,
+            lanes: self.lanes.parse()?,
+        };
+        // The fixed-point options are the job options `run` has; reuse their checks.
+        let job = JobArgs {
+            frac_bits: self.frac_bits,
+            trunc: self.trunc.clone(),
+            ..JobArgs::default()
+        };
+        let cfg = SessionConfig {
+            parties: self.parties,
+            fixed: job.fixed(self.parties)?,
+            timeout: crate::error::seconds_option("--timeout-s", self.timeout_s, false)?,
+            dealer_seed: self.dealer_seed,
+        };
+        cfg.check()?;
+        Ok((cfg, schedule, self.weights.parse()?))
+    }
+}
+
+/// Largest magnitude of an input or constant: 2^(62 - 2f) (2^30 at f = 16). A product's
+/// intermediate |a·b|·2^(2f) must fit the signed ring (below 2^63), which a value this
+/// large still does when multiplied by a weight of magnitude up to 2.
+fn fixed_point_limit(frac_bits: u32) -> f64 {
+    2f64.powi(62 - 2 * frac_bits as i32)
+}
+
+fn check_range(t: &PlainTensor, limit: f64, what: &str) -> Result<()> {
+    match t.data().iter().map(|v| v.abs()).fold(0.0, f64::max) {
+        m if m < limit => Ok(()),
+        m => Err(Error::Config(format!(
+            "{what} holds a value of magnitude {m:.3e}, beyond the fixed-point range (below {limit:.3e} at these --frac-bits)"
+        ))),
+    }
+}
+
+/// Load and check everything the run needs: graph, input, reference.
+fn prepare(
+    a: &InferArgs,
+    cfg: &SessionConfig,
+) -> Result<(Graph, PlainTensor, npy::Dtype, Option<PlainTensor>)> {
+    let graph = onnx::load(&a.model, a.input_shape.as_deref())?;
+    let (x, dtype) = npy::read(&a.input, "--input")?;
+    if x.shape() != graph.input_shape() {
+        return Err(Error::Config(format!(
+            "--input {} has shape {:?}, but model {} takes {:?}",
+            a.input.display(),
+            x.shape(),
+            a.model.display(),
+            graph.input_shape()
+        )));
+    }
+    let limit = fixed_point_limit(cfg.fixed.frac_bits);
+    check_range(&x, limit, &format!("--input {}", a.input.display()))?;
+    for t in &graph.tensors {
+        if let Some(c) = t.constant() {
+            check_range(c, limit, &format!("model constant '{}'", t.name))?;
+        }
+    }
+    let reference = match &a.reference {
+        None => None,
+        Some(p) => {
+            let (r, _) = npy::read(p, "--reference")?;
+            if r.shape() != graph.output_shape() {
+                return Err(Error::Config(format!(
+                    "--reference {} has shape {:?}, but the model's output is {:?}",
+                    p.display(),
+                    r.shape(),
+                    graph.output_shape()
+                )));
+            }
+            Some(r)
+        }
+    };
+    Ok((graph, x, dtype, reference))
+}
+
+pub fn run(a: &InferArgs) -> Result<()> {
+    let (cfg, schedule, weights) = a.session()?;
+    let owner = a.data_owner.unwrap_or(cfg.parties - 1);
+    if owner >= cfg.parties {
+        return Err(Error::Config(format!(
+            "--data-owner {owner} is not one of the {} parties (0..={})",
+            cfg.parties,
+            cfg.parties - 1
+        )));
+    }
+    let link = a.link.profile()?;
+    let (graph, x, dtype, reference) = prepare(a, &cfg)?;
+    let plain_y = plain::forward(&graph, &x)?;
+    let shape = graph.input_shape().to_vec();
+    // The parties encode the model and input rounded to the grid (see onnx::round_to_grid);
+    // the f64 reference above is of the model as given.
+    let graph = onnx::round_to_grid(&graph, cfg.fixed.frac_bits);
+    let x = onnx::round_tensor(&x, cfg.fixed.frac_bits);
+    let program = |ctx: &Ctx| -> Result<Option<PlainTensor>> {
+        // Only the data owner reads its input; the others know its shape.
+        let mine = (ctx.party() == owner).then_some(&x);
+        let xs = ctx.share_plain(owner, mine, &shape)?;
+        let y = sched::forward(ctx, &graph, &xs, weights, &schedule)?;
+        Ok(ctx
+            .reveal_to(owner, &y)?
+            .map(|r| ctx.fixed().decode_tensor(&r)))
+    };
+    let material = crate::offline::deal_seeded(
+        &record_plan(&cfg, &program)?,
+        cfg.parties,
+        fresh_session(),
+        cfg.dealer_seed,
+    );
+    let outs = run_online_traced(&cfg, &link, material, &program, None)?;
+    let y = outs[owner]
+        .value
+        .as_ref()
+        .ok_or_else(|| Error::Protocol("the data owner received no output".into()))?;
+    println!(
+        "model {}  input {:?}  output {:?}  parties {}  data owner {owner}  weights {weights:?}  scheme {} (k {}, m {})  network {}  frac_bits {}  trunc {}",
+        a.model.display(),
+        graph.input_shape(),
+        graph.output_shape(),
+        cfg.parties,
+        schedule.scheme,
+        schedule.chunks,
+        schedule.batches_in_flight,
+        link.name,
+        cfg.fixed.frac_bits,
+        cfg.fixed.trunc_for(cfg.parties)?,
+    );
+    for (i, o) in outs.iter().enumerate() {
+        println!(
+            "party {i}: online_s {:.4}  bytes_sent {}  bytes_recv {}  messages {}  rounds {}",
+            o.online_s,
+            o.stats.bytes_sent(),
+            o.stats.bytes_recv(),
+            o.stats.msgs_sent(),
+            o.stats.rounds,
+        );
+    }
+    println!("max_abs_diff_plaintext: {:.6e}", y.max_abs_diff(&plain_y));
+    if let Some(r) = &reference {
+        println!("max_abs_diff_reference: {:.6e}", y.max_abs_diff(r));
+        println!(
+            "max_abs_diff_plaintext_reference: {:.6e}",
+            plain_y.max_abs_diff(r)
+        );
+    }
+    npy::write(&a.output, y, dtype)?;
+    println!("output written to {}", a.output.display());
+    Ok(())
+}
