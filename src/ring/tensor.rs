@@ -287,30 +287,8 @@ impl RingTensor {
 
     /// Permute axes: output axis i is input axis `perm[i]`.
     pub fn permute(&self, perm: &[usize]) -> Self {
-        let nd = self.shape.len();
-        assert_eq!(perm.len(), nd);
-        let shape: Vec<usize> = perm.iter().map(|&p| self.shape[p]).collect();
-        let mut in_strides = vec![1usize; nd];
-        for i in (0..nd.saturating_sub(1)).rev() {
-            in_strides[i] = in_strides[i + 1] * self.shape[i + 1];
-        }
-        let strides: Vec<usize> = perm.iter().map(|&p| in_strides[p]).collect();
-        let n = self.data.len();
-        let mut data = Vec::with_capacity(n);
-        let mut idx = vec![0usize; nd];
-        let mut off = 0usize;
-        for _ in 0..n {
-            data.push(self.data[off]);
-            for d in (0..nd).rev() {
-                idx[d] += 1;
-                off += strides[d];
-                if idx[d] < shape[d] {
-                    break;
-                }
-                off -= strides[d] * shape[d];
-                idx[d] = 0;
-            }
-        }
+        assert_eq!(perm.len(), self.shape.len());
+        let (shape, data) = super::shape::permute(&self.data, &self.shape, perm);
         RingTensor { shape, data }
     }
 
