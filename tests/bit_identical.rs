@@ -135,3 +135,34 @@ fn every_schedule_records_the_serial_plan() {
         }
     }
 }
+
+/// The schemes of one job description share one recorded plan (the cache `bench` uses),
+/// and it is the plan a fresh dry run records.
+#[test]
+fn schemes_of_one_job_share_one_cached_plan() {
+    use mpc_pipe::runtime::job::{build, cached_plan, JobSpec};
+    use mpc_pipe::runtime::record_plan;
+    let cfg = SessionConfig::new(2);
+    let mut plans = Vec::new();
+    for scheme in SCHEMES {
+        let mut spec = JobSpec::new("lenet", 2, 3);
+        spec.schedule.scheme = scheme.parse::<Scheme>().unwrap();
+        let job = build(&spec).unwrap();
+        let plan = cached_plan(&job, &cfg).unwrap();
+        assert_eq!(
+            plan.hash(),
+            record_plan(&cfg, &*job.program).unwrap().hash()
+        );
+        plans.push(plan);
+    }
+    assert!(
+        plans.iter().all(|p| std::sync::Arc::ptr_eq(p, &plans[0])),
+        "one dry run"
+    );
+    // Another batch is another job: its own plan.
+    let other = build(&JobSpec::new("lenet", 2, 4)).unwrap();
+    assert!(!std::sync::Arc::ptr_eq(
+        &cached_plan(&other, &cfg).unwrap(),
+        &plans[0]
+    ));
+}

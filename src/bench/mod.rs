@@ -55,7 +55,7 @@ use crate::runtime::job::{self, JobSpec};
 use crate::runtime::local::{
     fresh_session, material_mode, run_online_traced, run_online_with_link, MaterialMode,
 };
-use crate::runtime::{record_plan, SessionConfig};
+use crate::runtime::SessionConfig;
 use crate::sched::{Lanes, Scheme};
 use crate::transport::emulator::LinkProfile;
 
@@ -134,7 +134,7 @@ pub struct Runner {
     spec: JobSpec,
     job: job::Job,
     cfg: SessionConfig,
-    plan: crate::offline::Plan,
+    plan: std::sync::Arc<crate::offline::Plan>,
 }
 
 impl Runner {
@@ -146,7 +146,8 @@ impl Runner {
             timeout,
             dealer_seed: None,
         };
-        let plan = record_plan(&cfg, &*job.plan_program)?;
+        // One dry run per configuration: every scheme of it records the same plan.
+        let plan = job::cached_plan(&job, &cfg)?;
         Ok(Runner {
             spec: spec.clone(),
             job,

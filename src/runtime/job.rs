@@ -125,3 +125,32 @@ fn selftest(spec: &JobSpec) -> Job {
         weight_mask_words: 0,
     }
 }
+
+/// Plans recorded in this process, by job description (schedule left out: every schedule
+/// needs the serial plan) and fixed-point settings.
+static PLANS: std::sync::Mutex<Vec<(String, std::sync::Arc<crate::offline::Plan>)>> =
+    std::sync::Mutex::new(Vec::new());
+/// Plans kept at most: a bench matrix visits its configurations one after another.
+const PLANS_KEPT: usize = 16;
+
+/// The plan of `job` under `cfg`, recorded once per job description in this process: the
+/// schemes and repetitions of one configuration (bench) share one dry run.
+pub fn cached_plan(
+    job: &Job,
+    cfg: &crate::runtime::SessionConfig,
+) -> Result<std::sync::Arc<crate::offline::Plan>> {
+    let mut spec = job.spec.clone();
+    spec.schedule = Schedule::serial();
+    let key = serde_json::to_string(&(spec, cfg.fixed, cfg.parties))
+        .map_err(|e| Error::Protocol(format!("job description: {e}")))?;
+    if let Some((_, p)) = PLANS.lock().unwrap().iter().find(|(k, _)| *k == key) {
+        return Ok(p.clone());
+    }
+    let plan = std::sync::Arc::new(crate::runtime::record_plan(cfg, &*job.plan_program)?);
+    let mut plans = PLANS.lock().unwrap();
+    if plans.len() >= PLANS_KEPT {
+        plans.remove(0);
+    }
+    plans.push((key, plan.clone()));
+    Ok(plan)
+}
