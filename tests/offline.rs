@@ -422,3 +422,55 @@ fn dealt_material_reconstructs_to_its_relations() {
         }
     }
 }
+
+/// Files are written owner-only to a fresh name and renamed into place: an existing 0644
+/// file ends up 0600, a symlink at the path is replaced and its target left untouched, and
+/// nothing else is left in the folder. A directory or FIFO where a file should be is
+/// refused at once with an error naming it (a FIFO used to hang the reader).
+#[cfg(unix)]
+#[test]
+fn files_are_private_never_written_through_links_and_only_regular_files_load() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("perm");
+    let cfg = SessionConfig::new(2);
+    let job = build(&JobSpec::new("selftest", 2, 1)).unwrap();
+    let plan = record_plan(&cfg, &*job.program).unwrap();
+    let ms = deal(&plan, 2, 77);
+    // An existing world-readable file.
+    let p0 = file::party_file(&dir, 0);
+    std::fs::write(&p0, b"old").unwrap();
+    std::fs::set_permissions(&p0, std::fs::Permissions::from_mode(0o644)).unwrap();
+    file::save(&ms[0], &p0).unwrap();
+    let mode = std::fs::metadata(&p0).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "mode {mode:o}");
+    assert!(load_as(&p0, 77, 0, 2, plan.hash()).is_ok());
+    // A symlink at the path: replaced, its target untouched.
+    let target = dir.join("victim");
+    std::fs::write(&target, b"keep me").unwrap();
+    let p1 = file::party_file(&dir, 1);
+    let _ = std::fs::remove_file(&p1);
+    std::os::unix::fs::symlink(&target, &p1).unwrap();
+    file::save(&ms[1], &p1).unwrap();
+    assert_eq!(std::fs::read(&target).unwrap(), b"keep me");
+    assert!(!std::fs::symlink_metadata(&p1)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(load_as(&p1, 77, 1, 2, plan.hash()).is_ok());
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+    // A directory and a FIFO in place of a file.
+    let sub = dir.join("a-directory");
+    std::fs::create_dir_all(&sub).unwrap();
+    expect_material_err(load_as(&sub, 77, 0, 2, plan.hash()), "a-directory");
+    let fifo = dir.join("a-fifo");
+    let _ = std::fs::remove_file(&fifo);
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates the node.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    expect_material_err(load_as(&fifo, 77, 0, 2, plan.hash()), "a-fifo");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -101,16 +101,52 @@ pub fn save(m: &PartyMaterial, path: &Path) -> Result<()> {
     } else {
         0
     };
+    // A fresh temporary name beside `path`, created exclusively, owner-only and without
+    // following links, then renamed over `path`: an existing file keeps neither its mode
+    // (a 0644 file would otherwise stay 0644) nor, if `path` is a symlink, its target (the
+    // rename replaces the link, never writes through it), and a crash leaves no half file.
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let base = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(
+        ".{base}.{}.{:016x}.tmp",
+        std::process::id(),
+        u64::from_le_bytes(crate::prg::fresh_seed()[..8].try_into().unwrap())
+    ));
     let mut opts = OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
+    opts.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
+        opts.mode(0o600).custom_flags(libc::O_NOFOLLOW);
     }
     let file = opts
-        .open(path)
-        .map_err(|e| Error::Config(format!("cannot create {}: {e}", path.display())))?;
+        .open(&tmp)
+        .map_err(|e| Error::Config(format!("cannot create {}: {e}", tmp.display())))?;
+    let written = write_body(m, file, &plan_bytes, corr_words).and_then(|f| {
+        f.sync_all()?;
+        std::fs::rename(&tmp, path).map_err(|e| {
+            Error::Config(format!(
+                "cannot move {} to {}: {e}",
+                tmp.display(),
+                path.display()
+            ))
+        })
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// The file's contents after its header fields: written through a hashing writer; the
+/// digest last. Returns the file for the caller to sync.
+fn write_body(m: &PartyMaterial, file: File, plan_bytes: &[u8], corr_words: usize) -> Result<File> {
     let mut w = HashingWriter {
         inner: BufWriter::with_capacity(1 << 20, file),
         hash: Sha256::new(),
@@ -126,7 +162,7 @@ pub fn save(m: &PartyMaterial, path: &Path) -> Result<()> {
     w.put(&(m.plan.entries.len() as u64).to_le_bytes())?;
     w.put(&((plan_bytes.len() / 8) as u64).to_le_bytes())?;
     w.put(&(corr_words as u64).to_le_bytes())?;
-    w.put(&plan_bytes)?;
+    w.put(plan_bytes)?;
     if m.party == 0 {
         for (key, req) in &m.plan.entries {
             let c = m.corrections.get(key).ok_or_else(|| {
@@ -141,8 +177,9 @@ pub fn save(m: &PartyMaterial, path: &Path) -> Result<()> {
     }
     let digest = w.hash.finalize();
     w.inner.write_all(&digest)?;
-    w.inner.flush()?;
-    Ok(())
+    w.inner
+        .into_inner()
+        .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))
 }
 
 fn u32_at(b: &[u8], off: usize) -> u32 {
@@ -158,6 +195,14 @@ fn hex(h: &[u8]) -> String {
 /// Read and check a party's material file.
 pub fn load(path: &Path, expect: &Expect) -> Result<PartyMaterial> {
     let name = path.display();
+    // Checked before opening: opening a FIFO would block until a writer comes.
+    let meta =
+        std::fs::metadata(path).map_err(|e| Error::Material(format!("cannot open {name}: {e}")))?;
+    if !meta.is_file() {
+        return Err(Error::Material(format!(
+            "{name} is not a regular file (a directory, FIFO or device): not material"
+        )));
+    }
     let file = File::open(path).map_err(|e| Error::Material(format!("cannot open {name}: {e}")))?;
     let file_len = file.metadata()?.len();
     let mut r = BufReader::with_capacity(1 << 20, file);
