@@ -81,20 +81,36 @@ impl Default for JobArgs {
     }
 }
 
+/// `--scheme`, `--chunks`, `--batches-in-flight` and `--lanes` as a schedule, checked
+/// (`run`, `offline`, `party` and `infer` share them).
+pub fn schedule_of(
+    scheme: &str,
+    chunks: usize,
+    batches_in_flight: usize,
+    lanes: &str,
+) -> Result<Schedule> {
+    if chunks == 0 || batches_in_flight == 0 {
+        return Err(Error::Config(
+            "--chunks and --batches-in-flight must be at least 1".into(),
+        ));
+    }
+    Ok(Schedule {
+        scheme: scheme.parse::<Scheme>()?,
+        chunks,
+        batches_in_flight,
+        lanes: lanes.parse()?,
+    })
+}
+
 impl JobArgs {
     /// The job for `parties` parties, with every option checked.
     pub fn spec(&self, parties: usize) -> Result<JobSpec> {
-        if self.chunks == 0 || self.batches_in_flight == 0 {
-            return Err(Error::Config(
-                "--chunks and --batches-in-flight must be at least 1".into(),
-            ));
-        }
-        let schedule = Schedule {
-            scheme: self.scheme.parse::<Scheme>()?,
-            chunks: self.chunks,
-            batches_in_flight: self.batches_in_flight,
-            lanes: self.lanes.parse()?,
-        };
+        let schedule = schedule_of(
+            &self.scheme,
+            self.chunks,
+            self.batches_in_flight,
+            &self.lanes,
+        )?;
         let spec = JobSpec {
             model: self.model.clone(),
             parties,

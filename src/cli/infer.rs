@@ -21,7 +21,7 @@ use crate::onnx::{self, npy};
 use crate::proto::Ctx;
 use crate::ring::PlainTensor;
 use crate::runtime::local::{fresh_session, record_plan, run_online_traced, SessionConfig};
-use crate::sched::{self, Schedule, Scheme};
+use crate::sched::{self, Schedule};
 
 #[derive(Args, Debug, Clone)]
 pub struct InferArgs {
@@ -82,17 +82,12 @@ pub struct InferArgs {
 impl InferArgs {
     /// The session and schedule, every option checked (configuration errors, exit 2).
     fn session(&self) -> Result<(SessionConfig, Schedule, Weights)> {
-        if self.chunks == 0 || self.batches_in_flight == 0 {
-            return Err(Error::Config(
-                "--chunks and --batches-in-flight must be at least 1".into(),
-            ));
-        }
-        let schedule = Schedule {
-            scheme: self.scheme.parse::<Scheme>()?,
-            chunks: self.chunks,
-            batches_in_flight: self.batches_in_flight,
-            lanes: self.lanes.parse()?,
-        };
+        let schedule = super::args::schedule_of(
+            &self.scheme,
+            self.chunks,
+            self.batches_in_flight,
+            &self.lanes,
+        )?;
         // The fixed-point options are the job options `run` has; reuse their checks.
         let job = JobArgs {
             frac_bits: self.frac_bits,

@@ -584,10 +584,9 @@ fn keeps_batch(op: &Op, ins: &[&Tensor], out: &[usize]) -> bool {
         .all(|t| t.shape.len() < out.len() || t.shape.first() == Some(&1));
     match op {
         Op::Flatten { axis } => all && *axis >= 1,
-        Op::Reshape { shape } => {
-            all && (shape.first() == Some(&0) || out.first() == x.shape.first())
-                && out.first() == x.shape.first()
-        }
+        // The batch stays on axis 0 when the target keeps its size (0 or the literal size;
+        // interpreters run micro-batches with 0 there, `mpc::reshape_target`).
+        Op::Reshape { .. } => all && out.first() == x.shape.first(),
         Op::Transpose { perm } => all && perm.first() == Some(&0),
         Op::Concat { axis } | Op::Slice { axis, .. } | Op::Softmax { axis } => all && *axis != 0,
         Op::Gemm { trans_a, .. } => all && !trans_a && ins[0].constant().is_none(),

@@ -38,7 +38,7 @@ pub trait Exec: Sync {
     /// `f` on `xs` (each split alike), whole or in parts along one of `axes` (axes along
     /// which the node is separable and a part is contiguous), each part on
     /// `ctx.narrow(..)`; the parts' outputs concatenated along that axis. Must leave `ctx`
-    /// at the operation index its first part reached (`Ctx::resume_after`).
+    /// at the operation index its parts reached (`Ctx::set_op_index`).
     fn split(&self, ctx: &Ctx, xs: &[Share], axes: &[usize], f: &PieceFn) -> Result<Share>;
     /// `layer` on x, truncated, without bias.
     fn linear(&self, ctx: &Ctx, layer: &LinearLayer, x: &Share) -> Result<Share>;

@@ -271,12 +271,6 @@ impl<'a> Ctx<'a> {
         self
     }
 
-    /// Advance the operation sequence to where a narrowed context `part` ended, so that
-    /// the node continues after its parts with the keys serial would use.
-    pub fn resume_after(&self, part: &Ctx) {
-        self.next_op.set(self.next_op.get().max(part.next_op.get()));
-    }
-
     /// The operation index this context will use next.
     pub fn op_index(&self) -> u64 {
         self.next_op.get()

@@ -75,7 +75,7 @@ pub fn build(spec: &JobSpec) -> Result<Job> {
     let input = zoo::Synth::new(spec.seed ^ 0x1234_5678).tensor(&shape, 0.0, 1.0);
     let reference = plain::forward(&model, &input)?;
     let weight_mask_words = match spec.weights {
-        Weights::Private => sched::weight_mask_words(&model),
+        Weights::Private => model.linear_weight_words(),
         Weights::Public => 0,
     };
     let weights = spec.weights;

@@ -214,12 +214,6 @@ impl mpc::Exec for Exec<'_> {
     }
 }
 
-/// Words of the weight masks F = W - B that private-weight inference of `graph` opens:
-/// one per weight of every linear layer (each party sends its share once to every peer).
-pub fn weight_mask_words(graph: &Graph) -> usize {
-    graph.linear_weight_words()
-}
-
 /// Inference of `graph` on the secret input `x` under `schedule`. Every schedule runs the
 /// same traversal and protocol calls; with the same material and seeds the output shares
 /// are bit-identical across schedules.
