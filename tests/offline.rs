@@ -381,6 +381,11 @@ fn dealt_material_reconstructs_to_its_relations() {
         Request::Square { len: 40_000 },
         Request::And { len: 5, rep: 3 },
         Request::And { len: 9_000, rep: 8 },
+        // A chunk boundary (32 Ki words) inside an element's words.
+        Request::And {
+            len: 12_000,
+            rep: 3,
+        },
         Request::Bit { len: 33_000 },
         Request::Trunc {
             len: 35_000,

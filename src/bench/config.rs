@@ -131,6 +131,11 @@ pub struct BenchConfig {
     /// overrides it.
     #[serde(default)]
     pub trace_dir: Option<String>,
+    /// Batch sizes of particular models, in place of `batches` for them (a workload whose
+    /// batch is part of its definition, e.g. `batch_of = { W1 = 256, W4 = 32 }` in
+    /// peers.toml). Every model named must be in `models`.
+    #[serde(default)]
+    pub batch_of: std::collections::BTreeMap<String, usize>,
 }
 
 impl BenchConfig {
@@ -171,6 +176,17 @@ impl BenchConfig {
         {
             return Err("every matrix axis (models, networks, schemes, batches, parties, weights) needs at least one value".into());
         }
+        if let Some((m, b)) = c
+            .batch_of
+            .iter()
+            .find(|(m, &b)| b == 0 || !c.models.contains(m))
+        {
+            return Err(if *b == 0 {
+                format!("batch_of: {m} = 0, a batch must be at least 1")
+            } else {
+                format!("batch_of names '{m}', which is not in models")
+            });
+        }
         if let Some(t) = c.trunc()? {
             if let Some(&n) = c.parties.iter().find(|&&n| t.check(n).is_err()) {
                 return Err(format!(
@@ -202,7 +218,8 @@ impl BenchConfig {
                     (Err(_), Some(f)) => LinkProfile::load(Path::new(f), net)?,
                     (Err(e), None) => return Err(e),
                 };
-                for &batch in &self.batches {
+                let own = self.batch_of.get(model).map(std::slice::from_ref);
+                for &batch in own.unwrap_or(&self.batches) {
                     for &parties in &self.parties {
                         for w in &self.weights {
                             let trunc = self

@@ -69,6 +69,18 @@ pub struct Row {
     /// Empty in rows from before this column.
     #[serde(default)]
     pub messages: Option<u64>,
+    /// Whole-job phases per inference, seconds (medians over repetitions; README):
+    /// the dry run that records the plan (once per configuration, shared by its schemes),
+    /// the dealer, each party's material expansion, and e2e_s = plan + deal + expand +
+    /// online latency. Empty in rows from before these columns.
+    #[serde(default)]
+    pub plan_s: Option<f64>,
+    #[serde(default)]
+    pub deal_s: Option<f64>,
+    #[serde(default)]
+    pub expand_s: Option<f64>,
+    #[serde(default)]
+    pub e2e_s: Option<f64>,
 }
 
 /// The identity of a row, for resuming.

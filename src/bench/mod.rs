@@ -88,6 +88,11 @@ pub struct Measured {
     pub max_abs_err: f64,
     /// Lazy if any repetition drew its material on demand (inside the online times).
     pub material: MaterialMode,
+    /// The plan's dry run for this configuration (recorded once, see `Runner`), seconds.
+    pub plan_s: f64,
+    /// Per repetition: the dealer's and the material expansion's wall time, seconds.
+    pub deal_s: Vec<f64>,
+    pub expand_s: Vec<f64>,
 }
 
 /// One point of the matrix, without the scheme.
@@ -134,6 +139,8 @@ pub struct Runner {
     job: job::Job,
     cfg: SessionConfig,
     plan: std::sync::Arc<crate::offline::Plan>,
+    /// Seconds the dry run took when this configuration's plan was recorded.
+    plan_s: f64,
 }
 
 impl Runner {
@@ -146,19 +153,22 @@ impl Runner {
             dealer_seed: None,
         };
         // One dry run per configuration: every scheme of it records the same plan.
-        let plan = job::cached_plan(&job, &cfg)?;
+        let (plan, plan_s) = job::cached_plan_timed(&job, &cfg)?;
         Ok(Runner {
             spec: spec.clone(),
             job,
             cfg,
             plan,
+            plan_s,
         })
     }
 
     /// One repetition on `link`: fresh material from the dealer (offline, untimed), then
     /// the timed online phase, added to `into` (None: a warm-up).
     pub fn rep(&self, link: &LinkProfile, into: Option<&mut Measured>) -> Result<()> {
+        let t_deal = std::time::Instant::now();
         let material = crate::runtime::deal_in_process(&self.plan, &self.cfg, fresh_session());
+        let deal_s = t_deal.elapsed().as_secs_f64();
         let mode = material_mode(&material);
         let cpu0 = process_cpu_s();
         let outs = run_online_with_link(&self.cfg, link, material, &*self.job.program)?;
@@ -169,6 +179,10 @@ impl Runner {
         }
         let lat = outs.iter().map(|o| o.online_s).fold(0.0, f64::max);
         m.latencies_s.push(lat);
+        m.plan_s = self.plan_s;
+        m.deal_s.push(deal_s);
+        m.expand_s
+            .push(outs.iter().map(|o| o.offline.expand_s).fold(0.0, f64::max));
         m.online_s += lat;
         m.cpu_s += cpu / self.spec.parties as f64;
         m.wait_s += outs
@@ -230,6 +244,9 @@ impl Measured {
             messages: 0,
             max_abs_err: 0.0,
             material: MaterialMode::Eager,
+            plan_s: 0.0,
+            deal_s: Vec::new(),
+            expand_s: Vec::new(),
         }
     }
     /// Whether `reps` asks for another repetition.

@@ -157,6 +157,16 @@ pub fn run(a: &RunArgs) -> Result<()> {
             None => crate::runtime::deal_in_process(&plan, &cfg, fresh_session()),
         };
         let deal_s = t.elapsed().as_secs_f64();
+        if a.material.is_none() {
+            // The dealer's unavoidable work, to set deal_s against the PRG and GEMM rates
+            // `mpc-pipe kernels --prg` measures.
+            let w = plan.dealer_work(cfg.parties);
+            println!(
+                "dealer_work: keystream_gb {:.3}  gmac {:.3}",
+                8.0 * w.prg_words as f64 / 1e9,
+                w.macs as f64 / 1e9
+            );
+        }
         drop(plan);
         let recorder = a.trace.as_ref().map(|_| Recorder::new());
         let mut outs = run_online_traced(&cfg, &link, material, &*job.program, recorder.as_ref())?;
@@ -203,11 +213,20 @@ pub fn print_phases<T>(outs: &mut [PartyOutcome<T>], e2e_s: f64) {
     );
 }
 
+/// The first values of a row (a workload such as W2 has rows of 2^20 values, and formatting
+/// them all took longer than the job).
 fn fmt_row(v: &[f64]) -> String {
-    v.iter()
+    const SHOWN: usize = 10;
+    let mut s = v
+        .iter()
+        .take(SHOWN)
         .map(|x| format!("{x:>9.4}"))
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    if v.len() > SHOWN {
+        s.push_str(&format!(" ... ({} values)", v.len()));
+    }
+    s
 }
 
 /// Print the run's outputs, error and per-party counters.

@@ -128,7 +128,8 @@ fn selftest(spec: &JobSpec) -> Job {
 
 /// Plans recorded in this process, by job description (schedule left out: every schedule
 /// needs the serial plan) and fixed-point settings.
-static PLANS: std::sync::Mutex<Vec<(String, std::sync::Arc<crate::offline::Plan>)>> =
+#[allow(clippy::type_complexity)]
+static PLANS: std::sync::Mutex<Vec<(String, std::sync::Arc<crate::offline::Plan>, f64)>> =
     std::sync::Mutex::new(Vec::new());
 /// Plans kept at most: a bench matrix visits its configurations one after another.
 const PLANS_KEPT: usize = 16;
@@ -139,18 +140,28 @@ pub fn cached_plan(
     job: &Job,
     cfg: &crate::runtime::SessionConfig,
 ) -> Result<std::sync::Arc<crate::offline::Plan>> {
+    Ok(cached_plan_timed(job, cfg)?.0)
+}
+
+/// As `cached_plan`, with the seconds its dry run took when it was recorded.
+pub fn cached_plan_timed(
+    job: &Job,
+    cfg: &crate::runtime::SessionConfig,
+) -> Result<(std::sync::Arc<crate::offline::Plan>, f64)> {
     let mut spec = job.spec.clone();
     spec.schedule = Schedule::serial();
     let key = serde_json::to_string(&(spec, cfg.fixed, cfg.parties))
         .map_err(|e| Error::Protocol(format!("job description: {e}")))?;
-    if let Some((_, p)) = PLANS.lock().unwrap().iter().find(|(k, _)| *k == key) {
-        return Ok(p.clone());
+    if let Some((_, p, s)) = PLANS.lock().unwrap().iter().find(|(k, _, _)| *k == key) {
+        return Ok((p.clone(), *s));
     }
+    let t = std::time::Instant::now();
     let plan = std::sync::Arc::new(crate::runtime::record_plan(cfg, &*job.plan_program)?);
+    let secs = t.elapsed().as_secs_f64();
     let mut plans = PLANS.lock().unwrap();
     if plans.len() >= PLANS_KEPT {
         plans.remove(0);
     }
-    plans.push((key, plan.clone()));
-    Ok(plan)
+    plans.push((key, plan.clone(), secs));
+    Ok((plan, secs))
 }

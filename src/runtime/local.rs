@@ -164,7 +164,7 @@ pub fn record_plan<T>(
     let rec = RecordingSource::new();
     let seeds = PairSeeds::dry();
     {
-        let ctx = Ctx::new(&comm, &rec, &seeds, cfg.fixed);
+        let ctx = Ctx::for_plan(&comm, &rec, &seeds, cfg.fixed);
         program(&ctx)?;
     }
     rec.into_plan()
