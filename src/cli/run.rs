@@ -12,10 +12,11 @@ use sha2::Digest;
 use clap::Args;
 
 use super::args::{JobArgs, LinkArgs};
+use super::key::KeyArgs;
 
 use crate::error::{Error, Result};
 use crate::link::LinkProfile;
-use crate::offline::file::{self, Expect};
+use crate::offline::file::{self, Expect, MaterialKey};
 use crate::profile::Recorder;
 use crate::ring::PlainTensor;
 use crate::runtime::job::{self, Job, JobSpec};
@@ -52,6 +53,9 @@ pub struct RunArgs {
     /// what the secure channels cost only.
     #[arg(long)]
     pub insecure_plaintext_channels: bool,
+    /// With --material: the session key the files were MACed with by `mpc-pipe offline`.
+    #[command(flatten)]
+    pub key: KeyArgs,
 }
 
 impl Default for RunArgs {
@@ -66,6 +70,7 @@ impl Default for RunArgs {
             processes: false,
             inbox_cap_mib: crate::transport::tcp::DEFAULT_INBOX_CAP_MIB,
             insecure_plaintext_channels: false,
+            key: KeyArgs::default(),
         }
     }
 }
@@ -93,6 +98,7 @@ pub fn load_material(
     dir: &std::path::Path,
     cfg: &SessionConfig,
     job: &Job,
+    key: &MaterialKey,
 ) -> Result<Vec<crate::offline::PartyMaterial>> {
     let plan = record_plan(cfg, &*job.plan_program)?;
     let mut session = None;
@@ -106,6 +112,7 @@ pub fn load_material(
                     parties: cfg.parties,
                     plan_hash: plan.hash(),
                 },
+                key,
             )?;
             session = Some(m.session);
             Ok(m)
@@ -131,12 +138,18 @@ pub fn run(a: &RunArgs) -> Result<()> {
         pr.timeout = cfg.timeout;
         pr.fixed = cfg.fixed;
         pr.material_dir = a.material.clone();
+        if a.material.is_some() {
+            pr.key = Some(a.key.require("run --material (the files' MACs)")?);
+        }
         pr.inbox_cap_mib = a.inbox_cap_mib;
         pr.plaintext_channels = a.insecure_plaintext_channels;
         crate::runtime::process::spawn_parties(&pr)?
     } else {
         let material = match &a.material {
-            Some(dir) => load_material(dir, &cfg, &job)?,
+            Some(dir) => {
+                let key = a.key.require("run --material (the files' MACs)")?;
+                load_material(dir, &cfg, &job, &MaterialKey::from_session_key(&key.0))?
+            }
             None => crate::offline::deal_seeded(
                 &record_plan(&cfg, &*job.plan_program)?,
                 cfg.parties,

@@ -420,6 +420,7 @@ fn online(
                 parties: n,
                 plan_hash: plan.hash(),
             },
+            &crate::offline::file::MaterialKey::from_session_key(&cfg.key.0),
         )?;
         // Files of different dealings would silently give wrong results: compare the
         // dealing's session id with every peer before using them.
@@ -601,6 +602,9 @@ pub struct ProcessRun {
     pub inbox_cap_mib: u64,
     /// See `PartyJob::plaintext_channels`.
     pub plaintext_channels: bool,
+    /// The session key handed to every child (None: a fresh one). Material files need the
+    /// key that `mpc-pipe offline` MACed them with.
+    pub key: Option<SessionKey>,
 }
 
 impl ProcessRun {
@@ -630,6 +634,7 @@ impl ProcessRun {
             extra_args: vec![],
             inbox_cap_mib: DEFAULT_INBOX_CAP_MIB,
             plaintext_channels: false,
+            key: None,
         }
     }
 }
@@ -734,7 +739,7 @@ fn spawn_once(run: &ProcessRun) -> std::result::Result<Vec<PartyOutcome<PlainTen
     };
     let addrs = free_loopback_addrs(n).map_err(fatal)?;
     let session = super::local::fresh_session();
-    let key = SessionKey::fresh();
+    let key = run.key.clone().unwrap_or_else(SessionKey::fresh);
     let job_json = ChildInput {
         job: run.party_job(),
         parties: PartiesFile::from_addrs(&addrs),
