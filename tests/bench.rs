@@ -160,7 +160,8 @@ reps = 2
 }
 
 /// While one sweep writes a file, a second one on the same file is refused with a message
-/// that names the file and the holder; once the first is done, the file is free again.
+/// that names the file and the holder; once the first is done, the file is free again and
+/// no lock file is left behind, after success or failure.
 #[test]
 fn a_second_sweep_on_the_same_file_is_refused_while_the_first_runs() {
     let out = scratch("lock");
@@ -175,7 +176,14 @@ fn a_second_sweep_on_the_same_file_is_refused_while_the_first_runs() {
     );
     assert!(!out.exists(), "a refused sweep must not write rows");
     drop(held);
+    let lock_file = PathBuf::from(format!("{}.lock", out.display()));
+    assert!(!lock_file.exists(), "the holder removes its lock file");
     assert_eq!(run_matrix(&cfg, &out).unwrap().len(), 3);
+    assert!(!lock_file.exists(), "a finished sweep leaves no lock file");
+    // A failing sweep (a matrix naming an unknown link) leaves none either.
+    let bad = BenchConfig::parse(&CONFIG.replace(r#"["local", "lan"]"#, r#"["nonet"]"#)).unwrap();
+    assert!(run_matrix(&bad, &out).is_err());
+    assert!(!lock_file.exists(), "a failed sweep leaves no lock file");
     std::fs::remove_dir_all(out.parent().unwrap()).ok();
 }
 

@@ -493,3 +493,67 @@ fn processes_reveal_bit_identical_outputs_under_every_scheme() {
         }
     }
 }
+
+/// Every bench config value that used to panic, abort on allocation or run for ever is a
+/// configuration error (exit 2) naming the key and the file, before anything runs; and a
+/// config file of unbounded size is refused at its cap without being read whole.
+#[test]
+fn bench_config_values_out_of_range_are_refused_naming_key_and_file() {
+    let dir = scratch("benchcfg");
+    let cfg = dir.join("bad.toml");
+    let base =
+        "models=[\"lenet\"]\nnetworks=[\"local\"]\nschemes=[\"serial\"]\nweights=[\"private\"]\n";
+    for (extra, key) in [
+        ("timeout_s = -1\nbatches=[1]\nparties=[2]", "timeout_s"),
+        ("timeout_s = nan\nbatches=[1]\nparties=[2]", "timeout_s"),
+        ("timeout_s = 1e30\nbatches=[1]\nparties=[2]", "timeout_s"),
+        ("timeout_s = 0\nbatches=[1]\nparties=[2]", "timeout_s"),
+        ("min_time_s = 1e300\nbatches=[1]\nparties=[2]", "min_time_s"),
+        ("min_time_s = -0.5\nbatches=[1]\nparties=[2]", "min_time_s"),
+        ("batches=[100000000000]\nparties=[2]", "batches"),
+        ("batches=[0]\nparties=[2]", "batches"),
+        ("batches=[1]\nparties=[100000]", "parties"),
+        ("batches=[1]\nparties=[1]", "parties"),
+        ("reps = 100000000000000\nbatches=[1]\nparties=[2]", "reps"),
+        (
+            "warmup = 100000000000000\nbatches=[1]\nparties=[2]",
+            "warmup",
+        ),
+        ("chunks = 100000000000\nbatches=[1]\nparties=[2]", "chunks"),
+        (
+            "batches_in_flight = 5000\nbatches=[1]\nparties=[2]",
+            "batches_in_flight",
+        ),
+    ] {
+        std::fs::write(&cfg, format!("{base}{extra}\n")).unwrap();
+        let o = bin()
+            .args(["bench", "--config"])
+            .arg(&cfg)
+            .arg("--out")
+            .arg(dir.join("never.csv"))
+            .output()
+            .unwrap();
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{extra}: {err}");
+        assert!(
+            err.contains(key) && err.contains("bad.toml") && !err.contains("panicked"),
+            "{extra}: {err}"
+        );
+        assert!(
+            !dir.join("never.csv").exists(),
+            "{extra}: a CSV was written"
+        );
+    }
+    let o = bin()
+        .args(["bench", "--config", "/dev/zero", "--out"])
+        .arg(dir.join("never.csv"))
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("/dev/zero") && err.contains("larger than"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

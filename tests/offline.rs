@@ -244,6 +244,9 @@ fn file_for_another_plan_is_refused() {
         load_as(&file::party_file(&dir, 0), 9, 0, 2, other),
         "another plan",
     );
+    // Both hashes in full: a prefix could be the same for two plans.
+    let full: String = other.iter().map(|b| format!("{b:02x}")).collect();
+    expect_material_err(load_as(&file::party_file(&dir, 0), 9, 0, 2, other), &full);
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -345,10 +345,11 @@ pub fn run_matrix_traced(
     out: &Path,
     trace_dir: Option<&Path>,
 ) -> Result<Vec<Row>> {
+    // The matrix is checked before the CSV is touched: a config error leaves nothing.
+    let points = cfg.points()?;
     let _lock = csv_out::lock(out)?;
     csv_out::upgrade(out)?;
     let done = csv_out::read_rows(out)?;
-    let points = cfg.points()?;
     let schemes = cfg
         .schemes
         .iter()

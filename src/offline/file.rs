@@ -230,8 +230,9 @@ fn u32_at(b: &[u8], off: usize) -> u32 {
 fn u64_at(b: &[u8], off: usize) -> u64 {
     u64::from_le_bytes(b[off..off + 8].try_into().unwrap())
 }
+/// The whole hash in hex: a prefix could be the same for two different plans.
 fn hex(h: &[u8]) -> String {
-    h.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    h.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Read and check a party's material file; its MAC under `key` is verified before anything
@@ -248,7 +249,24 @@ pub fn load(path: &Path, expect: &Expect, key: &MaterialKey) -> Result<PartyMate
     }
     let file = File::open(path).map_err(|e| Error::Material(format!("cannot open {name}: {e}")))?;
     let file_len = file.metadata()?.len();
-    let mut r = BufReader::with_capacity(1 << 20, file);
+    load_from(
+        BufReader::with_capacity(1 << 20, file),
+        file_len,
+        &name.to_string(),
+        expect,
+        key,
+    )
+}
+
+/// Read and check material of `file_len` bytes from `r` (`name` names it in errors): the
+/// loader without the file system, so it is a fuzz target on byte strings.
+pub fn load_from<R: Read>(
+    mut r: R,
+    file_len: u64,
+    name: &str,
+    expect: &Expect,
+    key: &MaterialKey,
+) -> Result<PartyMaterial> {
     if file_len < HEADER_BYTES as u64 {
         return Err(Error::Material(format!(
             "{name} is truncated: {file_len} bytes, shorter than the {HEADER_BYTES}-byte header"
@@ -316,7 +334,7 @@ pub fn load(path: &Path, expect: &Expect, key: &MaterialKey) -> Result<PartyMate
     }
     if plan_hash != expect.plan_hash {
         return Err(Error::Material(format!(
-            "{name} was made for another plan (hash {}..., this program's plan is {}...): model, batch, parties or scheme differ",
+            "{name} was made for another plan (hash {}, this program's plan is {}): model, batch, parties or scheme differ",
             hex(&plan_hash),
             hex(&expect.plan_hash)
         )));

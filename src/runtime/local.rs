@@ -67,6 +67,9 @@ pub fn material_mode(material: &[PartyMaterial]) -> MaterialMode {
     }
 }
 
+/// Most computing parties a session may have.
+pub const MAX_PARTIES: usize = 8;
+
 /// Session parameters shared by every party.
 #[derive(Clone, Copy, Debug)]
 pub struct SessionConfig {
@@ -93,9 +96,9 @@ impl SessionConfig {
     }
 
     pub fn check(&self) -> Result<()> {
-        if !(2..=8).contains(&self.parties) {
+        if !(2..=MAX_PARTIES).contains(&self.parties) {
             return Err(Error::Config(format!(
-                "--parties must be between 2 and 8, got {}",
+                "--parties must be between 2 and {MAX_PARTIES}, got {}",
                 self.parties
             )));
         }

@@ -5,4 +5,4 @@ pub mod job;
 pub mod local;
 pub mod process;
 
-pub use local::{record_plan, run_local, run_online, PartyOutcome, SessionConfig};
+pub use local::{record_plan, run_local, run_online, PartyOutcome, SessionConfig, MAX_PARTIES};

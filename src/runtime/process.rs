@@ -237,8 +237,13 @@ impl PartiesFile {
 
     pub fn load(path: &Path) -> Result<Self> {
         let text = crate::error::read_capped(path, MAX_PARTIES_FILE_BYTES, "parties file")?;
-        toml::from_str(&text)
+        Self::parse(&text)
             .map_err(|e| Error::Config(format!("parties file {}: {e}", path.display())))
+    }
+
+    /// A parties file's text; the error says what is wrong (the caller names the file).
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
