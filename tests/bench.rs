@@ -68,7 +68,7 @@ fn rows_have_every_column_and_consistent_values() {
         .unwrap()
         .to_string();
     // Columns are only ever appended: the last one is the newest.
-    assert_eq!(header.rsplit(',').next(), Some("messages"), "{header}");
+    assert_eq!(header.rsplit(',').next(), Some("channels"), "{header}");
     // Every scheme of a configuration runs the same protocol calls: the same bytes and
     // rounds as serial, and at least as many messages.
     let serial = rows.iter().find(|r| r.scheme == "serial").unwrap();
@@ -283,15 +283,15 @@ fn a_file_from_before_the_material_trunc_link_bytes_and_lanes_columns_is_upgrade
     let out = scratch("upgrade");
     let cfg = BenchConfig::parse(CONFIG).unwrap();
     run_matrix(&cfg, &out).unwrap();
-    // An older version's file: no `material`, `trunc`, `link_bytes`, `lanes` and
-    // `messages` columns, and crashed after four rows.
+    // An older version's file: no `material`, `trunc`, `link_bytes`, `lanes`, `messages`
+    // and `channels` columns, and crashed after four rows.
     let text = std::fs::read_to_string(&out).unwrap();
     let old: Vec<String> = text
         .lines()
         .take(5)
         .map(|l| {
             let mut rest = l;
-            for _ in 0..5 {
+            for _ in 0..6 {
                 rest = rest.rsplit_once(',').unwrap().0;
             }
             rest.to_string()
@@ -324,7 +324,43 @@ fn a_file_from_before_the_material_trunc_link_bytes_and_lanes_columns_is_upgrade
         .lines()
         .next()
         .unwrap()
-        .ends_with(",material,trunc,link_bytes,lanes,messages"));
+        .ends_with(",material,trunc,link_bytes,lanes,messages,channels"));
+    // Old rows ran in memory and say nothing; new rows say so.
+    assert!(read[..4].iter().all(|r| r.channels.is_empty()), "{read:?}");
+    assert!(read[4..].iter().all(|r| r.channels == "memory"), "{read:?}");
+    std::fs::remove_dir_all(out.parent().unwrap()).ok();
+}
+
+/// `channels = ["sealed", "plaintext"]` runs each configuration over loopback TCP both
+/// ways in one sweep: one row per (channels, scheme), each saying which it used, with the
+/// same traffic (sealing adds bytes on the wire, not to the protocol's messages) and a
+/// correct result; an unknown value is refused naming the key.
+#[test]
+fn channels_axis_runs_over_sealed_and_plaintext_tcp_and_records_which() {
+    let out = scratch("channels");
+    let text = CONFIG
+        .replace(r#"["local", "lan"]"#, r#"["local"]"#)
+        .replace(
+            r#"["serial", "inner-layer", "inter-batch"]"#,
+            r#"["serial"]"#,
+        )
+        + "channels = [\"sealed\", \"plaintext\"]\n";
+    let cfg = BenchConfig::parse(&text).unwrap();
+    let rows = run_matrix(&cfg, &out).unwrap();
+    let read = csv_out::read_rows(&out).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(read, rows);
+    let chans: Vec<&str> = read.iter().map(|r| r.channels.as_str()).collect();
+    assert_eq!(chans, ["sealed", "plaintext"]);
+    assert_eq!(read[0].bytes_per_party, read[1].bytes_per_party);
+    assert_eq!(read[0].rounds, read[1].rounds);
+    // lenet at 16 fractional bits: tests/cli.rs bounds its error at 0.05.
+    assert!(read.iter().all(|r| r.max_abs_err < 0.05), "{read:?}");
+    // A resumed sweep finds both rows (the channel is part of the row's identity).
+    assert_eq!(run_matrix(&cfg, &out).unwrap().len(), 2);
+    assert_eq!(csv_out::read_rows(&out).unwrap().len(), 2);
+    let e = BenchConfig::parse(&(CONFIG.to_string() + "channels = [\"tls\"]\n")).unwrap_err();
+    assert!(e.contains("channels") && e.contains("tls"), "{e}");
     std::fs::remove_dir_all(out.parent().unwrap()).ok();
 }
 

@@ -19,6 +19,8 @@
 //! trunc = "dealer"                        # optional: "local" (2 parties only) or "dealer";
 //!                                         # default local for 2 parties, dealer for more
 //! trace_dir = "results/traces"            # optional: one timeline per measured row
+//! channels = ["sealed", "plaintext"]       # optional axis: "memory" (default), or loopback
+//!                                         # TCP with sealed or plaintext frames
 //! ```
 
 use std::path::Path;
@@ -29,6 +31,7 @@ use super::{Point, MAX_REPS};
 use crate::error::{Error, Result};
 use crate::model::Weights;
 use crate::ring::Trunc;
+use crate::runtime::local::Channels;
 use crate::runtime::process::{MAX_BATCH, MAX_LANES};
 use crate::transport::emulator::LinkProfile;
 
@@ -135,6 +138,12 @@ pub struct BenchConfig {
     /// overrides it.
     #[serde(default)]
     pub trace_dir: Option<String>,
+    /// Links between the parties, a matrix axis: "memory" (the default: in-process
+    /// queues), "sealed" (loopback TCP with AES-256-GCM frames, as `party` runs) or
+    /// "plaintext" (loopback TCP in clear, `--insecure-plaintext-channels`). Listing
+    /// "sealed" and "plaintext" measures what the secure channels cost in one sweep.
+    #[serde(default)]
+    pub channels: Option<Vec<String>>,
 }
 
 impl BenchConfig {
@@ -213,6 +222,10 @@ impl BenchConfig {
         {
             return Err("every matrix axis (models, networks, schemes, batches, parties, weights) needs at least one value".into());
         }
+        c.channels().map_err(|e| match e {
+            Error::Config(m) => m,
+            other => other.to_string(),
+        })?;
         if let Some(t) = c.trunc()? {
             if let Some(&n) = c.parties.iter().find(|&&n| t.check(n).is_err()) {
                 return Err(format!(
@@ -221,6 +234,18 @@ impl BenchConfig {
             }
         }
         Ok(c)
+    }
+
+    /// The `channels` key, parsed (memory when unset).
+    fn channels(&self) -> Result<Vec<Channels>> {
+        match &self.channels {
+            None => Ok(vec![Channels::Memory]),
+            Some(v) if v.is_empty() => Err(Error::Config(
+                "channels needs at least one value (\"memory\", \"sealed\" or \"plaintext\")"
+                    .into(),
+            )),
+            Some(v) => v.iter().map(|s| s.parse()).collect(),
+        }
     }
 
     /// The `trunc` key, parsed (`None` when unset).
@@ -252,14 +277,17 @@ impl BenchConfig {
                                 .map_err(Error::Config)?
                                 .unwrap_or(Trunc::default_for(parties));
                             trunc.check(parties)?;
-                            out.push(Point {
-                                model: model.clone(),
-                                batch,
-                                parties,
-                                weights: w.parse::<Weights>()?,
-                                link: link.clone(),
-                                trunc,
-                            });
+                            for channels in self.channels()? {
+                                out.push(Point {
+                                    model: model.clone(),
+                                    batch,
+                                    parties,
+                                    weights: w.parse::<Weights>()?,
+                                    link: link.clone(),
+                                    trunc,
+                                    channels,
+                                });
+                            }
                         }
                     }
                 }

@@ -69,6 +69,11 @@ pub struct Row {
     /// Empty in rows from before this column.
     #[serde(default)]
     pub messages: Option<u64>,
+    /// Links between the parties: `memory` (in-process queues), `sealed` (loopback TCP,
+    /// AES-256-GCM frames) or `plaintext` (loopback TCP in clear); empty in rows from
+    /// before this column, which all ran in memory.
+    #[serde(default)]
+    pub channels: String,
 }
 
 /// The identity of a row, for resuming.
@@ -78,15 +83,25 @@ pub struct RowKey(String);
 impl RowKey {
     pub fn new(p: &Point, scheme: &str) -> RowKey {
         RowKey(format!(
-            "{} b{} n{} {} {} {} trunc-{}",
+            "{} b{} n{} {} {} {} trunc-{}{}",
             p.model,
             p.batch,
             p.parties,
             format!("{:?}", p.weights).to_lowercase(),
             p.link.name,
             scheme,
-            p.trunc
+            p.trunc,
+            channels_suffix(p.channels.as_str())
         ))
+    }
+}
+
+/// The key's channel part: nothing for in-memory rows, so rows from before the `channels`
+/// column (all in memory) resume the same configurations.
+fn channels_suffix(c: &str) -> String {
+    match c {
+        "" | "memory" => String::new(),
+        c => format!(" over-{c}"),
     }
 }
 
@@ -106,8 +121,14 @@ impl Row {
             t => t,
         };
         RowKey(format!(
-            "{} b{} n{} {} {} {} trunc-{trunc}",
-            self.model, self.batch, self.parties, self.weights, self.network, self.scheme
+            "{} b{} n{} {} {} {} trunc-{trunc}{}",
+            self.model,
+            self.batch,
+            self.parties,
+            self.weights,
+            self.network,
+            self.scheme,
+            channels_suffix(&self.channels)
         ))
     }
 }
@@ -338,6 +359,7 @@ mod tests {
             weights: Weights::Private,
             link: LinkProfile::unshaped(),
             trunc,
+            channels: Default::default(),
         }
     }
 

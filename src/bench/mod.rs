@@ -53,7 +53,7 @@ use crate::profile::Recorder;
 use crate::ring::{FixedPoint, Trunc};
 use crate::runtime::job::{self, JobSpec};
 use crate::runtime::local::{
-    fresh_session, material_mode, run_online_traced, run_online_with_link, MaterialMode,
+    fresh_session, material_mode, run_online_over, run_online_traced, Channels, MaterialMode,
 };
 use crate::runtime::SessionConfig;
 use crate::sched::{Lanes, Scheme};
@@ -101,6 +101,8 @@ pub struct Point {
     pub link: LinkProfile,
     /// Resolved for `parties` (never the unset default).
     pub trunc: Trunc,
+    /// The links between the parties (bench key `channels`; the CSV's `channels` column).
+    pub channels: Channels,
 }
 
 /// Upper bound on the repetitions `min_time_s` can add.
@@ -135,6 +137,7 @@ pub struct Runner {
     job: job::Job,
     cfg: SessionConfig,
     plan: std::sync::Arc<crate::offline::Plan>,
+    channels: Channels,
 }
 
 impl Runner {
@@ -153,7 +156,14 @@ impl Runner {
             job,
             cfg,
             plan,
+            channels: Channels::Memory,
         })
+    }
+
+    /// The same runner with its parties talking over `channels` (default: in memory).
+    pub fn over(mut self, channels: Channels) -> Runner {
+        self.channels = channels;
+        self
     }
 
     /// One repetition on `link`: fresh material from the dealer (offline, untimed), then
@@ -162,7 +172,15 @@ impl Runner {
         let material = deal(&self.plan, self.spec.parties, fresh_session());
         let mode = material_mode(&material);
         let cpu0 = process_cpu_s();
-        let outs = run_online_with_link(&self.cfg, link, material, &*self.job.program)?;
+        let outs = run_online_over(
+            &self.cfg,
+            link,
+            material,
+            mode,
+            &*self.job.program,
+            None,
+            self.channels,
+        )?;
         let cpu = process_cpu_s() - cpu0;
         let Some(m) = into else { return Ok(()) };
         if mode == MaterialMode::Lazy {
@@ -490,6 +508,7 @@ impl Sweep<'_> {
                     fixed,
                     self.timeout,
                 )
+                .map(|r| r.over(p.channels))
                 .map_err(|e| Error::Config(format!("{}: {e}", c.key)))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -557,6 +576,7 @@ impl Sweep<'_> {
                 fixed,
                 self.timeout,
             )
+            .map(|r| r.over(p.channels))
             .map_err(|e| Error::Config(format!("{}: {e}", c.key)))?;
             let meas = measure_runner(&runner, &p.link, self.reps)
                 .map_err(|e| Error::Config(format!("{}: {e}", c.key)))?;

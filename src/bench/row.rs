@@ -139,6 +139,7 @@ pub fn row_of(
         link_bytes: Some(meas.link_bytes),
         lanes: c.lanes.to_string(),
         messages: Some(meas.messages),
+        channels: p.channels.to_string(),
     }
 }
 
