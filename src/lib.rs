@@ -25,6 +25,7 @@ pub mod bench;
 pub mod cli;
 pub mod comm;
 pub mod error;
+pub mod fuzz;
 pub mod kernels;
 pub mod lanes;
 pub mod link;

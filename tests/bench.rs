@@ -175,7 +175,8 @@ reps = 2
 }
 
 /// While one sweep writes a file, a second one on the same file is refused with a message
-/// that names the file and the holder; once the first is done, the file is free again.
+/// that names the file and the holder; once the first is done, the file is free again and
+/// no lock file is left behind, after success or failure.
 #[test]
 fn a_second_sweep_on_the_same_file_is_refused_while_the_first_runs() {
     let out = scratch("lock");
@@ -190,7 +191,14 @@ fn a_second_sweep_on_the_same_file_is_refused_while_the_first_runs() {
     );
     assert!(!out.exists(), "a refused sweep must not write rows");
     drop(held);
+    let lock_file = PathBuf::from(format!("{}.lock", out.display()));
+    assert!(!lock_file.exists(), "the holder removes its lock file");
     assert_eq!(run_matrix(&cfg, &out).unwrap().len(), 3);
+    assert!(!lock_file.exists(), "a finished sweep leaves no lock file");
+    // A failing sweep (a matrix naming an unknown link) leaves none either.
+    let bad = BenchConfig::parse(&CONFIG.replace(r#"["local", "lan"]"#, r#"["nonet"]"#)).unwrap();
+    assert!(run_matrix(&bad, &out).is_err());
+    assert!(!lock_file.exists(), "a failed sweep leaves no lock file");
     std::fs::remove_dir_all(out.parent().unwrap()).ok();
 }
 
@@ -314,14 +322,15 @@ fn a_file_from_before_the_material_trunc_link_bytes_and_lanes_columns_is_upgrade
     let cfg = BenchConfig::parse(CONFIG).unwrap();
     run_matrix(&cfg, &out).unwrap();
     // An older version's file: no `material`, `trunc`, `link_bytes`, `lanes`, `messages`,
-    // `plan_s`, `deal_s`, `expand_s` and `e2e_s` columns, and crashed after four rows.
+    // `channels`, `plan_s`, `deal_s`, `expand_s` and `e2e_s` columns, and crashed after
+    // four rows.
     let text = std::fs::read_to_string(&out).unwrap();
     let old: Vec<String> = text
         .lines()
         .take(5)
         .map(|l| {
             let mut rest = l;
-            for _ in 0..9 {
+            for _ in 0..10 {
                 rest = rest.rsplit_once(',').unwrap().0;
             }
             rest.to_string()
@@ -352,11 +361,45 @@ fn a_file_from_before_the_material_trunc_link_bytes_and_lanes_columns_is_upgrade
     assert!(read[4..].iter().all(|r| r.material == "eager"), "{read:?}");
     assert!(read[4..].iter().all(|r| r.trunc == "local"), "{read:?}");
     let header = std::fs::read_to_string(&out).unwrap();
-    assert!(header
-        .lines()
-        .next()
-        .unwrap()
-        .ends_with(",material,trunc,link_bytes,lanes,messages,plan_s,deal_s,expand_s,e2e_s"));
+    assert!(header.lines().next().unwrap().ends_with(
+        ",material,trunc,link_bytes,lanes,messages,channels,plan_s,deal_s,expand_s,e2e_s"
+    ));
+    // Old rows ran in memory and say nothing; new rows say so.
+    assert!(read[..4].iter().all(|r| r.channels.is_empty()), "{read:?}");
+    assert!(read[4..].iter().all(|r| r.channels == "memory"), "{read:?}");
+    std::fs::remove_dir_all(out.parent().unwrap()).ok();
+}
+
+/// `channels = ["sealed", "plaintext"]` runs each configuration over loopback TCP both
+/// ways in one sweep: one row per (channels, scheme), each saying which it used, with the
+/// same traffic (sealing adds bytes on the wire, not to the protocol's messages) and a
+/// correct result; an unknown value is refused naming the key.
+#[test]
+fn channels_axis_runs_over_sealed_and_plaintext_tcp_and_records_which() {
+    let out = scratch("channels");
+    let text = CONFIG
+        .replace(r#"["local", "lan"]"#, r#"["local"]"#)
+        .replace(
+            r#"["serial", "inner-layer", "inter-batch"]"#,
+            r#"["serial"]"#,
+        )
+        + "channels = [\"sealed\", \"plaintext\"]\n";
+    let cfg = BenchConfig::parse(&text).unwrap();
+    let rows = run_matrix(&cfg, &out).unwrap();
+    let read = csv_out::read_rows(&out).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(read, rows);
+    let chans: Vec<&str> = read.iter().map(|r| r.channels.as_str()).collect();
+    assert_eq!(chans, ["sealed", "plaintext"]);
+    assert_eq!(read[0].bytes_per_party, read[1].bytes_per_party);
+    assert_eq!(read[0].rounds, read[1].rounds);
+    // lenet at 16 fractional bits: tests/cli.rs bounds its error at 0.05.
+    assert!(read.iter().all(|r| r.max_abs_err < 0.05), "{read:?}");
+    // A resumed sweep finds both rows (the channel is part of the row's identity).
+    assert_eq!(run_matrix(&cfg, &out).unwrap().len(), 2);
+    assert_eq!(csv_out::read_rows(&out).unwrap().len(), 2);
+    let e = BenchConfig::parse(&(CONFIG.to_string() + "channels = [\"tls\"]\n")).unwrap_err();
+    assert!(e.contains("channels") && e.contains("tls"), "{e}");
     std::fs::remove_dir_all(out.parent().unwrap()).ok();
 }
 

@@ -52,7 +52,7 @@ use crate::profile::Recorder;
 use crate::ring::{FixedPoint, Trunc};
 use crate::runtime::job::{self, JobSpec};
 use crate::runtime::local::{
-    fresh_session, material_mode, run_online_traced, run_online_with_link, MaterialMode,
+    fresh_session, material_mode, run_online_over, run_online_traced, Channels, MaterialMode,
 };
 use crate::runtime::SessionConfig;
 use crate::sched::{Lanes, Scheme};
@@ -105,6 +105,8 @@ pub struct Point {
     pub link: LinkProfile,
     /// Resolved for `parties` (never the unset default).
     pub trunc: Trunc,
+    /// The links between the parties (bench key `channels`; the CSV's `channels` column).
+    pub channels: Channels,
 }
 
 /// Upper bound on the repetitions `min_time_s` can add.
@@ -141,6 +143,7 @@ pub struct Runner {
     plan: std::sync::Arc<crate::offline::Plan>,
     /// Seconds the dry run took when this configuration's plan was recorded.
     plan_s: f64,
+    channels: Channels,
 }
 
 impl Runner {
@@ -160,7 +163,14 @@ impl Runner {
             cfg,
             plan,
             plan_s,
+            channels: Channels::Memory,
         })
+    }
+
+    /// The same runner with its parties talking over `channels` (default: in memory).
+    pub fn over(mut self, channels: Channels) -> Runner {
+        self.channels = channels;
+        self
     }
 
     /// One repetition on `link`: fresh material from the dealer (offline, untimed), then
@@ -171,7 +181,15 @@ impl Runner {
         let deal_s = t_deal.elapsed().as_secs_f64();
         let mode = material_mode(&material);
         let cpu0 = process_cpu_s();
-        let outs = run_online_with_link(&self.cfg, link, material, &*self.job.program)?;
+        let outs = run_online_over(
+            &self.cfg,
+            link,
+            material,
+            mode,
+            &*self.job.program,
+            None,
+            self.channels,
+        )?;
         let cpu = process_cpu_s() - cpu0;
         let Some(m) = into else { return Ok(()) };
         if mode == MaterialMode::Lazy {
@@ -361,10 +379,11 @@ pub fn run_matrix_traced(
     out: &Path,
     trace_dir: Option<&Path>,
 ) -> Result<Vec<Row>> {
+    // The matrix is checked before the CSV is touched: a config error leaves nothing.
+    let points = cfg.points()?;
     let _lock = csv_out::lock(out)?;
     csv_out::upgrade(out)?;
     let done = csv_out::read_rows(out)?;
-    let points = cfg.points()?;
     let schemes = cfg
         .schemes
         .iter()
@@ -505,6 +524,7 @@ impl Sweep<'_> {
                     fixed,
                     self.timeout,
                 )
+                .map(|r| r.over(p.channels))
                 .map_err(|e| Error::Config(format!("{}: {e}", c.key)))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -572,6 +592,7 @@ impl Sweep<'_> {
                 fixed,
                 self.timeout,
             )
+            .map(|r| r.over(p.channels))
             .map_err(|e| Error::Config(format!("{}: {e}", c.key)))?;
             let meas = measure_runner(&runner, &p.link, self.reps)
                 .map_err(|e| Error::Config(format!("{}: {e}", c.key)))?;

@@ -141,6 +141,7 @@ pub fn row_of(
         link_bytes: Some(meas.link_bytes),
         lanes: c.lanes.to_string(),
         messages: Some(meas.messages),
+        channels: p.channels.to_string(),
         plan_s: per_inference(&[meas.plan_s]),
         deal_s: per_inference(&meas.deal_s),
         expand_s: per_inference(&meas.expand_s),

@@ -12,12 +12,13 @@ use sha2::Digest;
 use clap::Args;
 
 use super::args::{JobArgs, LinkArgs};
+use super::key::KeyArgs;
 
 use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::link::LinkProfile;
-use crate::offline::file::{self, Expect};
+use crate::offline::file::{self, Expect, MaterialKey};
 use crate::profile::Recorder;
 use crate::ring::PlainTensor;
 use crate::runtime::job::{self, Job, JobSpec};
@@ -54,6 +55,9 @@ pub struct RunArgs {
     /// what the secure channels cost only.
     #[arg(long)]
     pub insecure_plaintext_channels: bool,
+    /// With --material: the session key the files were MACed with by `mpc-pipe offline`.
+    #[command(flatten)]
+    pub key: KeyArgs,
 }
 
 impl Default for RunArgs {
@@ -68,6 +72,7 @@ impl Default for RunArgs {
             processes: false,
             inbox_cap_mib: crate::transport::tcp::DEFAULT_INBOX_CAP_MIB,
             insecure_plaintext_channels: false,
+            key: KeyArgs::default(),
         }
     }
 }
@@ -95,8 +100,9 @@ pub fn load_material(
     dir: &std::path::Path,
     cfg: &SessionConfig,
     job: &Job,
+    key: &MaterialKey,
 ) -> Result<Vec<crate::offline::PartyMaterial>> {
-    load_material_planned(dir, cfg, &record_plan(cfg, &*job.plan_program)?)
+    load_material_planned(dir, cfg, &record_plan(cfg, &*job.plan_program)?, key)
 }
 
 /// As `load_material`, with the program's plan already recorded.
@@ -104,6 +110,7 @@ pub fn load_material_planned(
     dir: &std::path::Path,
     cfg: &SessionConfig,
     plan: &crate::offline::Plan,
+    key: &MaterialKey,
 ) -> Result<Vec<crate::offline::PartyMaterial>> {
     let mut session = None;
     (0..cfg.parties)
@@ -116,6 +123,7 @@ pub fn load_material_planned(
                     parties: cfg.parties,
                     plan_hash: plan.hash(),
                 },
+                key,
             )?;
             session = Some(m.session);
             Ok(m)
@@ -144,6 +152,9 @@ pub fn run(a: &RunArgs) -> Result<()> {
         pr.timeout = cfg.timeout;
         pr.fixed = cfg.fixed;
         pr.material_dir = a.material.clone();
+        if a.material.is_some() {
+            pr.key = Some(a.key.require("run --material (the files' MACs)")?);
+        }
         pr.inbox_cap_mib = a.inbox_cap_mib;
         pr.plaintext_channels = a.insecure_plaintext_channels;
         crate::runtime::process::spawn_parties(&pr)?
@@ -153,7 +164,10 @@ pub fn run(a: &RunArgs) -> Result<()> {
         let plan_s = t.elapsed().as_secs_f64();
         let t = Instant::now();
         let material = match &a.material {
-            Some(dir) => load_material_planned(dir, &cfg, &plan)?,
+            Some(dir) => {
+                let key = a.key.require("run --material (the files' MACs)")?;
+                load_material_planned(dir, &cfg, &plan, &MaterialKey::from_session_key(&key.0))?
+            }
             None => crate::runtime::deal_in_process(&plan, &cfg, fresh_session()),
         };
         let deal_s = t.elapsed().as_secs_f64();
