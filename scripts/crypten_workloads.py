@@ -19,11 +19,14 @@ The workloads, 2 parties, private weights (party 0 encrypts the model) and secre
      GELU, post-LayerNorm), written with CrypTen tensor ops: from_pytorch cannot import it
      (torch.nn.TransformerEncoderLayer fails in the ONNX export CrypTen drives, and CrypTen
      has no LayerNormalization or GELU module). CrypTen has no GELU: it is PUMA's
-     piecewise polynomial, the default of mpc-pipe (protocols.md §4.1), so both systems
-     compute the same function; LayerNorm is the exact formula with CrypTen's inv_sqrt and
-     softmax is CrypTen's own (max, exp, reciprocal).
+     piecewise polynomial, mpc-pipe's default (protocols.md §4.1), so both systems compute
+     the same function. (What from_pytorch makes of torch's GELU, 0.5·x·(1 + erf(x/√2))
+     with CrypTen's 8-term Taylor erf, was tried: it saves the comparisons, about a fifth
+     of the layer's time, but the series diverges on this layer's larger pre-activations
+     and overflows the fixed point: the output was garbage, max error 4e9.) LayerNorm is the exact formula with
+     CrypTen's inv_sqrt; softmax is CrypTen's own (max, exp, reciprocal).
   W7 torchvision VGG16, 224x224, batch 1                          (from_pytorch)
-W5 and W7 keep torchvision's layers; their constant initial parameters (zero biases,
+In the from_pytorch workloads, constant initial parameters (torchvision's zero biases,
 BatchNorm's ones and zeros) are replaced by small random values, as a trained model's
 would be, because torch's exporter merges equal initializers into ONNX Identity nodes,
 which CrypTen cannot import.
@@ -69,6 +72,7 @@ import json
 import math
 import multiprocessing
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -84,7 +88,7 @@ DESCRIBE = {
     "W3": "conv2d [1,64,56,56]*[64,64,3,3] pad 1, no bias",
     "W4": "LeNet, batch 32",
     "W5": "ResNet-18 (torchvision, 10 classes), 32x32, batch 1",
-    "W6": "BERT-base encoder layer, seq 128, batch 1",
+    "W6": "BERT-base encoder layer, seq 128, batch 1, PUMA GELU",
     "W7": "VGG16 (torchvision), 224x224, batch 1",
 }
 BATCH = {"W1": 256, "W4": 32}
@@ -433,16 +437,23 @@ def _kept_rows(out, names):
 def run_all(names, reps, out, command):
     kept, rows, failed = _kept_rows(out, names), [], []
     for name in names:
-        print(f"crypten {name}: {DESCRIBE[name]}, warm-up + {reps} reps ...", file=sys.stderr,
-              flush=True)
+        print(f"crypten {name}: {DESCRIBE[name]}, warm-up + {reps} reps ...",
+              file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             result_path = os.path.join(tmp, "result.json")
             cmd = [sys.executable, os.path.abspath(__file__), "--worker", name, "--reps",
                    str(reps), "--result", result_path]
+            # Its own process group, so a timeout also ends the parties it forked.
+            proc = subprocess.Popen(cmd, start_new_session=True)
             try:
-                code = subprocess.run(cmd, timeout=WORKER_TIMEOUT_S).returncode
+                code = proc.wait(timeout=WORKER_TIMEOUT_S)
             except subprocess.TimeoutExpired:
-                code = "timeout"
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                code = f"timeout after {WORKER_TIMEOUT_S} s"
+            except KeyboardInterrupt:
+                os.killpg(proc.pid, signal.SIGKILL)
+                raise
             if code != 0 or not os.path.exists(result_path):
                 print(f"crypten {name}: FAILED (worker exit {code}); no row written",
                       file=sys.stderr)
