@@ -176,10 +176,6 @@ pub fn run(a: &InferArgs) -> Result<()> {
     let (graph, x, dtype, reference) = prepare(a, &cfg)?;
     let plain_y = plain::forward(&graph, &x)?;
     let shape = graph.input_shape().to_vec();
-    // The parties encode the model and input rounded to the grid (see onnx::round_to_grid);
-    // the f64 reference above is of the model as given.
-    let graph = onnx::round_to_grid(&graph, cfg.fixed.frac_bits);
-    let x = onnx::round_tensor(&x, cfg.fixed.frac_bits);
     let program = |ctx: &Ctx| -> Result<Option<PlainTensor>> {
         // Only the data owner reads its input; the others know its shape.
         let mine = (ctx.party() == owner).then_some(&x);

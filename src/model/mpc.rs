@@ -602,7 +602,7 @@ fn gelu_erf(ctx: &Ctx, p: &[Share]) -> Result<Share> {
     let ts = [&u, &t2, &t3, &t4, &t5, &t6, &t7, &t8, &t9, &t10];
     let mut acc = RingTensor::zeros(n);
     for (c, t) in GELU_ERF_CHEB[1..].iter().zip(ts) {
-        let coeff = ((c * (1u64 << (f + g)) as f64).round() as i64) as u64;
+        let coeff = crate::ring::encode_at(*c, f + g);
         acc.add_assign(&t.0.scale(coeff));
     }
     let h = ctx.add_const(&ctx.trunc_bits(&Share(acc), f + g)?, GELU_ERF_CHEB[0]);
