@@ -220,6 +220,24 @@ def digits_cnn():
     save("digits_cnn", path, xt.numpy(), m.double()(xt.double()).detach().numpy())
 
 
+class ConcatConst(nn.Module):
+    """Concat with constant inputs: a learned token prepended on the sequence axis (as
+    ViT's class token) and a constant block appended on the feature axis, batch 2 (so
+    inter-batch hands each micro-batch its rows of the constants)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(6, 6)
+        self.tok = nn.Parameter(torch.randn(1, 1, 6))
+        self.register_buffer("side", torch.linspace(-1, 1, 2 * 5 * 2).reshape(2, 5, 2))
+        self.out = nn.Linear(8, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.lin(x))
+        t = torch.cat([self.tok.expand(2, 1, 6), h], dim=1)
+        return self.out(torch.cat([t, self.side], dim=2))
+
+
 def bad_models():
     """Models the importer must refuse: an unsupported op (Cos), and a dynamic input."""
     nodes = [helper.make_node("Relu", ["x"], ["r"], name="first_relu"),
@@ -256,6 +274,9 @@ def main():
         # Opset 13 has no LayerNormalization: torch spells it out (ReduceMean, Pow, Sqrt, ...).
         export("mlp_opset13", mlp(), (2, 12), opset=13)
     bad_models()
+    with torch.no_grad():
+        # Last, so the fixtures above draw the same random numbers as before it was added.
+        export("concat_const", ConcatConst(), (2, 4, 6))
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ use mpc_pipe::ring::PlainTensor;
 use mpc_pipe::sched::{self, Lanes, Schedule, Scheme};
 
 /// Every fixture with a reference output.
-const FIXTURES: [&str; 12] = [
+const FIXTURES: [&str; 13] = [
     "conv_relu",
     "bn_cnn",
     "resnet_block",
@@ -46,6 +46,7 @@ const FIXTURES: [&str; 12] = [
     "handmade",
     "digits_cnn",
     "mlp_opset13",
+    "concat_const",
 ];
 
 fn path(file: &str) -> PathBuf {
@@ -205,6 +206,15 @@ fn fixtures_cover_every_imported_op() {
         kinds.extend(g.nodes.iter().map(|n| n.op.kind()));
         if name.contains("gelu") || name == "mlp_opset13" {
             assert!(g.nodes.iter().any(|n| n.op == Op::GeluErf), "{name}");
+        }
+        // torch's expand of a learned token (Expand of Where of Equal on constants) is
+        // folded, and the token joins the activations as a constant input of Concat.
+        if name == "concat_const" {
+            let with_const = g.nodes.iter().filter(|n| {
+                matches!(n.op, Op::Concat { .. })
+                    && n.inputs.iter().any(|&t| g.tensors[t].constant().is_some())
+            });
+            assert_eq!(with_const.count(), 2, "{name}");
         }
         // Opset 13 spells layer normalisation out; it is fused back into one node.
         if name.starts_with("mlp") {
