@@ -6,7 +6,8 @@ For each fixture NAME it writes NAME.onnx, NAME.input.npy (float32), NAME.ort.np
 same input and weights: a reference free of float32 rounding, for the f64 interpreter).
 digits_cnn is trained here on scikit-learn's bundled digits; its held-out labels are saved
 as digits_cnn.labels.npy. Run by scripts/make-onnx-fixtures.sh (which makes the venv);
-never by `cargo test`.
+never by `cargo test`. With `--torchvision DIR` it writes torchvision's ResNet-18 and VGG16
+(random weights) to DIR instead (scripts/check-onnx-torchvision.sh).
 """
 import os
 import sys
@@ -17,13 +18,13 @@ import onnxruntime as ort
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-OUT = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/onnx"
+OUT = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/onnx"  # or --torchvision DIR
 OPSET = 17
 torch.manual_seed(18)
 nn = torch.nn
 
 
-def save(name, path_onnx, x, f64=None):
+def save(name, path_onnx, x, f64=None, max_bytes=200_000):
     sess = ort.InferenceSession(path_onnx, providers=["CPUExecutionProvider"])
     (y,) = sess.run(None, {sess.get_inputs()[0].name: x})
     np.save(os.path.join(OUT, name + ".input.npy"), x)
@@ -31,7 +32,7 @@ def save(name, path_onnx, x, f64=None):
     if f64 is not None:
         np.save(os.path.join(OUT, name + ".f64.npy"), f64)
     size = os.path.getsize(path_onnx)
-    assert size < 200_000, f"{name}: {size} bytes"
+    assert size < max_bytes, f"{name}: {size} bytes"
     print(f"{name}: {size} bytes, output {y.shape}, max |y| {np.abs(y).max():.3f}")
 
 
@@ -256,6 +257,26 @@ def bad_models():
     onnx.save(m, path)
 
 
+def torchvision_models(out):
+    """torchvision's ResNet-18 and VGG16 with their random initial weights (no download),
+    one 224x224 image each: too large to commit (45 MB and 530 MB), so written to `out`
+    for scripts/check-onnx-torchvision.sh."""
+    import torchvision
+    global OUT
+    OUT = out
+    os.makedirs(out, exist_ok=True)
+    torch.manual_seed(18)
+    for name, ctor in [("resnet18", torchvision.models.resnet18),
+                       ("vgg16", torchvision.models.vgg16)]:
+        m = ctor(weights=None).eval()
+        x = torch.randn(1, 3, 224, 224)
+        path = os.path.join(out, name + ".onnx")
+        with torch.no_grad():
+            torch.onnx.export(m, (x,), path, dynamo=False, opset_version=OPSET,
+                              input_names=["x"], output_names=["y"], do_constant_folding=True)
+        save(name, path, x.numpy(), max_bytes=1 << 30)
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     with torch.no_grad():
@@ -280,4 +301,7 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 2 and sys.argv[1] == "--torchvision":
+        torchvision_models(sys.argv[2])
+    else:
+        main()
