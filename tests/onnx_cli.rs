@@ -1,7 +1,8 @@
 //! `mpc-pipe infer` end to end through the binary: the output file holds the MPC answer
 //! in the input's dtype, within issue 18's 1e-2 of onnxruntime (bounds: tests/onnx.rs);
 //! bad models and inputs exit 2 with an error naming the file, node or option, and write
-//! nothing.
+//! nothing; `--processes` writes what the threaded run writes, and a failing party process
+//! exits 1.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -141,16 +141,7 @@ fn prepare(
     cfg: &SessionConfig,
 ) -> Result<(Graph, PlainTensor, npy::Dtype, Option<PlainTensor>)> {
     let graph = onnx::load(&a.model, a.input_shape.as_deref())?;
-    let (x, dtype) = npy::read(&a.input, "--input")?;
-    if x.shape() != graph.input_shape() {
-        return Err(Error::Config(format!(
-            "--input {} has shape {:?}, but model {} takes {:?}",
-            a.input.display(),
-            x.shape(),
-            a.model.display(),
-            graph.input_shape()
-        )));
-    }
+    let (x, dtype) = job::read_input(&a.input, graph.input_shape())?;
     let limit = fixed_point_limit(cfg.fixed.frac_bits);
     check_range(&x, limit, &format!("--input {}", a.input.display()))?;
     for t in &graph.tensors {

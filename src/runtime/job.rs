@@ -99,7 +99,7 @@ pub fn build_at(spec: &JobSpec, me: Option<usize>) -> Result<Job> {
         let graph = crate::onnx::load(&ij.model, Some(&ij.input_shape))?;
         let input = match me {
             Some(id) if id != ij.data_owner => None,
-            _ => Some(read_input(&ij.input, graph.input_shape())?),
+            _ => Some(read_input(&ij.input, graph.input_shape())?.0),
         };
         return infer(spec, graph, input);
     }
@@ -135,9 +135,12 @@ pub fn build_at(spec: &JobSpec, me: Option<usize>) -> Result<Job> {
     })
 }
 
-/// The data owner's input, checked against the model's input shape.
-pub fn read_input(path: &std::path::Path, shape: &[usize]) -> Result<PlainTensor> {
-    let (x, _) = crate::onnx::npy::read(path, "--input")?;
+/// The data owner's input and its dtype, checked against the model's input shape.
+pub fn read_input(
+    path: &std::path::Path,
+    shape: &[usize],
+) -> Result<(PlainTensor, crate::onnx::npy::Dtype)> {
+    let (x, dtype) = crate::onnx::npy::read(path, "--input")?;
     if x.shape() != shape {
         return Err(Error::Config(format!(
             "--input {} has shape {:?}, but the model takes {shape:?}",
@@ -145,7 +148,7 @@ pub fn read_input(path: &std::path::Path, shape: &[usize]) -> Result<PlainTensor
             x.shape(),
         )));
     }
-    Ok(x)
+    Ok((x, dtype))
 }
 
 /// The job of `spec.infer` on `graph`: the data owner shares `input` (None in the other
