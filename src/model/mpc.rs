@@ -6,8 +6,8 @@
 //!
 //! Secrets: the input belongs to the data owner; constants to the model owner, party 0.
 //! With `Weights::Private` every constant a product, a sum or a concatenation uses
-//! (weights, biases, added or joined constants) is secret-shared by party 0 for free (PRZS); with `Weights::Public`
-//! they are public. Normalisation parameters (LayerNorm γ, β; an unfolded BatchNorm) are
+//! (weights, biases, added or joined constants) is secret-shared by party 0 for free
+//! (PRZS); with `Weights::Public` they are public. Normalisation parameters (LayerNorm γ, β; an unfolded BatchNorm) are
 //! public either way, as protocols.md §4.1 takes them.
 
 use std::borrow::Cow;

@@ -1241,12 +1241,14 @@ impl<'m> Importer<'m> {
                 let s = shape::broadcast_shape(&cond.shape, &a.shape)
                     .and_then(|s| shape::broadcast_shape(&s, &b.shape))
                     .ok_or_else(|| {
-                        self.refuse(n, format!("{:?}, {:?} and {:?} do not broadcast", cond.shape, a.shape, b.shape))
+                        let (k, x, y) = (&cond.shape, &a.shape, &b.shape);
+                        self.refuse(n, format!("{k:?}, {x:?} and {y:?} do not broadcast"))
                     })?;
                 self.check_size(n, &s)?;
                 let [k, x, y] = [&cond, &a, &b].map(|t| shape::broadcast_to(&t.data, &t.shape, &s));
-                let d = k.iter().zip(x.iter().zip(&y)).map(|(k, (x, y))| if *k != 0.0 { *x } else { *y });
-                (s.clone(), d.collect())
+                let pick = |i: usize| if k[i] != 0.0 { x[i] } else { y[i] };
+                let d = (0..k.len()).map(pick).collect();
+                (s, d)
             }
             "Expand" => {
                 let a = c(0)?;
