@@ -3,7 +3,8 @@
 //!
 //! A real v is stored as the two's-complement integer round(v * 2^f), the nearest point of
 //! the grid (`encode_at`: the one encoding every input, weight and public constant goes
-//! through). Decoding reads the ring element as i64 and divides by 2^f, so negative values
+//! through). CrypTen truncates toward zero instead (protocols.md §1); `encode_at` says why
+//! we round. Decoding reads the ring element as i64 and divides by 2^f, so negative values
 //! come back negative.
 //!
 //! The truncation mode lives here, beside `frac_bits`, because every party, the dry run
