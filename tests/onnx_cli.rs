@@ -62,6 +62,8 @@ fn infer_writes_the_data_owners_output_and_reports_the_differences() {
             "1",
             "--scheme",
             "inter-linear+inner-layer",
+            "--trace",
+            d.join("t.json").to_str().unwrap(),
         ],
     );
     let text = String::from_utf8_lossy(&o.stdout);
@@ -83,6 +85,10 @@ fn infer_writes_the_data_owners_output_and_reports_the_differences() {
     // The printed difference is the written output's (up to its float32 rounding).
     assert!((reported("max_abs_diff_reference:") - d_file).abs() < 1e-6);
     assert!(reported("max_abs_diff_plaintext:") <= 1e-2);
+    // --trace: the parties' waits as Chrome trace events.
+    let trace: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("t.json")).unwrap()).unwrap();
+    assert!(!trace["traceEvents"].as_array().unwrap().is_empty());
     std::fs::remove_dir_all(&d).unwrap();
 }
 
@@ -304,5 +310,13 @@ fn a_failing_party_process_exits_1_naming_it_and_writes_nothing() {
         &["--processes", "--inbox-cap-mib", "0"],
     );
     refused(&o, &out, &["--inbox-cap-mib"]);
+    let trace = d.join("t.json");
+    let o = infer(
+        &fixture("conv_relu.onnx"),
+        &fixture("conv_relu.input.npy"),
+        &out,
+        &["--processes", "--trace", trace.to_str().unwrap()],
+    );
+    refused(&o, &out, &["--trace", "--processes"]);
     std::fs::remove_dir_all(&d).unwrap();
 }

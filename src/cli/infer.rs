@@ -20,6 +20,7 @@ use super::args::{JobArgs, LinkArgs};
 use crate::error::{Error, Result};
 use crate::model::{plain, Graph, Weights};
 use crate::onnx::{self, npy};
+use crate::profile::Recorder;
 use crate::ring::PlainTensor;
 use crate::runtime::job::{self, InferJob, JobSpec};
 use crate::runtime::local::{fresh_session, record_plan, run_online_traced, SessionConfig};
@@ -80,6 +81,9 @@ pub struct InferArgs {
     pub timeout_s: f64,
     #[command(flatten)]
     pub link: LinkArgs,
+    /// Write a Chrome trace event timeline (Perfetto, chrome://tracing) of the online phase.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
     /// Run every party as a child process (`mpc-pipe party`) over loopback TCP.
     #[arg(long)]
     pub processes: bool,
@@ -179,6 +183,12 @@ pub fn run(a: &InferArgs) -> Result<()> {
     }
     let link = a.link.profile()?;
     crate::runtime::process::inbox_cap_bytes(a.inbox_cap_mib)?;
+    if a.processes && a.trace.is_some() {
+        // The recorder lives in this process; the parties' spans are in theirs.
+        return Err(Error::Config(
+            "--trace records parties run as threads of this process; it cannot be combined with --processes".into(),
+        ));
+    }
     let (graph, x, dtype, reference) = prepare(a, &cfg)?;
     let plain_y = plain::forward(&graph, &x)?;
     let (in_shape, out_shape) = (graph.input_shape().to_vec(), graph.output_shape().to_vec());
@@ -221,7 +231,12 @@ pub fn run(a: &InferArgs) -> Result<()> {
             fresh_session(),
             cfg.dealer_seed,
         );
-        run_online_traced(&cfg, &link, material, &*job.program, None)?
+        let recorder = a.trace.as_ref().map(|_| Recorder::new());
+        let outs = run_online_traced(&cfg, &link, material, &*job.program, recorder.as_ref())?;
+        if let (Some(path), Some(rec)) = (&a.trace, &recorder) {
+            super::run::write_trace(path, rec)?;
+        }
+        outs
     };
     let y = &outs[owner].value;
     if y.shape() != out_shape {

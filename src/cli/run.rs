@@ -147,14 +147,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
         let recorder = a.trace.as_ref().map(|_| Recorder::new());
         let outs = run_online_traced(&cfg, &link, material, &*job.program, recorder.as_ref())?;
         if let (Some(path), Some(rec)) = (&a.trace, &recorder) {
-            let f = std::fs::File::create(path)
-                .map_err(|e| Error::Config(format!("cannot create {}: {e}", path.display())))?;
-            rec.write_chrome_trace(&mut std::io::BufWriter::new(f))?;
-            eprintln!(
-                "timeline of {} waits written to {}",
-                rec.len(),
-                path.display()
-            );
+            write_trace(path, rec)?;
         }
         outs
     };
@@ -166,6 +159,19 @@ pub fn run(a: &RunArgs) -> Result<()> {
         a.material.is_some(),
         &link,
     )
+}
+
+/// Write `rec`'s timeline to `path` as Chrome trace events (`--trace`).
+pub fn write_trace(path: &std::path::Path, rec: &Recorder) -> Result<()> {
+    let f = std::fs::File::create(path)
+        .map_err(|e| Error::Config(format!("cannot create {}: {e}", path.display())))?;
+    rec.write_chrome_trace(&mut std::io::BufWriter::new(f))?;
+    eprintln!(
+        "timeline of {} waits written to {}",
+        rec.len(),
+        path.display()
+    );
+    Ok(())
 }
 
 fn fmt_row(v: &[f64]) -> String {
