@@ -219,7 +219,7 @@ fn mpc_argmax_agrees_with_onnxruntime_on_held_out_digits() {
 
 #[test]
 fn public_weights_give_the_same_answers() {
-    for name in ["bn_cnn", "elementwise", "handmade"] {
+    for name in ["bn_cnn", "elementwise", "handmade", "concat_const"] {
         let f = fixture(name);
         for parties in [2, 3] {
             let got = mpc(&f, parties, &Schedule::serial(), Weights::Public);
