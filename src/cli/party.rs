@@ -146,7 +146,7 @@ fn run_party_args(a: &PartyArgs) -> Result<()> {
         .debug_stall_s
         .map(|s| crate::error::seconds_option("--debug-stall-s", s, true))
         .transpose()?;
-    let job = job::build(&pjob.spec)?;
+    let job = job::build_at(&pjob.spec, Some(a.id))?;
     let out = run_party(&cfg, &job)?;
     println!("{}", format_result(a.id, &out));
     Ok(())

@@ -140,7 +140,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
     // The whole job as a user waits for it, from the plan to the last party's output
     // (building the model and its plaintext reference is not counted).
     let t_job = Instant::now();
-    let mut outs = if a.processes {
+    let outs = if a.processes {
         if a.trace.is_some() {
             // The recorder lives in this process; the parties' spans are in theirs.
             return Err(Error::Config(
@@ -185,14 +185,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
         let recorder = a.trace.as_ref().map(|_| Recorder::new());
         let mut outs = run_online_traced(&cfg, &link, material, &*job.program, recorder.as_ref())?;
         if let (Some(path), Some(rec)) = (&a.trace, &recorder) {
-            let f = std::fs::File::create(path)
-                .map_err(|e| Error::Config(format!("cannot create {}: {e}", path.display())))?;
-            rec.write_chrome_trace(&mut std::io::BufWriter::new(f))?;
-            eprintln!(
-                "timeline of {} waits written to {}",
-                rec.len(),
-                path.display()
-            );
+            write_trace(path, rec)?;
         }
         for o in &mut outs {
             o.offline.plan_s = plan_s;
@@ -209,13 +202,26 @@ pub fn run(a: &RunArgs) -> Result<()> {
         a.material.is_some(),
         &link,
     )?;
-    print_phases(&mut outs, e2e_s);
+    print_phases(&outs, e2e_s);
+    Ok(())
+}
+
+/// Write `rec`'s timeline to `path` as Chrome trace events (`--trace`).
+pub fn write_trace(path: &std::path::Path, rec: &Recorder) -> Result<()> {
+    let f = std::fs::File::create(path)
+        .map_err(|e| Error::Config(format!("cannot create {}: {e}", path.display())))?;
+    rec.write_chrome_trace(&mut std::io::BufWriter::new(f))?;
+    eprintln!(
+        "timeline of {} waits written to {}",
+        rec.len(),
+        path.display()
+    );
     Ok(())
 }
 
 /// The whole job's phases: each the slowest party's, since every party waits for the
 /// slowest before its online phase can end.
-pub fn print_phases<T>(outs: &mut [PartyOutcome<T>], e2e_s: f64) {
+pub fn print_phases<T>(outs: &[PartyOutcome<T>], e2e_s: f64) {
     let max = |f: &dyn Fn(&PartyOutcome<T>) -> f64| outs.iter().map(f).fold(0.0, f64::max);
     println!(
         "phases: plan_s {:.4}  deal_s {:.4}  expand_s {:.4}  online_s {:.4}  e2e_s {:.4}",
