@@ -14,8 +14,8 @@ fn main() {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    if std::env::var_os("MPC_PIPE_HUGEPAGES").is_some_and(|v| v == "0") {
-        mpc_pipe::alloc::set_enabled(false);
+    if std::env::var_os("MPC_PIPE_HUGEPAGES").is_some_and(|v| v == "1") {
+        mpc_pipe::alloc::set_enabled(true);
     }
     let cli = mpc_pipe::cli::Cli::parse();
     // Every protocol round allocates multi-MiB message and tensor buffers; keep them in the
