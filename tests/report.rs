@@ -367,3 +367,59 @@ reps = 1
         ],
     );
 }
+
+/// The peers comparison: another system's CSV (a `system` column, as
+/// scripts/compare-crypten.sh writes) is read beside bench rows, and each workload's whole
+/// job is set against ours, e2e_s × batch (worked out by hand: 0.0008 s × 256 = 0.2048 s
+/// against CrypTen's 0.6144 s is 3.0×). A workload we have no row for says so; a file of
+/// that kind without a needed column is refused naming it.
+#[test]
+fn a_peers_csv_is_set_beside_our_whole_job() {
+    let dir = scratch("peers");
+    let ours = dir.join("mpc-pipe.csv");
+    std::fs::write(
+        &ours,
+        "model,batch,parties,weights,network,latency_ms,scheme,chunks,batches_in_flight,reps,\
+         latency_ms_p50,latency_ms_p99,throughput_per_s,commit,host,e2e_s\n\
+         W1,256,2,private,local,0,serial,1,1,3,150.0,160.0,1706.7,abc,vm,0.0008\n",
+    )
+    .unwrap();
+    let theirs = dir.join("crypten.csv");
+    let head = "model,system,workload,batch,parties,weights,provider,threads_per_party,reps,\
+                e2e_s,e2e_s_min,e2e_s_max,online_s,max_abs_err,commit,host,command\n";
+    std::fs::write(
+        &theirs,
+        format!(
+            "{head}W1,crypten,matmul,256,2,private,TFP,1,3,0.6144,0.6,0.7,0.5,1e-3,c,vm,x\n\
+             W2,crypten,relu,1,2,private,TFP,1,3,1.8,1.7,1.9,1.7,1e-5,c,vm,x\n"
+        ),
+    )
+    .unwrap();
+    let out = dir.join("out");
+    mpc_pipe::report::render(&[ours.clone(), theirs.clone()], &out, "x").unwrap();
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let want = format!(
+        "| W1 | crypten | 0.614 (0.600–0.700, 3) | 0.205 (serial) | 0.150 | 3.0× | {}:2, {}:2; host vm |",
+        theirs.display(),
+        ours.display()
+    );
+    assert!(md.contains(&want), "{want}\n{md}");
+    assert!(
+        md.contains("| W2 | crypten | 1.800 (1.700–1.900, 3) | – | – | – |"),
+        "{md}"
+    );
+    // A peers CSV lacking e2e_s is refused, naming the file and the column.
+    std::fs::write(
+        &theirs,
+        "model,system,batch,parties,reps,host\nW1,crypten,1,2,3,vm\n",
+    )
+    .unwrap();
+    let e = match mpc_pipe::report::render(&[ours, theirs.clone()], &dir.join("out2"), "x") {
+        Ok(_) => panic!("a peers CSV without e2e_s was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        e.contains(&theirs.display().to_string()) && e.contains("e2e_s"),
+        "{e}"
+    );
+}

@@ -44,7 +44,35 @@ pub struct Record {
     pub lanes: String,
     /// Empty in rows from before the column (they ran in memory).
     pub channels: String,
+    /// The whole job per inference (plan + dealer + expansion + online), seconds; absent
+    /// in rows from before the column.
+    pub e2e_s: Option<f64>,
 }
+
+/// One row of another system's CSV for the peers comparison (`scripts/compare-crypten.sh`
+/// writes them: a `system` column and no `scheme`), with where it came from.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PeerRecord {
+    pub file: String,
+    pub line: u64,
+    /// The workload, W1..W7 (bench-configs/peers.toml).
+    pub model: String,
+    pub system: String,
+    /// Samples in the job (its times are for the whole job, not per inference).
+    pub batch: usize,
+    pub parties: usize,
+    pub reps: usize,
+    /// Median, fastest and slowest whole job over the repetitions, seconds.
+    pub e2e_s: f64,
+    pub e2e_s_min: Option<f64>,
+    pub e2e_s_max: Option<f64>,
+    pub host: String,
+}
+
+/// Columns a peers CSV must have.
+pub const PEER_REQUIRED: [&str; 7] = [
+    "model", "system", "batch", "parties", "reps", "e2e_s", "host",
+];
 
 /// What one input file held.
 #[derive(Debug)]
@@ -54,6 +82,8 @@ pub enum Loaded {
         records: Vec<Record>,
         absent: Vec<&'static str>,
     },
+    /// Another system's rows for the peers comparison.
+    Peers(Vec<PeerRecord>),
     /// Another kind of CSV (kernels.csv, conv.csv): no `model` and `scheme` columns.
     Other,
 }
@@ -78,7 +108,7 @@ pub const REQUIRED: [&str; 15] = [
 ];
 
 /// Columns the report uses where present (older files lack some of them).
-pub const OPTIONAL: [&str; 11] = [
+pub const OPTIONAL: [&str; 12] = [
     "bandwidth_mbps",
     "cpu_util",
     "link_util",
@@ -90,6 +120,7 @@ pub const OPTIONAL: [&str; 11] = [
     "lanes",
     "speedup_vs_serial",
     "channels",
+    "e2e_s",
 ];
 
 /// Load one CSV. `name` is how the report names the file.
@@ -105,6 +136,9 @@ pub fn load(path: &Path, name: &str) -> Result<Loaded> {
     let index: HashMap<&str, usize> = header.iter().enumerate().map(|(i, h)| (h, i)).collect();
     if !index.contains_key("model") && !index.contains_key("scheme") {
         return Ok(Loaded::Other);
+    }
+    if index.contains_key("system") && !index.contains_key("scheme") {
+        return load_peers(reader, &index, name);
     }
     if let Some(col) = REQUIRED.iter().find(|c| !index.contains_key(*c)) {
         return Err(Error::Config(format!(
@@ -157,9 +191,51 @@ pub fn load(path: &Path, name: &str) -> Result<Loaded> {
             trunc: cell.text("trunc"),
             lanes: cell.text("lanes"),
             channels: cell.text("channels"),
+            e2e_s: cell.optional("e2e_s")?,
         });
     }
     Ok(Loaded::Bench { records, absent })
+}
+
+/// The rows of a peers CSV (see `PeerRecord`).
+fn load_peers(
+    mut reader: csv::Reader<std::fs::File>,
+    index: &HashMap<&str, usize>,
+    name: &str,
+) -> Result<Loaded> {
+    if let Some(col) = PEER_REQUIRED.iter().find(|c| !index.contains_key(*c)) {
+        return Err(Error::Config(format!(
+            "{name} row 1 (header): column `{col}` is missing; a peers CSV (with `system`) needs it"
+        )));
+    }
+    let mut rows = Vec::new();
+    for rec in reader.records() {
+        let rec = rec.map_err(|e| {
+            let line = e.position().map_or(0, |p| p.line());
+            Error::Config(format!("{name} row {line}: {e}"))
+        })?;
+        let line = rec.position().map_or(0, |p| p.line());
+        let cell = Cell {
+            name,
+            line,
+            rec: &rec,
+            index,
+        };
+        rows.push(PeerRecord {
+            file: name.to_string(),
+            line,
+            model: cell.text("model"),
+            system: cell.text("system"),
+            batch: cell.required("batch")?,
+            parties: cell.required("parties")?,
+            reps: cell.required("reps")?,
+            e2e_s: cell.required("e2e_s")?,
+            e2e_s_min: cell.optional("e2e_s_min")?,
+            e2e_s_max: cell.optional("e2e_s_max")?,
+            host: cell.text("host"),
+        });
+    }
+    Ok(Loaded::Peers(rows))
 }
 
 /// The cells of one row, by column name.

@@ -20,7 +20,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use load::{Loaded, Record};
+use load::{Loaded, PeerRecord, Record};
 use series::{Depth, Gain, Sweep, Trace};
 use tables::Input;
 
@@ -40,7 +40,7 @@ pub fn render(inputs: &[PathBuf], out: &Path, command: &str) -> Result<Rendered>
             "report: no input files (give bench CSVs, e.g. results/*.csv)".into(),
         ));
     }
-    let (files, records, traces) = read_inputs(inputs)?;
+    let (files, records, traces, peers) = read_inputs(inputs)?;
     if records.is_empty() {
         return Err(Error::Config(format!(
             "report: none of {} is a bench CSV with rows",
@@ -61,7 +61,7 @@ pub fn render(inputs: &[PathBuf], out: &Path, command: &str) -> Result<Rendered>
     std::fs::create_dir_all(out)
         .map_err(|e| Error::Config(format!("cannot create --out {}: {e}", out.display())))?;
     let tmp = out.join(format!(".report-partial-{}", std::process::id()));
-    let drawn = draw(&tmp, &files, &records, &traces, command);
+    let drawn = draw(&tmp, &files, &records, &traces, &peers, command);
     let drawn = drawn.and_then(|d| publish(&tmp, out).map(|()| d));
     match drawn {
         Ok((figures, tables, warnings)) => Ok(Rendered {
@@ -81,9 +81,13 @@ pub fn render(inputs: &[PathBuf], out: &Path, command: &str) -> Result<Rendered>
 }
 
 /// Load every input: CSVs (bench or skipped), and traces.
-fn read_inputs(inputs: &[PathBuf]) -> Result<(Vec<Input>, Vec<Record>, Vec<Trace>)> {
+/// Every input file, the bench rows, the timelines and other systems' rows.
+type Inputs = (Vec<Input>, Vec<Record>, Vec<Trace>, Vec<PeerRecord>);
+
+fn read_inputs(inputs: &[PathBuf]) -> Result<Inputs> {
     let mut files = Vec::new();
     let mut records = Vec::new();
+    let mut peers = Vec::new();
     let mut trace_paths: Vec<PathBuf> = Vec::new();
     let mut dirs: Vec<PathBuf> = Vec::new();
     for p in inputs {
@@ -107,6 +111,16 @@ fn read_inputs(inputs: &[PathBuf]) -> Result<(Vec<Input>, Vec<Record>, Vec<Trace
                 absent: vec![],
                 commands: vec![],
             }),
+            Loaded::Peers(r) => {
+                files.push(Input {
+                    commands: recorded_commands(p),
+                    name,
+                    skipped: None,
+                    rows: r.len(),
+                    absent: vec![],
+                });
+                peers.extend(r);
+            }
             Loaded::Bench { records: r, absent } => {
                 files.push(Input {
                     commands: recorded_commands(p),
@@ -170,7 +184,7 @@ fn read_inputs(inputs: &[PathBuf]) -> Result<(Vec<Input>, Vec<Record>, Vec<Trace
             });
         }
     }
-    Ok((files, records, traces))
+    Ok((files, records, traces, peers))
 }
 
 /// Commands that wrote `csv`, as recorded in the README.md beside it: code spans that run
@@ -204,6 +218,7 @@ fn draw(
     files: &[Input],
     records: &[Record],
     traces: &[Trace],
+    peers: &[PeerRecord],
     command: &str,
 ) -> Result<(Vec<PathBuf>, usize, usize)> {
     std::fs::create_dir_all(dir.join("figures"))?;
@@ -220,6 +235,7 @@ fn draw(
     );
     tables::inputs(&mut md, files, records);
     tables::headline(&mut md, &groups);
+    tables::peers(&mut md, records, peers);
     let warnings = tables::warnings(&mut md, &groups);
     let mut figs: Vec<PathBuf> = Vec::new();
     let _ = writeln!(md, "## Figures\n");

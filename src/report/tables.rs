@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::group::{eta, versus, Group, ETA_MIN_ROOM};
-use super::load::Record;
+use super::load::{PeerRecord, Record};
 use super::series::{scheme_order, PAPER_LATENCY_CHANGE, PAPER_THROUGHPUT_GAIN};
 
 /// What the report knows of one input file.
@@ -25,6 +25,71 @@ fn pct(v: f64) -> String {
 
 fn list(v: &[String]) -> String {
     v.join(", ")
+}
+
+/// The peers comparison (issue 20): each other system's row beside our bench rows of the
+/// same workload and party count, whole job against whole job (our `e2e_s` is per
+/// inference, so times the batch), with the ratio. Every row is named by file and line and
+/// its host, and rows of different hosts are flagged, never merged. Nothing when no
+/// other system's rows were given.
+pub fn peers(md: &mut String, records: &[Record], peers: &[PeerRecord]) {
+    if peers.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "## Against other systems (whole job, identical workloads)
+"
+    );
+    let _ = writeln!(
+        md,
+        "Whole job as a user waits for it, seconds. Ours: `e2e_s` × `batch` of the bench row          (plan, dealer, expansion and online latency; medians); online: `latency_ms_p50`.          Theirs: the median whole job over their repetitions (min–max). Ratio = theirs / ours.
+"
+    );
+    let _ = writeln!(
+        md,
+        "| workload | system | their job s (min–max, reps) | our job s | our online s | ratio | rows |"
+    );
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+    for p in peers {
+        let ours: Vec<&Record> = records
+            .iter()
+            .filter(|r| r.model == p.model && r.parties == p.parties && r.e2e_s.is_some())
+            .collect();
+        let spread = match (p.e2e_s_min, p.e2e_s_max) {
+            (Some(lo), Some(hi)) => format!("{:.3} ({lo:.3}–{hi:.3}, {})", p.e2e_s, p.reps),
+            _ => format!("{:.3} ({})", p.e2e_s, p.reps),
+        };
+        if ours.is_empty() {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {spread} | – | – | – | {}:{} (no bench row of ours with e2e_s) |",
+                p.model, p.system, p.file, p.line
+            );
+        }
+        for r in ours {
+            let job = r.e2e_s.unwrap_or(0.0) * r.batch as f64;
+            let host = if r.host == p.host {
+                format!("host {}", r.host)
+            } else {
+                format!("**hosts differ: {} vs {}**", r.host, p.host)
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {spread} | {job:.3} ({}) | {:.3} | {:.1}× | {}:{}, {}:{}; {host} |",
+                p.model,
+                p.system,
+                r.scheme,
+                r.latency_ms_p50 / 1e3,
+                p.e2e_s / job,
+                p.file,
+                p.line,
+                r.file,
+                r.line
+            );
+        }
+    }
+    let _ = writeln!(md);
 }
 
 /// The inputs table: every file, what it held, where it came from.
