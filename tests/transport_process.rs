@@ -206,3 +206,78 @@ fn party_processes_load_their_own_material_files_and_refuse_mixed_dealings() {
     }
     let _ = std::fs::remove_dir_all(base);
 }
+
+/// The children of a process run die with their parent: killed outright (no chance to
+/// clean up), `run --processes` leaves no party running on as an orphan
+/// (PR_SET_PDEATHSIG), and nothing of the job in /tmp (it goes to them on stdin).
+#[cfg(target_os = "linux")]
+#[test]
+fn killing_the_parent_of_a_process_run_ends_its_parties() {
+    let children_of = |pid: u32| -> Vec<u32> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/stat"))
+                    .ok()
+                    .and_then(|s| {
+                        // Fields after the command name (which may hold spaces): state, ppid.
+                        let rest = s.rsplit_once(") ")?.1.to_string();
+                        rest.split_whitespace().nth(1)?.parse::<u32>().ok()
+                    })
+                    == Some(pid)
+            })
+            .collect()
+    };
+    let alive = |p: u32| {
+        std::fs::read_to_string(format!("/proc/{p}/stat"))
+            .map(|s| !s.rsplit_once(") ").unwrap().1.starts_with('Z'))
+            .unwrap_or(false)
+    };
+    let mut parent = Command::new(EXE)
+        // Several seconds of work (batch 8): without the death signal the parties would
+        // still be running well after the 1 s allowed below.
+        .args([
+            "run",
+            "--processes",
+            "--model",
+            "resnet_cifar",
+            "--batch",
+            "8",
+        ])
+        .args(["--timeout-s", "60"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until both parties run.
+    let t = Instant::now();
+    let kids = loop {
+        let k = children_of(parent.id());
+        if k.len() == 2 || t.elapsed() > Duration::from_secs(20) {
+            break k;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(kids.len(), 2, "the parties did not start");
+    parent.kill().unwrap();
+    parent.wait().unwrap();
+    let t = Instant::now();
+    while kids.iter().any(|&k| alive(k)) && t.elapsed() < Duration::from_secs(1) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        kids.iter().all(|&k| !alive(k)),
+        "parties {kids:?} outlived their parent"
+    );
+}
+
+/// A parties file with a key the format does not have is refused naming it, not ignored
+/// (a typo such as `adress` would otherwise leave a party without its address).
+#[test]
+fn a_parties_file_with_an_unknown_key_is_refused() {
+    let e =
+        PartiesFile::parse("[[party]]\nid = 0\naddr = \"127.0.0.1:1\"\nbogus = 1\n").unwrap_err();
+    assert!(e.contains("bogus"), "{e}");
+    assert!(PartiesFile::parse("[[party]]\nid = 0\naddr = \"127.0.0.1:1\"\n").is_ok());
+}

@@ -278,6 +278,41 @@ fn strangers_do_not_stop_the_listener_and_the_real_peer_is_served() {
     drop_all(vec![e0, e1]);
 }
 
+/// A flood of strangers that connect and stay silent, four times the cap on pending
+/// handshakes and still open when the real peer comes, neither ends the listener nor keeps
+/// the real peer out: pending handshakes are capped (the oldest gives way to a newcomer,
+/// and an evicted dialler dials again), so the session is set up long before the 10 s a
+/// silent stranger may hold its handshake.
+#[test]
+fn a_flood_of_silent_connections_does_not_lock_the_real_peer_out() {
+    use mpc_pipe::transport::tcp::MAX_PENDING_HANDSHAKES;
+    let (mut ls, addrs) = listeners(2);
+    let key = SessionKey::fresh();
+    let l0 = ls.remove(0);
+    let mut c0 = TcpConfig::new(0, addrs.clone(), 12, key.clone());
+    c0.timeout = Duration::from_secs(30);
+    let t = Instant::now();
+    let h = std::thread::spawn(move || TcpNetwork::connect_with(&c0, l0));
+    let flood: Vec<TcpStream> = (0..4 * MAX_PENDING_HANDSHAKES)
+        .map(|_| TcpStream::connect(addrs[0]).unwrap())
+        .collect();
+    // Let the listener take them all before the real peer dials.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut c1 = TcpConfig::new(1, addrs.clone(), 12, key);
+    c1.timeout = Duration::from_secs(30);
+    let e1 = TcpNetwork::connect_with(&c1, ls.remove(0)).unwrap();
+    let e0 = h.join().unwrap().unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(8),
+        "setup took {:?}",
+        t.elapsed()
+    );
+    e1.post(0, Tag(5), vec![43].into()).unwrap();
+    assert_eq!(e0.wait(1, Tag(5), 1).unwrap(), vec![43]);
+    drop(flood);
+    drop_all(vec![e0, e1]);
+}
+
 #[test]
 fn a_second_connection_for_a_connected_party_is_refused_without_ending_the_session() {
     let (mut ls, addrs) = listeners(3);

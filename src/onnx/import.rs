@@ -293,7 +293,10 @@ impl<'m> Importer<'m> {
                 continue;
             }
             if let Some(f) = fused.emit.get(&i) {
-                let out = n.output[0].clone();
+                // A fused pattern's last node names the result: a file may leave it out.
+                let Some(out) = n.output.first().cloned() else {
+                    return Err(self.refuse(n, "has no output"));
+                };
                 let y = self.fusion(n, f)?;
                 self.vals.insert(out, Val::Act(y));
                 continue;

@@ -194,6 +194,10 @@ fn labelled_mac(key: &SessionKey, label: &[u8], first: &[u8], second: &[u8]) -> 
     m
 }
 
+/// How an error of the connection itself (closed, reset, timed out) before the peer's
+/// hello arrived begins: the dialler tries again on it (`is_connection_failure`).
+const LOST_BEFORE_HELLO: &str = "connection lost before the hello: ";
+
 fn io_err(peer: &str, step: &str, e: std::io::Error) -> Error {
     let why = match e.kind() {
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => "timed out".to_string(),
@@ -201,6 +205,12 @@ fn io_err(peer: &str, step: &str, e: std::io::Error) -> Error {
         _ => e.to_string(),
     };
     Error::Frame(format!("handshake with {peer} failed while {step}: {why}"))
+}
+
+/// Whether `e` says the connection was lost before the peer's hello arrived (nothing was
+/// refused: a listener shedding load dropped it), so dialling again may succeed.
+pub fn is_connection_failure(e: &Error) -> bool {
+    matches!(e, Error::Frame(m) if m.starts_with(LOST_BEFORE_HELLO))
 }
 
 /// Run the handshake on `s` (blocking, with the socket's timeouts already set). `peer`
@@ -215,11 +225,15 @@ pub fn handshake<S: Read + Write>(
     let mut nonce = [0u8; 32];
     getrandom::getrandom(&mut nonce).expect("OS entropy");
     let mine = encode_hello(p, &nonce);
+    let lost = |e: Error| match e {
+        Error::Frame(m) => Error::Frame(format!("{LOST_BEFORE_HELLO}{m}")),
+        other => other,
+    };
     s.write_all(&mine)
-        .map_err(|e| io_err(peer, "sending the hello", e))?;
+        .map_err(|e| lost(io_err(peer, "sending the hello", e)))?;
     let mut theirs = [0u8; HELLO_BYTES];
     s.read_exact(&mut theirs)
-        .map_err(|e| io_err(peer, "reading the hello", e))?;
+        .map_err(|e| lost(io_err(peer, "reading the hello", e)))?;
     let Some(h) = decode_hello(&theirs) else {
         return Err(Error::Frame(format!(
             "handshake with {peer} failed: the peer does not speak the mpc-pipe protocol"

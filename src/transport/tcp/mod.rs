@@ -57,7 +57,7 @@ use crate::comm::{Comm, Counters, PartyId, Payload, Tag};
 use crate::error::{Error, Result};
 use crate::link::LinkProfile;
 
-pub use setup::TcpNetwork;
+pub use setup::{TcpNetwork, MAX_PENDING_HANDSHAKES};
 pub use sys::tune_allocator_for_messages;
 
 /// Everything one party needs to join a TCP session.

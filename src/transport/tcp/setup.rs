@@ -19,7 +19,9 @@ use crate::comm::{Counters, PartyId};
 use crate::error::{Error, Result};
 use crate::transport::emulator::{Clock, Link};
 use crate::transport::frame::sanitize;
-use crate::transport::handshake::{handshake, ChannelKeys, HelloParams, PROTOCOL_VERSION};
+use crate::transport::handshake::{
+    handshake, is_connection_failure, ChannelKeys, HelloParams, PROTOCOL_VERSION,
+};
 use crate::transport::inbox::Inbox;
 
 /// Connection setup for one party.
@@ -65,10 +67,20 @@ impl TcpNetwork {
         // Dial lower ids first, then accept higher ids: party 0 only accepts, so by
         // induction every dial is eventually answered.
         for (j, (slot, &addr)) in socks.iter_mut().zip(&cfg.addrs).enumerate().take(me) {
-            let mut s = dial(addr, j, deadline, cfg.timeout)?;
-            set_timeouts(&s, deadline)?;
-            let auth = handshake(&mut s, &params(Some(j)), &cfg.key, &addr.to_string())?;
-            *slot = Some((s, auth.keys));
+            // A listener flooded by strangers may evict our connection before its hello
+            // is answered: dial again until the deadline. A refusal is final.
+            let auth = loop {
+                let mut s = dial(addr, j, deadline, cfg.timeout)?;
+                set_timeouts(&s, deadline)?;
+                match handshake(&mut s, &params(Some(j)), &cfg.key, &addr.to_string()) {
+                    Ok(a) => break (s, a.keys),
+                    Err(e) if is_connection_failure(&e) && Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            *slot = Some(auth);
         }
         accept_peers(cfg, &listener, &params(None), &mut socks, deadline)?;
         drop(listener);
@@ -149,12 +161,16 @@ impl TcpNetwork {
 /// Longest one accepted connection may take to authenticate: a stranger that connects
 /// and stays silent costs one handshake thread this long, never the session.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Most handshakes running at once; a connection beyond them is dropped at once.
-const MAX_PENDING_HANDSHAKES: usize = 32;
+/// Most handshakes running at once. A connection beyond them evicts the oldest pending
+/// one (which a real peer, answering at once, rarely is; a dialling peer that is evicted
+/// dials again): so a flood of strangers that connect and stay silent costs a bounded
+/// number of threads and sockets and never locks the real peers out, as dropping the
+/// newcomer would.
+pub const MAX_PENDING_HANDSHAKES: usize = 32;
 
-/// What a handshake thread reports: who connected, and the authenticated peer's id and
-/// socket or why it was refused.
-type Handshaken = (SocketAddr, Result<(PartyId, Peer)>);
+/// What a handshake thread reports: its connection's number, who connected, and the
+/// authenticated peer's id and socket or why it was refused.
+type Handshaken = (u64, SocketAddr, Result<(PartyId, Peer)>);
 
 /// An authenticated connection and its channel keys (None: plaintext channels).
 type Peer = (TcpStream, Option<ChannelKeys>);
@@ -174,7 +190,9 @@ fn accept_peers(
     let me = cfg.party;
     listener.set_nonblocking(true)?;
     let (tx, rx) = mpsc::channel::<Handshaken>();
-    let mut pending = 0usize;
+    // Pending handshakes, oldest first: number, peer address, a handle to shut it down.
+    let mut pending = std::collections::VecDeque::<(u64, SocketAddr, TcpStream)>::new();
+    let mut next_id = 0u64;
     let mut refused = 0usize;
     let mut last_refusal = None::<String>;
     let mut refuse = |from: SocketAddr, why: String| {
@@ -184,8 +202,8 @@ fn accept_peers(
         last_refusal = Some(why);
     };
     loop {
-        while let Ok((from, r)) = rx.try_recv() {
-            pending -= 1;
+        while let Ok((id, from, r)) = rx.try_recv() {
+            pending.retain(|(p, _, _)| *p != id);
             match r {
                 Ok((k, s)) if socks[k].is_none() => socks[k] = Some(s),
                 Ok((k, _)) => refuse(
@@ -200,10 +218,22 @@ fn accept_peers(
         };
         match listener.accept() {
             Ok((s, from)) => {
-                if pending >= MAX_PENDING_HANDSHAKES {
-                    refuse(from, format!("{pending} handshakes already running"));
-                    continue;
+                if pending.len() >= MAX_PENDING_HANDSHAKES {
+                    if let Some((_, old, handle)) = pending.pop_front() {
+                        // Its thread sees the shutdown as a failed read and reports it.
+                        let _ = handle.shutdown(std::net::Shutdown::Both);
+                        eprintln!(
+                            "mpc-pipe: party {me}: {MAX_PENDING_HANDSHAKES} handshakes pending; the oldest, from {old}, gives way to {from}"
+                        );
+                    }
                 }
+                let handle = match s.try_clone() {
+                    Ok(h) => h,
+                    Err(e) => {
+                        refuse(from, format!("cannot track its handshake: {e}"));
+                        continue;
+                    }
+                };
                 let conn_deadline = deadline.min(Instant::now() + HANDSHAKE_TIMEOUT);
                 if let Err(e) = s
                     .set_nonblocking(false)
@@ -214,15 +244,17 @@ fn accept_peers(
                     continue;
                 }
                 let (tx, params, key) = (tx.clone(), params.clone(), cfg.key.clone());
+                let id = next_id;
+                next_id += 1;
                 let spawned = std::thread::Builder::new()
                     .name(format!("mpc-hello-{me}"))
                     .spawn(move || {
                         let mut s = s;
                         let r = handshake(&mut s, &params, &key, &from.to_string());
-                        let _ = tx.send((from, r.map(|a| (a.party, (s, a.keys)))));
+                        let _ = tx.send((id, from, r.map(|a| (a.party, (s, a.keys)))));
                     });
                 match spawned {
-                    Ok(_) => pending += 1,
+                    Ok(_) => pending.push_back((id, from, handle)),
                     Err(e) => refuse(from, format!("no thread for its handshake: {e}")),
                 }
             }
