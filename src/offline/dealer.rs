@@ -149,6 +149,30 @@ fn corrected_values(req: &Request, free: &[&Material]) -> Vec<Vec<u64>> {
             }
             vec![c]
         }
+        Request::ConvGradInput {
+            dy,
+            w,
+            in_hw,
+            stride,
+            padding,
+        } => {
+            let a = RingTensor::from_vec(&dy, sum(&comp(0)));
+            let b = RingTensor::from_vec(&w, sum(&comp(1)));
+            let hw = (in_hw[0], in_hw[1]);
+            vec![kernels::conv2d_grad_input(&a, &b, hw, stride, padding).into_data()]
+        }
+        Request::ConvGradWeight {
+            x,
+            dy,
+            k_hw,
+            stride,
+            padding,
+        } => {
+            let a = RingTensor::from_vec(&x, sum(&comp(0)));
+            let b = RingTensor::from_vec(&dy, sum(&comp(1)));
+            let hw = (k_hw[0], k_hw[1]);
+            vec![kernels::conv2d_grad_weight(&a, &b, hw, stride, padding).into_data()]
+        }
         Request::Trunc { shift, .. } => {
             let r = sum(&comp(0));
             let hi = r.iter().map(|x| (x & (u64::MAX >> 1)) >> shift).collect();

@@ -214,6 +214,18 @@ impl mpc::Exec for Exec<'_> {
     }
 }
 
+/// Run `f` on each part concurrently, the first on the calling lane and the others as
+/// lanes of `mode`, and return their results in part order: training's micro-batches
+/// (src/train), each a whole forward and backward pass on its own context.
+pub fn in_lanes<'a, P: Send + 'a, T: Send + 'a>(
+    mode: Lanes,
+    label: &str,
+    parts: Vec<P>,
+    f: &'a (dyn Fn(P) -> Result<T> + Sync),
+) -> Result<Vec<T>> {
+    fork::parts(mode, label, parts, f)
+}
+
 /// Inference of `graph` on the secret input `x` under `schedule`. Every schedule runs the
 /// same traversal and protocol calls; with the same material and seeds the output shares
 /// are bit-identical across schedules.
