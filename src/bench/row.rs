@@ -139,6 +139,9 @@ pub fn row_of(
         link_bytes: Some(meas.link_bytes),
         lanes: c.lanes.to_string(),
         messages: Some(meas.messages),
+        epoch: None,
+        loss: None,
+        accuracy: None,
     }
 }
 
