@@ -165,6 +165,7 @@ pub struct Job<'a> {
 impl Job<'_> {
     fn check(&self) -> Result<()> {
         self.config.check(self.data.train.len())?;
+        backward::parameters(self.graph)?;
         let want = &self.graph.input_shape()[1..];
         if want != self.data.train.sample_shape.as_slice() {
             return Err(Error::Config(format!(
