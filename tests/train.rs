@@ -304,4 +304,19 @@ fn inter_batch_training_gives_serials_weights_within_the_bound() {
     assert!(err < 2.0 * ONE_STEP_BOUND, "{err}");
     // Same rounds: the micro-batches' rounds run alongside the first's.
     assert_eq!(rs[0].stats[0].rounds, rb[0].stats[0].rounds);
+    // Inner-layer (relu and max-pool of both passes in 3 chunks), alone and with
+    // inter-batch: the same products on the same rows, so the same bound.
+    for (scheme, m) in [("inner-layer", 1), ("inter-batch+inner-layer", 2)] {
+        let schedule = Schedule {
+            scheme: scheme.parse().unwrap(),
+            chunks: 3,
+            batches_in_flight: m,
+            lanes: Lanes::Coroutines,
+        };
+        let (rc, chunked) = run(schedule);
+        let err = max_diff(&serial, &chunked);
+        eprintln!("{scheme} vs serial: max |Δw| {err:.2e}");
+        assert!(err < 2.0 * ONE_STEP_BOUND, "{scheme}: {err}");
+        assert_eq!(rs[0].stats[0].rounds, rc[0].stats[0].rounds, "{scheme}");
+    }
 }

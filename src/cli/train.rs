@@ -59,10 +59,14 @@ pub struct TrainArgs {
     /// Append one CSV row per epoch to this file.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Pipeline scheme: serial or inter-batch (micro-batches forward and backward in
-    /// pipeline, one update per mini-batch).
+    /// Pipeline scheme: serial, inter-batch (micro-batches forward and backward in
+    /// pipeline, one update per mini-batch), inner-layer (non-linear layers of both passes
+    /// in chunks), or inter-batch+inner-layer.
     #[arg(long, default_value = "serial")]
     pub scheme: String,
+    /// Chunks of each non-linear layer (relu, max-pool, both passes) for inner-layer (k).
+    #[arg(long, default_value_t = 2)]
+    pub chunks: usize,
     /// Micro-batches in flight for inter-batch (m).
     #[arg(long, default_value_t = 2)]
     pub batches_in_flight: usize,
@@ -143,7 +147,7 @@ fn row_of(
     r: &EpochReport,
     link: &crate::link::LinkProfile,
     scheme: &str,
-    m: usize,
+    (k, m): (usize, usize),
 ) -> Row {
     let steps = (r.samples / a.batch.max(1)).max(1);
     let per_step_ms = r.online_s / steps as f64 * 1e3;
@@ -168,7 +172,7 @@ fn row_of(
         bandwidth_mbps: link.bandwidth_mbps,
         latency_ms: link.latency_ms,
         scheme: scheme.into(),
-        chunks: 1,
+        chunks: k,
         batches_in_flight: m,
         reps: steps,
         latency_ms_p50: per_step_ms,
@@ -232,10 +236,10 @@ pub fn run(a: &TrainArgs) -> Result<()> {
                 .into(),
         ));
     }
-    let schedule = schedule_of(&a.scheme, 1, a.batches_in_flight, &a.lanes)?;
-    if schedule.scheme.inter_linear || schedule.scheme.inner_layer {
+    let schedule = schedule_of(&a.scheme, a.chunks, a.batches_in_flight, &a.lanes)?;
+    if schedule.scheme.inter_linear {
         return Err(Error::Config(format!(
-            "--scheme {}: training runs serial and inter-batch; inter-linear and inner-layer are not implemented for training yet",
+            "--scheme {}: training runs serial, inter-batch and inner-layer; inter-linear is not implemented for training yet",
             a.scheme
         )));
     }
@@ -257,7 +261,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
             order_seed: a.data_seed,
         },
     };
-    let m = schedule.m();
+    let km = (schedule.k(), schedule.m());
     let scheme = if a.plaintext {
         "plaintext".to_string()
     } else {
@@ -287,7 +291,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     let mut on_epoch = |r: &EpochReport| {
         print_epoch(r, a.plaintext);
         if let (Some(out), None) = (&a.out, &write_err) {
-            if let Err(e) = append_row(out, &row_of(a, r, &link, &scheme, m)) {
+            if let Err(e) = append_row(out, &row_of(a, r, &link, &scheme, km)) {
                 write_err = Some(e);
             }
         }

@@ -226,6 +226,24 @@ pub fn in_lanes<'a, P: Send + 'a, T: Send + 'a>(
     fork::parts(mode, label, parts, f)
 }
 
+/// `f` on `xs` whole (k = 1, serial) or in k chunks along one of `axes`, each a lane of
+/// `mode` on a context narrowed to it (inner-layer), outputs concatenated along that axis:
+/// for callers that run nodes outside the inference traversal, i.e. training's non-linear
+/// layers (src/train). Same contract as `model::mpc::Exec::split`.
+pub fn chunked(
+    ctx: &Ctx,
+    xs: &[Share],
+    axes: &[usize],
+    k: usize,
+    mode: Lanes,
+    f: &PieceFn,
+) -> Result<Share> {
+    match k {
+        0 | 1 => serial::split(ctx, xs, f),
+        k => inner_layer::split(ctx, xs, axes, k, mode, f),
+    }
+}
+
 /// Inference of `graph` on the secret input `x` under `schedule`. Every schedule runs the
 /// same traversal and protocol calls; with the same material and seeds the output shares
 /// are bit-identical across schedules.

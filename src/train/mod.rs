@@ -204,17 +204,7 @@ impl Job<'_> {
         let mut loss = Share(RingTensor::zeros(&[1]));
         for s in 0..cfg.steps(set.len()) {
             let (x, y) = share_batch(&data_ctx(ctx, s, 0), set, &order[s * b..(s + 1) * b])?;
-            let l = model.step(
-                ctx,
-                s,
-                &mut w,
-                &mut velocity,
-                &cfg.sgd,
-                &x,
-                &y,
-                cfg.schedule.m(),
-                cfg.schedule.lanes,
-            )?;
+            let l = model.step(ctx, s, &mut w, &mut velocity, &cfg.sgd, &x, &y)?;
             loss.0.add_assign(&l.0);
         }
         let c = data_ctx(ctx, 1 << 40, 1);
@@ -258,7 +248,7 @@ impl Job<'_> {
         on_epoch: &mut dyn FnMut(&EpochReport),
     ) -> Result<(Vec<EpochReport>, Vec<PlainTensor>)> {
         self.check()?;
-        let model = Trainable::new(self.graph)?;
+        let model = Trainable::new(self.graph)?.with_schedule(&self.config.schedule)?;
         let parties = session.parties;
         let mut states = vec![PartyState::default(); parties];
         let mut reports = Vec::new();

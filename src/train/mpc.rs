@@ -24,7 +24,7 @@ use crate::model::Node;
 use crate::proto::pool::pool_scatter;
 use crate::proto::{Ctx, Share};
 use crate::ring::{shape, RingTensor};
-use crate::sched::Lanes;
+use crate::sched::{Lanes, Schedule};
 
 pub use crate::model::backward::Sgd;
 
@@ -52,10 +52,16 @@ fn node_id(step: usize, micro: usize, phase: Phase, node: usize) -> u64 {
 pub const MAX_NODES: usize = 1 << 12;
 pub const MAX_MICRO_BATCHES: usize = 1 << 8;
 
-/// A graph with its trainable constants (model::backward::parameters).
+/// A graph with its trainable constants (model::backward::parameters), and the schedule
+/// its steps run under.
 pub struct Trainable<'g> {
     pub g: &'g Graph,
     pub params: Vec<TensorId>,
+    /// Micro-batches per mini-batch (inter-batch).
+    m: usize,
+    /// Chunks of each non-linear layer, forward and backward (inner-layer).
+    k: usize,
+    lanes: Lanes,
 }
 
 /// What one forward pass keeps for the backward one.
@@ -82,7 +88,104 @@ impl<'g> Trainable<'g> {
             )));
         }
         let params = crate::model::backward::parameters(g)?;
-        Ok(Trainable { g, params })
+        Ok(Trainable {
+            g,
+            params,
+            m: 1,
+            k: 1,
+            lanes: Lanes::Threads,
+        })
+    }
+
+    /// Steps under `schedule`: its micro-batches (inter-batch) and chunks (inner-layer).
+    pub fn with_schedule(mut self, schedule: &Schedule) -> Result<Self> {
+        if schedule.scheme.inter_linear {
+            return Err(Error::Config(
+                "inter-linear is not implemented for training yet (serial, inter-batch and inner-layer are)".into(),
+            ));
+        }
+        self.m = schedule.m();
+        self.k = schedule.k();
+        self.lanes = schedule.lanes;
+        if self.m > MAX_MICRO_BATCHES {
+            return Err(Error::Config(format!(
+                "training supports at most {MAX_MICRO_BATCHES} micro-batches, got {}",
+                self.m
+            )));
+        }
+        Ok(self)
+    }
+
+    /// relu and its bit [x ≥ 0] on the flattened tensor, in k chunks.
+    fn relu(&self, c: &Ctx, x: &Share) -> Result<(Share, Share)> {
+        let n = x.len();
+        let out = crate::sched::chunked(
+            c,
+            &[x.reshape(&[n])?],
+            &[0],
+            self.k,
+            self.lanes,
+            &|cx, p| {
+                let (y, m) = cx.relu_with_mask(&p[0])?;
+                Ok(pack(&[&y, &m], p[0].len()))
+            },
+        )?;
+        let mut parts = unpack(&out, &[1, 1]).into_iter();
+        let y = parts.next().expect("two parts").into_shape(x.shape())?;
+        let m = parts.next().expect("two parts").into_shape(x.shape())?;
+        Ok((y, m))
+    }
+
+    /// Max-pooling and its one-hot windows, the batch in k chunks.
+    fn maxpool(
+        &self,
+        c: &Ctx,
+        x: &Share,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<(Share, Share)> {
+        let b = x.shape()[0];
+        let out = crate::sched::chunked(
+            c,
+            std::slice::from_ref(x),
+            &[0],
+            self.k,
+            self.lanes,
+            &|cx, p| {
+                let (y, hot) = cx.maxpool2d_with_mask(&p[0], kernel, stride, padding)?;
+                Ok(pack(&[&y, &hot], p[0].shape()[0]))
+            },
+        )?;
+        let cols = out.shape()[1];
+        let kk = kernel * kernel;
+        let per = cols / (1 + kk);
+        let mut parts = unpack(&out, &[per, per * kk]).into_iter();
+        let y = parts.next().expect("two parts");
+        let hot = parts.next().expect("two parts");
+        let ys = infer(
+            &Op::MaxPool {
+                kernel,
+                stride,
+                padding,
+            },
+            &[x.shape()],
+        )
+        .map_err(Error::Shape)?;
+        Ok((y.into_shape(&ys)?, hot.into_shape(&[b * per, kk])?))
+    }
+
+    /// x·bit for a scale-1 bit of x's shape (relu's and max-pool's backward), rows in k
+    /// chunks.
+    fn select(&self, c: &Ctx, x: &Share, bit: &Share) -> Result<Share> {
+        let s = x.shape().to_vec();
+        let rows = if s.len() == 2 { s[0] } else { x.len() };
+        let cols = x.len() / rows.max(1);
+        let (x2, b2) = (x.reshape(&[rows, cols])?, bit.reshape(&[rows, cols])?);
+        crate::sched::chunked(c, &[x2, b2], &[0], self.k, self.lanes, &|cx, p| {
+            cx.mul_raw(&p[0], &p[1])
+        })?
+        .into_shape(&s)
     }
 
     fn param(&self, t: TensorId) -> Option<usize> {
@@ -222,7 +325,7 @@ impl<'g> Trainable<'g> {
                 (y, None)
             }
             Op::Relu => {
-                let (y, m) = c.relu_with_mask(act(0)?)?;
+                let (y, m) = self.relu(c, act(0)?)?;
                 (y, Some(m))
             }
             Op::MaxPool {
@@ -230,7 +333,7 @@ impl<'g> Trainable<'g> {
                 stride,
                 padding,
             } => {
-                let (y, hot) = c.maxpool2d_with_mask(act(0)?, *kernel, *stride, *padding)?;
+                let (y, hot) = self.maxpool(c, act(0)?, *kernel, *stride, *padding)?;
                 (y, Some(hot))
             }
             Op::AvgPool {
@@ -403,7 +506,7 @@ impl<'g> Trainable<'g> {
                     })
                 })
                 .collect::<Result<_>>()?,
-            Op::Relu => vec![Some(c.mul_raw(&dy, mask()?)?)],
+            Op::Relu => vec![Some(self.select(c, &dy, mask()?)?)],
             Op::MaxPool {
                 kernel,
                 stride,
@@ -415,7 +518,7 @@ impl<'g> Trainable<'g> {
                     hot.shape(),
                     repeat_each(dy.0.data(), kk),
                 ));
-                let picked = c.mul_raw(&rows, hot)?;
+                let picked = self.select(c, &rows, hot)?;
                 let x = val(0)?;
                 vec![Some(Share(pool_scatter(
                     &picked.0,
@@ -506,9 +609,8 @@ impl<'g> Trainable<'g> {
     }
 
     /// One SGD step on a mini-batch x [B, ...] with one-hot labels y [B, K] (raw 0/1), in
-    /// `m` micro-batches (each a lane of `lanes`; gradients summed, one update). Returns
+    /// the schedule's m micro-batches (each a lane; gradients summed, one update). Returns
     /// the loss summed over the batch.
-    #[allow(clippy::too_many_arguments)]
     pub fn step(
         &self,
         ctx: &Ctx,
@@ -518,16 +620,10 @@ impl<'g> Trainable<'g> {
         sgd: &Sgd,
         x: &Share,
         y: &Share,
-        m: usize,
-        lanes: Lanes,
     ) -> Result<Share> {
         let batch = x.shape()[0];
-        let m = m.clamp(1, batch.max(1));
-        if m > MAX_MICRO_BATCHES {
-            return Err(Error::Config(format!(
-                "training supports at most {MAX_MICRO_BATCHES} micro-batches, got {m}"
-            )));
-        }
+        let m = self.m.clamp(1, batch.max(1));
+        let lanes = self.lanes;
         let ranges = crate::ring::tensor::split_ranges(batch, m);
         let wr: &[Share] = w;
         let parts: Vec<(Ctx, usize, Share, Share)> = ranges
@@ -577,6 +673,38 @@ fn named(e: Error, n: &Node) -> Error {
         Error::Protocol(m) => Error::Protocol(format!("{n}: {m}")),
         other => other,
     }
+}
+
+/// Parts with `rows` rows each (any shape, row-major) side by side: [rows, Σ cols], so one
+/// lane's outputs travel as one tensor whose axis 0 is the chunked one.
+fn pack(parts: &[&Share], rows: usize) -> Share {
+    let cols: Vec<usize> = parts.iter().map(|p| p.len() / rows.max(1)).collect();
+    let total: usize = cols.iter().sum();
+    let mut out = Vec::with_capacity(rows * total);
+    for r in 0..rows {
+        for (p, &c) in parts.iter().zip(&cols) {
+            out.extend_from_slice(&p.0.data()[r * c..(r + 1) * c]);
+        }
+    }
+    Share(RingTensor::from_vec(&[rows, total], out))
+}
+
+/// The inverse of `pack`: [rows, c_i] for each of `cols`.
+fn unpack(t: &Share, cols: &[usize]) -> Vec<Share> {
+    let rows = t.shape()[0];
+    let total: usize = cols.iter().sum();
+    let mut outs: Vec<Vec<u64>> = cols.iter().map(|&c| Vec::with_capacity(rows * c)).collect();
+    for r in 0..rows {
+        let mut at = r * total;
+        for (o, &c) in outs.iter_mut().zip(cols) {
+            o.extend_from_slice(&t.0.data()[at..at + c]);
+            at += c;
+        }
+    }
+    outs.into_iter()
+        .zip(cols)
+        .map(|(d, &c)| Share(RingTensor::from_vec(&[rows, c], d)))
+        .collect()
 }
 
 /// Each value repeated k times in a row.
