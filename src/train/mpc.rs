@@ -611,6 +611,7 @@ impl<'g> Trainable<'g> {
     /// One SGD step on a mini-batch x [B, ...] with one-hot labels y [B, K] (raw 0/1), in
     /// the schedule's m micro-batches (each a lane; gradients summed, one update). Returns
     /// the loss summed over the batch.
+    #[allow(clippy::too_many_arguments)]
     pub fn step(
         &self,
         ctx: &Ctx,
