@@ -139,3 +139,34 @@ fn train_refuses_bad_options_naming_them() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
 }
+
+/// An imported ONNX model trains like a built-in one (the digits fixture: its batch norm
+/// folded into the conv, then conv, relu, maxpool, conv, relu, avgpool, flatten, gemm).
+#[test]
+fn train_takes_an_onnx_model() {
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/onnx/digits_cnn.onnx");
+    let args = [
+        "train",
+        "--model",
+        model,
+        "--data",
+        "synthetic",
+        "--synthetic-train",
+        "64",
+        "--synthetic-test",
+        "32",
+        "--epochs",
+        "1",
+        "--batch",
+        "16",
+    ];
+    let o = bin().args(args).output().unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "stdout: {out}\nstderr: {err}");
+    let o = bin().args(args).arg("--plaintext").output().unwrap();
+    let (pout, perr) = text(&o);
+    assert!(o.status.success(), "{perr}");
+    let (m, p) = (epochs(&out), epochs(&pout));
+    assert_eq!(m.len(), 1);
+    assert!((m[0].0 - p[0].0).abs() < 1e-2, "loss {:?} vs {:?}", m[0], p[0]);
+}
