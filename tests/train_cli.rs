@@ -144,7 +144,10 @@ fn train_refuses_bad_options_naming_them() {
 /// folded into the conv, then conv, relu, maxpool, conv, relu, avgpool, flatten, gemm).
 #[test]
 fn train_takes_an_onnx_model() {
-    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/onnx/digits_cnn.onnx");
+    let model = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/onnx/digits_cnn.onnx"
+    );
     let args = [
         "train",
         "--model",
@@ -168,5 +171,10 @@ fn train_takes_an_onnx_model() {
     assert!(o.status.success(), "{perr}");
     let (m, p) = (epochs(&out), epochs(&pout));
     assert_eq!(m.len(), 1);
-    assert!((m[0].0 - p[0].0).abs() < 1e-2, "loss {:?} vs {:?}", m[0], p[0]);
+    assert!(
+        (m[0].0 - p[0].0).abs() < 1e-2,
+        "loss {:?} vs {:?}",
+        m[0],
+        p[0]
+    );
 }

@@ -142,11 +142,18 @@ fn data_owner(ctx: &Ctx) -> usize {
 /// Only the data owner reads the values.
 fn share_batch(ctx: &Ctx, set: &Dataset, idx: &[usize]) -> Result<(Share, Share)> {
     let owner = data_owner(ctx);
-    let (x, labels) = set.batch(idx);
-    let mine = ctx.party() == owner;
-    let xs = ctx.share_plain(owner, mine.then_some(&x), x.shape())?;
-    let y = onehot(&labels, set.classes);
-    let ys = ctx.share_input(owner, mine.then_some(&y), y.shape())?;
+    let mine = (ctx.party() == owner).then(|| {
+        let (x, labels) = set.batch(idx);
+        (x, onehot(&labels, set.classes))
+    });
+    let mut x_shape = vec![idx.len()];
+    x_shape.extend(&set.sample_shape);
+    let xs = ctx.share_plain(owner, mine.as_ref().map(|m| &m.0), &x_shape)?;
+    let ys = ctx.share_input(
+        owner,
+        mine.as_ref().map(|m| &m.1),
+        &[idx.len(), set.classes],
+    )?;
     Ok((xs, ys))
 }
 

@@ -80,9 +80,10 @@ struct At {
 
 impl<'g> Trainable<'g> {
     pub fn new(g: &'g Graph) -> Result<Self> {
-        if g.nodes.len() > MAX_NODES {
+        // Node MAX_NODES - 1's keys are the weight sharing's and the evaluation's.
+        if g.nodes.len() >= MAX_NODES {
             return Err(Error::Config(format!(
-                "model '{}' has {} nodes; training supports at most {MAX_NODES}",
+                "model '{}' has {} nodes; training supports fewer than {MAX_NODES}",
                 g.name,
                 g.nodes.len()
             )));
