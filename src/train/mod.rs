@@ -259,16 +259,24 @@ impl Job<'_> {
         let parties = session.parties;
         let mut states = vec![PartyState::default(); parties];
         let mut reports = Vec::new();
-        // Every epoch repeats the same steps' keys and shapes: one dry run each for
-        // training and evaluation serves them all.
-        let (train_plan, eval_plan) = {
+        // Every epoch repeats the same steps' keys and shapes, so one dry run serves them
+        // all, except that the first epoch starts without momentum buffers (its first
+        // update has no μ·v term): epoch 1 has a plan of its own. Evaluation's is one.
+        let eval_plan = {
             let st = &states;
-            let train = |ctx: &Ctx| self.train_epoch(&model, ctx, 0, &st[ctx.party()]);
             let eval = |ctx: &Ctx| self.evaluate(&model, ctx, &st[ctx.party()]);
-            (record_plan(session, &train)?, record_plan(session, &eval)?)
+            record_plan(session, &eval)?
         };
+        let mut plans: [Option<crate::offline::Plan>; 2] = [None, None];
         for epoch in 0..self.config.epochs {
-            let material = deal_seeded(&train_plan, parties, fresh_session(), session.dealer_seed);
+            let which = usize::from(epoch > 0);
+            if plans[which].is_none() {
+                let st = &states;
+                let train = |ctx: &Ctx| self.train_epoch(&model, ctx, epoch, &st[ctx.party()]);
+                plans[which] = Some(record_plan(session, &train)?);
+            }
+            let plan = plans[which].as_ref().expect("recorded");
+            let material = deal_seeded(plan, parties, fresh_session(), session.dealer_seed);
             let cpu0 = crate::bench::process_cpu_s();
             let outs = {
                 let st = &states;
