@@ -176,8 +176,11 @@ fn train_takes_an_onnx_model() {
     assert!(o.status.success(), "{perr}");
     let (m, p) = (epochs(&out), epochs(&pout));
     assert_eq!(m.len(), 1);
+    // The fixture was trained on real digits: on synthetic data its logits spread by ~10,
+    // its loss is ~11 and its gradients large, so the fixed-point differences of the four
+    // steps grow with them; agreement within 1% of the loss.
     assert!(
-        (m[0].0 - p[0].0).abs() < 1e-2,
+        (m[0].0 - p[0].0).abs() < 1e-2 * p[0].0.abs().max(1.0),
         "loss {:?} vs {:?}",
         m[0],
         p[0]
