@@ -68,7 +68,7 @@ fn rows_have_every_column_and_consistent_values() {
         .unwrap()
         .to_string();
     // Columns are only ever appended: the last one is the newest.
-    assert_eq!(header.rsplit(',').next(), Some("messages"), "{header}");
+    assert_eq!(header.rsplit(',').next(), Some("accuracy"), "{header}");
     // Every scheme of a configuration runs the same protocol calls: the same bytes and
     // rounds as serial, and at least as many messages.
     let serial = rows.iter().find(|r| r.scheme == "serial").unwrap();
@@ -275,15 +275,16 @@ fn a_file_from_before_the_material_trunc_link_bytes_and_lanes_columns_is_upgrade
     let out = scratch("upgrade");
     let cfg = BenchConfig::parse(CONFIG).unwrap();
     run_matrix(&cfg, &out).unwrap();
-    // An older version's file: no `material`, `trunc`, `link_bytes`, `lanes` and
-    // `messages` columns, and crashed after four rows.
+    // An older version's file: no `material`, `trunc`, `link_bytes`, `lanes`,
+    // `messages` and training (`epoch`, `loss`, `accuracy`) columns, and crashed after
+    // four rows.
     let text = std::fs::read_to_string(&out).unwrap();
     let old: Vec<String> = text
         .lines()
         .take(5)
         .map(|l| {
             let mut rest = l;
-            for _ in 0..5 {
+            for _ in 0..8 {
                 rest = rest.rsplit_once(',').unwrap().0;
             }
             rest.to_string()
