@@ -317,7 +317,7 @@ fn a_file_from_before_the_material_trunc_link_bytes_and_lanes_columns_is_upgrade
         .lines()
         .next()
         .unwrap()
-        .ends_with(",material,trunc,link_bytes,lanes,messages"));
+        .ends_with(",material,trunc,link_bytes,lanes,messages,epoch,loss,accuracy"));
     std::fs::remove_dir_all(out.parent().unwrap()).ok();
 }
 

@@ -337,17 +337,81 @@ fn parts_of_material_are_slices_of_the_whole_and_used_once() {
 /// The dealt material reconstructs to what each request promises, in the layouts the
 /// protocols read: c = a·b elementwise and per matrix of a batch, and an AND triple's
 /// c[i·rep + r] = a[i] & b[i·rep + r] (element-major).
+/// Every party's whole material for every request of `plan`, from its store.
+fn taken_all(
+    plan: &mpc_pipe::offline::Plan,
+    material: Vec<PartyMaterial>,
+) -> Vec<Vec<Vec<Vec<u64>>>> {
+    use mpc_pipe::offline::{MaterialSource, Part};
+    let stores: Vec<_> = material
+        .into_iter()
+        .map(|m| m.into_store().unwrap())
+        .collect();
+    plan.entries
+        .iter()
+        .map(|(key, req)| {
+            stores
+                .iter()
+                .map(|s| {
+                    let whole = Part {
+                        start: 0,
+                        len: req.units(),
+                    };
+                    s.take(*key, req, whole)
+                        .unwrap()
+                        .into_iter()
+                        .map(|w| w.to_vec())
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The dealer's material reconstructs to each request's relation, checked element by
+/// element against scalar arithmetic (a naive product and convolution), for every kind
+/// of request, with requests long enough to span several of the dealer's parallel chunks.
+/// The material an in-process dealer keeps for the parties (`deal_with`, keep) is word for
+/// word what each party expands from its own seed (keep nothing).
 #[test]
 fn dealt_material_reconstructs_to_its_relations() {
-    use mpc_pipe::offline::{MaterialSource, Part, Plan, Request};
+    use mpc_pipe::offline::{deal_with, dealer_seeds, Plan, Request};
     let reqs = [
-        Request::Mul { len: 7 },
+        Request::Mul { len: 70_001 },
+        Request::Square { len: 40_000 },
         Request::And { len: 5, rep: 3 },
+        Request::And { len: 9_000, rep: 8 },
+        Request::Bit { len: 33_000 },
+        Request::Trunc {
+            len: 35_000,
+            shift: 16,
+        },
+        Request::Matmul { m: 5, k: 7, n: 3 },
+        Request::Conv2d {
+            x: [2, 3, 5, 4],
+            w: [4, 3, 3, 3],
+            stride: 1,
+            padding: 1,
+        },
         Request::BatchMatmul {
             batch: 3,
             m: 2,
             k: 4,
             n: 3,
+        },
+        Request::ConvGradInput {
+            dy: [2, 4, 3, 2],
+            w: [4, 3, 3, 3],
+            in_hw: [5, 4],
+            stride: 2,
+            padding: 1,
+        },
+        Request::ConvGradWeight {
+            x: [2, 3, 5, 4],
+            dy: [2, 4, 5, 4],
+            k_hw: [3, 3],
+            stride: 1,
+            padding: 1,
         },
     ];
     let plan = Plan::from_entries(
@@ -357,42 +421,39 @@ fn dealt_material_reconstructs_to_its_relations() {
             .map(|(i, r)| (i as u64 + 7, r))
             .collect(),
     );
-    let stores: Vec<_> = deal(&plan, 3, 5)
-        .into_iter()
-        .map(|m| m.into_store().unwrap())
-        .collect();
-    for (key, req) in &plan.entries {
-        let parts: Vec<Vec<Vec<u64>>> = stores
-            .iter()
-            .map(|s| {
-                s.take(
-                    *key,
-                    req,
-                    Part {
-                        start: 0,
-                        len: req.units(),
-                    },
-                )
-                .unwrap()
-                .into_iter()
-                .map(|w| w.to_vec())
-                .collect()
-            })
-            .collect();
+    let seeds = dealer_seeds(3, None);
+    let expanded = taken_all(&plan, deal_with(&plan, &seeds, 5, &[true; 3]));
+    let from_seeds = taken_all(&plan, deal_with(&plan, &seeds, 5, &[false; 3]));
+    assert!(
+        expanded == from_seeds,
+        "kept material differs from the seeds' expansion"
+    );
+    for ((_, req), parts) in plan.entries.iter().zip(&expanded) {
         let comb = |j: usize, xor: bool| -> Vec<u64> {
             let mut acc = vec![0u64; parts[0][j].len()];
-            for p in &parts {
+            for p in parts {
                 for (a, v) in acc.iter_mut().zip(&p[j]) {
                     *a = if xor { *a ^ v } else { a.wrapping_add(*v) };
                 }
             }
             acc
         };
+        let dot = |a: &[u64], b: &[u64]| {
+            a.iter()
+                .zip(b)
+                .fold(0u64, |s, (x, y)| s.wrapping_add(x.wrapping_mul(*y)))
+        };
         match *req {
             Request::Mul { len } => {
                 let (a, b, c) = (comb(0, false), comb(1, false), comb(2, false));
                 for i in 0..len {
                     assert_eq!(c[i], a[i].wrapping_mul(b[i]));
+                }
+            }
+            Request::Square { len } => {
+                let (r, r2) = (comb(0, false), comb(1, false));
+                for i in 0..len {
+                    assert_eq!(r2[i], r[i].wrapping_mul(r[i]));
                 }
             }
             Request::And { len, rep } => {
@@ -403,22 +464,124 @@ fn dealt_material_reconstructs_to_its_relations() {
                     }
                 }
             }
+            Request::Bit { len } => {
+                let (bits, r) = (comb(0, true), comb(1, false));
+                for i in 0..len {
+                    assert!(bits[i] <= 1, "XOR shares of one bit");
+                    assert_eq!(r[i], bits[i]);
+                }
+            }
+            Request::Trunc { len, shift } => {
+                let (r, hi, msb) = (comb(0, false), comb(1, false), comb(2, false));
+                for i in 0..len {
+                    assert_eq!(hi[i], (r[i] % (1 << 63)) >> shift);
+                    assert_eq!(msb[i], r[i] >> 63);
+                }
+            }
+            Request::Matmul { m, k, n } => {
+                let (a, b, c) = (comb(0, false), comb(1, false), comb(2, false));
+                for i in 0..m {
+                    for j in 0..n {
+                        let col: Vec<u64> = (0..k).map(|l| b[l * n + j]).collect();
+                        assert_eq!(c[i * n + j], dot(&a[i * k..(i + 1) * k], &col));
+                    }
+                }
+            }
+            Request::Conv2d {
+                x,
+                w,
+                stride,
+                padding,
+            } => {
+                let (a, b, c) = (comb(0, false), comb(1, false), comb(2, false));
+                let [bn, ci, h, wd] = x;
+                let [co, _, kh, kw] = w;
+                let (oh, ow) = (
+                    (h + 2 * padding - kh) / stride + 1,
+                    (wd + 2 * padding - kw) / stride + 1,
+                );
+                assert_eq!(c.len(), bn * co * oh * ow);
+                for (idx, &got) in c.iter().enumerate() {
+                    let (n_, o, y, xx) = (
+                        idx / (co * oh * ow),
+                        idx / (oh * ow) % co,
+                        idx / ow % oh,
+                        idx % ow,
+                    );
+                    let mut want = 0u64;
+                    for cc in 0..ci {
+                        for dy in 0..kh {
+                            for dx in 0..kw {
+                                let (iy, ix) = (
+                                    (y * stride + dy) as isize - padding as isize,
+                                    (xx * stride + dx) as isize - padding as isize,
+                                );
+                                if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
+                                    continue;
+                                }
+                                let xv = a[((n_ * ci + cc) * h + iy as usize) * wd + ix as usize];
+                                let wv = b[((o * ci + cc) * kh + dy) * kw + dx];
+                                want = want.wrapping_add(xv.wrapping_mul(wv));
+                            }
+                        }
+                    }
+                    assert_eq!(got, want, "conv triple at output {idx}");
+                }
+            }
+            // Training's conv gradient triples, against the scalar kernels (the reference
+            // the SIMD kernels are tested against bit for bit).
+            Request::ConvGradInput {
+                dy,
+                w,
+                in_hw,
+                stride,
+                padding,
+            } => {
+                let ks =
+                    mpc_pipe::kernels::KernelSet::for_isa(mpc_pipe::kernels::Isa::Scalar).unwrap();
+                let (a, b, c) = (comb(0, false), comb(1, false), comb(2, false));
+                let want = mpc_pipe::kernels::conv2d_grad_input_with(
+                    ks,
+                    &mpc_pipe::ring::RingTensor::from_vec(&dy, a),
+                    &mpc_pipe::ring::RingTensor::from_vec(&w, b),
+                    (in_hw[0], in_hw[1]),
+                    stride,
+                    padding,
+                );
+                assert_eq!(c, want.data(), "conv input-gradient triple");
+            }
+            Request::ConvGradWeight {
+                x,
+                dy,
+                k_hw,
+                stride,
+                padding,
+            } => {
+                let ks =
+                    mpc_pipe::kernels::KernelSet::for_isa(mpc_pipe::kernels::Isa::Scalar).unwrap();
+                let (a, b, c) = (comb(0, false), comb(1, false), comb(2, false));
+                let want = mpc_pipe::kernels::conv2d_grad_weight_with(
+                    ks,
+                    &mpc_pipe::ring::RingTensor::from_vec(&x, a),
+                    &mpc_pipe::ring::RingTensor::from_vec(&dy, b),
+                    (k_hw[0], k_hw[1]),
+                    stride,
+                    padding,
+                );
+                assert_eq!(c, want.data(), "conv weight-gradient triple");
+            }
             Request::BatchMatmul { batch, m, k, n } => {
                 let (a, b, c) = (comb(0, false), comb(1, false), comb(2, false));
                 for t in 0..batch {
                     for i in 0..m {
                         for j in 0..n {
-                            let want = (0..k).fold(0u64, |s, l| {
-                                s.wrapping_add(
-                                    a[t * m * k + i * k + l].wrapping_mul(b[t * k * n + l * n + j]),
-                                )
-                            });
-                            assert_eq!(c[t * m * n + i * n + j], want);
+                            let col: Vec<u64> = (0..k).map(|l| b[t * k * n + l * n + j]).collect();
+                            let row = &a[t * m * k + i * k..t * m * k + (i + 1) * k];
+                            assert_eq!(c[t * m * n + i * n + j], dot(row, &col));
                         }
                     }
                 }
             }
-            _ => unreachable!(),
         }
     }
 }

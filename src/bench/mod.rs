@@ -48,7 +48,6 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::model::Weights;
-use crate::offline::deal;
 use crate::profile::Recorder;
 use crate::ring::{FixedPoint, Trunc};
 use crate::runtime::job::{self, JobSpec};
@@ -159,7 +158,7 @@ impl Runner {
     /// One repetition on `link`: fresh material from the dealer (offline, untimed), then
     /// the timed online phase, added to `into` (None: a warm-up).
     pub fn rep(&self, link: &LinkProfile, into: Option<&mut Measured>) -> Result<()> {
-        let material = deal(&self.plan, self.spec.parties, fresh_session());
+        let material = crate::runtime::deal_in_process(&self.plan, &self.cfg, fresh_session());
         let mode = material_mode(&material);
         let cpu0 = process_cpu_s();
         let outs = run_online_with_link(&self.cfg, link, material, &*self.job.program)?;
@@ -195,7 +194,7 @@ impl Runner {
     /// One more repetition on `link`, untimed, with every wait recorded; its timeline is
     /// written to `path` as Chrome trace events.
     pub fn trace_rep(&self, link: &LinkProfile, path: &Path) -> Result<()> {
-        let material = deal(&self.plan, self.spec.parties, fresh_session());
+        let material = crate::runtime::deal_in_process(&self.plan, &self.cfg, fresh_session());
         let recorder = Recorder::new();
         run_online_traced(
             &self.cfg,

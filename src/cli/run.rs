@@ -13,6 +13,8 @@ use clap::Args;
 
 use super::args::{JobArgs, LinkArgs};
 
+use std::time::Instant;
+
 use crate::error::{Error, Result};
 use crate::link::LinkProfile;
 use crate::offline::file::{self, Expect};
@@ -94,7 +96,15 @@ pub fn load_material(
     cfg: &SessionConfig,
     job: &Job,
 ) -> Result<Vec<crate::offline::PartyMaterial>> {
-    let plan = record_plan(cfg, &*job.plan_program)?;
+    load_material_planned(dir, cfg, &record_plan(cfg, &*job.plan_program)?)
+}
+
+/// As `load_material`, with the program's plan already recorded.
+pub fn load_material_planned(
+    dir: &std::path::Path,
+    cfg: &SessionConfig,
+    plan: &crate::offline::Plan,
+) -> Result<Vec<crate::offline::PartyMaterial>> {
     let mut session = None;
     (0..cfg.parties)
         .map(|party| {
@@ -119,7 +129,10 @@ pub fn run(a: &RunArgs) -> Result<()> {
     let cfg = a.session_config()?;
     let job = job::build(&spec)?;
     let link = a.link.profile()?;
-    let outs = if a.processes {
+    // The whole job as a user waits for it, from the plan to the last party's output
+    // (building the model and its plaintext reference is not counted).
+    let t_job = Instant::now();
+    let mut outs = if a.processes {
         if a.trace.is_some() {
             // The recorder lives in this process; the parties' spans are in theirs.
             return Err(Error::Config(
@@ -135,17 +148,18 @@ pub fn run(a: &RunArgs) -> Result<()> {
         pr.plaintext_channels = a.insecure_plaintext_channels;
         crate::runtime::process::spawn_parties(&pr)?
     } else {
+        let t = Instant::now();
+        let plan = record_plan(&cfg, &*job.plan_program)?;
+        let plan_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
         let material = match &a.material {
-            Some(dir) => load_material(dir, &cfg, &job)?,
-            None => crate::offline::deal_seeded(
-                &record_plan(&cfg, &*job.plan_program)?,
-                cfg.parties,
-                fresh_session(),
-                cfg.dealer_seed,
-            ),
+            Some(dir) => load_material_planned(dir, &cfg, &plan)?,
+            None => crate::runtime::deal_in_process(&plan, &cfg, fresh_session()),
         };
+        let deal_s = t.elapsed().as_secs_f64();
+        drop(plan);
         let recorder = a.trace.as_ref().map(|_| Recorder::new());
-        let outs = run_online_traced(&cfg, &link, material, &*job.program, recorder.as_ref())?;
+        let mut outs = run_online_traced(&cfg, &link, material, &*job.program, recorder.as_ref())?;
         if let (Some(path), Some(rec)) = (&a.trace, &recorder) {
             let f = std::fs::File::create(path)
                 .map_err(|e| Error::Config(format!("cannot create {}: {e}", path.display())))?;
@@ -156,8 +170,13 @@ pub fn run(a: &RunArgs) -> Result<()> {
                 path.display()
             );
         }
+        for o in &mut outs {
+            o.offline.plan_s = plan_s;
+            o.offline.deal_s = deal_s;
+        }
         outs
     };
+    let e2e_s = t_job.elapsed().as_secs_f64();
     report(
         &spec,
         &cfg,
@@ -165,7 +184,23 @@ pub fn run(a: &RunArgs) -> Result<()> {
         &outs,
         a.material.is_some(),
         &link,
-    )
+    )?;
+    print_phases(&mut outs, e2e_s);
+    Ok(())
+}
+
+/// The whole job's phases: each the slowest party's, since every party waits for the
+/// slowest before its online phase can end.
+pub fn print_phases<T>(outs: &mut [PartyOutcome<T>], e2e_s: f64) {
+    let max = |f: &dyn Fn(&PartyOutcome<T>) -> f64| outs.iter().map(f).fold(0.0, f64::max);
+    println!(
+        "phases: plan_s {:.4}  deal_s {:.4}  expand_s {:.4}  online_s {:.4}  e2e_s {:.4}",
+        max(&|o| o.offline.plan_s),
+        max(&|o| o.offline.deal_s),
+        max(&|o| o.offline.expand_s),
+        max(&|o| o.online_s),
+        e2e_s
+    );
 }
 
 fn fmt_row(v: &[f64]) -> String {

@@ -25,8 +25,26 @@ pub struct PartyMaterial {
     pub plan_hash: [u8; 32],
     /// This party's PRG seed; its shares are drawn from streams keyed by operation.
     pub seed: Seed,
-    /// Party 0 only: the correction components of each request, by key.
+    /// Party 0 only: the correction components of each request, by key (empty when
+    /// `expanded` holds them in place).
     pub corrections: HashMap<u64, Material>,
+    /// This party's whole material, already drawn by an in-process dealer that had to
+    /// draw it anyway to make the corrections (see `deal_with`): the store takes it as it
+    /// is instead of drawing every word a second time. None: expand from `seed`.
+    pub expanded: Option<HashMap<u64, Material>>,
+}
+
+/// Words one task draws or combines: large enough that seeking the keystream and
+/// spawning the task are free, small enough to spread one big request over the pool.
+const CHUNK: usize = 1 << 15;
+
+/// Fill `out` with the keystream of (seed, key) from word `start` on, in parallel chunks
+/// (each chunk seeks to its own place in the stream, so the words do not depend on how
+/// the work is split).
+fn fill_stream(seed: &Seed, key: u64, start: usize, out: &mut [u64]) {
+    out.par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(i, c)| Prg::at(seed, key, start + i * CHUNK).fill_u64(c));
 }
 
 /// Draw components `comps` of a party's material for `req` under `key`, restricted to the
@@ -46,12 +64,13 @@ fn draw(
         let mut v = vec![0u64; ranges[j].iter().map(|r| r.len()).sum()];
         let mut off = 0;
         for r in &ranges[j] {
-            Prg::at(seed, key, base + r.start).fill_u64(&mut v[off..off + r.len()]);
+            fill_stream(seed, key, base + r.start, &mut v[off..off + r.len()]);
             off += r.len();
         }
         if j == 0 && matches!(req, Request::Bit { .. }) {
             // Component 0 of a random-bit pair is this party's XOR share of a single bit.
-            v.iter_mut().for_each(|x| *x &= 1);
+            v.par_chunks_mut(CHUNK)
+                .for_each(|c| c.iter_mut().for_each(|x| *x &= 1));
         }
         out.push(v);
     }
@@ -67,74 +86,70 @@ fn draw_whole(seed: &Seed, key: u64, req: &Request, comps: std::ops::Range<usize
     draw(seed, key, req, comps, &whole)
 }
 
-fn sum(parts: &[&Vec<u64>]) -> Vec<u64> {
-    let mut acc = vec![0u64; parts[0].len()];
-    for p in parts {
-        acc.iter_mut()
-            .zip(p.iter())
-            .for_each(|(a, b)| *a = a.wrapping_add(*b));
-    }
-    acc
+/// `len` words, word i = f(i), computed in parallel chunks.
+fn par_words(len: usize, f: impl Fn(usize) -> u64 + Sync) -> Vec<u64> {
+    let mut out = vec![0u64; len];
+    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
+        let base = c * CHUNK;
+        o.iter_mut().enumerate().for_each(|(i, x)| *x = f(base + i));
+    });
+    out
 }
 
-fn xor(parts: &[&Vec<u64>]) -> Vec<u64> {
-    let mut acc = vec![0u64; parts[0].len()];
-    for p in parts {
-        acc.iter_mut().zip(p.iter()).for_each(|(a, b)| *a ^= *b);
-    }
-    acc
-}
-
-/// The correction party 0 needs so that the shares of component `j` reconstruct to `full`.
-fn correction(full: Vec<u64>, others: &[&Vec<u64>], binary: bool) -> Vec<u64> {
-    let mut c = full;
-    for o in others {
-        for (x, y) in c.iter_mut().zip(o.iter()) {
-            *x = if binary { *x ^ *y } else { x.wrapping_sub(*y) };
-        }
-    }
-    c
-}
-
-/// The plaintext values of the corrected components, given every party's free components.
-fn corrected_values(req: &Request, free: &[&Material]) -> Vec<Vec<u64>> {
-    let comp = |j: usize| free.iter().map(|m| &m[j]).collect::<Vec<_>>();
+/// Party 0's corrections of `req`, given every party's drawn components (`mats[0]` holds
+/// party 0's free components only): for each corrected component, the value every
+/// party's shares must reconstruct to, minus the shares of parties 1.. (XOR for binary
+/// material). Element by element, in parallel, with no full-size intermediate beyond the
+/// product operands A = Σ a and B = Σ b.
+fn corrections(req: &Request, mats: &[Material]) -> Material {
+    // Σ (or ⊕) over every party of free component j, and over parties 1.. of component j.
+    let sum = |j: usize, i: usize| mats.iter().fold(0u64, |s, m| s.wrapping_add(m[j][i]));
+    let xor = |j: usize, i: usize| mats.iter().fold(0u64, |s, m| s ^ m[j][i]);
+    let others = |j: usize, i: usize| mats[1..].iter().fold(0u64, |s, m| s.wrapping_add(m[j][i]));
+    let others_xor = |j: usize, i: usize| mats[1..].iter().fold(0u64, |s, m| s ^ m[j][i]);
+    let lens = req.component_lens();
+    // C - Σ_{parties 1..} c, in place.
+    let minus_others = |mut c: Vec<u64>, j: usize| {
+        c.par_chunks_mut(CHUNK).enumerate().for_each(|(k, o)| {
+            let base = k * CHUNK;
+            o.iter_mut()
+                .enumerate()
+                .for_each(|(i, x)| *x = x.wrapping_sub(others(j, base + i)));
+        });
+        c
+    };
     match *req {
-        Request::Mul { .. } => {
-            let (a, b) = (sum(&comp(0)), sum(&comp(1)));
-            let mut c = vec![0u64; a.len()];
-            kernels::ew::mul(&mut c, &a, &b);
-            vec![c]
-        }
+        Request::Mul { len } => vec![par_words(len, |i| {
+            sum(0, i).wrapping_mul(sum(1, i)).wrapping_sub(others(2, i))
+        })],
+        Request::Square { len } => vec![par_words(len, |i| {
+            let r = sum(0, i);
+            r.wrapping_mul(r).wrapping_sub(others(1, i))
+        })],
+        Request::And { len, rep } => vec![par_words(len * rep, |i| {
+            (xor(0, i / rep) & xor(1, i)) ^ others_xor(2, i)
+        })],
+        Request::Bit { len } => vec![par_words(len, |i| xor(0, i).wrapping_sub(others(1, i)))],
+        Request::Trunc { len, shift } => vec![
+            par_words(len, |i| {
+                ((sum(0, i) & (u64::MAX >> 1)) >> shift).wrapping_sub(others(1, i))
+            }),
+            par_words(len, |i| (sum(0, i) >> 63).wrapping_sub(others(2, i))),
+        ],
         Request::Matmul { m, k, n } => {
-            let (a, b) = (sum(&comp(0)), sum(&comp(1)));
+            let (a, b) = (
+                par_words(lens[0], |i| sum(0, i)),
+                par_words(lens[1], |i| sum(1, i)),
+            );
             let mut c = vec![0u64; m * n];
             kernels::gemm_into(m, k, n, &a, &b, &mut c, false);
-            vec![c]
+            vec![minus_others(c, 2)]
         }
-        Request::Conv2d {
-            x,
-            w,
-            stride,
-            padding,
-        } => {
-            let a = RingTensor::from_vec(&x, sum(&comp(0)));
-            let b = RingTensor::from_vec(&w, sum(&comp(1)));
-            vec![kernels::conv2d(&a, &b, stride, padding).into_data()]
-        }
-        Request::Square { .. } => {
-            let r = sum(&comp(0));
-            let mut r2 = vec![0u64; r.len()];
-            kernels::ew::mul(&mut r2, &r, &r);
-            vec![r2]
-        }
-        Request::And { len, rep } => {
-            let (a, b) = (xor(&comp(0)), xor(&comp(1)));
-            vec![(0..rep * len).map(|i| a[i / rep] & b[i]).collect()]
-        }
-        Request::Bit { .. } => vec![xor(&comp(0))],
         Request::BatchMatmul { batch, m, k, n } => {
-            let (a, b) = (sum(&comp(0)), sum(&comp(1)));
+            let (a, b) = (
+                par_words(lens[0], |i| sum(0, i)),
+                par_words(lens[1], |i| sum(1, i)),
+            );
             let mut c = vec![0u64; batch * m * n];
             for i in 0..batch {
                 kernels::gemm_into(
@@ -147,7 +162,20 @@ fn corrected_values(req: &Request, free: &[&Material]) -> Vec<Vec<u64>> {
                     false,
                 );
             }
-            vec![c]
+            vec![minus_others(c, 2)]
+        }
+        Request::Conv2d {
+            x,
+            w,
+            stride,
+            padding,
+        } => {
+            let a = RingTensor::from_vec(&x, par_words(lens[0], |i| sum(0, i)));
+            let b = RingTensor::from_vec(&w, par_words(lens[1], |i| sum(1, i)));
+            vec![minus_others(
+                kernels::conv2d(&a, &b, stride, padding).into_data(),
+                2,
+            )]
         }
         Request::ConvGradInput {
             dy,
@@ -156,10 +184,13 @@ fn corrected_values(req: &Request, free: &[&Material]) -> Vec<Vec<u64>> {
             stride,
             padding,
         } => {
-            let a = RingTensor::from_vec(&dy, sum(&comp(0)));
-            let b = RingTensor::from_vec(&w, sum(&comp(1)));
+            let a = RingTensor::from_vec(&dy, par_words(lens[0], |i| sum(0, i)));
+            let b = RingTensor::from_vec(&w, par_words(lens[1], |i| sum(1, i)));
             let hw = (in_hw[0], in_hw[1]);
-            vec![kernels::conv2d_grad_input(&a, &b, hw, stride, padding).into_data()]
+            vec![minus_others(
+                kernels::conv2d_grad_input(&a, &b, hw, stride, padding).into_data(),
+                2,
+            )]
         }
         Request::ConvGradWeight {
             x,
@@ -168,16 +199,13 @@ fn corrected_values(req: &Request, free: &[&Material]) -> Vec<Vec<u64>> {
             stride,
             padding,
         } => {
-            let a = RingTensor::from_vec(&x, sum(&comp(0)));
-            let b = RingTensor::from_vec(&dy, sum(&comp(1)));
+            let a = RingTensor::from_vec(&x, par_words(lens[0], |i| sum(0, i)));
+            let b = RingTensor::from_vec(&dy, par_words(lens[1], |i| sum(1, i)));
             let hw = (k_hw[0], k_hw[1]);
-            vec![kernels::conv2d_grad_weight(&a, &b, hw, stride, padding).into_data()]
-        }
-        Request::Trunc { shift, .. } => {
-            let r = sum(&comp(0));
-            let hi = r.iter().map(|x| (x & (u64::MAX >> 1)) >> shift).collect();
-            let msb = r.iter().map(|x| x >> 63).collect();
-            vec![hi, msb]
+            vec![minus_others(
+                kernels::conv2d_grad_weight(&a, &b, hw, stride, padding).into_data(),
+                2,
+            )]
         }
     }
 }
@@ -196,41 +224,76 @@ pub fn deal_seeded(
     session: u64,
     dealer_seed: Option<u64>,
 ) -> Vec<PartyMaterial> {
+    deal_with(
+        plan,
+        &dealer_seeds(parties, dealer_seed),
+        session,
+        &vec![false; parties],
+    )
+}
+
+/// Every party's PRG seed: fresh, or derived from `--dealer-seed`.
+pub fn dealer_seeds(parties: usize, dealer_seed: Option<u64>) -> Vec<Seed> {
     assert!(parties >= 2);
-    let seeds: Vec<Seed> = (0..parties)
+    (0..parties)
         .map(|i| match dealer_seed {
             Some(s) => Prg::derive_seed(s, i as u64),
             None => fresh_seed(),
         })
-        .collect();
-    let corrections: HashMap<u64, Material> = plan
+        .collect()
+}
+
+/// The dealer: party 0's corrections for every request of `plan`, from the parties'
+/// `seeds`. To make them it draws every party's material; party i's is kept, as the
+/// material its store will hold, when `keep[i]` (an in-process run expands nothing a
+/// second time; a dealing party process keeps its own). Requests are dealt in parallel,
+/// and each large one in parallel chunks.
+pub fn deal_with(plan: &Plan, seeds: &[Seed], session: u64, keep: &[bool]) -> Vec<PartyMaterial> {
+    let parties = seeds.len();
+    assert!(parties >= 2 && keep.len() == parties);
+    let dealt: Vec<(u64, Material, Vec<Option<Material>>)> = plan
         .entries
         .par_iter()
         .map(|(key, req)| {
-            let free_n = req.free_components();
+            let free = req.free_components();
             let total = req.component_lens().len();
-            let all: Vec<Material> = (0..parties)
-                .map(|i| draw_whole(&seeds[i], *key, req, 0..if i == 0 { free_n } else { total }))
-                .collect();
-            let refs: Vec<&Material> = all.iter().collect();
-            let full = corrected_values(req, &refs);
-            let binary = matches!(req, Request::And { .. });
-            let corr: Material = full
-                .into_iter()
+            let mut mats: Vec<Material> = seeds
+                .par_iter()
                 .enumerate()
-                .map(|(j, f)| {
-                    let others: Vec<&Vec<u64>> = all[1..].iter().map(|m| &m[free_n + j]).collect();
-                    correction(f, &others, binary)
-                })
+                .map(|(i, s)| draw_whole(s, *key, req, 0..if i == 0 { free } else { total }))
                 .collect();
-            (*key, corr)
+            let mut corr = corrections(req, &mats);
+            if keep[0] {
+                mats[0].append(&mut corr);
+            }
+            let kept = mats
+                .into_iter()
+                .zip(keep)
+                .map(|(m, &k)| k.then_some(m))
+                .collect();
+            (*key, corr, kept)
         })
         .collect();
+    let mut corrections = HashMap::new();
+    let mut expanded: Vec<Option<HashMap<u64, Material>>> =
+        keep.iter().map(|&k| k.then(HashMap::new)).collect();
+    for (key, corr, kept) in dealt {
+        if !keep[0] {
+            corrections.insert(key, corr);
+        }
+        for (e, m) in expanded.iter_mut().zip(kept) {
+            if let (Some(e), Some(m)) = (e.as_mut(), m) {
+                e.insert(key, m);
+            }
+        }
+    }
     let plan = Arc::new(plan.clone());
     let plan_hash = plan.hash();
     let mut corrections = Some(corrections);
-    (0..parties)
-        .map(|party| PartyMaterial {
+    expanded
+        .into_iter()
+        .enumerate()
+        .map(|(party, expanded)| PartyMaterial {
             party,
             parties,
             session,
@@ -242,6 +305,7 @@ pub fn deal_seeded(
             } else {
                 HashMap::new()
             },
+            expanded,
         })
         .collect()
 }
@@ -279,6 +343,20 @@ impl PartyMaterial {
     /// Party 0's corrections are moved into the store: held once, not twice, while the
     /// online phase runs.
     pub fn into_store(mut self) -> Result<MaterialStore> {
+        if let Some(mut expanded) = self.expanded.take() {
+            let items = self
+                .plan
+                .entries
+                .iter()
+                .map(|(key, req)| {
+                    let m = expanded.remove(key).ok_or_else(|| {
+                        Error::Material(format!("no material dealt for operation {key:#018x}"))
+                    })?;
+                    Ok((*key, (req.clone(), m)))
+                })
+                .collect::<Result<_>>()?;
+            return Ok(MaterialStore::new(items));
+        }
         let mut corrections = std::mem::take(&mut self.corrections);
         let work: Vec<(u64, &Request, Option<Material>)> = self
             .plan

@@ -83,6 +83,13 @@ impl<W: Write> HashingWriter<W> {
 
 /// Write `m` to `path` (created with owner-only permissions: it holds a secret seed).
 pub fn save(m: &PartyMaterial, path: &Path) -> Result<()> {
+    if m.expanded.is_some() {
+        // Party 0's corrections then live inside the expansion: a file of seed and
+        // corrections would lack them. Files come from `deal_seeded`, which keeps none.
+        return Err(Error::Material(
+            "expanded in-process material cannot be saved as a seed file".into(),
+        ));
+    }
     let mut plan_bytes = Vec::new();
     for (key, req) in &m.plan.entries {
         plan_bytes.extend_from_slice(&key.to_le_bytes());
@@ -356,5 +363,6 @@ pub fn load(path: &Path, expect: &Expect) -> Result<PartyMaterial> {
         plan_hash,
         seed,
         corrections,
+        expanded: None,
     })
 }

@@ -11,7 +11,7 @@ pub mod file;
 pub mod material;
 pub mod plan;
 
-pub use dealer::{deal, deal_seeded, PartyMaterial};
+pub use dealer::{deal, deal_seeded, deal_with, dealer_seeds, PartyMaterial};
 pub use material::{
     AndTriple, BitPair, Material, MaterialSource, MaterialStore, RecordingSource, SquarePair,
     Taken, Triple, TruncMask, Words,

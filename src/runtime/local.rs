@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::comm::{Comm, CommStats};
 use crate::error::{Error, Result};
-use crate::offline::{deal_seeded, MaterialSource, PartyMaterial, Plan, RecordingSource};
+use crate::offline::{MaterialSource, PartyMaterial, Plan, RecordingSource};
 use crate::prg::fresh_seed;
 use crate::profile::{Recorder, TracedComm};
 use crate::proto::{Ctx, NullComm, PairSeeds};
@@ -38,7 +38,9 @@ impl MaterialMode {
     /// copied, into it.
     pub fn source(self, m: PartyMaterial) -> Result<Box<dyn MaterialSource>> {
         Ok(match self {
-            MaterialMode::Lazy => Box::new(m.into_lazy()),
+            // Material an in-process dealer already drew is stored as it is.
+            MaterialMode::Lazy if m.expanded.is_none() => Box::new(m.into_lazy()),
+            MaterialMode::Lazy => Box::new(m.into_store()?),
             MaterialMode::Eager => Box::new(m.into_store()?),
         })
     }
@@ -65,6 +67,20 @@ pub fn material_mode(material: &[PartyMaterial]) -> MaterialMode {
     } else {
         MaterialMode::Eager
     }
+}
+
+/// The in-process dealer for `plan`: when every party's material fits the eager budget,
+/// the dealer keeps what it draws for the parties' stores (it draws all of it anyway to
+/// make party 0's corrections), so nothing is drawn twice; otherwise parties draw their
+/// material on demand (`MaterialMode::Lazy`).
+pub fn deal_in_process(plan: &Plan, cfg: &SessionConfig, session: u64) -> Vec<PartyMaterial> {
+    let eager = 8 * plan.total_words() * cfg.parties <= EAGER_MATERIAL_BYTES;
+    crate::offline::deal_with(
+        plan,
+        &crate::offline::dealer_seeds(cfg.parties, cfg.dealer_seed),
+        session,
+        &vec![eager; cfg.parties],
+    )
 }
 
 /// Session parameters shared by every party.
@@ -106,12 +122,34 @@ impl SessionConfig {
     }
 }
 
+/// Wall times of the phases before a party's online clock starts, as that party saw
+/// them (seconds). In-process runs share one plan and one dealer, whose times the caller
+/// fills in; a party process times its own (party 0 deals; the others wait for it).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Offline {
+    /// The dry run that records the plan.
+    pub plan_s: f64,
+    /// The dealer (or, for a party that is not the dealer, the wait for its seed).
+    pub deal_s: f64,
+    /// AES-CTR expansion of the material into the store the online phase reads (0 when
+    /// the material is drawn on demand inside the online phase, see `MaterialMode::Lazy`).
+    pub expand_s: f64,
+}
+
+impl Offline {
+    pub fn total_s(&self) -> f64 {
+        self.plan_s + self.deal_s + self.expand_s
+    }
+}
+
 /// What one party ends with.
 #[derive(Debug)]
 pub struct PartyOutcome<T> {
     pub value: T,
     /// Online wall time of this party (after setup and material expansion).
     pub online_s: f64,
+    /// The phases before the online clock.
+    pub offline: Offline,
     /// Traffic during the online phase.
     pub stats: CommStats,
 }
@@ -204,10 +242,12 @@ pub fn run_online_as<T: Send>(
         let total: usize = material.iter().map(|m| m.expanded_bytes()).sum();
         eprintln!("mpc-pipe: material of {:.1} GiB expanded on demand (PRG expansion inside the online phase)", total as f64 / (1u64 << 30) as f64);
     }
+    let t_expand = Instant::now();
     let stores = material
         .into_iter()
         .map(|m| mode.source(m))
         .collect::<Result<Vec<_>>>()?;
+    let expand_s = t_expand.elapsed().as_secs_f64();
     let endpoints = MemoryNetwork::endpoints_with_links(cfg.parties, cfg.timeout, link.clone());
     let results: Vec<Result<PartyOutcome<T>>> = std::thread::scope(|s| {
         let handles: Vec<_> = endpoints
@@ -229,7 +269,10 @@ pub fn run_online_as<T: Send>(
                         Some(t) => t,
                         None => &ep,
                     };
-                    timed_online(&Ctx::new(comm, store.as_ref(), &seeds, cfg.fixed), program)
+                    let mut out =
+                        timed_online(&Ctx::new(comm, store.as_ref(), &seeds, cfg.fixed), program)?;
+                    out.offline.expand_s = expand_s;
+                    Ok(out)
                 })
                 .expect("cannot spawn a party thread")
             })
@@ -279,6 +322,7 @@ pub fn timed_online<T>(
     Ok(PartyOutcome {
         value,
         online_s,
+        offline: Offline::default(),
         stats,
     })
 }
@@ -289,6 +333,6 @@ pub fn run_local<T: Send>(
     program: &(dyn Fn(&Ctx) -> Result<T> + Sync),
 ) -> Result<Vec<PartyOutcome<T>>> {
     let plan = record_plan(cfg, program)?;
-    let material = deal_seeded(&plan, cfg.parties, fresh_session(), cfg.dealer_seed);
+    let material = deal_in_process(&plan, cfg, fresh_session());
     run_online(cfg, material, program)
 }

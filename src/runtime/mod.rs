@@ -5,4 +5,6 @@ pub mod job;
 pub mod local;
 pub mod process;
 
-pub use local::{record_plan, run_local, run_online, PartyOutcome, SessionConfig};
+pub use local::{
+    deal_in_process, record_plan, run_local, run_online, Offline, PartyOutcome, SessionConfig,
+};

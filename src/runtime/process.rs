@@ -381,14 +381,17 @@ fn run_party_with(
             job.spec.parties, scfg.parties
         )));
     }
+    let t_plan = std::time::Instant::now();
     let plan = record_plan(&scfg, &*job.plan_program)?;
+    let plan_s = t_plan.elapsed().as_secs_f64();
     let ep = match listener {
         Some(l) => TcpNetwork::connect_with(&cfg.tcp(), l)?,
         None => TcpNetwork::connect(&cfg.tcp())?,
     };
     match online(cfg, &scfg, job, plan, &ep) {
-        Ok(out) => {
+        Ok(mut out) => {
             drop(ep);
+            out.offline.plan_s = plan_s;
             Ok(out)
         }
         Err(e) => {
@@ -411,6 +414,7 @@ fn online(
     ep: &TcpEndpoint,
 ) -> Result<PartyOutcome<PlainTensor>> {
     let n = scfg.parties;
+    let t_deal = std::time::Instant::now();
     let material = if let Some(dir) = &cfg.material_dir {
         let m = crate::offline::file::load(
             &crate::offline::file::party_file(dir, cfg.id),
@@ -437,11 +441,16 @@ fn online(
         }
         m
     } else if cfg.id == 0 {
-        let mut all = crate::offline::deal_seeded(&plan, n, cfg.session, job.spec.dealer_seed);
-        for (j, m) in all.iter().enumerate().skip(1) {
-            ep.post(j, MATERIAL_TAG, material_words(m).into())?;
+        // Seeds first, so the other parties expand their material while this one deals
+        // (and keeps its own material as it draws it, rather than drawing it again).
+        let seeds = crate::offline::dealer_seeds(n, job.spec.dealer_seed);
+        let hash = plan.hash();
+        for (j, seed) in seeds.iter().enumerate().skip(1) {
+            ep.post(j, MATERIAL_TAG, material_words(seed, &hash).into())?;
         }
-        all.swap_remove(0)
+        let mut keep = vec![false; n];
+        keep[0] = true;
+        crate::offline::deal_with(&plan, &seeds, cfg.session, &keep).swap_remove(0)
     } else {
         let w = ep.wait(0, MATERIAL_TAG, 6)?;
         let hash = plan.hash();
@@ -465,11 +474,15 @@ fn online(
             plan_hash: hash,
             seed,
             corrections: Default::default(),
+            expanded: None,
         }
     };
+    let deal_s = t_deal.elapsed().as_secs_f64();
     // One party per process: the same budget as in-process runs, for this party alone.
+    let t_expand = std::time::Instant::now();
     let store =
         crate::runtime::local::material_mode(std::slice::from_ref(&material)).source(material)?;
+    let expand_s = t_expand.elapsed().as_secs_f64();
     let seeds = match job.spec.dealer_seed {
         Some(s) => PairSeeds::from_dealer_seed(s, cfg.id, n),
         None => PairSeeds::establish(ep)?,
@@ -488,19 +501,23 @@ fn online(
         );
         std::thread::sleep(d);
     }
-    crate::runtime::local::timed_online(
+    let mut out = crate::runtime::local::timed_online(
         &Ctx::new(ep, store.as_ref(), &seeds, scfg.fixed),
         &*job.program,
-    )
+    )?;
+    out.offline.deal_s = deal_s;
+    out.offline.expand_s = expand_s;
+    Ok(out)
 }
 
-fn material_words(m: &PartyMaterial) -> Vec<u64> {
+/// What the dealer sends a party: its seed and the plan's hash.
+fn material_words(seed: &crate::prg::Seed, plan_hash: &[u8; 32]) -> Vec<u64> {
     let mut w = vec![
-        u64::from_le_bytes(m.seed[..8].try_into().unwrap()),
-        u64::from_le_bytes(m.seed[8..].try_into().unwrap()),
+        u64::from_le_bytes(seed[..8].try_into().unwrap()),
+        u64::from_le_bytes(seed[8..].try_into().unwrap()),
     ];
     w.extend(
-        m.plan_hash
+        plan_hash
             .chunks(8)
             .map(|c| u64::from_le_bytes(c.try_into().unwrap())),
     );
@@ -515,8 +532,11 @@ fn join<T: ToString>(v: impl Iterator<Item = T>) -> String {
 pub fn format_result(id: usize, o: &PartyOutcome<PlainTensor>) -> String {
     let p = &o.stats.per_peer;
     format!(
-        "{RESULT_PREFIX} party={id} online_s={:?} rounds={} bytes_sent={} bytes_recv={} msgs_sent={} msgs_recv={} wait_ns={} shape={} values={}",
+        "{RESULT_PREFIX} party={id} online_s={:?} plan_s={:?} deal_s={:?} expand_s={:?} rounds={} bytes_sent={} bytes_recv={} msgs_sent={} msgs_recv={} wait_ns={} shape={} values={}",
         o.online_s,
+        o.offline.plan_s,
+        o.offline.deal_s,
+        o.offline.expand_s,
         o.stats.rounds,
         join(p.iter().map(|s| s.bytes_sent)),
         join(p.iter().map(|s| s.bytes_recv)),
@@ -547,6 +567,13 @@ pub fn parse_result(line: &str) -> Result<(usize, PartyOutcome<PlainTensor>)> {
         s.split(',').map(|x| x.parse().ok()).collect()
     }
     let ints = |k: &str| list::<u64>(get(k)?).ok_or_else(|| bad(k));
+    let secs = |k: &str| -> Result<f64> {
+        get(k)?
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .ok_or_else(|| bad(k))
+    };
     let (bs, br, ms, mr, wn) = (
         ints("bytes_sent")?,
         ints("bytes_recv")?,
@@ -575,7 +602,12 @@ pub fn parse_result(line: &str) -> Result<(usize, PartyOutcome<PlainTensor>)> {
         get("party")?.parse().map_err(|_| bad("party"))?,
         PartyOutcome {
             value: PlainTensor::from_vec(&shape, values),
-            online_s: get("online_s")?.parse().map_err(|_| bad("online_s"))?,
+            online_s: secs("online_s")?,
+            offline: super::Offline {
+                plan_s: secs("plan_s")?,
+                deal_s: secs("deal_s")?,
+                expand_s: secs("expand_s")?,
+            },
             stats: CommStats {
                 per_peer,
                 rounds: get("rounds")?.parse().map_err(|_| bad("rounds"))?,

@@ -23,10 +23,10 @@ use crate::error::{Error, Result};
 use crate::model::backward::{self, Sgd};
 use crate::model::zoo::Synth;
 use crate::model::Graph;
-use crate::offline::deal_seeded;
+
 use crate::proto::{Ctx, Share};
 use crate::ring::{PlainTensor, RingTensor};
-use crate::runtime::local::{fresh_session, record_plan, run_online_with_link};
+use crate::runtime::local::{deal_in_process, fresh_session, record_plan, run_online_with_link};
 use crate::runtime::SessionConfig;
 use crate::sched::Schedule;
 use crate::transport::emulator::LinkProfile;
@@ -276,7 +276,7 @@ impl Job<'_> {
                 plans[which] = Some(record_plan(session, &train)?);
             }
             let plan = plans[which].as_ref().expect("recorded");
-            let material = deal_seeded(plan, parties, fresh_session(), session.dealer_seed);
+            let material = deal_in_process(plan, session, fresh_session());
             let cpu0 = crate::bench::process_cpu_s();
             let outs = {
                 let st = &states;
@@ -293,7 +293,7 @@ impl Job<'_> {
                 }
                 states[i] = o.value.0;
             }
-            let material = deal_seeded(&eval_plan, parties, fresh_session(), session.dealer_seed);
+            let material = deal_in_process(&eval_plan, session, fresh_session());
             let st = &states;
             let eval = |ctx: &Ctx| self.evaluate(&model, ctx, &st[ctx.party()]);
             let outs = run_online_with_link(session, link, material, &eval)?;
@@ -327,7 +327,7 @@ impl Job<'_> {
             Ok((ctx.party() == MODEL_OWNER).then_some(out))
         };
         let plan = record_plan(session, &reveal)?;
-        let material = deal_seeded(&plan, parties, fresh_session(), session.dealer_seed);
+        let material = deal_in_process(&plan, session, fresh_session());
         let outs = run_online_with_link(session, link, material, &reveal)?;
         let weights = outs
             .into_iter()
