@@ -342,7 +342,15 @@ fn inter_batch_training_gives_serials_weights_within_the_bound() {
     assert_eq!(rs[0].stats[0].rounds, rb[0].stats[0].rounds);
     // Inner-layer (relu and max-pool of both passes in 3 chunks), alone and with
     // inter-batch: the same products on the same rows, so the same bound.
-    for (scheme, m) in [("inner-layer", 1), ("inter-batch+inner-layer", 2)] {
+    // Inter-linear (weight masks of the forward products and of dX = dY·Wᵀ opened ahead
+    // by a weights lane) and all three: the same Beaver products, their masks opened in
+    // another order.
+    for (scheme, m) in [
+        ("inner-layer", 1),
+        ("inter-batch+inner-layer", 2),
+        ("inter-linear", 1),
+        ("all", 2),
+    ] {
         let schedule = Schedule {
             scheme: scheme.parse().unwrap(),
             chunks: 3,
@@ -353,7 +361,7 @@ fn inter_batch_training_gives_serials_weights_within_the_bound() {
         let err = max_diff(&serial, &chunked);
         eprintln!("{scheme} vs serial: max |Δw| {err:.2e}");
         assert!(err < 2.0 * ONE_STEP_BOUND, "{scheme}: {err}");
-        if m == 1 {
+        if scheme == "inner-layer" {
             // Chunks use their parts of the whole tensor's material and zero sharings
             // (addressed by node and part), so with the same seeds the weights are
             // bit-identical to serial's.

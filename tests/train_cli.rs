@@ -130,7 +130,7 @@ fn train_refuses_bad_options_naming_them() {
         (&["train", "--lr", "-1"], "--lr"),
         (&["train", "--epochs", "0"], "--epochs"),
         (&["train", "--momentum", "1.5"], "--momentum"),
-        (&["train", "--scheme", "inter-linear"], "inter-linear"),
+        (&["train", "--scheme", "serial+inter-batch"], "serial"),
         (&["train", "--processes"], "--processes"),
         (&["train", "--model", "bert-small"], "no backward rule"),
         (&["train", "--model", "nosuch"], "unknown model"),

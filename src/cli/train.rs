@@ -59,9 +59,10 @@ pub struct TrainArgs {
     /// Append one CSV row per epoch to this file.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Pipeline scheme: serial, inter-batch (micro-batches forward and backward in
+    /// Pipeline scheme: serial, or inter-batch (micro-batches forward and backward in
     /// pipeline, one update per mini-batch), inner-layer (non-linear layers of both passes
-    /// in chunks), or inter-batch+inner-layer.
+    /// in chunks), inter-linear (weight masks opened ahead by a weights lane) joined by
+    /// '+', or all.
     #[arg(long, default_value = "serial")]
     pub scheme: String,
     /// Chunks of each non-linear layer (relu, max-pool, both passes) for inner-layer (k).
@@ -237,12 +238,6 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         ));
     }
     let schedule = schedule_of(&a.scheme, a.chunks, a.batches_in_flight, &a.lanes)?;
-    if schedule.scheme.inter_linear {
-        return Err(Error::Config(format!(
-            "--scheme {}: training runs serial, inter-batch and inner-layer; inter-linear is not implemented for training yet",
-            a.scheme
-        )));
-    }
     let link = a.link.profile()?;
     let g = load_model(a)?;
     let split = load_data(a, &g)?;

@@ -32,7 +32,7 @@ mod inter_batch;
 mod inter_linear;
 mod linear;
 mod serial;
-mod slots;
+pub(crate) mod slots;
 
 use std::fmt;
 use std::str::FromStr;
@@ -242,6 +242,18 @@ pub fn chunked(
         0 | 1 => serial::split(ctx, xs, f),
         k => inner_layer::split(ctx, xs, axes, k, mode, f),
     }
+}
+
+/// `main` on the calling lane and `beside` as a lane of `mode`, both to completion:
+/// training's weights lane (inter-linear) beside its activations.
+pub fn beside<'a, A, B: Send + 'a>(
+    mode: Lanes,
+    main: impl FnOnce() -> A,
+    beside: impl FnOnce() -> B + Send + 'a,
+) -> (A, Result<B>) {
+    let lane: LaneFn<'a, B> = Box::new(beside);
+    let (a, mut bs) = fork::fork_join(mode, main, vec![("weights".to_string(), lane)]);
+    (a, bs.pop().expect("one lane"))
 }
 
 /// Inference of `graph` on the secret input `x` under `schedule`. Every schedule runs the

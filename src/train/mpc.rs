@@ -22,8 +22,9 @@ use crate::error::{Error, Result};
 use crate::model::graph::{infer, Graph, NodeId, Op, TensorId};
 use crate::model::Node;
 use crate::proto::pool::pool_scatter;
-use crate::proto::{Ctx, Share};
+use crate::proto::{Ctx, LinearOp, Share};
 use crate::ring::{shape, RingTensor};
+use crate::sched::slots::Slots;
 use crate::sched::{Lanes, Schedule};
 
 pub use crate::model::backward::Sgd;
@@ -59,6 +60,8 @@ pub struct Trainable<'g> {
     pub params: Vec<TensorId>,
     /// Micro-batches per mini-batch (inter-batch).
     m: usize,
+    /// Weight masks opened ahead by a weights lane (inter-linear).
+    ahead: bool,
     /// Chunks of each non-linear layer, forward and backward (inner-layer).
     k: usize,
     lanes: Lanes,
@@ -71,11 +74,32 @@ struct Tape {
     masks: Vec<Option<Share>>,
 }
 
-/// Where in the key space a pass runs.
+/// Where in the key space a pass runs, and the weight masks opened ahead (inter-linear).
 #[derive(Clone, Copy)]
-struct At {
+struct At<'s> {
     step: usize,
     micro: usize,
+    ahead: Option<&'s Ahead>,
+}
+
+/// Inter-linear in training: at the start of a step every weight is known, so a weights
+/// lane takes the triple of each product whose second operand is a weight (the forward
+/// products X·W and conv(X, W), and the backward dX = dY·Wᵀ of gemm and matmul) and opens
+/// its weight mask F = W − B as background traffic while the activations run; the product
+/// then opens only E = X − A. (A conv's input gradient has a bilinear map of its own and
+/// opens its masks inline.)
+struct Ahead {
+    slots: Slots,
+    /// Node id (`node_id`) of each product -> its slot.
+    index: std::collections::HashMap<u64, usize>,
+}
+
+/// One product the weights lane prepares.
+struct Planned {
+    id: u64,
+    op: LinearOp,
+    x_shape: Vec<usize>,
+    w: Share,
 }
 
 impl<'g> Trainable<'g> {
@@ -93,6 +117,7 @@ impl<'g> Trainable<'g> {
             g,
             params,
             m: 1,
+            ahead: false,
             k: 1,
             lanes: Lanes::Threads,
         })
@@ -100,11 +125,7 @@ impl<'g> Trainable<'g> {
 
     /// Steps under `schedule`: its micro-batches (inter-batch) and chunks (inner-layer).
     pub fn with_schedule(mut self, schedule: &Schedule) -> Result<Self> {
-        if schedule.scheme.inter_linear {
-            return Err(Error::Config(
-                "inter-linear is not implemented for training yet (serial, inter-batch and inner-layer are)".into(),
-            ));
-        }
+        self.ahead = schedule.scheme.inter_linear;
         self.m = schedule.m();
         self.k = schedule.k();
         self.lanes = schedule.lanes;
@@ -237,7 +258,9 @@ impl<'g> Trainable<'g> {
                     .as_ref()
                     .ok_or_else(|| Error::Protocol(format!("{n}: input {k} is not an activation")))
             };
-            let (y, mask) = self.node_forward(&c, n, w, &act).map_err(|e| named(e, n))?;
+            let (y, mask) = self
+                .node_forward(&c, at, phase, i, n, w, &act)
+                .map_err(|e| named(e, n))?;
             masks[i] = mask.filter(|_| keep);
             if !keep {
                 for &t in &n.inputs {
@@ -255,9 +278,13 @@ impl<'g> Trainable<'g> {
         Ok((out, Tape { vals, masks }))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn node_forward<'v>(
         &self,
         c: &Ctx,
+        at: At,
+        phase: Phase,
+        i: NodeId,
         n: &Node,
         w: &[Share],
         act: &dyn Fn(usize) -> Result<&'v Share>,
@@ -267,7 +294,17 @@ impl<'g> Trainable<'g> {
         Ok(match &n.op {
             Op::Conv2d { stride, padding } => {
                 let wt = self.weight(w, n.inputs[1])?;
-                let mut y = c.conv2d(act(0)?, wt, *stride, *padding)?;
+                let op = LinearOp::Conv2d {
+                    stride: *stride,
+                    padding: *padding,
+                };
+                let mut y = self.product(
+                    c,
+                    at.slot(node_id(at.step, at.micro, phase, i)),
+                    op,
+                    act(0)?,
+                    wt,
+                )?;
                 if n.inputs.len() > 2 {
                     let b = self.weight(w, n.inputs[2])?;
                     y.0.add_broadcast_assign(&b.0.reshaped(&[b.len(), 1, 1])?)?;
@@ -281,7 +318,8 @@ impl<'g> Trainable<'g> {
                 } else {
                     wt.clone()
                 };
-                let mut y = c.matmul(act(0)?, &wt)?;
+                let slot = at.slot(node_id(at.step, at.micro, phase, i));
+                let mut y = self.product(c, slot, LinearOp::Matmul, act(0)?, &wt)?;
                 if n.inputs.len() > 2 {
                     y.0.add_broadcast_assign(&self.weight(w, n.inputs[2])?.0)?;
                 }
@@ -294,7 +332,9 @@ impl<'g> Trainable<'g> {
                 let rows = x.reshape(&[x.len() / k, k])?;
                 let mut out = x.shape().to_vec();
                 *out.last_mut().unwrap() = nn;
-                (c.matmul(&rows, wt)?.into_shape(&out)?, None)
+                let slot = at.slot(node_id(at.step, at.micro, phase, i));
+                let y = self.product(c, slot, LinearOp::Matmul, &rows, wt)?;
+                (y.into_shape(&out)?, None)
             }
             Op::Add => {
                 let y = match (is_param(0), is_param(1)) {
@@ -384,8 +424,9 @@ impl<'g> Trainable<'g> {
                 continue;
             };
             let c = ctx.for_node(node_id(at.step, at.micro, Phase::Backward, i));
+            let slot = at.slot(node_id(at.step, at.micro, Phase::Backward, i));
             let d = self
-                .node_backward(&c, i, n, w, tape, dy)
+                .node_backward(&c, slot, i, n, w, tape, dy)
                 .map_err(|e| named(e, n))?;
             for (&t, d) in n.inputs.iter().zip(d) {
                 let Some(d) = d else { continue };
@@ -412,9 +453,11 @@ impl<'g> Trainable<'g> {
         t != self.g.input && (self.param(t).is_some() || self.g.tensors[t].constant().is_none())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn node_backward(
         &self,
         c: &Ctx,
+        slot: Option<&crate::sched::slots::Slot>,
         i: NodeId,
         n: &Node,
         w: &[Share],
@@ -467,7 +510,7 @@ impl<'g> Trainable<'g> {
                 };
                 // dx = dy·W_effᵀ, with W_effᵀ = W when trans_b.
                 let dx = if wants(0) {
-                    Some(c.matmul(&dy, &w_eff)?)
+                    Some(self.product(c, slot, LinearOp::Matmul, &dy, &w_eff)?)
                 } else {
                     None
                 };
@@ -490,7 +533,8 @@ impl<'g> Trainable<'g> {
                 let x2 = x.reshape(&[rows, k])?;
                 let dy2 = dy.reshape(&[rows, nn])?;
                 let dx = if wants(0) {
-                    let d = c.matmul(&dy2, &Share(wt.0.transpose2()))?;
+                    let wt_t = Share(wt.0.transpose2());
+                    let d = self.product(c, slot, LinearOp::Matmul, &dy2, &wt_t)?;
                     Some(d.into_shape(x.shape())?)
                 } else {
                     None
@@ -569,7 +613,11 @@ impl<'g> Trainable<'g> {
 
     /// Logits of `x` (no tape), for evaluation.
     fn logits(&self, ctx: &Ctx, step: usize, w: &[Share], x: Share) -> Result<Share> {
-        let at = At { step, micro: 0 };
+        let at = At {
+            step,
+            micro: 0,
+            ahead: None,
+        };
         Ok(self.forward(ctx, at, Phase::Eval, w, x, false)?.0)
     }
 
@@ -645,13 +693,70 @@ impl<'g> Trainable<'g> {
                 )
             })
             .collect();
-        let run = |(c, i, xb, yb): (Ctx, usize, Share, Share)| {
-            self.micro_step(&c, At { step, micro: i }, wr, xb, &yb, batch)
-        };
-        let outs = if m == 1 {
-            vec![run(parts.into_iter().next().expect("one part"))?]
+        let rows: Vec<usize> = ranges.iter().map(|&(s, e)| e - s).collect();
+        let planned = if self.ahead {
+            self.planned(step, &rows, wr)?
         } else {
-            crate::sched::in_lanes(lanes, "micro-batch", parts, &run)?
+            Vec::new()
+        };
+        let ahead = self.ahead.then(|| Ahead {
+            slots: Slots::new(planned.len()),
+            index: planned.iter().enumerate().map(|(i, p)| (p.id, i)).collect(),
+        });
+        let run = |(c, i, xb, yb): (Ctx, usize, Share, Share)| {
+            let at = At {
+                step,
+                micro: i,
+                ahead: ahead.as_ref(),
+            };
+            self.micro_step(&c, at, wr, xb, &yb, batch)
+        };
+        let activations = || -> Result<Vec<(Vec<Share>, Share)>> {
+            if m == 1 {
+                Ok(vec![run(parts.into_iter().next().expect("one part"))?])
+            } else {
+                crate::sched::in_lanes(lanes, "micro-batch", parts, &run)
+            }
+        };
+        let outs = match &ahead {
+            None => activations()?,
+            Some(a) => {
+                // The activations on this lane, the weights lane beside it, with each
+                // product's own keys (its node's first operations) and its own tags.
+                let work: Vec<(Ctx, Planned)> = planned
+                    .into_iter()
+                    .map(|p| (ctx.for_node(p.id).weights_lane().background(), p))
+                    .collect();
+                let weights = move || -> Result<()> {
+                    let mut failed: Option<Error> = None;
+                    for (k, (c, p)) in work.into_iter().enumerate() {
+                        let slot = a.slots.get(k);
+                        if let Some(e) = &failed {
+                            slot.fail(e.duplicate());
+                            continue;
+                        }
+                        let keys = c.linear_keys();
+                        let r = c
+                            .take_linear_triple(&keys, p.op, &p.x_shape, p.w.shape())
+                            .and_then(|t| {
+                                slot.set_mask(t.mask());
+                                c.open_weight_mask(t, p.w)
+                            });
+                        match r {
+                            Ok(prep) => slot.set(std::sync::Arc::new(prep)),
+                            Err(e) => {
+                                slot.fail(e.duplicate());
+                                failed = Some(e);
+                            }
+                        }
+                    }
+                    failed.map_or(Ok(()), Err)
+                };
+                let (y, done) = crate::sched::beside(lanes, activations, weights);
+                let y = y?;
+                done??;
+                y
+            }
         };
         let mut it = outs.into_iter();
         let (mut grads, mut loss) = it.next().expect("at least one micro-batch");
@@ -664,6 +769,122 @@ impl<'g> Trainable<'g> {
         let c = ctx.for_node(node_id(step, 0, Phase::Update, 0));
         sgd_step(&c, sgd, w, &grads, velocity)?;
         Ok(loss)
+    }
+}
+
+impl<'s> At<'s> {
+    /// The slot of the product of node `id` when its weight mask was opened ahead.
+    fn slot(&self, id: u64) -> Option<&'s crate::sched::slots::Slot> {
+        let a = self.ahead?;
+        a.index.get(&id).map(|&k| a.slots.get(k))
+    }
+}
+
+impl Trainable<'_> {
+    /// x·w (a matmul or conv) as a Beaver product: inline (E and F in one message), or
+    /// with the weight mask opened ahead in `slot` (only E = X − A opened here).
+    fn product(
+        &self,
+        c: &Ctx,
+        slot: Option<&crate::sched::slots::Slot>,
+        op: LinearOp,
+        x: &Share,
+        w: &Share,
+    ) -> Result<Share> {
+        let Some(slot) = slot else {
+            return c.linear(op, x, w);
+        };
+        // The same keys the weights lane took (the node's first operations).
+        let _keys = c.linear_keys();
+        let a = slot.mask()?;
+        let e = c.open_input_mask(&a, x, 0)?;
+        let y = c.finish_with_mask(&*slot.peek()?, &e, 0);
+        slot.done(x.shape()[0]);
+        y
+    }
+
+    /// The products of step `step` whose weight masks the weights lane opens ahead, in
+    /// the order the activations reach them: each micro-batch's forward products, then
+    /// its backward ones (reverse graph order). `rows`: each micro-batch's size.
+    fn planned(&self, step: usize, rows: &[usize], w: &[Share]) -> Result<Vec<Planned>> {
+        let g = self.g;
+        let weight = |t: TensorId| self.weight(w, t).cloned();
+        let shape_at = |t: TensorId, b: usize| {
+            let mut s = g.tensors[t].shape.clone();
+            if g.tensors[t].batch && !s.is_empty() {
+                s[0] = b;
+            }
+            s
+        };
+        let mut fwd = Vec::new();
+        let mut bwd = Vec::new();
+        for (micro, &b) in rows.iter().enumerate() {
+            for (i, n) in g.nodes.iter().enumerate() {
+                let id = node_id(step, micro, Phase::Forward, i);
+                let bid = node_id(step, micro, Phase::Backward, i);
+                let wants_dx = self.wants(n.inputs[0]);
+                match &n.op {
+                    Op::Conv2d { stride, padding } => fwd.push(Planned {
+                        id,
+                        op: LinearOp::Conv2d {
+                            stride: *stride,
+                            padding: *padding,
+                        },
+                        x_shape: shape_at(n.inputs[0], b),
+                        w: weight(n.inputs[1])?,
+                    }),
+                    Op::Gemm { trans_b, .. } => {
+                        let wt = weight(n.inputs[1])?;
+                        let w_eff = if *trans_b {
+                            Share(wt.0.transpose2())
+                        } else {
+                            wt.clone()
+                        };
+                        let xs = shape_at(n.inputs[0], b);
+                        let ys = shape_at(n.output, b);
+                        if wants_dx {
+                            bwd.push(Planned {
+                                id: bid,
+                                op: LinearOp::Matmul,
+                                x_shape: ys,
+                                w: Share(w_eff.0.transpose2()),
+                            });
+                        }
+                        fwd.push(Planned {
+                            id,
+                            op: LinearOp::Matmul,
+                            x_shape: xs,
+                            w: w_eff,
+                        });
+                    }
+                    Op::MatMul => {
+                        let wt = weight(n.inputs[1])?;
+                        let (k, nn) = (wt.shape()[0], wt.shape()[1]);
+                        let r = shape_at(n.inputs[0], b).iter().product::<usize>() / k.max(1);
+                        if wants_dx {
+                            bwd.push(Planned {
+                                id: bid,
+                                op: LinearOp::Matmul,
+                                x_shape: vec![r, nn],
+                                w: Share(wt.0.transpose2()),
+                            });
+                        }
+                        fwd.push(Planned {
+                            id,
+                            op: LinearOp::Matmul,
+                            x_shape: vec![r, k],
+                            w: wt,
+                        });
+                    }
+                    _ => {}
+                }
+            }
+        }
+        // Micro-batches run side by side: each one's forward products first, then the
+        // backward ones of all of them, last layer first.
+        bwd.reverse();
+        fwd.extend(bwd);
+        Ok(fwd)
     }
 }
 
