@@ -9,7 +9,7 @@ set -e
 out=${1:-results/train-digits.csv}
 bin=${MPC_PIPE:-target/release/mpc-pipe}
 link="--bandwidth-mbps 4000 --latency-ms 0.05"
-for scheme in serial inter-batch inner-layer inter-batch+inner-layer; do
+for scheme in serial inter-linear inner-layer inter-batch inter-linear+inner-layer all; do
     "$bin" train --model digits-cnn --epochs 5 --scheme "$scheme" --batches-in-flight 4 --chunks 2 $link --out "$out"
 done
 "$bin" train --model digits-cnn --epochs 5 --plaintext --out "$out"
