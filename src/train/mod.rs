@@ -2,7 +2,8 @@
 //! over the model graph (`mpc`), and the epoch loop that runs it in-process, each epoch
 //! one online session with fresh dealer material, or in f64 (`--plaintext`) with the same
 //! initial weights, data order and batches (model::backward). Depends on model, proto,
-//! offline, runtime, sched, ring.
+//! offline, runtime, sched, ring, link, kernels (the process CPU clock); bench and cli
+//! sit above it.
 //!
 //! The model owner (party 0) holds the initial weights and learns the per-epoch loss and
 //! test accuracy, and the trained weights when asked; the data owner (the last party)
@@ -277,13 +278,13 @@ impl Job<'_> {
             }
             let plan = plans[which].as_ref().expect("recorded");
             let material = deal_in_process(plan, session, fresh_session());
-            let cpu0 = crate::bench::process_cpu_s();
+            let cpu0 = crate::kernels::bound::process_cpu_s();
             let outs = {
                 let st = &states;
                 let train = |ctx: &Ctx| self.train_epoch(&model, ctx, epoch, &st[ctx.party()]);
                 run_online_with_link(session, link, material, &train)?
             };
-            let cpu_s = (crate::bench::process_cpu_s() - cpu0) / parties as f64;
+            let cpu_s = (crate::kernels::bound::process_cpu_s() - cpu0) / parties as f64;
             let online_s = outs.iter().map(|o| o.online_s).fold(0.0, f64::max);
             let stats: Vec<CommStats> = outs.iter().map(|o| o.stats.clone()).collect();
             let mut loss = f64::NAN;
@@ -353,7 +354,7 @@ impl Job<'_> {
         let mut reports = Vec::new();
         for epoch in 0..cfg.epochs {
             let t0 = Instant::now();
-            let cpu0 = crate::bench::process_cpu_s();
+            let cpu0 = crate::kernels::bound::process_cpu_s();
             let order = epoch_order(train.len(), cfg.order_seed, epoch);
             let mut loss = 0.0;
             for s in 0..cfg.steps(train.len()) {
@@ -363,7 +364,7 @@ impl Job<'_> {
                 cfg.sgd.step(&mut w, &grads, &mut velocity);
             }
             let online_s = t0.elapsed().as_secs_f64();
-            let cpu_s = crate::bench::process_cpu_s() - cpu0;
+            let cpu_s = crate::kernels::bound::process_cpu_s() - cpu0;
             let accuracy = plain_accuracy(g, &params, &w, test)?;
             let r = EpochReport {
                 epoch: epoch + 1,

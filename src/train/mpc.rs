@@ -3,8 +3,10 @@
 //! backward traversal (the graph's nodes in reverse order), the softmax cross-entropy
 //! loss, SGD, and a training step over m micro-batches. Every rule is protocol calls on
 //! `Ctx` (Beaver products of proto::linear, comparisons of proto::compare); the schedule
-//! only decides which lane runs a micro-batch. Depends on model::{graph, backward}, proto,
-//! ring and sched (lanes).
+//! only decides which lane runs what: micro-batches (inter-batch), chunks of relu and
+//! max-pool (inner-layer, through `sched::chunked`) and a weights lane opening weight masks
+//! ahead (inter-linear, `sched::beside` and `sched::slots`). Depends on
+//! model::{graph, backward}, proto, ring and sched.
 //!
 //! Keys. A node's protocol calls run on `ctx.for_node(id)` with id = (step, micro-batch,
 //! phase, node), so material is addressed by node and part like the inference traversal's,
