@@ -6,7 +6,8 @@ For each fixture NAME it writes NAME.onnx, NAME.input.npy (float32), NAME.ort.np
 same input and weights: a reference free of float32 rounding, for the f64 interpreter).
 digits_cnn is trained here on scikit-learn's bundled digits; its held-out labels are saved
 as digits_cnn.labels.npy. Run by scripts/make-onnx-fixtures.sh (which makes the venv);
-never by `cargo test`.
+never by `cargo test`. With `--torchvision DIR` it writes torchvision's ResNet-18 and VGG16
+(random weights) to DIR instead (scripts/check-onnx-torchvision.sh).
 """
 import os
 import sys
@@ -17,13 +18,13 @@ import onnxruntime as ort
 import torch
 from onnx import TensorProto, helper, numpy_helper
 
-OUT = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/onnx"
+OUT = sys.argv[1] if len(sys.argv) > 1 else "tests/fixtures/onnx"  # or --torchvision DIR
 OPSET = 17
 torch.manual_seed(18)
 nn = torch.nn
 
 
-def save(name, path_onnx, x, f64=None):
+def save(name, path_onnx, x, f64=None, max_bytes=200_000):
     sess = ort.InferenceSession(path_onnx, providers=["CPUExecutionProvider"])
     (y,) = sess.run(None, {sess.get_inputs()[0].name: x})
     np.save(os.path.join(OUT, name + ".input.npy"), x)
@@ -31,7 +32,7 @@ def save(name, path_onnx, x, f64=None):
     if f64 is not None:
         np.save(os.path.join(OUT, name + ".f64.npy"), f64)
     size = os.path.getsize(path_onnx)
-    assert size < 200_000, f"{name}: {size} bytes"
+    assert size < max_bytes, f"{name}: {size} bytes"
     print(f"{name}: {size} bytes, output {y.shape}, max |y| {np.abs(y).max():.3f}")
 
 
@@ -220,6 +221,24 @@ def digits_cnn():
     save("digits_cnn", path, xt.numpy(), m.double()(xt.double()).detach().numpy())
 
 
+class ConcatConst(nn.Module):
+    """Concat with constant inputs: a learned token prepended on the sequence axis (as
+    ViT's class token) and a constant block appended on the feature axis, batch 2 (so
+    inter-batch hands each micro-batch its rows of the constants)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(6, 6)
+        self.tok = nn.Parameter(torch.randn(1, 1, 6))
+        self.register_buffer("side", torch.linspace(-1, 1, 2 * 5 * 2).reshape(2, 5, 2))
+        self.out = nn.Linear(8, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.lin(x))
+        t = torch.cat([self.tok.expand(2, 1, 6), h], dim=1)
+        return self.out(torch.cat([t, self.side], dim=2))
+
+
 def bad_models():
     """Models the importer must refuse: an unsupported op (Cos), and a dynamic input."""
     nodes = [helper.make_node("Relu", ["x"], ["r"], name="first_relu"),
@@ -236,6 +255,26 @@ def bad_models():
     m.ir_version = 8
     path = os.path.join(OUT, "dynamic_relu.onnx")
     onnx.save(m, path)
+
+
+def torchvision_models(out):
+    """torchvision's ResNet-18 and VGG16 with their random initial weights (no download),
+    one 224x224 image each: too large to commit (45 MB and 530 MB), so written to `out`
+    for scripts/check-onnx-torchvision.sh."""
+    import torchvision
+    global OUT
+    OUT = out
+    os.makedirs(out, exist_ok=True)
+    torch.manual_seed(18)
+    for name, ctor in [("resnet18", torchvision.models.resnet18),
+                       ("vgg16", torchvision.models.vgg16)]:
+        m = ctor(weights=None).eval()
+        x = torch.randn(1, 3, 224, 224)
+        path = os.path.join(out, name + ".onnx")
+        with torch.no_grad():
+            torch.onnx.export(m, (x,), path, dynamo=False, opset_version=OPSET,
+                              input_names=["x"], output_names=["y"], do_constant_folding=True)
+        save(name, path, x.numpy(), max_bytes=1 << 30)
 
 
 def main():
@@ -256,7 +295,13 @@ def main():
         # Opset 13 has no LayerNormalization: torch spells it out (ReduceMean, Pow, Sqrt, ...).
         export("mlp_opset13", mlp(), (2, 12), opset=13)
     bad_models()
+    with torch.no_grad():
+        # Last, so the fixtures above draw the same random numbers as before it was added.
+        export("concat_const", ConcatConst(), (2, 4, 6))
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 2 and sys.argv[1] == "--torchvision":
+        torchvision_models(sys.argv[2])
+    else:
+        main()

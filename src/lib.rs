@@ -16,14 +16,17 @@
 //!   lanes                    pipeline lanes as coroutines; the one way to block
 //!   kernels                  wrapping u64 GEMM/conv
 //!   ring                     Z_2^64 tensors, fixed point, f64 reference tensors
+//!   alloc                    the binary's allocator (huge pages for large blocks)
 //! ```
 //! `transport` implements `comm::Comm` (emulating `link` profiles) and is plugged in by
 //! `runtime`.
 
+pub mod alloc;
 pub mod bench;
 pub mod cli;
 pub mod comm;
 pub mod error;
+pub mod fuzz;
 pub mod kernels;
 pub mod lanes;
 pub mod link;

@@ -2,6 +2,10 @@
 
 use clap::Parser;
 
+/// Large blocks get transparent huge pages (see `mpc_pipe::alloc`).
+#[global_allocator]
+static ALLOC: mpc_pipe::alloc::HugePages = mpc_pipe::alloc::HugePages;
+
 fn main() {
     // Exit quietly when stdout is a closed pipe (`mpc-pipe run | head`), as Unix tools do,
     // instead of panicking in println!.
@@ -9,6 +13,9 @@ fn main() {
     // SAFETY: restoring the default SIGPIPE disposition before any thread is started.
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    if std::env::var_os("MPC_PIPE_HUGEPAGES").is_some_and(|v| v == "1") {
+        mpc_pipe::alloc::set_enabled(true);
     }
     let cli = mpc_pipe::cli::Cli::parse();
     // Every protocol round allocates multi-MiB message and tensor buffers; keep them in the

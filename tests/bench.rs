@@ -87,6 +87,21 @@ fn rows_have_every_column_and_consistent_values() {
             "CSV header lacks {col}: {header}"
         );
     }
+    // The whole job's phases: one plan recording serves every row of the job (the
+    // network and scheme are not part of it), and e2e_s adds the offline phases to each
+    // repetition's latency, so its median is at least the median latency.
+    for r in &rows {
+        let (plan, deal, expand, e2e) = (
+            r.plan_s.unwrap(),
+            r.deal_s.unwrap(),
+            r.expand_s.unwrap(),
+            r.e2e_s.unwrap(),
+        );
+        assert!(plan > 0.0 && deal > 0.0 && expand >= 0.0, "{r:?}");
+        assert_eq!(plan, serial.plan_s.unwrap(), "one dry run: {r:?}");
+        let latency = r.latency_ms_p50 / 1e3 / r.batch as f64;
+        assert!(e2e >= latency * 0.999 && e2e >= plan, "{r:?}");
+    }
     for r in &rows {
         // Definitions from the issue: throughput = inferences / online_s; p50 <= p99.
         let want = (r.batch * r.reps) as f64 / r.online_s;
@@ -160,7 +175,8 @@ reps = 2
 }
 
 /// While one sweep writes a file, a second one on the same file is refused with a message
-/// that names the file and the holder; once the first is done, the file is free again.
+/// that names the file and the holder; once the first is done, the file is free again and
+/// no lock file is left behind, after success or failure.
 #[test]
 fn a_second_sweep_on_the_same_file_is_refused_while_the_first_runs() {
     let out = scratch("lock");
@@ -175,7 +191,14 @@ fn a_second_sweep_on_the_same_file_is_refused_while_the_first_runs() {
     );
     assert!(!out.exists(), "a refused sweep must not write rows");
     drop(held);
+    let lock_file = PathBuf::from(format!("{}.lock", out.display()));
+    assert!(!lock_file.exists(), "the holder removes its lock file");
     assert_eq!(run_matrix(&cfg, &out).unwrap().len(), 3);
+    assert!(!lock_file.exists(), "a finished sweep leaves no lock file");
+    // A failing sweep (a matrix naming an unknown link) leaves none either.
+    let bad = BenchConfig::parse(&CONFIG.replace(r#"["local", "lan"]"#, r#"["nonet"]"#)).unwrap();
+    assert!(run_matrix(&bad, &out).is_err());
+    assert!(!lock_file.exists(), "a failed sweep leaves no lock file");
     std::fs::remove_dir_all(out.parent().unwrap()).ok();
 }
 
@@ -243,6 +266,29 @@ fn bad_configs_are_refused_with_the_reason() {
     );
     let ok = format!("{CONFIG}trunc = \"dealer\"\n").replace("parties = [2]", "parties = [2, 3]");
     assert!(BenchConfig::parse(&ok).is_ok());
+    let e = BenchConfig::parse(&format!("{CONFIG}batch_of = {{ vgg16 = 4 }}\n")).unwrap_err();
+    assert!(e.contains("batch_of") && e.contains("vgg16"), "{e}");
+    let e = BenchConfig::parse(&format!("{CONFIG}batch_of = {{ lenet = 0 }}\n")).unwrap_err();
+    assert!(e.contains("batch_of") && e.contains("at least 1"), "{e}");
+}
+
+/// `batch_of` gives a model its own batch in place of `batches` (peers.toml's W1 and W4);
+/// the other models keep `batches`.
+#[test]
+fn batch_of_replaces_batches_for_its_models() {
+    let text = CONFIG.replace("models = [\"lenet\"]", "models = [\"lenet\", \"W3\"]")
+        + "batch_of = { lenet = 5 }\n";
+    let cfg = BenchConfig::parse(&text).unwrap();
+    let points = cfg.points().unwrap();
+    assert!(points
+        .iter()
+        .filter(|p| p.model == "lenet")
+        .all(|p| p.batch == 5));
+    assert!(points
+        .iter()
+        .filter(|p| p.model == "W3")
+        .all(|p| p.batch == 2));
+    assert_eq!(points.len(), 4);
 }
 
 #[test]
@@ -275,8 +321,9 @@ fn a_file_from_before_the_material_trunc_link_bytes_and_lanes_columns_is_upgrade
     let out = scratch("upgrade");
     let cfg = BenchConfig::parse(CONFIG).unwrap();
     run_matrix(&cfg, &out).unwrap();
-    // An older version's file: no `material`, `trunc`, `link_bytes`, `lanes`,
-    // `messages` and training (`epoch`, `loss`, `accuracy`) columns, and crashed after
+    // An older version's file: no `material`, `trunc`, `link_bytes`, `lanes`, `messages`,
+    // `channels`, `plan_s`, `deal_s`, `expand_s`, `e2e_s` and training (`epoch`, `loss`,
+    // `accuracy`) columns, and crashed after
     // four rows.
     let text = std::fs::read_to_string(&out).unwrap();
     let old: Vec<String> = text
@@ -284,7 +331,7 @@ fn a_file_from_before_the_material_trunc_link_bytes_and_lanes_columns_is_upgrade
         .take(5)
         .map(|l| {
             let mut rest = l;
-            for _ in 0..8 {
+            for _ in 0..13 {
                 rest = rest.rsplit_once(',').unwrap().0;
             }
             rest.to_string()
@@ -303,6 +350,8 @@ fn a_file_from_before_the_material_trunc_link_bytes_and_lanes_columns_is_upgrade
     assert!(read[..4].iter().all(|r| r.link_bytes.is_none()), "{read:?}");
     assert!(read[..4].iter().all(|r| r.lanes.is_empty()), "{read:?}");
     assert!(read[4..].iter().all(|r| !r.lanes.is_empty()), "{read:?}");
+    assert!(read[..4].iter().all(|r| r.e2e_s.is_none()), "{read:?}");
+    assert!(read[4..].iter().all(|r| r.e2e_s.is_some()), "{read:?}");
     // Two parties: the one link carries everything a party sends.
     assert!(
         read[4..]
@@ -313,11 +362,45 @@ fn a_file_from_before_the_material_trunc_link_bytes_and_lanes_columns_is_upgrade
     assert!(read[4..].iter().all(|r| r.material == "eager"), "{read:?}");
     assert!(read[4..].iter().all(|r| r.trunc == "local"), "{read:?}");
     let header = std::fs::read_to_string(&out).unwrap();
-    assert!(header
-        .lines()
-        .next()
-        .unwrap()
-        .ends_with(",material,trunc,link_bytes,lanes,messages,epoch,loss,accuracy"));
+    assert!(header.lines().next().unwrap().ends_with(
+        ",material,trunc,link_bytes,lanes,messages,channels,plan_s,deal_s,expand_s,e2e_s,epoch,loss,accuracy"
+    ));
+    // Old rows ran in memory and say nothing; new rows say so.
+    assert!(read[..4].iter().all(|r| r.channels.is_empty()), "{read:?}");
+    assert!(read[4..].iter().all(|r| r.channels == "memory"), "{read:?}");
+    std::fs::remove_dir_all(out.parent().unwrap()).ok();
+}
+
+/// `channels = ["sealed", "plaintext"]` runs each configuration over loopback TCP both
+/// ways in one sweep: one row per (channels, scheme), each saying which it used, with the
+/// same traffic (sealing adds bytes on the wire, not to the protocol's messages) and a
+/// correct result; an unknown value is refused naming the key.
+#[test]
+fn channels_axis_runs_over_sealed_and_plaintext_tcp_and_records_which() {
+    let out = scratch("channels");
+    let text = CONFIG
+        .replace(r#"["local", "lan"]"#, r#"["local"]"#)
+        .replace(
+            r#"["serial", "inner-layer", "inter-batch"]"#,
+            r#"["serial"]"#,
+        )
+        + "channels = [\"sealed\", \"plaintext\"]\n";
+    let cfg = BenchConfig::parse(&text).unwrap();
+    let rows = run_matrix(&cfg, &out).unwrap();
+    let read = csv_out::read_rows(&out).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(read, rows);
+    let chans: Vec<&str> = read.iter().map(|r| r.channels.as_str()).collect();
+    assert_eq!(chans, ["sealed", "plaintext"]);
+    assert_eq!(read[0].bytes_per_party, read[1].bytes_per_party);
+    assert_eq!(read[0].rounds, read[1].rounds);
+    // lenet at 16 fractional bits: tests/cli.rs bounds its error at 0.05.
+    assert!(read.iter().all(|r| r.max_abs_err < 0.05), "{read:?}");
+    // A resumed sweep finds both rows (the channel is part of the row's identity).
+    assert_eq!(run_matrix(&cfg, &out).unwrap().len(), 2);
+    assert_eq!(csv_out::read_rows(&out).unwrap().len(), 2);
+    let e = BenchConfig::parse(&(CONFIG.to_string() + "channels = [\"tls\"]\n")).unwrap_err();
+    assert!(e.contains("channels") && e.contains("tls"), "{e}");
     std::fs::remove_dir_all(out.parent().unwrap()).ok();
 }
 
@@ -408,4 +491,46 @@ fn the_commit_column_says_dirty_only_when_sources_differ_from_the_commit() {
     std::fs::write(dir.join("src/lib.rs"), "fn b() {}\n").unwrap();
     assert_eq!(mpc_pipe::bench::commit_id_of(&dir), format!("{head}-dirty"));
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// bench-configs/peers.toml runs the issue's workloads W1..W7 at their own batch sizes, and
+/// each built-in workload has the issue's shapes (checked against its definitions, not
+/// against the zoo's code paths).
+#[test]
+fn peers_config_runs_the_issues_workloads() {
+    use mpc_pipe::model::zoo;
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cfg = BenchConfig::load(&root.join("bench-configs/peers.toml")).unwrap();
+    let got: Vec<(String, usize, usize)> = cfg
+        .points()
+        .unwrap()
+        .iter()
+        .map(|p| (p.model.clone(), p.batch, p.parties))
+        .collect();
+    let want: Vec<(String, usize, usize)> = [256, 1, 1, 32, 1, 1, 1]
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| (format!("W{}", i + 1), b, 2))
+        .collect();
+    assert_eq!(got, want);
+    // Per-sample input shapes (batch excluded).
+    let shapes: [(&str, &[usize]); 7] = [
+        ("W1", &[1024]),
+        ("W2", &[1 << 20]),
+        ("W3", &[64, 56, 56]),
+        ("W4", &[1, 28, 28]),
+        ("W5", &[3, 32, 32]),
+        ("W6", &[128, 768]),
+        ("W7", &[3, 224, 224]),
+    ];
+    for (m, s) in shapes {
+        assert_eq!(zoo::input_shape(m, None).unwrap(), s, "{m}");
+    }
+    let out = |m: &str, b: usize| zoo::build(m, 1, b).unwrap().output_shape().to_vec();
+    assert_eq!(out("W1", 256), [256, 1024]);
+    assert_eq!(out("W2", 1), [1, 1 << 20]);
+    assert_eq!(out("W3", 1), [1, 64, 56, 56]);
+    assert_eq!(out("W4", 32), [32, 10]);
+    assert_eq!(out("W5", 1), [1, 10]);
+    assert_eq!(out("W6", 1), [1, 128, 768]);
 }

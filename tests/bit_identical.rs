@@ -107,15 +107,33 @@ fn fresh_seeds_give_different_shares() {
     assert_ne!(once(), once());
 }
 
-/// The plan (every material request by key) does not depend on the schedule: the dry run
-/// records it under serial, and every scheme's online run takes exactly that material.
+/// The plan (every material request by key) does not depend on the schedule, and the dry
+/// run records it without computing: it runs one unit of each node and skips products,
+/// openings and zero sharings (`Ctx::for_plan`). The reference is the plan recorded by
+/// running the whole program on placeholder values (a plain `Ctx` over a `NullComm`,
+/// every product computed), under each schedule.
 #[test]
-fn every_schedule_records_the_serial_plan() {
+fn the_dry_run_records_every_schedules_plan() {
+    use mpc_pipe::offline::RecordingSource;
+    use mpc_pipe::proto::{NullComm, PairSeeds};
     use mpc_pipe::runtime::job::{build, JobSpec};
     use mpc_pipe::runtime::record_plan;
-    for (model, parties) in [("lenet", 2), ("resnet_cifar-tiny", 3), ("bert-small", 2)] {
-        for scheme in SCHEMES {
-            let mut spec = JobSpec::new(model, parties, 2);
+    let cases = [
+        ("lenet", 2, 2, Weights::Private),
+        ("lenet", 3, 1, Weights::Public),
+        ("resnet_cifar-tiny", 3, 2, Weights::Private),
+        ("vgg16-tiny", 2, 1, Weights::Private),
+        ("resnet50-tiny", 2, 2, Weights::Public),
+        ("bert-small", 2, 2, Weights::Private),
+        ("bert-small", 3, 1, Weights::Public),
+    ];
+    for (model, parties, batch, weights) in cases {
+        let cfg = SessionConfig::new(parties);
+        let mut spec = JobSpec::new(model, parties, batch);
+        spec.weights = weights;
+        let planned = record_plan(&cfg, &*build(&spec).unwrap().program).unwrap();
+        assert!(!planned.entries.is_empty());
+        for scheme in ["serial", "inner-layer", "all"] {
             spec.schedule = Schedule {
                 scheme: scheme.parse::<Scheme>().unwrap(),
                 chunks: 3,
@@ -123,14 +141,14 @@ fn every_schedule_records_the_serial_plan() {
                 lanes: Lanes::Coroutines,
             };
             let job = build(&spec).unwrap();
-            let cfg = SessionConfig::new(parties);
-            let under_scheme = record_plan(&cfg, &*job.program).unwrap();
-            let serial = record_plan(&cfg, &*job.plan_program).unwrap();
-            assert!(!serial.entries.is_empty());
-            assert_eq!(
-                under_scheme.hash(),
-                serial.hash(),
-                "{model} {parties}p {scheme}"
+            let comm = NullComm::new(0, parties);
+            let rec = RecordingSource::new();
+            let seeds = PairSeeds::dry();
+            (job.program)(&Ctx::new(&comm, &rec, &seeds, cfg.fixed)).unwrap();
+            let computed = rec.into_plan().unwrap();
+            assert!(
+                computed.entries == planned.entries,
+                "{model} {parties}p batch {batch} {weights:?} {scheme}: the dry run's plan differs from the computed run's"
             );
         }
     }

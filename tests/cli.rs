@@ -13,9 +13,19 @@ fn scratch(name: &str) -> PathBuf {
     d
 }
 
-/// Run the binary with `args`, the directory `dir`, then `more`.
+/// The session key the tests' material files are MACed with.
+const KEY_HEX: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+
+/// Run the binary with `args`, the directory `dir`, then `more` (with the tests' session
+/// key in the environment, for material files).
 fn with_dir(args: &[&str], dir: &Path, more: &[&str]) -> Output {
-    bin().args(args).arg(dir).args(more).output().unwrap()
+    bin()
+        .args(args)
+        .arg(dir)
+        .args(more)
+        .env("MPC_PIPE_SESSION_KEY", KEY_HEX)
+        .output()
+        .unwrap()
 }
 
 fn text(o: &Output) -> (String, String) {
@@ -92,6 +102,53 @@ fn offline_files_feed_the_online_run_and_a_wrong_plan_is_refused() {
         &["--parties", "3", "--batch", "1"],
     );
     assert_refused_for_another_plan(&o);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// `offline --key-file K` creates K owner-only with a fresh key when it is missing; the
+/// online run needs that key: none is a configuration error, another key fails the MAC,
+/// and a key file others may read is refused as ssh refuses such a private key.
+#[cfg(unix)]
+#[test]
+fn material_is_macd_with_the_session_key_from_a_private_key_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = scratch("matkey");
+    let (mat, key) = (dir.join("mat"), dir.join("session.key"));
+    let _ = std::fs::remove_file(&key);
+    let k = key.to_str().unwrap();
+    let offline = bin()
+        .args(["offline", "--key-file", k, "--out"])
+        .arg(&mat)
+        .env_remove("MPC_PIPE_SESSION_KEY")
+        .output()
+        .unwrap();
+    succeeded(&offline);
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "mode {mode:o}");
+    let run = |extra: &[&str], env: Option<&str>| {
+        let mut c = bin();
+        c.args(["run", "--material"]).arg(&mat).args(extra);
+        match env {
+            Some(v) => c.env("MPC_PIPE_SESSION_KEY", v),
+            None => c.env_remove("MPC_PIPE_SESSION_KEY"),
+        };
+        c.output().unwrap()
+    };
+    let out = succeeded(&run(&["--key-file", k], None));
+    assert!(out.contains("material from files"), "{out}");
+    let o = run(&[], None);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("needs the session key"), "{err}");
+    let o = run(&[], Some(KEY_HEX));
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("fails its MAC"), "{err}");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let o = run(&["--key-file", k], None);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("may be read by group or others"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -215,6 +272,7 @@ fn run_processes_hands_every_option_to_every_party() {
             .args(&job)
             .arg("--out")
             .arg(&mat)
+            .env("MPC_PIPE_SESSION_KEY", KEY_HEX)
             .output()
             .unwrap(),
     );
@@ -229,6 +287,7 @@ fn run_processes_hands_every_option_to_every_party() {
         .arg("--material")
         .arg(&mat)
         .env("MPC_PIPE_ECHO_JOB_DIR", &dir)
+        .env("MPC_PIPE_SESSION_KEY", KEY_HEX)
         .output()
         .unwrap();
     succeeded(&o);
@@ -433,4 +492,68 @@ fn processes_reveal_bit_identical_outputs_under_every_scheme() {
             );
         }
     }
+}
+
+/// Every bench config value that used to panic, abort on allocation or run for ever is a
+/// configuration error (exit 2) naming the key and the file, before anything runs; and a
+/// config file of unbounded size is refused at its cap without being read whole.
+#[test]
+fn bench_config_values_out_of_range_are_refused_naming_key_and_file() {
+    let dir = scratch("benchcfg");
+    let cfg = dir.join("bad.toml");
+    let base =
+        "models=[\"lenet\"]\nnetworks=[\"local\"]\nschemes=[\"serial\"]\nweights=[\"private\"]\n";
+    for (extra, key) in [
+        ("timeout_s = -1\nbatches=[1]\nparties=[2]", "timeout_s"),
+        ("timeout_s = nan\nbatches=[1]\nparties=[2]", "timeout_s"),
+        ("timeout_s = 1e30\nbatches=[1]\nparties=[2]", "timeout_s"),
+        ("timeout_s = 0\nbatches=[1]\nparties=[2]", "timeout_s"),
+        ("min_time_s = 1e300\nbatches=[1]\nparties=[2]", "min_time_s"),
+        ("min_time_s = -0.5\nbatches=[1]\nparties=[2]", "min_time_s"),
+        ("batches=[100000000000]\nparties=[2]", "batches"),
+        ("batches=[0]\nparties=[2]", "batches"),
+        ("batches=[1]\nparties=[100000]", "parties"),
+        ("batches=[1]\nparties=[1]", "parties"),
+        ("reps = 100000000000000\nbatches=[1]\nparties=[2]", "reps"),
+        (
+            "warmup = 100000000000000\nbatches=[1]\nparties=[2]",
+            "warmup",
+        ),
+        ("chunks = 100000000000\nbatches=[1]\nparties=[2]", "chunks"),
+        (
+            "batches_in_flight = 5000\nbatches=[1]\nparties=[2]",
+            "batches_in_flight",
+        ),
+    ] {
+        std::fs::write(&cfg, format!("{base}{extra}\n")).unwrap();
+        let o = bin()
+            .args(["bench", "--config"])
+            .arg(&cfg)
+            .arg("--out")
+            .arg(dir.join("never.csv"))
+            .output()
+            .unwrap();
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{extra}: {err}");
+        assert!(
+            err.contains(key) && err.contains("bad.toml") && !err.contains("panicked"),
+            "{extra}: {err}"
+        );
+        assert!(
+            !dir.join("never.csv").exists(),
+            "{extra}: a CSV was written"
+        );
+    }
+    let o = bin()
+        .args(["bench", "--config", "/dev/zero", "--out"])
+        .arg(dir.join("never.csv"))
+        .output()
+        .unwrap();
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("/dev/zero") && err.contains("larger than"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use mpc_pipe::offline::file::{self, Expect};
+use mpc_pipe::offline::file::{self, Expect, MaterialKey};
 use mpc_pipe::offline::{deal, PartyMaterial};
 use mpc_pipe::runtime::job::{build, JobSpec};
 use mpc_pipe::runtime::{record_plan, run_online, SessionConfig};
@@ -18,13 +18,18 @@ fn scratch(name: &str) -> PathBuf {
     d
 }
 
+/// The material key of the tests' session key (a fixed, arbitrary one).
+fn key() -> MaterialKey {
+    MaterialKey::from_session_key(&[7u8; 32])
+}
+
 /// Deal the selftest job for (parties, batch) and write its files into `dir`.
 fn write_material(dir: &Path, parties: usize, batch: usize, session: u64) -> [u8; 32] {
     let cfg = SessionConfig::new(parties);
     let job = build(&JobSpec::new("selftest", parties, batch)).unwrap();
     let plan = record_plan(&cfg, &*job.program).unwrap();
     for m in deal(&plan, parties, session) {
-        file::save(&m, &file::party_file(dir, m.party)).unwrap();
+        file::save(&m, &file::party_file(dir, m.party), &key()).unwrap();
     }
     plan.hash()
 }
@@ -45,6 +50,7 @@ fn load_as(
             parties,
             plan_hash,
         },
+        &key(),
     )
 }
 
@@ -110,6 +116,95 @@ fn corrupted_or_foreign_file_is_refused() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// Any single bit flipped anywhere in a file (header, seed, plan, corrections or the tag
+/// itself) is refused: 100 random positions in party 0's file (it has corrections) and
+/// party 1's, each flip on a fresh copy. The load may name another problem first (magic,
+/// sizes, party, plan hash), but it never accepts.
+#[test]
+fn every_random_single_bit_flip_is_detected() {
+    use rand_xoshiro::rand_core::{RngCore, SeedableRng};
+    let dir = scratch("flips");
+    let hash = write_material(&dir, 2, 2, 5);
+    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(23);
+    let mut detected = 0;
+    for party in [0, 1] {
+        let path = file::party_file(&dir, party);
+        let good = std::fs::read(&path).unwrap();
+        let flipped = dir.join(format!("flipped{party}.mat"));
+        for _ in 0..100 {
+            let bit = (rng.next_u64() % (8 * good.len() as u64)) as usize;
+            let mut bytes = good.clone();
+            bytes[bit / 8] ^= 1 << (bit % 8);
+            std::fs::write(&flipped, &bytes).unwrap();
+            match load_as(&flipped, 5, party, 2, hash) {
+                Err(Error::Material(_)) => detected += 1,
+                other => panic!(
+                    "party {party}: bit {bit} of {} flipped: {:?}",
+                    good.len(),
+                    other.map(|_| "accepted")
+                ),
+            }
+        }
+        // The untouched file still loads (the flips were detected, not everything refused).
+        assert!(load_as(&path, 5, party, 2, hash).is_ok());
+    }
+    assert_eq!(detected, 200);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// An editor who changes the seed or a correction and recomputes an unkeyed checksum (the
+/// version-1 SHA-256 trailer) or a MAC under any key but the session's is refused; the
+/// same file MACed under the right key loads, so only the key is what was missing.
+#[test]
+fn an_edited_file_with_its_checksum_recomputed_is_refused() {
+    use hmac::{Hmac, Mac};
+    use sha2::{Digest, Sha256};
+    let dir = scratch("forge");
+    let hash = write_material(&dir, 2, 1, 5);
+    let path = file::party_file(&dir, 0);
+    let good = std::fs::read(&path).unwrap();
+    let body = good.len() - 32;
+    // The seed (bytes 64..80) and the last word of the corrections.
+    for at in [64, body - 8] {
+        let mut edited = good[..body].to_vec();
+        edited[at] ^= 0x5a;
+        let sha = Sha256::digest(&edited);
+        // What the loader computes for `key`, redone by hand: HMAC-SHA256 under
+        // HMAC-SHA256(session key, label), over everything before the tag.
+        let mac_under = |session: [u8; 32]| {
+            let mut k = <Hmac<Sha256> as Mac>::new_from_slice(&session).unwrap();
+            k.update(b"mpc-pipe material mac v2");
+            let mk = k.finalize().into_bytes();
+            let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&mk).unwrap();
+            m.update(&edited);
+            m.finalize().into_bytes().to_vec()
+        };
+        for (what, tag) in [
+            ("sha256", sha.to_vec()),
+            ("another key", mac_under([8u8; 32])),
+        ] {
+            let mut f = edited.clone();
+            f.extend_from_slice(&tag);
+            std::fs::write(&path, &f).unwrap();
+            match load_as(&path, 5, 0, 2, hash) {
+                Err(Error::Material(m)) => assert!(m.contains("MAC"), "{what}: {m}"),
+                other => panic!(
+                    "byte {at} edited, {what} trailer: {:?}",
+                    other.map(|_| "accepted")
+                ),
+            }
+        }
+        let mut f = edited.clone();
+        f.extend_from_slice(&mac_under([7u8; 32]));
+        std::fs::write(&path, &f).unwrap();
+        let m = load_as(&path, 5, 0, 2, hash).expect("the right key's MAC verifies");
+        if at == 64 {
+            assert_ne!(m.seed[0], good[64]);
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn file_of_another_session_is_refused() {
     let dir = scratch("session");
@@ -149,6 +244,9 @@ fn file_for_another_plan_is_refused() {
         load_as(&file::party_file(&dir, 0), 9, 0, 2, other),
         "another plan",
     );
+    // Both hashes in full: a prefix could be the same for two plans.
+    let full: String = other.iter().map(|b| format!("{b:02x}")).collect();
+    expect_material_err(load_as(&file::party_file(&dir, 0), 9, 0, 2, other), &full);
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -183,7 +281,7 @@ fn material_of_one_truncation_mode_is_refused_by_the_other() {
 
     let dir = scratch("truncmode");
     for m in deal(&dealer, 2, 31) {
-        file::save(&m, &file::party_file(&dir, m.party)).unwrap();
+        file::save(&m, &file::party_file(&dir, m.party), &key()).unwrap();
     }
     expect_material_err(
         load_as(&file::party_file(&dir, 0), 31, 0, 2, local.hash()),
@@ -381,6 +479,11 @@ fn dealt_material_reconstructs_to_its_relations() {
         Request::Square { len: 40_000 },
         Request::And { len: 5, rep: 3 },
         Request::And { len: 9_000, rep: 8 },
+        // A chunk boundary (32 Ki words) inside an element's words.
+        Request::And {
+            len: 12_000,
+            rep: 3,
+        },
         Request::Bit { len: 33_000 },
         Request::Trunc {
             len: 35_000,
@@ -603,7 +706,7 @@ fn files_are_private_never_written_through_links_and_only_regular_files_load() {
     let p0 = file::party_file(&dir, 0);
     std::fs::write(&p0, b"old").unwrap();
     std::fs::set_permissions(&p0, std::fs::Permissions::from_mode(0o644)).unwrap();
-    file::save(&ms[0], &p0).unwrap();
+    file::save(&ms[0], &p0, &key()).unwrap();
     let mode = std::fs::metadata(&p0).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "mode {mode:o}");
     assert!(load_as(&p0, 77, 0, 2, plan.hash()).is_ok());
@@ -613,7 +716,7 @@ fn files_are_private_never_written_through_links_and_only_regular_files_load() {
     let p1 = file::party_file(&dir, 1);
     let _ = std::fs::remove_file(&p1);
     std::os::unix::fs::symlink(&target, &p1).unwrap();
-    file::save(&ms[1], &p1).unwrap();
+    file::save(&ms[1], &p1, &key()).unwrap();
     assert_eq!(std::fs::read(&target).unwrap(), b"keep me");
     assert!(!std::fs::symlink_metadata(&p1)
         .unwrap()

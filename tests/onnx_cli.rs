@@ -1,7 +1,8 @@
 //! `mpc-pipe infer` end to end through the binary: the output file holds the MPC answer
 //! in the input's dtype, within issue 18's 1e-2 of onnxruntime (bounds: tests/onnx.rs);
 //! bad models and inputs exit 2 with an error naming the file, node or option, and write
-//! nothing.
+//! nothing; `--processes` writes what the threaded run writes, and a failing party process
+//! exits 1.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -61,6 +62,8 @@ fn infer_writes_the_data_owners_output_and_reports_the_differences() {
             "1",
             "--scheme",
             "inter-linear+inner-layer",
+            "--trace",
+            d.join("t.json").to_str().unwrap(),
         ],
     );
     let text = String::from_utf8_lossy(&o.stdout);
@@ -82,6 +85,10 @@ fn infer_writes_the_data_owners_output_and_reports_the_differences() {
     // The printed difference is the written output's (up to its float32 rounding).
     assert!((reported("max_abs_diff_reference:") - d_file).abs() < 1e-6);
     assert!(reported("max_abs_diff_plaintext:") <= 1e-2);
+    // --trace: the parties' waits as Chrome trace events.
+    let trace: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("t.json")).unwrap()).unwrap();
+    assert!(!trace["traceEvents"].as_array().unwrap().is_empty());
     std::fs::remove_dir_all(&d).unwrap();
 }
 
@@ -195,4 +202,121 @@ fn an_input_beyond_the_fixed_point_range_exits_2_and_writes_nothing() {
     refused(&o, &out, &["--input", "fixed-point range"]);
     std::fs::remove_dir_all(&d).unwrap();
     std::fs::remove_dir_all(&xd).unwrap();
+}
+
+/// `infer --processes`: every party a child process over loopback TCP, each handed the
+/// whole job (the model and input files, the input's shape, the data owner, the options)
+/// as JSON. With the same `--dealer-seed` the parties draw the same masks and material as
+/// in one process, so the output file is bit-identical to the threaded run's; it is within
+/// 1e-2 of onnxruntime. Party 0 is the data owner here, so the other processes record the
+/// plan playing party 0 without its input.
+#[test]
+fn infer_with_processes_gives_the_threaded_output_and_every_child_gets_the_job() {
+    let d = scratch("processes");
+    let echo = d.join("echo");
+    std::fs::create_dir_all(&echo).unwrap();
+    let opts = [
+        "--parties",
+        "3",
+        "--data-owner",
+        "0",
+        "--scheme",
+        "all",
+        "--chunks",
+        "3",
+        "--dealer-seed",
+        "7",
+    ];
+    let (model, input) = (
+        fixture("concat_const.onnx"),
+        fixture("concat_const.input.npy"),
+    );
+    let run = |out: &Path, processes: bool| {
+        let mut more = opts.to_vec();
+        if processes {
+            more.push("--processes");
+        }
+        let o = Command::new(env!("CARGO_BIN_EXE_mpc-pipe"))
+            .args(["infer", "--model", &model, "--input", &input, "--output"])
+            .arg(out)
+            .args(&more)
+            .env("MPC_PIPE_ECHO_JOB_DIR", &echo)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        text
+    };
+    let (threads, processes) = (d.join("threads.npy"), d.join("processes.npy"));
+    run(&threads, false);
+    let text = run(&processes, true);
+    assert!(text.contains("parties as processes"), "{text}");
+    for k in ["party 0:", "party 1:", "party 2:"] {
+        assert!(text.contains(k), "'{k}' not in {text}");
+    }
+    assert_eq!(
+        std::fs::read(&threads).unwrap(),
+        std::fs::read(&processes).unwrap(),
+        "threads and processes wrote different outputs"
+    );
+    let y = npy::read(&processes, "output").unwrap().0;
+    let ort = npy::read(Path::new(&fixture("concat_const.ort.npy")), "ref")
+        .unwrap()
+        .0;
+    assert!(y.max_abs_diff(&ort) <= 1e-2, "{:e}", y.max_abs_diff(&ort));
+    for id in 0..3 {
+        let text = std::fs::read_to_string(echo.join(format!("party{id}.json"))).unwrap();
+        let job = mpc_pipe::runtime::process::PartyJob::from_json(&text).unwrap();
+        let ij = job.spec.infer.as_ref().expect("an infer job");
+        assert_eq!(ij.model, std::path::absolute(&model).unwrap(), "party {id}");
+        assert_eq!(ij.input, std::path::absolute(&input).unwrap(), "party {id}");
+        assert_eq!(ij.input_shape, [2, 4, 6], "party {id}");
+        assert_eq!(ij.data_owner, 0, "party {id}");
+        assert_eq!(job.spec.parties, 3);
+        assert_eq!(job.spec.dealer_seed, Some(7));
+        assert_eq!(job.spec.schedule.chunks, 3);
+        assert_eq!(
+            job.spec.schedule.scheme.to_string(),
+            "inter-linear+inner-layer+inter-batch"
+        );
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// A party process that fails ends the run with exit code 1, an error naming that party,
+/// and no output file; a bad process option is a configuration error (exit 2) before
+/// any child starts.
+#[test]
+fn a_failing_party_process_exits_1_naming_it_and_writes_nothing() {
+    let d = scratch("fail");
+    let out = d.join("y.npy");
+    let o = Command::new(env!("CARGO_BIN_EXE_mpc-pipe"))
+        .args(["infer", "--model", &fixture("conv_relu.onnx")])
+        .args(["--input", &fixture("conv_relu.input.npy"), "--output"])
+        .arg(&out)
+        .args(["--processes", "--parties", "3"])
+        .env("MPC_PIPE_DEBUG_FAIL", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert!(err.contains("party 1"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!out.exists(), "{} was written", out.display());
+    let o = infer(
+        &fixture("conv_relu.onnx"),
+        &fixture("conv_relu.input.npy"),
+        &out,
+        &["--processes", "--inbox-cap-mib", "0"],
+    );
+    refused(&o, &out, &["--inbox-cap-mib"]);
+    let trace = d.join("t.json");
+    let o = infer(
+        &fixture("conv_relu.onnx"),
+        &fixture("conv_relu.input.npy"),
+        &out,
+        &["--processes", "--trace", trace.to_str().unwrap()],
+    );
+    refused(&o, &out, &["--trace", "--processes"]);
+    std::fs::remove_dir_all(&d).unwrap();
 }

@@ -150,6 +150,10 @@ fn silent_party_makes_the_others_time_out_naming_it() {
     let _ = std::fs::remove_file(file);
 }
 
+/// The session key of the material tests (both dealings: the MAC must pass for the
+/// mixed-dealing check to be reached).
+const KEY_HEX: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+
 /// `mpc-pipe offline --out DIR` for the 2-party selftest.
 fn offline(dir: &std::path::Path) {
     let st = Command::new(EXE)
@@ -164,6 +168,7 @@ fn offline(dir: &std::path::Path) {
         ])
         .arg("--out")
         .arg(dir)
+        .env(KEY_ENV, KEY_HEX)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -183,6 +188,7 @@ fn party_processes_load_their_own_material_files_and_refuse_mixed_dealings() {
     run.exe = Some(PathBuf::from(EXE));
     run.timeout = Duration::from_secs(20);
     run.material_dir = Some(a.clone());
+    run.key = Some(SessionKey::from_hex(KEY_HEX).unwrap());
     let outs = spawn_parties(&run).unwrap();
     // Bound derived in tests/transport_tcp.rs: 4.5 ULP, rounded up to 5.
     for o in &outs {

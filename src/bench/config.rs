@@ -19,17 +19,24 @@
 //! trunc = "dealer"                        # optional: "local" (2 parties only) or "dealer";
 //!                                         # default local for 2 parties, dealer for more
 //! trace_dir = "results/traces"            # optional: one timeline per measured row
+//! channels = ["sealed", "plaintext"]       # optional axis: "memory" (default), or loopback
+//!                                         # TCP with sealed or plaintext frames
 //! ```
 
 use std::path::Path;
 
 use serde::Deserialize;
 
-use super::Point;
+use super::{Point, MAX_REPS};
 use crate::error::{Error, Result};
 use crate::model::Weights;
 use crate::ring::Trunc;
+use crate::runtime::local::Channels;
+use crate::runtime::process::{MAX_BATCH, MAX_LANES};
 use crate::transport::emulator::LinkProfile;
+
+/// Cap on a bench config file (the shipped ones are under 2 KiB).
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
 
 /// A count that is either fixed or chosen by the cost model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,6 +138,17 @@ pub struct BenchConfig {
     /// overrides it.
     #[serde(default)]
     pub trace_dir: Option<String>,
+    /// Links between the parties, a matrix axis: "memory" (the default: in-process
+    /// queues), "sealed" (loopback TCP with AES-256-GCM frames, as `party` runs) or
+    /// "plaintext" (loopback TCP in clear, `--insecure-plaintext-channels`). Listing
+    /// "sealed" and "plaintext" measures what the secure channels cost in one sweep.
+    #[serde(default)]
+    pub channels: Option<Vec<String>>,
+    /// Batch sizes of particular models, in place of `batches` for them (a workload whose
+    /// batch is part of its definition, e.g. `batch_of = { W1 = 256, W4 = 32 }` in
+    /// peers.toml). Every model named must be in `models`.
+    #[serde(default)]
+    pub batch_of: std::collections::BTreeMap<String, usize>,
 }
 
 impl BenchConfig {
@@ -142,21 +160,59 @@ impl BenchConfig {
         }
     }
     pub fn load(path: &Path) -> Result<BenchConfig> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        let text = crate::error::read_capped(path, MAX_CONFIG_BYTES, "bench config")?;
         Self::parse(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))
     }
 
     pub fn parse(text: &str) -> std::result::Result<BenchConfig, String> {
         let c: BenchConfig = toml::from_str(text).map_err(|e| e.to_string())?;
-        if c.reps == 0 {
-            return Err("reps must be at least 1".into());
-        }
-        if !(c.min_time_s >= 0.0 && c.min_time_s.is_finite()) {
+        if c.reps == 0 || c.reps > MAX_REPS {
             return Err(format!(
-                "min_time_s must be a finite number of seconds >= 0, got {}",
-                c.min_time_s
+                "reps must be between 1 and {MAX_REPS}, got {}",
+                c.reps
             ));
+        }
+        if c.warmup > MAX_REPS {
+            return Err(format!(
+                "warmup must be at most {MAX_REPS}, got {}",
+                c.warmup
+            ));
+        }
+        // The same checks as the command-line options: a value that would panic turning
+        // into a Duration, overflow a deadline, or repeat for ever is refused here.
+        for (key, v, zero_ok) in [
+            ("min_time_s", c.min_time_s, true),
+            ("timeout_s", c.timeout_s, false),
+        ] {
+            crate::error::seconds_option(key, v, zero_ok).map_err(|e| match e {
+                Error::Config(m) => m,
+                other => other.to_string(),
+            })?;
+        }
+        if let Some(&b) = c.batches.iter().find(|&&b| b == 0 || b > MAX_BATCH) {
+            return Err(format!(
+                "batches must each be between 1 and {MAX_BATCH}, got {b}"
+            ));
+        }
+        if let Some(&n) = c
+            .parties
+            .iter()
+            .find(|&&n| !(2..=crate::runtime::MAX_PARTIES).contains(&n))
+        {
+            return Err(format!(
+                "parties must each be between 2 and {}, got {n}",
+                crate::runtime::MAX_PARTIES
+            ));
+        }
+        for (key, count) in [
+            ("chunks", c.chunks),
+            ("batches_in_flight", c.batches_in_flight),
+        ] {
+            if let Some(k) = count.fixed().filter(|&k| k > MAX_LANES) {
+                return Err(format!(
+                    "{key} must be \"auto\" or at most {MAX_LANES}, got {k}"
+                ));
+            }
         }
         for s in &c.schemes {
             s.parse::<crate::sched::Scheme>()
@@ -171,6 +227,21 @@ impl BenchConfig {
         {
             return Err("every matrix axis (models, networks, schemes, batches, parties, weights) needs at least one value".into());
         }
+        if let Some((m, b)) = c
+            .batch_of
+            .iter()
+            .find(|(m, &b)| b == 0 || !c.models.contains(m))
+        {
+            return Err(if *b == 0 {
+                format!("batch_of: {m} = 0, a batch must be at least 1")
+            } else {
+                format!("batch_of names '{m}', which is not in models")
+            });
+        }
+        c.channels().map_err(|e| match e {
+            Error::Config(m) => m,
+            other => other.to_string(),
+        })?;
         if let Some(t) = c.trunc()? {
             if let Some(&n) = c.parties.iter().find(|&&n| t.check(n).is_err()) {
                 return Err(format!(
@@ -179,6 +250,18 @@ impl BenchConfig {
             }
         }
         Ok(c)
+    }
+
+    /// The `channels` key, parsed (memory when unset).
+    fn channels(&self) -> Result<Vec<Channels>> {
+        match &self.channels {
+            None => Ok(vec![Channels::Memory]),
+            Some(v) if v.is_empty() => Err(Error::Config(
+                "channels needs at least one value (\"memory\", \"sealed\" or \"plaintext\")"
+                    .into(),
+            )),
+            Some(v) => v.iter().map(|s| s.parse()).collect(),
+        }
     }
 
     /// The `trunc` key, parsed (`None` when unset).
@@ -202,7 +285,8 @@ impl BenchConfig {
                     (Err(_), Some(f)) => LinkProfile::load(Path::new(f), net)?,
                     (Err(e), None) => return Err(e),
                 };
-                for &batch in &self.batches {
+                let own = self.batch_of.get(model).map(std::slice::from_ref);
+                for &batch in own.unwrap_or(&self.batches) {
                     for &parties in &self.parties {
                         for w in &self.weights {
                             let trunc = self
@@ -210,14 +294,17 @@ impl BenchConfig {
                                 .map_err(Error::Config)?
                                 .unwrap_or(Trunc::default_for(parties));
                             trunc.check(parties)?;
-                            out.push(Point {
-                                model: model.clone(),
-                                batch,
-                                parties,
-                                weights: w.parse::<Weights>()?,
-                                link: link.clone(),
-                                trunc,
-                            });
+                            for channels in self.channels()? {
+                                out.push(Point {
+                                    model: model.clone(),
+                                    batch,
+                                    parties,
+                                    weights: w.parse::<Weights>()?,
+                                    link: link.clone(),
+                                    trunc,
+                                    channels,
+                                });
+                            }
                         }
                     }
                 }

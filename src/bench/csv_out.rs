@@ -69,6 +69,23 @@ pub struct Row {
     /// Empty in rows from before this column.
     #[serde(default)]
     pub messages: Option<u64>,
+    /// Links between the parties: `memory` (in-process queues), `sealed` (loopback TCP,
+    /// AES-256-GCM frames) or `plaintext` (loopback TCP in clear); empty in rows from
+    /// before this column, which all ran in memory.
+    #[serde(default)]
+    pub channels: String,
+    /// Whole-job phases per inference, seconds (medians over repetitions; README):
+    /// the dry run that records the plan (once per configuration, shared by its schemes),
+    /// the dealer, each party's material expansion, and e2e_s = plan + deal + expand +
+    /// online latency. Empty in rows from before these columns.
+    #[serde(default)]
+    pub plan_s: Option<f64>,
+    #[serde(default)]
+    pub deal_s: Option<f64>,
+    #[serde(default)]
+    pub expand_s: Option<f64>,
+    #[serde(default)]
+    pub e2e_s: Option<f64>,
     /// Training rows (`mpc-pipe train`, one per epoch): the epoch, from 1. Empty in
     /// inference rows. In a training row `batch` is the mini-batch, `reps` the steps of
     /// the epoch, `throughput_per_s` training samples per second and the latency columns
@@ -90,15 +107,25 @@ pub struct RowKey(String);
 impl RowKey {
     pub fn new(p: &Point, scheme: &str) -> RowKey {
         RowKey(format!(
-            "{} b{} n{} {} {} {} trunc-{}",
+            "{} b{} n{} {} {} {} trunc-{}{}",
             p.model,
             p.batch,
             p.parties,
             format!("{:?}", p.weights).to_lowercase(),
             p.link.name,
             scheme,
-            p.trunc
+            p.trunc,
+            channels_suffix(p.channels.as_str())
         ))
+    }
+}
+
+/// The key's channel part: nothing for in-memory rows, so rows from before the `channels`
+/// column (all in memory) resume the same configurations.
+fn channels_suffix(c: &str) -> String {
+    match c {
+        "" | "memory" => String::new(),
+        c => format!(" over-{c}"),
     }
 }
 
@@ -118,8 +145,14 @@ impl Row {
             t => t,
         };
         RowKey(format!(
-            "{} b{} n{} {} {} {} trunc-{trunc}",
-            self.model, self.batch, self.parties, self.weights, self.network, self.scheme
+            "{} b{} n{} {} {} {} trunc-{trunc}{}",
+            self.model,
+            self.batch,
+            self.parties,
+            self.weights,
+            self.network,
+            self.scheme,
+            channels_suffix(&self.channels)
         ))
     }
 }
@@ -235,9 +268,31 @@ pub fn append_row(path: &Path, row: &Row) -> Result<()> {
 /// on a machine the other was loading. The lock is an advisory `flock` on `FILE.lock`
 /// beside the CSV (the CSV itself is replaced by rename when its header is upgraded, which
 /// would drop a lock held on it); the kernel releases it when the process ends, however it
-/// ends, so a stale file never blocks. The file stays behind, holding the last holder's pid.
+/// ends, so a stale file never blocks. The holder removes the file when it lets go (its
+/// pid is in it meanwhile), so no lock file stays behind after a sweep, failed or not; a
+/// process killed outright leaves one, which blocks nothing.
 pub struct SweepLock {
     _file: std::fs::File,
+    path: std::path::PathBuf,
+}
+
+impl Drop for SweepLock {
+    fn drop(&mut self) {
+        // Removed while still locked: a sweep that opened the old file and waits for it
+        // notices, once it gets the lock, that the path no longer names its file, and
+        // starts again on a fresh one (see `lock`), so two sweeps never both hold a lock.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Whether `file` is still the file at `path` (not removed or replaced meanwhile).
+#[cfg(unix)]
+fn still_at(file: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 /// Take the sweep lock of `path`, or fail naming the sweep that holds it.
@@ -245,12 +300,32 @@ pub fn lock(path: &Path) -> Result<SweepLock> {
     let mut name = path.as_os_str().to_owned();
     name.push(".lock");
     let lock_path = std::path::PathBuf::from(name);
+    // A holder that let go removed the file we locked: start again on the new one.
+    for _ in 0..100 {
+        let file = lock_once(path, &lock_path)?;
+        #[cfg(unix)]
+        if !still_at(&file, &lock_path) {
+            continue;
+        }
+        return Ok(SweepLock {
+            _file: file,
+            path: lock_path,
+        });
+    }
+    Err(Error::Config(format!(
+        "{}: the sweep lock {} keeps being replaced; is another sweep starting and stopping?",
+        path.display(),
+        lock_path.display()
+    )))
+}
+
+fn lock_once(path: &Path, lock_path: &Path) -> Result<std::fs::File> {
     let mut file = OpenOptions::new()
         .create(true)
         .truncate(false)
         .read(true)
         .write(true)
-        .open(&lock_path)
+        .open(lock_path)
         .map_err(|e| Error::Config(format!("cannot open {}: {e}", lock_path.display())))?;
     #[cfg(unix)]
     {
@@ -291,7 +366,7 @@ pub fn lock(path: &Path) -> Result<SweepLock> {
         file.rewind()?;
         write!(file, "{}", std::process::id())?;
     }
-    Ok(SweepLock { _file: file })
+    Ok(file)
 }
 
 #[cfg(test)]
@@ -308,6 +383,7 @@ mod tests {
             weights: Weights::Private,
             link: LinkProfile::unshaped(),
             trunc,
+            channels: Default::default(),
         }
     }
 

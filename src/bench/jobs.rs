@@ -77,7 +77,8 @@ pub fn probe(
         &spec_of(p, Scheme::SERIAL, 1, 1, Lanes::Threads),
         fixed,
         timeout,
-    )?;
+    )?
+    .over(p.channels);
     let measured = measure_runner(
         &runner,
         &LinkProfile::unshaped(),

@@ -52,7 +52,7 @@ use crate::profile::Recorder;
 use crate::ring::{FixedPoint, Trunc};
 use crate::runtime::job::{self, JobSpec};
 use crate::runtime::local::{
-    fresh_session, material_mode, run_online_traced, run_online_with_link, MaterialMode,
+    fresh_session, material_mode, run_online_over, run_online_traced, Channels, MaterialMode,
 };
 use crate::runtime::SessionConfig;
 use crate::sched::{Lanes, Scheme};
@@ -88,6 +88,11 @@ pub struct Measured {
     pub max_abs_err: f64,
     /// Lazy if any repetition drew its material on demand (inside the online times).
     pub material: MaterialMode,
+    /// The plan's dry run for this configuration (recorded once, see `Runner`), seconds.
+    pub plan_s: f64,
+    /// Per repetition: the dealer's and the material expansion's wall time, seconds.
+    pub deal_s: Vec<f64>,
+    pub expand_s: Vec<f64>,
 }
 
 /// One point of the matrix, without the scheme.
@@ -100,6 +105,8 @@ pub struct Point {
     pub link: LinkProfile,
     /// Resolved for `parties` (never the unset default).
     pub trunc: Trunc,
+    /// The links between the parties (bench key `channels`; the CSV's `channels` column).
+    pub channels: Channels,
 }
 
 /// Upper bound on the repetitions `min_time_s` can add.
@@ -134,6 +141,9 @@ pub struct Runner {
     job: job::Job,
     cfg: SessionConfig,
     plan: std::sync::Arc<crate::offline::Plan>,
+    /// Seconds the dry run took when this configuration's plan was recorded.
+    plan_s: f64,
+    channels: Channels,
 }
 
 impl Runner {
@@ -146,22 +156,40 @@ impl Runner {
             dealer_seed: None,
         };
         // One dry run per configuration: every scheme of it records the same plan.
-        let plan = job::cached_plan(&job, &cfg)?;
+        let (plan, plan_s) = job::cached_plan_timed(&job, &cfg)?;
         Ok(Runner {
             spec: spec.clone(),
             job,
             cfg,
             plan,
+            plan_s,
+            channels: Channels::Memory,
         })
+    }
+
+    /// The same runner with its parties talking over `channels` (default: in memory).
+    pub fn over(mut self, channels: Channels) -> Runner {
+        self.channels = channels;
+        self
     }
 
     /// One repetition on `link`: fresh material from the dealer (offline, untimed), then
     /// the timed online phase, added to `into` (None: a warm-up).
     pub fn rep(&self, link: &LinkProfile, into: Option<&mut Measured>) -> Result<()> {
+        let t_deal = std::time::Instant::now();
         let material = crate::runtime::deal_in_process(&self.plan, &self.cfg, fresh_session());
+        let deal_s = t_deal.elapsed().as_secs_f64();
         let mode = material_mode(&material);
         let cpu0 = process_cpu_s();
-        let outs = run_online_with_link(&self.cfg, link, material, &*self.job.program)?;
+        let outs = run_online_over(
+            &self.cfg,
+            link,
+            material,
+            mode,
+            &*self.job.program,
+            None,
+            self.channels,
+        )?;
         let cpu = process_cpu_s() - cpu0;
         let Some(m) = into else { return Ok(()) };
         if mode == MaterialMode::Lazy {
@@ -169,6 +197,10 @@ impl Runner {
         }
         let lat = outs.iter().map(|o| o.online_s).fold(0.0, f64::max);
         m.latencies_s.push(lat);
+        m.plan_s = self.plan_s;
+        m.deal_s.push(deal_s);
+        m.expand_s
+            .push(outs.iter().map(|o| o.offline.expand_s).fold(0.0, f64::max));
         m.online_s += lat;
         m.cpu_s += cpu / self.spec.parties as f64;
         m.wait_s += outs
@@ -230,6 +262,9 @@ impl Measured {
             messages: 0,
             max_abs_err: 0.0,
             material: MaterialMode::Eager,
+            plan_s: 0.0,
+            deal_s: Vec::new(),
+            expand_s: Vec::new(),
         }
     }
     /// Whether `reps` asks for another repetition.
@@ -344,10 +379,11 @@ pub fn run_matrix_traced(
     out: &Path,
     trace_dir: Option<&Path>,
 ) -> Result<Vec<Row>> {
+    // The matrix is checked before the CSV is touched: a config error leaves nothing.
+    let points = cfg.points()?;
     let _lock = csv_out::lock(out)?;
     csv_out::upgrade(out)?;
     let done = csv_out::read_rows(out)?;
-    let points = cfg.points()?;
     let schemes = cfg
         .schemes
         .iter()
@@ -488,6 +524,7 @@ impl Sweep<'_> {
                     fixed,
                     self.timeout,
                 )
+                .map(|r| r.over(p.channels))
                 .map_err(|e| Error::Config(format!("{}: {e}", c.key)))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -555,6 +592,7 @@ impl Sweep<'_> {
                 fixed,
                 self.timeout,
             )
+            .map(|r| r.over(p.channels))
             .map_err(|e| Error::Config(format!("{}: {e}", c.key)))?;
             let meas = measure_runner(&runner, &p.link, self.reps)
                 .map_err(|e| Error::Config(format!("{}: {e}", c.key)))?;

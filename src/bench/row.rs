@@ -88,6 +88,8 @@ pub fn row_of(
     stamp: &Stamp,
 ) -> Row {
     let n_reps = meas.latencies_s.len();
+    // Medians of per-repetition times, per inference of the batch.
+    let per_inference = |v: &[f64]| (!v.is_empty()).then(|| median(v) / p.batch.max(1) as f64);
     let throughput = (p.batch * n_reps) as f64 / meas.online_s;
     let overlap_efficiency = if c.scheme.is_serial() {
         None
@@ -139,6 +141,19 @@ pub fn row_of(
         link_bytes: Some(meas.link_bytes),
         lanes: c.lanes.to_string(),
         messages: Some(meas.messages),
+        channels: p.channels.to_string(),
+        plan_s: per_inference(&[meas.plan_s]),
+        deal_s: per_inference(&meas.deal_s),
+        expand_s: per_inference(&meas.expand_s),
+        e2e_s: per_inference(
+            &(meas
+                .latencies_s
+                .iter()
+                .zip(&meas.deal_s)
+                .zip(&meas.expand_s))
+            .map(|((l, d), e)| meas.plan_s + d + e + l)
+            .collect::<Vec<_>>(),
+        ),
         epoch: None,
         loss: None,
         accuracy: None,

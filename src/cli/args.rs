@@ -120,6 +120,7 @@ impl JobArgs {
             schedule,
             seq_len: self.seq_len,
             dealer_seed: self.dealer_seed,
+            infer: None,
         };
         check_sizes(&spec)?;
         Ok(spec)

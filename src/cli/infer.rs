@@ -1,13 +1,15 @@
 //! `mpc-pipe infer`: private inference of a user's ONNX model on a user's .npy input, all
-//! parties in this process. The model owner (party 0) holds the weights, the data owner
-//! (the last party, or `--data-owner`) the input; the output is revealed to the data owner
-//! only and written as .npy in the input's dtype. Prints each party's online time, bytes,
-//! messages and rounds, and the max abs difference from the engine's f64 evaluation of the
-//! same graph (and from `--reference`): a diagnostic this in-process simulation can afford,
-//! since every party runs here; in a real deployment no party holds both model and input.
-//! Everything that can be checked is checked before the parties start; nothing is written
-//! unless the run succeeds.
-//! Depends on onnx, model, sched, runtime, offline.
+//! parties in this process, or each in its own process over loopback TCP (`--processes`,
+//! as `run --processes`: each child gets the job as JSON on stdin, reads the model itself,
+//! and only the data owner's child opens the input). The model owner (party 0) holds the
+//! weights, the data owner (the last party, or `--data-owner`) the input; the output is
+//! revealed to the data owner only and written as .npy in the input's dtype. Prints each
+//! party's online time, bytes, messages and rounds, and the max abs difference from the
+//! engine's f64 evaluation of the same graph (and from `--reference`): a diagnostic this
+//! launcher can afford, since it starts every party on one host; in a real deployment no
+//! party holds both model and input. Everything that can be checked is checked before the
+//! parties start; nothing is written unless the run succeeds.
+//! Depends on onnx, model, runtime (job, local, process), offline.
 
 use std::path::PathBuf;
 
@@ -18,10 +20,12 @@ use super::args::{JobArgs, LinkArgs};
 use crate::error::{Error, Result};
 use crate::model::{plain, Graph, Weights};
 use crate::onnx::{self, npy};
-use crate::proto::Ctx;
+use crate::profile::Recorder;
 use crate::ring::PlainTensor;
+use crate::runtime::job::{self, InferJob, JobSpec};
 use crate::runtime::local::{fresh_session, record_plan, run_online_traced, SessionConfig};
-use crate::sched::{self, Schedule};
+use crate::runtime::process::{spawn_parties, ProcessRun};
+use crate::sched::Schedule;
 
 #[derive(Args, Debug, Clone)]
 pub struct InferArgs {
@@ -77,6 +81,20 @@ pub struct InferArgs {
     pub timeout_s: f64,
     #[command(flatten)]
     pub link: LinkArgs,
+    /// Write a Chrome trace event timeline (Perfetto, chrome://tracing) of the online phase.
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+    /// Run every party as a child process (`mpc-pipe party`) over loopback TCP.
+    #[arg(long)]
+    pub processes: bool,
+    /// With --processes: most MiB a peer may have sent that no one has asked for yet
+    /// (messages it posts ahead); past it the peer is dropped with an error naming it.
+    #[arg(long, default_value_t = crate::transport::tcp::DEFAULT_INBOX_CAP_MIB)]
+    pub inbox_cap_mib: u64,
+    /// With --processes: frames in clear instead of sealed (AES-256-GCM), for measuring
+    /// what the secure channels cost only.
+    #[arg(long)]
+    pub insecure_plaintext_channels: bool,
 }
 
 impl InferArgs {
@@ -127,16 +145,7 @@ fn prepare(
     cfg: &SessionConfig,
 ) -> Result<(Graph, PlainTensor, npy::Dtype, Option<PlainTensor>)> {
     let graph = onnx::load(&a.model, a.input_shape.as_deref())?;
-    let (x, dtype) = npy::read(&a.input, "--input")?;
-    if x.shape() != graph.input_shape() {
-        return Err(Error::Config(format!(
-            "--input {} has shape {:?}, but model {} takes {:?}",
-            a.input.display(),
-            x.shape(),
-            a.model.display(),
-            graph.input_shape()
-        )));
-    }
+    let (x, dtype) = job::read_input(&a.input, graph.input_shape())?;
     let limit = fixed_point_limit(cfg.fixed.frac_bits);
     check_range(&x, limit, &format!("--input {}", a.input.display()))?;
     for t in &graph.tensors {
@@ -173,38 +182,82 @@ pub fn run(a: &InferArgs) -> Result<()> {
         )));
     }
     let link = a.link.profile()?;
+    crate::runtime::process::inbox_cap_bytes(a.inbox_cap_mib)?;
+    if a.processes && a.trace.is_some() {
+        // The recorder lives in this process; the parties' spans are in theirs.
+        return Err(Error::Config(
+            "--trace records parties run as threads of this process; it cannot be combined with --processes".into(),
+        ));
+    }
     let (graph, x, dtype, reference) = prepare(a, &cfg)?;
     let plain_y = plain::forward(&graph, &x)?;
-    let shape = graph.input_shape().to_vec();
-    // The parties encode the model and input rounded to the grid (see onnx::round_to_grid);
-    // the f64 reference above is of the model as given.
-    let graph = onnx::round_to_grid(&graph, cfg.fixed.frac_bits);
-    let x = onnx::round_tensor(&x, cfg.fixed.frac_bits);
-    let program = |ctx: &Ctx| -> Result<Option<PlainTensor>> {
-        // Only the data owner reads its input; the others know its shape.
-        let mine = (ctx.party() == owner).then_some(&x);
-        let xs = ctx.share_plain(owner, mine, &shape)?;
-        let y = sched::forward(ctx, &graph, &xs, weights, &schedule)?;
-        Ok(ctx
-            .reveal_to(owner, &y)?
-            .map(|r| ctx.fixed().decode_tensor(&r)))
+    let (in_shape, out_shape) = (graph.input_shape().to_vec(), graph.output_shape().to_vec());
+    let absolute = |p: &PathBuf, what: &str| {
+        std::path::absolute(p).map_err(|e| Error::Config(format!("{what} {}: {e}", p.display())))
     };
-    let material = crate::offline::deal_seeded(
-        &record_plan(&cfg, &program)?,
-        cfg.parties,
-        fresh_session(),
-        cfg.dealer_seed,
-    );
-    let outs = run_online_traced(&cfg, &link, material, &program, None)?;
-    let y = outs[owner]
-        .value
-        .as_ref()
-        .ok_or_else(|| Error::Protocol("the data owner received no output".into()))?;
+    let spec = JobSpec {
+        model: a.model.display().to_string(),
+        parties: cfg.parties,
+        // A built-in model's batch; an ONNX input's shape is its own (`input_shape`).
+        batch: 1,
+        weights,
+        seed: 0,
+        schedule,
+        seq_len: None,
+        dealer_seed: cfg.dealer_seed,
+        infer: Some(InferJob {
+            // Children start in this directory, but say exactly which files they read.
+            model: absolute(&a.model, "--model")?,
+            input: absolute(&a.input, "--input")?,
+            input_shape: in_shape.clone(),
+            data_owner: owner,
+        }),
+    };
+    // The whole job, as `run` times it (see README, The whole job).
+    let t_job = std::time::Instant::now();
+    let outs = if a.processes {
+        // Each child loads the model itself; free this process's copy first.
+        drop(graph);
+        let mut pr = ProcessRun::new(spec);
+        pr.link = link.clone();
+        pr.timeout = cfg.timeout;
+        pr.fixed = cfg.fixed;
+        pr.inbox_cap_mib = a.inbox_cap_mib;
+        pr.plaintext_channels = a.insecure_plaintext_channels;
+        spawn_parties(&pr)?
+    } else {
+        let job = job::infer(&spec, graph, Some(x))?;
+        let t = std::time::Instant::now();
+        let plan = record_plan(&cfg, &*job.plan_program)?;
+        let plan_s = t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
+        let material = crate::runtime::deal_in_process(&plan, &cfg, fresh_session());
+        let deal_s = t.elapsed().as_secs_f64();
+        drop(plan);
+        let recorder = a.trace.as_ref().map(|_| Recorder::new());
+        let mut outs = run_online_traced(&cfg, &link, material, &*job.program, recorder.as_ref())?;
+        if let (Some(path), Some(rec)) = (&a.trace, &recorder) {
+            super::run::write_trace(path, rec)?;
+        }
+        for o in &mut outs {
+            o.offline.plan_s = plan_s;
+            o.offline.deal_s = deal_s;
+        }
+        outs
+    };
+    let e2e_s = t_job.elapsed().as_secs_f64();
+    let y = &outs[owner].value;
+    if y.shape() != out_shape {
+        return Err(Error::Protocol(format!(
+            "the data owner received an output of shape {:?}, the model's is {out_shape:?}",
+            y.shape()
+        )));
+    }
     println!(
-        "model {}  input {:?}  output {:?}  parties {}  data owner {owner}  weights {weights:?}  scheme {} (k {}, m {})  network {}  frac_bits {}  trunc {}",
+        "model {}  input {:?}  output {:?}  parties {}  data owner {owner}  weights {weights:?}  scheme {} (k {}, m {})  network {}  frac_bits {}  trunc {}  parties as {}",
         a.model.display(),
-        graph.input_shape(),
-        graph.output_shape(),
+        in_shape,
+        out_shape,
         cfg.parties,
         schedule.scheme,
         schedule.chunks,
@@ -212,6 +265,7 @@ pub fn run(a: &InferArgs) -> Result<()> {
         link.name,
         cfg.fixed.frac_bits,
         cfg.fixed.trunc_for(cfg.parties)?,
+        if a.processes { "processes" } else { "threads" },
     );
     for (i, o) in outs.iter().enumerate() {
         println!(
@@ -223,6 +277,7 @@ pub fn run(a: &InferArgs) -> Result<()> {
             o.stats.rounds,
         );
     }
+    super::run::print_phases(&outs, e2e_s);
     println!("max_abs_diff_plaintext: {:.6e}", y.max_abs_diff(&plain_y));
     if let Some(r) = &reference {
         println!("max_abs_diff_reference: {:.6e}", y.max_abs_diff(r));

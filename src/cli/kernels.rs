@@ -41,6 +41,10 @@ pub struct KernelsArgs {
     /// slices of 16Ki elements).
     #[arg(long)]
     pub elementwise: bool,
+    /// Also measure the AES-CTR keystream rate of `prg` (the dealer's and the material
+    /// expansion's bound), on 1 thread and on all cores, in GB/s.
+    #[arg(long)]
+    pub prg: bool,
 }
 
 pub fn run(a: &KernelsArgs) -> Result<()> {
@@ -173,6 +177,9 @@ pub fn run(a: &KernelsArgs) -> Result<()> {
             report::conv_table(&layers, selected, t, reps, |r| print_conv(r, a.csv))?;
         }
     }
+    if a.prg {
+        prg_rates(a.csv, reps)?;
+    }
     if a.elementwise {
         if a.csv {
             println!("op,path,len,gelems_cpu");
@@ -298,4 +305,38 @@ fn cpu_name() -> String {
                 .map(|v| v.trim().to_string())
         })
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// AES-CTR keystream rate (best of `reps`, wall time) over a 256 MiB buffer: one stream on
+/// one thread, and the buffer in 32 Ki-word chunks over the rayon pool, as the dealer draws.
+fn prg_rates(csv: bool, reps: usize) -> Result<()> {
+    use rayon::prelude::*;
+    let mut buf = vec![0u64; 32 << 20];
+    let seed = crate::prg::fresh_seed();
+    let mut best = |f: &dyn Fn(&mut [u64])| {
+        (0..reps.max(1))
+            .map(|_| {
+                let t = std::time::Instant::now();
+                f(&mut buf);
+                (8 * buf.len()) as f64 / t.elapsed().as_secs_f64() / 1e9
+            })
+            .fold(0.0, f64::max)
+    };
+    let one = best(&|b| crate::prg::Prg::new(&seed, 1).fill_u64(b));
+    let all = best(&|b| {
+        b.par_chunks_mut(1 << 15)
+            .enumerate()
+            .for_each(|(i, c)| crate::prg::Prg::at(&seed, 1, i << 15).fill_u64(c))
+    });
+    let threads = rayon::current_num_threads();
+    if csv {
+        println!("prg,threads,gbytes_per_s");
+        println!("aes-ctr,1,{one:.3}");
+        println!("aes-ctr,{threads},{all:.3}");
+    } else {
+        println!();
+        println!("AES-CTR keystream (prg), GB/s by wall time (best of {reps})");
+        println!("1 thread: {one:.2}   {threads} threads: {all:.2}");
+    }
+    Ok(())
 }

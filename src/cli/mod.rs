@@ -6,6 +6,7 @@ pub mod bench;
 pub mod costs;
 pub mod infer;
 pub mod kernels;
+pub mod key;
 pub mod netcheck;
 pub mod offline;
 pub mod party;

@@ -1,7 +1,8 @@
 //! `mpc-pipe offline`: dry-run a job to record its plan, deal the material, and write one
 //! file per party (`DIR/party<i>.mat`, see offline::file for the format). The online phase
-//! (`mpc-pipe run --material DIR`) refuses files of another session, party or plan.
-//! Depends on runtime, offline, cli::args (shared job options).
+//! (`mpc-pipe run --material DIR`) refuses files of another session, party or plan, and
+//! files whose MAC under the session key does not verify (`--key-file`, created with a
+//! fresh key when missing; see cli::key). Depends on runtime, offline, cli::{args, key}.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -9,6 +10,7 @@ use std::time::Instant;
 use clap::Args;
 
 use super::args::JobArgs;
+use super::key::KeyArgs;
 use crate::error::{Error, Result};
 use crate::offline::{deal_seeded, file};
 use crate::runtime::job;
@@ -25,6 +27,10 @@ pub struct OfflineArgs {
     pub parties: usize,
     #[command(flatten)]
     pub job: JobArgs,
+    /// The session key the files are MACed with (`--key-file` is created with a fresh key
+    /// if it does not exist); the online phase needs the same key.
+    #[command(flatten)]
+    pub key: KeyArgs,
 }
 
 pub fn run(a: &OfflineArgs) -> Result<()> {
@@ -36,6 +42,10 @@ pub fn run(a: &OfflineArgs) -> Result<()> {
         dealer_seed: spec.dealer_seed,
     };
     cfg.check()?;
+    let key = a
+        .key
+        .get_or_create("mpc-pipe offline (the files are MACed with it)")?;
+    let mac_key = file::MaterialKey::from_session_key(&key.0);
     let job = job::build(&spec)?;
     let t0 = Instant::now();
     let plan = record_plan(&cfg, &*job.plan_program)?;
@@ -44,7 +54,7 @@ pub fn run(a: &OfflineArgs) -> Result<()> {
     std::fs::create_dir_all(&a.out)
         .map_err(|e| Error::Config(format!("cannot create {}: {e}", a.out.display())))?;
     for m in &material {
-        file::save(m, &file::party_file(&a.out, m.party))?;
+        file::save(m, &file::party_file(&a.out, m.party), &mac_key)?;
     }
     let hash: String = plan
         .hash()

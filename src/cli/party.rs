@@ -4,18 +4,20 @@
 //! silent past --timeout-s.
 //!
 //! The session key comes from --key-file, or the MPC_PIPE_SESSION_KEY environment variable,
-//! or --key (visible to other users in the process list; for quick manual runs only).
+//! or --key (visible to other users in the process list; for quick manual runs only); see
+//! cli::key. With --material it also checks the files' MACs.
 
 use clap::Args;
 use std::path::PathBuf;
 
 use super::args::{JobArgs, LinkArgs};
+use super::key::KeyArgs;
 
 use crate::error::{Error, Result};
 use crate::runtime::job;
 use crate::runtime::process::{
     blame_line, format_result, run_party, ChildInput, PartiesFile, PartyConfig, PartyJob,
-    ECHO_JOB_ENV, KEY_ENV,
+    ECHO_JOB_ENV,
 };
 use crate::transport::SessionKey;
 
@@ -30,12 +32,8 @@ pub struct PartyArgs {
     /// Session id (hex), the same at every party.
     #[arg(long)]
     pub session: String,
-    /// Session key, 64 hex digits (prefer --key-file or MPC_PIPE_SESSION_KEY).
-    #[arg(long)]
-    pub key: Option<String>,
-    /// File holding the session key as 64 hex digits.
-    #[arg(long)]
-    pub key_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub key: KeyArgs,
     #[command(flatten)]
     pub job: JobArgs,
     /// Bound on connection setup and on any single wait for a peer, in seconds.
@@ -64,44 +62,8 @@ pub struct PartyArgs {
     pub job_stdin: bool,
 }
 
-/// Cap on a key file: 64 hex digits and a newline, with room for a comment-free CRLF.
-const MAX_KEY_FILE_BYTES: u64 = 256;
-
-/// Refuse a key file that others may read, as ssh refuses such a private key: the key
-/// authenticates the whole session and keys its channels.
-fn refuse_shared_key_file(f: &std::path::Path) -> Result<()> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let meta = std::fs::metadata(f)
-            .map_err(|e| Error::Config(format!("cannot read --key-file {}: {e}", f.display())))?;
-        let mode = meta.permissions().mode();
-        if meta.is_file() && mode & 0o077 != 0 {
-            return Err(Error::Config(format!(
-                "--key-file {} may be read by group or others (mode {:o}); run chmod 600 on it",
-                f.display(),
-                mode & 0o777
-            )));
-        }
-    }
-    Ok(())
-}
-
 fn session_key(a: &PartyArgs) -> Result<SessionKey> {
-    if let Some(f) = &a.key_file {
-        refuse_shared_key_file(f)?;
-        let s = crate::error::read_capped(f, MAX_KEY_FILE_BYTES, "--key-file")?;
-        return SessionKey::from_hex(&s);
-    }
-    if let Ok(s) = std::env::var(KEY_ENV) {
-        return SessionKey::from_hex(&s);
-    }
-    match &a.key {
-        Some(s) => SessionKey::from_hex(s),
-        None => Err(Error::Config(format!(
-            "no session key: give --key-file, set {KEY_ENV}, or give --key"
-        ))),
-    }
+    a.key.require("a party")
 }
 
 /// The addresses and the job this party runs: from stdin (`--job-stdin`, as
@@ -184,7 +146,7 @@ fn run_party_args(a: &PartyArgs) -> Result<()> {
         .debug_stall_s
         .map(|s| crate::error::seconds_option("--debug-stall-s", s, true))
         .transpose()?;
-    let job = job::build(&pjob.spec)?;
+    let job = job::build_at(&pjob.spec, Some(a.id))?;
     let out = run_party(&cfg, &job)?;
     println!("{}", format_result(a.id, &out));
     Ok(())

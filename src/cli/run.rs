@@ -12,12 +12,13 @@ use sha2::Digest;
 use clap::Args;
 
 use super::args::{JobArgs, LinkArgs};
+use super::key::KeyArgs;
 
 use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::link::LinkProfile;
-use crate::offline::file::{self, Expect};
+use crate::offline::file::{self, Expect, MaterialKey};
 use crate::profile::Recorder;
 use crate::ring::PlainTensor;
 use crate::runtime::job::{self, Job, JobSpec};
@@ -54,6 +55,9 @@ pub struct RunArgs {
     /// what the secure channels cost only.
     #[arg(long)]
     pub insecure_plaintext_channels: bool,
+    /// With --material: the session key the files were MACed with by `mpc-pipe offline`.
+    #[command(flatten)]
+    pub key: KeyArgs,
 }
 
 impl Default for RunArgs {
@@ -68,6 +72,7 @@ impl Default for RunArgs {
             processes: false,
             inbox_cap_mib: crate::transport::tcp::DEFAULT_INBOX_CAP_MIB,
             insecure_plaintext_channels: false,
+            key: KeyArgs::default(),
         }
     }
 }
@@ -95,8 +100,9 @@ pub fn load_material(
     dir: &std::path::Path,
     cfg: &SessionConfig,
     job: &Job,
+    key: &MaterialKey,
 ) -> Result<Vec<crate::offline::PartyMaterial>> {
-    load_material_planned(dir, cfg, &record_plan(cfg, &*job.plan_program)?)
+    load_material_planned(dir, cfg, &record_plan(cfg, &*job.plan_program)?, key)
 }
 
 /// As `load_material`, with the program's plan already recorded.
@@ -104,6 +110,7 @@ pub fn load_material_planned(
     dir: &std::path::Path,
     cfg: &SessionConfig,
     plan: &crate::offline::Plan,
+    key: &MaterialKey,
 ) -> Result<Vec<crate::offline::PartyMaterial>> {
     let mut session = None;
     (0..cfg.parties)
@@ -116,6 +123,7 @@ pub fn load_material_planned(
                     parties: cfg.parties,
                     plan_hash: plan.hash(),
                 },
+                key,
             )?;
             session = Some(m.session);
             Ok(m)
@@ -132,7 +140,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
     // The whole job as a user waits for it, from the plan to the last party's output
     // (building the model and its plaintext reference is not counted).
     let t_job = Instant::now();
-    let mut outs = if a.processes {
+    let outs = if a.processes {
         if a.trace.is_some() {
             // The recorder lives in this process; the parties' spans are in theirs.
             return Err(Error::Config(
@@ -144,6 +152,9 @@ pub fn run(a: &RunArgs) -> Result<()> {
         pr.timeout = cfg.timeout;
         pr.fixed = cfg.fixed;
         pr.material_dir = a.material.clone();
+        if a.material.is_some() {
+            pr.key = Some(a.key.require("run --material (the files' MACs)")?);
+        }
         pr.inbox_cap_mib = a.inbox_cap_mib;
         pr.plaintext_channels = a.insecure_plaintext_channels;
         crate::runtime::process::spawn_parties(&pr)?
@@ -153,22 +164,28 @@ pub fn run(a: &RunArgs) -> Result<()> {
         let plan_s = t.elapsed().as_secs_f64();
         let t = Instant::now();
         let material = match &a.material {
-            Some(dir) => load_material_planned(dir, &cfg, &plan)?,
+            Some(dir) => {
+                let key = a.key.require("run --material (the files' MACs)")?;
+                load_material_planned(dir, &cfg, &plan, &MaterialKey::from_session_key(&key.0))?
+            }
             None => crate::runtime::deal_in_process(&plan, &cfg, fresh_session()),
         };
         let deal_s = t.elapsed().as_secs_f64();
+        if a.material.is_none() {
+            // The dealer's unavoidable work, to set deal_s against the PRG and GEMM rates
+            // `mpc-pipe kernels --prg` measures.
+            let w = plan.dealer_work(cfg.parties);
+            println!(
+                "dealer_work: keystream_gb {:.3}  gmac {:.3}",
+                8.0 * w.prg_words as f64 / 1e9,
+                w.macs as f64 / 1e9
+            );
+        }
         drop(plan);
         let recorder = a.trace.as_ref().map(|_| Recorder::new());
         let mut outs = run_online_traced(&cfg, &link, material, &*job.program, recorder.as_ref())?;
         if let (Some(path), Some(rec)) = (&a.trace, &recorder) {
-            let f = std::fs::File::create(path)
-                .map_err(|e| Error::Config(format!("cannot create {}: {e}", path.display())))?;
-            rec.write_chrome_trace(&mut std::io::BufWriter::new(f))?;
-            eprintln!(
-                "timeline of {} waits written to {}",
-                rec.len(),
-                path.display()
-            );
+            write_trace(path, rec)?;
         }
         for o in &mut outs {
             o.offline.plan_s = plan_s;
@@ -185,13 +202,26 @@ pub fn run(a: &RunArgs) -> Result<()> {
         a.material.is_some(),
         &link,
     )?;
-    print_phases(&mut outs, e2e_s);
+    print_phases(&outs, e2e_s);
+    Ok(())
+}
+
+/// Write `rec`'s timeline to `path` as Chrome trace events (`--trace`).
+pub fn write_trace(path: &std::path::Path, rec: &Recorder) -> Result<()> {
+    let f = std::fs::File::create(path)
+        .map_err(|e| Error::Config(format!("cannot create {}: {e}", path.display())))?;
+    rec.write_chrome_trace(&mut std::io::BufWriter::new(f))?;
+    eprintln!(
+        "timeline of {} waits written to {}",
+        rec.len(),
+        path.display()
+    );
     Ok(())
 }
 
 /// The whole job's phases: each the slowest party's, since every party waits for the
 /// slowest before its online phase can end.
-pub fn print_phases<T>(outs: &mut [PartyOutcome<T>], e2e_s: f64) {
+pub fn print_phases<T>(outs: &[PartyOutcome<T>], e2e_s: f64) {
     let max = |f: &dyn Fn(&PartyOutcome<T>) -> f64| outs.iter().map(f).fold(0.0, f64::max);
     println!(
         "phases: plan_s {:.4}  deal_s {:.4}  expand_s {:.4}  online_s {:.4}  e2e_s {:.4}",
@@ -203,11 +233,20 @@ pub fn print_phases<T>(outs: &mut [PartyOutcome<T>], e2e_s: f64) {
     );
 }
 
+/// The first values of a row (a workload such as W2 has rows of 2^20 values, and formatting
+/// them all took longer than the job).
 fn fmt_row(v: &[f64]) -> String {
-    v.iter()
+    const SHOWN: usize = 10;
+    let mut s = v
+        .iter()
+        .take(SHOWN)
         .map(|x| format!("{x:>9.4}"))
         .collect::<Vec<_>>()
-        .join(" ")
+        .join(" ");
+    if v.len() > SHOWN {
+        s.push_str(&format!(" ... ({} values)", v.len()));
+    }
+    s
 }
 
 /// Print the run's outputs, error and per-party counters.

@@ -86,6 +86,9 @@ pub enum Op {
     Transpose {
         perm: Vec<usize>,
     },
+    /// The inputs joined along axis. An input may be a constant (a learned token, a fixed
+    /// block), the model owner's; joined off axis 0, its axis 0 is the batch, and a
+    /// micro-batch takes its own rows of it.
     Concat {
         axis: usize,
     },
@@ -727,6 +730,15 @@ impl GraphBuilder {
                         op,
                         "every operand is a constant: fold them first",
                     ));
+                }
+            }
+            // A constant part (a learned token, padding) is the model owner's, as a bias is.
+            Op::Concat { .. } => {
+                if inputs
+                    .iter()
+                    .all(|&t| self.g.tensors[t].constant().is_some())
+                {
+                    return Err(err(name, op, "every input is a constant: fold them first"));
                 }
             }
             Op::LayerNorm { .. } => need(&[1, 2], "gamma and beta")?,

@@ -5,9 +5,9 @@
 //! model::graph, proto and ring.
 //!
 //! Secrets: the input belongs to the data owner; constants to the model owner, party 0.
-//! With `Weights::Private` every constant a product or a sum uses (weights, biases,
-//! added constants) is secret-shared by party 0 for free (PRZS); with `Weights::Public`
-//! they are public. Normalisation parameters (LayerNorm γ, β; an unfolded BatchNorm) are
+//! With `Weights::Private` every constant a product, a sum or a concatenation uses
+//! (weights, biases, added or joined constants) is secret-shared by party 0 for free
+//! (PRZS); with `Weights::Public` they are public. Normalisation parameters (LayerNorm γ, β; an unfolded BatchNorm) are
 //! public either way, as protocols.md §4.1 takes them.
 
 use std::borrow::Cow;
@@ -192,6 +192,46 @@ impl<'g> Node<'_, 'g> {
             Weights::Public => {}
         }
         Ok(y)
+    }
+
+    /// A model constant as a share: party 0's secret-shared (private weights, free, PRZS),
+    /// or public and held by party 0.
+    fn constant_share(&self, ctx: &Ctx, c: &PlainTensor) -> Result<Share> {
+        let enc = ctx.fixed().encode_tensor(c);
+        match self.weights {
+            Weights::Private => ctx.share_input(0, Some(&enc), enc.shape()),
+            Weights::Public if ctx.party() == 0 => Ok(Share(enc)),
+            Weights::Public => Ok(Share(RingTensor::zeros(enc.shape()))),
+        }
+    }
+
+    /// The rows of constant `c` (axis 0: the whole batch, as the node's output has it) that
+    /// belong to this lane's micro-batch: all of them unless a schedule runs the traversal
+    /// on part of the batch (`ctx.window()`, units of the batch).
+    fn lane_rows<'c>(&self, ctx: &Ctx, c: &'c PlainTensor) -> Result<Cow<'c, PlainTensor>> {
+        let out = &self.g.tensors[self.g.nodes[self.i].output];
+        let lane = (0..self.acts.len())
+            .find_map(|k| self.act(k).ok())
+            .map(|a| a.shape()[0]);
+        let whole = c.shape()[0];
+        if !out.batch || lane == Some(whole) {
+            return Ok(Cow::Borrowed(c));
+        }
+        let w = ctx.window();
+        let per = whole / w.total.max(1);
+        if per * w.total != whole || Some(per * w.count) != lane {
+            return Err(Error::Shape(format!(
+                "a constant of {whole} rows does not split like the activations' {lane:?} (lane {}/{} of {})",
+                w.start, w.count, w.total
+            )));
+        }
+        let (s, e) = (w.start * per, (w.start + w.count) * per);
+        let mut shape = c.shape().to_vec();
+        shape[0] = e - s;
+        Ok(Cow::Owned(PlainTensor::from_vec(
+            &shape,
+            shape::slice_axis(c.data(), c.shape(), 0, s, e),
+        )))
     }
 
     fn linear(&self, ctx: &Ctx, op: LinearOp, w: Cow<'g, PlainTensor>, x: &Share) -> Result<Share> {
@@ -442,7 +482,13 @@ impl<'g> Node<'_, 'g> {
             Op::Transpose { perm } => Ok(permute(self.act(0)?, perm)),
             Op::Concat { axis } => {
                 let parts = (0..node.inputs.len())
-                    .map(|k| self.act(k).map(|s| s.0.clone()))
+                    .map(|k| match self.cst(k) {
+                        None => self.act(k).map(|s| s.0.clone()),
+                        Some(c) => {
+                            let rows = self.lane_rows(ctx, c)?;
+                            Ok(self.constant_share(ctx, &rows)?.0)
+                        }
+                    })
                     .collect::<Result<Vec<_>>>()?;
                 Ok(Share(RingTensor::concat(*axis, &parts)))
             }
@@ -602,7 +648,7 @@ fn gelu_erf(ctx: &Ctx, p: &[Share]) -> Result<Share> {
     let ts = [&u, &t2, &t3, &t4, &t5, &t6, &t7, &t8, &t9, &t10];
     let mut acc = RingTensor::zeros(n);
     for (c, t) in GELU_ERF_CHEB[1..].iter().zip(ts) {
-        let coeff = ((c * (1u64 << (f + g)) as f64).round() as i64) as u64;
+        let coeff = crate::ring::encode_at(*c, f + g);
         acc.add_assign(&t.0.scale(coeff));
     }
     let h = ctx.add_const(&ctx.trunc_bits(&Share(acc), f + g)?, GELU_ERF_CHEB[0]);

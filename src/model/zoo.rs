@@ -24,6 +24,14 @@ pub const MODELS: &[&str] = &[
     "resnet50-tiny",
     "bert-base",
     "bert-small",
+    "resnet18_cifar",
+    "W1",
+    "W2",
+    "W3",
+    "W4",
+    "W5",
+    "W6",
+    "W7",
 ];
 
 /// Small models for training on the 8×8 digits (`mpc-pipe train`), also accepted by
@@ -168,6 +176,15 @@ pub fn input_shape(name: &str, seq_len: Option<usize>) -> Result<Vec<usize>> {
         "vgg16" | "resnet50" => vec![3, 224, 224],
         "bert-base" => vec![seq_len.unwrap_or(BERT_BASE_SEQ), 768],
         "bert-small" => vec![seq_len.unwrap_or(BERT_SMALL_SEQ), 64],
+        "resnet18_cifar" | "W5" => vec![3, 32, 32],
+        // The peers comparison's workloads (bench-configs/peers.toml, issue 20): the
+        // same operations CrypTen runs in scripts/compare-crypten.sh.
+        "W1" => vec![1024],
+        "W2" => vec![1 << 20],
+        "W3" => vec![64, 56, 56],
+        "W4" => vec![1, 28, 28],
+        "W6" => vec![BERT_BASE_SEQ, 768],
+        "W7" => vec![3, 224, 224],
         "digits-cnn" | "digits-mlp" => vec![1, 8, 8],
         other => {
             return Err(Error::Config(format!(
@@ -206,6 +223,13 @@ pub fn build_with(name: &str, seed: u64, seq_len: Option<usize>, batch: usize) -
         "resnet50-tiny" => resnet50(net, 32, 16),
         "bert-base" => bert(net, 12, 12, 3072),
         "bert-small" => bert(net, 2, 2, 256),
+        "resnet18_cifar" | "W5" => resnet18_cifar(net),
+        "W1" => w1_matmul(net),
+        "W2" => w2_relu(net),
+        "W3" => w3_conv(net),
+        "W4" => lenet(net),
+        "W6" => bert(net, 1, 12, 3072),
+        "W7" => vgg16(net, 224, 1),
         "digits-cnn" => digits_cnn(net),
         "digits-mlp" => digits_mlp(net),
         _ => unreachable!("input_shape knows every model"),
@@ -347,6 +371,67 @@ fn resnet50(mut n: Net, size: usize, div: usize) -> Graph {
     let x = n.flatten(x);
     let x = n.linear(x, if div == 1 { 1000 } else { 10 });
     n.finish(x)
+}
+
+/// torchvision's ResNet-18 with 10 classes on 32×32 input (as the peers comparison runs
+/// it, unchanged from ImageNet's stem): 7×7/2 conv, 3×3/2 max pool, basic blocks [2, 2, 2,
+/// 2] at 64..512 channels, global average pool, fc. BatchNorm folded into the convs.
+fn resnet18_cifar(mut n: Net) -> Graph {
+    let x = n.b.input();
+    let x = n.conv(x, 64, 7, 2, 3);
+    let x = n.relu(x);
+    let mut x = n.maxpool(x, 3, 2, 1);
+    for (stage, c) in [64usize, 128, 256, 512].into_iter().enumerate() {
+        for blk in 0..2 {
+            let stride = if stage > 0 && blk == 0 { 2 } else { 1 };
+            let cin = n.cin(x);
+            let y = n.conv(x, c, 3, stride, 1);
+            let y = n.relu(y);
+            let y = n.conv_gain(y, c, 3, 1, 1, 0.3);
+            let short = if stride != 1 || cin != c {
+                n.conv(x, c, 1, stride, 0)
+            } else {
+                x
+            };
+            let s = n.add(y, short);
+            x = n.relu(s);
+        }
+    }
+    let x = n.node(Op::GlobalAvgPool, &[x]);
+    let x = n.flatten(x);
+    let x = n.linear(x, 10);
+    n.finish(x)
+}
+
+/// W1: X [batch×1024] · W [1024×1024], both secret (no bias).
+fn w1_matmul(mut n: Net) -> Graph {
+    let x = n.b.input();
+    let w = n.s.he(&[1024, 1024], 1024);
+    let w = n.b.constant("w", w);
+    let y = n.node(Op::MatMul, &[x, w]);
+    n.finish(y)
+}
+
+/// W2: ReLU of 2^20 values per sample.
+fn w2_relu(mut n: Net) -> Graph {
+    let x = n.b.input();
+    let y = n.relu(x);
+    n.finish(y)
+}
+
+/// W3: conv2d [B,64,56,56] * [64,64,3,3], padding 1, no bias, input and weights secret.
+fn w3_conv(mut n: Net) -> Graph {
+    let x = n.b.input();
+    let w = n.s.he(&[64, 64, 3, 3], 64 * 9);
+    let w = n.b.constant("w", w);
+    let y = n.node(
+        Op::Conv2d {
+            stride: 1,
+            padding: 1,
+        },
+        &[x, w],
+    );
+    n.finish(y)
 }
 
 /// A BERT encoder (Devlin et al. 2019): `layers` post-LN blocks with `heads` heads and an

@@ -3,6 +3,7 @@
 //! receives real data, one correction per tuple. Depends on ring, kernels, prg, plan.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::Mutex;
 
@@ -86,12 +87,44 @@ fn draw_whole(seed: &Seed, key: u64, req: &Request, comps: std::ops::Range<usize
     draw(seed, key, req, comps, &whole)
 }
 
-/// `len` words, word i = f(i), computed in parallel chunks.
-fn par_words(len: usize, f: impl Fn(usize) -> u64 + Sync) -> Vec<u64> {
+/// Words `r` of component `j` of every party's material, and of parties 1.. only.
+fn of_all<'m>(mats: &'m [Material], j: usize, r: &Range<usize>) -> Vec<&'m [u64]> {
+    mats.iter().map(|m| &m[j][r.clone()]).collect()
+}
+
+/// out = s[0] ∘ s[1] ∘ ... (Add: wrapping sum; Xor), slice by slice so the loops vectorize.
+fn fold(out: &mut [u64], srcs: &[&[u64]], xor: bool) {
+    out.copy_from_slice(srcs[0]);
+    for s in &srcs[1..] {
+        if xor {
+            out.iter_mut().zip(*s).for_each(|(o, v)| *o ^= v);
+        } else {
+            out.iter_mut()
+                .zip(*s)
+                .for_each(|(o, v)| *o = o.wrapping_add(*v));
+        }
+    }
+}
+
+/// out -= s (or ^= s) for every s in `srcs`.
+fn subtract(out: &mut [u64], srcs: &[&[u64]], xor: bool) {
+    for s in srcs {
+        if xor {
+            out.iter_mut().zip(*s).for_each(|(o, v)| *o ^= v);
+        } else {
+            out.iter_mut()
+                .zip(*s)
+                .for_each(|(o, v)| *o = o.wrapping_sub(*v));
+        }
+    }
+}
+
+/// A new `len`-word vector filled chunk by chunk in parallel: `f(range, out_chunk)`.
+fn par_chunks(len: usize, f: impl Fn(Range<usize>, &mut [u64]) + Sync) -> Vec<u64> {
     let mut out = vec![0u64; len];
     out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
-        let base = c * CHUNK;
-        o.iter_mut().enumerate().for_each(|(i, x)| *x = f(base + i));
+        let r = c * CHUNK..c * CHUNK + o.len();
+        f(r, o)
     });
     out
 }
@@ -99,57 +132,75 @@ fn par_words(len: usize, f: impl Fn(usize) -> u64 + Sync) -> Vec<u64> {
 /// Party 0's corrections of `req`, given every party's drawn components (`mats[0]` holds
 /// party 0's free components only): for each corrected component, the value every
 /// party's shares must reconstruct to, minus the shares of parties 1.. (XOR for binary
-/// material). Element by element, in parallel, with no full-size intermediate beyond the
-/// product operands A = Σ a and B = Σ b.
+/// material). Chunk by chunk in parallel, with no full-size intermediate beyond the
+/// product operands A = Σ a and B = Σ b of matrix and convolution triples.
 fn corrections(req: &Request, mats: &[Material]) -> Material {
-    // Σ (or ⊕) over every party of free component j, and over parties 1.. of component j.
-    let sum = |j: usize, i: usize| mats.iter().fold(0u64, |s, m| s.wrapping_add(m[j][i]));
-    let xor = |j: usize, i: usize| mats.iter().fold(0u64, |s, m| s ^ m[j][i]);
-    let others = |j: usize, i: usize| mats[1..].iter().fold(0u64, |s, m| s.wrapping_add(m[j][i]));
-    let others_xor = |j: usize, i: usize| mats[1..].iter().fold(0u64, |s, m| s ^ m[j][i]);
+    let others = &mats[1..];
     let lens = req.component_lens();
+    // Σ over parties of free component j, whole.
+    let total = |j: usize| par_chunks(lens[j], |r, o| fold(o, &of_all(mats, j, &r), false));
     // C - Σ_{parties 1..} c, in place.
     let minus_others = |mut c: Vec<u64>, j: usize| {
         c.par_chunks_mut(CHUNK).enumerate().for_each(|(k, o)| {
-            let base = k * CHUNK;
-            o.iter_mut()
-                .enumerate()
-                .for_each(|(i, x)| *x = x.wrapping_sub(others(j, base + i)));
+            let r = k * CHUNK..k * CHUNK + o.len();
+            subtract(o, &of_all(others, j, &r), false)
         });
         c
     };
     match *req {
-        Request::Mul { len } => vec![par_words(len, |i| {
-            sum(0, i).wrapping_mul(sum(1, i)).wrapping_sub(others(2, i))
+        Request::Mul { len } => vec![par_chunks(len, |r, o| {
+            let mut b = vec![0u64; o.len()];
+            fold(o, &of_all(mats, 0, &r), false);
+            fold(&mut b, &of_all(mats, 1, &r), false);
+            o.iter_mut()
+                .zip(&b)
+                .for_each(|(a, b)| *a = a.wrapping_mul(*b));
+            subtract(o, &of_all(others, 2, &r), false);
         })],
-        Request::Square { len } => vec![par_words(len, |i| {
-            let r = sum(0, i);
-            r.wrapping_mul(r).wrapping_sub(others(1, i))
+        Request::Square { len } => vec![par_chunks(len, |r, o| {
+            fold(o, &of_all(mats, 0, &r), false);
+            o.iter_mut().for_each(|a| *a = a.wrapping_mul(*a));
+            subtract(o, &of_all(others, 1, &r), false);
         })],
-        Request::And { len, rep } => vec![par_words(len * rep, |i| {
-            (xor(0, i / rep) & xor(1, i)) ^ others_xor(2, i)
+        Request::And { len, rep } => vec![par_chunks(len * rep, |r, o| {
+            // b and c are element-major: word i belongs to element i / rep.
+            let (e0, e1) = (r.start / rep, (r.end - 1) / rep + 1);
+            let mut a = vec![0u64; e1 - e0];
+            fold(&mut a, &of_all(mats, 0, &(e0..e1)), true);
+            fold(o, &of_all(mats, 1, &r), true);
+            o.iter_mut()
+                .zip(r.clone())
+                .for_each(|(b, i)| *b &= a[i / rep - e0]);
+            subtract(o, &of_all(others, 2, &r), true);
         })],
-        Request::Bit { len } => vec![par_words(len, |i| xor(0, i).wrapping_sub(others(1, i)))],
-        Request::Trunc { len, shift } => vec![
-            par_words(len, |i| {
-                ((sum(0, i) & (u64::MAX >> 1)) >> shift).wrapping_sub(others(1, i))
-            }),
-            par_words(len, |i| (sum(0, i) >> 63).wrapping_sub(others(2, i))),
-        ],
+        Request::Bit { len } => vec![par_chunks(len, |r, o| {
+            fold(o, &of_all(mats, 0, &r), true);
+            subtract(o, &of_all(others, 1, &r), false);
+        })],
+        Request::Trunc { len, shift } => {
+            let r_all = total(0);
+            let hi = par_chunks(len, |r, o| {
+                o.iter_mut()
+                    .zip(&r_all[r.clone()])
+                    .for_each(|(o, x)| *o = (x & (u64::MAX >> 1)) >> shift);
+                subtract(o, &of_all(others, 1, &r), false);
+            });
+            let msb = par_chunks(len, |r, o| {
+                o.iter_mut()
+                    .zip(&r_all[r.clone()])
+                    .for_each(|(o, x)| *o = x >> 63);
+                subtract(o, &of_all(others, 2, &r), false);
+            });
+            vec![hi, msb]
+        }
         Request::Matmul { m, k, n } => {
-            let (a, b) = (
-                par_words(lens[0], |i| sum(0, i)),
-                par_words(lens[1], |i| sum(1, i)),
-            );
+            let (a, b) = (total(0), total(1));
             let mut c = vec![0u64; m * n];
             kernels::gemm_into(m, k, n, &a, &b, &mut c, false);
             vec![minus_others(c, 2)]
         }
         Request::BatchMatmul { batch, m, k, n } => {
-            let (a, b) = (
-                par_words(lens[0], |i| sum(0, i)),
-                par_words(lens[1], |i| sum(1, i)),
-            );
+            let (a, b) = (total(0), total(1));
             let mut c = vec![0u64; batch * m * n];
             for i in 0..batch {
                 kernels::gemm_into(
@@ -170,8 +221,8 @@ fn corrections(req: &Request, mats: &[Material]) -> Material {
             stride,
             padding,
         } => {
-            let a = RingTensor::from_vec(&x, par_words(lens[0], |i| sum(0, i)));
-            let b = RingTensor::from_vec(&w, par_words(lens[1], |i| sum(1, i)));
+            let a = RingTensor::from_vec(&x, total(0));
+            let b = RingTensor::from_vec(&w, total(1));
             vec![minus_others(
                 kernels::conv2d(&a, &b, stride, padding).into_data(),
                 2,
@@ -184,8 +235,8 @@ fn corrections(req: &Request, mats: &[Material]) -> Material {
             stride,
             padding,
         } => {
-            let a = RingTensor::from_vec(&dy, par_words(lens[0], |i| sum(0, i)));
-            let b = RingTensor::from_vec(&w, par_words(lens[1], |i| sum(1, i)));
+            let a = RingTensor::from_vec(&dy, total(0));
+            let b = RingTensor::from_vec(&w, total(1));
             let hw = (in_hw[0], in_hw[1]);
             vec![minus_others(
                 kernels::conv2d_grad_input(&a, &b, hw, stride, padding).into_data(),
@@ -199,8 +250,8 @@ fn corrections(req: &Request, mats: &[Material]) -> Material {
             stride,
             padding,
         } => {
-            let a = RingTensor::from_vec(&x, par_words(lens[0], |i| sum(0, i)));
-            let b = RingTensor::from_vec(&dy, par_words(lens[1], |i| sum(1, i)));
+            let a = RingTensor::from_vec(&x, total(0));
+            let b = RingTensor::from_vec(&dy, total(1));
             let hw = (k_hw[0], k_hw[1]);
             vec![minus_others(
                 kernels::conv2d_grad_weight(&a, &b, hw, stride, padding).into_data(),

@@ -1,5 +1,5 @@
 //! On-disk offline material, one file per party, written by `mpc-pipe offline` and read by
-//! the online phase. Depends on offline::{dealer, plan}, error, sha2.
+//! the online phase. Depends on offline::{dealer, plan}, error, hmac, sha2.
 //!
 //! Layout (all integers little-endian):
 //! ```text
@@ -16,11 +16,15 @@
 //!   corr_words   u64      length of the corrections section in words (party 0 only)
 //!   plan section          per entry: key, then the request's encoding (Request::encode)
 //!   corrections           party 0: per entry in plan order, its correction components
-//!   checksum     32 bytes SHA-256 of everything above
+//!   mac          32 bytes HMAC-SHA256(material key, everything above)
 //! ```
+//! The material key is derived from the session key the parties hold (`MaterialKey`), so
+//! a file edited on disk or in transit cannot be given a valid tag by anyone without that
+//! key; version 1 had a plain SHA-256 checksum that an editor could recompute.
+//!
 //! Loading refuses, with an error naming the problem, a file that is too short or too long
 //! for its header, has another magic or version, belongs to another session, party or
-//! plan, or fails its checksum. It never panics on a damaged file and never allocates more
+//! plan, or fails its MAC. It never panics on a damaged file and never allocates more
 //! than the file's own size.
 
 use std::collections::HashMap;
@@ -29,7 +33,8 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use super::dealer::PartyMaterial;
 use super::plan::{Plan, Request};
@@ -37,8 +42,38 @@ use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"MPCPMAT\0";
 /// Version of the file layout this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const HEADER_BYTES: usize = 8 + 4 * 4 + 8 + 32 + 16 + 3 * 8;
+
+/// The key of the material files' MAC: HMAC-SHA256(session key, label), so the session
+/// key itself is used for one purpose per label (handshake, channels, material) and a
+/// tag made for one purpose never verifies for another.
+#[derive(Clone)]
+pub struct MaterialKey([u8; 32]);
+
+impl std::fmt::Debug for MaterialKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MaterialKey(..)")
+    }
+}
+
+const MATERIAL_LABEL: &[u8] = b"mpc-pipe material mac v2";
+
+impl MaterialKey {
+    /// The material key of a session key (the 32 bytes of transport::SessionKey).
+    pub fn from_session_key(session_key: &[u8; 32]) -> Self {
+        let mut m = new_mac(session_key);
+        m.update(MATERIAL_LABEL);
+        MaterialKey(m.finalize().into_bytes().into())
+    }
+    fn mac(&self) -> Hmac<Sha256> {
+        new_mac(&self.0)
+    }
+}
+
+fn new_mac(key: &[u8; 32]) -> Hmac<Sha256> {
+    <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key size")
+}
 
 /// What the online phase expects of its material file.
 #[derive(Clone, Debug)]
@@ -59,7 +94,7 @@ pub fn party_file(dir: &Path, party: usize) -> std::path::PathBuf {
 
 struct HashingWriter<W: Write> {
     inner: W,
-    hash: Sha256,
+    hash: Hmac<Sha256>,
 }
 
 impl<W: Write> HashingWriter<W> {
@@ -81,8 +116,9 @@ impl<W: Write> HashingWriter<W> {
     }
 }
 
-/// Write `m` to `path` (created with owner-only permissions: it holds a secret seed).
-pub fn save(m: &PartyMaterial, path: &Path) -> Result<()> {
+/// Write `m` to `path` (created with owner-only permissions: it holds a secret seed),
+/// authenticated under `key`.
+pub fn save(m: &PartyMaterial, path: &Path, key: &MaterialKey) -> Result<()> {
     if m.expanded.is_some() {
         // Party 0's corrections then live inside the expansion: a file of seed and
         // corrections would lack them. Files come from `deal_seeded`, which keeps none.
@@ -135,7 +171,7 @@ pub fn save(m: &PartyMaterial, path: &Path) -> Result<()> {
     let file = opts
         .open(&tmp)
         .map_err(|e| Error::Config(format!("cannot create {}: {e}", tmp.display())))?;
-    let written = write_body(m, file, &plan_bytes, corr_words).and_then(|f| {
+    let written = write_body(m, file, key, &plan_bytes, corr_words).and_then(|f| {
         f.sync_all()?;
         std::fs::rename(&tmp, path).map_err(|e| {
             Error::Config(format!(
@@ -151,12 +187,18 @@ pub fn save(m: &PartyMaterial, path: &Path) -> Result<()> {
     written
 }
 
-/// The file's contents after its header fields: written through a hashing writer; the
-/// digest last. Returns the file for the caller to sync.
-fn write_body(m: &PartyMaterial, file: File, plan_bytes: &[u8], corr_words: usize) -> Result<File> {
+/// The file's contents: written through a MACing writer; the tag last. Returns the file
+/// for the caller to sync.
+fn write_body(
+    m: &PartyMaterial,
+    file: File,
+    key: &MaterialKey,
+    plan_bytes: &[u8],
+    corr_words: usize,
+) -> Result<File> {
     let mut w = HashingWriter {
         inner: BufWriter::with_capacity(1 << 20, file),
-        hash: Sha256::new(),
+        hash: key.mac(),
     };
     w.put(MAGIC)?;
     w.put(&FORMAT_VERSION.to_le_bytes())?;
@@ -182,8 +224,8 @@ fn write_body(m: &PartyMaterial, file: File, plan_bytes: &[u8], corr_words: usiz
             }
         }
     }
-    let digest = w.hash.finalize();
-    w.inner.write_all(&digest)?;
+    let tag = w.hash.finalize().into_bytes();
+    w.inner.write_all(&tag)?;
     w.inner
         .into_inner()
         .map_err(|e| Error::Io(std::io::Error::other(e.to_string())))
@@ -195,12 +237,14 @@ fn u32_at(b: &[u8], off: usize) -> u32 {
 fn u64_at(b: &[u8], off: usize) -> u64 {
     u64::from_le_bytes(b[off..off + 8].try_into().unwrap())
 }
+/// The whole hash in hex: a prefix could be the same for two different plans.
 fn hex(h: &[u8]) -> String {
-    h.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    h.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Read and check a party's material file.
-pub fn load(path: &Path, expect: &Expect) -> Result<PartyMaterial> {
+/// Read and check a party's material file; its MAC under `key` is verified before anything
+/// in it is used.
+pub fn load(path: &Path, expect: &Expect, key: &MaterialKey) -> Result<PartyMaterial> {
     let name = path.display();
     // Checked before opening: opening a FIFO would block until a writer comes.
     let meta =
@@ -212,7 +256,24 @@ pub fn load(path: &Path, expect: &Expect) -> Result<PartyMaterial> {
     }
     let file = File::open(path).map_err(|e| Error::Material(format!("cannot open {name}: {e}")))?;
     let file_len = file.metadata()?.len();
-    let mut r = BufReader::with_capacity(1 << 20, file);
+    load_from(
+        BufReader::with_capacity(1 << 20, file),
+        file_len,
+        &name.to_string(),
+        expect,
+        key,
+    )
+}
+
+/// Read and check material of `file_len` bytes from `r` (`name` names it in errors): the
+/// loader without the file system, so it is a fuzz target on byte strings.
+pub fn load_from<R: Read>(
+    mut r: R,
+    file_len: u64,
+    name: &str,
+    expect: &Expect,
+    key: &MaterialKey,
+) -> Result<PartyMaterial> {
     if file_len < HEADER_BYTES as u64 {
         return Err(Error::Material(format!(
             "{name} is truncated: {file_len} bytes, shorter than the {HEADER_BYTES}-byte header"
@@ -280,14 +341,14 @@ pub fn load(path: &Path, expect: &Expect) -> Result<PartyMaterial> {
     }
     if plan_hash != expect.plan_hash {
         return Err(Error::Material(format!(
-            "{name} was made for another plan (hash {}..., this program's plan is {}...): model, batch, parties or scheme differ",
+            "{name} was made for another plan (hash {}, this program's plan is {}): model, batch, parties or scheme differ",
             hex(&plan_hash),
             hex(&expect.plan_hash)
         )));
     }
-    let mut hash = Sha256::new();
+    let mut hash = key.mac();
     hash.update(&h);
-    let mut read_words = |n: u64, hash: &mut Sha256| -> Result<Vec<u64>> {
+    let mut read_words = |n: u64, hash: &mut Hmac<Sha256>| -> Result<Vec<u64>> {
         let mut out = Vec::with_capacity(n as usize);
         let mut buf = vec![0u8; 8 << 16];
         let mut left = n as usize;
@@ -306,11 +367,13 @@ pub fn load(path: &Path, expect: &Expect) -> Result<PartyMaterial> {
     };
     let plan_section = read_words(plan_words, &mut hash)?;
     let corr_section = read_words(corr_words, &mut hash)?;
-    let mut digest = [0u8; 32];
-    r.read_exact(&mut digest)?;
-    if digest[..] != hash.finalize()[..] {
+    let mut tag = [0u8; 32];
+    r.read_exact(&mut tag)?;
+    // Constant-time comparison (hmac's verify), so the time taken says nothing about how
+    // much of a forged tag was right.
+    if hash.verify_slice(&tag).is_err() {
         return Err(Error::Material(format!(
-            "{name} is corrupted (checksum mismatch)"
+            "{name} fails its MAC (checksum mismatch): it was edited or damaged after `mpc-pipe offline` wrote it, or made with another session key"
         )));
     }
     let damaged = || Error::Material(format!("{name} has a malformed plan section"));

@@ -268,11 +268,13 @@ impl MaterialSource for MaterialStore {
 }
 
 /// Dry-run source: records every request (once per key, whatever parts lanes take) and
-/// hands out zeros of the right size.
+/// hands out zeros of the right size: views of one shared zero buffer, grown to the
+/// largest component asked for, so recording allocates and writes nothing per request.
 #[derive(Default)]
 pub struct RecordingSource {
     entries: Mutex<HashMap<u64, (Request, Used)>>,
     clash: Mutex<Option<String>>,
+    zeros: Mutex<Arc<Vec<u64>>>,
 }
 
 impl RecordingSource {
@@ -310,10 +312,24 @@ impl MaterialSource for RecordingSource {
             *self.clash.lock().unwrap() = Some(msg.clone());
             return Err(Error::Protocol(msg));
         }
-        Ok(req
+        drop(entries);
+        let lens: Vec<usize> = req
             .component_ranges(part)
             .iter()
-            .map(|rs| Words::Owned(vec![0; rs.iter().map(|r| r.len()).sum()]))
+            .map(|rs| rs.iter().map(|r| r.len()).sum())
+            .collect();
+        let zeros = {
+            let mut z = self.zeros.lock().unwrap();
+            let longest = lens.iter().copied().max().unwrap_or(0);
+            if z.len() < longest {
+                // Fresh zeroed pages: untouched (and costless) until something reads them.
+                *z = Arc::new(vec![0; longest]);
+            }
+            z.clone()
+        };
+        Ok(lens
+            .into_iter()
+            .map(|n| Words::View(zeros.clone(), 0..n))
             .collect())
     }
 }

@@ -16,4 +16,4 @@ pub use material::{
     AndTriple, BitPair, Material, MaterialSource, MaterialStore, RecordingSource, SquarePair,
     Taken, Triple, TruncMask, Words,
 };
-pub use plan::{Part, Plan, Request, Window};
+pub use plan::{DealerWork, Part, Plan, Request, Window};

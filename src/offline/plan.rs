@@ -443,4 +443,34 @@ impl Plan {
             .map(|(_, r)| r.component_lens().iter().sum::<usize>())
             .sum()
     }
+
+    /// What the dealer must do for `parties` parties, whatever its implementation: the
+    /// keystream words it draws (every component of every party, less party 0's corrected
+    /// ones) and the multiply-accumulates of its matrix and convolution triples. Its time
+    /// is bounded below by these at the measured PRG and GEMM rates (`mpc-pipe kernels`).
+    pub fn dealer_work(&self, parties: usize) -> DealerWork {
+        let mut w = DealerWork::default();
+        for (_, r) in &self.entries {
+            let lens = r.component_lens();
+            let all: usize = lens.iter().sum();
+            let corrected: usize = lens[r.free_components()..].iter().sum();
+            w.prg_words += (all * parties - corrected) as u64;
+            w.macs += match *r {
+                Request::Matmul { m, k, n } => (m * k * n) as u64,
+                Request::BatchMatmul { batch, m, k, n } => (batch * m * k * n) as u64,
+                Request::Conv2d { w: wt, .. } => (lens[2] * wt[1] * wt[2] * wt[3]) as u64,
+                _ => 0,
+            };
+        }
+        w
+    }
+}
+
+/// The dealer's unavoidable work for a plan (`Plan::dealer_work`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DealerWork {
+    /// 64-bit keystream words drawn.
+    pub prg_words: u64,
+    /// Multiply-accumulates of the matrix and convolution triples' products.
+    pub macs: u64,
 }

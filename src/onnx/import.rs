@@ -648,9 +648,7 @@ impl<'m> Importer<'m> {
                     match self.val(n, k)? {
                         Val::Act(t) => xs.push(t),
                         Val::Const(c) if c.data.is_empty() => {}
-                        Val::Const(_) => {
-                            return Err(self.refuse(n, format!("input {k} ('{}') is a constant concatenated with activations, which is not supported", n.input[k])))
-                        }
+                        Val::Const(c) => xs.push(self.const_id(n, k, &c)),
                     }
                 }
                 let r = self.b.shape(xs[0]).len();
@@ -1217,7 +1215,7 @@ impl<'m> Importer<'m> {
         let c = |k: usize| -> Result<Rc<Const>> { self.cst(n, k, "a folded operand") };
         let op = n.op_type.as_str();
         let (shape, data) = match op {
-            "Add" | "Sub" | "Mul" | "Div" | "Pow" => {
+            "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Equal" => {
                 let (a, b) = (c(0)?, c(1)?);
                 let s = shape::broadcast_shape(&a.shape, &b.shape).ok_or_else(|| {
                     self.refuse(n, format!("{:?} and {:?} do not broadcast", a.shape, b.shape))
@@ -1232,9 +1230,34 @@ impl<'m> Importer<'m> {
                     "Sub" => |a, b| a - b,
                     "Mul" => |a, b| a * b,
                     "Div" => |a, b| a / b,
+                    "Equal" => |a, b| f64::from(u8::from(a == b)),
                     _ => f64::powf,
                 };
                 (s, x.iter().zip(&y).map(|(a, b)| f(*a, *b)).collect())
+            }
+            // torch's `expand` exports as Expand(w, Where(Equal(shape, -1), ones, shape)).
+            "Where" => {
+                let (cond, a, b) = (c(0)?, c(1)?, c(2)?);
+                let s = shape::broadcast_shape(&cond.shape, &a.shape)
+                    .and_then(|s| shape::broadcast_shape(&s, &b.shape))
+                    .ok_or_else(|| {
+                        let (k, x, y) = (&cond.shape, &a.shape, &b.shape);
+                        self.refuse(n, format!("{k:?}, {x:?} and {y:?} do not broadcast"))
+                    })?;
+                self.check_size(n, &s)?;
+                let [k, x, y] = [&cond, &a, &b].map(|t| shape::broadcast_to(&t.data, &t.shape, &s));
+                let pick = |i: usize| if k[i] != 0.0 { x[i] } else { y[i] };
+                let d = (0..k.len()).map(pick).collect();
+                (s, d)
+            }
+            "Expand" => {
+                let a = c(0)?;
+                let to = count(&c(1)?.ints(), "the shape").map_err(|m| self.refuse(n, m))?;
+                let s = shape::broadcast_shape(&a.shape, &to).ok_or_else(|| {
+                    self.refuse(n, format!("{:?} does not expand to {to:?}", a.shape))
+                })?;
+                self.check_size(n, &s)?;
+                (s.clone(), shape::broadcast_to(&a.data, &a.shape, &s))
             }
             "Sqrt" | "Neg" | "Reciprocal" | "Relu" | "Erf" | "Tanh" | "Sigmoid" => {
                 let a = c(0)?;

@@ -55,19 +55,3 @@ pub fn load(path: &Path, input_shape: Option<&[usize]>) -> Result<Graph> {
     }
     import(&buf, input_shape, &what)
 }
-
-/// `g` with every constant rounded to the nearest point of the fixed-point grid with
-/// `frac_bits` fractional bits. The engine's encoder truncates toward zero (as CrypTen's),
-/// which shrinks every weight's magnitude by half an ulp on average: harmless for one
-/// layer, but the bias compounds through a deep network (a random-weight ResNet-18 at 16
-/// bits: 1.5e-2 off onnxruntime, 2.7e-3 with rounded weights). Rounding first makes the
-/// encoding exact and its error unbiased. Inputs get the same treatment (`round_tensor`).
-pub fn round_to_grid(g: &Graph, frac_bits: u32) -> Graph {
-    g.map_constants(|c| round_tensor(c, frac_bits))
-}
-
-/// `t` rounded to the nearest multiple of 2^-frac_bits (see `round_to_grid`).
-pub fn round_tensor(t: &crate::ring::PlainTensor, frac_bits: u32) -> crate::ring::PlainTensor {
-    let s = (frac_bits as f64).exp2();
-    t.map(|v| (v * s).round() / s)
-}

@@ -29,8 +29,14 @@ pub fn read(path: &Path, what: &str) -> Result<(PlainTensor, Dtype)> {
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(bad(format!("larger than {MAX_FILE_BYTES} bytes: refused")));
     }
-    let npy =
-        npyz::NpyFile::new(&bytes[..]).map_err(|e| bad(format!("not a valid .npy file ({e})")))?;
+    parse(&bytes).map_err(bad)
+}
+
+/// An .npy file's bytes as an f64 tensor and its dtype; the error says what is wrong (the
+/// caller names the file). Pure, so it is a fuzz target.
+pub fn parse(bytes: &[u8]) -> std::result::Result<(PlainTensor, Dtype), String> {
+    let bad = |m: String| m;
+    let npy = npyz::NpyFile::new(bytes).map_err(|e| bad(format!("not a valid .npy file ({e})")))?;
     if npy.order() != npyz::Order::C {
         return Err(bad(
             "is in Fortran order; save it with numpy in C order".into()
@@ -46,6 +52,14 @@ pub fn read(path: &Path, what: &str) -> Result<(PlainTensor, Dtype)> {
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .filter(|&n| n <= MAX_TENSOR_ELEMS && shape.len() <= MAX_RANK)
         .ok_or_else(|| bad(format!("shape {shape:?} is too large")))?;
+    // npyz reads a count from the header and reserves for it: refuse a count the bytes
+    // cannot hold before asking it to read (8 bytes is the widest dtype we take).
+    if n.saturating_mul(4) > bytes.len() {
+        return Err(bad(format!(
+            "shape {shape:?} needs more data than the file's {} bytes; is the file truncated?",
+            bytes.len()
+        )));
+    }
     let descr = match npy.dtype() {
         npyz::DType::Plain(ts) => ts.to_string(),
         other => other.descr(),

@@ -171,6 +171,9 @@ pub struct Ctx<'a> {
     /// Post as background traffic (`Comm::post_bulk`): a scheduling choice made by whoever
     /// derives the context; the protocols never look at it.
     bulk: bool,
+    /// The dry run that records the plan (`Ctx::for_plan`): what is taken and opened is
+    /// recorded, but values are never computed (see `is_dry`).
+    dry: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -191,7 +194,31 @@ impl<'a> Ctx<'a> {
             primary: true,
             salt: 0,
             bulk: false,
+            dry: false,
         }
+    }
+
+    /// The context of the dry run that records a program's plan: every protocol makes its
+    /// material requests and takes its operation keys exactly as online, but openings,
+    /// zero sharings and local products return zeros of the right shape without touching
+    /// the network, the PRG or the kernels (values cannot change what is requested:
+    /// the protocols are data-oblivious).
+    pub fn for_plan(
+        comm: &'a dyn Comm,
+        material: &'a dyn MaterialSource,
+        seeds: &'a PairSeeds,
+        fixed: FixedPoint,
+    ) -> Self {
+        Ctx {
+            dry: true,
+            ..Ctx::new(comm, material, seeds, fixed)
+        }
+    }
+
+    /// Whether this is the plan's dry run (`for_plan`): values are placeholders, so work
+    /// whose only product is values may be skipped; keys and requests may not.
+    pub fn is_dry(&self) -> bool {
+        self.dry
     }
 
     pub fn party(&self) -> PartyId {
@@ -223,6 +250,7 @@ impl<'a> Ctx<'a> {
             primary,
             salt,
             bulk: self.bulk,
+            dry: self.dry,
         }
     }
 
@@ -359,6 +387,9 @@ impl<'a> Ctx<'a> {
         combine: Combine,
         windowed: bool,
     ) -> RingTensor {
+        if self.dry {
+            return RingTensor::zeros(shape);
+        }
         let n: usize = shape.iter().product();
         let at = match (windowed, self.window) {
             (true, w) if !w.is_whole() && w.count > 0 => (n / w.count) * w.start,
@@ -429,6 +460,9 @@ impl<'a> Ctx<'a> {
         combine: Combine,
     ) -> Result<Vec<RingTensor>> {
         self.count_round();
+        if self.dry {
+            return Ok(shapes.iter().map(|s| RingTensor::zeros(s)).collect());
+        }
         let mut total = if total.len() <= OPEN_PIECE {
             self.open_whole(key, total, combine)
         } else {

@@ -35,6 +35,19 @@ impl LinearOp {
         }
     }
 
+    /// The shape of op(x, w) (shapes checked by `request`).
+    pub fn out_shape(&self, x: &[usize], w: &[usize]) -> Vec<usize> {
+        match *self {
+            LinearOp::Matmul => vec![x[0], w[1]],
+            LinearOp::Conv2d { stride, padding } => vec![
+                x[0],
+                w[0],
+                (x[2] + 2 * padding - w[2]) / stride + 1,
+                (x[3] + 2 * padding - w[3]) / stride + 1,
+            ],
+        }
+    }
+
     /// The triple this product needs, after checking the shapes fit.
     pub fn request(&self, x: &[usize], w: &[usize]) -> Result<Request> {
         match *self {
@@ -126,10 +139,20 @@ fn rows_of(t: &RingTensor, row0: usize, rows: usize) -> std::borrow::Cow<'_, Rin
 }
 
 impl<'a> Ctx<'a> {
+    /// op(x, w) on local values; zeros of its shape in the dry run, which needs no values.
+    fn product(&self, op: LinearOp, x: &RingTensor, w: &RingTensor) -> RingTensor {
+        if self.is_dry() {
+            RingTensor::zeros(&op.out_shape(x.shape(), w.shape()))
+        } else {
+            op.apply(x, w)
+        }
+    }
+
     /// Private-weight linear product op(x, w), truncated. One round (§3.2).
     pub fn linear(&self, op: LinearOp, x: &Share, w: &Share) -> Result<Share> {
         let req = op.request(x.shape(), w.shape())?;
-        let z = self.beaver("linear", req, &x.0, &w.0, |a, b| op.apply(a, b))?;
+        let out = op.out_shape(x.shape(), w.shape());
+        let z = self.beaver("linear", req, &x.0, &w.0, &out, |a, b| op.apply(a, b))?;
         self.trunc(&Share(z))
     }
 
@@ -137,14 +160,15 @@ impl<'a> Ctx<'a> {
     /// layer's share then never coexists with the whole message of the open).
     pub fn linear_owned(&self, op: LinearOp, x: &Share, w: Share) -> Result<Share> {
         let req = op.request(x.shape(), w.shape())?;
-        let z = self.beaver("linear", req, &x.0, w.0, |a, b| op.apply(a, b))?;
+        let out = op.out_shape(x.shape(), w.shape());
+        let z = self.beaver("linear", req, &x.0, w.0, &out, |a, b| op.apply(a, b))?;
         self.trunc(&Share(z))
     }
 
     /// Public-weight linear product: each party multiplies its own share, no round (N = 2).
     pub fn linear_public(&self, op: LinearOp, x: &Share, w: &RingTensor) -> Result<Share> {
         op.request(x.shape(), w.shape())?;
-        self.trunc(&Share(op.apply(&x.0, w)))
+        self.trunc(&Share(self.product(op, &x.0, w)))
     }
 
     /// X·W with private weights.
@@ -192,7 +216,7 @@ impl<'a> Ctx<'a> {
         shape: &[usize],
     ) -> Result<Share> {
         let mut z = self.zero_sharing_at(key, shape, Combine::Add, false);
-        if self.party() == owner {
+        if self.party() == owner && !self.is_dry() {
             let v = w.ok_or_else(|| {
                 Error::Config(format!(
                     "party {owner} shares a constant but was given none"
@@ -232,7 +256,18 @@ impl<'a> Ctx<'a> {
         w_shape: &[usize],
     ) -> Result<LinearTriple> {
         let req = op.request(x_shape, w_shape)?;
-        let Triple { a, b, c } = Triple::from_material(self.material_whole(keys.triple, req)?)?;
+        let material = self.material_whole(keys.triple, req)?;
+        if self.is_dry() {
+            // Placeholders never read: zeros the allocator need not touch.
+            return Ok(LinearTriple {
+                op,
+                key: keys.triple,
+                a: Arc::new(RingTensor::zeros(x_shape)),
+                b: RingTensor::zeros(w_shape),
+                c: vec![0; op.out_shape(x_shape, w_shape).iter().product()],
+            });
+        }
+        let Triple { a, b, c } = Triple::from_material(material)?;
         let a = RingTensor::try_from_vec(x_shape, a.into_vec())?;
         let b = RingTensor::try_from_vec(w_shape, b.into_vec())?;
         Ok(LinearTriple {
@@ -245,7 +280,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// W - B into the weight's own buffer, after checking it fits the triple.
-    fn mask_weight(t: &LinearTriple, w: Share) -> Result<RingTensor> {
+    fn mask_weight(&self, t: &LinearTriple, w: Share) -> Result<RingTensor> {
         if w.shape() != t.b.shape() {
             return Err(Error::Shape(format!(
                 "weight {:?} for a triple made for {:?}",
@@ -254,7 +289,9 @@ impl<'a> Ctx<'a> {
             )));
         }
         let mut masked = w.0;
-        masked.sub_assign(&t.b);
+        if !self.is_dry() {
+            masked.sub_assign(&t.b);
+        }
         Ok(masked)
     }
 
@@ -263,10 +300,12 @@ impl<'a> Ctx<'a> {
         let LinearTriple {
             op, a, mut b, c, ..
         } = t;
-        let mut base = op.apply(&a, f);
-        base.add_assign(&RingTensor::try_from_vec(base.shape(), c)?);
-        if self.party() == 0 {
-            b.add_assign(f);
+        let mut base = self.product(op, &a, f);
+        if !self.is_dry() {
+            base.add_assign(&RingTensor::try_from_vec(base.shape(), c)?);
+            if self.party() == 0 {
+                b.add_assign(f);
+            }
         }
         Ok(PreparedLinear {
             op,
@@ -280,7 +319,7 @@ impl<'a> Ctx<'a> {
     /// then compute C + A·F.
     pub fn open_weight_mask(&self, t: LinearTriple, w: Share) -> Result<PreparedLinear> {
         let w_shape = w.shape().to_vec();
-        let masked = Self::mask_weight(&t, w)?;
+        let masked = self.mask_weight(&t, w)?;
         let f = self
             .open_flat_keyed(
                 "linear weight mask",
@@ -306,7 +345,17 @@ impl<'a> Ctx<'a> {
     ) -> Result<(PreparedLinear, RingTensor)> {
         check_rows(t.a.shape(), x.shape(), row0)?;
         let w_shape = w.shape().to_vec();
-        let masked_w = Self::mask_weight(&t, w)?;
+        let masked_w = self.mask_weight(&t, w)?;
+        if self.is_dry() {
+            let mut opened = self.open_flat(
+                "linear masks",
+                Vec::new(),
+                &[x.shape(), &w_shape],
+                Combine::Add,
+            )?;
+            let e = opened.remove(0);
+            return Ok((self.prepared(t, &opened[0])?, e));
+        }
         let a = rows_of(&t.a, row0, x.shape()[0]);
         let mut msg = Vec::with_capacity(x.len() + masked_w.len());
         msg.extend(
@@ -377,8 +426,10 @@ impl<'a> Ctx<'a> {
                 e.shape()
             )));
         }
-        let mut z = prep.op.apply(e, &prep.b_side);
-        z.add_assign(&rows_of(&prep.base, row0, rows));
+        let mut z = self.product(prep.op, e, &prep.b_side);
+        if !self.is_dry() {
+            z.add_assign(&rows_of(&prep.base, row0, rows));
+        }
         self.trunc(&Share(z))
     }
 }
@@ -466,7 +517,8 @@ impl<'a> Ctx<'a> {
             stride,
             padding,
         };
-        let z = self.beaver("conv input gradient", req, &dy.0, &w.0, |a, b| {
+        let out = [ds[0], ws[1], in_hw.0, in_hw.1];
+        let z = self.beaver("conv input gradient", req, &dy.0, &w.0, &out, |a, b| {
             kernels::conv2d_grad_input(a, b, in_hw, stride, padding)
         })?;
         self.trunc(&Share(z))
@@ -504,7 +556,8 @@ impl<'a> Ctx<'a> {
             stride,
             padding,
         };
-        let z = self.beaver("conv weight gradient", req, &x.0, &dy.0, |a, b| {
+        let out = [ds[1], xs[1], k_hw.0, k_hw.1];
+        let z = self.beaver("conv weight gradient", req, &x.0, &dy.0, &out, |a, b| {
             kernels::conv2d_grad_weight(a, b, k_hw, stride, padding)
         })?;
         self.trunc(&Share(z))

@@ -171,7 +171,7 @@ impl<'a> Ctx<'a> {
         let x6 = self.square(x3)?;
 
         let g = POLY_COEFF_EXTRA_BITS;
-        let coeff = |c: f64| ((c * (1u64 << (f + g)) as f64) as i64) as u64;
+        let coeff = |c: f64| crate::ring::encode_at(c, f + g);
         let weighted = |terms: &[(f64, &Share)]| {
             let mut acc = RingTensor::zeros(n);
             for (c, p) in terms {

@@ -2,8 +2,8 @@
 //! against its configuration's serial row (gains, and whether η is meaningful).
 //! Depends on report::load, and bench for η's threshold.
 //!
-//! A group is one configuration (model, batch, parties, weights, link, truncation mode) of
-//! one file: every row of a group was measured by one sweep writing one file, and its
+//! A group is one configuration (model, batch, parties, weights, link, truncation mode,
+//! channels) of one file: every row of a group was measured by one sweep writing one file, and its
 //! gains are taken against that file's serial row. The same configuration in two files
 //! (another host, another commit) is two groups, shown side by side, never averaged. A
 //! group whose rows differ in commit, host or ISA path (a sweep resumed by a later build)
@@ -27,6 +27,8 @@ pub struct Config {
     pub bandwidth: String,
     pub latency: String,
     pub trunc: String,
+    /// `memory`, `sealed` or `plaintext` (rows from before the column: memory).
+    pub channels: String,
 }
 
 impl Config {
@@ -47,13 +49,21 @@ impl Config {
                 "" => "dealer".into(),
                 t => t.into(),
             },
+            channels: match r.channels.as_str() {
+                "" => "memory".into(),
+                c => c.into(),
+            },
         }
     }
 
     /// "vgg16 · lan · 2 parties · private weights".
     pub fn title(&self) -> String {
+        let over = match self.channels.as_str() {
+            "memory" => String::new(),
+            c => format!(" · {c} TCP channels"),
+        };
         format!(
-            "{} · {} · {} parties · {} weights",
+            "{} · {} · {} parties · {} weights{over}",
             self.model, self.network, self.parties, self.weights
         )
     }

@@ -42,6 +42,8 @@ pub struct Record {
     pub trunc: String,
     /// Empty in rows from before the column (they ran as threads).
     pub lanes: String,
+    /// Empty in rows from before the column (they ran in memory).
+    pub channels: String,
 }
 
 /// What one input file held.
@@ -76,7 +78,7 @@ pub const REQUIRED: [&str; 15] = [
 ];
 
 /// Columns the report uses where present (older files lack some of them).
-pub const OPTIONAL: [&str; 10] = [
+pub const OPTIONAL: [&str; 11] = [
     "bandwidth_mbps",
     "cpu_util",
     "link_util",
@@ -87,6 +89,7 @@ pub const OPTIONAL: [&str; 10] = [
     "trunc",
     "lanes",
     "speedup_vs_serial",
+    "channels",
 ];
 
 /// Load one CSV. `name` is how the report names the file.
@@ -153,6 +156,7 @@ pub fn load(path: &Path, name: &str) -> Result<Loaded> {
             overlap_efficiency: cell.optional("overlap_efficiency")?,
             trunc: cell.text("trunc"),
             lanes: cell.text("lanes"),
+            channels: cell.text("channels"),
         });
     }
     Ok(Loaded::Bench { records, absent })

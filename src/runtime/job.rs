@@ -1,10 +1,11 @@
 //! A job: a named program every party runs, with its plaintext reference. The CLI's `run`,
 //! `party` and `offline` subcommands and the bench harness all build jobs here, so a job
-//! runs the same in-process, across processes, and from offline files.
-//! Depends on model, sched, proto, ring.
+//! runs the same in-process, across processes, and from offline files. `infer` builds its
+//! jobs here too (`InferJob`: a user's ONNX model on the data owner's .npy input).
+//! Depends on onnx, model, sched, proto, ring.
 
 use crate::error::{Error, Result};
-use crate::model::{plain, zoo, Weights};
+use crate::model::{plain, zoo, Graph, Weights};
 use crate::proto::Ctx;
 use crate::ring::PlainTensor;
 use crate::sched::{self, Schedule};
@@ -25,6 +26,25 @@ pub struct JobSpec {
     pub seq_len: Option<usize>,
     /// `--dealer-seed` (see `SessionConfig::dealer_seed`).
     pub dealer_seed: Option<u64>,
+    /// A user's ONNX model (`mpc-pipe infer`) instead of the built-in `model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub infer: Option<InferJob>,
+}
+
+/// `mpc-pipe infer`'s job: the data owner's .npy input through a user's ONNX model, the
+/// output revealed to the data owner only.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferJob {
+    /// The .onnx file. Every party reads it: the graph is public, and with private weights
+    /// only party 0's copy of the values is used (mpc.rs shares them).
+    pub model: std::path::PathBuf,
+    /// The data owner's input (.npy); no other party opens it.
+    pub input: std::path::PathBuf,
+    /// The input's shape: the model's, or `--input-shape` for dynamic dims.
+    pub input_shape: Vec<usize>,
+    /// The party that holds the input and alone receives the output.
+    pub data_owner: usize,
 }
 
 impl JobSpec {
@@ -38,6 +58,7 @@ impl JobSpec {
             schedule: Schedule::serial(),
             seq_len: None,
             dealer_seed: None,
+            infer: None,
         }
     }
 }
@@ -54,7 +75,8 @@ pub struct Job {
     /// material is addressed by (node, part of the tensor), so every schedule needs the
     /// same plan, and serial records it without lanes.
     pub plan_program: Program,
-    /// The same computation in plaintext f64.
+    /// The same computation in plaintext f64 (empty for an `InferJob`: `infer` evaluates
+    /// its graph itself, and a party process without the input could not).
     pub reference: PlainTensor,
     /// Words of weight masks F = W - B each party opens (0 with public weights); the cost
     /// model's input for what inter-linear moves off the critical path.
@@ -64,8 +86,22 @@ pub struct Job {
 /// Build the job for `spec`: a built-in model (see `model::zoo`), or "selftest", a small
 /// fixed program (input sharing, mul, matmul, reveal) used by transport tests.
 pub fn build(spec: &JobSpec) -> Result<Job> {
+    build_at(spec, None)
+}
+
+/// `build` in the process of party `me` (None: every party in this process). Only an
+/// `InferJob` depends on it: the data owner's process alone reads the input.
+pub fn build_at(spec: &JobSpec, me: Option<usize>) -> Result<Job> {
     if spec.batch == 0 {
         return Err(Error::Config("--batch must be at least 1".into()));
+    }
+    if let Some(ij) = &spec.infer {
+        let graph = crate::onnx::load(&ij.model, Some(&ij.input_shape))?;
+        let input = match me {
+            Some(id) if id != ij.data_owner => None,
+            _ => Some(read_input(&ij.input, graph.input_shape())?.0),
+        };
+        return infer(spec, graph, input);
     }
     if spec.model == "selftest" {
         return Ok(selftest(spec));
@@ -99,6 +135,71 @@ pub fn build(spec: &JobSpec) -> Result<Job> {
     })
 }
 
+/// The data owner's input and its dtype, checked against the model's input shape.
+pub fn read_input(
+    path: &std::path::Path,
+    shape: &[usize],
+) -> Result<(PlainTensor, crate::onnx::npy::Dtype)> {
+    let (x, dtype) = crate::onnx::npy::read(path, "--input")?;
+    if x.shape() != shape {
+        return Err(Error::Config(format!(
+            "--input {} has shape {:?}, but the model takes {shape:?}",
+            path.display(),
+            x.shape(),
+        )));
+    }
+    Ok((x, dtype))
+}
+
+/// The job of `spec.infer` on `graph`: the data owner shares `input` (None in the other
+/// parties' processes), and alone receives the decoded output; every other party's
+/// program returns an empty tensor.
+pub fn infer(spec: &JobSpec, graph: Graph, input: Option<PlainTensor>) -> Result<Job> {
+    let ij = spec
+        .infer
+        .as_ref()
+        .ok_or_else(|| Error::Config("not an infer job".into()))?;
+    let owner = ij.data_owner;
+    if owner >= spec.parties {
+        return Err(Error::Config(format!(
+            "--data-owner {owner} is not one of the {} parties (0..={})",
+            spec.parties,
+            spec.parties - 1
+        )));
+    }
+    let weight_mask_words = match spec.weights {
+        Weights::Private => graph.linear_weight_words(),
+        Weights::Public => 0,
+    };
+    // The dry run that records the plan plays party 0 in every process; when party 0 is
+    // the data owner, another party's process plays it with zeros (the plan depends on
+    // shapes only). Online, a process only ever runs its own party, so a party without
+    // the input never shares one.
+    let zeros = PlainTensor::zeros(graph.input_shape());
+    let data = std::sync::Arc::new((graph, input, zeros));
+    let weights = spec.weights;
+    let under = |schedule: Schedule| -> Program {
+        let data = data.clone();
+        Box::new(move |ctx: &Ctx| -> Result<PlainTensor> {
+            let (graph, input, zeros) = &*data;
+            let mine = (ctx.party() == owner).then(|| input.as_ref().unwrap_or(zeros));
+            let x = ctx.share_plain(owner, mine, graph.input_shape())?;
+            let y = sched::forward(ctx, graph, &x, weights, &schedule)?;
+            Ok(match ctx.reveal_to(owner, &y)? {
+                Some(r) => ctx.fixed().decode_tensor(&r),
+                None => PlainTensor::zeros(&[0]),
+            })
+        })
+    };
+    Ok(Job {
+        spec: spec.clone(),
+        program: under(spec.schedule),
+        plan_program: under(Schedule::serial()),
+        reference: PlainTensor::zeros(&[0]),
+        weight_mask_words,
+    })
+}
+
 fn selftest(spec: &JobSpec) -> Job {
     let b = spec.batch;
     let x = PlainTensor::from_vec(
@@ -128,7 +229,8 @@ fn selftest(spec: &JobSpec) -> Job {
 
 /// Plans recorded in this process, by job description (schedule left out: every schedule
 /// needs the serial plan) and fixed-point settings.
-static PLANS: std::sync::Mutex<Vec<(String, std::sync::Arc<crate::offline::Plan>)>> =
+#[allow(clippy::type_complexity)]
+static PLANS: std::sync::Mutex<Vec<(String, std::sync::Arc<crate::offline::Plan>, f64)>> =
     std::sync::Mutex::new(Vec::new());
 /// Plans kept at most: a bench matrix visits its configurations one after another.
 const PLANS_KEPT: usize = 16;
@@ -139,18 +241,28 @@ pub fn cached_plan(
     job: &Job,
     cfg: &crate::runtime::SessionConfig,
 ) -> Result<std::sync::Arc<crate::offline::Plan>> {
+    Ok(cached_plan_timed(job, cfg)?.0)
+}
+
+/// As `cached_plan`, with the seconds its dry run took when it was recorded.
+pub fn cached_plan_timed(
+    job: &Job,
+    cfg: &crate::runtime::SessionConfig,
+) -> Result<(std::sync::Arc<crate::offline::Plan>, f64)> {
     let mut spec = job.spec.clone();
     spec.schedule = Schedule::serial();
     let key = serde_json::to_string(&(spec, cfg.fixed, cfg.parties))
         .map_err(|e| Error::Protocol(format!("job description: {e}")))?;
-    if let Some((_, p)) = PLANS.lock().unwrap().iter().find(|(k, _)| *k == key) {
-        return Ok(p.clone());
+    if let Some((_, p, s)) = PLANS.lock().unwrap().iter().find(|(k, _, _)| *k == key) {
+        return Ok((p.clone(), *s));
     }
+    let t = std::time::Instant::now();
     let plan = std::sync::Arc::new(crate::runtime::record_plan(cfg, &*job.plan_program)?);
+    let secs = t.elapsed().as_secs_f64();
     let mut plans = PLANS.lock().unwrap();
     if plans.len() >= PLANS_KEPT {
         plans.remove(0);
     }
-    plans.push((key, plan.clone()));
-    Ok(plan)
+    plans.push((key, plan.clone(), secs));
+    Ok((plan, secs))
 }

@@ -1,5 +1,6 @@
-//! All parties in one process, one thread per party, over in-memory links.
-//! Depends on proto, offline, transport::memory, comm.
+//! All parties in one process, one thread per party, over in-memory links (or, for
+//! measuring the TCP transport and its secure channels, loopback TCP between the threads).
+//! Depends on proto, offline, transport::{memory, tcp}, comm.
 //!
 //! A program is one function every party runs on its own `Ctx`. `record_plan` runs it once
 //! over a `NullComm` and a `RecordingSource` (the dry run), `offline::deal` makes the
@@ -17,6 +18,97 @@ use crate::proto::{Ctx, NullComm, PairSeeds};
 use crate::ring::FixedPoint;
 use crate::transport::emulator::LinkProfile;
 use crate::transport::MemoryNetwork;
+
+/// Which links the parties of an in-process run talk over: what a bench row records in
+/// its `channels` column.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Channels {
+    /// In-memory queues (the default: no transport cost, only the emulated link's).
+    #[default]
+    Memory,
+    /// Loopback TCP, every frame sealed with AES-256-GCM (what `party` uses).
+    Sealed,
+    /// Loopback TCP in clear (`--insecure-plaintext-channels`).
+    Plaintext,
+}
+
+impl Channels {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channels::Memory => "memory",
+            Channels::Sealed => "sealed",
+            Channels::Plaintext => "plaintext",
+        }
+    }
+}
+
+impl std::fmt::Display for Channels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Channels {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim() {
+            "memory" => Ok(Channels::Memory),
+            "sealed" => Ok(Channels::Sealed),
+            "plaintext" => Ok(Channels::Plaintext),
+            other => Err(Error::Config(format!(
+                "channels must be \"memory\", \"sealed\" or \"plaintext\", got \"{other}\""
+            ))),
+        }
+    }
+}
+
+/// One endpoint per party over `channels`: in-memory, or loopback TCP connected on one
+/// thread per party (with a fresh session key; the setup is not timed).
+fn endpoints(
+    cfg: &SessionConfig,
+    link: &LinkProfile,
+    channels: Channels,
+) -> Result<Vec<Box<dyn Comm + Send + Sync>>> {
+    use crate::transport::{SessionKey, TcpConfig, TcpNetwork};
+    if channels == Channels::Memory {
+        return Ok(
+            MemoryNetwork::endpoints_with_links(cfg.parties, cfg.timeout, link.clone())
+                .into_iter()
+                .map(|e| Box::new(e) as Box<dyn Comm + Send + Sync>)
+                .collect(),
+        );
+    }
+    let listeners = (0..cfg.parties)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let addrs = listeners
+        .iter()
+        .map(|l| l.local_addr())
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let (key, session) = (SessionKey::fresh(), fresh_session());
+    std::thread::scope(|s| {
+        let handles: Vec<_> = listeners
+            .into_iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let mut t = TcpConfig::new(i, addrs.clone(), session, key.clone());
+                t.timeout = cfg.timeout;
+                t.link = link.clone();
+                t.plaintext = channels == Channels::Plaintext;
+                s.spawn(move || TcpNetwork::connect_with(&t, l))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                let ep = h.join().unwrap_or_else(|_| {
+                    Err(Error::Protocol("a connecting thread panicked".into()))
+                })?;
+                Ok(Box::new(ep) as Box<dyn Comm + Send + Sync>)
+            })
+            .collect()
+    })
+}
 
 /// Largest total of expanded material (all parties of this process) held in memory before
 /// the online phase; larger plans draw material on demand.
@@ -69,6 +161,9 @@ pub fn material_mode(material: &[PartyMaterial]) -> MaterialMode {
     }
 }
 
+/// Most computing parties a session may have.
+pub const MAX_PARTIES: usize = 8;
+
 /// The in-process dealer for `plan`: when every party's material fits the eager budget,
 /// the dealer keeps what it draws for the parties' stores (it draws all of it anyway to
 /// make party 0's corrections), so nothing is drawn twice; otherwise parties draw their
@@ -109,9 +204,9 @@ impl SessionConfig {
     }
 
     pub fn check(&self) -> Result<()> {
-        if !(2..=8).contains(&self.parties) {
+        if !(2..=MAX_PARTIES).contains(&self.parties) {
             return Err(Error::Config(format!(
-                "--parties must be between 2 and 8, got {}",
+                "--parties must be between 2 and {MAX_PARTIES}, got {}",
                 self.parties
             )));
         }
@@ -164,7 +259,7 @@ pub fn record_plan<T>(
     let rec = RecordingSource::new();
     let seeds = PairSeeds::dry();
     {
-        let ctx = Ctx::new(&comm, &rec, &seeds, cfg.fixed);
+        let ctx = Ctx::for_plan(&comm, &rec, &seeds, cfg.fixed);
         program(&ctx)?;
     }
     rec.into_plan()
@@ -218,6 +313,19 @@ pub fn run_online_as<T: Send>(
     program: &(dyn Fn(&Ctx) -> Result<T> + Sync),
     trace: Option<&Recorder>,
 ) -> Result<Vec<PartyOutcome<T>>> {
+    run_online_over(cfg, link, material, mode, program, trace, Channels::Memory)
+}
+
+/// As `run_online_as`, over the given channels.
+pub fn run_online_over<T: Send>(
+    cfg: &SessionConfig,
+    link: &LinkProfile,
+    material: Vec<PartyMaterial>,
+    mode: MaterialMode,
+    program: &(dyn Fn(&Ctx) -> Result<T> + Sync),
+    trace: Option<&Recorder>,
+    channels: Channels,
+) -> Result<Vec<PartyOutcome<T>>> {
     cfg.check()?;
     if material.len() != cfg.parties {
         return Err(Error::Material(format!(
@@ -248,7 +356,7 @@ pub fn run_online_as<T: Send>(
         .map(|m| mode.source(m))
         .collect::<Result<Vec<_>>>()?;
     let expand_s = t_expand.elapsed().as_secs_f64();
-    let endpoints = MemoryNetwork::endpoints_with_links(cfg.parties, cfg.timeout, link.clone());
+    let endpoints = endpoints(cfg, link, channels)?;
     let results: Vec<Result<PartyOutcome<T>>> = std::thread::scope(|s| {
         let handles: Vec<_> = endpoints
             .into_iter()
@@ -257,17 +365,18 @@ pub fn run_online_as<T: Send>(
             .map(|(i, (ep, store))| {
                 let t = std::thread::Builder::new().name(format!("party {i}"));
                 t.spawn_scoped(s, move || {
+                    let ep: &dyn Comm = &*ep;
                     let seeds = match cfg.dealer_seed {
                         Some(s) => PairSeeds::from_dealer_seed(s, i, cfg.parties),
-                        None => PairSeeds::establish(&ep)?,
+                        None => PairSeeds::establish(ep)?,
                     };
                     let traced = trace.map(|recorder| TracedComm {
-                        inner: &ep,
+                        inner: ep,
                         recorder,
                     });
                     let comm: &dyn Comm = match &traced {
                         Some(t) => t,
-                        None => &ep,
+                        None => ep,
                     };
                     let mut out =
                         timed_online(&Ctx::new(comm, store.as_ref(), &seeds, cfg.fixed), program)?;

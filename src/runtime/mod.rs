@@ -7,4 +7,5 @@ pub mod process;
 
 pub use local::{
     deal_in_process, record_plan, run_local, run_online, Offline, PartyOutcome, SessionConfig,
+    MAX_PARTIES,
 };

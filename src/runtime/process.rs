@@ -237,8 +237,13 @@ impl PartiesFile {
 
     pub fn load(path: &Path) -> Result<Self> {
         let text = crate::error::read_capped(path, MAX_PARTIES_FILE_BYTES, "parties file")?;
-        toml::from_str(&text)
+        Self::parse(&text)
             .map_err(|e| Error::Config(format!("parties file {}: {e}", path.display())))
+    }
+
+    /// A parties file's text; the error says what is wrong (the caller names the file).
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
@@ -424,6 +429,7 @@ fn online(
                 parties: n,
                 plan_hash: plan.hash(),
             },
+            &crate::offline::file::MaterialKey::from_session_key(&cfg.key.0),
         )?;
         // Files of different dealings would silently give wrong results: compare the
         // dealing's session id with every peer before using them.
@@ -633,6 +639,9 @@ pub struct ProcessRun {
     pub inbox_cap_mib: u64,
     /// See `PartyJob::plaintext_channels`.
     pub plaintext_channels: bool,
+    /// The session key handed to every child (None: a fresh one). Material files need the
+    /// key that `mpc-pipe offline` MACed them with.
+    pub key: Option<SessionKey>,
 }
 
 impl ProcessRun {
@@ -662,6 +671,7 @@ impl ProcessRun {
             extra_args: vec![],
             inbox_cap_mib: DEFAULT_INBOX_CAP_MIB,
             plaintext_channels: false,
+            key: None,
         }
     }
 }
@@ -766,7 +776,7 @@ fn spawn_once(run: &ProcessRun) -> std::result::Result<Vec<PartyOutcome<PlainTen
     };
     let addrs = free_loopback_addrs(n).map_err(fatal)?;
     let session = super::local::fresh_session();
-    let key = SessionKey::fresh();
+    let key = run.key.clone().unwrap_or_else(SessionKey::fresh);
     let job_json = ChildInput {
         job: run.party_job(),
         parties: PartiesFile::from_addrs(&addrs),

@@ -29,7 +29,8 @@ pub fn prepare(
     let t = ctx.take_linear_triple(keys, op, full, w.shape())?;
     slot.set_mask(t.mask());
     // Only the model owner encodes its weight (a full-size VGG16 FC layer is 100M values).
-    let enc = (ctx.party() == 0).then(|| ctx.fixed().encode_tensor(w));
+    // (Nor does the plan's dry run, which never reads it.)
+    let enc = (ctx.party() == 0 && !ctx.is_dry()).then(|| ctx.fixed().encode_tensor(w));
     let ws = ctx.share_constant(keys.weight, 0, enc.as_ref(), w.shape())?;
     match x {
         Some(x) => {

@@ -13,6 +13,7 @@
 //! - `inner_layer`: a node's tensor in k chunks, each a lane, so chunk i+1 computes while
 //!   chunk i's openings are in flight.
 //! - `inter_batch`: m micro-batches, each a lane running the whole traversal.
+//! - `plan`: the dry run's strategy, one unit of each node (every schedule's plan is one).
 //!
 //! and the pieces they share: `fork` (running lanes), `slots` (a layer prepared once and
 //! read by every lane), `linear` (a private layer's steps over the slots), `cost` (the
@@ -31,6 +32,7 @@ mod inner_layer;
 mod inter_batch;
 mod inter_linear;
 mod linear;
+mod plan;
 mod serial;
 pub(crate) mod slots;
 
@@ -194,6 +196,9 @@ struct Exec<'e> {
 
 impl mpc::Exec for Exec<'_> {
     fn split(&self, ctx: &Ctx, xs: &[Share], axes: &[usize], f: &PieceFn) -> Result<Share> {
+        if ctx.is_dry() {
+            return plan::split(ctx, xs, axes, f);
+        }
         match self.schedule.k() {
             1 => serial::split(ctx, xs, f),
             k => inner_layer::split(ctx, xs, axes, k, self.schedule.lanes, f),
@@ -204,7 +209,11 @@ impl mpc::Exec for Exec<'_> {
         match layer.weights {
             Weights::Public => {
                 // A local product: nothing to overlap (N = 2), so never chunked.
-                let w = ctx.fixed().encode_tensor(&layer.weight);
+                let w = if ctx.is_dry() {
+                    crate::ring::RingTensor::zeros(layer.weight.shape())
+                } else {
+                    ctx.fixed().encode_tensor(&layer.weight)
+                };
                 serial::split(ctx, std::slice::from_ref(x), &|c, p| {
                     c.linear_public(layer.op, &p[0], &w)
                 })
@@ -266,6 +275,16 @@ pub fn forward(
     weights: Weights,
     schedule: &Schedule,
 ) -> Result<Share> {
+    if ctx.is_dry() {
+        // The plan is every schedule's: recorded by one strategy (`plan`).
+        let slots = slots::Slots::new(graph.nodes.len());
+        let exec = Exec {
+            schedule: Schedule::serial(),
+            slots: &slots,
+            ahead: false,
+        };
+        return mpc::forward(ctx, graph, x.clone(), weights, &exec);
+    }
     let batch = x.shape().first().copied().unwrap_or(1);
     let m = schedule.m().min(batch).max(1);
     if m > 1 {

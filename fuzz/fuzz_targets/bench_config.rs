@@ -1,0 +1,3 @@
+#![no_main]
+// See mpc_pipe::fuzz::bench_config for what this target asserts.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| mpc_pipe::fuzz::bench_config(data));
