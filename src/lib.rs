@@ -5,6 +5,7 @@
 //! ```text
 //!   cli                      subcommands
 //!   bench | report | profile sweeps and their CSV | tables and figures from them | timelines
+//!   train                    secure training: data sets, backward passes, SGD, epochs
 //!   runtime                  wiring: parties as threads/processes, dealer, timing
 //!   sched                    schemes: strategies over the one traversal (lanes, slots)
 //!   model | onnx             graph, zoo, f64 and MPC interpreters (the one traversal) |
@@ -39,6 +40,7 @@ pub mod report;
 pub mod ring;
 pub mod runtime;
 pub mod sched;
+pub mod train;
 pub mod transport;
 
 pub use error::{Error, Result};

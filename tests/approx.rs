@@ -251,3 +251,30 @@ fn costs_per_element_match_protocols_md_in_2pc() {
         }
     }
 }
+
+/// ln on [1, 10], the training loss's domain (ln Σ e^(z - max z) over 10 classes).
+/// CrypTen's iteration converges to the y with x·exp_mpc(−y) = 1, so ln's error is
+/// exp's relative error at −y, taken as an absolute error in y: the limit form's
+/// e^(y²/512/(1 − y/256)) − 1 (1.05e-2 at y = ln 10) plus exp's fixed-point 2^-7 (see
+/// `exp_matches_limit_form_...`), plus a few ulp from the last iteration's series.
+#[test]
+fn ln_is_within_exps_error_on_1_to_10() {
+    for n in [2, 3] {
+        let mut d = Data::new(300 + n as u64);
+        let mut v = log_uniform(&mut d, 40, 1.0, 10.0);
+        v.extend([1.0, 2.0, 9.99, 10.0]);
+        let x = quantize(&PlainTensor::from_vec(&[v.len()], v));
+        let got = run_unary(n, &x, |ctx, xs| ctx.ln(xs));
+        let mut worst: f64 = 0.0;
+        for (&xi, &g) in x.data().iter().zip(got.data()) {
+            let y = xi.ln();
+            let bound = (y * y / 512.0 / (1.0 - y / 256.0)).exp_m1() + 2f64.powi(-7) + 8.0 * ULP;
+            worst = worst.max((g - y).abs());
+            assert!(
+                (g - y).abs() <= bound,
+                "ln {n}p x={xi}: got {g}, true {y}, bound {bound}"
+            );
+        }
+        eprintln!("ln {n} parties: worst error {worst:.2e} on [1, 10]");
+    }
+}

@@ -68,7 +68,7 @@ fn rows_have_every_column_and_consistent_values() {
         .unwrap()
         .to_string();
     // Columns are only ever appended: the last one is the newest.
-    assert_eq!(header.rsplit(',').next(), Some("e2e_s"), "{header}");
+    assert_eq!(header.rsplit(',').next(), Some("accuracy"), "{header}");
     // Every scheme of a configuration runs the same protocol calls: the same bytes and
     // rounds as serial, and at least as many messages.
     let serial = rows.iter().find(|r| r.scheme == "serial").unwrap();
@@ -322,7 +322,8 @@ fn a_file_from_before_the_material_trunc_link_bytes_and_lanes_columns_is_upgrade
     let cfg = BenchConfig::parse(CONFIG).unwrap();
     run_matrix(&cfg, &out).unwrap();
     // An older version's file: no `material`, `trunc`, `link_bytes`, `lanes`, `messages`,
-    // `channels`, `plan_s`, `deal_s`, `expand_s` and `e2e_s` columns, and crashed after
+    // `channels`, `plan_s`, `deal_s`, `expand_s`, `e2e_s` and training (`epoch`, `loss`,
+    // `accuracy`) columns, and crashed after
     // four rows.
     let text = std::fs::read_to_string(&out).unwrap();
     let old: Vec<String> = text
@@ -330,7 +331,7 @@ fn a_file_from_before_the_material_trunc_link_bytes_and_lanes_columns_is_upgrade
         .take(5)
         .map(|l| {
             let mut rest = l;
-            for _ in 0..10 {
+            for _ in 0..13 {
                 rest = rest.rsplit_once(',').unwrap().0;
             }
             rest.to_string()
@@ -362,7 +363,7 @@ fn a_file_from_before_the_material_trunc_link_bytes_and_lanes_columns_is_upgrade
     assert!(read[4..].iter().all(|r| r.trunc == "local"), "{read:?}");
     let header = std::fs::read_to_string(&out).unwrap();
     assert!(header.lines().next().unwrap().ends_with(
-        ",material,trunc,link_bytes,lanes,messages,channels,plan_s,deal_s,expand_s,e2e_s"
+        ",material,trunc,link_bytes,lanes,messages,channels,plan_s,deal_s,expand_s,e2e_s,epoch,loss,accuracy"
     ));
     // Old rows ran in memory and say nothing; new rows say so.
     assert!(read[..4].iter().all(|r| r.channels.is_empty()), "{read:?}");

@@ -502,6 +502,20 @@ fn dealt_material_reconstructs_to_its_relations() {
             k: 4,
             n: 3,
         },
+        Request::ConvGradInput {
+            dy: [2, 4, 3, 2],
+            w: [4, 3, 3, 3],
+            in_hw: [5, 4],
+            stride: 2,
+            padding: 1,
+        },
+        Request::ConvGradWeight {
+            x: [2, 3, 5, 4],
+            dy: [2, 4, 5, 4],
+            k_hw: [3, 3],
+            stride: 1,
+            padding: 1,
+        },
     ];
     let plan = Plan::from_entries(
         reqs.iter()
@@ -616,6 +630,48 @@ fn dealt_material_reconstructs_to_its_relations() {
                     }
                     assert_eq!(got, want, "conv triple at output {idx}");
                 }
+            }
+            // Training's conv gradient triples, against the scalar kernels (the reference
+            // the SIMD kernels are tested against bit for bit).
+            Request::ConvGradInput {
+                dy,
+                w,
+                in_hw,
+                stride,
+                padding,
+            } => {
+                let ks =
+                    mpc_pipe::kernels::KernelSet::for_isa(mpc_pipe::kernels::Isa::Scalar).unwrap();
+                let (a, b, c) = (comb(0, false), comb(1, false), comb(2, false));
+                let want = mpc_pipe::kernels::conv2d_grad_input_with(
+                    ks,
+                    &mpc_pipe::ring::RingTensor::from_vec(&dy, a),
+                    &mpc_pipe::ring::RingTensor::from_vec(&w, b),
+                    (in_hw[0], in_hw[1]),
+                    stride,
+                    padding,
+                );
+                assert_eq!(c, want.data(), "conv input-gradient triple");
+            }
+            Request::ConvGradWeight {
+                x,
+                dy,
+                k_hw,
+                stride,
+                padding,
+            } => {
+                let ks =
+                    mpc_pipe::kernels::KernelSet::for_isa(mpc_pipe::kernels::Isa::Scalar).unwrap();
+                let (a, b, c) = (comb(0, false), comb(1, false), comb(2, false));
+                let want = mpc_pipe::kernels::conv2d_grad_weight_with(
+                    ks,
+                    &mpc_pipe::ring::RingTensor::from_vec(&x, a),
+                    &mpc_pipe::ring::RingTensor::from_vec(&dy, b),
+                    (k_hw[0], k_hw[1]),
+                    stride,
+                    padding,
+                );
+                assert_eq!(c, want.data(), "conv weight-gradient triple");
             }
             Request::BatchMatmul { batch, m, k, n } => {
                 let (a, b, c) = (comb(0, false), comb(1, false), comb(2, false));

@@ -86,6 +86,18 @@ pub struct Row {
     pub expand_s: Option<f64>,
     #[serde(default)]
     pub e2e_s: Option<f64>,
+    /// Training rows (`mpc-pipe train`, one per epoch): the epoch, from 1. Empty in
+    /// inference rows. In a training row `batch` is the mini-batch, `reps` the steps of
+    /// the epoch, `throughput_per_s` training samples per second and the latency columns
+    /// the epoch's time per step.
+    #[serde(default)]
+    pub epoch: Option<usize>,
+    /// Training rows: the epoch's mean training loss (revealed to the model owner).
+    #[serde(default)]
+    pub loss: Option<f64>,
+    /// Training rows: test accuracy after the epoch, in [0, 1].
+    #[serde(default)]
+    pub accuracy: Option<f64>,
 }
 
 /// The identity of a row, for resuming.

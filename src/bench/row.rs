@@ -154,6 +154,9 @@ pub fn row_of(
             .map(|((l, d), e)| meas.plan_s + d + e + l)
             .collect::<Vec<_>>(),
         ),
+        epoch: None,
+        loss: None,
+        accuracy: None,
     }
 }
 

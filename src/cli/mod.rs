@@ -12,6 +12,7 @@ pub mod offline;
 pub mod party;
 pub mod report;
 pub mod run;
+pub mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -45,6 +46,9 @@ pub enum Command {
     Party(party::PartyArgs),
     /// Tables and SVG figures (report.md) from benchmark CSVs and traces.
     Report(report::ReportArgs),
+    /// Secure training (SGD) of a model on the digits or synthetic data, per-epoch loss
+    /// and test accuracy to the model owner (default: a small CNN, 2 parties in-process).
+    Train(train::TrainArgs),
 }
 
 /// Parse arguments and run; `mpc-pipe` with no subcommand runs the quick benchmark matrix.
@@ -60,5 +64,6 @@ pub fn main_with(cli: Cli) -> Result<()> {
         Some(Command::Netcheck(a)) => netcheck::run(&a),
         Some(Command::Party(a)) => party::run(&a),
         Some(Command::Report(a)) => report::run(&a),
+        Some(Command::Train(a)) => train::run(&a),
     }
 }

@@ -6,6 +6,7 @@
 //! when `Weights::Private`; with `Weights::Public` every party knows them and linear layers
 //! are local products. Inputs belong to the data owner, the last party.
 
+pub mod backward;
 pub mod graph;
 pub mod mpc;
 pub mod plain;

@@ -34,6 +34,10 @@ pub const MODELS: &[&str] = &[
     "W7",
 ];
 
+/// Small models for training on the 8×8 digits (`mpc-pipe train`), also accepted by
+/// `build`. Kept out of `MODELS`, which the inference sweeps and tests iterate over.
+pub const TRAIN_MODELS: &[&str] = &["digits-cnn", "digits-mlp"];
+
 /// Default sequence lengths of the BERT models.
 pub const BERT_BASE_SEQ: usize = 128;
 pub const BERT_SMALL_SEQ: usize = 16;
@@ -181,10 +185,12 @@ pub fn input_shape(name: &str, seq_len: Option<usize>) -> Result<Vec<usize>> {
         "W4" => vec![1, 28, 28],
         "W6" => vec![BERT_BASE_SEQ, 768],
         "W7" => vec![3, 224, 224],
+        "digits-cnn" | "digits-mlp" => vec![1, 8, 8],
         other => {
             return Err(Error::Config(format!(
-                "unknown model '{other}'; built-in models: {}",
-                MODELS.join(", ")
+                "unknown model '{other}'; built-in models: {}, {}",
+                MODELS.join(", "),
+                TRAIN_MODELS.join(", ")
             )))
         }
     })
@@ -224,8 +230,36 @@ pub fn build_with(name: &str, seed: u64, seq_len: Option<usize>, batch: usize) -
         "W4" => lenet(net),
         "W6" => bert(net, 1, 12, 3072),
         "W7" => vgg16(net, 224, 1),
+        "digits-cnn" => digits_cnn(net),
+        "digits-mlp" => digits_mlp(net),
         _ => unreachable!("input_shape knows every model"),
     })
+}
+
+/// The default model of `mpc-pipe train`: a small CNN for 1×8×8 digits (the ONNX
+/// fixture's architecture without its batch norm): conv 8, relu, maxpool, conv 16, relu,
+/// avgpool, linear 10.
+fn digits_cnn(mut n: Net) -> Graph {
+    let x = n.b.input();
+    let x = n.conv(x, 8, 3, 1, 1);
+    let x = n.relu(x);
+    let x = n.maxpool(x, 2, 2, 0);
+    let x = n.conv(x, 16, 3, 1, 1);
+    let x = n.relu(x);
+    let x = n.avgpool(x, 2);
+    let x = n.flatten(x);
+    let x = n.linear(x, 10);
+    n.finish(x)
+}
+
+/// An MLP for 1×8×8 digits: 64 -> 64 (relu) -> 10.
+fn digits_mlp(mut n: Net) -> Graph {
+    let x = n.b.input();
+    let x = n.flatten(x);
+    let x = n.linear(x, 64);
+    let x = n.relu(x);
+    let x = n.linear(x, 10);
+    n.finish(x)
 }
 
 /// LeNet-style MNIST CNN: 1×28×28 -> 10 classes.

@@ -228,6 +228,36 @@ fn corrections(req: &Request, mats: &[Material]) -> Material {
                 2,
             )]
         }
+        Request::ConvGradInput {
+            dy,
+            w,
+            in_hw,
+            stride,
+            padding,
+        } => {
+            let a = RingTensor::from_vec(&dy, total(0));
+            let b = RingTensor::from_vec(&w, total(1));
+            let hw = (in_hw[0], in_hw[1]);
+            vec![minus_others(
+                kernels::conv2d_grad_input(&a, &b, hw, stride, padding).into_data(),
+                2,
+            )]
+        }
+        Request::ConvGradWeight {
+            x,
+            dy,
+            k_hw,
+            stride,
+            padding,
+        } => {
+            let a = RingTensor::from_vec(&x, total(0));
+            let b = RingTensor::from_vec(&dy, total(1));
+            let hw = (k_hw[0], k_hw[1]);
+            vec![minus_others(
+                kernels::conv2d_grad_weight(&a, &b, hw, stride, padding).into_data(),
+                2,
+            )]
+        }
     }
 }
 

@@ -37,6 +37,26 @@ pub enum Request {
         k: usize,
         n: usize,
     },
+    /// Triple of a convolution's input gradient (training): a shaped like the output
+    /// gradient dy [B,O,OH,OW], b like the kernel [O,C,KH,KW],
+    /// c = conv2d_grad_input(a, b) [B,C,H,W] for the input's spatial size `in_hw`.
+    ConvGradInput {
+        dy: [usize; 4],
+        w: [usize; 4],
+        in_hw: [usize; 2],
+        stride: usize,
+        padding: usize,
+    },
+    /// Triple of a convolution's weight gradient (training): a shaped like the input
+    /// x [B,C,H,W], b like the output gradient dy [B,O,OH,OW],
+    /// c = conv2d_grad_weight(a, b) [O,C,KH,KW] for the kernel size `k_hw`.
+    ConvGradWeight {
+        x: [usize; 4],
+        dy: [usize; 4],
+        k_hw: [usize; 2],
+        stride: usize,
+        padding: usize,
+    },
 }
 
 /// The part of a tensor one lane computes: `count` of `total` equal units (rows of the
@@ -104,6 +124,16 @@ impl Request {
             Request::BatchMatmul { batch, m, k, n } => {
                 vec![batch * m * k, batch * k * n, batch * m * n]
             }
+            Request::ConvGradInput { dy, w, in_hw, .. } => vec![
+                dy.iter().product(),
+                w.iter().product(),
+                dy[0] * w[1] * in_hw[0] * in_hw[1],
+            ],
+            Request::ConvGradWeight { x, dy, k_hw, .. } => vec![
+                x.iter().product(),
+                dy.iter().product(),
+                dy[1] * x[1] * k_hw[0] * k_hw[1],
+            ],
         }
     }
 
@@ -116,7 +146,10 @@ impl Request {
             | Request::Bit { len }
             | Request::Trunc { len, .. } => len,
             Request::BatchMatmul { batch, .. } => batch,
-            Request::Matmul { .. } | Request::Conv2d { .. } => 1,
+            Request::Matmul { .. }
+            | Request::Conv2d { .. }
+            | Request::ConvGradInput { .. }
+            | Request::ConvGradWeight { .. } => 1,
         }
     }
 
@@ -137,7 +170,13 @@ impl Request {
         let units = self.units();
         if w.count == 0
             || !units.is_multiple_of(w.count)
-            || matches!(self, Request::Matmul { .. } | Request::Conv2d { .. })
+            || matches!(
+                self,
+                Request::Matmul { .. }
+                    | Request::Conv2d { .. }
+                    | Request::ConvGradInput { .. }
+                    | Request::ConvGradWeight { .. }
+            )
         {
             return Err(format!(
                 "{self:?} is not a part of {} of {} units of a tensor",
@@ -154,7 +193,10 @@ impl Request {
             | Request::Bit { len }
             | Request::Trunc { len, .. } => *len = full,
             Request::BatchMatmul { batch, .. } => *batch = full,
-            Request::Matmul { .. } | Request::Conv2d { .. } => unreachable!(),
+            Request::Matmul { .. }
+            | Request::Conv2d { .. }
+            | Request::ConvGradInput { .. }
+            | Request::ConvGradWeight { .. } => unreachable!(),
         }
         Ok((
             r,
@@ -188,7 +230,10 @@ impl Request {
                 vec![s * k * n..e * k * n],
                 vec![s * m * n..e * m * n],
             ],
-            Request::Matmul { .. } | Request::Conv2d { .. } => lens
+            Request::Matmul { .. }
+            | Request::Conv2d { .. }
+            | Request::ConvGradInput { .. }
+            | Request::ConvGradWeight { .. } => lens
                 .iter()
                 .map(|&l| std::iter::once(0..l).collect())
                 .collect(),
@@ -203,6 +248,8 @@ impl Request {
             | Request::Matmul { .. }
             | Request::Conv2d { .. }
             | Request::BatchMatmul { .. }
+            | Request::ConvGradInput { .. }
+            | Request::ConvGradWeight { .. }
             | Request::And { .. } => 2,
             Request::Square { .. } | Request::Bit { .. } | Request::Trunc { .. } => 1,
         }
@@ -258,6 +305,36 @@ impl Request {
                 put(k as u64);
                 put(n as u64)
             }
+            Request::ConvGradInput {
+                dy,
+                w,
+                in_hw,
+                stride,
+                padding,
+            } => {
+                put(9);
+                dy.iter()
+                    .chain(w.iter())
+                    .chain(in_hw.iter())
+                    .for_each(|&d| put(d as u64));
+                put(stride as u64);
+                put(padding as u64)
+            }
+            Request::ConvGradWeight {
+                x,
+                dy,
+                k_hw,
+                stride,
+                padding,
+            } => {
+                put(10);
+                x.iter()
+                    .chain(dy.iter())
+                    .chain(k_hw.iter())
+                    .for_each(|&d| put(d as u64));
+                put(stride as u64);
+                put(padding as u64)
+            }
         }
     }
 
@@ -299,6 +376,34 @@ impl Request {
                 k: next()?,
                 n: next()?,
             },
+            t @ (9 | 10) => {
+                let mut d = [0usize; 12];
+                for v in d.iter_mut() {
+                    *v = next()?;
+                }
+                let (a, b, hw) = (
+                    [d[0], d[1], d[2], d[3]],
+                    [d[4], d[5], d[6], d[7]],
+                    [d[8], d[9]],
+                );
+                if t == 9 {
+                    Request::ConvGradInput {
+                        dy: a,
+                        w: b,
+                        in_hw: hw,
+                        stride: d[10],
+                        padding: d[11],
+                    }
+                } else {
+                    Request::ConvGradWeight {
+                        x: a,
+                        dy: b,
+                        k_hw: hw,
+                        stride: d[10],
+                        padding: d[11],
+                    }
+                }
+            }
             _ => return None,
         })
     }

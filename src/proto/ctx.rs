@@ -287,6 +287,19 @@ impl<'a> Ctx<'a> {
         )
     }
 
+    /// This context, counting no rounds: a lane whose rounds run alongside another
+    /// lane's and are counted there (training's micro-batches, whose products take
+    /// triples of their own, so their keys come from their own nodes, not a window).
+    pub fn uncounted(&self) -> Ctx<'a> {
+        self.derived(
+            self.scope,
+            self.window,
+            false,
+            self.salt,
+            self.next_op.get(),
+        )
+    }
+
     /// This lane's window over each node's tensor.
     pub fn window(&self) -> Window {
         self.window

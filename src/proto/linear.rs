@@ -481,6 +481,89 @@ impl<'a> Ctx<'a> {
     }
 }
 
+impl<'a> Ctx<'a> {
+    /// The input gradient of a private-weight convolution (training):
+    /// dx = conv2d_grad_input(dy, w) for an input of spatial size `in_hw`, both operands
+    /// secret. A Beaver product over its own triple (`Request::ConvGradInput`), then one
+    /// truncation: the bilinear map changes, the protocol is `linear`'s.
+    pub fn conv2d_grad_input(
+        &self,
+        dy: &Share,
+        w: &Share,
+        in_hw: (usize, usize),
+        stride: usize,
+        padding: usize,
+    ) -> Result<Share> {
+        let (ds, ws) = (dy.shape(), w.shape());
+        let oh = in_hw.0 + 2 * padding;
+        let ow = in_hw.1 + 2 * padding;
+        if ds.len() != 4
+            || ws.len() != 4
+            || ds[1] != ws[0]
+            || stride == 0
+            || oh < ws[2]
+            || ow < ws[3]
+            || ds[2] != kernels::conv_out(in_hw.0, ws[2], stride, padding)
+            || ds[3] != kernels::conv_out(in_hw.1, ws[3], stride, padding)
+        {
+            return Err(Error::Shape(format!(
+                "conv2d input gradient of dy {ds:?} by w {ws:?} for input {in_hw:?}"
+            )));
+        }
+        let req = Request::ConvGradInput {
+            dy: [ds[0], ds[1], ds[2], ds[3]],
+            w: [ws[0], ws[1], ws[2], ws[3]],
+            in_hw: [in_hw.0, in_hw.1],
+            stride,
+            padding,
+        };
+        let out = [ds[0], ws[1], in_hw.0, in_hw.1];
+        let z = self.beaver("conv input gradient", req, &dy.0, &w.0, &out, |a, b| {
+            kernels::conv2d_grad_input(a, b, in_hw, stride, padding)
+        })?;
+        self.trunc(&Share(z))
+    }
+
+    /// The weight gradient of a convolution (training): dw = conv2d_grad_weight(x, dy)
+    /// for a kernel of size `k_hw`, both operands secret; a Beaver product over its own
+    /// triple (`Request::ConvGradWeight`), then one truncation.
+    pub fn conv2d_grad_weight(
+        &self,
+        x: &Share,
+        dy: &Share,
+        k_hw: (usize, usize),
+        stride: usize,
+        padding: usize,
+    ) -> Result<Share> {
+        let (xs, ds) = (x.shape(), dy.shape());
+        if xs.len() != 4
+            || ds.len() != 4
+            || xs[0] != ds[0]
+            || stride == 0
+            || xs[2] + 2 * padding < k_hw.0
+            || xs[3] + 2 * padding < k_hw.1
+            || ds[2] != kernels::conv_out(xs[2], k_hw.0, stride, padding)
+            || ds[3] != kernels::conv_out(xs[3], k_hw.1, stride, padding)
+        {
+            return Err(Error::Shape(format!(
+                "conv2d weight gradient of x {xs:?} by dy {ds:?} for kernel {k_hw:?}"
+            )));
+        }
+        let req = Request::ConvGradWeight {
+            x: [xs[0], xs[1], xs[2], xs[3]],
+            dy: [ds[0], ds[1], ds[2], ds[3]],
+            k_hw: [k_hw.0, k_hw.1],
+            stride,
+            padding,
+        };
+        let out = [ds[1], xs[1], k_hw.0, k_hw.1];
+        let z = self.beaver("conv weight gradient", req, &x.0, &dy.0, &out, |a, b| {
+            kernels::conv2d_grad_weight(a, b, k_hw, stride, padding)
+        })?;
+        self.trunc(&Share(z))
+    }
+}
+
 /// Check that `x` is rows `row0..` of an input of shape `full`.
 fn check_rows(full: &[usize], x: &[usize], row0: usize) -> Result<()> {
     let rows = x.first().copied().unwrap_or(0);

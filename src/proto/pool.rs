@@ -30,6 +30,59 @@ use crate::ring::RingTensor;
 /// is exact.
 const MAXPOOL_PAD: u64 = (-(1i64 << 61)) as u64;
 
+/// The adjoint of gathering a pool's windows (local, linear): rows [B·C·OH·OW, k·k] of
+/// values per window position added back into an NCHW tensor of shape `x_shape` (padding
+/// positions dropped). The backward pass of max- and average-pooling.
+pub fn pool_scatter(
+    rows: &RingTensor,
+    x_shape: &[usize],
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> Result<RingTensor> {
+    if x_shape.len() != 4 || kernel == 0 || stride == 0 {
+        return Err(Error::Shape(format!(
+            "pool gradient into shape {x_shape:?} with kernel {kernel}, stride {stride}"
+        )));
+    }
+    let (b, c, h, w) = (x_shape[0], x_shape[1], x_shape[2], x_shape[3]);
+    if h + 2 * padding < kernel || w + 2 * padding < kernel {
+        return Err(Error::Shape(format!(
+            "pooling kernel {kernel} larger than the padded input {x_shape:?}"
+        )));
+    }
+    let oh = (h + 2 * padding - kernel) / stride + 1;
+    let ow = (w + 2 * padding - kernel) / stride + 1;
+    let kk = kernel * kernel;
+    if rows.len() != b * c * oh * ow * kk {
+        return Err(Error::Shape(format!(
+            "{} window values for a pool of {x_shape:?} (kernel {kernel}, stride {stride})",
+            rows.len()
+        )));
+    }
+    let mut out = RingTensor::zeros(x_shape);
+    let (src, dst) = (rows.data(), out.data_mut());
+    let mut at = 0;
+    for plane in 0..b * c {
+        let base = plane * h * w;
+        for i in 0..oh {
+            for j in 0..ow {
+                for di in 0..kernel {
+                    for dj in 0..kernel {
+                        let (y, xx) = (i * stride + di, j * stride + dj);
+                        if y >= padding && y - padding < h && xx >= padding && xx - padding < w {
+                            let d = &mut dst[base + (y - padding) * w + (xx - padding)];
+                            *d = d.wrapping_add(src[at]);
+                        }
+                        at += 1;
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 impl<'a> Ctx<'a> {
     /// max of x along `dim`, kept as a dimension of size 1 (keepdim). Exact: the result is
     /// one of the inputs.
@@ -271,6 +324,33 @@ impl<'a> Ctx<'a> {
         let n = rows.len() / kk;
         let (vals, _) = self.max_rows(&rows, n, kk, false)?;
         Ok(Share(RingTensor::from_vec(&out_shape, vals)))
+    }
+
+    /// `maxpool2d` and the one-hot [B·C·OH·OW, k·k] (scale 1) of each window's first
+    /// maximum, for the backward pass (`pool_scatter`). Same tournament, with the one-hot
+    /// products it offers (2·(p + w) more words per level).
+    pub fn maxpool2d_with_mask(
+        &self,
+        x: &Share,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<(Share, Share)> {
+        if 2 * padding > kernel {
+            return Err(Error::Shape(format!(
+                "max-pool padding {padding} exceeds half the kernel {kernel}"
+            )));
+        }
+        let pad = if self.party() == 0 { MAXPOOL_PAD } else { 0 };
+        let (rows, out_shape) = Self::windows(x, kernel, stride, padding, pad)?;
+        let kk = kernel * kernel;
+        let n = rows.len() / kk;
+        let (vals, hot) = self.max_rows(&rows, n, kk, true)?;
+        let hot = hot.expect("one-hot requested");
+        Ok((
+            Share(RingTensor::from_vec(&out_shape, vals)),
+            Share(RingTensor::from_vec(&[n, kk], hot)),
+        ))
     }
 
     /// 2-D average-pooling of an NCHW share (square kernel, count_include_pad as PyTorch's

@@ -34,7 +34,7 @@ mod inter_linear;
 mod linear;
 mod plan;
 mod serial;
-mod slots;
+pub(crate) mod slots;
 
 use std::fmt;
 use std::str::FromStr;
@@ -221,6 +221,48 @@ impl mpc::Exec for Exec<'_> {
             Weights::Private => linear::private(ctx, self, layer, x),
         }
     }
+}
+
+/// Run `f` on each part concurrently, the first on the calling lane and the others as
+/// lanes of `mode`, and return their results in part order: training's micro-batches
+/// (src/train), each a whole forward and backward pass on its own context.
+pub fn in_lanes<'a, P: Send + 'a, T: Send + 'a>(
+    mode: Lanes,
+    label: &str,
+    parts: Vec<P>,
+    f: &'a (dyn Fn(P) -> Result<T> + Sync),
+) -> Result<Vec<T>> {
+    fork::parts(mode, label, parts, f)
+}
+
+/// `f` on `xs` whole (k = 1, serial) or in k chunks along one of `axes`, each a lane of
+/// `mode` on a context narrowed to it (inner-layer), outputs concatenated along that axis:
+/// for callers that run nodes outside the inference traversal, i.e. training's non-linear
+/// layers (src/train). Same contract as `model::mpc::Exec::split`.
+pub fn chunked(
+    ctx: &Ctx,
+    xs: &[Share],
+    axes: &[usize],
+    k: usize,
+    mode: Lanes,
+    f: &PieceFn,
+) -> Result<Share> {
+    match k {
+        0 | 1 => serial::split(ctx, xs, f),
+        k => inner_layer::split(ctx, xs, axes, k, mode, f),
+    }
+}
+
+/// `main` on the calling lane and `beside` as a lane of `mode`, both to completion:
+/// training's weights lane (inter-linear) beside its activations.
+pub fn beside<'a, A, B: Send + 'a>(
+    mode: Lanes,
+    main: impl FnOnce() -> A,
+    beside: impl FnOnce() -> B + Send + 'a,
+) -> (A, Result<B>) {
+    let lane: LaneFn<'a, B> = Box::new(beside);
+    let (a, mut bs) = fork::fork_join(mode, main, vec![("weights".to_string(), lane)]);
+    (a, bs.pop().expect("one lane"))
 }
 
 /// Inference of `graph` on the secret input `x` under `schedule`. Every schedule runs the
