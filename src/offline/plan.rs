@@ -459,6 +459,10 @@ impl Plan {
                 Request::Matmul { m, k, n } => (m * k * n) as u64,
                 Request::BatchMatmul { batch, m, k, n } => (batch * m * k * n) as u64,
                 Request::Conv2d { w: wt, .. } => (lens[2] * wt[1] * wt[2] * wt[3]) as u64,
+                // Every element of dY meets a C×KH×KW slice of the kernel.
+                Request::ConvGradInput { w: wt, .. } => (lens[0] * wt[1] * wt[2] * wt[3]) as u64,
+                // Every weight gradient sums B×OH×OW products.
+                Request::ConvGradWeight { dy, .. } => (lens[2] * dy[0] * dy[2] * dy[3]) as u64,
                 _ => 0,
             };
         }
