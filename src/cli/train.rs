@@ -206,6 +206,12 @@ fn row_of(
         link_bytes: Some(link_bytes),
         lanes: a.lanes.clone(),
         messages: Some(r.stats.iter().map(|s| s.msgs_sent()).max().unwrap_or(0)),
+        // In-process parties (train has no --processes yet); empty for f64 rows.
+        channels: if a.plaintext {
+            String::new()
+        } else {
+            "memory".into()
+        },
         epoch: Some(r.epoch),
         loss: Some(r.loss),
         accuracy: Some(r.accuracy),
