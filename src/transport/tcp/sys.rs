@@ -36,7 +36,14 @@ pub fn tune_allocator_for_messages() {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
         libc::mallopt(libc::M_TOP_PAD, 64 << 20);
-        libc::mallopt(libc::M_ARENA_MAX, 1);
+        // `MPC_PIPE_MALLOC_ARENAS=N` (N > 1) gives threads arenas of their own again, to
+        // measure what the one arena changes.
+        let arenas = std::env::var("MPC_PIPE_MALLOC_ARENAS")
+            .ok()
+            .and_then(|v| v.parse::<i32>().ok())
+            .filter(|&n| n >= 1)
+            .unwrap_or(1);
+        libc::mallopt(libc::M_ARENA_MAX, arenas);
     }
 }
 
