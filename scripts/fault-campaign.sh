@@ -54,20 +54,25 @@ start_parties() {
   done
 }
 
-# wait_all BOUND_S: wait for every pid up to BOUND_S seconds; sets EXIT[i] (or "hang").
+# running PID: alive and not stopped (a SIGSTOPped victim does not count).
+running() { kill -0 "$1" 2>/dev/null && ! grep -q '^State:[[:space:]]*T' "/proc/$1/status" 2>/dev/null; }
+
+# wait_all BOUND_S: wait for every pid that is not stopped, up to BOUND_S seconds of wall
+# time; sets EXIT[i] (or "hang", after killing it).
 wait_all() {
-  local bound=$1 t=0
+  local until=$(( $(date +%s) + $1 ))
   EXIT=()
-  while :; do
+  while [ "$(date +%s)" -lt $until ]; do
     local alive=0
-    for p in "${PIDS[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    for p in "${PIDS[@]}"; do running "$p" && { alive=1; break; }; done
     [ $alive = 0 ] && break
-    if (( $(echo "$t >= $bound" | bc) )); then break; fi
-    sleep 0.1; t=$(echo "$t + 0.1" | bc)
+    sleep 0.1
   done
   for i in "${!PIDS[@]}"; do
-    if kill -0 "${PIDS[$i]}" 2>/dev/null && ! grep -q '^State:.*T' "/proc/${PIDS[$i]}/status" 2>/dev/null; then
+    if running "${PIDS[$i]}"; then
       EXIT[$i]=hang; kill -9 "${PIDS[$i]}" 2>/dev/null; wait "${PIDS[$i]}" 2>/dev/null
+    elif kill -0 "${PIDS[$i]}" 2>/dev/null; then
+      EXIT[$i]=stopped
     else
       wait "${PIDS[$i]}" 2>/dev/null; EXIT[$i]=$?
     fi
@@ -134,7 +139,7 @@ run_one() {
   wait_all $((TIMEOUT_S * 2 + 10))
   if [ $fault = stop ] && [ $victim -ge 0 ]; then
     kill -KILL "${PIDS[$victim]}" 2>/dev/null; kill -CONT "${PIDS[$victim]}" 2>/dev/null
-    wait "${PIDS[$victim]}" 2>/dev/null; EXIT[$victim]=stopped
+    wait "${PIDS[$victim]}" 2>/dev/null
   fi
   [ -n "$proxy" ] && { kill "$proxy" 2>/dev/null; wait "$proxy" 2>/dev/null; }
   # Verdict.

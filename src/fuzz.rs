@@ -194,6 +194,7 @@ pub fn material_file(data: &[u8]) {
             let path = dir.join("resave.mat");
             file::save(&m, &path, &key).expect("re-save");
             let again = std::fs::read(&path).expect("re-read");
+            let _ = std::fs::remove_dir_all(&dir);
             assert!(
                 again == data,
                 "an accepted file differs from its own re-save"
