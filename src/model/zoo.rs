@@ -151,6 +151,26 @@ impl Net {
             &[x],
         )
     }
+    /// One stage of `blocks` basic residual blocks at `c` channels (He et al. 2016): the
+    /// first block of every stage but the first halves the resolution, and a 1×1 conv
+    /// matches the shortcut where the shape changes.
+    fn stage(&mut self, mut x: TensorId, stage: usize, c: usize, blocks: usize) -> TensorId {
+        for blk in 0..blocks {
+            let stride = if stage > 0 && blk == 0 { 2 } else { 1 };
+            let cin = self.cin(x);
+            let y = self.conv(x, c, 3, stride, 1);
+            let y = self.relu(y);
+            let y = self.conv_gain(y, c, 3, 1, 1, 0.3);
+            let short = if stride != 1 || cin != c {
+                self.conv(x, c, 1, stride, 0)
+            } else {
+                x
+            };
+            let s = self.add(y, short);
+            x = self.relu(s);
+        }
+        x
+    }
     fn flatten(&mut self, x: TensorId) -> TensorId {
         self.node(Op::Flatten { axis: 1 }, &[x])
     }
@@ -287,20 +307,7 @@ fn resnet_cifar(mut n: Net, blocks: usize) -> Graph {
     let x = n.conv(x, 16, 3, 1, 1);
     let mut x = n.relu(x);
     for (stage, &c) in [16usize, 32, 64].iter().enumerate() {
-        for blk in 0..blocks {
-            let stride = if stage > 0 && blk == 0 { 2 } else { 1 };
-            let cin = n.cin(x);
-            let y = n.conv(x, c, 3, stride, 1);
-            let y = n.relu(y);
-            let y = n.conv_gain(y, c, 3, 1, 1, 0.3);
-            let short = if stride != 1 || cin != c {
-                n.conv(x, c, 1, stride, 0)
-            } else {
-                x
-            };
-            let s = n.add(y, short);
-            x = n.relu(s);
-        }
+        x = n.stage(x, stage, c, blocks);
     }
     let x = n.avgpool(x, 8);
     let x = n.flatten(x);
@@ -382,20 +389,7 @@ fn resnet18_cifar(mut n: Net) -> Graph {
     let x = n.relu(x);
     let mut x = n.maxpool(x, 3, 2, 1);
     for (stage, c) in [64usize, 128, 256, 512].into_iter().enumerate() {
-        for blk in 0..2 {
-            let stride = if stage > 0 && blk == 0 { 2 } else { 1 };
-            let cin = n.cin(x);
-            let y = n.conv(x, c, 3, stride, 1);
-            let y = n.relu(y);
-            let y = n.conv_gain(y, c, 3, 1, 1, 0.3);
-            let short = if stride != 1 || cin != c {
-                n.conv(x, c, 1, stride, 0)
-            } else {
-                x
-            };
-            let s = n.add(y, short);
-            x = n.relu(s);
-        }
+        x = n.stage(x, stage, c, 2);
     }
     let x = n.node(Op::GlobalAvgPool, &[x]);
     let x = n.flatten(x);

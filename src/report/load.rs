@@ -150,20 +150,8 @@ pub fn load(path: &Path, name: &str) -> Result<Loaded> {
         .copied()
         .filter(|c| !index.contains_key(c))
         .collect();
-    let mut records = Vec::new();
-    for rec in reader.records() {
-        let rec = rec.map_err(|e| {
-            let line = e.position().map_or(0, |p| p.line());
-            Error::Config(format!("{name} row {line}: {e}"))
-        })?;
-        let line = rec.position().map_or(0, |p| p.line());
-        let cell = Cell {
-            name,
-            line,
-            rec: &rec,
-            index: &index,
-        };
-        records.push(Record {
+    let records = each_row(reader, &index, name, |cell, line| {
+        Ok(Record {
             file: name.to_string(),
             line,
             model: cell.text("model"),
@@ -192,23 +180,20 @@ pub fn load(path: &Path, name: &str) -> Result<Loaded> {
             lanes: cell.text("lanes"),
             channels: cell.text("channels"),
             e2e_s: cell.optional("e2e_s")?,
-        });
-    }
+        })
+    })?;
     Ok(Loaded::Bench { records, absent })
 }
 
-/// The rows of a peers CSV (see `PeerRecord`).
-fn load_peers(
+/// `f` on every row of `reader` (with its line in the file), collected; a row that does
+/// not parse as CSV is an error naming the file and the line.
+fn each_row<T>(
     mut reader: csv::Reader<std::fs::File>,
     index: &HashMap<&str, usize>,
     name: &str,
-) -> Result<Loaded> {
-    if let Some(col) = PEER_REQUIRED.iter().find(|c| !index.contains_key(*c)) {
-        return Err(Error::Config(format!(
-            "{name} row 1 (header): column `{col}` is missing; a peers CSV (with `system`) needs it"
-        )));
-    }
-    let mut rows = Vec::new();
+    mut f: impl FnMut(&Cell, u64) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut out = Vec::new();
     for rec in reader.records() {
         let rec = rec.map_err(|e| {
             let line = e.position().map_or(0, |p| p.line());
@@ -221,7 +206,24 @@ fn load_peers(
             rec: &rec,
             index,
         };
-        rows.push(PeerRecord {
+        out.push(f(&cell, line)?);
+    }
+    Ok(out)
+}
+
+/// The rows of a peers CSV (see `PeerRecord`).
+fn load_peers(
+    reader: csv::Reader<std::fs::File>,
+    index: &HashMap<&str, usize>,
+    name: &str,
+) -> Result<Loaded> {
+    if let Some(col) = PEER_REQUIRED.iter().find(|c| !index.contains_key(*c)) {
+        return Err(Error::Config(format!(
+            "{name} row 1 (header): column `{col}` is missing; a peers CSV (with `system`) needs it"
+        )));
+    }
+    let rows = each_row(reader, index, name, |cell, line| {
+        Ok(PeerRecord {
             file: name.to_string(),
             line,
             model: cell.text("model"),
@@ -233,8 +235,8 @@ fn load_peers(
             e2e_s_min: cell.optional("e2e_s_min")?,
             e2e_s_max: cell.optional("e2e_s_max")?,
             host: cell.text("host"),
-        });
-    }
+        })
+    })?;
     Ok(Loaded::Peers(rows))
 }
 
