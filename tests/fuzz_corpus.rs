@@ -44,7 +44,7 @@ fn every_target_passes_its_whole_corpus() {
 /// The seeds: one valid input of each format (and a few edge cases), from which the
 /// fuzzer mutates.
 #[test]
-#[ignore]
+#[ignore = "a generator, not a check: it rewrites the seed files in fuzz/corpus/ (run by hand with -- --ignored write_seed_corpus); every_target_survives_its_corpus checks them in CI"]
 fn write_seed_corpus() {
     use mpc_pipe::comm::Tag;
     use mpc_pipe::offline::deal;

@@ -179,3 +179,51 @@ impl LinkArgs {
         )
     }
 }
+
+/// How `run` and `infer` place their parties: threads of this process, or child processes
+/// over loopback TCP (`--processes`) with the transport's options.
+#[derive(Args, Debug, Clone)]
+pub struct ProcessArgs {
+    /// Run every party as a child process (`mpc-pipe party`) over loopback TCP.
+    #[arg(long)]
+    pub processes: bool,
+    /// With --processes: most MiB a peer may have sent that no one has asked for yet
+    /// (messages it posts ahead); past it the peer is dropped with an error naming it.
+    #[arg(long, default_value_t = crate::transport::tcp::DEFAULT_INBOX_CAP_MIB)]
+    pub inbox_cap_mib: u64,
+    /// With --processes: frames in clear instead of sealed (AES-256-GCM), for measuring
+    /// what the secure channels cost only.
+    #[arg(long)]
+    pub insecure_plaintext_channels: bool,
+}
+
+impl Default for ProcessArgs {
+    fn default() -> Self {
+        ProcessArgs {
+            processes: false,
+            inbox_cap_mib: crate::transport::tcp::DEFAULT_INBOX_CAP_MIB,
+            insecure_plaintext_channels: false,
+        }
+    }
+}
+
+impl ProcessArgs {
+    /// Every option checked before anything runs: the inbox cap's range, and `--trace`
+    /// (`trace`), which records parties run as threads only.
+    pub fn check(&self, trace: Option<&std::path::Path>) -> Result<()> {
+        crate::runtime::process::inbox_cap_bytes(self.inbox_cap_mib)?;
+        if self.processes && trace.is_some() {
+            // The recorder lives in this process; the parties' spans are in theirs.
+            return Err(Error::Config(
+                "--trace records parties run as threads of this process; it cannot be combined with --processes".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The transport options of the child processes.
+    pub fn apply(&self, pr: &mut crate::runtime::process::ProcessRun) {
+        pr.inbox_cap_mib = self.inbox_cap_mib;
+        pr.plaintext_channels = self.insecure_plaintext_channels;
+    }
+}

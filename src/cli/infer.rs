@@ -84,17 +84,8 @@ pub struct InferArgs {
     /// Write a Chrome trace event timeline (Perfetto, chrome://tracing) of the online phase.
     #[arg(long)]
     pub trace: Option<PathBuf>,
-    /// Run every party as a child process (`mpc-pipe party`) over loopback TCP.
-    #[arg(long)]
-    pub processes: bool,
-    /// With --processes: most MiB a peer may have sent that no one has asked for yet
-    /// (messages it posts ahead); past it the peer is dropped with an error naming it.
-    #[arg(long, default_value_t = crate::transport::tcp::DEFAULT_INBOX_CAP_MIB)]
-    pub inbox_cap_mib: u64,
-    /// With --processes: frames in clear instead of sealed (AES-256-GCM), for measuring
-    /// what the secure channels cost only.
-    #[arg(long)]
-    pub insecure_plaintext_channels: bool,
+    #[command(flatten)]
+    pub parties_as: super::args::ProcessArgs,
 }
 
 impl InferArgs {
@@ -182,13 +173,7 @@ pub fn run(a: &InferArgs) -> Result<()> {
         )));
     }
     let link = a.link.profile()?;
-    crate::runtime::process::inbox_cap_bytes(a.inbox_cap_mib)?;
-    if a.processes && a.trace.is_some() {
-        // The recorder lives in this process; the parties' spans are in theirs.
-        return Err(Error::Config(
-            "--trace records parties run as threads of this process; it cannot be combined with --processes".into(),
-        ));
-    }
+    a.parties_as.check(a.trace.as_deref())?;
     let (graph, x, dtype, reference) = prepare(a, &cfg)?;
     let plain_y = plain::forward(&graph, &x)?;
     let (in_shape, out_shape) = (graph.input_shape().to_vec(), graph.output_shape().to_vec());
@@ -215,15 +200,14 @@ pub fn run(a: &InferArgs) -> Result<()> {
     };
     // The whole job, as `run` times it (see README, The whole job).
     let t_job = std::time::Instant::now();
-    let outs = if a.processes {
+    let outs = if a.parties_as.processes {
         // Each child loads the model itself; free this process's copy first.
         drop(graph);
         let mut pr = ProcessRun::new(spec);
         pr.link = link.clone();
         pr.timeout = cfg.timeout;
         pr.fixed = cfg.fixed;
-        pr.inbox_cap_mib = a.inbox_cap_mib;
-        pr.plaintext_channels = a.insecure_plaintext_channels;
+        a.parties_as.apply(&mut pr);
         spawn_parties(&pr)?
     } else {
         let job = job::infer(&spec, graph, Some(x))?;
@@ -265,7 +249,7 @@ pub fn run(a: &InferArgs) -> Result<()> {
         link.name,
         cfg.fixed.frac_bits,
         cfg.fixed.trunc_for(cfg.parties)?,
-        if a.processes { "processes" } else { "threads" },
+        if a.parties_as.processes { "processes" } else { "threads" },
     );
     for (i, o) in outs.iter().enumerate() {
         println!(

@@ -44,17 +44,8 @@ pub struct RunArgs {
     /// Read offline material from this directory (written by `mpc-pipe offline`).
     #[arg(long)]
     pub material: Option<PathBuf>,
-    /// Run every party as a child process (`mpc-pipe party`) over loopback TCP.
-    #[arg(long)]
-    pub processes: bool,
-    /// With --processes: most MiB a peer may have sent that no one has asked for yet
-    /// (messages it posts ahead); past it the peer is dropped with an error naming it.
-    #[arg(long, default_value_t = crate::transport::tcp::DEFAULT_INBOX_CAP_MIB)]
-    pub inbox_cap_mib: u64,
-    /// With --processes: frames in clear instead of sealed (AES-256-GCM), for measuring
-    /// what the secure channels cost only.
-    #[arg(long)]
-    pub insecure_plaintext_channels: bool,
+    #[command(flatten)]
+    pub parties_as: super::args::ProcessArgs,
     /// With --material: the session key the files were MACed with by `mpc-pipe offline`.
     #[command(flatten)]
     pub key: KeyArgs,
@@ -69,9 +60,7 @@ impl Default for RunArgs {
             link: LinkArgs::default(),
             trace: None,
             material: None,
-            processes: false,
-            inbox_cap_mib: crate::transport::tcp::DEFAULT_INBOX_CAP_MIB,
-            insecure_plaintext_channels: false,
+            parties_as: Default::default(),
             key: KeyArgs::default(),
         }
     }
@@ -132,7 +121,7 @@ pub fn load_material_planned(
 }
 
 pub fn run(a: &RunArgs) -> Result<()> {
-    crate::runtime::process::inbox_cap_bytes(a.inbox_cap_mib)?;
+    a.parties_as.check(a.trace.as_deref())?;
     let spec = a.job_spec()?;
     let cfg = a.session_config()?;
     let job = job::build(&spec)?;
@@ -140,13 +129,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
     // The whole job as a user waits for it, from the plan to the last party's output
     // (building the model and its plaintext reference is not counted).
     let t_job = Instant::now();
-    let outs = if a.processes {
-        if a.trace.is_some() {
-            // The recorder lives in this process; the parties' spans are in theirs.
-            return Err(Error::Config(
-                "--trace records parties run as threads of this process; it cannot be combined with --processes".into(),
-            ));
-        }
+    let outs = if a.parties_as.processes {
         let mut pr = crate::runtime::process::ProcessRun::new(spec.clone());
         pr.link = link.clone();
         pr.timeout = cfg.timeout;
@@ -155,8 +138,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
         if a.material.is_some() {
             pr.key = Some(a.key.require("run --material (the files' MACs)")?);
         }
-        pr.inbox_cap_mib = a.inbox_cap_mib;
-        pr.plaintext_channels = a.insecure_plaintext_channels;
+        a.parties_as.apply(&mut pr);
         crate::runtime::process::spawn_parties(&pr)?
     } else {
         let t = Instant::now();

@@ -30,6 +30,30 @@ use crate::ring::RingTensor;
 /// is exact.
 const MAXPOOL_PAD: u64 = (-(1i64 << 61)) as u64;
 
+/// [B, C, H, W, OH, OW] of a k×k pooling of NCHW `shape` with `stride` and `padding`,
+/// after checking the window fits the padded input.
+fn pool_geometry(
+    shape: &[usize],
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> Result<[usize; 6]> {
+    if shape.len() != 4 || kernel == 0 || stride == 0 {
+        return Err(Error::Shape(format!(
+            "pooling of shape {shape:?} with kernel {kernel}, stride {stride}"
+        )));
+    }
+    let (b, c, h, w) = (shape[0], shape[1], shape[2], shape[3]);
+    if h + 2 * padding < kernel || w + 2 * padding < kernel {
+        return Err(Error::Shape(format!(
+            "pooling kernel {kernel} larger than the padded input {shape:?} (padding {padding})"
+        )));
+    }
+    let oh = (h + 2 * padding - kernel) / stride + 1;
+    let ow = (w + 2 * padding - kernel) / stride + 1;
+    Ok([b, c, h, w, oh, ow])
+}
+
 /// The adjoint of gathering a pool's windows (local, linear): rows [B·C·OH·OW, k·k] of
 /// values per window position added back into an NCHW tensor of shape `x_shape` (padding
 /// positions dropped). The backward pass of max- and average-pooling.
@@ -40,19 +64,7 @@ pub fn pool_scatter(
     stride: usize,
     padding: usize,
 ) -> Result<RingTensor> {
-    if x_shape.len() != 4 || kernel == 0 || stride == 0 {
-        return Err(Error::Shape(format!(
-            "pool gradient into shape {x_shape:?} with kernel {kernel}, stride {stride}"
-        )));
-    }
-    let (b, c, h, w) = (x_shape[0], x_shape[1], x_shape[2], x_shape[3]);
-    if h + 2 * padding < kernel || w + 2 * padding < kernel {
-        return Err(Error::Shape(format!(
-            "pooling kernel {kernel} larger than the padded input {x_shape:?}"
-        )));
-    }
-    let oh = (h + 2 * padding - kernel) / stride + 1;
-    let ow = (w + 2 * padding - kernel) / stride + 1;
+    let [b, c, h, w, oh, ow] = pool_geometry(x_shape, kernel, stride, padding)?;
     let kk = kernel * kernel;
     if rows.len() != b * c * oh * ow * kk {
         return Err(Error::Shape(format!(
@@ -261,20 +273,7 @@ impl<'a> Ctx<'a> {
         padding: usize,
         pad: u64,
     ) -> Result<(Vec<u64>, [usize; 4])> {
-        let s = x.shape();
-        if s.len() != 4 || kernel == 0 || stride == 0 {
-            return Err(Error::Shape(format!(
-                "pooling of shape {s:?} with kernel {kernel}, stride {stride}"
-            )));
-        }
-        let (b, c, h, w) = (s[0], s[1], s[2], s[3]);
-        if h + 2 * padding < kernel || w + 2 * padding < kernel {
-            return Err(Error::Shape(format!(
-                "pooling kernel {kernel} larger than the padded input {s:?} (padding {padding})"
-            )));
-        }
-        let oh = (h + 2 * padding - kernel) / stride + 1;
-        let ow = (w + 2 * padding - kernel) / stride + 1;
+        let [b, c, h, w, oh, ow] = pool_geometry(x.shape(), kernel, stride, padding)?;
         let kk = kernel * kernel;
         let data = x.0.data();
         let mut out = Vec::with_capacity(b * c * oh * ow * kk);
