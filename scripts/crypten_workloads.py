@@ -415,7 +415,9 @@ def write_csv(path, rows):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = path + ".tmp"
     with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=COLUMNS)
+        # "\n", not the csv module's "\r\n": the report names rows by line, and the csv crate
+        # counts CRLF files one line short.
+        w = csv.DictWriter(f, fieldnames=COLUMNS, lineterminator="\n")
         w.writeheader()
         for r in rows:
             w.writerow({k: _fmt(r.get(k, "")) for k in COLUMNS})

@@ -43,7 +43,7 @@ pub fn peers(md: &mut String, records: &[Record], peers: &[PeerRecord]) {
     );
     let _ = writeln!(
         md,
-        "Whole job as a user waits for it, seconds. Ours: `e2e_s` × `batch` of the bench row          (plan, dealer, expansion and online latency; medians); online: `latency_ms_p50`.          Theirs: the median whole job over their repetitions (min–max). Ratio = theirs / ours.
+        "Whole job as a user waits for it, seconds. Ours: `e2e_s` × `batch` of the bench row (plan, dealer, expansion and online latency; medians); online: `latency_ms_p50`. Theirs: the median whole job over their repetitions (min–max). Ratio = theirs / ours.
 "
     );
     let _ = writeln!(
