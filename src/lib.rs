@@ -16,7 +16,7 @@
 //!   lanes                    pipeline lanes as coroutines; the one way to block
 //!   kernels                  wrapping u64 GEMM/conv
 //!   ring                     Z_2^64 tensors, fixed point, f64 reference tensors
-//!   alloc                    the binary's allocator (huge pages for large blocks)
+//!   alloc                    the binary's allocator (mimalloc for small blocks, glibc for large)
 //! ```
 //! `transport` implements `comm::Comm` (emulating `link` profiles) and is plugged in by
 //! `runtime`.
