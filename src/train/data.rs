@@ -202,6 +202,37 @@ pub fn synthetic(
     })
 }
 
+/// A stand-in of the data's public shape for a party that does not hold the data (a
+/// party process other than the data owner's under `train --processes`): `train` and
+/// `test` samples of `sample_shape`, all zeros, labels 0. The training program reads
+/// values only at the data owner, so nothing of them is ever used.
+pub fn placeholder(
+    train: usize,
+    test: usize,
+    sample_shape: &[usize],
+    classes: usize,
+) -> Result<Split> {
+    let s: usize = sample_shape.iter().product();
+    let n = train
+        .checked_add(test)
+        .filter(|&n| n <= MAX_SYNTHETIC.max(DIGITS_IMAGES));
+    if n.is_none() || s == 0 || s > 1 << 20 || classes < 2 {
+        return Err(Error::Config(format!(
+            "data shape of {train} + {test} samples of {sample_shape:?} in {classes} classes is out of range"
+        )));
+    }
+    let set = |len: usize| Dataset {
+        images: vec![0.0; len * s],
+        sample_shape: sample_shape.to_vec(),
+        labels: vec![0; len],
+        classes,
+    };
+    Ok(Split {
+        train: set(train),
+        test: set(test),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
