@@ -15,6 +15,11 @@
 //!
 //! Results: a party prints one `mpc-pipe-result key=value ...` line on stdout (decoded
 //! output, online_s, per-peer counters), which `spawn_parties` parses.
+//!
+//! Jobs of many sessions (training: `train::parties::OneProcess`) use the same pieces:
+//! `with_connection` once, then `session` per session, each on a `PhaseComm` of the one
+//! connection; their children print progress lines the parent shows as they come
+//! (`PROGRESS_PREFIX`), and the parent bounds no whole run (`ProcessRun::many_sessions`).
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener};

@@ -17,6 +17,20 @@ const DIGITS_SIDE: usize = 8;
 const DIGITS_MAX: f64 = 16.0;
 /// Largest synthetic data set (samples), so a typo cannot ask for terabytes.
 pub const MAX_SYNTHETIC: usize = 1 << 20;
+/// Most values (samples × values per sample, 16 GiB of f64) a data set may hold, real,
+/// synthetic or placeholder: beyond it the allocation would abort the process rather than
+/// report an error.
+pub const MAX_DATA_VALUES: usize = 1 << 31;
+
+/// Refuse `n` samples of `s` values each beyond `MAX_DATA_VALUES`.
+fn check_values(n: usize, s: usize) -> Result<()> {
+    match n.checked_mul(s) {
+        Some(v) if v <= MAX_DATA_VALUES => Ok(()),
+        _ => Err(Error::Config(format!(
+            "{n} samples of {s} values are more than {MAX_DATA_VALUES} values in all"
+        ))),
+    }
+}
 
 /// Labelled images, NCHW, labels in 0..classes.
 #[derive(Clone, Debug)]
@@ -175,6 +189,7 @@ pub fn synthetic(
             "synthetic sample shape {sample_shape:?}: 1 to 2^20 values per sample"
         )));
     }
+    check_values(n, s)?;
     let mut g = Synth::new(seed);
     let protos = g.tensor(&[classes, s], 0.0, 1.0);
     let labels = g.tensor(&[n], 0.0, classes as f64);
@@ -221,6 +236,7 @@ pub fn placeholder(
             "data shape of {train} + {test} samples of {sample_shape:?} in {classes} classes is out of range"
         )));
     }
+    check_values(train + test, s)?;
     let set = |len: usize| Dataset {
         images: vec![0.0; len * s],
         sample_shape: sample_shape.to_vec(),
@@ -275,5 +291,18 @@ mod tests {
         assert!(a.train.labels.iter().all(|&l| l < 3));
         assert!(synthetic(MAX_SYNTHETIC, 1, &[1], 2, 0).is_err());
         assert!(synthetic(1, 1, &[1], 1, 0).is_err());
+        // 2^20 samples of 2^12 values: 2^32 values, refused before any allocation.
+        let e = synthetic(1 << 19, 1 << 19, &[1, 64, 64], 2, 0).unwrap_err();
+        assert!(e.to_string().contains("values in all"), "{e}");
+    }
+
+    #[test]
+    fn a_placeholder_has_the_data_shape_and_no_values() {
+        let p = placeholder(10, 4, &[1, 8, 8], 10).unwrap();
+        assert_eq!((p.train.len(), p.test.len()), (10, 4));
+        assert_eq!(p.train.sample_shape, vec![1, 8, 8]);
+        assert!(p.train.images.iter().all(|&v| v == 0.0));
+        assert!(placeholder(1 << 20, 0, &[1 << 20], 2).is_err());
+        assert!(placeholder(4, 4, &[4], 1).is_err());
     }
 }
