@@ -434,3 +434,26 @@ fn train_says_when_an_onnx_model_cannot_be_written_back() {
     assert_eq!(npy_files(&w).len(), 6);
     assert_eq!(std::fs::read_dir(&w).unwrap().count(), 6, "only .npy files");
 }
+
+/// A party process that fails (fault injection: party 1 fails before its first online
+/// phase) ends `train --processes` with exit code 1 and an error naming that party, no
+/// panic, and no CSV row.
+#[test]
+fn a_failing_training_party_process_exits_1_naming_it() {
+    let dir = scratch("proc-fail");
+    let csv = dir.join("t.csv");
+    let o = bin()
+        .args(SMALL)
+        .args(["--processes", "--parties", "3", "--out"])
+        .arg(&csv)
+        .env("MPC_PIPE_DEBUG_FAIL", "1")
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "stdout: {out}\nstderr: {err}");
+    assert!(err.contains("party 1"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!out.contains("epoch "), "{out}");
+    let rows = std::fs::read_to_string(&csv).unwrap_or_default();
+    assert!(rows.lines().count() <= 1, "rows written: {rows}");
+}
