@@ -443,6 +443,42 @@ pub fn session<T>(
     comm: &dyn Comm,
     program: &(dyn Fn(&Ctx) -> Result<T> + Sync),
 ) -> Result<PartyOutcome<T>> {
+    prepare(cfg, dealer_seed, plan, comm)?.run(cfg, comm, program)
+}
+
+/// A session of one party made ready for its online phase (`prepare`).
+pub struct Prepared {
+    store: Box<dyn crate::offline::MaterialSource>,
+    seeds: PairSeeds,
+    deal_s: f64,
+    expand_s: f64,
+}
+
+impl Prepared {
+    /// The online phase of `program` over `comm`, timed (the comm of `prepare`).
+    pub fn run<T>(
+        self,
+        cfg: &PartyConfig,
+        comm: &dyn Comm,
+        program: &(dyn Fn(&Ctx) -> Result<T> + Sync),
+    ) -> Result<PartyOutcome<T>> {
+        let ctx = Ctx::new(comm, self.store.as_ref(), &self.seeds, cfg.fixed);
+        let mut out = crate::runtime::local::timed_online(&ctx, program)?;
+        out.offline.deal_s = self.deal_s;
+        out.offline.expand_s = self.expand_s;
+        Ok(out)
+    }
+}
+
+/// Everything of `session` before the online clock starts: material and pairwise seeds
+/// (and the fault injection of tests). Callers that measure the online phase alone
+/// (training's process CPU time) run `Prepared::run` themselves.
+pub fn prepare(
+    cfg: &PartyConfig,
+    dealer_seed: Option<u64>,
+    plan: crate::offline::Plan,
+    comm: &dyn Comm,
+) -> Result<Prepared> {
     let scfg = cfg.session_config();
     let n = scfg.parties;
     let t_deal = std::time::Instant::now();
@@ -533,13 +569,12 @@ pub fn session<T>(
         );
         std::thread::sleep(d);
     }
-    let mut out = crate::runtime::local::timed_online(
-        &Ctx::new(comm, store.as_ref(), &seeds, scfg.fixed),
-        program,
-    )?;
-    out.offline.deal_s = deal_s;
-    out.offline.expand_s = expand_s;
-    Ok(out)
+    Ok(Prepared {
+        store,
+        seeds,
+        deal_s,
+        expand_s,
+    })
 }
 
 /// One phase of a connection that carries several sessions (a training run's epochs,

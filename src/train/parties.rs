@@ -158,14 +158,16 @@ impl Parties for OneProcess<'_> {
             self.plans.insert(kind, plan);
         }
         let comm = PhaseComm::new(self.comm, self.phase);
-        let cpu0 = crate::kernels::bound::process_cpu_s();
-        let out = crate::runtime::process::session(
+        let ready = crate::runtime::process::prepare(
             self.cfg,
             self.dealer_seed,
             self.plans[&kind].clone(),
             &comm,
-            program,
         )?;
+        // The online phase's CPU time only, as in-process runs measure it (party 0's
+        // dealing is not in it).
+        let cpu0 = crate::kernels::bound::process_cpu_s();
+        let out = ready.run(self.cfg, &comm, program)?;
         let cpu_s = crate::kernels::bound::process_cpu_s() - cpu0;
         Ok((vec![(self.cfg.id, out)], cpu_s))
     }
