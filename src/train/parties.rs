@@ -195,7 +195,7 @@ impl Parties for OneProcess<'_> {
                 all.push(decode(&w, n).ok_or_else(|| Error::Peer {
                     peer: j,
                     op: "counters after an epoch".into(),
-                    msg: "times that are not finite and non-negative".into(),
+                    msg: "counters out of range (times not finite and non-negative, or a count above 2^56)".into(),
                 })?);
             }
         }
@@ -230,8 +230,15 @@ fn encode(m: &Measured, n: usize) -> Vec<u64> {
     w
 }
 
+/// Largest counter a peer may report (2^56: 72 PB, 2.3 years of waiting in ns), so sums
+/// over the parties and peers cannot overflow.
+const MAX_COUNTER: u64 = 1 << 56;
+
 fn decode(w: &[u64], n: usize) -> Option<Measured> {
     let secs = |x: u64| Some(f64::from_bits(x)).filter(|s| s.is_finite() && *s >= 0.0);
+    if w[2..].iter().any(|&x| x > MAX_COUNTER) {
+        return None;
+    }
     let per_peer = (0..n)
         .map(|j| {
             let p = &w[4 + 5 * j..9 + 5 * j];
@@ -287,5 +294,8 @@ mod tests {
         let mut bad = w.clone();
         bad[0] = f64::NAN.to_bits();
         assert!(decode(&bad, 2).is_none());
+        let mut bad = w.clone();
+        bad[9] = u64::MAX;
+        assert!(decode(&bad, 2).is_none(), "a count past the cap");
     }
 }
