@@ -12,3 +12,4 @@ if [ ! -x "$VENV/bin/python" ]; then
     "$VENV/bin/pip" install --quiet numpy onnx onnxruntime torch scikit-learn
 fi
 "$VENV/bin/python" scripts/make_onnx_fixtures.py tests/fixtures/onnx
+"$VENV/bin/python" scripts/make_train_onnx_fixture.py tests/fixtures/onnx

@@ -99,6 +99,7 @@ pub trait Comm: Send + Sync {
 pub struct Counters {
     peers: Vec<PeerCounters>,
     rounds: AtomicU64,
+    ahead_rounds: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -127,6 +128,9 @@ pub struct CommStats {
     pub per_peer: Vec<PeerStats>,
     /// Openings (communication rounds) this party took part in, summed over all lanes.
     pub rounds: u64,
+    /// Openings made ahead by background lanes (inter-linear's weight masks F = W - B),
+    /// not in `rounds`: they run beside the rounds, off the critical path.
+    pub ahead_rounds: u64,
 }
 
 impl CommStats {
@@ -158,6 +162,7 @@ impl CommStats {
                 })
                 .collect(),
             rounds: self.rounds - before.rounds,
+            ahead_rounds: self.ahead_rounds - before.ahead_rounds,
         }
     }
 }
@@ -167,6 +172,7 @@ impl Counters {
         Counters {
             peers: (0..parties).map(|_| PeerCounters::default()).collect(),
             rounds: AtomicU64::new(0),
+            ahead_rounds: AtomicU64::new(0),
         }
     }
     pub fn sent(&self, peer: PartyId, bytes: u64) {
@@ -183,6 +189,9 @@ impl Counters {
     pub fn round(&self) {
         self.rounds.fetch_add(1, Relaxed);
     }
+    pub fn ahead_round(&self) {
+        self.ahead_rounds.fetch_add(1, Relaxed);
+    }
     pub fn snapshot(&self) -> CommStats {
         CommStats {
             per_peer: self
@@ -197,6 +206,7 @@ impl Counters {
                 })
                 .collect(),
             rounds: self.rounds.load(Relaxed),
+            ahead_rounds: self.ahead_rounds.load(Relaxed),
         }
     }
 }

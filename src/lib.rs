@@ -5,11 +5,13 @@
 //! ```text
 //!   cli                      subcommands
 //!   bench | report | profile sweeps and their CSV | tables and figures from them | timelines
-//!   train                    secure training: data sets, backward passes, SGD, epochs
+//!   train                    secure training: data sets, backward passes, SGD, epochs,
+//!                            its parties as threads or processes
 //!   runtime                  wiring: parties as threads/processes, dealer, timing
 //!   sched                    schemes: strategies over the one traversal (lanes, slots)
 //!   model | onnx             graph, zoo, f64 and MPC interpreters (the one traversal) |
-//!                            ONNX import into that graph, .npy I/O
+//!                            ONNX import into that graph, .npy I/O, trained
+//!                            weights written back into a copy of the model
 //!   proto                    online protocols (Ctx methods), written like the math
 //!   comm | offline | prg     message interface | dealer + material | CSPRNG
 //!   link                     link profiles (bandwidth, latency) the emulator applies

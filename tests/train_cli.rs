@@ -1,6 +1,8 @@
 //! `mpc-pipe train`, the real binary in a scratch directory: a short MPC run on synthetic
 //! data writes its CSV rows and .npy weights, the plaintext run prints the same epochs,
-//! and bad options are refused with exit code 2 and a message naming them.
+//! `--processes` gives the threaded run's weights and losses byte for byte, an ONNX model's
+//! trained weights are written back into a copy of it, and bad options are refused with
+//! exit code 2 and a message naming them.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -38,6 +40,22 @@ fn epochs(out: &str) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// Run `train` with `args`, appending rows to `csv` and saving weights in `weights`;
+/// returns stdout after checking the run succeeded.
+fn train_ok(args: &[&str], csv: &std::path::Path, weights: &std::path::Path) -> String {
+    let o = bin()
+        .args(args)
+        .arg("--out")
+        .arg(csv)
+        .arg("--save-weights")
+        .arg(weights)
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{args:?}: stdout: {out}\nstderr: {err}");
+    out
+}
+
 const SMALL: &[&str] = &[
     "train",
     "--model",
@@ -62,16 +80,7 @@ fn train_writes_rows_and_weights_and_agrees_with_plaintext() {
     let dir = scratch("small");
     let csv = dir.join("train.csv");
     let w = dir.join("weights");
-    let o = bin()
-        .args(SMALL)
-        .arg("--out")
-        .arg(&csv)
-        .arg("--save-weights")
-        .arg(&w)
-        .output()
-        .unwrap();
-    let (out, err) = text(&o);
-    assert!(o.status.success(), "stdout: {out}\nstderr: {err}");
+    let out = train_ok(SMALL, &csv, &w);
     let mpc = epochs(&out);
     assert_eq!(mpc.len(), 2, "{out}");
     let o = bin().args(SMALL).arg("--plaintext").output().unwrap();
@@ -131,7 +140,11 @@ fn train_refuses_bad_options_naming_them() {
         (&["train", "--epochs", "0"], "--epochs"),
         (&["train", "--momentum", "1.5"], "--momentum"),
         (&["train", "--scheme", "serial+inter-batch"], "serial"),
-        (&["train", "--processes"], "--processes"),
+        (&["train", "--processes", "--plaintext"], "--processes"),
+        (
+            &["train", "--processes", "--inbox-cap-mib", "0"],
+            "--inbox-cap-mib",
+        ),
         (&["train", "--model", "bert-small"], "no backward rule"),
         (&["train", "--model", "nosuch"], "unknown model"),
     ];
@@ -144,7 +157,8 @@ fn train_refuses_bad_options_naming_them() {
 }
 
 /// An imported ONNX model trains like a built-in one (the digits fixture: its batch norm
-/// folded into the conv, then conv, relu, maxpool, conv, relu, avgpool, flatten, gemm).
+/// folded into the conv by the exporter, then conv, relu, maxpool, conv, relu, avgpool,
+/// flatten, gemm).
 #[test]
 fn train_takes_an_onnx_model() {
     let model = concat!(
@@ -185,4 +199,250 @@ fn train_takes_an_onnx_model() {
         m[0],
         p[0]
     );
+}
+
+/// The .npy files of a --save-weights directory, by name.
+fn npy_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "npy"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// `--processes`: each party a child process over loopback TCP (sealed channels), every
+/// session of the run over one connection. Under one --dealer-seed the material and the
+/// pairwise seeds are those of the threaded run and the protocol is deterministic given
+/// them, so losses, accuracies and trained weights are the same to the last bit; 3
+/// parties (dealer truncation, counters gathered from two peers), 2 epochs (the first
+/// epoch's plan and the later one's, momentum buffers carried over), all schemes at once.
+#[test]
+fn train_processes_match_the_threaded_run_byte_for_byte() {
+    let dir = scratch("processes");
+    let args = [
+        "train",
+        "--model",
+        "digits-cnn",
+        "--data",
+        "synthetic",
+        "--synthetic-train",
+        "32",
+        "--synthetic-test",
+        "16",
+        "--epochs",
+        "2",
+        "--batch",
+        "16",
+        "--parties",
+        "3",
+        "--scheme",
+        "all",
+        "--dealer-seed",
+        "7",
+    ];
+    let run = |name: &str, extra: &[&str]| {
+        let (csv, w) = (dir.join(format!("{name}.csv")), dir.join(name));
+        let all: Vec<&str> = args.iter().chain(extra).copied().collect();
+        let out = train_ok(&all, &csv, &w);
+        (out, std::fs::read_to_string(&csv).unwrap(), npy_files(&w))
+    };
+    let (tout, tcsv, tw) = run("threads", &[]);
+    let (pout, pcsv, pw) = run("processes", &["--processes"]);
+    assert!(pout.contains("3 parties as processes"), "{pout}");
+    // Printed with 4 decimals: equal lines, and the weights below to the last bit.
+    assert_eq!(epochs(&tout).len(), 2, "{tout}");
+    assert_eq!(epochs(&tout), epochs(&pout), "losses and accuracies");
+    assert_eq!(tw.len(), 6, "{tw:?}");
+    assert_eq!(pw.len(), tw.len());
+    for (a, b) in tw.iter().zip(&pw) {
+        assert_eq!(a.file_name(), b.file_name());
+        assert_eq!(
+            std::fs::read(a).unwrap(),
+            std::fs::read(b).unwrap(),
+            "{} differs",
+            a.display()
+        );
+    }
+    // One process wrote the rows: one per epoch, saying how the parties talked.
+    let rows = |csv: &str| -> Vec<Vec<String>> {
+        csv.lines()
+            .map(|l| l.split(',').map(String::from).collect())
+            .collect()
+    };
+    let (t, p) = (rows(&tcsv), rows(&pcsv));
+    assert_eq!(p.len(), 3, "{pcsv}");
+    let col = |name: &str| t[0].iter().position(|c| c == name).unwrap();
+    for r in 1..3 {
+        assert_eq!(p[r][col("channels")], "sealed");
+        assert_eq!(t[r][col("channels")], "memory");
+        for c in [
+            "epoch",
+            "loss",
+            "accuracy",
+            "rounds",
+            "bytes_per_party",
+            "parties",
+        ] {
+            assert_eq!(p[r][col(c)], t[r][col(c)], "column {c}");
+        }
+    }
+}
+
+/// A model from ONNX whose weights are its initializers: `--save-weights` writes, beside
+/// the .npy files, a copy of the .onnx with the trained values. Importing that copy gives
+/// the trained weights exactly (fixed-point values k·2^-16 are exact in float32), and the
+/// f64 interpreter on it gives what it gives on the trained graph (the original with the
+/// .npy values put in); every other byte of the model (its doc string here) is kept.
+#[test]
+fn train_writes_an_onnx_model_back_with_the_trained_weights() {
+    use mpc_pipe::model::graph::Producer;
+    use mpc_pipe::model::{backward, plain};
+    let fixture = |f: &str| {
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/onnx")).join(f)
+    };
+    let model = fixture("trainable_cnn.onnx");
+    let dir = scratch("onnx-out");
+    let o = bin()
+        .args(["train", "--model"])
+        .arg(&model)
+        .args([
+            "--data",
+            "digits",
+            "--epochs",
+            "1",
+            "--batch",
+            "64",
+            "--lr",
+            "0.1",
+            "--dealer-seed",
+            "7",
+            "--save-weights",
+        ])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "stdout: {out}\nstderr: {err}");
+    let saved = dir.join("trainable_cnn.trained.onnx");
+    assert!(out.contains(&saved.display().to_string()), "{out}");
+    let bytes = std::fs::read(&saved).unwrap();
+    let doc = b"kept byte for byte by train --save-weights";
+    assert!(bytes.windows(doc.len()).any(|w| w == doc));
+    let g_saved = mpc_pipe::onnx::load(&saved, None).unwrap();
+    let g0 = mpc_pipe::onnx::load(&model, None).unwrap();
+    let params = backward::parameters(&g_saved).unwrap();
+    assert_eq!(params, backward::parameters(&g0).unwrap());
+    let files = npy_files(&dir);
+    assert_eq!(files.len(), params.len());
+    let mut trained = g0.clone();
+    let mut moved: f64 = 0.0;
+    for (&p, f) in params.iter().zip(&files) {
+        let (v, _) = mpc_pipe::onnx::npy::read(f, "weight").unwrap();
+        let s = g_saved.tensors[p].constant().unwrap();
+        assert_eq!(s.shape(), v.shape(), "{}", f.display());
+        assert_eq!(
+            s.data(),
+            v.data(),
+            "{}: not the trained values",
+            f.display()
+        );
+        moved = moved.max(v.max_abs_diff(g0.tensors[p].constant().unwrap()));
+        trained.tensors[p].producer = Producer::Const(v);
+    }
+    assert!(moved > 1e-3, "training moved no weight ({moved})");
+    let (x, _) = mpc_pipe::onnx::npy::read(&fixture("trainable_cnn.input.npy"), "x").unwrap();
+    // The fixture imports as onnxruntime runs it (float32 rounding: 1e-5 at |y| < 1).
+    let (ort, _) = mpc_pipe::onnx::npy::read(&fixture("trainable_cnn.ort.npy"), "y").unwrap();
+    assert!(plain::forward(&g0, &x).unwrap().max_abs_diff(&ort) < 1e-5);
+    let (ys, yt) = (
+        plain::forward(&g_saved, &x).unwrap(),
+        plain::forward(&trained, &x).unwrap(),
+    );
+    assert_eq!(ys.data(), yt.data());
+}
+
+/// A parameter the importer makes (here a Gemm's alpha applied to its weight: the graph
+/// trains `fc.weight.alpha`, which no initializer holds) cannot be written back: the run
+/// says so before training, naming it, and writes the .npy files only.
+#[test]
+fn train_says_when_an_onnx_model_cannot_be_written_back() {
+    use mpc_pipe::onnx::proto::{AttributeProto, ModelProto};
+    use prost::Message;
+    let src = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/onnx/trainable_cnn.onnx"
+    );
+    let mut m = ModelProto::decode(&std::fs::read(src).unwrap()[..]).unwrap();
+    let gemm = m
+        .graph
+        .as_mut()
+        .unwrap()
+        .node
+        .iter_mut()
+        .find(|n| n.op_type == "Gemm")
+        .unwrap();
+    gemm.attribute.push(AttributeProto {
+        name: "alpha".into(),
+        r#type: 1,
+        f: 0.5,
+        ..Default::default()
+    });
+    let dir = scratch("onnx-alpha");
+    let model = dir.join("alpha.onnx");
+    std::fs::write(&model, m.encode_to_vec()).unwrap();
+    let w = dir.join("weights");
+    let o = bin()
+        .args(["train", "--model"])
+        .arg(&model)
+        .args([
+            "--data",
+            "synthetic",
+            "--synthetic-train",
+            "16",
+            "--synthetic-test",
+            "8",
+            "--epochs",
+            "1",
+            "--batch",
+            "16",
+            "--save-weights",
+        ])
+        .arg(&w)
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "stdout: {out}\nstderr: {err}");
+    let note = out
+        .lines()
+        .find(|l| l.contains("will not be written as ONNX"))
+        .unwrap_or_else(|| panic!("no note in {out}"));
+    assert!(note.contains("'fc.weight.alpha'"), "{note}");
+    assert!(out.contains("trained model not written as ONNX"), "{out}");
+    assert_eq!(npy_files(&w).len(), 6);
+    assert_eq!(std::fs::read_dir(&w).unwrap().count(), 6, "only .npy files");
+}
+
+/// A party process that fails (fault injection: party 1 fails before its first online
+/// phase) ends `train --processes` with exit code 1 and an error naming that party, no
+/// panic, and no CSV row.
+#[test]
+fn a_failing_training_party_process_exits_1_naming_it() {
+    let dir = scratch("proc-fail");
+    let csv = dir.join("t.csv");
+    let o = bin()
+        .args(SMALL)
+        .args(["--processes", "--parties", "3", "--out"])
+        .arg(&csv)
+        .env("MPC_PIPE_DEBUG_FAIL", "1")
+        .output()
+        .unwrap();
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "stdout: {out}\nstderr: {err}");
+    assert!(err.contains("party 1"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!out.contains("epoch "), "{out}");
+    let rows = std::fs::read_to_string(&csv).unwrap_or_default();
+    assert!(rows.lines().count() <= 1, "rows written: {rows}");
 }

@@ -121,6 +121,7 @@ impl JobArgs {
             seq_len: self.seq_len,
             dealer_seed: self.dealer_seed,
             infer: None,
+            train: None,
         };
         check_sizes(&spec)?;
         Ok(spec)
@@ -180,8 +181,8 @@ impl LinkArgs {
     }
 }
 
-/// How `run` and `infer` place their parties: threads of this process, or child processes
-/// over loopback TCP (`--processes`) with the transport's options.
+/// How `run`, `infer` and `train` place their parties: threads of this process, or child
+/// processes over loopback TCP (`--processes`) with the transport's options.
 #[derive(Args, Debug, Clone)]
 pub struct ProcessArgs {
     /// Run every party as a child process (`mpc-pipe party`) over loopback TCP.

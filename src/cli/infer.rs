@@ -197,6 +197,7 @@ pub fn run(a: &InferArgs) -> Result<()> {
             input_shape: in_shape.clone(),
             data_owner: owner,
         }),
+        train: None,
     };
     // The whole job, as `run` times it (see README, The whole job).
     let t_job = std::time::Instant::now();

@@ -56,8 +56,8 @@ pub struct PartyArgs {
     /// channels cost only; every party of the session must give it.
     #[arg(long)]
     pub insecure_plaintext_channels: bool,
-    /// Internal (`run --processes`): read the whole job, as JSON, from standard input;
-    /// the job, link, timeout and material options are then not used.
+    /// Internal (`run`, `infer` and `train --processes`): read the whole job, as JSON,
+    /// from standard input; the job, link, timeout and material options are then not used.
     #[arg(long, hide = true)]
     pub job_stdin: bool,
 }
@@ -146,6 +146,16 @@ fn run_party_args(a: &PartyArgs) -> Result<()> {
         .debug_stall_s
         .map(|s| crate::error::seconds_option("--debug-stall-s", s, true))
         .transpose()?;
+    if pjob.spec.train.is_some() {
+        // `train --processes`: the whole training run, many sessions over one connection.
+        if pjob.material_dir.is_some() {
+            return Err(Error::Config(
+                "a training job deals fresh material for every epoch; --material is not for it"
+                    .into(),
+            ));
+        }
+        return super::train::run_party(&cfg, &pjob);
+    }
     let job = job::build_at(&pjob.spec, Some(a.id))?;
     let out = run_party(&cfg, &job)?;
     println!("{}", format_result(a.id, &out));

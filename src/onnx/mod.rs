@@ -13,7 +13,9 @@
 //! - `layernorm`: the layer normalisation opsets 13 to 16 spell out (ReduceMean, Sub, Pow,
 //!   ReduceMean, Add, Sqrt, Div, Mul, Add) fused into one `Op::LayerNorm`.
 //! - `npy`: .npy tensors in and out of `mpc-pipe infer`.
+//! - `export`: trained weights written back into a copy of the model's initializers.
 
+pub mod export;
 mod gelu;
 mod import;
 mod layernorm;
@@ -40,6 +42,12 @@ pub const MAX_NODES: usize = 100_000;
 /// file leaves a dim symbolic; must agree with the file's static dims otherwise).
 /// Errors are configuration errors naming the file (exit code 2).
 pub fn load(path: &Path, input_shape: Option<&[usize]>) -> Result<Graph> {
+    let buf = read(path)?;
+    import(&buf, input_shape, &path.display().to_string())
+}
+
+/// The bytes of the model file `path`, at most `MAX_FILE_BYTES`.
+pub fn read(path: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
     let what = path.display().to_string();
     let f = std::fs::File::open(path)
@@ -53,5 +61,5 @@ pub fn load(path: &Path, input_shape: Option<&[usize]>) -> Result<Graph> {
             "model {what} is larger than {MAX_FILE_BYTES} bytes: refused"
         )));
     }
-    import(&buf, input_shape, &what)
+    Ok(buf)
 }

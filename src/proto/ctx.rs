@@ -498,6 +498,9 @@ impl<'a> Ctx<'a> {
     fn count_round(&self) {
         if self.primary {
             self.counters().round();
+        } else if self.bulk {
+            // A weights lane's opening (inter-linear): beside the rounds, counted apart.
+            self.counters().ahead_round();
         }
     }
 

@@ -25,6 +25,14 @@ pub enum LinearOp {
     Matmul,
     /// conv2d(X [B,C,H,W], W [O,C,KH,KW])
     Conv2d { stride: usize, padding: usize },
+    /// A convolution's input gradient (training): conv2d_grad_input(dY [B,O,OH,OW],
+    /// W [O,C,KH,KW]) for an input of spatial size `in_hw`. Row-separable along the batch
+    /// like the others, so its weight mask can be opened ahead (inter-linear).
+    ConvGradInput {
+        in_hw: (usize, usize),
+        stride: usize,
+        padding: usize,
+    },
 }
 
 impl LinearOp {
@@ -32,6 +40,11 @@ impl LinearOp {
         match *self {
             LinearOp::Matmul => kernels::matmul(x, w),
             LinearOp::Conv2d { stride, padding } => kernels::conv2d(x, w, stride, padding),
+            LinearOp::ConvGradInput {
+                in_hw,
+                stride,
+                padding,
+            } => kernels::conv2d_grad_input(x, w, in_hw, stride, padding),
         }
     }
 
@@ -45,6 +58,7 @@ impl LinearOp {
                 (x[2] + 2 * padding - w[2]) / stride + 1,
                 (x[3] + 2 * padding - w[3]) / stride + 1,
             ],
+            LinearOp::ConvGradInput { in_hw, .. } => vec![x[0], w[1], in_hw.0, in_hw.1],
         }
     }
 
@@ -76,6 +90,33 @@ impl LinearOp {
                 Ok(Request::Conv2d {
                     x: [x[0], x[1], x[2], x[3]],
                     w: [w[0], w[1], w[2], w[3]],
+                    stride,
+                    padding,
+                })
+            }
+            LinearOp::ConvGradInput {
+                in_hw,
+                stride,
+                padding,
+            } => {
+                let (dy, w) = (x, w);
+                if dy.len() != 4
+                    || w.len() != 4
+                    || dy[1] != w[0]
+                    || stride == 0
+                    || in_hw.0 + 2 * padding < w[2]
+                    || in_hw.1 + 2 * padding < w[3]
+                    || dy[2] != kernels::conv_out(in_hw.0, w[2], stride, padding)
+                    || dy[3] != kernels::conv_out(in_hw.1, w[3], stride, padding)
+                {
+                    return Err(Error::Shape(format!(
+                        "conv2d input gradient of dy {dy:?} by w {w:?} for input {in_hw:?}"
+                    )));
+                }
+                Ok(Request::ConvGradInput {
+                    dy: [dy[0], dy[1], dy[2], dy[3]],
+                    w: [w[0], w[1], w[2], w[3]],
+                    in_hw: [in_hw.0, in_hw.1],
                     stride,
                     padding,
                 })
@@ -485,7 +526,8 @@ impl<'a> Ctx<'a> {
     /// The input gradient of a private-weight convolution (training):
     /// dx = conv2d_grad_input(dy, w) for an input of spatial size `in_hw`, both operands
     /// secret. A Beaver product over its own triple (`Request::ConvGradInput`), then one
-    /// truncation: the bilinear map changes, the protocol is `linear`'s.
+    /// truncation: the bilinear map changes (`LinearOp::ConvGradInput`), the protocol is
+    /// `linear`'s.
     pub fn conv2d_grad_input(
         &self,
         dy: &Share,
@@ -494,32 +536,15 @@ impl<'a> Ctx<'a> {
         stride: usize,
         padding: usize,
     ) -> Result<Share> {
-        let (ds, ws) = (dy.shape(), w.shape());
-        let oh = in_hw.0 + 2 * padding;
-        let ow = in_hw.1 + 2 * padding;
-        if ds.len() != 4
-            || ws.len() != 4
-            || ds[1] != ws[0]
-            || stride == 0
-            || oh < ws[2]
-            || ow < ws[3]
-            || ds[2] != kernels::conv_out(in_hw.0, ws[2], stride, padding)
-            || ds[3] != kernels::conv_out(in_hw.1, ws[3], stride, padding)
-        {
-            return Err(Error::Shape(format!(
-                "conv2d input gradient of dy {ds:?} by w {ws:?} for input {in_hw:?}"
-            )));
-        }
-        let req = Request::ConvGradInput {
-            dy: [ds[0], ds[1], ds[2], ds[3]],
-            w: [ws[0], ws[1], ws[2], ws[3]],
-            in_hw: [in_hw.0, in_hw.1],
+        let op = LinearOp::ConvGradInput {
+            in_hw,
             stride,
             padding,
         };
-        let out = [ds[0], ws[1], in_hw.0, in_hw.1];
+        let req = op.request(dy.shape(), w.shape())?;
+        let out = op.out_shape(dy.shape(), w.shape());
         let z = self.beaver("conv input gradient", req, &dy.0, &w.0, &out, |a, b| {
-            kernels::conv2d_grad_input(a, b, in_hw, stride, padding)
+            op.apply(a, b)
         })?;
         self.trunc(&Share(z))
     }

@@ -11,7 +11,7 @@ use crate::ring::PlainTensor;
 use crate::sched::{self, Schedule};
 
 /// What to run (all parties must agree on it).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
     pub model: String,
@@ -29,6 +29,46 @@ pub struct JobSpec {
     /// A user's ONNX model (`mpc-pipe infer`) instead of the built-in `model`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub infer: Option<InferJob>,
+    /// Training (`mpc-pipe train --processes`) of `model` (a built-in name or an .onnx
+    /// file) instead of one inference. Each party process runs it through `train`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train: Option<TrainJob>,
+}
+
+/// `mpc-pipe train --processes`: the training options beyond the `JobSpec`'s model,
+/// parties, batch, seed (of a built-in model's initial weights), schedule and dealer seed.
+/// Only the model owner's process (party 0) reads the initial weights, writes `out` and
+/// `save_weights`; only the data owner's (the last party) reads the data; the others
+/// know the data's public shape from `data_shape`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainJob {
+    /// `--data`: digits or synthetic.
+    pub data: String,
+    pub synthetic_train: usize,
+    pub synthetic_test: usize,
+    pub data_seed: u64,
+    pub epochs: usize,
+    pub lr: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    /// `--out`: the CSV the model owner appends one row per epoch to.
+    pub out: Option<std::path::PathBuf>,
+    /// `--save-weights`: where the model owner writes the trained weights.
+    pub save_weights: Option<std::path::PathBuf>,
+    pub data_shape: DataShape,
+}
+
+/// The public shape of a training run's data: what the parties that do not hold it need
+/// to run the same program.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataShape {
+    pub train: usize,
+    pub test: usize,
+    /// One sample's shape ([C, H, W] or [features]).
+    pub sample: Vec<usize>,
+    pub classes: usize,
 }
 
 /// `mpc-pipe infer`'s job: the data owner's .npy input through a user's ONNX model, the
@@ -59,6 +99,7 @@ impl JobSpec {
             seq_len: None,
             dealer_seed: None,
             infer: None,
+            train: None,
         }
     }
 }
@@ -94,6 +135,11 @@ pub fn build(spec: &JobSpec) -> Result<Job> {
 pub fn build_at(spec: &JobSpec, me: Option<usize>) -> Result<Job> {
     if spec.batch == 0 {
         return Err(Error::Config("--batch must be at least 1".into()));
+    }
+    if spec.train.is_some() {
+        return Err(Error::Config(
+            "a training job runs through `train`, not as an inference job".into(),
+        ));
     }
     if let Some(ij) = &spec.infer {
         let graph = crate::onnx::load(&ij.model, Some(&ij.input_shape))?;

@@ -17,6 +17,20 @@ const DIGITS_SIDE: usize = 8;
 const DIGITS_MAX: f64 = 16.0;
 /// Largest synthetic data set (samples), so a typo cannot ask for terabytes.
 pub const MAX_SYNTHETIC: usize = 1 << 20;
+/// Most values (samples × values per sample, 16 GiB of f64) a data set may hold, real,
+/// synthetic or placeholder: beyond it the allocation would abort the process rather than
+/// report an error.
+pub const MAX_DATA_VALUES: usize = 1 << 31;
+
+/// Refuse `n` samples of `s` values each beyond `MAX_DATA_VALUES`.
+fn check_values(n: usize, s: usize) -> Result<()> {
+    match n.checked_mul(s) {
+        Some(v) if v <= MAX_DATA_VALUES => Ok(()),
+        _ => Err(Error::Config(format!(
+            "{n} samples of {s} values are more than {MAX_DATA_VALUES} values in all"
+        ))),
+    }
+}
 
 /// Labelled images, NCHW, labels in 0..classes.
 #[derive(Clone, Debug)]
@@ -175,6 +189,7 @@ pub fn synthetic(
             "synthetic sample shape {sample_shape:?}: 1 to 2^20 values per sample"
         )));
     }
+    check_values(n, s)?;
     let mut g = Synth::new(seed);
     let protos = g.tensor(&[classes, s], 0.0, 1.0);
     let labels = g.tensor(&[n], 0.0, classes as f64);
@@ -199,6 +214,38 @@ pub fn synthetic(
     Ok(Split {
         train: all.rows(0..train),
         test: all.rows(train..n),
+    })
+}
+
+/// A stand-in of the data's public shape for a party that does not hold the data (a
+/// party process other than the data owner's under `train --processes`): `train` and
+/// `test` samples of `sample_shape`, all zeros, labels 0. The training program reads
+/// values only at the data owner, so nothing of them is ever used.
+pub fn placeholder(
+    train: usize,
+    test: usize,
+    sample_shape: &[usize],
+    classes: usize,
+) -> Result<Split> {
+    let s: usize = sample_shape.iter().product();
+    let n = train
+        .checked_add(test)
+        .filter(|&n| n <= MAX_SYNTHETIC.max(DIGITS_IMAGES));
+    if n.is_none() || s == 0 || s > 1 << 20 || classes < 2 {
+        return Err(Error::Config(format!(
+            "data shape of {train} + {test} samples of {sample_shape:?} in {classes} classes is out of range"
+        )));
+    }
+    check_values(train + test, s)?;
+    let set = |len: usize| Dataset {
+        images: vec![0.0; len * s],
+        sample_shape: sample_shape.to_vec(),
+        labels: vec![0; len],
+        classes,
+    };
+    Ok(Split {
+        train: set(train),
+        test: set(test),
     })
 }
 
@@ -244,5 +291,18 @@ mod tests {
         assert!(a.train.labels.iter().all(|&l| l < 3));
         assert!(synthetic(MAX_SYNTHETIC, 1, &[1], 2, 0).is_err());
         assert!(synthetic(1, 1, &[1], 1, 0).is_err());
+        // 2^20 samples of 2^12 values: 2^32 values, refused before any allocation.
+        let e = synthetic(1 << 19, 1 << 19, &[1, 64, 64], 2, 0).unwrap_err();
+        assert!(e.to_string().contains("values in all"), "{e}");
+    }
+
+    #[test]
+    fn a_placeholder_has_the_data_shape_and_no_values() {
+        let p = placeholder(10, 4, &[1, 8, 8], 10).unwrap();
+        assert_eq!((p.train.len(), p.test.len()), (10, 4));
+        assert_eq!(p.train.sample_shape, vec![1, 8, 8]);
+        assert!(p.train.images.iter().all(|&v| v == 0.0));
+        assert!(placeholder(1 << 20, 0, &[1 << 20], 2).is_err());
+        assert!(placeholder(4, 4, &[4], 1).is_err());
     }
 }

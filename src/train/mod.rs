@@ -1,9 +1,10 @@
 //! Secure training (`mpc-pipe train`): data sets (`data`), the MPC forward/backward/SGD
-//! over the model graph (`mpc`), and the epoch loop that runs it in-process, each epoch
-//! one online session with fresh dealer material, or in f64 (`--plaintext`) with the same
-//! initial weights, data order and batches (model::backward). Depends on model, proto,
-//! offline, runtime, sched, ring, link, kernels (the process CPU clock); bench and cli
-//! sit above it.
+//! over the model graph (`mpc`), where the parties run (`parties`: threads of this
+//! process, or one party per process over TCP), and the epoch loop over either, each
+//! epoch one online session with fresh dealer material; or the same in f64
+//! (`--plaintext`) with the same initial weights, data order and batches
+//! (model::backward). Depends on model, proto, offline, runtime, sched, ring, link,
+//! comm, kernels (the process CPU clock); bench and cli sit above it.
 //!
 //! The model owner (party 0) holds the initial weights and learns the per-epoch loss and
 //! test accuracy, and the trained weights when asked; the data owner (the last party)
@@ -16,6 +17,7 @@
 
 pub mod data;
 pub mod mpc;
+pub mod parties;
 
 use std::time::Instant;
 
@@ -27,13 +29,13 @@ use crate::model::Graph;
 
 use crate::proto::{Ctx, Share};
 use crate::ring::{PlainTensor, RingTensor};
-use crate::runtime::local::{deal_in_process, fresh_session, record_plan, run_online_with_link};
 use crate::runtime::SessionConfig;
 use crate::sched::Schedule;
 use crate::transport::emulator::LinkProfile;
 
 pub use data::{Dataset, Split};
 use mpc::{Trainable, MODEL_OWNER};
+pub use parties::{InProcess, Measured, OneProcess, Parties, PlanKind};
 
 /// Test images per evaluation batch.
 const EVAL_BATCH: usize = 128;
@@ -171,7 +173,8 @@ pub struct Job<'a> {
 }
 
 impl Job<'_> {
-    fn check(&self) -> Result<()> {
+    /// The configuration, the model's trainability and its fit to the data, checked.
+    pub fn check(&self) -> Result<()> {
         self.config.check(self.data.train.len())?;
         backward::parameters(self.graph)?;
         let want = &self.graph.input_shape()[1..];
@@ -255,66 +258,85 @@ impl Job<'_> {
         link: &LinkProfile,
         on_epoch: &mut dyn FnMut(&EpochReport),
     ) -> Result<(Vec<EpochReport>, Vec<PlainTensor>)> {
+        let (reports, weights) = self.run_on(&mut InProcess::new(session, link), on_epoch)?;
+        let weights =
+            weights.ok_or_else(|| Error::Protocol("the model owner got no weights".into()))?;
+        Ok((reports, weights))
+    }
+
+    /// Secure training with the parties `parties` places (all in this process, or this
+    /// process's one). Where the model owner runs, calls `on_epoch` after each epoch and
+    /// returns the reports and the trained weights; elsewhere, no reports and None.
+    pub fn run_on<P: Parties>(
+        &self,
+        parties: &mut P,
+        on_epoch: &mut dyn FnMut(&EpochReport),
+    ) -> Result<(Vec<EpochReport>, Option<Vec<PlainTensor>>)> {
         self.check()?;
         let model = Trainable::new(self.graph)?.with_schedule(&self.config.schedule)?;
-        let parties = session.parties;
-        let mut states = vec![PartyState::default(); parties];
+        let n = parties.parties();
+        let local: Vec<bool> = (0..n).map(|p| parties.is_local(p)).collect();
+        let me = local
+            .iter()
+            .position(|&l| l)
+            .ok_or_else(|| Error::Protocol("no party runs in this process".into()))?;
+        // The state a party's program reads. A dry run plays party 0; a process without
+        // party 0 plays it with its own party's state (same shapes, momentum buffers or
+        // not alike, so the same plan).
+        let at = |p: usize| if local[p] { p } else { me };
+        let mut states = vec![PartyState::default(); n];
         let mut reports = Vec::new();
-        // Every epoch repeats the same steps' keys and shapes, so one dry run serves them
-        // all, except that the first epoch starts without momentum buffers (its first
-        // update has no μ·v term): epoch 1 has a plan of its own. Evaluation's is one.
-        let eval_plan = {
-            let st = &states;
-            let eval = |ctx: &Ctx| self.evaluate(&model, ctx, &st[ctx.party()]);
-            record_plan(session, &eval)?
-        };
-        let mut plans: [Option<crate::offline::Plan>; 2] = [None, None];
         for epoch in 0..self.config.epochs {
-            let which = usize::from(epoch > 0);
-            if plans[which].is_none() {
-                let st = &states;
-                let train = |ctx: &Ctx| self.train_epoch(&model, ctx, epoch, &st[ctx.party()]);
-                plans[which] = Some(record_plan(session, &train)?);
-            }
-            let plan = plans[which].as_ref().expect("recorded");
-            let material = deal_in_process(plan, session, fresh_session());
-            let cpu0 = crate::kernels::bound::process_cpu_s();
-            let outs = {
-                let st = &states;
-                let train = |ctx: &Ctx| self.train_epoch(&model, ctx, epoch, &st[ctx.party()]);
-                run_online_with_link(session, link, material, &train)?
+            // Every epoch repeats the same steps' keys and shapes, so one dry run serves
+            // them all, except that the first epoch starts without momentum buffers (its
+            // first update has no μ·v term): epoch 1 has a plan of its own.
+            let kind = if epoch == 0 {
+                PlanKind::FirstEpoch
+            } else {
+                PlanKind::Epoch
             };
-            let cpu_s = (crate::kernels::bound::process_cpu_s() - cpu0) / parties as f64;
-            let online_s = outs.iter().map(|o| o.online_s).fold(0.0, f64::max);
-            let stats: Vec<CommStats> = outs.iter().map(|o| o.stats.clone()).collect();
+            let (outs, cpu_s) = {
+                let st = &states;
+                let train = |ctx: &Ctx| self.train_epoch(&model, ctx, epoch, &st[at(ctx.party())]);
+                parties.session(kind, &train)?
+            };
             let mut loss = f64::NAN;
-            for (i, o) in outs.into_iter().enumerate() {
+            let mut measured = Vec::with_capacity(outs.len());
+            for (i, o) in outs {
                 if let Some(l) = o.value.1 {
                     loss = l;
                 }
                 states[i] = o.value.0;
+                measured.push(Measured {
+                    online_s: o.online_s,
+                    cpu_s,
+                    stats: o.stats,
+                });
             }
-            let material = deal_in_process(&eval_plan, session, fresh_session());
-            let st = &states;
-            let eval = |ctx: &Ctx| self.evaluate(&model, ctx, &st[ctx.party()]);
-            let outs = run_online_with_link(session, link, material, &eval)?;
-            let accuracy = outs.iter().find_map(|o| o.value).unwrap_or(f64::NAN);
-            let r = EpochReport {
-                epoch: epoch + 1,
-                loss,
-                accuracy,
-                samples: self.config.steps(self.data.train.len()) * self.config.batch,
-                online_s,
-                cpu_s,
-                stats,
+            let (outs, _) = {
+                let st = &states;
+                let eval = |ctx: &Ctx| self.evaluate(&model, ctx, &st[at(ctx.party())]);
+                parties.session(PlanKind::Evaluation, &eval)?
             };
-            on_epoch(&r);
-            reports.push(r);
+            let accuracy = outs.iter().find_map(|(_, o)| o.value).unwrap_or(f64::NAN);
+            if let Some(all) = parties.gather(measured)? {
+                let r = EpochReport {
+                    epoch: epoch + 1,
+                    loss,
+                    accuracy,
+                    samples: self.config.steps(self.data.train.len()) * self.config.batch,
+                    online_s: all.iter().map(|m| m.online_s).fold(0.0, f64::max),
+                    cpu_s: all.iter().map(|m| m.cpu_s).sum::<f64>() / all.len() as f64,
+                    stats: all.into_iter().map(|m| m.stats).collect(),
+                };
+                on_epoch(&r);
+                reports.push(r);
+            }
         }
         // The trained weights to the model owner (no material: openings only).
         let st = &states;
         let reveal = |ctx: &Ctx| -> Result<Option<Vec<PlainTensor>>> {
-            let w = st[ctx.party()]
+            let w = st[at(ctx.party())]
                 .weights
                 .as_ref()
                 .ok_or_else(|| Error::Protocol("no trained weights".into()))?;
@@ -327,13 +349,8 @@ impl Job<'_> {
             }
             Ok((ctx.party() == MODEL_OWNER).then_some(out))
         };
-        let plan = record_plan(session, &reveal)?;
-        let material = deal_in_process(&plan, session, fresh_session());
-        let outs = run_online_with_link(session, link, material, &reveal)?;
-        let weights = outs
-            .into_iter()
-            .find_map(|o| o.value)
-            .ok_or_else(|| Error::Protocol("the model owner got no weights".into()))?;
+        let (outs, _) = parties.session(PlanKind::Reveal, &reveal)?;
+        let weights = outs.into_iter().find_map(|(_, o)| o.value);
         Ok((reports, weights))
     }
 

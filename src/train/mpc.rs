@@ -86,10 +86,11 @@ struct At<'s> {
 
 /// Inter-linear in training: at the start of a step every weight is known, so a weights
 /// lane takes the triple of each product whose second operand is a weight (the forward
-/// products X·W and conv(X, W), and the backward dX = dY·Wᵀ of gemm and matmul) and opens
-/// its weight mask F = W − B as background traffic while the activations run; the product
-/// then opens only E = X − A. (A conv's input gradient has a bilinear map of its own and
-/// opens its masks inline.)
+/// products X·W and conv(X, W), and the backward input gradients: dX = dY·Wᵀ of gemm and
+/// matmul, and a conv's dX = conv2d_grad_input(dY, W), a bilinear map of its own with the
+/// same Beaver halves) and opens its weight mask F = W − B as background traffic while the
+/// activations run; the product then opens only E = X − A (E = dY − A backward). The
+/// weight gradients dW (both operands activations) open their masks inline.
 struct Ahead {
     slots: Slots,
     /// Node id (`node_id`) of each product -> its slot.
@@ -486,8 +487,12 @@ impl<'g> Trainable<'g> {
                 let (x, wt) = (val(0)?, val(1)?);
                 let (s, p) = (*stride, *padding);
                 let dx = if wants(0) {
-                    let hw = (x.shape()[2], x.shape()[3]);
-                    Some(c.conv2d_grad_input(&dy, wt, hw, s, p)?)
+                    let op = LinearOp::ConvGradInput {
+                        in_hw: (x.shape()[2], x.shape()[3]),
+                        stride: s,
+                        padding: p,
+                    };
+                    Some(self.product(c, slot, op, &dy, wt)?)
                 } else {
                     None
                 };
@@ -826,15 +831,31 @@ impl Trainable<'_> {
                 let bid = node_id(step, micro, Phase::Backward, i);
                 let wants_dx = self.wants(n.inputs[0]);
                 match &n.op {
-                    Op::Conv2d { stride, padding } => fwd.push(Planned {
-                        id,
-                        op: LinearOp::Conv2d {
-                            stride: *stride,
-                            padding: *padding,
-                        },
-                        x_shape: shape_at(n.inputs[0], b),
-                        w: weight(n.inputs[1])?,
-                    }),
+                    Op::Conv2d { stride, padding } => {
+                        let xs = shape_at(n.inputs[0], b);
+                        let wt = weight(n.inputs[1])?;
+                        if wants_dx {
+                            bwd.push(Planned {
+                                id: bid,
+                                op: LinearOp::ConvGradInput {
+                                    in_hw: (xs[2], xs[3]),
+                                    stride: *stride,
+                                    padding: *padding,
+                                },
+                                x_shape: shape_at(n.output, b),
+                                w: wt.clone(),
+                            });
+                        }
+                        fwd.push(Planned {
+                            id,
+                            op: LinearOp::Conv2d {
+                                stride: *stride,
+                                padding: *padding,
+                            },
+                            x_shape: xs,
+                            w: wt,
+                        })
+                    }
                     Op::Gemm { trans_b, .. } => {
                         let wt = weight(n.inputs[1])?;
                         let w_eff = if *trans_b {
