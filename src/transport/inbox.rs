@@ -61,6 +61,13 @@ impl Departure {
     }
 }
 
+/// How long a timed-out wait goes on listening for the silent peer's abort: half the
+/// timeout, at most 30 s. A peer that is really gone is reported after at most 1.5 times
+/// the timeout.
+fn grace_ns(timeout_ns: u64) -> u64 {
+    (timeout_ns / 2).min(30_000_000_000)
+}
+
 struct PeerBox {
     /// (due time on the inbox's clock, how long before it the wait spins, arrival).
     queue: SegQueue<(u64, u64, Arrival)>,
@@ -230,7 +237,8 @@ impl Inbox {
         // A timeout past 2^64 ns (584 years) is no deadline at all: saturate rather than
         // let the cast keep only its low 64 bits.
         let timeout_ns = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
-        let deadline = self.clock.now_ns().saturating_add(timeout_ns);
+        let mut deadline = self.clock.now_ns().saturating_add(timeout_ns);
+        let mut in_grace = false;
         let mut slot = pb.map.lock().unwrap();
         loop {
             Self::drain(pb, &mut slot, from)?;
@@ -253,6 +261,15 @@ impl Inbox {
             } else {
                 None
             };
+            if now >= deadline && !in_grace {
+                // Before blaming this peer, wait a little longer for its abort: it may be
+                // silent because it waits, itself, on a failed third party, and its own
+                // timeout began later than ours (a party computes before it waits). Its
+                // abort then names the party that failed, and so does our error.
+                in_grace = true;
+                deadline = now.saturating_add(grace_ns(timeout_ns));
+                continue;
+            }
             if now >= deadline {
                 return Err(Error::Timeout {
                     peer: from,
@@ -378,6 +395,37 @@ mod tests {
             inbox.wait(1, Tag(2), short),
             Err(Error::Peer { peer: 1, .. })
         ));
+    }
+
+    #[test]
+    fn a_peer_that_aborts_just_after_our_timeout_names_the_party_that_failed() {
+        // Party 1 waits on party 0, which waits on a stopped party 2; party 0's timeout
+        // began 40 ms after ours, so its abort (blaming 2) comes 40 ms after our timeout.
+        let clock = Clock::default();
+        let inbox = std::sync::Arc::new(Inbox::new(3, clock));
+        let i2 = inbox.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(140));
+            i2.push(
+                0,
+                Arrival::Gone(Departure {
+                    why: "timed out waiting for peer 2".into(),
+                    blame: Some(2),
+                }),
+            );
+        });
+        let got = inbox.wait(0, Tag(5), Duration::from_millis(100));
+        t.join().unwrap();
+        assert!(
+            matches!(got, Err(Error::Peer { peer: 2, .. })),
+            "{:?}",
+            got.err()
+        );
+        // With nothing from the peer within the grace, the timeout names the peer itself.
+        let got = inbox.wait(1, Tag(5), Duration::from_millis(20));
+        assert!(matches!(got, Err(Error::Timeout { peer: 1, .. })));
+        assert_eq!(grace_ns(100), 50);
+        assert_eq!(grace_ns(u64::MAX), 30_000_000_000);
     }
 
     #[test]
