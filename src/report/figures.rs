@@ -93,6 +93,8 @@ pub struct Lines {
     pub ticks_at_data: bool,
     /// A horizontal reference line and its legend name (e.g. "paper: +50%").
     pub reference: Option<(f64, String)>,
+    /// The legend's words for the points' bars (what spread they show), if any point has one.
+    pub whisker: Option<String>,
     pub panels: Vec<Panel>,
     pub columns: usize,
     /// The x range of every panel (so panels compare at one scale), or None: each panel's data.
@@ -187,10 +189,21 @@ fn y_range(panel: &Panel, reference: Option<f64>) -> (f64, f64) {
     (if lo == 0.0 { 0.0 } else { lo - pad }, hi + pad)
 }
 
+/// How a legend entry is marked: a filled swatch (a series), a dashed line (a reference)
+/// or an error bar (what the whiskers show).
+#[derive(Clone, Copy, PartialEq)]
+enum Mark {
+    Fill,
+    Dashed,
+    Whisker,
+}
+
+const WHISKER_COLOUR: RGBColor = RGBColor(0x22, 0x22, 0x22);
+
 /// Draw the legend (a swatch and a name per entry) in `area`, top-aligned.
 fn legend<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
-    entries: &[(String, RGBColor, bool)],
+    entries: &[(String, RGBColor, Mark)],
 ) -> Result<()> {
     let style = TextStyle::from((FONT, 14).into_font()).color(&BLACK);
     area.draw(&Text::new(
@@ -199,19 +212,32 @@ fn legend<DB: DrawingBackend>(
         (FONT, 15).into_font().style(FontStyle::Bold),
     ))
     .map_err(draw_err)?;
-    for (i, (name, colour, dashed)) in entries.iter().enumerate() {
+    for (i, (name, colour, mark)) in entries.iter().enumerate() {
         let y = 45 + 24 * i as i32;
-        if *dashed {
-            for k in 0..3 {
-                area.draw(&PathElement::new(
-                    vec![(10 + 9 * k, y), (15 + 9 * k, y)],
-                    colour.stroke_width(2),
-                ))
-                .map_err(draw_err)?;
+        match mark {
+            Mark::Dashed => {
+                for k in 0..3 {
+                    area.draw(&PathElement::new(
+                        vec![(10 + 9 * k, y), (15 + 9 * k, y)],
+                        colour.stroke_width(2),
+                    ))
+                    .map_err(draw_err)?;
+                }
             }
-        } else {
-            area.draw(&Rectangle::new([(10, y - 6), (32, y + 6)], colour.filled()))
-                .map_err(draw_err)?;
+            Mark::Fill => {
+                area.draw(&Rectangle::new([(10, y - 6), (32, y + 6)], colour.filled()))
+                    .map_err(draw_err)?;
+            }
+            Mark::Whisker => {
+                for seg in [
+                    [(21, y - 8), (21, y + 8)],
+                    [(16, y - 8), (26, y - 8)],
+                    [(16, y + 8), (26, y + 8)],
+                ] {
+                    area.draw(&PathElement::new(seg.to_vec(), colour.stroke_width(1)))
+                        .map_err(draw_err)?;
+                }
+            }
         }
         area.draw(&Text::new(name.clone(), (40, y - 8), style.clone()))
             .map_err(draw_err)?;
@@ -219,7 +245,7 @@ fn legend<DB: DrawingBackend>(
     Ok(())
 }
 
-fn legend_width(entries: &[(String, RGBColor, bool)]) -> u32 {
+fn legend_width(entries: &[(String, RGBColor, Mark)]) -> u32 {
     let chars = entries
         .iter()
         .map(|e| e.0.chars().count())
@@ -243,13 +269,21 @@ pub fn lines(path: &Path, fig: &Lines) -> Result<()> {
         .filter(|n| !SCHEME_ORDER.contains(&n.as_str()))
         .cloned()
         .collect();
-    let mut entries: Vec<(String, RGBColor, bool)> = names
+    let mut entries: Vec<(String, RGBColor, Mark)> = names
         .iter()
-        .map(|n| (n.clone(), colour_of(n, &others), false))
+        .map(|n| (n.clone(), colour_of(n, &others), Mark::Fill))
         .collect();
     let ref_colour = RGBColor(0x99, 0x00, 0x00);
     if let Some((_, name)) = &fig.reference {
-        entries.push((name.clone(), ref_colour, true));
+        entries.push((name.clone(), ref_colour, Mark::Dashed));
+    }
+    let has_spread = fig.panels.iter().any(|p| {
+        p.series
+            .iter()
+            .any(|s| s.points.iter().any(|p| p.spread.is_some()))
+    });
+    if let (Some(w), true) = (&fig.whisker, has_spread) {
+        entries.push((w.clone(), WHISKER_COLOUR, Mark::Whisker));
     }
     let cols = fig.columns.max(1).min(fig.panels.len().max(1));
     let rows = fig.panels.len().div_ceil(cols).max(1);
@@ -368,6 +402,11 @@ pub struct Bars {
     pub series: Vec<String>,
     /// values[category][series]; None: no such row.
     pub values: Vec<Vec<Option<f64>>>,
+    /// spread[category][series]: a whisker (low, high) over the bar, or None; may be
+    /// empty (no whiskers).
+    pub spread: Vec<Vec<Option<(f64, f64)>>>,
+    /// The legend's words for the whiskers.
+    pub whisker: Option<String>,
     /// Vertical reference lines with their legend names.
     pub references: Vec<(f64, String)>,
 }
@@ -380,13 +419,18 @@ pub fn bars(path: &Path, fig: &Bars) -> Result<()> {
         .cloned()
         .collect();
     let ref_colours = [RGBColor(0x99, 0x00, 0x00), RGBColor(0x00, 0x66, 0x99)];
-    let mut entries: Vec<(String, RGBColor, bool)> = fig
+    let mut entries: Vec<(String, RGBColor, Mark)> = fig
         .series
         .iter()
-        .map(|n| (n.clone(), colour_of(n, &others), false))
+        .map(|n| (n.clone(), colour_of(n, &others), Mark::Fill))
         .collect();
     for (i, (_, name)) in fig.references.iter().enumerate() {
-        entries.push((name.clone(), ref_colours[i % 2], true));
+        entries.push((name.clone(), ref_colours[i % 2], Mark::Dashed));
+    }
+    let whisker = |i: usize, j: usize| fig.spread.get(i).and_then(|r| r.get(j)).copied().flatten();
+    let has_spread = fig.spread.iter().flatten().any(Option::is_some);
+    if let (Some(w), true) = (&fig.whisker, has_spread) {
+        entries.push((w.clone(), WHISKER_COLOUR, Mark::Whisker));
     }
     let n = fig.categories.len().max(1);
     let per = fig.series.len().max(1);
@@ -408,7 +452,15 @@ pub fn bars(path: &Path, fig: &Bars) -> Result<()> {
     let (plot, legend_area) = root.split_horizontally(plot_w);
     legend(&legend_area, &entries)?;
     let vals = fig.values.iter().flatten().flatten().copied();
-    let (mut lo, mut hi) = vals.fold((0.0f64, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
+    let ends = fig
+        .spread
+        .iter()
+        .flatten()
+        .flatten()
+        .flat_map(|&(a, b)| [a, b]);
+    let (mut lo, mut hi) = vals
+        .chain(ends)
+        .fold((0.0f64, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
     for (r, _) in &fig.references {
         lo = lo.min(*r);
         hi = hi.max(*r);
@@ -457,6 +509,24 @@ pub fn bars(path: &Path, fig: &Bars) -> Result<()> {
                     c.filled(),
                 ))
             }))
+            .map_err(draw_err)?;
+        // Whiskers over the bars, in a dark grey that reads on every bar colour.
+        let cap = h_bar * 0.3;
+        chart
+            .draw_series(
+                (0..fig.values.len())
+                    .filter_map(|i| {
+                        let (a, b) = whisker(i, j)?;
+                        let mid = (n - 1 - i) as f64 + 0.4 - h_bar * j as f64 - h_bar * 0.45;
+                        Some([
+                            vec![(a, mid), (b, mid)],
+                            vec![(a, mid - cap), (a, mid + cap)],
+                            vec![(b, mid - cap), (b, mid + cap)],
+                        ])
+                    })
+                    .flatten()
+                    .map(|seg| PathElement::new(seg, WHISKER_COLOUR.stroke_width(1))),
+            )
             .map_err(draw_err)?;
     }
     let y_top = n as f64 - 0.4;
