@@ -155,8 +155,9 @@ fn fixture_figures_parse_as_xml_and_name_every_series_and_axis() {
             schemes[0],
             schemes[1],
             "link bandwidth (Mbit/s, log scale)",
-            "latency per batch (ms)",
-            "throughput (inferences/s)",
+            // Both panels span a decade or more over a sweep: log-scale y, said in the label.
+            "latency per batch (ms, log scale)",
+            "throughput (inferences/s, log scale)",
         ],
     );
     assert_names(

@@ -81,6 +81,9 @@ pub struct Panel {
     pub title: String,
     pub y_label: String,
     pub series: Vec<Series>,
+    /// Log-scale y (values spanning decades, as latency over a bandwidth sweep), drawn
+    /// linear if a value or bar end is not positive; the axis label says which.
+    pub log_y: bool,
 }
 
 /// Panels of lines sharing an x quantity and one legend.
@@ -89,7 +92,9 @@ pub struct Lines {
     pub x_label: String,
     /// Log-scale x (bandwidth, latency sweeps).
     pub log_x: bool,
-    /// Ticks at the data's x values (discrete sweeps) rather than round numbers.
+    /// Ticks at the data's x values (discrete sweeps) rather than round numbers. The
+    /// series are then drawn a little apart along x (dodged), so points and bars of one x
+    /// do not hide one another.
     pub ticks_at_data: bool,
     /// A horizontal reference line and its legend name (e.g. "paper: +50%").
     pub reference: Option<(f64, String)>,
@@ -199,6 +204,76 @@ enum Mark {
 }
 
 const WHISKER_COLOUR: RGBColor = RGBColor(0x22, 0x22, 0x22);
+
+/// A log-scale y axis of a panel in log10 units: its range with a little air, and ticks at
+/// 1, 2 and 5 times the powers of ten within it (every integer multiple when that gives
+/// fewer than three). None when a value or bar end is not positive.
+fn log_y_axis(panel: &Panel) -> Option<(f64, f64, Vec<f64>)> {
+    let mut lo = f64::INFINITY;
+    let mut hi = f64::NEG_INFINITY;
+    for p in panel.series.iter().flat_map(|s| &s.points) {
+        let (a, b) = p.spread.unwrap_or((p.y, p.y));
+        for v in [p.y, a, b] {
+            if !(v > 0.0 && v.is_finite()) {
+                return None;
+            }
+            lo = lo.min(v.log10());
+            hi = hi.max(v.log10());
+        }
+    }
+    if !lo.is_finite() {
+        return None;
+    }
+    let pad = ((hi - lo) * 0.06).max(0.03);
+    // Reach out to the 1-2-5 tick just beyond the data when it is near (within 0.3 of a
+    // decade), so the lowest and highest points sit between labelled values.
+    let step = |v: f64, down: bool| {
+        let k = v.floor();
+        let m: [f64; 4] = [1.0, 2.0, 5.0, 10.0];
+        let ticks = m.iter().map(|m| k + m.log10());
+        if down {
+            ticks.filter(|t| *t <= v).fold(f64::NEG_INFINITY, f64::max)
+        } else {
+            ticks.filter(|t| *t >= v).fold(f64::INFINITY, f64::min)
+        }
+    };
+    let (below, above) = (step(lo, true), step(hi, false));
+    let lo = if lo - below <= 0.3 {
+        (below - 0.01).min(lo - pad)
+    } else {
+        lo - pad
+    };
+    let hi = if above - hi <= 0.3 {
+        (above + 0.01).max(hi + pad)
+    } else {
+        hi + pad
+    };
+    let ticks = |ms: &[f64]| -> Vec<f64> {
+        let mut t = Vec::new();
+        for k in (lo.floor() as i32)..=(hi.ceil() as i32) {
+            for m in ms {
+                let v = (m * 10f64.powi(k)).log10();
+                if v >= lo && v <= hi {
+                    t.push(v);
+                }
+            }
+        }
+        t
+    };
+    let mut t = ticks(&[1.0, 2.0, 5.0]);
+    if t.len() < 3 {
+        t = ticks(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+    }
+    Some((lo, hi, t))
+}
+
+/// "latency (ms)" as "latency (ms, log scale)".
+fn log_label(label: &str) -> String {
+    match label.strip_suffix(')') {
+        Some(head) => format!("{head}, log scale)"),
+        None => format!("{label} (log scale)"),
+    }
+}
 
 /// Draw the legend (a swatch and a name per entry) in `area`, top-aligned.
 fn legend<DB: DrawingBackend>(
@@ -328,8 +403,25 @@ pub fn lines(path: &Path, fig: &Lines) -> Result<()> {
         } else {
             nice_ticks(x_lo, x_hi, 8)
         };
-        let (y_lo, y_hi) = y_range(panel, fig.reference.as_ref().map(|r| r.0));
-        let y_ticks = nice_ticks(y_lo, y_hi, 6);
+        let log = if panel.log_y { log_y_axis(panel) } else { None };
+        let log_y = log.is_some();
+        let ty = |y: f64| if log_y { y.log10() } else { y };
+        let (y_lo, y_hi, y_ticks) = log.unwrap_or_else(|| {
+            let (a, b) = y_range(panel, fig.reference.as_ref().map(|r| r.0));
+            (a, b, nice_ticks(a, b, 6))
+        });
+        let y_label = if log_y {
+            log_label(&panel.y_label)
+        } else {
+            panel.y_label.clone()
+        };
+        // Dodge: series i of n drawn (i - (n-1)/2) · 1.2% of the x range off its x.
+        let n_series = panel.series.len() as f64;
+        let dodge_step = if fig.ticks_at_data && n_series > 1.0 {
+            0.012 * (x_hi - x_lo + 2.0 * pad)
+        } else {
+            0.0
+        };
         let log_x = fig.log_x;
         let mut chart = ChartBuilder::on(area)
             .caption(&panel.title, (FONT, 15).into_font())
@@ -344,9 +436,9 @@ pub fn lines(path: &Path, fig: &Lines) -> Result<()> {
         chart
             .configure_mesh()
             .x_desc(&fig.x_label)
-            .y_desc(&panel.y_label)
+            .y_desc(&y_label)
             .x_label_formatter(&|v: &f64| fmt_num(if log_x { 10f64.powf(*v) } else { *v }))
-            .y_label_formatter(&|v: &f64| fmt_num(*v))
+            .y_label_formatter(&|v: &f64| fmt_num(if log_y { 10f64.powf(*v) } else { *v }))
             .label_style((FONT, 12).into_font())
             .axis_desc_style((FONT, 13).into_font())
             .light_line_style(WHITE)
@@ -354,17 +446,20 @@ pub fn lines(path: &Path, fig: &Lines) -> Result<()> {
             .draw()
             .map_err(draw_err)?;
         let x_range = chart.x_range();
-        if let Some((y, _)) = &fig.reference {
+        if let Some((y, _)) = fig.reference.as_ref().filter(|r| !log_y || r.0 > 0.0) {
+            let y = ty(*y);
             let dashes = dash_segments(x_range.start, x_range.end, 40);
             chart
                 .draw_series(dashes.into_iter().map(|(a, b)| {
-                    PathElement::new(vec![(a, *y), (b, *y)], ref_colour.stroke_width(2))
+                    PathElement::new(vec![(a, y), (b, y)], ref_colour.stroke_width(2))
                 }))
                 .map_err(draw_err)?;
         }
-        for s in &panel.series {
+        for (i, s) in panel.series.iter().enumerate() {
             let c = colour_of(&s.name, &others);
-            let pts: Vec<(f64, f64)> = s.points.iter().map(|p| (tx(p.x), p.y)).collect();
+            let off = (i as f64 - (n_series - 1.0) / 2.0) * dodge_step;
+            let tx = |x: f64| tx(x) + off;
+            let pts: Vec<(f64, f64)> = s.points.iter().map(|p| (tx(p.x), ty(p.y))).collect();
             chart
                 .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
                 .map_err(draw_err)?;
@@ -376,7 +471,14 @@ pub fn lines(path: &Path, fig: &Lines) -> Result<()> {
             chart
                 .draw_series(s.points.iter().filter_map(|p| {
                     p.spread.map(|(lo, hi)| {
-                        ErrorBar::new_vertical(tx(p.x), lo, p.y, hi, c.stroke_width(1), 8)
+                        ErrorBar::new_vertical(
+                            tx(p.x),
+                            ty(lo),
+                            ty(p.y),
+                            ty(hi),
+                            c.stroke_width(1),
+                            8,
+                        )
                     })
                 }))
                 .map_err(draw_err)?;

@@ -93,9 +93,12 @@ pub fn throughput_spread(r: &Record) -> Option<(f64, f64)> {
 /// What a throughput whisker shows, for captions.
 pub const THROUGHPUT_WHISKER: &str = "batch / p99 latency to batch / p50 latency";
 
+/// A value with its spread over repetitions (low, high), if known.
+type WithSpread = (f64, Option<(f64, f64)>);
+
 /// A row's throughput gain over `serial` (%), with its spread over the row's
 /// repetitions (`throughput_spread` against serial's throughput).
-fn throughput_gain(r: &Record, serial: &Record) -> (f64, Option<(f64, f64)>) {
+fn throughput_gain(r: &Record, serial: &Record) -> WithSpread {
     let to = |t: f64| 100.0 * (t / serial.throughput_per_s - 1.0);
     (
         100.0 * versus(r, serial).throughput_gain,
@@ -104,7 +107,7 @@ fn throughput_gain(r: &Record, serial: &Record) -> (f64, Option<(f64, f64)>) {
 }
 
 /// A row's p50 latency change against `serial`'s p50 (%), with its p99 against the same.
-fn latency_change(r: &Record, serial: &Record) -> (f64, Option<(f64, f64)>) {
+fn latency_change(r: &Record, serial: &Record) -> WithSpread {
     let to = |l: f64| 100.0 * (l / serial.latency_ms_p50 - 1.0);
     (
         100.0 * versus(r, serial).latency_change,
@@ -142,7 +145,7 @@ pub fn gain_bars(groups: &[Group], gain: Gain) -> Vec<(String, Bars, String)> {
             .into_iter()
             .filter(|s| s != "serial")
             .collect();
-        let cells: Vec<Vec<Option<(f64, Option<(f64, f64)>)>>> = gs
+        let cells: Vec<Vec<Option<WithSpread>>> = gs
             .iter()
             .map(|g| {
                 let serial = g.serial().expect("filtered on serial");
@@ -302,11 +305,13 @@ pub fn sweeps(records: &[Record], sweep: Sweep) -> Vec<(String, Lines, String)> 
                         title: "latency p50 (bar: p50 to p99)".into(),
                         y_label: "latency per batch (ms)".into(),
                         series: lat,
+                        log_y: true,
                     },
                     Panel {
                         title: format!("throughput (bar: {THROUGHPUT_WHISKER})"),
                         y_label: "throughput (inferences/s)".into(),
                         series: thr,
+                        log_y: true,
                     },
                 ],
                 columns: 2,
@@ -390,6 +395,7 @@ pub fn depth(groups: &[Group], depth: Depth) -> Option<(Lines, String)> {
                     Depth::Chunks => "p50 latency / serial's (×)".into(),
                 },
                 series: vec![series],
+                log_y: false,
             }),
         }
     }
@@ -496,6 +502,7 @@ pub fn parties(groups: &[Group]) -> Option<(Lines, String)> {
             title: key,
             y_label: "throughput gain over serial (%)".into(),
             series,
+            log_y: false,
         });
     }
     if panels.is_empty() {
@@ -575,11 +582,13 @@ pub fn party_curves(groups: &[Group]) -> Vec<(String, Lines, String)> {
                         title: "latency p50 (bar: p50 to p99)".into(),
                         y_label: "latency per batch (ms)".into(),
                         series: lat,
+                        log_y: false,
                     },
                     Panel {
                         title: format!("throughput (bar: {THROUGHPUT_WHISKER})"),
                         y_label: "throughput (inferences/s)".into(),
                         series: thr,
+                        log_y: false,
                     },
                 ],
                 columns: 2,
@@ -684,6 +693,7 @@ pub fn utilization(
                     ),
                     y_label: "utilization (%)".into(),
                     series,
+                    log_y: false,
                 }
             })
             .collect();

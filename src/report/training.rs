@@ -369,11 +369,13 @@ pub fn curves(fams: &[Family]) -> Vec<(String, Lines)> {
                         title: "training loss (mean over the epoch)".into(),
                         y_label: "cross-entropy loss".into(),
                         series: loss,
+                        log_y: false,
                     },
                     Panel {
                         title: "test accuracy after the epoch".into(),
                         y_label: "test accuracy (%)".into(),
                         series: acc,
+                        log_y: false,
                     },
                 ],
                 columns: 2,
