@@ -546,6 +546,25 @@ fn training_rows_get_their_own_table_and_figures() {
     let alone = scratch("training-alone");
     mpc_pipe::report::render(&[train_fixture()], &alone, "x").unwrap();
     assert!(alone.join("figures/training-throughput.svg").is_file());
+    // An epoch that is not a number is refused naming file, row and column, and nothing
+    // is left in DIR.
+    let bad = alone.join("bad-train.csv");
+    let text = std::fs::read_to_string(train_fixture()).unwrap();
+    std::fs::write(
+        &bad,
+        text.replacen(",local,memory,2,", ",local,memory,two,", 1),
+    )
+    .unwrap();
+    let out = alone.join("out");
+    let err = mpc_pipe::report::render(std::slice::from_ref(&bad), &out, "x")
+        .err()
+        .expect("an unparsable epoch is refused")
+        .to_string();
+    assert!(
+        err.contains(&format!("{} row 3 column `epoch`", bad.display())),
+        "{err}"
+    );
+    assert!(!out.exists());
 }
 
 /// A `protocols` column splits configurations by suite (both suites shown, never

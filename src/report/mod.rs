@@ -260,8 +260,10 @@ fn draw(
     let _ = writeln!(
         md,
         "Each bar is one scheme's row against the serial row of its own configuration and \
-         file; the dashed line is the paper's headline figure. Configurations without a \
-         serial row are left out.\n"
+         file; the dashed line is the paper's headline figure; whiskers show the scheme's \
+         spread over repetitions. One figure per network; networks with one configuration \
+         each (the points of a sweep) share one. Configurations without a serial row are \
+         left out.\n"
     );
     for gain in [Gain::Throughput, Gain::Latency] {
         for (net, bars, from) in series::gain_bars(&groups, gain) {

@@ -123,7 +123,8 @@ pub enum Gain {
 }
 
 /// Grouped bars of every scheme's gain over serial, one figure per network, one group of
-/// bars per configuration that has a serial row.
+/// bars per configuration that has a serial row; networks with only one such
+/// configuration share one figure.
 /// Each comes with the rows it draws (`group::sources`).
 pub fn gain_bars(groups: &[Group], gain: Gain) -> Vec<(String, Bars, String)> {
     let mut networks: Vec<String> = Vec::new();
@@ -132,15 +133,33 @@ pub fn gain_bars(groups: &[Group], gain: Gain) -> Vec<(String, Bars, String)> {
             networks.push(g.config.network.clone());
         }
     }
-    let mut out = Vec::new();
+    // (figure name, its link when it shows one network, its groups)
+    let mut sets: Vec<(String, Option<String>, Vec<&Group>)> = Vec::new();
+    let mut singles: Vec<&Group> = Vec::new();
     for net in networks {
         let gs: Vec<&Group> = groups
             .iter()
             .filter(|g| g.config.network == net && g.serial().is_some())
             .collect();
-        if gs.is_empty() {
-            continue;
+        match gs.len() {
+            0 => {}
+            1 => singles.push(gs[0]),
+            _ => sets.push((net.clone(), Some(gs[0].config.link()), gs)),
         }
+    }
+    // Networks with one configuration each (the points of a sweep, mostly): one figure
+    // for them all, each bar group naming its network, rather than a figure apiece.
+    match singles.len() {
+        0 => {}
+        1 => sets.push((
+            singles[0].config.network.clone(),
+            Some(singles[0].config.link()),
+            singles,
+        )),
+        _ => sets.push(("one-configuration-links".into(), None, singles)),
+    }
+    let mut out = Vec::new();
+    for (net, link, gs) in sets {
         let series: Vec<String> = scheme_order(gs.iter().flat_map(|g| g.rows.iter().copied()))
             .into_iter()
             .filter(|s| s != "serial")
@@ -168,10 +187,13 @@ pub fn gain_bars(groups: &[Group], gain: Gain) -> Vec<(String, Bars, String)> {
             .iter()
             .map(|row| row.iter().map(|c| c.and_then(|c| c.1)).collect())
             .collect();
-        let link = gs[0].config.link();
+        let on = match &link {
+            Some(link) => format!("{net} ({link})"),
+            None => "links with one configuration each".into(),
+        };
         let (title, x_label, references, whisker) = match gain {
             Gain::Throughput => (
-                format!("Throughput gain over serial, {net} ({link})"),
+                format!("Throughput gain over serial, {on}"),
                 "throughput gain over serial (%)",
                 vec![(
                     100.0 * PAPER_THROUGHPUT_GAIN,
@@ -180,7 +202,7 @@ pub fn gain_bars(groups: &[Group], gain: Gain) -> Vec<(String, Bars, String)> {
                 format!("whisker: {THROUGHPUT_WHISKER}"),
             ),
             Gain::Latency => (
-                format!("Latency (p50) change against serial, {net} ({link})"),
+                format!("Latency (p50) change against serial, {on}"),
                 "p50 latency change against serial (%, negative = faster)",
                 vec![(
                     100.0 * PAPER_LATENCY_CHANGE,
@@ -195,7 +217,16 @@ pub fn gain_bars(groups: &[Group], gain: Gain) -> Vec<(String, Bars, String)> {
             Bars {
                 title,
                 x_label: x_label.into(),
-                categories: gs.iter().map(|g| short_label(g, groups, true)).collect(),
+                categories: gs
+                    .iter()
+                    .map(|g| {
+                        let label = short_label(g, groups, true);
+                        match link {
+                            Some(_) => label,
+                            None => format!("{label} · {} ({})", g.config.network, g.config.link()),
+                        }
+                    })
+                    .collect(),
                 series,
                 values,
                 spread,
