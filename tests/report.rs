@@ -678,3 +678,34 @@ fn the_party_scaling_config_varies_only_the_party_count() {
         .collect();
     assert!(rest.iter().all(|r| *r == rest[0]), "{rest:?}");
 }
+
+/// Networks with one configuration each (the points of a sweep) share one gain figure,
+/// each group of bars naming its network and link, instead of a figure apiece.
+#[test]
+fn networks_with_one_configuration_share_one_gain_figure() {
+    let dir = scratch("one-config");
+    let csv = dir.join("sweep.csv");
+    std::fs::write(
+        &csv,
+        "model,batch,parties,weights,network,bandwidth_mbps,latency_ms,scheme,chunks,\
+         batches_in_flight,reps,latency_ms_p50,latency_ms_p99,throughput_per_s,commit,host\n\
+         toy,1,2,private,bw-1g,1000,0.1,serial,1,1,3,100,110,10,c,h\n\
+         toy,1,2,private,bw-1g,1000,0.1,inner-layer,4,1,3,90,95,11,c,h\n\
+         toy,1,2,private,bw-3g,3000,0.1,serial,1,1,3,50,55,20,c,h\n\
+         toy,1,2,private,bw-3g,3000,0.1,inner-layer,4,1,3,40,42,25,c,h\n",
+    )
+    .unwrap();
+    let out = dir.join("out");
+    mpc_pipe::report::render(std::slice::from_ref(&csv), &out, "x").unwrap();
+    let figs = out.join("figures");
+    assert!(!figs.join("gain-throughput-bw-1g.svg").exists());
+    assert!(!figs.join("gain-throughput-bw-3g.svg").exists());
+    assert_names(
+        &figs.join("gain-throughput-one-configuration-links.svg"),
+        &[
+            "toy · 2p · private · bw-1g (1000 Mbit/s, 0.1 ms one-way)",
+            "toy · 2p · private · bw-3g (3000 Mbit/s, 0.1 ms one-way)",
+            "inner-layer",
+        ],
+    );
+}
