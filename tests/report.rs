@@ -542,10 +542,23 @@ fn training_rows_get_their_own_table_and_figures() {
     );
     // Two MPC runs, one whisker (three strokes) each, and the legend's glyph.
     assert_eq!(stroked(&thr, WHISKER), 2 * 3 + 3);
-    // A file of training rows alone renders too.
+    // A file of training rows alone renders too, naming the script that wrote it when the
+    // README beside it records one.
     let alone = scratch("training-alone");
-    mpc_pipe::report::render(&[train_fixture()], &alone, "x").unwrap();
+    let copy = alone.join("train-digits.csv");
+    std::fs::copy(train_fixture(), &copy).unwrap();
+    std::fs::write(
+        alone.join("README.md"),
+        "Made by `sh bench-configs/train-digits.sh results/train-digits.csv` on vm.\n",
+    )
+    .unwrap();
+    let r = mpc_pipe::report::render(std::slice::from_ref(&copy), &alone, "x").unwrap();
     assert!(alone.join("figures/training-throughput.svg").is_file());
+    let md = std::fs::read_to_string(r.report).unwrap();
+    assert!(
+        md.contains("| `sh bench-configs/train-digits.sh results/train-digits.csv` |"),
+        "{md}"
+    );
     // An epoch that is not a number is refused naming file, row and column, and nothing
     // is left in DIR.
     let bad = alone.join("bad-train.csv");
