@@ -55,16 +55,18 @@ fn fixture_renders_tables_with_hand_computed_gains_and_eta() {
     let md = render(&out);
     // Row 4: inner-layer 15 inf/s against serial's 10 (+50.0%), p50 80 ms against 100
     // (-20.0%); η's room 0.1 - max(0.05, 0.02) = 50% of T_serial, so the CSV's 0.40 shows.
+    // Its spread over repetitions as throughput: batch 1 / 85 ms = 11.765/s at p99,
+    // 1 / 80 ms = 12.500/s at p50.
     assert!(
         md.contains(
-            "| inner-layer | 4 | 1 | threads | 5 | 80.0 | 85.0 | -20.0% | 15.000 | +50.0% | 0.40 |"
+            "| inner-layer | 4 | 1 | threads | 5 | 80.0 | 85.0 | -20.0% | 15.000 (11.765–12.500) | +50.0% | 0.40 |"
         ),
         "{md}"
     );
     // Row 6: serial p50 200 ms, T_comm 0.194 s: room 0.006 s = 3.0% < 5%, so the 0.33 the
-    // CSV holds is not printed.
+    // CSV holds is not printed. Spread: 1 / 205 ms = 4.878/s, 1 / 198 ms = 5.051/s.
     assert!(
-        md.contains("| -1.0% | 5.050 | +1.0% | n/a (room 3.0% of T_serial < 5%) |"),
+        md.contains("| -1.0% | 5.050 (4.878–5.051) | +1.0% | n/a (room 3.0% of T_serial < 5%) |"),
         "{md}"
     );
     assert!(!md.contains("| 0.33 |"), "{md}");
@@ -153,8 +155,9 @@ fn fixture_figures_parse_as_xml_and_name_every_series_and_axis() {
             schemes[0],
             schemes[1],
             "link bandwidth (Mbit/s, log scale)",
-            "latency per batch (ms)",
-            "throughput (inferences/s)",
+            // Both panels span a decade or more over a sweep: log-scale y, said in the label.
+            "latency per batch (ms, log scale)",
+            "throughput (inferences/s, log scale)",
         ],
     );
     assert_names(
@@ -421,5 +424,301 @@ fn a_peers_csv_is_set_beside_our_whole_job() {
     assert!(
         e.contains(&theirs.display().to_string()) && e.contains("e2e_s"),
         "{e}"
+    );
+}
+
+/// Elements of an SVG stroked in `colour` (plotters writes "#RRGGBB").
+fn stroked(path: &Path, colour: &str) -> usize {
+    let text = std::fs::read_to_string(path).unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap();
+    doc.descendants()
+        .filter(|n| n.attribute("stroke") == Some(colour))
+        .count()
+}
+
+/// The colour the report draws whiskers in (report::figures).
+const WHISKER: &str = "#222222";
+
+/// Timing figures show the spread over repetitions: the gain bars carry a whisker per bar
+/// (three strokes each: the bar and its two caps), the sweep's latency and throughput
+/// points error bars, and the legends say what the whiskers are.
+#[test]
+fn timing_figures_show_their_spread_over_repetitions() {
+    let out = scratch("spread");
+    render(&out);
+    let figs = out.join("figures");
+    // lan holds four non-serial rows with latencies (2p: inter-linear, inner-layer; 3p:
+    // the same): four whiskers of three strokes, and the legend's glyph of three.
+    let gain = figs.join("gain-throughput-lan.svg");
+    assert_eq!(stroked(&gain, WHISKER), 4 * 3 + 3, "{}", gain.display());
+    assert_names(
+        &gain,
+        &["whisker: batch / p99 latency to batch / p50 latency"],
+    );
+    assert_names(
+        &figs.join("gain-latency-lan.svg"),
+        &["whisker: p50 to p99 latency"],
+    );
+    let sweep = std::fs::read_dir(&figs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("sweep-bandwidth-")
+        })
+        .unwrap();
+    assert_names(
+        &sweep,
+        &[
+            "throughput (bar: batch / p99 latency to batch / p50 latency)",
+            "latency p50 (bar: p50 to p99)",
+        ],
+    );
+}
+
+fn train_fixture() -> PathBuf {
+    fixture().join("train.csv")
+}
+
+/// Training rows (a reduced copy of a real `bench-configs/train-digits.sh` run: serial,
+/// inner-layer and the f64 reference, three epochs each) get a table of their own, worked
+/// out by hand: samples/s is the median over epochs with min–max (serial 720.9, 858.0,
+/// 864.2: 858.0; inner-layer 1044.1, 1064.6, 1033.0: 1044.1, +21.7% over serial's median,
+/// 1044.1 / 858.0 = 1.2169), the last epoch's loss and test accuracy (0.8333... = 83.33%);
+/// they are not inference rows (no duplicate scheme rows in the inference tables), and
+/// their figures name every series and axis.
+#[test]
+fn training_rows_get_their_own_table_and_figures() {
+    let out = scratch("training");
+    let r = mpc_pipe::report::render(
+        &[fixture().join("small.csv"), train_fixture()],
+        &out,
+        "mpc-pipe report small.csv train.csv",
+    )
+    .unwrap();
+    let md = std::fs::read_to_string(&r.report).unwrap();
+    for want in [
+        "### Training: digits-cnn · custom · 2 parties",
+        "| serial | 1 | 1 | 3 | 858.0 (720.9–864.2) | – | 0.4019 | 83.33% | rows 2-4 |",
+        "| inner-layer | 2 | 1 | 3 | 1044.1 (1033.0–1064.6) | +21.7% | 0.3962 | 83.33% | rows 5-7 |",
+        "| plaintext (f64) | – | – | 3 | 16731.6 (16117.8–16750.4) | – | 0.3999 | 83.33% | rows 8-10 |",
+    ] {
+        assert!(md.contains(want), "no {want:?} in\n{md}");
+    }
+    assert!(!md.contains("### digits-cnn"), "{md}");
+    assert!(!md.contains("a scheme appears more than once"), "{md}");
+    let figs = out.join("figures");
+    let curves = std::fs::read_dir(&figs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            let n = p.file_name().unwrap().to_string_lossy().into_owned();
+            n.starts_with("training-") && n != "training-throughput.svg"
+        })
+        .expect("a loss and accuracy figure");
+    assert_names(
+        &curves,
+        &[
+            "serial",
+            "inner-layer",
+            "plaintext (f64)",
+            "epoch",
+            "cross-entropy loss",
+            "test accuracy (%)",
+        ],
+    );
+    let thr = figs.join("training-throughput.svg");
+    assert_names(
+        &thr,
+        &[
+            "serial",
+            "inner-layer",
+            "training samples/s (median over epochs)",
+            "whisker: slowest to fastest epoch",
+            "digits-cnn · custom · 2p · b32",
+        ],
+    );
+    // Two MPC runs, one whisker (three strokes) each, and the legend's glyph.
+    assert_eq!(stroked(&thr, WHISKER), 2 * 3 + 3);
+    // A file of training rows alone renders too, naming the script that wrote it when the
+    // README beside it records one.
+    let alone = scratch("training-alone");
+    let copy = alone.join("train-digits.csv");
+    std::fs::copy(train_fixture(), &copy).unwrap();
+    std::fs::write(
+        alone.join("README.md"),
+        "Made by `sh bench-configs/train-digits.sh results/train-digits.csv` on vm.\n",
+    )
+    .unwrap();
+    let r = mpc_pipe::report::render(std::slice::from_ref(&copy), &alone, "x").unwrap();
+    assert!(alone.join("figures/training-throughput.svg").is_file());
+    let md = std::fs::read_to_string(r.report).unwrap();
+    assert!(
+        md.contains("| `sh bench-configs/train-digits.sh results/train-digits.csv` |"),
+        "{md}"
+    );
+    // An epoch that is not a number is refused naming file, row and column, and nothing
+    // is left in DIR.
+    let bad = alone.join("bad-train.csv");
+    let text = std::fs::read_to_string(train_fixture()).unwrap();
+    std::fs::write(
+        &bad,
+        text.replacen(",local,memory,2,", ",local,memory,two,", 1),
+    )
+    .unwrap();
+    let out = alone.join("out");
+    let err = mpc_pipe::report::render(std::slice::from_ref(&bad), &out, "x")
+        .err()
+        .expect("an unparsable epoch is refused")
+        .to_string();
+    assert!(
+        err.contains(&format!("{} row 3 column `epoch`", bad.display())),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
+
+/// A `protocols` column splits configurations by suite (both suites shown, never
+/// averaged), and a file without it is the CrypTen-style suite: no suite in its titles.
+#[test]
+fn rows_of_two_protocol_suites_are_two_configurations() {
+    let dir = scratch("protocols");
+    let csv = dir.join("suites.csv");
+    let head = "model,batch,parties,weights,network,bandwidth_mbps,latency_ms,scheme,chunks,\
+                batches_in_flight,reps,latency_ms_p50,latency_ms_p99,throughput_per_s,commit,host,protocols\n";
+    std::fs::write(
+        &csv,
+        format!(
+            "{head}toy,1,2,private,wan,400,20,serial,1,1,3,100,110,10,c,h,crypten\n\
+             toy,1,2,private,wan,400,20,inner-layer,4,1,3,90,95,11,c,h,crypten\n\
+             toy,1,2,private,wan,400,20,serial,1,1,3,50,55,20,c,h,fss\n\
+             toy,1,2,private,wan,400,20,inner-layer,4,1,3,40,42,25,c,h,fss\n"
+        ),
+    )
+    .unwrap();
+    let out = dir.join("out");
+    mpc_pipe::report::render(std::slice::from_ref(&csv), &out, "x").unwrap();
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("### toy · wan · 2 parties · private weights\n"),
+        "{md}"
+    );
+    assert!(
+        md.contains("### toy · wan · 2 parties · private weights · fss protocols\n"),
+        "{md}"
+    );
+    // Each suite's gain against its own serial row: 11/10 and 25/20.
+    assert!(md.contains("| +10.0% |"), "{md}");
+    assert!(md.contains("| +25.0% |"), "{md}");
+    assert_names(
+        &out.join("figures/gain-throughput-wan.svg"),
+        &["toy · 2p · private", "toy · 2p · private · fss"],
+    );
+    // small.csv has no `protocols` column: its titles name no suite.
+    let md = render(&scratch("protocols-absent"));
+    assert!(!md.contains("protocols\n"), "{md}");
+}
+
+/// Rows of one configuration at 2, 3 and 4 parties get a latency and throughput curve
+/// against parties, every scheme serial included, beside the gain figure.
+#[test]
+fn three_party_counts_draw_latency_and_throughput_against_parties() {
+    let dir = scratch("parties");
+    let csv = dir.join("scaling.csv");
+    let mut text = String::from(
+        "model,batch,parties,weights,network,bandwidth_mbps,latency_ms,scheme,chunks,\
+         batches_in_flight,reps,latency_ms_p50,latency_ms_p99,throughput_per_s,commit,host,trunc\n",
+    );
+    for (n, serial_ms) in [(2, 100.0), (3, 150.0), (4, 210.0)] {
+        let fast: f64 = serial_ms * 0.8;
+        text.push_str(&format!(
+            "toy,4,{n},private,lan,10000,0.1,serial,1,1,3,{serial_ms},{},{},c,h,dealer\n\
+             toy,4,{n},private,lan,10000,0.1,inter-batch,1,4,3,{fast},{},{},c,h,dealer\n",
+            serial_ms * 1.1,
+            4000.0 / serial_ms,
+            fast * 1.1,
+            4000.0 / fast
+        ));
+    }
+    std::fs::write(&csv, text).unwrap();
+    let out = dir.join("out");
+    let r = mpc_pipe::report::render(std::slice::from_ref(&csv), &out, "x").unwrap();
+    let curve = r
+        .figures
+        .iter()
+        .find(|f| {
+            f.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("parties-")
+        })
+        .unwrap_or_else(|| panic!("no parties- figure in {:?}", r.figures));
+    assert_names(
+        curve,
+        &[
+            "serial",
+            "inter-batch",
+            "parties",
+            "latency per batch (ms)",
+            "throughput (inferences/s)",
+        ],
+    );
+    assert!(out.join("figures/parties.svg").is_file());
+}
+
+/// bench-configs/scaling-parties.toml varies the party count alone (2, 3, 4), so its rows
+/// form the report's party curves.
+#[test]
+fn the_party_scaling_config_varies_only_the_party_count() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cfg = mpc_pipe::bench::BenchConfig::load(&root.join("bench-configs/scaling-parties.toml"))
+        .unwrap();
+    let points = cfg.points().unwrap();
+    let mut parties: Vec<usize> = points.iter().map(|p| p.parties).collect();
+    parties.sort_unstable();
+    parties.dedup();
+    assert_eq!(parties, vec![2, 3, 4]);
+    let rest: Vec<String> = points
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {} {} {:?} {}",
+                p.model, p.batch, p.link.name, p.weights, p.trunc
+            )
+        })
+        .collect();
+    assert!(rest.iter().all(|r| *r == rest[0]), "{rest:?}");
+}
+
+/// Networks with one configuration each (the points of a sweep) share one gain figure,
+/// each group of bars naming its network and link, instead of a figure apiece.
+#[test]
+fn networks_with_one_configuration_share_one_gain_figure() {
+    let dir = scratch("one-config");
+    let csv = dir.join("sweep.csv");
+    std::fs::write(
+        &csv,
+        "model,batch,parties,weights,network,bandwidth_mbps,latency_ms,scheme,chunks,\
+         batches_in_flight,reps,latency_ms_p50,latency_ms_p99,throughput_per_s,commit,host\n\
+         toy,1,2,private,bw-1g,1000,0.1,serial,1,1,3,100,110,10,c,h\n\
+         toy,1,2,private,bw-1g,1000,0.1,inner-layer,4,1,3,90,95,11,c,h\n\
+         toy,1,2,private,bw-3g,3000,0.1,serial,1,1,3,50,55,20,c,h\n\
+         toy,1,2,private,bw-3g,3000,0.1,inner-layer,4,1,3,40,42,25,c,h\n",
+    )
+    .unwrap();
+    let out = dir.join("out");
+    mpc_pipe::report::render(std::slice::from_ref(&csv), &out, "x").unwrap();
+    let figs = out.join("figures");
+    assert!(!figs.join("gain-throughput-bw-1g.svg").exists());
+    assert!(!figs.join("gain-throughput-bw-3g.svg").exists());
+    assert_names(
+        &figs.join("gain-throughput-one-configuration-links.svg"),
+        &[
+            "toy · 2p · private · bw-1g (1000 Mbit/s, 0.1 ms one-way)",
+            "toy · 2p · private · bw-3g (3000 Mbit/s, 0.1 ms one-way)",
+            "inner-layer",
+        ],
     );
 }

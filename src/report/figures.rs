@@ -81,6 +81,9 @@ pub struct Panel {
     pub title: String,
     pub y_label: String,
     pub series: Vec<Series>,
+    /// Log-scale y (values spanning decades, as latency over a bandwidth sweep), drawn
+    /// linear if a value or bar end is not positive; the axis label says which.
+    pub log_y: bool,
 }
 
 /// Panels of lines sharing an x quantity and one legend.
@@ -89,10 +92,14 @@ pub struct Lines {
     pub x_label: String,
     /// Log-scale x (bandwidth, latency sweeps).
     pub log_x: bool,
-    /// Ticks at the data's x values (discrete sweeps) rather than round numbers.
+    /// Ticks at the data's x values (discrete sweeps) rather than round numbers. The
+    /// series are then drawn a little apart along x (dodged), so points and bars of one x
+    /// do not hide one another.
     pub ticks_at_data: bool,
     /// A horizontal reference line and its legend name (e.g. "paper: +50%").
     pub reference: Option<(f64, String)>,
+    /// The legend's words for the points' bars (what spread they show), if any point has one.
+    pub whisker: Option<String>,
     pub panels: Vec<Panel>,
     pub columns: usize,
     /// The x range of every panel (so panels compare at one scale), or None: each panel's data.
@@ -187,10 +194,91 @@ fn y_range(panel: &Panel, reference: Option<f64>) -> (f64, f64) {
     (if lo == 0.0 { 0.0 } else { lo - pad }, hi + pad)
 }
 
+/// How a legend entry is marked: a filled swatch (a series), a dashed line (a reference)
+/// or an error bar (what the whiskers show).
+#[derive(Clone, Copy, PartialEq)]
+enum Mark {
+    Fill,
+    Dashed,
+    Whisker,
+}
+
+const WHISKER_COLOUR: RGBColor = RGBColor(0x22, 0x22, 0x22);
+
+/// A log-scale y axis of a panel in log10 units: its range with a little air, and ticks at
+/// 1, 2 and 5 times the powers of ten within it (every integer multiple when that gives
+/// fewer than three). None when a value or bar end is not positive.
+fn log_y_axis(panel: &Panel) -> Option<(f64, f64, Vec<f64>)> {
+    let mut lo = f64::INFINITY;
+    let mut hi = f64::NEG_INFINITY;
+    for p in panel.series.iter().flat_map(|s| &s.points) {
+        let (a, b) = p.spread.unwrap_or((p.y, p.y));
+        for v in [p.y, a, b] {
+            if !(v > 0.0 && v.is_finite()) {
+                return None;
+            }
+            lo = lo.min(v.log10());
+            hi = hi.max(v.log10());
+        }
+    }
+    if !lo.is_finite() {
+        return None;
+    }
+    let pad = ((hi - lo) * 0.06).max(0.03);
+    // Reach out to the 1-2-5 tick just beyond the data when it is near (within 0.3 of a
+    // decade), so the lowest and highest points sit between labelled values.
+    let step = |v: f64, down: bool| {
+        let k = v.floor();
+        let m: [f64; 4] = [1.0, 2.0, 5.0, 10.0];
+        let ticks = m.iter().map(|m| k + m.log10());
+        if down {
+            ticks.filter(|t| *t <= v).fold(f64::NEG_INFINITY, f64::max)
+        } else {
+            ticks.filter(|t| *t >= v).fold(f64::INFINITY, f64::min)
+        }
+    };
+    let (below, above) = (step(lo, true), step(hi, false));
+    let lo = if lo - below <= 0.3 {
+        (below - 0.01).min(lo - pad)
+    } else {
+        lo - pad
+    };
+    let hi = if above - hi <= 0.3 {
+        (above + 0.01).max(hi + pad)
+    } else {
+        hi + pad
+    };
+    let ticks = |ms: &[f64]| -> Vec<f64> {
+        let mut t = Vec::new();
+        for k in (lo.floor() as i32)..=(hi.ceil() as i32) {
+            for m in ms {
+                let v = (m * 10f64.powi(k)).log10();
+                if v >= lo && v <= hi {
+                    t.push(v);
+                }
+            }
+        }
+        t
+    };
+    let mut t = ticks(&[1.0, 2.0, 5.0]);
+    if t.len() < 3 {
+        t = ticks(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+    }
+    Some((lo, hi, t))
+}
+
+/// "latency (ms)" as "latency (ms, log scale)".
+fn log_label(label: &str) -> String {
+    match label.strip_suffix(')') {
+        Some(head) => format!("{head}, log scale)"),
+        None => format!("{label} (log scale)"),
+    }
+}
+
 /// Draw the legend (a swatch and a name per entry) in `area`, top-aligned.
 fn legend<DB: DrawingBackend>(
     area: &DrawingArea<DB, plotters::coord::Shift>,
-    entries: &[(String, RGBColor, bool)],
+    entries: &[(String, RGBColor, Mark)],
 ) -> Result<()> {
     let style = TextStyle::from((FONT, 14).into_font()).color(&BLACK);
     area.draw(&Text::new(
@@ -199,19 +287,32 @@ fn legend<DB: DrawingBackend>(
         (FONT, 15).into_font().style(FontStyle::Bold),
     ))
     .map_err(draw_err)?;
-    for (i, (name, colour, dashed)) in entries.iter().enumerate() {
+    for (i, (name, colour, mark)) in entries.iter().enumerate() {
         let y = 45 + 24 * i as i32;
-        if *dashed {
-            for k in 0..3 {
-                area.draw(&PathElement::new(
-                    vec![(10 + 9 * k, y), (15 + 9 * k, y)],
-                    colour.stroke_width(2),
-                ))
-                .map_err(draw_err)?;
+        match mark {
+            Mark::Dashed => {
+                for k in 0..3 {
+                    area.draw(&PathElement::new(
+                        vec![(10 + 9 * k, y), (15 + 9 * k, y)],
+                        colour.stroke_width(2),
+                    ))
+                    .map_err(draw_err)?;
+                }
             }
-        } else {
-            area.draw(&Rectangle::new([(10, y - 6), (32, y + 6)], colour.filled()))
-                .map_err(draw_err)?;
+            Mark::Fill => {
+                area.draw(&Rectangle::new([(10, y - 6), (32, y + 6)], colour.filled()))
+                    .map_err(draw_err)?;
+            }
+            Mark::Whisker => {
+                for seg in [
+                    [(21, y - 8), (21, y + 8)],
+                    [(16, y - 8), (26, y - 8)],
+                    [(16, y + 8), (26, y + 8)],
+                ] {
+                    area.draw(&PathElement::new(seg.to_vec(), colour.stroke_width(1)))
+                        .map_err(draw_err)?;
+                }
+            }
         }
         area.draw(&Text::new(name.clone(), (40, y - 8), style.clone()))
             .map_err(draw_err)?;
@@ -219,7 +320,7 @@ fn legend<DB: DrawingBackend>(
     Ok(())
 }
 
-fn legend_width(entries: &[(String, RGBColor, bool)]) -> u32 {
+fn legend_width(entries: &[(String, RGBColor, Mark)]) -> u32 {
     let chars = entries
         .iter()
         .map(|e| e.0.chars().count())
@@ -243,13 +344,21 @@ pub fn lines(path: &Path, fig: &Lines) -> Result<()> {
         .filter(|n| !SCHEME_ORDER.contains(&n.as_str()))
         .cloned()
         .collect();
-    let mut entries: Vec<(String, RGBColor, bool)> = names
+    let mut entries: Vec<(String, RGBColor, Mark)> = names
         .iter()
-        .map(|n| (n.clone(), colour_of(n, &others), false))
+        .map(|n| (n.clone(), colour_of(n, &others), Mark::Fill))
         .collect();
     let ref_colour = RGBColor(0x99, 0x00, 0x00);
     if let Some((_, name)) = &fig.reference {
-        entries.push((name.clone(), ref_colour, true));
+        entries.push((name.clone(), ref_colour, Mark::Dashed));
+    }
+    let has_spread = fig.panels.iter().any(|p| {
+        p.series
+            .iter()
+            .any(|s| s.points.iter().any(|p| p.spread.is_some()))
+    });
+    if let (Some(w), true) = (&fig.whisker, has_spread) {
+        entries.push((w.clone(), WHISKER_COLOUR, Mark::Whisker));
     }
     let cols = fig.columns.max(1).min(fig.panels.len().max(1));
     let rows = fig.panels.len().div_ceil(cols).max(1);
@@ -294,8 +403,25 @@ pub fn lines(path: &Path, fig: &Lines) -> Result<()> {
         } else {
             nice_ticks(x_lo, x_hi, 8)
         };
-        let (y_lo, y_hi) = y_range(panel, fig.reference.as_ref().map(|r| r.0));
-        let y_ticks = nice_ticks(y_lo, y_hi, 6);
+        let log = if panel.log_y { log_y_axis(panel) } else { None };
+        let log_y = log.is_some();
+        let ty = |y: f64| if log_y { y.log10() } else { y };
+        let (y_lo, y_hi, y_ticks) = log.unwrap_or_else(|| {
+            let (a, b) = y_range(panel, fig.reference.as_ref().map(|r| r.0));
+            (a, b, nice_ticks(a, b, 6))
+        });
+        let y_label = if log_y {
+            log_label(&panel.y_label)
+        } else {
+            panel.y_label.clone()
+        };
+        // Dodge: series i of n drawn (i - (n-1)/2) · 1.2% of the x range off its x.
+        let n_series = panel.series.len() as f64;
+        let dodge_step = if fig.ticks_at_data && n_series > 1.0 {
+            0.012 * (x_hi - x_lo + 2.0 * pad)
+        } else {
+            0.0
+        };
         let log_x = fig.log_x;
         let mut chart = ChartBuilder::on(area)
             .caption(&panel.title, (FONT, 15).into_font())
@@ -310,9 +436,9 @@ pub fn lines(path: &Path, fig: &Lines) -> Result<()> {
         chart
             .configure_mesh()
             .x_desc(&fig.x_label)
-            .y_desc(&panel.y_label)
+            .y_desc(&y_label)
             .x_label_formatter(&|v: &f64| fmt_num(if log_x { 10f64.powf(*v) } else { *v }))
-            .y_label_formatter(&|v: &f64| fmt_num(*v))
+            .y_label_formatter(&|v: &f64| fmt_num(if log_y { 10f64.powf(*v) } else { *v }))
             .label_style((FONT, 12).into_font())
             .axis_desc_style((FONT, 13).into_font())
             .light_line_style(WHITE)
@@ -320,17 +446,20 @@ pub fn lines(path: &Path, fig: &Lines) -> Result<()> {
             .draw()
             .map_err(draw_err)?;
         let x_range = chart.x_range();
-        if let Some((y, _)) = &fig.reference {
+        if let Some((y, _)) = fig.reference.as_ref().filter(|r| !log_y || r.0 > 0.0) {
+            let y = ty(*y);
             let dashes = dash_segments(x_range.start, x_range.end, 40);
             chart
                 .draw_series(dashes.into_iter().map(|(a, b)| {
-                    PathElement::new(vec![(a, *y), (b, *y)], ref_colour.stroke_width(2))
+                    PathElement::new(vec![(a, y), (b, y)], ref_colour.stroke_width(2))
                 }))
                 .map_err(draw_err)?;
         }
-        for s in &panel.series {
+        for (i, s) in panel.series.iter().enumerate() {
             let c = colour_of(&s.name, &others);
-            let pts: Vec<(f64, f64)> = s.points.iter().map(|p| (tx(p.x), p.y)).collect();
+            let off = (i as f64 - (n_series - 1.0) / 2.0) * dodge_step;
+            let tx = |x: f64| tx(x) + off;
+            let pts: Vec<(f64, f64)> = s.points.iter().map(|p| (tx(p.x), ty(p.y))).collect();
             chart
                 .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
                 .map_err(draw_err)?;
@@ -342,7 +471,14 @@ pub fn lines(path: &Path, fig: &Lines) -> Result<()> {
             chart
                 .draw_series(s.points.iter().filter_map(|p| {
                     p.spread.map(|(lo, hi)| {
-                        ErrorBar::new_vertical(tx(p.x), lo, p.y, hi, c.stroke_width(1), 8)
+                        ErrorBar::new_vertical(
+                            tx(p.x),
+                            ty(lo),
+                            ty(p.y),
+                            ty(hi),
+                            c.stroke_width(1),
+                            8,
+                        )
                     })
                 }))
                 .map_err(draw_err)?;
@@ -368,6 +504,11 @@ pub struct Bars {
     pub series: Vec<String>,
     /// values[category][series]; None: no such row.
     pub values: Vec<Vec<Option<f64>>>,
+    /// spread[category][series]: a whisker (low, high) over the bar, or None; may be
+    /// empty (no whiskers).
+    pub spread: Vec<Vec<Option<(f64, f64)>>>,
+    /// The legend's words for the whiskers.
+    pub whisker: Option<String>,
     /// Vertical reference lines with their legend names.
     pub references: Vec<(f64, String)>,
 }
@@ -380,13 +521,18 @@ pub fn bars(path: &Path, fig: &Bars) -> Result<()> {
         .cloned()
         .collect();
     let ref_colours = [RGBColor(0x99, 0x00, 0x00), RGBColor(0x00, 0x66, 0x99)];
-    let mut entries: Vec<(String, RGBColor, bool)> = fig
+    let mut entries: Vec<(String, RGBColor, Mark)> = fig
         .series
         .iter()
-        .map(|n| (n.clone(), colour_of(n, &others), false))
+        .map(|n| (n.clone(), colour_of(n, &others), Mark::Fill))
         .collect();
     for (i, (_, name)) in fig.references.iter().enumerate() {
-        entries.push((name.clone(), ref_colours[i % 2], true));
+        entries.push((name.clone(), ref_colours[i % 2], Mark::Dashed));
+    }
+    let whisker = |i: usize, j: usize| fig.spread.get(i).and_then(|r| r.get(j)).copied().flatten();
+    let has_spread = fig.spread.iter().flatten().any(Option::is_some);
+    if let (Some(w), true) = (&fig.whisker, has_spread) {
+        entries.push((w.clone(), WHISKER_COLOUR, Mark::Whisker));
     }
     let n = fig.categories.len().max(1);
     let per = fig.series.len().max(1);
@@ -408,7 +554,15 @@ pub fn bars(path: &Path, fig: &Bars) -> Result<()> {
     let (plot, legend_area) = root.split_horizontally(plot_w);
     legend(&legend_area, &entries)?;
     let vals = fig.values.iter().flatten().flatten().copied();
-    let (mut lo, mut hi) = vals.fold((0.0f64, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
+    let ends = fig
+        .spread
+        .iter()
+        .flatten()
+        .flatten()
+        .flat_map(|&(a, b)| [a, b]);
+    let (mut lo, mut hi) = vals
+        .chain(ends)
+        .fold((0.0f64, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
     for (r, _) in &fig.references {
         lo = lo.min(*r);
         hi = hi.max(*r);
@@ -457,6 +611,24 @@ pub fn bars(path: &Path, fig: &Bars) -> Result<()> {
                     c.filled(),
                 ))
             }))
+            .map_err(draw_err)?;
+        // Whiskers over the bars, in a dark grey that reads on every bar colour.
+        let cap = h_bar * 0.3;
+        chart
+            .draw_series(
+                (0..fig.values.len())
+                    .filter_map(|i| {
+                        let (a, b) = whisker(i, j)?;
+                        let mid = (n - 1 - i) as f64 + 0.4 - h_bar * j as f64 - h_bar * 0.45;
+                        Some([
+                            vec![(a, mid), (b, mid)],
+                            vec![(a, mid - cap), (a, mid + cap)],
+                            vec![(b, mid - cap), (b, mid + cap)],
+                        ])
+                    })
+                    .flatten()
+                    .map(|seg| PathElement::new(seg, WHISKER_COLOUR.stroke_width(1))),
+            )
             .map_err(draw_err)?;
     }
     let y_top = n as f64 - 0.4;

@@ -47,6 +47,21 @@ pub struct Record {
     /// The whole job per inference (plan + dealer + expansion + online), seconds; absent
     /// in rows from before the column.
     pub e2e_s: Option<f64>,
+    /// The protocol suite, `crypten` or `fss`; empty in rows from before the column (they
+    /// all ran the CrypTen-style suite, see group::Config).
+    pub protocols: String,
+    /// Training rows (`mpc-pipe train`, one per epoch): the epoch from 1, the epoch's mean
+    /// training loss and the test accuracy after it, in [0, 1]. None in inference rows.
+    pub epoch: Option<usize>,
+    pub loss: Option<f64>,
+    pub accuracy: Option<f64>,
+}
+
+impl Record {
+    /// A training row (it has an epoch), not an inference row.
+    pub fn is_training(&self) -> bool {
+        self.epoch.is_some()
+    }
 }
 
 /// One row of another system's CSV for the peers comparison (`scripts/compare-crypten.sh`
@@ -107,7 +122,10 @@ pub const REQUIRED: [&str; 15] = [
     "host",
 ];
 
-/// Columns the report uses where present (older files lack some of them).
+/// Columns the report uses where present (older files lack some of them), and notes as
+/// absent in its Inputs table. Read by name too, but not noted when absent: `protocols`
+/// (absent means the CrypTen-style suite, the only one there was) and the training
+/// columns `epoch`, `loss`, `accuracy` (absent means inference rows).
 pub const OPTIONAL: [&str; 12] = [
     "bandwidth_mbps",
     "cpu_util",
@@ -180,6 +198,10 @@ pub fn load(path: &Path, name: &str) -> Result<Loaded> {
             lanes: cell.text("lanes"),
             channels: cell.text("channels"),
             e2e_s: cell.optional("e2e_s")?,
+            protocols: cell.text("protocols"),
+            epoch: cell.optional("epoch")?,
+            loss: cell.optional("loss")?,
+            accuracy: cell.optional("accuracy")?,
         })
     })?;
     Ok(Loaded::Bench { records, absent })

@@ -49,6 +49,9 @@ pub fn short_label(g: &Group, all: &[Group], with_model: bool) -> String {
     if c.batch != 1 {
         s = format!("{s} · b{}", c.batch);
     }
+    if c.protocols != "crypten" {
+        s = format!("{s} · {}", c.protocols);
+    }
     if all.iter().filter(|o| o.config == g.config).count() > 1 {
         s = format!("{s} ({})", stem(&g.file));
     }
@@ -75,6 +78,43 @@ pub fn slug(s: &str) -> String {
     out.trim_matches('-').to_string()
 }
 
+/// The throughput of a row's p99 and of its median repetition, batch / latency
+/// (inferences/s), as (low, high): a repetition's throughput is its batch over its
+/// latency, so latency's order statistics are throughput's, reversed. The row's
+/// `throughput_per_s` (batch / mean latency) lies between them unless the median
+/// repetition is slower than the mean. None without latencies.
+pub fn throughput_spread(r: &Record) -> Option<(f64, f64)> {
+    (r.latency_ms_p50 > 0.0 && r.latency_ms_p99 > 0.0).then(|| {
+        let b = r.batch as f64 * 1e3;
+        (b / r.latency_ms_p99, b / r.latency_ms_p50)
+    })
+}
+
+/// What a throughput whisker shows, for captions.
+pub const THROUGHPUT_WHISKER: &str = "batch / p99 latency to batch / p50 latency";
+
+/// A value with its spread over repetitions (low, high), if known.
+type WithSpread = (f64, Option<(f64, f64)>);
+
+/// A row's throughput gain over `serial` (%), with its spread over the row's
+/// repetitions (`throughput_spread` against serial's throughput).
+fn throughput_gain(r: &Record, serial: &Record) -> WithSpread {
+    let to = |t: f64| 100.0 * (t / serial.throughput_per_s - 1.0);
+    (
+        100.0 * versus(r, serial).throughput_gain,
+        throughput_spread(r).map(|(lo, hi)| (to(lo), to(hi))),
+    )
+}
+
+/// A row's p50 latency change against `serial`'s p50 (%), with its p99 against the same.
+fn latency_change(r: &Record, serial: &Record) -> WithSpread {
+    let to = |l: f64| 100.0 * (l / serial.latency_ms_p50 - 1.0);
+    (
+        100.0 * versus(r, serial).latency_change,
+        Some((to(r.latency_ms_p50), to(r.latency_ms_p99))),
+    )
+}
+
 /// Which gain a bar figure shows.
 #[derive(Clone, Copy)]
 pub enum Gain {
@@ -83,7 +123,8 @@ pub enum Gain {
 }
 
 /// Grouped bars of every scheme's gain over serial, one figure per network, one group of
-/// bars per configuration that has a serial row.
+/// bars per configuration that has a serial row; networks with only one such
+/// configuration share one figure.
 /// Each comes with the rows it draws (`group::sources`).
 pub fn gain_bars(groups: &[Group], gain: Gain) -> Vec<(String, Bars, String)> {
     let mut networks: Vec<String> = Vec::new();
@@ -92,55 +133,82 @@ pub fn gain_bars(groups: &[Group], gain: Gain) -> Vec<(String, Bars, String)> {
             networks.push(g.config.network.clone());
         }
     }
-    let mut out = Vec::new();
+    // (figure name, its link when it shows one network, its groups)
+    let mut sets: Vec<(String, Option<String>, Vec<&Group>)> = Vec::new();
+    let mut singles: Vec<&Group> = Vec::new();
     for net in networks {
         let gs: Vec<&Group> = groups
             .iter()
             .filter(|g| g.config.network == net && g.serial().is_some())
             .collect();
-        if gs.is_empty() {
-            continue;
+        match gs.len() {
+            0 => {}
+            1 => singles.push(gs[0]),
+            _ => sets.push((net.clone(), Some(gs[0].config.link()), gs)),
         }
+    }
+    // Networks with one configuration each (the points of a sweep, mostly): one figure
+    // for them all, each bar group naming its network, rather than a figure apiece.
+    match singles.len() {
+        0 => {}
+        1 => sets.push((
+            singles[0].config.network.clone(),
+            Some(singles[0].config.link()),
+            singles,
+        )),
+        _ => sets.push(("one-configuration-links".into(), None, singles)),
+    }
+    let mut out = Vec::new();
+    for (net, link, gs) in sets {
         let series: Vec<String> = scheme_order(gs.iter().flat_map(|g| g.rows.iter().copied()))
             .into_iter()
             .filter(|s| s != "serial")
             .collect();
-        let values = gs
+        let cells: Vec<Vec<Option<WithSpread>>> = gs
             .iter()
             .map(|g| {
                 let serial = g.serial().expect("filtered on serial");
                 series
                     .iter()
                     .map(|s| {
-                        g.rows.iter().find(|r| &r.scheme == s).map(|r| {
-                            let v = versus(r, serial);
-                            100.0
-                                * match gain {
-                                    Gain::Throughput => v.throughput_gain,
-                                    Gain::Latency => v.latency_change,
-                                }
+                        g.rows.iter().find(|r| &r.scheme == s).map(|r| match gain {
+                            Gain::Throughput => throughput_gain(r, serial),
+                            Gain::Latency => latency_change(r, serial),
                         })
                     })
                     .collect()
             })
             .collect();
-        let link = gs[0].config.link();
-        let (title, x_label, references) = match gain {
+        let values = cells
+            .iter()
+            .map(|row| row.iter().map(|c| c.map(|c| c.0)).collect())
+            .collect();
+        let spread = cells
+            .iter()
+            .map(|row| row.iter().map(|c| c.and_then(|c| c.1)).collect())
+            .collect();
+        let on = match &link {
+            Some(link) => format!("{net} ({link})"),
+            None => "links with one configuration each".into(),
+        };
+        let (title, x_label, references, whisker) = match gain {
             Gain::Throughput => (
-                format!("Throughput gain over serial, {net} ({link})"),
+                format!("Throughput gain over serial, {on}"),
                 "throughput gain over serial (%)",
                 vec![(
                     100.0 * PAPER_THROUGHPUT_GAIN,
                     "paper: up to +50%".to_string(),
                 )],
+                format!("whisker: {THROUGHPUT_WHISKER}"),
             ),
             Gain::Latency => (
-                format!("Latency (p50) change against serial, {net} ({link})"),
+                format!("Latency (p50) change against serial, {on}"),
                 "p50 latency change against serial (%, negative = faster)",
                 vec![(
                     100.0 * PAPER_LATENCY_CHANGE,
                     "paper: up to −16%".to_string(),
                 )],
+                "whisker: p50 to p99 latency".to_string(),
             ),
         };
         let from = sources(gs.iter().flat_map(|g| g.rows.iter().copied()));
@@ -149,9 +217,20 @@ pub fn gain_bars(groups: &[Group], gain: Gain) -> Vec<(String, Bars, String)> {
             Bars {
                 title,
                 x_label: x_label.into(),
-                categories: gs.iter().map(|g| short_label(g, groups, true)).collect(),
+                categories: gs
+                    .iter()
+                    .map(|g| {
+                        let label = short_label(g, groups, true);
+                        match link {
+                            Some(_) => label,
+                            None => format!("{label} · {} ({})", g.config.network, g.config.link()),
+                        }
+                    })
+                    .collect(),
                 series,
                 values,
+                spread,
+                whisker: Some(whisker),
                 references,
             },
             from,
@@ -181,8 +260,14 @@ pub fn sweeps(records: &[Record], sweep: Sweep) -> Vec<(String, Lines, String)> 
             Sweep::Latency => format!("{bw} Mbit/s"),
         };
         let key = format!(
-            "{} · b{} · {}p · {} weights · {} · trunc {}",
-            c.model, c.batch, c.parties, c.weights, fixed, c.trunc
+            "{} · b{} · {}p · {} weights · {} · trunc {}{}",
+            c.model,
+            c.batch,
+            c.parties,
+            c.weights,
+            fixed,
+            c.trunc,
+            c.suite()
         );
         fams.entry((r.file.clone(), key))
             .or_default()
@@ -227,7 +312,7 @@ pub fn sweeps(records: &[Record], sweep: Sweep) -> Vec<(String, Lines, String)> 
                     .map(|r| Point {
                         x: x_of(r),
                         y: r.throughput_per_s,
-                        spread: None,
+                        spread: throughput_spread(r),
                     })
                     .collect(),
             });
@@ -245,16 +330,19 @@ pub fn sweeps(records: &[Record], sweep: Sweep) -> Vec<(String, Lines, String)> 
                 log_x: true,
                 ticks_at_data: true,
                 reference: None,
+                whisker: Some("bar: spread over repetitions (panel titles)".into()),
                 panels: vec![
                     Panel {
                         title: "latency p50 (bar: p50 to p99)".into(),
                         y_label: "latency per batch (ms)".into(),
                         series: lat,
+                        log_y: true,
                     },
                     Panel {
-                        title: "throughput".into(),
+                        title: format!("throughput (bar: {THROUGHPUT_WHISKER})"),
                         y_label: "throughput (inferences/s)".into(),
                         series: thr,
+                        log_y: true,
                     },
                 ],
                 columns: 2,
@@ -277,7 +365,9 @@ pub enum Depth {
 
 /// Throughput against micro-batches in flight, or latency against chunks, each relative to
 /// its group's serial row (which is the depth-1 point): one series per group with a row of
-/// the scheme at a depth above 1, one panel per model and network.
+/// the scheme at a depth above 1, one panel per model and network. Each point carries its
+/// row's spread over repetitions, against serial's median (p50 to p99 latency; throughput
+/// of the p99 and of the median repetition).
 pub fn depth(groups: &[Group], depth: Depth) -> Option<(Lines, String)> {
     let (scheme, depth_of): (&str, fn(&Record) -> usize) = match depth {
         Depth::MicroBatches => ("inter-batch", |r| r.batches_in_flight),
@@ -297,37 +387,31 @@ pub fn depth(groups: &[Group], depth: Depth) -> Option<(Lines, String)> {
         }
         drawn.push(serial);
         drawn.extend(rows.iter().map(|r| **r));
-        let mut points = vec![Point {
-            x: 1.0,
-            y: 1.0,
-            spread: match depth {
-                Depth::MicroBatches => None,
-                Depth::Chunks => Some((1.0, serial.latency_ms_p99 / serial.latency_ms_p50)),
+        let point = |r: &Record, x: f64| match depth {
+            Depth::MicroBatches => Point {
+                x,
+                y: r.throughput_per_s / serial.throughput_per_s,
+                spread: throughput_spread(r)
+                    .map(|(lo, hi)| (lo / serial.throughput_per_s, hi / serial.throughput_per_s)),
             },
-        }];
-        for r in rows {
-            points.push(match depth {
-                Depth::MicroBatches => Point {
-                    x: depth_of(r) as f64,
-                    y: r.throughput_per_s / serial.throughput_per_s,
-                    spread: None,
-                },
-                Depth::Chunks => Point {
-                    x: depth_of(r) as f64,
-                    y: r.latency_ms_p50 / serial.latency_ms_p50,
-                    spread: Some((
-                        r.latency_ms_p50 / serial.latency_ms_p50,
-                        r.latency_ms_p99 / serial.latency_ms_p50,
-                    )),
-                },
-            });
-        }
+            Depth::Chunks => Point {
+                x,
+                y: r.latency_ms_p50 / serial.latency_ms_p50,
+                spread: Some((
+                    r.latency_ms_p50 / serial.latency_ms_p50,
+                    r.latency_ms_p99 / serial.latency_ms_p50,
+                )),
+            },
+        };
+        let mut points = vec![point(serial, 1.0)];
+        points.extend(rows.iter().map(|r| point(r, depth_of(r) as f64)));
         points.sort_by(|a, b| a.x.total_cmp(&b.x));
         let title = format!(
-            "{} · {} ({})",
+            "{} · {} ({}){}",
             g.config.model,
             g.config.network,
-            g.config.link()
+            g.config.link(),
+            g.config.suite()
         );
         let series = Series {
             name: short_label(g, groups, false),
@@ -342,6 +426,7 @@ pub fn depth(groups: &[Group], depth: Depth) -> Option<(Lines, String)> {
                     Depth::Chunks => "p50 latency / serial's (×)".into(),
                 },
                 series: vec![series],
+                log_y: false,
             }),
         }
     }
@@ -356,17 +441,18 @@ pub fn depth(groups: &[Group], depth: Depth) -> Option<(Lines, String)> {
             log_x: false,
             ticks_at_data: true,
             reference: Some((1.0 + PAPER_THROUGHPUT_GAIN, "paper: up to +50%".into())),
+            whisker: Some(format!("bar: {THROUGHPUT_WHISKER}")),
             columns: panels.len().min(3),
             x_range: None,
             panels,
         },
         Depth::Chunks => Lines {
-            title: "Inner-layer: p50 latency against chunks (k = 1 is serial; bar: p50 to p99)"
-                .into(),
+            title: "Inner-layer: p50 latency against chunks (k = 1 is serial)".into(),
             x_label: "chunks per layer k".into(),
             log_x: false,
             ticks_at_data: true,
             reference: Some((1.0 + PAPER_LATENCY_CHANGE, "paper: up to −16%".into())),
+            whisker: Some("bar: p50 to p99 latency".into()),
             columns: panels.len().min(3),
             x_range: None,
             panels,
@@ -375,14 +461,16 @@ pub fn depth(groups: &[Group], depth: Depth) -> Option<(Lines, String)> {
     Some((lines, sources(drawn.into_iter())))
 }
 
-/// Each scheme's throughput gain against the number of parties: a panel per (file,
-/// model, batch, weights, network) with rows of at least two party counts.
-pub fn parties(groups: &[Group]) -> Option<(Lines, String)> {
+/// The groups of one file that differ only in their party count (model, batch, weights,
+/// network, suite), keyed by a panel title; in first-seen order.
+fn party_families<'g, 'a: 'g>(
+    groups: impl Iterator<Item = &'g Group<'a>>,
+) -> Vec<(String, Vec<&'g Group<'a>>)> {
     let mut fams: Vec<(String, Vec<&Group>)> = Vec::new();
-    for g in groups.iter().filter(|g| g.serial().is_some()) {
+    for g in groups {
         let c = &g.config;
         let key = format!(
-            "{} · {} · {} weights{} ({})",
+            "{} · {} · {} weights{}{} ({})",
             c.model,
             c.network,
             c.weights,
@@ -391,6 +479,7 @@ pub fn parties(groups: &[Group]) -> Option<(Lines, String)> {
             } else {
                 format!(" · b{}", c.batch)
             },
+            c.suite(),
             stem(&g.file)
         );
         match fams.iter_mut().find(|(k, _)| *k == key) {
@@ -398,15 +487,22 @@ pub fn parties(groups: &[Group]) -> Option<(Lines, String)> {
             None => fams.push((key, vec![g])),
         }
     }
-    let mut panels = Vec::new();
-    let mut drawn: Vec<&Record> = Vec::new();
-    for (key, gs) in fams {
+    fams.retain(|(_, gs)| {
         let mut counts: Vec<usize> = gs.iter().map(|g| g.config.parties).collect();
         counts.sort_unstable();
         counts.dedup();
-        if counts.len() < 2 {
-            continue;
-        }
+        counts.len() >= 2
+    });
+    fams
+}
+
+/// Each scheme's throughput gain against the number of parties: a panel per (file,
+/// model, batch, weights, network) with rows of at least two party counts that have a
+/// serial row.
+pub fn parties(groups: &[Group]) -> Option<(Lines, String)> {
+    let mut panels = Vec::new();
+    let mut drawn: Vec<&Record> = Vec::new();
+    for (key, gs) in party_families(groups.iter().filter(|g| g.serial().is_some())) {
         drawn.extend(gs.iter().flat_map(|g| g.rows.iter().copied()));
         let order = scheme_order(gs.iter().flat_map(|g| g.rows.iter().copied()));
         let series = order
@@ -418,10 +514,11 @@ pub fn parties(groups: &[Group]) -> Option<(Lines, String)> {
                     .filter_map(|g| {
                         let serial = g.serial()?;
                         let r = g.rows.iter().find(|r| &r.scheme == s)?;
+                        let (y, spread) = throughput_gain(r, serial);
                         Some(Point {
                             x: g.config.parties as f64,
-                            y: 100.0 * versus(r, serial).throughput_gain,
-                            spread: None,
+                            y,
+                            spread,
                         })
                     })
                     .collect();
@@ -436,6 +533,7 @@ pub fn parties(groups: &[Group]) -> Option<(Lines, String)> {
             title: key,
             y_label: "throughput gain over serial (%)".into(),
             series,
+            log_y: false,
         });
     }
     if panels.is_empty() {
@@ -447,11 +545,90 @@ pub fn parties(groups: &[Group]) -> Option<(Lines, String)> {
         log_x: false,
         ticks_at_data: true,
         reference: Some((100.0 * PAPER_THROUGHPUT_GAIN, "paper: up to +50%".into())),
+        whisker: Some(format!("bar: {THROUGHPUT_WHISKER}")),
         columns: panels.len().min(3),
         x_range: None,
         panels,
     };
     Some((lines, sources(drawn.into_iter())))
+}
+
+/// Latency and throughput against the number of parties, every scheme serial included,
+/// for each family of `party_families` measured at three or more party counts (a curve,
+/// where two counts are a comparison the gain figure and the tables already show): one
+/// figure each, with the rows it draws.
+pub fn party_curves(groups: &[Group]) -> Vec<(String, Lines, String)> {
+    let mut out = Vec::new();
+    for (key, gs) in party_families(groups.iter()) {
+        let mut counts: Vec<usize> = gs.iter().map(|g| g.config.parties).collect();
+        counts.sort_unstable();
+        counts.dedup();
+        if counts.len() < 3 {
+            continue;
+        }
+        let rows: Vec<&Record> = gs.iter().flat_map(|g| g.rows.iter().copied()).collect();
+        let order = scheme_order(rows.iter().copied());
+        let of = |s: &str, f: &dyn Fn(&Record) -> Point| {
+            let mut points: Vec<Point> = gs
+                .iter()
+                .filter_map(|g| g.rows.iter().find(|r| r.scheme == s).map(|r| f(r)))
+                .collect();
+            points.sort_by(|a, b| a.x.total_cmp(&b.x));
+            Series {
+                name: s.to_string(),
+                points,
+            }
+        };
+        let lat = order
+            .iter()
+            .map(|s| {
+                of(s, &|r| Point {
+                    x: r.parties as f64,
+                    y: r.latency_ms_p50,
+                    spread: Some((r.latency_ms_p50, r.latency_ms_p99)),
+                })
+            })
+            .collect();
+        let thr = order
+            .iter()
+            .map(|s| {
+                of(s, &|r| Point {
+                    x: r.parties as f64,
+                    y: r.throughput_per_s,
+                    spread: throughput_spread(r),
+                })
+            })
+            .collect();
+        out.push((
+            key.clone(),
+            Lines {
+                title: format!("Against parties: {key}"),
+                x_label: "parties".into(),
+                log_x: false,
+                ticks_at_data: true,
+                reference: None,
+                whisker: Some("bar: spread over repetitions (panel titles)".into()),
+                panels: vec![
+                    Panel {
+                        title: "latency p50 (bar: p50 to p99)".into(),
+                        y_label: "latency per batch (ms)".into(),
+                        series: lat,
+                        log_y: false,
+                    },
+                    Panel {
+                        title: format!("throughput (bar: {THROUGHPUT_WHISKER})"),
+                        y_label: "throughput (inferences/s)".into(),
+                        series: thr,
+                        log_y: false,
+                    },
+                ],
+                columns: 2,
+                x_range: None,
+            },
+            sources(rows.into_iter()),
+        ));
+    }
+    out
 }
 
 /// A bench trace of one scheme of one configuration.
@@ -547,6 +724,7 @@ pub fn utilization(
                     ),
                     y_label: "utilization (%)".into(),
                     series,
+                    log_y: false,
                 }
             })
             .collect();
@@ -566,6 +744,7 @@ pub fn utilization(
                 log_x: false,
                 ticks_at_data: false,
                 reference: None,
+                whisker: None,
                 panels,
                 columns: 1,
                 x_range: Some((0.0, span_us / 1e3)),

@@ -6,7 +6,7 @@ use std::fmt::Write;
 
 use super::group::{eta, versus, Group, ETA_MIN_ROOM};
 use super::load::{PeerRecord, Record};
-use super::series::{scheme_order, PAPER_LATENCY_CHANGE, PAPER_THROUGHPUT_GAIN};
+use super::series::{scheme_order, throughput_spread, PAPER_LATENCY_CHANGE, PAPER_THROUGHPUT_GAIN};
 
 /// What the report knows of one input file.
 pub struct Input {
@@ -299,7 +299,9 @@ pub fn configurations(md: &mut String, groups: &[Group], inputs: &[Input]) {
         md,
         "One table per model × network × parties × weights (and batch, truncation mode) and \
          file. Latency is per batch, p50 and p99 over the row's repetitions (`reps`); \
-         throughput is inferences per second over all of them. Gains are against the \
+         throughput is inferences per second over all of them, and in brackets the \
+         throughput of the repetition at the p99 and at the p50 latency (batch / latency), \
+         the spread over repetitions. Gains are against the \
          serial row of the same table. η is the overlap efficiency (definition at the end); \
          n/a names why there is none.\n"
     );
@@ -336,7 +338,7 @@ pub fn configurations(md: &mut String, groups: &[Group], inputs: &[Input]) {
         }
         let _ = writeln!(
             md,
-            "| scheme | k | m | lanes | reps | p50 ms | p99 ms | p50 vs serial | inf/s | throughput vs serial | η | CPU util | link util | row |"
+            "| scheme | k | m | lanes | reps | p50 ms | p99 ms | p50 vs serial | inf/s (p99–p50 rep) | throughput vs serial | η | CPU util | link util | row |"
         );
         let _ = writeln!(
             md,
@@ -354,9 +356,11 @@ pub fn configurations(md: &mut String, groups: &[Group], inputs: &[Input]) {
                 _ => ("–".into(), "–".into()),
             };
             let opt = |v: Option<f64>| v.map_or("n/a".into(), |v| format!("{:.0}%", 100.0 * v));
+            let thr_spread = throughput_spread(r)
+                .map_or(String::new(), |(lo, hi)| format!(" ({lo:.3}–{hi:.3})"));
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {:.3} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {:.1} | {:.1} | {} | {:.3}{thr_spread} | {} | {} | {} | {} | {} |",
                 r.scheme,
                 r.chunks,
                 r.batches_in_flight,
@@ -397,6 +401,15 @@ pub fn definitions(md: &mut String) {
         md,
         "- **Gain over serial**: throughput / serial throughput − 1; p50 latency change: p50 / \
          serial p50 − 1 (negative is faster). The serial row is the one of the same table."
+    );
+    let _ = writeln!(
+        md,
+        "- **Spread over repetitions**: latency p50 and p99 of the row's repetitions; \
+         throughput, batch / p99 latency to batch / p50 latency (a repetition's throughput is \
+         its batch over its latency, so these are the same repetitions seen as throughput; \
+         `throughput_per_s`, batch over the mean latency, usually lies between them). Gains \
+         carry the same spread against serial's median. Training: the slowest and fastest \
+         epoch of a run."
     );
     let _ = writeln!(
         md,
