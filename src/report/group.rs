@@ -304,6 +304,9 @@ pub fn eta(r: &Record, serial: Option<&Record>) -> Eta {
 impl std::fmt::Display for Eta {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         match self {
+            // Above 1 the scheme beat the bound serial's runs gave: shown as measured,
+            // marked, and explained under Definitions.
+            Eta::Value(e) if *e > 1.0 => write!(f, "{e:.2} (> 1†)"),
             Eta::Value(e) => write!(f, "{e:.2}"),
             Eta::IllConditioned(share) => write!(
                 f,
@@ -315,5 +318,17 @@ impl std::fmt::Display for Eta {
             Eta::Missing(why) => write!(f, "n/a ({why})"),
             Eta::Serial => write!(f, "–"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Eta;
+
+    #[test]
+    fn an_efficiency_above_one_is_marked_and_others_are_not() {
+        assert_eq!(Eta::Value(2.73).to_string(), "2.73 (> 1†)");
+        assert_eq!(Eta::Value(0.95).to_string(), "0.95");
+        assert_eq!(Eta::Value(1.0).to_string(), "1.00");
     }
 }

@@ -394,7 +394,10 @@ pub fn definitions(md: &mut String) {
          ill-conditioned (noise of a few percent moves it by whole units) and is shown as n/a \
          with the room it had; `mpc-pipe bench` leaves the CSV column empty there too. With \
          `interleave = true` the CSV's η is the median over paired turns, which the report \
-         shows as is.",
+         shows as is. † Above 1, the scheme ran faster than max(T_compute, T_comm): that \
+         bound comes from serial's runs (T_compute is one unshaped serial run on a shared \
+         machine), so it was loose in that run, or the scheme kept the cores busier than \
+         serial's unshaped run did; the value is shown as measured.",
         ETA_MIN_ROOM * 100.0
     );
     let _ = writeln!(
