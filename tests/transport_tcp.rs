@@ -868,3 +868,23 @@ fn a_bit_flipped_on_the_wire_is_refused_naming_the_peer_where_plaintext_took_it(
         other => panic!("expected a peer error naming party 1, got {other:?}"),
     }
 }
+
+/// A party 0 that accepts the connection but never answers the hello (stopped, hung):
+/// party 1's setup error names it by id, not only by address.
+#[test]
+fn a_peer_silent_in_the_hello_is_named_by_its_party_id() {
+    let (mut ls, addrs) = listeners(2);
+    let mine = ls.pop().unwrap();
+    let silent = ls.pop().unwrap();
+    let holder = std::thread::spawn(move || {
+        let (s, _) = silent.accept().unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(s);
+    });
+    let mut c = TcpConfig::new(1, addrs.clone(), 77, SessionKey::fresh());
+    c.timeout = Duration::from_millis(500);
+    let r = TcpNetwork::connect_with(&c, mine);
+    let m = frame_msg(&r);
+    assert!(m.contains("party 0"), "{m}");
+    holder.join().unwrap();
+}

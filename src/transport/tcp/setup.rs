@@ -72,7 +72,10 @@ impl TcpNetwork {
             let auth = loop {
                 let mut s = dial(addr, j, deadline, cfg.timeout)?;
                 set_timeouts(&s, deadline)?;
-                match handshake(&mut s, &params(Some(j)), &cfg.key, &addr.to_string()) {
+                // Named by party and address, so a party that never answers its hello
+                // (stopped, hung) is named in the error as every other failed peer is.
+                let peer = format!("party {j} ({addr})");
+                match handshake(&mut s, &params(Some(j)), &cfg.key, &peer) {
                     Ok(a) => break (s, a.keys),
                     Err(e) if is_connection_failure(&e) && Instant::now() < deadline => {
                         std::thread::sleep(Duration::from_millis(20));
