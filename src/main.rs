@@ -7,6 +7,7 @@ use clap::Parser;
 static ALLOC: mpc_pipe::alloc::HugePages = mpc_pipe::alloc::HugePages;
 
 fn main() {
+    mpc_pipe::alloc::configure();
     // Exit quietly when stdout is a closed pipe (`mpc-pipe run | head`), as Unix tools do,
     // instead of panicking in println!.
     #[cfg(unix)]
