@@ -77,7 +77,9 @@ pub struct Row {
     /// Whole-job phases per inference, seconds (medians over repetitions; README):
     /// the dry run that records the plan (once per configuration, shared by its schemes),
     /// the dealer, each party's material expansion, and e2e_s = plan + deal + expand +
-    /// online latency. Empty in rows from before these columns.
+    /// online latency. Empty in rows from before these columns. Training rows: per epoch,
+    /// the epoch's training and evaluation sessions (plan_s 0 when their plans were
+    /// recorded in an earlier epoch), e2e_s the epoch's wall time; f64 rows fill e2e_s only.
     #[serde(default)]
     pub plan_s: Option<f64>,
     #[serde(default)]

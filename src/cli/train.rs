@@ -149,9 +149,10 @@ fn epoch_line(r: &EpochReport, plaintext: bool) -> String {
     }
     let bytes = r.stats.iter().map(|s| s.bytes_sent()).max().unwrap_or(0);
     let rounds = r.stats.iter().map(|s| s.rounds).max().unwrap_or(0);
+    let o = &r.offline;
     format!(
-        "epoch {}: loss {:.4}  test accuracy {:.4}  (online {:.2} s, {per_s:.1} samples/s, {:.1} MB/party, {rounds} rounds)",
-        r.epoch, r.loss, r.accuracy, r.online_s, bytes as f64 / 1e6
+        "epoch {}: loss {:.4}  test accuracy {:.4}  (online {:.2} s, {per_s:.1} samples/s, {:.1} MB/party, {rounds} rounds; whole epoch {:.2} s: plan {:.2} s, deal {:.2} s, expand {:.2} s)",
+        r.epoch, r.loss, r.accuracy, r.online_s, bytes as f64 / 1e6, r.e2e_s, o.plan_s, o.deal_s, o.expand_s
     )
 }
 
@@ -231,6 +232,12 @@ fn row_of(a: &RunInfo, r: &EpochReport) -> Row {
         lanes: a.lanes.clone(),
         messages: Some(r.stats.iter().map(|s| s.msgs_sent()).max().unwrap_or(0)),
         channels: a.channels.clone(),
+        // Per epoch here (bench's are per inference): the epoch's training and evaluation
+        // sessions' dry runs, dealers and expansions, and its whole wall time.
+        plan_s: (!a.plaintext).then_some(r.offline.plan_s),
+        deal_s: (!a.plaintext).then_some(r.offline.deal_s),
+        expand_s: (!a.plaintext).then_some(r.offline.expand_s),
+        e2e_s: Some(r.e2e_s),
         epoch: Some(r.epoch),
         loss: Some(r.loss),
         accuracy: Some(r.accuracy),

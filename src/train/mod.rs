@@ -29,13 +29,13 @@ use crate::model::Graph;
 
 use crate::proto::{Ctx, Share};
 use crate::ring::{PlainTensor, RingTensor};
-use crate::runtime::SessionConfig;
+use crate::runtime::{Offline, SessionConfig};
 use crate::sched::Schedule;
 use crate::transport::emulator::LinkProfile;
 
 pub use data::{Dataset, Split};
 use mpc::{Trainable, MODEL_OWNER};
-pub use parties::{InProcess, Measured, OneProcess, Parties, PlanKind};
+pub use parties::{InProcess, Measured, OneProcess, Parties, PlanKind, Session};
 
 /// Test images per evaluation batch.
 const EVAL_BATCH: usize = 128;
@@ -127,6 +127,13 @@ pub struct EpochReport {
     pub cpu_s: f64,
     /// Per party, the epoch's training traffic.
     pub stats: Vec<CommStats>,
+    /// The epoch's phases before its sessions' online clocks (training and evaluation:
+    /// dry runs, 0 in epochs whose plans were recorded before; dealer; expansion), of the
+    /// party that spent longest in them. All 0 for f64 training.
+    pub offline: Offline,
+    /// Wall time of the whole epoch (training and evaluation, each with its plan, dealer,
+    /// expansion and online phase), the slowest party's.
+    pub e2e_s: f64,
 }
 
 /// A party's training state between sessions: weight shares and momentum buffers.
@@ -287,6 +294,7 @@ impl Job<'_> {
         let mut states = vec![PartyState::default(); n];
         let mut reports = Vec::new();
         for epoch in 0..self.config.epochs {
+            let t_epoch = Instant::now();
             // Every epoch repeats the same steps' keys and shapes, so one dry run serves
             // them all, except that the first epoch starts without momentum buffers (its
             // first update has no μ·v term): epoch 1 has a plan of its own.
@@ -295,38 +303,63 @@ impl Job<'_> {
             } else {
                 PlanKind::Epoch
             };
-            let (outs, cpu_s) = {
+            let trained = {
                 let st = &states;
                 let train = |ctx: &Ctx| self.train_epoch(&model, ctx, epoch, &st[at(ctx.party())]);
                 parties.session(kind, &train)?
             };
             let mut loss = f64::NAN;
-            let mut measured = Vec::with_capacity(outs.len());
-            for (i, o) in outs {
+            let mut measured = Vec::with_capacity(trained.outs.len());
+            for (i, o) in trained.outs {
                 if let Some(l) = o.value.1 {
                     loss = l;
                 }
                 states[i] = o.value.0;
                 measured.push(Measured {
                     online_s: o.online_s,
-                    cpu_s,
+                    cpu_s: trained.cpu_s,
                     stats: o.stats,
+                    ..Measured::default()
                 });
             }
-            let (outs, _) = {
+            let evaluated = {
                 let st = &states;
                 let eval = |ctx: &Ctx| self.evaluate(&model, ctx, &st[at(ctx.party())]);
                 parties.session(PlanKind::Evaluation, &eval)?
             };
-            let accuracy = outs.iter().find_map(|(_, o)| o.value).unwrap_or(f64::NAN);
+            let accuracy = evaluated
+                .outs
+                .iter()
+                .find_map(|(_, o)| o.value)
+                .unwrap_or(f64::NAN);
+            let (a, b) = (trained.offline, evaluated.offline);
+            let offline = Offline {
+                plan_s: a.plan_s + b.plan_s,
+                deal_s: a.deal_s + b.deal_s,
+                expand_s: a.expand_s + b.expand_s,
+            };
+            let e2e_s = t_epoch.elapsed().as_secs_f64();
+            for m in &mut measured {
+                m.offline = offline;
+                m.e2e_s = e2e_s;
+            }
             if let Some(all) = parties.gather(measured)? {
+                let max = |f: &dyn Fn(&Measured) -> f64| all.iter().map(f).fold(0.0, f64::max);
                 let r = EpochReport {
                     epoch: epoch + 1,
                     loss,
                     accuracy,
                     samples: self.config.steps(self.data.train.len()) * self.config.batch,
-                    online_s: all.iter().map(|m| m.online_s).fold(0.0, f64::max),
+                    online_s: max(&|m| m.online_s),
                     cpu_s: all.iter().map(|m| m.cpu_s).sum::<f64>() / all.len() as f64,
+                    // One party's phases (the one longest in them), so that they add up
+                    // within its epoch, hence within the slowest party's e2e_s.
+                    offline: all
+                        .iter()
+                        .map(|m| m.offline)
+                        .max_by(|a, b| a.total_s().total_cmp(&b.total_s()))
+                        .unwrap_or_default(),
+                    e2e_s: max(&|m| m.e2e_s),
                     stats: all.into_iter().map(|m| m.stats).collect(),
                 };
                 on_epoch(&r);
@@ -349,13 +382,17 @@ impl Job<'_> {
             }
             Ok((ctx.party() == MODEL_OWNER).then_some(out))
         };
-        let (outs, _) = parties.session(PlanKind::Reveal, &reveal)?;
-        let weights = outs.into_iter().find_map(|(_, o)| o.value);
+        let weights = parties
+            .session(PlanKind::Reveal, &reveal)?
+            .outs
+            .into_iter()
+            .find_map(|(_, o)| o.value);
         Ok((reports, weights))
     }
 
     /// The same training in f64 (same initial weights, order and batches). Reports carry
-    /// the wall time of each epoch as `online_s` and no traffic.
+    /// the wall time of each epoch's training as `online_s`, with its evaluation as
+    /// `e2e_s`, and no traffic.
     pub fn run_plain(
         &self,
         on_epoch: &mut dyn FnMut(&EpochReport),
@@ -383,6 +420,7 @@ impl Job<'_> {
             let online_s = t0.elapsed().as_secs_f64();
             let cpu_s = crate::kernels::bound::process_cpu_s() - cpu0;
             let accuracy = plain_accuracy(g, &params, &w, test)?;
+            let e2e_s = t0.elapsed().as_secs_f64();
             let r = EpochReport {
                 epoch: epoch + 1,
                 loss: loss / (cfg.steps(train.len()) * b) as f64,
@@ -391,6 +429,8 @@ impl Job<'_> {
                 online_s,
                 cpu_s,
                 stats: Vec::new(),
+                offline: Offline::default(),
+                e2e_s,
             };
             on_epoch(&r);
             reports.push(r);

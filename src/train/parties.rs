@@ -12,11 +12,13 @@
 //! public, and nothing secret travels this way.
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use crate::comm::{Comm, CommStats, PeerStats, Tag};
 use crate::error::{Error, Result};
 use crate::offline::Plan;
 use crate::proto::Ctx;
+use crate::runtime::local::Offline;
 use crate::runtime::local::{deal_in_process, fresh_session, record_plan, run_online_with_link};
 use crate::runtime::process::{PartyConfig, PhaseComm};
 use crate::runtime::{PartyOutcome, SessionConfig};
@@ -34,17 +36,34 @@ pub enum PlanKind {
     Reveal,
 }
 
-/// What one party measured of an epoch's training session.
+/// What one party measured of an epoch: its training session's online phase, and the
+/// whole epoch (training and evaluation sessions, each with its plan, dealer and
+/// expansion).
 #[derive(Clone, Debug, Default)]
 pub struct Measured {
     pub online_s: f64,
     /// Process CPU time attributed to this party during the session.
     pub cpu_s: f64,
     pub stats: CommStats,
+    /// The epoch's sessions' phases before their online clocks, summed.
+    pub offline: Offline,
+    /// Wall time of the whole epoch at this party.
+    pub e2e_s: f64,
 }
 
 /// The outcomes of the parties of this process, by id.
 pub type Local<T> = Vec<(usize, PartyOutcome<T>)>;
+
+/// One session at this process: its parties' outcomes, and what it cost.
+pub struct Session<T> {
+    /// The local parties' ids and outcomes, in id order.
+    pub outs: Local<T>,
+    /// Process CPU seconds per local party of the online phase.
+    pub cpu_s: f64,
+    /// The dry run (0 when the plan of its kind was recorded before), the dealer (or the
+    /// wait for its seed) and the expansion, as the slowest local party saw them.
+    pub offline: Offline,
+}
 
 /// The parties of a training run, as seen from this process.
 pub trait Parties {
@@ -54,13 +73,12 @@ pub trait Parties {
     fn is_local(&self, p: usize) -> bool;
     /// One online session of `program` (whose plan is that of every program of `kind`)
     /// for the parties of this process: the plan (recorded once per kind), fresh dealer
-    /// material, the online phase. Returns the local parties' ids and outcomes, in id
-    /// order, and the process CPU seconds per local party it took.
+    /// material, the online phase.
     fn session<T: Send>(
         &mut self,
         kind: PlanKind,
         program: &(dyn Fn(&Ctx) -> Result<T> + Sync),
-    ) -> Result<(Local<T>, f64)>;
+    ) -> Result<Session<T>>;
     /// Every party's measurements of a session, at the model owner's process (None in
     /// the others'), from this process's parties' `mine` (in id order).
     fn gather(&mut self, mine: Vec<Measured>) -> Result<Option<Vec<Measured>>>;
@@ -96,16 +114,26 @@ impl Parties for InProcess<'_> {
         &mut self,
         kind: PlanKind,
         program: &(dyn Fn(&Ctx) -> Result<T> + Sync),
-    ) -> Result<(Local<T>, f64)> {
+    ) -> Result<Session<T>> {
+        let mut offline = Offline::default();
         if !self.plans.contains_key(&kind) {
+            let t = Instant::now();
             let plan = record_plan(self.session, program)?;
+            offline.plan_s = t.elapsed().as_secs_f64();
             self.plans.insert(kind, plan);
         }
+        let t = Instant::now();
         let material = deal_in_process(&self.plans[&kind], self.session, fresh_session());
+        offline.deal_s = t.elapsed().as_secs_f64();
         let cpu0 = crate::kernels::bound::process_cpu_s();
         let outs = run_online_with_link(self.session, self.link, material, program)?;
         let cpu_s = (crate::kernels::bound::process_cpu_s() - cpu0) / self.parties() as f64;
-        Ok((outs.into_iter().enumerate().collect(), cpu_s))
+        offline.expand_s = outs.iter().map(|o| o.offline.expand_s).fold(0.0, f64::max);
+        Ok(Session {
+            outs: outs.into_iter().enumerate().collect(),
+            cpu_s,
+            offline,
+        })
     }
 
     fn gather(&mut self, mine: Vec<Measured>) -> Result<Option<Vec<Measured>>> {
@@ -151,10 +179,13 @@ impl Parties for OneProcess<'_> {
         &mut self,
         kind: PlanKind,
         program: &(dyn Fn(&Ctx) -> Result<T> + Sync),
-    ) -> Result<(Local<T>, f64)> {
+    ) -> Result<Session<T>> {
         self.phase += 1;
+        let mut offline = Offline::default();
         if !self.plans.contains_key(&kind) {
+            let t = Instant::now();
             let plan = record_plan(&self.cfg.session_config(), program)?;
+            offline.plan_s = t.elapsed().as_secs_f64();
             self.plans.insert(kind, plan);
         }
         let comm = PhaseComm::new(self.comm, self.phase);
@@ -169,7 +200,13 @@ impl Parties for OneProcess<'_> {
         let cpu0 = crate::kernels::bound::process_cpu_s();
         let out = ready.run(self.cfg, &comm, program)?;
         let cpu_s = crate::kernels::bound::process_cpu_s() - cpu0;
-        Ok((vec![(self.cfg.id, out)], cpu_s))
+        offline.deal_s = out.offline.deal_s;
+        offline.expand_s = out.offline.expand_s;
+        Ok(Session {
+            outs: vec![(self.cfg.id, out)],
+            cpu_s,
+            offline,
+        })
     }
 
     fn gather(&mut self, mine: Vec<Measured>) -> Result<Option<Vec<Measured>>> {
@@ -205,15 +242,22 @@ impl Parties for OneProcess<'_> {
 
 /// Words of one party's encoded measurements among `n` parties.
 fn words(n: usize) -> usize {
-    4 + 5 * n
+    TIMES + 2 + 5 * n
 }
 
-/// online_s and cpu_s (f64 bits), rounds, ahead rounds, then per peer bytes sent and
-/// received, messages sent and received, wait ns.
+/// Times (f64 words) at the head of an encoded `Measured`.
+const TIMES: usize = 6;
+
+/// online_s, cpu_s, plan_s, deal_s, expand_s and e2e_s (f64 bits), rounds, ahead rounds,
+/// then per peer bytes sent and received, messages sent and received, wait ns.
 fn encode(m: &Measured, n: usize) -> Vec<u64> {
     let mut w = vec![
         m.online_s.to_bits(),
         m.cpu_s.to_bits(),
+        m.offline.plan_s.to_bits(),
+        m.offline.deal_s.to_bits(),
+        m.offline.expand_s.to_bits(),
+        m.e2e_s.to_bits(),
         m.stats.rounds,
         m.stats.ahead_rounds,
     ];
@@ -236,12 +280,12 @@ const MAX_COUNTER: u64 = 1 << 56;
 
 fn decode(w: &[u64], n: usize) -> Option<Measured> {
     let secs = |x: u64| Some(f64::from_bits(x)).filter(|s| s.is_finite() && *s >= 0.0);
-    if w[2..].iter().any(|&x| x > MAX_COUNTER) {
+    if w[TIMES..].iter().any(|&x| x > MAX_COUNTER) {
         return None;
     }
     let per_peer = (0..n)
         .map(|j| {
-            let p = &w[4 + 5 * j..9 + 5 * j];
+            let p = &w[TIMES + 2 + 5 * j..TIMES + 7 + 5 * j];
             PeerStats {
                 bytes_sent: p[0],
                 bytes_recv: p[1],
@@ -254,10 +298,16 @@ fn decode(w: &[u64], n: usize) -> Option<Measured> {
     Some(Measured {
         online_s: secs(w[0])?,
         cpu_s: secs(w[1])?,
+        offline: Offline {
+            plan_s: secs(w[2])?,
+            deal_s: secs(w[3])?,
+            expand_s: secs(w[4])?,
+        },
+        e2e_s: secs(w[5])?,
         stats: CommStats {
             per_peer,
-            rounds: w[2],
-            ahead_rounds: w[3],
+            rounds: w[TIMES],
+            ahead_rounds: w[TIMES + 1],
         },
     })
 }
@@ -285,17 +335,28 @@ mod tests {
                 rounds: 40,
                 ahead_rounds: 6,
             },
+            offline: Offline {
+                plan_s: 0.125,
+                deal_s: 0.5,
+                expand_s: 0.0625,
+            },
+            e2e_s: 3.0,
         };
         let w = encode(&m, 2);
         assert_eq!(w.len(), words(2));
         let back = decode(&w, 2).unwrap();
         assert_eq!(back.stats, m.stats);
         assert_eq!((back.online_s, back.cpu_s), (1.5, 0.25));
+        assert_eq!((back.offline, back.e2e_s), (m.offline, 3.0));
+        for t in 0..TIMES {
+            let mut bad = w.clone();
+            bad[t] = f64::NAN.to_bits();
+            assert!(decode(&bad, 2).is_none(), "time {t} not finite");
+            bad[t] = (-1.0f64).to_bits();
+            assert!(decode(&bad, 2).is_none(), "time {t} negative");
+        }
         let mut bad = w.clone();
-        bad[0] = f64::NAN.to_bits();
-        assert!(decode(&bad, 2).is_none());
-        let mut bad = w.clone();
-        bad[9] = u64::MAX;
+        bad[TIMES + 7] = u64::MAX;
         assert!(decode(&bad, 2).is_none(), "a count past the cap");
     }
 }
