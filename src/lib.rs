@@ -11,7 +11,8 @@
 //!   model | onnx             graph, zoo, f64 and MPC interpreters (the one traversal) |
 //!                            ONNX import into that graph, .npy I/O
 //!   proto                    online protocols (Ctx methods), written like the math
-//!   comm | offline | prg     message interface | dealer + material | CSPRNG
+//!   comm | offline           message interface | dealer + material
+//!   prg | fss                CSPRNG | function secret sharing (DCF keys and evaluation)
 //!   link                     link profiles (bandwidth, latency) the emulator applies
 //!   lanes                    pipeline lanes as coroutines; the one way to block
 //!   kernels                  wrapping u64 GEMM/conv
@@ -26,6 +27,7 @@ pub mod bench;
 pub mod cli;
 pub mod comm;
 pub mod error;
+pub mod fss;
 pub mod fuzz;
 pub mod kernels;
 pub mod lanes;

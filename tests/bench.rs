@@ -363,7 +363,7 @@ fn a_file_from_before_the_material_trunc_link_bytes_and_lanes_columns_is_upgrade
     assert!(read[4..].iter().all(|r| r.trunc == "local"), "{read:?}");
     let header = std::fs::read_to_string(&out).unwrap();
     assert!(header.lines().next().unwrap().ends_with(
-        ",material,trunc,link_bytes,lanes,messages,channels,plan_s,deal_s,expand_s,e2e_s,epoch,loss,accuracy"
+        ",material,trunc,link_bytes,lanes,messages,channels,plan_s,deal_s,expand_s,e2e_s,epoch,loss,accuracy,protocols"
     ));
     // Old rows ran in memory and say nothing; new rows say so.
     assert!(read[..4].iter().all(|r| r.channels.is_empty()), "{read:?}");

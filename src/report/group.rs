@@ -3,7 +3,7 @@
 //! Depends on report::load, and bench for η's threshold.
 //!
 //! A group is one configuration (model, batch, parties, weights, link, truncation mode,
-//! channels) of one file: every row of a group was measured by one sweep writing one file, and its
+//! channels, protocols) of one file: every row of a group was measured by one sweep writing one file, and its
 //! gains are taken against that file's serial row. The same configuration in two files
 //! (another host, another commit) is two groups, shown side by side, never averaged. A
 //! group whose rows differ in commit, host or ISA path (a sweep resumed by a later build)
@@ -29,6 +29,8 @@ pub struct Config {
     pub trunc: String,
     /// `memory`, `sealed` or `plaintext` (rows from before the column: memory).
     pub channels: String,
+    /// `crypten` or `fss` (rows from before the column: crypten).
+    pub protocols: String,
 }
 
 impl Config {
@@ -53,6 +55,10 @@ impl Config {
                 "" => "memory".into(),
                 c => c.into(),
             },
+            protocols: match r.protocols.as_str() {
+                "" => "crypten".into(),
+                p => p.into(),
+            },
         }
     }
 
@@ -62,8 +68,12 @@ impl Config {
             "memory" => String::new(),
             c => format!(" · {c} TCP channels"),
         };
+        let suite = match self.protocols.as_str() {
+            "crypten" => String::new(),
+            p => format!(" · {p} protocols"),
+        };
         format!(
-            "{} · {} · {} parties · {} weights{over}",
+            "{} · {} · {} parties · {} weights{over}{suite}",
             self.model, self.network, self.parties, self.weights
         )
     }

@@ -47,6 +47,8 @@ pub struct Record {
     /// The whole job per inference (plan + dealer + expansion + online), seconds; absent
     /// in rows from before the column.
     pub e2e_s: Option<f64>,
+    /// Empty in rows from before the column (they ran crypten's protocols).
+    pub protocols: String,
 }
 
 /// One row of another system's CSV for the peers comparison (`scripts/compare-crypten.sh`
@@ -108,7 +110,7 @@ pub const REQUIRED: [&str; 15] = [
 ];
 
 /// Columns the report uses where present (older files lack some of them).
-pub const OPTIONAL: [&str; 12] = [
+pub const OPTIONAL: [&str; 13] = [
     "bandwidth_mbps",
     "cpu_util",
     "link_util",
@@ -121,6 +123,7 @@ pub const OPTIONAL: [&str; 12] = [
     "speedup_vs_serial",
     "channels",
     "e2e_s",
+    "protocols",
 ];
 
 /// Load one CSV. `name` is how the report names the file.
@@ -180,6 +183,7 @@ pub fn load(path: &Path, name: &str) -> Result<Loaded> {
             lanes: cell.text("lanes"),
             channels: cell.text("channels"),
             e2e_s: cell.optional("e2e_s")?,
+            protocols: cell.text("protocols"),
         })
     })?;
     Ok(Loaded::Bench { records, absent })
