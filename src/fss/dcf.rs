@@ -158,20 +158,38 @@ fn signed(x: u64, neg: bool) -> u64 {
 /// Fixed-key MMO hash of a batch of blocks, in place: z ← AES_k(z) ⊕ z.
 struct Mmo {
     aes: Aes128,
+    /// AES output, reused across calls.
+    out: Vec<u128>,
+}
+
+/// u128 words as AES blocks, without copying: the blocks are the words' bytes in native
+/// order (little-endian on x86 and aarch64), so both parties must share a byte order.
+fn as_blocks(z: &[u128]) -> &[Block] {
+    // SAFETY: `Block` is `GenericArray<u8, U16>`, a `repr(transparent)` [u8; 16]: same size
+    // as u128, alignment 1 (u128's is larger), and every bit pattern is valid for both.
+    unsafe { std::slice::from_raw_parts(z.as_ptr() as *const Block, z.len()) }
+}
+
+fn as_blocks_mut(z: &mut [u128]) -> &mut [Block] {
+    // SAFETY: as in `as_blocks`.
+    unsafe { std::slice::from_raw_parts_mut(z.as_mut_ptr() as *mut Block, z.len()) }
 }
 
 impl Mmo {
     fn new() -> Mmo {
         Mmo {
             aes: Aes128::new(&PRG_KEY.into()),
+            out: Vec::new(),
         }
     }
-    fn hash(&self, z: &mut [u128], blocks: &mut Vec<Block>) {
-        blocks.clear();
-        blocks.extend(z.iter().map(|v| Block::from(v.to_le_bytes())));
-        self.aes.encrypt_blocks(blocks);
-        for (v, b) in z.iter_mut().zip(blocks.iter()) {
-            *v ^= u128::from_le_bytes(b.as_slice().try_into().expect("16-byte block"));
+    fn hash(&mut self, z: &mut [u128]) {
+        self.out.resize(z.len(), 0);
+        let out = &mut self.out[..z.len()];
+        self.aes
+            .encrypt_blocks_b2b(as_blocks(z), as_blocks_mut(out))
+            .expect("input and output of one length");
+        for (v, o) in z.iter_mut().zip(out.iter()) {
+            *v ^= *o;
         }
     }
 }
@@ -201,16 +219,14 @@ pub fn gen(
         .zip(out.last.par_chunks_mut(TASK))
         .enumerate();
     tasks.for_each(|(task, (((scw, vcw), tcw), last))| {
-        let mmo = Mmo::new();
-        let mut blocks = Vec::with_capacity(6 * BATCH);
+        let mut mmo = Mmo::new();
         let j0 = task * TASK;
         for b0 in (0..last.len()).step_by(BATCH) {
             let nb = BATCH.min(last.len() - b0);
             let at = j0 + b0;
             gen_batch(
                 l,
-                &mmo,
-                &mut blocks,
+                &mut mmo,
                 &alpha[at..at + nb],
                 &beta[at..at + nb],
                 [
@@ -232,8 +248,7 @@ pub fn gen(
 #[allow(clippy::too_many_arguments)]
 fn gen_batch(
     l: Layout,
-    mmo: &Mmo,
-    blocks: &mut Vec<Block>,
+    mmo: &mut Mmo,
     alpha: &[u64],
     beta: &[u64],
     seeds: [&[u64]; 2],
@@ -264,7 +279,7 @@ fn gen_batch(
                 }
             }
         }
-        mmo.hash(&mut z[..6 * nb], blocks);
+        mmo.hash(&mut z[..6 * nb]);
         for j in 0..nb {
             let a_i = (alpha[j] >> (n - 1 - i)) & 1 == 1;
             // Step 5: s^L || t^L, s^R || t^R, v^L || v^R for each party.
@@ -339,8 +354,7 @@ pub fn eval(party: usize, keys: Keys<'_>, x: &[u64]) -> Result<Vec<u64>> {
     l.check("input", x)?;
     let mut out = vec![0u64; len];
     out.par_chunks_mut(TASK).enumerate().for_each(|(task, o)| {
-        let mmo = Mmo::new();
-        let mut blocks = Vec::with_capacity(2 * BATCH);
+        let mut mmo = Mmo::new();
         let j0 = task * TASK;
         for b0 in (0..o.len()).step_by(BATCH) {
             let nb = BATCH.min(o.len() - b0);
@@ -353,21 +367,14 @@ pub fn eval(party: usize, keys: Keys<'_>, x: &[u64]) -> Result<Vec<u64>> {
                 tcw: &keys.tcw[a * l.tcw_words()..e * l.tcw_words()],
                 last: &keys.last[a..e],
             };
-            eval_batch(party, &mmo, &mut blocks, k, &x[a..e], &mut o[b0..b0 + nb]);
+            eval_batch(party, &mut mmo, k, &x[a..e], &mut o[b0..b0 + nb]);
         }
     });
     Ok(out)
 }
 
 /// Eval^< (Fig. 1) for one batch of at most BATCH elements.
-fn eval_batch(
-    party: usize,
-    mmo: &Mmo,
-    blocks: &mut Vec<Block>,
-    k: Keys<'_>,
-    x: &[u64],
-    out: &mut [u64],
-) {
+fn eval_batch(party: usize, mmo: &mut Mmo, k: Keys<'_>, x: &[u64], out: &mut [u64]) {
     let nb = x.len();
     let l = k.layout;
     let n = l.bits as usize;
@@ -387,7 +394,7 @@ fn eval_batch(
             z[2 * j] = s[j] ^ side as u128;
             z[2 * j + 1] = s[j] ^ 2;
         }
-        mmo.hash(&mut z[..2 * nb], blocks);
+        mmo.hash(&mut z[..2 * nb]);
         for j in 0..nb {
             let side = ((x[j] >> (n - 1 - i)) & 1) as usize;
             let (h, hv) = (z[2 * j], z[2 * j + 1]);
