@@ -1,6 +1,7 @@
 //! The `--protocols fss` suite (proto::fss, fss::dcf): the comparison gate and ReLU against
 //! plaintext on ring edges and random values, their online costs (the target: a
-//! 2-party ReLU in 2 rounds and 2 words per element per party), max/argmax/max-pooling
+//! 2-party ReLU in 1–2 rounds and at most 2 words per element per party; here 1 and 1),
+//! max/argmax/max-pooling
 //! through the gate, the refusal of N > 2, keys as material files (round trip, truncated,
 //! another plan), and whole models under both suites against the same plaintext model.
 //!
@@ -128,16 +129,23 @@ fn fss_cost(
     (outs[0].value.rounds, worst as f64 / 8.0 / n as f64)
 }
 
-/// The target, read from the counters: ltz 1 round and 1 word per element per
-/// party, ReLU 2 rounds and 2 words; a max over 4 entries two levels of (1 + 1) rounds.
+/// The target, read from the counters: ltz and ReLU 1 round and 1 word per
+/// element per party; a max over 4 entries (and a 2×2 max pool) two levels of one ReLU
+/// gate each, 1 word per pair; argmax one more product round at its second level.
 #[test]
-fn fss_relu_costs_two_rounds_and_two_words_per_element() {
+fn fss_relu_costs_one_round_and_one_word_per_element() {
     assert_eq!(fss_cost(|c, x| c.ltz(x).map(drop), &[1024]), (1, 1.0));
-    assert_eq!(fss_cost(|c, x| c.relu(x).map(drop), &[1024]), (2, 2.0));
-    let (r, _) = fss_cost(|c, x| c.max_dim(x, 1).map(drop), &[256, 4]);
-    assert_eq!(r, 4);
-    let (r, _) = fss_cost(|c, x| c.maxpool2d(x, 2, 2, 0).map(drop), &[1, 4, 16, 16]);
-    assert_eq!(r, 4);
+    assert_eq!(fss_cost(|c, x| c.relu(x).map(drop), &[1024]), (1, 1.0));
+    // 4 entries: 2 pairs, then 1: 3 words per 4 elements.
+    assert_eq!(
+        fss_cost(|c, x| c.max_dim(x, 1).map(drop), &[256, 4]),
+        (2, 0.75)
+    );
+    let pool = fss_cost(|c, x| c.maxpool2d(x, 2, 2, 0).map(drop), &[1, 4, 16, 16]);
+    assert_eq!(pool, (2, 0.75));
+    // Second level: the merged one-hot's 4 entries, two words each (Beaver product).
+    let (r, words) = fss_cost(|c, x| c.argmax_dim(x, 1).map(drop), &[256, 4]);
+    assert_eq!((r, words), (3, 0.75 + 2.0));
 }
 
 #[test]
@@ -313,10 +321,10 @@ fn taken(plan: &Plan, keep: bool) -> Vec<Vec<Vec<Vec<u64>>>> {
 }
 
 /// The dealer's half of the gate, checked on what the parties' stores hand out (kept as
-/// drawn, and expanded from seeds and dealt words: the same): msb(r) and c = (−r)·m
+/// drawn, and expanded from seeds and dealt words: the same): msb(r) and (ReLU) r·msb(r)
 /// reconstruct, both parties hold the same correction words, and the two keys evaluate
 /// at 0, α − 1, α, α + 1, 2^63 − 1 and random points to β·[x < α] with α = r mod 2^63 and
-/// β = 1 − 2·msb(r), the comparison proto::fss derives the sign from.
+/// β = 1 − 2·msb(r) (ReLU: and r·β), the comparison proto::fss derives the sign from.
 #[test]
 fn fss_dealer_makes_keys_of_the_gates_comparison() {
     let plan = Plan::from_entries(vec![
@@ -352,17 +360,17 @@ fn fss_dealer_makes_keys_of_the_gates_comparison() {
                 .collect()
         };
         let r = sum(0);
-        let msb = sum(if relu { 3 } else { 2 });
+        let msb = sum(2);
         for i in 0..len {
             assert_eq!(msb[i], r[i] >> 63, "msb(r) of element {i}");
         }
         if relu {
-            let (m, c) = (sum(2), sum(4));
+            let rr = sum(3);
             for i in 0..len {
                 assert_eq!(
-                    c[i],
-                    r[i].wrapping_neg().wrapping_mul(m[i]),
-                    "c of element {i}"
+                    rr[i],
+                    r[i].wrapping_mul(r[i] >> 63),
+                    "r·msb(r) of element {i}"
                 );
             }
         }
@@ -384,7 +392,8 @@ fn fss_dealer_makes_keys_of_the_gates_comparison() {
                 }
             })
             .collect();
-        let layout = Layout::new(63).unwrap();
+        let w = 1 + usize::from(relu);
+        let layout = Layout::new(63, w).unwrap();
         let share = |p: usize| {
             let c = &parts[p];
             let keys = Keys {
@@ -400,8 +409,17 @@ fn fss_dealer_makes_keys_of_the_gates_comparison() {
         let (y0, y1) = (share(0), share(1));
         for i in 0..len {
             let beta = 1u64.wrapping_sub(2 * (r[i] >> 63));
-            let want = if x[i] < r[i] & low { beta } else { 0 };
-            assert_eq!(y0[i].wrapping_add(y1[i]), want, "element {i} ({relu})");
+            let below = x[i] < r[i] & low;
+            for c in 0..w {
+                let payload = if c == 0 {
+                    beta
+                } else {
+                    r[i].wrapping_mul(beta)
+                };
+                let want = if below { payload } else { 0 };
+                let got = y0[i * w + c].wrapping_add(y1[i * w + c]);
+                assert_eq!(got, want, "element {i} word {c} (relu {relu})");
+            }
         }
     }
 }

@@ -251,10 +251,10 @@ fn model_material(models: &[String], batch: usize, protocols: Protocols) -> Resu
 fn fss_prediction(name: &str) -> Option<&'static str> {
     Some(match name {
         "ltz" => "fss: 1 r, 1 w; key 1536 B",
-        "relu" => "fss: 2 r, 2 w; key 1536 B",
-        "max over k=4 (dim 1)" => "fss: 2 levels × (1 + 1) = 4 r",
-        "argmax over k=4" => "fss: 2 levels × (1 + 1) = 4 r",
-        "maxpool2d 2×2" => "fss: 2 levels × (1 + 1) = 4 r",
+        "relu" => "fss: 1 r, 1 w; key 2048 B",
+        "max over k=4 (dim 1)" => "fss: 2 levels × 1 ReLU gate = 2 r, 0.75 w",
+        "argmax over k=4" => "fss: 2 ReLU gates + 1 one-hot product = 3 r",
+        "maxpool2d 2×2" => "fss: 2 levels × 1 ReLU gate = 2 r, 0.75 w",
         _ => return None,
     })
 }

@@ -12,3 +12,12 @@ pub use dcf::{CorrectionWords, Keys, Layout};
 /// opened x + r (proto::fss derives the sign from them, bit 63 and the mask's top bit), so
 /// every 64-bit value is compared exactly; there is no narrower domain to overflow.
 pub const LTZ_DCF_BITS: u32 = 63;
+
+/// The key layout of proto::fss's gate: one payload word for `ltz`, two for ReLU (the
+/// sign's and the mask-times-sign's, so ReLU needs no product round).
+pub fn ltz_layout(relu: bool) -> Layout {
+    Layout {
+        bits: LTZ_DCF_BITS,
+        width: 1 + usize::from(relu),
+    }
+}

@@ -266,28 +266,27 @@ fn corrections(req: &Request, mats: &[Material]) -> Material {
 }
 
 /// The dealer's half of proto::fss's comparison gate (its derivation is there): with
-/// r = Σ r_b, shares of msb(r) and, for ReLU, of c = (−r)·m; and DCF keys for
-/// [x̂' < r mod 2^63] with payload 1 − 2·msb(r), from the two parties' root seeds
-/// (component 1). 2 parties only (the online gate refuses more before it requests any).
+/// r = Σ r_b, shares of msb(r) and, for ReLU, of r·msb(r); and DCF keys for
+/// [x̂' < r mod 2^63] with payload 1 − 2·msb(r) (ReLU: and r·(1 − 2·msb(r))), from the two
+/// parties' root seeds (component 1). 2 parties only (the online gate refuses more before
+/// it requests any).
 fn fss_ltz(len: usize, relu: bool, mats: &[Material]) -> Material {
     debug_assert_eq!(mats.len(), 2, "FSS keys are dealt to 2 parties");
     let others = &mats[1..];
     let r = par_chunks(len, |r, o| fold(o, &of_all(mats, 0, &r), false));
-    let (msb_at, c_at) = if relu { (3, 4) } else { (2, 0) };
     let r_msb = par_chunks(len, |rg, o| {
         o.iter_mut()
             .zip(&r[rg.clone()])
             .for_each(|(o, x)| *o = x >> 63);
-        subtract(o, &of_all(others, msb_at, &rg), false);
+        subtract(o, &of_all(others, 2, &rg), false);
     });
     let mut out = vec![r_msb];
     if relu {
         out.push(par_chunks(len, |rg, o| {
-            fold(o, &of_all(mats, 2, &rg), false);
             o.iter_mut()
                 .zip(&r[rg.clone()])
-                .for_each(|(m, r)| *m = r.wrapping_neg().wrapping_mul(*m));
-            subtract(o, &of_all(others, c_at, &rg), false);
+                .for_each(|(o, x)| *o = x.wrapping_mul(x >> 63));
+            subtract(o, &of_all(others, 3, &rg), false);
         }));
     }
     let low = u64::MAX >> 1;
@@ -296,14 +295,20 @@ fn fss_ltz(len: usize, relu: bool, mats: &[Material]) -> Material {
             .zip(&r[rg.clone()])
             .for_each(|(o, x)| *o = x & low)
     });
-    let beta = par_chunks(len, |rg, o| {
-        o.iter_mut()
-            .zip(&r[rg.clone()])
-            .for_each(|(o, x)| *o = 1u64.wrapping_sub(2 * (x >> 63)))
+    let layout = crate::fss::ltz_layout(relu);
+    let w = layout.width;
+    // β = (1 − 2·msb(r)[, r·(1 − 2·msb(r))]) per element.
+    let beta = par_chunks(len * w, |rg, o| {
+        o.iter_mut().zip(rg).for_each(|(o, i)| {
+            let x = r[i / w];
+            let sign = 1u64.wrapping_sub(2 * (x >> 63));
+            *o = if i % w == 0 {
+                sign
+            } else {
+                x.wrapping_mul(sign)
+            };
+        })
     });
-    let layout = crate::fss::Layout {
-        bits: crate::fss::LTZ_DCF_BITS,
-    };
     let seeds = [mats[0][1].as_slice(), mats[1][1].as_slice()];
     let cw = crate::fss::dcf::gen(layout, &alpha, &beta, seeds)
         .expect("thresholds are masked to the key's domain");

@@ -108,14 +108,13 @@ pub struct SquarePair {
 }
 
 /// Material of the `--protocols fss` comparison gate (`Request::FssLtz`): this party's
-/// shares of the mask r, of msb(r) and (ReLU) of the Beaver mask m and c = (−r)·m, and its
-/// DCF key (root seeds and the correction words both keys share).
+/// shares of the mask r, of msb(r) and (ReLU) of r·msb(r), and its DCF key (root seeds and
+/// the correction words both keys share).
 pub struct FssLtzKeys {
     pub r: Words,
     pub seed: Words,
-    pub m: Option<Words>,
     pub r_msb: Words,
-    pub c: Option<Words>,
+    pub r_r_msb: Option<Words>,
     pub scw: Words,
     pub vcw: Words,
     pub tcw: Words,
@@ -125,13 +124,12 @@ pub struct FssLtzKeys {
 impl FssLtzKeys {
     pub fn from_material(m: Taken, relu: bool) -> Result<Self> {
         if relu {
-            let [r, seed, m, r_msb, c, scw, vcw, tcw, last] = components(m, "a ReLU key")?;
+            let [r, seed, r_msb, rr, scw, vcw, tcw, last] = components(m, "a ReLU key")?;
             Ok(FssLtzKeys {
                 r,
                 seed,
-                m: Some(m),
                 r_msb,
-                c: Some(c),
+                r_r_msb: Some(rr),
                 scw,
                 vcw,
                 tcw,
@@ -142,9 +140,8 @@ impl FssLtzKeys {
             Ok(FssLtzKeys {
                 r,
                 seed,
-                m: None,
                 r_msb,
-                c: None,
+                r_r_msb: None,
                 scw,
                 vcw,
                 tcw,

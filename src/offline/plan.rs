@@ -64,32 +64,21 @@ pub enum Request {
     },
     /// The `--protocols fss` comparison gate (proto::fss) on `len` elements: a mask r and
     /// a DCF key pair for [x̂ mod 2^63 < r mod 2^63] with payload 1 − 2·msb(r), plus shares
-    /// of msb(r); with `relu`, also a Beaver mask m and c = (−r)·m, so ReLU's product
-    /// reuses the opened x̂ = x + r as its first operand. Components (per element words):
-    /// free r (1), root seed (2), [m (1)]; corrected msb(r) (1), [c (1)]; common the
-    /// DCF's s_CW, V_CW, t_CW and CW^(n+1) (`fss::Layout`).
+    /// of msb(r); with `relu`, the payload's second word r·(1 − 2·msb(r)) and shares of
+    /// r·msb(r), from which ReLU follows without a product round. Components (per element
+    /// words): free r (1), root seed (2); corrected msb(r) (1), [r·msb(r) (1)]; common
+    /// the DCF's s_CW, V_CW, t_CW and CW^(n+1) (`fss::ltz_layout`).
     FssLtz { len: usize, relu: bool },
 }
 
 /// Words per element of each component of `Request::FssLtz`, in draw order.
 fn fss_ltz_words(relu: bool) -> Vec<usize> {
-    let l = crate::fss::Layout {
-        bits: crate::fss::LTZ_DCF_BITS,
-    };
-    let mut w = vec![1, crate::fss::Layout::SEED_WORDS];
+    let l = crate::fss::ltz_layout(relu);
+    let mut w = vec![1, crate::fss::Layout::SEED_WORDS, 1];
     if relu {
         w.push(1);
     }
-    w.push(1);
-    if relu {
-        w.push(1);
-    }
-    w.extend([
-        l.scw_words(),
-        l.vcw_words(),
-        l.tcw_words(),
-        crate::fss::Layout::LAST_WORDS,
-    ]);
+    w.extend([l.scw_words(), l.vcw_words(), l.tcw_words(), l.last_words()]);
     w
 }
 
@@ -293,7 +282,7 @@ impl Request {
             | Request::ConvGradWeight { .. }
             | Request::And { .. } => 2,
             Request::Square { .. } | Request::Bit { .. } | Request::Trunc { .. } => 1,
-            Request::FssLtz { relu, .. } => 2 + usize::from(*relu),
+            Request::FssLtz { .. } => 2,
         }
     }
 
@@ -537,9 +526,10 @@ impl Plan {
             let corrected: usize = lens[r.free_components()..r.drawn_components()].iter().sum();
             let common: usize = lens[r.drawn_components()..].iter().sum();
             w.prg_words += ((all - common) * parties - corrected) as u64;
-            if let Request::FssLtz { len, .. } = *r {
-                // Gen: 3 blocks per party per level (fss::dcf).
-                w.aes_blocks += (6 * crate::fss::LTZ_DCF_BITS as usize * len) as u64;
+            if let Request::FssLtz { len, relu } = *r {
+                // Gen: 2 + w blocks per party per level and one more each (fss::dcf).
+                let l = crate::fss::ltz_layout(relu);
+                w.aes_blocks += (len * (2 * (2 + l.width) * l.bits as usize + 2)) as u64;
             }
             w.macs += match *r {
                 Request::Matmul { m, k, n } => (m * k * n) as u64,
