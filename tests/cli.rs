@@ -363,7 +363,8 @@ fn run_processes_hands_every_option_to_every_party() {
             "seq_len": 8,
             "dealer_seed": 99
         },
-        "fixed": {"frac_bits": 14, "trunc": "dealer"},
+        // 3 parties: `protocols` keeps its default (fss needs 2; the fss test covers it).
+        "fixed": {"frac_bits": 14, "trunc": "dealer", "protocols": "crypten"},
         "timeout_s": 45.0,
         "link": {"name": "wan-1g", "bandwidth_mbps": 5000.0, "latency_ms": 0.2},
         "material_dir": mat.to_str().unwrap(),

@@ -130,8 +130,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// ReLU and its mask [x ≥ 0] (scale 1), e.g. for a backward pass. Under
-    /// `--protocols fss`: the FSS gate, whose product reuses the comparison's opening
-    /// (2 rounds, 2n words).
+    /// `--protocols fss`: the FSS ReLU gate, both from one opening (1 round, n words).
     pub fn relu_with_mask(&self, x: &Share) -> Result<(Share, Share)> {
         if self.fixed().protocols == Protocols::Fss {
             return self.relu_fss(x);

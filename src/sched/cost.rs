@@ -23,7 +23,7 @@
 //!
 //! Protocol suites: T_c, B and R are measured from the serial probe run under the job's
 //! own `--protocols`, so the model prices the fss suite by its own counts (a 2-party ReLU
-//! 2 rounds and 2 words per element instead of 9 and 23; its DCF evaluation is inside
+//! 1 round and 1 word per element instead of 9 and 23; its DCF evaluation is inside
 //! T_c) without a formula of its own per protocol.
 //!
 //! o_b and o_c are the per-round overheads of an extra micro-batch lane and an extra chunk
