@@ -13,7 +13,8 @@
 //!                            ONNX import into that graph, .npy I/O, trained
 //!                            weights written back into a copy of the model
 //!   proto                    online protocols (Ctx methods), written like the math
-//!   comm | offline | prg     message interface | dealer + material | CSPRNG
+//!   comm | offline           message interface | dealer + material
+//!   prg | fss                CSPRNG | function secret sharing (DCF keys and evaluation)
 //!   link                     link profiles (bandwidth, latency) the emulator applies
 //!   lanes                    pipeline lanes as coroutines; the one way to block
 //!   kernels                  wrapping u64 GEMM/conv
@@ -28,6 +29,7 @@ pub mod bench;
 pub mod cli;
 pub mod comm;
 pub mod error;
+pub mod fss;
 pub mod fuzz;
 pub mod kernels;
 pub mod lanes;

@@ -68,7 +68,8 @@ fn rows_have_every_column_and_consistent_values() {
         .unwrap()
         .to_string();
     // Columns are only ever appended: the last one is the newest.
-    assert_eq!(header.rsplit(',').next(), Some("accuracy"), "{header}");
+    assert_eq!(header.rsplit(',').next(), Some("protocols"), "{header}");
+    assert!(rows.iter().all(|r| r.protocols == "crypten"), "{rows:?}");
     // Every scheme of a configuration runs the same protocol calls: the same bytes and
     // rounds as serial, and at least as many messages.
     let serial = rows.iter().find(|r| r.scheme == "serial").unwrap();
@@ -322,16 +323,15 @@ fn a_file_from_before_the_material_trunc_link_bytes_and_lanes_columns_is_upgrade
     let cfg = BenchConfig::parse(CONFIG).unwrap();
     run_matrix(&cfg, &out).unwrap();
     // An older version's file: no `material`, `trunc`, `link_bytes`, `lanes`, `messages`,
-    // `channels`, `plan_s`, `deal_s`, `expand_s`, `e2e_s` and training (`epoch`, `loss`,
-    // `accuracy`) columns, and crashed after
-    // four rows.
+    // `channels`, `plan_s`, `deal_s`, `expand_s`, `e2e_s`, training (`epoch`, `loss`,
+    // `accuracy`) and `protocols` columns, and crashed after four rows.
     let text = std::fs::read_to_string(&out).unwrap();
     let old: Vec<String> = text
         .lines()
         .take(5)
         .map(|l| {
             let mut rest = l;
-            for _ in 0..13 {
+            for _ in 0..14 {
                 rest = rest.rsplit_once(',').unwrap().0;
             }
             rest.to_string()
@@ -363,8 +363,16 @@ fn a_file_from_before_the_material_trunc_link_bytes_and_lanes_columns_is_upgrade
     assert!(read[4..].iter().all(|r| r.trunc == "local"), "{read:?}");
     let header = std::fs::read_to_string(&out).unwrap();
     assert!(header.lines().next().unwrap().ends_with(
-        ",material,trunc,link_bytes,lanes,messages,channels,plan_s,deal_s,expand_s,e2e_s,epoch,loss,accuracy"
+        ",material,trunc,link_bytes,lanes,messages,channels,plan_s,deal_s,expand_s,e2e_s,epoch,loss,accuracy,protocols"
     ));
+    // Old rows ran crypten's protocols and say nothing; the row reads them so.
+    assert!(read[..4]
+        .iter()
+        .all(|r| r.protocols.is_empty() && r.protocols() == "crypten"));
+    assert!(
+        read[4..].iter().all(|r| r.protocols == "crypten"),
+        "{read:?}"
+    );
     // Old rows ran in memory and say nothing; new rows say so.
     assert!(read[..4].iter().all(|r| r.channels.is_empty()), "{read:?}");
     assert!(read[4..].iter().all(|r| r.channels == "memory"), "{read:?}");
@@ -434,6 +442,42 @@ fn rows_of_another_trunc_mode_are_run_not_resumed() {
     run_matrix(&local, &out).unwrap();
     run_matrix(&dealer, &out).unwrap();
     assert_eq!(csv_out::read_rows(&out).unwrap().len(), 2);
+    std::fs::remove_dir_all(out.parent().unwrap()).ok();
+}
+
+/// `protocols = ["crypten", "fss"]` is an axis: one row per suite, each saying which it
+/// ran, fss with far fewer rounds (1 per ReLU against 9) and within the same error; a
+/// rerun resumes both; fss with more than 2 parties or an unknown suite is refused.
+#[test]
+fn the_protocols_axis_runs_both_suites_and_fss_refuses_three_parties() {
+    let out = scratch("protocols");
+    let base = CONFIG
+        .replace("[\"local\", \"lan\"]", "[\"local\"]")
+        .replace(
+            "[\"serial\", \"inner-layer\", \"inter-batch\"]",
+            "[\"serial\"]",
+        )
+        .replace("reps = 2", "reps = 1");
+    let both = BenchConfig::parse(&format!("{base}protocols = [\"crypten\", \"fss\"]\n")).unwrap();
+    run_matrix(&both, &out).unwrap();
+    let rows = csv_out::read_rows(&out).unwrap();
+    let suites: Vec<&str> = rows.iter().map(|r| r.protocols.as_str()).collect();
+    assert_eq!(suites, ["crypten", "fss"], "{rows:?}");
+    assert!(rows[1].rounds * 3 < rows[0].rounds, "{rows:?}");
+    assert!(rows.iter().all(|r| r.max_abs_err < 2e-2), "{rows:?}");
+    run_matrix(&both, &out).unwrap();
+    assert_eq!(csv_out::read_rows(&out).unwrap().len(), 2);
+    let three = format!("{base}protocols = \"fss\"\n").replace("parties = [2]", "parties = [2, 3]");
+    let e = BenchConfig::parse(&three).unwrap_err();
+    assert!(
+        e.contains("fss") && e.contains("2 parties") && e.contains("lists 3"),
+        "{e}"
+    );
+    let e = BenchConfig::parse(&format!("{base}protocols = \"garbled\"\n")).unwrap_err();
+    assert!(
+        e.contains("protocols must be") && e.contains("garbled"),
+        "{e}"
+    );
     std::fs::remove_dir_all(out.parent().unwrap()).ok();
 }
 

@@ -10,6 +10,7 @@ use common::*;
 
 use mpc_pipe::model::{zoo, Weights};
 use mpc_pipe::proto::Ctx;
+use mpc_pipe::ring::Protocols;
 use mpc_pipe::runtime::{run_local, SessionConfig};
 use mpc_pipe::sched::{self, Lanes, Schedule, Scheme};
 
@@ -25,13 +26,20 @@ const SCHEMES: [&str; 6] = [
 /// Each party's (output share words, decoded output bits, bytes sent, rounds).
 type Outcome = Vec<(Vec<u64>, Vec<u64>, u64, u64)>;
 
-fn run(model: &str, parties: usize, weights: Weights, schedule: Schedule) -> Outcome {
+fn run_as(
+    model: &str,
+    parties: usize,
+    weights: Weights,
+    schedule: Schedule,
+    protocols: Protocols,
+) -> Outcome {
     let batch = 2;
     let g = zoo::build(model, 11, batch).unwrap();
     let shape = g.input_shape().to_vec();
     let input = Data::new(5).tensor(&shape, -1.0, 1.0);
     let mut cfg = SessionConfig::new(parties);
     cfg.dealer_seed = Some(0x5eed);
+    cfg.fixed = cfg.fixed.with_protocols(protocols);
     let outs = run_local(&cfg, &|ctx: &Ctx| {
         let x = ctx.share_plain(parties - 1, Some(&input), &shape)?;
         let y = sched::forward(ctx, &g, &x, weights, &schedule)?;
@@ -48,7 +56,11 @@ fn run(model: &str, parties: usize, weights: Weights, schedule: Schedule) -> Out
 }
 
 fn check(model: &str, parties: usize, weights: Weights) {
-    let serial = run(model, parties, weights, Schedule::serial());
+    check_as(model, parties, weights, Protocols::Crypten)
+}
+
+fn check_as(model: &str, parties: usize, weights: Weights, protocols: Protocols) {
+    let serial = run_as(model, parties, weights, Schedule::serial(), protocols);
     for scheme in SCHEMES {
         for lanes in [Lanes::Threads, Lanes::Coroutines] {
             let schedule = Schedule {
@@ -57,15 +69,27 @@ fn check(model: &str, parties: usize, weights: Weights) {
                 batches_in_flight: 2,
                 lanes,
             };
-            let got = run(model, parties, weights, schedule);
+            let got = run_as(model, parties, weights, schedule, protocols);
             for (p, (g, s)) in got.iter().zip(&serial).enumerate() {
-                let what = format!("{model} {parties}p {weights:?} {scheme} {lanes} party {p}");
+                let what = format!(
+                    "{model} {parties}p {weights:?} {scheme} {lanes} {protocols} party {p}"
+                );
                 assert!(g.0 == s.0, "{what}: output share differs from serial's");
                 assert!(g.1 == s.1, "{what}: decoded output differs from serial's");
                 assert_eq!(g.2, s.2, "{what}: bytes sent");
                 assert_eq!(g.3, s.3, "{what}: rounds");
             }
         }
+    }
+}
+
+/// `--protocols fss`: the comparison keys are material addressed by (node, part) like any
+/// other, so every scheme evaluates each element with the same key and the shares are
+/// bit-identical too (2 parties, the suite's only party count).
+#[test]
+fn fss_suite_gives_bit_identical_shares_under_every_scheme() {
+    for model in ["lenet", "resnet_cifar-tiny"] {
+        check_as(model, 2, Weights::Private, Protocols::Fss);
     }
 }
 

@@ -191,6 +191,50 @@ fn trunc_dealer_runs_2_parties_and_its_files_are_refused_by_a_local_run() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// `--protocols fss`: in-process and as party processes (where party 0 deals and sends
+/// party 1 its keys' correction words before the online phase), the run says which suite
+/// it ran and takes far fewer rounds; material files of the fss plan run under fss and
+/// are refused by a crypten run.
+#[test]
+fn protocols_fss_runs_in_process_as_processes_and_from_files() {
+    let rounds = |out: &str| -> u64 {
+        let line = out.lines().find(|l| l.starts_with("party 0:")).unwrap();
+        line.split("rounds ")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let crypten = succeeded(&bin().args(["run"]).output().unwrap());
+    let fss = succeeded(&bin().args(["run", "--protocols", "fss"]).output().unwrap());
+    assert!(fss.contains("protocols fss"), "{fss}");
+    assert!(3 * rounds(&fss) < rounds(&crypten), "{fss}\n{crypten}");
+    let procs = bin()
+        .args(["run", "--protocols", "fss", "--processes"])
+        .output()
+        .unwrap();
+    let out = succeeded(&procs);
+    assert_eq!(rounds(&out), rounds(&fss), "{out}");
+
+    let dir = scratch("fss");
+    succeeded(&with_dir(
+        &["offline", "--protocols", "fss", "--out"],
+        &dir,
+        &[],
+    ));
+    succeeded(&with_dir(
+        &["run", "--protocols", "fss", "--material"],
+        &dir,
+        &[],
+    ));
+    let o = with_dir(&["run", "--material"], &dir, &[]);
+    assert_refused_for_another_plan(&o);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[test]
 fn bad_options_name_the_problem() {
     for (args, needle) in [
@@ -206,6 +250,18 @@ fn bad_options_name_the_problem() {
         (
             vec!["run", "--parties", "3", "--trunc", "local"],
             "--trunc local needs exactly 2 parties",
+        ),
+        (
+            vec!["run", "--protocols", "garbled"],
+            "--protocols must be crypten or fss",
+        ),
+        (
+            vec!["run", "--parties", "3", "--protocols", "fss"],
+            "--protocols fss needs exactly 2 parties",
+        ),
+        (
+            vec!["costs", "--parties", "2,3", "--protocols", "fss"],
+            "--protocols fss needs exactly 2 parties",
         ),
         (
             vec![
@@ -307,7 +363,8 @@ fn run_processes_hands_every_option_to_every_party() {
             "seq_len": 8,
             "dealer_seed": 99
         },
-        "fixed": {"frac_bits": 14, "trunc": "dealer"},
+        // 3 parties: `protocols` keeps its default (fss needs 2; the fss test covers it).
+        "fixed": {"frac_bits": 14, "trunc": "dealer", "protocols": "crypten"},
         "timeout_s": 45.0,
         "link": {"name": "wan-1g", "bandwidth_mbps": 5000.0, "latency_ms": 0.2},
         "material_dir": mat.to_str().unwrap(),

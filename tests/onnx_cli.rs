@@ -92,6 +92,35 @@ fn infer_writes_the_data_owners_output_and_reports_the_differences() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
+/// `infer --protocols fss`: a CNN with ReLU and max-pooling (bn_cnn) under the fss suite
+/// matches onnxruntime's output within the 1e-2 the crypten runs above are held to (its
+/// comparisons are exact; only the truncations err), and says which suite it ran.
+#[test]
+fn infer_under_protocols_fss_matches_onnxruntime() {
+    let d = scratch("fss");
+    let out = d.join("y.npy");
+    let o = infer(
+        &fixture("bn_cnn.onnx"),
+        &fixture("bn_cnn.input.npy"),
+        &out,
+        &[
+            "--reference",
+            &fixture("bn_cnn.ort.npy"),
+            "--protocols",
+            "fss",
+        ],
+    );
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(text.contains("protocols fss"), "{text}");
+    let y = npy::read(&out, "output").unwrap().0;
+    let ort = npy::read(Path::new(&fixture("bn_cnn.ort.npy")), "ref")
+        .unwrap()
+        .0;
+    assert!(y.max_abs_diff(&ort) <= 1e-2, "{:e}", y.max_abs_diff(&ort));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
 #[test]
 fn bad_models_and_inputs_exit_2_and_write_nothing() {
     let d = scratch("bad");

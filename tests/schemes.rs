@@ -29,7 +29,7 @@ use mpc_pipe::model::graph::{Graph, Op};
 use mpc_pipe::model::{plain, zoo, Weights};
 use mpc_pipe::offline::deal;
 use mpc_pipe::proto::Ctx;
-use mpc_pipe::ring::{FixedPoint, PlainTensor, Trunc};
+use mpc_pipe::ring::{FixedPoint, PlainTensor, Protocols, Trunc};
 use mpc_pipe::runtime::local::{fresh_session, run_online_as, MaterialMode};
 use mpc_pipe::runtime::record_plan;
 use mpc_pipe::sched::{self, Lanes, Schedule, Scheme};
@@ -139,7 +139,32 @@ fn check_model_as(
     mode: Option<MaterialMode>,
     trunc: Option<Trunc>,
 ) {
-    let cfg = config_with_trunc(parties, trunc);
+    check_model_with(
+        name,
+        parties,
+        weights,
+        schemes,
+        mode,
+        trunc,
+        Protocols::Crypten,
+    );
+}
+
+/// As `check_model_as`, under the comparison protocols `protocols`. Returns each run's
+/// decoded output (schemes in order, micro-batch lanes as threads first) and the
+/// per-unit bound.
+fn check_model_with(
+    name: &str,
+    parties: usize,
+    weights: Weights,
+    schemes: &[&str],
+    mode: Option<MaterialMode>,
+    trunc: Option<Trunc>,
+    protocols: Protocols,
+) -> (Vec<PlainTensor>, PlainTensor) {
+    let mut cfg = config_with_trunc(parties, trunc);
+    cfg.fixed = cfg.fixed.with_protocols(protocols);
+    let mut outputs = Vec::new();
     let batch = 2;
     let model = zoo::build(name, 3, batch).unwrap();
     let qmodel = model.map_constants(q);
@@ -179,7 +204,7 @@ fn check_model_as(
             }
         };
         eprintln!(
-            "{name} {parties}p {weights:?} {scheme} lanes {lanes} trunc {trunc:?}: bound {err_bound:.3e}, max error {:.3e}",
+            "{name} {parties}p {weights:?} {scheme} lanes {lanes} trunc {trunc:?} protocols {protocols}: bound {err_bound:.3e}, max error {:.3e}",
             got.max_abs_diff(&want)
         );
         assert_close(
@@ -187,10 +212,12 @@ fn check_model_as(
             &want,
             |i| per_unit.data()[i],
             &format!(
-                "{name} {parties} parties {weights:?} {scheme} lanes {lanes} trunc {trunc:?} (largest bound {err_bound:.2e})"
+                "{name} {parties} parties {weights:?} {scheme} lanes {lanes} trunc {trunc:?} protocols {protocols} (largest bound {err_bound:.2e})"
             ),
         );
+        outputs.push(got);
     }
+    (outputs, per_unit)
 }
 
 const ALL: [&str; 6] = [
@@ -244,6 +271,37 @@ fn lazy_material_matches_plaintext_2_and_3_parties() {
 fn lenet_2_parties_dealer_truncation_matches_plaintext() {
     for weights in [Weights::Private, Weights::Public] {
         check_model_as("lenet", 2, weights, &ALL, None, Some(Trunc::Dealer));
+    }
+}
+
+/// `--protocols fss` (2 parties) under every scheme decodes within the same bound as the
+/// crypten suite: its comparisons are exact too, so the bound's ReLU and max-pool rules
+/// hold unchanged. The same model under both suites then agrees within the sum of the two
+/// runs' bounds, 2·(7σ + d) per unit.
+#[test]
+fn fss_suite_every_scheme_matches_plaintext_and_the_crypten_suite() {
+    for model in ["lenet", "resnet_cifar-tiny"] {
+        let (crypten, bound) = check_model_with(
+            model,
+            2,
+            Weights::Private,
+            &["serial"],
+            None,
+            None,
+            Protocols::Crypten,
+        );
+        let (fss, _) =
+            check_model_with(model, 2, Weights::Private, &ALL, None, None, Protocols::Fss);
+        eprintln!(
+            "{model}: crypten and fss serial outputs differ by {:.3e}",
+            crypten[0].max_abs_diff(&fss[0])
+        );
+        assert_close(
+            &fss[0],
+            &crypten[0],
+            |i| 2.0 * bound.data()[i],
+            &format!("{model}: fss against crypten"),
+        );
     }
 }
 

@@ -18,6 +18,8 @@
 //! timeout_s = 300
 //! trunc = "dealer"                        # optional: "local" (2 parties only) or "dealer";
 //!                                         # default local for 2 parties, dealer for more
+//! protocols = ["crypten", "fss"]          # optional axis: comparison protocols (default
+//!                                         # crypten; fss needs parties = [2])
 //! trace_dir = "results/traces"            # optional: one timeline per measured row
 //! channels = ["sealed", "plaintext"]       # optional axis: "memory" (default), or loopback
 //!                                         # TCP with sealed or plaintext frames
@@ -30,13 +32,21 @@ use serde::Deserialize;
 use super::{Point, MAX_REPS};
 use crate::error::{Error, Result};
 use crate::model::Weights;
-use crate::ring::Trunc;
+use crate::ring::{Protocols, Trunc};
 use crate::runtime::local::Channels;
 use crate::runtime::process::{MAX_BATCH, MAX_LANES};
 use crate::transport::emulator::LinkProfile;
 
 /// Cap on a bench config file (the shipped ones are under 2 KiB).
 const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// A key that takes one name or a list of them.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
 
 /// A count that is either fixed or chosen by the cost model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,6 +143,10 @@ pub struct BenchConfig {
     /// each point's party count. "local" is refused when `parties` lists more than 2.
     #[serde(default)]
     pub trunc: Option<String>,
+    /// Protocol suites of comparisons, an axis of the matrix (a name or a list of
+    /// "crypten", "fss"); unset: crypten. "fss" is refused when `parties` lists more than 2.
+    #[serde(default)]
+    pub protocols: Option<OneOrMany>,
     /// Keep one timeline per measured row in this directory (an extra, untimed repetition
     /// with every wait recorded; see bench::run_matrix_traced). `bench --trace-dir`
     /// overrides it.
@@ -242,6 +256,13 @@ impl BenchConfig {
             Error::Config(m) => m,
             other => other.to_string(),
         })?;
+        if c.protocols()?.contains(&Protocols::Fss) {
+            if let Some(&n) = c.parties.iter().find(|&&n| n != 2) {
+                return Err(format!(
+                    "protocols = \"fss\" needs exactly 2 parties, but parties lists {n}: its comparison keys (a distributed comparison function) split a function between two parties; use protocols = \"crypten\" or drop {n} from parties"
+                ));
+            }
+        }
         if let Some(t) = c.trunc()? {
             if let Some(&n) = c.parties.iter().find(|&&n| t.check(n).is_err()) {
                 return Err(format!(
@@ -250,6 +271,25 @@ impl BenchConfig {
             }
         }
         Ok(c)
+    }
+
+    /// The `protocols` key, parsed (crypten when unset).
+    fn protocols(&self) -> std::result::Result<Vec<Protocols>, String> {
+        let names = match &self.protocols {
+            None => return Ok(vec![Protocols::Crypten]),
+            Some(OneOrMany::One(s)) => vec![s.clone()],
+            Some(OneOrMany::Many(v)) => v.clone(),
+        };
+        if names.is_empty() {
+            return Err("protocols needs at least one value (\"crypten\" or \"fss\")".into());
+        }
+        names
+            .iter()
+            .map(|s| {
+                s.parse::<Protocols>()
+                    .map_err(|_| format!("protocols must be \"crypten\" or \"fss\", got \"{s}\""))
+            })
+            .collect()
     }
 
     /// The `channels` key, parsed (memory when unset).
@@ -294,16 +334,20 @@ impl BenchConfig {
                                 .map_err(Error::Config)?
                                 .unwrap_or(Trunc::default_for(parties));
                             trunc.check(parties)?;
-                            for channels in self.channels()? {
-                                out.push(Point {
-                                    model: model.clone(),
-                                    batch,
-                                    parties,
-                                    weights: w.parse::<Weights>()?,
-                                    link: link.clone(),
-                                    trunc,
-                                    channels,
-                                });
+                            for protocols in self.protocols().map_err(Error::Config)? {
+                                protocols.check(parties)?;
+                                for channels in self.channels()? {
+                                    out.push(Point {
+                                        model: model.clone(),
+                                        batch,
+                                        parties,
+                                        weights: w.parse::<Weights>()?,
+                                        link: link.clone(),
+                                        trunc,
+                                        protocols,
+                                        channels,
+                                    });
+                                }
                             }
                         }
                     }

@@ -100,6 +100,10 @@ pub struct Row {
     /// Training rows: test accuracy after the epoch, in [0, 1].
     #[serde(default)]
     pub accuracy: Option<f64>,
+    /// Comparison protocols, `crypten` or `fss` (ring::Protocols); empty in rows from
+    /// before this column, which all ran crypten's (`Row::protocols`).
+    #[serde(default)]
+    pub protocols: String,
 }
 
 /// The identity of a row, for resuming.
@@ -109,7 +113,7 @@ pub struct RowKey(String);
 impl RowKey {
     pub fn new(p: &Point, scheme: &str) -> RowKey {
         RowKey(format!(
-            "{} b{} n{} {} {} {} trunc-{}{}",
+            "{} b{} n{} {} {} {} trunc-{}{}{}",
             p.model,
             p.batch,
             p.parties,
@@ -117,8 +121,18 @@ impl RowKey {
             p.link.name,
             scheme,
             p.trunc,
-            channels_suffix(p.channels.as_str())
+            channels_suffix(p.channels.as_str()),
+            protocols_suffix(p.protocols.as_str())
         ))
+    }
+}
+
+/// The key's protocol part: nothing for crypten, so rows from before the `protocols`
+/// column (all crypten) resume the same configurations.
+fn protocols_suffix(c: &str) -> String {
+    match c {
+        "" | "crypten" => String::new(),
+        c => format!(" protocols-{c}"),
     }
 }
 
@@ -147,15 +161,24 @@ impl Row {
             t => t,
         };
         RowKey(format!(
-            "{} b{} n{} {} {} {} trunc-{trunc}{}",
+            "{} b{} n{} {} {} {} trunc-{trunc}{}{}",
             self.model,
             self.batch,
             self.parties,
             self.weights,
             self.network,
             self.scheme,
-            channels_suffix(&self.channels)
+            channels_suffix(&self.channels),
+            protocols_suffix(&self.protocols)
         ))
+    }
+
+    /// The row's comparison protocols: `crypten` for rows from before the column.
+    pub fn protocols(&self) -> &str {
+        match self.protocols.as_str() {
+            "" => "crypten",
+            p => p,
+        }
     }
 }
 
@@ -385,6 +408,7 @@ mod tests {
             weights: Weights::Private,
             link: LinkProfile::unshaped(),
             trunc,
+            protocols: Default::default(),
             channels: Default::default(),
         }
     }

@@ -49,7 +49,7 @@ use std::time::Duration;
 use crate::error::{Error, Result};
 use crate::model::Weights;
 use crate::profile::Recorder;
-use crate::ring::{FixedPoint, Trunc};
+use crate::ring::{FixedPoint, Protocols, Trunc};
 use crate::runtime::job::{self, JobSpec};
 use crate::runtime::local::{
     fresh_session, material_mode, run_online_over, run_online_traced, Channels, MaterialMode,
@@ -105,6 +105,8 @@ pub struct Point {
     pub link: LinkProfile,
     /// Resolved for `parties` (never the unset default).
     pub trunc: Trunc,
+    /// Comparison protocols (bench key `protocols`; the CSV's `protocols` column).
+    pub protocols: Protocols,
     /// The links between the parties (bench key `channels`; the CSV's `channels` column).
     pub channels: Channels,
 }
@@ -475,7 +477,9 @@ impl Sweep<'_> {
             rows.extend(resumed.iter().map(|r| (*r).unwrap().clone()));
             return Ok(());
         }
-        let fixed = FixedPoint::default().with_trunc(Some(p.trunc));
+        let fixed = FixedPoint::default()
+            .with_trunc(Some(p.trunc))
+            .with_protocols(p.protocols);
         // T_compute: the serial run over an unshaped, zero-latency link (median
         // repetition); also the serial traffic and rounds for T_comm and the cost model,
         // which `auto` needs before the schemes run.
@@ -619,17 +623,21 @@ impl Sweep<'_> {
     }
 }
 
-/// `trace-<model>-b<batch>-n<parties>-<weights>-<network>-<trunc>--<scheme>.json`: the
-/// report pairs a configuration's traces by the part before `--`.
+/// `trace-<model>-b<batch>-n<parties>-<weights>-<network>-<trunc>[-fss]--<scheme>.json`:
+/// the report pairs a configuration's traces by the part before `--`.
 pub fn trace_file_name(p: &Point, scheme: &str) -> String {
     format!(
-        "trace-{}-b{}-n{}-{}-{}-{}--{}.json",
+        "trace-{}-b{}-n{}-{}-{}-{}{}--{}.json",
         p.model,
         p.batch,
         p.parties,
         format!("{:?}", p.weights).to_lowercase(),
         p.link.name,
         p.trunc,
+        match p.protocols {
+            Protocols::Crypten => "",
+            Protocols::Fss => "-fss",
+        },
         scheme
     )
 }
@@ -676,9 +684,21 @@ pub fn eta_note(r: &Row, rows: &[Row]) -> String {
     let same = |s: &&Row| {
         s.scheme == "serial"
             && (
-                &s.model, s.batch, s.parties, &s.weights, &s.network, &s.trunc,
+                &s.model,
+                s.batch,
+                s.parties,
+                &s.weights,
+                &s.network,
+                &s.trunc,
+                s.protocols(),
             ) == (
-                &r.model, r.batch, r.parties, &r.weights, &r.network, &r.trunc,
+                &r.model,
+                r.batch,
+                r.parties,
+                &r.weights,
+                &r.network,
+                &r.trunc,
+                r.protocols(),
             )
     };
     let Some(serial) = rows.iter().find(same) else {

@@ -138,6 +138,7 @@ pub fn row_of(
         overlap_efficiency,
         material: meas.material.to_string(),
         trunc: p.trunc.to_string(),
+        protocols: p.protocols.to_string(),
         link_bytes: Some(meas.link_bytes),
         lanes: c.lanes.to_string(),
         messages: Some(meas.messages),

@@ -8,7 +8,7 @@ use clap::Args;
 use crate::error::{Error, Result};
 use crate::link::LinkProfile;
 use crate::model::Weights;
-use crate::ring::{FixedPoint, Trunc};
+use crate::ring::{FixedPoint, Protocols, Trunc};
 use crate::runtime::job::JobSpec;
 use crate::runtime::process::check_sizes;
 use crate::sched::{Schedule, Scheme};
@@ -37,6 +37,11 @@ pub struct JobArgs {
     /// (local is refused for more than 2).
     #[arg(long)]
     pub trunc: Option<String>,
+    /// Protocols of comparisons and what is built on them (ReLU, max, argmax, pooling):
+    /// crypten (A2B and B2A, any number of parties) or fss (function secret sharing: the
+    /// dealer's DCF keys, one opening per comparison; exactly 2 parties).
+    #[arg(long, default_value = "crypten")]
+    pub protocols: String,
     /// Sequence length of a BERT model (default: 128 for bert-base, 16 for bert-small).
     #[arg(long)]
     pub seq_len: Option<usize>,
@@ -71,6 +76,7 @@ impl Default for JobArgs {
             seed: 1,
             frac_bits: 16,
             trunc: None,
+            protocols: "crypten".into(),
             seq_len: None,
             scheme: "serial".into(),
             chunks: 2,
@@ -127,7 +133,8 @@ impl JobArgs {
         Ok(spec)
     }
 
-    /// The fixed-point settings for `parties` parties: --frac-bits and --trunc, checked.
+    /// The fixed-point settings for `parties` parties: --frac-bits, --trunc and
+    /// --protocols, checked.
     pub fn fixed(&self, parties: usize) -> Result<FixedPoint> {
         if !(1..=40).contains(&self.frac_bits) {
             return Err(Error::Config(format!(
@@ -149,7 +156,20 @@ impl JobArgs {
                 Some(t)
             }
         };
-        Ok(FixedPoint::new(self.frac_bits).with_trunc(trunc))
+        let protocols = self.protocols.parse::<Protocols>().map_err(|_| {
+            Error::Config(format!(
+                "--protocols must be crypten or fss, got '{}'",
+                self.protocols
+            ))
+        })?;
+        if protocols == Protocols::Fss && parties != 2 {
+            return Err(Error::Config(format!(
+                "--protocols fss needs exactly 2 parties, got {parties}: its comparison keys (a distributed comparison function) split a function between two parties; use --protocols crypten"
+            )));
+        }
+        Ok(FixedPoint::new(self.frac_bits)
+            .with_trunc(trunc)
+            .with_protocols(protocols))
     }
 }
 

@@ -1,22 +1,36 @@
 //! `mpc-pipe costs`: every online protocol's communication rounds and words sent per input
-//! element per party, read from the engine's own counters (a real in-process run), beside
-//! what protocols.md §3.1 predicts for CrypTen. Depends on runtime, proto, ring.
+//! element per party, read from the engine's own counters (a real in-process run), and the
+//! material it needs per element, from the plan its dry run records, beside what
+//! protocols.md §3.1 predicts for CrypTen (or proto::fss for `--protocols fss`). Depends
+//! on runtime, proto, ring.
 
 use clap::Args;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::proto::{Ctx, LinearOp, Share};
-use crate::ring::{PlainTensor, RingTensor};
-use crate::runtime::{run_local, SessionConfig};
+use crate::ring::{FixedPoint, PlainTensor, Protocols, RingTensor};
+use crate::runtime::{record_plan, run_local, SessionConfig};
 
 #[derive(Args, Debug)]
 pub struct CostsArgs {
-    /// Party counts to measure.
-    #[arg(long, value_delimiter = ',', default_value = "2,3")]
-    pub parties: Vec<usize>,
+    /// Party counts to measure (default 2,3; 2 with --protocols fss).
+    #[arg(long, value_delimiter = ',')]
+    pub parties: Option<Vec<usize>>,
+    /// Comparison protocols: crypten or fss (2 parties only).
+    #[arg(long, default_value = "crypten")]
+    pub protocols: String,
     /// Elements per elementwise input.
     #[arg(long, default_value_t = 1024)]
     pub elements: usize,
+    /// Instead of the protocol table: the offline material of these built-in models
+    /// (comma-separated), 2 parties, from the plan their dry run records: compared
+    /// elements, dealt words per party (FSS keys under --protocols fss) and the expanded
+    /// material per party.
+    #[arg(long, value_delimiter = ',')]
+    pub models: Vec<String>,
+    /// Batch of --models.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
 }
 
 /// Largest `--elements` (2^24: 128 MiB per tensor of shares).
@@ -194,6 +208,57 @@ fn ops(n: usize) -> Vec<(&'static str, Vec<usize>, Op, &'static str)> {
     ]
 }
 
+/// Per model: what its plan asks of the dealer, per party (2 parties).
+fn model_material(models: &[String], batch: usize, protocols: Protocols) -> Result<()> {
+    let cfg = SessionConfig {
+        fixed: FixedPoint::default().with_protocols(protocols),
+        ..SessionConfig::new(2)
+    };
+    let gib = |w: usize| 8.0 * w as f64 / (1u64 << 30) as f64;
+    println!("protocols {protocols}, 2 parties, batch {batch}");
+    println!("| model | compared elements | dealt to party 0 GiB | dealt to party 1 GiB | expanded material per party GiB |");
+    println!("|---|---|---|---|---|");
+    for model in models {
+        let spec = crate::runtime::job::JobSpec::new(model, 2, batch);
+        crate::runtime::process::check_sizes(&spec)?;
+        let job = crate::runtime::job::build(&spec)?;
+        let plan = record_plan(&cfg, &*job.plan_program)?;
+        let compared: usize = plan
+            .entries
+            .iter()
+            .map(|(_, r)| match r {
+                crate::offline::Request::FssLtz { len, .. } => *len,
+                _ => 0,
+            })
+            .sum();
+        let dealt = |p: usize| -> usize {
+            plan.entries
+                .iter()
+                .map(|(_, r)| r.dealt_lens(p).iter().sum::<usize>())
+                .sum()
+        };
+        println!(
+            "| {model} | {compared} | {:.3} | {:.3} | {:.3} |",
+            gib(dealt(0)),
+            gib(dealt(1)),
+            gib(plan.total_words())
+        );
+    }
+    Ok(())
+}
+
+/// What proto::fss predicts for the protocols built on `ltz`, 2PC (`None`: as crypten).
+fn fss_prediction(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "ltz" => "fss: 1 r, 1 w; key 1536 B",
+        "relu" => "fss: 1 r, 1 w; key 2048 B",
+        "max over k=4 (dim 1)" => "fss: 2 levels × 1 ReLU gate = 2 r, 0.75 w",
+        "argmax over k=4" => "fss: 2 ReLU gates + 1 one-hot product = 3 r",
+        "maxpool2d 2×2" => "fss: 2 levels × 1 ReLU gate = 2 r, 0.75 w",
+        _ => return None,
+    })
+}
+
 pub fn run(a: &CostsArgs) -> Result<()> {
     // Shapes split the elements into rows of up to 64; a protocol's working set is a few
     // dozen tensors of this size per party.
@@ -204,11 +269,45 @@ pub fn run(a: &CostsArgs) -> Result<()> {
         )));
     }
     let n = a.elements;
-    println!("| protocol | parties | rounds | words sent / element / party | protocols.md: 2PC rounds, words per party; N > 2 rounds (L = 2 for N = 3) |");
-    println!("|---|---|---|---|---|");
+    let protocols: Protocols = a.protocols.parse().map_err(|_| {
+        Error::Config(format!(
+            "--protocols must be crypten or fss, got '{}'",
+            a.protocols
+        ))
+    })?;
+    let parties = a.parties.clone().unwrap_or(match protocols {
+        Protocols::Crypten => vec![2, 3],
+        Protocols::Fss => vec![2],
+    });
+    for &p in &parties {
+        if !(2..=crate::runtime::local::MAX_PARTIES).contains(&p) {
+            return Err(Error::Config(format!(
+                "--parties must be between 2 and {}, got {p}",
+                crate::runtime::local::MAX_PARTIES
+            )));
+        }
+        if protocols == Protocols::Fss && p != 2 {
+            return Err(Error::Config(format!(
+                "--protocols fss needs exactly 2 parties, got {p} in --parties: its comparison keys (a distributed comparison function) split a function between two parties"
+            )));
+        }
+    }
+    if !a.models.is_empty() {
+        return model_material(&a.models, a.batch, protocols);
+    }
+    println!("protocols {protocols}");
+    println!("| protocol | parties | rounds | words sent / element / party | dealt key bytes / element (party 1) | material bytes / element / party | predicted: 2PC rounds, words per party; N > 2 rounds (L = 2 for N = 3) |");
+    println!("|---|---|---|---|---|---|---|");
     for (name, shape, op, predicted) in ops(n) {
-        for &p in &a.parties {
-            let cfg = SessionConfig::new(p);
+        let predicted = match protocols {
+            Protocols::Crypten => predicted,
+            Protocols::Fss => fss_prediction(name).unwrap_or(predicted),
+        };
+        for &p in &parties {
+            let cfg = SessionConfig {
+                fixed: FixedPoint::default().with_protocols(protocols),
+                ..SessionConfig::new(p)
+            };
             let elems: usize = shape.iter().product();
             let input = PlainTensor::from_vec(
                 &shape,
@@ -225,9 +324,23 @@ pub fn run(a: &CostsArgs) -> Result<()> {
             };
             let outs = run_local(&cfg, &program)?;
             let (rounds, bytes) = outs.iter().map(|o| o.value).max_by_key(|v| v.1).unwrap();
+            // Material of the operation alone: the plan of the whole program less that of
+            // sharing the input.
+            let plan = record_plan(&cfg, &program)?;
+            let share_only = |ctx: &Ctx| ctx.share_plain(0, Some(&input), &shape).map(drop);
+            let base = record_plan(&cfg, &share_only)?;
+            let dealt = |pl: &crate::offline::Plan| -> usize {
+                pl.entries
+                    .iter()
+                    .map(|(_, r)| r.dealt_lens(1).iter().sum::<usize>())
+                    .sum()
+            };
+            let per = |w: usize| 8.0 * w as f64 / elems as f64;
             println!(
-                "| {name} | {p} | {rounds} | {:.2} | {predicted} |",
-                bytes as f64 / 8.0 / elems as f64
+                "| {name} | {p} | {rounds} | {:.2} | {:.1} | {:.1} | {predicted} |",
+                bytes as f64 / 8.0 / elems as f64,
+                per(dealt(&plan) - dealt(&base)),
+                per(plan.total_words() - base.total_words()),
             );
         }
     }

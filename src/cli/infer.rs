@@ -72,6 +72,9 @@ pub struct InferArgs {
     /// Truncation after products: local (2 parties only) or dealer.
     #[arg(long)]
     pub trunc: Option<String>,
+    /// Protocols of comparisons: crypten or fss (2 parties only); see `run --help`.
+    #[arg(long, default_value = "crypten")]
+    pub protocols: String,
     /// Derive the dealer's and pairwise seeds from this value (reproducible experiments
     /// only: it makes every mask predictable).
     #[arg(long)]
@@ -101,6 +104,7 @@ impl InferArgs {
         let job = JobArgs {
             frac_bits: self.frac_bits,
             trunc: self.trunc.clone(),
+            protocols: self.protocols.clone(),
             ..JobArgs::default()
         };
         let cfg = SessionConfig {
@@ -239,7 +243,7 @@ pub fn run(a: &InferArgs) -> Result<()> {
         )));
     }
     println!(
-        "model {}  input {:?}  output {:?}  parties {}  data owner {owner}  weights {weights:?}  scheme {} (k {}, m {})  network {}  frac_bits {}  trunc {}  parties as {}",
+        "model {}  input {:?}  output {:?}  parties {}  data owner {owner}  weights {weights:?}  scheme {} (k {}, m {})  network {}  frac_bits {}  trunc {}  protocols {}  parties as {}",
         a.model.display(),
         in_shape,
         out_shape,
@@ -250,6 +254,7 @@ pub fn run(a: &InferArgs) -> Result<()> {
         link.name,
         cfg.fixed.frac_bits,
         cfg.fixed.trunc_for(cfg.parties)?,
+        cfg.fixed.protocols,
         if a.parties_as.processes { "processes" } else { "threads" },
     );
     for (i, o) in outs.iter().enumerate() {

@@ -45,9 +45,17 @@ pub struct KernelsArgs {
     /// expansion's bound), on 1 thread and on all cores, in GB/s.
     #[arg(long)]
     pub prg: bool,
+    /// Only measure FSS comparison keys (`--protocols fss`): DCF key generation and
+    /// evaluation on the 63-bit domain of `ltz`, elements/s on 1 thread and on all cores,
+    /// and the AES rate that is against the keystream rate of `prg` (measured beside it).
+    #[arg(long)]
+    pub fss: bool,
 }
 
 pub fn run(a: &KernelsArgs) -> Result<()> {
+    if a.fss {
+        return fss_rates(a.csv, a.reps.unwrap_or(if a.quick { 4 } else { 10 }));
+    }
     let selected = kernels::selected()?.isa;
     let paths: Vec<Isa> = if a.paths.is_empty() {
         Isa::ALL.into_iter().filter(|i| i.available()).collect()
@@ -307,9 +315,89 @@ fn cpu_name() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// AES-CTR keystream rate (best of `reps`, wall time) over a 256 MiB buffer: one stream on
-/// one thread, and the buffer in 32 Ki-word chunks over the rayon pool, as the dealer draws.
-fn prg_rates(csv: bool, reps: usize) -> Result<()> {
+/// DCF key generation and evaluation rates (best of `reps`, wall time) for 2^18 ReLU keys
+/// (the 63-bit domain `ltz` uses, two payload words), on a 1-thread pool and on the global
+/// pool. Each element costs 8·63 + 2 AES blocks to make (both keys) and 2·63 + 1 to
+/// evaluate (one key), so the AES bytes per second put beside the PRG's keystream rate
+/// show how close to AES-NI's pace the evaluation runs.
+fn fss_rates(csv: bool, reps: usize) -> Result<()> {
+    use crate::fss::{dcf, Keys, LTZ_DCF_BITS};
+    let len = 1usize << 18;
+    // ReLU's keys (two payload words; ltz's are the same but for one word fewer).
+    let l = crate::fss::ltz_layout(true);
+    let draw = |stream: u64, n: usize| {
+        let mut v = vec![0u64; n];
+        crate::prg::Prg::new(&crate::prg::fresh_seed(), stream).fill_u64(&mut v);
+        v
+    };
+    let low = u64::MAX >> 1;
+    let alpha: Vec<u64> = draw(0, len).into_iter().map(|v| v & low).collect();
+    let x: Vec<u64> = draw(1, len).into_iter().map(|v| v & low).collect();
+    let beta = draw(2, len * l.width);
+    let (s0, s1) = (draw(3, 2 * len), draw(4, 2 * len));
+    let best = |f: &dyn Fn()| {
+        (0..reps.max(1))
+            .map(|_| {
+                let t = std::time::Instant::now();
+                f();
+                len as f64 / t.elapsed().as_secs_f64()
+            })
+            .fold(0.0, f64::max)
+    };
+    let cw = dcf::gen(l, &alpha, &beta, [&s0, &s1])?;
+    let keys = Keys {
+        layout: l,
+        seed: &s0,
+        scw: &cw.scw,
+        vcw: &cw.vcw,
+        tcw: &cw.tcw,
+        last: &cw.last,
+    };
+    let gen = || {
+        dcf::gen(l, &alpha, &beta, [&s0, &s1]).expect("in domain");
+    };
+    let eval = || {
+        dcf::eval(0, keys, &x).expect("in domain");
+    };
+    let one = crate::kernels::report::pool(1)?;
+    let threads = rayon::current_num_threads();
+    let rows = [
+        ("gen", 1, one.install(|| best(&gen)), 8.0 * 63.0 + 2.0),
+        ("gen", threads, best(&gen), 8.0 * 63.0 + 2.0),
+        ("eval", 1, one.install(|| best(&eval)), 2.0 * 63.0 + 1.0),
+        ("eval", threads, best(&eval), 2.0 * 63.0 + 1.0),
+    ];
+    let (prg_one, prg_all) = prg_measure(reps);
+    if csv {
+        println!("dcf,threads,elements_per_s,aes_gbytes_per_s,prg_gbytes_per_s");
+    } else {
+        println!();
+        println!(
+            "DCF of {LTZ_DCF_BITS} bits, 2 payload words (fss ReLU keys, {} B per party per element), best of {reps}",
+            l.key_bytes()
+        );
+        println!(
+            "{:<5} {:>7} {:>14} {:>12} {:>12}",
+            "op", "threads", "Melem/s", "AES GB/s", "PRG GB/s"
+        );
+    }
+    for (op, t, rate, blocks) in rows {
+        let aes = rate * blocks * 16.0 / 1e9;
+        let prg = if t == 1 { prg_one } else { prg_all };
+        if csv {
+            println!("{op},{t},{rate:.0},{aes:.3},{prg:.3}");
+        } else {
+            println!(
+                "{op:<5} {t:>7} {:>14.3} {aes:>12.2} {prg:>12.2}",
+                rate / 1e6
+            );
+        }
+    }
+    Ok(())
+}
+
+/// AES-CTR keystream rates (GB/s, best of `reps`): one thread, and all cores.
+fn prg_measure(reps: usize) -> (f64, f64) {
     use rayon::prelude::*;
     let mut buf = vec![0u64; 32 << 20];
     let seed = crate::prg::fresh_seed();
@@ -328,6 +416,13 @@ fn prg_rates(csv: bool, reps: usize) -> Result<()> {
             .enumerate()
             .for_each(|(i, c)| crate::prg::Prg::at(&seed, 1, i << 15).fill_u64(c))
     });
+    (one, all)
+}
+
+/// AES-CTR keystream rate (best of `reps`, wall time) over a 256 MiB buffer: one stream on
+/// one thread, and the buffer in 32 Ki-word chunks over the rayon pool, as the dealer draws.
+fn prg_rates(csv: bool, reps: usize) -> Result<()> {
+    let (one, all) = prg_measure(reps);
     let threads = rayon::current_num_threads();
     if csv {
         println!("prg,threads,gbytes_per_s");

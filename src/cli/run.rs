@@ -249,7 +249,7 @@ pub fn report(
         None => format!("{} (unshaped)", link.name),
     };
     println!(
-        "model {}  parties {}  batch {}  weights {:?}  scheme {} (k {}, m {})  network {net}  material {}  trunc {}",
+        "model {}  parties {}  batch {}  weights {:?}  scheme {} (k {}, m {})  network {net}  material {}  trunc {}  protocols {}",
         spec.model,
         spec.parties,
         spec.batch,
@@ -262,7 +262,8 @@ pub fn report(
         } else {
             "in-process dealer"
         },
-        cfg.fixed.trunc_for(cfg.parties)?
+        cfg.fixed.trunc_for(cfg.parties)?,
+        cfg.fixed.protocols
     );
     let cols = *out.shape().last().unwrap_or(&1);
     for (i, (m, p)) in out

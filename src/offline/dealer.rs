@@ -1,6 +1,8 @@
 //! The trusted dealer (CrypTen's TTP provider with its seed trick, protocols.md §2.3):
 //! every party's shares of every tuple come from a PRG seeded by the dealer; only party 0
-//! receives real data, one correction per tuple. Depends on ring, kernels, prg, plan.
+//! receives real data, one correction per tuple, except for FSS keys, whose correction
+//! words every party receives (both keys of a pair hold them; only the root seeds, drawn
+//! from each party's seed, differ). Depends on ring, kernels, prg, fss, plan.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -26,8 +28,9 @@ pub struct PartyMaterial {
     pub plan_hash: [u8; 32],
     /// This party's PRG seed; its shares are drawn from streams keyed by operation.
     pub seed: Seed,
-    /// Party 0 only: the correction components of each request, by key (empty when
-    /// `expanded` holds them in place).
+    /// The components the dealer hands this party, by key (`Request::dealt_lens`): party
+    /// 0's corrected and common ones, the others' common ones (FSS correction words);
+    /// empty when `expanded` holds them in place.
     pub corrections: HashMap<u64, Material>,
     /// This party's whole material, already drawn by an in-process dealer that had to
     /// draw it anyway to make the corrections (see `deal_with`): the store takes it as it
@@ -132,7 +135,7 @@ fn par_chunks(len: usize, f: impl Fn(Range<usize>, &mut [u64]) + Sync) -> Vec<u6
 /// Party 0's corrections of `req`, given every party's drawn components (`mats[0]` holds
 /// party 0's free components only): for each corrected component, the value every
 /// party's shares must reconstruct to, minus the shares of parties 1.. (XOR for binary
-/// material). Chunk by chunk in parallel, with no full-size intermediate beyond the
+/// material); then the common components every party receives (FSS keys). Chunk by chunk in parallel, with no full-size intermediate beyond the
 /// product operands A = Σ a and B = Σ b of matrix and convolution triples.
 fn corrections(req: &Request, mats: &[Material]) -> Material {
     let others = &mats[1..];
@@ -258,7 +261,59 @@ fn corrections(req: &Request, mats: &[Material]) -> Material {
                 2,
             )]
         }
+        Request::FssLtz { len, relu } => fss_ltz(len, relu, mats),
     }
+}
+
+/// The dealer's half of proto::fss's comparison gate (its derivation is there): with
+/// r = Σ r_b, shares of msb(r) and, for ReLU, of r·msb(r); and DCF keys for
+/// [x̂' < r mod 2^63] with payload 1 − 2·msb(r) (ReLU: and r·(1 − 2·msb(r))), from the two
+/// parties' root seeds (component 1). 2 parties only (the online gate refuses more before
+/// it requests any).
+fn fss_ltz(len: usize, relu: bool, mats: &[Material]) -> Material {
+    debug_assert_eq!(mats.len(), 2, "FSS keys are dealt to 2 parties");
+    let others = &mats[1..];
+    let r = par_chunks(len, |r, o| fold(o, &of_all(mats, 0, &r), false));
+    let r_msb = par_chunks(len, |rg, o| {
+        o.iter_mut()
+            .zip(&r[rg.clone()])
+            .for_each(|(o, x)| *o = x >> 63);
+        subtract(o, &of_all(others, 2, &rg), false);
+    });
+    let mut out = vec![r_msb];
+    if relu {
+        out.push(par_chunks(len, |rg, o| {
+            o.iter_mut()
+                .zip(&r[rg.clone()])
+                .for_each(|(o, x)| *o = x.wrapping_mul(x >> 63));
+            subtract(o, &of_all(others, 3, &rg), false);
+        }));
+    }
+    let low = u64::MAX >> 1;
+    let alpha = par_chunks(len, |rg, o| {
+        o.iter_mut()
+            .zip(&r[rg.clone()])
+            .for_each(|(o, x)| *o = x & low)
+    });
+    let layout = crate::fss::ltz_layout(relu);
+    let w = layout.width;
+    // β = (1 − 2·msb(r)[, r·(1 − 2·msb(r))]) per element.
+    let beta = par_chunks(len * w, |rg, o| {
+        o.iter_mut().zip(rg).for_each(|(o, i)| {
+            let x = r[i / w];
+            let sign = 1u64.wrapping_sub(2 * (x >> 63));
+            *o = if i % w == 0 {
+                sign
+            } else {
+                x.wrapping_mul(sign)
+            };
+        })
+    });
+    let seeds = [mats[0][1].as_slice(), mats[1][1].as_slice()];
+    let cw = crate::fss::dcf::gen(layout, &alpha, &beta, seeds)
+        .expect("thresholds are masked to the key's domain");
+    out.extend([cw.scw, cw.vcw, cw.tcw, cw.last]);
+    out
 }
 
 /// Deal the material of `plan` to `parties` parties of session `session`.
@@ -302,35 +357,54 @@ pub fn dealer_seeds(parties: usize, dealer_seed: Option<u64>) -> Vec<Seed> {
 pub fn deal_with(plan: &Plan, seeds: &[Seed], session: u64, keep: &[bool]) -> Vec<PartyMaterial> {
     let parties = seeds.len();
     assert!(parties >= 2 && keep.len() == parties);
-    let dealt: Vec<(u64, Material, Vec<Option<Material>>)> = plan
+    // Per request: the words dealt to each party not kept, and each kept party's material.
+    #[allow(clippy::type_complexity)]
+    let dealt: Vec<(u64, Vec<Option<Material>>, Vec<Option<Material>>)> = plan
         .entries
         .par_iter()
         .map(|(key, req)| {
             let free = req.free_components();
-            let total = req.component_lens().len();
+            let drawn = req.drawn_components();
             let mut mats: Vec<Material> = seeds
                 .par_iter()
                 .enumerate()
-                .map(|(i, s)| draw_whole(s, *key, req, 0..if i == 0 { free } else { total }))
+                .map(|(i, s)| draw_whole(s, *key, req, 0..if i == 0 { free } else { drawn }))
                 .collect();
             let mut corr = corrections(req, &mats);
-            if keep[0] {
-                mats[0].append(&mut corr);
+            // The common components every party receives: the tail of party 0's.
+            let common = corr.split_off(drawn - free);
+            let mut dealt: Vec<Option<Material>> = vec![None; parties];
+            for (i, m) in mats.iter_mut().enumerate() {
+                let mut mine = if i == 0 {
+                    std::mem::take(&mut corr)
+                } else {
+                    Vec::new()
+                };
+                if !common.is_empty() {
+                    mine.extend(common.iter().cloned());
+                }
+                if keep[i] {
+                    m.append(&mut mine);
+                } else if !mine.is_empty() {
+                    dealt[i] = Some(mine);
+                }
             }
             let kept = mats
                 .into_iter()
                 .zip(keep)
                 .map(|(m, &k)| k.then_some(m))
                 .collect();
-            (*key, corr, kept)
+            (*key, dealt, kept)
         })
         .collect();
-    let mut corrections = HashMap::new();
+    let mut corrections: Vec<HashMap<u64, Material>> = vec![HashMap::new(); parties];
     let mut expanded: Vec<Option<HashMap<u64, Material>>> =
         keep.iter().map(|&k| k.then(HashMap::new)).collect();
-    for (key, corr, kept) in dealt {
-        if !keep[0] {
-            corrections.insert(key, corr);
+    for (key, dealt, kept) in dealt {
+        for (c, d) in corrections.iter_mut().zip(dealt) {
+            if let Some(d) = d {
+                c.insert(key, d);
+            }
         }
         for (e, m) in expanded.iter_mut().zip(kept) {
             if let (Some(e), Some(m)) = (e.as_mut(), m) {
@@ -340,31 +414,27 @@ pub fn deal_with(plan: &Plan, seeds: &[Seed], session: u64, keep: &[bool]) -> Ve
     }
     let plan = Arc::new(plan.clone());
     let plan_hash = plan.hash();
-    let mut corrections = Some(corrections);
     expanded
         .into_iter()
+        .zip(corrections)
         .enumerate()
-        .map(|(party, expanded)| PartyMaterial {
+        .map(|(party, (expanded, corrections))| PartyMaterial {
             party,
             parties,
             session,
             plan: plan.clone(),
             plan_hash,
             seed: seeds[party],
-            corrections: if party == 0 {
-                corrections.take().unwrap()
-            } else {
-                HashMap::new()
-            },
+            corrections,
             expanded,
         })
         .collect()
 }
 
 impl PartyMaterial {
-    /// This party's material for `part` of one planned request: its free components from
-    /// its seed, the rest from the seed (parties != 0) or from the dealer's correction
-    /// `corr` (party 0, the whole correction, sliced here).
+    /// This party's material for `part` of one planned request: the components it draws
+    /// from its seed (party 0: the free ones; the others: free and corrected), the rest
+    /// from the dealer's words `corr` (the whole of them, sliced here).
     fn material_with(
         &self,
         key: u64,
@@ -374,19 +444,29 @@ impl PartyMaterial {
     ) -> Result<Material> {
         let ranges = req.component_ranges(part);
         let n = req.component_lens().len();
-        if self.party == 0 {
+        let from = if self.party == 0 {
+            req.free_components()
+        } else {
+            req.drawn_components()
+        };
+        let mut m = draw(&self.seed, key, req, 0..from, &ranges);
+        if from < n {
             let corr = corr.ok_or_else(|| {
                 Error::Material(format!(
-                    "party 0 material lacks the correction for operation {key:#018x}"
+                    "party {} material lacks the dealer's words for operation {key:#018x}",
+                    self.party
                 ))
             })?;
-            let free = req.free_components();
-            let mut m = draw(&self.seed, key, req, 0..free, &ranges);
-            m.extend(super::material::slice_material(corr, &ranges[free..]));
-            Ok(m)
-        } else {
-            Ok(draw(&self.seed, key, req, 0..n, &ranges))
+            if corr.len() != n - from {
+                return Err(Error::Material(format!(
+                    "the dealer's words for operation {key:#018x} have {} components, not {}",
+                    corr.len(),
+                    n - from
+                )));
+            }
+            m.extend(super::material::slice_material(corr, &ranges[from..]));
         }
+        Ok(m)
     }
 
     /// Expand seeds (and party 0's corrections) into the store the online phase reads.

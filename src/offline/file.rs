@@ -13,9 +13,11 @@
 //!   seed         16 bytes this party's PRG seed (secret: the file is created mode 0600)
 //!   entries      u64      number of plan entries
 //!   plan_words   u64      length of the plan section in 8-byte words
-//!   corr_words   u64      length of the corrections section in words (party 0 only)
+//!   corr_words   u64      length of the corrections section in words
 //!   plan section          per entry: key, then the request's encoding (Request::encode)
-//!   corrections           party 0: per entry in plan order, its correction components
+//!   corrections           per entry in plan order, the components the dealer hands this
+//!                         party (`Request::dealt_lens`): party 0's corrections, and
+//!                         every party's FSS correction words (`--protocols fss`)
 //!   mac          32 bytes HMAC-SHA256(material key, everything above)
 //! ```
 //! The material key is derived from the session key the parties hold (`MaterialKey`), so
@@ -131,19 +133,12 @@ pub fn save(m: &PartyMaterial, path: &Path, key: &MaterialKey) -> Result<()> {
         plan_bytes.extend_from_slice(&key.to_le_bytes());
         req.encode(&mut plan_bytes);
     }
-    let corr_words: usize = if m.party == 0 {
-        m.plan
-            .entries
-            .iter()
-            .map(|(k, _)| {
-                m.corrections
-                    .get(k)
-                    .map_or(0, |c| c.iter().map(Vec::len).sum())
-            })
-            .sum()
-    } else {
-        0
-    };
+    let corr_words: usize = m
+        .plan
+        .entries
+        .iter()
+        .map(|(_, req)| req.dealt_lens(m.party).iter().sum::<usize>())
+        .sum();
     // A fresh temporary name beside `path`, created exclusively, owner-only and without
     // following links, then renamed over `path`: an existing file keeps neither its mode
     // (a 0644 file would otherwise stay 0644) nor, if `path` is a symlink, its target (the
@@ -212,16 +207,24 @@ fn write_body(
     w.put(&((plan_bytes.len() / 8) as u64).to_le_bytes())?;
     w.put(&(corr_words as u64).to_le_bytes())?;
     w.put(plan_bytes)?;
-    if m.party == 0 {
-        for (key, req) in &m.plan.entries {
-            let c = m.corrections.get(key).ok_or_else(|| {
-                Error::Material(format!(
-                    "party 0 material lacks the correction for operation {key:#018x} ({req:?})"
-                ))
-            })?;
-            for comp in c {
-                w.put_words(comp)?;
-            }
+    for (key, req) in &m.plan.entries {
+        let lens = req.dealt_lens(m.party);
+        if lens.is_empty() {
+            continue;
+        }
+        let c = m.corrections.get(key).ok_or_else(|| {
+            Error::Material(format!(
+                "party {} material lacks the dealer's words for operation {key:#018x} ({req:?})",
+                m.party
+            ))
+        })?;
+        if c.iter().map(Vec::len).ne(lens.iter().copied()) {
+            return Err(Error::Material(format!(
+                "the dealer's words for operation {key:#018x} ({req:?}) have the wrong sizes"
+            )));
+        }
+        for comp in c {
+            w.put_words(comp)?;
         }
     }
     let tag = w.hash.finalize().into_bytes();
@@ -393,12 +396,15 @@ pub fn load_from<R: Read>(
         )));
     }
     let mut corrections = HashMap::new();
-    if party == 0 {
+    {
         let mut off = 0usize;
         for (key, req) in &plan.entries {
-            let lens = req.component_lens();
+            let lens = req.dealt_lens(party);
+            if lens.is_empty() {
+                continue;
+            }
             let mut comps = Vec::new();
-            for &l in &lens[req.free_components()..] {
+            for &l in &lens {
                 let end = off
                     .checked_add(l)
                     .filter(|&e| e <= corr_section.len())

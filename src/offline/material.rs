@@ -107,6 +107,50 @@ pub struct SquarePair {
     pub r2: Words,
 }
 
+/// Material of the `--protocols fss` comparison gate (`Request::FssLtz`): this party's
+/// shares of the mask r, of msb(r) and (ReLU) of r·msb(r), and its DCF key (root seeds and
+/// the correction words both keys share).
+pub struct FssLtzKeys {
+    pub r: Words,
+    pub seed: Words,
+    pub r_msb: Words,
+    pub r_r_msb: Option<Words>,
+    pub scw: Words,
+    pub vcw: Words,
+    pub tcw: Words,
+    pub last: Words,
+}
+
+impl FssLtzKeys {
+    pub fn from_material(m: Taken, relu: bool) -> Result<Self> {
+        if relu {
+            let [r, seed, r_msb, rr, scw, vcw, tcw, last] = components(m, "a ReLU key")?;
+            Ok(FssLtzKeys {
+                r,
+                seed,
+                r_msb,
+                r_r_msb: Some(rr),
+                scw,
+                vcw,
+                tcw,
+                last,
+            })
+        } else {
+            let [r, seed, r_msb, scw, vcw, tcw, last] = components(m, "a comparison key")?;
+            Ok(FssLtzKeys {
+                r,
+                seed,
+                r_msb,
+                r_r_msb: None,
+                scw,
+                vcw,
+                tcw,
+                last,
+            })
+        }
+    }
+}
+
 fn components<const N: usize>(m: Taken, what: &str) -> Result<[Words; N]> {
     let got = m.len();
     m.try_into()

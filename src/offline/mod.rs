@@ -13,7 +13,7 @@ pub mod plan;
 
 pub use dealer::{deal, deal_seeded, deal_with, dealer_seeds, PartyMaterial};
 pub use material::{
-    AndTriple, BitPair, Material, MaterialSource, MaterialStore, RecordingSource, SquarePair,
-    Taken, Triple, TruncMask, Words,
+    AndTriple, BitPair, FssLtzKeys, Material, MaterialSource, MaterialStore, RecordingSource,
+    SquarePair, Taken, Triple, TruncMask, Words,
 };
 pub use plan::{DealerWork, Part, Plan, Request, Window};

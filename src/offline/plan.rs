@@ -1,5 +1,10 @@
 //! `Request` (what one operation needs from the dealer) and `Plan` (every request of a
-//! program, by operation key), with a canonical hash. Depends on sha2 only.
+//! program, by operation key), with a canonical hash. Depends on sha2 and fss (key sizes).
+//!
+//! A request's components come in three classes, in this order: free (every party draws
+//! its own from its seed), corrected (party 0 gets the dealer's words, the others draw)
+//! and common (every party gets the same dealer's words: the correction words of FSS keys,
+//! which both keys of a pair share).
 
 use sha2::{Digest, Sha256};
 
@@ -57,6 +62,24 @@ pub enum Request {
         stride: usize,
         padding: usize,
     },
+    /// The `--protocols fss` comparison gate (proto::fss) on `len` elements: a mask r and
+    /// a DCF key pair for [x̂ mod 2^63 < r mod 2^63] with payload 1 − 2·msb(r), plus shares
+    /// of msb(r); with `relu`, the payload's second word r·(1 − 2·msb(r)) and shares of
+    /// r·msb(r), from which ReLU follows without a product round. Components (per element
+    /// words): free r (1), root seed (2); corrected msb(r) (1), [r·msb(r) (1)]; common
+    /// the DCF's s_CW, V_CW, t_CW and CW^(n+1) (`fss::ltz_layout`).
+    FssLtz { len: usize, relu: bool },
+}
+
+/// Words per element of each component of `Request::FssLtz`, in draw order.
+fn fss_ltz_words(relu: bool) -> Vec<usize> {
+    let l = crate::fss::ltz_layout(relu);
+    let mut w = vec![1, crate::fss::Layout::SEED_WORDS, 1];
+    if relu {
+        w.push(1);
+    }
+    w.extend([l.scw_words(), l.vcw_words(), l.tcw_words(), l.last_words()]);
+    w
 }
 
 /// The part of a tensor one lane computes: `count` of `total` equal units (rows of the
@@ -134,6 +157,7 @@ impl Request {
                 dy.iter().product(),
                 dy[1] * x[1] * k_hw[0] * k_hw[1],
             ],
+            Request::FssLtz { len, relu } => fss_ltz_words(relu).iter().map(|w| w * len).collect(),
         }
     }
 
@@ -144,7 +168,8 @@ impl Request {
             | Request::Square { len }
             | Request::And { len, .. }
             | Request::Bit { len }
-            | Request::Trunc { len, .. } => len,
+            | Request::Trunc { len, .. }
+            | Request::FssLtz { len, .. } => len,
             Request::BatchMatmul { batch, .. } => batch,
             Request::Matmul { .. }
             | Request::Conv2d { .. }
@@ -191,7 +216,8 @@ impl Request {
             | Request::Square { len }
             | Request::And { len, .. }
             | Request::Bit { len }
-            | Request::Trunc { len, .. } => *len = full,
+            | Request::Trunc { len, .. }
+            | Request::FssLtz { len, .. } => *len = full,
             Request::BatchMatmul { batch, .. } => *batch = full,
             Request::Matmul { .. }
             | Request::Conv2d { .. }
@@ -225,6 +251,10 @@ impl Request {
                 std::iter::once(s * rep..e * rep).collect(),
                 std::iter::once(s * rep..e * rep).collect(),
             ],
+            Request::FssLtz { relu, .. } => fss_ltz_words(relu)
+                .iter()
+                .map(|&w| std::iter::once(s * w..e * w).collect())
+                .collect(),
             Request::BatchMatmul { m, k, n, .. } => vec![
                 vec![s * m * k..e * m * k],
                 vec![s * k * n..e * k * n],
@@ -252,7 +282,34 @@ impl Request {
             | Request::ConvGradWeight { .. }
             | Request::And { .. } => 2,
             Request::Square { .. } | Request::Bit { .. } | Request::Trunc { .. } => 1,
+            Request::FssLtz { .. } => 2,
         }
+    }
+
+    /// Number of trailing components dealt in full to every party (see the module doc).
+    pub fn common_components(&self) -> usize {
+        match self {
+            Request::FssLtz { .. } => 4,
+            _ => 0,
+        }
+    }
+
+    /// Number of leading components a party other than 0 draws from its seed (free and
+    /// corrected); the rest are common.
+    pub fn drawn_components(&self) -> usize {
+        self.component_lens().len() - self.common_components()
+    }
+
+    /// Lengths of the components the dealer hands `party` (party 0: the corrected and
+    /// common ones; others: the common ones), in component order.
+    pub fn dealt_lens(&self, party: usize) -> Vec<usize> {
+        let lens = self.component_lens();
+        let from = if party == 0 {
+            self.free_components()
+        } else {
+            self.drawn_components()
+        };
+        lens[from..].to_vec()
     }
 
     /// Canonical byte encoding (for hashing and files).
@@ -335,6 +392,11 @@ impl Request {
                 put(stride as u64);
                 put(padding as u64)
             }
+            Request::FssLtz { len, relu } => {
+                put(11);
+                put(len as u64);
+                put(relu as u64)
+            }
         }
     }
 
@@ -404,6 +466,14 @@ impl Request {
                     }
                 }
             }
+            11 => Request::FssLtz {
+                len: next()?,
+                relu: match next()? {
+                    0 => false,
+                    1 => true,
+                    _ => return None,
+                },
+            },
             _ => return None,
         })
     }
@@ -453,8 +523,14 @@ impl Plan {
         for (_, r) in &self.entries {
             let lens = r.component_lens();
             let all: usize = lens.iter().sum();
-            let corrected: usize = lens[r.free_components()..].iter().sum();
-            w.prg_words += (all * parties - corrected) as u64;
+            let corrected: usize = lens[r.free_components()..r.drawn_components()].iter().sum();
+            let common: usize = lens[r.drawn_components()..].iter().sum();
+            w.prg_words += ((all - common) * parties - corrected) as u64;
+            if let Request::FssLtz { len, relu } = *r {
+                // Gen: 2 + w blocks per party per level and one more each (fss::dcf).
+                let l = crate::fss::ltz_layout(relu);
+                w.aes_blocks += (len * (2 * (2 + l.width) * l.bits as usize + 2)) as u64;
+            }
             w.macs += match *r {
                 Request::Matmul { m, k, n } => (m * k * n) as u64,
                 Request::BatchMatmul { batch, m, k, n } => (batch * m * k * n) as u64,
@@ -477,4 +553,6 @@ pub struct DealerWork {
     pub prg_words: u64,
     /// Multiply-accumulates of the matrix and convolution triples' products.
     pub macs: u64,
+    /// Fixed-key AES blocks of FSS key generation (`--protocols fss`).
+    pub aes_blocks: u64,
 }

@@ -6,12 +6,17 @@
 use super::ctx::Ctx;
 use super::share::Share;
 use crate::error::{Error, Result};
+use crate::ring::Protocols;
 
 impl<'a> Ctx<'a> {
     /// [x < 0] as a bit of scale 1 (§3.8): A2B, bit 63 (shifted down locally, XOR-linear),
     /// B2A of that bit. 2PC: 8 rounds, 21n words per party; N > 2: 7·⌈log2 N⌉ + 1 rounds.
-    /// Exact whenever the ring value is the intended signed 64-bit integer.
+    /// Exact whenever the ring value is the intended signed 64-bit integer. Under
+    /// `--protocols fss`, the FSS gate instead (proto::fss: 1 round, n words, 2PC only).
     pub fn ltz(&self, x: &Share) -> Result<Share> {
+        if self.fixed().protocols == Protocols::Fss {
+            return self.ltz_fss(x);
+        }
         let b = self.a2b(x)?;
         self.b2a_bit(&b.shr_logical(63))
     }
@@ -124,8 +129,12 @@ impl<'a> Ctx<'a> {
         Ok(self.relu_with_mask(x)?.0)
     }
 
-    /// ReLU and its mask [x ≥ 0] (scale 1), e.g. for a backward pass.
+    /// ReLU and its mask [x ≥ 0] (scale 1), e.g. for a backward pass. Under
+    /// `--protocols fss`: the FSS ReLU gate, both from one opening (1 round, n words).
     pub fn relu_with_mask(&self, x: &Share) -> Result<(Share, Share)> {
+        if self.fixed().protocols == Protocols::Fss {
+            return self.relu_fss(x);
+        }
         let mask = self.bit_not(&self.ltz(x)?);
         let y = self.mul_raw(x, &mask)?;
         Ok((y, mask))

@@ -9,6 +9,7 @@ pub mod arith;
 pub mod compare;
 pub mod convert;
 pub mod ctx;
+pub mod fss;
 pub mod linear;
 pub mod nn;
 pub mod pool;

@@ -17,12 +17,15 @@
 //!      entries they cover. The first level needs no one-hot product: L = R = 1 (public).
 //!
 //! 2PC cost per level: 9 rounds, 21·p + 2·(p + w) words for p pairs whose blocks cover w
-//! entries (w = 0 at the first level and for max alone).
+//! entries (w = 0 at the first level and for max alone). Under `--protocols fss`, steps 1
+//! and the value's product are one ReLU gate on left − right (its mask is c): 1 round and
+//! p words per level, plus a product round of 2·w words for the one-hots (argmax, from
+//! the second level on).
 
 use super::ctx::Ctx;
 use super::share::Share;
 use crate::error::{Error, Result};
-use crate::ring::RingTensor;
+use crate::ring::{Protocols, RingTensor};
 
 /// Value of max-pool padding: a public raw ring value (−2^61, i.e. −2^45 in real terms at
 /// f = 16) below every input, so a pad never wins a window that holds a real entry. Inputs
@@ -179,12 +182,21 @@ impl<'a> Ctx<'a> {
             let left = RingTensor::from_vec(&[rows * pairs], left);
             let right = RingTensor::from_vec(&[rows * pairs], right);
             let diff = Share(left.sub(&right));
-            let c = self.bit_not(&self.ltz(&diff)?);
+            // fss: ReLU's gate gives c·(left − right) with c in its one round, so only the
+            // one-hots (from the second level on) take a product round.
+            let (c, cdiff) = if self.fixed().protocols == Protocols::Fss {
+                let (z, c) = self.relu_with_mask(&diff)?;
+                (c, Some(z))
+            } else {
+                (self.bit_not(&self.ltz(&diff)?), None)
+            };
             let cd = c.0.data();
 
             // One product round: c·(left − right), then c·L and c·R for secret one-hots.
-            let mut xs = cd.to_vec();
-            let mut ys = diff.0.into_data();
+            let (mut xs, mut ys) = match cdiff {
+                None => (cd.to_vec(), diff.0.into_data()),
+                Some(_) => (Vec::new(), Vec::new()),
+            };
             if onehot {
                 if let Some(h) = &hot {
                     for r in 0..rows {
@@ -199,11 +211,25 @@ impl<'a> Ctx<'a> {
                 }
             }
             let len = xs.len();
-            let prod = self.mul_raw(
-                &Share(RingTensor::from_vec(&[len], xs)),
-                &Share(RingTensor::from_vec(&[len], ys)),
-            )?;
-            let prod = prod.0.data();
+            let product = |xs: Vec<u64>, ys: Vec<u64>| -> Result<Vec<u64>> {
+                Ok(self
+                    .mul_raw(
+                        &Share(RingTensor::from_vec(&[len], xs)),
+                        &Share(RingTensor::from_vec(&[len], ys)),
+                    )?
+                    .0
+                    .into_data())
+            };
+            let prod = match cdiff {
+                None => product(xs, ys)?,
+                Some(z) if len == 0 => z.0.into_data(),
+                Some(z) => {
+                    let mut p = z.0.into_data();
+                    p.extend(product(xs, ys)?);
+                    p
+                }
+            };
+            let prod = &prod[..];
 
             let next_m = pairs + usize::from(odd);
             let mut next_vals = Vec::with_capacity(rows * next_m);

@@ -7,9 +7,10 @@
 //! we round. Decoding reads the ring element as i64 and divides by 2^f, so negative values
 //! come back negative.
 //!
-//! The truncation mode lives here, beside `frac_bits`, because every party, the dry run
-//! that records the offline plan and the dealer must agree on it: it decides whether the
-//! plan holds truncation masks (proto::trunc).
+//! The truncation mode and the protocol suite (`Protocols`) live here, beside `frac_bits`,
+//! because every party, the dry run that records the offline plan and the dealer must
+//! agree on them: they decide what material the plan holds (truncation masks,
+//! proto::trunc; comparison keys, proto::fss).
 
 use std::fmt;
 use std::str::FromStr;
@@ -95,13 +96,72 @@ impl FromStr for Trunc {
     }
 }
 
-/// Fixed-point codec with `frac_bits` fractional bits, and the truncation mode of products.
+/// Which protocols compute comparisons and everything built on them (ReLU, max, argmax,
+/// pooling, sign steps). `--protocols`, bench key `protocols`.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocols {
+    /// CrypTen's: A2B and B2A with AND and bit material, any number of parties
+    /// (2PC ReLU: 9 rounds, 23 words per element).
+    #[default]
+    Crypten,
+    /// Function secret sharing (proto::fss): a dealer's DCF key per comparison, one
+    /// opening of x + r (2PC ReLU: 2 rounds, 2 words). Exactly 2 parties.
+    Fss,
+}
+
+impl Protocols {
+    /// Refuse a suite that is not defined for `parties` parties.
+    pub fn check(self, parties: usize) -> Result<()> {
+        if self == Protocols::Fss && parties != 2 {
+            return Err(Error::Config(format!(
+                "protocols 'fss' need exactly 2 parties, got {parties}: a comparison key \
+                 (DCF) splits a function between two parties; use 'crypten'"
+            )));
+        }
+        Ok(())
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Protocols::Crypten => "crypten",
+            Protocols::Fss => "fss",
+        }
+    }
+}
+
+impl fmt::Display for Protocols {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Protocols {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Protocols> {
+        match s {
+            "crypten" => Ok(Protocols::Crypten),
+            "fss" => Ok(Protocols::Fss),
+            _ => Err(Error::Config(format!(
+                "unknown protocols '{s}': expected 'crypten' or 'fss'"
+            ))),
+        }
+    }
+}
+
+/// Fixed-point codec with `frac_bits` fractional bits, the truncation mode of products and
+/// the protocol suite of comparisons.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FixedPoint {
     pub frac_bits: u32,
     /// `None`: `Trunc::default_for` the session's number of parties.
     pub trunc: Option<Trunc>,
+    /// Absent in job descriptions from before the fss suite: crypten.
+    #[serde(default)]
+    pub protocols: Protocols,
 }
 
 impl Default for FixedPoint {
@@ -109,6 +169,7 @@ impl Default for FixedPoint {
         FixedPoint {
             frac_bits: DEFAULT_FRAC_BITS,
             trunc: None,
+            protocols: Protocols::Crypten,
         }
     }
 }
@@ -118,13 +179,24 @@ impl FixedPoint {
         assert!(frac_bits < 62, "fixed point needs frac_bits < 62");
         FixedPoint {
             frac_bits,
-            trunc: None,
+            ..FixedPoint::default()
         }
     }
 
     /// The same codec with truncation mode `trunc` (`None`: the default for N).
     pub fn with_trunc(self, trunc: Option<Trunc>) -> Self {
         FixedPoint { trunc, ..self }
+    }
+
+    /// The same codec with protocol suite `protocols`.
+    pub fn with_protocols(self, protocols: Protocols) -> Self {
+        FixedPoint { protocols, ..self }
+    }
+
+    /// The protocol suite for `parties` parties; refuses `fss` for more than 2.
+    pub fn protocols_for(&self, parties: usize) -> Result<Protocols> {
+        self.protocols.check(parties)?;
+        Ok(self.protocols)
     }
 
     /// The truncation mode for `parties` parties; refuses `local` for more than 2.

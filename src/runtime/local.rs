@@ -213,6 +213,7 @@ impl SessionConfig {
         // A mode the parties cannot run (local truncation for N > 2) fails here, before
         // the dry run or the dealer, rather than at the first truncation.
         self.fixed.trunc_for(self.parties)?;
+        self.fixed.protocols_for(self.parties)?;
         Ok(())
     }
 }

@@ -518,7 +518,16 @@ pub fn prepare(
         }
         let mut keep = vec![false; n];
         keep[0] = true;
-        crate::offline::deal_with(&plan, &seeds, cfg.session, &keep).swap_remove(0)
+        let mut dealt = crate::offline::deal_with(&plan, &seeds, cfg.session, &keep);
+        // FSS keys: the correction words every party must receive (its seed cannot make
+        // them), one message per party in plan order, before the online clock.
+        for m in dealt.iter().skip(1) {
+            let words = dealt_words(&plan, m)?;
+            if !words.is_empty() {
+                comm.post(m.party, DEALT_TAG, words.into())?;
+            }
+        }
+        dealt.swap_remove(0)
     } else {
         let w = comm.wait(0, MATERIAL_TAG, 6)?;
         let hash = plan.hash();
@@ -528,12 +537,13 @@ pub fn prepare(
         }
         if got != hash {
             return Err(Error::Material(
-                "the dealer (party 0) recorded a different plan: the parties run different programs (model, batch, parties or --trunc differ)".into(),
+                "the dealer (party 0) recorded a different plan: the parties run different programs (model, batch, parties, --trunc or --protocols differ)".into(),
             ));
         }
         let mut seed = [0u8; 16];
         seed[..8].copy_from_slice(&w[0].to_le_bytes());
         seed[8..].copy_from_slice(&w[1].to_le_bytes());
+        let corrections = receive_dealt(comm, &plan, cfg.id)?;
         PartyMaterial {
             party: cfg.id,
             parties: n,
@@ -541,7 +551,7 @@ pub fn prepare(
             plan: Arc::new(plan),
             plan_hash: hash,
             seed,
-            corrections: Default::default(),
+            corrections,
             expanded: None,
         }
     };
@@ -619,6 +629,63 @@ impl Comm for PhaseComm<'_> {
     fn counters(&self) -> &crate::comm::Counters {
         self.inner.counters()
     }
+}
+
+/// Reserved tag of the dealer's words for a party other than 0 (FSS correction words).
+pub const DEALT_TAG: Tag = Tag(u64::MAX - 3);
+
+/// The words the dealer hands party `m.party` (`Request::dealt_lens`), in plan order.
+fn dealt_words(plan: &crate::offline::Plan, m: &PartyMaterial) -> Result<Vec<u64>> {
+    let mut out = Vec::new();
+    for (key, req) in &plan.entries {
+        if req.dealt_lens(m.party).is_empty() {
+            continue;
+        }
+        let c = m.corrections.get(key).ok_or_else(|| {
+            Error::Material(format!(
+                "the dealer made no words for party {} of operation {key:#018x}",
+                m.party
+            ))
+        })?;
+        c.iter().for_each(|comp| out.extend_from_slice(comp));
+    }
+    Ok(out)
+}
+
+/// The dealer's words for party `me`, split by the plan it recorded itself (so their
+/// size is the plan's, never the sender's choice).
+fn receive_dealt(
+    ep: &dyn Comm,
+    plan: &crate::offline::Plan,
+    me: usize,
+) -> Result<std::collections::HashMap<u64, crate::offline::Material>> {
+    let total: usize = plan
+        .entries
+        .iter()
+        .map(|(_, r)| r.dealt_lens(me).iter().sum::<usize>())
+        .sum();
+    let mut out = std::collections::HashMap::new();
+    if total == 0 {
+        return Ok(out);
+    }
+    let w = ep.wait(0, DEALT_TAG, total)?;
+    let mut off = 0;
+    for (key, req) in &plan.entries {
+        let lens = req.dealt_lens(me);
+        if lens.is_empty() {
+            continue;
+        }
+        let comps = lens
+            .iter()
+            .map(|&l| {
+                let c = w[off..off + l].to_vec();
+                off += l;
+                c
+            })
+            .collect();
+        out.insert(*key, comps);
+    }
+    Ok(out)
 }
 
 /// What the dealer sends a party: its seed and the plan's hash.

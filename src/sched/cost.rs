@@ -21,6 +21,11 @@
 //! With inter-linear, F leaves the critical path: it goes out as background traffic in the
 //! link's idle time; the link still has to carry it, hence the floor B/bw.
 //!
+//! Protocol suites: T_c, B and R are measured from the serial probe run under the job's
+//! own `--protocols`, so the model prices the fss suite by its own counts (a 2-party ReLU
+//! 1 round and 1 word per element instead of 9 and 23; its DCF evaluation is inside
+//! T_c) without a formula of its own per protocol.
+//!
 //! o_b and o_c are the per-round overheads of an extra micro-batch lane and an extra chunk
 //! lane; the first lane's is already inside T_c. With lanes as threads both are a thread
 //! hand-off and message setup, about 30 µs on this machine. As coroutines

@@ -1,0 +1,597 @@
+//! Distributed comparison function (DCF) for f_{α,β}(x) = β if x < α, else 0, with
+//! x, α in an n-bit domain (1 ≤ n ≤ 64) and β in (Z_2^64)^w, w = 1 or 2 words (the
+//! `width`: ReLU's gate carries two payloads in one key): Boyle, Chandran, Gilboa, Gupta,
+//! Ishai, Kumar, Rathee, "Function Secret Sharing for Mixed-Mode and Fixed-Point Secure
+//! Computation", EUROCRYPT 2021, Fig. 1 (Gen^<, Eval^<), for many keys at once.
+//!
+//! Each element's pair of keys shares its correction words (per level: a 128-bit seed
+//! correction s_CW, a value correction V_CW of w words and two bits t_CW^L, t_CW^R; a
+//! final correction CW^(n+1) of w words); only the 128-bit root seeds differ, and each party's root seed
+//! is drawn from its own PRG stream, so the dealer hands out the correction words only
+//! (`Layout`). Eval(0, x) + Eval(1, x) = f_{α,β}(x) in Z_2^64.
+//!
+//! PRG G: {0,1}^127 → (s^L, t^L, s^R, t^R, v^L, v^R): fixed-key AES-128 in the
+//! Matyas-Meyer-Oseas mode, H(z) = AES_k(z) ⊕ z, on the blocks s ⊕ 0 (left: t is bit 0,
+//! the seed the rest), s ⊕ 1 (right) and, for the values, s ⊕ 2 (w = 1: v^L its low
+//! half, v^R its high half) or s ⊕ 2 and s ⊕ 3 (w = 2: v^L and v^R a block each); seeds
+//! have bit 0 cleared, so the inputs differ. Convert(s) into (Z_2^64)^w is H(s ⊕ 4), a
+//! uniform block (the seed's own low word has bit 0 cleared). One fixed key (not one per
+//! output) lets one `encrypt_blocks` call cover every element of a batch whichever side
+//! its input bit takes, so AES-NI pipelines the blocks.
+//!
+//! Cost per element: Gen 2·(2 + w)·n + 2 AES blocks (both keys), Eval 2n + 1 (the chosen
+//! side, its value block, and the final conversion). Both run over the rayon pool in tasks of `TASK` elements, each in
+//! batches of `BATCH` elements per AES pass.
+
+use aes::cipher::{BlockEncrypt, KeyInit};
+use aes::{Aes128, Block};
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+
+/// The PRG's fixed, public AES key.
+const PRG_KEY: [u8; 16] = *b"mpc-pipe dcf prg";
+/// Elements whose blocks go through AES in one pass.
+const BATCH: usize = 8;
+/// Elements per rayon task.
+const TASK: usize = 1024;
+
+/// Per-element word counts of an n-level key (element-major components: element j's
+/// words are `j*w .. (j+1)*w` of each component).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub bits: u32,
+    /// Payload words w (1 or 2).
+    pub width: usize,
+}
+
+impl Layout {
+    /// A party's root seed (its own: not dealt).
+    pub const SEED_WORDS: usize = 2;
+    /// Largest payload width.
+    pub const MAX_WIDTH: usize = 2;
+
+    pub fn new(bits: u32, width: usize) -> Result<Layout> {
+        if !(1..=64).contains(&bits) || !(1..=Self::MAX_WIDTH).contains(&width) {
+            return Err(Error::Config(format!(
+                "a comparison key needs a domain of 1 to 64 bits and 1 or 2 payload words, \
+                 got {bits} bits and {width} words"
+            )));
+        }
+        Ok(Layout { bits, width })
+    }
+    /// The final correction CW^(n+1), w words.
+    pub fn last_words(&self) -> usize {
+        self.width
+    }
+    /// s_CW per level, two words (low, high).
+    pub fn scw_words(&self) -> usize {
+        2 * self.bits as usize
+    }
+    /// V_CW per level, w words.
+    pub fn vcw_words(&self) -> usize {
+        self.bits as usize * self.width
+    }
+    /// t_CW^L, t_CW^R of level i at bits 2i, 2i + 1.
+    pub fn tcw_words(&self) -> usize {
+        (2 * self.bits as usize).div_ceil(64)
+    }
+    /// Words both parties' keys share, per element.
+    pub fn common_words(&self) -> usize {
+        self.scw_words() + self.vcw_words() + self.tcw_words() + self.last_words()
+    }
+    /// Bytes of one party's key per element: its root seed and the shared corrections.
+    pub fn key_bytes(&self) -> usize {
+        8 * (Self::SEED_WORDS + self.common_words())
+    }
+    /// Values must lie in 0..2^bits.
+    fn check(&self, what: &str, v: &[u64]) -> Result<()> {
+        // The message never names the value: it may be a secret mask.
+        if self.bits < 64 && v.iter().any(|&x| x >> self.bits != 0) {
+            return Err(Error::Protocol(format!(
+                "a DCF {what} lies outside its {}-bit domain",
+                self.bits
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The correction words both parties' keys share, for `len` elements (element-major).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CorrectionWords {
+    pub scw: Vec<u64>,
+    pub vcw: Vec<u64>,
+    pub tcw: Vec<u64>,
+    pub last: Vec<u64>,
+}
+
+impl CorrectionWords {
+    fn zeros(l: Layout, len: usize) -> Self {
+        CorrectionWords {
+            scw: vec![0; len * l.scw_words()],
+            vcw: vec![0; len * l.vcw_words()],
+            tcw: vec![0; len * l.tcw_words()],
+            last: vec![0; len * l.last_words()],
+        }
+    }
+}
+
+/// One party's keys for `len` elements: its root seeds and the shared corrections.
+#[derive(Clone, Copy)]
+pub struct Keys<'a> {
+    pub layout: Layout,
+    pub seed: &'a [u64],
+    pub scw: &'a [u64],
+    pub vcw: &'a [u64],
+    pub tcw: &'a [u64],
+    pub last: &'a [u64],
+}
+
+impl<'a> Keys<'a> {
+    /// Number of elements, after checking every component holds exactly that many keys.
+    fn len(&self) -> Result<usize> {
+        let l = self.layout;
+        let n = self.last.len() / l.last_words();
+        let ok = self.last.len() == n * l.last_words()
+            && self.seed.len() == n * Layout::SEED_WORDS
+            && self.scw.len() == n * l.scw_words()
+            && self.vcw.len() == n * l.vcw_words()
+            && self.tcw.len() == n * l.tcw_words();
+        if !ok {
+            return Err(Error::Material(format!(
+                "comparison keys of inconsistent sizes for {n} elements"
+            )));
+        }
+        Ok(n)
+    }
+}
+
+fn seed_of(w: &[u64]) -> u128 {
+    (w[0] as u128 | (w[1] as u128) << 64) & !1
+}
+
+/// x·(−1)^neg in Z_2^64.
+fn signed(x: u64, neg: bool) -> u64 {
+    if neg {
+        x.wrapping_neg()
+    } else {
+        x
+    }
+}
+
+/// The fixed-key permutation of the MMO hash, many blocks per call. Callers add the
+/// input back themselves (H(z) = AES_k(z) ⊕ z), recomputing it from the seed they hold
+/// rather than keeping a copy: the copy cost 12% of evaluation.
+struct Mmo {
+    aes: Aes128,
+}
+
+/// u128 words as AES blocks, without copying: the blocks are the words' bytes in native
+/// order (little-endian on x86 and aarch64), so both parties must share a byte order.
+fn as_blocks_mut(z: &mut [u128]) -> &mut [Block] {
+    // SAFETY: `Block` is `GenericArray<u8, U16>`, a `repr(transparent)` [u8; 16]: same size
+    // as u128, alignment 1 (u128's is larger), and every bit pattern is valid for both.
+    unsafe { std::slice::from_raw_parts_mut(z.as_mut_ptr() as *mut Block, z.len()) }
+}
+
+impl Mmo {
+    fn new() -> Mmo {
+        Mmo {
+            aes: Aes128::new(&PRG_KEY.into()),
+        }
+    }
+    /// z ← AES_k(z), in place.
+    fn permute(&self, z: &mut [u128]) {
+        self.aes.encrypt_blocks(as_blocks_mut(z));
+    }
+}
+
+/// Gen^< for every element: keys of f_{α_j, β_j} (β_j: words `j*w..(j+1)*w` of `beta`)
+/// from the parties' root seeds (`seeds[b]`, two words per element). Elements in parallel on the rayon pool.
+pub fn gen(
+    layout: Layout,
+    alpha: &[u64],
+    beta: &[u64],
+    seeds: [&[u64]; 2],
+) -> Result<CorrectionWords> {
+    let len = alpha.len();
+    if beta.len() != len * layout.width || seeds.iter().any(|s| s.len() != len * Layout::SEED_WORDS)
+    {
+        return Err(Error::Material(format!(
+            "DCF key generation for {len} elements given mismatched inputs"
+        )));
+    }
+    layout.check("threshold", alpha)?;
+    let l = layout;
+    let mut out = CorrectionWords::zeros(l, len);
+    let tasks = out
+        .scw
+        .par_chunks_mut(TASK * l.scw_words())
+        .zip(out.vcw.par_chunks_mut(TASK * l.vcw_words()))
+        .zip(out.tcw.par_chunks_mut(TASK * l.tcw_words()))
+        .zip(out.last.par_chunks_mut(TASK * l.last_words()))
+        .enumerate();
+    tasks.for_each(|(task, (((scw, vcw), tcw), last))| {
+        let mmo = Mmo::new();
+        let j0 = task * TASK;
+        let w = l.width;
+        let count = last.len() / w;
+        for b0 in (0..count).step_by(BATCH) {
+            let nb = BATCH.min(count - b0);
+            let at = j0 + b0;
+            gen_batch(
+                l,
+                &mmo,
+                &alpha[at..at + nb],
+                &beta[at * w..(at + nb) * w],
+                [
+                    &seeds[0][2 * at..2 * (at + nb)],
+                    &seeds[1][2 * at..2 * (at + nb)],
+                ],
+                &mut scw[b0 * l.scw_words()..(b0 + nb) * l.scw_words()],
+                &mut vcw[b0 * l.vcw_words()..(b0 + nb) * l.vcw_words()],
+                &mut tcw[b0 * l.tcw_words()..(b0 + nb) * l.tcw_words()],
+                &mut last[b0 * w..(b0 + nb) * w],
+            );
+        }
+    });
+    Ok(out)
+}
+
+/// Gen^< (Fig. 1) for one batch of at most BATCH elements; the step numbers are the
+/// figure's.
+#[allow(clippy::too_many_arguments)]
+fn gen_batch(
+    l: Layout,
+    mmo: &Mmo,
+    alpha: &[u64],
+    beta: &[u64],
+    seeds: [&[u64]; 2],
+    scw: &mut [u64],
+    vcw: &mut [u64],
+    tcw: &mut [u64],
+    last: &mut [u64],
+) {
+    let nb = alpha.len();
+    let n = l.bits as usize;
+    // Step 2-3: root seeds; t_b^(0) = b.
+    let mut s = [[0u128; BATCH]; 2];
+    let mut t = [[false; BATCH]; 2];
+    for j in 0..nb {
+        for b in 0..2 {
+            s[b][j] = seed_of(&seeds[b][2 * j..2 * j + 2]);
+            t[b][j] = b == 1;
+        }
+    }
+    let w = l.width;
+    let tw = l.tcw_words();
+    // Blocks per party per level: s ⊕ 0, s ⊕ 1 and the value blocks (module doc).
+    let nc = 2 + if w == 1 { 1 } else { 2 };
+    let mut v_alpha = [[0u64; Layout::MAX_WIDTH]; BATCH];
+    let mut z = vec![0u128; 2 * nc * BATCH];
+    for i in 0..n {
+        for j in 0..nb {
+            for b in 0..2 {
+                for c in 0..nc {
+                    z[2 * nc * j + nc * b + c] = s[b][j] ^ c as u128;
+                }
+            }
+        }
+        mmo.permute(&mut z[..2 * nc * nb]);
+        for j in 0..nb {
+            let a_i = (alpha[j] >> (n - 1 - i)) & 1 == 1;
+            // Step 5: s^L || t^L, s^R || t^R, and v^L, v^R (w words each) for each party.
+            let g = |b: usize| {
+                let h = |c: usize| z[2 * nc * j + nc * b + c] ^ s[b][j] ^ c as u128;
+                let (hl, hr) = (h(0), h(1));
+                let v = if w == 1 {
+                    let hv = h(2);
+                    [[hv as u64, 0], [(hv >> 64) as u64, 0]]
+                } else {
+                    let (vl, vr) = (h(2), h(3));
+                    [
+                        [vl as u64, (vl >> 64) as u64],
+                        [vr as u64, (vr >> 64) as u64],
+                    ]
+                };
+                ([(hl & !1, hl & 1 == 1), (hr & !1, hr & 1 == 1)], v)
+            };
+            let (st0, v0) = g(0);
+            let (st1, v1) = g(1);
+            // Step 6-7: Keep is the side α takes, Lose the other (0 = L, 1 = R).
+            let (keep, lose) = if a_i { (1, 0) } else { (0, 1) };
+            let neg = t[1][j];
+            // Step 8.
+            let s_cw = st0[lose].0 ^ st1[lose].0;
+            for k in 0..w {
+                // Step 9.
+                let mut v_cw = signed(
+                    v1[lose][k]
+                        .wrapping_sub(v0[lose][k])
+                        .wrapping_sub(v_alpha[j][k]),
+                    neg,
+                );
+                // Step 10-11: α going right means x going left is below α: payload β.
+                if lose == 0 {
+                    v_cw = v_cw.wrapping_add(signed(beta[j * w + k], neg));
+                }
+                // Step 12.
+                v_alpha[j][k] = v_alpha[j][k]
+                    .wrapping_sub(v1[keep][k])
+                    .wrapping_add(v0[keep][k])
+                    .wrapping_add(signed(v_cw, neg));
+                vcw[(j * n + i) * w + k] = v_cw;
+            }
+            // Step 13.
+            let t_cw = [st0[0].1 ^ st1[0].1 ^ a_i ^ true, st0[1].1 ^ st1[1].1 ^ a_i];
+            // Step 14: the correction word.
+            scw[j * 2 * n + 2 * i] = s_cw as u64;
+            scw[j * 2 * n + 2 * i + 1] = (s_cw >> 64) as u64;
+            for (side, &bit) in t_cw.iter().enumerate() {
+                let k = 2 * i + side;
+                tcw[j * tw + k / 64] |= (bit as u64) << (k % 64);
+            }
+            // Step 15-16.
+            for (b, st) in [st0, st1].iter().enumerate() {
+                let tb = t[b][j];
+                s[b][j] = st[keep].0 ^ if tb { s_cw } else { 0 };
+                t[b][j] = st[keep].1 ^ (tb & t_cw[keep]);
+            }
+        }
+    }
+    // Step 18: CW^(n+1), with Convert(s) = H(s ⊕ 4).
+    for j in 0..nb {
+        for b in 0..2 {
+            z[2 * j + b] = s[b][j] ^ 4;
+        }
+    }
+    mmo.permute(&mut z[..2 * nb]);
+    for j in 0..nb {
+        let conv = |b: usize| {
+            let h = z[2 * j + b] ^ s[b][j] ^ 4;
+            [h as u64, (h >> 64) as u64]
+        };
+        let (c0, c1) = (conv(0), conv(1));
+        for k in 0..w {
+            last[j * w + k] = signed(
+                c1[k].wrapping_sub(c0[k]).wrapping_sub(v_alpha[j][k]),
+                t[1][j],
+            );
+        }
+    }
+}
+
+/// Eval^< by `party` (0 or 1) of its keys at the public points `x`: its share of
+/// f_{α,β}(x) per element (w words each, element-major). Elements in parallel on the
+/// rayon pool.
+pub fn eval(party: usize, keys: Keys<'_>, x: &[u64]) -> Result<Vec<u64>> {
+    let len = keys.len()?;
+    if x.len() != len || party > 1 {
+        return Err(Error::Protocol(format!(
+            "DCF evaluation of {} points with {len} keys by party {party}",
+            x.len()
+        )));
+    }
+    let l = keys.layout;
+    l.check("input", x)?;
+    let w = l.width;
+    let mut out = vec![0u64; len * w];
+    out.par_chunks_mut(TASK * w)
+        .enumerate()
+        .for_each(|(task, o)| {
+            let mmo = Mmo::new();
+            let j0 = task * TASK;
+            let count = o.len() / w;
+            for b0 in (0..count).step_by(BATCH) {
+                let nb = BATCH.min(count - b0);
+                let (a, e) = (j0 + b0, j0 + b0 + nb);
+                let k = Keys {
+                    layout: l,
+                    seed: &keys.seed[2 * a..2 * e],
+                    scw: &keys.scw[a * l.scw_words()..e * l.scw_words()],
+                    vcw: &keys.vcw[a * l.vcw_words()..e * l.vcw_words()],
+                    tcw: &keys.tcw[a * l.tcw_words()..e * l.tcw_words()],
+                    last: &keys.last[a * w..e * w],
+                };
+                eval_batch(party, &mmo, k, &x[a..e], &mut o[b0 * w..(b0 + nb) * w]);
+            }
+        });
+    Ok(out)
+}
+
+/// Eval^< (Fig. 1) for one batch of at most BATCH elements.
+fn eval_batch(party: usize, mmo: &Mmo, k: Keys<'_>, x: &[u64], out: &mut [u64]) {
+    let nb = x.len();
+    let l = k.layout;
+    let n = l.bits as usize;
+    let tw = l.tcw_words();
+    // x·(−1)^party as (x ^ sign) − sign.
+    let sign = 0u64.wrapping_sub(party as u64);
+    let mut s = [0u128; BATCH];
+    let mut t = [party as u64; BATCH];
+    let w = l.width;
+    let mut v = [[0u64; Layout::MAX_WIDTH]; BATCH];
+    for (s, words) in s.iter_mut().zip(k.seed.chunks_exact(2)) {
+        *s = seed_of(words);
+    }
+    // The value block of `side` (module doc): w = 1 shares one block between the sides.
+    let vblock = |side: usize| if w == 1 { 2 } else { 2 + side };
+    // Per element: [s ⊕ side, s ⊕ vblock(side)] hashed.
+    let mut z = vec![0u128; 2 * BATCH];
+    for i in 0..n {
+        for j in 0..nb {
+            let side = ((x[j] >> (n - 1 - i)) & 1) as usize;
+            z[2 * j] = s[j] ^ side as u128;
+            z[2 * j + 1] = s[j] ^ vblock(side) as u128;
+        }
+        mmo.permute(&mut z[..2 * nb]);
+        for j in 0..nb {
+            // Branch-free: t and the side are uniformly random bits, so branches on them
+            // would mispredict half the time (this loop is most of the evaluation).
+            let side = ((x[j] >> (n - 1 - i)) & 1) as usize;
+            let h = z[2 * j] ^ s[j] ^ side as u128;
+            let hv = z[2 * j + 1] ^ s[j] ^ vblock(side) as u128;
+            let mask = 0u64.wrapping_sub(t[j]);
+            let wide = (mask as u128) | ((mask as u128) << 64);
+            let at = j * 2 * n + 2 * i;
+            let s_cw = k.scw[at] as u128 | (k.scw[at + 1] as u128) << 64;
+            let bit = 2 * i + side;
+            let t_cw = (k.tcw[j * tw + bit / 64] >> (bit % 64)) & 1;
+            // w = 1: this side's half of the shared block; w = 2: the side's own block.
+            let v_side = if w == 1 {
+                [(hv >> (64 * side)) as u64, 0]
+            } else {
+                [hv as u64, (hv >> 64) as u64]
+            };
+            for c in 0..w {
+                let add = v_side[c].wrapping_add(k.vcw[(j * n + i) * w + c] & mask);
+                v[j][c] = v[j][c].wrapping_add(add ^ sign).wrapping_sub(sign);
+            }
+            s[j] = (h & !1) ^ (s_cw & wide);
+            t[j] = (h as u64 & 1) ^ (t_cw & mask);
+        }
+    }
+    // Convert(s^(n)) = H(s ⊕ 4).
+    for j in 0..nb {
+        z[j] = s[j] ^ 4;
+    }
+    mmo.permute(&mut z[..nb]);
+    for j in 0..nb {
+        let h = z[j] ^ s[j] ^ 4;
+        let conv = [h as u64, (h >> 64) as u64];
+        let mask = 0u64.wrapping_sub(t[j]);
+        for c in 0..w {
+            let fin = conv[c].wrapping_add(k.last[j * w + c] & mask);
+            out[j * w + c] = v[j][c].wrapping_add((fin ^ sign).wrapping_sub(sign));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prg::Prg;
+
+    /// Both parties' keys for thresholds `alpha` and payloads `beta`, from PRG seeds.
+    fn keys_for(l: Layout, alpha: &[u64], beta: &[u64]) -> (Vec<u64>, Vec<u64>, CorrectionWords) {
+        let n = alpha.len();
+        let mut s0 = vec![0u64; 2 * n];
+        let mut s1 = vec![0u64; 2 * n];
+        Prg::new(&[1; 16], l.bits as u64).fill_u64(&mut s0);
+        Prg::new(&[2; 16], l.bits as u64).fill_u64(&mut s1);
+        let cw = gen(l, alpha, beta, [&s0, &s1]).unwrap();
+        (s0, s1, cw)
+    }
+
+    fn key<'a>(l: Layout, seed: &'a [u64], cw: &'a CorrectionWords) -> Keys<'a> {
+        Keys {
+            layout: l,
+            seed,
+            scw: &cw.scw,
+            vcw: &cw.vcw,
+            tcw: &cw.tcw,
+            last: &cw.last,
+        }
+    }
+
+    fn reconstruct(l: Layout, s: [&[u64]; 2], cw: &CorrectionWords, x: &[u64]) -> Vec<u64> {
+        let y0 = eval(0, key(l, s[0], cw), x).unwrap();
+        let y1 = eval(1, key(l, s[1], cw), x).unwrap();
+        y0.iter()
+            .zip(&y1)
+            .map(|(a, b)| a.wrapping_add(*b))
+            .collect()
+    }
+
+    /// Every key evaluated at 0, α−1, α, α+1, 2^n−1 and random points equals the plain
+    /// f_{α,β}(x) = β·[x < α] in every payload word, for n = 1, 2, 8, 63, 64, payloads of
+    /// 1 and 2 words, and random and edge thresholds.
+    #[test]
+    fn dcf_matches_the_plain_comparison_at_edges_and_random_points() {
+        for width in [1, 2] {
+            for bits in [1u32, 2, 8, 63, 64] {
+                let l = Layout::new(bits, width).unwrap();
+                let max = if bits == 64 {
+                    u64::MAX
+                } else {
+                    (1u64 << bits) - 1
+                };
+                let mut rng = Prg::new(&[9; 16], bits as u64);
+                let mut alphas = vec![0, 1, max, (max - 1) & max, max / 2, max / 2 + 1];
+                for _ in 0..40 {
+                    alphas.push(rng.next_u64() & max);
+                }
+                // Every threshold against every probe: element e = (threshold, probe).
+                let mut a = Vec::new();
+                let mut beta = Vec::new();
+                let mut x = Vec::new();
+                for &al in &alphas {
+                    let mut probes = vec![
+                        0,
+                        max,
+                        al,
+                        al.wrapping_sub(1) & max,
+                        al.wrapping_add(1) & max,
+                    ];
+                    for _ in 0..8 {
+                        probes.push(rng.next_u64() & max);
+                    }
+                    for p in probes {
+                        a.push(al);
+                        for _ in 0..width {
+                            beta.push(rng.next_u64());
+                        }
+                        x.push(p);
+                    }
+                }
+                let (s0, s1, cw) = keys_for(l, &a, &beta);
+                let got = reconstruct(l, [&s0, &s1], &cw, &x);
+                for e in 0..a.len() {
+                    for c in 0..width {
+                        let want = if x[e] < a[e] { beta[e * width + c] } else { 0 };
+                        assert_eq!(
+                            got[e * width + c],
+                            want,
+                            "n={bits} w={width} α={} x={} word {c}",
+                            a[e],
+                            x[e]
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// A single party's share is not the function's value (the keys are split), and
+    /// more elements than one task (TASK) and than a batch are handled.
+    #[test]
+    fn dcf_over_several_tasks_and_one_share_alone_is_not_the_value() {
+        for width in [1, 2] {
+            let l = Layout::new(63, width).unwrap();
+            let n = 2 * TASK + 7;
+            let mut rng = Prg::new(&[4; 16], 0);
+            let a: Vec<u64> = (0..n).map(|_| rng.next_u64() >> 1).collect();
+            let x: Vec<u64> = (0..n).map(|_| rng.next_u64() >> 1).collect();
+            let beta = vec![1u64; n * width];
+            let (s0, s1, cw) = keys_for(l, &a, &beta);
+            let got = reconstruct(l, [&s0, &s1], &cw, &x);
+            for e in 0..n * width {
+                assert_eq!(got[e], (x[e / width] < a[e / width]) as u64);
+            }
+            let y0 = eval(0, key(l, &s0, &cw), &x).unwrap();
+            assert!(y0.iter().filter(|&&v| v <= 1).count() < 5);
+        }
+    }
+
+    #[test]
+    fn out_of_domain_thresholds_and_inputs_are_refused() {
+        let l = Layout::new(8, 1).unwrap();
+        let zero = [0u64, 0];
+        let e = gen(l, &[256], &[1], [&zero[..], &zero[..]]).unwrap_err();
+        assert!(e.to_string().contains("8-bit domain"), "{e}");
+        for (bits, width) in [(0, 1), (65, 1), (8, 0), (8, 3)] {
+            assert!(Layout::new(bits, width).is_err());
+        }
+    }
+}

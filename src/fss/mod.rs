@@ -1,0 +1,23 @@
+//! Function secret sharing: the dealer's keys and the parties' local evaluation of
+//! distributed comparison functions (`dcf`), the primitive of the `--protocols fss` suite
+//! (proto::fss). Depends on aes, rayon and error only: the dealer (offline) makes keys
+//! with it and the online protocols (proto) evaluate them, so it sits beside prg, below
+//! both.
+
+pub mod dcf;
+
+pub use dcf::{CorrectionWords, Keys, Layout};
+
+/// Domain of the comparison inside `ltz` under `--protocols fss`: the low 63 bits of the
+/// opened x + r (proto::fss derives the sign from them, bit 63 and the mask's top bit), so
+/// every 64-bit value is compared exactly; there is no narrower domain to overflow.
+pub const LTZ_DCF_BITS: u32 = 63;
+
+/// The key layout of proto::fss's gate: one payload word for `ltz`, two for ReLU (the
+/// sign's and the mask-times-sign's, so ReLU needs no product round).
+pub fn ltz_layout(relu: bool) -> Layout {
+    Layout {
+        bits: LTZ_DCF_BITS,
+        width: 1 + usize::from(relu),
+    }
+}
