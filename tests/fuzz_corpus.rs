@@ -159,4 +159,16 @@ fn fuzz_findings_stay_fixed() {
         Err(mpc_pipe::Error::Config(m)) => assert!(m.contains("has no output"), "{m}"),
         other => panic!("{:?}", other.map(|_| "imported")),
     }
+    // onnx_model: a Concat whose inputs were all empty constants indexed the first of
+    // none and panicked (found after 5.4 M executions); now an error naming the node.
+    match mpc_pipe::onnx::import(
+        &read("onnx_model", "regress-concat-of-empty-constants"),
+        None,
+        "regress.onnx",
+    ) {
+        Err(mpc_pipe::Error::Config(m)) => {
+            assert!(m.contains("no non-empty input to concatenate"), "{m}")
+        }
+        other => panic!("{:?}", other.map(|_| "imported")),
+    }
 }

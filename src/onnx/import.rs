@@ -654,7 +654,12 @@ impl<'m> Importer<'m> {
                         Val::Const(c) => xs.push(self.const_id(n, k, &c)),
                     }
                 }
-                let r = self.b.shape(xs[0]).len();
+                // Empty constants are dropped above; a Concat of nothing else (found by
+                // the onnx_model fuzz target) has no shape to take the rank from.
+                let Some(&first) = xs.first() else {
+                    return Err(self.refuse(n, "no non-empty input to concatenate"));
+                };
+                let r = self.b.shape(first).len();
                 let axis = self.axis(n, self.attr_i(n, "axis", 0), r, "axis")?;
                 let y = self.node(n, Op::Concat { axis }, &xs)?;
                 self.set(n, Val::Act(y))
