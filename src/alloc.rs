@@ -1,5 +1,7 @@
 //! The binary's global allocator: the system's, optionally asking for transparent huge
-//! pages on large blocks (`MPC_PIPE_HUGEPAGES=1`). Depends on libc only.
+//! pages on large blocks (`MPC_PIPE_HUGEPAGES=1`); and the process's read-only zero region
+//! (`zero_words`), which lets a tensor of zeros cost no memory until it is written.
+//! Depends on libc only.
 //!
 //! Why: a party's big buffers (material, messages, activations of a full-size model) are
 //! faulted in 4 KiB at a time, and on this VM a 2-party VGG16 spent more time in the kernel
@@ -10,6 +12,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 /// On with `MPC_PIPE_HUGEPAGES=1` in the environment (read by `main`). Off by default: on
 /// a 2-party VGG16 (before the allocator kept large blocks in one arena) it cut page faults
@@ -20,6 +23,14 @@ static ENABLED: AtomicBool = AtomicBool::new(false);
 /// Turn the huge-page advice on or off (before heavy allocation).
 pub fn set_enabled(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
+}
+
+/// Prefault large blocks (`MADV_POPULATE_WRITE`) when they are allocated.
+static PREFAULT: AtomicBool = AtomicBool::new(false);
+
+/// Turn prefaulting of large blocks on or off (before heavy allocation).
+pub fn set_prefault(on: bool) {
+    PREFAULT.store(on, Ordering::Relaxed);
 }
 
 /// Smallest block given huge pages.
@@ -44,6 +55,21 @@ fn advise(p: *mut u8, len: usize) {
             }
         }
     }
+    #[cfg(target_os = "linux")]
+    if !p.is_null() && len >= HUGE && PREFAULT.load(Ordering::Relaxed) {
+        let start = (p as usize).next_multiple_of(4096);
+        let end = (p as usize + len) & !4095;
+        // SAFETY: the range lies inside a block we own; MADV_POPULATE_WRITE faults its
+        // pages in (as a write would, without changing any byte). A refusal (an old
+        // kernel) leaves them to fault on first touch, so the result is ignored.
+        unsafe {
+            libc::madvise(
+                start as *mut libc::c_void,
+                end - start,
+                libc::MADV_POPULATE_WRITE,
+            );
+        }
+    }
 }
 
 // SAFETY: every call is forwarded to `System` with the caller's layout; `advise` does not
@@ -55,6 +81,16 @@ unsafe impl GlobalAlloc for HugePages {
         p
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if layout.size() >= HUGE && PREFAULT.load(Ordering::Relaxed) {
+            // Faulted in by the advice, then zeroed: calloc would fault the pages one by
+            // one as its memset (or the caller) first touches them.
+            let p = System.alloc(layout);
+            advise(p, layout.size());
+            if !p.is_null() {
+                std::ptr::write_bytes(p, 0, layout.size());
+            }
+            return p;
+        }
         let p = System.alloc_zeroed(layout);
         advise(p, layout.size());
         p
@@ -67,4 +103,48 @@ unsafe impl GlobalAlloc for HugePages {
         advise(q, new_size);
         q
     }
+}
+
+/// Words of the zero region: 64 GiB of address space, more than any tensor this machine
+/// could hold, of which nothing is backed by memory.
+const ZERO_REGION_WORDS: usize = 1 << 33;
+
+/// `n` zero words that cost no memory: a slice of one read-only anonymous mapping made
+/// once per process. Nothing is charged for it (read-only private mappings are not
+/// committed memory) and reading it maps the kernel's shared zero page, so the plan's dry
+/// run can hand placeholder tensors of any size around for free. None for more than the
+/// region holds, or where it cannot be mapped (the caller then allocates).
+pub fn zero_words(n: usize) -> Option<&'static [u64]> {
+    static REGION: OnceLock<usize> = OnceLock::new();
+    let base = *REGION.get_or_init(map_zero_region);
+    if base == 0 || n > ZERO_REGION_WORDS {
+        return None;
+    }
+    // SAFETY: `base` is the start of a readable mapping of ZERO_REGION_WORDS words, 8-byte
+    // aligned (page aligned), never unmapped and never writable (PROT_READ), and anonymous
+    // memory reads as zeros: a valid `&'static [u64]` of any length up to the region's.
+    Some(unsafe { std::slice::from_raw_parts(base as *const u64, n) })
+}
+
+/// The region's address, or 0 when it cannot be had.
+fn map_zero_region() -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: a fresh anonymous mapping at an address of the kernel's choosing; it
+        // aliases nothing and is never unmapped.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                ZERO_REGION_WORDS * 8,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p != libc::MAP_FAILED {
+            return p as usize;
+        }
+    }
+    0
 }

@@ -3,7 +3,8 @@
 //! warm-up and repetitions, and appends one CSV row per (configuration, scheme).
 //! Depends on runtime, sched, model, offline, profile (traces), transport::emulator.
 //!
-//! Files: config.rs (the TOML matrix), jobs.rs (a point's resumed rows, serial probe and
+//! Files: bound.rs (a job's floor: its products at the GEMM rate, its keystream at the
+//! PRG rate), config.rs (the TOML matrix), jobs.rs (a point's resumed rows, serial probe and
 //! per-scheme jobs), row.rs (a row from a measurement, η and its 5% threshold), csv_out.rs
 //! (the CSV), progress.rs; this file measures: repetitions, interleaved turns, the sweep.
 //!
@@ -36,6 +37,7 @@
 //! as soon as it is measured; with `interleave`, the rows of a configuration finish
 //! together, after its last turn.
 
+pub mod bound;
 pub mod config;
 pub mod csv_out;
 pub mod jobs;

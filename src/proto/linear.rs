@@ -16,7 +16,7 @@ use super::share::Share;
 use crate::error::{Error, Result};
 use crate::kernels;
 use crate::offline::{Request, Triple};
-use crate::ring::RingTensor;
+use crate::ring::{PlainTensor, RingTensor};
 
 /// The bilinear product of a linear layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +32,27 @@ impl LinearOp {
         match *self {
             LinearOp::Matmul => kernels::matmul(x, w),
             LinearOp::Conv2d { stride, padding } => kernels::conv2d(x, w, stride, padding),
+        }
+    }
+
+    /// op(x, w) added to `out` (the output's words): a Beaver product's terms summed in
+    /// one buffer, with no output tensor per term and no pass to add them.
+    pub fn apply_add(&self, x: &RingTensor, w: &RingTensor, out: &mut [u64]) {
+        match *self {
+            LinearOp::Matmul => {
+                let (m, k, n) = (x.shape()[0], x.shape()[1], w.shape()[1]);
+                assert!(
+                    x.shape().len() == 2 && w.shape() == [k, n] && out.len() == m * n,
+                    "matmul {:?}·{:?} into {} words",
+                    x.shape(),
+                    w.shape(),
+                    out.len()
+                );
+                kernels::gemm_into(m, k, n, x.data(), w.data(), out, true)
+            }
+            LinearOp::Conv2d { stride, padding } => {
+                kernels::conv2d_into(x, w, stride, padding, out, true)
+            }
         }
     }
 
@@ -153,7 +174,7 @@ impl<'a> Ctx<'a> {
         let req = op.request(x.shape(), w.shape())?;
         let out = op.out_shape(x.shape(), w.shape());
         let z = self.beaver("linear", req, &x.0, &w.0, &out, |a, b| op.apply(a, b))?;
-        self.trunc(&Share(z))
+        self.trunc_owned(Share(z))
     }
 
     /// As `linear`, consuming the weight share so that it is freed once masked (a large
@@ -162,13 +183,13 @@ impl<'a> Ctx<'a> {
         let req = op.request(x.shape(), w.shape())?;
         let out = op.out_shape(x.shape(), w.shape());
         let z = self.beaver("linear", req, &x.0, w.0, &out, |a, b| op.apply(a, b))?;
-        self.trunc(&Share(z))
+        self.trunc_owned(Share(z))
     }
 
     /// Public-weight linear product: each party multiplies its own share, no round (N = 2).
     pub fn linear_public(&self, op: LinearOp, x: &Share, w: &RingTensor) -> Result<Share> {
         op.request(x.shape(), w.shape())?;
-        self.trunc(&Share(self.product(op, &x.0, w)))
+        self.trunc_owned(Share(self.product(op, &x.0, w)))
     }
 
     /// X·W with private weights.
@@ -207,30 +228,29 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Party `owner`'s weight `w` (or bias), secret-shared for free (PRZS under `key`).
+    /// Party `owner`'s real-valued weight `w` (or bias), encoded in fixed point and
+    /// secret-shared for free (PRZS under `key`): encoded as the sharing is written, so the
+    /// encoded weight is never a tensor of its own.
     pub fn share_constant(
         &self,
         key: u64,
         owner: usize,
-        w: Option<&RingTensor>,
+        w: Option<&PlainTensor>,
         shape: &[usize],
     ) -> Result<Share> {
-        let mut z = self.zero_sharing_at(key, shape, Combine::Add, false);
-        if self.party() == owner && !self.is_dry() {
-            let v = w.ok_or_else(|| {
-                Error::Config(format!(
-                    "party {owner} shares a constant but was given none"
-                ))
-            })?;
-            if v.shape() != shape {
-                return Err(Error::Shape(format!(
-                    "constant of shape {:?} shared as {shape:?}",
-                    v.shape()
-                )));
-            }
-            z.add_assign(v);
-        }
-        Ok(Share(z))
+        let w = self.owner_value(owner, w.map(|w| (w, w.shape())), shape, "a constant")?;
+        let fp = self.fixed();
+        let value = w.map(|w| {
+            let d = w.data();
+            move |i: usize| fp.encode(d[i])
+        });
+        Ok(Share(self.zero_sharing(
+            key,
+            shape,
+            Combine::Add,
+            false,
+            value,
+        )))
     }
 
     /// First half of a private-weight layer: open F = W - B (one round, input-independent)
@@ -258,13 +278,14 @@ impl<'a> Ctx<'a> {
         let req = op.request(x_shape, w_shape)?;
         let material = self.material_whole(keys.triple, req)?;
         if self.is_dry() {
-            // Placeholders never read: zeros the allocator need not touch.
+            // Placeholders never read: zeros stored nowhere, and no C (`prepared` reads
+            // it only online).
             return Ok(LinearTriple {
                 op,
                 key: keys.triple,
                 a: Arc::new(RingTensor::zeros(x_shape)),
                 b: RingTensor::zeros(w_shape),
-                c: vec![0; op.out_shape(x_shape, w_shape).iter().product()],
+                c: Vec::new(),
             });
         }
         let Triple { a, b, c } = Triple::from_material(material)?;
@@ -295,18 +316,23 @@ impl<'a> Ctx<'a> {
         Ok(masked)
     }
 
-    /// C + A·F and B + F (party 0) or B: the layer with its weight mask F known.
+    /// C + A·F (in C's buffer) and B + F (party 0) or B: the layer with its weight mask
+    /// F known.
     fn prepared(&self, t: LinearTriple, f: &RingTensor) -> Result<PreparedLinear> {
         let LinearTriple {
             op, a, mut b, c, ..
         } = t;
-        let mut base = self.product(op, &a, f);
-        if !self.is_dry() {
-            base.add_assign(&RingTensor::try_from_vec(base.shape(), c)?);
+        let out = op.out_shape(a.shape(), f.shape());
+        let base = if self.is_dry() {
+            RingTensor::zeros(&out)
+        } else {
+            let mut base = RingTensor::try_from_vec(&out, c)?;
+            op.apply_add(&a, f, base.data_mut());
             if self.party() == 0 {
                 b.add_assign(f);
             }
-        }
+            base
+        };
         Ok(PreparedLinear {
             op,
             a,
@@ -320,11 +346,17 @@ impl<'a> Ctx<'a> {
     pub fn open_weight_mask(&self, t: LinearTriple, w: Share) -> Result<PreparedLinear> {
         let w_shape = w.shape().to_vec();
         let masked = self.mask_weight(&t, w)?;
+        // The dry run sends nothing (and a placeholder's words would be allocated here).
+        let msg = if self.is_dry() {
+            Vec::new()
+        } else {
+            masked.into_data()
+        };
         let f = self
             .open_flat_keyed(
                 "linear weight mask",
                 mix_key(t.key),
-                masked.into_data(),
+                msg,
                 &[&w_shape],
                 Combine::Add,
             )?
@@ -333,9 +365,10 @@ impl<'a> Ctx<'a> {
         self.prepared(t, &f)
     }
 
-    /// Open E = X - A for rows `row0..` of the input and F = W - B together, in one message
-    /// (one round: the serial form of a private layer, and the first rows' lane of a
-    /// pipelined one). Returns the prepared layer and the opened rows of E.
+    /// Open F = W - B and E = X - A for rows `row0..` of the input together, in one
+    /// message (one round: the serial form of a private layer). Returns the prepared layer
+    /// and the opened rows of E. The message is written in one pass, F first: the opening
+    /// hands its first part back in the message's own buffer, and F is the larger.
     pub fn open_masks(
         &self,
         t: LinearTriple,
@@ -344,32 +377,28 @@ impl<'a> Ctx<'a> {
         row0: usize,
     ) -> Result<(PreparedLinear, RingTensor)> {
         check_rows(t.a.shape(), x.shape(), row0)?;
-        let w_shape = w.shape().to_vec();
-        let masked_w = self.mask_weight(&t, w)?;
-        if self.is_dry() {
-            let mut opened = self.open_flat(
-                "linear masks",
-                Vec::new(),
-                &[x.shape(), &w_shape],
-                Combine::Add,
-            )?;
-            let e = opened.remove(0);
-            return Ok((self.prepared(t, &opened[0])?, e));
+        if w.shape() != t.b.shape() {
+            return Err(Error::Shape(format!(
+                "weight {:?} for a triple made for {:?}",
+                w.shape(),
+                t.b.shape()
+            )));
         }
-        let a = rows_of(&t.a, row0, x.shape()[0]);
-        let mut msg = Vec::with_capacity(x.len() + masked_w.len());
-        msg.extend(
-            x.0.data()
-                .iter()
-                .zip(a.data())
-                .map(|(x, a)| x.wrapping_sub(*a)),
-        );
-        msg.extend_from_slice(masked_w.data());
-        drop(masked_w);
+        let w_shape = w.shape().to_vec();
+        let msg = if self.is_dry() {
+            Vec::new()
+        } else {
+            let a = rows_of(&t.a, row0, x.shape()[0]);
+            kernels::ew::concat_with(
+                &[(w.0.data(), t.b.data()), (x.0.data(), a.data())],
+                u64::wrapping_sub,
+            )
+        };
+        drop(w);
         let mut opened =
-            self.open_flat("linear masks", msg, &[x.shape(), &w_shape], Combine::Add)?;
-        let f = opened.pop().unwrap();
+            self.open_flat("linear masks", msg, &[&w_shape, x.shape()], Combine::Add)?;
         let e = opened.pop().unwrap();
+        let f = opened.pop().unwrap();
         Ok((self.prepared(t, &f)?, e))
     }
 
@@ -426,11 +455,37 @@ impl<'a> Ctx<'a> {
                 e.shape()
             )));
         }
-        let mut z = self.product(prep.op, e, &prep.b_side);
-        if !self.is_dry() {
-            z.add_assign(&rows_of(&prep.base, row0, rows));
+        if self.is_dry() {
+            return self.trunc_owned(Share(self.product(prep.op, e, &prep.b_side)));
         }
-        self.trunc(&Share(z))
+        let mut z = rows_of(&prep.base, row0, rows).into_owned();
+        prep.op.apply_add(e, &prep.b_side, z.data_mut());
+        self.trunc_owned(Share(z))
+    }
+
+    /// `finish_with_mask` for the whole input, by a lane that alone uses the prepared
+    /// layer (serial): E·b_side is added into C + A·F's own buffer.
+    pub fn finish_owned(&self, prep: PreparedLinear, e: &RingTensor) -> Result<Share> {
+        if e.shape() != prep.a.shape() {
+            return Err(Error::Shape(format!(
+                "opened {:?} for a layer prepared for {:?}",
+                e.shape(),
+                prep.a.shape()
+            )));
+        }
+        if self.is_dry() {
+            return self.trunc_owned(Share(self.product(prep.op, e, &prep.b_side)));
+        }
+        let PreparedLinear {
+            op,
+            a,
+            mut base,
+            b_side,
+        } = prep;
+        drop(a);
+        op.apply_add(e, &b_side, base.data_mut());
+        drop(b_side);
+        self.trunc_owned(Share(base))
     }
 }
 
@@ -477,7 +532,7 @@ impl<'a> Ctx<'a> {
                 .zip(&t)
                 .for_each(|(z, t)| *z = z.wrapping_add(*t));
         }
-        self.trunc(&Share(RingTensor::try_from_vec(&[b, m, n], z)?))
+        self.trunc_owned(Share(RingTensor::try_from_vec(&[b, m, n], z)?))
     }
 }
 
@@ -521,7 +576,7 @@ impl<'a> Ctx<'a> {
         let z = self.beaver("conv input gradient", req, &dy.0, &w.0, &out, |a, b| {
             kernels::conv2d_grad_input(a, b, in_hw, stride, padding)
         })?;
-        self.trunc(&Share(z))
+        self.trunc_owned(Share(z))
     }
 
     /// The weight gradient of a convolution (training): dw = conv2d_grad_weight(x, dy)
@@ -560,7 +615,7 @@ impl<'a> Ctx<'a> {
         let z = self.beaver("conv weight gradient", req, &x.0, &dy.0, &out, |a, b| {
             kernels::conv2d_grad_weight(a, b, k_hw, stride, padding)
         })?;
-        self.trunc(&Share(z))
+        self.trunc_owned(Share(z))
     }
 }
 
