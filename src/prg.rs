@@ -158,6 +158,21 @@ pub fn zip_streams(
     n: usize,
     f: impl Fn(usize, u64, u64) -> u64 + Sync,
 ) -> Vec<u64> {
+    let mut out = Vec::with_capacity(n);
+    zip_streams_into(seeds, stream, at, &mut out.spare_capacity_mut()[..n], f);
+    // SAFETY: `zip_streams_into` wrote all of the first n spare slots.
+    unsafe { out.set_len(n) };
+    out
+}
+
+/// As `zip_streams`, into `dst` (every slot written): a part of a larger message.
+pub fn zip_streams_into(
+    seeds: [&Seed; 2],
+    stream: u64,
+    at: usize,
+    dst: &mut [MaybeUninit<u64>],
+    f: impl Fn(usize, u64, u64) -> u64 + Sync,
+) {
     const BLOCK: usize = 512;
     let chunk = |i0: usize, dst: &mut [MaybeUninit<u64>]| {
         let mut ps = Prg::at(seeds[0], stream, at + i0);
@@ -173,18 +188,13 @@ pub fn zip_streams(
             }
         }
     };
-    let mut out = Vec::with_capacity(n);
-    let dst = &mut out.spare_capacity_mut()[..n];
-    if n <= PAR_CHUNK {
+    if dst.len() <= PAR_CHUNK {
         chunk(0, dst);
     } else {
         dst.par_chunks_mut(PAR_CHUNK)
             .enumerate()
             .for_each(|(i, c)| chunk(i * PAR_CHUNK, c));
     }
-    // SAFETY: the chunks cover the first n spare slots, and each writes all of its slots.
-    unsafe { out.set_len(n) };
-    out
 }
 
 #[cfg(test)]

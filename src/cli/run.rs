@@ -49,6 +49,10 @@ pub struct RunArgs {
     /// With --material: the session key the files were MACed with by `mpc-pipe offline`.
     #[command(flatten)]
     pub key: KeyArgs,
+    /// Do not measure the GEMM and keystream rates after the job for the `bound:` line
+    /// (about 0.1 s on 2 cores; for scripts that run many jobs or compare CPU time).
+    #[arg(long)]
+    pub no_bound: bool,
 }
 
 impl Default for RunArgs {
@@ -62,6 +66,7 @@ impl Default for RunArgs {
             material: None,
             parties_as: Default::default(),
             key: KeyArgs::default(),
+            no_bound: false,
         }
     }
 }
@@ -187,7 +192,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
         &link,
     )?;
     print_phases(&outs, e2e_s);
-    if a.material.is_none() {
+    if a.material.is_none() && !a.no_bound {
         // The floor of the whole job (untimed): a party process's plan is not here, so it
         // is recorded again (a dry run costs milliseconds).
         let w = match work {

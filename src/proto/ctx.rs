@@ -22,7 +22,7 @@ use crate::comm::{Comm, Counters, PartyId, Payload, Tag, SETUP_TAG};
 use crate::error::{Error, Result};
 use crate::kernels::ew;
 use crate::offline::{MaterialSource, Part, Request, Window};
-use crate::prg::{fresh_seed, zip_streams, Seed};
+use crate::prg::{fresh_seed, zip_streams_into, Seed};
 use crate::ring::{FixedPoint, RingTensor};
 
 /// How the shares of an opening combine.
@@ -393,16 +393,45 @@ impl<'a> Ctx<'a> {
             (true, w) if !w.is_whole() && w.count > 0 => (n / w.count) * w.start,
             _ => 0,
         };
+        let mut out = Vec::with_capacity(n);
+        let dst = &mut out.spare_capacity_mut()[..n];
+        match (combine, value) {
+            (Combine::Add, None) => self.zero_sharing_into(key, at, dst, |_, z| z),
+            (Combine::Add, Some(v)) => {
+                self.zero_sharing_into(key, at, dst, |i, z| z.wrapping_add(v(i)))
+            }
+            (Combine::Xor, None) => self.binary_zero_sharing_into(key, at, dst, |_, z| z),
+            (Combine::Xor, Some(v)) => self.binary_zero_sharing_into(key, at, dst, |i, z| z ^ v(i)),
+        }
+        // SAFETY: the sharing wrote all of the first n spare slots.
+        unsafe { out.set_len(n) };
+        RingTensor::from_vec(shape, out)
+    }
+
+    /// Words `at..at + dst.len()` of the arithmetic zero sharing under `key`, each passed
+    /// with its index through `f` into `dst` (every slot written): a sharing written
+    /// straight into a message, masked in the same pass.
+    pub(crate) fn zero_sharing_into(
+        &self,
+        key: u64,
+        at: usize,
+        dst: &mut [std::mem::MaybeUninit<u64>],
+        f: impl Fn(usize, u64) -> u64 + Sync,
+    ) {
         let seeds = [&self.seeds.prev, &self.seeds.next];
-        let words = match (combine, value) {
-            (Combine::Add, None) => zip_streams(seeds, key, at, n, |_, p, q| p.wrapping_sub(q)),
-            (Combine::Add, Some(v)) => zip_streams(seeds, key, at, n, |i, p, q| {
-                p.wrapping_sub(q).wrapping_add(v(i))
-            }),
-            (Combine::Xor, None) => zip_streams(seeds, key, at, n, |_, p, q| p ^ q),
-            (Combine::Xor, Some(v)) => zip_streams(seeds, key, at, n, |i, p, q| p ^ q ^ v(i)),
-        };
-        RingTensor::from_vec(shape, words)
+        zip_streams_into(seeds, key, at, dst, |i, p, q| f(i, p.wrapping_sub(q)));
+    }
+
+    /// As `zero_sharing_into`, for the XOR zero sharing.
+    fn binary_zero_sharing_into(
+        &self,
+        key: u64,
+        at: usize,
+        dst: &mut [std::mem::MaybeUninit<u64>],
+        f: impl Fn(usize, u64) -> u64 + Sync,
+    ) {
+        let seeds = [&self.seeds.prev, &self.seeds.next];
+        zip_streams_into(seeds, key, at, dst, |i, p, q| f(i, p ^ q));
     }
 
     fn name_op(e: Error, label: &str) -> Error {

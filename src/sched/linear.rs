@@ -60,8 +60,8 @@ pub fn private(ctx: &Ctx, exec: &Exec, layer: &LinearLayer, x: &Share) -> Result
             // The whole input in one lane (serial): E and F in one message, one round. No
             // other lane reads the layer, so it bypasses the slot and is finished in place.
             let t = c.take_linear_triple(&keys, layer.op, &full, layer.weight.shape())?;
-            let ws = share_weight(c, &keys, &layer.weight)?;
-            let (prep, e) = c.open_masks(t, ws, part, 0)?;
+            let w = (c.party() == 0).then_some(&*layer.weight);
+            let (prep, e) = c.open_masks(t, keys.weight, 0, w, part, 0)?;
             return c.finish_owned(prep, &e);
         }
         if !exec.ahead && slot.claim() {
