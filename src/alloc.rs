@@ -17,20 +17,20 @@ use std::sync::OnceLock;
 /// On with `MPC_PIPE_HUGEPAGES=1` in the environment (read by `main`). Off by default: on
 /// a 2-party VGG16 (before the allocator kept large blocks in one arena) it cut page faults
 /// from 5.8M to 1.0M but raised system time from 21.5 s to 26.6 s (compaction and 2 MiB
-/// zeroing), so it stays an experiment.
+/// zeroing), so it stays an experiment. Measured again with one arena (2026-12-07): the
+/// system time of a 2-party VGG16 is the kernel zeroing fresh pages (`clear_page_erms`,
+/// 35% of the process's samples; about 1.35 s per GB of fresh memory on this VM), which
+/// huge pages do not change: glibc's own `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` took
+/// the faults from 1.83M to 4.3k and the system time only from 9.97 s to 9.60 s. On a
+/// one-shot W1 (`run --model W1 --batch 256`, alternating) this advice took the faults
+/// from 24.9k to 10.1k and the process's CPU time from 196-206 ms to 177-187 ms, glibc's
+/// tunable to 1.7k faults and 169-177 ms: what huge pages save is the fault entries, not
+/// the zeroing. What cuts system time is touching less fresh memory (peak RSS).
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
 /// Turn the huge-page advice on or off (before heavy allocation).
 pub fn set_enabled(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
-}
-
-/// Prefault large blocks (`MADV_POPULATE_WRITE`) when they are allocated.
-static PREFAULT: AtomicBool = AtomicBool::new(false);
-
-/// Turn prefaulting of large blocks on or off (before heavy allocation).
-pub fn set_prefault(on: bool) {
-    PREFAULT.store(on, Ordering::Relaxed);
 }
 
 /// Smallest block given huge pages.
@@ -55,21 +55,6 @@ fn advise(p: *mut u8, len: usize) {
             }
         }
     }
-    #[cfg(target_os = "linux")]
-    if !p.is_null() && len >= HUGE && PREFAULT.load(Ordering::Relaxed) {
-        let start = (p as usize).next_multiple_of(4096);
-        let end = (p as usize + len) & !4095;
-        // SAFETY: the range lies inside a block we own; MADV_POPULATE_WRITE faults its
-        // pages in (as a write would, without changing any byte). A refusal (an old
-        // kernel) leaves them to fault on first touch, so the result is ignored.
-        unsafe {
-            libc::madvise(
-                start as *mut libc::c_void,
-                end - start,
-                libc::MADV_POPULATE_WRITE,
-            );
-        }
-    }
 }
 
 // SAFETY: every call is forwarded to `System` with the caller's layout; `advise` does not
@@ -81,16 +66,6 @@ unsafe impl GlobalAlloc for HugePages {
         p
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.size() >= HUGE && PREFAULT.load(Ordering::Relaxed) {
-            // Faulted in by the advice, then zeroed: calloc would fault the pages one by
-            // one as its memset (or the caller) first touches them.
-            let p = System.alloc(layout);
-            advise(p, layout.size());
-            if !p.is_null() {
-                std::ptr::write_bytes(p, 0, layout.size());
-            }
-            return p;
-        }
         let p = System.alloc_zeroed(layout);
         advise(p, layout.size());
         p

@@ -17,9 +17,6 @@ fn main() {
     if std::env::var_os("MPC_PIPE_HUGEPAGES").is_some_and(|v| v == "1") {
         mpc_pipe::alloc::set_enabled(true);
     }
-    if std::env::var_os("MPC_PIPE_PREFAULT").is_some_and(|v| v == "1") {
-        mpc_pipe::alloc::set_prefault(true);
-    }
     let cli = mpc_pipe::cli::Cli::parse();
     // Every protocol round allocates multi-MiB message and tensor buffers; keep them in the
     // heap instead of mmap/munmap per buffer (see tune_allocator_for_messages).

@@ -493,7 +493,7 @@ impl Sweep<'_> {
         if self.cfg.interleave {
             self.interleaved(p, fixed, &probe, &choices, &resumed, serial, rows)
         } else {
-            self.one_after_another(p, fixed, &probe, &choices, &resumed, serial, rows)
+            self.one_after_another(p, fixed, probe, &choices, &resumed, serial, rows)
         }
     }
 
@@ -572,13 +572,19 @@ impl Sweep<'_> {
         &mut self,
         p: &Point,
         fixed: FixedPoint,
-        probe: &jobs::Probe,
+        probe: jobs::Probe,
         choices: &[Choice],
         resumed: &[Option<&Row>],
         mut serial: Option<Serial>,
         rows: &mut Vec<Row>,
     ) -> Result<()> {
         let tc = probe.measured.median_s();
+        let t_comm = probe.t_comm;
+        // The probe's job is freed before the schemes' jobs are built: a full-size model's
+        // weights (VGG16: 1.1 GB of f64) would otherwise stay live below the heap's top,
+        // and each scheme's job and its repetitions would be laid out around them, in
+        // fresh pages, beside the holes the probe's repetitions left.
+        drop(probe);
         let mut fresh = choices.iter();
         for r in resumed {
             if let Some(r) = r {
@@ -601,7 +607,7 @@ impl Sweep<'_> {
             if c.scheme.is_serial() {
                 serial = Some(Serial::of(&meas, p.batch));
             }
-            let row = row_of(p, c, &meas, serial, None, tc, probe.t_comm, &self.stamp);
+            let row = row_of(p, c, &meas, serial, None, tc, t_comm, &self.stamp);
             csv_out::append_row(self.out, &row)?;
             self.trace(&runner, p, c)?;
             rows.push(row);
