@@ -127,6 +127,9 @@ impl Prg {
 /// stream and spawning the task are free, few enough to spread one tensor over the pool.
 const PAR_CHUNK: usize = 1 << 15;
 
+/// Fewest words `zip_streams` draws on the pool rather than on the calling thread.
+const PAR_MIN_ZIP: usize = 1 << 20;
+
 /// Words `at..at + out.len()` of the stream (seed, stream id) into `out`, in parallel
 /// chunks.
 pub fn fill_stream_uninit(seed: &Seed, stream: u64, at: usize, out: &mut [MaybeUninit<u64>]) {
@@ -188,7 +191,10 @@ pub fn zip_streams_into(
             }
         }
     };
-    if dst.len() <= PAR_CHUNK {
+    // Sharings of activations (an A2B's XOR sharings, at most a few MiB per lane) stay on
+    // the calling lane: on the pool they would queue behind the other party's and lanes'
+    // kernels. Weight-sized ones use the pool.
+    if dst.len() <= PAR_MIN_ZIP {
         chunk(0, dst);
     } else {
         dst.par_chunks_mut(PAR_CHUNK)
@@ -245,6 +251,7 @@ mod tests {
             (0, 511),
             (5, PAR_CHUNK),
             (7, 3 * PAR_CHUNK + 513),
+            (9, PAR_MIN_ZIP + 513),
         ] {
             let mut want_s = vec![0u64; n];
             Prg::at(&s, 11, at).fill_u64(&mut want_s);
