@@ -1,6 +1,8 @@
 //! The binary's global allocator: small blocks from mimalloc's per-thread heaps, large
 //! ones from the system's (glibc) heap, optionally with transparent huge pages
-//! (`MPC_PIPE_HUGEPAGES=1`). Depends on libc and mimalloc only.
+//! (`MPC_PIPE_HUGEPAGES=1`); and the process's read-only zero region (`zero_words`), which
+//! lets a tensor of zeros cost no memory until it is written. Depends on libc and mimalloc
+//! only.
 //!
 //! Why two allocators. The binary keeps glibc on one arena with its large blocks in the
 //! heap (`transport::tcp::tune_allocator_for_messages`), so a full-size model's 0.1–1 GB
@@ -32,11 +34,20 @@ use std::alloc::{GlobalAlloc, Layout, System};
 
 use mimalloc::MiMalloc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
 /// On with `MPC_PIPE_HUGEPAGES=1` in the environment (read by `main`). Off by default: on
 /// a 2-party VGG16 (before the allocator kept large blocks in one arena) it cut page faults
 /// from 5.8M to 1.0M but raised system time from 21.5 s to 26.6 s (compaction and 2 MiB
-/// zeroing), so it stays an experiment.
+/// zeroing), so it stays an experiment. Measured again with one arena (2026-12-07): the
+/// system time of a 2-party VGG16 is the kernel zeroing fresh pages (`clear_page_erms`,
+/// 35% of the process's samples; about 1.35 s per GB of fresh memory on this VM), which
+/// huge pages do not change: glibc's own `GLIBC_TUNABLES=glibc.malloc.hugetlb=1` took
+/// the faults from 1.83M to 4.3k and the system time only from 9.97 s to 9.60 s. On a
+/// one-shot W1 (`run --model W1 --batch 256`, alternating) this advice took the faults
+/// from 24.9k to 10.1k and the process's CPU time from 196-206 ms to 177-187 ms, glibc's
+/// tunable to 1.7k faults and 169-177 ms: what huge pages save is the fault entries, not
+/// the zeroing. What cuts system time is touching less fresh memory (peak RSS).
 static ENABLED: AtomicBool = AtomicBool::new(false);
 
 /// Turn the huge-page advice on or off (before heavy allocation).
@@ -132,6 +143,50 @@ unsafe impl GlobalAlloc for HugePages {
             }
         }
     }
+}
+
+/// Words of the zero region: 64 GiB of address space, more than any tensor this machine
+/// could hold, of which nothing is backed by memory.
+const ZERO_REGION_WORDS: usize = 1 << 33;
+
+/// `n` zero words that cost no memory: a slice of one read-only anonymous mapping made
+/// once per process. Nothing is charged for it (read-only private mappings are not
+/// committed memory) and reading it maps the kernel's shared zero page, so the plan's dry
+/// run can hand placeholder tensors of any size around for free. None for more than the
+/// region holds, or where it cannot be mapped (the caller then allocates).
+pub fn zero_words(n: usize) -> Option<&'static [u64]> {
+    static REGION: OnceLock<usize> = OnceLock::new();
+    let base = *REGION.get_or_init(map_zero_region);
+    if base == 0 || n > ZERO_REGION_WORDS {
+        return None;
+    }
+    // SAFETY: `base` is the start of a readable mapping of ZERO_REGION_WORDS words, 8-byte
+    // aligned (page aligned), never unmapped and never writable (PROT_READ), and anonymous
+    // memory reads as zeros: a valid `&'static [u64]` of any length up to the region's.
+    Some(unsafe { std::slice::from_raw_parts(base as *const u64, n) })
+}
+
+/// The region's address, or 0 when it cannot be had.
+fn map_zero_region() -> usize {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: a fresh anonymous mapping at an address of the kernel's choosing; it
+        // aliases nothing and is never unmapped.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                ZERO_REGION_WORDS * 8,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p != libc::MAP_FAILED {
+            return p as usize;
+        }
+    }
+    0
 }
 
 #[cfg(test)]

@@ -6,8 +6,16 @@
 //! fills the upper half of the 128-bit counter block, so distinct ids give disjoint
 //! keystreams (each stream may produce up to 2^64 blocks). This gives random access to the
 //! material of any operation by its key, independent of the order operations run in.
+//!
+//! `stream_words` and `zip_streams` draw large tensors in parallel chunks on the rayon
+//! pool, each chunk seeking to its place in the stream (so the words do not depend on how
+//! the work is split), and write every output word once: no zeroing pass before the
+//! keystream, no temporary per stream.
+
+use std::mem::MaybeUninit;
 
 use aes::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
+use rayon::prelude::*;
 
 use crate::ring::RingTensor;
 
@@ -72,6 +80,18 @@ impl Prg {
         }
     }
 
+    /// Fill uninitialised words with uniform words (as `fill_u64`, each written once).
+    pub fn fill_uninit(&mut self, out: &mut [MaybeUninit<u64>]) {
+        for block in out.chunks_mut(512) {
+            block.fill(MaybeUninit::new(0));
+            // SAFETY: every word of the block was just initialised.
+            let words = unsafe {
+                std::slice::from_raw_parts_mut(block.as_mut_ptr() as *mut u64, block.len())
+            };
+            self.fill_u64(words);
+        }
+    }
+
     pub fn next_u64(&mut self) -> u64 {
         let mut w = [0u64; 1];
         self.fill_u64(&mut w);
@@ -100,6 +120,86 @@ impl Prg {
         s[..8].copy_from_slice(&w[0].to_le_bytes());
         s[8..].copy_from_slice(&w[1].to_le_bytes());
         s
+    }
+}
+
+/// Words per parallel task of `stream_words` and `zip_streams`: enough that seeking the
+/// stream and spawning the task are free, few enough to spread one tensor over the pool.
+const PAR_CHUNK: usize = 1 << 15;
+
+/// Fewest words `zip_streams` draws on the pool rather than on the calling thread.
+const PAR_MIN_ZIP: usize = 1 << 20;
+
+/// Words `at..at + out.len()` of the stream (seed, stream id) into `out`, in parallel
+/// chunks.
+pub fn fill_stream_uninit(seed: &Seed, stream: u64, at: usize, out: &mut [MaybeUninit<u64>]) {
+    if out.len() <= PAR_CHUNK {
+        Prg::at(seed, stream, at).fill_uninit(out);
+        return;
+    }
+    out.par_chunks_mut(PAR_CHUNK)
+        .enumerate()
+        .for_each(|(i, c)| Prg::at(seed, stream, at + i * PAR_CHUNK).fill_uninit(c));
+}
+
+/// Words `at..at + n` of the stream (seed, stream id), drawn in parallel chunks.
+pub fn stream_words(seed: &Seed, stream: u64, at: usize, n: usize) -> Vec<u64> {
+    let mut out = Vec::with_capacity(n);
+    fill_stream_uninit(seed, stream, at, &mut out.spare_capacity_mut()[..n]);
+    // SAFETY: `fill_stream_uninit` wrote all of the first n spare slots.
+    unsafe { out.set_len(n) };
+    out
+}
+
+/// `n` words, word i being f(i, s_i, t_i) where s and t are the words `at..at + n` of the
+/// streams (`seeds[0]`, stream id) and (`seeds[1]`, stream id): a zero sharing (plus a
+/// value) in one pass, the keystreams drawn a block at a time into L1, in parallel chunks.
+pub fn zip_streams(
+    seeds: [&Seed; 2],
+    stream: u64,
+    at: usize,
+    n: usize,
+    f: impl Fn(usize, u64, u64) -> u64 + Sync,
+) -> Vec<u64> {
+    let mut out = Vec::with_capacity(n);
+    zip_streams_into(seeds, stream, at, &mut out.spare_capacity_mut()[..n], f);
+    // SAFETY: `zip_streams_into` wrote all of the first n spare slots.
+    unsafe { out.set_len(n) };
+    out
+}
+
+/// As `zip_streams`, into `dst` (every slot written): a part of a larger message.
+pub fn zip_streams_into(
+    seeds: [&Seed; 2],
+    stream: u64,
+    at: usize,
+    dst: &mut [MaybeUninit<u64>],
+    f: impl Fn(usize, u64, u64) -> u64 + Sync,
+) {
+    const BLOCK: usize = 512;
+    let chunk = |i0: usize, dst: &mut [MaybeUninit<u64>]| {
+        let mut ps = Prg::at(seeds[0], stream, at + i0);
+        let mut pt = Prg::at(seeds[1], stream, at + i0);
+        let (mut s, mut t) = ([0u64; BLOCK], [0u64; BLOCK]);
+        for (b, blk) in dst.chunks_mut(BLOCK).enumerate() {
+            let len = blk.len();
+            ps.fill_u64(&mut s[..len]);
+            pt.fill_u64(&mut t[..len]);
+            let base = i0 + b * BLOCK;
+            for (j, o) in blk.iter_mut().enumerate() {
+                o.write(f(base + j, s[j], t[j]));
+            }
+        }
+    };
+    // Sharings of activations (an A2B's XOR sharings, at most a few MiB per lane) stay on
+    // the calling lane: on the pool they would queue behind the other party's and lanes'
+    // kernels. Weight-sized ones use the pool.
+    if dst.len() <= PAR_MIN_ZIP {
+        chunk(0, dst);
+    } else {
+        dst.par_chunks_mut(PAR_CHUNK)
+            .enumerate()
+            .for_each(|(i, c)| chunk(i * PAR_CHUNK, c));
     }
 }
 
@@ -139,5 +239,36 @@ mod tests {
         let y = p.tensor(&[6]);
         assert_eq!(&whole.data()[..4], x.data());
         assert_eq!(&whole.data()[4..], y.data());
+    }
+
+    #[test]
+    fn parallel_draws_equal_one_sequential_draw() {
+        // Lengths around the parallel chunk and the block, from offsets inside a chunk.
+        let (s, t) = ([1u8; 16], [2u8; 16]);
+        for (at, n) in [
+            (0, 0),
+            (3, 1),
+            (0, 511),
+            (5, PAR_CHUNK),
+            (7, 3 * PAR_CHUNK + 513),
+            (9, PAR_MIN_ZIP + 513),
+        ] {
+            let mut want_s = vec![0u64; n];
+            Prg::at(&s, 11, at).fill_u64(&mut want_s);
+            let mut want_t = vec![0u64; n];
+            Prg::at(&t, 11, at).fill_u64(&mut want_t);
+            assert_eq!(
+                stream_words(&s, 11, at, n),
+                want_s,
+                "stream_words at {at}, {n}"
+            );
+            let zipped = zip_streams([&s, &t], 11, at, n, |i, a, b| {
+                a.wrapping_sub(b).wrapping_add(i as u64)
+            });
+            let want: Vec<u64> = (0..n)
+                .map(|i| want_s[i].wrapping_sub(want_t[i]).wrapping_add(i as u64))
+                .collect();
+            assert_eq!(zipped, want, "zip_streams at {at}, {n}");
+        }
     }
 }

@@ -3,7 +3,8 @@
 //! warm-up and repetitions, and appends one CSV row per (configuration, scheme).
 //! Depends on runtime, sched, model, offline, profile (traces), transport::emulator.
 //!
-//! Files: config.rs (the TOML matrix), jobs.rs (a point's resumed rows, serial probe and
+//! Files: bound.rs (a job's floor: its products at the GEMM rate, its keystream at the
+//! PRG rate), config.rs (the TOML matrix), jobs.rs (a point's resumed rows, serial probe and
 //! per-scheme jobs), row.rs (a row from a measurement, η and its 5% threshold), csv_out.rs
 //! (the CSV), progress.rs; this file measures: repetitions, interleaved turns, the sweep.
 //!
@@ -36,6 +37,7 @@
 //! as soon as it is measured; with `interleave`, the rows of a configuration finish
 //! together, after its last turn.
 
+pub mod bound;
 pub mod config;
 pub mod csv_out;
 pub mod jobs;
@@ -495,7 +497,7 @@ impl Sweep<'_> {
         if self.cfg.interleave {
             self.interleaved(p, fixed, &probe, &choices, &resumed, serial, rows)
         } else {
-            self.one_after_another(p, fixed, &probe, &choices, &resumed, serial, rows)
+            self.one_after_another(p, fixed, probe, &choices, &resumed, serial, rows)
         }
     }
 
@@ -574,13 +576,19 @@ impl Sweep<'_> {
         &mut self,
         p: &Point,
         fixed: FixedPoint,
-        probe: &jobs::Probe,
+        probe: jobs::Probe,
         choices: &[Choice],
         resumed: &[Option<&Row>],
         mut serial: Option<Serial>,
         rows: &mut Vec<Row>,
     ) -> Result<()> {
         let tc = probe.measured.median_s();
+        let t_comm = probe.t_comm;
+        // The probe's job is freed before the schemes' jobs are built: a full-size model's
+        // weights (VGG16: 1.1 GB of f64) would otherwise stay live below the heap's top,
+        // and each scheme's job and its repetitions would be laid out around them, in
+        // fresh pages, beside the holes the probe's repetitions left.
+        drop(probe);
         let mut fresh = choices.iter();
         for r in resumed {
             if let Some(r) = r {
@@ -603,7 +611,7 @@ impl Sweep<'_> {
             if c.scheme.is_serial() {
                 serial = Some(Serial::of(&meas, p.batch));
             }
-            let row = row_of(p, c, &meas, serial, None, tc, probe.t_comm, &self.stamp);
+            let row = row_of(p, c, &meas, serial, None, tc, t_comm, &self.stamp);
             csv_out::append_row(self.out, &row)?;
             self.trace(&runner, p, c)?;
             rows.push(row);

@@ -49,6 +49,10 @@ pub struct RunArgs {
     /// With --material: the session key the files were MACed with by `mpc-pipe offline`.
     #[command(flatten)]
     pub key: KeyArgs,
+    /// Do not measure the GEMM and keystream rates after the job for the `bound:` line
+    /// (about 0.1 s on 2 cores; for scripts that run many jobs or compare CPU time).
+    #[arg(long)]
+    pub no_bound: bool,
 }
 
 impl Default for RunArgs {
@@ -62,6 +66,7 @@ impl Default for RunArgs {
             material: None,
             parties_as: Default::default(),
             key: KeyArgs::default(),
+            no_bound: false,
         }
     }
 }
@@ -129,6 +134,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
     // The whole job as a user waits for it, from the plan to the last party's output
     // (building the model and its plaintext reference is not counted).
     let t_job = Instant::now();
+    let mut work = None;
     let outs = if a.parties_as.processes {
         let mut pr = crate::runtime::process::ProcessRun::new(spec.clone());
         pr.link = link.clone();
@@ -157,6 +163,7 @@ pub fn run(a: &RunArgs) -> Result<()> {
             // The dealer's unavoidable work, to set deal_s against the PRG and GEMM rates
             // `mpc-pipe kernels --prg` measures.
             let w = plan.dealer_work(cfg.parties);
+            work = Some(w);
             println!(
                 "dealer_work: keystream_gb {:.3}  gmac {:.3}",
                 8.0 * w.prg_words as f64 / 1e9,
@@ -185,6 +192,18 @@ pub fn run(a: &RunArgs) -> Result<()> {
         &link,
     )?;
     print_phases(&outs, e2e_s);
+    if a.material.is_none() && !a.no_bound {
+        // The floor of the whole job (untimed): a party process's plan is not here, so it
+        // is recorded again (a dry run costs milliseconds).
+        let w = match work {
+            Some(w) => w,
+            None => record_plan(&cfg, &*job.plan_program)?.dealer_work(cfg.parties),
+        };
+        println!(
+            "{}",
+            crate::bench::bound::Bound::measure(w, cfg.parties).line(e2e_s)
+        );
+    }
     Ok(())
 }
 

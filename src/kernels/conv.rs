@@ -274,14 +274,49 @@ pub fn conv2d_with(
     stride: usize,
     padding: usize,
 ) -> RingTensor {
+    let [b, _, _, _] = dims4(x, "input");
+    let [o, _, kh, kw] = dims4(w, "weight");
+    let s = x.shape();
+    let (oh, ow) = (
+        conv_out(s[2], kh, stride, padding),
+        conv_out(s[3], kw, stride, padding),
+    );
+    let mut out = RingTensor::zeros(&[b, o, oh, ow]);
+    if !out.is_empty() {
+        conv2d_into_with(ks, x, w, stride, padding, out.data_mut(), false);
+    }
+    out
+}
+
+/// As `conv2d_with`, into `out` ([B,O,OH,OW], row-major): overwritten, or accumulated into
+/// when `accumulate` is set (C + A·F of a Beaver product computed in C's own buffer).
+pub fn conv2d_into_with(
+    ks: &KernelSet,
+    x: &RingTensor,
+    w: &RingTensor,
+    stride: usize,
+    padding: usize,
+    out: &mut [u64],
+    accumulate: bool,
+) {
     let [b, c, h, wd] = dims4(x, "input");
     let [o, c2, kh, kw] = dims4(w, "weight");
     assert_eq!(c, c2, "conv2d channels {c} vs {c2}");
     let g = Geom::new(c, (h, wd), (kh, kw), stride, padding);
-    let mut out = RingTensor::zeros(&[b, o, g.oh, g.ow]);
+    assert_eq!(
+        out.len(),
+        b * o * g.oh * g.ow,
+        "conv2d output of {} words for [{b}, {o}, {}, {}]",
+        out.len(),
+        g.oh,
+        g.ow
+    );
     if out.is_empty() || c * h * wd == 0 {
         // Every tap reads zero padding (or there is nothing to write).
-        return out;
+        if !accumulate {
+            out.fill(0);
+        }
+        return;
     }
     let (ckk, ohow) = (g.ckk(), g.ohow());
     let wm = Mat::row_major(w.data(), o, ckk);
@@ -298,7 +333,7 @@ pub fn conv2d_with(
     for (xb, ob) in x
         .data()
         .chunks_exact(c * h * wd)
-        .zip(out.data_mut().chunks_exact_mut(o * ohow))
+        .zip(out.chunks_exact_mut(o * ohow))
     {
         if kh == 1 && kw == 1 && stride == 1 && padding == 0 {
             // A pointwise conv's column matrix is the image itself, [C × H·W] row-major:
@@ -308,7 +343,7 @@ pub fn conv2d_with(
                 wm,
                 Mat::row_major(xb, c, ohow),
                 MatMut::row_major(ob, o, ohow),
-                false,
+                accumulate,
             );
             continue;
         }
@@ -326,13 +361,12 @@ pub fn conv2d_with(
                 rs: ohow as isize,
                 cs: 1,
             },
-            accumulate: false,
+            accumulate,
         };
         // SAFETY: wm spans w exactly; Im2colB only reads inside xb (bounds follow from the
         // geometry); ob is a contiguous O × OH·OW block of `out`.
         unsafe { (ks.conv)(&call) }
     }
-    out
 }
 
 /// `xb` [C, H, W] with `g.padding` zeros around every plane, into `dst` [C, H+2p, W+2p].

@@ -405,6 +405,19 @@ pub fn conv2d(x: &RingTensor, w: &RingTensor, stride: usize, padding: usize) -> 
     conv2d_with(active(), x, w, stride, padding)
 }
 
+/// As `conv2d`, into `out` (the output's words): overwritten, or accumulated into when
+/// `accumulate` is set.
+pub fn conv2d_into(
+    x: &RingTensor,
+    w: &RingTensor,
+    stride: usize,
+    padding: usize,
+    out: &mut [u64],
+    accumulate: bool,
+) {
+    conv::conv2d_into_with(active(), x, w, stride, padding, out, accumulate)
+}
+
 /// Bulk elementwise ring ops on slices with the selected kernels (`out` may not alias the
 /// inputs; every slice must have the same length).
 pub mod ew {
@@ -448,6 +461,9 @@ pub mod ew {
             b.shape(),
             "elementwise product of different shapes"
         );
+        if a.is_unstored_zeros() || b.is_unstored_zeros() {
+            return RingTensor::zeros(a.shape());
+        }
         let mut out = vec![0u64; a.len()];
         mul(&mut out, a.data(), b.data());
         RingTensor::from_vec(a.shape(), out)
@@ -478,6 +494,9 @@ pub mod ew {
 
     /// a · k mod 2^64 for a public scalar k.
     pub fn scale_tensor(a: &RingTensor, k: u64) -> RingTensor {
+        if a.is_unstored_zeros() {
+            return RingTensor::zeros(a.shape());
+        }
         let mut out = vec![0u64; a.len()];
         scale(&mut out, a.data(), k);
         RingTensor::from_vec(a.shape(), out)

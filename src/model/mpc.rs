@@ -60,6 +60,7 @@ fn reshape_target(g: &Graph, out: usize, op: &Op, x: &[usize]) -> Result<Vec<usi
 
 fn broadcast(t: &RingTensor, to: &[usize]) -> Result<RingTensor> {
     match shape::broadcast_shape(t.shape(), to) {
+        Some(s) if s == to && t.is_unstored_zeros() => Ok(RingTensor::zeros(to)),
         Some(s) if s == to => Ok(RingTensor::from_vec(
             to,
             shape::broadcast_to(t.data(), t.shape(), to),
@@ -188,7 +189,10 @@ impl<'g> Node<'_, 'g> {
                 let share = ctx.share_input(0, Some(&enc), enc.shape())?;
                 y.0.add_broadcast_assign(&share.0)?;
             }
-            Weights::Public if ctx.party() == 0 => y.0.add_broadcast_assign(&enc)?,
+            // (Not in the dry run, whose y is a placeholder that adding would allocate.)
+            Weights::Public if ctx.party() == 0 && !ctx.is_dry() => {
+                y.0.add_broadcast_assign(&enc)?
+            }
             Weights::Public => {}
         }
         Ok(y)
@@ -406,14 +410,8 @@ impl<'g> Node<'_, 'g> {
                     ))
                 })?;
                 let n: usize = to.iter().product();
-                let other = Share(RingTensor::from_vec(
-                    &[n],
-                    shape::broadcast_to(other.0.data(), other.shape(), &to),
-                ));
-                let x = Share(RingTensor::from_vec(
-                    &[n],
-                    shape::broadcast_to(x.0.data(), x.shape(), &to),
-                ));
+                let other = Share(broadcast(&other.0, &to)?.reshape(&[n])?);
+                let x = Share(broadcast(&x.0, &to)?.reshape(&[n])?);
                 let public = c.is_some() && self.weights == Weights::Public;
                 self.exec
                     .split(ctx, &[x, other], &[0], &|cx, p| {

@@ -38,18 +38,9 @@ pub struct PartyMaterial {
     pub expanded: Option<HashMap<u64, Material>>,
 }
 
-/// Words one task draws or combines: large enough that seeking the keystream and
-/// spawning the task are free, small enough to spread one big request over the pool.
+/// Words one task combines: large enough that spawning the task is free, small enough to
+/// spread one big request over the pool.
 const CHUNK: usize = 1 << 15;
-
-/// Fill `out` with the keystream of (seed, key) from word `start` on, in parallel chunks
-/// (each chunk seeks to its own place in the stream, so the words do not depend on how
-/// the work is split).
-fn fill_stream(seed: &Seed, key: u64, start: usize, out: &mut [u64]) {
-    out.par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(i, c)| Prg::at(seed, key, start + i * CHUNK).fill_u64(c));
-}
 
 /// Draw components `comps` of a party's material for `req` under `key`, restricted to the
 /// word ranges `ranges` of each (all of `req`'s components in one keystream, in order, so
@@ -65,12 +56,17 @@ fn draw(
     let mut out: Material = Vec::with_capacity(comps.len());
     for j in comps {
         let base: usize = lens[..j].iter().sum();
-        let mut v = vec![0u64; ranges[j].iter().map(|r| r.len()).sum()];
+        let total: usize = ranges[j].iter().map(|r| r.len()).sum();
+        // Written once, by the keystream (no zeroing pass over the whole first).
+        let mut v = Vec::with_capacity(total);
         let mut off = 0;
         for r in &ranges[j] {
-            fill_stream(seed, key, base + r.start, &mut v[off..off + r.len()]);
+            let dst = &mut v.spare_capacity_mut()[off..off + r.len()];
+            crate::prg::fill_stream_uninit(seed, key, base + r.start, dst);
             off += r.len();
         }
+        // SAFETY: the ranges' lengths sum to `total`, and each filled its own slots.
+        unsafe { v.set_len(total) };
         if j == 0 && matches!(req, Request::Bit { .. }) {
             // Component 0 of a random-bit pair is this party's XOR share of a single bit.
             v.par_chunks_mut(CHUNK)
@@ -122,13 +118,22 @@ fn subtract(out: &mut [u64], srcs: &[&[u64]], xor: bool) {
     }
 }
 
-/// A new `len`-word vector filled chunk by chunk in parallel: `f(range, out_chunk)`.
+/// A new `len`-word vector filled chunk by chunk in parallel: `f(range, out_chunk)`. Each
+/// chunk is zeroed just before `f` writes it (in cache), not the whole vector first.
 fn par_chunks(len: usize, f: impl Fn(Range<usize>, &mut [u64]) + Sync) -> Vec<u64> {
-    let mut out = vec![0u64; len];
-    out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
-        let r = c * CHUNK..c * CHUNK + o.len();
-        f(r, o)
-    });
+    let mut out = Vec::with_capacity(len);
+    out.spare_capacity_mut()[..len]
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(c, o)| {
+            o.fill(std::mem::MaybeUninit::new(0));
+            // SAFETY: every word of the chunk was just initialised.
+            let o = unsafe { std::slice::from_raw_parts_mut(o.as_mut_ptr() as *mut u64, o.len()) };
+            let r = c * CHUNK..c * CHUNK + o.len();
+            f(r, o)
+        });
+    // SAFETY: the chunks cover the first `len` spare slots, each initialised above.
+    unsafe { out.set_len(len) };
     out
 }
 
@@ -434,12 +439,13 @@ pub fn deal_with(plan: &Plan, seeds: &[Seed], session: u64, keep: &[bool]) -> Ve
 impl PartyMaterial {
     /// This party's material for `part` of one planned request: the components it draws
     /// from its seed (party 0: the free ones; the others: free and corrected), the rest
-    /// from the dealer's words `corr` (the whole of them, sliced here).
+    /// from the dealer's words `corr` (the whole of them, sliced here; moved, not copied,
+    /// when they are owned and the part is the whole).
     fn material_with(
         &self,
         key: u64,
         req: &Request,
-        corr: Option<&Material>,
+        corr: Option<std::borrow::Cow<'_, Material>>,
         part: super::plan::Part,
     ) -> Result<Material> {
         let ranges = req.component_ranges(part);
@@ -464,7 +470,12 @@ impl PartyMaterial {
                     n - from
                 )));
             }
-            m.extend(super::material::slice_material(corr, &ranges[from..]));
+            match corr {
+                std::borrow::Cow::Owned(c) if part.start == 0 && part.len == req.units() => {
+                    m.extend(c)
+                }
+                c => m.extend(super::material::slice_material(&c, &ranges[from..])),
+            }
         }
         Ok(m)
     }
@@ -502,7 +513,8 @@ impl PartyMaterial {
                     start: 0,
                     len: req.units(),
                 };
-                let m = self.material_with(key, req, corr.as_ref(), whole)?;
+                let corr = corr.map(std::borrow::Cow::Owned);
+                let m = self.material_with(key, req, corr, whole)?;
                 Ok((key, (req.clone(), m)))
             })
             .collect::<Result<_>>()?;
@@ -571,11 +583,18 @@ impl MaterialSource for LazyStore {
                 c.get(&key).cloned()
             }
         };
-        Ok(super::material::owned(self.material.material_with(
-            key,
-            req,
-            corr.as_deref(),
-            part,
-        )?))
+        // The last part of a correction no other lane holds is moved out, not copied.
+        use std::borrow::Cow;
+        let m = match corr.map(Arc::try_unwrap) {
+            None => self.material.material_with(key, req, None, part)?,
+            Some(Ok(c)) => self
+                .material
+                .material_with(key, req, Some(Cow::Owned(c)), part)?,
+            Some(Err(c)) => {
+                self.material
+                    .material_with(key, req, Some(Cow::Borrowed(&*c)), part)?
+            }
+        };
+        Ok(super::material::owned(m))
     }
 }

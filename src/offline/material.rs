@@ -25,6 +25,8 @@ pub type Material = Vec<Vec<u64>>;
 pub enum Words {
     Owned(Vec<u64>),
     View(Arc<Vec<u64>>, Range<usize>),
+    /// Words that live for the whole run (the dry run's zeros, `alloc::zero_words`).
+    Static(&'static [u64]),
 }
 
 impl std::ops::Deref for Words {
@@ -33,6 +35,7 @@ impl std::ops::Deref for Words {
         match self {
             Words::Owned(v) => v,
             Words::View(a, r) => &a[r.clone()],
+            Words::Static(s) => s,
         }
     }
 }
@@ -55,6 +58,7 @@ impl Words {
         match self {
             Words::Owned(v) => v,
             Words::View(a, r) => a[r].to_vec(),
+            Words::Static(s) => s.to_vec(),
         }
     }
 }
@@ -312,8 +316,9 @@ impl MaterialSource for MaterialStore {
 }
 
 /// Dry-run source: records every request (once per key, whatever parts lanes take) and
-/// hands out zeros of the right size: views of one shared zero buffer, grown to the
-/// largest component asked for, so recording allocates and writes nothing per request.
+/// hands out zeros of the right size: views of the process's zero region
+/// (`alloc::zero_words`), which no request makes anyone allocate; where that region is
+/// unavailable, of one shared zero buffer grown to the largest component asked for.
 #[derive(Default)]
 pub struct RecordingSource {
     entries: Mutex<HashMap<u64, (Request, Used)>>,
@@ -362,9 +367,12 @@ impl MaterialSource for RecordingSource {
             .iter()
             .map(|rs| rs.iter().map(|r| r.len()).sum())
             .collect();
+        let longest = lens.iter().copied().max().unwrap_or(0);
+        if let Some(z) = crate::alloc::zero_words(longest) {
+            return Ok(lens.into_iter().map(|n| Words::Static(&z[..n])).collect());
+        }
         let zeros = {
             let mut z = self.zeros.lock().unwrap();
-            let longest = lens.iter().copied().max().unwrap_or(0);
             if z.len() < longest {
                 // Fresh zeroed pages: untouched (and costless) until something reads them.
                 *z = Arc::new(vec![0; longest]);

@@ -58,7 +58,7 @@ impl<'a> Ctx<'a> {
     /// Elementwise x·y of two fixed-point shares, truncated back to scale 2^f.
     pub fn mul(&self, x: &Share, y: &Share) -> Result<Share> {
         let z = self.mul_raw(x, y)?;
-        self.trunc(&z)
+        self.trunc_owned(z)
     }
 
     /// Elementwise x·y without truncation: for products where one side has scale 1
@@ -110,7 +110,7 @@ impl<'a> Ctx<'a> {
     /// x² of a fixed-point share, truncated (§3.3).
     pub fn square(&self, x: &Share) -> Result<Share> {
         let z = self.square_raw(x)?;
-        self.trunc(&z)
+        self.trunc_owned(z)
     }
 
     /// x² without truncation: open ε = x - r, then z = r² + 2ε·r (+ ε² at party 0).
@@ -147,7 +147,7 @@ impl<'a> Ctx<'a> {
     /// x·c for a public real c: local product, then truncation.
     pub fn mul_public(&self, x: &Share, c: f64) -> Result<Share> {
         let z = Share(ew::scale_tensor(&x.0, self.fixed().encode(c)));
-        self.trunc(&z)
+        self.trunc_owned(z)
     }
 
     /// x·c elementwise for a public fixed-point tensor c of the same shape, truncated.
@@ -159,7 +159,7 @@ impl<'a> Ctx<'a> {
                 c.shape()
             )));
         }
-        self.trunc(&Share(ew::mul_tensors(&x.0, c)))
+        self.trunc_owned(Share(ew::mul_tensors(&x.0, c)))
     }
 
     /// x AND y over XOR shares (§3.4). `y` holds `rep` words per element of x, element-major

@@ -16,7 +16,7 @@ use super::share::Share;
 use crate::error::{Error, Result};
 use crate::kernels;
 use crate::offline::{Request, Triple};
-use crate::ring::RingTensor;
+use crate::ring::{PlainTensor, RingTensor};
 
 /// The bilinear product of a linear layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,6 +45,41 @@ impl LinearOp {
                 stride,
                 padding,
             } => kernels::conv2d_grad_input(x, w, in_hw, stride, padding),
+        }
+    }
+
+    /// op(x, w) added to `out` (the output's words): a Beaver product's terms summed in
+    /// one buffer, with no output tensor per term and no pass to add them.
+    pub fn apply_add(&self, x: &RingTensor, w: &RingTensor, out: &mut [u64]) {
+        match *self {
+            LinearOp::Matmul => {
+                let (m, k, n) = (x.shape()[0], x.shape()[1], w.shape()[1]);
+                assert!(
+                    x.shape().len() == 2 && w.shape() == [k, n] && out.len() == m * n,
+                    "matmul {:?}·{:?} into {} words",
+                    x.shape(),
+                    w.shape(),
+                    out.len()
+                );
+                kernels::gemm_into(m, k, n, x.data(), w.data(), out, true)
+            }
+            LinearOp::Conv2d { stride, padding } => {
+                kernels::conv2d_into(x, w, stride, padding, out, true)
+            }
+            // Training only, and small: no accumulating kernel of its own, so its output is
+            // added to `out` in one more pass.
+            LinearOp::ConvGradInput { .. } => {
+                let y = self.apply(x, w);
+                assert_eq!(
+                    y.len(),
+                    out.len(),
+                    "conv input gradient into {} words",
+                    out.len()
+                );
+                for (o, v) in out.iter_mut().zip(y.data()) {
+                    *o = o.wrapping_add(*v);
+                }
+            }
         }
     }
 
@@ -194,7 +229,7 @@ impl<'a> Ctx<'a> {
         let req = op.request(x.shape(), w.shape())?;
         let out = op.out_shape(x.shape(), w.shape());
         let z = self.beaver("linear", req, &x.0, &w.0, &out, |a, b| op.apply(a, b))?;
-        self.trunc(&Share(z))
+        self.trunc_owned(Share(z))
     }
 
     /// As `linear`, consuming the weight share so that it is freed once masked (a large
@@ -203,13 +238,13 @@ impl<'a> Ctx<'a> {
         let req = op.request(x.shape(), w.shape())?;
         let out = op.out_shape(x.shape(), w.shape());
         let z = self.beaver("linear", req, &x.0, w.0, &out, |a, b| op.apply(a, b))?;
-        self.trunc(&Share(z))
+        self.trunc_owned(Share(z))
     }
 
     /// Public-weight linear product: each party multiplies its own share, no round (N = 2).
     pub fn linear_public(&self, op: LinearOp, x: &Share, w: &RingTensor) -> Result<Share> {
         op.request(x.shape(), w.shape())?;
-        self.trunc(&Share(self.product(op, &x.0, w)))
+        self.trunc_owned(Share(self.product(op, &x.0, w)))
     }
 
     /// X·W with private weights.
@@ -248,30 +283,29 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Party `owner`'s weight `w` (or bias), secret-shared for free (PRZS under `key`).
+    /// Party `owner`'s real-valued weight `w` (or bias), encoded in fixed point and
+    /// secret-shared for free (PRZS under `key`): encoded as the sharing is written, so the
+    /// encoded weight is never a tensor of its own.
     pub fn share_constant(
         &self,
         key: u64,
         owner: usize,
-        w: Option<&RingTensor>,
+        w: Option<&PlainTensor>,
         shape: &[usize],
     ) -> Result<Share> {
-        let mut z = self.zero_sharing_at(key, shape, Combine::Add, false);
-        if self.party() == owner && !self.is_dry() {
-            let v = w.ok_or_else(|| {
-                Error::Config(format!(
-                    "party {owner} shares a constant but was given none"
-                ))
-            })?;
-            if v.shape() != shape {
-                return Err(Error::Shape(format!(
-                    "constant of shape {:?} shared as {shape:?}",
-                    v.shape()
-                )));
-            }
-            z.add_assign(v);
-        }
-        Ok(Share(z))
+        let w = self.owner_value(owner, w.map(|w| (w, w.shape())), shape, "a constant")?;
+        let fp = self.fixed();
+        let value = w.map(|w| {
+            let d = w.data();
+            move |i: usize| fp.encode(d[i])
+        });
+        Ok(Share(self.zero_sharing(
+            key,
+            shape,
+            Combine::Add,
+            false,
+            value,
+        )))
     }
 
     /// First half of a private-weight layer: open F = W - B (one round, input-independent)
@@ -299,13 +333,14 @@ impl<'a> Ctx<'a> {
         let req = op.request(x_shape, w_shape)?;
         let material = self.material_whole(keys.triple, req)?;
         if self.is_dry() {
-            // Placeholders never read: zeros the allocator need not touch.
+            // Placeholders never read: zeros stored nowhere, and no C (`prepared` reads
+            // it only online).
             return Ok(LinearTriple {
                 op,
                 key: keys.triple,
                 a: Arc::new(RingTensor::zeros(x_shape)),
                 b: RingTensor::zeros(w_shape),
-                c: vec![0; op.out_shape(x_shape, w_shape).iter().product()],
+                c: Vec::new(),
             });
         }
         let Triple { a, b, c } = Triple::from_material(material)?;
@@ -336,18 +371,23 @@ impl<'a> Ctx<'a> {
         Ok(masked)
     }
 
-    /// C + A·F and B + F (party 0) or B: the layer with its weight mask F known.
+    /// C + A·F (in C's buffer) and B + F (party 0) or B: the layer with its weight mask
+    /// F known.
     fn prepared(&self, t: LinearTriple, f: &RingTensor) -> Result<PreparedLinear> {
         let LinearTriple {
             op, a, mut b, c, ..
         } = t;
-        let mut base = self.product(op, &a, f);
-        if !self.is_dry() {
-            base.add_assign(&RingTensor::try_from_vec(base.shape(), c)?);
+        let out = op.out_shape(a.shape(), f.shape());
+        let base = if self.is_dry() {
+            RingTensor::zeros(&out)
+        } else {
+            let mut base = RingTensor::try_from_vec(&out, c)?;
+            op.apply_add(&a, f, base.data_mut());
             if self.party() == 0 {
                 b.add_assign(f);
             }
-        }
+            base
+        };
         Ok(PreparedLinear {
             op,
             a,
@@ -361,11 +401,17 @@ impl<'a> Ctx<'a> {
     pub fn open_weight_mask(&self, t: LinearTriple, w: Share) -> Result<PreparedLinear> {
         let w_shape = w.shape().to_vec();
         let masked = self.mask_weight(&t, w)?;
+        // The dry run sends nothing (and a placeholder's words would be allocated here).
+        let msg = if self.is_dry() {
+            Vec::new()
+        } else {
+            masked.into_data()
+        };
         let f = self
             .open_flat_keyed(
                 "linear weight mask",
                 mix_key(t.key),
-                masked.into_data(),
+                msg,
                 &[&w_shape],
                 Combine::Add,
             )?
@@ -374,43 +420,57 @@ impl<'a> Ctx<'a> {
         self.prepared(t, &f)
     }
 
-    /// Open E = X - A for rows `row0..` of the input and F = W - B together, in one message
-    /// (one round: the serial form of a private layer, and the first rows' lane of a
-    /// pipelined one). Returns the prepared layer and the opened rows of E.
+    /// Open F = W - B and E = X - A for rows `row0..` of the input together, in one
+    /// message (one round: the serial form of a private layer), where W is party `owner`'s
+    /// weight `w` (None at the other parties), secret-shared under `weight_key` as the
+    /// message is written: the share of W is never a tensor of its own (VGG16's first FC
+    /// layer: 0.8 GB per party), and W - B costs one pass. Returns the prepared layer and
+    /// the opened rows of E. F goes first: the opening hands its first part back in the
+    /// message's own buffer, and F is the larger.
     pub fn open_masks(
         &self,
         t: LinearTriple,
-        w: Share,
+        weight_key: u64,
+        owner: usize,
+        w: Option<&PlainTensor>,
         x: &Share,
         row0: usize,
     ) -> Result<(PreparedLinear, RingTensor)> {
         check_rows(t.a.shape(), x.shape(), row0)?;
-        let w_shape = w.shape().to_vec();
-        let masked_w = self.mask_weight(&t, w)?;
-        if self.is_dry() {
-            let mut opened = self.open_flat(
-                "linear masks",
-                Vec::new(),
-                &[x.shape(), &w_shape],
-                Combine::Add,
-            )?;
-            let e = opened.remove(0);
-            return Ok((self.prepared(t, &opened[0])?, e));
-        }
-        let a = rows_of(&t.a, row0, x.shape()[0]);
-        let mut msg = Vec::with_capacity(x.len() + masked_w.len());
-        msg.extend(
-            x.0.data()
-                .iter()
-                .zip(a.data())
-                .map(|(x, a)| x.wrapping_sub(*a)),
-        );
-        msg.extend_from_slice(masked_w.data());
-        drop(masked_w);
+        let w_shape = t.b.shape().to_vec();
+        let w = self.owner_value(owner, w.map(|w| (w, w.shape())), &w_shape, "a constant")?;
+        let msg = if self.is_dry() {
+            Vec::new()
+        } else {
+            let (nw, nx) = (t.b.len(), x.len());
+            let a = rows_of(&t.a, row0, x.shape()[0]);
+            let b = t.b.data();
+            assert!(
+                a.len() == nx && b.len() == nw,
+                "checked against the triple above"
+            );
+            let mut msg = Vec::with_capacity(nw + nx);
+            let (f_part, e_part) = msg.spare_capacity_mut()[..nw + nx].split_at_mut(nw);
+            match w {
+                Some(w) => {
+                    let (d, fp) = (w.data(), self.fixed());
+                    self.zero_sharing_into(weight_key, 0, f_part, |i, z| {
+                        z.wrapping_add(fp.encode(d[i])).wrapping_sub(b[i])
+                    })
+                }
+                None => self.zero_sharing_into(weight_key, 0, f_part, |i, z| z.wrapping_sub(b[i])),
+            }
+            for ((o, &xv), &av) in e_part.iter_mut().zip(x.0.data()).zip(a.data()) {
+                o.write(xv.wrapping_sub(av));
+            }
+            // SAFETY: the sharing wrote the first nw spare slots, the loop the next nx.
+            unsafe { msg.set_len(nw + nx) };
+            msg
+        };
         let mut opened =
-            self.open_flat("linear masks", msg, &[x.shape(), &w_shape], Combine::Add)?;
-        let f = opened.pop().unwrap();
+            self.open_flat("linear masks", msg, &[&w_shape, x.shape()], Combine::Add)?;
         let e = opened.pop().unwrap();
+        let f = opened.pop().unwrap();
         Ok((self.prepared(t, &f)?, e))
     }
 
@@ -467,11 +527,37 @@ impl<'a> Ctx<'a> {
                 e.shape()
             )));
         }
-        let mut z = self.product(prep.op, e, &prep.b_side);
-        if !self.is_dry() {
-            z.add_assign(&rows_of(&prep.base, row0, rows));
+        if self.is_dry() {
+            return self.trunc_owned(Share(self.product(prep.op, e, &prep.b_side)));
         }
-        self.trunc(&Share(z))
+        let mut z = rows_of(&prep.base, row0, rows).into_owned();
+        prep.op.apply_add(e, &prep.b_side, z.data_mut());
+        self.trunc_owned(Share(z))
+    }
+
+    /// `finish_with_mask` for the whole input, by a lane that alone uses the prepared
+    /// layer (serial): E·b_side is added into C + A·F's own buffer.
+    pub fn finish_owned(&self, prep: PreparedLinear, e: &RingTensor) -> Result<Share> {
+        if e.shape() != prep.a.shape() {
+            return Err(Error::Shape(format!(
+                "opened {:?} for a layer prepared for {:?}",
+                e.shape(),
+                prep.a.shape()
+            )));
+        }
+        if self.is_dry() {
+            return self.trunc_owned(Share(self.product(prep.op, e, &prep.b_side)));
+        }
+        let PreparedLinear {
+            op,
+            a,
+            mut base,
+            b_side,
+        } = prep;
+        drop(a);
+        op.apply_add(e, &b_side, base.data_mut());
+        drop(b_side);
+        self.trunc_owned(Share(base))
     }
 }
 
@@ -518,7 +604,7 @@ impl<'a> Ctx<'a> {
                 .zip(&t)
                 .for_each(|(z, t)| *z = z.wrapping_add(*t));
         }
-        self.trunc(&Share(RingTensor::try_from_vec(&[b, m, n], z)?))
+        self.trunc_owned(Share(RingTensor::try_from_vec(&[b, m, n], z)?))
     }
 }
 
@@ -546,7 +632,7 @@ impl<'a> Ctx<'a> {
         let z = self.beaver("conv input gradient", req, &dy.0, &w.0, &out, |a, b| {
             op.apply(a, b)
         })?;
-        self.trunc(&Share(z))
+        self.trunc_owned(Share(z))
     }
 
     /// The weight gradient of a convolution (training): dw = conv2d_grad_weight(x, dy)
@@ -585,7 +671,7 @@ impl<'a> Ctx<'a> {
         let z = self.beaver("conv weight gradient", req, &x.0, &dy.0, &out, |a, b| {
             kernels::conv2d_grad_weight(a, b, k_hw, stride, padding)
         })?;
-        self.trunc(&Share(z))
+        self.trunc_owned(Share(z))
     }
 }
 

@@ -46,7 +46,6 @@ pub fn lanes<'a>(
                         layer.op,
                         &layer.weight,
                         &layer.input_shape,
-                        None,
                     ) {
                         slot.fail(e.duplicate());
                         failed = Some(e);

@@ -1,6 +1,6 @@
 //! A private-weight linear layer under any strategy: one triple for the whole batch, its
 //! weight mask opened once, each lane opening E = X - A for its own rows and finishing
-//! them. A lane with the whole input prepares the layer inline (E ‖ F in one message: the
+//! them. A lane with the whole input prepares the layer inline (F ‖ E in one message: the
 //! serial form); otherwise the first part to arrive opens F alone, unless inter-linear
 //! prepared the layer ahead. Depends on model::mpc, proto and
 //! sched::slots.
@@ -12,11 +12,11 @@ use super::Exec;
 use crate::error::{Error, Result};
 use crate::model::mpc::{Exec as _, LinearLayer};
 use crate::proto::{Ctx, LinearKeys, LinearOp, Share};
-use crate::ring::{PlainTensor, RingTensor};
+use crate::ring::PlainTensor;
 
 /// Take the layer's triple for input `full`, share the weight (party 0's), and open its
-/// weight mask: with the rows `x` of E in one message (returns E), or alone (`x` None:
-/// inter-linear's weights lanes). Fills `slot`: A first, then the prepared layer.
+/// weight mask alone (inter-linear's weights lanes, or the first part of a pipelined
+/// layer to arrive). Fills `slot`: A first, then the prepared layer.
 pub fn prepare(
     ctx: &Ctx,
     slot: &Slot,
@@ -24,25 +24,18 @@ pub fn prepare(
     op: LinearOp,
     w: &PlainTensor,
     full: &[usize],
-    x: Option<&Share>,
-) -> Result<Option<RingTensor>> {
+) -> Result<()> {
     let t = ctx.take_linear_triple(keys, op, full, w.shape())?;
     slot.set_mask(t.mask());
-    // Only the model owner encodes its weight (a full-size VGG16 FC layer is 100M values).
-    // (Nor does the plan's dry run, which never reads it.)
-    let enc = (ctx.party() == 0 && !ctx.is_dry()).then(|| ctx.fixed().encode_tensor(w));
-    let ws = ctx.share_constant(keys.weight, 0, enc.as_ref(), w.shape())?;
-    match x {
-        Some(x) => {
-            let (prep, e) = ctx.open_masks(t, ws, x, 0)?;
-            slot.set(Arc::new(prep));
-            Ok(Some(e))
-        }
-        None => {
-            slot.set(Arc::new(ctx.open_weight_mask(t, ws)?));
-            Ok(None)
-        }
-    }
+    let ws = share_weight(ctx, keys, w)?;
+    slot.set(Arc::new(ctx.open_weight_mask(t, ws)?));
+    Ok(())
+}
+
+/// Party 0's weight, secret-shared (only the model owner reads it: a full-size VGG16 FC
+/// layer is 100M values, encoded as its sharing is written).
+fn share_weight(ctx: &Ctx, keys: &LinearKeys, w: &PlainTensor) -> Result<Share> {
+    ctx.share_constant(keys.weight, 0, (ctx.party() == 0).then_some(w), w.shape())
 }
 
 /// The layer on this lane's rows `x` (chunked by the strategy), truncated.
@@ -64,18 +57,19 @@ pub fn private(ctx: &Ctx, exec: &Exec, layer: &LinearLayer, x: &Share) -> Result
         let cw = c.window();
         let row0 = cw.start * (part.shape()[0] / cw.count.max(1));
         if !exec.ahead && part.shape()[0] == full[0] {
-            // The whole input in one lane (serial): E and F in one message, one round.
-            let e = prepare(c, slot, &keys, layer.op, &layer.weight, &full, Some(part))
-                .inspect_err(|e| slot.fail(e.duplicate()))?
-                .expect("E is opened with F");
-            return c.finish_with_mask(&*slot.peek()?, &e, 0);
+            // The whole input in one lane (serial): E and F in one message, one round. No
+            // other lane reads the layer, so it bypasses the slot and is finished in place.
+            let t = c.take_linear_triple(&keys, layer.op, &full, layer.weight.shape())?;
+            let w = (c.party() == 0).then_some(&*layer.weight);
+            let (prep, e) = c.open_masks(t, keys.weight, 0, w, part, 0)?;
+            return c.finish_owned(prep, &e);
         }
         if !exec.ahead && slot.claim() {
             // The first part to arrive, at this party, takes the triple and opens F by
             // itself (tagged by the layer, not the lane, so it does not matter which part
             // that is at each party); no part waits for another part to arrive.
             let wc = c.weights_lane();
-            prepare(&wc, slot, &keys, layer.op, &layer.weight, &full, None)
+            prepare(&wc, slot, &keys, layer.op, &layer.weight, &full)
                 .inspect_err(|e| slot.fail(e.duplicate()))?;
         }
         let a = slot.mask()?;

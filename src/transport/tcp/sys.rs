@@ -34,7 +34,11 @@ pub fn tune_allocator_for_messages() {
     // and before any thread has allocated.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+        // -1, not i32::MAX: the threshold is a byte count, and i32::MAX (2 GiB) still let
+        // glibc give back the top of a heap that a full-size model's repetition had freed
+        // (bench: every VGG16 repetition faulted its memory in afresh, 1.5M faults each).
+        // -1 turns trimming off (mallopt(3)).
+        libc::mallopt(libc::M_TRIM_THRESHOLD, -1);
         libc::mallopt(libc::M_TOP_PAD, 64 << 20);
         // `MPC_PIPE_MALLOC_ARENAS=N` (N > 1) gives threads arenas of their own again, to
         // measure what the one arena changes.
