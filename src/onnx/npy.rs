@@ -114,15 +114,34 @@ fn plain_header(bytes: &[u8]) -> std::result::Result<(), String> {
     let header = bytes
         .get(start..start.saturating_add(len))
         .ok_or("not a valid .npy file (truncated header)")?;
+    // Brackets count only outside string literals: a `)` or `}` inside a quoted key once
+    // hid a `{{` nesting behind it, which the fuzzer found to take npyz past 10 s.
     let (mut depth, mut max_depth) = (0i32, 0i32);
+    let mut quote: Option<u8> = None;
+    let mut escaped = false;
     for &c in header {
+        if let Some(q) = quote {
+            match c {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                _ if c == q => quote = None,
+                _ => {}
+            }
+            continue;
+        }
         match c {
+            b'\'' | b'"' => quote = Some(c),
             b'[' => return Err("has a structured dtype; float32 or float64 is needed".into()),
             b'(' | b'{' => {
                 depth += 1;
                 max_depth = max_depth.max(depth);
             }
-            b')' | b'}' => depth -= 1,
+            b')' | b'}' => {
+                depth -= 1;
+                if depth < 0 {
+                    return Err("not a valid .npy file (unbalanced header)".into());
+                }
+            }
             _ => {}
         }
     }
