@@ -537,7 +537,7 @@ fn training_rows_get_their_own_table_and_figures() {
             "inner-layer",
             "training samples/s (median over epochs)",
             "whisker: slowest to fastest epoch",
-            "digits-cnn · custom · 2p · b32",
+            "digits-cnn · 4000 Mbit/s, 0.05 ms · 2p · b32",
         ],
     );
     // Two MPC runs, one whisker (three strokes) each, and the legend's glyph.
@@ -578,6 +578,41 @@ fn training_rows_get_their_own_table_and_figures() {
         "{err}"
     );
     assert!(!out.exists());
+}
+
+/// One file of training runs on two links (a sweep, as results/train-links.csv) gives each
+/// link its own loss and accuracy figure: a figure named for the file and model alone was
+/// written once per link, each overwriting the last, and report.md linked one file many times.
+#[test]
+fn training_runs_on_two_links_get_a_figure_each() {
+    let dir = scratch("training-links");
+    let text = std::fs::read_to_string(train_fixture()).unwrap();
+    let mut lines = text.lines();
+    let head = lines.next().unwrap();
+    let mpc: Vec<&str> = lines.filter(|l| l.contains(",custom,")).collect();
+    let mut csv = format!("{head}\n");
+    for l in &mpc {
+        csv += &format!("{l}\n");
+    }
+    for l in &mpc {
+        csv += &format!("{}\n", l.replacen(",4000.0,0.05,", ",10000.0,0.02,", 1));
+    }
+    let file = dir.join("links.csv");
+    std::fs::write(&file, csv).unwrap();
+    let out = dir.join("out");
+    let r = mpc_pipe::report::render(std::slice::from_ref(&file), &out, "x").unwrap();
+    let md = std::fs::read_to_string(&r.report).unwrap();
+    let curves: Vec<String> = std::fs::read_dir(out.join("figures"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("training-") && n != "training-throughput.svg")
+        .collect();
+    assert_eq!(curves.len(), 2, "{curves:?}");
+    for name in &curves {
+        assert_eq!(md.matches(name.as_str()).count(), 1, "{name} linked once in\n{md}");
+    }
+    assert!(md.contains("4000 Mbit/s, 0.05 ms one-way"), "{md}");
+    assert!(md.contains("10000 Mbit/s, 0.02 ms one-way"), "{md}");
 }
 
 /// A `protocols` column splits configurations by suite (both suites shown, never

@@ -112,10 +112,14 @@ impl<'a> Family<'a> {
     /// configuration has training rows in another file.
     fn label(&self, all: &[Family]) -> String {
         let c = &self.config;
-        let mut s = format!(
-            "{} · {} · {}p · b{}",
-            c.model, c.network, c.parties, c.batch
-        );
+        // A link set by flags has no name ("custom"): show the link itself, or the bars of
+        // a sweep of links would carry one label.
+        let net = if c.network == "custom" {
+            format!("{} Mbit/s, {} ms", c.bandwidth, c.latency)
+        } else {
+            c.network.clone()
+        };
+        let mut s = format!("{} · {net} · {}p · b{}", c.model, c.parties, c.batch);
         if c.protocols != "crypten" {
             s = format!("{s} · {}", c.protocols);
         }
@@ -355,10 +359,22 @@ pub fn curves(fams: &[Family]) -> Vec<(String, Lines)> {
             });
         }
         let key = format!("{} ({})", f.title(), stem(&f.file));
+        // The batch and the link belong in the name: one file may hold runs of several
+        // (a sweep of links), and each family needs a figure of its own.
+        let link = if f.runs.is_empty() {
+            String::new()
+        } else {
+            format!(", {}", f.config.link())
+        };
         out.push((
-            slug(&format!("{}-{}", stem(&f.file), f.title())),
+            slug(&format!(
+                "{}-{}-b{}{link}",
+                stem(&f.file),
+                f.title(),
+                f.config.batch
+            )),
             Lines {
-                title: format!("Training: {key}, batch {}", f.config.batch),
+                title: format!("Training: {key}, batch {}{link}", f.config.batch),
                 x_label: "epoch".into(),
                 log_x: false,
                 ticks_at_data: true,
