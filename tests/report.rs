@@ -609,7 +609,11 @@ fn training_runs_on_two_links_get_a_figure_each() {
         .collect();
     assert_eq!(curves.len(), 2, "{curves:?}");
     for name in &curves {
-        assert_eq!(md.matches(name.as_str()).count(), 1, "{name} linked once in\n{md}");
+        assert_eq!(
+            md.matches(name.as_str()).count(),
+            1,
+            "{name} linked once in\n{md}"
+        );
     }
     assert!(md.contains("4000 Mbit/s, 0.05 ms one-way"), "{md}");
     assert!(md.contains("10000 Mbit/s, 0.02 ms one-way"), "{md}");
