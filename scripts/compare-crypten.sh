@@ -13,13 +13,13 @@
 #                   libraries PyPI's torch 2.8.0 needs to import (see that file).
 #   --only W1,W2    workloads to run (default all seven; W7, VGG16, takes minutes).
 #   --reps N        timed repetitions after one untimed warm-up (default 3).
-#   --out FILE      CSV to write (default results/peers/crypten.csv), one row per
+#   --out FILE      CSV to write (default results/peers-crypten.csv), one row per
 #                   workload, rewritten after each one so a long run keeps what it has
 #                   measured; rows of workloads not run this time are kept.
 #   --mpc-pipe-csv FILE
 #                   also print a markdown table of these rows beside an mpc-pipe bench
 #                   CSV (e.g. made by `mpc-pipe bench --config bench-configs/peers.toml
-#                   --out results/peers/mpc-pipe.csv`) with the ratio CrypTen / mpc-pipe.
+#                   --out results/peers-mpc-pipe.csv`) with the ratio CrypTen / mpc-pipe.
 #                   Alone (no workload run) with --table-only.
 #
 # Relative paths (VENV_DIR, --out, --mpc-pipe-csv) are taken from the repository root.

@@ -540,7 +540,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", default=",".join(ALL), help="workloads, e.g. W1,W2")
     ap.add_argument("--reps", type=int, default=3, help="timed repetitions (default 3)")
-    ap.add_argument("--out", default="results/peers/crypten.csv", help="CSV to write")
+    ap.add_argument("--out", default="results/peers-crypten.csv", help="CSV to write")
     ap.add_argument("--mpc-pipe-csv", help="mpc-pipe bench CSV to print side by side")
     ap.add_argument("--table-only", action="store_true",
                     help="run nothing: print the table from --out and --mpc-pipe-csv")

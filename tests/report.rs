@@ -411,6 +411,23 @@ fn a_peers_csv_is_set_beside_our_whole_job() {
         md.contains("| W2 | crypten | 1.800 (1.700–1.900, 3) | – | – | – |"),
         "{md}"
     );
+    // The figure names its series, axis and bar, and its ratio bar (3.0×) and reference
+    // line sit where the axis puts them: nothing else is checked by hand here. A serial row
+    // alone has no gain: no gain figure and no headline row for it.
+    let fig = out.join("figures/peers.svg");
+    assert_names(
+        &fig,
+        &[
+            "against our whole job (plan, dealer, expansion, online)",
+            "against our online time",
+            "their whole job / ours (×; above 1: ours is faster)",
+            "W1 · crypten · ours serial",
+            "equal time",
+        ],
+    );
+    assert!(md.contains("](figures/peers.svg)"), "{md}");
+    assert!(!out.join("figures/gain-throughput-local.svg").exists());
+    assert!(!md.contains("| W1 | local |"), "{md}");
     // A peers CSV lacking e2e_s is refused, naming the file and the column.
     std::fs::write(
         &theirs,

@@ -191,7 +191,7 @@ fn read_inputs(inputs: &[PathBuf]) -> Result<Inputs> {
 }
 
 /// Commands that wrote `csv`, as recorded in the README.md beside it: code spans that run
-/// `bench` or `train` with `--out` naming this file, or a bench-configs script given this
+/// `bench`, `train` or scripts/compare-crypten.sh with `--out` naming this file, or a bench-configs script given this
 /// file as an argument (`sh bench-configs/train-digits.sh results/train-digits.csv`).
 fn recorded_commands(csv: &Path) -> Vec<String> {
     let Some(name) = csv.file_name().and_then(|n| n.to_str()) else {
@@ -209,7 +209,10 @@ fn recorded_commands(csv: &Path) -> Vec<String> {
             .split_once("--out ")
             .map(|(_, rest)| rest.split(' ').next().unwrap_or(""))
             .is_some_and(is_name);
-        let runs = (span.contains(" bench ") || span.contains(" train ")) && out_names_it;
+        let runs = (span.contains(" bench ")
+            || span.contains(" train ")
+            || span.starts_with("scripts/compare-crypten.sh "))
+            && out_names_it;
         let script = span.contains("bench-configs/")
             && span.contains(".sh ")
             && span
@@ -255,6 +258,19 @@ fn draw(
     let warnings = tables::warnings(&mut md, &groups);
     let mut figs: Vec<PathBuf> = Vec::new();
     let _ = writeln!(md, "## Figures\n");
+    if let Some(bars) = series::peers(records, peers) {
+        let _ = writeln!(md, "### Against other systems\n");
+        let rel = PathBuf::from("figures/peers.svg");
+        figures::bars(&dir.join(&rel), &bars)?;
+        let _ = writeln!(
+            md,
+            "![{}]({})\n\nEach bar is one workload's row of the other system against \
+             one bench row of ours (the table above names both rows).\n",
+            bars.title,
+            rel.display()
+        );
+        figs.push(rel);
+    }
 
     let _ = writeln!(md, "### Gain per scheme, per model and network\n");
     let _ = writeln!(

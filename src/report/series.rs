@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use super::figures::{Bars, Lines, Panel, Point, Series, SCHEME_ORDER};
 use super::group::{sources, versus, Config, Group};
-use super::load::Record;
+use super::load::{PeerRecord, Record};
 use super::trace::Timeline;
 
 /// The paper's headline figures (MPC-Pipe abstract: up to about 50% higher throughput and
@@ -139,7 +139,12 @@ pub fn gain_bars(groups: &[Group], gain: Gain) -> Vec<(String, Bars, String)> {
     for net in networks {
         let gs: Vec<&Group> = groups
             .iter()
-            .filter(|g| g.config.network == net && g.serial().is_some())
+            // A configuration of serial rows alone (the peers workloads) has no gain to draw.
+            .filter(|g| {
+                g.config.network == net
+                    && g.serial().is_some()
+                    && g.rows.iter().any(|r| r.scheme != "serial")
+            })
             .collect();
         match gs.len() {
             0 => {}
@@ -752,4 +757,49 @@ pub fn utilization(
         ));
     }
     out
+}
+
+/// Against other systems: per workload, how many times longer the other system's whole job
+/// took than ours (theirs / our whole job, and theirs / our online time), one bar per bench
+/// row of ours with `e2e_s`; the whisker spans their fastest to slowest repetition. None
+/// without a peer row that has a row of ours.
+pub fn peers(records: &[Record], peers: &[PeerRecord]) -> Option<Bars> {
+    let mut categories = Vec::new();
+    let mut values = Vec::new();
+    let mut spread = Vec::new();
+    for p in peers {
+        for r in records
+            .iter()
+            .filter(|r| r.model == p.model && r.parties == p.parties && r.e2e_s.is_some())
+        {
+            let job = r.e2e_s.unwrap_or(0.0) * r.batch as f64;
+            let online = r.latency_ms_p50 / 1e3;
+            if job <= 0.0 || online <= 0.0 {
+                continue;
+            }
+            categories.push(format!("{} · {} · ours {}", p.model, p.system, r.scheme));
+            values.push(vec![Some(p.e2e_s / job), Some(p.e2e_s / online)]);
+            let w = |t: f64| match (p.e2e_s_min, p.e2e_s_max) {
+                (Some(lo), Some(hi)) => Some((lo / t, hi / t)),
+                _ => None,
+            };
+            spread.push(vec![w(job), w(online)]);
+        }
+    }
+    if categories.is_empty() {
+        return None;
+    }
+    Some(Bars {
+        title: "Other systems' whole job against ours, identical workloads".into(),
+        x_label: "their whole job / ours (×; above 1: ours is faster)".into(),
+        categories,
+        series: vec![
+            "against our whole job (plan, dealer, expansion, online)".into(),
+            "against our online time".into(),
+        ],
+        values,
+        spread,
+        whisker: Some("their fastest to slowest repetition".into()),
+        references: vec![(1.0, "equal time".into())],
+    })
 }

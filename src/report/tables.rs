@@ -171,6 +171,10 @@ pub fn headline(md: &mut String, groups: &[Group]) {
     let mut overall: (Best, Best) = (None, None);
     for g in groups {
         let Some(serial) = g.serial() else { continue };
+        // Serial rows alone (the peers workloads): nothing to compare, no row.
+        if g.rows.iter().all(|r| r.scheme == "serial") {
+            continue;
+        }
         let k = (g.config.model.clone(), g.config.network.clone());
         let idx = match keys.iter().position(|x| *x == k) {
             Some(i) => i,

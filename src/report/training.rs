@@ -245,7 +245,18 @@ pub fn tables(md: &mut String, fams: &[Family]) {
     );
     for f in fams {
         let c = &f.config;
-        let _ = writeln!(md, "### Training: {}\n", f.title());
+        // Batch and link in the heading too: a sweep's tables would otherwise share one.
+        let _ = match (f.runs.is_empty(), c.network == "custom") {
+            (true, _) => writeln!(md, "### Training: {}\n", f.title()),
+            (false, false) => writeln!(md, "### Training: {} · batch {}\n", f.title(), c.batch),
+            (false, true) => writeln!(
+                md,
+                "### Training: {} · batch {} · {}\n",
+                f.title(),
+                c.batch,
+                c.link()
+            ),
+        };
         let link = if f.runs.is_empty() {
             String::new()
         } else {
