@@ -14,6 +14,8 @@
 # of drop, dup and corrupt, alternating 2 and 3 parties. Needs python3 (the proxy) and a
 # release build (cargo build --release). Prints one line per run and the counts; exits
 # non-zero if any run failed. On a shared machine: nice -n 19 scripts/fault-campaign.sh 4 2
+# FAULT_KINDS="stop" (a space-separated subset of the six) runs only those faults;
+# FAULT_TIMEOUT_S (default 8) is every party's --timeout-s.
 set -u
 RUNS=${1:-20}
 FRAME_RUNS=${2:-10}
@@ -176,7 +178,8 @@ run_one() {
 }
 
 k=0
-for fault in kill stop cut drop dup corrupt; do
+for fault in ${FAULT_KINDS:-kill stop cut drop dup corrupt}; do
+  case $fault in kill|stop|cut|drop|dup|corrupt) ;; *) echo "unknown fault kind $fault" >&2; exit 2;; esac
   runs=$RUNS; [[ $fault == drop || $fault == dup || $fault == corrupt ]] && runs=$FRAME_RUNS
   for ((r = 0; r < runs; r++)); do
     k=$((k + 1)); run_one "$fault" $((2 + r % 2)) "$k"
