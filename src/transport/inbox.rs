@@ -30,6 +30,8 @@
 //! on peer j times out while j is still heard from, and another peer k has been silent
 //! longer than the bound, the timeout names k: j is alive but waiting, most likely on k
 //! (`silent_suspect`). Without it, the third party of a chain 1 -> 0 -> stopped 2 named 0.
+//! When liveness finds a silent peer (j or another) the timeout is reported at once, with
+//! no grace: a silent peer sends no abort.
 
 use crate::lanes::Waker;
 use std::collections::HashMap;
@@ -68,7 +70,8 @@ impl Departure {
 }
 
 /// How long a timed-out wait goes on listening for the silent peer's abort: half the
-/// timeout, at most 30 s. A peer that is really gone is reported after at most 1.5 times
+/// timeout, at most 30 s; not at all when liveness already names a silent peer (see
+/// `wait`). A peer that is really gone is reported after at most 1.5 times
 /// the timeout.
 fn grace_ns(timeout_ns: u64) -> u64 {
     (timeout_ns / 2).min(30_000_000_000)
@@ -334,16 +337,23 @@ impl Inbox {
                 None
             };
             if now >= deadline && !in_grace {
-                // Before blaming this peer, wait a little longer for its abort: it may be
-                // silent because it waits, itself, on a failed third party, and its own
-                // timeout began later than ours (a party computes before it waits). Its
-                // abort then names the party that failed, and so does our error.
+                // Liveness may tell at once who failed: the peer itself is silent (stopped
+                // or cut off: no abort of its own will come), or it is heard while another
+                // peer is silent.
+                let (e, decisive) = self.timed_out(from, tag, timeout, now);
+                if decisive {
+                    return Err(e);
+                }
+                // Otherwise, before blaming this peer, wait a little longer for its abort:
+                // it may be silent because it waits, itself, on a failed third party, and
+                // its own timeout began later than ours (a party computes before it
+                // waits). Its abort then names the party that failed, and so does our error.
                 in_grace = true;
                 deadline = now.saturating_add(grace_ns(timeout_ns));
                 continue;
             }
             if now >= deadline {
-                return Err(self.timed_out(from, tag, timeout, now));
+                return Err(self.timed_out(from, tag, timeout, now).0);
             }
             if let Some((due, spin)) = pending.filter(|&(d, _)| d <= deadline) {
                 if emulator::near(now, due, spin) {
@@ -389,44 +399,52 @@ impl Inbox {
     }
 
     /// The error of a wait on `from` that timed out at `now`: it names `from`, unless
-    /// `from` is alive and another peer is silent (`silent_suspect`); then that peer.
-    fn timed_out(&self, from: PartyId, tag: Tag, timeout: Duration, now: u64) -> Error {
+    /// `from` is alive and another peer is silent (`silent_suspect`); then that peer. And
+    /// whether liveness decided it (a silent peer was found; false without liveness, or
+    /// when every peer is heard), so the wait need not listen on for an abort.
+    fn timed_out(&self, from: PartyId, tag: Tag, timeout: Duration, now: u64) -> (Error, bool) {
         let op = format!("receive of tag {:#x}", tag.0);
         let secs = timeout.as_secs_f64();
         let Some(l) = &self.live else {
-            return Error::Timeout {
+            let e = Error::Timeout {
                 peer: from,
                 op,
                 secs,
             };
+            return (e, false);
         };
         let heard: Vec<u64> = l.heard.iter().map(|h| h.load(Ordering::Relaxed)).collect();
         let left: Vec<bool> = l.left.iter().map(|b| b.load(Ordering::Relaxed)).collect();
         match silent_suspect(from, now, &heard, &left, l.bound_ns) {
-            Some((k, silent_ns)) => Error::Timeout {
-                peer: k,
-                op: format!(
-                    "{op} from party {from}: {} silent for {:.1} s; {} alive but waiting",
-                    l.names[k],
-                    silent_ns as f64 * 1e-9,
-                    l.names[from]
-                ),
-                secs,
-            },
+            Some((k, silent_ns)) => {
+                let e = Error::Timeout {
+                    peer: k,
+                    op: format!(
+                        "{op} from party {from}: {} silent for {:.1} s; {} alive but waiting",
+                        l.names[k],
+                        silent_ns as f64 * 1e-9,
+                        l.names[from]
+                    ),
+                    secs,
+                };
+                (e, true)
+            }
             None => {
                 let silent_ns = now.saturating_sub(heard[from]);
                 let silent_s = silent_ns as f64 * 1e-9;
                 let name = &l.names[from];
-                let state = if silent_ns > l.bound_ns {
+                let silent = silent_ns > l.bound_ns;
+                let state = if silent {
                     format!("{name} silent for {silent_s:.1} s")
                 } else {
                     format!("{name} alive (heard {silent_s:.1} s ago) but it sent nothing for it")
                 };
-                Error::Timeout {
+                let e = Error::Timeout {
                     peer: from,
                     op: format!("{op}: {state}"),
                     secs,
-                }
+                };
+                (e, silent)
             }
         }
     }
@@ -610,6 +628,23 @@ mod tests {
             inbox.wait(0, Tag(5), t),
             Err(Error::Timeout { peer: 0, .. })
         ));
+    }
+
+    #[test]
+    fn a_silent_peer_found_by_liveness_is_reported_at_the_timeout_without_the_grace() {
+        // Timeout 1 s, so the grace would end at 1.5 s; a silent peer (nothing heard past
+        // the 10 ms bound) is named at 1 s. Loose bounds: the machine may be loaded.
+        let clock = Clock::default();
+        let names = (0..3).map(|p| format!("party {p}")).collect();
+        let inbox = Inbox::new(3, clock).with_liveness(1, Duration::from_millis(10), names);
+        let t = Instant::now();
+        let got = inbox.wait(0, Tag(5), Duration::from_secs(1));
+        let took = t.elapsed();
+        assert!(matches!(got, Err(Error::Timeout { peer: 0, .. })));
+        assert!(
+            took >= Duration::from_secs(1) && took < Duration::from_millis(1400),
+            "{took:?}"
+        );
     }
 
     #[test]
