@@ -14,6 +14,10 @@
 # of drop, dup and corrupt, alternating 2 and 3 parties. Needs python3 (the proxy) and a
 # release build (cargo build --release). Prints one line per run and the counts; exits
 # non-zero if any run failed. On a shared machine: nice -n 19 scripts/fault-campaign.sh 4 2
+# FAULT_KINDS="stop" (a space-separated subset of the six) runs only those faults;
+# FAULT_PARTIES=3 only 3-party runs (or 2); FAULT_VICTIM=2 makes that party the victim of
+# kill and stop (when the run has it); FAULT_TIMEOUT_S (default 8) is every party's
+# --timeout-s.
 set -u
 RUNS=${1:-20}
 FRAME_RUNS=${2:-10}
@@ -25,6 +29,7 @@ JOB=(--model resnet_cifar --batch 2 --weights private)
 WORK=$(mktemp -d /tmp/mpc-pipe-faults.XXXXXX)
 trap '[ -n "${KEEP_WORK:-}" ] || rm -rf "$WORK"' EXIT
 umask 077
+case ${FAULT_PARTIES:-} in ""|2|3) ;; *) echo "FAULT_PARTIES is 2 or 3" >&2; exit 2;; esac
 [ -x "$BIN" ] || { echo "no $BIN: cargo build --release first" >&2; exit 2; }
 
 declare -A COUNT
@@ -122,6 +127,7 @@ run_one() {
   local victim=-1 detail="" proxy=""
   if [[ $fault == kill || $fault == stop ]]; then
     victim=$((RANDOM % n))
+    [ -n "${FAULT_VICTIM:-}" ] && [ "$FAULT_VICTIM" -lt "$n" ] && victim=$FAULT_VICTIM
     start_parties "$n" "$dir"
     # Within the first 90% of a clean run's wall time: most faults land inside the run.
     local at; at=$(echo "scale=3; 0.9 * ${BASE_S[$n]} * $RANDOM / 32768" | bc)
@@ -176,10 +182,11 @@ run_one() {
 }
 
 k=0
-for fault in kill stop cut drop dup corrupt; do
+for fault in ${FAULT_KINDS:-kill stop cut drop dup corrupt}; do
+  case $fault in kill|stop|cut|drop|dup|corrupt) ;; *) echo "unknown fault kind $fault" >&2; exit 2;; esac
   runs=$RUNS; [[ $fault == drop || $fault == dup || $fault == corrupt ]] && runs=$FRAME_RUNS
   for ((r = 0; r < runs; r++)); do
-    k=$((k + 1)); run_one "$fault" $((2 + r % 2)) "$k"
+    k=$((k + 1)); run_one "$fault" "${FAULT_PARTIES:-$((2 + r % 2))}" "$k"
   done
 done
 echo "--- counts (fault.verdict): named = every survivor failed naming the peer;"

@@ -67,6 +67,7 @@ fn write_seed_corpus() {
     ));
     f.extend(frame::encode_bulk_message(Tag(10), &[11; 20], 32));
     f.extend(frame::encode_message(Tag(11), &[], 64));
+    f.extend(frame::heartbeat_frame());
     f.extend(frame::abort_frame(1, "peer failed\n\x1b[31m"));
     put("frame_decoder", "messages", &f);
     put("frame_decoder", "empty", &[0; 5]);
@@ -81,7 +82,7 @@ fn write_seed_corpus() {
     // verdict.
     for party in [1u32, 2] {
         let mut h = b"MPCPIPE\0".to_vec();
-        h.extend_from_slice(&2u32.to_le_bytes());
+        h.extend_from_slice(&mpc_pipe::transport::handshake::PROTOCOL_VERSION.to_le_bytes());
         h.extend_from_slice(&party.to_le_bytes());
         h.extend_from_slice(&3u32.to_le_bytes());
         h.extend_from_slice(&[0; 4]);

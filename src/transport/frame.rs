@@ -7,7 +7,9 @@
 //!   0..4   payload length in bytes (u32 LE), at most `max_frame`, a multiple of 8 for data
 //!   4      kind: 1 = data, 2 = bye (the sender finished the session cleanly),
 //!          3 = abort (the sender stops after a failure; payload: u32 LE id of the party
-//!          it blames, then a UTF-8 reason, at most `MAX_ABORT_BYTES` in all)
+//!          it blames, then a UTF-8 reason, at most `MAX_ABORT_BYTES` in all),
+//!          4 = heartbeat (empty: the sender's I/O thread is alive; it sends one when it
+//!          has sent nothing on the connection for a while, see `tcp::heartbeat_interval`)
 //!   5      flags: bit 0 = FIN (last frame of a message), bit 1 = BULK (data frames only:
 //!          the frame belongs to a background message); other bits must be zero
 //!   6..8   reserved, zero
@@ -51,6 +53,9 @@ pub const MAX_MESSAGE_BYTES: u64 = 64 << 30;
 pub const KIND_DATA: u8 = 1;
 pub const KIND_BYE: u8 = 2;
 pub const KIND_ABORT: u8 = 3;
+/// An empty frame that only says the sender is alive. It may come between any two frames
+/// (also between the frames of a message) and carries nothing for the application.
+pub const KIND_HEARTBEAT: u8 = 4;
 /// Cap on an abort frame's payload.
 pub const MAX_ABORT_BYTES: usize = 1024;
 pub const FLAG_FIN: u8 = 1;
@@ -121,6 +126,11 @@ pub fn abort_frame(blame: u32, reason: &str) -> Vec<u8> {
     out
 }
 
+/// A heartbeat frame (`KIND_HEARTBEAT`).
+pub fn heartbeat_frame() -> [u8; HEADER_BYTES] {
+    header(KIND_HEARTBEAT, 0, 0, Tag(0))
+}
+
 /// `text` from a peer (an abort reason) made safe to print: control characters (terminal
 /// escapes, newlines, carriage returns, C1 controls) and bidirectional overrides, which
 /// could forge or hide log lines, become visible `\u{..}` escapes; the rest is kept.
@@ -144,6 +154,8 @@ pub enum Event {
     /// A background message (its frames carried `FLAG_BULK`).
     Bulk(Tag, Vec<u64>),
     Bye,
+    /// A heartbeat: the peer is alive; nothing for the application.
+    Heartbeat,
     Abort {
         blame: u32,
         reason: String,
@@ -290,6 +302,16 @@ impl Decoder {
                 self.payload_done();
                 Ok(())
             }
+            KIND_HEARTBEAT => {
+                if len != 0 || flags != 0 || tag.0 != 0 {
+                    return Err(self.fail("malformed heartbeat frame".into()));
+                }
+                // Messages in progress stay as they are: a heartbeat may come between
+                // their frames.
+                self.frame_kind = KIND_HEARTBEAT;
+                self.payload_done();
+                Ok(())
+            }
             KIND_DATA => {
                 if len > self.max_frame {
                     return Err(self.fail(format!(
@@ -388,6 +410,7 @@ impl Decoder {
         match self.frame_kind {
             KIND_DATA => self.end_frame(),
             KIND_BYE => self.events.push_back((Event::Bye, self.hdr_time)),
+            KIND_HEARTBEAT => self.events.push_back((Event::Heartbeat, self.hdr_time)),
             _ => {
                 let a = self.abort.take().unwrap();
                 let ev = Event::Abort {
@@ -706,6 +729,61 @@ mod tests {
             "stop\\u{1b}[2J\\u{d}\\u{a}mpc-pipe: error: party 9 \\u{202e}lied\\u{9b}"
         );
         assert_eq!(sanitize("plain text, ünïcode"), "plain text, ünïcode");
+    }
+
+    #[test]
+    fn heartbeats_between_any_frames_leave_messages_intact_plain_and_sealed() {
+        // A 2-frame message and a 2-frame bulk message with a heartbeat before, between
+        // and after every frame; on a sealed channel each heartbeat is a sealed frame.
+        let m: Vec<u64> = (0..12).collect();
+        let mb = encode_message(Tag(1), &m, 64);
+        let b: Vec<u64> = (100..112).collect();
+        let bb = encode_bulk_message(Tag(2), &b, 64);
+        let (mf, bf) = (frames(&mb), frames(&bb));
+        let hb = heartbeat_frame();
+        let plain: Vec<&[u8]> = vec![&hb, mf[0], &hb, bf[0], &hb, mf[1], &hb, bf[1], &hb];
+        let want = [
+            Event::Heartbeat,
+            Event::Heartbeat,
+            Event::Heartbeat,
+            Event::Msg(Tag(1), m.clone()),
+            Event::Heartbeat,
+            Event::Bulk(Tag(2), b.clone()),
+            Event::Heartbeat,
+        ];
+        let key = [9u8; 32];
+        let mut sealer = crate::transport::seal::Sealer::new(&key);
+        let sealed: Vec<Vec<u8>> = plain
+            .iter()
+            .map(|f| {
+                let mut w = f.to_vec();
+                sealer.seal(&mut w, HEADER_BYTES);
+                w
+            })
+            .collect();
+        for (wire, is_sealed) in [(plain.concat(), false), (sealed.concat(), true)] {
+            for split in [1, 7, 16, wire.len()] {
+                let mut d = Decoder::new(64);
+                if is_sealed {
+                    d = d.sealed(Opener::new(&key));
+                }
+                for c in wire.chunks(split) {
+                    d.feed(c).unwrap();
+                }
+                let got: Vec<Event> = std::iter::from_fn(|| d.next_event()).collect();
+                assert_eq!(got, want);
+                assert!(!d.mid_message());
+            }
+        }
+        // A heartbeat carries nothing: a length, flags or a tag are refused.
+        for h in [
+            header(KIND_HEARTBEAT, 0, 8, Tag(0)),
+            header(KIND_HEARTBEAT, FLAG_FIN, 0, Tag(0)),
+            header(KIND_HEARTBEAT, 0, 0, Tag(3)),
+        ] {
+            let m = frame_error(&mut Decoder::new(64), &h);
+            assert!(m.contains("malformed heartbeat"), "{m}");
+        }
     }
 
     #[test]

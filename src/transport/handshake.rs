@@ -28,7 +28,8 @@ use sha2::Sha256;
 use crate::error::{Error, Result};
 
 /// Wire protocol version; bumped on any incompatible change of frames or handshake.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: heartbeat frames (`frame::KIND_HEARTBEAT`), which version 2 refuses as unknown.
+pub const PROTOCOL_VERSION: u32 = 3;
 const MAGIC: &[u8; 8] = b"MPCPIPE\0";
 const LABEL: &[u8] = b"mpc-pipe session hello v1";
 /// Label of the channel keys: distinct from `LABEL`, whose macs cross the wire in clear.

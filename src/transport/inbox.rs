@@ -24,10 +24,18 @@
 //! parks. Either the waiter's drain sees the message, or the pusher sees the sleeper, takes
 //! the lock (so it sees the registration) and unparks the thread; an unpark that comes
 //! before the park makes the park return at once.
+//!
+//! Liveness (TCP only, `with_liveness`): the I/O side records when bytes last came from
+//! each peer (`heard`); every peer sends at least a heartbeat frame when idle. When a wait
+//! on peer j times out while j is still heard from, and another peer k has been silent
+//! longer than the bound, the timeout names k: j is alive but waiting, most likely on k
+//! (`silent_suspect`). Without it, the third party of a chain 1 -> 0 -> stopped 2 named 0.
+//! When liveness finds a silent peer (j or another) the timeout is reported at once, with
+//! no grace: a silent peer sends no abort.
 
 use crate::lanes::Waker;
 use std::collections::HashMap;
-use std::sync::atomic::{fence, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{fence, AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -62,10 +70,44 @@ impl Departure {
 }
 
 /// How long a timed-out wait goes on listening for the silent peer's abort: half the
-/// timeout, at most 30 s. A peer that is really gone is reported after at most 1.5 times
+/// timeout, at most 30 s; not at all when liveness already names a silent peer (see
+/// `wait`). A peer that is really gone is reported after at most 1.5 times
 /// the timeout.
 fn grace_ns(timeout_ns: u64) -> u64 {
     (timeout_ns / 2).min(30_000_000_000)
+}
+
+/// What the inbox knows of its peers' liveness (see the module doc).
+struct Liveness {
+    /// A peer heard from within this many ns is alive; one silent longer is suspect.
+    bound_ns: u64,
+    /// Per peer, when its last bytes came (on the inbox's clock).
+    heard: Vec<AtomicU64>,
+    /// Per peer: its silence is no sign of failure (it said goodbye or left, or is us).
+    left: Vec<AtomicBool>,
+    /// Per peer, how errors name it ("party 2 (127.0.0.1:7002)").
+    names: Vec<String>,
+}
+
+/// Whom to blame when a wait on `from` times out at `now`: `Some((k, silence of k))` when
+/// `from` was heard within `bound_ns` (alive, so likely waiting itself) and another peer
+/// `k`, not `left`, has been silent longer than `bound_ns` (the longest silent such peer);
+/// None when `from` itself is silent, or no one else is. Pure, so tested with made-up times.
+fn silent_suspect(
+    from: PartyId,
+    now: u64,
+    heard: &[u64],
+    left: &[bool],
+    bound_ns: u64,
+) -> Option<(PartyId, u64)> {
+    let silence = |p: PartyId| now.saturating_sub(heard[p]);
+    if silence(from) > bound_ns {
+        return None;
+    }
+    (0..heard.len())
+        .filter(|&k| k != from && !left[k] && silence(k) > bound_ns)
+        .map(|k| (k, silence(k)))
+        .max_by_key(|&(k, s)| (s, std::cmp::Reverse(k)))
 }
 
 struct PeerBox {
@@ -92,6 +134,8 @@ pub struct Inbox {
     /// Cap on `PeerBox::held` (`admit`); None: messages are not metered (the in-memory
     /// transport, whose peers are threads of this process).
     cap_bytes: Option<u64>,
+    /// None: no heartbeats (the in-memory transport); a timeout names the peer waited on.
+    live: Option<Liveness>,
 }
 
 /// `admit` refused a message: the peer would hold more than the cap in our inbox.
@@ -116,6 +160,37 @@ impl Inbox {
                 .collect(),
             clock,
             cap_bytes: None,
+            live: None,
+        }
+    }
+
+    /// Timeouts consult liveness (see the module doc): party `me`'s peers send heartbeats,
+    /// the I/O side calls `heard` and `left`, and a peer silent for more than `bound` is
+    /// suspect. `names` names every party in errors. Every peer counts as heard now.
+    pub fn with_liveness(mut self, me: PartyId, bound: Duration, names: Vec<String>) -> Self {
+        let now = self.clock.now_ns();
+        let n = self.peers.len();
+        self.live = Some(Liveness {
+            bound_ns: u64::try_from(bound.as_nanos()).unwrap_or(u64::MAX),
+            heard: (0..n).map(|_| AtomicU64::new(now)).collect(),
+            left: (0..n).map(|p| AtomicBool::new(p == me)).collect(),
+            names,
+        });
+        self
+    }
+
+    /// Called by the I/O side when bytes of `from` arrived at `t_ns` (the inbox's clock).
+    pub fn heard(&self, from: PartyId, t_ns: u64) {
+        if let Some(l) = &self.live {
+            l.heard[from].fetch_max(t_ns, Ordering::Relaxed);
+        }
+    }
+
+    /// Called by the I/O side when `from` said goodbye or left: its silence from now on is
+    /// no sign of failure.
+    pub fn left(&self, from: PartyId) {
+        if let Some(l) = &self.live {
+            l.left[from].store(true, Ordering::Relaxed);
         }
     }
 
@@ -262,20 +337,23 @@ impl Inbox {
                 None
             };
             if now >= deadline && !in_grace {
-                // Before blaming this peer, wait a little longer for its abort: it may be
-                // silent because it waits, itself, on a failed third party, and its own
-                // timeout began later than ours (a party computes before it waits). Its
-                // abort then names the party that failed, and so does our error.
+                // Liveness may tell at once who failed: the peer itself is silent (stopped
+                // or cut off: no abort of its own will come), or it is heard while another
+                // peer is silent.
+                let (e, decisive) = self.timed_out(from, tag, timeout, now);
+                if decisive {
+                    return Err(e);
+                }
+                // Otherwise, before blaming this peer, wait a little longer for its abort:
+                // it may be silent because it waits, itself, on a failed third party, and
+                // its own timeout began later than ours (a party computes before it
+                // waits). Its abort then names the party that failed, and so does our error.
                 in_grace = true;
                 deadline = now.saturating_add(grace_ns(timeout_ns));
                 continue;
             }
             if now >= deadline {
-                return Err(Error::Timeout {
-                    peer: from,
-                    op: format!("receive of tag {:#x}", tag.0),
-                    secs: timeout.as_secs_f64(),
-                });
+                return Err(self.timed_out(from, tag, timeout, now).0);
             }
             if let Some((due, spin)) = pending.filter(|&(d, _)| d <= deadline) {
                 if emulator::near(now, due, spin) {
@@ -317,6 +395,57 @@ impl Inbox {
             slot = pb.map.lock().unwrap();
             slot.waiters.remove(&tag);
             pb.sleepers.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    /// The error of a wait on `from` that timed out at `now`: it names `from`, unless
+    /// `from` is alive and another peer is silent (`silent_suspect`); then that peer. And
+    /// whether liveness decided it (a silent peer was found; false without liveness, or
+    /// when every peer is heard), so the wait need not listen on for an abort.
+    fn timed_out(&self, from: PartyId, tag: Tag, timeout: Duration, now: u64) -> (Error, bool) {
+        let op = format!("receive of tag {:#x}", tag.0);
+        let secs = timeout.as_secs_f64();
+        let Some(l) = &self.live else {
+            let e = Error::Timeout {
+                peer: from,
+                op,
+                secs,
+            };
+            return (e, false);
+        };
+        let heard: Vec<u64> = l.heard.iter().map(|h| h.load(Ordering::Relaxed)).collect();
+        let left: Vec<bool> = l.left.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+        match silent_suspect(from, now, &heard, &left, l.bound_ns) {
+            Some((k, silent_ns)) => {
+                let e = Error::Timeout {
+                    peer: k,
+                    op: format!(
+                        "{op} from party {from}: {} silent for {:.1} s; {} alive but waiting",
+                        l.names[k],
+                        silent_ns as f64 * 1e-9,
+                        l.names[from]
+                    ),
+                    secs,
+                };
+                (e, true)
+            }
+            None => {
+                let silent_ns = now.saturating_sub(heard[from]);
+                let silent_s = silent_ns as f64 * 1e-9;
+                let name = &l.names[from];
+                let silent = silent_ns > l.bound_ns;
+                let state = if silent {
+                    format!("{name} silent for {silent_s:.1} s")
+                } else {
+                    format!("{name} alive (heard {silent_s:.1} s ago) but it sent nothing for it")
+                };
+                let e = Error::Timeout {
+                    peer: from,
+                    op: format!("{op}: {state}"),
+                    secs,
+                };
+                (e, silent)
+            }
         }
     }
 
@@ -426,6 +555,96 @@ mod tests {
         assert!(matches!(got, Err(Error::Timeout { peer: 1, .. })));
         assert_eq!(grace_ns(100), 50);
         assert_eq!(grace_ns(u64::MAX), 30_000_000_000);
+    }
+
+    #[test]
+    fn the_silent_suspect_is_a_peer_silent_past_the_bound_while_the_awaited_one_is_heard() {
+        // Times in ns on a made-up clock; bound 4; we are party 1 (left: our own slot).
+        let left = [false, true, false, false];
+        // Party 0 (awaited) heard 1 ago, party 2 silent 8, party 3 heard 2 ago: blame 2.
+        assert_eq!(silent_suspect(0, 10, &[9, 0, 2, 8], &left, 4), Some((2, 8)));
+        // The awaited party silent too: no suspect, the timeout names it.
+        assert_eq!(silent_suspect(0, 10, &[5, 0, 2, 8], &left, 4), None);
+        // Exactly at the bound is not past it.
+        assert_eq!(silent_suspect(0, 10, &[6, 0, 6, 6], &left, 4), None);
+        assert_eq!(silent_suspect(0, 10, &[6, 0, 5, 6], &left, 4), Some((2, 5)));
+        // Several silent: the longest silent; a tie goes to the lower id.
+        assert_eq!(silent_suspect(0, 10, &[9, 0, 3, 1], &left, 4), Some((3, 9)));
+        assert_eq!(silent_suspect(0, 10, &[9, 0, 1, 1], &left, 4), Some((2, 9)));
+        // A peer that left (said goodbye) is no suspect, however long it is silent.
+        let left2 = [false, true, true, false];
+        assert_eq!(silent_suspect(0, 10, &[9, 0, 0, 8], &left2, 4), None);
+        // Heard "after" now (a stamp taken just after `now` was read): alive.
+        assert_eq!(
+            silent_suspect(0, 10, &[12, 0, 0, 11], &left, 4),
+            Some((2, 10))
+        );
+        // Two parties: no one else to blame.
+        assert_eq!(silent_suspect(0, 10, &[9, 0], &[false, true], 4), None);
+    }
+
+    #[test]
+    fn a_timed_out_wait_names_the_silent_third_party_while_the_awaited_one_is_heard() {
+        // We are party 1 of 3, waiting on party 0, which is heard throughout (stamped in
+        // the future on the inbox's clock); party 2 was last heard when the inbox began.
+        let clock = Clock::default();
+        let names = |n: usize| {
+            (0..n)
+                .map(|p| format!("party {p} (10.0.0.{p}:7)"))
+                .collect()
+        };
+        let bound = Duration::from_millis(10);
+        let inbox = Inbox::new(3, clock).with_liveness(1, bound, names(3));
+        let t = Duration::from_millis(40);
+        inbox.heard(0, clock.now_ns() + 60_000_000_000);
+        match inbox.wait(0, Tag(5), t) {
+            Err(Error::Timeout { peer: 2, op, .. }) => {
+                assert!(op.contains("party 2 (10.0.0.2:7) silent for"), "{op}");
+                assert!(
+                    op.contains("party 0 (10.0.0.0:7) alive but waiting"),
+                    "{op}"
+                );
+            }
+            other => panic!("expected a timeout naming party 2, got {:?}", other.err()),
+        }
+        // Once party 2 said goodbye its silence is no sign of failure: party 0 is named,
+        // as alive.
+        inbox.left(2);
+        match inbox.wait(0, Tag(5), t) {
+            Err(Error::Timeout { peer: 0, op, .. }) => assert!(op.contains("alive"), "{op}"),
+            other => panic!("expected a timeout naming party 0, got {:?}", other.err()),
+        }
+        // The awaited party silent itself: it is named, as silent, whoever else is.
+        let inbox = Inbox::new(3, clock).with_liveness(1, bound, names(3));
+        match inbox.wait(0, Tag(5), t) {
+            Err(Error::Timeout { peer: 0, op, .. }) => {
+                assert!(op.contains("party 0 (10.0.0.0:7) silent for"), "{op}")
+            }
+            other => panic!("expected a timeout naming party 0, got {:?}", other.err()),
+        }
+        // Without liveness (the in-memory transport) the awaited party is named.
+        let inbox = Inbox::new(3, clock);
+        assert!(matches!(
+            inbox.wait(0, Tag(5), t),
+            Err(Error::Timeout { peer: 0, .. })
+        ));
+    }
+
+    #[test]
+    fn a_silent_peer_found_by_liveness_is_reported_at_the_timeout_without_the_grace() {
+        // Timeout 1 s, so the grace would end at 1.5 s; a silent peer (nothing heard past
+        // the 10 ms bound) is named at 1 s. Loose bounds: the machine may be loaded.
+        let clock = Clock::default();
+        let names = (0..3).map(|p| format!("party {p}")).collect();
+        let inbox = Inbox::new(3, clock).with_liveness(1, Duration::from_millis(10), names);
+        let t = Instant::now();
+        let got = inbox.wait(0, Tag(5), Duration::from_secs(1));
+        let took = t.elapsed();
+        assert!(matches!(got, Err(Error::Timeout { peer: 0, .. })));
+        assert!(
+            took >= Duration::from_secs(1) && took < Duration::from_millis(1400),
+            "{took:?}"
+        );
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
+use std::time::{Duration, Instant};
 
 use super::Shared;
 use crate::comm::{PartyId, Payload, Tag};
@@ -189,6 +190,8 @@ pub(super) enum Outgoing {
     Msg(OutMsg),
     Bye(Control),
     Abort(Control),
+    /// Queued only when nothing else is (see `Conn::heartbeat_due`).
+    Heartbeat(Control),
 }
 
 pub(super) struct Conn {
@@ -207,6 +210,8 @@ pub(super) struct Conn {
     pub(super) state: State,
     /// The sealed channel's sending side (None: plaintext channels).
     pub(super) chan: Option<Channel>,
+    /// When we last wrote bytes to the socket (or the connection began).
+    pub(super) last_write: Instant,
 }
 
 /// What we queue last before closing our side of a connection.
@@ -361,7 +366,24 @@ impl Conn {
                 peer_bye: false,
                 leaving: None,
             },
+            last_write: Instant::now(),
         }
+    }
+
+    /// When a heartbeat is due on this connection if nothing else is written first; None
+    /// while one would be pointless: something is queued (it goes out instead, or the
+    /// socket is full and a heartbeat would wait behind it too), or the connection is
+    /// ending (our farewell is queued, or the peer said goodbye and waits for nothing).
+    pub(super) fn heartbeat_due(&self, interval: Duration) -> Option<Instant> {
+        let idle = matches!(
+            self.state,
+            State::Open {
+                peer_bye: false,
+                leaving: None
+            }
+        ) && self.out.is_empty()
+            && self.bulk.is_empty();
+        idle.then(|| self.last_write + interval)
     }
 }
 

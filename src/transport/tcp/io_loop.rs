@@ -50,6 +50,8 @@ pub(super) struct IoThread {
     pub(super) pumps: Vec<Option<BulkPump>>,
     pub(super) max_frame: usize,
     pub(super) max_inbox_bytes: u64,
+    /// `tcp::heartbeat_interval` of the session's timeout.
+    pub(super) heartbeat: Duration,
 }
 
 impl Drop for IoThread {
@@ -74,7 +76,16 @@ impl IoThread {
             for c in self.conns.iter_mut().flatten() {
                 c.sent.clear();
             }
-            let timeout = linger_deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            self.debug_stall();
+            // Sleep until the next heartbeat is due at the latest.
+            let wake_at = self
+                .conns
+                .iter()
+                .flatten()
+                .filter_map(|c| c.heartbeat_due(self.heartbeat))
+                .chain(linger_deadline)
+                .min();
+            let timeout = wake_at.map(|d| d.saturating_duration_since(Instant::now()));
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     for p in 0..self.sh.n {
@@ -113,7 +124,12 @@ impl IoThread {
                     let Some(c) = c.as_mut() else { continue };
                     // Keep only a message already on the wire (its frames must complete);
                     // nothing else is worth sending now.
-                    let started = matches!(c.out.front(), Some(Outgoing::Msg(m)) if m.frame_start > 0 || m.mid_frame());
+                    let started = match c.out.front() {
+                        Some(Outgoing::Msg(m)) => m.frame_start > 0 || m.mid_frame(),
+                        // Sealed already: its counter is spent, so it must go out.
+                        Some(Outgoing::Heartbeat(h)) => h.begun(),
+                        _ => false,
+                    };
                     c.out.truncate(started as usize);
                     // Of bulk traffic only a frame half on the wire: the abort frame makes
                     // the peer drop the unfinished message.
@@ -136,6 +152,14 @@ impl IoThread {
                         )));
                         c.state = c.state.with_farewell(Farewell::Bye);
                     }
+                    // Nothing written for an interval: say we are alive (see `tcp` doc).
+                    if c.heartbeat_due(self.heartbeat)
+                        .is_some_and(|t| t <= Instant::now())
+                    {
+                        c.out.push_back(Outgoing::Heartbeat(Control::new(
+                            frame::heartbeat_frame().to_vec(),
+                        )));
+                    }
                 }
                 self.write_peer(p);
             }
@@ -147,6 +171,24 @@ impl IoThread {
                     return;
                 }
             }
+        }
+    }
+
+    /// Fault injection (`TcpEndpoint::debug_stall_io`): do nothing until the stall ends,
+    /// or the endpoint is dropped or aborted.
+    fn debug_stall(&self) {
+        loop {
+            let until = *self.sh.stall_io_until.lock().unwrap();
+            let Some(until) = until else { return };
+            let now = Instant::now();
+            if now >= until
+                || self.sh.abort.load(Ordering::Acquire)
+                || self.sh.shutdown.load(Ordering::Acquire)
+            {
+                *self.sh.stall_io_until.lock().unwrap() = None;
+                return;
+            }
+            std::thread::sleep((until - now).min(Duration::from_millis(10)));
         }
     }
 
@@ -180,6 +222,7 @@ impl IoThread {
         if !was.reading() {
             return;
         }
+        self.sh.inbox.left(p);
         // A peer that finished cleanly needs nothing more from us: late posts to it are
         // still written (it drains them), not errors. Any other departure fails posts.
         if !was.peer_bye() || cut == Cut::Both {
@@ -255,6 +298,7 @@ impl IoThread {
                     return;
                 }
                 Ok((n, direct)) => {
+                    self.sh.inbox.heard(p, t_read);
                     let res = if direct {
                         // SAFETY: recv initialised the first `n` bytes of the slice.
                         unsafe { c.dec.advance_direct(n) };
@@ -338,7 +382,12 @@ impl IoThread {
                         }
                     }
                 },
-                Event::Bye => c.state = c.state.with_peer_bye(),
+                Event::Bye => {
+                    c.state = c.state.with_peer_bye();
+                    self.sh.inbox.left(p);
+                }
+                // Its bytes were already recorded as heard (`read_peer`).
+                Event::Heartbeat => {}
                 Event::Abort { blame, reason } => {
                     let blame = blame as usize;
                     abort = Some(Departure {
@@ -401,7 +450,9 @@ impl IoThread {
                     break;
                 };
                 let finished = match front {
-                    Outgoing::Bye(b) | Outgoing::Abort(b) => b.write(&c.sock, c.chan.as_mut()),
+                    Outgoing::Bye(b) | Outgoing::Abort(b) | Outgoing::Heartbeat(b) => {
+                        b.write(&c.sock, c.chan.as_mut())
+                    }
                     Outgoing::Msg(m) => m
                         .write(&c.sock, max_frame, 0, c.chan.as_mut())
                         .map(|w| w == Wrote::Message),
@@ -415,7 +466,8 @@ impl IoThread {
                 })
             };
             match res {
-                Ok(()) => {}
+                // Every Ok wrote at least a byte (a 0-byte write is `WriteZero`).
+                Ok(()) => c.last_write = Instant::now(),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.write_blocked = true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::WriteZero => {

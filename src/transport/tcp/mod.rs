@@ -32,6 +32,11 @@
 //!   transport does on its sending side. A peer's departure is queued behind its pump.
 //! - A peer that closes, resets or sends a bad frame is marked gone with the reason; waiters
 //!   on it fail at once naming it, and a silent peer fails them after the timeout.
+//! - Liveness: on a connection where it has written nothing for `heartbeat_interval`, the
+//!   I/O thread writes a heartbeat frame (sealed like every frame; not in the counters),
+//!   and it tells the inbox when bytes last came from each peer. A timed-out wait can so
+//!   tell a peer that is alive but waiting itself from one that is stopped or cut off
+//!   (`silence_bound`), and names the silent one (`inbox::Inbox::with_liveness`).
 //!
 //! Shutdown: dropping the endpoint flushes what was posted, sends a bye frame, half-closes,
 //! and drains the peers until they close too (bounded), so no party loses data to a reset.
@@ -104,6 +109,21 @@ impl TcpConfig {
     }
 }
 
+/// How long a connection may go without our writing anything before the I/O thread
+/// writes a heartbeat: a quarter of the timeout, at most 1 s (and at least 10 ms). 1 s
+/// costs 32 bytes a second per idle connection; a quarter of the timeout leaves several
+/// heartbeats within any timeout, so one delayed by load does not make a peer look silent.
+pub fn heartbeat_interval(timeout: Duration) -> Duration {
+    (timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+/// A peer not heard from for longer than this is silent (stopped, hung, or cut off): four
+/// heartbeat intervals, so a live peer whose I/O thread is held up by load for up to three
+/// intervals still counts as alive.
+pub fn silence_bound(timeout: Duration) -> Duration {
+    4 * heartbeat_interval(timeout)
+}
+
 pub(super) struct Shared {
     pub(super) n: usize,
     pub(super) me: PartyId,
@@ -122,6 +142,9 @@ pub(super) struct Shared {
     pub(super) abort: AtomicBool,
     /// Set by `abort_with`: whom to blame and why, sent to every peer in an abort frame.
     pub(super) abort_msg: Mutex<Option<(u32, String)>>,
+    /// Fault injection for tests (`TcpEndpoint::debug_stall_io`): the I/O thread neither
+    /// reads nor writes until then.
+    pub(super) stall_io_until: Mutex<Option<std::time::Instant>>,
 }
 
 impl Shared {
@@ -214,6 +237,16 @@ impl TcpEndpoint {
             self.shared.wake();
             let _ = h.join();
         }
+    }
+
+    /// Fault injection for tests: the I/O thread stops reading and writing (no messages,
+    /// no heartbeats) for `d`, as if the process were stopped, while the compute side goes
+    /// on. Dropping or aborting the endpoint ends the stall.
+    #[doc(hidden)]
+    pub fn debug_stall_io(&self, d: Duration) {
+        *self.shared.stall_io_until.lock().unwrap() = std::time::Instant::now().checked_add(d);
+        self.shared.wake_pending.store(false, Ordering::SeqCst);
+        self.shared.wake();
     }
 
     /// Close at once without flushing or saying goodbye (after a failure: peers see the

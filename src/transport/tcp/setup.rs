@@ -119,7 +119,19 @@ impl TcpNetwork {
             )));
         }
         let clock = Clock::default();
-        let inbox = Arc::new(Inbox::with_cap(n, clock, cfg.max_inbox_bytes));
+        let names = cfg
+            .addrs
+            .iter()
+            .enumerate()
+            .map(|(p, a)| format!("party {p} ({a})"))
+            .collect();
+        let inbox = Arc::new(
+            Inbox::with_cap(n, clock, cfg.max_inbox_bytes).with_liveness(
+                cfg.party,
+                super::silence_bound(cfg.timeout),
+                names,
+            ),
+        );
         let shared = Arc::new(Shared {
             n,
             me: cfg.party,
@@ -134,6 +146,7 @@ impl TcpNetwork {
             shutdown: AtomicBool::new(false),
             abort: AtomicBool::new(false),
             abort_msg: Mutex::new(None),
+            stall_io_until: Mutex::new(None),
         });
         let shaping = (!cfg.link.is_unshaped()).then(|| {
             (0..n)
@@ -149,6 +162,7 @@ impl TcpNetwork {
             pumps: (0..n).map(|_| None).collect(),
             max_frame: cfg.max_frame,
             max_inbox_bytes: cfg.max_inbox_bytes,
+            heartbeat: super::heartbeat_interval(cfg.timeout),
         };
         let handle = std::thread::Builder::new()
             .name(format!("mpc-io-{}", cfg.party))
