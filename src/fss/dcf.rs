@@ -23,10 +23,9 @@
 //! side, its value block, and the final conversion). Both run over the rayon pool in tasks of `TASK` elements, each in
 //! batches of `BATCH` elements per AES pass.
 
-use aes::cipher::{BlockEncrypt, KeyInit};
-use aes::{Aes128, Block};
 use rayon::prelude::*;
 
+use super::aes::{FixedAes, Path};
 use crate::error::{Error, Result};
 
 /// The PRG's fixed, public AES key.
@@ -160,33 +159,6 @@ fn signed(x: u64, neg: bool) -> u64 {
     }
 }
 
-/// The fixed-key permutation of the MMO hash, many blocks per call. Callers add the
-/// input back themselves (H(z) = AES_k(z) ⊕ z), recomputing it from the seed they hold
-/// rather than keeping a copy: the copy cost 12% of evaluation.
-struct Mmo {
-    aes: Aes128,
-}
-
-/// u128 words as AES blocks, without copying: the blocks are the words' bytes in native
-/// order (little-endian on x86 and aarch64), so both parties must share a byte order.
-fn as_blocks_mut(z: &mut [u128]) -> &mut [Block] {
-    // SAFETY: `Block` is `GenericArray<u8, U16>`, a `repr(transparent)` [u8; 16]: same size
-    // as u128, alignment 1 (u128's is larger), and every bit pattern is valid for both.
-    unsafe { std::slice::from_raw_parts_mut(z.as_mut_ptr() as *mut Block, z.len()) }
-}
-
-impl Mmo {
-    fn new() -> Mmo {
-        Mmo {
-            aes: Aes128::new(&PRG_KEY.into()),
-        }
-    }
-    /// z ← AES_k(z), in place.
-    fn permute(&self, z: &mut [u128]) {
-        self.aes.encrypt_blocks(as_blocks_mut(z));
-    }
-}
-
 /// Gen^< for every element: keys of f_{α_j, β_j} (β_j: words `j*w..(j+1)*w` of `beta`)
 /// from the parties' root seeds (`seeds[b]`, two words per element). Elements in parallel on the rayon pool.
 pub fn gen(
@@ -195,6 +167,7 @@ pub fn gen(
     beta: &[u64],
     seeds: [&[u64]; 2],
 ) -> Result<CorrectionWords> {
+    Layout::new(layout.bits, layout.width)?;
     let len = alpha.len();
     if beta.len() != len * layout.width || seeds.iter().any(|s| s.len() != len * Layout::SEED_WORDS)
     {
@@ -203,6 +176,7 @@ pub fn gen(
         )));
     }
     layout.check("threshold", alpha)?;
+    let path = Path::selected()?;
     let l = layout;
     let mut out = CorrectionWords::zeros(l, len);
     let tasks = out
@@ -213,7 +187,7 @@ pub fn gen(
         .zip(out.last.par_chunks_mut(TASK * l.last_words()))
         .enumerate();
     tasks.for_each(|(task, (((scw, vcw), tcw), last))| {
-        let mmo = Mmo::new();
+        let mmo = FixedAes::new(&PRG_KEY, path);
         let j0 = task * TASK;
         let w = l.width;
         let count = last.len() / w;
@@ -244,7 +218,7 @@ pub fn gen(
 #[allow(clippy::too_many_arguments)]
 fn gen_batch(
     l: Layout,
-    mmo: &Mmo,
+    mmo: &FixedAes,
     alpha: &[u64],
     beta: &[u64],
     seeds: [&[u64]; 2],
@@ -366,6 +340,14 @@ fn gen_batch(
 /// f_{α,β}(x) per element (w words each, element-major). Elements in parallel on the
 /// rayon pool.
 pub fn eval(party: usize, keys: Keys<'_>, x: &[u64]) -> Result<Vec<u64>> {
+    eval_on(Path::selected()?, party, keys, x)
+}
+
+/// `eval` on a given AES path (tests compare the paths).
+fn eval_on(path: Path, party: usize, keys: Keys<'_>, x: &[u64]) -> Result<Vec<u64>> {
+    // The fields are public: a layout built by hand is checked here, before any size is
+    // derived from it (the fused kernel relies on n ≤ 64 and w ≤ 2).
+    Layout::new(keys.layout.bits, keys.layout.width)?;
     let len = keys.len()?;
     if x.len() != len || party > 1 {
         return Err(Error::Protocol(format!(
@@ -380,28 +362,66 @@ pub fn eval(party: usize, keys: Keys<'_>, x: &[u64]) -> Result<Vec<u64>> {
     out.par_chunks_mut(TASK * w)
         .enumerate()
         .for_each(|(task, o)| {
-            let mmo = Mmo::new();
+            let mmo = FixedAes::new(&PRG_KEY, path);
             let j0 = task * TASK;
             let count = o.len() / w;
-            for b0 in (0..count).step_by(BATCH) {
+            let slice = |a: usize, e: usize| Keys {
+                layout: l,
+                seed: &keys.seed[2 * a..2 * e],
+                scw: &keys.scw[a * l.scw_words()..e * l.scw_words()],
+                vcw: &keys.vcw[a * l.vcw_words()..e * l.vcw_words()],
+                tcw: &keys.tcw[a * l.tcw_words()..e * l.tcw_words()],
+                last: &keys.last[a * w..e * w],
+            };
+            // Whole passes of the fused kernel first, the rest (fewer than a pass) in
+            // scalar batches.
+            let mut b0 = 0;
+            #[cfg(target_arch = "x86_64")]
+            if path == Path::Vaes {
+                use super::eval_vaes::{eval_pass, PASS};
+                while b0 + PASS <= count {
+                    let (a, e) = (j0 + b0, j0 + b0 + PASS);
+                    let k = slice(a, e);
+                    // SAFETY: the Vaes path is only chosen on a CPU with avx512f and vaes
+                    // (`FixedAes::new` checked it); `layout` holds 1 ≤ n ≤ 64 and w ∈ {1, 2}
+                    // (checked on entry, and `Keys::len` checked every component's size
+                    // against it); each slice holds exactly PASS elements' words.
+                    unsafe {
+                        eval_pass(
+                            party,
+                            mmo.round_keys(),
+                            l.bits as usize,
+                            w,
+                            k.seed,
+                            k.scw,
+                            k.vcw,
+                            k.tcw,
+                            k.last,
+                            &x[a..e],
+                            &mut o[b0 * w..(b0 + PASS) * w],
+                        )
+                    };
+                    b0 += PASS;
+                }
+            }
+            while b0 < count {
                 let nb = BATCH.min(count - b0);
                 let (a, e) = (j0 + b0, j0 + b0 + nb);
-                let k = Keys {
-                    layout: l,
-                    seed: &keys.seed[2 * a..2 * e],
-                    scw: &keys.scw[a * l.scw_words()..e * l.scw_words()],
-                    vcw: &keys.vcw[a * l.vcw_words()..e * l.vcw_words()],
-                    tcw: &keys.tcw[a * l.tcw_words()..e * l.tcw_words()],
-                    last: &keys.last[a * w..e * w],
-                };
-                eval_batch(party, &mmo, k, &x[a..e], &mut o[b0 * w..(b0 + nb) * w]);
+                eval_batch(
+                    party,
+                    &mmo,
+                    slice(a, e),
+                    &x[a..e],
+                    &mut o[b0 * w..(b0 + nb) * w],
+                );
+                b0 += nb;
             }
         });
     Ok(out)
 }
 
 /// Eval^< (Fig. 1) for one batch of at most BATCH elements.
-fn eval_batch(party: usize, mmo: &Mmo, k: Keys<'_>, x: &[u64], out: &mut [u64]) {
+fn eval_batch(party: usize, mmo: &FixedAes, k: Keys<'_>, x: &[u64], out: &mut [u64]) {
     let nb = x.len();
     let l = k.layout;
     let n = l.bits as usize;
@@ -581,6 +601,68 @@ mod tests {
             }
             let y0 = eval(0, key(l, &s0, &cw), &x).unwrap();
             assert!(y0.iter().filter(|&&v| v <= 1).count() < 5);
+        }
+    }
+
+    /// Every available AES path (the VAES one with its fused kernel) gives bit-identical
+    /// shares to the `aes` crate's scalar path, for both parties, n = 1, 2, 31, 32, 33, 63,
+    /// 64 (tcw of one and two words, the word boundary), 1 and 2 payload words, counts that
+    /// leave a partial pass and a partial batch, edge thresholds and points (0, α, α ± 1,
+    /// 2^n − 1) and random ones; the reconstruction is also checked against β·[x < α].
+    #[test]
+    fn every_aes_path_gives_the_scalar_paths_shares_bit_for_bit() {
+        for width in [1, 2] {
+            for bits in [1u32, 2, 31, 32, 33, 63, 64] {
+                let l = Layout::new(bits, width).unwrap();
+                let max = u64::MAX >> (64 - bits);
+                let mut rng = Prg::new(&[5; 16], bits as u64 + 100 * width as u64);
+                let len = 3 * TASK + 37;
+                let mut a = Vec::with_capacity(len);
+                let mut x = Vec::with_capacity(len);
+                for e in 0..len {
+                    let al = match e % 7 {
+                        0 => 0,
+                        1 => max,
+                        _ => rng.next_u64() & max,
+                    };
+                    let p = match e % 11 {
+                        0 => 0,
+                        1 => max,
+                        2 => al,
+                        3 => al.wrapping_sub(1) & max,
+                        4 => al.wrapping_add(1) & max,
+                        _ => rng.next_u64() & max,
+                    };
+                    a.push(al);
+                    x.push(p);
+                }
+                let beta: Vec<u64> = (0..len * width).map(|_| rng.next_u64()).collect();
+                let (s0, s1, cw) = keys_for(l, &a, &beta);
+                let seeds = [&s0, &s1];
+                for party in 0..2 {
+                    let k = key(l, seeds[party], &cw);
+                    let want = eval_on(Path::Soft, party, k, &x).unwrap();
+                    for path in Path::ALL {
+                        if !path.available() {
+                            eprintln!("skipping: CPU lacks the {} path", path.name());
+                            continue;
+                        }
+                        let got = eval_on(path, party, k, &x).unwrap();
+                        assert!(
+                            got == want,
+                            "{} n={bits} w={width} party {party}",
+                            path.name()
+                        );
+                    }
+                }
+                let got = reconstruct(l, [&s0, &s1], &cw, &x);
+                for e in 0..len {
+                    for c in 0..width {
+                        let want = if x[e] < a[e] { beta[e * width + c] } else { 0 };
+                        assert_eq!(got[e * width + c], want, "n={bits} w={width} e={e}");
+                    }
+                }
+            }
         }
     }
 

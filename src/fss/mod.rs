@@ -4,7 +4,9 @@
 //! with it and the online protocols (proto) evaluate them, so it sits beside prg, below
 //! both.
 
+pub mod aes;
 pub mod dcf;
+mod eval_vaes;
 
 pub use dcf::{CorrectionWords, Keys, Layout};
 
