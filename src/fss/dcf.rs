@@ -167,6 +167,19 @@ pub fn gen(
     beta: &[u64],
     seeds: [&[u64]; 2],
 ) -> Result<CorrectionWords> {
+    gen_on(Path::selected()?, layout, alpha, beta, seeds)
+}
+
+/// `gen` on a given AES path (tests compare the paths).
+fn gen_on(
+    path: Path,
+    layout: Layout,
+    alpha: &[u64],
+    beta: &[u64],
+    seeds: [&[u64]; 2],
+) -> Result<CorrectionWords> {
+    // The fields are public: a layout built by hand is checked before any size is derived
+    // from it (the fused kernel relies on n ≤ 64 and w ≤ 2).
     Layout::new(layout.bits, layout.width)?;
     let len = alpha.len();
     if beta.len() != len * layout.width || seeds.iter().any(|s| s.len() != len * Layout::SEED_WORDS)
@@ -176,7 +189,6 @@ pub fn gen(
         )));
     }
     layout.check("threshold", alpha)?;
-    let path = Path::selected()?;
     let l = layout;
     let mut out = CorrectionWords::zeros(l, len);
     let tasks = out
@@ -191,23 +203,57 @@ pub fn gen(
         let j0 = task * TASK;
         let w = l.width;
         let count = last.len() / w;
-        for b0 in (0..count).step_by(BATCH) {
-            let nb = BATCH.min(count - b0);
+        // Whole passes of the fused kernel first, the rest (fewer than a pass) in scalar
+        // batches.
+        let mut b0 = 0;
+        while b0 < count {
+            let mut nb = BATCH.min(count - b0);
             let at = j0 + b0;
-            gen_batch(
-                l,
-                &mmo,
-                &alpha[at..at + nb],
-                &beta[at * w..(at + nb) * w],
-                [
-                    &seeds[0][2 * at..2 * (at + nb)],
-                    &seeds[1][2 * at..2 * (at + nb)],
-                ],
-                &mut scw[b0 * l.scw_words()..(b0 + nb) * l.scw_words()],
-                &mut vcw[b0 * l.vcw_words()..(b0 + nb) * l.vcw_words()],
-                &mut tcw[b0 * l.tcw_words()..(b0 + nb) * l.tcw_words()],
-                &mut last[b0 * w..(b0 + nb) * w],
-            );
+            #[cfg(target_arch = "x86_64")]
+            let fused = path == Path::Vaes && count - b0 >= super::gen_vaes::PASS;
+            #[cfg(not(target_arch = "x86_64"))]
+            let fused = false;
+            if fused {
+                nb = super::gen_vaes::PASS;
+            }
+            let alpha = &alpha[at..at + nb];
+            let beta = &beta[at * w..(at + nb) * w];
+            let seeds = [
+                &seeds[0][2 * at..2 * (at + nb)],
+                &seeds[1][2 * at..2 * (at + nb)],
+            ];
+            let scw = &mut scw[b0 * l.scw_words()..(b0 + nb) * l.scw_words()];
+            let vcw = &mut vcw[b0 * l.vcw_words()..(b0 + nb) * l.vcw_words()];
+            let tcw = &mut tcw[b0 * l.tcw_words()..(b0 + nb) * l.tcw_words()];
+            let last = &mut last[b0 * w..(b0 + nb) * w];
+            #[cfg(target_arch = "x86_64")]
+            if fused {
+                // SAFETY: the Vaes path is only chosen on a CPU with avx512f and vaes
+                // (`FixedAes::new` checked it); the layout was checked on entry (1 ≤ n ≤
+                // 64, w ∈ {1, 2}); each slice holds exactly PASS elements' words.
+                // The payload width is a constant of the kernel, so its loops unroll.
+                let pass = match w {
+                    1 => super::gen_vaes::gen_pass::<1>,
+                    _ => super::gen_vaes::gen_pass::<2>,
+                };
+                unsafe {
+                    pass(
+                        mmo.round_keys(),
+                        l.bits as usize,
+                        alpha,
+                        beta,
+                        seeds,
+                        scw,
+                        vcw,
+                        tcw,
+                        last,
+                    )
+                };
+                b0 += nb;
+                continue;
+            }
+            gen_batch(l, &mmo, alpha, beta, seeds, scw, vcw, tcw, last);
+            b0 += nb;
         }
     });
     Ok(out)
@@ -386,12 +432,15 @@ fn eval_on(path: Path, party: usize, keys: Keys<'_>, x: &[u64]) -> Result<Vec<u6
                     // (`FixedAes::new` checked it); `layout` holds 1 ≤ n ≤ 64 and w ∈ {1, 2}
                     // (checked on entry, and `Keys::len` checked every component's size
                     // against it); each slice holds exactly PASS elements' words.
+                    let pass = match w {
+                        1 => eval_pass::<1>,
+                        _ => eval_pass::<2>,
+                    };
                     unsafe {
-                        eval_pass(
+                        pass(
                             party,
                             mmo.round_keys(),
                             l.bits as usize,
-                            w,
                             k.seed,
                             k.scw,
                             k.vcw,
@@ -500,7 +549,8 @@ mod tests {
         let mut s1 = vec![0u64; 2 * n];
         Prg::new(&[1; 16], l.bits as u64).fill_u64(&mut s0);
         Prg::new(&[2; 16], l.bits as u64).fill_u64(&mut s1);
-        let cw = gen(l, alpha, beta, [&s0, &s1]).unwrap();
+        // The `aes` crate's scalar path: the reference the fast paths are compared with.
+        let cw = gen_on(Path::Soft, l, alpha, beta, [&s0, &s1]).unwrap();
         (s0, s1, cw)
     }
 
@@ -638,9 +688,15 @@ mod tests {
                 }
                 let beta: Vec<u64> = (0..len * width).map(|_| rng.next_u64()).collect();
                 let (s0, s1, cw) = keys_for(l, &a, &beta);
-                let seeds = [&s0, &s1];
-                for party in 0..2 {
-                    let k = key(l, seeds[party], &cw);
+
+                for path in Path::ALL {
+                    if path.available() {
+                        let cw_path = gen_on(path, l, &a, &beta, [&s0, &s1]).unwrap();
+                        assert!(cw_path == cw, "gen on {} n={bits} w={width}", path.name());
+                    }
+                }
+                for (party, seed) in [&s0, &s1].into_iter().enumerate() {
+                    let k = key(l, seed, &cw);
                     let want = eval_on(Path::Soft, party, k, &x).unwrap();
                     for path in Path::ALL {
                         if !path.available() {

@@ -18,6 +18,8 @@ use super::aes::{aes4, broadcast_keys};
 pub const GROUPS: usize = 4;
 /// Elements per pass.
 pub const PASS: usize = 4 * GROUPS;
+/// Levels ahead whose key words are prefetched (16 bytes of scw per level).
+const PREFETCH: usize = 8;
 
 /// [v0, v1, v2, v3] (four u64) as lanes [v_k, 0].
 #[inline(always)]
@@ -53,19 +55,18 @@ fn lanes(low: __mmask8) -> __mmask8 {
 }
 
 /// Eval^< by `party` of PASS elements. Element k's words: `seed[2k..2k+2]`,
-/// `scw[k·2n..(k+1)·2n]`, `vcw[k·n·w..(k+1)·n·w]`, `tcw[k·tw..(k+1)·tw]`, `last[k·w..]`,
-/// `x[k]`, output `out[k·w..(k+1)·w]`.
+/// `scw[k·2n..(k+1)·2n]`, `vcw[k·n·W..(k+1)·n·W]`, `tcw[k·tw..(k+1)·tw]`, `last[k·W..]`,
+/// `x[k]`, output `out[k·W..(k+1)·W]`.
 ///
 /// # Safety
-/// The CPU has avx512f and vaes; `rk` is the expanded PRG key; 1 ≤ n ≤ 64, w ∈ {1, 2},
+/// The CPU has avx512f and vaes; `rk` is the expanded PRG key; 1 ≤ n ≤ 64, W ∈ {1, 2},
 /// tw = ⌈2n/64⌉; every slice holds exactly PASS elements' words as above.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,vaes")]
-pub unsafe fn eval_pass(
+pub unsafe fn eval_pass<const W: usize>(
     party: usize,
     rk: &[__m128i; 11],
     n: usize,
-    w: usize,
     seed: &[u64],
     scw: &[u64],
     vcw: &[u64],
@@ -78,11 +79,11 @@ pub unsafe fn eval_pass(
     debug_assert!(
         seed.len() == 2 * PASS
             && scw.len() == 2 * n * PASS
-            && vcw.len() == n * w * PASS
+            && vcw.len() == n * W * PASS
             && tcw.len() == tw * PASS
-            && last.len() == w * PASS
+            && last.len() == W * PASS
             && x.len() == PASS
-            && out.len() == w * PASS
+            && out.len() == W * PASS
     );
     let k = broadcast_keys(rk);
     let one_lo = _mm512_set_epi64(0, 1, 0, 1, 0, 1, 0, 1);
@@ -118,8 +119,8 @@ pub unsafe fn eval_pass(
             side[g] = _mm512_srli_epi64::<63>(xs[g]);
             xs[g] = _mm512_slli_epi64::<1>(xs[g]);
             z[2 * g] = _mm512_xor_si512(s[g], side[g]);
-            // The value block: s ⊕ 2 (w = 1, shared by the sides) or s ⊕ (2 + side).
-            let vb = if w == 1 {
+            // The value block: s ⊕ 2 (W = 1, shared by the sides) or s ⊕ (2 + side).
+            let vb = if W == 1 {
                 two_lo
             } else {
                 _mm512_xor_si512(two_lo, side[g])
@@ -138,6 +139,17 @@ pub unsafe fn eval_pass(
         for a in a.iter_mut() {
             *a = _mm512_aesenclast_epi128(*a, k[10]);
         }
+        // The keys stream from memory (2 KB per element at n = 63, w = 2), one row per
+        // element, 2·GROUPS·4 rows at once: more than the hardware prefetcher tracks, so
+        // each row's line PREFETCH levels ahead is asked for when a new line starts.
+        if i % 4 == 0 && i + PREFETCH < n {
+            for e in 0..PASS {
+                let at = e * 2 * n + 2 * (i + PREFETCH);
+                _mm_prefetch::<_MM_HINT_T0>(scw.as_ptr().add(at).cast());
+                let at = (e * n + i + PREFETCH) * W;
+                _mm_prefetch::<_MM_HINT_T0>(vcw.as_ptr().add(at).cast());
+            }
+        }
         // Bits 2i (L) and 2i + 1 (R) of the element's tcw words.
         let t_shift = _mm512_set1_epi64(((2 * i) % 64) as i64);
         for g in 0..GROUPS {
@@ -146,8 +158,8 @@ pub unsafe fn eval_pass(
             let h = _mm512_xor_si512(a[2 * g], z[2 * g]);
             let mut hv = _mm512_xor_si512(a[2 * g + 1], z[2 * g + 1]);
             let s_cw = load4(scw.as_ptr().add(e * 2 * n + 2 * i), 2 * n, false);
-            let v_cw = load4(vcw.as_ptr().add((e * n + i) * w), n * w, w == 1);
-            if w == 1 {
+            let v_cw = load4(vcw.as_ptr().add((e * n + i) * W), n * W, W == 1);
+            if W == 1 {
                 // This side's half of the shared value block, moved to the low word.
                 let right = _mm512_test_epi64_mask(side[g], side[g]);
                 hv = _mm512_mask_mov_epi64(hv, right, _mm512_shuffle_epi32::<0x4e>(hv));
@@ -178,14 +190,14 @@ pub unsafe fn eval_pass(
     for g in 0..GROUPS {
         let e = 4 * g;
         let h = _mm512_xor_si512(aes4(&k, z[g]), z[g]);
-        let cw = if w == 2 {
+        let cw = if W == 2 {
             _mm512_loadu_si512(last.as_ptr().add(2 * e).cast())
         } else {
             spread(last.as_ptr().add(e))
         };
         let fin = _mm512_add_epi64(h, _mm512_maskz_mov_epi64(t[g], cw));
         let y = _mm512_add_epi64(v[g], _mm512_sub_epi64(_mm512_xor_si512(fin, sign), sign));
-        if w == 2 {
+        if W == 2 {
             _mm512_storeu_si512(out.as_mut_ptr().add(2 * e).cast(), y);
         } else {
             // The lanes' low words, packed.

@@ -7,6 +7,7 @@
 pub mod aes;
 pub mod dcf;
 mod eval_vaes;
+mod gen_vaes;
 
 pub use dcf::{CorrectionWords, Keys, Layout};
 
