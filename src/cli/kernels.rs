@@ -373,8 +373,9 @@ fn fss_rates(csv: bool, reps: usize) -> Result<()> {
     } else {
         println!();
         println!(
-            "DCF of {LTZ_DCF_BITS} bits, 2 payload words (fss ReLU keys, {} B per party per element), best of {reps}",
-            l.key_bytes()
+            "DCF of {LTZ_DCF_BITS} bits, 2 payload words (fss ReLU keys, {} B per party per element), AES path {} (MPC_PIPE_DCF), best of {reps}",
+            l.key_bytes(),
+            crate::fss::aes::Path::selected()?.name()
         );
         println!(
             "{:<5} {:>7} {:>14} {:>12} {:>12}",

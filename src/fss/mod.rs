@@ -1,10 +1,14 @@
 //! Function secret sharing: the dealer's keys and the parties' local evaluation of
 //! distributed comparison functions (`dcf`), the primitive of the `--protocols fss` suite
-//! (proto::fss). Depends on aes, rayon and error only: the dealer (offline) makes keys
-//! with it and the online protocols (proto) evaluate them, so it sits beside prg, below
-//! both.
+//! (proto::fss), and the fixed-key AES under it (`aes`: VAES, AES-NI or the aes crate,
+//! with kernels fused with it in `gen_vaes`, `eval_vaes`). Depends on aes, rayon,
+//! core::arch and error only: the dealer (offline) makes keys with it and the online
+//! protocols (proto) evaluate them, so it sits beside prg, below both.
 
+pub mod aes;
 pub mod dcf;
+mod eval_vaes;
+mod gen_vaes;
 
 pub use dcf::{CorrectionWords, Keys, Layout};
 
