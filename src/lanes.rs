@@ -89,6 +89,8 @@ thread_local! {
     static EXEC: Exec = Exec::default();
     /// When this thread next wakes by itself (`stamp`), 0 while it runs.
     static PARKED_UNTIL: Arc<AtomicU64> = Arc::new(AtomicU64::new(0));
+    /// The lane a reused OS thread runs (`set_thread_lane`).
+    static THREAD_LANE: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
 /// Times in `PARKED_UNTIL` count from here.
@@ -156,10 +158,18 @@ pub fn in_lane() -> bool {
     EXEC.with(|e| !e.yielder.get().is_null())
 }
 
-/// The running lane's name, or the thread's name on the party's own code.
+/// The running lane's name: a coroutine lane's, else the one `set_thread_lane` gave this
+/// thread, else the thread's own name (the party's own code).
 pub fn current_name() -> String {
     EXEC.with(|e| e.name.borrow().clone())
+        .or_else(|| THREAD_LANE.with(|n| n.borrow().clone()))
         .unwrap_or_else(|| std::thread::current().name().unwrap_or("lane").to_string())
+}
+
+/// Name the lane this OS thread runs from now on (None: back to the thread's own name).
+/// Lane threads are reused from lane to lane (`sched::pool`), so their OS names are stale.
+pub fn set_thread_lane(name: Option<String>) {
+    THREAD_LANE.with(|n| *n.borrow_mut() = name);
 }
 
 /// Block the caller for at most `nap`, or less (callers re-check what they wait for). In a

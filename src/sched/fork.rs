@@ -1,6 +1,6 @@
-//! Running lanes: `fork_join` runs work on the calling lane and on new lanes (OS threads
-//! or coroutines of this party's thread) and waits for all of them. Depends on lanes and
-//! error.
+//! Running lanes: `fork_join` runs work on the calling lane and on new lanes (threads of
+//! `sched::pool` or coroutines of this party's thread) and waits for all of them. Depends
+//! on lanes, sched::pool and error.
 
 use super::Lanes;
 use crate::error::{Error, Result};
@@ -27,21 +27,15 @@ pub fn fork_join<'a, A, B: Send + 'a>(
         .into_iter()
         .map(|(name, f)| (format!("{parent} / {name}"), f));
     match mode {
-        Lanes::Threads => std::thread::scope(|sc| {
-            let hs: Vec<_> = named
-                .map(|(name, f)| {
-                    std::thread::Builder::new()
-                        .name(name)
-                        .spawn_scoped(sc, f)
-                        .expect("cannot spawn a pipeline lane thread")
-                })
-                .collect();
-            let a = first();
-            let bs = hs
-                .into_iter()
-                .map(|h| h.join().map_err(|_| lane_panicked()));
-            (a, bs.collect())
-        }),
+        Lanes::Threads => {
+            let (a, bs) = super::pool::fork_join(first, named.collect());
+            (
+                a,
+                bs.into_iter()
+                    .map(|b| b.map_err(|_| lane_panicked()))
+                    .collect(),
+            )
+        }
         Lanes::Coroutines => lanes::scope(|sc| {
             let hs: Vec<_> = named.map(|(name, f)| sc.spawn(name, f)).collect();
             let a = first();

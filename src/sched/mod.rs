@@ -15,9 +15,9 @@
 //! - `inter_batch`: m micro-batches, each a lane running the whole traversal.
 //! - `plan`: the dry run's strategy, one unit of each node (every schedule's plan is one).
 //!
-//! and the pieces they share: `fork` (running lanes), `slots` (a layer prepared once and
-//! read by every lane), `linear` (a private layer's steps over the slots), `cost` (the
-//! model for auto k and m).
+//! and the pieces they share: `fork` (running lanes), `pool` (the OS threads lanes run on,
+//! reused from lane to lane), `slots` (a layer prepared once and read by every lane),
+//! `linear` (a private layer's steps over the slots), `cost` (the model for auto k and m).
 //!
 //! Why outputs are bit-identical: material and zero sharings are addressed by (node,
 //! part of the tensor) (`proto::ctx`), every lane of a node runs the same protocol calls
@@ -33,6 +33,7 @@ mod inter_batch;
 mod inter_linear;
 mod linear;
 mod plan;
+mod pool;
 mod serial;
 pub(crate) mod slots;
 
