@@ -171,6 +171,9 @@ pub struct Ctx<'a> {
     /// Post as background traffic (`Comm::post_bulk`): a scheduling choice made by whoever
     /// derives the context; the protocols never look at it.
     bulk: bool,
+    /// Its openings are counted as rounds opened ahead (`CommStats::ahead_rounds`): a
+    /// weights lane of inter-linear, whether its traffic is background or not.
+    ahead: bool,
     /// The dry run that records the plan (`Ctx::for_plan`): what is taken and opened is
     /// recorded, but values are never computed (see `is_dry`).
     dry: bool,
@@ -194,6 +197,7 @@ impl<'a> Ctx<'a> {
             primary: true,
             salt: 0,
             bulk: false,
+            ahead: false,
             dry: false,
         }
     }
@@ -250,6 +254,7 @@ impl<'a> Ctx<'a> {
             primary,
             salt,
             bulk: self.bulk,
+            ahead: self.ahead,
             dry: self.dry,
         }
     }
@@ -306,9 +311,18 @@ impl<'a> Ctx<'a> {
     }
 
     /// This context with every message it posts sent as background traffic
-    /// (`Comm::post_bulk`), as are its children's. Keys and tags do not change.
+    /// (`Comm::post_bulk`), as are its children's, its openings counted as opened ahead.
+    /// Keys and tags do not change.
     pub fn background(mut self) -> Ctx<'a> {
         self.bulk = true;
+        self.ahead = true;
+        self
+    }
+
+    /// This context with its openings counted as opened ahead, its traffic left in the
+    /// foreground: a weights lane whose masks are wanted almost at once (training).
+    pub fn counted_ahead(mut self) -> Ctx<'a> {
+        self.ahead = true;
         self
     }
 
@@ -529,7 +543,7 @@ impl<'a> Ctx<'a> {
     fn count_round(&self) {
         if self.primary {
             self.counters().round();
-        } else if self.bulk {
+        } else if self.ahead {
             // A weights lane's opening (inter-linear): beside the rounds, counted apart.
             self.counters().ahead_round();
         }
