@@ -327,11 +327,16 @@ pub fn measure_interleaved(
     Ok(ms)
 }
 
-/// Short commit id of the checkout this binary was built from (its crate directory), with
-/// `-dirty` when the tracked sources there differ from that commit: such a run did not
-/// measure the commit. "unknown" outside a git checkout.
+/// Short commit id of the sources this binary was built from, with `-dirty` when the
+/// tracked sources differed from that commit: such a run did not measure the commit.
+/// Recorded at build time (build.rs), so a binary run after its checkout moved on still
+/// names its own build; without git at build time, the checkout's id at run time, and
+/// "unknown" outside a git checkout.
 pub fn commit_id() -> String {
-    commit_id_of(Path::new(env!("CARGO_MANIFEST_DIR")))
+    match option_env!("MPC_PIPE_BUILD_COMMIT") {
+        Some(id) => id.to_string(),
+        None => commit_id_of(Path::new(env!("CARGO_MANIFEST_DIR"))),
+    }
 }
 
 /// `commit_id` of the checkout at `dir`. Only what builds the binary counts as a source
