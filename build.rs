@@ -6,6 +6,9 @@
 
 use std::process::Command;
 
+// `commit_id_of` and `COMMIT_SOURCES`: the same code `bench` runs.
+include!("src/bench/commit.rs");
+
 fn git(args: &[&str]) -> Option<String> {
     Command::new("git")
         .args(args)
@@ -17,15 +20,11 @@ fn git(args: &[&str]) -> Option<String> {
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    // What the id depends on: the sources (as `bench::commit_id_of` counts them), and where
-    // git keeps HEAD, the branch it names and the index (a worktree has its own).
-    let sources = ["src", "benches", "Cargo.toml", "Cargo.lock"];
-    for p in sources {
+    // What the id depends on: the sources, and where git keeps HEAD, the branch it names
+    // and the index (a worktree has its own).
+    for p in COMMIT_SOURCES {
         println!("cargo:rerun-if-changed={p}");
     }
-    let Some(id) = git(&["rev-parse", "--short", "HEAD"]) else {
-        return;
-    };
     for p in ["HEAD", "index"] {
         if let Some(path) = git(&["rev-parse", "--git-path", p]) {
             println!("cargo:rerun-if-changed={path}");
@@ -36,14 +35,8 @@ fn main() {
             println!("cargo:rerun-if-changed={path}");
         }
     }
-    let status = [
-        &["status", "--porcelain", "--untracked-files=no", "--"][..],
-        &sources,
-    ]
-    .concat();
-    let id = match git(&status) {
-        Some(changed) if !changed.is_empty() => format!("{id}-dirty"),
-        _ => id,
-    };
-    println!("cargo:rustc-env=MPC_PIPE_BUILD_COMMIT={id}");
+    let id = commit_id_of(std::path::Path::new("."));
+    if id != "unknown" {
+        println!("cargo:rustc-env=MPC_PIPE_BUILD_COMMIT={id}");
+    }
 }

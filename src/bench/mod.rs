@@ -38,12 +38,14 @@
 //! together, after its last turn.
 
 pub mod bound;
+mod commit;
 pub mod config;
 pub mod csv_out;
 pub mod jobs;
 pub mod progress;
 pub mod row;
 
+pub use commit::commit_id_of;
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
@@ -336,34 +338,6 @@ pub fn commit_id() -> String {
     match option_env!("MPC_PIPE_BUILD_COMMIT") {
         Some(id) => id.to_string(),
         None => commit_id_of(Path::new(env!("CARGO_MANIFEST_DIR"))),
-    }
-}
-
-/// `commit_id` of the checkout at `dir`. Only what builds the binary counts as a source
-/// (src/, benches/, Cargo.toml, Cargo.lock): a sweep appends to results/ as it runs, and
-/// notes or configs do not change what is measured.
-pub fn commit_id_of(dir: &Path) -> String {
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .current_dir(dir)
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    let Some(id) = git(&["rev-parse", "--short", "HEAD"]) else {
-        return "unknown".into();
-    };
-    let sources = ["src", "benches", "Cargo.toml", "Cargo.lock"];
-    let status = [
-        &["status", "--porcelain", "--untracked-files=no", "--"][..],
-        &sources,
-    ]
-    .concat();
-    match git(&status) {
-        Some(changed) if !changed.is_empty() => format!("{id}-dirty"),
-        _ => id,
     }
 }
 
