@@ -31,6 +31,18 @@ use crate::error::{Error, Result};
 use crate::offline::{Request, TruncMask};
 use crate::ring::{RingTensor, Trunc};
 
+/// The signed share `v` divided by 2^bits, rounding toward zero (`(v as i64) / 2^bits`),
+/// for 1 ≤ bits ≤ 63, as shifts: negative values get 2^bits - 1 added first. Written out
+/// because the divisor is known only at run time, so `/` compiled to a 64-bit `idiv` per
+/// element (~7 ns: the local truncation of W3's 200k outputs was 18% of its online
+/// samples in `perf`); the shifts vectorize. Test `shifts_equal_signed_division`.
+#[inline]
+fn div_pow2_toward_zero(v: u64, bits: u32) -> u64 {
+    let v = v as i64;
+    let bias = ((v >> 63) as u64) >> (64 - bits);
+    (v.wrapping_add(bias as i64) >> bits) as u64
+}
+
 impl<'a> Ctx<'a> {
     /// Divide a share by 2^f (after a product of two fixed-point values).
     pub fn trunc(&self, x: &Share) -> Result<Share> {
@@ -48,10 +60,9 @@ impl<'a> Ctx<'a> {
         {
             return self.trunc_bits(&x, bits);
         }
-        let d = 1i64 << bits;
         x.0.data_mut()
             .iter_mut()
-            .for_each(|v| *v = ((*v as i64) / d) as u64);
+            .for_each(|v| *v = div_pow2_toward_zero(*v, bits));
         Ok(x)
     }
 
@@ -66,8 +77,7 @@ impl<'a> Ctx<'a> {
             )));
         }
         if self.fixed().trunc_for(self.parties())? == Trunc::Local {
-            let d = 1i64 << bits;
-            return Ok(Share(x.0.map(|v| ((v as i64) / d) as u64)));
+            return Ok(Share(x.0.map(|v| div_pow2_toward_zero(v, bits))));
         }
         let key = self.next_key();
         let req = Request::Trunc {
@@ -115,5 +125,37 @@ impl<'a> Ctx<'a> {
             })
             .collect();
         Ok(Share(RingTensor::from_vec(x.shape(), out)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::div_pow2_toward_zero;
+
+    #[test]
+    fn shifts_equal_signed_division() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut values = vec![0, 1, u64::MAX, i64::MIN as u64, i64::MAX as u64];
+        for k in 0..64 {
+            for d in [0u64, 1, u64::MAX] {
+                values.push((1u64 << k).wrapping_add(d));
+                values.push((1u64 << k).wrapping_neg().wrapping_add(d));
+            }
+        }
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            values.push(x);
+            values.push(x >> (x % 64));
+        }
+        for bits in 1..=63 {
+            let d = 1i128 << bits;
+            for &v in &values {
+                // The reference in i128, where 2^63 is a divisor like any other.
+                let want = ((v as i64 as i128) / d) as i64 as u64;
+                assert_eq!(div_pow2_toward_zero(v, bits), want, "v {v:#x} bits {bits}");
+            }
+        }
     }
 }
