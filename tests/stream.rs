@@ -117,7 +117,10 @@ fn a_small_window_forces_waits_and_holds_at_most_its_budget_plus_waited_keys() {
         let largest = *sizes.iter().max().unwrap();
         let total: usize = sizes.iter().sum();
         let window_bytes = largest / 2;
-        assert!(window_bytes < total / 4, "{protocols}: the test wants a window well below the plan");
+        assert!(
+            window_bytes < total / 4,
+            "{protocols}: the test wants a window well below the plan"
+        );
         let run = run_dealt(
             &cfg,
             &LinkProfile::unshaped(),
@@ -130,13 +133,19 @@ fn a_small_window_forces_waits_and_holds_at_most_its_budget_plus_waited_keys() {
         .unwrap();
         let st = run.stream.expect("a streamed run reports its dealer");
         assert_eq!(st.dealt, plan.entries.len(), "{protocols}: keys made");
-        assert!(st.waits > 0, "{protocols}: no party waited under a window of {window_bytes} B");
+        assert!(
+            st.waits > 0,
+            "{protocols}: no party waited under a window of {window_bytes} B"
+        );
         assert!(
             st.peak_bytes <= window_bytes + 2 * largest,
             "{protocols}: window peaked at {} B, budget {window_bytes} B, largest key {largest} B",
             st.peak_bytes
         );
-        assert!(st.peak_bytes < total, "{protocols}: the window held the whole plan");
+        assert!(
+            st.peak_bytes < total,
+            "{protocols}: the window held the whole plan"
+        );
         assert!(st.busy_s > 0.0);
     }
 }
@@ -154,12 +163,25 @@ fn a_failing_dealer_is_a_typed_error_not_a_hang() {
     };
     let mut plan = record_plan(&cfg, &program).unwrap();
     let bad = 0xbad_u64;
-    plan.entries.push((bad, Request::FssLtz { len: 4, relu: false }));
+    plan.entries.push((
+        bad,
+        Request::FssLtz {
+            len: 4,
+            relu: false,
+        },
+    ));
     plan.order.insert(0, bad);
     let plan = Arc::new(plan);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let r = run_local_with(&cfg, &plan, Dealing::Streamed { window_bytes: 1 << 20 }, &program);
+        let r = run_local_with(
+            &cfg,
+            &plan,
+            Dealing::Streamed {
+                window_bytes: 1 << 20,
+            },
+            &program,
+        );
         let _ = tx.send(r.map(|_| ()));
     });
     let r = rx
@@ -167,7 +189,10 @@ fn a_failing_dealer_is_a_typed_error_not_a_hang() {
         .expect("the run hung on a failed dealer");
     match r {
         Err(Error::Material(m)) => {
-            assert!(m.contains("dealer failed") && m.contains("2 parties"), "{m}")
+            assert!(
+                m.contains("dealer failed") && m.contains("2 parties"),
+                "{m}"
+            )
         }
         other => panic!("expected the dealer's material error, got {other:?}"),
     }
@@ -182,13 +207,22 @@ fn a_failing_dealer_is_a_typed_error_not_a_hang() {
     let src = d.source(1);
     use mpc_pipe::offline::MaterialSource;
     let req = Request::FssLtz { len: 4, relu: true };
-    let e = src.take(bad, &req, Part { start: 0, len: 4 }).err().unwrap();
-    assert!(matches!(e, Error::Material(ref m) if m.contains("dealer failed")), "{e}");
+    let e = src
+        .take(bad, &req, Part { start: 0, len: 4 })
+        .err()
+        .unwrap();
+    assert!(
+        matches!(e, Error::Material(ref m) if m.contains("dealer failed")),
+        "{e}"
+    );
     let e = src
         .take(7, &Request::Mul { len: 1 }, Part { start: 0, len: 1 })
         .err()
         .unwrap();
-    assert!(matches!(e, Error::Material(ref m) if m.contains("never planned")), "{e}");
+    assert!(
+        matches!(e, Error::Material(ref m) if m.contains("never planned")),
+        "{e}"
+    );
     let (_, err) = d.finish();
     assert!(err.is_some());
 }

@@ -22,10 +22,12 @@
 //! than two parties a party's bytes (bytes_per_party, to all its peers together) go out
 //! over several links at once; T_comm and the cost model use link_bytes for that reason.
 //! material is `eager` when every party's material was expanded before the
-//! online clock started, `lazy` when it was too large (runtime::local::EAGER_MATERIAL_BYTES)
-//! and each request was drawn from its seed when taken: those online times include the
-//! AES-CTR expansion (party 0's corrections are always dealt offline). Empty in rows
-//! written before the column existed. trunc is the truncation mode after products (`local`:
+//! online clock started, `streamed` when it was too large (runtime::local::Dealing::auto)
+//! and a streaming dealer made it beside the online phase: those online times include
+//! waits for keys not made yet, and cpu includes the dealer's (`lazy`, in older rows: each
+//! request drawn from its seed when taken). deal_s is the dealer's wall time upfront, its
+//! busy time streamed; e2e_s is plan_s plus the repetition's measured wall time. Empty in
+//! rows written before the column existed. trunc is the truncation mode after products (`local`:
 //! each party divides its share, CrypTen's 2-party protocol; `dealer`: one round with a
 //! dealer's mask, see proto::trunc), from the config's `trunc` key or the default for the
 //! party count; rows of the other mode are another configuration for resume. Empty in rows

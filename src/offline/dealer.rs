@@ -143,7 +143,11 @@ fn par_chunks(len: usize, f: impl Fn(Range<usize>, &mut [u64]) + Sync) -> Vec<u6
 /// material); then the common components every party receives (FSS keys). Chunk by
 /// chunk in parallel, with no full-size intermediate beyond the product operands A = Σ a
 /// and B = Σ b of matrix and convolution triples.
-fn corrections(req: &Request, mats: &[Material]) -> Result<Material> {
+fn corrections(
+    req: &Request,
+    mats: &[Material],
+    spare: crate::fss::dcf::CorrectionWords,
+) -> Result<Material> {
     let others = &mats[1..];
     let lens = req.component_lens();
     // Σ over parties of free component j, whole.
@@ -267,7 +271,7 @@ fn corrections(req: &Request, mats: &[Material]) -> Result<Material> {
                 2,
             )]
         }
-        Request::FssLtz { len, relu } => fss_ltz(len, relu, mats)?,
+        Request::FssLtz { len, relu } => fss_ltz(len, relu, mats, spare)?,
     })
 }
 
@@ -276,7 +280,12 @@ fn corrections(req: &Request, mats: &[Material]) -> Result<Material> {
 /// [x̂' < r mod 2^63] with payload 1 − 2·msb(r) (ReLU: and r·(1 − 2·msb(r))), from the two
 /// parties' root seeds (component 1). 2 parties only (the online gate refuses more before
 /// it requests any).
-fn fss_ltz(len: usize, relu: bool, mats: &[Material]) -> Result<Material> {
+fn fss_ltz(
+    len: usize,
+    relu: bool,
+    mats: &[Material],
+    spare: crate::fss::dcf::CorrectionWords,
+) -> Result<Material> {
     let others = &mats[1..];
     let r = par_chunks(len, |r, o| fold(o, &of_all(mats, 0, &r), false));
     let r_msb = par_chunks(len, |rg, o| {
@@ -315,7 +324,7 @@ fn fss_ltz(len: usize, relu: bool, mats: &[Material]) -> Result<Material> {
         })
     });
     let seeds = [mats[0][1].as_slice(), mats[1][1].as_slice()];
-    let cw = crate::fss::dcf::gen(layout, &alpha, &beta, seeds)?;
+    let cw = crate::fss::dcf::gen_into(layout, &alpha, &beta, seeds, spare)?;
     out.extend([cw.scw, cw.vcw, cw.tcw, cw.last]);
     Ok(out)
 }
@@ -326,6 +335,17 @@ fn fss_ltz(len: usize, relu: bool, mats: &[Material]) -> Result<Material> {
 /// receives (FSS correction words), once. Drawn in parallel chunks on the current rayon
 /// pool. An error (never a panic) for a request the dealer cannot make for these parties.
 pub fn deal_key(seeds: &[Seed], key: u64, req: &Request) -> Result<(Vec<Material>, Material)> {
+    deal_key_into(seeds, key, req, crate::fss::dcf::CorrectionWords::default())
+}
+
+/// As `deal_key`, writing FSS correction words into `spare`'s buffers where they are
+/// large enough (a streaming dealer's, whose pages are mapped already).
+pub fn deal_key_into(
+    seeds: &[Seed],
+    key: u64,
+    req: &Request,
+    spare: crate::fss::dcf::CorrectionWords,
+) -> Result<(Vec<Material>, Material)> {
     let parties = seeds.len();
     if parties < 2 {
         return Err(Error::Material(format!(
@@ -344,7 +364,7 @@ pub fn deal_key(seeds: &[Seed], key: u64, req: &Request) -> Result<(Vec<Material
         .enumerate()
         .map(|(i, s)| draw_whole(s, key, req, 0..if i == 0 { free } else { drawn }))
         .collect();
-    let mut corr = corrections(req, &mats)?;
+    let mut corr = corrections(req, &mats, spare)?;
     // The common components: the tail of party 0's dealt words.
     let common = corr.split_off(drawn - free);
     mats[0].append(&mut corr);

@@ -14,16 +14,19 @@
 //!
 //! Memory: the common components (FSS correction words, which both keys of a pair share)
 //! are held once per process, as one `Arc` that both parties' material points to, not one
-//! copy per party.
+//! copy per party. Their buffers go back to the dealer when both parties have dropped
+//! them, and the next keys are written into them (up to the budget's worth kept idle):
+//! fresh multi-GB buffers cost more in page faults than in key generation.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
-use super::dealer::deal_key;
+use super::dealer::deal_key_into;
 use super::material::{MaterialSource, Taken, Used, Words};
 use super::plan::{Part, Plan, Request};
 use crate::error::{Error, Result};
+use crate::fss::dcf::CorrectionWords;
 use crate::prg::Seed;
 
 /// One party's material of one key, not wholly taken yet.
@@ -227,6 +230,10 @@ fn deal_loop(s: &Shared, seeds: &[Seed]) -> Result<()> {
         .map(|(i, (k, _))| (*k, i))
         .collect();
     let mut next = 0;
+    // FSS correction-word buffers: those handed out (the window's or the parties', until
+    // every holder drops them) and those idle again, reused for the next keys.
+    let mut lent: Vec<Arc<Vec<u64>>> = Vec::new();
+    let mut idle: Vec<Vec<u64>> = Vec::new();
     loop {
         let (key, req) = {
             let mut st = s.lock();
@@ -264,8 +271,10 @@ fn deal_loop(s: &Shared, seeds: &[Seed]) -> Result<()> {
             }
         };
         let t = Instant::now();
-        let (mats, common) = deal_key(seeds, key, &req)?;
+        let spare = spare_for(&req, &mut lent, &mut idle, s.budget_bytes);
+        let (mats, common) = deal_key_into(seeds, key, &req, spare)?;
         let common: Vec<Arc<Vec<u64>>> = common.into_iter().map(Arc::new).collect();
+        lent.extend(common.iter().cloned());
         let common_bytes = 8 * common.iter().map(|c| c.len()).sum::<usize>();
         let parties = mats
             .into_iter()
@@ -297,6 +306,60 @@ fn deal_loop(s: &Shared, seeds: &[Seed]) -> Result<()> {
         drop(st);
         s.dealt_cv.notify_all();
     }
+}
+
+/// Buffers for `req`'s FSS correction words from those no one holds any more (their
+/// pages are mapped: writing them again faults nothing in, where fresh ones of VGG16's
+/// 3.2 GB cost the kernel ~1.35 s per GB to zero). Each component takes the smallest idle
+/// buffer large enough; idle buffers beyond `cap_bytes` are freed, smallest first.
+fn spare_for(
+    req: &Request,
+    lent: &mut Vec<Arc<Vec<u64>>>,
+    idle: &mut Vec<Vec<u64>>,
+    cap_bytes: usize,
+) -> CorrectionWords {
+    // Only this list holds a buffer whose count is 1, so no one can take it meanwhile.
+    let (back, still): (Vec<_>, Vec<_>) = std::mem::take(lent)
+        .into_iter()
+        .partition(|a| Arc::strong_count(a) == 1);
+    *lent = still;
+    idle.extend(back.into_iter().filter_map(|a| Arc::try_unwrap(a).ok()));
+    let mut cw = CorrectionWords::default();
+    if let Request::FssLtz { .. } = req {
+        let lens = req.component_lens();
+        let common = &lens[req.drawn_components()..];
+        let mut take = |need: usize| -> Vec<u64> {
+            let best = idle
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| v.capacity() >= need)
+                .min_by_key(|(_, v)| v.capacity())
+                .map(|(i, _)| i);
+            best.map_or_else(Vec::new, |i| idle.swap_remove(i))
+        };
+        // Largest first, so the large buffers go where only they fit.
+        let mut idx: Vec<usize> = (0..common.len()).collect();
+        idx.sort_by_key(|&i| std::cmp::Reverse(common[i]));
+        let mut got: Vec<Vec<u64>> = vec![Vec::new(); common.len()];
+        for i in idx {
+            got[i] = take(common[i]);
+        }
+        if let Ok([scw, vcw, tcw, last]) = <[Vec<u64>; 4]>::try_from(got) {
+            cw = CorrectionWords {
+                scw,
+                vcw,
+                tcw,
+                last,
+            };
+        }
+    }
+    idle.sort_by_key(|v| std::cmp::Reverse(v.capacity()));
+    let mut kept = 0;
+    idle.retain(|v| {
+        kept += 8 * v.capacity();
+        kept <= cap_bytes
+    });
+    cw
 }
 
 /// One party's view of a `StreamDealer`: `take` waits until the dealer has made the key.
