@@ -456,7 +456,8 @@ pub const STREAM_WINDOW_BYTES: usize = EAGER_MATERIAL_BYTES;
 
 impl Dealing {
     /// The default for `plan`: streamed when its material (all parties, FSS correction
-    /// words once) exceeds the window, upfront otherwise. The environment can override
+    /// words once) exceeds the window, or upfront dealing could not hold it expanded
+    /// (`EAGER_MATERIAL_BYTES`); upfront otherwise. The environment can override
     /// it: `MPC_PIPE_STREAM=on|off|auto` (default auto) and `MPC_PIPE_STREAM_WINDOW_MB`
     /// (default 4096).
     pub fn auto(plan: &Plan, parties: usize) -> Result<Dealing> {
@@ -475,8 +476,12 @@ impl Dealing {
         match std::env::var("MPC_PIPE_STREAM").as_deref().map(str::trim) {
             Ok("on") => Ok(streamed),
             Ok("off") => Ok(Dealing::Upfront),
+            // Upfront is kept for plans it holds expanded (`material_mode` Eager), so
+            // their online times stay the online phase alone.
             Err(_) | Ok("auto") | Ok("") => Ok(
-                if crate::offline::stream::plan_bytes(plan, parties) > window_bytes {
+                if crate::offline::stream::plan_bytes(plan, parties) > window_bytes
+                    || 8 * plan.total_words() * parties > EAGER_MATERIAL_BYTES
+                {
                     streamed
                 } else {
                     Dealing::Upfront
