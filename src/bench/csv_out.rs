@@ -49,7 +49,8 @@ pub struct Row {
     pub t_comm_s: f64,
     /// η = (T_serial - T_scheme) / (T_serial - max(T_compute, T_comm)); empty for serial.
     pub overlap_efficiency: Option<f64>,
-    /// `eager` or `lazy` (see bench::mod); empty in rows from before this column.
+    /// `eager`, `streamed` or (older rows) `lazy` (see bench::mod); empty in rows from
+    /// before this column.
     #[serde(default)]
     pub material: String,
     /// Truncation mode, `local` or `dealer` (see bench::mod); empty in rows from before
@@ -76,8 +77,9 @@ pub struct Row {
     pub channels: String,
     /// Whole-job phases per inference, seconds (medians over repetitions; README):
     /// the dry run that records the plan (once per configuration, shared by its schemes),
-    /// the dealer, each party's material expansion, and e2e_s = plan + deal + expand +
-    /// online latency. Empty in rows from before these columns. Training rows: per epoch,
+    /// the dealer (streamed: its busy time, beside the online phase), each party's material
+    /// expansion, and e2e_s = plan + the repetition's wall time from the dealer's start to
+    /// the last output (deal + expand + online upfront; less, overlapped, streamed). Empty in rows from before these columns. Training rows: per epoch,
     /// the epoch's training and evaluation sessions (plan_s 0 when their plans were
     /// recorded in an earlier epoch), e2e_s the epoch's wall time; f64 rows fill e2e_s only.
     #[serde(default)]

@@ -22,10 +22,12 @@
 //! than two parties a party's bytes (bytes_per_party, to all its peers together) go out
 //! over several links at once; T_comm and the cost model use link_bytes for that reason.
 //! material is `eager` when every party's material was expanded before the
-//! online clock started, `lazy` when it was too large (runtime::local::EAGER_MATERIAL_BYTES)
-//! and each request was drawn from its seed when taken: those online times include the
-//! AES-CTR expansion (party 0's corrections are always dealt offline). Empty in rows
-//! written before the column existed. trunc is the truncation mode after products (`local`:
+//! online clock started, `streamed` when it was too large (runtime::local::Dealing::auto)
+//! and a streaming dealer made it beside the online phase: those online times include
+//! waits for keys not made yet, and cpu includes the dealer's (`lazy`, in older rows: each
+//! request drawn from its seed when taken). deal_s is the dealer's wall time upfront, its
+//! busy time streamed; e2e_s is plan_s plus the repetition's measured wall time. Empty in
+//! rows written before the column existed. trunc is the truncation mode after products (`local`:
 //! each party divides its share, CrypTen's 2-party protocol; `dealer`: one round with a
 //! dealer's mask, see proto::trunc), from the config's `trunc` key or the default for the
 //! party count; rows of the other mode are another configuration for resume. Empty in rows
@@ -56,7 +58,7 @@ use crate::profile::Recorder;
 use crate::ring::{FixedPoint, Protocols, Trunc};
 use crate::runtime::job::{self, JobSpec};
 use crate::runtime::local::{
-    fresh_session, material_mode, run_online_over, run_online_traced, Channels, MaterialMode,
+    fresh_session, run_dealt, run_online_traced, Channels, Dealing, MaterialMode,
 };
 use crate::runtime::SessionConfig;
 use crate::sched::{Lanes, Scheme};
@@ -97,6 +99,9 @@ pub struct Measured {
     /// Per repetition: the dealer's and the material expansion's wall time, seconds.
     pub deal_s: Vec<f64>,
     pub expand_s: Vec<f64>,
+    /// Per repetition: wall time from the dealer's start to the last party's output
+    /// (deal, expansion and online phase, overlapping when streamed), seconds.
+    pub wall_s: Vec<f64>,
 }
 
 /// One point of the matrix, without the scheme.
@@ -182,29 +187,33 @@ impl Runner {
     /// One repetition on `link`: fresh material from the dealer (offline, untimed), then
     /// the timed online phase, added to `into` (None: a warm-up).
     pub fn rep(&self, link: &LinkProfile, into: Option<&mut Measured>) -> Result<()> {
-        let t_deal = std::time::Instant::now();
-        let material = crate::runtime::deal_in_process(&self.plan, &self.cfg, fresh_session());
-        let deal_s = t_deal.elapsed().as_secs_f64();
-        let mode = material_mode(&material);
+        let dealing = Dealing::auto(&self.plan, self.cfg.parties)?;
+        // Streamed, the dealer runs beside the online phase, so its CPU time counts in
+        // compute_busy_s; upfront it is done before cpu0.
+        let t_wall = std::time::Instant::now();
         let cpu0 = process_cpu_s();
-        let outs = run_online_over(
+        let run = run_dealt(
             &self.cfg,
             link,
-            material,
-            mode,
+            &self.plan,
+            dealing,
             &*self.job.program,
             None,
             self.channels,
         )?;
         let cpu = process_cpu_s() - cpu0;
+        let wall_s = t_wall.elapsed().as_secs_f64();
+        let (outs, mode) = (run.outs, run.mode);
         let Some(m) = into else { return Ok(()) };
-        if mode == MaterialMode::Lazy {
+        if mode != MaterialMode::Eager {
             m.material = mode;
         }
         let lat = outs.iter().map(|o| o.online_s).fold(0.0, f64::max);
         m.latencies_s.push(lat);
         m.plan_s = self.plan_s;
-        m.deal_s.push(deal_s);
+        m.deal_s
+            .push(outs.iter().map(|o| o.offline.deal_s).fold(0.0, f64::max));
+        m.wall_s.push(wall_s);
         m.expand_s
             .push(outs.iter().map(|o| o.offline.expand_s).fold(0.0, f64::max));
         m.online_s += lat;
@@ -271,6 +280,7 @@ impl Measured {
             plan_s: 0.0,
             deal_s: Vec::new(),
             expand_s: Vec::new(),
+            wall_s: Vec::new(),
         }
     }
     /// Whether `reps` asks for another repetition.

@@ -147,13 +147,11 @@ pub fn row_of(
         deal_s: per_inference(&meas.deal_s),
         expand_s: per_inference(&meas.expand_s),
         e2e_s: per_inference(
-            &(meas
-                .latencies_s
+            &meas
+                .wall_s
                 .iter()
-                .zip(&meas.deal_s)
-                .zip(&meas.expand_s))
-            .map(|((l, d), e)| meas.plan_s + d + e + l)
-            .collect::<Vec<_>>(),
+                .map(|w| meas.plan_s + w)
+                .collect::<Vec<_>>(),
         ),
         epoch: None,
         loss: None,

@@ -23,7 +23,7 @@ use crate::onnx::{self, npy};
 use crate::profile::Recorder;
 use crate::ring::PlainTensor;
 use crate::runtime::job::{self, InferJob, JobSpec};
-use crate::runtime::local::{fresh_session, record_plan, run_online_traced, SessionConfig};
+use crate::runtime::local::{record_plan, SessionConfig};
 use crate::runtime::process::{spawn_parties, ProcessRun};
 use crate::sched::Schedule;
 
@@ -219,18 +219,24 @@ pub fn run(a: &InferArgs) -> Result<()> {
         let t = std::time::Instant::now();
         let plan = record_plan(&cfg, &*job.plan_program)?;
         let plan_s = t.elapsed().as_secs_f64();
-        let t = std::time::Instant::now();
-        let material = crate::runtime::deal_in_process(&plan, &cfg, fresh_session());
-        let deal_s = t.elapsed().as_secs_f64();
-        drop(plan);
+        let plan = std::sync::Arc::new(plan);
         let recorder = a.trace.as_ref().map(|_| Recorder::new());
-        let mut outs = run_online_traced(&cfg, &link, material, &*job.program, recorder.as_ref())?;
+        let dealing = crate::runtime::Dealing::auto(&plan, cfg.parties)?;
+        let mut outs = crate::runtime::run_dealt(
+            &cfg,
+            &link,
+            &plan,
+            dealing,
+            &*job.program,
+            recorder.as_ref(),
+            crate::runtime::local::Channels::Memory,
+        )?
+        .outs;
         if let (Some(path), Some(rec)) = (&a.trace, &recorder) {
             super::run::write_trace(path, rec)?;
         }
         for o in &mut outs {
             o.offline.plan_s = plan_s;
-            o.offline.deal_s = deal_s;
         }
         outs
     };

@@ -22,9 +22,8 @@ use crate::offline::file::{self, Expect, MaterialKey};
 use crate::profile::Recorder;
 use crate::ring::PlainTensor;
 use crate::runtime::job::{self, Job, JobSpec};
-use crate::runtime::local::fresh_session;
-use crate::runtime::local::run_online_traced;
-use crate::runtime::{record_plan, PartyOutcome, SessionConfig};
+use crate::runtime::local::{run_online_traced, Channels};
+use crate::runtime::{record_plan, run_dealt, Dealing, PartyOutcome, SessionConfig};
 
 #[derive(Args, Debug, Clone)]
 pub struct RunArgs {
@@ -148,37 +147,67 @@ pub fn run(a: &RunArgs) -> Result<()> {
         crate::runtime::process::spawn_parties(&pr)?
     } else {
         let t = Instant::now();
-        let plan = record_plan(&cfg, &*job.plan_program)?;
+        let plan = std::sync::Arc::new(record_plan(&cfg, &*job.plan_program)?);
         let plan_s = t.elapsed().as_secs_f64();
-        let t = Instant::now();
-        let material = match &a.material {
-            Some(dir) => {
-                let key = a.key.require("run --material (the files' MACs)")?;
-                load_material_planned(dir, &cfg, &plan, &MaterialKey::from_session_key(&key.0))?
-            }
-            None => crate::runtime::deal_in_process(&plan, &cfg, fresh_session()),
-        };
-        let deal_s = t.elapsed().as_secs_f64();
-        if a.material.is_none() {
-            // The dealer's unavoidable work, to set deal_s against the PRG and GEMM rates
-            // `mpc-pipe kernels --prg` measures.
-            let w = plan.dealer_work(cfg.parties);
-            work = Some(w);
-            println!(
-                "dealer_work: keystream_gb {:.3}  gmac {:.3}",
-                8.0 * w.prg_words as f64 / 1e9,
-                w.macs as f64 / 1e9
-            );
-        }
-        drop(plan);
         let recorder = a.trace.as_ref().map(|_| Recorder::new());
-        let mut outs = run_online_traced(&cfg, &link, material, &*job.program, recorder.as_ref())?;
+        let mut outs = match &a.material {
+            Some(dir) => {
+                let t = Instant::now();
+                let key = a.key.require("run --material (the files' MACs)")?;
+                let material = load_material_planned(
+                    dir,
+                    &cfg,
+                    &plan,
+                    &MaterialKey::from_session_key(&key.0),
+                )?;
+                let deal_s = t.elapsed().as_secs_f64();
+                drop(plan);
+                let mut outs =
+                    run_online_traced(&cfg, &link, material, &*job.program, recorder.as_ref())?;
+                outs.iter_mut().for_each(|o| o.offline.deal_s = deal_s);
+                outs
+            }
+            None => {
+                // The dealer's unavoidable work, to set deal_s against the PRG and GEMM
+                // rates `mpc-pipe kernels --prg` measures.
+                let w = plan.dealer_work(cfg.parties);
+                work = Some(w);
+                println!(
+                    "dealer_work: keystream_gb {:.3}  gmac {:.3}",
+                    8.0 * w.prg_words as f64 / 1e9,
+                    w.macs as f64 / 1e9
+                );
+                let dealing = Dealing::auto(&plan, cfg.parties)?;
+                let run = run_dealt(
+                    &cfg,
+                    &link,
+                    &plan,
+                    dealing,
+                    &*job.program,
+                    recorder.as_ref(),
+                    Channels::Memory,
+                )?;
+                if let Some(st) = run.stream {
+                    println!(
+                        "streamed: window_mb {}  peak_window_mb {:.0}  keys {}  waits {}  forced {}",
+                        match dealing {
+                            Dealing::Streamed { window_bytes } => window_bytes >> 20,
+                            Dealing::Upfront => 0,
+                        },
+                        st.peak_bytes as f64 / (1u64 << 20) as f64,
+                        st.dealt,
+                        st.waits,
+                        st.forced
+                    );
+                }
+                run.outs
+            }
+        };
         if let (Some(path), Some(rec)) = (&a.trace, &recorder) {
             write_trace(path, rec)?;
         }
         for o in &mut outs {
             o.offline.plan_s = plan_s;
-            o.offline.deal_s = deal_s;
         }
         outs
     };

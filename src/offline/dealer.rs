@@ -140,9 +140,14 @@ fn par_chunks(len: usize, f: impl Fn(Range<usize>, &mut [u64]) + Sync) -> Vec<u6
 /// Party 0's corrections of `req`, given every party's drawn components (`mats[0]` holds
 /// party 0's free components only): for each corrected component, the value every
 /// party's shares must reconstruct to, minus the shares of parties 1.. (XOR for binary
-/// material); then the common components every party receives (FSS keys). Chunk by chunk in parallel, with no full-size intermediate beyond the
-/// product operands A = Σ a and B = Σ b of matrix and convolution triples.
-fn corrections(req: &Request, mats: &[Material]) -> Material {
+/// material); then the common components every party receives (FSS keys). Chunk by
+/// chunk in parallel, with no full-size intermediate beyond the product operands A = Σ a
+/// and B = Σ b of matrix and convolution triples.
+fn corrections(
+    req: &Request,
+    mats: &[Material],
+    spare: crate::fss::dcf::CorrectionWords,
+) -> Result<Material> {
     let others = &mats[1..];
     let lens = req.component_lens();
     // Σ over parties of free component j, whole.
@@ -155,7 +160,7 @@ fn corrections(req: &Request, mats: &[Material]) -> Material {
         });
         c
     };
-    match *req {
+    Ok(match *req {
         Request::Mul { len } => vec![par_chunks(len, |r, o| {
             let mut b = vec![0u64; o.len()];
             fold(o, &of_all(mats, 0, &r), false);
@@ -266,8 +271,8 @@ fn corrections(req: &Request, mats: &[Material]) -> Material {
                 2,
             )]
         }
-        Request::FssLtz { len, relu } => fss_ltz(len, relu, mats),
-    }
+        Request::FssLtz { len, relu } => fss_ltz(len, relu, mats, spare)?,
+    })
 }
 
 /// The dealer's half of proto::fss's comparison gate (its derivation is there): with
@@ -275,8 +280,12 @@ fn corrections(req: &Request, mats: &[Material]) -> Material {
 /// [x̂' < r mod 2^63] with payload 1 − 2·msb(r) (ReLU: and r·(1 − 2·msb(r))), from the two
 /// parties' root seeds (component 1). 2 parties only (the online gate refuses more before
 /// it requests any).
-fn fss_ltz(len: usize, relu: bool, mats: &[Material]) -> Material {
-    debug_assert_eq!(mats.len(), 2, "FSS keys are dealt to 2 parties");
+fn fss_ltz(
+    len: usize,
+    relu: bool,
+    mats: &[Material],
+    spare: crate::fss::dcf::CorrectionWords,
+) -> Result<Material> {
     let others = &mats[1..];
     let r = par_chunks(len, |r, o| fold(o, &of_all(mats, 0, &r), false));
     let r_msb = par_chunks(len, |rg, o| {
@@ -315,10 +324,51 @@ fn fss_ltz(len: usize, relu: bool, mats: &[Material]) -> Material {
         })
     });
     let seeds = [mats[0][1].as_slice(), mats[1][1].as_slice()];
-    let cw = crate::fss::dcf::gen(layout, &alpha, &beta, seeds)
-        .expect("thresholds are masked to the key's domain");
+    let cw = crate::fss::dcf::gen_into(layout, &alpha, &beta, seeds, spare)?;
     out.extend([cw.scw, cw.vcw, cw.tcw, cw.last]);
-    out
+    Ok(out)
+}
+
+/// One request's material for every party, as the dealer makes it: per party, the
+/// components it draws from its seed (free and corrected) with party 0's corrected ones
+/// replaced by the dealer's words, and apart from them the common components every party
+/// receives (FSS correction words), once. Drawn in parallel chunks on the current rayon
+/// pool. An error (never a panic) for a request the dealer cannot make for these parties.
+pub fn deal_key(seeds: &[Seed], key: u64, req: &Request) -> Result<(Vec<Material>, Material)> {
+    deal_key_into(seeds, key, req, crate::fss::dcf::CorrectionWords::default())
+}
+
+/// As `deal_key`, writing FSS correction words into `spare`'s buffers where they are
+/// large enough (a streaming dealer's, whose pages are mapped already).
+pub fn deal_key_into(
+    seeds: &[Seed],
+    key: u64,
+    req: &Request,
+    spare: crate::fss::dcf::CorrectionWords,
+) -> Result<(Vec<Material>, Material)> {
+    let parties = seeds.len();
+    if parties < 2 {
+        return Err(Error::Material(format!(
+            "the dealer needs 2 or more parties, got {parties}"
+        )));
+    }
+    if matches!(req, Request::FssLtz { .. }) && parties != 2 {
+        return Err(Error::Material(format!(
+            "operation {key:#018x} asks for FSS comparison keys, which are dealt to 2 parties only, not {parties}"
+        )));
+    }
+    let free = req.free_components();
+    let drawn = req.drawn_components();
+    let mut mats: Vec<Material> = seeds
+        .par_iter()
+        .enumerate()
+        .map(|(i, s)| draw_whole(s, key, req, 0..if i == 0 { free } else { drawn }))
+        .collect();
+    let mut corr = corrections(req, &mats, spare)?;
+    // The common components: the tail of party 0's dealt words.
+    let common = corr.split_off(drawn - free);
+    mats[0].append(&mut corr);
+    Ok((mats, common))
 }
 
 /// Deal the material of `plan` to `parties` parties of session `session`.
@@ -368,20 +418,15 @@ pub fn deal_with(plan: &Plan, seeds: &[Seed], session: u64, keep: &[bool]) -> Ve
         .entries
         .par_iter()
         .map(|(key, req)| {
+            let (mut mats, common) = deal_key(seeds, *key, req)
+                .unwrap_or_else(|e| panic!("the dealer cannot deal {req:?}: {e}"));
+            let mut common = Some(common);
             let free = req.free_components();
-            let drawn = req.drawn_components();
-            let mut mats: Vec<Material> = seeds
-                .par_iter()
-                .enumerate()
-                .map(|(i, s)| draw_whole(s, *key, req, 0..if i == 0 { free } else { drawn }))
-                .collect();
-            let mut corr = corrections(req, &mats);
-            // The common components every party receives: the tail of party 0's.
-            let mut common = Some(corr.split_off(drawn - free));
             let mut dealt: Vec<Option<Material>> = vec![None; parties];
             for (i, m) in mats.iter_mut().enumerate() {
+                // Party 0's drawn material ends with the corrections; the dealer hands them.
                 let mut mine = if i == 0 {
-                    std::mem::take(&mut corr)
+                    m.split_off(free)
                 } else {
                     Vec::new()
                 };

@@ -389,6 +389,7 @@ pub fn load_from<R: Read>(
     }
     let plan = Plan {
         entries: plan_entries,
+        order: Vec::new(),
     };
     if plan.hash() != plan_hash {
         return Err(Error::Material(format!(

@@ -322,6 +322,8 @@ impl MaterialSource for MaterialStore {
 #[derive(Default)]
 pub struct RecordingSource {
     entries: Mutex<HashMap<u64, (Request, Used)>>,
+    /// Keys in the order first asked for (`Plan::order`).
+    order: Mutex<Vec<u64>>,
     clash: Mutex<Option<String>>,
     zeros: Mutex<Arc<Vec<u64>>>,
 }
@@ -337,18 +339,19 @@ impl RecordingSource {
             return Err(Error::Protocol(msg));
         }
         let entries = self.entries.into_inner().unwrap();
-        Ok(Plan::from_entries(
-            entries.into_iter().map(|(k, (r, _))| (k, r)).collect(),
-        ))
+        let mut plan = Plan::from_entries(entries.into_iter().map(|(k, (r, _))| (k, r)).collect());
+        plan.order = self.order.into_inner().unwrap();
+        Ok(plan)
     }
 }
 
 impl MaterialSource for RecordingSource {
     fn take(&self, key: u64, req: &Request, part: Part) -> Result<Taken> {
         let mut entries = self.entries.lock().unwrap();
-        let (planned, taken) = entries
-            .entry(key)
-            .or_insert_with(|| (req.clone(), Used::default()));
+        let (planned, taken) = entries.entry(key).or_insert_with(|| {
+            self.order.lock().unwrap().push(key);
+            (req.clone(), Used::default())
+        });
         if planned != req {
             let msg = format!(
                 "operation key {key:#018x} was used for {planned:?} and for {req:?} in one program"

@@ -480,16 +480,51 @@ impl Request {
 }
 
 /// Every request of one program, sorted by operation key.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct Plan {
     pub entries: Vec<(u64, Request)>,
+    /// The keys in the order the dry run first asked for them (the order the online phase
+    /// will, but for lanes running ahead): the order a streaming dealer makes material in.
+    /// Empty for a plan read from a file; not part of the plan's identity (hash, equality).
+    pub order: Vec<u64>,
 }
+
+impl PartialEq for Plan {
+    fn eq(&self, o: &Plan) -> bool {
+        self.entries == o.entries
+    }
+}
+impl Eq for Plan {}
 
 impl Plan {
     /// Canonical form: sorted by key (lanes on several threads record in any order).
     pub fn from_entries(mut entries: Vec<(u64, Request)>) -> Plan {
         entries.sort_by_key(|e| e.0);
-        Plan { entries }
+        Plan {
+            entries,
+            order: Vec::new(),
+        }
+    }
+
+    /// The entries in first-use order (`order`), then any `order` lacks, by key.
+    pub fn in_use_order(&self) -> Vec<(u64, &Request)> {
+        let by_key: std::collections::HashMap<u64, &Request> =
+            self.entries.iter().map(|(k, r)| (*k, r)).collect();
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::with_capacity(self.entries.len());
+        for k in &self.order {
+            if let Some(r) = by_key.get(k) {
+                if seen.insert(*k) {
+                    out.push((*k, *r));
+                }
+            }
+        }
+        for (k, r) in &self.entries {
+            if seen.insert(*k) {
+                out.push((*k, r));
+            }
+        }
+        out
     }
 
     /// SHA-256 over the canonical encoding: two programs share a hash iff they request the

@@ -5,7 +5,9 @@
 //! A program is one function every party runs on its own `Ctx`. `record_plan` runs it once
 //! over a `NullComm` and a `RecordingSource` (the dry run), `offline::deal` makes the
 //! material, and `run_online` expands it, sets up the session (pairwise seeds), and only
-//! then starts each party's online clock.
+//! then starts each party's online clock. `run_dealt` chooses between that and a streamed
+//! dealer (`offline::stream`), which makes the material while the online phase runs, for
+//! plans whose material does not fit `Dealing::window_bytes` (see `Dealing`).
 
 use std::time::{Duration, Instant};
 
@@ -123,6 +125,9 @@ pub enum MaterialMode {
     /// Drawn from the seeds when taken: the AES-CTR expansion is inside the online times
     /// (party 0's corrections are still computed offline, by the dealer).
     Lazy,
+    /// Made by a streaming dealer while the online phase runs (`offline::stream`): the
+    /// online times include any wait for a key the dealer had not made yet.
+    Streamed,
 }
 
 impl MaterialMode {
@@ -134,6 +139,10 @@ impl MaterialMode {
             MaterialMode::Lazy if m.expanded.is_none() => Box::new(m.into_lazy()),
             MaterialMode::Lazy => Box::new(m.into_store()?),
             MaterialMode::Eager => Box::new(m.into_store()?),
+            MaterialMode::Streamed => return Err(Error::Material(
+                "streamed material comes from a running dealer (run_dealt), not from dealt files"
+                    .into(),
+            )),
         })
     }
 
@@ -141,6 +150,7 @@ impl MaterialMode {
         match self {
             MaterialMode::Eager => "eager",
             MaterialMode::Lazy => "lazy",
+            MaterialMode::Streamed => "streamed",
         }
     }
 }
@@ -357,6 +367,19 @@ pub fn run_online_over<T: Send>(
         .map(|m| mode.source(m))
         .collect::<Result<Vec<_>>>()?;
     let expand_s = t_expand.elapsed().as_secs_f64();
+    run_parties(cfg, link, stores, expand_s, program, trace, channels)
+}
+
+/// Each party's online phase on its own thread, reading its material from `stores`.
+fn run_parties<T: Send>(
+    cfg: &SessionConfig,
+    link: &LinkProfile,
+    stores: Vec<Box<dyn MaterialSource>>,
+    expand_s: f64,
+    program: &(dyn Fn(&Ctx) -> Result<T> + Sync),
+    trace: Option<&Recorder>,
+    channels: Channels,
+) -> Result<Vec<PartyOutcome<T>>> {
     let endpoints = endpoints(cfg, link, channels)?;
     let results: Vec<Result<PartyOutcome<T>>> = std::thread::scope(|s| {
         let handles: Vec<_> = endpoints
@@ -418,6 +441,125 @@ pub fn run_online_over<T: Send>(
     }
 }
 
+/// How an in-process run deals its material.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dealing {
+    /// All of it before the online phase (`deal_in_process`), then `run_online`.
+    Upfront,
+    /// A streaming dealer beside the online phase holding at most `window_bytes` of
+    /// material not yet taken (all parties, FSS correction words once).
+    Streamed { window_bytes: usize },
+}
+
+/// Default window of a streamed run: what an upfront run may hold expanded.
+pub const STREAM_WINDOW_BYTES: usize = EAGER_MATERIAL_BYTES;
+
+impl Dealing {
+    /// The default for `plan`: streamed when its material (all parties, FSS correction
+    /// words once) exceeds the window, or upfront dealing could not hold it expanded
+    /// (`EAGER_MATERIAL_BYTES`); upfront otherwise. The environment can override
+    /// it: `MPC_PIPE_STREAM=on|off|auto` (default auto) and `MPC_PIPE_STREAM_WINDOW_MB`
+    /// (default 4096).
+    pub fn auto(plan: &Plan, parties: usize) -> Result<Dealing> {
+        let window_bytes = match std::env::var("MPC_PIPE_STREAM_WINDOW_MB") {
+            Err(_) => STREAM_WINDOW_BYTES,
+            Ok(v) => match v.trim().parse::<usize>() {
+                Ok(mb) if mb > 0 => mb << 20,
+                _ => {
+                    return Err(Error::Config(format!(
+                        "MPC_PIPE_STREAM_WINDOW_MB must be a positive number of MiB, got \"{v}\""
+                    )))
+                }
+            },
+        };
+        let streamed = Dealing::Streamed { window_bytes };
+        match std::env::var("MPC_PIPE_STREAM").as_deref().map(str::trim) {
+            Ok("on") => Ok(streamed),
+            Ok("off") => Ok(Dealing::Upfront),
+            // Upfront is kept for plans it holds expanded (`material_mode` Eager), so
+            // their online times stay the online phase alone.
+            Err(_) | Ok("auto") | Ok("") => Ok(
+                if crate::offline::stream::plan_bytes(plan, parties) > window_bytes
+                    || 8 * plan.total_words() * parties > EAGER_MATERIAL_BYTES
+                {
+                    streamed
+                } else {
+                    Dealing::Upfront
+                },
+            ),
+            Ok(other) => Err(Error::Config(format!(
+                "MPC_PIPE_STREAM must be \"on\", \"off\" or \"auto\", got \"{other}\""
+            ))),
+        }
+    }
+}
+
+/// What `run_dealt` returns: every party's outcome (`offline.deal_s` filled in: the
+/// dealer's wall time upfront, its busy time streamed), the material mode, and the
+/// streaming dealer's account when it streamed.
+pub struct DealtRun<T> {
+    pub outs: Vec<PartyOutcome<T>>,
+    pub mode: MaterialMode,
+    pub stream: Option<crate::offline::StreamStats>,
+}
+
+/// Deal `plan`'s material as `dealing` says (fresh session, `cfg.dealer_seed`'s seeds) and
+/// run `program`'s online phase over it. Streamed, the parties start at once and each
+/// `take` waits for its key; an error of the dealer is returned as such (not as the
+/// parties' echo of it).
+#[allow(clippy::too_many_arguments)]
+pub fn run_dealt<T: Send>(
+    cfg: &SessionConfig,
+    link: &LinkProfile,
+    plan: &std::sync::Arc<Plan>,
+    dealing: Dealing,
+    program: &(dyn Fn(&Ctx) -> Result<T> + Sync),
+    trace: Option<&Recorder>,
+    channels: Channels,
+) -> Result<DealtRun<T>> {
+    cfg.check()?;
+    let window_bytes = match dealing {
+        Dealing::Upfront => {
+            let t = Instant::now();
+            let material = deal_in_process(plan, cfg, fresh_session());
+            let deal_s = t.elapsed().as_secs_f64();
+            let mode = material_mode(&material);
+            let mut outs = run_online_over(cfg, link, material, mode, program, trace, channels)?;
+            outs.iter_mut().for_each(|o| o.offline.deal_s = deal_s);
+            return Ok(DealtRun {
+                outs,
+                mode,
+                stream: None,
+            });
+        }
+        Dealing::Streamed { window_bytes } => window_bytes,
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let dealer = crate::offline::StreamDealer::start(
+        plan.clone(),
+        crate::offline::dealer_seeds(cfg.parties, cfg.dealer_seed),
+        window_bytes,
+        threads,
+    )?;
+    let stores = (0..cfg.parties)
+        .map(|i| Box::new(dealer.source(i)) as Box<dyn MaterialSource>)
+        .collect();
+    let result = run_parties(cfg, link, stores, 0.0, program, trace, channels);
+    let (stats, dealer_err) = dealer.finish();
+    let mut outs = match (result, dealer_err) {
+        (Err(_), Some(e)) => return Err(e),
+        (Err(e), None) => return Err(e),
+        (Ok(outs), _) => outs,
+    };
+    outs.iter_mut()
+        .for_each(|o| o.offline.deal_s = stats.busy_s);
+    Ok(DealtRun {
+        outs,
+        mode: MaterialMode::Streamed,
+        stream: Some(stats),
+    })
+}
+
 /// The online phase of one party: run `program` on `ctx`, timing it and counting its
 /// traffic (setup and material expansion are done before, and not counted).
 pub fn timed_online<T>(
@@ -442,7 +584,19 @@ pub fn run_local<T: Send>(
     cfg: &SessionConfig,
     program: &(dyn Fn(&Ctx) -> Result<T> + Sync),
 ) -> Result<Vec<PartyOutcome<T>>> {
-    let plan = record_plan(cfg, program)?;
-    let material = deal_in_process(&plan, cfg, fresh_session());
-    run_online(cfg, material, program)
+    let plan = std::sync::Arc::new(record_plan(cfg, program)?);
+    let dealing = Dealing::auto(&plan, cfg.parties)?;
+    run_local_with(cfg, &plan, dealing, program)
+}
+
+/// As `run_local`, with the plan recorded and the dealing chosen by the caller (tests
+/// compare streamed and upfront runs).
+pub fn run_local_with<T: Send>(
+    cfg: &SessionConfig,
+    plan: &std::sync::Arc<Plan>,
+    dealing: Dealing,
+    program: &(dyn Fn(&Ctx) -> Result<T> + Sync),
+) -> Result<Vec<PartyOutcome<T>>> {
+    let link = LinkProfile::unshaped();
+    run_dealt(cfg, &link, plan, dealing, program, None, Channels::Memory).map(|d| d.outs)
 }

@@ -6,6 +6,6 @@ pub mod local;
 pub mod process;
 
 pub use local::{
-    deal_in_process, record_plan, run_local, run_online, Offline, PartyOutcome, SessionConfig,
-    MAX_PARTIES,
+    deal_in_process, record_plan, run_dealt, run_local, run_local_with, run_online, Dealing,
+    Offline, PartyOutcome, SessionConfig, MAX_PARTIES,
 };
