@@ -282,7 +282,7 @@ impl Job<'_> {
         self.check()?;
         let model = Trainable::new(self.graph)?
             .with_schedule(&self.config.schedule)?
-            .on_link(parties.link().latency_ms);
+            .on_link(parties.link());
         let n = parties.parties();
         let local: Vec<bool> = (0..n).map(|p| parties.is_local(p)).collect();
         let me = local

@@ -30,6 +30,7 @@ use crate::proto::{Ctx, LinearOp, Share};
 use crate::ring::{shape, RingTensor};
 use crate::sched::slots::Slots;
 use crate::sched::{Lanes, Schedule};
+use crate::transport::emulator::LinkProfile;
 
 pub use crate::model::backward::Sgd;
 
@@ -70,8 +71,9 @@ pub struct Trainable<'g> {
     /// micro-batches only where `cost::chunk_in_micro_batch` says they pay (`chunks`).
     k: usize,
     lanes: Lanes,
-    /// One-way latency of the link, for that rule (0: unshaped, or unknown).
+    /// One-way latency and bandwidth of the link, for that rule (0 and None: unshaped).
     latency_ms: f64,
+    bandwidth_mbps: Option<f64>,
 }
 
 /// What one forward pass keeps for the backward one.
@@ -134,6 +136,7 @@ impl<'g> Trainable<'g> {
             k: 1,
             lanes: Lanes::Threads,
             latency_ms: 0.0,
+            bandwidth_mbps: None,
         })
     }
 
@@ -152,14 +155,12 @@ impl<'g> Trainable<'g> {
         Ok(self)
     }
 
-    /// Steps over a link of one-way latency `latency_ms` (the parties' link profile;
-    /// public, so every party chunks alike).
-    pub fn on_link(mut self, latency_ms: f64) -> Self {
-        self.latency_ms = if latency_ms.is_finite() {
-            latency_ms.max(0.0)
-        } else {
-            0.0
-        };
+    /// Steps over `link` (the parties' link profile; public, so every party chunks
+    /// alike).
+    pub fn on_link(mut self, link: &LinkProfile) -> Self {
+        let l = link.latency_ms;
+        self.latency_ms = if l.is_finite() { l.max(0.0) } else { 0.0 };
+        self.bandwidth_mbps = link.bandwidth_mbps.filter(|b| b.is_finite() && *b > 0.0);
         self
     }
 
@@ -171,7 +172,11 @@ impl<'g> Trainable<'g> {
     pub fn chunks(&self, m: usize, elements: usize) -> usize {
         if self.k > 1
             && m > 1
-            && !crate::sched::cost::chunk_in_micro_batch(elements, self.latency_ms)
+            && !crate::sched::cost::chunk_in_micro_batch(
+                elements,
+                self.latency_ms,
+                self.bandwidth_mbps,
+            )
         {
             1
         } else {
