@@ -420,6 +420,44 @@ impl<'a> Ctx<'a> {
         self.prepared(t, &f)
     }
 
+    /// Open the weight masks F = W - B of several products together, in one message (one
+    /// round), ahead of their inputs; returns each product's F, in order, for
+    /// `prepare_with_mask`. For a lane that knows many weights at once and has nothing
+    /// to gain from opening them one round after another (training's weights lane: every
+    /// weight of a step is known at its start). The message is tagged by the first
+    /// triple's key, so every party must pass the same products in the same order.
+    pub fn open_weight_masks(&self, items: Vec<(&LinearTriple, Share)>) -> Result<Vec<RingTensor>> {
+        let Some(key) = items.first().map(|(t, _)| mix_key(t.key)) else {
+            return Ok(Vec::new());
+        };
+        let shapes: Vec<Vec<usize>> = items.iter().map(|(t, _)| t.b.shape().to_vec()).collect();
+        let mut msg = Vec::with_capacity(if self.is_dry() {
+            0
+        } else {
+            items.iter().map(|(t, _)| t.b.len()).sum()
+        });
+        for (t, w) in items {
+            let masked = self.mask_weight(t, w)?;
+            if !self.is_dry() {
+                msg.extend_from_slice(masked.data());
+            }
+        }
+        let shapes: Vec<&[usize]> = shapes.iter().map(|s| s.as_slice()).collect();
+        self.open_flat_keyed("linear weight masks", key, msg, &shapes, Combine::Add)
+    }
+
+    /// C + A·F for a triple whose weight mask F was opened by `open_weight_masks`.
+    pub fn prepare_with_mask(&self, t: LinearTriple, f: &RingTensor) -> Result<PreparedLinear> {
+        if f.shape() != t.b.shape() {
+            return Err(Error::Shape(format!(
+                "weight mask {:?} for a triple made for {:?}",
+                f.shape(),
+                t.b.shape()
+            )));
+        }
+        self.prepared(t, f)
+    }
+
     /// Open F = W - B and E = X - A for rows `row0..` of the input together, in one
     /// message (one round: the serial form of a private layer), where W is party `owner`'s
     /// weight `w` (None at the other parties), secret-shared under `weight_key` as the

@@ -280,7 +280,9 @@ impl Job<'_> {
         on_epoch: &mut dyn FnMut(&EpochReport),
     ) -> Result<(Vec<EpochReport>, Option<Vec<PlainTensor>>)> {
         self.check()?;
-        let model = Trainable::new(self.graph)?.with_schedule(&self.config.schedule)?;
+        let model = Trainable::new(self.graph)?
+            .with_schedule(&self.config.schedule)?
+            .on_link(parties.link());
         let n = parties.parties();
         let local: Vec<bool> = (0..n).map(|p| parties.is_local(p)).collect();
         let me = local

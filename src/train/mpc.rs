@@ -4,8 +4,10 @@
 //! loss, SGD, and a training step over m micro-batches. Every rule is protocol calls on
 //! `Ctx` (Beaver products of proto::linear, comparisons of proto::compare); the schedule
 //! only decides which lane runs what: micro-batches (inter-batch), chunks of relu and
-//! max-pool (inner-layer, through `sched::chunked`) and a weights lane opening weight masks
-//! ahead (inter-linear, `sched::beside` and `sched::slots`). Depends on
+//! max-pool (inner-layer, through `sched::chunked`; inside micro-batches only the layers
+//! where `sched::cost::chunk_in_micro_batch` says chunks pay on the link) and a weights
+//! lane opening weight masks ahead, one round per layer and pass for all micro-batches
+//! (inter-linear, `sched::beside` and `sched::slots`). Depends on
 //! model::{graph, backward}, proto, ring and sched.
 //!
 //! Keys. A node's protocol calls run on `ctx.for_node(id)` with id = (step, micro-batch,
@@ -28,6 +30,7 @@ use crate::proto::{Ctx, LinearOp, Share};
 use crate::ring::{shape, RingTensor};
 use crate::sched::slots::Slots;
 use crate::sched::{Lanes, Schedule};
+use crate::transport::emulator::LinkProfile;
 
 pub use crate::model::backward::Sgd;
 
@@ -64,9 +67,13 @@ pub struct Trainable<'g> {
     m: usize,
     /// Weight masks opened ahead by a weights lane (inter-linear).
     ahead: bool,
-    /// Chunks of each non-linear layer, forward and backward (inner-layer).
+    /// Chunks of each non-linear layer, forward and backward (inner-layer); inside
+    /// micro-batches only where `cost::chunk_in_micro_batch` says they pay (`chunks`).
     k: usize,
     lanes: Lanes,
+    /// One-way latency and bandwidth of the link, for that rule (0 and None: unshaped).
+    latency_ms: f64,
+    bandwidth_mbps: Option<f64>,
 }
 
 /// What one forward pass keeps for the backward one.
@@ -81,6 +88,8 @@ struct Tape {
 struct At<'s> {
     step: usize,
     micro: usize,
+    /// Micro-batches in flight in this step.
+    m: usize,
     ahead: Option<&'s Ahead>,
 }
 
@@ -100,6 +109,9 @@ struct Ahead {
 /// One product the weights lane prepares.
 struct Planned {
     id: u64,
+    /// The layer and pass (`node_id` of micro-batch 0): the products of one layer, one
+    /// per micro-batch, open their weight masks together.
+    layer: u64,
     op: LinearOp,
     x_shape: Vec<usize>,
     w: Share,
@@ -123,6 +135,8 @@ impl<'g> Trainable<'g> {
             ahead: false,
             k: 1,
             lanes: Lanes::Threads,
+            latency_ms: 0.0,
+            bandwidth_mbps: None,
         })
     }
 
@@ -141,14 +155,43 @@ impl<'g> Trainable<'g> {
         Ok(self)
     }
 
-    /// relu and its bit [x ≥ 0] on the flattened tensor, in k chunks.
-    fn relu(&self, c: &Ctx, x: &Share) -> Result<(Share, Share)> {
+    /// Steps over `link` (the parties' link profile; public, so every party chunks
+    /// alike).
+    pub fn on_link(mut self, link: &LinkProfile) -> Self {
+        let l = link.latency_ms;
+        self.latency_ms = if l.is_finite() { l.max(0.0) } else { 0.0 };
+        self.bandwidth_mbps = link.bandwidth_mbps.filter(|b| b.is_finite() && *b > 0.0);
+        self
+    }
+
+    /// Chunks of a non-linear layer whose tensor on this lane has `elements` elements,
+    /// with `m` micro-batches in flight: inner-layer's k alone (m = 1), or inside
+    /// micro-batches, k where chunking pays by the rule of `cost::chunk_in_micro_batch`
+    /// and 1 elsewhere. Outputs do not depend on it: chunks use their parts of the same
+    /// material.
+    pub fn chunks(&self, m: usize, elements: usize) -> usize {
+        if self.k > 1
+            && m > 1
+            && !crate::sched::cost::chunk_in_micro_batch(
+                elements,
+                self.latency_ms,
+                self.bandwidth_mbps,
+            )
+        {
+            1
+        } else {
+            self.k
+        }
+    }
+
+    /// relu and its bit [x ≥ 0] on the flattened tensor, in `chunks` chunks.
+    fn relu(&self, c: &Ctx, m: usize, x: &Share) -> Result<(Share, Share)> {
         let n = x.len();
         let out = crate::sched::chunked(
             c,
             &[x.reshape(&[n])?],
             &[0],
-            self.k,
+            self.chunks(m, n),
             self.lanes,
             &|cx, p| {
                 let (y, m) = cx.relu_with_mask(&p[0])?;
@@ -161,10 +204,11 @@ impl<'g> Trainable<'g> {
         Ok((y, m))
     }
 
-    /// Max-pooling and its one-hot windows, the batch in k chunks.
+    /// Max-pooling and its one-hot windows, the batch in `chunks` chunks.
     fn maxpool(
         &self,
         c: &Ctx,
+        m: usize,
         x: &Share,
         kernel: usize,
         stride: usize,
@@ -175,7 +219,7 @@ impl<'g> Trainable<'g> {
             c,
             std::slice::from_ref(x),
             &[0],
-            self.k,
+            self.chunks(m, x.len()),
             self.lanes,
             &|cx, p| {
                 let (y, hot) = cx.maxpool2d_with_mask(&p[0], kernel, stride, padding)?;
@@ -200,14 +244,15 @@ impl<'g> Trainable<'g> {
         Ok((y.into_shape(&ys)?, hot.into_shape(&[b * per, kk])?))
     }
 
-    /// x·bit for a scale-1 bit of x's shape (relu's and max-pool's backward), rows in k
-    /// chunks.
-    fn select(&self, c: &Ctx, x: &Share, bit: &Share) -> Result<Share> {
+    /// x·bit for a scale-1 bit of x's shape (relu's and max-pool's backward), rows in
+    /// `chunks` chunks.
+    fn select(&self, c: &Ctx, m: usize, x: &Share, bit: &Share) -> Result<Share> {
         let s = x.shape().to_vec();
         let rows = if s.len() == 2 { s[0] } else { x.len() };
         let cols = x.len() / rows.max(1);
         let (x2, b2) = (x.reshape(&[rows, cols])?, bit.reshape(&[rows, cols])?);
-        crate::sched::chunked(c, &[x2, b2], &[0], self.k, self.lanes, &|cx, p| {
+        let k = self.chunks(m, x.len());
+        crate::sched::chunked(c, &[x2, b2], &[0], k, self.lanes, &|cx, p| {
             cx.mul_raw(&p[0], &p[1])
         })?
         .into_shape(&s)
@@ -369,7 +414,7 @@ impl<'g> Trainable<'g> {
                 (y, None)
             }
             Op::Relu => {
-                let (y, m) = self.relu(c, act(0)?)?;
+                let (y, m) = self.relu(c, at.m, act(0)?)?;
                 (y, Some(m))
             }
             Op::MaxPool {
@@ -377,7 +422,7 @@ impl<'g> Trainable<'g> {
                 stride,
                 padding,
             } => {
-                let (y, hot) = self.maxpool(c, act(0)?, *kernel, *stride, *padding)?;
+                let (y, hot) = self.maxpool(c, at.m, act(0)?, *kernel, *stride, *padding)?;
                 (y, Some(hot))
             }
             Op::AvgPool {
@@ -429,7 +474,7 @@ impl<'g> Trainable<'g> {
             let c = ctx.for_node(node_id(at.step, at.micro, Phase::Backward, i));
             let slot = at.slot(node_id(at.step, at.micro, Phase::Backward, i));
             let d = self
-                .node_backward(&c, slot, i, n, w, tape, dy)
+                .node_backward(&c, slot, at.m, i, n, w, tape, dy)
                 .map_err(|e| named(e, n))?;
             for (&t, d) in n.inputs.iter().zip(d) {
                 let Some(d) = d else { continue };
@@ -461,6 +506,7 @@ impl<'g> Trainable<'g> {
         &self,
         c: &Ctx,
         slot: Option<&crate::sched::slots::Slot>,
+        m: usize,
         i: NodeId,
         n: &Node,
         w: &[Share],
@@ -558,7 +604,7 @@ impl<'g> Trainable<'g> {
                     })
                 })
                 .collect::<Result<_>>()?,
-            Op::Relu => vec![Some(self.select(c, &dy, mask()?)?)],
+            Op::Relu => vec![Some(self.select(c, m, &dy, mask()?)?)],
             Op::MaxPool {
                 kernel,
                 stride,
@@ -570,7 +616,7 @@ impl<'g> Trainable<'g> {
                     hot.shape(),
                     repeat_each(dy.0.data(), kk),
                 ));
-                let picked = self.select(c, &rows, hot)?;
+                let picked = self.select(c, m, &rows, hot)?;
                 let x = val(0)?;
                 vec![Some(Share(pool_scatter(
                     &picked.0,
@@ -623,6 +669,7 @@ impl<'g> Trainable<'g> {
         let at = At {
             step,
             micro: 0,
+            m: 1,
             ahead: None,
         };
         Ok(self.forward(ctx, at, Phase::Eval, w, x, false)?.0)
@@ -714,6 +761,7 @@ impl<'g> Trainable<'g> {
             let at = At {
                 step,
                 micro: i,
+                m,
                 ahead: ahead.as_ref(),
             };
             self.micro_step(&c, at, wr, xb, &yb, batch)
@@ -740,29 +788,50 @@ impl<'g> Trainable<'g> {
                     .map(|p| (ctx.for_node(p.id).weights_lane().counted_ahead(), p))
                     .collect();
                 let weights = move || -> Result<()> {
-                    let mut failed: Option<Error> = None;
-                    for (k, (c, p)) in work.into_iter().enumerate() {
-                        let slot = a.slots.get(k);
-                        if let Some(e) = &failed {
-                            slot.fail(e.duplicate());
-                            continue;
-                        }
-                        let keys = c.linear_keys();
-                        let r = c
-                            .take_linear_triple(&keys, p.op, &p.x_shape, p.w.shape())
-                            .and_then(|t| {
-                                slot.set_mask(t.mask());
-                                c.open_weight_mask(t, p.w)
-                            });
-                        match r {
-                            Ok(prep) => slot.set(std::sync::Arc::new(prep)),
-                            Err(e) => {
-                                slot.fail(e.duplicate());
-                                failed = Some(e);
+                    // Layer by layer, in the order the lanes reach them (`planned`): the
+                    // layer's triple for every micro-batch (their input masks A go to the
+                    // slots at once, so a lane can open E while F is in flight), their
+                    // weight masks in one round, then C + A·F for each.
+                    let n = work.len();
+                    let mut ready = 0;
+                    let mut work = work.into_iter().enumerate().peekable();
+                    let r = (|| -> Result<()> {
+                        while let Some((k0, (c0, p0))) = work.next() {
+                            let mut group = vec![(k0, c0, p0)];
+                            while let Some((k, (c, p))) =
+                                work.next_if(|(_, (_, p))| p.layer == group[0].2.layer)
+                            {
+                                group.push((k, c, p));
+                            }
+                            let mut triples = Vec::with_capacity(group.len());
+                            let mut ws = Vec::with_capacity(group.len());
+                            let mut cs = Vec::with_capacity(group.len());
+                            for (k, c, p) in group {
+                                let keys = c.linear_keys();
+                                let t =
+                                    c.take_linear_triple(&keys, p.op, &p.x_shape, p.w.shape())?;
+                                a.slots.get(k).set_mask(t.mask());
+                                triples.push((k, t));
+                                ws.push(p.w);
+                                cs.push(c);
+                            }
+                            let fs = cs[0].open_weight_masks(
+                                triples.iter().map(|(_, t)| t).zip(ws).collect(),
+                            )?;
+                            for (((k, t), f), c) in triples.into_iter().zip(&fs).zip(&cs) {
+                                let prep = c.prepare_with_mask(t, f)?;
+                                a.slots.get(k).set(std::sync::Arc::new(prep));
+                                ready = k + 1;
                             }
                         }
+                        Ok(())
+                    })();
+                    if let Err(e) = &r {
+                        for k in ready..n {
+                            a.slots.get(k).fail(e.duplicate());
+                        }
                     }
-                    failed.map_or(Ok(()), Err)
+                    r
                 };
                 let (y, done) = crate::sched::beside(lanes, activations, weights);
                 let y = y?;
@@ -816,8 +885,9 @@ impl Trainable<'_> {
     }
 
     /// The products of step `step` whose weight masks the weights lane opens ahead, in
-    /// the order the activations reach them: each micro-batch's forward products, then
-    /// its backward ones (reverse graph order). `rows`: each micro-batch's size.
+    /// the order the activations reach them: the forward products, then the backward ones
+    /// (reverse graph order), each layer's for every micro-batch. `rows`: each
+    /// micro-batch's size.
     fn planned(&self, step: usize, rows: &[usize], w: &[Share]) -> Result<Vec<Planned>> {
         let g = self.g;
         let weight = |t: TensorId| self.weight(w, t).cloned();
@@ -830,8 +900,8 @@ impl Trainable<'_> {
         };
         let mut fwd = Vec::new();
         let mut bwd = Vec::new();
-        for (micro, &b) in rows.iter().enumerate() {
-            for (i, n) in g.nodes.iter().enumerate() {
+        for (i, n) in g.nodes.iter().enumerate() {
+            for (micro, &b) in rows.iter().enumerate() {
                 let id = node_id(step, micro, Phase::Forward, i);
                 let bid = node_id(step, micro, Phase::Backward, i);
                 let wants_dx = self.wants(n.inputs[0]);
@@ -842,6 +912,7 @@ impl Trainable<'_> {
                         if wants_dx {
                             bwd.push(Planned {
                                 id: bid,
+                                layer: node_id(step, 0, Phase::Backward, i),
                                 op: LinearOp::ConvGradInput {
                                     in_hw: (xs[2], xs[3]),
                                     stride: *stride,
@@ -853,6 +924,7 @@ impl Trainable<'_> {
                         }
                         fwd.push(Planned {
                             id,
+                            layer: node_id(step, 0, Phase::Forward, i),
                             op: LinearOp::Conv2d {
                                 stride: *stride,
                                 padding: *padding,
@@ -873,6 +945,7 @@ impl Trainable<'_> {
                         if wants_dx {
                             bwd.push(Planned {
                                 id: bid,
+                                layer: node_id(step, 0, Phase::Backward, i),
                                 op: LinearOp::Matmul,
                                 x_shape: ys,
                                 w: Share(w_eff.0.transpose2()),
@@ -880,6 +953,7 @@ impl Trainable<'_> {
                         }
                         fwd.push(Planned {
                             id,
+                            layer: node_id(step, 0, Phase::Forward, i),
                             op: LinearOp::Matmul,
                             x_shape: xs,
                             w: w_eff,
@@ -892,6 +966,7 @@ impl Trainable<'_> {
                         if wants_dx {
                             bwd.push(Planned {
                                 id: bid,
+                                layer: node_id(step, 0, Phase::Backward, i),
                                 op: LinearOp::Matmul,
                                 x_shape: vec![r, nn],
                                 w: Share(wt.0.transpose2()),
@@ -899,6 +974,7 @@ impl Trainable<'_> {
                         }
                         fwd.push(Planned {
                             id,
+                            layer: node_id(step, 0, Phase::Forward, i),
                             op: LinearOp::Matmul,
                             x_shape: vec![r, k],
                             w: wt,
@@ -908,8 +984,9 @@ impl Trainable<'_> {
                 }
             }
         }
-        // Micro-batches run side by side: each one's forward products first, then the
-        // backward ones of all of them, last layer first.
+        // Micro-batches run side by side and reach a layer at about the same time: the
+        // forward products layer by layer, each layer's for every micro-batch, then the
+        // backward ones the same way, last layer first.
         bwd.reverse();
         fwd.extend(bwd);
         Ok(fwd)

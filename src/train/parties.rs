@@ -69,6 +69,8 @@ pub struct Session<T> {
 pub trait Parties {
     /// Number of computing parties.
     fn parties(&self) -> usize;
+    /// The link between them (the same at every party: it is a public option).
+    fn link(&self) -> &LinkProfile;
     /// Whether party `p` runs in this process.
     fn is_local(&self, p: usize) -> bool;
     /// One online session of `program` (whose plan is that of every program of `kind`)
@@ -104,6 +106,10 @@ impl<'a> InProcess<'a> {
 impl Parties for InProcess<'_> {
     fn parties(&self) -> usize {
         self.session.parties
+    }
+
+    fn link(&self) -> &LinkProfile {
+        self.link
     }
 
     fn is_local(&self, _p: usize) -> bool {
@@ -169,6 +175,10 @@ impl<'a> OneProcess<'a> {
 impl Parties for OneProcess<'_> {
     fn parties(&self) -> usize {
         self.cfg.addrs.len()
+    }
+
+    fn link(&self) -> &LinkProfile {
+        &self.cfg.link
     }
 
     fn is_local(&self, p: usize) -> bool {
