@@ -619,14 +619,17 @@ impl MaterialSource for LazyStore {
             Some(p) => return Err(Error::Material(format!("operation {key:#018x} asks for {req:?} but the material was planned as {p:?}: the material was made for a different program"))),
             None => return Err(Error::Material(format!("no material for operation {key:#018x} ({req:?}): it was never planned; the material does not match this program"))),
         }
-        let done =
-            self.used
-                .lock()
-                .unwrap()
+        // The part is counted and the correction looked up under one lock: with two locks
+        // in turn, a lane whose part was counted first could look the correction up after
+        // the lane of the last part had removed it ("lacks the dealer's words"; seen once
+        // in 8 runs of tests/schemes.rs, whose weights lanes take one triple's parts at
+        // once). Lock order: `used`, then `corrections`, here only.
+        let corr = {
+            let mut used = self.used.lock().unwrap();
+            let done = used
                 .entry(key)
                 .or_default()
                 .take(key, req, part, req.units())?;
-        let corr = {
             let mut c = self.corrections.lock().unwrap();
             if done {
                 c.remove(&key)
