@@ -614,11 +614,7 @@ impl MaterialSource for LazyStore {
         req: &Request,
         part: super::plan::Part,
     ) -> Result<super::material::Taken> {
-        match self.planned.get(&key) {
-            Some(p) if p == req => {}
-            Some(p) => return Err(Error::Material(format!("operation {key:#018x} asks for {req:?} but the material was planned as {p:?}: the material was made for a different program"))),
-            None => return Err(Error::Material(format!("no material for operation {key:#018x} ({req:?}): it was never planned; the material does not match this program"))),
-        }
+        super::material::check_planned(key, req, self.planned.get(&key))?;
         // The part is counted and the correction looked up under one lock: with two locks
         // in turn, a lane whose part was counted first could look the correction up after
         // the lane of the last part had removed it ("lacks the dealer's words"; seen once

@@ -232,7 +232,8 @@ impl Used {
     }
 }
 
-fn check_planned(key: u64, req: &Request, planned: Option<&Request>) -> Result<()> {
+/// The request `key` was planned as, against the one asked for (every store's first check).
+pub(super) fn check_planned(key: u64, req: &Request, planned: Option<&Request>) -> Result<()> {
     match planned {
         Some(p) if p == req => Ok(()),
         Some(p) => Err(Error::Material(format!(

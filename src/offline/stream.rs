@@ -371,11 +371,7 @@ pub struct StreamSource {
 impl MaterialSource for StreamSource {
     fn take(&self, key: u64, req: &Request, part: Part) -> Result<Taken> {
         let s = &*self.shared;
-        match s.planned.get(&key) {
-            Some(p) if p == req => {}
-            Some(p) => return Err(Error::Material(format!("operation {key:#018x} asks for {req:?} but the material was planned as {p:?}: the material was made for a different program"))),
-            None => return Err(Error::Material(format!("no material for operation {key:#018x} ({req:?}): it was never planned; the material does not match this program"))),
-        }
+        super::material::check_planned(key, req, s.planned.get(&key))?;
         let mut st = s.lock();
         let mut waited = false;
         loop {
