@@ -153,7 +153,7 @@ pub struct BenchConfig {
     #[serde(default)]
     pub trace_dir: Option<String>,
     /// Links between the parties, a matrix axis: "memory" (the default: in-process
-    /// queues), "sealed" (loopback TCP with AES-256-GCM frames, as `party` runs) or
+    /// queues), "sealed" (loopback TCP with AEGIS-256X4 frames, as `party` runs) or
     /// "plaintext" (loopback TCP in clear, `--insecure-plaintext-channels`). Listing
     /// "sealed" and "plaintext" measures what the secure channels cost in one sweep.
     #[serde(default)]

@@ -71,7 +71,7 @@ pub struct Row {
     #[serde(default)]
     pub messages: Option<u64>,
     /// Links between the parties: `memory` (in-process queues), `sealed` (loopback TCP,
-    /// AES-256-GCM frames) or `plaintext` (loopback TCP in clear); empty in rows from
+    /// AEGIS-256X4 frames) or `plaintext` (loopback TCP in clear); empty in rows from
     /// before this column, which all ran in memory.
     #[serde(default)]
     pub channels: String,

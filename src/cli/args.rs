@@ -212,7 +212,7 @@ pub struct ProcessArgs {
     /// (messages it posts ahead); past it the peer is dropped with an error naming it.
     #[arg(long, default_value_t = crate::transport::tcp::DEFAULT_INBOX_CAP_MIB)]
     pub inbox_cap_mib: u64,
-    /// With --processes: frames in clear instead of sealed (AES-256-GCM), for measuring
+    /// With --processes: frames in clear instead of sealed (AEGIS-256X4), for measuring
     /// what the secure channels cost only.
     #[arg(long)]
     pub insecure_plaintext_channels: bool,

@@ -51,7 +51,7 @@ pub struct NetcheckArgs {
     /// Bytes moved by --tcp-throughput.
     #[arg(long, default_value_t = 1 << 30)]
     pub bytes: u64,
-    /// Our TCP frames in clear instead of sealed (AES-256-GCM), to measure what the secure
+    /// Our TCP frames in clear instead of sealed (AEGIS-256X4), to measure what the secure
     /// channels cost.
     #[arg(long)]
     pub insecure_plaintext_channels: bool,

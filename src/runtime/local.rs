@@ -28,7 +28,7 @@ pub enum Channels {
     /// In-memory queues (the default: no transport cost, only the emulated link's).
     #[default]
     Memory,
-    /// Loopback TCP, every frame sealed with AES-256-GCM (what `party` uses).
+    /// Loopback TCP, every frame sealed with AEGIS-256X4 (what `party` uses).
     Sealed,
     /// Loopback TCP in clear (`--insecure-plaintext-channels`).
     Plaintext,

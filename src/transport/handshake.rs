@@ -29,11 +29,14 @@ use crate::error::{Error, Result};
 
 /// Wire protocol version; bumped on any incompatible change of frames or handshake.
 /// 3: heartbeat frames (`frame::KIND_HEARTBEAT`), which version 2 refuses as unknown.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 4: frames sealed with AEGIS-256X4 instead of AES-256-GCM (`transport::seal`), so a
+/// version-3 peer is refused at the hello rather than at its first frame's tag.
+pub const PROTOCOL_VERSION: u32 = 4;
 const MAGIC: &[u8; 8] = b"MPCPIPE\0";
 const LABEL: &[u8] = b"mpc-pipe session hello v1";
 /// Label of the channel keys: distinct from `LABEL`, whose macs cross the wire in clear.
-const CHANNEL_LABEL: &[u8] = b"mpc-pipe channel v1";
+/// v2: frames sealed with AEGIS-256X4 (v1 was AES-256-GCM).
+const CHANNEL_LABEL: &[u8] = b"mpc-pipe channel v2";
 const HELLO_BYTES: usize = 64;
 
 /// Pre-shared session key (32 bytes). Never printed.

@@ -43,12 +43,9 @@ impl Channel {
         }
     }
 
-    /// Seal the frame `hdr` | `payload` into the wire buffer.
+    /// Seal the frame `hdr` | `payload` into the wire buffer (one pass over the payload).
     fn seal(&mut self, hdr: &[u8], payload: &[u8]) {
-        self.wire.clear();
-        self.wire.extend_from_slice(hdr);
-        self.wire.extend_from_slice(payload);
-        self.sealer.seal(&mut self.wire, HEADER_BYTES);
+        self.sealer.seal_into(hdr, payload, &mut self.wire);
     }
 }
 
