@@ -227,7 +227,8 @@ fn model_material(models: &[String], batch: usize, protocols: Protocols) -> Resu
             .entries
             .iter()
             .map(|(_, r)| match r {
-                crate::offline::Request::FssLtz { len, .. } => *len,
+                crate::offline::Request::FssLtz { len, .. }
+                | crate::offline::Request::FssMic { len } => *len,
                 _ => 0,
             })
             .sum();
