@@ -46,13 +46,17 @@
 //!  * reciprocal: y0 piecewise constant on `PIECES_PER_OCTAVE` (8) log-spaced pieces per
 //!    octave over [2^RECIPROCAL_LO_LOG2, 2^RECIPROCAL_HI_LOG2) = [2^-8, 2^14), the constant
 //!    of each piece [a, b] being 2/(a + b), so e = 1 − x·y0 has |e| ≤ (ρ − 1)/(ρ + 1) =
-//!    0.0433 (ρ = 2^(1/8)), plus the constant's rounding. Then
-//!    y = y0·(1 + e + e² + e³) = (1 − e⁴)/x: relative error e⁴ ≤ 3.5e-6.
+//!    0.0433 (ρ = 2^(1/8)), plus the rounding of the breakpoints (to 0.0436) and of y0
+//!    (by u/2, times x: |e| grows to ~0.17 just below 2^14, where y0 ≈ 4u). Then
+//!    y = y0·(1 + e + e² + e³) = (1 − e⁴)/x: error e⁴/|x| exactly (relative 3.6e-6 up to
+//!    x = 2^10; absolute below 1e-7 above).
 //!  * inv_sqrt: y0 ≈ 1/√x and q = y0² on the same kind of pieces over
 //!    [2^INV_SQRT_LO_LOG2, 2^INV_SQRT_HI_LOG2) = [2^-8, 2^20) (y0² of a piece [a, b] is
 //!    2/(a + b)); q carries `Q_EXTRA_BITS` (8) more fractional bits, as y0² falls to 2^-20
 //!    at the top. e = 1 − x·q, y = y0·(1 + e/2 + 3e²/8 + 5e³/16): the Taylor series of
-//!    y0·(1 − e)^(−1/2) to e³, remainder ≤ (35/128)·e⁴/(1 − |e|)^(9/2) relative.
+//!    y0·(1 − e)^(−1/2) to e³; since 1/√x = √q/√(1 − e), the relative error is at most
+//!    |(1 + η)^(−1/2) − 1| + (35/128)·e⁴/(1 − |e|)^4, η = q/y0² − 1 the rounding of q
+//!    (≤ 3.3e-3 at the top of the domain, where y0² ≈ 2^-20; below 2^-9 under x = 2^10).
 //!
 //! Both take 4 rounds: the gate, x·y0 (or x·q), the stack {e², y0·e}, the stack
 //! {y0e·e, y0e·e²}. The crypten suite's take 31 and 17 here (its ltz steps are fss gates).
@@ -266,11 +270,11 @@ impl<'a> Ctx<'a> {
     /// y = y0 + y0·e + y0·e² + y0·e³. 2PC: 4 rounds, 1 + 2 + 2·2 + 2·2 = 11 words per
     /// element, one spline key (1576 B) and m + 1 = 179 (`signed`: 356) DCF evaluations.
     ///
-    /// Domain 2^-8 ≤ |x| < 2^14 (for `signed`; else 2^-8 ≤ x < 2^14). With e_max the
-    /// largest |1 − x·y0| over the pieces (0.0433 plus the rounding of y0, ≤ 0.0434 at
-    /// f = 16) the error is at most e_max⁴/((1 − e_max)·x) from the approximation and,
-    /// from the five truncations (each < 2u), about (2.5·y0 + 7)u: (2.7/|x| + 7)u in all
-    /// (1.5e-4 at x = 1, 1.1e-2 at x = 2^-8, where 1/x = 256). On 0 ≤ x < 2^-8 the guess
+    /// Domain 2^-8 ≤ |x| < 2^14 (for `signed`; else 2^-8 ≤ x < 2^14). With e = 1 − x·y0
+    /// (module doc: |e| ≤ 0.0436 + |x|·u/2) the error is e⁴/|x| from the approximation
+    /// and, from the five truncations (each < 2u), at most (2·S'·|y0| + 2·|e|·|y0| + 7)u,
+    /// S' = 1 + 2|e| + 3e² ≈ 1.1: about (2.3/|x| + 7)u in all (1.4e-4 at x = 1, 9e-3 at
+    /// x = 2^-8, where 1/x = 256; tests/spline.rs measures at most 2.2·(1/|x| + 1)u). On 0 ≤ x < 2^-8 the guess
     /// is 2^8 and e = 1 − 2^8·x ∈ (0, 1], so the result lies in [2^8, 2^10] (x = 0 gives
     /// 1024); from 2^14 up it is 0 (1/x < 4 ulp there, so within 4u). `reciprocal_pos` on
     /// x < 0 gives 0; `reciprocal` mirrors all of this to x < 0.
@@ -286,10 +290,10 @@ impl<'a> Ctx<'a> {
     /// element, one spline key, m + 1 = 227 DCF evaluations.
     ///
     /// Domain 2^-8 ≤ x < 2^20. The approximation errs by at most
-    /// (35/128)·e⁴/(1 − e)^(9/2) relative, e the piece's largest |1 − x·q| (0.0433 in most
-    /// pieces, up to ~0.07 in the top octaves where q = y0² has few bits), plus |η|/2
-    /// relative from q ≠ y0² (η = q/y0² − 1, rounding of q at 2^-(f+8)); the six
-    /// truncations add about (1.1·y0 + 5)u (6e-5 at x = 1). On 0 ≤ x < 2^-8 the guess is
+    /// |(1 + η)^(−1/2) − 1| + (35/128)·e⁴/(1 − |e|)^4 relative (module doc), e = 1 − x·q
+    /// (|e| ≤ 0.0436, up to ~0.07 in the top octaves where q = y0² has few bits); the six
+    /// truncations add at most (1.2·y0 + 5)u (1e-4 at x = 1). sqrt = x·inv_sqrt(x) errs
+    /// by x times that plus 2u, so it is meant for x up to ~2^10. On 0 ≤ x < 2^-8 the guess is
     /// 2^4 with q = 2^8, so the result lies in [16, 35] (x = 0 gives 35); from 2^20 up and
     /// below 0 it is 0 (1/√x < 2^-10 there).
     pub(crate) fn inv_sqrt_fss(&self, x: &Share) -> Result<Share> {
