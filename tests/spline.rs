@@ -12,11 +12,12 @@ use common::*;
 
 use std::path::PathBuf;
 
+use mpc_pipe::fss::{dcf, mic_layout, Keys};
 use mpc_pipe::offline::file::{self, Expect, MaterialKey};
-use mpc_pipe::offline::{deal, Request};
+use mpc_pipe::offline::{deal, deal_with, dealer_seeds, MaterialSource, Part, Plan, Request};
 use mpc_pipe::proto::spline::{
-    inv_sqrt_pieces, reciprocal_pieces, Pieces, INV_SQRT_HI_LOG2, INV_SQRT_LO_LOG2,
-    Q_EXTRA_BITS, RECIPROCAL_HI_LOG2, RECIPROCAL_LO_LOG2,
+    inv_sqrt_pieces, reciprocal_pieces, Pieces, INV_SQRT_HI_LOG2, INV_SQRT_LO_LOG2, Q_EXTRA_BITS,
+    RECIPROCAL_HI_LOG2, RECIPROCAL_LO_LOG2,
 };
 use mpc_pipe::proto::{Ctx, Share};
 use mpc_pipe::ring::{FixedPoint, PlainTensor, Protocols, RingTensor};
@@ -98,7 +99,9 @@ fn spline_gate_is_exact_at_breakpoints_their_neighbours_and_ring_edges() {
         let got = agree_with(&fss(), |ctx| {
             let xs = ctx.share_input(1, Some(&x), x.shape())?;
             let out = ctx.piecewise_constant(&xs, &p)?;
-            out.iter().map(|s| ctx.reveal(s)).collect::<Result<Vec<_>, _>>()
+            out.iter()
+                .map(|s| ctx.reveal(s))
+                .collect::<Result<Vec<_>, _>>()
         });
         for (k, g) in got.iter().enumerate() {
             for (i, &w) in words.iter().enumerate() {
@@ -217,8 +220,8 @@ fn fss_reciprocal_is_within_its_derived_bound_on_the_domain() {
             assert!(e.abs() <= 0.0436 + x.abs() * u / 2.0, "x={x}: |e| = {e}");
             let eps = e.abs() + 2.0 * u;
             let ds = 1.0 + 2.0 * eps + 3.0 * eps * eps;
-            let bound = e.powi(4) / x.abs()
-                + (2.0 * ds * y0.abs() + 2.0 * e.abs() * y0.abs() + 7.0) * u;
+            let bound =
+                e.powi(4) / x.abs() + (2.0 * ds * y0.abs() + 2.0 * e.abs() * y0.abs() + 7.0) * u;
             let err = (y - 1.0 / x).abs();
             assert!(
                 err <= bound,
@@ -245,7 +248,10 @@ fn fss_reciprocal_outside_its_domain_saturates_as_documented() {
         let inputs: Vec<f64> = if signed {
             xs.iter().flat_map(|&x| [x, -x]).collect()
         } else {
-            xs.iter().chain(&[-1.0, -0.001, -50000.0]).copied().collect()
+            xs.iter()
+                .chain(&[-1.0, -0.001, -50000.0])
+                .copied()
+                .collect()
         };
         let got = run_approx(&inputs, |c, s| {
             if signed {
@@ -474,4 +480,88 @@ fn fss_spline_keys_round_trip_through_files_and_bad_files_are_refused() {
         }
     }
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The dealer's half of the gate, on what the parties' stores hand out (kept as drawn,
+/// and expanded from seeds and dealt words: the same): the parties hold the same
+/// correction words, and the two keys evaluate at 0, r − 1, r, r + 1, 2^64 − 1 and random
+/// points to [z < r] with r the sum of the mask's shares, the comparison the gate's
+/// derivation needs.
+#[test]
+fn fss_dealer_makes_spline_keys_of_the_masks_comparison() {
+    let plan = Plan::from_entries(vec![
+        (3, Request::FssMic { len: 300 }),
+        (4, Request::FssMic { len: 17 }),
+    ]);
+    let taken = |keep: bool| -> Vec<Vec<Vec<Vec<u64>>>> {
+        let stores: Vec<_> = deal_with(&plan, &dealer_seeds(2, Some(3)), 5, &[keep; 2])
+            .into_iter()
+            .map(|m| m.into_store().unwrap())
+            .collect();
+        plan.entries
+            .iter()
+            .map(|(key, req)| {
+                stores
+                    .iter()
+                    .map(|s| {
+                        let whole = Part {
+                            start: 0,
+                            len: req.units(),
+                        };
+                        let t = s.take(*key, req, whole).unwrap();
+                        t.into_iter().map(|w| w.to_vec()).collect()
+                    })
+                    .collect()
+            })
+            .collect()
+    };
+    let kept = taken(true);
+    assert!(
+        kept == taken(false),
+        "kept material differs from the seeds' expansion"
+    );
+    let mut d = Data::new(22);
+    for ((_, req), parts) in plan.entries.iter().zip(&kept) {
+        let Request::FssMic { len } = *req else {
+            unreachable!()
+        };
+        assert_eq!(parts[0].len(), 6, "r, seed, scw, vcw, tcw, last");
+        assert!(
+            parts[0][2..] == parts[1][2..],
+            "the parties' correction words differ"
+        );
+        let r: Vec<u64> = (0..len)
+            .map(|i| parts[0][0][i].wrapping_add(parts[1][0][i]))
+            .collect();
+        let x: Vec<u64> = (0..len)
+            .map(|i| match i % 6 {
+                0 => 0,
+                1 => r[i].wrapping_sub(1),
+                2 => r[i],
+                3 => r[i].wrapping_add(1),
+                4 => u64::MAX,
+                _ => d.next_u64(),
+            })
+            .collect();
+        let share = |p: usize| {
+            let c = &parts[p];
+            let keys = Keys {
+                layout: mic_layout(),
+                seed: &c[1],
+                scw: &c[2],
+                vcw: &c[3],
+                tcw: &c[4],
+                last: &c[5],
+            };
+            dcf::eval(p, keys, &x).unwrap()
+        };
+        let (y0, y1) = (share(0), share(1));
+        for i in 0..len {
+            assert_eq!(
+                y0[i].wrapping_add(y1[i]),
+                u64::from(x[i] < r[i]),
+                "element {i}"
+            );
+        }
+    }
 }

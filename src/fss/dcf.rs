@@ -904,9 +904,15 @@ mod tests {
                             continue;
                         }
                         let got = eval_many_on(path, party, key(l, seed, &cw), per, &x).unwrap();
-                        assert!(got == want, "{} n={bits} per={per} party {party}", path.name());
+                        assert!(
+                            got == want,
+                            "{} n={bits} per={per} party {party}",
+                            path.name()
+                        );
                     }
-                    sum.iter_mut().zip(&want).for_each(|(s, v)| *s = s.wrapping_add(*v));
+                    sum.iter_mut()
+                        .zip(&want)
+                        .for_each(|(s, v)| *s = s.wrapping_add(*v));
                 }
                 for (p, &xp) in x.iter().enumerate() {
                     for c in 0..width {

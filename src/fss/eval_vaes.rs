@@ -93,7 +93,8 @@ pub unsafe fn eval_pass<const W: usize>(
             && out.len() == W * PASS
     );
     // Word offsets of lane l of group g's key in a component of `per` words per key.
-    let at = |g: usize, per: usize| -> [usize; 4] { core::array::from_fn(|l| key[4 * g + l] * per) };
+    let at =
+        |g: usize, per: usize| -> [usize; 4] { core::array::from_fn(|l| key[4 * g + l] * per) };
     let k = broadcast_keys(rk);
     let one_lo = _mm512_set_epi64(0, 1, 0, 1, 0, 1, 0, 1);
     let two_lo = _mm512_set_epi64(0, 2, 0, 2, 0, 2, 0, 2);

@@ -132,7 +132,12 @@ pub fn reciprocal_pieces(f: u32, signed: bool) -> Pieces {
         // x ∈ [1 − b_(k+1), 1 − b_k) is |x| ∈ [b_k, b_(k+1) − 1], the positive piece k.
         breaks.extend(b.iter().rev().map(|&v| (1 - v) as u64));
         values.push(0);
-        values.extend(pos_v[..pos_v.len() - 1].iter().rev().map(|v| v.wrapping_neg()));
+        values.extend(
+            pos_v[..pos_v.len() - 1]
+                .iter()
+                .rev()
+                .map(|v| v.wrapping_neg()),
+        );
     } else {
         values.push(0);
     }
@@ -242,11 +247,7 @@ impl<'a> Ctx<'a> {
             .iter()
             .map(|c| c.windows(2).map(|w| w[0].wrapping_sub(w[1])).collect())
             .collect();
-        let mut out: Vec<Vec<u64>> = p
-            .values
-            .iter()
-            .map(|_| Vec::with_capacity(len))
-            .collect();
+        let mut out: Vec<Vec<u64>> = p.values.iter().map(|_| Vec::with_capacity(len)).collect();
         for (i, &yi) in y.iter().enumerate() {
             let vi = &v[i * per..(i + 1) * per];
             for ((o, c), d) in out.iter_mut().zip(&p.values).zip(&d) {
