@@ -26,7 +26,9 @@
 //! kernels fused with the AES (fss::gen_vaes, fss::eval_vaes: four elements per 512-bit
 //! register, t in mask registers); the rest, and the other paths, to the scalar
 //! `gen_batch`/`eval_batch` in batches of `BATCH`, which stay the reference the fused
-//! kernels are tested against bit for bit.
+//! kernels are tested against bit for bit. `eval_many` evaluates each key at several
+//! points (proto::spline's gate: m + 1 per key); both kernels take each point's key by
+//! index, so a pass mixes points of one key or of several.
 //!
 //! Measured (`mpc-pipe kernels --fss`, 2^18 ReLU keys, n = 63, w = 2, best of 5 per
 //! call, median of 3 alternating calls; AMD EPYC with VAES, 2 vCPUs, load average 6;
