@@ -20,7 +20,7 @@ use mpc_pipe::proto::spline::{
     RECIPROCAL_HI_LOG2, RECIPROCAL_LO_LOG2,
 };
 use mpc_pipe::proto::{Ctx, Share};
-use mpc_pipe::ring::{FixedPoint, PlainTensor, Protocols, RingTensor};
+use mpc_pipe::ring::{FixedPoint, PlainTensor, Protocols, RingTensor, Trunc};
 use mpc_pipe::runtime::{record_plan, run_local, run_online, SessionConfig};
 use mpc_pipe::Error;
 
@@ -175,13 +175,25 @@ fn domain_inputs(d: &mut Data, p: &Pieces, lo: i32, hi: i32, signed: bool) -> Ve
     }
 }
 
-fn run_approx(xs: &[f64], op: impl Fn(&Ctx, &Share) -> mpc_pipe::Result<Share> + Sync) -> Vec<f64> {
+/// The op on `xs` under fss with the default (local) truncation and with the
+/// dealer-assisted one (`--trunc dealer`: floor or floor + 1, also < 2u per truncation, so
+/// the same bounds hold for both).
+fn run_approx(
+    xs: &[f64],
+    op: impl Fn(&Ctx, &Share) -> mpc_pipe::Result<Share> + Sync,
+) -> [(&'static str, Vec<f64>); 2] {
     let x = PlainTensor::from_vec(&[xs.len()], xs.to_vec());
-    let y = agree_with(&fss(), |ctx| {
-        let s = ctx.share_plain(0, Some(&x), x.shape())?;
-        ctx.reveal_plain(&op(ctx, &s)?)
-    });
-    y.data().to_vec()
+    let run = |cfg: &SessionConfig| {
+        agree_with(cfg, |ctx| {
+            let s = ctx.share_plain(0, Some(&x), x.shape())?;
+            ctx.reveal_plain(&op(ctx, &s)?)
+        })
+        .data()
+        .to_vec()
+    };
+    let mut dealer = fss();
+    dealer.fixed = dealer.fixed.with_trunc(Some(Trunc::Dealer));
+    [("local", run(&fss())), ("dealer", run(&dealer))]
 }
 
 /// reciprocal (both signs) and reciprocal_pos against 1/x on their domain. With y0 the
@@ -206,7 +218,7 @@ fn fss_reciprocal_is_within_its_derived_bound_on_the_domain() {
             RECIPROCAL_HI_LOG2,
             signed,
         );
-        let got = run_approx(&xs, |c, s| {
+        let runs = run_approx(&xs, |c, s| {
             if signed {
                 c.reciprocal(s)
             } else {
@@ -214,21 +226,23 @@ fn fss_reciprocal_is_within_its_derived_bound_on_the_domain() {
             }
         });
         let mut worst: f64 = 0.0;
-        for (&x, &y) in xs.iter().zip(&got) {
-            let y0 = fp().decode(plain_pwc(&p, 0, fp().encode(x)));
-            let e = 1.0 - x * y0;
-            assert!(e.abs() <= 0.0436 + x.abs() * u / 2.0, "x={x}: |e| = {e}");
-            let eps = e.abs() + 2.0 * u;
-            let ds = 1.0 + 2.0 * eps + 3.0 * eps * eps;
-            let bound =
-                e.powi(4) / x.abs() + (2.0 * ds * y0.abs() + 2.0 * e.abs() * y0.abs() + 7.0) * u;
-            let err = (y - 1.0 / x).abs();
-            assert!(
+        for (trunc, got) in &runs {
+            for (&x, &y) in xs.iter().zip(got) {
+                let y0 = fp().decode(plain_pwc(&p, 0, fp().encode(x)));
+                let e = 1.0 - x * y0;
+                assert!(e.abs() <= 0.0436 + x.abs() * u / 2.0, "x={x}: |e| = {e}");
+                let eps = e.abs() + 2.0 * u;
+                let ds = 1.0 + 2.0 * eps + 3.0 * eps * eps;
+                let bound = e.powi(4) / x.abs()
+                    + (2.0 * ds * y0.abs() + 2.0 * e.abs() * y0.abs() + 7.0) * u;
+                let err = (y - 1.0 / x).abs();
+                assert!(
                 err <= bound,
-                "signed {signed} x={x}: got {y}, want {}, err {err:.3e} > {bound:.3e}",
+                "signed {signed} trunc {trunc} x={x}: got {y}, want {}, err {err:.3e} > {bound:.3e}",
                 1.0 / x
             );
-            worst = worst.max(err / ((1.0 / x.abs() + 1.0) * u));
+                worst = worst.max(err / ((1.0 / x.abs() + 1.0) * u));
+            }
         }
         eprintln!("reciprocal signed {signed}: worst error {worst:.2} × (1/|x| + 1) ulp");
     }
@@ -253,14 +267,14 @@ fn fss_reciprocal_outside_its_domain_saturates_as_documented() {
                 .copied()
                 .collect()
         };
-        let got = run_approx(&inputs, |c, s| {
+        let runs = run_approx(&inputs, |c, s| {
             if signed {
                 c.reciprocal(s)
             } else {
                 c.reciprocal_pos(s)
             }
         });
-        for (&x, &y) in inputs.iter().zip(&got) {
+        for (&x, &y) in inputs.iter().cycle().zip(runs.iter().flat_map(|r| &r.1)) {
             let a = x.abs();
             let sign = if signed && x < 0.0 { -1.0 } else { 1.0 };
             if !signed && x < 0.0 || a >= 16384.0 {
@@ -300,10 +314,10 @@ fn fss_inv_sqrt_and_sqrt_are_within_their_derived_bounds_on_the_domain() {
         INV_SQRT_HI_LOG2,
         false,
     );
-    let got = run_approx(&xs, |c, s| c.inv_sqrt(s));
+    let runs = run_approx(&xs, |c, s| c.inv_sqrt(s));
     let qscale = 2f64.powi(16 + Q_EXTRA_BITS as i32);
     let mut bounds = Vec::new();
-    for (&x, &y) in xs.iter().zip(&got) {
+    for (&x, &y) in xs.iter().zip(&runs[0].1) {
         let w = fp().encode(x);
         let y0 = fp().decode(plain_pwc(&p, 0, w));
         let q = plain_pwc(&p, 1, w) as f64 / qscale;
@@ -319,12 +333,16 @@ fn fss_inv_sqrt_and_sqrt_are_within_their_derived_bounds_on_the_domain() {
             "x={x}: approximation {approx} vs {truth}, rel bound {rel:.3e}"
         );
         let bound = rel * truth * 1.0001 + (1.2 * y0 + 5.0) * u;
-        let err = (y - truth).abs();
-        assert!(
-            err <= bound,
-            "inv_sqrt x={x}: got {y}, want {truth}, err {err:.3e} > {bound:.3e}"
-        );
         bounds.push(bound);
+    }
+    for (trunc, got) in &runs {
+        for ((&x, &y), bound) in xs.iter().zip(got).zip(&bounds) {
+            let err = (y - 1.0 / x.sqrt()).abs();
+            assert!(
+                err <= *bound,
+                "inv_sqrt trunc {trunc} x={x}: got {y}, err {err:.3e} > {bound:.3e}"
+            );
+        }
     }
     // sqrt on the part of the domain where x·(bound) stays meaningful.
     let small: Vec<(usize, f64)> = xs
@@ -334,15 +352,16 @@ fn fss_inv_sqrt_and_sqrt_are_within_their_derived_bounds_on_the_domain() {
         .filter(|(_, x)| *x <= 1024.0)
         .collect();
     let sx: Vec<f64> = small.iter().map(|(_, x)| *x).collect();
-    let got = run_approx(&sx, |c, s| c.sqrt(s));
-    for ((i, x), y) in small.iter().zip(&got) {
-        let bound = x * bounds[*i] + 2.0 * u;
-        let err = (y - x.sqrt()).abs();
-        assert!(
-            err <= bound,
-            "sqrt x={x}: got {y}, want {}, err {err:.3e} > {bound:.3e}",
-            x.sqrt()
-        );
+    for (trunc, got) in run_approx(&sx, |c, s| c.sqrt(s)) {
+        for ((i, x), y) in small.iter().zip(&got) {
+            let bound = x * bounds[*i] + 2.0 * u;
+            let err = (y - x.sqrt()).abs();
+            assert!(
+                err <= bound,
+                "sqrt trunc {trunc} x={x}: got {y}, want {}, err {err:.3e} > {bound:.3e}",
+                x.sqrt()
+            );
+        }
     }
 }
 
@@ -352,8 +371,8 @@ fn fss_inv_sqrt_and_sqrt_are_within_their_derived_bounds_on_the_domain() {
 fn fss_inv_sqrt_outside_its_domain_saturates_as_documented() {
     let u = ULP;
     let xs = [0.0, u, 17.0 * u, 255.0 * u, 1048576.0, 3e7, -1.0, -1e-3];
-    let got = run_approx(&xs, |c, s| c.inv_sqrt(s));
-    for (&x, &y) in xs.iter().zip(&got) {
+    let runs = run_approx(&xs, |c, s| c.inv_sqrt(s));
+    for (&x, &y) in xs.iter().cycle().zip(runs.iter().flat_map(|r| &r.1)) {
         if !(0.0..1048576.0).contains(&x) {
             assert!(y.abs() <= 8.0 * u, "x={x}: {y}");
         } else {
