@@ -59,8 +59,9 @@
 //!    2/(a + b)); q carries `Q_EXTRA_BITS` (8) more fractional bits, as y0² falls to 2^-20
 //!    at the top. e = 1 − x·q, y = y0·(1 + e/2 + 3e²/8 + 5e³/16): the Taylor series of
 //!    y0·(1 − e)^(−1/2) to e³; since 1/√x = √q/√(1 − e), the relative error is at most
-//!    |(1 + η)^(−1/2) − 1| + (35/128)·e⁴/(1 − |e|)^4, η = q/y0² − 1 the rounding of q
-//!    (≤ 3.3e-3 at the top of the domain, where y0² ≈ 2^-20; below 2^-9 under x = 2^10).
+//!    |(1 + η)^(−1/2) − 1| + (35/128)·e⁴/(1 − |e|)^4, η = q/y0² − 1 the rounding of q by
+//!    at most 2^-25, so |η| ≲ 2^-25·x: 3e-5 at x = 2^10, up to 0.03 just below 2^20, where
+//!    the relative error reaches ~1.6% of y ≈ 2^-10, i.e. about one ulp.
 //!
 //! Both take 4 rounds: the gate, x·y0 (or x·q), the stack {e², y0·e}, the stack
 //! {y0e·e, y0e·e²}. The crypten suite's take 31 and 17 here (its ltz steps are fss gates).
@@ -84,7 +85,8 @@ pub const INV_SQRT_HI_LOG2: i32 = 20;
 /// Extra fractional bits of inv_sqrt's q = y0² (scale 2^(f + 8)): at the domain's top
 /// y0² = 2^-20 would be 1/16 ulp at f = 16. The product x·q before truncation is then
 /// ≈ 2^(2f + 8), so 2PC local truncation fails with probability ≈ 2^(2f + 8 − 63) per
-/// element (2^-23 at f = 16; inv_sqrt runs once per row of a layernorm).
+/// element (2^-23 at f = 16; inv_sqrt runs once per row of a layernorm), and f above 27
+/// overflows the ring (as any product of values ≥ 1 does above f = 31).
 pub const Q_EXTRA_BITS: u32 = 8;
 
 /// Piecewise-constant functions over shared breakpoints: `breaks` strictly increasing as
@@ -148,9 +150,29 @@ pub fn reciprocal_pieces(f: u32, signed: bool) -> Pieces {
     breaks.push(0);
     breaks.extend(b.iter().map(|&v| v as u64));
     values.extend(pos_v);
-    Pieces {
+    let mut p = Pieces {
         breaks,
         values: vec![values],
+    };
+    p.drop_empty();
+    p
+}
+
+impl Pieces {
+    /// Remove empty pieces (equal adjacent breakpoints: at small f, 2^-8 is one ulp and the
+    /// mirrored piece [1 − b_0, 0) is empty) and their constants.
+    fn drop_empty(&mut self) {
+        let mut i = 0;
+        while i + 1 < self.breaks.len() {
+            if self.breaks[i] == self.breaks[i + 1] {
+                self.breaks.remove(i);
+                for v in &mut self.values {
+                    v.remove(i + 1);
+                }
+            } else {
+                i += 1;
+            }
+        }
     }
 }
 
@@ -175,10 +197,12 @@ pub fn inv_sqrt_pieces(f: u32) -> Pieces {
         .collect();
     let mut breaks = vec![0u64];
     breaks.extend(b.iter().map(|&v| v as u64));
-    Pieces {
+    let mut p = Pieces {
         breaks,
         values: vec![y0, q],
-    }
+    };
+    p.drop_empty();
+    p
 }
 
 impl<'a> Ctx<'a> {
@@ -296,7 +320,7 @@ impl<'a> Ctx<'a> {
     ///
     /// Domain 2^-8 ≤ x < 2^20. The approximation errs by at most
     /// |(1 + η)^(−1/2) − 1| + (35/128)·e⁴/(1 − |e|)^4 relative (module doc), e = 1 − x·q
-    /// (|e| ≤ 0.0436, up to ~0.07 in the top octaves where q = y0² has few bits); the six
+    /// (|e| ≤ 0.0436, up to ~0.08 in the top octaves, where y0 and q have few bits); the six
     /// truncations add at most (1.2·y0 + 5)u (1e-4 at x = 1). sqrt = x·inv_sqrt(x) errs
     /// by x times that plus 2u, so it is meant for x up to ~2^10. On 0 ≤ x < 2^-8 the guess is
     /// 2^4 with q = 2^8, so the result lies in [16, 35] (x = 0 gives 35); from 2^20 up and
@@ -328,5 +352,42 @@ impl<'a> Ctx<'a> {
             .add(&r2[0].mul_int(c[2]))
             .add(&r2[1].mul_int(c[3]));
         self.trunc_bits(&sum, shift)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every table the approximations build, at every `--frac-bits` (1..=40), has strictly
+    /// increasing breakpoints and one more constant than breakpoints per function, which
+    /// `piecewise_constant` requires (at small f the low breakpoints collide and the
+    /// mirrored piece below 0 is empty).
+    #[test]
+    fn piece_tables_are_well_formed_at_every_fraction_width() {
+        for f in 1..=40 {
+            for p in [
+                reciprocal_pieces(f, false),
+                reciprocal_pieces(f, true),
+                inv_sqrt_pieces(f),
+            ] {
+                assert!(
+                    p.breaks.windows(2).all(|w| (w[0] as i64) < (w[1] as i64)),
+                    "f={f}: {:?}",
+                    &p.breaks[..4]
+                );
+                assert!(
+                    p.values.iter().all(|v| v.len() == p.breaks.len() + 1),
+                    "f={f}"
+                );
+            }
+        }
+        // At f = 16 nothing collides: 22 and 28 octaves of 8 pieces.
+        assert_eq!(reciprocal_pieces(16, false).breaks.len(), 1 + 22 * 8 + 1);
+        assert_eq!(
+            reciprocal_pieces(16, true).breaks.len(),
+            2 * (22 * 8 + 1) + 1
+        );
+        assert_eq!(inv_sqrt_pieces(16).breaks.len(), 1 + 28 * 8 + 1);
     }
 }
