@@ -1,14 +1,17 @@
 //! Transformer non-linearities (softmax, GeLU, LayerNorm) against (a) an f64 twin of the
 //! same algorithm with a rigorous fixed-point bound propagated beside it (tests/twins), and
 //! (b) the exact function (softmax, x·Φ(x), LayerNorm) with the approximation's documented
-//! error, both at the quantized inputs. 2, 3 and 4 parties. Also the per-element costs.
+//! error, both at the quantized inputs. 2, 3 and 4 parties; softmax and LayerNorm also
+//! under `--protocols fss` (proto::spline's reciprocal and inv_sqrt, with their bounds),
+//! against the same references and the crypten suite. Also the per-element costs.
 
 mod common;
 mod twins;
 use common::*;
 use mpc_pipe::proto::nn::GeluApprox;
 use mpc_pipe::proto::{Ctx, Share};
-use mpc_pipe::ring::{FixedPoint, PlainTensor, RingTensor};
+use mpc_pipe::ring::{FixedPoint, PlainTensor, Protocols, RingTensor};
+use mpc_pipe::runtime::SessionConfig;
 use twins::*;
 
 const PARTIES: [usize; 3] = [2, 3, 4];
@@ -35,12 +38,12 @@ fn gelu_exact(x: f64) -> f64 {
 /// f64 twin of `Ctx::softmax` on one row: m = max (exact: the MPC max is one of the
 /// inputs), E_i = exp(x_i − m), R = reciprocal_pos(ΣE), out_i = E_i·R (one truncation).
 /// Returns (values, bounds).
-fn softmax_twin(row: &[f64]) -> (Vec<f64>, Vec<f64>) {
+fn softmax_twin(row: &[f64], recip: Ref) -> (Vec<f64>, Vec<f64>) {
     let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     let ee: Vec<(f64, f64)> = row.iter().map(|&x| exp_ref(x - m, 0.0)).collect();
     let s: f64 = ee.iter().map(|p| p.0).sum();
     let es: f64 = ee.iter().map(|p| p.1).sum();
-    let (r, er) = recip_ref(s, es);
+    let (r, er) = recip(s, es);
     ee.iter()
         .map(|&(e, eb)| (e * r, e * er + r * eb + eb * er + T))
         .unzip()
@@ -57,9 +60,49 @@ fn softmax_rows(d: &mut Data) -> PlainTensor {
     quantize(&PlainTensor::from_vec(&[6, 10], v))
 }
 
-/// Check one revealed row (a) against the twin and (b) against the exact softmax.
+/// A reference of an approximation at an input known to ±ex: (value, bound).
+type Ref = fn(f64, f64) -> (f64, f64);
+
+/// `--protocols fss`'s reciprocal (proto::spline) at x known to ±ex: the value 1/x and
+/// the bound tests/spline.rs derives, e⁴/x + (2·S'·y0 + 2·e·y0 + 7)u with |e| ≤ 0.0436 +
+/// x·u/2 and y0 = (1 − e)/x ≤ (1 + |e|)/x, taken at x − ex (it falls with x), plus the
+/// input's |1/x̂ − 1/x| ≤ ex/(x(x − ex)). Its own error is in the bound, so the value is
+/// the exact 1/x (check (b) adds nothing for it).
+fn recip_spline_ref(x: f64, ex: f64) -> (f64, f64) {
+    let lo = x - ex;
+    let e = 0.0436 + x * ULP / 2.0;
+    let y0 = (1.0 + e) / lo;
+    let eps = e + 2.0 * ULP;
+    let ds = 1.0 + 2.0 * eps + 3.0 * eps * eps;
+    let own = e.powi(4) / lo + (2.0 * ds * y0 + 2.0 * e * y0 + 7.0) * ULP;
+    (1.0 / x, own + ex / (x * lo))
+}
+
+/// `--protocols fss`'s inv_sqrt (proto::spline) at x known to ±ex, as above: 1/√x, with
+/// the relative bound of tests/spline.rs, |(1 + η)^(−1/2) − 1| + (35/128)·e⁴/(1 − |e|)^4
+/// (here |e| ≤ 0.0436; η = q/y0² − 1 is q's rounding, 2^-25 at scale 2^-24, over
+/// y0² ≥ 0.9/x: |η| ≤ 1.2·2^-25·x, so the first term is at most |η|/2 + η²), plus
+/// (1.2·y0 + 5)u with y0 ≤ 1.05/√x, taken at x − ex, plus the input's
+/// |1/√x̂ − 1/√x| ≤ ex/(2·(x − ex)^1.5).
+fn inv_sqrt_spline_ref(x: f64, ex: f64) -> (f64, f64) {
+    let lo = x - ex;
+    let e: f64 = 0.0436;
+    let eta = 1.2 * x * 2f64.powi(-25);
+    let rel = eta / 2.0 + eta * eta + 35.0 / 128.0 * e.powi(4) / (1.0 - e).powi(4);
+    let y0 = 1.05 / lo.sqrt();
+    let own = rel * y0 + (1.2 * y0 + 5.0) * ULP;
+    (1.0 / x.sqrt(), own + ex / (2.0 * lo.powf(1.5)))
+}
+
+/// Check one revealed row (a) against the twin and (b) against the exact softmax; the
+/// reciprocal's relative residual (b) adds: 5e-8 for CrypTen's Newton iterations
+/// (tests/approx.rs), 0 for the spline (its twin's value is exact, its error bounded).
 fn check_softmax_row(row: &[f64], got: &[f64], what: &str) {
-    let (want, bound) = softmax_twin(row);
+    check_softmax_row_with(row, got, what, recip_ref, 5e-8)
+}
+
+fn check_softmax_row_with(row: &[f64], got: &[f64], what: &str, recip: Ref, recip_rel: f64) {
+    let (want, bound) = softmax_twin(row, recip);
     let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     let ez: Vec<f64> = row.iter().map(|&x| (x - m).exp()).collect();
     let sz: f64 = ez.iter().sum();
@@ -83,7 +126,7 @@ fn check_softmax_row(row: &[f64], got: &[f64], what: &str) {
             want[i],
             bound[i]
         );
-        let approx = p[i] * (rho[i] + rho_bar) / (1.0 - rho_bar) + 5e-8 * p[i];
+        let approx = p[i] * (rho[i] + rho_bar) / (1.0 - rho_bar) + recip_rel * p[i];
         assert!(
             (got[i] - p[i]).abs() <= bound[i] + approx,
             "{what} entry {i} (x = {}): got {}, softmax {}, bound {}",
@@ -290,7 +333,13 @@ fn gelu_quad_and_relu_options() {
 /// ((Σe_sq)/h·(1 + 2^-17) + |v|·2^-17 + T); eps is encoded (< 1 ulp off); r = inv_sqrt
 /// with that input error; y = d̂·r̂ (|d|er + |r|eμ + eμ·er + T); ·γ (|γ|e_y + T); + β exact.
 /// Also returns r.
-fn layernorm_twin(row: &[f64], gamma: &[f64], beta: &[f64], eps: f64) -> (Vec<f64>, Vec<f64>, f64) {
+fn layernorm_twin(
+    row: &[f64],
+    gamma: &[f64],
+    beta: &[f64],
+    eps: f64,
+    inv_sqrt: Ref,
+) -> (Vec<f64>, Vec<f64>, f64) {
     let h = row.len() as f64;
     let mu = row.iter().sum::<f64>() / h;
     let e_mu = mu.abs() * ULP / 2.0 + T;
@@ -301,7 +350,7 @@ fn layernorm_twin(row: &[f64], gamma: &[f64], beta: &[f64], eps: f64) -> (Vec<f6
         .map(|x| 2.0 * x.abs() * e_mu + e_mu * e_mu + T)
         .sum();
     let e_v = e_sq / h * (1.0 + ULP / 2.0) + v * ULP / 2.0 + T;
-    let (r, er) = inv_sqrt_ref(v + eps, e_v + ULP);
+    let (r, er) = inv_sqrt(v + eps, e_v + ULP);
     let mut out = Vec::new();
     let mut bound = Vec::new();
     for i in 0..row.len() {
@@ -321,6 +370,22 @@ fn row_with(d: &mut Data, h: usize, mean: f64, var: f64) -> Vec<f64> {
 }
 
 fn check_layernorm(n: usize, h: usize, eps: f64, seed: u64) {
+    check_layernorm_with(&SessionConfig::new(n), h, eps, seed, inv_sqrt_ref, true);
+}
+
+/// LayerNorm under `cfg` against its twin (with the session's inv_sqrt reference) and the
+/// exact function (`documented_rel`: add CrypTen's documented relative error of inv_sqrt,
+/// which its twin's value carries; the spline twin's value is exact). Returns the output
+/// and each element's bound against the exact LayerNorm.
+fn check_layernorm_with(
+    cfg: &SessionConfig,
+    h: usize,
+    eps: f64,
+    seed: u64,
+    inv_sqrt: Ref,
+    documented_rel: bool,
+) -> (PlainTensor, Vec<f64>) {
+    let n = cfg.parties;
     let mut d = Data::new(seed);
     // (mean, variance): small variances 0.07 and 0.15, unit, large, with offsets.
     let stats = [
@@ -341,17 +406,22 @@ fn check_layernorm(n: usize, h: usize, eps: f64, seed: u64) {
     let beta = quantize(&d.tensor(&[h], -1.0, 1.0));
     let fp = FixedPoint::default();
     let (g_enc, b_enc) = (fp.encode_tensor(&gamma), fp.encode_tensor(&beta));
-    let got = reveal_all(n, |ctx| {
+    let got = reveal_all_with(cfg, |ctx| {
         let xs = ctx.share_plain(0, Some(&x), x.shape())?;
         ctx.reveal_plain(&ctx.layernorm(&xs, &g_enc, &b_enc, eps)?)
     });
+    let mut exact_bounds = Vec::new();
     for r in 0..rows {
         let row = &x.data()[r * h..(r + 1) * h];
-        let (want, bound, _) = layernorm_twin(row, gamma.data(), beta.data(), eps);
+        let (want, bound, _) = layernorm_twin(row, gamma.data(), beta.data(), eps, inv_sqrt);
         let mu = row.iter().sum::<f64>() / h as f64;
         let var = row.iter().map(|x| (x - mu) * (x - mu)).sum::<f64>() / h as f64;
         let inv = 1.0 / (var + eps).sqrt();
-        let rel = inv_sqrt_rel_err(var + eps);
+        let rel = if documented_rel {
+            inv_sqrt_rel_err(var + eps)
+        } else {
+            0.0
+        };
         for i in 0..h {
             let g = got.data()[r * h + i];
             assert!(
@@ -364,12 +434,14 @@ fn check_layernorm(n: usize, h: usize, eps: f64, seed: u64) {
             // the documented relative error of inv_sqrt on v + eps.
             let t = (row[i] - mu) * inv * gamma.data()[i] + beta.data()[i];
             let bt = bound[i] + (row[i] - mu).abs() * gamma.data()[i].abs() * inv * rel;
+            exact_bounds.push(bt);
             assert!(
                 (g - t).abs() <= bt,
                 "layernorm {n}p h={h} row {r} (var {var:.3}) [{i}]: got {g}, exact {t}, bound {bt}"
             );
         }
     }
+    (got, exact_bounds)
 }
 
 #[test]
@@ -383,6 +455,79 @@ fn layernorm_matches_twin_and_exact_power_of_two_hidden() {
 fn layernorm_matches_twin_and_exact_other_hidden_and_large_eps() {
     for n in PARTIES {
         check_layernorm(n, 24, 0.01, 1100 + n as u64);
+    }
+}
+
+// ---------------------------------------------------------------- --protocols fss
+
+fn fss_cfg() -> SessionConfig {
+    SessionConfig {
+        fixed: FixedPoint::default().with_protocols(Protocols::Fss),
+        ..SessionConfig::new(2)
+    }
+}
+
+/// softmax under `--protocols fss` (its max by ReLU gates, exact; its reciprocal the
+/// spline's) against the twin with the spline reciprocal's bound and the exact softmax,
+/// and against the crypten suite's output within the two twins' bounds plus the twins'
+/// difference (which is the Newton reciprocal's own error).
+#[test]
+fn fss_softmax_matches_twin_exact_and_the_crypten_suite() {
+    let mut d = Data::new(602);
+    let x = softmax_rows(&mut d);
+    let run = |cfg: &SessionConfig| {
+        reveal_all_with(cfg, |ctx| {
+            let xs = ctx.share_plain(0, Some(&x), x.shape())?;
+            ctx.reveal_plain(&ctx.softmax(&xs, 1)?)
+        })
+    };
+    let (fss, crypten) = (run(&fss_cfg()), run(&SessionConfig::new(2)));
+    for r in 0..6 {
+        let row = &x.data()[r * 10..r * 10 + 10];
+        let g = &fss.data()[r * 10..r * 10 + 10];
+        let c = &crypten.data()[r * 10..r * 10 + 10];
+        check_softmax_row_with(
+            row,
+            g,
+            &format!("fss softmax row {r}"),
+            recip_spline_ref,
+            0.0,
+        );
+        let (wf, bf) = softmax_twin(row, recip_spline_ref);
+        let (wc, bc) = softmax_twin(row, recip_ref);
+        for i in 0..10 {
+            let b = bf[i] + bc[i] + (wf[i] - wc[i]).abs();
+            assert!(
+                (g[i] - c[i]).abs() <= b,
+                "row {r} [{i}]: fss {} crypten {} bound {b}",
+                g[i],
+                c[i]
+            );
+        }
+    }
+}
+
+/// LayerNorm under `--protocols fss` (inv_sqrt by the spline) against its twin and the
+/// exact function, for the same rows as the crypten tests (variances 0.07 to 80), and
+/// against the crypten suite within the sum of the two runs' bounds against the exact
+/// function (CrypTen's includes its documented inv_sqrt error).
+#[test]
+fn fss_layernorm_matches_twin_exact_and_the_crypten_suite() {
+    for (h, eps, seed) in [(16, 1e-5, 1002), (24, 0.01, 1102)] {
+        let fss = check_layernorm_with(&fss_cfg(), h, eps, seed, inv_sqrt_spline_ref, false);
+        let crypten =
+            check_layernorm_with(&SessionConfig::new(2), h, eps, seed, inv_sqrt_ref, true);
+        let ((f, bf), (c, bc)) = (fss, crypten);
+        eprintln!(
+            "layernorm h={h}: fss vs crypten max diff {:.3e}",
+            f.max_abs_diff(&c)
+        );
+        assert_close(
+            &f,
+            &c,
+            |i| bf[i] + bc[i],
+            &format!("layernorm h={h}: fss against crypten"),
+        );
     }
 }
 

@@ -674,7 +674,9 @@ fn dealt_material_reconstructs_to_its_relations() {
                 assert_eq!(c, want.data(), "conv weight-gradient triple");
             }
             // 2-party material, not in this 3-party plan: tests/fss.rs checks its dealer.
-            Request::FssLtz { .. } => unreachable!("FSS keys are dealt to 2 parties"),
+            Request::FssLtz { .. } | Request::FssMic { .. } => {
+                unreachable!("FSS keys are dealt to 2 parties")
+            }
             Request::BatchMatmul { batch, m, k, n } => {
                 let (a, b, c) = (comb(0, false), comb(1, false), comb(2, false));
                 for t in 0..batch {

@@ -227,7 +227,8 @@ fn model_material(models: &[String], batch: usize, protocols: Protocols) -> Resu
             .entries
             .iter()
             .map(|(_, r)| match r {
-                crate::offline::Request::FssLtz { len, .. } => *len,
+                crate::offline::Request::FssLtz { len, .. }
+                | crate::offline::Request::FssMic { len } => *len,
                 _ => 0,
             })
             .sum();
@@ -255,6 +256,13 @@ fn fss_prediction(name: &str) -> Option<&'static str> {
         "max over k=4 (dim 1)" => "fss: 2 levels × 1 ReLU gate = 2 r, 0.75 w",
         "argmax over k=4" => "fss: 2 ReLU gates + 1 one-hot product = 3 r",
         "maxpool2d 2×2" => "fss: 2 levels × 1 ReLU gate = 2 r, 0.75 w",
+        // proto::spline: the gate (1 r, 1 w), x·y0 (1 r, 2 w), two stacked rounds (4 w
+        // each); key 1560 B (64-bit DCF), m + 1 DCF evaluations per element.
+        "reciprocal" => "fss spline: 4 r, 11 w; key 1560 B, 356 DCF evals",
+        "inv_sqrt" => "fss spline: 4 r, 11 w; key 1560 B, 227 DCF evals",
+        "sqrt" => "fss: inv_sqrt + 1 mul = 5 r, 13 w",
+        "softmax (rows of 16)" => "fss: max 4 + exp 8 + reciprocal_pos 4 + 1 = 17 r",
+        "layernorm (rows of 64)" => "fss: 1 square + inv_sqrt 4 + 1 mul = 6 r",
         _ => return None,
     })
 }

@@ -46,7 +46,8 @@ pub struct KernelsArgs {
     #[arg(long)]
     pub prg: bool,
     /// Only measure FSS comparison keys (`--protocols fss`): DCF key generation and
-    /// evaluation on the 63-bit domain of `ltz`, elements/s on 1 thread and on all cores,
+    /// evaluation on the 63-bit domain of `ltz` (and the spline gate's 64-bit keys at many
+    /// points each), elements/s on 1 thread and on all cores,
     /// and the AES rate that is against the keystream rate of `prg` (measured beside it).
     #[arg(long)]
     pub fss: bool,
@@ -319,7 +320,8 @@ fn cpu_name() -> String {
 /// (the 63-bit domain `ltz` uses, two payload words), on a 1-thread pool and on the global
 /// pool. Each element costs 8·63 + 2 AES blocks to make (both keys) and 2·63 + 1 to
 /// evaluate (one key), so the AES bytes per second put beside the PRG's keystream rate
-/// show how close to AES-NI's pace the evaluation runs.
+/// show how close to AES-NI's pace the evaluation runs. `many`: the spline gate's
+/// evaluation of one 64-bit key at 179 points (2·64 + 1 blocks per point).
 fn fss_rates(csv: bool, reps: usize) -> Result<()> {
     use crate::fss::{dcf, Keys, LTZ_DCF_BITS};
     let len = 1usize << 18;
@@ -335,15 +337,16 @@ fn fss_rates(csv: bool, reps: usize) -> Result<()> {
     let x: Vec<u64> = draw(1, len).into_iter().map(|v| v & low).collect();
     let beta = draw(2, len * l.width);
     let (s0, s1) = (draw(3, 2 * len), draw(4, 2 * len));
-    let best = |f: &dyn Fn()| {
+    let best_of = |n: usize, f: &dyn Fn()| {
         (0..reps.max(1))
             .map(|_| {
                 let t = std::time::Instant::now();
                 f();
-                len as f64 / t.elapsed().as_secs_f64()
+                n as f64 / t.elapsed().as_secs_f64()
             })
             .fold(0.0, f64::max)
     };
+    let best = |f: &dyn Fn()| best_of(len, f);
     let cw = dcf::gen(l, &alpha, &beta, [&s0, &s1])?;
     let keys = Keys {
         layout: l,
@@ -359,13 +362,44 @@ fn fss_rates(csv: bool, reps: usize) -> Result<()> {
     let eval = || {
         dcf::eval(0, keys, &x).expect("in domain");
     };
+    // proto::spline's use: 64-bit keys of one payload word, each at PER points (the
+    // m + 1 of softmax's reciprocal_pos); the rate counts points.
+    const PER: usize = 179;
+    let m = crate::fss::mic_layout();
+    let mkeys = len / PER;
+    let mcw = dcf::gen(
+        m,
+        &draw(5, mkeys),
+        &vec![1; mkeys],
+        [&s0[..2 * mkeys], &s1[..2 * mkeys]],
+    )?;
+    let mic = Keys {
+        layout: m,
+        seed: &s0[..2 * mkeys],
+        scw: &mcw.scw,
+        vcw: &mcw.vcw,
+        tcw: &mcw.tcw,
+        last: &mcw.last,
+    };
+    let points = draw(6, mkeys * PER);
+    let spline = || {
+        dcf::eval_many(0, mic, PER, &points).expect("in domain");
+    };
     let one = crate::kernels::report::pool(1)?;
     let threads = rayon::current_num_threads();
+    let mic_blocks = 2.0 * m.bits as f64 + 1.0;
     let rows = [
         ("gen", 1, one.install(|| best(&gen)), 8.0 * 63.0 + 2.0),
         ("gen", threads, best(&gen), 8.0 * 63.0 + 2.0),
         ("eval", 1, one.install(|| best(&eval)), 2.0 * 63.0 + 1.0),
         ("eval", threads, best(&eval), 2.0 * 63.0 + 1.0),
+        (
+            "many",
+            1,
+            one.install(|| best_of(points.len(), &spline)),
+            mic_blocks,
+        ),
+        ("many", threads, best_of(points.len(), &spline), mic_blocks),
     ];
     let (prg_one, prg_all) = prg_measure(reps);
     if csv {
@@ -376,6 +410,9 @@ fn fss_rates(csv: bool, reps: usize) -> Result<()> {
             "DCF of {LTZ_DCF_BITS} bits, 2 payload words (fss ReLU keys, {} B per party per element), AES path {} (MPC_PIPE_DCF), best of {reps}",
             l.key_bytes(),
             crate::fss::aes::Path::selected()?.name()
+        );
+        println!(
+            "many: proto::spline's eval_many, 64-bit keys of 1 payload word, {PER} points per key (Melem/s counts points)"
         );
         println!(
             "{:<5} {:>7} {:>14} {:>12} {:>12}",

@@ -26,7 +26,9 @@
 //! kernels fused with the AES (fss::gen_vaes, fss::eval_vaes: four elements per 512-bit
 //! register, t in mask registers); the rest, and the other paths, to the scalar
 //! `gen_batch`/`eval_batch` in batches of `BATCH`, which stay the reference the fused
-//! kernels are tested against bit for bit.
+//! kernels are tested against bit for bit. `eval_many` evaluates each key at several
+//! points (proto::spline's gate: m + 1 per key); both kernels take each point's key by
+//! index, so a pass mixes points of one key or of several.
 //!
 //! Measured (`mpc-pipe kernels --fss`, 2^18 ReLU keys, n = 63, w = 2, best of 5 per
 //! call, median of 3 alternating calls; AMD EPYC with VAES, 2 vCPUs, load average 6;
@@ -431,11 +433,56 @@ pub fn eval(party: usize, keys: Keys<'_>, x: &[u64]) -> Result<Vec<u64>> {
 
 /// `eval` on a given AES path (tests compare the paths).
 fn eval_on(path: Path, party: usize, keys: Keys<'_>, x: &[u64]) -> Result<Vec<u64>> {
+    let len = keys.len()?;
+    if x.len() != len {
+        return Err(Error::Protocol(format!(
+            "DCF evaluation of {} points with {len} keys",
+            x.len()
+        )));
+    }
+    eval_points(path, party, keys, 1, x)
+}
+
+/// Eval^< by `party` of each key at `per` public points: key j at
+/// `x[j·per..(j + 1)·per]`, its shares w words per point in the same order. One key
+/// evaluated at several points is the multiple-interval-containment gate's use
+/// (proto::spline: m + 1 points per key). Points in parallel on the rayon pool, every
+/// pass of the fused kernel over any points (one key or several).
+pub fn eval_many(party: usize, keys: Keys<'_>, per: usize, x: &[u64]) -> Result<Vec<u64>> {
+    eval_many_on(Path::selected()?, party, keys, per, x)
+}
+
+/// `eval_many` on a given AES path (tests compare the paths).
+fn eval_many_on(
+    path: Path,
+    party: usize,
+    keys: Keys<'_>,
+    per: usize,
+    x: &[u64],
+) -> Result<Vec<u64>> {
+    let len = keys.len()?;
+    if per == 0 || x.len() != len * per {
+        return Err(Error::Protocol(format!(
+            "DCF evaluation of {} points with {len} keys at {per} points each",
+            x.len()
+        )));
+    }
+    eval_points(path, party, keys, per, x)
+}
+
+/// Point p uses key p / per.
+fn eval_points(
+    path: Path,
+    party: usize,
+    keys: Keys<'_>,
+    per: usize,
+    x: &[u64],
+) -> Result<Vec<u64>> {
     // The fields are public: a layout built by hand is checked here, before any size is
     // derived from it (the fused kernel relies on n ≤ 64 and w ≤ 2).
     Layout::new(keys.layout.bits, keys.layout.width)?;
     let len = keys.len()?;
-    if x.len() != len || party > 1 {
+    if x.len() != len * per || party > 1 {
         return Err(Error::Protocol(format!(
             "DCF evaluation of {} points with {len} keys by party {party}",
             x.len()
@@ -444,14 +491,17 @@ fn eval_on(path: Path, party: usize, keys: Keys<'_>, x: &[u64]) -> Result<Vec<u6
     let l = keys.layout;
     l.check("input", x)?;
     let w = l.width;
-    let mut out = vec![0u64; len * w];
+    let mut out = vec![0u64; x.len() * w];
     out.par_chunks_mut(TASK * w)
         .enumerate()
         .for_each(|(task, o)| {
             let mmo = FixedAes::new(&PRG_KEY, path);
-            let j0 = task * TASK;
+            let p0 = task * TASK;
             let count = o.len() / w;
-            let slice = |a: usize, e: usize| Keys {
+            // The keys of this task's points, a..e, and each point's index among them.
+            let a = p0 / per;
+            let e = (p0 + count - 1) / per + 1;
+            let k = Keys {
                 layout: l,
                 seed: &keys.seed[2 * a..2 * e],
                 scw: &keys.scw[a * l.scw_words()..e * l.scw_words()],
@@ -459,6 +509,7 @@ fn eval_on(path: Path, party: usize, keys: Keys<'_>, x: &[u64]) -> Result<Vec<u6
                 tcw: &keys.tcw[a * l.tcw_words()..e * l.tcw_words()],
                 last: &keys.last[a * w..e * w],
             };
+            let key_of = |p: usize| (p0 + p) / per - a;
             // Whole passes of the fused kernel first, the rest (fewer than a pass) in
             // scalar batches.
             let mut b0 = 0;
@@ -466,12 +517,12 @@ fn eval_on(path: Path, party: usize, keys: Keys<'_>, x: &[u64]) -> Result<Vec<u6
             if path == Path::Vaes {
                 use super::eval_vaes::{eval_pass, PASS};
                 while b0 + PASS <= count {
-                    let (a, e) = (j0 + b0, j0 + b0 + PASS);
-                    let k = slice(a, e);
+                    let idx: [usize; PASS] = std::array::from_fn(|q| key_of(b0 + q));
                     // SAFETY: the Vaes path is only chosen on a CPU with avx512f and vaes
                     // (`FixedAes::new` checked it); `layout` holds 1 ≤ n ≤ 64 and w ∈ {1, 2}
                     // (checked on entry, and `Keys::len` checked every component's size
-                    // against it); each slice holds exactly PASS elements' words.
+                    // against it); every index is below e − a, the keys `k` holds; the
+                    // points and outputs are exactly PASS.
                     let pass = match w {
                         1 => eval_pass::<1>,
                         _ => eval_pass::<2>,
@@ -486,7 +537,8 @@ fn eval_on(path: Path, party: usize, keys: Keys<'_>, x: &[u64]) -> Result<Vec<u6
                             k.vcw,
                             k.tcw,
                             k.last,
-                            &x[a..e],
+                            &idx,
+                            &x[p0 + b0..p0 + b0 + PASS],
                             &mut o[b0 * w..(b0 + PASS) * w],
                         )
                     };
@@ -495,12 +547,16 @@ fn eval_on(path: Path, party: usize, keys: Keys<'_>, x: &[u64]) -> Result<Vec<u6
             }
             while b0 < count {
                 let nb = BATCH.min(count - b0);
-                let (a, e) = (j0 + b0, j0 + b0 + nb);
+                let mut idx = [0usize; BATCH];
+                for (q, i) in idx[..nb].iter_mut().enumerate() {
+                    *i = key_of(b0 + q);
+                }
                 eval_batch(
                     party,
                     &mmo,
-                    slice(a, e),
-                    &x[a..e],
+                    k,
+                    &idx[..nb],
+                    &x[p0 + b0..p0 + b0 + nb],
                     &mut o[b0 * w..(b0 + nb) * w],
                 );
                 b0 += nb;
@@ -509,8 +565,15 @@ fn eval_on(path: Path, party: usize, keys: Keys<'_>, x: &[u64]) -> Result<Vec<u6
     Ok(out)
 }
 
-/// Eval^< (Fig. 1) for one batch of at most BATCH elements.
-fn eval_batch(party: usize, mmo: &FixedAes, k: Keys<'_>, x: &[u64], out: &mut [u64]) {
+/// Eval^< (Fig. 1) at one batch of at most BATCH points, point j with key `key[j]` of `k`.
+fn eval_batch(
+    party: usize,
+    mmo: &FixedAes,
+    k: Keys<'_>,
+    key: &[usize],
+    x: &[u64],
+    out: &mut [u64],
+) {
     let nb = x.len();
     let l = k.layout;
     let n = l.bits as usize;
@@ -521,8 +584,8 @@ fn eval_batch(party: usize, mmo: &FixedAes, k: Keys<'_>, x: &[u64], out: &mut [u
     let mut t = [party as u64; BATCH];
     let w = l.width;
     let mut v = [[0u64; Layout::MAX_WIDTH]; BATCH];
-    for (s, words) in s.iter_mut().zip(k.seed.chunks_exact(2)) {
-        *s = seed_of(words);
+    for (s, &kj) in s.iter_mut().zip(key) {
+        *s = seed_of(&k.seed[2 * kj..2 * kj + 2]);
     }
     // The value block of `side` (module doc): w = 1 shares one block between the sides.
     let vblock = |side: usize| if w == 1 { 2 } else { 2 + side };
@@ -543,10 +606,11 @@ fn eval_batch(party: usize, mmo: &FixedAes, k: Keys<'_>, x: &[u64], out: &mut [u
             let hv = z[2 * j + 1] ^ s[j] ^ vblock(side) as u128;
             let mask = 0u64.wrapping_sub(t[j]);
             let wide = (mask as u128) | ((mask as u128) << 64);
-            let at = j * 2 * n + 2 * i;
+            let kj = key[j];
+            let at = kj * 2 * n + 2 * i;
             let s_cw = k.scw[at] as u128 | (k.scw[at + 1] as u128) << 64;
             let bit = 2 * i + side;
-            let t_cw = (k.tcw[j * tw + bit / 64] >> (bit % 64)) & 1;
+            let t_cw = (k.tcw[kj * tw + bit / 64] >> (bit % 64)) & 1;
             // w = 1: this side's half of the shared block; w = 2: the side's own block.
             let v_side = if w == 1 {
                 [(hv >> (64 * side)) as u64, 0]
@@ -554,7 +618,7 @@ fn eval_batch(party: usize, mmo: &FixedAes, k: Keys<'_>, x: &[u64], out: &mut [u
                 [hv as u64, (hv >> 64) as u64]
             };
             for c in 0..w {
-                let add = v_side[c].wrapping_add(k.vcw[(j * n + i) * w + c] & mask);
+                let add = v_side[c].wrapping_add(k.vcw[(kj * n + i) * w + c] & mask);
                 v[j][c] = v[j][c].wrapping_add(add ^ sign).wrapping_sub(sign);
             }
             s[j] = (h & !1) ^ (s_cw & wide);
@@ -571,7 +635,7 @@ fn eval_batch(party: usize, mmo: &FixedAes, k: Keys<'_>, x: &[u64], out: &mut [u
         let conv = [h as u64, (h >> 64) as u64];
         let mask = 0u64.wrapping_sub(t[j]);
         for c in 0..w {
-            let fin = conv[c].wrapping_add(k.last[j * w + c] & mask);
+            let fin = conv[c].wrapping_add(k.last[key[j] * w + c] & mask);
             out[j * w + c] = v[j][c].wrapping_add((fin ^ sign).wrapping_sub(sign));
         }
     }
@@ -781,6 +845,86 @@ mod tests {
                         assert_eq!(got[e * width + c], want, "n={bits} w={width} e={e}");
                     }
                 }
+            }
+        }
+    }
+
+    /// One key at several points (`eval_many`, the multiple-interval gate's use): on every
+    /// AES path, for both parties, the shares equal those of `eval` with the key repeated
+    /// once per point (the reference), and they reconstruct to β·[x < α]; point counts
+    /// per key that straddle passes, batches and tasks (1, 3, 17, 89), n = 64 and 63, with
+    /// edge points 0, α, α ± 1, 2^n − 1.
+    #[test]
+    fn one_key_at_many_points_matches_repeated_keys_on_every_path() {
+        for (bits, width) in [(64u32, 1usize), (63, 2)] {
+            let l = Layout::new(bits, width).unwrap();
+            let max = u64::MAX >> (64 - bits);
+            for per in [1usize, 3, 17, 89] {
+                let keys = 2 * TASK / per + 5;
+                let mut rng = Prg::new(&[6; 16], (bits as u64) << 8 | per as u64);
+                let a: Vec<u64> = (0..keys)
+                    .map(|j| match j % 5 {
+                        0 => 0,
+                        1 => max,
+                        _ => rng.next_u64() & max,
+                    })
+                    .collect();
+                let beta: Vec<u64> = (0..keys * width).map(|_| rng.next_u64()).collect();
+                let mut x = Vec::with_capacity(keys * per);
+                for &al in &a {
+                    for q in 0..per {
+                        x.push(match q % 6 {
+                            0 => al,
+                            1 => al.wrapping_sub(1) & max,
+                            2 => al.wrapping_add(1) & max,
+                            3 => 0,
+                            4 => max,
+                            _ => rng.next_u64() & max,
+                        });
+                    }
+                }
+                let (s0, s1, cw) = keys_for(l, &a, &beta);
+                // The same keys repeated per point: the reference evaluation.
+                let rep = |v: &[u64], words: usize| -> Vec<u64> {
+                    v.chunks(words)
+                        .flat_map(|c| std::iter::repeat_n(c, per).flatten().copied())
+                        .collect()
+                };
+                let cw_rep = CorrectionWords {
+                    scw: rep(&cw.scw, l.scw_words()),
+                    vcw: rep(&cw.vcw, l.vcw_words()),
+                    tcw: rep(&cw.tcw, l.tcw_words()),
+                    last: rep(&cw.last, l.last_words()),
+                };
+                let mut sum = vec![0u64; x.len() * width];
+                for (party, seed) in [&s0, &s1].into_iter().enumerate() {
+                    let seed_rep = rep(seed, 2);
+                    let want = eval_on(Path::Soft, party, key(l, &seed_rep, &cw_rep), &x).unwrap();
+                    for path in Path::ALL {
+                        if !path.available() {
+                            eprintln!("skipping: CPU lacks the {} path", path.name());
+                            continue;
+                        }
+                        let got = eval_many_on(path, party, key(l, seed, &cw), per, &x).unwrap();
+                        assert!(
+                            got == want,
+                            "{} n={bits} per={per} party {party}",
+                            path.name()
+                        );
+                    }
+                    sum.iter_mut()
+                        .zip(&want)
+                        .for_each(|(s, v)| *s = s.wrapping_add(*v));
+                }
+                for (p, &xp) in x.iter().enumerate() {
+                    for c in 0..width {
+                        let j = p / per;
+                        let want = if xp < a[j] { beta[j * width + c] } else { 0 };
+                        assert_eq!(sum[p * width + c], want, "n={bits} per={per} point {p}");
+                    }
+                }
+                let e = eval_many(0, key(l, &s0, &cw), per, &x[1..]).unwrap_err();
+                assert!(e.to_string().contains("points"), "{e}");
             }
         }
     }

@@ -33,12 +33,12 @@ fn spread(p: *const u64) -> __m512i {
     }
 }
 
-/// Four 128-bit words at `p`, `p + stride`, `p + 2·stride`, `p + 3·stride` (u64 units)
-/// as the four lanes; `half` loads only the low word of each (the high word 0).
+/// Four 128-bit words at `p + off[0]`, ..., `p + off[3]` (u64 units) as the four lanes;
+/// `half` loads only the low word of each (the high word 0).
 #[inline(always)]
-unsafe fn load4(p: *const u64, stride: usize, half: bool) -> __m512i {
+unsafe fn load4(p: *const u64, off: [usize; 4], half: bool) -> __m512i {
     let ld = |k: usize| {
-        let q = p.add(k * stride) as *const __m128i;
+        let q = p.add(off[k]) as *const __m128i;
         if half {
             _mm_loadl_epi64(q)
         } else {
@@ -56,13 +56,16 @@ fn lanes(low: __mmask8) -> __mmask8 {
     low | (low << 1)
 }
 
-/// Eval^< by `party` of PASS elements. Element k's words: `seed[2k..2k+2]`,
-/// `scw[k·2n..(k+1)·2n]`, `vcw[k·n·W..(k+1)·n·W]`, `tcw[k·tw..(k+1)·tw]`, `last[k·W..]`,
-/// `x[k]`, output `out[k·W..(k+1)·W]`.
+/// Eval^< by `party` at PASS points. Point e uses key k = `key[e]`, whose words are
+/// `seed[2k..2k+2]`, `scw[k·2n..(k+1)·2n]`, `vcw[k·n·W..(k+1)·n·W]`, `tcw[k·tw..(k+1)·tw]`,
+/// `last[k·W..]`; its input is `x[e]`, its output `out[e·W..(e+1)·W]`. `key` is 0..PASS
+/// for one key per point (`dcf::eval`), or repeats a key for several points
+/// (`dcf::eval_many`, the multiple-interval gate's m + 1 points per key).
 ///
 /// # Safety
 /// The CPU has avx512f and vaes; `rk` is the expanded PRG key; 1 ≤ n ≤ 64, W ∈ {1, 2},
-/// tw = ⌈2n/64⌉; every slice holds exactly PASS elements' words as above.
+/// tw = ⌈2n/64⌉; every key index is below the number of keys every key slice holds
+/// (words as above); `x` holds PASS points and `out` PASS·W words.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,vaes")]
 pub unsafe fn eval_pass<const W: usize>(
@@ -74,19 +77,24 @@ pub unsafe fn eval_pass<const W: usize>(
     vcw: &[u64],
     tcw: &[u64],
     last: &[u64],
+    key: &[usize; PASS],
     x: &[u64],
     out: &mut [u64],
 ) {
     let tw = (2 * n).div_ceil(64);
+    let keys = last.len() / W;
     debug_assert!(
-        seed.len() == 2 * PASS
-            && scw.len() == 2 * n * PASS
-            && vcw.len() == n * W * PASS
-            && tcw.len() == tw * PASS
-            && last.len() == W * PASS
+        seed.len() == 2 * keys
+            && scw.len() == 2 * n * keys
+            && vcw.len() == n * W * keys
+            && tcw.len() == tw * keys
+            && key.iter().all(|&k| k < keys)
             && x.len() == PASS
             && out.len() == W * PASS
     );
+    // Word offsets of lane l of group g's key in a component of `per` words per key.
+    let at =
+        |g: usize, per: usize| -> [usize; 4] { core::array::from_fn(|l| key[4 * g + l] * per) };
     let k = broadcast_keys(rk);
     let one_lo = _mm512_set_epi64(0, 1, 0, 1, 0, 1, 0, 1);
     let two_lo = _mm512_set_epi64(0, 2, 0, 2, 0, 2, 0, 2);
@@ -103,13 +111,10 @@ pub unsafe fn eval_pass<const W: usize>(
     let mut t: [__mmask8; GROUPS] = [if party == 1 { 0xff } else { 0 }; GROUPS];
     for g in 0..GROUPS {
         let e = 4 * g;
-        s[g] = _mm512_andnot_si512(one_lo, _mm512_loadu_si512(seed.as_ptr().add(2 * e).cast()));
+        s[g] = _mm512_andnot_si512(one_lo, load4(seed.as_ptr(), at(g, 2), false));
         xs[g] = _mm512_sll_epi64(spread(x.as_ptr().add(e)), _mm_cvtsi64_si128(64 - n as i64));
-        let tv = if tw == 2 {
-            _mm512_loadu_si512(tcw.as_ptr().add(2 * e).cast())
-        } else {
-            spread(tcw.as_ptr().add(e))
-        };
+        // tw = 1: [t0, 0] per lane, as `spread` gives; tw = 2: [t0, t1].
+        let tv = load4(tcw.as_ptr(), at(g, tw), tw == 1);
         t_lo[g] = _mm512_shuffle_epi32::<0x44>(tv);
         t_hi[g] = _mm512_shuffle_epi32::<0xee>(tv);
     }
@@ -145,22 +150,21 @@ pub unsafe fn eval_pass<const W: usize>(
         // element, 2·GROUPS·4 rows at once: more than the hardware prefetcher tracks, so
         // each row's line PREFETCH levels ahead is asked for when a new line starts.
         if i % 4 == 0 && i + PREFETCH < n {
-            for e in 0..PASS {
-                let at = e * 2 * n + 2 * (i + PREFETCH);
+            for &k in key {
+                let at = k * 2 * n + 2 * (i + PREFETCH);
                 _mm_prefetch::<_MM_HINT_T0>(scw.as_ptr().add(at).cast());
-                let at = (e * n + i + PREFETCH) * W;
+                let at = (k * n + i + PREFETCH) * W;
                 _mm_prefetch::<_MM_HINT_T0>(vcw.as_ptr().add(at).cast());
             }
         }
         // Bits 2i (L) and 2i + 1 (R) of the element's tcw words.
         let t_shift = _mm512_set1_epi64(((2 * i) % 64) as i64);
         for g in 0..GROUPS {
-            let e = 4 * g;
             // MMO: H(z) = AES_k(z) ⊕ z.
             let h = _mm512_xor_si512(a[2 * g], z[2 * g]);
             let mut hv = _mm512_xor_si512(a[2 * g + 1], z[2 * g + 1]);
-            let s_cw = load4(scw.as_ptr().add(e * 2 * n + 2 * i), 2 * n, false);
-            let v_cw = load4(vcw.as_ptr().add((e * n + i) * W), n * W, W == 1);
+            let s_cw = load4(scw.as_ptr().add(2 * i), at(g, 2 * n), false);
+            let v_cw = load4(vcw.as_ptr().add(i * W), at(g, n * W), W == 1);
             if W == 1 {
                 // This side's half of the shared value block, moved to the low word.
                 let right = _mm512_test_epi64_mask(side[g], side[g]);
@@ -192,11 +196,7 @@ pub unsafe fn eval_pass<const W: usize>(
     for g in 0..GROUPS {
         let e = 4 * g;
         let h = _mm512_xor_si512(aes4(&k, z[g]), z[g]);
-        let cw = if W == 2 {
-            _mm512_loadu_si512(last.as_ptr().add(2 * e).cast())
-        } else {
-            spread(last.as_ptr().add(e))
-        };
+        let cw = load4(last.as_ptr(), at(g, W), W == 1);
         let fin = _mm512_add_epi64(h, _mm512_maskz_mov_epi64(t[g], cw));
         let y = _mm512_add_epi64(v[g], _mm512_sub_epi64(_mm512_xor_si512(fin, sign), sign));
         if W == 2 {

@@ -25,3 +25,15 @@ pub fn ltz_layout(relu: bool) -> Layout {
         width: 1 + usize::from(relu),
     }
 }
+
+/// Domain of the multiple-interval-containment gate (proto::spline): the whole 64-bit
+/// ring, so every input, however large, falls in exactly one piece.
+pub const MIC_DCF_BITS: u32 = 64;
+
+/// The key layout of proto::spline's gate: [z < r] over 64 bits, payload 1 (one word).
+pub fn mic_layout() -> Layout {
+    Layout {
+        bits: MIC_DCF_BITS,
+        width: 1,
+    }
+}

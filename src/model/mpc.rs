@@ -561,8 +561,9 @@ impl<'g> Node<'_, 'g> {
 /// share (a product without truncation, as `Ctx::reciprocal` does). Accuracy: e^-a
 /// (a = |x|) errs by at most e^-a·[(e^(a²/512) - 1) + 512u] (the limit form, and exp's
 /// fixed-point error, 256·2u relative; u one ulp), σ by that over (1 + e^-a)², plus the
-/// reciprocal's (2x + 2)u on [1, 2]: at most 2.1e-3 at f = 16 (largest near x = 0, where
-/// the fixed-point term dominates; 1.5e-3 measured). Beyond |x| = 256 the exp's base turns
+/// reciprocal's (2x + 2)u on [1, 2] (under `--protocols fss` proto::spline's, at most
+/// ~(2.3/x + 7)u there: 1.4e-4 against 9e-5, well inside the total): at most 2.1e-3 at
+/// f = 16 (largest near x = 0, where the fixed-point term dominates; 1.5e-3 measured). Beyond |x| = 256 the exp's base turns
 /// negative and the result is wrong.
 fn sigmoid(ctx: &Ctx, p: &[Share]) -> Result<Share> {
     let x = &p[0];

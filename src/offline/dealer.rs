@@ -272,6 +272,7 @@ fn corrections(
             )]
         }
         Request::FssLtz { len, relu } => fss_ltz(len, relu, mats, spare)?,
+        Request::FssMic { len } => fss_mic(len, mats, spare)?,
     })
 }
 
@@ -329,6 +330,22 @@ fn fss_ltz(
     Ok(out)
 }
 
+/// The dealer's half of proto::spline's multiple-interval-containment gate (its
+/// derivation is there): with r = Σ r_b, DCF keys for [z < r] over 64 bits with payload
+/// 1, from the two parties' root seeds (component 1). No shares besides: every wrap term
+/// of the gate is public. 2 parties only.
+fn fss_mic(
+    len: usize,
+    mats: &[Material],
+    spare: crate::fss::dcf::CorrectionWords,
+) -> Result<Material> {
+    let alpha = par_chunks(len, |r, o| fold(o, &of_all(mats, 0, &r), false));
+    let beta = vec![1u64; len];
+    let seeds = [mats[0][1].as_slice(), mats[1][1].as_slice()];
+    let cw = crate::fss::dcf::gen_into(crate::fss::mic_layout(), &alpha, &beta, seeds, spare)?;
+    Ok(vec![cw.scw, cw.vcw, cw.tcw, cw.last])
+}
+
 /// One request's material for every party, as the dealer makes it: per party, the
 /// components it draws from its seed (free and corrected) with party 0's corrected ones
 /// replaced by the dealer's words, and apart from them the common components every party
@@ -352,7 +369,7 @@ pub fn deal_key_into(
             "the dealer needs 2 or more parties, got {parties}"
         )));
     }
-    if matches!(req, Request::FssLtz { .. }) && parties != 2 {
+    if matches!(req, Request::FssLtz { .. } | Request::FssMic { .. }) && parties != 2 {
         return Err(Error::Material(format!(
             "operation {key:#018x} asks for FSS comparison keys, which are dealt to 2 parties only, not {parties}"
         )));

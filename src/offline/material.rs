@@ -155,6 +155,31 @@ impl FssLtzKeys {
     }
 }
 
+/// Material of the `--protocols fss` multiple-interval-containment gate
+/// (`Request::FssMic`): this party's share of the mask r and its DCF key for [z < r].
+pub struct FssMicKeys {
+    pub r: Words,
+    pub seed: Words,
+    pub scw: Words,
+    pub vcw: Words,
+    pub tcw: Words,
+    pub last: Words,
+}
+
+impl FssMicKeys {
+    pub fn from_material(m: Taken) -> Result<Self> {
+        let [r, seed, scw, vcw, tcw, last] = components(m, "an interval-containment key")?;
+        Ok(FssMicKeys {
+            r,
+            seed,
+            scw,
+            vcw,
+            tcw,
+            last,
+        })
+    }
+}
+
 fn components<const N: usize>(m: Taken, what: &str) -> Result<[Words; N]> {
     let got = m.len();
     m.try_into()

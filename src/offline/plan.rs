@@ -69,6 +69,13 @@ pub enum Request {
     /// words): free r (1), root seed (2); corrected msb(r) (1), [r·msb(r) (1)]; common
     /// the DCF's s_CW, V_CW, t_CW and CW^(n+1) (`fss::ltz_layout`).
     FssLtz { len: usize, relu: bool },
+    /// The `--protocols fss` multiple-interval-containment gate (proto::spline) on `len`
+    /// elements: a mask r and a DCF key pair for [z < r] over the whole 64-bit ring with
+    /// payload 1. Nothing depends on the breakpoints (proto::spline derives why no wrap
+    /// term needs the dealer), so one request serves any number of them. Components (per
+    /// element words): free r (1), root seed (2); common the DCF's s_CW, V_CW, t_CW and
+    /// CW^(n+1) (`fss::mic_layout`).
+    FssMic { len: usize },
 }
 
 /// Words per element of each component of `Request::FssLtz`, in draw order.
@@ -80,6 +87,19 @@ fn fss_ltz_words(relu: bool) -> Vec<usize> {
     }
     w.extend([l.scw_words(), l.vcw_words(), l.tcw_words(), l.last_words()]);
     w
+}
+
+/// Words per element of each component of `Request::FssMic`, in draw order.
+fn fss_mic_words() -> Vec<usize> {
+    let l = crate::fss::mic_layout();
+    vec![
+        1,
+        crate::fss::Layout::SEED_WORDS,
+        l.scw_words(),
+        l.vcw_words(),
+        l.tcw_words(),
+        l.last_words(),
+    ]
 }
 
 /// The part of a tensor one lane computes: `count` of `total` equal units (rows of the
@@ -158,6 +178,7 @@ impl Request {
                 dy[1] * x[1] * k_hw[0] * k_hw[1],
             ],
             Request::FssLtz { len, relu } => fss_ltz_words(relu).iter().map(|w| w * len).collect(),
+            Request::FssMic { len } => fss_mic_words().iter().map(|w| w * len).collect(),
         }
     }
 
@@ -169,7 +190,8 @@ impl Request {
             | Request::And { len, .. }
             | Request::Bit { len }
             | Request::Trunc { len, .. }
-            | Request::FssLtz { len, .. } => len,
+            | Request::FssLtz { len, .. }
+            | Request::FssMic { len } => len,
             Request::BatchMatmul { batch, .. } => batch,
             Request::Matmul { .. }
             | Request::Conv2d { .. }
@@ -217,7 +239,8 @@ impl Request {
             | Request::And { len, .. }
             | Request::Bit { len }
             | Request::Trunc { len, .. }
-            | Request::FssLtz { len, .. } => *len = full,
+            | Request::FssLtz { len, .. }
+            | Request::FssMic { len } => *len = full,
             Request::BatchMatmul { batch, .. } => *batch = full,
             Request::Matmul { .. }
             | Request::Conv2d { .. }
@@ -255,6 +278,10 @@ impl Request {
                 .iter()
                 .map(|&w| std::iter::once(s * w..e * w).collect())
                 .collect(),
+            Request::FssMic { .. } => fss_mic_words()
+                .iter()
+                .map(|&w| std::iter::once(s * w..e * w).collect())
+                .collect(),
             Request::BatchMatmul { m, k, n, .. } => vec![
                 vec![s * m * k..e * m * k],
                 vec![s * k * n..e * k * n],
@@ -282,14 +309,14 @@ impl Request {
             | Request::ConvGradWeight { .. }
             | Request::And { .. } => 2,
             Request::Square { .. } | Request::Bit { .. } | Request::Trunc { .. } => 1,
-            Request::FssLtz { .. } => 2,
+            Request::FssLtz { .. } | Request::FssMic { .. } => 2,
         }
     }
 
     /// Number of trailing components dealt in full to every party (see the module doc).
     pub fn common_components(&self) -> usize {
         match self {
-            Request::FssLtz { .. } => 4,
+            Request::FssLtz { .. } | Request::FssMic { .. } => 4,
             _ => 0,
         }
     }
@@ -397,6 +424,10 @@ impl Request {
                 put(len as u64);
                 put(relu as u64)
             }
+            Request::FssMic { len } => {
+                put(12);
+                put(len as u64)
+            }
         }
     }
 
@@ -474,6 +505,7 @@ impl Request {
                     _ => return None,
                 },
             },
+            12 => Request::FssMic { len: next()? },
             _ => return None,
         })
     }
@@ -564,6 +596,10 @@ impl Plan {
             if let Request::FssLtz { len, relu } = *r {
                 // Gen: 2 + w blocks per party per level and one more each (fss::dcf).
                 let l = crate::fss::ltz_layout(relu);
+                w.aes_blocks += (len * (2 * (2 + l.width) * l.bits as usize + 2)) as u64;
+            }
+            if let Request::FssMic { len } = *r {
+                let l = crate::fss::mic_layout();
                 w.aes_blocks += (len * (2 * (2 + l.width) * l.bits as usize + 2)) as u64;
             }
             w.macs += match *r {

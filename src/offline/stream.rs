@@ -325,7 +325,7 @@ fn spare_for(
     *lent = still;
     idle.extend(back.into_iter().filter_map(|a| Arc::try_unwrap(a).ok()));
     let mut cw = CorrectionWords::default();
-    if let Request::FssLtz { .. } = req {
+    if let Request::FssLtz { .. } | Request::FssMic { .. } = req {
         let lens = req.component_lens();
         let common = &lens[req.drawn_components()..];
         let mut take = |need: usize| -> Vec<u64> {

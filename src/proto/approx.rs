@@ -1,6 +1,6 @@
 //! Function approximations on fixed-point shares (protocols.md §4): exp (limit form),
 //! reciprocal and inverse square root (Newton–Raphson), sqrt, and division by a public
-//! integer. Defaults are CrypTen's (configs/default.yaml): exp 8 iterations, reciprocal
+//! integer; under `--protocols fss` reciprocal and inverse square root are proto::spline's. Defaults are CrypTen's (configs/default.yaml): exp 8 iterations, reciprocal
 //! 10 NR iterations from y0 = 3·exp(1 − 2x) + 0.003, inv_sqrt 3 NR iterations from
 //! y0 = 2.2·exp(−(x/2 + 0.2)) + 0.2 − x/1024. Depends on proto::{ctx, share, arith, trunc,
 //! compare} and ring.
@@ -14,7 +14,7 @@
 use super::ctx::Ctx;
 use super::share::Share;
 use crate::error::{Error, Result};
-use crate::ring::RingTensor;
+use crate::ring::{Protocols, RingTensor};
 
 /// CrypTen's `exp_iterations`: e^x ≈ (1 + x/2^8)^(2^8).
 pub const EXP_ITERATIONS: u32 = 8;
@@ -89,7 +89,13 @@ impl<'a> Ctx<'a> {
     /// y² is multiplied by x), which Newton's contraction does not remove, i.e. about
     /// (2x + 2)u absolute in the result (e.g. 3e-3 at x = 100, where 1/x = 0.01: y² is
     /// only ~6 ulp there).
+    ///
+    /// Under `--protocols fss`: proto::spline's piecewise-constant guess and a cubic
+    /// refinement instead (4 rounds; its doc gives domain and accuracy).
     pub fn reciprocal_pos(&self, x: &Share) -> Result<Share> {
+        if self.fixed().protocols == Protocols::Fss {
+            return self.reciprocal_fss(x, false);
+        }
         // 1 − 2x: integer product, no truncation; then exp and ·3 (integer) + 0.003.
         let arg = self.add_const(&x.mul_int(-2), 1.0);
         let mut y = self.add_const(&self.exp(&arg)?.mul_int(3), 0.003);
@@ -104,7 +110,13 @@ impl<'a> Ctx<'a> {
     /// (a product by a scale-1 bit, no truncation), multiply the result by s.
     /// 2PC: 8 + 1 + 28 + 1 = 38 rounds, 21n + 2n + 38n + 2n = 63n words.
     /// Domain and accuracy as `reciprocal_pos` on |x|; x = 0 gives a large garbage value.
+    ///
+    /// Under `--protocols fss`: proto::spline's guess mirrored to x < 0, so the sign needs
+    /// no comparison of its own (4 rounds).
     pub fn reciprocal(&self, x: &Share) -> Result<Share> {
+        if self.fixed().protocols == Protocols::Fss {
+            return self.reciprocal_fss(x, true);
+        }
         let s = self.add_raw(&self.ltz(x)?.mul_int(-2), 1);
         let abs = self.mul_raw(x, &s)?;
         let r = self.reciprocal_pos(&abs)?;
@@ -122,7 +134,13 @@ impl<'a> Ctx<'a> {
     /// geometric grid): ≤ 0.5% on [0.1, 150] (≤ 0.31% on [0.2, 100]), 5.6% on [0.049, 0.1],
     /// 40% at x = 0.01 (too few iterations from y0 ≈ 2), and it degrades fast above 150
     /// (78% at 200; y0 turns negative above ~205).
+    ///
+    /// Under `--protocols fss`: proto::spline's piecewise-constant y0 and y0² and a cubic
+    /// refinement instead (4 rounds; its doc gives domain and accuracy).
     pub fn inv_sqrt(&self, x: &Share) -> Result<Share> {
+        if self.fixed().protocols == Protocols::Fss {
+            return self.inv_sqrt_fss(x);
+        }
         let f = self.frac_bits();
         let halves = self.trunc_bits(&stack(&[&x.mul_int(512), x]), 10)?;
         let parts = unstack(&halves, &[x.shape(), x.shape()]);

@@ -14,6 +14,7 @@ pub mod linear;
 pub mod nn;
 pub mod pool;
 pub mod share;
+pub mod spline;
 pub mod trunc;
 
 pub use ctx::{Ctx, NullComm, PairSeeds};

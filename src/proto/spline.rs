@@ -1,0 +1,393 @@
+//! The `--protocols fss` piecewise-constant gate (2 parties): shares of [x < b_i] for
+//! every breakpoint b_1 < … < b_m at once, after one opening of one word per element,
+//! from one DCF key per element (Boyle, Chandran, Gilboa, Gupta, Ishai, Kumar, Rathee,
+//! EUROCRYPT 2021, the multiple interval containment gate, §4.4); and on it the round-lean
+//! reciprocal and inverse square root of the fss suite (a piecewise-constant first guess,
+//! then a short polynomial refinement). Depends on proto::{ctx, share, arith, trunc,
+//! approx}, fss, offline, ring. Chosen by `Ctx::reciprocal_pos`, `Ctx::reciprocal` and
+//! `Ctx::inv_sqrt` (proto::approx) when the session's `Protocols` is `Fss`; sqrt,
+//! softmax, layernorm and the sigmoid follow.
+//!
+//! Derivation. Comparisons are of signed 64-bit values; the shift x ↦ x + 2^63 (written
+//! x̄) turns them into unsigned ones over the whole ring, N = 2^64: x < b (signed) iff
+//! x̄ < b̄ (unsigned). The dealer draws r (shared: r_0 + r_1) and one DCF key pair for
+//! D(z) = [z < r] over 64 bits, payload 1 (`Request::FssMic`). Online:
+//!   y = open(x + r)                        1 round, 1 word per element per party
+//!   ȳ = y + 2^63 = x̄ + r (mod N).
+//! For one breakpoint b: x̄ < b̄ iff ȳ lies in the cyclic interval [r, r + b̄) mod N, so
+//!   [x̄ < b̄] = [ȳ < s] − [ȳ < r] + w,  s = (r + b̄) mod N,  w = [r + b̄ ≥ N]
+//! (no wrap: the interval [r, s); a wrap: everything from r up plus [0, s)). The first
+//! term is a comparison with s, not with the key's threshold r; compare instead
+//! z = ȳ − b̄ mod N = y − b (the shifts cancel) with r. Subtracting b̄ from both sides,
+//! z < r and ȳ < s agree unless exactly one of ȳ, s wrapped when b̄ was subtracted:
+//!   [ȳ < s] = [z < r] + [ȳ < b̄] − [s < b̄],  and [s < b̄] = w
+//! (if ȳ < b̄ ≤ s then z = ȳ − b̄ + N > s − b̄ = r: the left side is 1 and [z < r] 0; if
+//! s < b̄ ≤ ȳ then z = ȳ − b̄ < N − b̄ + s = r: the left 0 and [z < r] 1). The wrap w
+//! cancels, so
+//!   [x < b] = D(y − b) − D(ȳ) + [ȳ < b̄],   [ȳ < b̄] = [y < b] as signed (public).
+//! Every term that depends on both r and b (the carries w) cancels: the dealer shares
+//! nothing per breakpoint, the key is the same for any breakpoints (one request per
+//! element, whatever m), and each party evaluates its key at m + 1 public points, ȳ and
+//! y − b_i. A piecewise-constant f with value c_0 below b_1, c_i on [b_i, b_(i+1)) and
+//! c_m from b_m up is then local:
+//!   f(x) = c_m + Σ_i (c_(i−1) − c_i)·[x < b_i],
+//! and several f over the same breakpoints share the indicators (inv_sqrt takes y0 and
+//! y0²). Exact for every 64-bit x (the domain is the ring's own); the opened y is
+//! uniform, so it hides x, and the DCF shares hide which piece x is in.
+//!
+//! Cost per element: 1 round, 1 word; a key of `fss::mic_layout` (1576 bytes per party:
+//! 64 levels) and m + 1 DCF evaluations (129 AES blocks each; `mpc-pipe kernels --fss`,
+//! row `many`: 12.8 M points/s on one thread of this VAES host, load 1.7, so softmax's
+//! reciprocal_pos costs ~14 µs per row and BERT-base's ~4M points ~0.3 s per party;
+//! one key stays in cache across its points). The evaluations are why exp and GELU stay
+//! as they are: they run on every element of an attention matrix or an FFN activation
+//! (BERT-base: 196k and 393k per layer), where a spline with ~64 pieces (exp on [−16, 0]
+//! at quarter steps, then a cubic in x − c(x)) would be ~150M (exp) or more points per
+//! party, ~12 s at the rate above, to save ~4 rounds per layer (~1 s on the 20 ms wan
+//! link); per-row reciprocals and inverse square roots are ~10^3 per layer.
+//!
+//! Approximations (u = 2^-f one ulp; every truncation errs by less than 2u):
+//!  * reciprocal: y0 piecewise constant on `PIECES_PER_OCTAVE` (8) log-spaced pieces per
+//!    octave over [2^RECIPROCAL_LO_LOG2, 2^RECIPROCAL_HI_LOG2) = [2^-8, 2^14), the constant
+//!    of each piece [a, b] being 2/(a + b), so e = 1 − x·y0 has |e| ≤ (ρ − 1)/(ρ + 1) =
+//!    0.0433 (ρ = 2^(1/8)), plus the rounding of the breakpoints (to 0.0436) and of y0
+//!    (by u/2, times x: |e| grows to ~0.17 just below 2^14, where y0 ≈ 4u). Then
+//!    y = y0·(1 + e + e² + e³) = (1 − e⁴)/x: error e⁴/|x| exactly (relative 3.6e-6 up to
+//!    x = 2^10; absolute below 1e-7 above).
+//!  * inv_sqrt: y0 ≈ 1/√x and q = y0² on the same kind of pieces over
+//!    [2^INV_SQRT_LO_LOG2, 2^INV_SQRT_HI_LOG2) = [2^-8, 2^20) (y0² of a piece [a, b] is
+//!    2/(a + b)); q carries `Q_EXTRA_BITS` (8) more fractional bits, as y0² falls to 2^-20
+//!    at the top. e = 1 − x·q, y = y0·(1 + e/2 + 3e²/8 + 5e³/16): the Taylor series of
+//!    y0·(1 − e)^(−1/2) to e³; since 1/√x = √q/√(1 − e), the relative error is at most
+//!    |(1 + η)^(−1/2) − 1| + (35/128)·e⁴/(1 − |e|)^4, η = q/y0² − 1 the rounding of q by
+//!    at most 2^-25, so |η| ≲ 2^-25·x: 3e-5 at x = 2^10, up to 0.03 just below 2^20, where
+//!    the relative error reaches ~1.6% of y ≈ 2^-10, i.e. about one ulp.
+//!
+//! Both take 4 rounds: the gate, x·y0 (or x·q), the stack {e², y0·e}, the stack
+//! {y0e·e, y0e·e²}. The crypten suite's take 31 and 17 here (its ltz steps are fss gates).
+
+use super::approx::{stack, unstack};
+use super::ctx::{Combine, Ctx};
+use super::share::Share;
+use crate::error::{Error, Result};
+use crate::fss::{dcf, mic_layout, Keys};
+use crate::offline::{FssMicKeys, Request};
+use crate::ring::RingTensor;
+
+/// Log-spaced pieces per octave of the first guesses.
+pub const PIECES_PER_OCTAVE: u32 = 8;
+/// reciprocal's domain [2^-8, 2^14).
+pub const RECIPROCAL_LO_LOG2: i32 = -8;
+pub const RECIPROCAL_HI_LOG2: i32 = 14;
+/// inv_sqrt's domain [2^-8, 2^20).
+pub const INV_SQRT_LO_LOG2: i32 = -8;
+pub const INV_SQRT_HI_LOG2: i32 = 20;
+/// Extra fractional bits of inv_sqrt's q = y0² (scale 2^(f + 8)): at the domain's top
+/// y0² = 2^-20 would be 1/16 ulp at f = 16. The product x·q before truncation is then
+/// ≈ 2^(2f + 8), so 2PC local truncation fails with probability ≈ 2^(2f + 8 − 63) per
+/// element (2^-23 at f = 16; inv_sqrt runs once per row of a layernorm), and f above 27
+/// overflows the ring (as any product of values ≥ 1 does above f = 31).
+pub const Q_EXTRA_BITS: u32 = 8;
+
+/// Piecewise-constant functions over shared breakpoints: `breaks` strictly increasing as
+/// signed ring values, `values[k]` the m + 1 ring-encoded constants of function k (below
+/// the first breakpoint, then from each breakpoint on).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pieces {
+    pub breaks: Vec<u64>,
+    pub values: Vec<Vec<u64>>,
+}
+
+/// Log-spaced breakpoints ⌈2^(lo + k/P)·2^f⌉, k = 0..=(hi − lo)·P, as raw integers,
+/// without repeats (at small f adjacent ones round to the same ulp).
+fn log_breaks(f: u32, lo: i32, hi: i32) -> Vec<i64> {
+    let p = PIECES_PER_OCTAVE as i32;
+    let mut out: Vec<i64> = Vec::new();
+    for k in 0..=(hi - lo) * p {
+        let v = (2f64.powf(lo as f64 + k as f64 / p as f64) * 2f64.powi(f as i32)).ceil() as i64;
+        let v = v.max(1);
+        if out.last() != Some(&v) {
+            out.push(v);
+        }
+    }
+    out
+}
+
+/// round(v·2^bits) as a ring value.
+fn enc(v: f64, bits: u32) -> u64 {
+    crate::ring::encode_at(v, bits)
+}
+
+/// The first guess of 1/x: 0 below 0 (`signed`: mirrored, −y0(−x), for x < 0), 2^-lo on
+/// [0, 2^lo), 2/(a + b) on each log-spaced piece [a, b] (its least and greatest raw
+/// value), 0 from 2^hi up.
+pub fn reciprocal_pieces(f: u32, signed: bool) -> Pieces {
+    let b = log_breaks(f, RECIPROCAL_LO_LOG2, RECIPROCAL_HI_LOG2);
+    let u = 2f64.powi(-(f as i32));
+    let below = 2f64.powi(-RECIPROCAL_LO_LOG2);
+    // Positive side: breaks 0, b_0..b_K; values 2^-lo, c_0..c_(K−1), 0.
+    let mut pos_v = vec![enc(below, f)];
+    for w in b.windows(2) {
+        let (lo, hi) = (w[0] as f64 * u, (w[1] - 1) as f64 * u);
+        pos_v.push(enc(2.0 / (lo + hi), f));
+    }
+    pos_v.push(0);
+    let mut breaks = Vec::new();
+    let mut values = Vec::new();
+    if signed {
+        // x ∈ [1 − b_(k+1), 1 − b_k) is |x| ∈ [b_k, b_(k+1) − 1], the positive piece k.
+        breaks.extend(b.iter().rev().map(|&v| (1 - v) as u64));
+        values.push(0);
+        values.extend(
+            pos_v[..pos_v.len() - 1]
+                .iter()
+                .rev()
+                .map(|v| v.wrapping_neg()),
+        );
+    } else {
+        values.push(0);
+    }
+    breaks.push(0);
+    breaks.extend(b.iter().map(|&v| v as u64));
+    values.extend(pos_v);
+    let mut p = Pieces {
+        breaks,
+        values: vec![values],
+    };
+    p.drop_empty();
+    p
+}
+
+impl Pieces {
+    /// Remove empty pieces (equal adjacent breakpoints: at small f, 2^-8 is one ulp and the
+    /// mirrored piece [1 − b_0, 0) is empty) and their constants.
+    fn drop_empty(&mut self) {
+        let mut i = 0;
+        while i + 1 < self.breaks.len() {
+            if self.breaks[i] == self.breaks[i + 1] {
+                self.breaks.remove(i);
+                for v in &mut self.values {
+                    v.remove(i + 1);
+                }
+            } else {
+                i += 1;
+            }
+        }
+    }
+}
+
+/// The first guesses of inv_sqrt: y0 (scale 2^f) and q = y0² (scale 2^(f + Q_EXTRA_BITS),
+/// from y0's rounded value so that the two agree): 0 below 0, 2^(−lo/2) on [0, 2^lo),
+/// √(2/(a + b)) on each log-spaced piece [a, b], 0 from 2^hi up.
+pub fn inv_sqrt_pieces(f: u32) -> Pieces {
+    let b = log_breaks(f, INV_SQRT_LO_LOG2, INV_SQRT_HI_LOG2);
+    let u = 2f64.powi(-(f as i32));
+    let mut y0 = vec![0, enc(2f64.powf(-INV_SQRT_LO_LOG2 as f64 / 2.0), f)];
+    for w in b.windows(2) {
+        let (lo, hi) = (w[0] as f64 * u, (w[1] - 1) as f64 * u);
+        y0.push(enc((2.0 / (lo + hi)).sqrt(), f));
+    }
+    y0.push(0);
+    let q = y0
+        .iter()
+        .map(|&v| {
+            let v = v as f64 * u;
+            enc(v * v, f + Q_EXTRA_BITS)
+        })
+        .collect();
+    let mut breaks = vec![0u64];
+    breaks.extend(b.iter().map(|&v| v as u64));
+    let mut p = Pieces {
+        breaks,
+        values: vec![y0, q],
+    };
+    p.drop_empty();
+    p
+}
+
+impl<'a> Ctx<'a> {
+    /// Shares of every piecewise-constant function of `p` at x (module doc): 1 round,
+    /// 1 word per element, one `Request::FssMic` key per element, m + 1 DCF evaluations
+    /// per element. Results are at the scale the constants are encoded at.
+    pub fn piecewise_constant(&self, x: &Share, p: &Pieces) -> Result<Vec<Share>> {
+        if self.parties() != 2 {
+            return Err(Error::Config(format!(
+                "--protocols fss needs exactly 2 parties, got {}: its spline keys split a \
+                 function between two parties (a DCF); use --protocols crypten",
+                self.parties()
+            )));
+        }
+        let m = p.breaks.len();
+        if m == 0
+            || p.breaks.windows(2).any(|w| w[0] as i64 >= w[1] as i64)
+            || p.values.iter().any(|v| v.len() != m + 1)
+        {
+            return Err(Error::Protocol(format!(
+                "a piecewise-constant function needs increasing breakpoints and one more \
+                 value than its {m} breakpoints"
+            )));
+        }
+        let len = x.len();
+        let key = self.next_key();
+        let k = FssMicKeys::from_material(self.material(key, Request::FssMic { len })?)?;
+        let layout = mic_layout();
+        if k.r.len() != len || k.last.len() != len * layout.last_words() {
+            return Err(Error::Material(format!(
+                "interval-containment key of {} elements for {len} elements",
+                k.r.len()
+            )));
+        }
+        let masked: Vec<u64> =
+            x.0.data()
+                .iter()
+                .zip(k.r.iter())
+                .map(|(a, r)| a.wrapping_add(*r))
+                .collect();
+        let y = self
+            .open_flat("fss spline", masked, &[x.shape()], Combine::Add)?
+            .pop()
+            .expect("one part");
+        let y = y.data();
+        let per = m + 1;
+        let v = if self.is_dry() {
+            vec![0; len * per]
+        } else {
+            // Per element: ȳ = y + 2^63, then y − b_i for each breakpoint.
+            let mut points = Vec::with_capacity(len * per);
+            for &yi in y {
+                points.push(yi ^ (1 << 63));
+                points.extend(p.breaks.iter().map(|b| yi.wrapping_sub(*b)));
+            }
+            let keys = Keys {
+                layout,
+                seed: &k.seed,
+                scw: &k.scw,
+                vcw: &k.vcw,
+                tcw: &k.tcw,
+                last: &k.last,
+            };
+            dcf::eval_many(self.party(), keys, per, &points)?
+        };
+        let own = u64::from(self.party() == 0);
+        // d_i = c_(i−1) − c_i per function.
+        let d: Vec<Vec<u64>> = p
+            .values
+            .iter()
+            .map(|c| c.windows(2).map(|w| w[0].wrapping_sub(w[1])).collect())
+            .collect();
+        let mut out: Vec<Vec<u64>> = p.values.iter().map(|_| Vec::with_capacity(len)).collect();
+        for (i, &yi) in y.iter().enumerate() {
+            let vi = &v[i * per..(i + 1) * per];
+            for ((o, c), d) in out.iter_mut().zip(&p.values).zip(&d) {
+                let mut acc = own.wrapping_mul(c[m]);
+                for (j, &b) in p.breaks.iter().enumerate() {
+                    // [x < b_j] = D(y − b_j) − D(ȳ) + [y < b_j] (signed, public).
+                    let public = own & u64::from((yi as i64) < (b as i64));
+                    let s = vi[1 + j].wrapping_sub(vi[0]).wrapping_add(public);
+                    acc = acc.wrapping_add(d[j].wrapping_mul(s));
+                }
+                o.push(acc);
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|o| Share(RingTensor::from_vec(x.shape(), o)))
+            .collect())
+    }
+
+    /// 1/x under `--protocols fss` (module doc): y0 from the gate, e = 1 − x·y0,
+    /// y = y0 + y0·e + y0·e² + y0·e³. 2PC: 4 rounds, 1 + 2 + 2·2 + 2·2 = 11 words per
+    /// element, one spline key (1576 B) and m + 1 = 179 (`signed`: 356) DCF evaluations.
+    ///
+    /// Domain 2^-8 ≤ |x| < 2^14 (for `signed`; else 2^-8 ≤ x < 2^14). With e = 1 − x·y0
+    /// (module doc: |e| ≤ 0.0436 + |x|·u/2) the error is e⁴/|x| from the approximation
+    /// and, from the five truncations (each < 2u), at most (2·S'·|y0| + 2·|e|·|y0| + 7)u,
+    /// S' = 1 + 2|e| + 3e² ≈ 1.1: about (2.3/|x| + 7)u in all (1.4e-4 at x = 1, 9e-3 at
+    /// x = 2^-8, where 1/x = 256; tests/spline.rs measures at most 2.2·(1/|x| + 1)u). On 0 ≤ x < 2^-8 the guess
+    /// is 2^8 and e = 1 − 2^8·x ∈ (0, 1], so the result lies in [2^8, 2^10] (x = 0 gives
+    /// 1024); from 2^14 up it is 0 (1/x < 4 ulp there, so within 4u). `reciprocal_pos` on
+    /// x < 0 gives 0; `reciprocal` mirrors all of this to x < 0.
+    pub(crate) fn reciprocal_fss(&self, x: &Share, signed: bool) -> Result<Share> {
+        let p = reciprocal_pieces(self.frac_bits(), signed);
+        let y0 = self.piecewise_constant(x, &p)?.pop().expect("one function");
+        let e = self.add_const(&self.mul(x, &y0)?.neg(), 1.0);
+        self.refine(&y0, &e, [1, 1, 1, 1], 0)
+    }
+
+    /// 1/√x under `--protocols fss` (module doc): y0 and q = y0² from the gate,
+    /// e = 1 − x·q, y = y0·(1 + e/2 + 3e²/8 + 5e³/16). 2PC: 4 rounds, 11 words per
+    /// element, one spline key, m + 1 = 227 DCF evaluations.
+    ///
+    /// Domain 2^-8 ≤ x < 2^20. The approximation errs by at most
+    /// |(1 + η)^(−1/2) − 1| + (35/128)·e⁴/(1 − |e|)^4 relative (module doc), e = 1 − x·q
+    /// (|e| ≤ 0.0436, up to ~0.08 in the top octaves, where y0 and q have few bits); the six
+    /// truncations add at most (1.2·y0 + 5)u (1e-4 at x = 1). sqrt = x·inv_sqrt(x) errs
+    /// by x times that plus 2u, so it is meant for x up to ~2^10. On 0 ≤ x < 2^-8 the guess is
+    /// 2^4 with q = 2^8, so the result lies in [16, 35] (x = 0 gives 35); from 2^20 up and
+    /// below 0 it is 0 (1/√x < 2^-10 there).
+    pub(crate) fn inv_sqrt_fss(&self, x: &Share) -> Result<Share> {
+        let f = self.frac_bits();
+        let p = inv_sqrt_pieces(f);
+        let mut g = self.piecewise_constant(x, &p)?;
+        let q = g.pop().expect("q");
+        let y0 = g.pop().expect("y0");
+        let t = self.trunc_bits(&self.mul_raw(x, &q)?, f + Q_EXTRA_BITS)?;
+        let e = self.add_const(&t.neg(), 1.0);
+        // 16·T(e) = 16 + 8e + 6e² + 5e³.
+        self.refine(&y0, &e, [16, 8, 6, 5], 4)
+    }
+
+    /// (c0·y0 + c1·y0e + c2·y0e² + c3·y0e³) / 2^shift in 2 rounds: {e², y0·e}, then
+    /// {y0e·e, y0e·e²}, each a stacked product.
+    fn refine(&self, y0: &Share, e: &Share, c: [i64; 4], shift: u32) -> Result<Share> {
+        let s = e.shape().to_vec();
+        let r1 = self.mul(&stack(&[e, y0]), &stack(&[e, e]))?;
+        let r1 = unstack(&r1, &[&s, &s]);
+        let (e2, y0e) = (&r1[0], &r1[1]);
+        let r2 = self.mul(&stack(&[y0e, y0e]), &stack(&[e, e2]))?;
+        let r2 = unstack(&r2, &[&s, &s]);
+        let sum = y0
+            .mul_int(c[0])
+            .add(&y0e.mul_int(c[1]))
+            .add(&r2[0].mul_int(c[2]))
+            .add(&r2[1].mul_int(c[3]));
+        self.trunc_bits(&sum, shift)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every table the approximations build, at every `--frac-bits` (1..=40), has strictly
+    /// increasing breakpoints and one more constant than breakpoints per function, which
+    /// `piecewise_constant` requires (at small f the low breakpoints collide and the
+    /// mirrored piece below 0 is empty).
+    #[test]
+    fn piece_tables_are_well_formed_at_every_fraction_width() {
+        for f in 1..=40 {
+            for p in [
+                reciprocal_pieces(f, false),
+                reciprocal_pieces(f, true),
+                inv_sqrt_pieces(f),
+            ] {
+                assert!(
+                    p.breaks.windows(2).all(|w| (w[0] as i64) < (w[1] as i64)),
+                    "f={f}: {:?}",
+                    &p.breaks[..4]
+                );
+                assert!(
+                    p.values.iter().all(|v| v.len() == p.breaks.len() + 1),
+                    "f={f}"
+                );
+            }
+        }
+        // At f = 16 nothing collides: 22 and 28 octaves of 8 pieces.
+        assert_eq!(reciprocal_pieces(16, false).breaks.len(), 1 + 22 * 8 + 1);
+        assert_eq!(
+            reciprocal_pieces(16, true).breaks.len(),
+            2 * (22 * 8 + 1) + 1
+        );
+        assert_eq!(inv_sqrt_pieces(16).breaks.len(), 1 + 28 * 8 + 1);
+    }
+}
