@@ -551,10 +551,12 @@ pub fn run_dealt<T: Send>(
         .collect();
     let result = run_parties(cfg, link, stores, 0.0, program, trace, channels);
     let (stats, dealer_err) = dealer.finish();
+    // A dealer error wins even over parties that finished: a key it failed to make was
+    // one the parties did not reach, and a run whose dealer failed is not reported sound.
     let mut outs = match (result, dealer_err) {
-        (Err(_), Some(e)) => return Err(e),
+        (_, Some(e)) => return Err(e),
         (Err(e), None) => return Err(e),
-        (Ok(outs), _) => outs,
+        (Ok(outs), None) => outs,
     };
     outs.iter_mut()
         .for_each(|o| o.offline.deal_s = stats.busy_s);
