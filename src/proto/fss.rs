@@ -46,6 +46,21 @@ impl<'a> Ctx<'a> {
         Ok((z.expect("ReLU asked for"), d))
     }
 
+    /// Open y = x + r for a gate's input mask r (the shares of r from its key): one round,
+    /// one word per element. The mask is uniform, so y hides x.
+    pub(crate) fn open_masked(&self, label: &str, x: &Share, r: &[u64]) -> Result<RingTensor> {
+        let masked: Vec<u64> =
+            x.0.data()
+                .iter()
+                .zip(r)
+                .map(|(a, r)| a.wrapping_add(*r))
+                .collect();
+        Ok(self
+            .open_flat(label, masked, &[x.shape()], Combine::Add)?
+            .pop()
+            .expect("one part"))
+    }
+
     /// The gate: shares of [x < 0] and, with `relu`, of x·(1 − [x < 0]).
     fn sign_gate(&self, x: &Share, relu: bool) -> Result<(Share, Option<Share>)> {
         if self.parties() != 2 {
@@ -68,16 +83,7 @@ impl<'a> Ctx<'a> {
             )));
         }
         let p0 = self.party() == 0;
-        let masked: Vec<u64> =
-            x.0.data()
-                .iter()
-                .zip(k.r.iter())
-                .map(|(a, r)| a.wrapping_add(*r))
-                .collect();
-        let y = self
-            .open_flat("fss comparison", masked, &[x.shape()], Combine::Add)?
-            .pop()
-            .expect("one part");
+        let y = self.open_masked("fss comparison", x, &k.r)?;
         let y = y.data();
         let low = u64::MAX >> 1;
         let v = if self.is_dry() {

@@ -67,7 +67,7 @@
 //! {y0e·e, y0e·e²}. The crypten suite's take 31 and 17 here (its ltz steps are fss gates).
 
 use super::approx::{stack, unstack};
-use super::ctx::{Combine, Ctx};
+use super::ctx::Ctx;
 use super::share::Share;
 use crate::error::{Error, Result};
 use crate::fss::{dcf, mic_layout, Keys};
@@ -237,16 +237,7 @@ impl<'a> Ctx<'a> {
                 k.r.len()
             )));
         }
-        let masked: Vec<u64> =
-            x.0.data()
-                .iter()
-                .zip(k.r.iter())
-                .map(|(a, r)| a.wrapping_add(*r))
-                .collect();
-        let y = self
-            .open_flat("fss spline", masked, &[x.shape()], Combine::Add)?
-            .pop()
-            .expect("one part");
+        let y = self.open_masked("fss spline", x, &k.r)?;
         let y = y.data();
         let per = m + 1;
         let v = if self.is_dry() {
