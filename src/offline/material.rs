@@ -111,47 +111,60 @@ pub struct SquarePair {
     pub r2: Words,
 }
 
-/// Material of the `--protocols fss` comparison gate (`Request::FssLtz`): this party's
-/// shares of the mask r, of msb(r) and (ReLU) of r·msb(r), and its DCF key (root seeds and
-/// the correction words both keys share).
-pub struct FssLtzKeys {
-    pub r: Words,
+/// A DCF key as material: this party's root seeds and the correction words both keys of
+/// the pair share (`fss::dcf`).
+pub struct DcfKey {
     pub seed: Words,
-    pub r_msb: Words,
-    pub r_r_msb: Option<Words>,
     pub scw: Words,
     pub vcw: Words,
     pub tcw: Words,
     pub last: Words,
 }
 
+impl DcfKey {
+    /// The key read with `layout` (`fss::ltz_layout`, `fss::mic_layout`).
+    pub fn keys(&self, layout: crate::fss::Layout) -> crate::fss::Keys<'_> {
+        crate::fss::Keys {
+            layout,
+            seed: &self.seed,
+            scw: &self.scw,
+            vcw: &self.vcw,
+            tcw: &self.tcw,
+            last: &self.last,
+        }
+    }
+}
+
+/// Material of the `--protocols fss` comparison gate (`Request::FssLtz`): this party's
+/// shares of the mask r, of msb(r) and (ReLU) of r·msb(r), and its DCF key.
+pub struct FssLtzKeys {
+    pub r: Words,
+    pub r_msb: Words,
+    pub r_r_msb: Option<Words>,
+    pub dcf: DcfKey,
+}
+
 impl FssLtzKeys {
     pub fn from_material(m: Taken, relu: bool) -> Result<Self> {
-        if relu {
+        let ([r, seed, r_msb], r_r_msb, [scw, vcw, tcw, last]) = if relu {
             let [r, seed, r_msb, rr, scw, vcw, tcw, last] = components(m, "a ReLU key")?;
-            Ok(FssLtzKeys {
-                r,
-                seed,
-                r_msb,
-                r_r_msb: Some(rr),
-                scw,
-                vcw,
-                tcw,
-                last,
-            })
+            ([r, seed, r_msb], Some(rr), [scw, vcw, tcw, last])
         } else {
             let [r, seed, r_msb, scw, vcw, tcw, last] = components(m, "a comparison key")?;
-            Ok(FssLtzKeys {
-                r,
+            ([r, seed, r_msb], None, [scw, vcw, tcw, last])
+        };
+        Ok(FssLtzKeys {
+            r,
+            r_msb,
+            r_r_msb,
+            dcf: DcfKey {
                 seed,
-                r_msb,
-                r_r_msb: None,
                 scw,
                 vcw,
                 tcw,
                 last,
-            })
-        }
+            },
+        })
     }
 }
 
@@ -159,11 +172,7 @@ impl FssLtzKeys {
 /// (`Request::FssMic`): this party's share of the mask r and its DCF key for [z < r].
 pub struct FssMicKeys {
     pub r: Words,
-    pub seed: Words,
-    pub scw: Words,
-    pub vcw: Words,
-    pub tcw: Words,
-    pub last: Words,
+    pub dcf: DcfKey,
 }
 
 impl FssMicKeys {
@@ -171,11 +180,13 @@ impl FssMicKeys {
         let [r, seed, scw, vcw, tcw, last] = components(m, "an interval-containment key")?;
         Ok(FssMicKeys {
             r,
-            seed,
-            scw,
-            vcw,
-            tcw,
-            last,
+            dcf: DcfKey {
+                seed,
+                scw,
+                vcw,
+                tcw,
+                last,
+            },
         })
     }
 }

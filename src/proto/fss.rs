@@ -29,7 +29,7 @@
 use super::ctx::{Combine, Ctx};
 use super::share::Share;
 use crate::error::{Error, Result};
-use crate::fss::{dcf, ltz_layout, Keys};
+use crate::fss::{dcf, ltz_layout};
 use crate::offline::{FssLtzKeys, Request};
 use crate::ring::RingTensor;
 
@@ -76,7 +76,7 @@ impl<'a> Ctx<'a> {
             FssLtzKeys::from_material(self.material(key, Request::FssLtz { len, relu })?, relu)?;
         let layout = ltz_layout(relu);
         let w = layout.width;
-        if k.r.len() != len || k.r_msb.len() != len || k.last.len() != len * w {
+        if k.r.len() != len || k.r_msb.len() != len || k.dcf.last.len() != len * w {
             return Err(Error::Material(format!(
                 "comparison key of {} elements for {len} elements",
                 k.r.len()
@@ -90,15 +90,7 @@ impl<'a> Ctx<'a> {
             vec![0; len * w]
         } else {
             let y_low: Vec<u64> = y.iter().map(|v| v & low).collect();
-            let keys = Keys {
-                layout,
-                seed: &k.seed,
-                scw: &k.scw,
-                vcw: &k.vcw,
-                tcw: &k.tcw,
-                last: &k.last,
-            };
-            dcf::eval(self.party(), keys, &y_low)?
+            dcf::eval(self.party(), k.dcf.keys(layout), &y_low)?
         };
         let own = u64::from(p0);
         let mut ltz = Vec::with_capacity(len);

@@ -70,7 +70,7 @@ use super::approx::{stack, unstack};
 use super::ctx::Ctx;
 use super::share::Share;
 use crate::error::{Error, Result};
-use crate::fss::{dcf, mic_layout, Keys};
+use crate::fss::{dcf, mic_layout};
 use crate::offline::{FssMicKeys, Request};
 use crate::ring::RingTensor;
 
@@ -231,7 +231,7 @@ impl<'a> Ctx<'a> {
         let key = self.next_key();
         let k = FssMicKeys::from_material(self.material(key, Request::FssMic { len })?)?;
         let layout = mic_layout();
-        if k.r.len() != len || k.last.len() != len * layout.last_words() {
+        if k.r.len() != len || k.dcf.last.len() != len * layout.last_words() {
             return Err(Error::Material(format!(
                 "interval-containment key of {} elements for {len} elements",
                 k.r.len()
@@ -249,15 +249,7 @@ impl<'a> Ctx<'a> {
                 points.push(yi ^ (1 << 63));
                 points.extend(p.breaks.iter().map(|b| yi.wrapping_sub(*b)));
             }
-            let keys = Keys {
-                layout,
-                seed: &k.seed,
-                scw: &k.scw,
-                vcw: &k.vcw,
-                tcw: &k.tcw,
-                last: &k.last,
-            };
-            dcf::eval_many(self.party(), keys, per, &points)?
+            dcf::eval_many(self.party(), k.dcf.keys(layout), per, &points)?
         };
         let own = u64::from(self.party() == 0);
         // d_i = c_(i−1) − c_i per function.
