@@ -436,6 +436,11 @@ fn fss_rates(csv: bool, reps: usize) -> Result<()> {
 
 /// AES-CTR keystream rates (GB/s, best of `reps`): one thread, and all cores.
 fn prg_measure(reps: usize) -> (f64, f64) {
+    prg_measure_on(crate::prg::Path::detect(), reps)
+}
+
+fn prg_measure_on(path: crate::prg::Path, reps: usize) -> (f64, f64) {
+    use crate::prg::Prg;
     use rayon::prelude::*;
     let mut buf = vec![0u64; 32 << 20];
     let seed = crate::prg::fresh_seed();
@@ -448,28 +453,47 @@ fn prg_measure(reps: usize) -> (f64, f64) {
             })
             .fold(0.0, f64::max)
     };
-    let one = best(&|b| crate::prg::Prg::new(&seed, 1).fill_u64(b));
+    let one = best(&|b| Prg::at_on(path, &seed, 1, 0).fill_u64(b));
     let all = best(&|b| {
         b.par_chunks_mut(1 << 15)
             .enumerate()
-            .for_each(|(i, c)| crate::prg::Prg::at(&seed, 1, i << 15).fill_u64(c))
+            .for_each(|(i, c)| Prg::at_on(path, &seed, 1, i << 15).fill_u64(c))
     });
     (one, all)
 }
 
 /// AES-CTR keystream rate (best of `reps`, wall time) over a 256 MiB buffer: one stream on
-/// one thread, and the buffer in 32 Ki-word chunks over the rayon pool, as the dealer draws.
+/// one thread, and the buffer in 32 Ki-word chunks over the rayon pool, as the dealer draws;
+/// on every path this CPU has (the first is the one runs use).
 fn prg_rates(csv: bool, reps: usize) -> Result<()> {
-    let (one, all) = prg_measure(reps);
+    use crate::prg::Path;
     let threads = rayon::current_num_threads();
+    let paths: Vec<Path> = [Path::detect(), Path::Crate, Path::Vaes]
+        .into_iter()
+        .enumerate()
+        .filter(|&(i, p)| p.available() && (i == 0 || p != Path::detect()))
+        .map(|(_, p)| p)
+        .collect();
     if csv {
-        println!("prg,threads,gbytes_per_s");
-        println!("aes-ctr,1,{one:.3}");
-        println!("aes-ctr,{threads},{all:.3}");
+        println!("prg,threads,gbytes_per_s,path");
     } else {
         println!();
-        println!("AES-CTR keystream (prg), GB/s by wall time (best of {reps})");
-        println!("1 thread: {one:.2}   {threads} threads: {all:.2}");
+        println!(
+            "AES-CTR keystream (prg), GB/s by wall time (best of {reps}); runs use {}",
+            Path::detect().name()
+        );
+    }
+    for path in paths {
+        let (one, all) = prg_measure_on(path, reps);
+        if csv {
+            println!("aes-ctr,1,{one:.3},{}", path.name());
+            println!("aes-ctr,{threads},{all:.3},{}", path.name());
+        } else {
+            println!(
+                "{:>9}: 1 thread: {one:.2}   {threads} threads: {all:.2}",
+                path.name()
+            );
+        }
     }
     Ok(())
 }

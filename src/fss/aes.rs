@@ -1,7 +1,7 @@
 //! The DCF's fixed-key AES-128 permutation, many blocks per call: VAES on AVX-512 (four
 //! blocks per instruction), AES-NI (one block per instruction, eight in flight), or the
 //! `aes` crate (the portable fallback and the reference the others are tested against).
-//! Depends on core::arch, aes and error only.
+//! Depends on core::arch, aes, error and prg::vaes (the key schedule) only.
 //!
 //! Why not the `aes` crate alone: it has no VAES path, and its blocks come and go through
 //! memory between calls; with it (8 elements per call) DCF Eval ran at 0.52 M elements/s,
@@ -123,7 +123,7 @@ impl FixedAes {
                 unsafe { core::mem::zeroed() }
             } else {
                 // SAFETY: the path is available, so the CPU has AES-NI and SSE2.
-                unsafe { x86::expand_key(key) }
+                unsafe { crate::prg::vaes::expand_key(key) }
             },
         }
     }
@@ -165,43 +165,6 @@ fn as_blocks_mut(z: &mut [u128]) -> &mut [Block] {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use core::arch::x86_64::*;
-
-    /// One step of the AES-128 key schedule (FIPS-197 §5.2): w[i] = w[i-4] ⊕ (SubWord ∘
-    /// RotWord(w[i-1]) ⊕ Rcon) folded over the four words by the shifted XORs.
-    #[inline(always)]
-    fn next_round_key(k: __m128i, assist: __m128i) -> __m128i {
-        // SAFETY (of the intrinsics): callers are `target_feature(enable = "aes,sse2")`.
-        unsafe {
-            let t = _mm_shuffle_epi32(assist, 0xff);
-            let mut k = k;
-            k = _mm_xor_si128(k, _mm_slli_si128(k, 4));
-            k = _mm_xor_si128(k, _mm_slli_si128(k, 4));
-            k = _mm_xor_si128(k, _mm_slli_si128(k, 4));
-            _mm_xor_si128(k, t)
-        }
-    }
-
-    #[target_feature(enable = "aes,sse2")]
-    pub(super) unsafe fn expand_key(key: &[u8; 16]) -> [__m128i; 11] {
-        let mut rk = [_mm_setzero_si128(); 11];
-        rk[0] = _mm_loadu_si128(key.as_ptr().cast());
-        macro_rules! step {
-            ($i:expr, $rcon:expr) => {
-                rk[$i] = next_round_key(rk[$i - 1], _mm_aeskeygenassist_si128(rk[$i - 1], $rcon));
-            };
-        }
-        step!(1, 0x01);
-        step!(2, 0x02);
-        step!(3, 0x04);
-        step!(4, 0x08);
-        step!(5, 0x10);
-        step!(6, 0x20);
-        step!(7, 0x40);
-        step!(8, 0x80);
-        step!(9, 0x1b);
-        step!(10, 0x36);
-        rk
-    }
 
     /// Eight independent blocks per pass hide aesenc's latency (4 cycles on recent cores,
     /// one or two issued per cycle).

@@ -1,6 +1,7 @@
-//! Cryptographically secure pseudo-random generation: AES-128 in counter mode (`aes` +
-//! `ctr`; AES-NI is selected at run time by the `aes` crate). Every share, mask, triple and
-//! random bit comes from here. Depends on ring.
+//! Cryptographically secure pseudo-random generation: AES-128 in counter mode, on VAES
+//! (`vaes`) where the CPU has it, else `aes` + `ctr` (AES-NI selected at run time by the
+//! `aes` crate); the two give the same bytes. Every share, mask, triple and random bit
+//! comes from here. Depends on ring.
 //!
 //! A stream is addressed by (seed, stream id): the seed is the AES key and the stream id
 //! fills the upper half of the 128-bit counter block, so distinct ids give disjoint
@@ -16,8 +17,12 @@ use std::mem::MaybeUninit;
 
 use aes::cipher::{KeyIvInit, StreamCipher, StreamCipherSeek};
 use rayon::prelude::*;
+use std::sync::OnceLock;
 
 use crate::ring::RingTensor;
+
+#[cfg(target_arch = "x86_64")]
+pub mod vaes;
 
 type Aes128Ctr = ctr::Ctr128BE<aes::Aes128>;
 
@@ -31,26 +36,147 @@ pub fn fresh_seed() -> Seed {
     s
 }
 
+/// How the keystream is computed: both give the same words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Path {
+    /// `ctr::Ctr128BE<aes::Aes128>` (AES-NI or the crate's software AES).
+    Crate,
+    /// prg::vaes (AVX-512 VAES).
+    Vaes,
+}
+
+impl Path {
+    pub fn name(self) -> &'static str {
+        match self {
+            Path::Crate => "aes-crate",
+            Path::Vaes => "vaes",
+        }
+    }
+
+    pub fn available(self) -> bool {
+        match self {
+            Path::Crate => true,
+            #[cfg(target_arch = "x86_64")]
+            Path::Vaes => vaes::available(),
+            #[cfg(not(target_arch = "x86_64"))]
+            Path::Vaes => false,
+        }
+    }
+
+    /// The fastest path this CPU has, decided once.
+    pub fn detect() -> Path {
+        static PATH: OnceLock<Path> = OnceLock::new();
+        *PATH.get_or_init(|| {
+            if Path::Vaes.available() {
+                Path::Vaes
+            } else {
+                Path::Crate
+            }
+        })
+    }
+}
+
 /// A deterministic keystream for (seed, stream id).
 pub struct Prg {
-    cipher: Aes128Ctr,
+    ks: Keystream,
+}
+
+enum Keystream {
+    Crate(Box<Aes128Ctr>),
+    #[cfg(target_arch = "x86_64")]
+    Vaes {
+        rk: [core::arch::x86_64::__m128i; 11],
+        stream: u64,
+        /// The next block to draw.
+        block: u64,
+        /// The second word of a block whose first was drawn (odd positions).
+        spare: Option<u64>,
+    },
 }
 
 impl Prg {
     pub fn new(seed: &Seed, stream: u64) -> Self {
-        let mut iv = [0u8; 16];
-        iv[..8].copy_from_slice(&stream.to_be_bytes());
-        Prg {
-            cipher: Aes128Ctr::new(seed.into(), &iv.into()),
-        }
+        Prg::at_on(Path::detect(), seed, stream, 0)
     }
 
     /// The stream (seed, stream id) from its `word`-th 64-bit word on: random access, so a
     /// lane draws its part of an operation's material without drawing what precedes it.
     pub fn at(seed: &Seed, stream: u64, word: usize) -> Self {
-        let mut p = Prg::new(seed, stream);
-        p.cipher.seek(word as u64 * 8);
-        p
+        Prg::at_on(Path::detect(), seed, stream, word)
+    }
+
+    /// As `at`, on a chosen path (which must be available): for tests and `kernels --prg`.
+    pub fn at_on(path: Path, seed: &Seed, stream: u64, word: usize) -> Self {
+        assert!(path.available(), "PRG path {} not available", path.name());
+        match path {
+            #[cfg(target_arch = "x86_64")]
+            Path::Vaes => {
+                let mut p = Prg {
+                    ks: Keystream::Vaes {
+                        // SAFETY: the path is available, so the CPU has AES-NI and SSE2.
+                        rk: unsafe { vaes::expand_key(seed) },
+                        stream,
+                        block: (word / 2) as u64,
+                        spare: None,
+                    },
+                };
+                if word % 2 == 1 {
+                    // Draw the block and keep its second word.
+                    let mut w = 0u64;
+                    p.fill_u64(std::slice::from_mut(&mut w));
+                    // (`fill_u64` kept the block's second word as the spare.)
+                }
+                p
+            }
+            _ => {
+                let mut iv = [0u8; 16];
+                iv[..8].copy_from_slice(&stream.to_be_bytes());
+                let mut cipher = Box::new(Aes128Ctr::new(seed.into(), &iv.into()));
+                cipher.seek(word as u64 * 8);
+                Prg {
+                    ks: Keystream::Crate(cipher),
+                }
+            }
+        }
+    }
+
+    /// `n` words at `p` (VAES path; on the crate's path nothing is written): the spare
+    /// word first, then whole blocks, then the first word of one more block, whose
+    /// second becomes the spare.
+    ///
+    /// # Safety
+    /// `p` must be valid for writing `n` words (initialised or not).
+    #[cfg(target_arch = "x86_64")]
+    unsafe fn fill_raw(&mut self, mut p: *mut u64, mut n: usize) {
+        let Keystream::Vaes {
+            rk,
+            stream,
+            block,
+            spare,
+        } = &mut self.ks
+        else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        if let Some(w) = spare.take() {
+            p.write(w);
+            p = p.add(1);
+            n -= 1;
+        }
+        let blocks = n / 2;
+        // SAFETY: a Vaes keystream is only made when `vaes::available()`; the caller
+        // vouches for the 2·blocks words at p.
+        vaes::fill(rk, *stream, *block, p, blocks);
+        *block += blocks as u64;
+        if n % 2 == 1 {
+            let mut w = [0u64; 2];
+            vaes::fill(rk, *stream, *block, w.as_mut_ptr(), 1);
+            *block += 1;
+            p.add(2 * blocks).write(w[0]);
+            *spare = Some(w[1]);
+        }
     }
 
     /// A seed derived from a public 64-bit value and a label: for `--dealer-seed`, which
@@ -64,24 +190,40 @@ impl Prg {
 
     /// Fill `out` with uniform 64-bit words.
     pub fn fill_u64(&mut self, out: &mut [u64]) {
-        // Zeroed and XORed a block at a time, so the block is still in L1 when the
-        // keystream goes over it (zeroing a large buffer first cost as much as the AES).
-        for block in out.chunks_mut(512) {
-            block.fill(0);
-            // SAFETY: u64 has no invalid bit patterns and u8 has alignment 1, so viewing
-            // the words as bytes is sound; the keystream XORed over zeros is the stream.
-            let bytes = unsafe {
-                std::slice::from_raw_parts_mut(
-                    block.as_mut_ptr() as *mut u8,
-                    std::mem::size_of_val(block),
-                )
-            };
-            self.cipher.apply_keystream(bytes);
+        match &mut self.ks {
+            Keystream::Crate(cipher) => {
+                // Zeroed and XORed a block at a time, so the block is still in L1 when the
+                // keystream goes over it (zeroing a large buffer first cost as much as the
+                // AES).
+                for block in out.chunks_mut(512) {
+                    block.fill(0);
+                    // SAFETY: u64 has no invalid bit patterns and u8 has alignment 1, so
+                    // viewing the words as bytes is sound; the keystream XORed over zeros
+                    // is the stream.
+                    let bytes = unsafe {
+                        std::slice::from_raw_parts_mut(
+                            block.as_mut_ptr() as *mut u8,
+                            std::mem::size_of_val(block),
+                        )
+                    };
+                    cipher.apply_keystream(bytes);
+                }
+            }
+            // SAFETY: `out` is valid for writing its words.
+            #[cfg(target_arch = "x86_64")]
+            Keystream::Vaes { .. } => unsafe { self.fill_raw(out.as_mut_ptr(), out.len()) },
         }
     }
 
     /// Fill uninitialised words with uniform words (as `fill_u64`, each written once).
     pub fn fill_uninit(&mut self, out: &mut [MaybeUninit<u64>]) {
+        #[cfg(target_arch = "x86_64")]
+        if let Keystream::Vaes { .. } = self.ks {
+            // SAFETY: `out` is valid for writing its words; MaybeUninit<u64> has u64's
+            // layout. The VAES path writes without reading, so no zeroing pass first.
+            unsafe { self.fill_raw(out.as_mut_ptr().cast(), out.len()) };
+            return;
+        }
         for block in out.chunks_mut(512) {
             block.fill(MaybeUninit::new(0));
             // SAFETY: every word of the block was just initialised.
@@ -206,6 +348,50 @@ pub fn zip_streams_into(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The VAES keystream equals the `ctr` crate's word for word: from every offset class
+    /// (even, odd, a pass of 32 blocks, past 2^32 blocks), for lengths around the masked
+    /// tail, the 32-block pass and the crate path's 512-word block, drawn whole, in
+    /// uneven pieces and into uninitialised memory, under several seeds and stream ids.
+    #[test]
+    fn the_vaes_keystream_is_the_ctr_crates() {
+        if !Path::Vaes.available() {
+            eprintln!("skipping: this CPU has no VAES path");
+            return;
+        }
+        let mut rng = Prg::at_on(Path::Crate, &[9; 16], 1, 0);
+        for seed in [[0u8; 16], [0xff; 16], rng.seed()] {
+            for stream in [0, 1, u64::MAX, rng.next_u64()] {
+                for at in [0usize, 1, 2, 63, 64, 65, 1 << 33, (1 << 33) + 1] {
+                    for n in [0usize, 1, 2, 3, 7, 8, 9, 63, 64, 65, 511, 512, 513, 1000] {
+                        let mut want = vec![0u64; n];
+                        Prg::at_on(Path::Crate, &seed, stream, at).fill_u64(&mut want);
+                        let mut got = vec![0u64; n];
+                        Prg::at_on(Path::Vaes, &seed, stream, at).fill_u64(&mut got);
+                        assert_eq!(got, want, "stream {stream} at {at}, {n} words");
+                        // In pieces of 1, 2, 3, ... words: the spare word carries over.
+                        let mut p = Prg::at_on(Path::Vaes, &seed, stream, at);
+                        let mut pieces = Vec::with_capacity(n);
+                        let mut len = 1;
+                        while pieces.len() < n {
+                            let k = len.min(n - pieces.len());
+                            let mut w = vec![0u64; k];
+                            p.fill_u64(&mut w);
+                            pieces.extend(w);
+                            len += 1;
+                        }
+                        assert_eq!(pieces, want, "pieces: stream {stream} at {at}, {n}");
+                        let mut un = Vec::with_capacity(n);
+                        Prg::at_on(Path::Vaes, &seed, stream, at)
+                            .fill_uninit(&mut un.spare_capacity_mut()[..n]);
+                        // SAFETY: fill_uninit wrote all n words.
+                        unsafe { un.set_len(n) };
+                        assert_eq!(un, want, "uninit: stream {stream} at {at}, {n}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn streams_are_deterministic_and_distinct() {
