@@ -512,8 +512,8 @@ fn a_failing_training_party_process_exits_1_naming_it() {
     assert!(rows.lines().count() <= 1, "rows written: {rows}");
 }
 
-/// Under a fixed --dealer-seed, training gives the weights the binary of main at 9838a4a
-/// gave (tests/fixtures/train-weights, recorded before the whole-job work), to the last
+/// Under a fixed --dealer-seed, training gives the weights of the recorded run
+/// (tests/fixtures/train-weights; its README says which binary wrote them), to the last
 /// bit: how and when material is dealt must not change what is computed. Three epochs, so
 /// the first epoch's plan and the later one's both serve, momentum carried over.
 #[test]

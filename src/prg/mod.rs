@@ -345,6 +345,39 @@ pub fn zip_streams_into(
     }
 }
 
+/// As `zip_streams_into` for one stream: word i is f(i, s_i), s the words `at..` of
+/// (`seed`, stream id); the 2-party zero sharing, which needs one stream where N parties
+/// need two.
+pub fn map_stream_into(
+    seed: &Seed,
+    stream: u64,
+    at: usize,
+    dst: &mut [MaybeUninit<u64>],
+    f: impl Fn(usize, u64) -> u64 + Sync,
+) {
+    const BLOCK: usize = 512;
+    let chunk = |i0: usize, dst: &mut [MaybeUninit<u64>]| {
+        let mut p = Prg::at(seed, stream, at + i0);
+        for (b, blk) in dst.chunks_mut(BLOCK).enumerate() {
+            p.fill_uninit(blk);
+            let base = i0 + b * BLOCK;
+            for (j, o) in blk.iter_mut().enumerate() {
+                // SAFETY: `fill_uninit` just wrote every word of the block.
+                let s = unsafe { o.assume_init() };
+                o.write(f(base + j, s));
+            }
+        }
+    };
+    // On the pool only when large, as `zip_streams_into`.
+    if dst.len() <= PAR_MIN_ZIP {
+        chunk(0, dst);
+    } else {
+        dst.par_chunks_mut(PAR_CHUNK)
+            .enumerate()
+            .for_each(|(i, c)| chunk(i * PAR_CHUNK, c));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,6 +488,14 @@ mod tests {
                 .map(|i| want_s[i].wrapping_sub(want_t[i]).wrapping_add(i as u64))
                 .collect();
             assert_eq!(zipped, want, "zip_streams at {at}, {n}");
+            let mut mapped = Vec::with_capacity(n);
+            map_stream_into(&s, 11, at, &mut mapped.spare_capacity_mut()[..n], |i, a| {
+                a.wrapping_add(i as u64)
+            });
+            // SAFETY: map_stream_into wrote all n words.
+            unsafe { mapped.set_len(n) };
+            let want: Vec<u64> = (0..n).map(|i| want_s[i].wrapping_add(i as u64)).collect();
+            assert_eq!(mapped, want, "map_stream_into at {at}, {n}");
         }
     }
 }

@@ -22,7 +22,7 @@ use crate::comm::{Comm, Counters, PartyId, Payload, Tag, SETUP_TAG};
 use crate::error::{Error, Result};
 use crate::kernels::ew;
 use crate::offline::{MaterialSource, Part, Request, Window};
-use crate::prg::{fresh_seed, zip_streams_into, Seed};
+use crate::prg::{fresh_seed, map_stream_into, zip_streams_into, Seed};
 use crate::ring::{FixedPoint, RingTensor};
 
 /// How the shares of an opening combine.
@@ -381,7 +381,8 @@ impl<'a> Ctx<'a> {
     }
 
     /// A pseudo-random zero sharing (PRZS) under `key`: PRG_prev - PRG_next (XOR for
-    /// binary), with `value(i)` combined into element i at the party that shares a value
+    /// binary); with 2 parties, −PRG_s at party 0 and +PRG_s at party 1 (XOR: PRG_s at
+    /// both) for the one seed s that party 0 drew (party 0's `next`, party 1's `prev`), with `value(i)` combined into element i at the party that shares a value
     /// (None elsewhere). `windowed`: the tensor is this lane's part of the node's tensor,
     /// and gets its part of the whole tensor's zero sharing; otherwise (constants) the
     /// whole is shared.
@@ -432,8 +433,30 @@ impl<'a> Ctx<'a> {
         dst: &mut [std::mem::MaybeUninit<u64>],
         f: impl Fn(usize, u64) -> u64 + Sync,
     ) {
-        let seeds = [&self.seeds.prev, &self.seeds.next];
-        zip_streams_into(seeds, key, at, dst, |i, p, q| f(i, p.wrapping_sub(q)));
+        match self.two_party_stream() {
+            Some((seed, true)) => {
+                map_stream_into(seed, key, at, dst, |i, s| f(i, s.wrapping_neg()))
+            }
+            Some((seed, false)) => map_stream_into(seed, key, at, dst, f),
+            None => {
+                let seeds = [&self.seeds.prev, &self.seeds.next];
+                zip_streams_into(seeds, key, at, dst, |i, p, q| f(i, p.wrapping_sub(q)));
+            }
+        }
+    }
+
+    /// With 2 parties, the one stream of the zero sharings and whether this party negates
+    /// it. Why one: the two pairwise seeds of N parties are between the same two parties
+    /// when N = 2, and one uniform stream r shared by both already makes (−r, r) a zero
+    /// sharing that hides the owner's value; the second stream only doubled the AES work
+    /// (W1's weight and input sharings were a fifth of its CPU time). CrypTen keeps both
+    /// generators for any N; its sharing with one is the same distribution.
+    fn two_party_stream(&self) -> Option<(&Seed, bool)> {
+        match (self.parties(), self.party()) {
+            (2, 0) => Some((&self.seeds.next, true)),
+            (2, _) => Some((&self.seeds.prev, false)),
+            _ => None,
+        }
     }
 
     /// As `zero_sharing_into`, for the XOR zero sharing.
@@ -444,8 +467,13 @@ impl<'a> Ctx<'a> {
         dst: &mut [std::mem::MaybeUninit<u64>],
         f: impl Fn(usize, u64) -> u64 + Sync,
     ) {
-        let seeds = [&self.seeds.prev, &self.seeds.next];
-        zip_streams_into(seeds, key, at, dst, |i, p, q| f(i, p ^ q));
+        match self.two_party_stream() {
+            Some((seed, _)) => map_stream_into(seed, key, at, dst, f),
+            None => {
+                let seeds = [&self.seeds.prev, &self.seeds.next];
+                zip_streams_into(seeds, key, at, dst, |i, p, q| f(i, p ^ q));
+            }
+        }
     }
 
     fn name_op(e: Error, label: &str) -> Error {
