@@ -356,14 +356,16 @@ pub fn map_stream_into(
     f: impl Fn(usize, u64) -> u64 + Sync,
 ) {
     const BLOCK: usize = 512;
+    // The keystream goes to a block in L1 and each output word is written once: drawn
+    // into `dst` and rewritten there, the words of a fresh buffer were stored twice.
     let chunk = |i0: usize, dst: &mut [MaybeUninit<u64>]| {
         let mut p = Prg::at(seed, stream, at + i0);
+        let mut s = [0u64; BLOCK];
         for (b, blk) in dst.chunks_mut(BLOCK).enumerate() {
-            p.fill_uninit(blk);
+            let s = &mut s[..blk.len()];
+            p.fill_u64(s);
             let base = i0 + b * BLOCK;
-            for (j, o) in blk.iter_mut().enumerate() {
-                // SAFETY: `fill_uninit` just wrote every word of the block.
-                let s = unsafe { o.assume_init() };
+            for (j, (o, &s)) in blk.iter_mut().zip(s.iter()).enumerate() {
                 o.write(f(base + j, s));
             }
         }
