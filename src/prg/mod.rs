@@ -284,13 +284,18 @@ pub fn fill_stream_uninit(seed: &Seed, stream: u64, at: usize, out: &mut [MaybeU
         .for_each(|(i, c)| Prg::at(seed, stream, at + i * PAR_CHUNK).fill_uninit(c));
 }
 
-/// Words `at..at + n` of the stream (seed, stream id), drawn in parallel chunks.
-pub fn stream_words(seed: &Seed, stream: u64, at: usize, n: usize) -> Vec<u64> {
+/// A vector of `n` words, every one written by `fill` (which must write them all).
+fn written(n: usize, fill: impl FnOnce(&mut [MaybeUninit<u64>])) -> Vec<u64> {
     let mut out = Vec::with_capacity(n);
-    fill_stream_uninit(seed, stream, at, &mut out.spare_capacity_mut()[..n]);
-    // SAFETY: `fill_stream_uninit` wrote all of the first n spare slots.
+    fill(&mut out.spare_capacity_mut()[..n]);
+    // SAFETY: the callers' fills write every one of the first n spare slots.
     unsafe { out.set_len(n) };
     out
+}
+
+/// Words `at..at + n` of the stream (seed, stream id), drawn in parallel chunks.
+pub fn stream_words(seed: &Seed, stream: u64, at: usize, n: usize) -> Vec<u64> {
+    written(n, |dst| fill_stream_uninit(seed, stream, at, dst))
 }
 
 /// `n` words, word i being f(i, s_i, t_i) where s and t are the words `at..at + n` of the
@@ -303,11 +308,7 @@ pub fn zip_streams(
     n: usize,
     f: impl Fn(usize, u64, u64) -> u64 + Sync,
 ) -> Vec<u64> {
-    let mut out = Vec::with_capacity(n);
-    zip_streams_into(seeds, stream, at, &mut out.spare_capacity_mut()[..n], f);
-    // SAFETY: `zip_streams_into` wrote all of the first n spare slots.
-    unsafe { out.set_len(n) };
-    out
+    written(n, |dst| zip_streams_into(seeds, stream, at, dst, f))
 }
 
 /// As `zip_streams`, into `dst` (every slot written): a part of a larger message.
@@ -333,9 +334,17 @@ pub fn zip_streams_into(
             }
         }
     };
-    // Sharings of activations (an A2B's XOR sharings, at most a few MiB per lane) stay on
-    // the calling lane: on the pool they would queue behind the other party's and lanes'
-    // kernels. Weight-sized ones use the pool.
+    on_pool_if_large(dst, chunk);
+}
+
+/// `chunk(first word, words)` over `dst`: on the calling lane up to PAR_MIN_ZIP words, in
+/// PAR_CHUNK pieces on the pool above. Sharings of activations (an A2B's XOR sharings, at
+/// most a few MiB per lane) stay on the calling lane: on the pool they would queue behind
+/// the other party's and lanes' kernels. Weight-sized ones use the pool.
+fn on_pool_if_large(
+    dst: &mut [MaybeUninit<u64>],
+    chunk: impl Fn(usize, &mut [MaybeUninit<u64>]) + Sync,
+) {
     if dst.len() <= PAR_MIN_ZIP {
         chunk(0, dst);
     } else {
@@ -370,14 +379,7 @@ pub fn map_stream_into(
             }
         }
     };
-    // On the pool only when large, as `zip_streams_into`.
-    if dst.len() <= PAR_MIN_ZIP {
-        chunk(0, dst);
-    } else {
-        dst.par_chunks_mut(PAR_CHUNK)
-            .enumerate()
-            .for_each(|(i, c)| chunk(i * PAR_CHUNK, c));
-    }
+    on_pool_if_large(dst, chunk);
 }
 
 #[cfg(test)]
@@ -490,12 +492,9 @@ mod tests {
                 .map(|i| want_s[i].wrapping_sub(want_t[i]).wrapping_add(i as u64))
                 .collect();
             assert_eq!(zipped, want, "zip_streams at {at}, {n}");
-            let mut mapped = Vec::with_capacity(n);
-            map_stream_into(&s, 11, at, &mut mapped.spare_capacity_mut()[..n], |i, a| {
-                a.wrapping_add(i as u64)
+            let mapped = written(n, |dst| {
+                map_stream_into(&s, 11, at, dst, |i, a| a.wrapping_add(i as u64))
             });
-            // SAFETY: map_stream_into wrote all n words.
-            unsafe { mapped.set_len(n) };
             let want: Vec<u64> = (0..n).map(|i| want_s[i].wrapping_add(i as u64)).collect();
             assert_eq!(mapped, want, "map_stream_into at {at}, {n}");
         }
