@@ -468,11 +468,13 @@ fn prg_measure_on(path: crate::prg::Path, reps: usize) -> (f64, f64) {
 fn prg_rates(csv: bool, reps: usize) -> Result<()> {
     use crate::prg::Path;
     let threads = rayon::current_num_threads();
-    let paths: Vec<Path> = [Path::detect(), Path::Crate, Path::Vaes]
-        .into_iter()
-        .enumerate()
-        .filter(|&(i, p)| p.available() && (i == 0 || p != Path::detect()))
-        .map(|(_, p)| p)
+    // The one runs use first, then the others this CPU has.
+    let paths: Vec<Path> = std::iter::once(Path::detect())
+        .chain(
+            Path::ALL
+                .into_iter()
+                .filter(|&p| p.available() && p != Path::detect()),
+        )
         .collect();
     if csv {
         println!("prg,threads,gbytes_per_s,path");

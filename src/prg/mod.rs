@@ -41,15 +41,18 @@ pub fn fresh_seed() -> Seed {
 pub enum Path {
     /// `ctr::Ctr128BE<aes::Aes128>` (AES-NI or the crate's software AES).
     Crate,
-    /// prg::vaes (AVX-512 VAES).
-    Vaes,
+    /// prg::vaes on AVX2 registers (VAES without AVX-512).
+    Vaes256,
+    /// prg::vaes on AVX-512 registers.
+    Vaes512,
 }
 
 impl Path {
     pub fn name(self) -> &'static str {
         match self {
             Path::Crate => "aes-crate",
-            Path::Vaes => "vaes",
+            Path::Vaes256 => "vaes256",
+            Path::Vaes512 => "vaes512",
         }
     }
 
@@ -57,21 +60,25 @@ impl Path {
         match self {
             Path::Crate => true,
             #[cfg(target_arch = "x86_64")]
-            Path::Vaes => vaes::available(),
+            Path::Vaes256 => vaes::available_256(),
+            #[cfg(target_arch = "x86_64")]
+            Path::Vaes512 => vaes::available(),
             #[cfg(not(target_arch = "x86_64"))]
-            Path::Vaes => false,
+            _ => false,
         }
     }
+
+    pub const ALL: [Path; 3] = [Path::Crate, Path::Vaes256, Path::Vaes512];
 
     /// The fastest path this CPU has, decided once.
     pub fn detect() -> Path {
         static PATH: OnceLock<Path> = OnceLock::new();
         *PATH.get_or_init(|| {
-            if Path::Vaes.available() {
-                Path::Vaes
-            } else {
-                Path::Crate
-            }
+            *Path::ALL
+                .iter()
+                .rev()
+                .find(|p| p.available())
+                .unwrap_or(&Path::Crate)
         })
     }
 }
@@ -85,6 +92,8 @@ enum Keystream {
     Crate(Box<Aes128Ctr>),
     #[cfg(target_arch = "x86_64")]
     Vaes {
+        /// AVX-512 registers (else AVX2).
+        wide: bool,
         rk: [core::arch::x86_64::__m128i; 11],
         stream: u64,
         /// The next block to draw.
@@ -110,9 +119,10 @@ impl Prg {
         assert!(path.available(), "PRG path {} not available", path.name());
         match path {
             #[cfg(target_arch = "x86_64")]
-            Path::Vaes => {
+            Path::Vaes256 | Path::Vaes512 => {
                 let mut p = Prg {
                     ks: Keystream::Vaes {
+                        wide: path == Path::Vaes512,
                         // SAFETY: the path is available, so the CPU has AES-NI and SSE2.
                         rk: unsafe { vaes::expand_key(seed) },
                         stream,
@@ -149,6 +159,7 @@ impl Prg {
     #[cfg(target_arch = "x86_64")]
     unsafe fn fill_raw(&mut self, mut p: *mut u64, mut n: usize) {
         let Keystream::Vaes {
+            wide,
             rk,
             stream,
             block,
@@ -166,13 +177,14 @@ impl Prg {
             n -= 1;
         }
         let blocks = n / 2;
-        // SAFETY: a Vaes keystream is only made when `vaes::available()`; the caller
+        // SAFETY: a Vaes keystream is only made when its path is available; the caller
         // vouches for the 2·blocks words at p.
-        vaes::fill(rk, *stream, *block, p, blocks);
+        let fill = if *wide { vaes::fill } else { vaes::fill_256 };
+        fill(rk, *stream, *block, p, blocks);
         *block += blocks as u64;
         if n % 2 == 1 {
             let mut w = [0u64; 2];
-            vaes::fill(rk, *stream, *block, w.as_mut_ptr(), 1);
+            fill(rk, *stream, *block, w.as_mut_ptr(), 1);
             *block += 1;
             p.add(2 * blocks).write(w[0]);
             *spare = Some(w[1]);
@@ -392,10 +404,16 @@ mod tests {
     /// uneven pieces and into uninitialised memory, under several seeds and stream ids.
     #[test]
     fn the_vaes_keystream_is_the_ctr_crates() {
-        if !Path::Vaes.available() {
-            eprintln!("skipping: this CPU has no VAES path");
-            return;
+        for path in [Path::Vaes256, Path::Vaes512] {
+            if path.available() {
+                vaes_equals_the_crate(path);
+            } else {
+                eprintln!("skipping: this CPU has no {} path", path.name());
+            }
         }
+    }
+
+    fn vaes_equals_the_crate(path: Path) {
         let mut rng = Prg::at_on(Path::Crate, &[9; 16], 1, 0);
         for seed in [[0u8; 16], [0xff; 16], rng.seed()] {
             for stream in [0, 1, u64::MAX, rng.next_u64()] {
@@ -404,10 +422,10 @@ mod tests {
                         let mut want = vec![0u64; n];
                         Prg::at_on(Path::Crate, &seed, stream, at).fill_u64(&mut want);
                         let mut got = vec![0u64; n];
-                        Prg::at_on(Path::Vaes, &seed, stream, at).fill_u64(&mut got);
+                        Prg::at_on(path, &seed, stream, at).fill_u64(&mut got);
                         assert_eq!(got, want, "stream {stream} at {at}, {n} words");
                         // In pieces of 1, 2, 3, ... words: the spare word carries over.
-                        let mut p = Prg::at_on(Path::Vaes, &seed, stream, at);
+                        let mut p = Prg::at_on(path, &seed, stream, at);
                         let mut pieces = Vec::with_capacity(n);
                         let mut len = 1;
                         while pieces.len() < n {
@@ -419,7 +437,7 @@ mod tests {
                         }
                         assert_eq!(pieces, want, "pieces: stream {stream} at {at}, {n}");
                         let mut un = Vec::with_capacity(n);
-                        Prg::at_on(Path::Vaes, &seed, stream, at)
+                        Prg::at_on(path, &seed, stream, at)
                             .fill_uninit(&mut un.spare_capacity_mut()[..n]);
                         // SAFETY: fill_uninit wrote all n words.
                         unsafe { un.set_len(n) };

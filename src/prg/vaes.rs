@@ -1,5 +1,6 @@
-//! AES-128-CTR keystream on VAES (AVX-512: four blocks per instruction, 32 in flight),
-//! byte for byte the keystream of `ctr::Ctr128BE<aes::Aes128>`, which stays the reference
+//! AES-128-CTR keystream on VAES (AVX-512: four blocks per instruction, 32 in flight; or
+//! AVX2 registers: two blocks per instruction, 16 in flight, for CPUs with VAES but no
+//! AVX-512, such as Zen 3 and Alder Lake), byte for byte the keystream of `ctr::Ctr128BE<aes::Aes128>`, which stays the reference
 //! and the fallback on CPUs without VAES (tests in prg::tests compare the two on every
 //! offset and length class). Also the AES-128 key schedule on AES-NI, which fss::aes
 //! uses too. Depends on core::arch only.
@@ -22,10 +23,16 @@ use core::arch::x86_64::*;
 /// Whether this CPU has what `fill` needs (AES-NI for the key schedule, AVX-512 F/BW and
 /// VAES for the blocks).
 pub fn available() -> bool {
-    std::is_x86_feature_detected!("aes")
-        && std::is_x86_feature_detected!("sse2")
+    available_256()
         && std::is_x86_feature_detected!("avx512f")
         && std::is_x86_feature_detected!("avx512bw")
+}
+
+/// Whether this CPU has what `fill_256` needs (AES-NI, AVX2 and VAES).
+pub fn available_256() -> bool {
+    std::is_x86_feature_detected!("aes")
+        && std::is_x86_feature_detected!("sse2")
+        && std::is_x86_feature_detected!("avx2")
         && std::is_x86_feature_detected!("vaes")
 }
 
@@ -130,5 +137,60 @@ pub unsafe fn fill(rk: &[__m128i; 11], stream: u64, block: u64, p: *mut u64, blo
         x = _mm512_aesenclast_epi128(x, k[10]);
         _mm512_mask_storeu_epi64(p.add(2 * done).cast(), m, x);
         done += n;
+    }
+}
+
+/// As `fill`, on 256-bit registers (two blocks each, 16 in flight; the tail a block at a
+/// time).
+///
+/// # Safety
+/// The CPU must have what `available_256` checks, and `p` must be valid for writing
+/// 2·`blocks` words.
+#[target_feature(enable = "aes,avx2,vaes")]
+pub unsafe fn fill_256(rk: &[__m128i; 11], stream: u64, block: u64, p: *mut u64, blocks: usize) {
+    const R: usize = 8;
+    let k: [__m256i; 11] = rk.map(|k| _mm256_broadcastsi128_si256(k));
+    let bswap = _mm256_broadcastsi128_si256(_mm_set_epi8(
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+    ));
+    let s = stream as i64;
+    let b = block as i64;
+    let mut ctr = _mm256_set_epi64x(s, b.wrapping_add(1), s, b);
+    let two = _mm256_set_epi64x(0, 2, 0, 2);
+    let mut done = 0;
+    while done + 2 * R <= blocks {
+        let mut x = [_mm256_setzero_si256(); R];
+        for x in x.iter_mut() {
+            *x = _mm256_xor_si256(_mm256_shuffle_epi8(ctr, bswap), k[0]);
+            ctr = _mm256_add_epi64(ctr, two);
+        }
+        for k in &k[1..10] {
+            for x in x.iter_mut() {
+                *x = _mm256_aesenc_epi128(*x, *k);
+            }
+        }
+        for (q, x) in x.iter().enumerate() {
+            _mm256_storeu_si256(
+                p.add(2 * done + 4 * q).cast(),
+                _mm256_aesenclast_epi128(*x, k[10]),
+            );
+        }
+        done += 2 * R;
+    }
+    // The tail: whole registers, then the last block alone through its low half.
+    while done < blocks {
+        let mut x = _mm256_xor_si256(_mm256_shuffle_epi8(ctr, bswap), k[0]);
+        ctr = _mm256_add_epi64(ctr, two);
+        for k in &k[1..10] {
+            x = _mm256_aesenc_epi128(x, *k);
+        }
+        x = _mm256_aesenclast_epi128(x, k[10]);
+        if blocks - done >= 2 {
+            _mm256_storeu_si256(p.add(2 * done).cast(), x);
+            done += 2;
+        } else {
+            _mm_storeu_si128(p.add(2 * done).cast(), _mm256_castsi256_si128(x));
+            done += 1;
+        }
     }
 }
