@@ -88,8 +88,11 @@ pub struct Prg {
     ks: Keystream,
 }
 
+// Both variants are a few hundred bytes (expanded keys): a Prg is made per chunk on the
+// stack, and a box would be an allocation per seek.
+#[allow(clippy::large_enum_variant)]
 enum Keystream {
-    Crate(Box<Aes128Ctr>),
+    Crate(Aes128Ctr),
     #[cfg(target_arch = "x86_64")]
     Vaes {
         /// AVX-512 registers (else AVX2).
@@ -141,7 +144,7 @@ impl Prg {
             _ => {
                 let mut iv = [0u8; 16];
                 iv[..8].copy_from_slice(&stream.to_be_bytes());
-                let mut cipher = Box::new(Aes128Ctr::new(seed.into(), &iv.into()));
+                let mut cipher = Aes128Ctr::new(seed.into(), &iv.into());
                 cipher.seek(word as u64 * 8);
                 Prg {
                     ks: Keystream::Crate(cipher),
