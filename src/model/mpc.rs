@@ -133,6 +133,14 @@ pub fn forward(ctx: &Ctx, g: &Graph, x: Share, weights: Weights, exec: &dyn Exec
             }
         }
         vals[n.output] = Some(y);
+        if crate::alloc::rss_trace() && !ctx.is_dry() {
+            if let Some((rss, hwm)) = crate::alloc::resident_mib() {
+                eprintln!(
+                    "rss: party {} node {i} {n}: {rss} MiB (peak {hwm})",
+                    ctx.party()
+                );
+            }
+        }
     }
     vals[g.output]
         .take()
