@@ -9,7 +9,8 @@
 //! - every scheme and lane mode gives the blocked serial run's output shares bit for bit,
 //!   with the same bytes and rounds (blocks are chosen in the one place every schedule
 //!   and the plan's dry run go through);
-//! - the serial run takes the layer's rounds once per block.
+//! - the serial run takes the layer's rounds once per block;
+//! - a streamed dealer gives the upfront dealer's shares (the blocks are keys of the plan).
 //!
 //! One test only: the cap is process-wide, and the plan's dry run and the online run of
 //! one job must see the same cap, so no other test may change it meanwhile.
@@ -20,7 +21,9 @@ use common::*;
 use mpc_pipe::model::{plain, zoo, Weights};
 use mpc_pipe::proto::Ctx;
 use mpc_pipe::ring::PlainTensor;
-use mpc_pipe::runtime::{run_local, SessionConfig};
+use std::sync::Arc;
+
+use mpc_pipe::runtime::{record_plan, run_local, run_local_with, Dealing, SessionConfig};
 use mpc_pipe::sched::{self, Lanes, Schedule, Scheme};
 
 const SCHEMES: [&str; 6] = [
@@ -49,6 +52,35 @@ fn run_as(model: &str, parties: usize, input: &PlainTensor, schedule: Schedule) 
     outs.into_iter()
         .map(|o| (o.value.0, o.value.1, o.stats.bytes_sent(), o.stats.rounds))
         .collect()
+}
+
+/// With blocks, a streamed dealer (a one-word window: every key made when waited for)
+/// gives the upfront dealer's output shares, traffic and rounds: the blocks are separate
+/// keys of the one plan.
+fn streamed_equals_upfront(model: &str, input: &PlainTensor, schedule: Schedule) {
+    let g = zoo::build(model, 7, input.shape()[0]).unwrap();
+    let shape = input.shape().to_vec();
+    let mut cfg = SessionConfig::new(2);
+    cfg.dealer_seed = Some(0xb10c);
+    let p = |ctx: &Ctx| {
+        let x = ctx.share_plain(1, Some(input), &shape)?;
+        let y = sched::forward(ctx, &g, &x, Weights::Private, &schedule)?;
+        Ok(y.0.data().to_vec())
+    };
+    let plan = Arc::new(record_plan(&cfg, &p).unwrap());
+    let run = |dealing| {
+        run_local_with(&cfg, &plan, dealing, &p)
+            .unwrap_or_else(|e| panic!("{model} {schedule:?}: {e}"))
+            .into_iter()
+            .map(|o| (o.value, o.stats.bytes_sent(), o.stats.rounds))
+            .collect::<Vec<_>>()
+    };
+    let upfront = run(Dealing::Upfront);
+    let streamed = run(Dealing::Streamed { window_bytes: 8 });
+    assert!(
+        streamed == upfront,
+        "{model} {schedule:?}: streamed differs"
+    );
 }
 
 /// The plaintext f64 output of `model` on quantized weights and input: what the ring
@@ -115,6 +147,17 @@ fn check(model: &str, parties: usize, batch: usize, cap_bytes: usize, blocks: us
                 assert_eq!(g.2, s.2, "{what}: bytes sent");
                 assert_eq!(g.3, s.3, "{what}: rounds");
             }
+        }
+    }
+    for scheme in ["serial", "all"] {
+        let schedule = Schedule {
+            scheme: scheme.parse::<Scheme>().unwrap(),
+            chunks: 2,
+            batches_in_flight: 2,
+            lanes: Lanes::Threads,
+        };
+        if parties == 2 {
+            streamed_equals_upfront(model, &input, schedule);
         }
     }
     sched::set_block_bytes(sched::DEFAULT_BLOCK_BYTES);
