@@ -16,13 +16,12 @@
 //! keep bit-identical outputs; the dealer sees the blocks as separate requests.
 //!
 //! Cost: a block opens its own E = X - A (its triple has its own A), so the input's
-//! opening is repeated per block (fc1's input is 25088 words a block, against 3.2M words
+//! opening is repeated per block (fc1's input is 25088 words a block, against 7.9M words
 //! of F), and the serial form takes one round per block. The blocks of one layer run one
 //! after another, so their rounds add up; but each block's F is up to 64 MiB, which takes
 //! 54 ms on `lan` (10 Gbit/s, 0.1 ms one way) and 1.34 s on `wan` (400 Mbit/s, 20 ms), so
 //! a block's extra round (one more one-way latency) adds 0.2% to its transfer time on lan
-//! and 1.5% on wan; overlapping the
-//! blocks would hold their buffers at once again.
+//! and 1.5% on wan; overlapping the blocks would hold their buffers at once again.
 
 use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
