@@ -216,14 +216,13 @@ pub fn private(ctx: &Ctx, exec: &Exec, layer: &LinearLayer, x: &Share) -> Result
             ys.push(block_rows(
                 c, exec, slot, block, layer.op, &full, part, row0,
             )?);
+            // This lane's rows of the block are done: once every lane's are, the block's
+            // B + F and C + A·F are freed, before the lanes finish the later blocks.
+            slot.done(part.shape()[0]);
         }
         join_blocks(c, ys)
     };
-    let y = exec.split(ctx, std::slice::from_ref(x), &[0], &step);
-    for j in 0..n {
-        exec.slots.get_block(layer.node, j, n).done(rows);
-    }
-    y
+    exec.split(ctx, std::slice::from_ref(x), &[0], &step)
 }
 
 /// One block of the layer on rows `row0..` of the input (`part`), truncated.
