@@ -2,7 +2,7 @@
 //! weight mask opened once, each lane opening E = X - A for its own rows and finishing
 //! them. A lane with the whole input prepares the layer inline (F ‖ E in one message: the
 //! serial form); otherwise the first part to arrive opens F alone, unless inter-linear
-//! prepared the layer ahead. Depends on model::mpc, proto, ring and sched::slots.
+//! prepared the layer ahead. Depends on model::{mpc, graph}, proto, ring and sched::slots.
 //!
 //! A layer whose weight is larger than the block cap (`block_bytes`, 64 MiB) runs as
 //! blocks of output columns (a matmul's columns of W [k, n], a conv's output channels of
