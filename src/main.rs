@@ -22,7 +22,9 @@ fn main() {
     // Every protocol round allocates multi-MiB message and tensor buffers; keep them in the
     // heap instead of mmap/munmap per buffer (see tune_allocator_for_messages).
     mpc_pipe::transport::tcp::tune_allocator_for_messages();
-    if let Err(e) = mpc_pipe::cli::main_with(cli) {
+    // Every process of a job must block large layers alike (sched::linear).
+    let run = mpc_pipe::sched::block_bytes_from_env().and_then(|()| mpc_pipe::cli::main_with(cli));
+    if let Err(e) = run {
         eprintln!("mpc-pipe: error: {e}");
         std::process::exit(match e {
             mpc_pipe::Error::Config(_) => 2,

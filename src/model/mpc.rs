@@ -89,6 +89,11 @@ pub fn forward(ctx: &Ctx, g: &Graph, x: Share, weights: Weights, exec: &dyn Exec
     let mut vals: Vec<Option<Share>> = vec![None; g.tensors.len()];
     let mut left = g.readers();
     vals[g.input] = Some(x);
+    if crate::alloc::rss_trace() && !ctx.is_dry() {
+        if let Some((rss, hwm)) = crate::alloc::resident_mib() {
+            eprintln!("rss: party {} start: {rss} MiB (peak {hwm})", ctx.party());
+        }
+    }
     for (i, n) in g.nodes.iter().enumerate() {
         let nctx = ctx.for_node(i as u64);
         // An activation this node reads last (and once) is handed over, not borrowed, so
@@ -133,6 +138,14 @@ pub fn forward(ctx: &Ctx, g: &Graph, x: Share, weights: Weights, exec: &dyn Exec
             }
         }
         vals[n.output] = Some(y);
+        if crate::alloc::rss_trace() && !ctx.is_dry() {
+            if let Some((rss, hwm)) = crate::alloc::resident_mib() {
+                eprintln!(
+                    "rss: party {} node {i} {n}: {rss} MiB (peak {hwm})",
+                    ctx.party()
+                );
+            }
+        }
     }
     vals[g.output]
         .take()

@@ -4,6 +4,7 @@
 
 use super::graph::{infer, pool_valid_counts, Graph, Op, Producer};
 use crate::error::{Error, Result};
+use crate::ring::plain::matmul_slices;
 use crate::ring::shape;
 use crate::ring::PlainTensor;
 
@@ -62,13 +63,21 @@ pub fn matmul_nd(a: &PlainTensor, b: &PlainTensor) -> PlainTensor {
         src.extend([rows, cols]);
         shape::broadcast_to(t.data(), &src, &s)
     };
+    // A plain [m, k]·[k, n] (every model's linear layer) reads both operands in place:
+    // VGG16's first FC weight is 0.8 GB, and two copies of it were the reference
+    // forward's peak.
+    if ra == 2 && rb == 2 {
+        return PlainTensor::from_vec(&out, matmul_slices(m, k, n, a.data(), b.data()));
+    }
     let (x, y) = (bt(a, ra, m, k), bt(b, rb, k, n));
     let batches: usize = lead.iter().product();
     let mut data = Vec::with_capacity(batches * m * n);
     for i in 0..batches {
-        let xa = PlainTensor::from_vec(&[m, k], x[i * m * k..(i + 1) * m * k].to_vec());
-        let yb = PlainTensor::from_vec(&[k, n], y[i * k * n..(i + 1) * k * n].to_vec());
-        data.extend_from_slice(xa.matmul(&yb).data());
+        let (xi, yi) = (
+            &x[i * m * k..(i + 1) * m * k],
+            &y[i * k * n..(i + 1) * k * n],
+        );
+        data.extend_from_slice(&matmul_slices(m, k, n, xi, yi));
     }
     PlainTensor::from_vec(&out, data)
 }
@@ -156,12 +165,15 @@ pub fn eval(op: &Op, ins: &[&PlainTensor]) -> Result<PlainTensor> {
             }
         }
         Op::Gemm { trans_a, trans_b } => {
-            let a = if *trans_a { x.transpose2() } else { x.clone() };
-            let b = if *trans_b {
-                ins[1].transpose2()
-            } else {
-                ins[1].clone()
-            };
+            // Borrowed where not transposed: a weight is read in place, never copied.
+            fn t(v: &PlainTensor, on: bool) -> std::borrow::Cow<'_, PlainTensor> {
+                if on {
+                    std::borrow::Cow::Owned(v.transpose2())
+                } else {
+                    std::borrow::Cow::Borrowed(v)
+                }
+            }
+            let (a, b) = (t(x, *trans_a), t(ins[1], *trans_b));
             let y = a.matmul(&b);
             match ins.get(2) {
                 Some(c) => zip_broadcast(&y, c, |a, b| a + b)?,

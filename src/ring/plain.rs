@@ -109,29 +109,9 @@ impl PlainTensor {
             w.shape
         );
         let (m, k, n) = (self.shape[0], self.shape[1], w.shape[1]);
-        let mut out = vec![0.0; m * n];
-        // SAFETY: slices hold m*k, k*n and m*n elements with the row-major strides passed.
-        unsafe {
-            matrixmultiply::dgemm(
-                m,
-                k,
-                n,
-                1.0,
-                self.data.as_ptr(),
-                k as isize,
-                1,
-                w.data.as_ptr(),
-                n as isize,
-                1,
-                0.0,
-                out.as_mut_ptr(),
-                n as isize,
-                1,
-            );
-        }
         PlainTensor {
             shape: vec![m, n],
-            data: out,
+            data: matmul_slices(m, k, n, &self.data, &w.data),
         }
     }
 
@@ -300,4 +280,38 @@ impl PlainTensor {
             data,
         }
     }
+}
+
+/// x [m×k] · w [k×n], row-major slices, with matrixmultiply's dgemm: for callers that
+/// hold the operands as parts of larger buffers (a batched matmul's matrices, a model's
+/// weight), so that they need no copy of them.
+pub fn matmul_slices(m: usize, k: usize, n: usize, x: &[f64], w: &[f64]) -> Vec<f64> {
+    assert!(
+        x.len() == m * k && w.len() == k * n,
+        "matmul of {} by {} words as {m}x{k} by {k}x{n}",
+        x.len(),
+        w.len()
+    );
+    let mut out = vec![0.0; m * n];
+    // SAFETY: the slices hold m*k and k*n elements (checked above) and out m*n, with the
+    // row-major strides passed.
+    unsafe {
+        matrixmultiply::dgemm(
+            m,
+            k,
+            n,
+            1.0,
+            x.as_ptr(),
+            k as isize,
+            1,
+            w.as_ptr(),
+            n as isize,
+            1,
+            0.0,
+            out.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+    out
 }

@@ -456,15 +456,20 @@ pub enum Dealing {
 /// afresh, and on a 2-core machine a dealer far ahead only takes the online phase's cores.
 /// A 2-party VGG16 (`run --model W7`, loaded machine, 2026-12-07) with a 4 GiB window: 6.1-6.7
 /// s of system time, 6.6 GB peak RSS, 19.2-21.3 s wall; 1 GiB: 3.1-3.3 s, 5.4-5.7 GB,
-/// 15.1-17.2 s; 256 MiB: 2.6 s, 4.7 GB, 15.1 s.
-pub const STREAM_WINDOW_BYTES: usize = 1 << 30;
+/// 15.1-17.2 s; 256 MiB: 2.6 s, 4.7 GB, 15.1 s. 1 GiB was kept while fc1's weight mask
+/// (0.8 GB a party) was one request; with large layers in column blocks (sched::linear,
+/// 64 MiB a block) no request of VGG16 needs it, and 256 MiB took W7's peak RSS from
+/// 3.8-4.0 GB to 2.75-2.9 GB and its system time from 2.2-3.2 s to 1.4-1.7 s, at no cost in
+/// wall time (results/e2e/README.md, "column blocks"). A request larger than the window is
+/// still made, alone, when the window is empty.
+pub const STREAM_WINDOW_BYTES: usize = 256 << 20;
 
 impl Dealing {
     /// The default for `plan`: streamed when its material (all parties, FSS correction
     /// words once) exceeds `EAGER_MATERIAL_BYTES` (4 GiB), or upfront dealing could not
     /// hold it expanded (each party's copy of the correction words counted); upfront
     /// otherwise. The environment can override it: `MPC_PIPE_STREAM=on|off|auto` (default
-    /// auto) and `MPC_PIPE_STREAM_WINDOW_MB` (the window, default 1024).
+    /// auto) and `MPC_PIPE_STREAM_WINDOW_MB` (the window, default 256).
     pub fn auto(plan: &Plan, parties: usize) -> Result<Dealing> {
         let window_bytes = match std::env::var("MPC_PIPE_STREAM_WINDOW_MB") {
             Err(_) => STREAM_WINDOW_BYTES,

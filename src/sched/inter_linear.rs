@@ -33,21 +33,18 @@ pub fn lanes<'a>(
             let lane: LaneFn<Result<()>> = Box::new(move || {
                 let mut failed = None;
                 for (c, layer) in layers {
-                    let slot = slots.get(layer.node);
                     if let Some(e) = &failed {
-                        slot.fail(crate::error::Error::duplicate(e));
+                        super::linear::fail_ahead(slots, layer.node, layer.op, &layer.weight, e);
                         continue;
                     }
-                    let keys = c.linear_keys();
-                    if let Err(e) = super::linear::prepare(
+                    if let Err(e) = super::linear::prepare_ahead(
                         &c,
-                        slot,
-                        &keys,
+                        slots,
+                        layer.node,
                         layer.op,
                         &layer.weight,
                         &layer.input_shape,
                     ) {
-                        slot.fail(e.duplicate());
                         failed = Some(e);
                     }
                 }

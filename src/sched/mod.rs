@@ -46,6 +46,9 @@ use crate::model::{Graph, Weights};
 use crate::proto::{Ctx, Share};
 
 pub use fork::LaneFn;
+pub use linear::{
+    block_bytes, block_bytes_from_env, block_ranges, set_block_bytes, DEFAULT_BLOCK_BYTES,
+};
 
 /// Which overlaps are on. `Scheme::default()` is `serial`.
 #[derive(

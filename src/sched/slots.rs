@@ -116,18 +116,29 @@ impl Slot {
     }
 }
 
-/// One slot per graph node (only linear nodes use theirs).
+/// One slot per block of each graph node's layer (only linear nodes use theirs; a layer
+/// under the block cap is one block).
 pub struct Slots {
-    items: Vec<Slot>,
+    items: Vec<std::sync::OnceLock<Box<[Slot]>>>,
 }
 
 impl Slots {
     pub fn new(n: usize) -> Self {
         Slots {
-            items: (0..n).map(|_| Slot::default()).collect(),
+            items: (0..n).map(|_| std::sync::OnceLock::new()).collect(),
         }
     }
+
+    /// The slot of an unblocked layer `node` (training's, whose layers are never blocked).
     pub fn get(&self, node: usize) -> &Slot {
-        &self.items[node]
+        self.get_block(node, 0, 1)
+    }
+
+    /// Block `block` of node `node`'s layer of `blocks` blocks: every caller derives
+    /// `blocks` from the same weight shape and cap, so the first call's count holds.
+    pub fn get_block(&self, node: usize, block: usize, blocks: usize) -> &Slot {
+        let all =
+            self.items[node].get_or_init(|| (0..blocks.max(1)).map(|_| Slot::default()).collect());
+        &all[block]
     }
 }
