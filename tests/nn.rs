@@ -208,9 +208,20 @@ const PUMA_B: [f64; 7] = [
 /// (each off by < 2^-24) and the constant with 16 (off by < 1 ulp); the selection by bits
 /// is exact.
 fn puma_twin(x: f64) -> (f64, f64) {
+    puma_twin_with(x, false)
+}
+
+/// As `puma_twin`; `fss`: proto::spline's `gelu_puma_fss`, whose x⁶ is (x²)·x⁴ (error
+/// x²·e4 + x⁴·T + T·e4 + T) and whose constants carry 2f + 8 bits (the ULP term stays as
+/// a margin).
+fn puma_twin_with(x: f64, fss: bool) -> (f64, f64) {
     let (e2, e3) = (T, x.abs() * T + T);
     let e4 = 2.0 * x * x * T + T * T + T;
-    let e6 = 2.0 * x.abs().powi(3) * e3 + e3 * e3 + T;
+    let e6 = if fss {
+        x * x * e4 + x.powi(4) * T + T * e4 + T
+    } else {
+        2.0 * x.abs().powi(3) * e3 + e3 * e3 + T
+    };
     let c_err = 1.0 / (1u64 << 24) as f64;
     if x < -q(4.0) {
         (0.0, 0.0)
@@ -464,6 +475,45 @@ fn fss_cfg() -> SessionConfig {
     SessionConfig {
         fixed: FixedPoint::default().with_protocols(Protocols::Fss),
         ..SessionConfig::new(2)
+    }
+}
+
+/// GeLU under `--protocols fss` (proto::spline's `gelu_puma_fss`: the indicators from one
+/// interval-containment key, x⁶ as x²·x⁴) against the PUMA twin with its bound and
+/// against x·Φ(x) with PUMA's documented error, at random inputs, the thresholds and
+/// their ±1, ±2 ulp neighbours, 0, ±8 and inputs far out (±2^20, where the unselected
+/// powers overflow and must vanish); the default and the dealer truncation.
+#[test]
+fn fss_gelu_matches_puma_twin_and_exact_gelu_at_thresholds() {
+    let mut d = Data::new(4242);
+    let mut v = gelu_inputs(&mut d).data().to_vec();
+    for t in [-4.0, -1.95, 3.0] {
+        let raw = FixedPoint::default().encode(t) as i64;
+        for o in [-2i64, -1, 0, 1, 2] {
+            v.push((raw + o) as f64 * ULP);
+        }
+    }
+    v.extend([0.0, 1048576.0, -1048576.0, 30000.0, -30000.0]);
+    let x = PlainTensor::from_vec(&[v.len()], v);
+    for trunc in [None, Some(mpc_pipe::ring::Trunc::Dealer)] {
+        let mut cfg = fss_cfg();
+        cfg.fixed = cfg.fixed.with_trunc(trunc);
+        let got = reveal_all_with(&cfg, |ctx| {
+            let xs = ctx.share_plain(0, Some(&x), x.shape())?;
+            ctx.reveal_plain(&ctx.gelu(&xs)?)
+        });
+        for (i, &xi) in x.data().iter().enumerate() {
+            let g = got.data()[i];
+            let (w, b) = puma_twin_with(xi, true);
+            assert!(
+                (g - w).abs() <= b,
+                "fss gelu {trunc:?} x={xi}: got {g}, PUMA twin {w}, bound {b}"
+            );
+            if xi.abs() <= 10.0 {
+                let bt = b + puma_documented_err(xi);
+                assert!((g - gelu_exact(xi)).abs() <= bt, "fss gelu x={xi}: {g}");
+            }
+        }
     }
 }
 

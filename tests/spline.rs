@@ -406,6 +406,31 @@ fn fss_reciprocal_and_inv_sqrt_take_four_rounds_and_eleven_words() {
     assert_eq!(fss_cost(|c, x| c.sqrt(x)), (5, 13.0));
 }
 
+/// GeLU under fss (`gelu_puma_fss`): the gate with x²'s opening in its message (1 round,
+/// 2 words), {x·x², x²·x², z2·x², z3·x} (1 round, 8 words), {z1·P3, z2·Q, z2x²·x⁴}
+/// (1 round, 6 words); one `FssMic` key per element and no comparison keys.
+#[test]
+fn fss_gelu_takes_three_rounds_sixteen_words_and_one_key() {
+    assert_eq!(fss_cost(|c, x| c.gelu(x)), (3, 16.0));
+    let plan = record_plan(&fss(), &|ctx: &Ctx| {
+        let x = ctx.share_input(0, Some(&RingTensor::zeros(&[10])), &[10])?;
+        ctx.gelu(&x).map(drop)
+    })
+    .unwrap();
+    let reqs: Vec<&Request> = plan.entries.iter().map(|(_, r)| r).collect();
+    assert_eq!(
+        reqs.iter()
+            .filter(|r| matches!(r, Request::FssMic { len: 10 }))
+            .count(),
+        1,
+        "{reqs:?}"
+    );
+    assert!(
+        !reqs.iter().any(|r| matches!(r, Request::FssLtz { .. })),
+        "{reqs:?}"
+    );
+}
+
 /// One `FssMic` request per call, of one element per input element whatever the number
 /// of breakpoints, no comparison keys and no binary material.
 #[test]

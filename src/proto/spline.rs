@@ -67,11 +67,11 @@
 //! {y0e·e, y0e·e²}. The crypten suite's take 31 and 17 here (its ltz steps are fss gates).
 
 use super::approx::{stack, unstack};
-use super::ctx::Ctx;
+use super::ctx::{Combine, Ctx};
 use super::share::Share;
 use crate::error::{Error, Result};
 use crate::fss::{dcf, mic_layout};
-use crate::offline::{FssMicKeys, Request};
+use crate::offline::{FssMicKeys, Request, SquarePair};
 use crate::ring::RingTensor;
 
 /// Log-spaced pieces per octave of the first guesses.
@@ -205,11 +205,37 @@ pub fn inv_sqrt_pieces(f: u32) -> Pieces {
     p
 }
 
+/// PUMA GeLU's three region indicators (scale 1) over the breakpoints −enc(4),
+/// −enc(1.95), enc(3) + 1: z1 = [−4 ≤ x < −1.95], z2 = [−1.95 ≤ x ≤ 3], z3 = [x > 3]
+/// (x, and the thresholds, as `add_const` encodes them).
+pub fn gelu_pieces(fp: crate::ring::FixedPoint) -> Pieces {
+    Pieces {
+        breaks: vec![
+            fp.encode(4.0).wrapping_neg(),
+            fp.encode(1.95).wrapping_neg(),
+            fp.encode(3.0).wrapping_add(1),
+        ],
+        values: vec![vec![0, 1, 0, 0], vec![0, 0, 1, 0], vec![0, 0, 0, 1]],
+    }
+}
+
 impl<'a> Ctx<'a> {
     /// Shares of every piecewise-constant function of `p` at x (module doc): 1 round,
     /// 1 word per element, one `Request::FssMic` key per element, m + 1 DCF evaluations
     /// per element. Results are at the scale the constants are encoded at.
     pub fn piecewise_constant(&self, x: &Share, p: &Pieces) -> Result<Vec<Share>> {
+        Ok(self.mic_gate(x, p, false)?.0)
+    }
+
+    /// The gate of `piecewise_constant`, and with `square` also x² (raw: scale 2^(2f),
+    /// untruncated) whose Beaver opening ε = x − r' rides in the gate's message: the two
+    /// maskings are independent, so one round carries both (2 words per element).
+    pub(crate) fn mic_gate(
+        &self,
+        x: &Share,
+        p: &Pieces,
+        square: bool,
+    ) -> Result<(Vec<Share>, Option<Share>)> {
         if self.parties() != 2 {
             return Err(Error::Config(format!(
                 "--protocols fss needs exactly 2 parties, got {}: its spline keys split a \
@@ -237,7 +263,53 @@ impl<'a> Ctx<'a> {
                 k.r.len()
             )));
         }
-        let y = self.open_masked("fss spline", x, &k.r)?;
+        let (y, sq) = if square {
+            let sq_key = self.next_key();
+            let SquarePair { r: rs, r2 } =
+                SquarePair::from_material(self.material(sq_key, Request::Square { len })?)?;
+            if rs.len() != len || r2.len() != len {
+                return Err(Error::Material(format!(
+                    "square pair of {} words for {len} elements",
+                    rs.len()
+                )));
+            }
+            // One message: [x + r | x − r'].
+            let mut msg = Vec::with_capacity(2 * len);
+            msg.extend(
+                x.0.data()
+                    .iter()
+                    .zip(k.r.iter())
+                    .map(|(a, r)| a.wrapping_add(*r)),
+            );
+            msg.extend(
+                x.0.data()
+                    .iter()
+                    .zip(rs.iter())
+                    .map(|(a, r)| a.wrapping_sub(*r)),
+            );
+            let mut o = self.open_flat(
+                "fss spline and square",
+                msg,
+                &[x.shape(), x.shape()],
+                Combine::Add,
+            )?;
+            let eps = o.pop().expect("two parts");
+            let y = o.pop().expect("two parts");
+            // x² = r'² + 2ε·r' (+ ε² at party 0), as `square_raw`.
+            let p0 = u64::from(self.party() == 0);
+            let z: Vec<u64> = eps
+                .data()
+                .iter()
+                .zip(rs.iter().zip(r2.iter()))
+                .map(|(&e, (&r, &r2))| {
+                    r2.wrapping_add(e.wrapping_mul(r).wrapping_mul(2))
+                        .wrapping_add(e.wrapping_mul(e).wrapping_mul(p0))
+                })
+                .collect();
+            (y, Some(Share(RingTensor::try_from_vec(x.shape(), z)?)))
+        } else {
+            (self.open_masked("fss spline", x, &k.r)?, None)
+        };
         let y = y.data();
         let per = m + 1;
         let v = if self.is_dry() {
@@ -272,10 +344,11 @@ impl<'a> Ctx<'a> {
                 o.push(acc);
             }
         }
-        Ok(out
+        let out = out
             .into_iter()
             .map(|o| Share(RingTensor::from_vec(x.shape(), o)))
-            .collect())
+            .collect();
+        Ok((out, sq))
     }
 
     /// 1/x under `--protocols fss` (module doc): y0 from the gate, e = 1 − x·y0,
@@ -318,6 +391,69 @@ impl<'a> Ctx<'a> {
         let e = self.add_const(&t.neg(), 1.0);
         // 16·T(e) = 16 + 8e + 6e² + 5e³.
         self.refine(&y0, &e, [16, 8, 6, 5], 4)
+    }
+
+    /// PUMA's GeLU (proto::nn `gelu_puma`, the same polynomials and coefficients) under
+    /// `--protocols fss`. The three indicators z1 = [−4 ≤ x < −1.95], z2 = [−1.95 ≤ x ≤ 3]
+    /// and z3 = [x > 3] are piecewise-constant functions over the breakpoints −enc(4),
+    /// −enc(1.95) and enc(3) + 1 (x > 3 is x ≥ enc(3) + 1 on the grid: exactly the crypten
+    /// path's [3 − x < 0]), so one `FssMic` key per element gives all three (4 DCF
+    /// evaluations) where the crypten suite's gate took three `ltz` keys; the gate's
+    /// opening carries x²'s too. Then
+    ///   round 2: {x·x², x²·x², z2·x², z3·x}     (x³, x⁴ truncated; z2·x², z3·x exact)
+    ///   round 3: {z1·P3, z2·Q, (z2·x²)·x⁴}      P3 = a0 + a1x + a2x² + a3x³ and
+    ///            Q = b0 + b1x + b2x² + b4x⁴ raw (coefficients with f + 8 fractional bits,
+    ///            constants with 2f + 8), the last truncated to z2·x⁶
+    ///   y = trunc(z1·P3 + z2·Q + b6·z2x⁶, f + 8) + z3·x.
+    /// Selecting before the last power is what saves the crypten order's fourth and fifth
+    /// rounds. 2PC: 3 rounds, 2 + 8 + 6 = 16 words per element, one 1576-byte key (the
+    /// crypten suite's fss path: 5 rounds, 15 words, three 1536-byte keys).
+    ///
+    /// Accuracy: the polynomials are PUMA's, so against x·Φ(x) the errors of `gelu_puma`
+    /// hold; the fixed point differs only in where it rounds: x³, x⁴ and the final sum are
+    /// truncated once each as before (< 2u each), x⁶ is (x²)·x⁴ instead of (x³)², erring by
+    /// x²·e4 + x⁴·2u + 2u (e4 the error of x⁴), and the constants carry 2f + 8 bits instead of
+    /// f. Out-of-range powers (|x| large) are multiplied by an indicator that is an exact 0
+    /// and vanish exactly, as before; products that reach the final sum are all selected.
+    pub(crate) fn gelu_puma_fss(&self, x: &Share) -> Result<Share> {
+        use super::nn::{POLY_COEFF_EXTRA_BITS, PUMA_A, PUMA_B};
+        let f = self.frac_bits();
+        let n = x.shape();
+        let p = gelu_pieces(self.fixed());
+        let (z, x2) = self.mic_gate(x, &p, true)?;
+        let x2 = self.trunc_owned(x2.expect("asked for"))?;
+        let (z1, z2, z3) = (&z[0], &z[1], &z[2]);
+
+        let r2 = self.mul_raw(&stack(&[x, &x2, z2, z3]), &stack(&[&x2, &x2, &x2, x]))?;
+        let r2 = unstack(&r2, &[n, n, n, n]);
+        let x34 = unstack(&self.trunc_bits(&stack(&[&r2[0], &r2[1]]), f)?, &[n, n]);
+        let (x3, x4) = (&x34[0], &x34[1]);
+        let (z2x2, z3x) = (&r2[2], &r2[3]);
+
+        let g = POLY_COEFF_EXTRA_BITS;
+        let coeff = |c: f64| crate::ring::encode_at(c, f + g);
+        let weighted = |c0: f64, terms: &[(f64, &Share)]| {
+            let mut acc = RingTensor::zeros(n);
+            for (c, p) in terms {
+                acc.add_assign(&p.0.scale(coeff(*c)));
+            }
+            self.add_raw(&Share(acc), crate::ring::encode_at(c0, 2 * f + g))
+        };
+        let p3 = weighted(
+            PUMA_A[0],
+            &[(PUMA_A[1], x), (PUMA_A[2], &x2), (PUMA_A[3], x3)],
+        );
+        let q = weighted(
+            PUMA_B[0],
+            &[(PUMA_B[1], x), (PUMA_B[2], &x2), (PUMA_B[4], x4)],
+        );
+        let r3 = self.mul_raw(&stack(&[z1, z2, z2x2]), &stack(&[&p3, &q, x4]))?;
+        let r3 = unstack(&r3, &[n, n, n]);
+        let z2x6 = self.trunc_bits(&r3[2], f)?;
+        let mut acc = r3[0].0.clone();
+        acc.add_assign(&r3[1].0);
+        acc.add_assign(&z2x6.0.scale(coeff(PUMA_B[6])));
+        Ok(self.trunc_bits(&Share(acc), f + g)?.add(z3x))
     }
 
     /// (c0·y0 + c1·y0e + c2·y0e² + c3·y0e³) / 2^shift in 2 rounds: {e², y0·e}, then
