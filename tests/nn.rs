@@ -9,6 +9,7 @@ mod common;
 mod twins;
 use common::*;
 use mpc_pipe::proto::nn::GeluApprox;
+use mpc_pipe::proto::spline::{exp_lower_limit, EXP_POLY, EXP_POLY_ERR};
 use mpc_pipe::proto::{Ctx, Share};
 use mpc_pipe::ring::{FixedPoint, PlainTensor, Protocols, RingTensor};
 use mpc_pipe::runtime::SessionConfig;
@@ -39,8 +40,30 @@ fn gelu_exact(x: f64) -> f64 {
 /// inputs), E_i = exp(x_i − m), R = reciprocal_pos(ΣE), out_i = E_i·R (one truncation).
 /// Returns (values, bounds).
 fn softmax_twin(row: &[f64], recip: Ref) -> (Vec<f64>, Vec<f64>) {
+    softmax_twin_with(row, exp_ref, recip)
+}
+
+/// `--protocols fss`'s exp on z ≤ 0 (proto::spline's half-unit cubic spline) at an exact
+/// input: e^z, with the bound tests/spline.rs checks, e^c·EXP_POLY_ERR for the cubic on
+/// its piece [c, c + 1/2), (u/2)(1 + f + f² + f³) for the constants on the grid and 2u per
+/// truncation, weighted (1 + e^c·(a2 + a3·f) + f²); below −L e^z + 2u.
+fn exp_spline_ref(z: f64, ex: f64) -> (f64, f64) {
+    assert_eq!(ex, 0.0, "softmax's z = x − max is exact");
+    let (u, a) = (ULP, EXP_POLY);
+    if z < -(exp_lower_limit(16) as f64) {
+        return (z.exp(), z.exp() + 2.0 * u);
+    }
+    let c = ((2.0 * z).floor() / 2.0).min(-0.5);
+    let (f, g) = (z - c, c.exp());
+    let b = g * EXP_POLY_ERR
+        + (u / 2.0) * (1.0 + f + f * f + f.powi(3))
+        + 2.0 * u * (1.0 + g * (a[2] + a[3] * f) + f * f);
+    (z.exp(), b)
+}
+
+fn softmax_twin_with(row: &[f64], exp: Ref, recip: Ref) -> (Vec<f64>, Vec<f64>) {
     let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let ee: Vec<(f64, f64)> = row.iter().map(|&x| exp_ref(x - m, 0.0)).collect();
+    let ee: Vec<(f64, f64)> = row.iter().map(|&x| exp(x - m, 0.0)).collect();
     let s: f64 = ee.iter().map(|p| p.0).sum();
     let es: f64 = ee.iter().map(|p| p.1).sum();
     let (r, er) = recip(s, es);
@@ -98,11 +121,21 @@ fn inv_sqrt_spline_ref(x: f64, ex: f64) -> (f64, f64) {
 /// reciprocal's relative residual (b) adds: 5e-8 for CrypTen's Newton iterations
 /// (tests/approx.rs), 0 for the spline (its twin's value is exact, its error bounded).
 fn check_softmax_row(row: &[f64], got: &[f64], what: &str) {
-    check_softmax_row_with(row, got, what, recip_ref, 5e-8)
+    check_softmax_row_with(row, got, what, false, recip_ref, 5e-8)
 }
 
-fn check_softmax_row_with(row: &[f64], got: &[f64], what: &str, recip: Ref, recip_rel: f64) {
-    let (want, bound) = softmax_twin(row, recip);
+/// `spline_exp`: exp is `--protocols fss`'s spline, whose twin value is the exact e^z (its
+/// error is in the bound), so (b) adds no exp error for it.
+fn check_softmax_row_with(
+    row: &[f64],
+    got: &[f64],
+    what: &str,
+    spline_exp: bool,
+    recip: Ref,
+    recip_rel: f64,
+) {
+    let exp: Ref = if spline_exp { exp_spline_ref } else { exp_ref };
+    let (want, bound) = softmax_twin_with(row, exp, recip);
     let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     let ez: Vec<f64> = row.iter().map(|&x| (x - m).exp()).collect();
     let sz: f64 = ez.iter().sum();
@@ -111,7 +144,16 @@ fn check_softmax_row_with(row: &[f64], got: &[f64], what: &str, recip: Ref, reci
     // documented relative error at z_j = x_j − m), so ΣE = Σe^z·(1 + r̄) with
     // |r̄| ≤ ρ̄ = Σ p_j ρ_j and |E_i/ΣE − p_i| ≤ p_i(ρ_i + ρ̄)/(1 − ρ̄); the reciprocal adds
     // its relative residual (≤ 5e-8 on [1, 10], see tests/approx.rs).
-    let rho: Vec<f64> = row.iter().map(|&x| exp_limit_rel_err(x - m)).collect();
+    let rho: Vec<f64> = row
+        .iter()
+        .map(|&x| {
+            if spline_exp {
+                0.0
+            } else {
+                exp_limit_rel_err(x - m)
+            }
+        })
+        .collect();
     let rho_bar: f64 = p.iter().zip(&rho).map(|(a, b)| a * b).sum();
     assert!(
         rho_bar < 0.5,
@@ -517,8 +559,8 @@ fn fss_gelu_matches_puma_twin_and_exact_gelu_at_thresholds() {
     }
 }
 
-/// softmax under `--protocols fss` (its max by ReLU gates, exact; its reciprocal the
-/// spline's) against the twin with the spline reciprocal's bound and the exact softmax,
+/// softmax under `--protocols fss` (its max by ReLU gates, exact; its exp and reciprocal
+/// the splines') against the twin with the spline reciprocal's bound and the exact softmax,
 /// and against the crypten suite's output within the two twins' bounds plus the twins'
 /// difference (which is the Newton reciprocal's own error).
 #[test]
@@ -540,10 +582,11 @@ fn fss_softmax_matches_twin_exact_and_the_crypten_suite() {
             row,
             g,
             &format!("fss softmax row {r}"),
+            true,
             recip_spline_ref,
             0.0,
         );
-        let (wf, bf) = softmax_twin(row, recip_spline_ref);
+        let (wf, bf) = softmax_twin_with(row, exp_spline_ref, recip_spline_ref);
         let (wc, bc) = softmax_twin(row, recip_ref);
         for i in 0..10 {
             let b = bf[i] + bc[i] + (wf[i] - wc[i]).abs();

@@ -14,7 +14,7 @@
 use super::ctx::Ctx;
 use super::share::Share;
 use crate::error::{Error, Result};
-use crate::ring::{Protocols, RingTensor};
+use crate::ring::{ExpApprox, Protocols, RingTensor};
 
 /// CrypTen's `exp_iterations`: e^x ≈ (1 + x/2^8)^(2^8).
 pub const EXP_ITERATIONS: u32 = 8;
@@ -74,6 +74,16 @@ impl<'a> Ctx<'a> {
             y = self.square(&y)?;
         }
         Ok(y)
+    }
+
+    /// e^x for inputs known to be ≤ 0 (softmax's x − max): the session's `ExpApprox`,
+    /// by default the spline of proto::spline under `--protocols fss` (3 rounds, within a
+    /// few ulp; its doc) and `exp`'s limit form otherwise.
+    pub fn exp_nonpos(&self, x: &Share) -> Result<Share> {
+        match self.fixed().exp_approx() {
+            ExpApprox::Spline => self.exp_fss(x),
+            ExpApprox::Limit => self.exp(x),
+        }
     }
 
     /// 1/x for x > 0 (CrypTen `reciprocal(all_pos=True)`, method "NR"): initial guess

@@ -117,7 +117,7 @@ impl<'a> Ctx<'a> {
         }
         let m = m.reshape(&keep)?;
         let z = x.sub(&Share(expand_dim(&m.0, dim, k)));
-        let e = self.exp(&z)?;
+        let e = self.exp_nonpos(&z)?;
         let r = self.reciprocal_pos(&Share(sum_dim(&e.0, dim)?))?;
         self.mul(&e, &Share(expand_dim(&r.0, dim, k)))
     }

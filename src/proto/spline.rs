@@ -219,6 +219,47 @@ pub fn gelu_pieces(fp: crate::ring::FixedPoint) -> Pieces {
     }
 }
 
+/// Pieces per unit of exp's spline: [c, c + 1/2), so f = x − c ∈ [0, 1/2].
+pub const EXP_PIECES_PER_UNIT: u32 = 2;
+
+/// Minimax cubic for e^t on [0, 1/2] (Remez exchange on a grid of 2·10^4 points; largest
+/// error 2.62e-5, 1.72 ulp at f = 16, at the ends and two inner points): a0..a3.
+pub const EXP_POLY: [f64; 4] = [
+    0.9999737783272787,
+    1.001637203153927,
+    0.48410607949847057,
+    0.2150091939883768,
+];
+/// |e^t − Σ a_k t^k| on [0, 1/2], rounded up.
+pub const EXP_POLY_ERR: f64 = 2.63e-5;
+
+/// exp's lower limit L: e^x < u/2 = 2^-(f+1) for x < −L, so 0 there is the correctly
+/// rounded value: L = ⌈(f + 1)·ln 2⌉ (12 at f = 16, where e^-12 = 6.1e-6 < u/2 = 7.6e-6).
+pub fn exp_lower_limit(f: u32) -> u32 {
+    ((f + 1) as f64 * std::f64::consts::LN_2).ceil() as u32
+}
+
+/// exp's spline on x ≤ 0: breakpoints −L, −L + 1/2, …, −1/2 (2L of them, exact ring
+/// values −k·2^(f−1)); per piece [c, c + 1/2) (the top one [−1/2, ∞)) the five constants
+/// G_k = round(e^c·a_k·2^f), k = 0..3, and c itself (scale 2^f); below −L all five are 0.
+/// Needs f ≥ 1 (half units on the grid).
+pub fn exp_pieces(f: u32) -> Pieces {
+    let l = exp_lower_limit(f) as i64;
+    let p = EXP_PIECES_PER_UNIT as i64;
+    let half = 1i64 << (f - 1);
+    let breaks: Vec<u64> = (1..=l * p).rev().map(|k| (-k * half) as u64).collect();
+    let mut values = vec![vec![0u64]; 5];
+    for k in (1..=l * p).rev() {
+        let c = -(k as f64) / p as f64;
+        let g = c.exp();
+        for (j, a) in EXP_POLY.iter().enumerate() {
+            values[j].push(enc(g * a, f));
+        }
+        values[4].push((-k * half) as u64);
+    }
+    Pieces { breaks, values }
+}
+
 impl<'a> Ctx<'a> {
     /// Shares of every piecewise-constant function of `p` at x (module doc): 1 round,
     /// 1 word per element, one `Request::FssMic` key per element, m + 1 DCF evaluations
@@ -391,6 +432,40 @@ impl<'a> Ctx<'a> {
         let e = self.add_const(&t.neg(), 1.0);
         // 16·T(e) = 16 + 8e + 6e² + 5e³.
         self.refine(&y0, &e, [16, 8, 6, 5], 4)
+    }
+
+    /// e^x for x ≤ 0 under `--protocols fss` with `ExpApprox::Spline` (softmax's
+    /// x − max): the gate gives, per half-unit piece [c, c + 1/2) of [−L, 0], the constants
+    /// G_k = e^c·a_k (`exp_pieces`) and c, so f = x − c ∈ [0, 1/2] is local and
+    ///   e^x = e^c·e^f ≈ G0 + G1·f + G2·f² + (G3·f)·f²,
+    ///   round 2: {f·f, G1·f, G3·f}   (f² and G3·f truncated, G1·f kept raw)
+    ///   round 3: {G2·f², G3f·f²}     (raw)
+    ///   y = G0 + trunc(G1·f + G2·f² + G3f·f², f).
+    /// 2PC: 3 rounds, 1 + 6 + 4 = 11 words per element, one 1576-byte key and 2L + 1 DCF
+    /// evaluations (25 at f = 16) per element; the limit form takes 8 rounds, 8 words.
+    ///
+    /// Accuracy (u = 2^-f): |y − e^x| ≤ e^c·EXP_POLY_ERR (the cubic, ≤ 1.6e-5 as c ≤ −1/2)
+    /// + (u/2)(1 + f + f² + f³) ≤ 0.94u (the G_k rounded to the grid) + 2u·(1 + |G2| +
+    /// |G3|·f + f²) ≤ 2u·1.63 (the truncations of f², G3·f and the sum) ≤ 4.2u + 1.6e-5,
+    /// 8e-5 at f = 16, absolute (tests/spline.rs measures it); below −L the result is 0
+    /// (e^x < u/2 there, exact zeros: every term has a factor G_k = 0). For x > 0 the top
+    /// piece's cubic is extrapolated (f = x + 1/2 > 1/2): close to e^x just above 0, wrong
+    /// further up; softmax never passes x > 0.
+    pub(crate) fn exp_fss(&self, x: &Share) -> Result<Share> {
+        let f = self.frac_bits();
+        let n = x.shape();
+        let mut v = self.piecewise_constant(x, &exp_pieces(f))?;
+        let c = v.pop().expect("c");
+        let fr = x.sub(&c);
+        let (g0, g1, g2, g3) = (&v[0], &v[1], &v[2], &v[3]);
+        let r2 = self.mul_raw(&stack(&[&fr, g1, g3]), &stack(&[&fr, &fr, &fr]))?;
+        let r2 = unstack(&r2, &[n, n, n]);
+        let t = unstack(&self.trunc_bits(&stack(&[&r2[0], &r2[2]]), f)?, &[n, n]);
+        let (f2, g3f) = (&t[0], &t[1]);
+        let r3 = self.mul_raw(&stack(&[g2, g3f]), &stack(&[f2, f2]))?;
+        let r3 = unstack(&r3, &[n, n]);
+        let sum = r2[1].add(&r3[0]).add(&r3[1]);
+        Ok(self.trunc_bits(&sum, f)?.add(g0))
     }
 
     /// PUMA's GeLU (proto::nn `gelu_puma`, the same polynomials and coefficients) under

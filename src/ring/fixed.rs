@@ -182,6 +182,50 @@ impl FromStr for Protocols {
     }
 }
 
+/// Which exp softmax uses on its inputs x − max ≤ 0 (`Ctx::exp_nonpos`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExpApprox {
+    /// CrypTen's limit form (1 + x/2^8)^(2^8): 8 rounds (proto::approx `exp`).
+    Limit,
+    /// `--protocols fss` only: the spline of proto::spline (`exp_fss`): one
+    /// interval-containment key, 3 rounds, within a few ulp of e^x.
+    Spline,
+}
+
+impl ExpApprox {
+    /// The choice when none is made: the spline under fss, the limit form otherwise.
+    /// Under fss the spline is the default because it is both more accurate (a few ulp
+    /// against CrypTen's ~2^-7 relative) and faster end to end on every link measured
+    /// (results/fss-runs.md, "exp spline and GeLU on one key").
+    pub fn default_for(protocols: Protocols) -> ExpApprox {
+        match protocols {
+            Protocols::Fss => ExpApprox::Spline,
+            Protocols::Crypten => ExpApprox::Limit,
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ExpApprox::Limit => "limit",
+            ExpApprox::Spline => "spline",
+        }
+    }
+}
+
+impl FromStr for ExpApprox {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<ExpApprox> {
+        match s {
+            "limit" => Ok(ExpApprox::Limit),
+            "spline" => Ok(ExpApprox::Spline),
+            _ => Err(Error::Config(format!(
+                "unknown exp approximation '{s}': expected 'limit' or 'spline'"
+            ))),
+        }
+    }
+}
+
 /// Fixed-point codec with `frac_bits` fractional bits, the truncation mode of products and
 /// the protocol suite of comparisons.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -193,6 +237,10 @@ pub struct FixedPoint {
     /// Absent in job descriptions from before the fss suite: crypten.
     #[serde(default)]
     pub protocols: Protocols,
+    /// softmax's exp; `None`: `ExpApprox::default_for` the protocols. Absent in job
+    /// descriptions from before the choice: the default.
+    #[serde(default)]
+    pub exp: Option<ExpApprox>,
 }
 
 impl Default for FixedPoint {
@@ -201,6 +249,7 @@ impl Default for FixedPoint {
             frac_bits: DEFAULT_FRAC_BITS,
             trunc: None,
             protocols: Protocols::Crypten,
+            exp: None,
         }
     }
 }
@@ -222,6 +271,17 @@ impl FixedPoint {
     /// The same codec with protocol suite `protocols`.
     pub fn with_protocols(self, protocols: Protocols) -> Self {
         FixedPoint { protocols, ..self }
+    }
+
+    /// The same codec with softmax's exp `exp` (`None`: the default for the protocols).
+    pub fn with_exp(self, exp: Option<ExpApprox>) -> Self {
+        FixedPoint { exp, ..self }
+    }
+
+    /// softmax's exp: the chosen one, or the default for the protocols.
+    pub fn exp_approx(&self) -> ExpApprox {
+        self.exp
+            .unwrap_or_else(|| ExpApprox::default_for(self.protocols))
     }
 
     /// The protocol suite for `parties` parties; refuses `fss` for more than 2.
