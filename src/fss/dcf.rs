@@ -470,6 +470,179 @@ fn eval_many_on(
     eval_points(path, party, keys, per, x)
 }
 
+/// `eval_many` with the walk down each key's tree shared between its consecutive points:
+/// the states after the levels two points have in common (their common prefix of the
+/// n-bit domain) are kept, and the next point starts from the first bit where it differs
+/// from the previous one. The result is bit for bit `eval_many`'s (a level's state is a
+/// function of the key and the prefix alone). Points sorted within each key make the
+/// work the size of the binary trie of the points: the spline gate's y − b_i for
+/// breakpoints spread over a span S differ in about log2(S) low bits, so they share the
+/// other ~64 − log2(S) levels (proto::spline's exp: 24 points 2^15 apart share 43 of 64
+/// levels). Lanes of `BATCH` keys walk in step, each point from the shallowest level any
+/// lane needs (recomputing a shared level gives the same state), so the AES units get
+/// 2·BATCH independent blocks per call. Keys in parallel on the rayon pool.
+pub fn eval_many_shared(party: usize, keys: Keys<'_>, per: usize, x: &[u64]) -> Result<Vec<u64>> {
+    eval_many_shared_on(Path::selected()?, party, keys, per, x)
+}
+
+/// `eval_many_shared` on a given AES path (tests compare the paths).
+fn eval_many_shared_on(
+    path: Path,
+    party: usize,
+    keys: Keys<'_>,
+    per: usize,
+    x: &[u64],
+) -> Result<Vec<u64>> {
+    Layout::new(keys.layout.bits, keys.layout.width)?;
+    let len = keys.len()?;
+    if per == 0 || x.len() != len * per || party > 1 {
+        return Err(Error::Protocol(format!(
+            "DCF evaluation of {} points with {len} keys at {per} points each by party {party}",
+            x.len()
+        )));
+    }
+    let l = keys.layout;
+    l.check("input", x)?;
+    let w = l.width;
+    let mut out = vec![0u64; x.len() * w];
+    // Whole batches of keys per task, about TASK points.
+    let kpt = (TASK / per).div_ceil(BATCH).max(1) * BATCH;
+    out.par_chunks_mut(kpt * per * w)
+        .enumerate()
+        .for_each(|(task, o)| {
+            let mmo = FixedAes::new(&PRG_KEY, path);
+            let k0 = task * kpt;
+            let nk = o.len() / (per * w);
+            let mut walk = Walk::new(l.bits as usize);
+            for b in (0..nk).step_by(BATCH) {
+                let nb = BATCH.min(nk - b);
+                let first = k0 + b;
+                walk.run(
+                    party,
+                    &mmo,
+                    keys,
+                    first,
+                    nb,
+                    per,
+                    &x[first * per..(first + nb) * per],
+                    &mut o[b * per * w..(b + nb) * per * w],
+                );
+            }
+        });
+    Ok(out)
+}
+
+/// The per-level states of `BATCH` lanes (level 0 the root): s, t and the value so far.
+struct Walk {
+    s: Vec<[u128; BATCH]>,
+    t: Vec<[u64; BATCH]>,
+    v: Vec<[[u64; Layout::MAX_WIDTH]; BATCH]>,
+}
+
+impl Walk {
+    fn new(n: usize) -> Walk {
+        Walk {
+            s: vec![[0; BATCH]; n + 1],
+            t: vec![[0; BATCH]; n + 1],
+            v: vec![[[0; Layout::MAX_WIDTH]; BATCH]; n + 1],
+        }
+    }
+
+    /// Eval^< (Fig. 1) of keys `first..first + nb` of `k`, each at its `per` points
+    /// (`x`, key-major), into `out`; the level loop is `eval_batch`'s.
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &mut self,
+        party: usize,
+        mmo: &FixedAes,
+        k: Keys<'_>,
+        first: usize,
+        nb: usize,
+        per: usize,
+        x: &[u64],
+        out: &mut [u64],
+    ) {
+        let l = k.layout;
+        let n = l.bits as usize;
+        let tw = l.tcw_words();
+        let w = l.width;
+        let sign = 0u64.wrapping_sub(party as u64);
+        let vblock = |side: usize| if w == 1 { 2 } else { 2 + side };
+        for j in 0..nb {
+            let kj = first + j;
+            self.s[0][j] = seed_of(&k.seed[2 * kj..2 * kj + 2]);
+            self.t[0][j] = party as u64;
+            self.v[0][j] = [0; Layout::MAX_WIDTH];
+        }
+        let mut z = [0u128; 2 * BATCH];
+        let mut prev = [0u64; BATCH];
+        for q in 0..per {
+            let xs: [u64; BATCH] = std::array::from_fn(|j| if j < nb { x[j * per + q] } else { 0 });
+            // The shallowest level a lane's point leaves its previous point's path at.
+            let from = if q == 0 {
+                0
+            } else {
+                (0..nb)
+                    .map(|j| ((xs[j] ^ prev[j]).leading_zeros() as usize).saturating_sub(64 - n))
+                    .min()
+                    .unwrap_or(n)
+                    .min(n)
+            };
+            for i in from..n {
+                for j in 0..nb {
+                    let side = ((xs[j] >> (n - 1 - i)) & 1) as usize;
+                    z[2 * j] = self.s[i][j] ^ side as u128;
+                    z[2 * j + 1] = self.s[i][j] ^ vblock(side) as u128;
+                }
+                mmo.permute(&mut z[..2 * nb]);
+                for j in 0..nb {
+                    let side = ((xs[j] >> (n - 1 - i)) & 1) as usize;
+                    let s = self.s[i][j];
+                    let t = self.t[i][j];
+                    let h = z[2 * j] ^ s ^ side as u128;
+                    let hv = z[2 * j + 1] ^ s ^ vblock(side) as u128;
+                    let mask = 0u64.wrapping_sub(t);
+                    let wide = (mask as u128) | ((mask as u128) << 64);
+                    let kj = first + j;
+                    let at = kj * 2 * n + 2 * i;
+                    let s_cw = k.scw[at] as u128 | (k.scw[at + 1] as u128) << 64;
+                    let bit = 2 * i + side;
+                    let t_cw = (k.tcw[kj * tw + bit / 64] >> (bit % 64)) & 1;
+                    let v_side = if w == 1 {
+                        [(hv >> (64 * side)) as u64, 0]
+                    } else {
+                        [hv as u64, (hv >> 64) as u64]
+                    };
+                    let mut v = self.v[i][j];
+                    for c in 0..w {
+                        let add = v_side[c].wrapping_add(k.vcw[(kj * n + i) * w + c] & mask);
+                        v[c] = v[c].wrapping_add(add ^ sign).wrapping_sub(sign);
+                    }
+                    self.v[i + 1][j] = v;
+                    self.s[i + 1][j] = (h & !1) ^ (s_cw & wide);
+                    self.t[i + 1][j] = (h as u64 & 1) ^ (t_cw & mask);
+                }
+            }
+            // Convert(s^(n)) = H(s ⊕ 4).
+            for j in 0..nb {
+                z[j] = self.s[n][j] ^ 4;
+            }
+            mmo.permute(&mut z[..nb]);
+            for j in 0..nb {
+                let h = z[j] ^ self.s[n][j] ^ 4;
+                let conv = [h as u64, (h >> 64) as u64];
+                let mask = 0u64.wrapping_sub(self.t[n][j]);
+                for c in 0..w {
+                    let fin = conv[c].wrapping_add(k.last[(first + j) * w + c] & mask);
+                    out[(j * per + q) * w + c] =
+                        self.v[n][j][c].wrapping_add((fin ^ sign).wrapping_sub(sign));
+                }
+            }
+            prev = xs;
+        }
+    }
+}
+
 /// Point p uses key p / per.
 fn eval_points(
     path: Path,
@@ -911,6 +1084,13 @@ mod tests {
                             "{} n={bits} per={per} party {party}",
                             path.name()
                         );
+                        let shared =
+                            eval_many_shared_on(path, party, key(l, seed, &cw), per, &x).unwrap();
+                        assert!(
+                            shared == want,
+                            "shared {} n={bits} per={per} party {party}",
+                            path.name()
+                        );
                     }
                     sum.iter_mut()
                         .zip(&want)
@@ -927,6 +1107,74 @@ mod tests {
                 assert!(e.to_string().contains("points"), "{e}");
             }
         }
+    }
+
+    /// `eval_many_shared` on the points it is built for, bit for bit `eval` with the key
+    /// repeated (the reference) on every path: per key the spline gate's ȳ = y + 2^63 and
+    /// y + k·2^15, k = 1..24 (exp's half-unit breakpoints at f = 16), with y random, just
+    /// below a 2^21 or 2^40 boundary (the points straddle two prefixes), just below 2^64
+    /// (they wrap around to 0) and equal to α − 2^15 (a point on the threshold); repeated
+    /// points; descending and random orders; keys straddling batches and tasks.
+    #[test]
+    fn shared_walk_matches_repeated_keys_on_clustered_wrapping_points() {
+        let (l, per) = (Layout::new(64, 1).unwrap(), 25usize);
+        let keys = 3 * TASK / per + 7;
+        let mut rng = Prg::new(&[9; 16], 77);
+        let a: Vec<u64> = (0..keys).map(|_| rng.next_u64()).collect();
+        let beta: Vec<u64> = (0..keys).map(|_| rng.next_u64()).collect();
+        let mut x = Vec::with_capacity(keys * per);
+        for (j, &al) in a.iter().enumerate() {
+            let y = match j % 7 {
+                0 => (1u64 << 21) - 3 * (1 << 15) - 5,
+                1 => (1u64 << 40).wrapping_sub(7 << 15),
+                2 => u64::MAX - (5 << 15),
+                3 => al.wrapping_sub(1 << 15).wrapping_sub(3 << 15),
+                _ => rng.next_u64(),
+            };
+            let mut pts: Vec<u64> = vec![y ^ (1 << 63)];
+            pts.extend((1..per as u64).map(|k| y.wrapping_add(k << 15)));
+            match j % 5 {
+                0 => pts[3] = pts[2],
+                1 => pts[1..].reverse(),
+                2 => pts.swap(4, 20),
+                _ => {}
+            }
+            x.extend(pts);
+        }
+        let (s0, s1, cw) = keys_for(l, &a, &beta);
+        let rep = |v: &[u64], words: usize| -> Vec<u64> {
+            v.chunks(words)
+                .flat_map(|c| std::iter::repeat_n(c, per).flatten().copied())
+                .collect()
+        };
+        let cw_rep = CorrectionWords {
+            scw: rep(&cw.scw, l.scw_words()),
+            vcw: rep(&cw.vcw, l.vcw_words()),
+            tcw: rep(&cw.tcw, l.tcw_words()),
+            last: rep(&cw.last, l.last_words()),
+        };
+        let mut sum = vec![0u64; x.len()];
+        for (party, seed) in [&s0, &s1].into_iter().enumerate() {
+            let seed_rep = rep(seed, 2);
+            let want = eval_on(Path::Soft, party, key(l, &seed_rep, &cw_rep), &x).unwrap();
+            for path in Path::ALL {
+                if !path.available() {
+                    eprintln!("skipping: CPU lacks the {} path", path.name());
+                    continue;
+                }
+                let got = eval_many_shared_on(path, party, key(l, seed, &cw), per, &x).unwrap();
+                assert!(got == want, "{} party {party}", path.name());
+            }
+            sum.iter_mut()
+                .zip(&want)
+                .for_each(|(s, v)| *s = s.wrapping_add(*v));
+        }
+        for (p, &xp) in x.iter().enumerate() {
+            let j = p / per;
+            assert_eq!(sum[p], if xp < a[j] { beta[j] } else { 0 }, "point {p}");
+        }
+        let e = eval_many_shared(0, key(l, &s0, &cw), per, &x[1..]).unwrap_err();
+        assert!(e.to_string().contains("points"), "{e}");
     }
 
     #[test]
