@@ -164,6 +164,12 @@ fn ops(n: usize) -> Vec<(&'static str, Vec<usize>, Op, &'static str)> {
             "8 r, 8 w; N>2: 17 r",
         ),
         (
+            "exp on x ≤ 0 (softmax's)",
+            vec![n],
+            Box::new(|c: &Ctx, x: &Share| c.exp_nonpos(&x.neg()).map(drop)),
+            "as exp (the limit form)",
+        ),
+        (
             "reciprocal",
             vec![n],
             Box::new(|c: &Ctx, x: &Share| c.reciprocal(x).map(drop)),
@@ -261,7 +267,10 @@ fn fss_prediction(name: &str) -> Option<&'static str> {
         "reciprocal" => "fss spline: 4 r, 11 w; key 1560 B, 356 DCF evals",
         "inv_sqrt" => "fss spline: 4 r, 11 w; key 1560 B, 227 DCF evals",
         "sqrt" => "fss: inv_sqrt + 1 mul = 5 r, 13 w",
-        "softmax (rows of 16)" => "fss: max 4 + exp 8 + reciprocal_pos 4 + 1 = 17 r",
+        "softmax (rows of 16)" => "fss: max 4 + exp spline 3 + reciprocal_pos 4 + 1 = 12 r",
+        // proto::spline's exp_fss: the gate (1 r, 1 w), {f², G1·f, G3·f} (6 w), {G2·f²,
+        // G3f·f²} (4 w); 2L + 1 = 25 DCF evaluations at f = 16.
+        "exp on x ≤ 0 (softmax's)" => "fss spline: 3 r, 11 w; key 1560 B, 25 DCF evals",
         "layernorm (rows of 64)" => "fss: 1 square + inv_sqrt 4 + 1 mul = 6 r",
         // proto::spline's gelu_puma_fss: the gate with x²'s opening (1 r, 2 w), then
         // {x³, x⁴, z2·x², z3·x} (8 w) and {z1·P3, z2·Q, z2x²·x⁴} (6 w).

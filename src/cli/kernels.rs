@@ -417,7 +417,7 @@ fn fss_rates(csv: bool, reps: usize) -> Result<()> {
         dcf::eval_many(0, emic, EXP_PER, &epoints).expect("in domain");
     };
     let exp_shared = || {
-        dcf::eval_many_shared(0, emic, EXP_PER, &epoints).expect("in domain");
+        dcf::eval_many_shared(0, emic, EXP_PER, 1, 20, &epoints).expect("in domain");
     };
     let one = crate::kernels::report::pool(1)?;
     let threads = rayon::current_num_threads();

@@ -1,6 +1,7 @@
 //! Function approximations on fixed-point shares (protocols.md §4): exp (limit form),
 //! reciprocal and inverse square root (Newton–Raphson), sqrt, and division by a public
-//! integer; under `--protocols fss` reciprocal and inverse square root are proto::spline's. Defaults are CrypTen's (configs/default.yaml): exp 8 iterations, reciprocal
+//! integer; under `--protocols fss` reciprocal and inverse square root are proto::spline's,
+//! and so is softmax's exp on x ≤ 0 (`exp_nonpos`, `--exp`). Defaults are CrypTen's (configs/default.yaml): exp 8 iterations, reciprocal
 //! 10 NR iterations from y0 = 3·exp(1 − 2x) + 0.003, inv_sqrt 3 NR iterations from
 //! y0 = 2.2·exp(−(x/2 + 0.2)) + 0.2 − x/1024. Depends on proto::{ctx, share, arith, trunc,
 //! compare} and ring.

@@ -3,10 +3,12 @@
 //! from one DCF key per element (Boyle, Chandran, Gilboa, Gupta, Ishai, Kumar, Rathee,
 //! EUROCRYPT 2021, the multiple interval containment gate, §4.4); and on it the round-lean
 //! reciprocal and inverse square root of the fss suite (a piecewise-constant first guess,
-//! then a short polynomial refinement). Depends on proto::{ctx, share, arith, trunc,
+//! then a short polynomial refinement), softmax's exp on x ≤ 0 (a half-unit cubic spline)
+//! and PUMA's GeLU (its three regions from one key). Depends on proto::{ctx, share, arith, trunc,
 //! approx}, fss, offline, ring. Chosen by `Ctx::reciprocal_pos`, `Ctx::reciprocal` and
-//! `Ctx::inv_sqrt` (proto::approx) when the session's `Protocols` is `Fss`; sqrt,
-//! softmax, layernorm and the sigmoid follow.
+//! `Ctx::inv_sqrt` (proto::approx) when the session's `Protocols` is `Fss`, and by
+//! `Ctx::exp_nonpos` (with `ExpApprox::Spline`, the fss default) and `Ctx::gelu_puma`;
+//! sqrt, softmax, layernorm and the sigmoid follow.
 //!
 //! Derivation. Comparisons are of signed 64-bit values; the shift x ↦ x + 2^63 (written
 //! x̄) turns them into unsigned ones over the whole ring, N = 2^64: x < b (signed) iff
@@ -39,12 +41,19 @@
 //! 64 levels) and m + 1 DCF evaluations (129 AES blocks each; `mpc-pipe kernels --fss`,
 //! row `many`: 12.8 M points/s on one thread of this VAES host, load 1.7, so softmax's
 //! reciprocal_pos costs ~14 µs per row and BERT-base's ~4M points ~0.3 s per party;
-//! one key stays in cache across its points). The evaluations are why exp and GELU stay
-//! as they are: they run on every element of an attention matrix or an FFN activation
-//! (BERT-base: 196k and 393k per layer), where a spline with ~64 pieces (exp on [−16, 0]
-//! at quarter steps, then a cubic in x − c(x)) would be ~150M (exp) or more points per
-//! party, ~12 s at the rate above, to save ~4 rounds per layer (~1 s on the 20 ms wan
-//! link); per-row reciprocals and inverse square roots are ~10^3 per layer.
+//! one key stays in cache across its points). On elementwise functions that run on every
+//! element of an attention matrix or an FFN activation (BERT-base: 196k and 393k per
+//! layer) the points count: a 64-piece exp would be ~150M points per party. The two here
+//! keep them few: GeLU's three PUMA regions are 4 points per element (one key instead of
+//! the crypten path's three comparison keys), and exp on x ≤ 0 (`exp_fss`) uses half-unit
+//! pieces only over [−L, 0], L = ⌈(f + 1)·ln 2⌉ = 12 (below it e^x < u/2), with a cubic in
+//! x − c(x): 25 points per element, ~59M per party for BERT-base, against 5 rounds per
+//! layer saved. The points y − b_i of one element lie in a window as wide as the
+//! breakpoints' span (2^20 for exp at f = 16, 2^31 for the signed reciprocal), so they
+//! share the top levels of the key's tree: `fss::dcf::eval_many_shared` walks those once
+//! per element (two prefixes: the window may straddle one boundary) and each point only
+//! its last levels, bit for bit `eval_many` (`kernels --fss`: exp's 25 points 1.7-2.5x
+//! faster than `eval_many` at load 7).
 //!
 //! Approximations (u = 2^-f one ulp; every truncation errs by less than 2u):
 //!  * reciprocal: y0 piecewise constant on `PIECES_PER_OCTAVE` (8) log-spaced pieces per
@@ -65,6 +74,9 @@
 //!
 //! Both take 4 rounds: the gate, x·y0 (or x·q), the stack {e², y0·e}, the stack
 //! {y0e·e, y0e·e²}. The crypten suite's take 31 and 17 here (its ltz steps are fss gates).
+//!  * exp on x ≤ 0 (`exp_fss`, 3 rounds): within e^c·2.63e-5 + ~4.2u of e^x (2.3 ulp
+//!    measured at f = 16), exactly 0 below −L; CrypTen's limit form errs by ~2^-7 relative.
+//!  * GeLU (`gelu_puma_fss`, 3 rounds): PUMA's polynomials, as accurate as `gelu_puma`.
 
 use super::approx::{stack, unstack};
 use super::ctx::{Combine, Ctx};
@@ -362,7 +374,18 @@ impl<'a> Ctx<'a> {
                 points.push(yi ^ (1 << 63));
                 points.extend(p.breaks.iter().map(|b| yi.wrapping_sub(*b)));
             }
-            dcf::eval_many(self.party(), k.dcf.keys(layout), per, &points)?
+            // The y − b_i lie in a window of span + 1 ≤ 2^w values (the breakpoints'
+            // span), so they share all but their last w levels of the key's tree two
+            // prefixes at a time: `eval_many_shared` walks those once per element, ȳ
+            // whole (bit for bit `eval_many`; 1.7-2.5x its points/s on exp's 25 points,
+            // `kernels --fss`, rows exp-many and exp-shared).
+            let span = (p.breaks[m - 1] as i64).wrapping_sub(p.breaks[0] as i64) as u64;
+            let w = (64 - span.leading_zeros()).max(1);
+            if w < layout.bits {
+                dcf::eval_many_shared(self.party(), k.dcf.keys(layout), per, 1, w, &points)?
+            } else {
+                dcf::eval_many(self.party(), k.dcf.keys(layout), per, &points)?
+            }
         };
         let own = u64::from(self.party() == 0);
         // d_i = c_(i−1) − c_i per function.
