@@ -559,13 +559,17 @@ fn fss_gelu_matches_puma_twin_and_exact_gelu_at_thresholds() {
     }
 }
 
-/// softmax under `--protocols fss` (its max by ReLU gates, exact; its exp and reciprocal
-/// the splines') against the twin with the spline reciprocal's bound and the exact softmax,
+/// softmax under `--protocols fss --exp spline` (its max by ReLU gates, exact; its exp and
+/// reciprocal the splines') against the twin with the spline reciprocal's bound and the exact softmax,
 /// and against the crypten suite's output within the two twins' bounds plus the twins'
 /// difference (which is the Newton reciprocal's own error).
 #[test]
 fn fss_softmax_matches_twin_exact_and_the_crypten_suite() {
     let mut d = Data::new(602);
+    let mut spline = fss_cfg();
+    spline.fixed = spline
+        .fixed
+        .with_exp(Some(mpc_pipe::ring::ExpApprox::Spline));
     let x = softmax_rows(&mut d);
     let run = |cfg: &SessionConfig| {
         reveal_all_with(cfg, |ctx| {
@@ -573,7 +577,7 @@ fn fss_softmax_matches_twin_exact_and_the_crypten_suite() {
             ctx.reveal_plain(&ctx.softmax(&xs, 1)?)
         })
     };
-    let (fss, crypten) = (run(&fss_cfg()), run(&SessionConfig::new(2)));
+    let (fss, crypten) = (run(&spline), run(&SessionConfig::new(2)));
     for r in 0..6 {
         let row = &x.data()[r * 10..r * 10 + 10];
         let g = &fss.data()[r * 10..r * 10 + 10];

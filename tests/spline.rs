@@ -417,6 +417,10 @@ fn fss_reciprocal_and_inv_sqrt_take_four_rounds_and_eleven_words() {
 /// value; the default and the dealer truncation.
 #[test]
 fn fss_exp_spline_is_within_its_derived_bound_on_x_le_0() {
+    let spline = |mut c: SessionConfig| {
+        c.fixed = c.fixed.with_exp(Some(mpc_pipe::ring::ExpApprox::Spline));
+        c
+    };
     let f = 16u32;
     let u = ULP;
     let p = exp_pieces(f);
@@ -442,9 +446,9 @@ fn fss_exp_spline_is_within_its_derived_bound_on_x_le_0() {
     ]);
     raw.retain(|&w| (w as i64) <= 0);
     let x = RingTensor::from_vec(&[raw.len()], raw.clone());
-    let mut dealer = fss();
+    let mut dealer = spline(fss());
     dealer.fixed = dealer.fixed.with_trunc(Some(Trunc::Dealer));
-    for cfg in [fss(), dealer] {
+    for cfg in [spline(fss()), dealer] {
         let got = agree_with(&cfg, |ctx| {
             let xs = ctx.share_input(1, Some(&x), x.shape())?;
             ctx.reveal(&ctx.exp_nonpos(&xs)?)
@@ -479,25 +483,29 @@ fn fss_exp_spline_is_within_its_derived_bound_on_x_le_0() {
     }
 }
 
-/// exp by the spline: the gate (1 round, 1 word), {f·f, G1·f, G3·f} (6 words), {G2·f²,
-/// G3f·f²} (4 words): 3 rounds, 11 words; one `FssMic` key. The limit form under
-/// `--exp limit` stays 8 rounds, 8 words, and plain `exp` is the limit form.
+/// exp by the spline (`--exp spline`): the gate (1 round, 1 word), {f·f, G1·f, G3·f}
+/// (6 words), {G2·f², G3f·f²} (4 words): 3 rounds, 11 words, one `FssMic` key. By
+/// default (and plain `exp` always) the limit form: 8 rounds, 8 words.
 #[test]
 fn fss_exp_spline_takes_three_rounds_eleven_words() {
-    let neg = |c: &Ctx, x: &Share| c.exp_nonpos(&x.neg());
-    assert_eq!(fss_cost(neg), (3, 11.0));
+    let cost = |exp: Option<mpc_pipe::ring::ExpApprox>| {
+        let mut cfg = fss();
+        cfg.fixed = cfg.fixed.with_exp(exp);
+        let n = 1024;
+        let xs = Data::new(5).tensor(&[n], -3.0, 0.0);
+        let outs = run_with(&cfg, |ctx| {
+            let s = ctx.share_plain(0, Some(&xs), xs.shape())?;
+            let before = ctx.counters().snapshot();
+            ctx.exp_nonpos(&s)?;
+            Ok(ctx.counters().snapshot().since(&before))
+        });
+        let worst = outs.iter().map(|o| o.value.bytes_sent()).max().unwrap();
+        (outs[0].value.rounds, worst as f64 / 8.0 / n as f64)
+    };
+    assert_eq!(cost(Some(mpc_pipe::ring::ExpApprox::Spline)), (3, 11.0));
+    assert_eq!(cost(Some(mpc_pipe::ring::ExpApprox::Limit)), (8, 8.0));
+    assert_eq!(cost(None), (8, 8.0));
     assert_eq!(fss_cost(|c, x| c.exp(x)), (8, 8.0));
-    let mut limit = fss();
-    limit.fixed = limit.fixed.with_exp(Some(mpc_pipe::ring::ExpApprox::Limit));
-    let n = 64;
-    let xs = Data::new(5).tensor(&[n], -3.0, 0.0);
-    let outs = run_with(&limit, |ctx| {
-        let s = ctx.share_plain(0, Some(&xs), xs.shape())?;
-        let before = ctx.counters().snapshot();
-        ctx.exp_nonpos(&s)?;
-        Ok(ctx.counters().snapshot().since(&before).rounds)
-    });
-    assert_eq!(outs[0].value, 8);
 }
 
 /// GeLU under fss (`gelu_puma_fss`): the gate with x²'s opening in its message (1 round,

@@ -44,7 +44,8 @@ pub struct JobArgs {
     pub protocols: String,
     /// softmax's exp: limit (CrypTen's (1 + x/256)^256, 8 rounds) or spline (fss only: a
     /// half-unit piecewise cubic on one interval-containment key, 3 rounds, within a few
-    /// ulp). Default: spline under --protocols fss, limit otherwise.
+    /// ulp, but 25 DCF evaluations and a key per element: slower end to end on BERT-base
+    /// here, see README). Default: limit.
     #[arg(long)]
     pub exp: Option<String>,
     /// Sequence length of a BERT model (default: 128 for bert-base, 16 for bert-small).

@@ -95,6 +95,9 @@ pub unsafe fn eval_pass<const W: usize>(
     )
 }
 
+/// A key's components: seed, scw, vcw, tcw, last (as `eval_pass` takes them).
+pub type KeyWords<'a> = (&'a [u64], &'a [u64], &'a [u64], &'a [u64], &'a [u64]);
+
 /// Words of a walk's state at a level, per point: s (two words), t, v (two words).
 pub const STATE_WORDS: usize = 5;
 
@@ -113,7 +116,7 @@ pub unsafe fn eval_range<const W: usize>(
     party: usize,
     rk: &[__m128i; 11],
     n: usize,
-    (seed, scw, vcw, tcw, last): (&[u64], &[u64], &[u64], &[u64], &[u64]),
+    (seed, scw, vcw, tcw, last): KeyWords<'_>,
     key: &[usize; PASS],
     x: &[u64],
     from: usize,

@@ -78,8 +78,8 @@ impl<'a> Ctx<'a> {
     }
 
     /// e^x for inputs known to be ≤ 0 (softmax's x − max): the session's `ExpApprox`,
-    /// by default the spline of proto::spline under `--protocols fss` (3 rounds, within a
-    /// few ulp; its doc) and `exp`'s limit form otherwise.
+    /// `exp`'s limit form by default, or (`--exp spline`, fss only) proto::spline's
+    /// `exp_fss` (3 rounds, within a few ulp; its doc).
     pub fn exp_nonpos(&self, x: &Share) -> Result<Share> {
         match self.fixed().exp_approx() {
             ExpApprox::Spline => self.exp_fss(x),

@@ -97,8 +97,8 @@ impl<'a> Ctx<'a> {
     /// out = e · reciprocal_pos(Σ e) with the row sum broadcast back.
     /// Rounds (2PC): max_dim + 8 + 28 + 1; words: max_dim + 8n + 38·(n/k) + 2n for rows of
     /// length k. Under `--protocols fss` the reciprocal is proto::spline's (4 rounds,
-    /// 11·(n/k) words) and so, by default (`--exp spline`), is exp (`exp_nonpos`: 3
-    /// rounds, 11n words, within a few ulp): max_dim + 3 + 4 + 1 rounds.
+    /// 11·(n/k) words), and with `--exp spline` so is exp (`exp_nonpos`: 3 rounds, 11n
+    /// words, within a few ulp): max_dim + 3 + 4 + 1 rounds.
     ///
     /// Accuracy (limit form; the spline's is in proto::spline): the row maximum maps to exp(0) = 1 exactly in 2PC, so Σe ∈ [1, k] and the
     /// reciprocal is in its converged range; entries with x − m < −10 come out as ~0

@@ -7,7 +7,7 @@
 //! and PUMA's GeLU (its three regions from one key). Depends on proto::{ctx, share, arith, trunc,
 //! approx}, fss, offline, ring. Chosen by `Ctx::reciprocal_pos`, `Ctx::reciprocal` and
 //! `Ctx::inv_sqrt` (proto::approx) when the session's `Protocols` is `Fss`, and by
-//! `Ctx::exp_nonpos` (with `ExpApprox::Spline`, the fss default) and `Ctx::gelu_puma`;
+//! `Ctx::exp_nonpos` (with `ExpApprox::Spline`, `--exp spline`) and `Ctx::gelu_puma`;
 //! sqrt, softmax, layernorm and the sigmoid follow.
 //!
 //! Derivation. Comparisons are of signed 64-bit values; the shift x ↦ x + 2^63 (written
@@ -457,8 +457,8 @@ impl<'a> Ctx<'a> {
         self.refine(&y0, &e, [16, 8, 6, 5], 4)
     }
 
-    /// e^x for x ≤ 0 under `--protocols fss` with `ExpApprox::Spline` (softmax's
-    /// x − max): the gate gives, per half-unit piece [c, c + 1/2) of [−L, 0], the constants
+    /// e^x for x ≤ 0 under `--protocols fss` with `ExpApprox::Spline` (`--exp spline`;
+    /// softmax's x − max; not the default: ring::ExpApprox::default_for says why): the gate gives, per half-unit piece [c, c + 1/2) of [−L, 0], the constants
     /// G_k = e^c·a_k (`exp_pieces`) and c, so f = x − c ∈ [0, 1/2] is local and
     ///   e^x = e^c·e^f ≈ G0 + G1·f + G2·f² + (G3·f)·f²,
     ///   round 2: {f·f, G1·f, G3·f}   (f² and G3·f truncated, G1·f kept raw)
@@ -467,10 +467,11 @@ impl<'a> Ctx<'a> {
     /// 2PC: 3 rounds, 1 + 6 + 4 = 11 words per element, one 1576-byte key and 2L + 1 DCF
     /// evaluations (25 at f = 16) per element; the limit form takes 8 rounds, 8 words.
     ///
-    /// Accuracy (u = 2^-f): |y − e^x| ≤ e^c·EXP_POLY_ERR (the cubic, ≤ 1.6e-5 as c ≤ −1/2)
-    /// + (u/2)(1 + f + f² + f³) ≤ 0.94u (the G_k rounded to the grid) + 2u·(1 + |G2| +
-    /// |G3|·f + f²) ≤ 2u·1.63 (the truncations of f², G3·f and the sum) ≤ 4.2u + 1.6e-5,
-    /// 8e-5 at f = 16, absolute (tests/spline.rs measures it); below −L the result is 0
+    /// Accuracy (u = 2^-f), absolute, the sum of three terms: the cubic's
+    /// e^c·EXP_POLY_ERR (≤ 1.6e-5 as c ≤ −1/2); the G_k rounded to the grid,
+    /// (u/2)(1 + f + f² + f³) ≤ 0.94u; the truncations of f², G3·f and the sum,
+    /// 2u·(1 + |G2| + |G3|·f + f²) ≤ 3.3u. In all at most 4.2u + 1.6e-5, 8e-5 at f = 16
+    /// (tests/spline.rs measures 2.3 ulp at most); below −L the result is 0
     /// (e^x < u/2 there, exact zeros: every term has a factor G_k = 0). For x > 0 the top
     /// piece's cubic is extrapolated (f = x + 1/2 > 1/2): close to e^x just above 0, wrong
     /// further up; softmax never passes x > 0.

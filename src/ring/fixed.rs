@@ -188,21 +188,20 @@ impl FromStr for Protocols {
 pub enum ExpApprox {
     /// CrypTen's limit form (1 + x/2^8)^(2^8): 8 rounds (proto::approx `exp`).
     Limit,
-    /// `--protocols fss` only: the spline of proto::spline (`exp_fss`): one
-    /// interval-containment key, 3 rounds, within a few ulp of e^x.
+    /// `--protocols fss` only (`--exp spline`): the spline of proto::spline (`exp_fss`):
+    /// one interval-containment key, 3 rounds, within a few ulp of e^x.
     Spline,
 }
 
 impl ExpApprox {
-    /// The choice when none is made: the spline under fss, the limit form otherwise.
-    /// Under fss the spline is the default because it is both more accurate (a few ulp
-    /// against CrypTen's ~2^-7 relative) and faster end to end on every link measured
-    /// (results/fss-runs.md, "exp spline and GeLU on one key").
-    pub fn default_for(protocols: Protocols) -> ExpApprox {
-        match protocols {
-            Protocols::Fss => ExpApprox::Spline,
-            Protocols::Crypten => ExpApprox::Limit,
-        }
+    /// The choice when none is made: the limit form, under both suites. The spline is
+    /// far more accurate (2.3 ulp against ~2^-7 relative) and saves 5 rounds per softmax,
+    /// but on BERT-base it is slower end to end on this 2-vCPU host: its 25 DCF points per
+    /// attention element (~59M per party) and 2.4M more keys (3.7 GB per party to deal)
+    /// cost more than the 60 rounds save (wan: 53.1-59.6 s online against 48.6-48.9 s;
+    /// results/fss-runs.md, "exp spline and GeLU on one key").
+    pub fn default_for(_protocols: Protocols) -> ExpApprox {
+        ExpApprox::Limit
     }
 
     pub fn as_str(&self) -> &'static str {
@@ -238,8 +237,9 @@ pub struct FixedPoint {
     #[serde(default)]
     pub protocols: Protocols,
     /// softmax's exp; `None`: `ExpApprox::default_for` the protocols. Absent in job
-    /// descriptions from before the choice: the default.
-    #[serde(default)]
+    /// descriptions from before the choice: the default; not written when `None`, so
+    /// descriptions without the choice read the same to older binaries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exp: Option<ExpApprox>,
 }
 
