@@ -28,7 +28,10 @@
 //! `gen_batch`/`eval_batch` in batches of `BATCH`, which stay the reference the fused
 //! kernels are tested against bit for bit. `eval_many` evaluates each key at several
 //! points (proto::spline's gate: m + 1 per key); both kernels take each point's key by
-//! index, so a pass mixes points of one key or of several.
+//! index, so a pass mixes points of one key or of several. `eval_many_shared` does the
+//! same for points clustered in a window of 2^k: each key walks the two prefixes of its
+//! window once and each point only its last k levels, from the prefix's state (the fused
+//! kernel's `eval_range` and the scalar `eval_range_batch` take states in and out).
 //!
 //! Measured (`mpc-pipe kernels --fss`, 2^18 ReLU keys, n = 63, w = 2, best of 5 per
 //! call, median of 3 alternating calls; AMD EPYC with VAES, 2 vCPUs, load average 6;

@@ -53,7 +53,9 @@
 //! share the top levels of the key's tree: `fss::dcf::eval_many_shared` walks those once
 //! per element (two prefixes: the window may straddle one boundary) and each point only
 //! its last levels, bit for bit `eval_many` (`kernels --fss`: exp's 25 points 1.7-2.5x
-//! faster than `eval_many` at load 7).
+//! faster than `eval_many` at load 7). Even so the exp spline, with a key per attention
+//! element to deal, is slower end to end than the limit form on BERT-base on this host,
+//! so it is `--exp spline`, not the default (ring::ExpApprox::default_for).
 //!
 //! Approximations (u = 2^-f one ulp; every truncation errs by less than 2u):
 //!  * reciprocal: y0 piecewise constant on `PIECES_PER_OCTAVE` (8) log-spaced pieces per
