@@ -10,7 +10,7 @@ use common::*;
 
 use mpc_pipe::model::{zoo, Weights};
 use mpc_pipe::proto::Ctx;
-use mpc_pipe::ring::Protocols;
+use mpc_pipe::ring::{ExpApprox, Protocols};
 use mpc_pipe::runtime::{run_local, SessionConfig};
 use mpc_pipe::sched::{self, Lanes, Schedule, Scheme};
 
@@ -32,6 +32,7 @@ fn run_as(
     weights: Weights,
     schedule: Schedule,
     protocols: Protocols,
+    exp: Option<ExpApprox>,
 ) -> Outcome {
     let batch = 2;
     let g = zoo::build(model, 11, batch).unwrap();
@@ -39,7 +40,7 @@ fn run_as(
     let input = Data::new(5).tensor(&shape, -1.0, 1.0);
     let mut cfg = SessionConfig::new(parties);
     cfg.dealer_seed = Some(0x5eed);
-    cfg.fixed = cfg.fixed.with_protocols(protocols);
+    cfg.fixed = cfg.fixed.with_protocols(protocols).with_exp(exp);
     let outs = run_local(&cfg, &|ctx: &Ctx| {
         let x = ctx.share_plain(parties - 1, Some(&input), &shape)?;
         let y = sched::forward(ctx, &g, &x, weights, &schedule)?;
@@ -60,7 +61,17 @@ fn check(model: &str, parties: usize, weights: Weights) {
 }
 
 fn check_as(model: &str, parties: usize, weights: Weights, protocols: Protocols) {
-    let serial = run_as(model, parties, weights, Schedule::serial(), protocols);
+    check_as_with(model, parties, weights, protocols, None)
+}
+
+fn check_as_with(
+    model: &str,
+    parties: usize,
+    weights: Weights,
+    protocols: Protocols,
+    exp: Option<ExpApprox>,
+) {
+    let serial = run_as(model, parties, weights, Schedule::serial(), protocols, exp);
     for scheme in SCHEMES {
         for lanes in [Lanes::Threads, Lanes::Coroutines] {
             let schedule = Schedule {
@@ -69,7 +80,7 @@ fn check_as(model: &str, parties: usize, weights: Weights, protocols: Protocols)
                 batches_in_flight: 2,
                 lanes,
             };
-            let got = run_as(model, parties, weights, schedule, protocols);
+            let got = run_as(model, parties, weights, schedule, protocols, exp);
             for (p, (g, s)) in got.iter().zip(&serial).enumerate() {
                 let what = format!(
                     "{model} {parties}p {weights:?} {scheme} {lanes} {protocols} party {p}"
@@ -92,6 +103,14 @@ fn fss_suite_gives_bit_identical_shares_under_every_scheme() {
     for model in ["lenet", "resnet_cifar-tiny", "bert-small"] {
         check_as(model, 2, Weights::Private, Protocols::Fss);
     }
+    // softmax's exp as the spline (`--exp spline`): its gate's shared walks too.
+    check_as_with(
+        "bert-small",
+        2,
+        Weights::Private,
+        Protocols::Fss,
+        Some(ExpApprox::Spline),
+    );
 }
 
 #[test]

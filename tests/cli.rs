@@ -218,6 +218,27 @@ fn protocols_fss_runs_in_process_as_processes_and_from_files() {
         .unwrap();
     let out = succeeded(&procs);
     assert_eq!(rounds(&out), rounds(&fss), "{out}");
+    // `--exp spline` reaches both parties of a process run (the job description carries
+    // it): the same rounds as in process.
+    let spline = [
+        "run",
+        "--model",
+        "bert-small",
+        "--protocols",
+        "fss",
+        "--exp",
+        "spline",
+    ];
+    let inproc = succeeded(&bin().args(spline).output().unwrap());
+    let procs = succeeded(&bin().args(spline).arg("--processes").output().unwrap());
+    let limit = succeeded(
+        &bin()
+            .args(["run", "--model", "bert-small", "--protocols", "fss"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(rounds(&procs), rounds(&inproc), "{procs}");
+    assert!(rounds(&inproc) < rounds(&limit), "{inproc}\n{limit}");
 
     let dir = scratch("fss");
     succeeded(&with_dir(
@@ -258,6 +279,14 @@ fn bad_options_name_the_problem() {
         (
             vec!["run", "--parties", "3", "--protocols", "fss"],
             "--protocols fss needs exactly 2 parties",
+        ),
+        (
+            vec!["run", "--exp", "spline"],
+            "--exp spline needs --protocols fss",
+        ),
+        (
+            vec!["run", "--protocols", "fss", "--exp", "taylor"],
+            "--exp must be limit or spline",
         ),
         (
             vec!["costs", "--parties", "2,3", "--protocols", "fss"],

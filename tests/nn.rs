@@ -9,6 +9,7 @@ mod common;
 mod twins;
 use common::*;
 use mpc_pipe::proto::nn::GeluApprox;
+use mpc_pipe::proto::spline::{exp_lower_limit, EXP_POLY, EXP_POLY_ERR};
 use mpc_pipe::proto::{Ctx, Share};
 use mpc_pipe::ring::{FixedPoint, PlainTensor, Protocols, RingTensor};
 use mpc_pipe::runtime::SessionConfig;
@@ -39,8 +40,30 @@ fn gelu_exact(x: f64) -> f64 {
 /// inputs), E_i = exp(x_i − m), R = reciprocal_pos(ΣE), out_i = E_i·R (one truncation).
 /// Returns (values, bounds).
 fn softmax_twin(row: &[f64], recip: Ref) -> (Vec<f64>, Vec<f64>) {
+    softmax_twin_with(row, exp_ref, recip)
+}
+
+/// `--protocols fss`'s exp on z ≤ 0 (proto::spline's half-unit cubic spline) at an exact
+/// input: e^z, with the bound tests/spline.rs checks, e^c·EXP_POLY_ERR for the cubic on
+/// its piece [c, c + 1/2), (u/2)(1 + f + f² + f³) for the constants on the grid and 2u per
+/// truncation, weighted (1 + e^c·(a2 + a3·f) + f²); below −L e^z + 2u.
+fn exp_spline_ref(z: f64, ex: f64) -> (f64, f64) {
+    assert_eq!(ex, 0.0, "softmax's z = x − max is exact");
+    let (u, a) = (ULP, EXP_POLY);
+    if z < -(exp_lower_limit(16) as f64) {
+        return (z.exp(), z.exp() + 2.0 * u);
+    }
+    let c = ((2.0 * z).floor() / 2.0).min(-0.5);
+    let (f, g) = (z - c, c.exp());
+    let b = g * EXP_POLY_ERR
+        + (u / 2.0) * (1.0 + f + f * f + f.powi(3))
+        + 2.0 * u * (1.0 + g * (a[2] + a[3] * f) + f * f);
+    (z.exp(), b)
+}
+
+fn softmax_twin_with(row: &[f64], exp: Ref, recip: Ref) -> (Vec<f64>, Vec<f64>) {
     let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    let ee: Vec<(f64, f64)> = row.iter().map(|&x| exp_ref(x - m, 0.0)).collect();
+    let ee: Vec<(f64, f64)> = row.iter().map(|&x| exp(x - m, 0.0)).collect();
     let s: f64 = ee.iter().map(|p| p.0).sum();
     let es: f64 = ee.iter().map(|p| p.1).sum();
     let (r, er) = recip(s, es);
@@ -98,11 +121,21 @@ fn inv_sqrt_spline_ref(x: f64, ex: f64) -> (f64, f64) {
 /// reciprocal's relative residual (b) adds: 5e-8 for CrypTen's Newton iterations
 /// (tests/approx.rs), 0 for the spline (its twin's value is exact, its error bounded).
 fn check_softmax_row(row: &[f64], got: &[f64], what: &str) {
-    check_softmax_row_with(row, got, what, recip_ref, 5e-8)
+    check_softmax_row_with(row, got, what, false, recip_ref, 5e-8)
 }
 
-fn check_softmax_row_with(row: &[f64], got: &[f64], what: &str, recip: Ref, recip_rel: f64) {
-    let (want, bound) = softmax_twin(row, recip);
+/// `spline_exp`: exp is `--protocols fss`'s spline, whose twin value is the exact e^z (its
+/// error is in the bound), so (b) adds no exp error for it.
+fn check_softmax_row_with(
+    row: &[f64],
+    got: &[f64],
+    what: &str,
+    spline_exp: bool,
+    recip: Ref,
+    recip_rel: f64,
+) {
+    let exp: Ref = if spline_exp { exp_spline_ref } else { exp_ref };
+    let (want, bound) = softmax_twin_with(row, exp, recip);
     let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     let ez: Vec<f64> = row.iter().map(|&x| (x - m).exp()).collect();
     let sz: f64 = ez.iter().sum();
@@ -111,7 +144,16 @@ fn check_softmax_row_with(row: &[f64], got: &[f64], what: &str, recip: Ref, reci
     // documented relative error at z_j = x_j − m), so ΣE = Σe^z·(1 + r̄) with
     // |r̄| ≤ ρ̄ = Σ p_j ρ_j and |E_i/ΣE − p_i| ≤ p_i(ρ_i + ρ̄)/(1 − ρ̄); the reciprocal adds
     // its relative residual (≤ 5e-8 on [1, 10], see tests/approx.rs).
-    let rho: Vec<f64> = row.iter().map(|&x| exp_limit_rel_err(x - m)).collect();
+    let rho: Vec<f64> = row
+        .iter()
+        .map(|&x| {
+            if spline_exp {
+                0.0
+            } else {
+                exp_limit_rel_err(x - m)
+            }
+        })
+        .collect();
     let rho_bar: f64 = p.iter().zip(&rho).map(|(a, b)| a * b).sum();
     assert!(
         rho_bar < 0.5,
@@ -208,9 +250,20 @@ const PUMA_B: [f64; 7] = [
 /// (each off by < 2^-24) and the constant with 16 (off by < 1 ulp); the selection by bits
 /// is exact.
 fn puma_twin(x: f64) -> (f64, f64) {
+    puma_twin_with(x, false)
+}
+
+/// As `puma_twin`; `fss`: proto::spline's `gelu_puma_fss`, whose x⁶ is (x²)·x⁴ (error
+/// x²·e4 + x⁴·T + T·e4 + T) and whose constants carry 2f + 8 bits (the ULP term stays as
+/// a margin).
+fn puma_twin_with(x: f64, fss: bool) -> (f64, f64) {
     let (e2, e3) = (T, x.abs() * T + T);
     let e4 = 2.0 * x * x * T + T * T + T;
-    let e6 = 2.0 * x.abs().powi(3) * e3 + e3 * e3 + T;
+    let e6 = if fss {
+        x * x * e4 + x.powi(4) * T + T * e4 + T
+    } else {
+        2.0 * x.abs().powi(3) * e3 + e3 * e3 + T
+    };
     let c_err = 1.0 / (1u64 << 24) as f64;
     if x < -q(4.0) {
         (0.0, 0.0)
@@ -467,13 +520,56 @@ fn fss_cfg() -> SessionConfig {
     }
 }
 
-/// softmax under `--protocols fss` (its max by ReLU gates, exact; its reciprocal the
-/// spline's) against the twin with the spline reciprocal's bound and the exact softmax,
+/// GeLU under `--protocols fss` (proto::spline's `gelu_puma_fss`: the indicators from one
+/// interval-containment key, x⁶ as x²·x⁴) against the PUMA twin with its bound and
+/// against x·Φ(x) with PUMA's documented error, at random inputs, the thresholds and
+/// their ±1, ±2 ulp neighbours, 0, ±8 and inputs far out (±2^20, where the unselected
+/// powers overflow and must vanish); the default and the dealer truncation.
+#[test]
+fn fss_gelu_matches_puma_twin_and_exact_gelu_at_thresholds() {
+    let mut d = Data::new(4242);
+    let mut v = gelu_inputs(&mut d).data().to_vec();
+    for t in [-4.0, -1.95, 3.0] {
+        let raw = FixedPoint::default().encode(t) as i64;
+        for o in [-2i64, -1, 0, 1, 2] {
+            v.push((raw + o) as f64 * ULP);
+        }
+    }
+    v.extend([0.0, 1048576.0, -1048576.0, 30000.0, -30000.0]);
+    let x = PlainTensor::from_vec(&[v.len()], v);
+    for trunc in [None, Some(mpc_pipe::ring::Trunc::Dealer)] {
+        let mut cfg = fss_cfg();
+        cfg.fixed = cfg.fixed.with_trunc(trunc);
+        let got = reveal_all_with(&cfg, |ctx| {
+            let xs = ctx.share_plain(0, Some(&x), x.shape())?;
+            ctx.reveal_plain(&ctx.gelu(&xs)?)
+        });
+        for (i, &xi) in x.data().iter().enumerate() {
+            let g = got.data()[i];
+            let (w, b) = puma_twin_with(xi, true);
+            assert!(
+                (g - w).abs() <= b,
+                "fss gelu {trunc:?} x={xi}: got {g}, PUMA twin {w}, bound {b}"
+            );
+            if xi.abs() <= 10.0 {
+                let bt = b + puma_documented_err(xi);
+                assert!((g - gelu_exact(xi)).abs() <= bt, "fss gelu x={xi}: {g}");
+            }
+        }
+    }
+}
+
+/// softmax under `--protocols fss --exp spline` (its max by ReLU gates, exact; its exp and
+/// reciprocal the splines') against the twin with the spline reciprocal's bound and the exact softmax,
 /// and against the crypten suite's output within the two twins' bounds plus the twins'
 /// difference (which is the Newton reciprocal's own error).
 #[test]
 fn fss_softmax_matches_twin_exact_and_the_crypten_suite() {
     let mut d = Data::new(602);
+    let mut spline = fss_cfg();
+    spline.fixed = spline
+        .fixed
+        .with_exp(Some(mpc_pipe::ring::ExpApprox::Spline));
     let x = softmax_rows(&mut d);
     let run = |cfg: &SessionConfig| {
         reveal_all_with(cfg, |ctx| {
@@ -481,7 +577,7 @@ fn fss_softmax_matches_twin_exact_and_the_crypten_suite() {
             ctx.reveal_plain(&ctx.softmax(&xs, 1)?)
         })
     };
-    let (fss, crypten) = (run(&fss_cfg()), run(&SessionConfig::new(2)));
+    let (fss, crypten) = (run(&spline), run(&SessionConfig::new(2)));
     for r in 0..6 {
         let row = &x.data()[r * 10..r * 10 + 10];
         let g = &fss.data()[r * 10..r * 10 + 10];
@@ -490,10 +586,11 @@ fn fss_softmax_matches_twin_exact_and_the_crypten_suite() {
             row,
             g,
             &format!("fss softmax row {r}"),
+            true,
             recip_spline_ref,
             0.0,
         );
-        let (wf, bf) = softmax_twin(row, recip_spline_ref);
+        let (wf, bf) = softmax_twin_with(row, exp_spline_ref, recip_spline_ref);
         let (wc, bc) = softmax_twin(row, recip_ref);
         for i in 0..10 {
             let b = bf[i] + bc[i] + (wf[i] - wc[i]).abs();

@@ -16,8 +16,9 @@ use mpc_pipe::fss::{dcf, mic_layout, Keys};
 use mpc_pipe::offline::file::{self, Expect, MaterialKey};
 use mpc_pipe::offline::{deal, deal_with, dealer_seeds, MaterialSource, Part, Plan, Request};
 use mpc_pipe::proto::spline::{
-    inv_sqrt_pieces, reciprocal_pieces, Pieces, INV_SQRT_HI_LOG2, INV_SQRT_LO_LOG2, Q_EXTRA_BITS,
-    RECIPROCAL_HI_LOG2, RECIPROCAL_LO_LOG2,
+    exp_lower_limit, exp_pieces, inv_sqrt_pieces, reciprocal_pieces, Pieces, EXP_POLY,
+    EXP_POLY_ERR, INV_SQRT_HI_LOG2, INV_SQRT_LO_LOG2, Q_EXTRA_BITS, RECIPROCAL_HI_LOG2,
+    RECIPROCAL_LO_LOG2,
 };
 use mpc_pipe::proto::{Ctx, Share};
 use mpc_pipe::ring::{FixedPoint, PlainTensor, Protocols, RingTensor, Trunc};
@@ -404,6 +405,132 @@ fn fss_reciprocal_and_inv_sqrt_take_four_rounds_and_eleven_words() {
     assert_eq!(fss_cost(|c, x| c.reciprocal(x)), (4, 11.0));
     assert_eq!(fss_cost(|c, x| c.inv_sqrt(x)), (4, 11.0));
     assert_eq!(fss_cost(|c, x| c.sqrt(x)), (5, 13.0));
+}
+
+/// exp on x ≤ 0 by the spline (`exp_fss`, softmax's `exp_nonpos` under fss) against f64
+/// e^x within the bound its doc derives: e^c·EXP_POLY_ERR for the cubic on the piece
+/// [c, c + 1/2), (u/2)(1 + f + f² + f³) for the constants G_k rounded to the grid, and
+/// 2u for each of the three truncations, weighted by what multiplies its error
+/// (1 for the sum, |G2| + |G3·f| for f², f² for G3·f); below −L exactly 0 (local) or
+/// within the dealer truncation's 2u. Inputs: random over [−20, 0], every breakpoint
+/// and its ±1, ±2 ulp neighbours, 0, −16, below −16 and the ring's most negative
+/// value; the default and the dealer truncation.
+#[test]
+fn fss_exp_spline_is_within_its_derived_bound_on_x_le_0() {
+    let spline = |mut c: SessionConfig| {
+        c.fixed = c.fixed.with_exp(Some(mpc_pipe::ring::ExpApprox::Spline));
+        c
+    };
+    let f = 16u32;
+    let u = ULP;
+    let p = exp_pieces(f);
+    let l = exp_lower_limit(f) as f64;
+    assert_eq!(p.breaks.len(), 2 * exp_lower_limit(f) as usize);
+    let mut d = Data::new(77);
+    let mut raw: Vec<u64> = (0..600)
+        .map(|_| fp().encode(d.uniform(-20.0, 0.0)))
+        .collect();
+    for &b in &p.breaks {
+        for o in [-2i64, -1, 0, 1, 2] {
+            raw.push(b.wrapping_add(o as u64));
+        }
+    }
+    raw.extend([
+        0,
+        u64::MAX,
+        fp().encode(-16.0),
+        fp().encode(-16.0) - 1,
+        fp().encode(-1000.0),
+        1 << 63,
+        (1 << 63) + 1,
+    ]);
+    raw.retain(|&w| (w as i64) <= 0);
+    let x = RingTensor::from_vec(&[raw.len()], raw.clone());
+    let mut dealer = spline(fss());
+    dealer.fixed = dealer.fixed.with_trunc(Some(Trunc::Dealer));
+    for cfg in [spline(fss()), dealer] {
+        let got = agree_with(&cfg, |ctx| {
+            let xs = ctx.share_input(1, Some(&x), x.shape())?;
+            ctx.reveal(&ctx.exp_nonpos(&xs)?)
+        });
+        let mut worst = 0f64;
+        for (i, &w) in raw.iter().enumerate() {
+            let xv = (w as i64) as f64 * u;
+            let y = (got.data()[i] as i64) as f64 * u;
+            let want = xv.exp();
+            let bound = if xv < -l {
+                if cfg.fixed.trunc.is_none() {
+                    assert_eq!(got.data()[i], 0, "x={xv}: below −L must be exactly 0");
+                }
+                want + 2.0 * u
+            } else {
+                let c = (2.0 * xv).floor() / 2.0;
+                let c = c.min(-0.5);
+                let fr = xv - c;
+                let g = c.exp();
+                g * EXP_POLY_ERR
+                    + (u / 2.0) * (1.0 + fr + fr * fr + fr.powi(3))
+                    + 2.0 * u * (1.0 + g * EXP_POLY[2] + g * EXP_POLY[3] * fr + fr * fr)
+            };
+            worst = worst.max((y - want).abs() / u);
+            assert!(
+                (y - want).abs() <= bound,
+                "exp({xv}) = {y}, e^x {want}, bound {bound} ({:?})",
+                cfg.fixed.trunc
+            );
+        }
+        println!("exp spline {:?}: worst {worst:.2} ulp", cfg.fixed.trunc);
+    }
+}
+
+/// exp by the spline (`--exp spline`): the gate (1 round, 1 word), {f·f, G1·f, G3·f}
+/// (6 words), {G2·f², G3f·f²} (4 words): 3 rounds, 11 words, one `FssMic` key. By
+/// default (and plain `exp` always) the limit form: 8 rounds, 8 words.
+#[test]
+fn fss_exp_spline_takes_three_rounds_eleven_words() {
+    let cost = |exp: Option<mpc_pipe::ring::ExpApprox>| {
+        let mut cfg = fss();
+        cfg.fixed = cfg.fixed.with_exp(exp);
+        let n = 1024;
+        let xs = Data::new(5).tensor(&[n], -3.0, 0.0);
+        let outs = run_with(&cfg, |ctx| {
+            let s = ctx.share_plain(0, Some(&xs), xs.shape())?;
+            let before = ctx.counters().snapshot();
+            ctx.exp_nonpos(&s)?;
+            Ok(ctx.counters().snapshot().since(&before))
+        });
+        let worst = outs.iter().map(|o| o.value.bytes_sent()).max().unwrap();
+        (outs[0].value.rounds, worst as f64 / 8.0 / n as f64)
+    };
+    assert_eq!(cost(Some(mpc_pipe::ring::ExpApprox::Spline)), (3, 11.0));
+    assert_eq!(cost(Some(mpc_pipe::ring::ExpApprox::Limit)), (8, 8.0));
+    assert_eq!(cost(None), (8, 8.0));
+    assert_eq!(fss_cost(|c, x| c.exp(x)), (8, 8.0));
+}
+
+/// GeLU under fss (`gelu_puma_fss`): the gate with x²'s opening in its message (1 round,
+/// 2 words), {x·x², x²·x², z2·x², z3·x} (1 round, 8 words), {z1·P3, z2·Q, z2x²·x⁴}
+/// (1 round, 6 words); one `FssMic` key per element and no comparison keys.
+#[test]
+fn fss_gelu_takes_three_rounds_sixteen_words_and_one_key() {
+    assert_eq!(fss_cost(|c, x| c.gelu(x)), (3, 16.0));
+    let plan = record_plan(&fss(), &|ctx: &Ctx| {
+        let x = ctx.share_input(0, Some(&RingTensor::zeros(&[10])), &[10])?;
+        ctx.gelu(&x).map(drop)
+    })
+    .unwrap();
+    let reqs: Vec<&Request> = plan.entries.iter().map(|(_, r)| r).collect();
+    assert_eq!(
+        reqs.iter()
+            .filter(|r| matches!(r, Request::FssMic { len: 10 }))
+            .count(),
+        1,
+        "{reqs:?}"
+    );
+    assert!(
+        !reqs.iter().any(|r| matches!(r, Request::FssLtz { .. })),
+        "{reqs:?}"
+    );
 }
 
 /// One `FssMic` request per call, of one element per input element whatever the number

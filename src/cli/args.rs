@@ -8,7 +8,7 @@ use clap::Args;
 use crate::error::{Error, Result};
 use crate::link::LinkProfile;
 use crate::model::Weights;
-use crate::ring::{FixedPoint, Protocols, Trunc};
+use crate::ring::{ExpApprox, FixedPoint, Protocols, Trunc};
 use crate::runtime::job::JobSpec;
 use crate::runtime::process::check_sizes;
 use crate::sched::{Schedule, Scheme};
@@ -42,6 +42,12 @@ pub struct JobArgs {
     /// dealer's DCF keys, one opening per comparison; exactly 2 parties).
     #[arg(long, default_value = "crypten")]
     pub protocols: String,
+    /// softmax's exp: limit (CrypTen's (1 + x/256)^256, 8 rounds) or spline (fss only: a
+    /// half-unit piecewise cubic on one interval-containment key, 3 rounds, within a few
+    /// ulp, but 25 DCF evaluations and a key per element: slower end to end on BERT-base
+    /// here, see README). Default: limit.
+    #[arg(long)]
+    pub exp: Option<String>,
     /// Sequence length of a BERT model (default: 128 for bert-base, 16 for bert-small).
     #[arg(long)]
     pub seq_len: Option<usize>,
@@ -77,6 +83,7 @@ impl Default for JobArgs {
             frac_bits: 16,
             trunc: None,
             protocols: "crypten".into(),
+            exp: None,
             seq_len: None,
             scheme: "serial".into(),
             chunks: 2,
@@ -167,9 +174,26 @@ impl JobArgs {
                 "--protocols fss needs exactly 2 parties, got {parties}: its comparison keys (a distributed comparison function) split a function between two parties; use --protocols crypten"
             )));
         }
+        let exp = match &self.exp {
+            None => None,
+            Some(s) => {
+                let e = s.parse::<ExpApprox>().map_err(|_| {
+                    Error::Config(format!("--exp must be limit or spline, got '{s}'"))
+                })?;
+                if e == ExpApprox::Spline && protocols != Protocols::Fss {
+                    return Err(Error::Config(
+                        "--exp spline needs --protocols fss: its pieces come from an \
+                         interval-containment key (a DCF between two parties)"
+                            .into(),
+                    ));
+                }
+                Some(e)
+            }
+        };
         Ok(FixedPoint::new(self.frac_bits)
             .with_trunc(trunc)
-            .with_protocols(protocols))
+            .with_protocols(protocols)
+            .with_exp(exp))
     }
 }
 

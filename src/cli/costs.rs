@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::error::{Error, Result};
 use crate::proto::{Ctx, LinearOp, Share};
-use crate::ring::{FixedPoint, PlainTensor, Protocols, RingTensor};
+use crate::ring::{ExpApprox, FixedPoint, PlainTensor, Protocols, RingTensor};
 use crate::runtime::{record_plan, run_local, SessionConfig};
 
 #[derive(Args, Debug)]
@@ -19,6 +19,9 @@ pub struct CostsArgs {
     /// Comparison protocols: crypten or fss (2 parties only).
     #[arg(long, default_value = "crypten")]
     pub protocols: String,
+    /// softmax's exp: limit or spline (fss only); default limit.
+    #[arg(long)]
+    pub exp: Option<String>,
     /// Elements per elementwise input.
     #[arg(long, default_value_t = 1024)]
     pub elements: usize,
@@ -164,6 +167,12 @@ fn ops(n: usize) -> Vec<(&'static str, Vec<usize>, Op, &'static str)> {
             "8 r, 8 w; N>2: 17 r",
         ),
         (
+            "exp on x ≤ 0 (softmax's)",
+            vec![n],
+            Box::new(|c: &Ctx, x: &Share| c.exp_nonpos(&x.neg()).map(drop)),
+            "as exp (the limit form)",
+        ),
+        (
             "reciprocal",
             vec![n],
             Box::new(|c: &Ctx, x: &Share| c.reciprocal(x).map(drop)),
@@ -209,9 +218,16 @@ fn ops(n: usize) -> Vec<(&'static str, Vec<usize>, Op, &'static str)> {
 }
 
 /// Per model: what its plan asks of the dealer, per party (2 parties).
-fn model_material(models: &[String], batch: usize, protocols: Protocols) -> Result<()> {
+fn model_material(
+    models: &[String],
+    batch: usize,
+    protocols: Protocols,
+    exp: Option<ExpApprox>,
+) -> Result<()> {
     let cfg = SessionConfig {
-        fixed: FixedPoint::default().with_protocols(protocols),
+        fixed: FixedPoint::default()
+            .with_protocols(protocols)
+            .with_exp(exp),
         ..SessionConfig::new(2)
     };
     let gib = |w: usize| 8.0 * w as f64 / (1u64 << 30) as f64;
@@ -261,8 +277,18 @@ fn fss_prediction(name: &str) -> Option<&'static str> {
         "reciprocal" => "fss spline: 4 r, 11 w; key 1560 B, 356 DCF evals",
         "inv_sqrt" => "fss spline: 4 r, 11 w; key 1560 B, 227 DCF evals",
         "sqrt" => "fss: inv_sqrt + 1 mul = 5 r, 13 w",
-        "softmax (rows of 16)" => "fss: max 4 + exp 8 + reciprocal_pos 4 + 1 = 17 r",
+        "softmax (rows of 16)" => {
+            "fss: max 4 + exp 8 + reciprocal_pos 4 + 1 = 17 r (--exp spline: exp 3, 12 r)"
+        }
+        // proto::spline's exp_fss: the gate (1 r, 1 w), {f², G1·f, G3·f} (6 w), {G2·f²,
+        // G3f·f²} (4 w); 2L + 1 = 25 DCF evaluations at f = 16.
+        "exp on x ≤ 0 (softmax's)" => {
+            "as exp (--exp spline: 3 r, 11 w; key 1560 B, 25 DCF evals)"
+        }
         "layernorm (rows of 64)" => "fss: 1 square + inv_sqrt 4 + 1 mul = 6 r",
+        // proto::spline's gelu_puma_fss: the gate with x²'s opening (1 r, 2 w), then
+        // {x³, x⁴, z2·x², z3·x} (8 w) and {z1·P3, z2·Q, z2x²·x⁴} (6 w).
+        "gelu (default)" => "fss spline: 3 r, 16 w; key 1560 B, 4 DCF evals",
         _ => return None,
     })
 }
@@ -300,10 +326,25 @@ pub fn run(a: &CostsArgs) -> Result<()> {
             )));
         }
     }
+    let exp = match &a.exp {
+        None => None,
+        Some(s) => {
+            let e = s
+                .parse::<ExpApprox>()
+                .map_err(|_| Error::Config(format!("--exp must be limit or spline, got '{s}'")))?;
+            if e == ExpApprox::Spline && protocols != Protocols::Fss {
+                return Err(Error::Config("--exp spline needs --protocols fss".into()));
+            }
+            Some(e)
+        }
+    };
     if !a.models.is_empty() {
-        return model_material(&a.models, a.batch, protocols);
+        return model_material(&a.models, a.batch, protocols, exp);
     }
-    println!("protocols {protocols}");
+    match exp {
+        Some(e) => println!("protocols {protocols}, exp {}", e.as_str()),
+        None => println!("protocols {protocols}"),
+    }
     println!("| protocol | parties | rounds | words sent / element / party | dealt key bytes / element (party 1) | material bytes / element / party | predicted: 2PC rounds, words per party; N > 2 rounds (L = 2 for N = 3) |");
     println!("|---|---|---|---|---|---|---|");
     for (name, shape, op, predicted) in ops(n) {
@@ -313,7 +354,9 @@ pub fn run(a: &CostsArgs) -> Result<()> {
         };
         for &p in &parties {
             let cfg = SessionConfig {
-                fixed: FixedPoint::default().with_protocols(protocols),
+                fixed: FixedPoint::default()
+                    .with_protocols(protocols)
+                    .with_exp(exp),
                 ..SessionConfig::new(p)
             };
             let elems: usize = shape.iter().product();

@@ -321,7 +321,9 @@ fn cpu_name() -> String {
 /// pool. Each element costs 8·63 + 2 AES blocks to make (both keys) and 2·63 + 1 to
 /// evaluate (one key), so the AES bytes per second put beside the PRG's keystream rate
 /// show how close to AES-NI's pace the evaluation runs. `many`: the spline gate's
-/// evaluation of one 64-bit key at 179 points (2·64 + 1 blocks per point).
+/// evaluation of one 64-bit key at 179 points (2·64 + 1 blocks per point); `exp-many` and
+/// `exp-shared`: exp's 25 clustered points per key, by `eval_many` and by
+/// `eval_many_shared` (which walks only the levels below each point's common prefix).
 fn fss_rates(csv: bool, reps: usize) -> Result<()> {
     use crate::fss::{dcf, Keys, LTZ_DCF_BITS};
     let len = 1usize << 18;
@@ -385,6 +387,38 @@ fn fss_rates(csv: bool, reps: usize) -> Result<()> {
     let spline = || {
         dcf::eval_many(0, mic, PER, &points).expect("in domain");
     };
+    // proto::spline's exp: per key ȳ = y + 2^63 and y + k·2^15, k = 1..=24 (the half-unit
+    // breakpoints at f = 16), y uniform: `many` walks every point from the root,
+    // `shared` only below each point's common prefix with the previous one.
+    const EXP_PER: usize = 25;
+    let ekeys = len / EXP_PER;
+    let ecw = dcf::gen(
+        m,
+        &draw(7, ekeys),
+        &vec![1; ekeys],
+        [&s0[..2 * ekeys], &s1[..2 * ekeys]],
+    )?;
+    let emic = Keys {
+        layout: m,
+        seed: &s0[..2 * ekeys],
+        scw: &ecw.scw,
+        vcw: &ecw.vcw,
+        tcw: &ecw.tcw,
+        last: &ecw.last,
+    };
+    let epoints: Vec<u64> = draw(8, ekeys)
+        .into_iter()
+        .flat_map(|y| {
+            std::iter::once(y ^ (1 << 63))
+                .chain((1..EXP_PER as u64).map(move |k| y.wrapping_add(k << 15)))
+        })
+        .collect();
+    let exp_many = || {
+        dcf::eval_many(0, emic, EXP_PER, &epoints).expect("in domain");
+    };
+    let exp_shared = || {
+        dcf::eval_many_shared(0, emic, EXP_PER, 1, 20, &epoints).expect("in domain");
+    };
     let one = crate::kernels::report::pool(1)?;
     let threads = rayon::current_num_threads();
     let mic_blocks = 2.0 * m.bits as f64 + 1.0;
@@ -400,6 +434,30 @@ fn fss_rates(csv: bool, reps: usize) -> Result<()> {
             mic_blocks,
         ),
         ("many", threads, best_of(points.len(), &spline), mic_blocks),
+        (
+            "exp-many",
+            1,
+            one.install(|| best_of(epoints.len(), &exp_many)),
+            mic_blocks,
+        ),
+        (
+            "exp-shared",
+            1,
+            one.install(|| best_of(epoints.len(), &exp_shared)),
+            mic_blocks,
+        ),
+        (
+            "exp-many",
+            threads,
+            best_of(epoints.len(), &exp_many),
+            mic_blocks,
+        ),
+        (
+            "exp-shared",
+            threads,
+            best_of(epoints.len(), &exp_shared),
+            mic_blocks,
+        ),
     ];
     let (prg_one, prg_all) = prg_measure(reps);
     if csv {
@@ -415,7 +473,10 @@ fn fss_rates(csv: bool, reps: usize) -> Result<()> {
             "many: proto::spline's eval_many, 64-bit keys of 1 payload word, {PER} points per key (Melem/s counts points)"
         );
         println!(
-            "{:<5} {:>7} {:>14} {:>12} {:>12}",
+            "exp-many / exp-shared: exp's {EXP_PER} points per key (y + 2^63, y + k·2^15), eval_many against eval_many_shared (AES GB/s as if every point walked all 64 levels)"
+        );
+        println!(
+            "{:<10} {:>7} {:>14} {:>12} {:>12}",
             "op", "threads", "Melem/s", "AES GB/s", "PRG GB/s"
         );
     }
@@ -426,7 +487,7 @@ fn fss_rates(csv: bool, reps: usize) -> Result<()> {
             println!("{op},{t},{rate:.0},{aes:.3},{prg:.3}");
         } else {
             println!(
-                "{op:<5} {t:>7} {:>14.3} {aes:>12.2} {prg:>12.2}",
+                "{op:<10} {t:>7} {:>14.3} {aes:>12.2} {prg:>12.2}",
                 rate / 1e6
             );
         }

@@ -28,7 +28,10 @@
 //! `gen_batch`/`eval_batch` in batches of `BATCH`, which stay the reference the fused
 //! kernels are tested against bit for bit. `eval_many` evaluates each key at several
 //! points (proto::spline's gate: m + 1 per key); both kernels take each point's key by
-//! index, so a pass mixes points of one key or of several.
+//! index, so a pass mixes points of one key or of several. `eval_many_shared` does the
+//! same for points clustered in a window of 2^k: each key walks the two prefixes of its
+//! window once and each point only its last k levels, from the prefix's state (the fused
+//! kernel's `eval_range` and the scalar `eval_range_batch` take states in and out).
 //!
 //! Measured (`mpc-pipe kernels --fss`, 2^18 ReLU keys, n = 63, w = 2, best of 5 per
 //! call, median of 3 alternating calls; AMD EPYC with VAES, 2 vCPUs, load average 6;
@@ -39,6 +42,10 @@
 use rayon::prelude::*;
 
 use super::aes::{FixedAes, Path};
+#[cfg(target_arch = "x86_64")]
+use super::eval_vaes::STATE_WORDS;
+#[cfg(not(target_arch = "x86_64"))]
+const STATE_WORDS: usize = 5;
 use crate::error::{Error, Result};
 
 /// The PRG's fixed, public AES key.
@@ -468,6 +475,330 @@ fn eval_many_on(
         )));
     }
     eval_points(path, party, keys, per, x)
+}
+
+/// `eval_many` for points that come in clusters: of each key's `per` points the first
+/// `lead` are walked from the root as in `eval_many`, the other `per − lead` lie in a
+/// window of 2^k consecutive values (mod 2^n), so their top n − k bits are one of two
+/// prefixes P, P + 1: each key walks those two prefixes' n − k levels once, and each
+/// clustered point only its last k levels from its prefix's state. The result is bit for
+/// bit `eval_many`'s (a level's state is a function of the key and the prefix alone); a
+/// call whose points break the window falls back to `eval_many`. proto::spline's exp:
+/// ȳ whole, then 24 points y + i·2^15 in a window of 2^20: 2·44 + 24·20 levels per key
+/// instead of 24·64. On the VAES path the passes are the fused kernel's
+/// (`eval_vaes::eval_range`), the rest scalar (`eval_range_batch`). Keys in parallel on
+/// the rayon pool, in tasks of about TASK points.
+pub fn eval_many_shared(
+    party: usize,
+    keys: Keys<'_>,
+    per: usize,
+    lead: usize,
+    k: u32,
+    x: &[u64],
+) -> Result<Vec<u64>> {
+    eval_many_shared_on(Path::selected()?, party, keys, per, lead, k, x)
+}
+
+/// `eval_many_shared` on a given AES path (tests compare the paths).
+fn eval_many_shared_on(
+    path: Path,
+    party: usize,
+    keys: Keys<'_>,
+    per: usize,
+    lead: usize,
+    k: u32,
+    x: &[u64],
+) -> Result<Vec<u64>> {
+    Layout::new(keys.layout.bits, keys.layout.width)?;
+    let len = keys.len()?;
+    let l = keys.layout;
+    let n = l.bits;
+    if per == 0 || lead > per || x.len() != len * per || party > 1 || k == 0 || k >= n {
+        return Err(Error::Protocol(format!(
+            "DCF evaluation of {} points with {len} keys at {per} points each ({lead} \
+             whole, windows of 2^{k} in {n} bits) by party {party}",
+            x.len()
+        )));
+    }
+    l.check("input", x)?;
+    // Each key's window base prefix P: every clustered point's prefix is P or P + 1.
+    let pmask = u64::MAX >> (64 - (n - k));
+    let mut base = Vec::with_capacity(len);
+    for j in 0..len {
+        let pts = &x[j * per + lead..(j + 1) * per];
+        let Some(&first) = pts.first() else {
+            base.push(0);
+            continue;
+        };
+        let a = first >> k;
+        // P is a − 1 if some point has prefix a − 1, else a.
+        let p = if pts.iter().any(|&v| v >> k == a.wrapping_sub(1) & pmask) {
+            a.wrapping_sub(1) & pmask
+        } else {
+            a
+        };
+        if pts
+            .iter()
+            .any(|&v| v >> k != p && v >> k != (p + 1) & pmask)
+        {
+            return eval_many_on(path, party, keys, per, x);
+        }
+        base.push(p);
+    }
+    let w = l.width;
+    let d = (n - k) as usize;
+    let mut out = vec![0u64; x.len() * w];
+    let kpt = (TASK / per).max(1);
+    out.par_chunks_mut(kpt * per * w)
+        .enumerate()
+        .for_each(|(task, o)| {
+            let mmo = FixedAes::new(&PRG_KEY, path);
+            let k0 = task * kpt;
+            let nk = o.len() / (per * w);
+            // Phase 1: the two prefixes of each key, levels 0..d.
+            let pre_key: Vec<usize> = (k0..k0 + nk).flat_map(|j| [j, j]).collect();
+            let pre_x: Vec<u64> = (k0..k0 + nk)
+                .flat_map(|j| [base[j] << k, ((base[j] + 1) & pmask) << k])
+                .collect();
+            let mut pre_state = vec![0u64; pre_x.len() * STATE_WORDS];
+            run_range(
+                party,
+                &mmo,
+                keys,
+                &pre_key,
+                &pre_x,
+                0,
+                d,
+                &mut pre_state,
+                &mut [],
+            );
+            // Phase 2: the clustered points from their prefix's state, levels d..n.
+            let c = per - lead;
+            let mut cl_key = Vec::with_capacity(nk * c);
+            let mut cl_x = Vec::with_capacity(nk * c);
+            let mut cl_state = Vec::with_capacity(nk * c * STATE_WORDS);
+            for (jj, j) in (k0..k0 + nk).enumerate() {
+                for &v in &x[j * per + lead..(j + 1) * per] {
+                    let which = usize::from(v >> k != base[j]);
+                    let at = (2 * jj + which) * STATE_WORDS;
+                    cl_key.push(j);
+                    cl_x.push(v);
+                    cl_state.extend_from_slice(&pre_state[at..at + STATE_WORDS]);
+                }
+            }
+            let mut cl_out = vec![0u64; cl_x.len() * w];
+            run_range(
+                party,
+                &mmo,
+                keys,
+                &cl_key,
+                &cl_x,
+                d,
+                n as usize,
+                &mut cl_state,
+                &mut cl_out,
+            );
+            // Phase 3: the lead points, whole.
+            let ld_key: Vec<usize> = (k0..k0 + nk)
+                .flat_map(|j| std::iter::repeat_n(j, lead))
+                .collect();
+            let ld_x: Vec<u64> = (k0..k0 + nk)
+                .flat_map(|j| x[j * per..j * per + lead].iter().copied())
+                .collect();
+            let mut ld_out = vec![0u64; ld_x.len() * w];
+            run_range(
+                party,
+                &mmo,
+                keys,
+                &ld_key,
+                &ld_x,
+                0,
+                n as usize,
+                &mut [],
+                &mut ld_out,
+            );
+            for jj in 0..nk {
+                let dst = &mut o[jj * per * w..(jj + 1) * per * w];
+                dst[..lead * w].copy_from_slice(&ld_out[jj * lead * w..(jj + 1) * lead * w]);
+                dst[lead * w..].copy_from_slice(&cl_out[jj * c * w..(jj + 1) * c * w]);
+            }
+        });
+    Ok(out)
+}
+
+/// Points `x` (point p with key `key[p]` of `keys`) over levels `from..to` (see
+/// `eval_vaes::eval_range`): whole passes of the fused kernel on the VAES path, the rest
+/// in scalar batches. `state` holds STATE_WORDS per point unless from = 0 and to = n.
+#[allow(clippy::too_many_arguments)]
+fn run_range(
+    party: usize,
+    mmo: &FixedAes,
+    keys: Keys<'_>,
+    key: &[usize],
+    x: &[u64],
+    from: usize,
+    to: usize,
+    state: &mut [u64],
+    out: &mut [u64],
+) {
+    let l = keys.layout;
+    let (w, n) = (l.width, l.bits as usize);
+    let whole = from == 0 && to == n;
+    let count = x.len();
+    let mut b0 = 0;
+    #[cfg(target_arch = "x86_64")]
+    if mmo.path() == Path::Vaes {
+        use super::eval_vaes::{eval_range, PASS};
+        while b0 + PASS <= count {
+            let idx: [usize; PASS] = std::array::from_fn(|q| key[b0 + q]);
+            let st: &mut [u64] = if whole {
+                &mut []
+            } else {
+                &mut state[b0 * STATE_WORDS..(b0 + PASS) * STATE_WORDS]
+            };
+            let o: &mut [u64] = if to == n {
+                &mut out[b0 * w..(b0 + PASS) * w]
+            } else {
+                &mut []
+            };
+            let pass = match w {
+                1 => eval_range::<1>,
+                _ => eval_range::<2>,
+            };
+            // SAFETY: the Vaes path is only chosen on a CPU with avx512f and vaes
+            // (`FixedAes::new` checked it); the layout was checked by the caller
+            // (1 ≤ n ≤ 64, w ∈ {1, 2}, every component's size by `Keys::len`); every key
+            // index is below the number of keys; from ≤ to ≤ n; the points, states and
+            // outputs are exactly PASS.
+            unsafe {
+                pass(
+                    party,
+                    mmo.round_keys(),
+                    n,
+                    (keys.seed, keys.scw, keys.vcw, keys.tcw, keys.last),
+                    &idx,
+                    &x[b0..b0 + PASS],
+                    from,
+                    to,
+                    st,
+                    o,
+                )
+            };
+            b0 += PASS;
+        }
+    }
+    while b0 < count {
+        let nb = BATCH.min(count - b0);
+        let st: &mut [u64] = if whole {
+            &mut []
+        } else {
+            &mut state[b0 * STATE_WORDS..(b0 + nb) * STATE_WORDS]
+        };
+        let o: &mut [u64] = if to == n {
+            &mut out[b0 * w..(b0 + nb) * w]
+        } else {
+            &mut []
+        };
+        eval_range_batch(
+            party,
+            mmo,
+            keys,
+            &key[b0..b0 + nb],
+            &x[b0..b0 + nb],
+            from,
+            to,
+            st,
+            o,
+        );
+        b0 += nb;
+    }
+}
+
+/// `eval_batch` over levels `from..to`, with states in and out as `eval_vaes::eval_range`.
+#[allow(clippy::too_many_arguments)]
+fn eval_range_batch(
+    party: usize,
+    mmo: &FixedAes,
+    k: Keys<'_>,
+    key: &[usize],
+    x: &[u64],
+    from: usize,
+    to: usize,
+    state: &mut [u64],
+    out: &mut [u64],
+) {
+    let nb = x.len();
+    let l = k.layout;
+    let n = l.bits as usize;
+    let tw = l.tcw_words();
+    let w = l.width;
+    let sign = 0u64.wrapping_sub(party as u64);
+    let mut s = [0u128; BATCH];
+    let mut t = [party as u64; BATCH];
+    let mut v = [[0u64; Layout::MAX_WIDTH]; BATCH];
+    for j in 0..nb {
+        if from == 0 {
+            s[j] = seed_of(&k.seed[2 * key[j]..2 * key[j] + 2]);
+        } else {
+            let st = &state[j * STATE_WORDS..(j + 1) * STATE_WORDS];
+            s[j] = st[0] as u128 | (st[1] as u128) << 64;
+            t[j] = st[2];
+            v[j] = [st[3], st[4]];
+        }
+    }
+    let vblock = |side: usize| if w == 1 { 2 } else { 2 + side };
+    let mut z = [0u128; 2 * BATCH];
+    for i in from..to {
+        for j in 0..nb {
+            let side = ((x[j] >> (n - 1 - i)) & 1) as usize;
+            z[2 * j] = s[j] ^ side as u128;
+            z[2 * j + 1] = s[j] ^ vblock(side) as u128;
+        }
+        mmo.permute(&mut z[..2 * nb]);
+        for j in 0..nb {
+            let side = ((x[j] >> (n - 1 - i)) & 1) as usize;
+            let h = z[2 * j] ^ s[j] ^ side as u128;
+            let hv = z[2 * j + 1] ^ s[j] ^ vblock(side) as u128;
+            let mask = 0u64.wrapping_sub(t[j]);
+            let wide = (mask as u128) | ((mask as u128) << 64);
+            let kj = key[j];
+            let at = kj * 2 * n + 2 * i;
+            let s_cw = k.scw[at] as u128 | (k.scw[at + 1] as u128) << 64;
+            let bit = 2 * i + side;
+            let t_cw = (k.tcw[kj * tw + bit / 64] >> (bit % 64)) & 1;
+            let v_side = if w == 1 {
+                [(hv >> (64 * side)) as u64, 0]
+            } else {
+                [hv as u64, (hv >> 64) as u64]
+            };
+            for c in 0..w {
+                let add = v_side[c].wrapping_add(k.vcw[(kj * n + i) * w + c] & mask);
+                v[j][c] = v[j][c].wrapping_add(add ^ sign).wrapping_sub(sign);
+            }
+            s[j] = (h & !1) ^ (s_cw & wide);
+            t[j] = (h as u64 & 1) ^ (t_cw & mask);
+        }
+    }
+    if to < n {
+        for j in 0..nb {
+            let st = &mut state[j * STATE_WORDS..(j + 1) * STATE_WORDS];
+            st.copy_from_slice(&[s[j] as u64, (s[j] >> 64) as u64, t[j], v[j][0], v[j][1]]);
+        }
+        return;
+    }
+    for j in 0..nb {
+        z[j] = s[j] ^ 4;
+    }
+    mmo.permute(&mut z[..nb]);
+    for j in 0..nb {
+        let h = z[j] ^ s[j] ^ 4;
+        let conv = [h as u64, (h >> 64) as u64];
+        let mask = 0u64.wrapping_sub(t[j]);
+        for c in 0..w {
+            let fin = conv[c].wrapping_add(k.last[key[j] * w + c] & mask);
+            out[j * w + c] = v[j][c].wrapping_add((fin ^ sign).wrapping_sub(sign));
+        }
+    }
 }
 
 /// Point p uses key p / per.
@@ -911,6 +1242,21 @@ mod tests {
                             "{} n={bits} per={per} party {party}",
                             path.name()
                         );
+                        let shared = eval_many_shared_on(
+                            path,
+                            party,
+                            key(l, seed, &cw),
+                            per,
+                            1,
+                            bits - 1,
+                            &x,
+                        )
+                        .unwrap();
+                        assert!(
+                            shared == want,
+                            "shared {} n={bits} per={per} party {party}",
+                            path.name()
+                        );
                     }
                     sum.iter_mut()
                         .zip(&want)
@@ -927,6 +1273,89 @@ mod tests {
                 assert!(e.to_string().contains("points"), "{e}");
             }
         }
+    }
+
+    /// `eval_many_shared` on the points it is built for, bit for bit `eval` with the key
+    /// repeated (the reference) on every path: per key the spline gate's ȳ = y + 2^63
+    /// (walked whole) and y + k·2^15, k = 1..24 (exp's half-unit breakpoints at f = 16) in
+    /// windows of 2^20, with y random, just below a 2^21 or 2^40 boundary (the points
+    /// straddle two prefixes), just below 2^64 (they wrap around to 0) and equal to
+    /// α − 4·2^15 (a point on the threshold); repeated points; descending and shuffled
+    /// orders; keys straddling passes, batches and tasks; and one point moved out of its
+    /// window (the call falls back to `eval_many`).
+    #[test]
+    fn shared_walk_matches_repeated_keys_on_clustered_wrapping_points() {
+        let (l, per) = (Layout::new(64, 1).unwrap(), 25usize);
+        let keys = 3 * TASK / per + 7;
+        let mut rng = Prg::new(&[9; 16], 77);
+        let a: Vec<u64> = (0..keys).map(|_| rng.next_u64()).collect();
+        let beta: Vec<u64> = (0..keys).map(|_| rng.next_u64()).collect();
+        let mut x = Vec::with_capacity(keys * per);
+        for (j, &al) in a.iter().enumerate() {
+            let y = match j % 7 {
+                0 => (1u64 << 21) - 3 * (1 << 15) - 5,
+                1 => (1u64 << 40).wrapping_sub(7 << 15),
+                2 => u64::MAX - (5 << 15),
+                3 => al.wrapping_sub(1 << 15).wrapping_sub(3 << 15),
+                _ => rng.next_u64(),
+            };
+            let mut pts: Vec<u64> = vec![y ^ (1 << 63)];
+            pts.extend((1..per as u64).map(|k| y.wrapping_add(k << 15)));
+            match j % 5 {
+                0 => pts[3] = pts[2],
+                1 => pts[1..].reverse(),
+                2 => pts.swap(4, 20),
+                _ => {}
+            }
+            x.extend(pts);
+        }
+        let (s0, s1, cw) = keys_for(l, &a, &beta);
+        let rep = |v: &[u64], words: usize| -> Vec<u64> {
+            v.chunks(words)
+                .flat_map(|c| std::iter::repeat_n(c, per).flatten().copied())
+                .collect()
+        };
+        let cw_rep = CorrectionWords {
+            scw: rep(&cw.scw, l.scw_words()),
+            vcw: rep(&cw.vcw, l.vcw_words()),
+            tcw: rep(&cw.tcw, l.tcw_words()),
+            last: rep(&cw.last, l.last_words()),
+        };
+        let mut sum = vec![0u64; x.len()];
+        for (party, seed) in [&s0, &s1].into_iter().enumerate() {
+            let seed_rep = rep(seed, 2);
+            let want = eval_on(Path::Soft, party, key(l, &seed_rep, &cw_rep), &x).unwrap();
+            for path in Path::ALL {
+                if !path.available() {
+                    eprintln!("skipping: CPU lacks the {} path", path.name());
+                    continue;
+                }
+                let got =
+                    eval_many_shared_on(path, party, key(l, seed, &cw), per, 1, 20, &x).unwrap();
+                assert!(got == want, "{} party {party}", path.name());
+                // One point out of its key's window: the whole call falls back, still exact.
+                let mut far = x.clone();
+                far[per + 7] ^= 1 << 50;
+                let want_far =
+                    eval_on(Path::Soft, party, key(l, &seed_rep, &cw_rep), &far).unwrap();
+                let got_far =
+                    eval_many_shared_on(path, party, key(l, seed, &cw), per, 1, 20, &far).unwrap();
+                assert!(
+                    got_far == want_far,
+                    "fallback {} party {party}",
+                    path.name()
+                );
+            }
+            sum.iter_mut()
+                .zip(&want)
+                .for_each(|(s, v)| *s = s.wrapping_add(*v));
+        }
+        for (p, &xp) in x.iter().enumerate() {
+            let j = p / per;
+            assert_eq!(sum[p], if xp < a[j] { beta[j] } else { 0 }, "point {p}");
+        }
+        let e = eval_many_shared(0, key(l, &s0, &cw), per, 1, 20, &x[1..]).unwrap_err();
+        assert!(e.to_string().contains("points"), "{e}");
     }
 
     #[test]

@@ -81,6 +81,49 @@ pub unsafe fn eval_pass<const W: usize>(
     x: &[u64],
     out: &mut [u64],
 ) {
+    eval_range::<W>(
+        party,
+        rk,
+        n,
+        (seed, scw, vcw, tcw, last),
+        key,
+        x,
+        0,
+        n,
+        &mut [],
+        out,
+    )
+}
+
+/// A key's components: seed, scw, vcw, tcw, last (as `eval_pass` takes them).
+pub type KeyWords<'a> = (&'a [u64], &'a [u64], &'a [u64], &'a [u64], &'a [u64]);
+
+/// Words of a walk's state at a level, per point: s (two words), t, v (two words).
+pub const STATE_WORDS: usize = 5;
+
+/// `eval_pass` over levels `from..to` only: from 0 the walk starts at the root (the key's
+/// seed), otherwise at the states in `state` (point e's at `state[e·STATE_WORDS..]`:
+/// s low, s high, t, v0, v1); below `to < n` it stores the states reached there and
+/// writes no output, at `to = n` it converts and writes `out` as `eval_pass`. A key's
+/// points that share a prefix walk it once (dcf::eval_many_shared).
+///
+/// # Safety
+/// As `eval_pass`, and from ≤ to ≤ n; `state` holds PASS·STATE_WORDS words if from > 0
+/// or to < n; `out` holds PASS·W words if to = n.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,vaes")]
+pub unsafe fn eval_range<const W: usize>(
+    party: usize,
+    rk: &[__m128i; 11],
+    n: usize,
+    (seed, scw, vcw, tcw, last): KeyWords<'_>,
+    key: &[usize; PASS],
+    x: &[u64],
+    from: usize,
+    to: usize,
+    state: &mut [u64],
+    out: &mut [u64],
+) {
     let tw = (2 * n).div_ceil(64);
     let keys = last.len() / W;
     debug_assert!(
@@ -90,7 +133,10 @@ pub unsafe fn eval_pass<const W: usize>(
             && tcw.len() == tw * keys
             && key.iter().all(|&k| k < keys)
             && x.len() == PASS
-            && out.len() == W * PASS
+            && from <= to
+            && to <= n
+            && (to < n || out.len() == W * PASS)
+            && ((from == 0 && to == n) || state.len() == STATE_WORDS * PASS)
     );
     // Word offsets of lane l of group g's key in a component of `per` words per key.
     let at =
@@ -109,16 +155,29 @@ pub unsafe fn eval_pass<const W: usize>(
     let mut t_lo = [_mm512_setzero_si512(); GROUPS];
     let mut t_hi = [_mm512_setzero_si512(); GROUPS];
     let mut t: [__mmask8; GROUPS] = [if party == 1 { 0xff } else { 0 }; GROUPS];
+    let st: [usize; 4] = core::array::from_fn(|l| l * STATE_WORDS);
     for g in 0..GROUPS {
         let e = 4 * g;
-        s[g] = _mm512_andnot_si512(one_lo, load4(seed.as_ptr(), at(g, 2), false));
-        xs[g] = _mm512_sll_epi64(spread(x.as_ptr().add(e)), _mm_cvtsi64_si128(64 - n as i64));
+        if from == 0 {
+            s[g] = _mm512_andnot_si512(one_lo, load4(seed.as_ptr(), at(g, 2), false));
+        } else {
+            let p = state.as_ptr().add(e * STATE_WORDS);
+            s[g] = load4(p, st, false);
+            let tw = load4(p.add(2), st, true);
+            t[g] = lanes(_mm512_test_epi64_mask(tw, tw));
+            v[g] = load4(p.add(3), st, W == 1);
+        }
+        // Level `from`'s bit at the top (a count of 64 or more gives 0: no levels left).
+        xs[g] = _mm512_sll_epi64(
+            spread(x.as_ptr().add(e)),
+            _mm_cvtsi64_si128((64 - n + from) as i64),
+        );
         // tw = 1: [t0, 0] per lane, as `spread` gives; tw = 2: [t0, t1].
         let tv = load4(tcw.as_ptr(), at(g, tw), tw == 1);
         t_lo[g] = _mm512_shuffle_epi32::<0x44>(tv);
         t_hi[g] = _mm512_shuffle_epi32::<0xee>(tv);
     }
-    for i in 0..n {
+    for i in from..to {
         let mut z = [_mm512_setzero_si512(); 2 * GROUPS];
         let mut side = [_mm512_setzero_si512(); GROUPS];
         for g in 0..GROUPS {
@@ -149,7 +208,7 @@ pub unsafe fn eval_pass<const W: usize>(
         // The keys stream from memory (2 KB per element at n = 63, w = 2), one row per
         // element, 2·GROUPS·4 rows at once: more than the hardware prefetcher tracks, so
         // each row's line PREFETCH levels ahead is asked for when a new line starts.
-        if i % 4 == 0 && i + PREFETCH < n {
+        if i % 4 == 0 && i + PREFETCH < to {
             for &k in key {
                 let at = k * 2 * n + 2 * (i + PREFETCH);
                 _mm_prefetch::<_MM_HINT_T0>(scw.as_ptr().add(at).cast());
@@ -187,6 +246,23 @@ pub unsafe fn eval_pass<const W: usize>(
             );
             t[g] = lanes(_mm512_test_epi64_mask(t_next, t_next));
         }
+    }
+    if to < n {
+        // Store the states reached: lane l of group g is point 4g + l.
+        for g in 0..GROUPS {
+            let (mut sw, mut vw) = ([0u64; 8], [0u64; 8]);
+            _mm512_storeu_si512(sw.as_mut_ptr().cast(), s[g]);
+            _mm512_storeu_si512(vw.as_mut_ptr().cast(), v[g]);
+            for l in 0..4 {
+                let o = &mut state[(4 * g + l) * STATE_WORDS..(4 * g + l + 1) * STATE_WORDS];
+                o[0] = sw[2 * l];
+                o[1] = sw[2 * l + 1];
+                o[2] = u64::from((t[g] >> (2 * l)) & 1);
+                o[3] = vw[2 * l];
+                o[4] = if W == 2 { vw[2 * l + 1] } else { 0 };
+            }
+        }
+        return;
     }
     // Convert(s^(n)) = H(s ⊕ 4), plus the final correction under t.
     let mut z = [_mm512_setzero_si512(); GROUPS];

@@ -1,6 +1,7 @@
 //! Function approximations on fixed-point shares (protocols.md §4): exp (limit form),
 //! reciprocal and inverse square root (Newton–Raphson), sqrt, and division by a public
-//! integer; under `--protocols fss` reciprocal and inverse square root are proto::spline's. Defaults are CrypTen's (configs/default.yaml): exp 8 iterations, reciprocal
+//! integer; under `--protocols fss` reciprocal and inverse square root are proto::spline's,
+//! and so is softmax's exp on x ≤ 0 (`exp_nonpos`, `--exp`). Defaults are CrypTen's (configs/default.yaml): exp 8 iterations, reciprocal
 //! 10 NR iterations from y0 = 3·exp(1 − 2x) + 0.003, inv_sqrt 3 NR iterations from
 //! y0 = 2.2·exp(−(x/2 + 0.2)) + 0.2 − x/1024. Depends on proto::{ctx, share, arith, trunc,
 //! compare} and ring.
@@ -14,7 +15,7 @@
 use super::ctx::Ctx;
 use super::share::Share;
 use crate::error::{Error, Result};
-use crate::ring::{Protocols, RingTensor};
+use crate::ring::{ExpApprox, Protocols, RingTensor};
 
 /// CrypTen's `exp_iterations`: e^x ≈ (1 + x/2^8)^(2^8).
 pub const EXP_ITERATIONS: u32 = 8;
@@ -74,6 +75,16 @@ impl<'a> Ctx<'a> {
             y = self.square(&y)?;
         }
         Ok(y)
+    }
+
+    /// e^x for inputs known to be ≤ 0 (softmax's x − max): the session's `ExpApprox`,
+    /// `exp`'s limit form by default, or (`--exp spline`, fss only) proto::spline's
+    /// `exp_fss` (3 rounds, within a few ulp; its doc).
+    pub fn exp_nonpos(&self, x: &Share) -> Result<Share> {
+        match self.fixed().exp_approx() {
+            ExpApprox::Spline => self.exp_fss(x),
+            ExpApprox::Limit => self.exp(x),
+        }
     }
 
     /// 1/x for x > 0 (CrypTen `reciprocal(all_pos=True)`, method "NR"): initial guess

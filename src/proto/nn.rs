@@ -11,7 +11,7 @@ use super::approx::{stack, unstack};
 use super::ctx::Ctx;
 use super::share::Share;
 use crate::error::{Error, Result};
-use crate::ring::RingTensor;
+use crate::ring::{Protocols, RingTensor};
 
 /// Which approximation `gelu_with` evaluates.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -26,14 +26,14 @@ pub enum GeluApprox {
 }
 
 /// PUMA, x in [−4, −1.95): a0 + a1·x + a2·x² + a3·x³.
-const PUMA_A: [f64; 4] = [
+pub(crate) const PUMA_A: [f64; 4] = [
     -0.5054031199708174,
     -0.42226581151983866,
     -0.11807612951181953,
     -0.011034134030615728,
 ];
 /// PUMA, x in [−1.95, 3]: b0 + b1·x + b2·x² + b4·x⁴ + b6·x⁶ (b3 = b5 = 0).
-const PUMA_B: [f64; 7] = [
+pub(crate) const PUMA_B: [f64; 7] = [
     0.008526321541038084,
     0.5,
     0.3603292692789629,
@@ -96,10 +96,11 @@ impl<'a> Ctx<'a> {
     /// softmax along `dim` as CrypTen: m = max(x, dim), e = exp(x − m),
     /// out = e · reciprocal_pos(Σ e) with the row sum broadcast back.
     /// Rounds (2PC): max_dim + 8 + 28 + 1; words: max_dim + 8n + 38·(n/k) + 2n for rows of
-    /// length k. Under `--protocols fss` the reciprocal is proto::spline's: max_dim + 8 +
-    /// 4 + 1 rounds, 11·(n/k) words for it.
+    /// length k. Under `--protocols fss` the reciprocal is proto::spline's (4 rounds,
+    /// 11·(n/k) words), and with `--exp spline` so is exp (`exp_nonpos`: 3 rounds, 11n
+    /// words, within a few ulp): max_dim + 3 + 4 + 1 rounds.
     ///
-    /// Accuracy: the row maximum maps to exp(0) = 1 exactly in 2PC, so Σe ∈ [1, k] and the
+    /// Accuracy (limit form; the spline's is in proto::spline): the row maximum maps to exp(0) = 1 exactly in 2PC, so Σe ∈ [1, k] and the
     /// reciprocal is in its converged range; entries with x − m < −10 come out as ~0
     /// (exp's limit form, relative error ≤ exp(z²/(512(1 − |z|/256))) − 1 at z = x − m).
     /// Spreads x − m below −256 break exp (protocols.md §4), as in CrypTen.
@@ -117,7 +118,7 @@ impl<'a> Ctx<'a> {
         }
         let m = m.reshape(&keep)?;
         let z = x.sub(&Share(expand_dim(&m.0, dim, k)));
-        let e = self.exp(&z)?;
+        let e = self.exp_nonpos(&z)?;
         let r = self.reciprocal_pos(&Share(sum_dim(&e.0, dim)?))?;
         self.mul(&e, &Share(expand_dim(&r.0, dim, k)))
     }
@@ -152,7 +153,14 @@ impl<'a> Ctx<'a> {
     /// constant term), 0.020 at x = 3 (the polynomial's end), ≤ 4.1e-3 for x > 3.
     /// Out-of-range powers (|x| large) may overflow or fail to truncate, but they are
     /// multiplied by a zero bit and vanish exactly.
+    ///
+    /// Under `--protocols fss`: proto::spline's `gelu_puma_fss`, the same polynomials with
+    /// the three indicators from one interval-containment key and the powers and selection
+    /// regrouped (3 rounds, 16 words; its doc gives the costs and the rounding).
     pub fn gelu_puma(&self, x: &Share) -> Result<Share> {
+        if self.fixed().protocols == Protocols::Fss {
+            return self.gelu_puma_fss(x);
+        }
         let f = self.frac_bits();
         let n = x.shape();
         // Bits: b0 = [x < −4], b1 = [x < −1.95], b2 = [3 − x < 0] = [x > 3].

@@ -3,10 +3,12 @@
 //! from one DCF key per element (Boyle, Chandran, Gilboa, Gupta, Ishai, Kumar, Rathee,
 //! EUROCRYPT 2021, the multiple interval containment gate, §4.4); and on it the round-lean
 //! reciprocal and inverse square root of the fss suite (a piecewise-constant first guess,
-//! then a short polynomial refinement). Depends on proto::{ctx, share, arith, trunc,
+//! then a short polynomial refinement), softmax's exp on x ≤ 0 (a half-unit cubic spline)
+//! and PUMA's GeLU (its three regions from one key). Depends on proto::{ctx, share, arith, trunc,
 //! approx}, fss, offline, ring. Chosen by `Ctx::reciprocal_pos`, `Ctx::reciprocal` and
-//! `Ctx::inv_sqrt` (proto::approx) when the session's `Protocols` is `Fss`; sqrt,
-//! softmax, layernorm and the sigmoid follow.
+//! `Ctx::inv_sqrt` (proto::approx) when the session's `Protocols` is `Fss`, and by
+//! `Ctx::exp_nonpos` (with `ExpApprox::Spline`, `--exp spline`) and `Ctx::gelu_puma`;
+//! sqrt, softmax, layernorm and the sigmoid follow.
 //!
 //! Derivation. Comparisons are of signed 64-bit values; the shift x ↦ x + 2^63 (written
 //! x̄) turns them into unsigned ones over the whole ring, N = 2^64: x < b (signed) iff
@@ -39,12 +41,21 @@
 //! 64 levels) and m + 1 DCF evaluations (129 AES blocks each; `mpc-pipe kernels --fss`,
 //! row `many`: 12.8 M points/s on one thread of this VAES host, load 1.7, so softmax's
 //! reciprocal_pos costs ~14 µs per row and BERT-base's ~4M points ~0.3 s per party;
-//! one key stays in cache across its points). The evaluations are why exp and GELU stay
-//! as they are: they run on every element of an attention matrix or an FFN activation
-//! (BERT-base: 196k and 393k per layer), where a spline with ~64 pieces (exp on [−16, 0]
-//! at quarter steps, then a cubic in x − c(x)) would be ~150M (exp) or more points per
-//! party, ~12 s at the rate above, to save ~4 rounds per layer (~1 s on the 20 ms wan
-//! link); per-row reciprocals and inverse square roots are ~10^3 per layer.
+//! one key stays in cache across its points). On elementwise functions that run on every
+//! element of an attention matrix or an FFN activation (BERT-base: 196k and 393k per
+//! layer) the points count: a 64-piece exp would be ~150M points per party. The two here
+//! keep them few: GeLU's three PUMA regions are 4 points per element (one key instead of
+//! the crypten path's three comparison keys), and exp on x ≤ 0 (`exp_fss`) uses half-unit
+//! pieces only over [−L, 0], L = ⌈(f + 1)·ln 2⌉ = 12 (below it e^x < u/2), with a cubic in
+//! x − c(x): 25 points per element, ~59M per party for BERT-base, against 5 rounds per
+//! layer saved. The points y − b_i of one element lie in a window as wide as the
+//! breakpoints' span (2^20 for exp at f = 16, 2^31 for the signed reciprocal), so they
+//! share the top levels of the key's tree: `fss::dcf::eval_many_shared` walks those once
+//! per element (two prefixes: the window may straddle one boundary) and each point only
+//! its last levels, bit for bit `eval_many` (`kernels --fss`: exp's 25 points 1.7-2.5x
+//! faster than `eval_many` at load 7). Even so the exp spline, with a key per attention
+//! element to deal, is slower end to end than the limit form on BERT-base on this host,
+//! so it is `--exp spline`, not the default (ring::ExpApprox::default_for).
 //!
 //! Approximations (u = 2^-f one ulp; every truncation errs by less than 2u):
 //!  * reciprocal: y0 piecewise constant on `PIECES_PER_OCTAVE` (8) log-spaced pieces per
@@ -65,13 +76,16 @@
 //!
 //! Both take 4 rounds: the gate, x·y0 (or x·q), the stack {e², y0·e}, the stack
 //! {y0e·e, y0e·e²}. The crypten suite's take 31 and 17 here (its ltz steps are fss gates).
+//!  * exp on x ≤ 0 (`exp_fss`, 3 rounds): within e^c·2.63e-5 + ~4.2u of e^x (2.3 ulp
+//!    measured at f = 16), exactly 0 below −L; CrypTen's limit form errs by ~2^-7 relative.
+//!  * GeLU (`gelu_puma_fss`, 3 rounds): PUMA's polynomials, as accurate as `gelu_puma`.
 
 use super::approx::{stack, unstack};
-use super::ctx::Ctx;
+use super::ctx::{Combine, Ctx};
 use super::share::Share;
 use crate::error::{Error, Result};
 use crate::fss::{dcf, mic_layout};
-use crate::offline::{FssMicKeys, Request};
+use crate::offline::{FssMicKeys, Request, SquarePair};
 use crate::ring::RingTensor;
 
 /// Log-spaced pieces per octave of the first guesses.
@@ -205,11 +219,78 @@ pub fn inv_sqrt_pieces(f: u32) -> Pieces {
     p
 }
 
+/// PUMA GeLU's three region indicators (scale 1) over the breakpoints −enc(4),
+/// −enc(1.95), enc(3) + 1: z1 = [−4 ≤ x < −1.95], z2 = [−1.95 ≤ x ≤ 3], z3 = [x > 3]
+/// (x, and the thresholds, as `add_const` encodes them).
+pub fn gelu_pieces(fp: crate::ring::FixedPoint) -> Pieces {
+    Pieces {
+        breaks: vec![
+            fp.encode(4.0).wrapping_neg(),
+            fp.encode(1.95).wrapping_neg(),
+            fp.encode(3.0).wrapping_add(1),
+        ],
+        values: vec![vec![0, 1, 0, 0], vec![0, 0, 1, 0], vec![0, 0, 0, 1]],
+    }
+}
+
+/// Pieces per unit of exp's spline: [c, c + 1/2), so f = x − c ∈ [0, 1/2].
+pub const EXP_PIECES_PER_UNIT: u32 = 2;
+
+/// Minimax cubic for e^t on [0, 1/2] (Remez exchange on a grid of 2·10^4 points; largest
+/// error 2.62e-5, 1.72 ulp at f = 16, at the ends and two inner points): a0..a3.
+pub const EXP_POLY: [f64; 4] = [
+    0.9999737783272787,
+    1.001637203153927,
+    0.48410607949847057,
+    0.2150091939883768,
+];
+/// |e^t − Σ a_k t^k| on [0, 1/2], rounded up.
+pub const EXP_POLY_ERR: f64 = 2.63e-5;
+
+/// exp's lower limit L: e^x < u/2 = 2^-(f+1) for x < −L, so 0 there is the correctly
+/// rounded value: L = ⌈(f + 1)·ln 2⌉ (12 at f = 16, where e^-12 = 6.1e-6 < u/2 = 7.6e-6).
+pub fn exp_lower_limit(f: u32) -> u32 {
+    ((f + 1) as f64 * std::f64::consts::LN_2).ceil() as u32
+}
+
+/// exp's spline on x ≤ 0: breakpoints −L, −L + 1/2, …, −1/2 (2L of them, exact ring
+/// values −k·2^(f−1)); per piece [c, c + 1/2) (the top one [−1/2, ∞)) the five constants
+/// G_k = round(e^c·a_k·2^f), k = 0..3, and c itself (scale 2^f); below −L all five are 0.
+/// Needs f ≥ 1 (half units on the grid).
+pub fn exp_pieces(f: u32) -> Pieces {
+    let l = exp_lower_limit(f) as i64;
+    let p = EXP_PIECES_PER_UNIT as i64;
+    let half = 1i64 << (f - 1);
+    let breaks: Vec<u64> = (1..=l * p).rev().map(|k| (-k * half) as u64).collect();
+    let mut values = vec![vec![0u64]; 5];
+    for k in (1..=l * p).rev() {
+        let c = -(k as f64) / p as f64;
+        let g = c.exp();
+        for (j, a) in EXP_POLY.iter().enumerate() {
+            values[j].push(enc(g * a, f));
+        }
+        values[4].push((-k * half) as u64);
+    }
+    Pieces { breaks, values }
+}
+
 impl<'a> Ctx<'a> {
     /// Shares of every piecewise-constant function of `p` at x (module doc): 1 round,
     /// 1 word per element, one `Request::FssMic` key per element, m + 1 DCF evaluations
     /// per element. Results are at the scale the constants are encoded at.
     pub fn piecewise_constant(&self, x: &Share, p: &Pieces) -> Result<Vec<Share>> {
+        Ok(self.mic_gate(x, p, false)?.0)
+    }
+
+    /// The gate of `piecewise_constant`, and with `square` also x² (raw: scale 2^(2f),
+    /// untruncated) whose Beaver opening ε = x − r' rides in the gate's message: the two
+    /// maskings are independent, so one round carries both (2 words per element).
+    pub(crate) fn mic_gate(
+        &self,
+        x: &Share,
+        p: &Pieces,
+        square: bool,
+    ) -> Result<(Vec<Share>, Option<Share>)> {
         if self.parties() != 2 {
             return Err(Error::Config(format!(
                 "--protocols fss needs exactly 2 parties, got {}: its spline keys split a \
@@ -237,7 +318,53 @@ impl<'a> Ctx<'a> {
                 k.r.len()
             )));
         }
-        let y = self.open_masked("fss spline", x, &k.r)?;
+        let (y, sq) = if square {
+            let sq_key = self.next_key();
+            let SquarePair { r: rs, r2 } =
+                SquarePair::from_material(self.material(sq_key, Request::Square { len })?)?;
+            if rs.len() != len || r2.len() != len {
+                return Err(Error::Material(format!(
+                    "square pair of {} words for {len} elements",
+                    rs.len()
+                )));
+            }
+            // One message: [x + r | x − r'].
+            let mut msg = Vec::with_capacity(2 * len);
+            msg.extend(
+                x.0.data()
+                    .iter()
+                    .zip(k.r.iter())
+                    .map(|(a, r)| a.wrapping_add(*r)),
+            );
+            msg.extend(
+                x.0.data()
+                    .iter()
+                    .zip(rs.iter())
+                    .map(|(a, r)| a.wrapping_sub(*r)),
+            );
+            let mut o = self.open_flat(
+                "fss spline and square",
+                msg,
+                &[x.shape(), x.shape()],
+                Combine::Add,
+            )?;
+            let eps = o.pop().expect("two parts");
+            let y = o.pop().expect("two parts");
+            // x² = r'² + 2ε·r' (+ ε² at party 0), as `square_raw`.
+            let p0 = u64::from(self.party() == 0);
+            let z: Vec<u64> = eps
+                .data()
+                .iter()
+                .zip(rs.iter().zip(r2.iter()))
+                .map(|(&e, (&r, &r2))| {
+                    r2.wrapping_add(e.wrapping_mul(r).wrapping_mul(2))
+                        .wrapping_add(e.wrapping_mul(e).wrapping_mul(p0))
+                })
+                .collect();
+            (y, Some(Share(RingTensor::try_from_vec(x.shape(), z)?)))
+        } else {
+            (self.open_masked("fss spline", x, &k.r)?, None)
+        };
         let y = y.data();
         let per = m + 1;
         let v = if self.is_dry() {
@@ -249,7 +376,18 @@ impl<'a> Ctx<'a> {
                 points.push(yi ^ (1 << 63));
                 points.extend(p.breaks.iter().map(|b| yi.wrapping_sub(*b)));
             }
-            dcf::eval_many(self.party(), k.dcf.keys(layout), per, &points)?
+            // The y − b_i lie in a window of span + 1 ≤ 2^w values (the breakpoints'
+            // span), so they share all but their last w levels of the key's tree two
+            // prefixes at a time: `eval_many_shared` walks those once per element, ȳ
+            // whole (bit for bit `eval_many`; 1.7-2.5x its points/s on exp's 25 points,
+            // `kernels --fss`, rows exp-many and exp-shared).
+            let span = (p.breaks[m - 1] as i64).wrapping_sub(p.breaks[0] as i64) as u64;
+            let w = (64 - span.leading_zeros()).max(1);
+            if w < layout.bits {
+                dcf::eval_many_shared(self.party(), k.dcf.keys(layout), per, 1, w, &points)?
+            } else {
+                dcf::eval_many(self.party(), k.dcf.keys(layout), per, &points)?
+            }
         };
         let own = u64::from(self.party() == 0);
         // d_i = c_(i−1) − c_i per function.
@@ -272,10 +410,11 @@ impl<'a> Ctx<'a> {
                 o.push(acc);
             }
         }
-        Ok(out
+        let out = out
             .into_iter()
             .map(|o| Share(RingTensor::from_vec(x.shape(), o)))
-            .collect())
+            .collect();
+        Ok((out, sq))
     }
 
     /// 1/x under `--protocols fss` (module doc): y0 from the gate, e = 1 − x·y0,
@@ -318,6 +457,104 @@ impl<'a> Ctx<'a> {
         let e = self.add_const(&t.neg(), 1.0);
         // 16·T(e) = 16 + 8e + 6e² + 5e³.
         self.refine(&y0, &e, [16, 8, 6, 5], 4)
+    }
+
+    /// e^x for x ≤ 0 under `--protocols fss` with `ExpApprox::Spline` (`--exp spline`;
+    /// softmax's x − max; not the default: ring::ExpApprox::default_for says why): the gate gives, per half-unit piece [c, c + 1/2) of [−L, 0], the constants
+    /// G_k = e^c·a_k (`exp_pieces`) and c, so f = x − c ∈ [0, 1/2] is local and
+    ///   e^x = e^c·e^f ≈ G0 + G1·f + G2·f² + (G3·f)·f²,
+    ///   round 2: {f·f, G1·f, G3·f}   (f² and G3·f truncated, G1·f kept raw)
+    ///   round 3: {G2·f², G3f·f²}     (raw)
+    ///   y = G0 + trunc(G1·f + G2·f² + G3f·f², f).
+    /// 2PC: 3 rounds, 1 + 6 + 4 = 11 words per element, one 1576-byte key and 2L + 1 DCF
+    /// evaluations (25 at f = 16) per element; the limit form takes 8 rounds, 8 words.
+    ///
+    /// Accuracy (u = 2^-f), absolute, the sum of three terms: the cubic's
+    /// e^c·EXP_POLY_ERR (≤ 1.6e-5 as c ≤ −1/2); the G_k rounded to the grid,
+    /// (u/2)(1 + f + f² + f³) ≤ 0.94u; the truncations of f², G3·f and the sum,
+    /// 2u·(1 + |G2| + |G3|·f + f²) ≤ 3.3u. In all at most 4.2u + 1.6e-5, 8e-5 at f = 16
+    /// (tests/spline.rs measures 2.3 ulp at most); below −L the result is 0
+    /// (e^x < u/2 there, exact zeros: every term has a factor G_k = 0). For x > 0 the top
+    /// piece's cubic is extrapolated (f = x + 1/2 > 1/2): close to e^x just above 0, wrong
+    /// further up; softmax never passes x > 0.
+    pub(crate) fn exp_fss(&self, x: &Share) -> Result<Share> {
+        let f = self.frac_bits();
+        let n = x.shape();
+        let mut v = self.piecewise_constant(x, &exp_pieces(f))?;
+        let c = v.pop().expect("c");
+        let fr = x.sub(&c);
+        let (g0, g1, g2, g3) = (&v[0], &v[1], &v[2], &v[3]);
+        let r2 = self.mul_raw(&stack(&[&fr, g1, g3]), &stack(&[&fr, &fr, &fr]))?;
+        let r2 = unstack(&r2, &[n, n, n]);
+        let t = unstack(&self.trunc_bits(&stack(&[&r2[0], &r2[2]]), f)?, &[n, n]);
+        let (f2, g3f) = (&t[0], &t[1]);
+        let r3 = self.mul_raw(&stack(&[g2, g3f]), &stack(&[f2, f2]))?;
+        let r3 = unstack(&r3, &[n, n]);
+        let sum = r2[1].add(&r3[0]).add(&r3[1]);
+        Ok(self.trunc_bits(&sum, f)?.add(g0))
+    }
+
+    /// PUMA's GeLU (proto::nn `gelu_puma`, the same polynomials and coefficients) under
+    /// `--protocols fss`. The three indicators z1 = [−4 ≤ x < −1.95], z2 = [−1.95 ≤ x ≤ 3]
+    /// and z3 = [x > 3] are piecewise-constant functions over the breakpoints −enc(4),
+    /// −enc(1.95) and enc(3) + 1 (x > 3 is x ≥ enc(3) + 1 on the grid: exactly the crypten
+    /// path's [3 − x < 0]), so one `FssMic` key per element gives all three (4 DCF
+    /// evaluations) where the crypten suite's gate took three `ltz` keys; the gate's
+    /// opening carries x²'s too. Then
+    ///   round 2: {x·x², x²·x², z2·x², z3·x}     (x³, x⁴ truncated; z2·x², z3·x exact)
+    ///   round 3: {z1·P3, z2·Q, (z2·x²)·x⁴}      P3 = a0 + a1x + a2x² + a3x³ and
+    ///            Q = b0 + b1x + b2x² + b4x⁴ raw (coefficients with f + 8 fractional bits,
+    ///            constants with 2f + 8), the last truncated to z2·x⁶
+    ///   y = trunc(z1·P3 + z2·Q + b6·z2x⁶, f + 8) + z3·x.
+    /// Selecting before the last power is what saves the crypten order's fourth and fifth
+    /// rounds. 2PC: 3 rounds, 2 + 8 + 6 = 16 words per element, one 1576-byte key (the
+    /// crypten suite's fss path: 5 rounds, 15 words, three 1536-byte keys).
+    ///
+    /// Accuracy: the polynomials are PUMA's, so against x·Φ(x) the errors of `gelu_puma`
+    /// hold; the fixed point differs only in where it rounds: x³, x⁴ and the final sum are
+    /// truncated once each as before (< 2u each), x⁶ is (x²)·x⁴ instead of (x³)², erring by
+    /// x²·e4 + x⁴·2u + 2u (e4 the error of x⁴), and the constants carry 2f + 8 bits instead of
+    /// f. Out-of-range powers (|x| large) are multiplied by an indicator that is an exact 0
+    /// and vanish exactly, as before; products that reach the final sum are all selected.
+    pub(crate) fn gelu_puma_fss(&self, x: &Share) -> Result<Share> {
+        use super::nn::{POLY_COEFF_EXTRA_BITS, PUMA_A, PUMA_B};
+        let f = self.frac_bits();
+        let n = x.shape();
+        let p = gelu_pieces(self.fixed());
+        let (z, x2) = self.mic_gate(x, &p, true)?;
+        let x2 = self.trunc_owned(x2.expect("asked for"))?;
+        let (z1, z2, z3) = (&z[0], &z[1], &z[2]);
+
+        let r2 = self.mul_raw(&stack(&[x, &x2, z2, z3]), &stack(&[&x2, &x2, &x2, x]))?;
+        let r2 = unstack(&r2, &[n, n, n, n]);
+        let x34 = unstack(&self.trunc_bits(&stack(&[&r2[0], &r2[1]]), f)?, &[n, n]);
+        let (x3, x4) = (&x34[0], &x34[1]);
+        let (z2x2, z3x) = (&r2[2], &r2[3]);
+
+        let g = POLY_COEFF_EXTRA_BITS;
+        let coeff = |c: f64| crate::ring::encode_at(c, f + g);
+        let weighted = |c0: f64, terms: &[(f64, &Share)]| {
+            let mut acc = RingTensor::zeros(n);
+            for (c, p) in terms {
+                acc.add_assign(&p.0.scale(coeff(*c)));
+            }
+            self.add_raw(&Share(acc), crate::ring::encode_at(c0, 2 * f + g))
+        };
+        let p3 = weighted(
+            PUMA_A[0],
+            &[(PUMA_A[1], x), (PUMA_A[2], &x2), (PUMA_A[3], x3)],
+        );
+        let q = weighted(
+            PUMA_B[0],
+            &[(PUMA_B[1], x), (PUMA_B[2], &x2), (PUMA_B[4], x4)],
+        );
+        let r3 = self.mul_raw(&stack(&[z1, z2, z2x2]), &stack(&[&p3, &q, x4]))?;
+        let r3 = unstack(&r3, &[n, n, n]);
+        let z2x6 = self.trunc_bits(&r3[2], f)?;
+        let mut acc = r3[0].0.clone();
+        acc.add_assign(&r3[1].0);
+        acc.add_assign(&z2x6.0.scale(coeff(PUMA_B[6])));
+        Ok(self.trunc_bits(&Share(acc), f + g)?.add(z3x))
     }
 
     /// (c0·y0 + c1·y0e + c2·y0e² + c3·y0e³) / 2^shift in 2 rounds: {e², y0·e}, then

@@ -182,6 +182,49 @@ impl FromStr for Protocols {
     }
 }
 
+/// Which exp softmax uses on its inputs x − max ≤ 0 (`Ctx::exp_nonpos`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExpApprox {
+    /// CrypTen's limit form (1 + x/2^8)^(2^8): 8 rounds (proto::approx `exp`).
+    Limit,
+    /// `--protocols fss` only (`--exp spline`): the spline of proto::spline (`exp_fss`):
+    /// one interval-containment key, 3 rounds, within a few ulp of e^x.
+    Spline,
+}
+
+impl ExpApprox {
+    /// The choice when none is made: the limit form, under both suites. The spline is
+    /// far more accurate (2.3 ulp against ~2^-7 relative) and saves 5 rounds per softmax,
+    /// but on BERT-base it is slower end to end on this 2-vCPU host: its 25 DCF points per
+    /// attention element (~59M per party) and 2.4M more keys (3.7 GB per party to deal)
+    /// cost more than the 60 rounds save (wan: 53.1-59.6 s online against 48.6-48.9 s;
+    /// results/fss-runs.md, "exp spline and GeLU on one key").
+    pub fn default_for(_protocols: Protocols) -> ExpApprox {
+        ExpApprox::Limit
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ExpApprox::Limit => "limit",
+            ExpApprox::Spline => "spline",
+        }
+    }
+}
+
+impl FromStr for ExpApprox {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<ExpApprox> {
+        match s {
+            "limit" => Ok(ExpApprox::Limit),
+            "spline" => Ok(ExpApprox::Spline),
+            _ => Err(Error::Config(format!(
+                "unknown exp approximation '{s}': expected 'limit' or 'spline'"
+            ))),
+        }
+    }
+}
+
 /// Fixed-point codec with `frac_bits` fractional bits, the truncation mode of products and
 /// the protocol suite of comparisons.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -193,6 +236,11 @@ pub struct FixedPoint {
     /// Absent in job descriptions from before the fss suite: crypten.
     #[serde(default)]
     pub protocols: Protocols,
+    /// softmax's exp; `None`: `ExpApprox::default_for` the protocols. Absent in job
+    /// descriptions from before the choice: the default; not written when `None`, so
+    /// descriptions without the choice read the same to older binaries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<ExpApprox>,
 }
 
 impl Default for FixedPoint {
@@ -201,6 +249,7 @@ impl Default for FixedPoint {
             frac_bits: DEFAULT_FRAC_BITS,
             trunc: None,
             protocols: Protocols::Crypten,
+            exp: None,
         }
     }
 }
@@ -222,6 +271,17 @@ impl FixedPoint {
     /// The same codec with protocol suite `protocols`.
     pub fn with_protocols(self, protocols: Protocols) -> Self {
         FixedPoint { protocols, ..self }
+    }
+
+    /// The same codec with softmax's exp `exp` (`None`: the default for the protocols).
+    pub fn with_exp(self, exp: Option<ExpApprox>) -> Self {
+        FixedPoint { exp, ..self }
+    }
+
+    /// softmax's exp: the chosen one, or the default for the protocols.
+    pub fn exp_approx(&self) -> ExpApprox {
+        self.exp
+            .unwrap_or_else(|| ExpApprox::default_for(self.protocols))
     }
 
     /// The protocol suite for `parties` parties; refuses `fss` for more than 2.

@@ -6,7 +6,7 @@ pub mod plain;
 pub mod shape;
 pub mod tensor;
 
-pub use fixed::{encode_at, FixedPoint, Protocols, Trunc};
+pub use fixed::{encode_at, ExpApprox, FixedPoint, Protocols, Trunc};
 pub use plain::PlainTensor;
 pub use tensor::RingTensor;
 

@@ -24,7 +24,8 @@
 //! Protocol suites: T_c, B and R are measured from the serial probe run under the job's
 //! own `--protocols`, so the model prices the fss suite by its own counts (a 2-party ReLU
 //! 1 round and 1 word per element instead of 9 and 23; reciprocal and inv_sqrt 4 rounds
-//! each instead of 31 and 17, so softmax 17 and layernorm 6 instead of 41 and 19; its DCF
+//! each instead of 31 and 17, so softmax 17 and layernorm 6 instead of 41 and 19; PUMA's GeLU 3
+//! instead of 12 (5 with the fss comparison gate); its DCF
 //! evaluations are inside T_c) without a formula of its own per protocol.
 //!
 //! o_b and o_c are the per-round overheads of an extra micro-batch lane and an extra chunk
