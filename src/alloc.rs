@@ -215,6 +215,16 @@ pub fn resident_mib() -> Option<(u64, u64)> {
     Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
+/// The memory the kernel says is available for new allocations (`MemAvailable` of
+/// /proc/meminfo), in bytes. None off Linux or on a kernel without the field.
+pub fn available_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+}
+
 /// True when `MPC_PIPE_RSS_TRACE` is set: the inference traversal then prints the
 /// process's resident memory after each node (read once).
 pub fn rss_trace() -> bool {

@@ -485,7 +485,11 @@ impl Dealing {
         let streamed = Dealing::Streamed { window_bytes };
         match std::env::var("MPC_PIPE_STREAM").as_deref().map(str::trim) {
             Ok("on") => Ok(streamed),
-            Ok("off") => Ok(Dealing::Upfront),
+            Ok("off") => {
+                let need = crate::offline::stream::plan_bytes(plan, parties)
+                    .max(8 * plan.total_words() * parties) as u64;
+                upfront_fits(need, crate::alloc::available_bytes()).map(|()| Dealing::Upfront)
+            }
             // Upfront is kept for plans it holds expanded (`material_mode` Eager), so
             // their online times stay the online phase alone.
             Err(_) | Ok("auto") | Ok("") => Ok(
@@ -501,6 +505,23 @@ impl Dealing {
                 "MPC_PIPE_STREAM must be \"on\", \"off\" or \"auto\", got \"{other}\""
             ))),
         }
+    }
+}
+
+/// Whether upfront dealing of `need` bytes fits the `have` bytes of memory available
+/// (unknown: assumed to). Upfront holds every party's material at once, and a plan larger
+/// than the machine's memory was killed by the kernel with no word (BERT-base under fss
+/// needs ~27 GiB, 2026-12-07), so `MPC_PIPE_STREAM=off` is refused instead.
+fn upfront_fits(need: u64, have: Option<u64>) -> Result<()> {
+    match have {
+        Some(have) if need > have => Err(Error::Config(format!(
+            "MPC_PIPE_STREAM=off deals all material before the online phase: this plan's is \
+             {:.1} GiB, more than the {:.1} GiB of memory available; unset MPC_PIPE_STREAM \
+             (or set it to auto or on) to stream it",
+            need as f64 / (1u64 << 30) as f64,
+            have as f64 / (1u64 << 30) as f64
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -611,4 +632,25 @@ pub fn run_local_with<T: Send>(
 ) -> Result<Vec<PartyOutcome<T>>> {
     let link = LinkProfile::unshaped();
     run_dealt(cfg, &link, plan, dealing, program, None, Channels::Memory).map(|d| d.outs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::upfront_fits;
+
+    /// Upfront dealing is refused exactly when the plan is larger than the memory
+    /// available, with an error that names the override and both sizes; an unknown amount
+    /// of memory does not refuse.
+    #[test]
+    fn upfront_dealing_larger_than_memory_is_refused_by_name() {
+        const GIB: u64 = 1 << 30;
+        assert!(upfront_fits(2 * GIB, Some(2 * GIB)).is_ok());
+        assert!(upfront_fits(2 * GIB, None).is_ok());
+        let e = upfront_fits(27 * GIB, Some(22 * GIB))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("MPC_PIPE_STREAM"), "{e}");
+        assert!(e.contains("27.0 GiB") && e.contains("22.0 GiB"), "{e}");
+        assert!(upfront_fits(2 * GIB + 1, Some(2 * GIB)).is_err());
+    }
 }
