@@ -746,7 +746,11 @@ fn eval_range_batch(
             v[j] = [st[3], st[4]];
         }
     }
+    // The value block of `side` (module doc): w = 1 shares one block between the sides.
     let vblock = |side: usize| if w == 1 { 2 } else { 2 + side };
+    // Per element: [s ⊕ side, s ⊕ vblock(side)] hashed. Branch-free: t and the side are
+    // uniformly random bits, so branches on them would mispredict half the time (this loop
+    // is most of the evaluation).
     let mut z = [0u128; 2 * BATCH];
     for i in from..to {
         for j in 0..nb {
@@ -896,7 +900,8 @@ fn eval_points(
     Ok(out)
 }
 
-/// Eval^< (Fig. 1) at one batch of at most BATCH points, point j with key `key[j]` of `k`.
+/// Eval^< (Fig. 1) at one batch of at most BATCH points, point j with key `key[j]` of `k`:
+/// every level, from the root seed to the output.
 fn eval_batch(
     party: usize,
     mmo: &FixedAes,
@@ -905,71 +910,8 @@ fn eval_batch(
     x: &[u64],
     out: &mut [u64],
 ) {
-    let nb = x.len();
-    let l = k.layout;
-    let n = l.bits as usize;
-    let tw = l.tcw_words();
-    // x·(−1)^party as (x ^ sign) − sign.
-    let sign = 0u64.wrapping_sub(party as u64);
-    let mut s = [0u128; BATCH];
-    let mut t = [party as u64; BATCH];
-    let w = l.width;
-    let mut v = [[0u64; Layout::MAX_WIDTH]; BATCH];
-    for (s, &kj) in s.iter_mut().zip(key) {
-        *s = seed_of(&k.seed[2 * kj..2 * kj + 2]);
-    }
-    // The value block of `side` (module doc): w = 1 shares one block between the sides.
-    let vblock = |side: usize| if w == 1 { 2 } else { 2 + side };
-    // Per element: [s ⊕ side, s ⊕ vblock(side)] hashed.
-    let mut z = vec![0u128; 2 * BATCH];
-    for i in 0..n {
-        for j in 0..nb {
-            let side = ((x[j] >> (n - 1 - i)) & 1) as usize;
-            z[2 * j] = s[j] ^ side as u128;
-            z[2 * j + 1] = s[j] ^ vblock(side) as u128;
-        }
-        mmo.permute(&mut z[..2 * nb]);
-        for j in 0..nb {
-            // Branch-free: t and the side are uniformly random bits, so branches on them
-            // would mispredict half the time (this loop is most of the evaluation).
-            let side = ((x[j] >> (n - 1 - i)) & 1) as usize;
-            let h = z[2 * j] ^ s[j] ^ side as u128;
-            let hv = z[2 * j + 1] ^ s[j] ^ vblock(side) as u128;
-            let mask = 0u64.wrapping_sub(t[j]);
-            let wide = (mask as u128) | ((mask as u128) << 64);
-            let kj = key[j];
-            let at = kj * 2 * n + 2 * i;
-            let s_cw = k.scw[at] as u128 | (k.scw[at + 1] as u128) << 64;
-            let bit = 2 * i + side;
-            let t_cw = (k.tcw[kj * tw + bit / 64] >> (bit % 64)) & 1;
-            // w = 1: this side's half of the shared block; w = 2: the side's own block.
-            let v_side = if w == 1 {
-                [(hv >> (64 * side)) as u64, 0]
-            } else {
-                [hv as u64, (hv >> 64) as u64]
-            };
-            for c in 0..w {
-                let add = v_side[c].wrapping_add(k.vcw[(kj * n + i) * w + c] & mask);
-                v[j][c] = v[j][c].wrapping_add(add ^ sign).wrapping_sub(sign);
-            }
-            s[j] = (h & !1) ^ (s_cw & wide);
-            t[j] = (h as u64 & 1) ^ (t_cw & mask);
-        }
-    }
-    // Convert(s^(n)) = H(s ⊕ 4).
-    for j in 0..nb {
-        z[j] = s[j] ^ 4;
-    }
-    mmo.permute(&mut z[..nb]);
-    for j in 0..nb {
-        let h = z[j] ^ s[j] ^ 4;
-        let conv = [h as u64, (h >> 64) as u64];
-        let mask = 0u64.wrapping_sub(t[j]);
-        for c in 0..w {
-            let fin = conv[c].wrapping_add(k.last[key[j] * w + c] & mask);
-            out[j * w + c] = v[j][c].wrapping_add((fin ^ sign).wrapping_sub(sign));
-        }
-    }
+    let n = k.layout.bits as usize;
+    eval_range_batch(party, mmo, k, key, x, 0, n, &mut [], out);
 }
 
 #[cfg(test)]
