@@ -25,7 +25,7 @@
 //! or the `aes` crate; `MPC_PIPE_DCF` forces one). On the VAES path whole passes go to
 //! kernels fused with the AES (fss::gen_vaes, fss::eval_vaes: four elements per 512-bit
 //! register, t in mask registers); the rest, and the other paths, to the scalar
-//! `gen_batch`/`eval_batch` in batches of `BATCH`, which stay the reference the fused
+//! `gen_batch`/`eval_range_batch` in batches of `BATCH`, which stay the reference the fused
 //! kernels are tested against bit for bit. `eval_many` evaluates each key at several
 //! points (proto::spline's gate: m + 1 per key); both kernels take each point's key by
 //! index, so a pass mixes points of one key or of several. `eval_many_shared` does the
@@ -714,7 +714,9 @@ fn run_range(
     }
 }
 
-/// `eval_batch` over levels `from..to`, with states in and out as `eval_vaes::eval_range`.
+/// Eval^< (Fig. 1) at one batch of at most BATCH points, point j with key `key[j]` of `k`,
+/// over levels `from..to` (all of them: from the root seed to the output), with states in
+/// and out as `eval_vaes::eval_range`.
 #[allow(clippy::too_many_arguments)]
 fn eval_range_batch(
     party: usize,
@@ -844,74 +846,13 @@ fn eval_points(
                 tcw: &keys.tcw[a * l.tcw_words()..e * l.tcw_words()],
                 last: &keys.last[a * w..e * w],
             };
-            let key_of = |p: usize| (p0 + p) / per - a;
-            // Whole passes of the fused kernel first, the rest (fewer than a pass) in
-            // scalar batches.
-            let mut b0 = 0;
-            #[cfg(target_arch = "x86_64")]
-            if path == Path::Vaes {
-                use super::eval_vaes::{eval_pass, PASS};
-                while b0 + PASS <= count {
-                    let idx: [usize; PASS] = std::array::from_fn(|q| key_of(b0 + q));
-                    // SAFETY: the Vaes path is only chosen on a CPU with avx512f and vaes
-                    // (`FixedAes::new` checked it); `layout` holds 1 ≤ n ≤ 64 and w ∈ {1, 2}
-                    // (checked on entry, and `Keys::len` checked every component's size
-                    // against it); every index is below e − a, the keys `k` holds; the
-                    // points and outputs are exactly PASS.
-                    let pass = match w {
-                        1 => eval_pass::<1>,
-                        _ => eval_pass::<2>,
-                    };
-                    unsafe {
-                        pass(
-                            party,
-                            mmo.round_keys(),
-                            l.bits as usize,
-                            k.seed,
-                            k.scw,
-                            k.vcw,
-                            k.tcw,
-                            k.last,
-                            &idx,
-                            &x[p0 + b0..p0 + b0 + PASS],
-                            &mut o[b0 * w..(b0 + PASS) * w],
-                        )
-                    };
-                    b0 += PASS;
-                }
-            }
-            while b0 < count {
-                let nb = BATCH.min(count - b0);
-                let mut idx = [0usize; BATCH];
-                for (q, i) in idx[..nb].iter_mut().enumerate() {
-                    *i = key_of(b0 + q);
-                }
-                eval_batch(
-                    party,
-                    &mmo,
-                    k,
-                    &idx[..nb],
-                    &x[p0 + b0..p0 + b0 + nb],
-                    &mut o[b0 * w..(b0 + nb) * w],
-                );
-                b0 += nb;
-            }
+            // Each point's index among the task's keys: whole passes of the fused kernel
+            // first, the rest in scalar batches, over every level (`run_range`).
+            let idx: Vec<usize> = (0..count).map(|p| (p0 + p) / per - a).collect();
+            let n = l.bits as usize;
+            run_range(party, &mmo, k, &idx, &x[p0..p0 + count], 0, n, &mut [], o);
         });
     Ok(out)
-}
-
-/// Eval^< (Fig. 1) at one batch of at most BATCH points, point j with key `key[j]` of `k`:
-/// every level, from the root seed to the output.
-fn eval_batch(
-    party: usize,
-    mmo: &FixedAes,
-    k: Keys<'_>,
-    key: &[usize],
-    x: &[u64],
-    out: &mut [u64],
-) {
-    let n = k.layout.bits as usize;
-    eval_range_batch(party, mmo, k, key, x, 0, n, &mut [], out);
 }
 
 #[cfg(test)]

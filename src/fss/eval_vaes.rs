@@ -1,4 +1,4 @@
-//! Eval^< of dcf (the same computation as `dcf::eval_batch`, Fig. 1 of Boyle et al.)
+//! Eval^< of dcf (the same computation as `dcf::eval_range_batch`, Fig. 1 of Boyle et al.)
 //! fused with the fixed-key AES on AVX-512 + VAES: one element per 128-bit lane, four per
 //! register, `GROUPS` registers per pass, the whole level loop in registers. Depends on
 //! core::arch and fss::aes only; dcf checks every slice length before calling in.
@@ -56,60 +56,27 @@ fn lanes(low: __mmask8) -> __mmask8 {
     low | (low << 1)
 }
 
-/// Eval^< by `party` at PASS points. Point e uses key k = `key[e]`, whose words are
-/// `seed[2k..2k+2]`, `scw[k·2n..(k+1)·2n]`, `vcw[k·n·W..(k+1)·n·W]`, `tcw[k·tw..(k+1)·tw]`,
-/// `last[k·W..]`; its input is `x[e]`, its output `out[e·W..(e+1)·W]`. `key` is 0..PASS
-/// for one key per point (`dcf::eval`), or repeats a key for several points
-/// (`dcf::eval_many`, the multiple-interval gate's m + 1 points per key).
-///
-/// # Safety
-/// The CPU has avx512f and vaes; `rk` is the expanded PRG key; 1 ≤ n ≤ 64, W ∈ {1, 2},
-/// tw = ⌈2n/64⌉; every key index is below the number of keys every key slice holds
-/// (words as above); `x` holds PASS points and `out` PASS·W words.
-#[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f,vaes")]
-pub unsafe fn eval_pass<const W: usize>(
-    party: usize,
-    rk: &[__m128i; 11],
-    n: usize,
-    seed: &[u64],
-    scw: &[u64],
-    vcw: &[u64],
-    tcw: &[u64],
-    last: &[u64],
-    key: &[usize; PASS],
-    x: &[u64],
-    out: &mut [u64],
-) {
-    eval_range::<W>(
-        party,
-        rk,
-        n,
-        (seed, scw, vcw, tcw, last),
-        key,
-        x,
-        0,
-        n,
-        &mut [],
-        out,
-    )
-}
-
-/// A key's components: seed, scw, vcw, tcw, last (as `eval_pass` takes them).
+/// A key's components: seed, scw, vcw, tcw, last.
 pub type KeyWords<'a> = (&'a [u64], &'a [u64], &'a [u64], &'a [u64], &'a [u64]);
 
 /// Words of a walk's state at a level, per point: s (two words), t, v (two words).
 pub const STATE_WORDS: usize = 5;
 
-/// `eval_pass` over levels `from..to` only: from 0 the walk starts at the root (the key's
-/// seed), otherwise at the states in `state` (point e's at `state[e·STATE_WORDS..]`:
-/// s low, s high, t, v0, v1); below `to < n` it stores the states reached there and
-/// writes no output, at `to = n` it converts and writes `out` as `eval_pass`. A key's
-/// points that share a prefix walk it once (dcf::eval_many_shared).
+/// Eval^< by `party` at PASS points over levels `from..to`. Point e uses key k = `key[e]`,
+/// whose words are `seed[2k..2k+2]`, `scw[k·2n..(k+1)·2n]`, `vcw[k·n·W..(k+1)·n·W]`,
+/// `tcw[k·tw..(k+1)·tw]`, `last[k·W..]`; its input is `x[e]`. `key` is 0..PASS for one key
+/// per point (`dcf::eval`), or repeats a key for several points (`dcf::eval_many`, the
+/// multiple-interval gate's m + 1 points per key). From 0 the walk starts at the root (the
+/// key's seed), otherwise at the states in `state` (point e's at `state[e·STATE_WORDS..]`:
+/// s low, s high, t, v0, v1); below `to < n` it stores the states reached there and writes
+/// no output, at `to = n` it converts and writes `out[e·W..(e+1)·W]`. A key's points that
+/// share a prefix walk it once (dcf::eval_many_shared).
 ///
 /// # Safety
-/// As `eval_pass`, and from ≤ to ≤ n; `state` holds PASS·STATE_WORDS words if from > 0
-/// or to < n; `out` holds PASS·W words if to = n.
+/// The CPU has avx512f and vaes; `rk` is the expanded PRG key; 1 ≤ n ≤ 64, W ∈ {1, 2},
+/// tw = ⌈2n/64⌉; every key index is below the number of keys every key slice holds
+/// (words as above); `x` holds PASS points; from ≤ to ≤ n; `out` holds PASS·W words if
+/// to = n; `state` holds PASS·STATE_WORDS words unless from = 0 and to = n.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,vaes")]
 pub unsafe fn eval_range<const W: usize>(
