@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use mpc_pipe::fss::{dcf, Keys, Layout};
 use mpc_pipe::model::plain;
 use mpc_pipe::offline::file::{self, Expect, MaterialKey};
-use mpc_pipe::offline::{deal, deal_with, dealer_seeds, MaterialSource, Part, Plan, Request};
+use mpc_pipe::offline::{deal, deal_with, dealer_seeds, Plan, Request};
 use mpc_pipe::proto::{Ctx, Share};
 use mpc_pipe::ring::{FixedPoint, Protocols, RingTensor};
 use mpc_pipe::runtime::job::{build, JobSpec};
@@ -298,26 +298,10 @@ fn fss_keys_round_trip_through_material_files_and_bad_files_are_refused() {
 
 /// Every party's components of each request, taken whole from its store.
 fn taken(plan: &Plan, keep: bool) -> Vec<Vec<Vec<Vec<u64>>>> {
-    let stores: Vec<_> = deal_with(plan, &dealer_seeds(2, Some(3)), 5, &[keep; 2])
-        .into_iter()
-        .map(|m| m.into_store().unwrap())
-        .collect();
-    plan.entries
-        .iter()
-        .map(|(key, req)| {
-            stores
-                .iter()
-                .map(|s| {
-                    let whole = Part {
-                        start: 0,
-                        len: req.units(),
-                    };
-                    let t = s.take(*key, req, whole).unwrap();
-                    t.into_iter().map(|w| w.to_vec()).collect()
-                })
-                .collect()
-        })
-        .collect()
+    taken_all(
+        plan,
+        deal_with(plan, &dealer_seeds(2, Some(3)), 5, &[keep; 2]),
+    )
 }
 
 /// The dealer's half of the gate, checked on what the parties' stores hand out (kept as

@@ -435,37 +435,6 @@ fn parts_of_material_are_slices_of_the_whole_and_used_once() {
 /// The dealt material reconstructs to what each request promises, in the layouts the
 /// protocols read: c = a·b elementwise and per matrix of a batch, and an AND triple's
 /// c[i·rep + r] = a[i] & b[i·rep + r] (element-major).
-/// Every party's whole material for every request of `plan`, from its store.
-fn taken_all(
-    plan: &mpc_pipe::offline::Plan,
-    material: Vec<PartyMaterial>,
-) -> Vec<Vec<Vec<Vec<u64>>>> {
-    use mpc_pipe::offline::{MaterialSource, Part};
-    let stores: Vec<_> = material
-        .into_iter()
-        .map(|m| m.into_store().unwrap())
-        .collect();
-    plan.entries
-        .iter()
-        .map(|(key, req)| {
-            stores
-                .iter()
-                .map(|s| {
-                    let whole = Part {
-                        start: 0,
-                        len: req.units(),
-                    };
-                    s.take(*key, req, whole)
-                        .unwrap()
-                        .into_iter()
-                        .map(|w| w.to_vec())
-                        .collect()
-                })
-                .collect()
-        })
-        .collect()
-}
-
 /// The dealer's material reconstructs to each request's relation, checked element by
 /// element against scalar arithmetic (a naive product and convolution), for every kind
 /// of request, with requests long enough to span several of the dealer's parallel chunks.
@@ -525,8 +494,8 @@ fn dealt_material_reconstructs_to_its_relations() {
             .collect(),
     );
     let seeds = dealer_seeds(3, None);
-    let expanded = taken_all(&plan, deal_with(&plan, &seeds, 5, &[true; 3]));
-    let from_seeds = taken_all(&plan, deal_with(&plan, &seeds, 5, &[false; 3]));
+    let expanded = common::taken_all(&plan, deal_with(&plan, &seeds, 5, &[true; 3]));
+    let from_seeds = common::taken_all(&plan, deal_with(&plan, &seeds, 5, &[false; 3]));
     assert!(
         expanded == from_seeds,
         "kept material differs from the seeds' expansion"

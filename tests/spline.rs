@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 use mpc_pipe::fss::{dcf, mic_layout, Keys};
 use mpc_pipe::offline::file::{self, Expect, MaterialKey};
-use mpc_pipe::offline::{deal, deal_with, dealer_seeds, MaterialSource, Part, Plan, Request};
+use mpc_pipe::offline::{deal, deal_with, dealer_seeds, Plan, Request};
 use mpc_pipe::proto::spline::{
     exp_lower_limit, exp_pieces, inv_sqrt_pieces, reciprocal_pieces, Pieces, EXP_POLY,
     EXP_POLY_ERR, INV_SQRT_HI_LOG2, INV_SQRT_LO_LOG2, Q_EXTRA_BITS, RECIPROCAL_HI_LOG2,
@@ -639,27 +639,11 @@ fn fss_dealer_makes_spline_keys_of_the_masks_comparison() {
         (3, Request::FssMic { len: 300 }),
         (4, Request::FssMic { len: 17 }),
     ]);
-    let taken = |keep: bool| -> Vec<Vec<Vec<Vec<u64>>>> {
-        let stores: Vec<_> = deal_with(&plan, &dealer_seeds(2, Some(3)), 5, &[keep; 2])
-            .into_iter()
-            .map(|m| m.into_store().unwrap())
-            .collect();
-        plan.entries
-            .iter()
-            .map(|(key, req)| {
-                stores
-                    .iter()
-                    .map(|s| {
-                        let whole = Part {
-                            start: 0,
-                            len: req.units(),
-                        };
-                        let t = s.take(*key, req, whole).unwrap();
-                        t.into_iter().map(|w| w.to_vec()).collect()
-                    })
-                    .collect()
-            })
-            .collect()
+    let taken = |keep: bool| {
+        taken_all(
+            &plan,
+            deal_with(&plan, &dealer_seeds(2, Some(3)), 5, &[keep; 2]),
+        )
     };
     let kept = taken(true);
     assert!(

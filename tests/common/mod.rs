@@ -129,3 +129,34 @@ pub fn assert_close(
         );
     }
 }
+
+/// Every party's whole material for every request of `plan`, from its store.
+pub fn taken_all(
+    plan: &mpc_pipe::offline::Plan,
+    material: Vec<mpc_pipe::offline::PartyMaterial>,
+) -> Vec<Vec<Vec<Vec<u64>>>> {
+    use mpc_pipe::offline::{MaterialSource, Part};
+    let stores: Vec<_> = material
+        .into_iter()
+        .map(|m| m.into_store().unwrap())
+        .collect();
+    plan.entries
+        .iter()
+        .map(|(key, req)| {
+            stores
+                .iter()
+                .map(|s| {
+                    let whole = Part {
+                        start: 0,
+                        len: req.units(),
+                    };
+                    s.take(*key, req, whole)
+                        .unwrap()
+                        .into_iter()
+                        .map(|w| w.to_vec())
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
+}
