@@ -14,15 +14,6 @@ use mpc_pipe::ring::{ExpApprox, Protocols};
 use mpc_pipe::runtime::{run_local, SessionConfig};
 use mpc_pipe::sched::{self, Lanes, Schedule, Scheme};
 
-const SCHEMES: [&str; 6] = [
-    "serial",
-    "inter-linear",
-    "inner-layer",
-    "inter-batch",
-    "inter-linear+inner-layer",
-    "all",
-];
-
 /// Each party's (output share words, decoded output bits, bytes sent, rounds).
 type Outcome = Vec<(Vec<u64>, Vec<u64>, u64, u64)>;
 

@@ -26,15 +26,6 @@ use std::sync::Arc;
 use mpc_pipe::runtime::{record_plan, run_local, run_local_with, Dealing, SessionConfig};
 use mpc_pipe::sched::{self, Lanes, Schedule, Scheme};
 
-const SCHEMES: [&str; 6] = [
-    "serial",
-    "inter-linear",
-    "inner-layer",
-    "inter-batch",
-    "inter-linear+inner-layer",
-    "all",
-];
-
 /// Each party's (output share words, decoded output, bytes sent, rounds).
 type Outcome = Vec<(Vec<u64>, PlainTensor, u64, u64)>;
 

@@ -220,20 +220,11 @@ fn check_model_with(
     (outputs, per_unit)
 }
 
-const ALL: [&str; 6] = [
-    "serial",
-    "inter-linear",
-    "inner-layer",
-    "inter-batch",
-    "inter-linear+inner-layer",
-    "all",
-];
-
 #[test]
 fn lenet_every_scheme_matches_plaintext_2_and_3_parties() {
-    check_model("lenet", 2, Weights::Private, &ALL);
-    check_model("lenet", 3, Weights::Private, &ALL);
-    check_model("lenet", 2, Weights::Public, &ALL);
+    check_model("lenet", 2, Weights::Private, &SCHEMES);
+    check_model("lenet", 3, Weights::Private, &SCHEMES);
+    check_model("lenet", 2, Weights::Public, &SCHEMES);
 }
 
 /// Material drawn from the seeds on demand (what plans too large to expand use), with
@@ -270,7 +261,7 @@ fn lazy_material_matches_plaintext_2_and_3_parties() {
 #[test]
 fn lenet_2_parties_dealer_truncation_matches_plaintext() {
     for weights in [Weights::Private, Weights::Public] {
-        check_model_as("lenet", 2, weights, &ALL, None, Some(Trunc::Dealer));
+        check_model_as("lenet", 2, weights, &SCHEMES, None, Some(Trunc::Dealer));
     }
 }
 
@@ -290,8 +281,15 @@ fn fss_suite_every_scheme_matches_plaintext_and_the_crypten_suite() {
             None,
             Protocols::Crypten,
         );
-        let (fss, _) =
-            check_model_with(model, 2, Weights::Private, &ALL, None, None, Protocols::Fss);
+        let (fss, _) = check_model_with(
+            model,
+            2,
+            Weights::Private,
+            &SCHEMES,
+            None,
+            None,
+            Protocols::Fss,
+        );
         eprintln!(
             "{model}: crypten and fss serial outputs differ by {:.3e}",
             crypten[0].max_abs_diff(&fss[0])
@@ -307,7 +305,7 @@ fn fss_suite_every_scheme_matches_plaintext_and_the_crypten_suite() {
 
 #[test]
 fn resnet_cifar_every_scheme_matches_plaintext() {
-    check_model("resnet_cifar-tiny", 2, Weights::Private, &ALL);
+    check_model("resnet_cifar-tiny", 2, Weights::Private, &SCHEMES);
     check_model(
         "resnet_cifar-tiny",
         3,
@@ -318,19 +316,19 @@ fn resnet_cifar_every_scheme_matches_plaintext() {
 
 #[test]
 fn vgg16_every_scheme_matches_plaintext() {
-    check_model("vgg16-tiny", 2, Weights::Private, &ALL);
+    check_model("vgg16-tiny", 2, Weights::Private, &SCHEMES);
     check_model("vgg16-tiny", 3, Weights::Private, &["serial", "all"]);
 }
 
 #[test]
 fn resnet50_every_scheme_matches_plaintext() {
-    check_model("resnet50-tiny", 2, Weights::Private, &ALL);
+    check_model("resnet50-tiny", 2, Weights::Private, &SCHEMES);
     check_model("resnet50-tiny", 2, Weights::Public, &["serial", "all"]);
 }
 
 #[test]
 fn scheme_names_parse_and_print_canonically() {
-    for s in ALL {
+    for s in SCHEMES {
         let parsed: Scheme = s.parse().unwrap();
         let again: Scheme = parsed.to_string().parse().unwrap();
         assert_eq!(parsed, again);
@@ -413,7 +411,7 @@ fn bert_small_every_scheme_matches_plaintext() {
     // 2 parties also with the dealer-assisted truncation: its error (< 1 ulp) is below
     // the local one's, which the bound does not even count beside the approximations.
     for (parties, weights, schemes, trunc) in [
-        (2, Weights::Private, &ALL[..], None),
+        (2, Weights::Private, &SCHEMES[..], None),
         (3, Weights::Public, &["serial", "all"][..], None),
         (
             2,
@@ -464,7 +462,7 @@ fn bert_small_fss_every_scheme_matches_plaintext_and_the_crypten_suite() {
         Weights::Private,
         "serial",
     );
-    for scheme in ALL {
+    for scheme in SCHEMES {
         let got = bert_small_run(&fss, &model, &input, Weights::Private, scheme);
         eprintln!(
             "bert-small fss {scheme}: bound {e:.3e}, max error {:.3e}, against crypten {:.3e} (crypten's own {:.3e})",

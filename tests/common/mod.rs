@@ -160,3 +160,14 @@ pub fn taken_all(
         })
         .collect()
 }
+
+/// Every scheme's name as `--scheme` takes it: the four of the paper's kinds and two
+/// combinations.
+pub const SCHEMES: [&str; 6] = [
+    "serial",
+    "inter-linear",
+    "inner-layer",
+    "inter-batch",
+    "inter-linear+inner-layer",
+    "all",
+];
