@@ -345,6 +345,11 @@ fn parts_of_material_are_slices_of_the_whole_and_used_once() {
         Request::Bit { len: 7 },
         Request::Trunc { len: 9, shift: 16 },
         Request::Square { len: 5 },
+        Request::Products {
+            len: 8,
+            values: 3,
+            pairs: vec![[0, 0], [0, 2], [1, 2]],
+        },
         Request::BatchMatmul {
             batch: 4,
             m: 2,
@@ -446,6 +451,12 @@ fn dealt_material_reconstructs_to_its_relations() {
     let reqs = [
         Request::Mul { len: 70_001 },
         Request::Square { len: 40_000 },
+        // Masks past a chunk (32 Ki words), a square, a repeated value, an unused one.
+        Request::Products {
+            len: 33_001,
+            values: 4,
+            pairs: vec![[0, 1], [1, 1], [1, 3], [0, 3]],
+        },
         Request::And { len: 5, rep: 3 },
         Request::And { len: 9_000, rep: 8 },
         // A chunk boundary (32 Ki words) inside an element's words.
@@ -527,6 +538,24 @@ fn dealt_material_reconstructs_to_its_relations() {
                 for i in 0..len {
                     assert_eq!(r2[i], r[i].wrapping_mul(r[i]));
                 }
+            }
+            Request::Products {
+                len,
+                values,
+                ref pairs,
+            } => {
+                let masks: Vec<Vec<u64>> = (0..values).map(|k| comb(k, false)).collect();
+                for (p, &[i, j]) in pairs.iter().enumerate() {
+                    let c = comb(values + p, false);
+                    for e in 0..len {
+                        let want = masks[usize::from(i)][e].wrapping_mul(masks[usize::from(j)][e]);
+                        assert_eq!(c[e], want, "product {p} element {e}");
+                    }
+                }
+                assert!(
+                    masks.windows(2).all(|w| w[0] != w[1]),
+                    "the masks of a group must be independent"
+                );
             }
             Request::And { len, rep } => {
                 let (a, b, c) = (comb(0, true), comb(1, true), comb(2, true));

@@ -508,12 +508,14 @@ fn fss_exp_spline_takes_three_rounds_eleven_words() {
     assert_eq!(fss_cost(|c, x| c.exp(x)), (8, 8.0));
 }
 
-/// GeLU under fss (`gelu_puma_fss`): the gate with x²'s opening in its message (1 round,
-/// 2 words), {x·x², x²·x², z2·x², z3·x} (1 round, 8 words), {z1·P3, z2·Q, z2x²·x⁴}
-/// (1 round, 6 words); one `FssMic` key per element and no comparison keys.
+/// GeLU under fss (`gelu_puma_fss`): the gate with x's product-group opening in its
+/// message (1 round, 2 words), x², z1, z2, z3 opened for {x·x², x²·x², z2·x², z3·x}
+/// (1 round, 4 words), P3, Q, z2x², x⁴ for {z1·P3, z2·Q, z2x²·x⁴} (1 round, 4 words);
+/// one `FssMic` key and one product group (9 values, 8 pairs) per element, no
+/// comparison keys and no Beaver triples or square pairs.
 #[test]
-fn fss_gelu_takes_three_rounds_sixteen_words_and_one_key() {
-    assert_eq!(fss_cost(|c, x| c.gelu(x)), (3, 16.0));
+fn fss_gelu_takes_three_rounds_ten_words_one_key_and_one_product_group() {
+    assert_eq!(fss_cost(|c, x| c.gelu(x)), (3, 10.0));
     let plan = record_plan(&fss(), &|ctx: &Ctx| {
         let x = ctx.share_input(0, Some(&RingTensor::zeros(&[10])), &[10])?;
         ctx.gelu(&x).map(drop)
@@ -527,8 +529,20 @@ fn fss_gelu_takes_three_rounds_sixteen_words_and_one_key() {
         1,
         "{reqs:?}"
     );
+    assert_eq!(
+        reqs.iter()
+            .filter(
+                |r| matches!(r, Request::Products { len: 10, values: 9, pairs } if pairs.len() == 8)
+            )
+            .count(),
+        1,
+        "{reqs:?}"
+    );
     assert!(
-        !reqs.iter().any(|r| matches!(r, Request::FssLtz { .. })),
+        !reqs.iter().any(|r| matches!(
+            r,
+            Request::FssLtz { .. } | Request::Mul { .. } | Request::Square { .. }
+        )),
         "{reqs:?}"
     );
 }

@@ -288,7 +288,7 @@ fn fss_prediction(name: &str) -> Option<&'static str> {
         "layernorm (rows of 64)" => "fss: 1 square + inv_sqrt 4 + 1 mul = 6 r",
         // proto::spline's gelu_puma_fss: the gate with x²'s opening (1 r, 2 w), then
         // {x³, x⁴, z2·x², z3·x} (8 w) and {z1·P3, z2·Q, z2x²·x⁴} (6 w).
-        "gelu (default)" => "fss spline: 3 r, 16 w; key 1560 B, 4 DCF evals",
+        "gelu (default)" => "fss spline: 3 r, 10 w (values opened once); key 1560 B, 4 DCF evals",
         _ => return None,
     })
 }

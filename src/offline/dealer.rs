@@ -273,6 +273,29 @@ fn corrections(
         }
         Request::FssLtz { len, relu } => fss_ltz(len, relu, mats, spare)?,
         Request::FssMic { len } => fss_mic(len, mats, spare)?,
+        Request::Products {
+            len,
+            values,
+            ref pairs,
+        } => pairs
+            .iter()
+            .enumerate()
+            .map(|(p, &[i, j])| {
+                par_chunks(len, |r, o| {
+                    fold(o, &of_all(mats, usize::from(i), &r), false);
+                    if i == j {
+                        o.iter_mut().for_each(|a| *a = a.wrapping_mul(*a));
+                    } else {
+                        let mut b = vec![0u64; o.len()];
+                        fold(&mut b, &of_all(mats, usize::from(j), &r), false);
+                        o.iter_mut()
+                            .zip(&b)
+                            .for_each(|(a, b)| *a = a.wrapping_mul(*b));
+                    }
+                    subtract(o, &of_all(others, values + p, &r), false);
+                })
+            })
+            .collect(),
     })
 }
 

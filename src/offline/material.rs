@@ -111,6 +111,13 @@ pub struct SquarePair {
     pub r2: Words,
 }
 
+/// Masks of a group of values opened once each and the products of pairs of them
+/// (`Request::Products`, proto::products): this party's shares of a_k, then of a_i·a_j.
+pub struct ProductMasks {
+    pub masks: Vec<Words>,
+    pub products: Vec<Words>,
+}
+
 /// A DCF key as material: this party's root seeds and the correction words both keys of
 /// the pair share (`fss::dcf`).
 pub struct DcfKey {
@@ -219,6 +226,18 @@ impl TruncMask {
     pub fn from_material(m: Taken) -> Result<Self> {
         let [r, r_hi, r_msb] = components(m, "a truncation mask")?;
         Ok(TruncMask { r, r_hi, r_msb })
+    }
+}
+impl ProductMasks {
+    pub fn from_material(mut m: Taken, values: usize, pairs: usize) -> Result<Self> {
+        if m.len() != values + pairs {
+            return Err(Error::Material(format!(
+                "product masks of {} components, not {values} masks and {pairs} products",
+                m.len()
+            )));
+        }
+        let products = m.split_off(values);
+        Ok(ProductMasks { masks: m, products })
     }
 }
 impl SquarePair {

@@ -18,7 +18,7 @@ pub mod stream;
 pub use dealer::{deal, deal_key, deal_seeded, deal_with, dealer_seeds, PartyMaterial};
 pub use material::{
     AndTriple, BitPair, FssLtzKeys, FssMicKeys, Material, MaterialSource, MaterialStore,
-    RecordingSource, SquarePair, Taken, Triple, TruncMask, Words,
+    ProductMasks, RecordingSource, SquarePair, Taken, Triple, TruncMask, Words,
 };
 pub use plan::{DealerWork, Part, Plan, Request, Window};
 pub use stream::{StreamDealer, StreamSource, StreamStats};

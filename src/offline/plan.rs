@@ -76,7 +76,22 @@ pub enum Request {
     /// element words): free r (1), root seed (2); common the DCF's s_CW, V_CW, t_CW and
     /// CW^(n+1) (`fss::mic_layout`).
     FssMic { len: usize },
+    /// Products of values each opened once (proto::products): `values` masks a_k (free,
+    /// `len` words each), then for each pair [i, j] of `pairs` (i ≤ j < values) the
+    /// product a_i·a_j (corrected at party 0, `len` words each). A value opened as
+    /// ε_k = v_k − a_k serves every product it is in: a Beaver triple is
+    /// `values: 2, pairs: [[0, 1]]`, a square pair `values: 1, pairs: [[0, 0]]`.
+    Products {
+        len: usize,
+        values: usize,
+        pairs: Vec<[u8; 2]>,
+    },
 }
+
+/// Largest `values` of a `Request::Products` (a file or peer naming more is refused).
+pub const PRODUCTS_MAX_VALUES: usize = 64;
+/// Largest number of `pairs` of a `Request::Products`.
+pub const PRODUCTS_MAX_PAIRS: usize = 256;
 
 /// Words per element of each component of `Request::FssLtz`, in draw order.
 fn fss_ltz_words(relu: bool) -> Vec<usize> {
@@ -179,6 +194,11 @@ impl Request {
             ],
             Request::FssLtz { len, relu } => fss_ltz_words(relu).iter().map(|w| w * len).collect(),
             Request::FssMic { len } => fss_mic_words().iter().map(|w| w * len).collect(),
+            Request::Products {
+                len,
+                values,
+                ref pairs,
+            } => vec![len; values + pairs.len()],
         }
     }
 
@@ -191,7 +211,8 @@ impl Request {
             | Request::Bit { len }
             | Request::Trunc { len, .. }
             | Request::FssLtz { len, .. }
-            | Request::FssMic { len } => len,
+            | Request::FssMic { len }
+            | Request::Products { len, .. } => len,
             Request::BatchMatmul { batch, .. } => batch,
             Request::Matmul { .. }
             | Request::Conv2d { .. }
@@ -240,7 +261,8 @@ impl Request {
             | Request::Bit { len }
             | Request::Trunc { len, .. }
             | Request::FssLtz { len, .. }
-            | Request::FssMic { len } => *len = full,
+            | Request::FssMic { len }
+            | Request::Products { len, .. } => *len = full,
             Request::BatchMatmul { batch, .. } => *batch = full,
             Request::Matmul { .. }
             | Request::Conv2d { .. }
@@ -265,7 +287,8 @@ impl Request {
             Request::Mul { .. }
             | Request::Square { .. }
             | Request::Bit { .. }
-            | Request::Trunc { .. } => lens
+            | Request::Trunc { .. }
+            | Request::Products { .. } => lens
                 .iter()
                 .map(|_| std::iter::once(s..e).collect())
                 .collect(),
@@ -310,6 +333,7 @@ impl Request {
             | Request::And { .. } => 2,
             Request::Square { .. } | Request::Bit { .. } | Request::Trunc { .. } => 1,
             Request::FssLtz { .. } | Request::FssMic { .. } => 2,
+            Request::Products { values, .. } => *values,
         }
     }
 
@@ -428,6 +452,19 @@ impl Request {
                 put(12);
                 put(len as u64)
             }
+            Request::Products {
+                len,
+                values,
+                ref pairs,
+            } => {
+                put(13);
+                put(len as u64);
+                put(values as u64);
+                put(pairs.len() as u64);
+                pairs
+                    .iter()
+                    .for_each(|&[i, j]| put(u64::from(i) << 8 | u64::from(j)));
+            }
         }
     }
 
@@ -506,6 +543,24 @@ impl Request {
                 },
             },
             12 => Request::FssMic { len: next()? },
+            13 => {
+                let len = next()?;
+                let values = next()?;
+                let count = next()?;
+                if values == 0 || values > PRODUCTS_MAX_VALUES || count > PRODUCTS_MAX_PAIRS {
+                    return None;
+                }
+                let mut pairs = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let v = next()?;
+                    let (i, j) = (v >> 8, v & 0xff);
+                    if v >> 16 != 0 || i > j || j >= values {
+                        return None;
+                    }
+                    pairs.push([i as u8, j as u8]);
+                }
+                Request::Products { len, values, pairs }
+            }
             _ => return None,
         })
     }
@@ -626,4 +681,47 @@ pub struct DealerWork {
     pub macs: u64,
     /// Fixed-key AES blocks of FSS key generation (`--protocols fss`).
     pub aes_blocks: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(r: &Request) -> Vec<u64> {
+        let mut b = Vec::new();
+        r.encode(&mut b);
+        b.chunks(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    }
+
+    /// A product group's record decodes to itself, and a record naming a pair out of
+    /// order or past its values, no values, too many values or pairs, or ending early is
+    /// refused (a material file is read with this).
+    #[test]
+    fn product_groups_round_trip_and_malformed_records_are_refused() {
+        let r = Request::Products {
+            len: 7,
+            values: 9,
+            pairs: vec![[0, 0], [0, 1], [3, 8]],
+        };
+        let w = words(&r);
+        assert_eq!(w, vec![13, 7, 9, 3, 0, 1, 3 << 8 | 8]);
+        assert_eq!(Request::decode(&mut w.iter().copied()), Some(r));
+        for bad in [
+            vec![13, 7, 9, 1, 1 << 8],      // i > j
+            vec![13, 7, 9, 1, 9],           // j past the values
+            vec![13, 7, 9, 1, 1 << 16 | 1], // a word that is no pair
+            vec![13, 7, 0, 0],              // no values
+            vec![13, 7, PRODUCTS_MAX_VALUES as u64 + 1, 0],
+            vec![13, 7, 9, PRODUCTS_MAX_PAIRS as u64 + 1],
+            vec![13, 7, 9, 2, 0], // ends early
+        ] {
+            assert_eq!(
+                Request::decode(&mut bad.iter().copied()),
+                None,
+                "{bad:?} accepted"
+            );
+        }
+    }
 }

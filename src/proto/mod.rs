@@ -13,10 +13,12 @@ pub mod fss;
 pub mod linear;
 pub mod nn;
 pub mod pool;
+pub mod products;
 pub mod share;
 pub mod spline;
 pub mod trunc;
 
 pub use ctx::{Ctx, NullComm, PairSeeds};
 pub use linear::{LinearKeys, LinearOp, LinearTriple, PreparedLinear};
+pub use products::Products;
 pub use share::{BinShare, Share};

@@ -156,7 +156,8 @@ impl<'a> Ctx<'a> {
     ///
     /// Under `--protocols fss`: proto::spline's `gelu_puma_fss`, the same polynomials with
     /// the three indicators from one interval-containment key and the powers and selection
-    /// regrouped (3 rounds, 16 words; its doc gives the costs and the rounding).
+    /// regrouped, each value opened once (3 rounds, 10 words; its doc gives the costs and
+    /// the rounding).
     pub fn gelu_puma(&self, x: &Share) -> Result<Share> {
         if self.fixed().protocols == Protocols::Fss {
             return self.gelu_puma_fss(x);

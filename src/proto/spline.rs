@@ -85,7 +85,7 @@ use super::ctx::{Combine, Ctx};
 use super::share::Share;
 use crate::error::{Error, Result};
 use crate::fss::{dcf, mic_layout};
-use crate::offline::{FssMicKeys, Request, SquarePair};
+use crate::offline::{FssMicKeys, Request};
 use crate::ring::RingTensor;
 
 /// Log-spaced pieces per octave of the first guesses.
@@ -279,18 +279,18 @@ impl<'a> Ctx<'a> {
     /// 1 word per element, one `Request::FssMic` key per element, m + 1 DCF evaluations
     /// per element. Results are at the scale the constants are encoded at.
     pub fn piecewise_constant(&self, x: &Share, p: &Pieces) -> Result<Vec<Share>> {
-        Ok(self.mic_gate(x, p, false)?.0)
+        Ok(self.mic_gate(x, p, None)?.0)
     }
 
-    /// The gate of `piecewise_constant`, and with `square` also x² (raw: scale 2^(2f),
-    /// untruncated) whose Beaver opening ε = x − r' rides in the gate's message: the two
-    /// maskings are independent, so one round carries both (2 words per element).
+    /// The gate of `piecewise_constant`; `extra` (words of x's shape: another value's
+    /// masked opening, such as GeLU's ε = x − a of its product group) rides in the gate's
+    /// message, so one round carries both (2 words per element), and comes back opened.
     pub(crate) fn mic_gate(
         &self,
         x: &Share,
         p: &Pieces,
-        square: bool,
-    ) -> Result<(Vec<Share>, Option<Share>)> {
+        extra: Option<Vec<u64>>,
+    ) -> Result<(Vec<Share>, Option<RingTensor>)> {
         if self.parties() != 2 {
             return Err(Error::Config(format!(
                 "--protocols fss needs exactly 2 parties, got {}: its spline keys split a \
@@ -318,52 +318,33 @@ impl<'a> Ctx<'a> {
                 k.r.len()
             )));
         }
-        let (y, sq) = if square {
-            let sq_key = self.next_key();
-            let SquarePair { r: rs, r2 } =
-                SquarePair::from_material(self.material(sq_key, Request::Square { len })?)?;
-            if rs.len() != len || r2.len() != len {
-                return Err(Error::Material(format!(
-                    "square pair of {} words for {len} elements",
-                    rs.len()
-                )));
+        let (y, extra) = match extra {
+            Some(words) => {
+                if !self.is_dry() && words.len() != len {
+                    return Err(Error::Protocol(format!(
+                        "{} words riding in the spline gate's message of {len} elements",
+                        words.len()
+                    )));
+                }
+                // One message: [x + r | extra].
+                let mut msg = Vec::with_capacity(2 * len);
+                msg.extend(
+                    x.0.data()
+                        .iter()
+                        .zip(k.r.iter())
+                        .map(|(a, r)| a.wrapping_add(*r)),
+                );
+                msg.extend(words);
+                let mut o = self.open_flat(
+                    "fss spline and a riding opening",
+                    msg,
+                    &[x.shape(), x.shape()],
+                    Combine::Add,
+                )?;
+                let extra = o.pop().expect("two parts");
+                (o.pop().expect("two parts"), Some(extra))
             }
-            // One message: [x + r | x − r'].
-            let mut msg = Vec::with_capacity(2 * len);
-            msg.extend(
-                x.0.data()
-                    .iter()
-                    .zip(k.r.iter())
-                    .map(|(a, r)| a.wrapping_add(*r)),
-            );
-            msg.extend(
-                x.0.data()
-                    .iter()
-                    .zip(rs.iter())
-                    .map(|(a, r)| a.wrapping_sub(*r)),
-            );
-            let mut o = self.open_flat(
-                "fss spline and square",
-                msg,
-                &[x.shape(), x.shape()],
-                Combine::Add,
-            )?;
-            let eps = o.pop().expect("two parts");
-            let y = o.pop().expect("two parts");
-            // x² = r'² + 2ε·r' (+ ε² at party 0), as `square_raw`.
-            let p0 = u64::from(self.party() == 0);
-            let z: Vec<u64> = eps
-                .data()
-                .iter()
-                .zip(rs.iter().zip(r2.iter()))
-                .map(|(&e, (&r, &r2))| {
-                    r2.wrapping_add(e.wrapping_mul(r).wrapping_mul(2))
-                        .wrapping_add(e.wrapping_mul(e).wrapping_mul(p0))
-                })
-                .collect();
-            (y, Some(Share(RingTensor::try_from_vec(x.shape(), z)?)))
-        } else {
-            (self.open_masked("fss spline", x, &k.r)?, None)
+            None => (self.open_masked("fss spline", x, &k.r)?, None),
         };
         let y = y.data();
         let per = m + 1;
@@ -414,7 +395,7 @@ impl<'a> Ctx<'a> {
             .into_iter()
             .map(|o| Share(RingTensor::from_vec(x.shape(), o)))
             .collect();
-        Ok((out, sq))
+        Ok((out, extra))
     }
 
     /// 1/x under `--protocols fss` (module doc): y0 from the gate, e = 1 − x·y0,
@@ -499,46 +480,79 @@ impl<'a> Ctx<'a> {
     /// and z3 = [x > 3] are piecewise-constant functions over the breakpoints −enc(4),
     /// −enc(1.95) and enc(3) + 1 (x > 3 is x ≥ enc(3) + 1 on the grid: exactly the crypten
     /// path's [3 − x < 0]), so one `FssMic` key per element gives all three (4 DCF
-    /// evaluations) where the crypten suite's gate took three `ltz` keys; the gate's
-    /// opening carries x²'s too. Then
-    ///   round 2: {x·x², x²·x², z2·x², z3·x}     (x³, x⁴ truncated; z2·x², z3·x exact)
-    ///   round 3: {z1·P3, z2·Q, (z2·x²)·x⁴}      P3 = a0 + a1x + a2x² + a3x³ and
-    ///            Q = b0 + b1x + b2x² + b4x⁴ raw (coefficients with f + 8 fractional bits,
-    ///            constants with 2f + 8), the last truncated to z2·x⁶
+    /// evaluations) where the crypten suite's gate took three `ltz` keys. Every product
+    /// comes from one product group (proto::products: each value opened once, whatever
+    /// number of products it is in) over x, x², z1, z2, z3, P3, Q, z2·x², x⁴:
+    ///   round 1 (the gate's): x                      then x² = x·x, truncated
+    ///   round 2: x², z1, z2, z3                      → x·x², x²·x², z2·x², z3·x
+    ///            (x³, x⁴ truncated; z2·x², z3·x exact)
+    ///   round 3: P3, Q, z2·x², x⁴                    → z1·P3, z2·Q, (z2·x²)·x⁴
+    ///            P3 = a0 + a1x + a2x² + a3x³ and Q = b0 + b1x + b2x² + b4x⁴ raw
+    ///            (coefficients with f + 8 fractional bits, constants with 2f + 8), the
+    ///            last truncated to z2·x⁶
     ///   y = trunc(z1·P3 + z2·Q + b6·z2x⁶, f + 8) + z3·x.
     /// Selecting before the last power is what saves the crypten order's fourth and fifth
-    /// rounds. 2PC: 3 rounds, 2 + 8 + 6 = 16 words per element, one 1576-byte key (the
+    /// rounds; opening each value once is what makes it 2 + 4 + 4 = 10 words per element
+    /// (as separate Beaver products, which open both operands of each: 2 + 8 + 6 = 16).
+    /// 3 rounds, one 1576-byte key and 17 words of product material per element (the
     /// crypten suite's fss path: 5 rounds, 15 words, three 1536-byte keys).
     ///
     /// Accuracy: the polynomials are PUMA's, so against x·Φ(x) the errors of `gelu_puma`
-    /// hold; the fixed point differs only in where it rounds: x³, x⁴ and the final sum are
-    /// truncated once each as before (< 2u each), x⁶ is (x²)·x⁴ instead of (x³)², erring by
-    /// x²·e4 + x⁴·2u + 2u (e4 the error of x⁴), and the constants carry 2f + 8 bits instead of
-    /// f. Out-of-range powers (|x| large) are multiplied by an indicator that is an exact 0
-    /// and vanish exactly, as before; products that reach the final sum are all selected.
+    /// hold; the fixed point differs only in where it rounds: x², x³, x⁴ and the final sum
+    /// are truncated once each as before (< 2u each), x⁶ is (x²)·x⁴ instead of (x³)²,
+    /// erring by x²·e4 + x⁴·2u + 2u (e4 the error of x⁴), and the constants carry 2f + 8
+    /// bits instead of f. Out-of-range powers (|x| large) are multiplied by an indicator
+    /// that is an exact 0 and vanish exactly, as before; products that reach the final sum
+    /// are all selected.
     pub(crate) fn gelu_puma_fss(&self, x: &Share) -> Result<Share> {
         use super::nn::{POLY_COEFF_EXTRA_BITS, PUMA_A, PUMA_B};
+        // The group's values and pairs.
+        const X: usize = 0;
+        const X2: usize = 1;
+        const Z1: usize = 2;
+        const Z2: usize = 3;
+        const Z3: usize = 4;
+        const P3: usize = 5;
+        const Q: usize = 6;
+        const Z2X2: usize = 7;
+        const X4: usize = 8;
+        const PAIRS: [[u8; 2]; 8] = [
+            [X as u8, X as u8],
+            [X as u8, X2 as u8],
+            [X2 as u8, X2 as u8],
+            [X2 as u8, Z2 as u8],
+            [X as u8, Z3 as u8],
+            [Z1 as u8, P3 as u8],
+            [Z2 as u8, Q as u8],
+            [Z2X2 as u8, X4 as u8],
+        ];
         let f = self.frac_bits();
         let n = x.shape();
+        let mut g = self.products(n, 9, &PAIRS)?;
         let p = gelu_pieces(self.fixed());
-        let (z, x2) = self.mic_gate(x, &p, true)?;
-        let x2 = self.trunc_owned(x2.expect("asked for"))?;
+        let (z, eps_x) = self.mic_gate(x, &p, Some(g.masked(X, x)?))?;
+        g.opened(X, eps_x.expect("asked for"))?;
+        let x2 = self.trunc_owned(g.product(0)?)?;
         let (z1, z2, z3) = (&z[0], &z[1], &z[2]);
 
-        let r2 = self.mul_raw(&stack(&[x, &x2, z2, z3]), &stack(&[&x2, &x2, &x2, x]))?;
-        let r2 = unstack(&r2, &[n, n, n, n]);
-        let x34 = unstack(&self.trunc_bits(&stack(&[&r2[0], &r2[1]]), f)?, &[n, n]);
+        g.open(
+            self,
+            "fss gelu powers and selections",
+            &[(X2, &x2), (Z1, z1), (Z2, z2), (Z3, z3)],
+        )?;
+        let x34 = self.trunc_bits(&stack(&[&g.product(1)?, &g.product(2)?]), f)?;
+        let x34 = unstack(&x34, &[n, n]);
         let (x3, x4) = (&x34[0], &x34[1]);
-        let (z2x2, z3x) = (&r2[2], &r2[3]);
+        let (z2x2, z3x) = (g.product(3)?, g.product(4)?);
 
-        let g = POLY_COEFF_EXTRA_BITS;
-        let coeff = |c: f64| crate::ring::encode_at(c, f + g);
+        let gb = POLY_COEFF_EXTRA_BITS;
+        let coeff = |c: f64| crate::ring::encode_at(c, f + gb);
         let weighted = |c0: f64, terms: &[(f64, &Share)]| {
             let mut acc = RingTensor::zeros(n);
             for (c, p) in terms {
                 acc.add_assign(&p.0.scale(coeff(*c)));
             }
-            self.add_raw(&Share(acc), crate::ring::encode_at(c0, 2 * f + g))
+            self.add_raw(&Share(acc), crate::ring::encode_at(c0, 2 * f + gb))
         };
         let p3 = weighted(
             PUMA_A[0],
@@ -548,13 +562,16 @@ impl<'a> Ctx<'a> {
             PUMA_B[0],
             &[(PUMA_B[1], x), (PUMA_B[2], &x2), (PUMA_B[4], x4)],
         );
-        let r3 = self.mul_raw(&stack(&[z1, z2, z2x2]), &stack(&[&p3, &q, x4]))?;
-        let r3 = unstack(&r3, &[n, n, n]);
-        let z2x6 = self.trunc_bits(&r3[2], f)?;
-        let mut acc = r3[0].0.clone();
-        acc.add_assign(&r3[1].0);
+        g.open(
+            self,
+            "fss gelu polynomials",
+            &[(P3, &p3), (Q, &q), (Z2X2, &z2x2), (X4, x4)],
+        )?;
+        let z2x6 = self.trunc_bits(&g.product(7)?, f)?;
+        let mut acc = g.product(5)?.0;
+        acc.add_assign(&g.product(6)?.0);
         acc.add_assign(&z2x6.0.scale(coeff(PUMA_B[6])));
-        Ok(self.trunc_bits(&Share(acc), f + g)?.add(z3x))
+        Ok(self.trunc_bits(&Share(acc), f + gb)?.add(&z3x))
     }
 
     /// (c0·y0 + c1·y0e + c2·y0e² + c3·y0e³) / 2^shift in 2 rounds: {e², y0·e}, then
