@@ -29,9 +29,10 @@
 //! kernels are tested against bit for bit. `eval_many` evaluates each key at several
 //! points (proto::spline's gate: m + 1 per key); both kernels take each point's key by
 //! index, so a pass mixes points of one key or of several. `eval_many_shared` does the
-//! same for points clustered in a window of 2^k: each key walks the two prefixes of its
-//! window once and each point only its last k levels, from the prefix's state (the fused
-//! kernel's `eval_range` and the scalar `eval_range_batch` take states in and out).
+//! same for points clustered in a window of 2^k: each key walks the one or two prefixes
+//! its window covers once and each point only its last k levels, from the prefix's state
+//! (the fused kernel's `eval_range` and the scalar `eval_range_batch` take states in and
+//! out); `shared_window_bits` picks the k that minimises the levels walked.
 //!
 //! Measured (`mpc-pipe kernels --fss`, 2^18 ReLU keys, n = 63, w = 2, best of 5 per
 //! call, median of 3 alternating calls; AMD EPYC with VAES, 2 vCPUs, load average 6;
@@ -479,11 +480,32 @@ fn eval_many_on(
     eval_points(path, party, keys, per, x)
 }
 
+/// The window width k for `eval_many_shared` of `points` points per key spread over
+/// `span` + 1 consecutive values of an n-bit domain, or None when no window narrower
+/// than the domain holds them (then `eval_many`). The smallest k that holds them is not
+/// the cheapest: a window of span s straddles a multiple of 2^k (and walks two
+/// prefixes) with probability about s/2^k, so per key the expected levels are
+/// (1 + min(1, s/2^k))·(n − k) + points·k, minimised over k. GeLU's 3 breakpoints over
+/// 7·2^16 at n = 64: k = 23, ~112 levels, against ~141 at the smallest k = 19 (and 147
+/// when both prefixes were walked always).
+pub fn shared_window_bits(n: u32, span: u64, points: usize) -> Option<u32> {
+    let least = (64 - span.leading_zeros()).max(1);
+    (least..n)
+        .map(|k| {
+            let straddle = (span as f64 / 2f64.powi(k as i32)).min(1.0);
+            let cost = (1.0 + straddle) * f64::from(n - k) + points as f64 * f64::from(k);
+            (cost, k)
+        })
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, k)| k)
+}
+
 /// `eval_many` for points that come in clusters: of each key's `per` points the first
 /// `lead` are walked from the root as in `eval_many`, the other `per − lead` lie in a
 /// window of 2^k consecutive values (mod 2^n), so their top n − k bits are one of two
-/// prefixes P, P + 1: each key walks those two prefixes' n − k levels once, and each
-/// clustered point only its last k levels from its prefix's state. The result is bit for
+/// prefixes P, P + 1: each key walks the prefixes its points use (both only where the
+/// window straddles a multiple of 2^k) over their n − k levels once, and each clustered
+/// point only its last k levels from its prefix's state. The result is bit for
 /// bit `eval_many`'s (a level's state is a function of the key and the prefix alone); a
 /// call whose points break the window falls back to `eval_many`. proto::spline's exp:
 /// ȳ whole, then 24 points y + i·2^15 in a window of 2^20: 2·44 + 24·20 levels per key
@@ -557,11 +579,30 @@ fn eval_many_shared_on(
             let mmo = FixedAes::new(&PRG_KEY, path);
             let k0 = task * kpt;
             let nk = o.len() / (per * w);
-            // Phase 1: the two prefixes of each key, levels 0..d.
-            let pre_key: Vec<usize> = (k0..k0 + nk).flat_map(|j| [j, j]).collect();
-            let pre_x: Vec<u64> = (k0..k0 + nk)
-                .flat_map(|j| [base[j] << k, ((base[j] + 1) & pmask) << k])
-                .collect();
+            // Phase 1: the prefixes of each key its points use (P, P + 1 or both: two only
+            // when the window straddles a multiple of 2^k), levels 0..d.
+            let mut pre_key = Vec::with_capacity(2 * nk);
+            let mut pre_x = Vec::with_capacity(2 * nk);
+            // Per key, the index in pre_x of its prefix P and of P + 1 (if used).
+            let mut at = Vec::with_capacity(nk);
+            for j in k0..k0 + nk {
+                let pts = &x[j * per + lead..(j + 1) * per];
+                let mut idx = [usize::MAX; 2];
+                for (which, used) in [
+                    pts.iter().any(|&v| v >> k == base[j]),
+                    pts.iter().any(|&v| v >> k != base[j]),
+                ]
+                .into_iter()
+                .enumerate()
+                {
+                    if used {
+                        idx[which] = pre_x.len();
+                        pre_key.push(j);
+                        pre_x.push(((base[j] + which as u64) & pmask) << k);
+                    }
+                }
+                at.push(idx);
+            }
             let mut pre_state = vec![0u64; pre_x.len() * STATE_WORDS];
             run_range(
                 party,
@@ -582,10 +623,10 @@ fn eval_many_shared_on(
             for (jj, j) in (k0..k0 + nk).enumerate() {
                 for &v in &x[j * per + lead..(j + 1) * per] {
                     let which = usize::from(v >> k != base[j]);
-                    let at = (2 * jj + which) * STATE_WORDS;
+                    let a = at[jj][which] * STATE_WORDS;
                     cl_key.push(j);
                     cl_x.push(v);
-                    cl_state.extend_from_slice(&pre_state[at..at + STATE_WORDS]);
+                    cl_state.extend_from_slice(&pre_state[a..a + STATE_WORDS]);
                 }
             }
             let mut cl_out = vec![0u64; cl_x.len() * w];
@@ -1215,21 +1256,27 @@ mod tests {
                     eprintln!("skipping: CPU lacks the {} path", path.name());
                     continue;
                 }
-                let got =
-                    eval_many_shared_on(path, party, key(l, seed, &cw), per, 1, 20, &x).unwrap();
-                assert!(got == want, "{} party {party}", path.name());
-                // One point out of its key's window: the whole call falls back, still exact.
-                let mut far = x.clone();
-                far[per + 7] ^= 1 << 50;
-                let want_far =
-                    eval_on(Path::Soft, party, key(l, &seed_rep, &cw_rep), &far).unwrap();
-                let got_far =
-                    eval_many_shared_on(path, party, key(l, seed, &cw), per, 1, 20, &far).unwrap();
-                assert!(
-                    got_far == want_far,
-                    "fallback {} party {party}",
-                    path.name()
-                );
+                // At 2^20 most keys' windows straddle two prefixes, at 2^24 most lie in
+                // one (each key walks only the prefixes it uses).
+                for k in [20, 24] {
+                    let got =
+                        eval_many_shared_on(path, party, key(l, seed, &cw), per, 1, k, &x).unwrap();
+                    assert!(got == want, "{} party {party} k={k}", path.name());
+                    // One point out of its key's window: the whole call falls back, still
+                    // exact.
+                    let mut far = x.clone();
+                    far[per + 7] ^= 1 << 50;
+                    let want_far =
+                        eval_on(Path::Soft, party, key(l, &seed_rep, &cw_rep), &far).unwrap();
+                    let got_far =
+                        eval_many_shared_on(path, party, key(l, seed, &cw), per, 1, k, &far)
+                            .unwrap();
+                    assert!(
+                        got_far == want_far,
+                        "fallback {} party {party} k={k}",
+                        path.name()
+                    );
+                }
             }
             sum.iter_mut()
                 .zip(&want)
@@ -1241,6 +1288,20 @@ mod tests {
         }
         let e = eval_many_shared(0, key(l, &s0, &cw), per, 1, 20, &x[1..]).unwrap_err();
         assert!(e.to_string().contains("points"), "{e}");
+    }
+
+    /// The window width: the expected-levels minimum (worked out by hand for GeLU's
+    /// breakpoints: k = 23), never narrower than the span, and none for a span as wide as
+    /// the domain.
+    #[test]
+    fn shared_window_bits_minimises_the_expected_levels() {
+        assert_eq!(shared_window_bits(64, 7 << 16, 3), Some(23));
+        for (span, points) in [(7u64 << 16, 3), (1 << 20, 24), (1 << 31, 355), (5, 1)] {
+            let k = shared_window_bits(64, span, points).unwrap();
+            assert!(span < 1 << k, "span {span} in 2^{k}");
+        }
+        assert_eq!(shared_window_bits(64, u64::MAX, 3), None);
+        assert_eq!(shared_window_bits(63, 1 << 62, 3), None);
     }
 
     #[test]

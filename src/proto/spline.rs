@@ -357,17 +357,18 @@ impl<'a> Ctx<'a> {
                 points.push(yi ^ (1 << 63));
                 points.extend(p.breaks.iter().map(|b| yi.wrapping_sub(*b)));
             }
-            // The y − b_i lie in a window of span + 1 ≤ 2^w values (the breakpoints'
-            // span), so they share all but their last w levels of the key's tree two
-            // prefixes at a time: `eval_many_shared` walks those once per element, ȳ
-            // whole (bit for bit `eval_many`; 1.7-2.5x its points/s on exp's 25 points,
-            // `kernels --fss`, rows exp-many and exp-shared).
+            // The y − b_i lie in a window of span + 1 values (the breakpoints' span), so
+            // they share all but their last w levels of the key's tree, one or two
+            // prefixes: `eval_many_shared` walks those once per element, ȳ whole (bit
+            // for bit `eval_many`; 1.7-2.5x its points/s on exp's 25 points,
+            // `kernels --fss`, rows exp-many and exp-shared), at the w that walks the
+            // fewest levels (`dcf::shared_window_bits`).
             let span = (p.breaks[m - 1] as i64).wrapping_sub(p.breaks[0] as i64) as u64;
-            let w = (64 - span.leading_zeros()).max(1);
-            if w < layout.bits {
-                dcf::eval_many_shared(self.party(), k.dcf.keys(layout), per, 1, w, &points)?
-            } else {
-                dcf::eval_many(self.party(), k.dcf.keys(layout), per, &points)?
+            match dcf::shared_window_bits(layout.bits, span, m) {
+                Some(w) => {
+                    dcf::eval_many_shared(self.party(), k.dcf.keys(layout), per, 1, w, &points)?
+                }
+                None => dcf::eval_many(self.party(), k.dcf.keys(layout), per, &points)?,
             }
         };
         let own = u64::from(self.party() == 0);
