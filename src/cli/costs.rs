@@ -272,22 +272,24 @@ fn fss_prediction(name: &str) -> Option<&'static str> {
         "max over k=4 (dim 1)" => "fss: 2 levels × 1 ReLU gate = 2 r, 0.75 w",
         "argmax over k=4" => "fss: 2 ReLU gates + 1 one-hot product = 3 r",
         "maxpool2d 2×2" => "fss: 2 levels × 1 ReLU gate = 2 r, 0.75 w",
-        // proto::spline: the gate (1 r, 1 w), x·y0 (1 r, 2 w), two stacked rounds (4 w
-        // each); key 1560 B (64-bit DCF), m + 1 DCF evaluations per element.
-        "reciprocal" => "fss spline: 4 r, 11 w; key 1560 B, 356 DCF evals",
-        "inv_sqrt" => "fss spline: 4 r, 11 w; key 1560 B, 227 DCF evals",
-        "sqrt" => "fss: inv_sqrt + 1 mul = 5 r, 13 w",
+        // proto::spline: the gate (1 r, 1 w), then one product group (proto::products,
+        // each value opened once): x·y0 (x, y0: 2 w), {e², y0·e} (e: 1 w; inv_sqrt also
+        // y0), {y0e·e, y0e·e²} (2 w); key 1560 B (64-bit DCF), m + 1 DCF evaluations per
+        // element.
+        "reciprocal" => "fss spline: 4 r, 6 w; key 1560 B, 356 DCF evals",
+        "inv_sqrt" => "fss spline: 4 r, 7 w; key 1560 B, 227 DCF evals",
+        "sqrt" => "fss: inv_sqrt + 1 mul = 5 r, 9 w",
         "softmax (rows of 16)" => {
             "fss: max 4 + exp 8 + reciprocal_pos 4 + 1 = 17 r (--exp spline: exp 3, 12 r)"
         }
-        // proto::spline's exp_fss: the gate (1 r, 1 w), {f², G1·f, G3·f} (6 w), {G2·f²,
-        // G3f·f²} (4 w); 2L + 1 = 25 DCF evaluations at f = 16.
-        "exp on x ≤ 0 (softmax's)" => {
-            "as exp (--exp spline: 3 r, 11 w; key 1560 B, 25 DCF evals)"
-        }
+        // proto::spline's exp_fss: the gate (1 r, 1 w), f, G1, G3, G2 opened (4 w) for
+        // {f², G1·f, G3·f}, then f², G3f (2 w) for {G2·f², G3f·f²}; 2L + 1 = 25 DCF
+        // evaluations at f = 16.
+        "exp on x ≤ 0 (softmax's)" => "as exp (--exp spline: 3 r, 7 w; key 1560 B, 25 DCF evals)",
         "layernorm (rows of 64)" => "fss: 1 square + inv_sqrt 4 + 1 mul = 6 r",
-        // proto::spline's gelu_puma_fss: the gate with x²'s opening (1 r, 2 w), then
-        // {x³, x⁴, z2·x², z3·x} (8 w) and {z1·P3, z2·Q, z2x²·x⁴} (6 w).
+        // proto::spline's gelu_puma_fss: the gate with x's product-group opening (1 r,
+        // 2 w), then x², z1, z2, z3 (4 w) for {x³, x⁴, z2·x², z3·x} and P3, Q, z2x², x⁴
+        // (4 w) for {z1·P3, z2·Q, z2x²·x⁴}.
         "gelu (default)" => "fss spline: 3 r, 10 w (values opened once); key 1560 B, 4 DCF evals",
         _ => return None,
     })

@@ -75,7 +75,9 @@
 //!    the relative error reaches ~1.6% of y ≈ 2^-10, i.e. about one ulp.
 //!
 //! Both take 4 rounds: the gate, x·y0 (or x·q), the stack {e², y0·e}, the stack
-//! {y0e·e, y0e·e²}. The crypten suite's take 31 and 17 here (its ltz steps are fss gates).
+//! {y0e·e, y0e·e²}, their products from one product group (proto::products: each value
+//! opened once): 6 words per element for reciprocal, 7 for inv_sqrt. The crypten
+//! suite's take 31 and 17 rounds here (its ltz steps are fss gates).
 //!  * exp on x ≤ 0 (`exp_fss`, 3 rounds): within e^c·2.63e-5 + ~4.2u of e^x (2.3 ulp
 //!    measured at f = 16), exactly 0 below −L; CrypTen's limit form errs by ~2^-7 relative.
 //!  * GeLU (`gelu_puma_fss`, 3 rounds): PUMA's polynomials, as accurate as `gelu_puma`.
@@ -400,8 +402,9 @@ impl<'a> Ctx<'a> {
     }
 
     /// 1/x under `--protocols fss` (module doc): y0 from the gate, e = 1 − x·y0,
-    /// y = y0 + y0·e + y0·e² + y0·e³. 2PC: 4 rounds, 1 + 2 + 2·2 + 2·2 = 11 words per
-    /// element, one spline key (1576 B) and m + 1 = 179 (`signed`: 356) DCF evaluations.
+    /// y = y0 + y0·e + y0·e² + y0·e³. 2PC: 4 rounds, 1 + 2 + 1 + 2 = 6 words per element
+    /// (`refine`'s product group; 11 as Beaver products), one spline key (1576 B) and
+    /// m + 1 = 179 (`signed`: 356) DCF evaluations.
     ///
     /// Domain 2^-8 ≤ |x| < 2^14 (for `signed`; else 2^-8 ≤ x < 2^14). With e = 1 − x·y0
     /// (module doc: |e| ≤ 0.0436 + |x|·u/2) the error is e⁴/|x| from the approximation
@@ -414,13 +417,13 @@ impl<'a> Ctx<'a> {
     pub(crate) fn reciprocal_fss(&self, x: &Share, signed: bool) -> Result<Share> {
         let p = reciprocal_pieces(self.frac_bits(), signed);
         let y0 = self.piecewise_constant(x, &p)?.pop().expect("one function");
-        let e = self.add_const(&self.mul(x, &y0)?.neg(), 1.0);
-        self.refine(&y0, &e, [1, 1, 1, 1], 0)
+        self.refine(x, &y0, None, self.frac_bits(), [1, 1, 1, 1], 0)
     }
 
     /// 1/√x under `--protocols fss` (module doc): y0 and q = y0² from the gate,
-    /// e = 1 − x·q, y = y0·(1 + e/2 + 3e²/8 + 5e³/16). 2PC: 4 rounds, 11 words per
-    /// element, one spline key, m + 1 = 227 DCF evaluations.
+    /// e = 1 − x·q, y = y0·(1 + e/2 + 3e²/8 + 5e³/16). 2PC: 4 rounds, 1 + 2 + 2 + 2 = 7
+    /// words per element (`refine`'s product group; 11 as Beaver products), one spline
+    /// key, m + 1 = 227 DCF evaluations.
     ///
     /// Domain 2^-8 ≤ x < 2^20. The approximation errs by at most
     /// |(1 + η)^(−1/2) − 1| + (35/128)·e⁴/(1 − |e|)^4 relative (module doc), e = 1 − x·q
@@ -435,10 +438,8 @@ impl<'a> Ctx<'a> {
         let mut g = self.piecewise_constant(x, &p)?;
         let q = g.pop().expect("q");
         let y0 = g.pop().expect("y0");
-        let t = self.trunc_bits(&self.mul_raw(x, &q)?, f + Q_EXTRA_BITS)?;
-        let e = self.add_const(&t.neg(), 1.0);
         // 16·T(e) = 16 + 8e + 6e² + 5e³.
-        self.refine(&y0, &e, [16, 8, 6, 5], 4)
+        self.refine(x, &y0, Some(&q), f + Q_EXTRA_BITS, [16, 8, 6, 5], 4)
     }
 
     /// e^x for x ≤ 0 under `--protocols fss` with `ExpApprox::Spline` (`--exp spline`;
@@ -447,9 +448,12 @@ impl<'a> Ctx<'a> {
     ///   e^x = e^c·e^f ≈ G0 + G1·f + G2·f² + (G3·f)·f²,
     ///   round 2: {f·f, G1·f, G3·f}   (f² and G3·f truncated, G1·f kept raw)
     ///   round 3: {G2·f², G3f·f²}     (raw)
-    ///   y = G0 + trunc(G1·f + G2·f² + G3f·f², f).
-    /// 2PC: 3 rounds, 1 + 6 + 4 = 11 words per element, one 1576-byte key and 2L + 1 DCF
-    /// evaluations (25 at f = 16) per element; the limit form takes 8 rounds, 8 words.
+    ///   y = G0 + trunc(G1·f + G2·f² + G3f·f², f),
+    /// the products from one product group over f, G1, G3, G2, f², G3f (each opened once:
+    /// f, G1, G3, G2 in round 2, f², G3f in round 3).
+    /// 2PC: 3 rounds, 1 + 4 + 2 = 7 words per element (11 as Beaver products), one
+    /// 1576-byte key and 2L + 1 DCF evaluations (25 at f = 16) per element; the limit form
+    /// takes 8 rounds, 8 words.
     ///
     /// Accuracy (u = 2^-f), absolute, the sum of three terms: the cubic's
     /// e^c·EXP_POLY_ERR (≤ 1.6e-5 as c ≤ −1/2); the G_k rounded to the grid,
@@ -466,13 +470,34 @@ impl<'a> Ctx<'a> {
         let c = v.pop().expect("c");
         let fr = x.sub(&c);
         let (g0, g1, g2, g3) = (&v[0], &v[1], &v[2], &v[3]);
-        let r2 = self.mul_raw(&stack(&[&fr, g1, g3]), &stack(&[&fr, &fr, &fr]))?;
-        let r2 = unstack(&r2, &[n, n, n]);
-        let t = unstack(&self.trunc_bits(&stack(&[&r2[0], &r2[2]]), f)?, &[n, n]);
+        const FR: u8 = 0;
+        const G1: u8 = 1;
+        const G3: u8 = 2;
+        const G2: u8 = 3;
+        const F2: u8 = 4;
+        const G3F: u8 = 5;
+        let pairs = [[FR, FR], [FR, G1], [FR, G3], [G2, F2], [F2, G3F]];
+        let mut g = self.products(n, 6, &pairs)?;
+        g.open(
+            self,
+            "fss exp powers",
+            &[
+                (FR.into(), &fr),
+                (G1.into(), g1),
+                (G3.into(), g3),
+                (G2.into(), g2),
+            ],
+        )?;
+        let g1f = g.product(1)?;
+        let t = self.trunc_bits(&stack(&[&g.product(0)?, &g.product(2)?]), f)?;
+        let t = unstack(&t, &[n, n]);
         let (f2, g3f) = (&t[0], &t[1]);
-        let r3 = self.mul_raw(&stack(&[g2, g3f]), &stack(&[f2, f2]))?;
-        let r3 = unstack(&r3, &[n, n]);
-        let sum = r2[1].add(&r3[0]).add(&r3[1]);
+        g.open(
+            self,
+            "fss exp products",
+            &[(F2.into(), f2), (G3F.into(), g3f)],
+        )?;
+        let sum = g1f.add(&g.product(3)?).add(&g.product(4)?);
         Ok(self.trunc_bits(&sum, f)?.add(g0))
     }
 
@@ -575,14 +600,50 @@ impl<'a> Ctx<'a> {
         Ok(self.trunc_bits(&Share(acc), f + gb)?.add(&z3x))
     }
 
-    /// (c0·y0 + c1·y0e + c2·y0e² + c3·y0e³) / 2^shift in 2 rounds: {e², y0·e}, then
-    /// {y0e·e, y0e·e²}, each a stacked product.
-    fn refine(&self, y0: &Share, e: &Share, c: [i64; 4], shift: u32) -> Result<Share> {
-        let s = e.shape().to_vec();
-        let r1 = self.mul(&stack(&[e, y0]), &stack(&[e, e]))?;
+    /// e = 1 − trunc(x·m, m_shift) with m = `q` (inv_sqrt) or y0 (reciprocal), then
+    /// (c0·y0 + c1·y0e + c2·y0e² + c3·y0e³) / 2^shift: 3 rounds, {x·m}, {e², y0·e}, then
+    /// {y0e·e, y0e·e²}, from one product group over x, m, y0, e, y0e, e² (each opened
+    /// once: 2 + 1 + 2 words per element with m = y0, 2 + 2 + 2 with q; 10 as Beaver
+    /// products), every product truncated as `mul` truncates.
+    fn refine(
+        &self,
+        x: &Share,
+        y0: &Share,
+        q: Option<&Share>,
+        m_shift: u32,
+        c: [i64; 4],
+        shift: u32,
+    ) -> Result<Share> {
+        const X: u8 = 0;
+        const Y0: u8 = 1;
+        const E: u8 = 2;
+        const Y0E: u8 = 3;
+        const E2: u8 = 4;
+        const Q: u8 = 5;
+        let f = self.frac_bits();
+        let s = x.shape().to_vec();
+        let m = if q.is_some() { Q } else { Y0 };
+        let pairs = [[X, m], [E, E], [Y0, E], [E, Y0E], [Y0E, E2]];
+        let mut g = self.products(&s, if q.is_some() { 6 } else { 5 }, &pairs)?;
+        match q {
+            Some(q) => g.open(self, "fss refine x, q", &[(X.into(), x), (Q.into(), q)])?,
+            None => g.open(self, "fss refine x, y0", &[(X.into(), x), (Y0.into(), y0)])?,
+        }
+        let t = self.trunc_bits(&g.product(0)?, m_shift)?;
+        let e = self.add_const(&t.neg(), 1.0);
+        match q {
+            Some(_) => g.open(self, "fss refine e, y0", &[(E.into(), &e), (Y0.into(), y0)])?,
+            None => g.open(self, "fss refine e", &[(E.into(), &e)])?,
+        }
+        let r1 = self.trunc_bits(&stack(&[&g.product(1)?, &g.product(2)?]), f)?;
         let r1 = unstack(&r1, &[&s, &s]);
         let (e2, y0e) = (&r1[0], &r1[1]);
-        let r2 = self.mul(&stack(&[y0e, y0e]), &stack(&[e, e2]))?;
+        g.open(
+            self,
+            "fss refine y0e, e2",
+            &[(Y0E.into(), y0e), (E2.into(), e2)],
+        )?;
+        let r2 = self.trunc_bits(&stack(&[&g.product(3)?, &g.product(4)?]), f)?;
         let r2 = unstack(&r2, &[&s, &s]);
         let sum = y0
             .mul_int(c[0])
