@@ -94,6 +94,46 @@ fn binary_adder_matches_wrapping_add_with_long_carries() {
 }
 
 #[test]
+fn and_broadcasts_x_over_rep_words_of_y_as_plaintext_and() {
+    // rep 1 and 2 take the const kernels, 3 the general one; z is written over the
+    // opened δ, so every word of the result is checked against the plaintext AND.
+    for n in PARTIES {
+        for rep in [1usize, 2, 3] {
+            let mut d = Data::new(120 + 10 * n as u64 + rep as u64);
+            let mut xv: Vec<u64> = (0..13).map(|_| d.next_u64()).collect();
+            let mut yv: Vec<u64> = (0..13 * rep).map(|_| d.next_u64()).collect();
+            xv[..3].copy_from_slice(&[u64::MAX, 0, 1 << 63]);
+            yv[..3].copy_from_slice(&[u64::MAX, u64::MAX, 1 << 63]);
+            let x = RingTensor::from_vec(&[13], xv);
+            let y = RingTensor::from_vec(&[13, rep], yv);
+            let got = agree(n, |ctx| {
+                let xs = ctx.share_input_bin(0, Some(&x), x.shape())?;
+                let ys = ctx.share_input_bin(n - 1, Some(&y), y.shape())?;
+                ctx.reveal_bin(&ctx.and(&xs, &ys)?)
+            });
+            let want: Vec<u64> = (0..13 * rep)
+                .map(|j| x.data()[j / rep] & y.data()[j])
+                .collect();
+            assert_eq!(got.shape(), y.shape(), "and shape, {n} parties, rep {rep}");
+            assert_eq!(got.data(), &want[..], "and {n} parties, rep {rep}");
+        }
+    }
+}
+
+#[test]
+fn a2b_keeps_the_shape_of_a_multi_axis_input() {
+    for n in [2, 3, 5] {
+        let mut d = Data::new(130 + n as u64);
+        let x = RingTensor::from_vec(&[2, 3, 5], (0..30).map(|_| d.next_u64()).collect());
+        let got = agree(n, |ctx| {
+            let xs = ctx.share_input(0, Some(&x), x.shape())?;
+            ctx.reveal_bin(&ctx.a2b(&xs)?)
+        });
+        assert_eq!(got, x, "a2b of shape [2, 3, 5], {n} parties");
+    }
+}
+
+#[test]
 fn b2a_of_bits_and_of_k_bit_words_matches_plaintext() {
     for n in PARTIES {
         let mut d = Data::new(120 + n as u64);

@@ -83,26 +83,35 @@ impl<'a> Ctx<'a> {
                 a.len()
             )));
         }
-        let msg = ew::concat_with(&[(x.0.data(), &a), (y.0.data(), &b)], u64::wrapping_sub);
-        let opened = self.open_flat("mul", msg, &[x.shape(), y.shape()], Combine::Add)?;
-        let (eps, delta) = (opened[0].data(), opened[1].data());
+        let msg = if self.is_dry() {
+            Vec::new()
+        } else {
+            ew::concat_with(&[(x.0.data(), &a), (y.0.data(), &b)], u64::wrapping_sub)
+        };
+        let Some(mut z) = self.open_flat_raw("mul", msg, Combine::Add)? else {
+            return Ok(Share(RingTensor::zeros(x.shape())));
+        };
+        // The opened [ε | δ] is read in place and z written over ε (z_i reads only ε_i),
+        // then δ's half is freed: no copy of δ, no result buffer beside them.
+        let (eps, delta) = z.split_at_mut(n);
         // Slices of exactly n, so the loop has no bounds checks and vectorizes.
-        let (a, b, c, eps, delta) = (&a[..n], &b[..n], &c[..n], &eps[..n], &delta[..n]);
-        let mut z = vec![0u64; n];
+        let (a, b, c, delta) = (&a[..n], &b[..n], &c[..n], &delta[..n]);
         if self.party() == 0 {
             for i in 0..n {
                 let bs = b[i].wrapping_add(delta[i]);
-                z[i] = c[i]
+                eps[i] = c[i]
                     .wrapping_add(eps[i].wrapping_mul(bs))
                     .wrapping_add(a[i].wrapping_mul(delta[i]));
             }
         } else {
             for i in 0..n {
-                z[i] = c[i]
+                eps[i] = c[i]
                     .wrapping_add(eps[i].wrapping_mul(b[i]))
                     .wrapping_add(a[i].wrapping_mul(delta[i]));
             }
         }
+        z.truncate(n);
+        z.shrink_to_fit();
         let z = RingTensor::try_from_vec(x.shape(), z)?;
         Ok(Share(z))
     }
@@ -165,7 +174,7 @@ impl<'a> Ctx<'a> {
     /// x AND y over XOR shares (§3.4). `y` holds `rep` words per element of x, element-major
     /// (rep = y.len() / x.len(); y[i·rep + r] pairs with x[i]), and x is broadcast over
     /// them: one triple, one round, opening |x| + |y| words. The parallel-prefix adder
-    /// uses rep = 2.
+    /// uses rep = 2 (through `and_triple` and `and_open`, without building its y).
     pub fn and(&self, x: &BinShare, y: &BinShare) -> Result<BinShare> {
         let (len, ylen) = (x.0.len(), y.0.len());
         if len == 0 || ylen % len != 0 {
@@ -179,44 +188,64 @@ impl<'a> Ctx<'a> {
             )));
         }
         let rep = ylen / len;
-        let key = self.next_key();
-        let AndTriple { a, b, c } =
-            AndTriple::from_material(self.material(key, Request::And { len, rep })?)?;
-        if a.len() != len || b.len() != ylen || c.len() != ylen {
-            return Err(Error::Material(format!(
-                "AND triple of lengths {}/{}/{} for operands of {len} and {ylen}",
-                a.len(),
-                b.len(),
-                c.len()
-            )));
-        }
+        let AndTriple { a, b, c } = self.and_triple(len, rep)?;
         // The message [y ^ b, x ^ a], written in one pass: this is the hottest opening of
-        // every comparison. The larger part goes first so that the opening hands it back
-        // without a move.
-        let msg = ew::concat_with(&[(y.0.data(), &b), (x.0.data(), &a)], |v, m| v ^ m);
-        let opened = self.open_flat("and", msg, &[y.shape(), x.shape()], Combine::Xor)?;
-        let (delta, eps) = (opened[0].data(), opened[1].data());
+        // every comparison.
+        let msg = if self.is_dry() {
+            Vec::new()
+        } else {
+            ew::concat_with(&[(y.0.data(), &b), (x.0.data(), &a)], |v, m| v ^ m)
+        };
+        let Some(mut z) = self.and_open(msg)? else {
+            return Ok(BinShare(RingTensor::zeros(y.shape())));
+        };
+        // The opened [δ | ε] becomes z: z_j is written over δ_j, its only reader.
+        let (delta, eps) = z.split_at_mut(ylen);
         let p0 = self.party() == 0;
         // y, δ, b and c are element-major: element i's `rep` words follow each other (so a
         // lane's part of them is contiguous). z = c ^ (ε & b) ^ (a & δ) ^ (ε & δ)[party 0];
         // party 0 folds as ε & (b ^ δ). The party test is outside the loops.
-        let mut z = vec![0u64; ylen];
         let k = AndTerms {
             a: &a[..len],
             eps: &eps[..len],
             b: &b[..ylen],
-            delta: &delta[..ylen],
             c: &c[..ylen],
         };
         match (rep, p0) {
-            (1, true) => k.run::<1, true>(&mut z),
-            (1, false) => k.run::<1, false>(&mut z),
-            (2, true) => k.run::<2, true>(&mut z),
-            (2, false) => k.run::<2, false>(&mut z),
-            (_, p0) => k.run_any(rep, p0, &mut z),
+            (1, true) => k.run::<1, true>(delta),
+            (1, false) => k.run::<1, false>(delta),
+            (2, true) => k.run::<2, true>(delta),
+            (2, false) => k.run::<2, false>(delta),
+            (_, p0) => k.run_any(rep, p0, delta),
         }
-        let z = RingTensor::try_from_vec(y.shape(), z)?;
-        Ok(BinShare(z))
+        // ε's words are freed (glibc shrinks the block in place): an AND's result may live
+        // long, as the adder's G does.
+        z.truncate(ylen);
+        z.shrink_to_fit();
+        Ok(BinShare(RingTensor::try_from_vec(y.shape(), z)?))
+    }
+
+    /// The AND triple of one AND of `len` elements broadcast over `rep` words each (its
+    /// key, then its material, as `and` takes them), checked against those lengths.
+    pub(crate) fn and_triple(&self, len: usize, rep: usize) -> Result<AndTriple> {
+        let ylen = len * rep;
+        let key = self.next_key();
+        let t = AndTriple::from_material(self.material(key, Request::And { len, rep })?)?;
+        if t.a.len() != len || t.b.len() != ylen || t.c.len() != ylen {
+            return Err(Error::Material(format!(
+                "AND triple of lengths {}/{}/{} for operands of {len} and {ylen}",
+                t.a.len(),
+                t.b.len(),
+                t.c.len()
+            )));
+        }
+        Ok(t)
+    }
+
+    /// The AND's one round: `msg` = [y ^ b, x ^ a] opened to [δ | ε] (XOR), one buffer
+    /// (`open_flat_raw`); `None` in the dry run.
+    pub(crate) fn and_open(&self, msg: Vec<u64>) -> Result<Option<Vec<u64>>> {
+        self.open_flat_raw("and", msg, Combine::Xor)
     }
 }
 
@@ -228,39 +257,33 @@ struct AndTerms<'a> {
     a: &'a [u64],
     eps: &'a [u64],
     b: &'a [u64],
-    delta: &'a [u64],
     c: &'a [u64],
 }
 
 impl AndTerms<'_> {
-    fn run<const REP: usize, const P0: bool>(&self, z: &mut [u64]) {
+    /// z over δ: `dz` holds δ on entry and z on return (z_j reads only δ_j).
+    fn run<const REP: usize, const P0: bool>(&self, dz: &mut [u64]) {
         let n = self.a.len();
-        let (b, d, c) = (
-            &self.b[..n * REP],
-            &self.delta[..n * REP],
-            &self.c[..n * REP],
-        );
-        let z = &mut z[..n * REP];
+        let (b, c) = (&self.b[..n * REP], &self.c[..n * REP]);
+        let dz = &mut dz[..n * REP];
         for i in 0..n {
             let (ai, ei) = (self.a[i], self.eps[i]);
             for r in 0..REP {
                 let j = i * REP + r;
-                let bj = if P0 { b[j] ^ d[j] } else { b[j] };
-                z[j] = c[j] ^ (ei & bj) ^ (ai & d[j]);
+                let d = dz[j];
+                let bj = if P0 { b[j] ^ d } else { b[j] };
+                dz[j] = c[j] ^ (ei & bj) ^ (ai & d);
             }
         }
     }
 
-    fn run_any(&self, rep: usize, p0: bool, z: &mut [u64]) {
-        for (i, zr) in z.chunks_mut(rep).enumerate() {
+    fn run_any(&self, rep: usize, p0: bool, dz: &mut [u64]) {
+        for (i, zr) in dz.chunks_mut(rep).enumerate() {
             for (r, zj) in zr.iter_mut().enumerate() {
                 let j = i * rep + r;
-                let bj = if p0 {
-                    self.b[j] ^ self.delta[j]
-                } else {
-                    self.b[j]
-                };
-                *zj = self.c[j] ^ (self.eps[i] & bj) ^ (self.a[i] & self.delta[j]);
+                let d = *zj;
+                let bj = if p0 { self.b[j] ^ d } else { self.b[j] };
+                *zj = self.c[j] ^ (self.eps[i] & bj) ^ (self.a[i] & d);
             }
         }
     }

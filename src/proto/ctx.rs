@@ -536,12 +536,7 @@ impl<'a> Ctx<'a> {
         if self.dry {
             return Ok(shapes.iter().map(|s| RingTensor::zeros(s)).collect());
         }
-        let mut total = if total.len() <= OPEN_PIECE {
-            self.open_whole(key, total, combine)
-        } else {
-            self.open_streamed(key, total, combine)
-        }
-        .map_err(|e| Self::name_op(e, label))?;
+        let mut total = self.combined(label, key, total, combine)?;
         // The largest part keeps the message's buffer; only the others are copied out.
         let lens: Vec<usize> = shapes.iter().map(|s| s.iter().product()).collect();
         // The first of the largest: callers put the part they want handed back first, and
@@ -566,6 +561,41 @@ impl<'a> Ctx<'a> {
             .into_iter()
             .map(|t| t.expect("every part filled"))
             .collect())
+    }
+
+    /// As `open_flat`, the combined words handed back whole, in the message's order, for a
+    /// caller that reads its parts where they lie and writes its result over them: no part
+    /// is copied out, and no result buffer is allocated beside them. On a ReLU of 3.2M
+    /// elements the AND's copied-out ε and separate result were 3n of its ~20n words per
+    /// party. `None` in the dry run, whose values are never computed.
+    pub(crate) fn open_flat_raw(
+        &self,
+        label: &str,
+        total: Vec<u64>,
+        combine: Combine,
+    ) -> Result<Option<Vec<u64>>> {
+        let key = self.next_key();
+        self.count_round();
+        if self.dry {
+            return Ok(None);
+        }
+        self.combined(label, key, total, combine).map(Some)
+    }
+
+    /// The opening of `total` under `key`: whole or streamed by its size.
+    fn combined(
+        &self,
+        label: &str,
+        key: u64,
+        total: Vec<u64>,
+        combine: Combine,
+    ) -> Result<Vec<u64>> {
+        if total.len() <= OPEN_PIECE {
+            self.open_whole(key, total, combine)
+        } else {
+            self.open_streamed(key, total, combine)
+        }
+        .map_err(|e| Self::name_op(e, label))
     }
 
     fn count_round(&self) {

@@ -100,16 +100,37 @@ pub fn block_ranges(op: LinearOp, w: &[usize], cap_bytes: usize) -> Vec<(usize, 
     split_ranges(cols, blocks)
 }
 
-/// One block of a layer: its keys, its weight (the plaintext block at party 0 only), and
+/// One block of a layer: its keys, its weight (party 0's plaintext, sliced when used) and
 /// the weight's shape.
 struct Block<'w> {
     keys: LinearKeys,
-    weight: Option<Cow<'w, PlainTensor>>,
+    /// The layer's whole plaintext weight, at party 0 only (and, for a block of several,
+    /// not in the dry run, which never reads it).
+    layer_weight: Option<&'w PlainTensor>,
+    /// The block's range `s..e` along the weight's output axis; `None`: the whole weight.
+    range: Option<(usize, usize, usize)>,
     w_shape: Vec<usize>,
 }
 
+impl<'w> Block<'w> {
+    /// The block's plaintext weight (party 0's), sliced now and dropped by the caller once
+    /// shared: slicing every block up front held a copy of the whole weight beside the
+    /// layer's working set (VGG16's fc1: 822 MB of f64 at party 0, the job's peak once
+    /// its first ReLU was trimmed).
+    fn weight(&self) -> Option<Cow<'w, PlainTensor>> {
+        let w = self.layer_weight?;
+        Some(match self.range {
+            None => Cow::Borrowed(w),
+            Some((axis, s, e)) => {
+                let d = shape::slice_axis(w.data(), w.shape(), axis, s, e);
+                Cow::Owned(PlainTensor::from_vec(&self.w_shape, d))
+            }
+        })
+    }
+}
+
 /// The layer's blocks, their keys reserved in block order on `ctx` (so the keys after
-/// them agree across lanes and schedules). Only party 0, the model owner, slices its
+/// them agree across lanes and schedules). Only party 0, the model owner, reads its
 /// weight.
 fn blocks<'w>(ctx: &Ctx, op: LinearOp, w: &'w PlainTensor) -> Vec<Block<'w>> {
     let ranges = block_ranges(op, w.shape(), block_bytes());
@@ -120,23 +141,20 @@ fn blocks<'w>(ctx: &Ctx, op: LinearOp, w: &'w PlainTensor) -> Vec<Block<'w>> {
         .map(|(s, e)| {
             let keys = ctx.linear_keys();
             if whole {
-                let weight = owner.then_some(Cow::Borrowed(w));
                 return Block {
                     keys,
-                    weight,
+                    layer_weight: owner.then_some(w),
+                    range: None,
                     w_shape: w.shape().to_vec(),
                 };
             }
             let axis = weight_out_axis(op).expect("blocked only along an output axis");
             let mut w_shape = w.shape().to_vec();
             w_shape[axis] = e - s;
-            let weight = (owner && !ctx.is_dry()).then(|| {
-                let d = shape::slice_axis(w.data(), w.shape(), axis, s, e);
-                Cow::Owned(PlainTensor::from_vec(&w_shape, d))
-            });
             Block {
                 keys,
-                weight,
+                layer_weight: (owner && !ctx.is_dry()).then_some(w),
+                range: Some((axis, s, e)),
                 w_shape,
             }
         })
@@ -153,7 +171,7 @@ fn prepare(ctx: &Ctx, slot: &Slot, block: &Block, op: LinearOp, full: &[usize]) 
     let ws = ctx.share_constant(
         block.keys.weight,
         0,
-        block.weight.as_deref(),
+        block.weight().as_deref(),
         &block.w_shape,
     )?;
     slot.set(Arc::new(ctx.open_weight_mask(t, ws)?));
@@ -241,7 +259,9 @@ fn block_rows(
         // The whole input in one lane (serial): E and F in one message, one round. No
         // other lane reads the block, so it bypasses the slot and is finished in place.
         let t = c.take_linear_triple(&block.keys, op, full, &block.w_shape)?;
-        let (prep, e) = c.open_masks(t, block.keys.weight, 0, block.weight.as_deref(), part, 0)?;
+        let weight = block.weight();
+        let (prep, e) = c.open_masks(t, block.keys.weight, 0, weight.as_deref(), part, 0)?;
+        drop(weight);
         return c.finish_owned(prep, &e);
     }
     if !exec.ahead && slot.claim() {
