@@ -461,18 +461,45 @@ pub enum Dealing {
 /// 64 MiB a block) no request of VGG16 needs it, and 256 MiB took W7's peak RSS from
 /// 3.8-4.0 GB to 2.75-2.9 GB and its system time from 2.2-3.2 s to 1.4-1.7 s, at no cost in
 /// wall time (results/e2e/README.md, "column blocks"). A request larger than the window is
-/// still made, alone, when the window is empty.
+/// still made, alone, when the window is empty; a plan with such requests gets a window of
+/// 5/4 of its largest instead (`window_for`).
 pub const STREAM_WINDOW_BYTES: usize = 256 << 20;
+
+/// The window of a streamed run of `plan`: `STREAM_WINDOW_BYTES`, or 5/4 of the plan's
+/// largest request when that is larger. With a request larger than the window the dealer
+/// makes it only once the window is empty and a party waits for it, so the online phase
+/// waits for its whole making: BERT-base under fss, whose GeLU keys are 603 MB a layer,
+/// waited 35-40 times per inference (6-11 of them forced) with 256 MiB and 14-30 times
+/// (none forced) with 754-768 MiB; online time against 256 MiB, alternating pairs on an
+/// otherwise idle machine, 2026-12-08: 0.84-1.13, median 0.92 over 18 pairs (8 pairs
+/// while the host was quieter: median 0.90, all but one faster; 10 pairs later, when
+/// every run was ~15% slower: median 1.0). 1536 MiB took 9-11 s against 6.8-8.3 (the
+/// dealer far ahead, in fresh memory, on the online phase's cores). The crypten suite's
+/// BERT-base (largest request below 256 MiB) ran alike at 256 and 768 MiB.
+pub fn window_for(plan: &Plan, parties: usize) -> usize {
+    let largest = plan
+        .entries
+        .iter()
+        .map(|(_, r)| crate::offline::stream::window_bytes(r, parties))
+        .max()
+        .unwrap_or(0);
+    if largest > STREAM_WINDOW_BYTES {
+        largest + largest / 4
+    } else {
+        STREAM_WINDOW_BYTES
+    }
+}
 
 impl Dealing {
     /// The default for `plan`: streamed when its material (all parties, FSS correction
     /// words once) exceeds `EAGER_MATERIAL_BYTES` (4 GiB), or upfront dealing could not
     /// hold it expanded (each party's copy of the correction words counted); upfront
     /// otherwise. The environment can override it: `MPC_PIPE_STREAM=on|off|auto` (default
-    /// auto) and `MPC_PIPE_STREAM_WINDOW_MB` (the window, default 256).
+    /// auto) and `MPC_PIPE_STREAM_WINDOW_MB` (the window, default `window_for`: 256, or
+    /// 5/4 of the largest request when that is larger).
     pub fn auto(plan: &Plan, parties: usize) -> Result<Dealing> {
         let window_bytes = match std::env::var("MPC_PIPE_STREAM_WINDOW_MB") {
-            Err(_) => STREAM_WINDOW_BYTES,
+            Err(_) => window_for(plan, parties),
             Ok(v) => match v.trim().parse::<usize>() {
                 Ok(mb) if mb > 0 => mb << 20,
                 _ => {
@@ -636,7 +663,22 @@ pub fn run_local_with<T: Send>(
 
 #[cfg(test)]
 mod tests {
-    use super::upfront_fits;
+    use super::{upfront_fits, window_for, STREAM_WINDOW_BYTES};
+    use crate::offline::{stream::window_bytes, Plan, Request};
+
+    /// The window is the default while every request fits it, and 5/4 of the largest
+    /// request (all parties, correction words once) when one does not.
+    #[test]
+    fn the_window_holds_the_largest_request_and_a_quarter_more() {
+        let small = Plan::from_entries(vec![(1, Request::Mul { len: 1 << 20 })]);
+        assert_eq!(window_for(&small, 2), STREAM_WINDOW_BYTES);
+        let big = Request::FssMic { len: 400_000 };
+        let b = window_bytes(&big, 2);
+        assert!(b > STREAM_WINDOW_BYTES, "{b}");
+        let plan = Plan::from_entries(vec![(1, Request::Mul { len: 1 << 20 }), (2, big)]);
+        assert_eq!(window_for(&plan, 2), b + b / 4);
+        assert_eq!(window_for(&Plan::default(), 2), STREAM_WINDOW_BYTES);
+    }
 
     /// Upfront dealing is refused exactly when the plan is larger than the memory
     /// available, with an error that names the override and both sizes; an unknown amount
