@@ -67,11 +67,11 @@ fn a_group_gives_every_product_exactly_at_one_word_per_value() {
                 "{parties} parties"
             );
             for (p, &[i, j]) in PAIRS.iter().enumerate() {
-                for e in 0..n {
-                    let want = vals[usize::from(i)][e].wrapping_mul(vals[usize::from(j)][e]);
+                let (vi, vj) = (&vals[usize::from(i)], &vals[usize::from(j)]);
+                for (e, (&x, &y)) in vi.iter().zip(vj).enumerate() {
                     assert_eq!(
                         opened[p].data()[e],
-                        want,
+                        x.wrapping_mul(y),
                         "{parties} parties, pair {p}, element {e}"
                     );
                 }

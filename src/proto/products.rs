@@ -67,11 +67,13 @@ impl<'a> Ctx<'a> {
 }
 
 impl Products {
-    fn check(&self, k: usize, v: &Share) -> Result<()> {
-        if k >= self.eps.len() || self.eps[k].is_some() || v.shape() != self.shape.as_slice() {
+    /// Value k exists, is not opened yet (a mask serves one opening) and has the group's
+    /// shape.
+    fn check(&self, k: usize, shape: &[usize]) -> Result<()> {
+        if k >= self.eps.len() || self.eps[k].is_some() || shape != self.shape.as_slice() {
             return Err(Error::Protocol(format!(
-                "value {k} of {:?} for a product group of {} values of {:?} (each opened once)",
-                v.shape(),
+                "value {k} of {shape:?} for a product group of {} values of {:?} (each \
+                 opened once)",
                 self.eps.len(),
                 self.shape
             )));
@@ -82,7 +84,7 @@ impl Products {
     /// v − a_k: the words value k's opening sends, for a gate whose message carries them
     /// (`opened` then records what came back). Empty in the dry run, which sends nothing.
     pub fn masked(&self, k: usize, v: &Share) -> Result<Vec<u64>> {
-        self.check(k, v)?;
+        self.check(k, v.shape())?;
         if self.dry {
             return Ok(Vec::new());
         }
@@ -96,14 +98,7 @@ impl Products {
 
     /// Record ε_k = v_k − a_k, opened in another gate's message.
     pub fn opened(&mut self, k: usize, eps: RingTensor) -> Result<()> {
-        if k >= self.eps.len() || self.eps[k].is_some() || eps.shape() != self.shape.as_slice() {
-            return Err(Error::Protocol(format!(
-                "opening {:?} of value {k} of a product group of {} values of {:?}",
-                eps.shape(),
-                self.eps.len(),
-                self.shape
-            )));
-        }
+        self.check(k, eps.shape())?;
         self.eps[k] = Some(eps);
         Ok(())
     }

@@ -533,38 +533,43 @@ impl<'a> Ctx<'a> {
     pub(crate) fn gelu_puma_fss(&self, x: &Share) -> Result<Share> {
         use super::nn::{POLY_COEFF_EXTRA_BITS, PUMA_A, PUMA_B};
         // The group's values and pairs.
-        const X: usize = 0;
-        const X2: usize = 1;
-        const Z1: usize = 2;
-        const Z2: usize = 3;
-        const Z3: usize = 4;
-        const P3: usize = 5;
-        const Q: usize = 6;
-        const Z2X2: usize = 7;
-        const X4: usize = 8;
+        const X: u8 = 0;
+        const X2: u8 = 1;
+        const Z1: u8 = 2;
+        const Z2: u8 = 3;
+        const Z3: u8 = 4;
+        const P3: u8 = 5;
+        const Q: u8 = 6;
+        const Z2X2: u8 = 7;
+        const X4: u8 = 8;
         const PAIRS: [[u8; 2]; 8] = [
-            [X as u8, X as u8],
-            [X as u8, X2 as u8],
-            [X2 as u8, X2 as u8],
-            [X2 as u8, Z2 as u8],
-            [X as u8, Z3 as u8],
-            [Z1 as u8, P3 as u8],
-            [Z2 as u8, Q as u8],
-            [Z2X2 as u8, X4 as u8],
+            [X, X],
+            [X, X2],
+            [X2, X2],
+            [X2, Z2],
+            [X, Z3],
+            [Z1, P3],
+            [Z2, Q],
+            [Z2X2, X4],
         ];
         let f = self.frac_bits();
         let n = x.shape();
         let mut g = self.products(n, 9, &PAIRS)?;
         let p = gelu_pieces(self.fixed());
-        let (z, eps_x) = self.mic_gate(x, &p, Some(g.masked(X, x)?))?;
-        g.opened(X, eps_x.expect("asked for"))?;
+        let (z, eps_x) = self.mic_gate(x, &p, Some(g.masked(X.into(), x)?))?;
+        g.opened(X.into(), eps_x.expect("asked for"))?;
         let x2 = self.trunc_owned(g.product(0)?)?;
         let (z1, z2, z3) = (&z[0], &z[1], &z[2]);
 
         g.open(
             self,
             "fss gelu powers and selections",
-            &[(X2, &x2), (Z1, z1), (Z2, z2), (Z3, z3)],
+            &[
+                (X2.into(), &x2),
+                (Z1.into(), z1),
+                (Z2.into(), z2),
+                (Z3.into(), z3),
+            ],
         )?;
         let x34 = self.trunc_bits(&stack(&[&g.product(1)?, &g.product(2)?]), f)?;
         let x34 = unstack(&x34, &[n, n]);
@@ -591,7 +596,12 @@ impl<'a> Ctx<'a> {
         g.open(
             self,
             "fss gelu polynomials",
-            &[(P3, &p3), (Q, &q), (Z2X2, &z2x2), (X4, x4)],
+            &[
+                (P3.into(), &p3),
+                (Q.into(), &q),
+                (Z2X2.into(), &z2x2),
+                (X4.into(), x4),
+            ],
         )?;
         let z2x6 = self.trunc_bits(&g.product(7)?, f)?;
         let mut acc = g.product(5)?.0;
