@@ -512,6 +512,11 @@ fn fss_exp_spline_takes_three_rounds_seven_words() {
     assert_eq!(fss_cost(|c, x| c.exp(x)), (8, 8.0));
 }
 
+/// How many of `reqs` match `pred`.
+fn count(reqs: &[&Request], pred: impl Fn(&Request) -> bool) -> usize {
+    reqs.iter().filter(|r| pred(r)).count()
+}
+
 /// GeLU under fss (`gelu_puma_fss`): the gate with x's product-group opening in its
 /// message (1 round, 2 words), x², z1, z2, z3 opened for {x·x², x²·x², z2·x², z3·x}
 /// (1 round, 4 words), P3, Q, z2x², x⁴ for {z1·P3, z2·Q, z2x²·x⁴} (1 round, 4 words);
@@ -527,18 +532,15 @@ fn fss_gelu_takes_three_rounds_ten_words_one_key_and_one_product_group() {
     .unwrap();
     let reqs: Vec<&Request> = plan.entries.iter().map(|(_, r)| r).collect();
     assert_eq!(
-        reqs.iter()
-            .filter(|r| matches!(r, Request::FssMic { len: 10 }))
-            .count(),
+        count(&reqs, |r| matches!(r, Request::FssMic { len: 10 })),
         1,
         "{reqs:?}"
     );
     assert_eq!(
-        reqs.iter()
-            .filter(
-                |r| matches!(r, Request::Products { len: 10, values: 9, pairs } if pairs.len() == 8)
-            )
-            .count(),
+        count(&reqs, |r| matches!(
+            r,
+            Request::Products { len: 10, values: 9, pairs } if pairs.len() == 8
+        )),
         1,
         "{reqs:?}"
     );
@@ -563,9 +565,7 @@ fn fss_spline_plan_holds_one_key_request_per_call() {
     .unwrap();
     let reqs: Vec<&Request> = plan.entries.iter().map(|(_, r)| r).collect();
     assert_eq!(
-        reqs.iter()
-            .filter(|r| matches!(r, Request::FssMic { len: 10 }))
-            .count(),
+        count(&reqs, |r| matches!(r, Request::FssMic { len: 10 })),
         2,
         "{reqs:?}"
     );

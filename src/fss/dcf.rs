@@ -923,6 +923,25 @@ mod tests {
         (s0, s1, cw)
     }
 
+    /// Every key's words repeated `per` times, once per point: the reference against
+    /// which evaluating one key at many points is checked.
+    fn repeat_keys(l: Layout, cw: &CorrectionWords, per: usize) -> CorrectionWords {
+        let rep = |v: &[u64], words: usize| repeat_words(v, words, per);
+        CorrectionWords {
+            scw: rep(&cw.scw, l.scw_words()),
+            vcw: rep(&cw.vcw, l.vcw_words()),
+            tcw: rep(&cw.tcw, l.tcw_words()),
+            last: rep(&cw.last, l.last_words()),
+        }
+    }
+
+    /// Each `words`-word chunk of `v` repeated `per` times.
+    fn repeat_words(v: &[u64], words: usize, per: usize) -> Vec<u64> {
+        v.chunks(words)
+            .flat_map(|c| std::iter::repeat_n(c, per).flatten().copied())
+            .collect()
+    }
+
     fn key<'a>(l: Layout, seed: &'a [u64], cw: &'a CorrectionWords) -> Keys<'a> {
         Keys {
             layout: l,
@@ -1142,20 +1161,10 @@ mod tests {
                 }
                 let (s0, s1, cw) = keys_for(l, &a, &beta);
                 // The same keys repeated per point: the reference evaluation.
-                let rep = |v: &[u64], words: usize| -> Vec<u64> {
-                    v.chunks(words)
-                        .flat_map(|c| std::iter::repeat_n(c, per).flatten().copied())
-                        .collect()
-                };
-                let cw_rep = CorrectionWords {
-                    scw: rep(&cw.scw, l.scw_words()),
-                    vcw: rep(&cw.vcw, l.vcw_words()),
-                    tcw: rep(&cw.tcw, l.tcw_words()),
-                    last: rep(&cw.last, l.last_words()),
-                };
+                let cw_rep = repeat_keys(l, &cw, per);
                 let mut sum = vec![0u64; x.len() * width];
                 for (party, seed) in [&s0, &s1].into_iter().enumerate() {
-                    let seed_rep = rep(seed, 2);
+                    let seed_rep = repeat_words(seed, 2, per);
                     let want = eval_on(Path::Soft, party, key(l, &seed_rep, &cw_rep), &x).unwrap();
                     for path in Path::ALL {
                         if !path.available() {
@@ -1236,20 +1245,10 @@ mod tests {
             x.extend(pts);
         }
         let (s0, s1, cw) = keys_for(l, &a, &beta);
-        let rep = |v: &[u64], words: usize| -> Vec<u64> {
-            v.chunks(words)
-                .flat_map(|c| std::iter::repeat_n(c, per).flatten().copied())
-                .collect()
-        };
-        let cw_rep = CorrectionWords {
-            scw: rep(&cw.scw, l.scw_words()),
-            vcw: rep(&cw.vcw, l.vcw_words()),
-            tcw: rep(&cw.tcw, l.tcw_words()),
-            last: rep(&cw.last, l.last_words()),
-        };
+        let cw_rep = repeat_keys(l, &cw, per);
         let mut sum = vec![0u64; x.len()];
         for (party, seed) in [&s0, &s1].into_iter().enumerate() {
-            let seed_rep = rep(seed, 2);
+            let seed_rep = repeat_words(seed, 2, per);
             let want = eval_on(Path::Soft, party, key(l, &seed_rep, &cw_rep), &x).unwrap();
             for path in Path::ALL {
                 if !path.available() {

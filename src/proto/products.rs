@@ -84,16 +84,23 @@ impl Products {
     /// v − a_k: the words value k's opening sends, for a gate whose message carries them
     /// (`opened` then records what came back). Empty in the dry run, which sends nothing.
     pub fn masked(&self, k: usize, v: &Share) -> Result<Vec<u64>> {
+        let mut out = Vec::new();
+        self.masked_into(k, v, &mut out)?;
+        Ok(out)
+    }
+
+    /// `masked`, appended to a message being built (no vector of its own per value).
+    fn masked_into(&self, k: usize, v: &Share, out: &mut Vec<u64>) -> Result<()> {
         self.check(k, v.shape())?;
-        if self.dry {
-            return Ok(Vec::new());
+        if !self.dry {
+            out.extend(
+                v.0.data()
+                    .iter()
+                    .zip(self.m.masks[k].iter())
+                    .map(|(x, a)| x.wrapping_sub(*a)),
+            );
         }
-        Ok(v.0
-            .data()
-            .iter()
-            .zip(self.m.masks[k].iter())
-            .map(|(x, a)| x.wrapping_sub(*a))
-            .collect())
+        Ok(())
     }
 
     /// Record ε_k = v_k − a_k, opened in another gate's message.
@@ -108,7 +115,7 @@ impl Products {
     pub fn open(&mut self, ctx: &Ctx, label: &str, items: &[(usize, &Share)]) -> Result<()> {
         let mut msg = Vec::with_capacity(if self.dry { 0 } else { items.len() * self.len });
         for &(k, v) in items {
-            msg.extend(self.masked(k, v)?);
+            self.masked_into(k, v, &mut msg)?;
         }
         let shapes: Vec<&[usize]> = items.iter().map(|_| self.shape.as_slice()).collect();
         let opened = ctx.open_flat(label, msg, &shapes, Combine::Add)?;
