@@ -396,3 +396,69 @@ fn mpc_interpreter_matches_plaintext_on_every_op_under_every_scheme() {
         }
     }
 }
+
+/// A weight of f32 values is stored as f32 (half the memory), and one too large to widen
+/// whole (over 32 MiB as f64) is read by column blocks in the f64 interpreter: Gemm plain
+/// and with transposed B, and MatMul of a 3-D activation, each against naive f64 loops on
+/// the same values. Bound: each output sums K = 2048 products of magnitude < 1 in another
+/// order, so the two f64 sums differ by at most about 2·K·u·K ≈ 1e-9 (u = 2^-53).
+#[test]
+fn large_f32_weights_are_stored_compactly_and_read_by_blocks() {
+    let (m, k, n) = (3, 2048, 2100);
+    let mut d = Data::new(11);
+    let f32v = |t: PlainTensor| t.map(|v| v as f32 as f64);
+    let xv = d.tensor(&[m, k], -1.0, 1.0);
+    let wv = f32v(d.tensor(&[k, n], -1.0, 1.0));
+    let bias = f32v(d.tensor(&[n], -0.5, 0.5));
+    let naive = |bias: Option<&PlainTensor>| {
+        let mut want = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                want[i * n + j] = bias.map_or(0.0, |b| b.data()[j])
+                    + (0..k)
+                        .map(|q| xv.data()[i * k + q] * wv.data()[q * n + j])
+                        .sum::<f64>();
+            }
+        }
+        PlainTensor::from_vec(&[m, n], want)
+    };
+    let want = naive(Some(&bias));
+    for trans_b in [false, true] {
+        let mut b = GraphBuilder::new("big", &[m, k]);
+        let stored = if trans_b { wv.transpose2() } else { wv.clone() };
+        let (x, w, c) = (
+            b.input(),
+            b.constant("w", stored),
+            b.constant("c", bias.clone()),
+        );
+        let y = b
+            .node(
+                "g",
+                Op::Gemm {
+                    trans_a: false,
+                    trans_b,
+                },
+                &[x, w, c],
+            )
+            .unwrap();
+        let g = b.finish(y).unwrap();
+        let wc = g.tensors[w].constant().unwrap();
+        assert!(wc.is_compact(), "f32 values are stored as f32");
+        assert_eq!(wc.bytes(), 4 * k * n);
+        assert!(8 * k * n > 32 << 20, "large enough to be read by blocks");
+        let got = plain::forward(&g, &xv).unwrap();
+        close(&got, &want, 1e-9, &format!("gemm trans_b {trans_b}"));
+    }
+    let mut b = GraphBuilder::new("big3", &[1, m, k]);
+    let (x, w) = (b.input(), b.constant("w", wv.clone()));
+    let y = b.node("mm", Op::MatMul, &[x, w]).unwrap();
+    let g = b.finish(y).unwrap();
+    let got = plain::forward(&g, &xv.clone().reshape(&[1, m, k])).unwrap();
+    assert_eq!(got.shape(), &[1, m, n]);
+    close(
+        &got.reshape(&[m, n]),
+        &naive(None),
+        1e-9,
+        "matmul 3-D by 2-D",
+    );
+}

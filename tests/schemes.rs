@@ -50,15 +50,21 @@ fn bound(g: &Graph, x: &PlainTensor) -> Stats {
     let trunc_var = 2.0 * ULP * ULP;
     for n in &g.nodes {
         let inp = |k: usize| st[n.inputs[k]].clone().expect("computed before");
-        let cst = |k: usize| n.inputs.get(k).and_then(|&t| g.tensors[t].constant());
+        let cst = |k: usize| {
+            n.inputs
+                .get(k)
+                .and_then(|&t| g.tensors[t].constant())
+                .map(|c| c.to_plain())
+        };
         let ev = |op: &Op, ins: &[&PlainTensor]| plain::eval(op, ins).unwrap();
         let out: Stats = match &n.op {
             Op::Conv2d { .. } | Op::MatMul => {
                 let (x, v, d) = inp(0);
                 let w = cst(1).expect("a linear layer's weight");
                 let (w2, wa) = (w.map(|w| w * w), w.map(f64::abs));
-                let mut ins = vec![&x, w];
-                ins.extend(cst(2));
+                let bias = cst(2);
+                let mut ins = vec![&x, &w];
+                ins.extend(bias.as_ref());
                 (
                     ev(&n.op, &ins),
                     ev(&n.op, &[&v, &w2]).map(|v| v + trunc_var),
@@ -69,7 +75,7 @@ fn bound(g: &Graph, x: &PlainTensor) -> Stats {
                 // A (quantized, exactly shared) bias adds no error.
                 Some(b) => {
                     let (x, v, d) = inp(0);
-                    let y = ev(&n.op, &[&x, b]);
+                    let y = ev(&n.op, &[&x, &b]);
                     let z = PlainTensor::zeros(y.shape());
                     (y, ev(&n.op, &[&v, &z]), ev(&n.op, &[&d, &z]))
                 }
@@ -368,6 +374,7 @@ fn bert_small_bound(model: &Graph) -> f64 {
             continue;
         };
         let norm2 = w2
+            .to_plain()
             .transpose2()
             .data()
             .chunks(w2.shape()[0])

@@ -405,7 +405,7 @@ fn train_writes_an_onnx_model_back_with_the_trained_weights() {
     let mut moved: f64 = 0.0;
     for (&p, f) in params.iter().zip(&files) {
         let (v, _) = mpc_pipe::onnx::npy::read(f, "weight").unwrap();
-        let s = g_saved.tensors[p].constant().unwrap();
+        let s = g_saved.tensors[p].constant().unwrap().to_plain();
         assert_eq!(s.shape(), v.shape(), "{}", f.display());
         assert_eq!(
             s.data(),
@@ -413,8 +413,8 @@ fn train_writes_an_onnx_model_back_with_the_trained_weights() {
             "{}: not the trained values",
             f.display()
         );
-        moved = moved.max(v.max_abs_diff(g0.tensors[p].constant().unwrap()));
-        trained.tensors[p].producer = Producer::Const(v);
+        moved = moved.max(v.max_abs_diff(&g0.tensors[p].constant().unwrap().to_plain()));
+        trained.tensors[p].producer = Producer::Const(v.into());
     }
     assert!(moved > 1e-3, "training moved no weight ({moved})");
     let (x, _) = mpc_pipe::onnx::npy::read(&fixture("trainable_cnn.input.npy"), "x").unwrap();

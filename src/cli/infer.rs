@@ -145,7 +145,7 @@ fn prepare(
     check_range(&x, limit, &format!("--input {}", a.input.display()))?;
     for t in &graph.tensors {
         if let Some(c) = t.constant() {
-            check_range(c, limit, &format!("model constant '{}'", t.name))?;
+            check_range(&c.plain(), limit, &format!("model constant '{}'", t.name))?;
         }
     }
     let reference = match &a.reference {

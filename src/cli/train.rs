@@ -265,12 +265,19 @@ fn named<'w>(g: &Graph, w: &'w [PlainTensor]) -> Result<Vec<(String, &'w PlainTe
 /// that will not come).
 fn onnx_export_check(g: &Graph, source: &Path) -> Result<std::result::Result<(), String>> {
     let params = backward::parameters(g)?;
-    let init: Vec<(&str, &PlainTensor)> = params
+    let values: Vec<std::borrow::Cow<'_, PlainTensor>> = params
         .iter()
         .map(|&t| {
-            let c = g.tensors[t].constant().expect("a parameter is a constant");
-            (g.tensors[t].name.as_str(), c)
+            g.tensors[t]
+                .constant()
+                .expect("a parameter is a constant")
+                .plain()
         })
+        .collect();
+    let init: Vec<(&str, &PlainTensor)> = params
+        .iter()
+        .zip(&values)
+        .map(|(&t, c)| (g.tensors[t].name.as_str(), &**c))
         .collect();
     let bytes = crate::onnx::read(source)?;
     Ok(crate::onnx::export::check_initializers(&bytes, &init))

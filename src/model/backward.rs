@@ -16,6 +16,7 @@ use super::graph::{Graph, Op, Producer, TensorId};
 use super::plain::eval;
 use crate::error::{Error, Result};
 use crate::ring::PlainTensor;
+use std::borrow::Cow;
 
 /// The trainable parameters of `g`: every constant a conv, gemm, matmul or add reads
 /// (weights and biases), in graph order, after checking that every node has a backward
@@ -70,7 +71,7 @@ pub fn parameters(g: &Graph) -> Result<Vec<TensorId>> {
 pub fn initial_values(g: &Graph, params: &[TensorId]) -> Vec<PlainTensor> {
     params
         .iter()
-        .map(|&t| g.tensors[t].constant().expect("a parameter").clone())
+        .map(|&t| g.tensors[t].constant().expect("a parameter").to_plain())
         .collect()
 }
 
@@ -82,14 +83,15 @@ fn value<'v>(
     params: &[TensorId],
     weights: &'v [PlainTensor],
     t: TensorId,
-) -> Result<&'v PlainTensor> {
+) -> Result<Cow<'v, PlainTensor>> {
     if let Some(i) = params.iter().position(|&p| p == t) {
-        return Ok(&weights[i]);
+        return Ok(Cow::Borrowed(&weights[i]));
     }
     match &g.tensors[t].producer {
-        Producer::Const(c) => Ok(c),
+        Producer::Const(c) => Ok(c.plain()),
         _ => vals[t]
             .as_ref()
+            .map(Cow::Borrowed)
             .ok_or_else(|| Error::Protocol(format!("tensor {t} read before it was computed"))),
     }
 }
@@ -111,6 +113,7 @@ pub fn tape(
                 .iter()
                 .map(|&t| value(g, &vals, params, weights, t))
                 .collect::<Result<Vec<_>>>()?;
+            let ins: Vec<&PlainTensor> = ins.iter().map(|c| &**c).collect();
             eval(&n.op, &ins).map_err(|e| Error::Config(format!("{n}: {e}")))?
         };
         vals[n.output] = Some(y);
@@ -352,6 +355,7 @@ pub fn backward(
             .iter()
             .map(|&t| value(g, vals, params, weights, t))
             .collect::<Result<Vec<_>>>()?;
+        let ins: Vec<&PlainTensor> = ins.iter().map(|c| &**c).collect();
         let y = vals[n.output].as_ref().expect("on the tape");
         let d =
             node_backward(&n.op, &ins, y, &dy).map_err(|e| Error::Config(format!("{n}: {e}")))?;

@@ -16,6 +16,7 @@
 
 use std::fmt;
 
+use super::constant::Constant;
 use crate::error::{Error, Result};
 use crate::kernels::conv_out;
 use crate::ring::shape::broadcast_shape;
@@ -161,7 +162,7 @@ pub enum Producer {
     /// The graph's data input (owned by the data owner).
     Input,
     /// A constant (owned by the model owner).
-    Const(PlainTensor),
+    Const(Constant),
     Node(NodeId),
 }
 
@@ -176,7 +177,7 @@ pub struct Tensor {
 }
 
 impl Tensor {
-    pub fn constant(&self) -> Option<&PlainTensor> {
+    pub fn constant(&self) -> Option<&Constant> {
         match &self.producer {
             Producer::Const(t) => Some(t),
             _ => None,
@@ -253,7 +254,7 @@ impl Graph {
             .filter(|n| matches!(n.op, Op::Conv2d { .. } | Op::Gemm { .. } | Op::MatMul))
             .flat_map(|n| n.inputs.iter().take(2))
             .filter_map(|&t| self.tensors[t].constant())
-            .map(PlainTensor::len)
+            .map(Constant::len)
             .sum()
     }
     /// The same graph with every constant replaced by `f(constant)` (tests quantize
@@ -262,7 +263,7 @@ impl Graph {
         let mut g = self.clone();
         for t in &mut g.tensors {
             if let Producer::Const(c) = &t.producer {
-                t.producer = Producer::Const(f(c));
+                t.producer = Producer::Const(Constant::new(f(&c.plain())));
             }
         }
         g
@@ -648,7 +649,7 @@ impl GraphBuilder {
         self.g.tensors.push(Tensor {
             name: name.into(),
             shape: value.shape().to_vec(),
-            producer: Producer::Const(value),
+            producer: Producer::Const(Constant::new(value)),
             batch: false,
         });
         self.g.tensors.len() - 1
@@ -786,7 +787,11 @@ fn fold_batchnorms(g: &mut Graph) {
         if readers[x] != 1 {
             continue;
         }
-        let param = |k: usize| g.tensors[g.nodes[i].inputs[k]].constant().cloned();
+        let param = |k: usize| {
+            g.tensors[g.nodes[i].inputs[k]]
+                .constant()
+                .map(Constant::to_plain)
+        };
         let (Some(scale), Some(beta), Some(mean), Some(var)) =
             (param(1), param(2), param(3), param(4))
         else {
@@ -809,7 +814,7 @@ fn fold_batchnorms(g: &mut Graph) {
             }
             _ => continue,
         };
-        let Some(w) = g.tensors[w_id].constant().cloned() else {
+        let Some(w) = g.tensors[w_id].constant().map(Constant::to_plain) else {
             continue;
         };
         let mut w = w;
@@ -830,7 +835,7 @@ fn fold_batchnorms(g: &mut Graph) {
         let old_b = g.nodes[p]
             .inputs
             .get(2)
-            .and_then(|&b| g.tensors[b].constant().cloned());
+            .and_then(|&b| g.tensors[b].constant().map(Constant::to_plain));
         if old_b.as_ref().is_some_and(|b| b.shape() != [c]) {
             continue;
         }
@@ -846,14 +851,14 @@ fn fold_batchnorms(g: &mut Graph) {
         g.tensors.push(Tensor {
             name: wname,
             shape: w.shape().to_vec(),
-            producer: Producer::Const(w),
+            producer: Producer::Const(Constant::new(w)),
             batch: false,
         });
         let w_new = g.tensors.len() - 1;
         g.tensors.push(Tensor {
             name: bname,
             shape: vec![c],
-            producer: Producer::Const(PlainTensor::from_vec(&[c], b)),
+            producer: Producer::Const(Constant::new(PlainTensor::from_vec(&[c], b))),
             batch: false,
         });
         let b_new = g.tensors.len() - 1;

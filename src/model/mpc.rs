@@ -12,6 +12,7 @@
 
 use std::borrow::Cow;
 
+use super::constant::Constant;
 use super::graph::{infer, pool_valid_counts, Graph, NodeId, Op};
 use super::Weights;
 use crate::error::{Error, Result};
@@ -29,7 +30,7 @@ pub struct LinearLayer<'g> {
     pub node: NodeId,
     pub op: LinearOp,
     /// [k, n] for a matmul, [O, C, KH, KW] for a conv.
-    pub weight: Cow<'g, PlainTensor>,
+    pub weight: Cow<'g, Constant>,
     pub weights: Weights,
 }
 
@@ -187,9 +188,14 @@ impl<'g> Node<'_, 'g> {
                 Error::Protocol(format!("input {k} is not an activation computed before"))
             })
     }
-    fn cst(&self, k: usize) -> Option<&'g PlainTensor> {
+    /// Constant input `k` as the graph stores it (a linear layer's weight).
+    fn weight(&self, k: usize) -> Option<&'g Constant> {
         let t = *self.g.nodes[self.i].inputs.get(k)?;
         self.g.tensors[t].constant()
+    }
+    /// Constant input `k` in f64 (a bias or normalisation parameter: small).
+    fn cst(&self, k: usize) -> Option<Cow<'g, PlainTensor>> {
+        self.weight(k).map(Constant::plain)
     }
 
     /// y + a model constant: a share of party 0's constant (private weights), or the
@@ -251,7 +257,7 @@ impl<'g> Node<'_, 'g> {
         )))
     }
 
-    fn linear(&self, ctx: &Ctx, op: LinearOp, w: Cow<'g, PlainTensor>, x: &Share) -> Result<Share> {
+    fn linear(&self, ctx: &Ctx, op: LinearOp, w: Cow<'g, Constant>, x: &Share) -> Result<Share> {
         let layer = LinearLayer {
             node: self.i,
             op,
@@ -262,7 +268,7 @@ impl<'g> Node<'_, 'g> {
     }
 
     /// x [..., k] · w [k, n] as a linear layer over rows.
-    fn rows_times(&self, ctx: &Ctx, x: Share, w: Cow<'g, PlainTensor>) -> Result<Share> {
+    fn rows_times(&self, ctx: &Ctx, x: Share, w: Cow<'g, Constant>) -> Result<Share> {
         let s = x.shape().to_vec();
         let k = *s.last().unwrap_or(&0);
         let n = w.shape()[1];
@@ -274,7 +280,7 @@ impl<'g> Node<'_, 'g> {
     }
 
     /// w [m, k] · x [..., k, n], as (xᵀ · wᵀ)ᵀ over the rows of x's transpose.
-    fn const_times(&self, ctx: &Ctx, w: &PlainTensor, x: &Share) -> Result<Share> {
+    fn const_times(&self, ctx: &Ctx, w: &Constant, x: &Share) -> Result<Share> {
         let y = self.rows_times(ctx, swap_last2(x), Cow::Owned(w.transpose2()))?;
         Ok(swap_last2(&y))
     }
@@ -284,7 +290,7 @@ impl<'g> Node<'_, 'g> {
         let exec = self.exec;
         match &node.op {
             Op::Conv2d { stride, padding } => {
-                let w = self.cst(1).expect("checked when built");
+                let w = self.weight(1).expect("checked when built");
                 let op = LinearOp::Conv2d {
                     stride: *stride,
                     padding: *padding,
@@ -292,21 +298,22 @@ impl<'g> Node<'_, 'g> {
                 let y = self.linear(ctx, op, Cow::Borrowed(w), self.act(0)?)?;
                 match self.cst(2) {
                     Some(b) => {
-                        let b = b.clone().reshape(&[b.len(), 1, 1]);
+                        let n = b.len();
+                        let b = b.into_owned().reshape(&[n, 1, 1]);
                         self.add_constant(ctx, y, &b, false)
                     }
                     None => Ok(y),
                 }
             }
             Op::Gemm { trans_a, trans_b } => {
-                fn t(x: &PlainTensor, on: bool) -> Cow<'_, PlainTensor> {
+                fn t(x: &Constant, on: bool) -> Cow<'_, Constant> {
                     if on {
                         Cow::Owned(x.transpose2())
                     } else {
                         Cow::Borrowed(x)
                     }
                 }
-                let y = match (self.cst(0), self.cst(1)) {
+                let y = match (self.weight(0), self.weight(1)) {
                     (None, Some(b)) => {
                         let a = if *trans_a {
                             swap_last2(self.act(0)?)
@@ -330,11 +337,11 @@ impl<'g> Node<'_, 'g> {
                     }
                 };
                 match self.cst(2) {
-                    Some(c) => self.add_constant(ctx, y, c, false),
+                    Some(c) => self.add_constant(ctx, y, &c, false),
                     None => Ok(y),
                 }
             }
-            Op::MatMul => match (self.cst(0), self.cst(1)) {
+            Op::MatMul => match (self.weight(0), self.weight(1)) {
                 (None, Some(w)) if w.shape().len() == 2 => {
                     let x = self.own(0)?;
                     self.rows_times(ctx, x, Cow::Borrowed(w))
@@ -383,13 +390,13 @@ impl<'g> Node<'_, 'g> {
                         Ok(if sub { a.sub(&b) } else { a.add(&b) })
                     }
                     (None, Some(c)) => {
-                        let c = if sub { c.map(|v| -v) } else { c.clone() };
+                        let c = if sub { c.map(|v| -v) } else { c.into_owned() };
                         let y = self.own(0)?;
                         self.add_constant(ctx, y, &c, false)
                     }
                     (Some(c), None) => {
                         let y = self.own(1)?;
-                        self.add_constant(ctx, y, c, sub)
+                        self.add_constant(ctx, y, &c, sub)
                     }
                     _ => unreachable!("checked when built"),
                 }
@@ -401,7 +408,7 @@ impl<'g> Node<'_, 'g> {
                     (Some(c), None) => (self.act(1)?, Some(c)),
                     _ => unreachable!("checked when built"),
                 };
-                let other = match c {
+                let other = match &c {
                     None => self.act(1)?.clone(),
                     // The public tensor rides along as a Share so the schedule splits it
                     // like x; it is never opened or added to. With private weights it is
@@ -496,7 +503,7 @@ impl<'g> Node<'_, 'g> {
                     .map(|k| match self.cst(k) {
                         None => self.act(k).map(|s| s.0.clone()),
                         Some(c) => {
-                            let rows = self.lane_rows(ctx, c)?;
+                            let rows = self.lane_rows(ctx, &c)?;
                             Ok(self.constant_share(ctx, &rows)?.0)
                         }
                     })
@@ -521,8 +528,8 @@ impl<'g> Node<'_, 'g> {
                 let s = x.shape().to_vec();
                 let h = *s.last().unwrap_or(&1);
                 let fp = ctx.fixed();
-                let g = fp.encode_tensor(self.cst(1).unwrap());
-                let b = fp.encode_tensor(self.cst(2).unwrap());
+                let g = fp.encode_tensor(&self.cst(1).unwrap());
+                let b = fp.encode_tensor(&self.cst(2).unwrap());
                 let eps = *eps;
                 let rows = x.len() / h;
                 let y = exec.split(ctx, &[x.into_shape(&[rows, h])?], &[0], &|c, p| {
@@ -533,7 +540,7 @@ impl<'g> Node<'_, 'g> {
             Op::BatchNorm { eps } => {
                 let x = self.act(0)?;
                 let p = [1, 2, 3, 4].map(|k| self.cst(k).unwrap());
-                let (sc, sh) = super::plain::batchnorm_affine(p, *eps);
+                let (sc, sh) = super::plain::batchnorm_affine([&p[0], &p[1], &p[2], &p[3]], *eps);
                 let c = sc.len();
                 let mut bshape = vec![c];
                 bshape.extend(std::iter::repeat_n(1, x.shape().len() - 2));
@@ -673,7 +680,7 @@ fn gelu_erf(ctx: &Ctx, p: &[Share]) -> Result<Share> {
 pub struct PlannedLinear<'g> {
     pub node: NodeId,
     pub op: LinearOp,
-    pub weight: Cow<'g, PlainTensor>,
+    pub weight: Cow<'g, Constant>,
     /// The rows the layer's product sees at the graph's full batch.
     pub input_shape: Vec<usize>,
 }
@@ -685,7 +692,7 @@ pub fn linear_layers(g: &Graph) -> Vec<PlannedLinear<'_>> {
     for (i, n) in g.nodes.iter().enumerate() {
         let cst = |k: usize| n.inputs.get(k).and_then(|&t| g.tensors[t].constant());
         let shp = |k: usize| g.tensors[n.inputs[k]].shape.clone();
-        let rows = |s: &[usize], w: &PlainTensor| {
+        let rows = |s: &[usize], w: &Constant| {
             vec![s.iter().product::<usize>() / w.shape()[0], w.shape()[0]]
         };
         let swap = |s: &[usize]| {

@@ -2,6 +2,9 @@
 //! checked against. Exact functions where the MPC side approximates (erf GeLU, exp,
 //! 1/√v). Depends on model::graph and ring.
 
+use std::borrow::Cow;
+
+use super::constant::Constant;
 use super::graph::{infer, pool_valid_counts, Graph, Op, Producer};
 use crate::error::{Error, Result};
 use crate::ring::plain::matmul_slices;
@@ -252,6 +255,75 @@ pub fn eval(op: &Op, ins: &[&PlainTensor]) -> Result<PlainTensor> {
     })
 }
 
+/// f64 bytes above which a compact constant is never made whole in f64 (a product reads
+/// it by column blocks of this size: `product_by_blocks`).
+const WHOLE_F64_BYTES: usize = 32 << 20;
+
+fn large_compact(c: &Constant) -> bool {
+    c.is_compact() && c.len().saturating_mul(8) > WHOLE_F64_BYTES
+}
+
+/// True when `op` with weight `w` as its second input is a product `product_by_blocks`
+/// computes.
+fn blockable(op: &Op, w: &Constant) -> bool {
+    matches!(op, Op::Gemm { .. }) || (matches!(op, Op::MatMul) && w.shape().len() == 2)
+}
+
+/// x·W (Gemm, or MatMul by a 2-D W) with a large compact weight W, by blocks of W's output
+/// columns widened to f64 one at a time: VGG16's fc1 is 822 MB in f64 and 411 MB as
+/// stored. `ins[1]` is a placeholder; the node is `blockable` and its shapes checked.
+fn product_by_blocks(op: &Op, ins: &[&PlainTensor], w: &Constant) -> Result<PlainTensor> {
+    let x = ins[0];
+    let (a, trans_b, out_shape) = match op {
+        Op::Gemm { trans_a, trans_b } => {
+            let a = if *trans_a {
+                Cow::Owned(x.transpose2())
+            } else {
+                Cow::Borrowed(x)
+            };
+            (a, *trans_b, None)
+        }
+        Op::MatMul => {
+            let k = w.shape()[0];
+            let rows = x.len() / k.max(1);
+            let mut out = x.shape().to_vec();
+            if let Some(last) = out.last_mut() {
+                *last = w.shape()[1];
+            }
+            (Cow::Owned(x.clone().reshape(&[rows, k])), false, Some(out))
+        }
+        _ => unreachable!("only blockable nodes"),
+    };
+    let (m, k) = (a.shape()[0], a.shape()[1]);
+    let n = if trans_b { w.shape()[0] } else { w.shape()[1] };
+    let cols = (WHOLE_F64_BYTES / 8 / k.max(1)).clamp(1, n.max(1));
+    let mut y = vec![0.0; m * n];
+    let mut n0 = 0;
+    while n0 < n {
+        let n1 = (n0 + cols).min(n);
+        // W[:, n0..n1] as [k, n1 - n0].
+        let blk = if trans_b {
+            w.slice_axis(0, n0, n1).transpose2()
+        } else {
+            w.slice_axis(1, n0, n1)
+        };
+        let part = matmul_slices(m, k, n1 - n0, a.data(), blk.data());
+        for (r, row) in part.chunks(n1 - n0).enumerate() {
+            y[r * n + n0..r * n + n1].copy_from_slice(row);
+        }
+        n0 = n1;
+    }
+    let y = PlainTensor::from_vec(&[m, n], y);
+    match (op, out_shape) {
+        (Op::Gemm { .. }, _) => match ins.get(2) {
+            Some(c) => zip_broadcast(&y, c, |a, b| a + b),
+            None => Ok(y),
+        },
+        (_, Some(out)) => Ok(y.reshape(&out)),
+        _ => unreachable!("MatMul has its output shape"),
+    }
+}
+
 /// The graph in f64 on input `x` (shape: the graph's input shape, or the same with another
 /// batch size when the graph is batch-separable).
 pub fn forward(g: &Graph, x: &PlainTensor) -> Result<PlainTensor> {
@@ -260,19 +332,43 @@ pub fn forward(g: &Graph, x: &PlainTensor) -> Result<PlainTensor> {
     vals[g.input] = Some(x.clone());
     for n in &g.nodes {
         let y = {
-            let ins: Vec<&PlainTensor> = n
+            let shapes = n
                 .inputs
                 .iter()
                 .map(|&t| match &g.tensors[t].producer {
-                    Producer::Const(c) => Ok(c),
-                    _ => vals[t].as_ref().ok_or_else(|| {
+                    Producer::Const(c) => Ok(c.shape()),
+                    _ => vals[t].as_ref().map(PlainTensor::shape).ok_or_else(|| {
+                        Error::Protocol(format!("{n} reads a tensor not computed yet"))
+                    }),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            infer(&n.op, &shapes).map_err(|m| Error::Shape(format!("{n}: {m}")))?;
+            // A product by a large compact weight reads it by blocks (`product_by_blocks`);
+            // every other input is read whole, in f64.
+            let blocked = n
+                .inputs
+                .get(1)
+                .and_then(|&t| g.tensors[t].constant())
+                .filter(|w| large_compact(w) && blockable(&n.op, w));
+            let ins: Vec<Cow<PlainTensor>> = n
+                .inputs
+                .iter()
+                .enumerate()
+                .map(|(k, &t)| match &g.tensors[t].producer {
+                    Producer::Const(_) if k == 1 && blocked.is_some() => {
+                        Ok(Cow::Owned(PlainTensor::zeros(&[0])))
+                    }
+                    Producer::Const(c) => Ok(c.plain()),
+                    _ => vals[t].as_ref().map(Cow::Borrowed).ok_or_else(|| {
                         Error::Protocol(format!("{n} reads a tensor not computed yet"))
                     }),
                 })
                 .collect::<Result<_>>()?;
-            let shapes: Vec<&[usize]> = ins.iter().map(|t| t.shape()).collect();
-            infer(&n.op, &shapes).map_err(|m| Error::Shape(format!("{n}: {m}")))?;
-            eval(&n.op, &ins)?
+            let ins: Vec<&PlainTensor> = ins.iter().map(|c| &**c).collect();
+            match blocked {
+                Some(w) => product_by_blocks(&n.op, &ins, w)?,
+                None => eval(&n.op, &ins)?,
+            }
         };
         for &t in &n.inputs {
             left[t] -= 1;

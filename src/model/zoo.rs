@@ -42,6 +42,11 @@ pub const TRAIN_MODELS: &[&str] = &["digits-cnn", "digits-mlp"];
 pub const BERT_BASE_SEQ: usize = 128;
 pub const BERT_SMALL_SEQ: usize = 16;
 
+/// `v` rounded to the nearest f32 (weights as ONNX files hold them).
+fn f32_value(v: f64) -> f64 {
+    v as f32 as f64
+}
+
 /// Seeded generator of synthetic weights and inputs.
 pub struct Synth(Xoshiro256PlusPlus);
 
@@ -52,12 +57,15 @@ impl Synth {
     fn unit(&mut self) -> f64 {
         (self.0.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
-    /// Uniform in [lo, hi).
+    /// Uniform in [lo, hi), rounded to f32 (so a model's weights are stored as f32:
+    /// model::constant).
     pub fn tensor(&mut self, shape: &[usize], lo: f64, hi: f64) -> PlainTensor {
         let n = shape.iter().product();
         PlainTensor::from_vec(
             shape,
-            (0..n).map(|_| lo + (hi - lo) * self.unit()).collect(),
+            (0..n)
+                .map(|_| f32_value(lo + (hi - lo) * self.unit()))
+                .collect(),
         )
     }
     pub fn he(&mut self, shape: &[usize], fan_in: usize) -> PlainTensor {
@@ -101,7 +109,10 @@ impl Net {
         gain: f64,
     ) -> TensorId {
         let cin = self.cin(x);
-        let w = self.s.he(&[cout, cin, k, k], cin * k * k).map(|v| v * gain);
+        let w = self
+            .s
+            .he(&[cout, cin, k, k], cin * k * k)
+            .map(|v| f32_value(v * gain));
         let b = self.s.tensor(&[cout], -0.05, 0.05);
         let (w, b) = (self.b.constant("w", w), self.b.constant("b", b));
         self.node(Op::Conv2d { stride, padding }, &[x, w, b])

@@ -32,9 +32,10 @@ use super::Exec;
 use crate::error::{Error, Result};
 use crate::model::graph::NodeId;
 use crate::model::mpc::{Exec as _, LinearLayer};
+use crate::model::Constant;
 use crate::proto::{Ctx, LinearKeys, LinearOp, Share};
 use crate::ring::tensor::split_ranges;
-use crate::ring::{shape, PlainTensor, RingTensor};
+use crate::ring::{PlainTensor, RingTensor};
 
 /// The default block cap: a block's weight mask then costs at most 64 MiB per tensor,
 /// and VGG16's FC layers run as 13 (fc1) and 2 (fc2) blocks.
@@ -104,9 +105,9 @@ pub fn block_ranges(op: LinearOp, w: &[usize], cap_bytes: usize) -> Vec<(usize, 
 /// the weight's shape.
 struct Block<'w> {
     keys: LinearKeys,
-    /// The layer's whole plaintext weight, at party 0 only (and, for a block of several,
-    /// not in the dry run, which never reads it).
-    layer_weight: Option<&'w PlainTensor>,
+    /// The layer's whole plaintext weight, at party 0 only, and not in the dry run, which
+    /// never reads it (a compact weight would be widened to f64 for nothing).
+    layer_weight: Option<&'w Constant>,
     /// The block's range `s..e` along the weight's output axis; `None`: the whole weight.
     range: Option<(usize, usize, usize)>,
     w_shape: Vec<usize>,
@@ -120,11 +121,8 @@ impl<'w> Block<'w> {
     fn weight(&self) -> Option<Cow<'w, PlainTensor>> {
         let w = self.layer_weight?;
         Some(match self.range {
-            None => Cow::Borrowed(w),
-            Some((axis, s, e)) => {
-                let d = shape::slice_axis(w.data(), w.shape(), axis, s, e);
-                Cow::Owned(PlainTensor::from_vec(&self.w_shape, d))
-            }
+            None => w.plain(),
+            Some((axis, s, e)) => Cow::Owned(w.slice_axis(axis, s, e)),
         })
     }
 }
@@ -132,7 +130,7 @@ impl<'w> Block<'w> {
 /// The layer's blocks, their keys reserved in block order on `ctx` (so the keys after
 /// them agree across lanes and schedules). Only party 0, the model owner, reads its
 /// weight.
-fn blocks<'w>(ctx: &Ctx, op: LinearOp, w: &'w PlainTensor) -> Vec<Block<'w>> {
+fn blocks<'w>(ctx: &Ctx, op: LinearOp, w: &'w Constant) -> Vec<Block<'w>> {
     let ranges = block_ranges(op, w.shape(), block_bytes());
     let whole = ranges.len() == 1;
     let owner = ctx.party() == 0;
@@ -143,7 +141,7 @@ fn blocks<'w>(ctx: &Ctx, op: LinearOp, w: &'w PlainTensor) -> Vec<Block<'w>> {
             if whole {
                 return Block {
                     keys,
-                    layer_weight: owner.then_some(w),
+                    layer_weight: (owner && !ctx.is_dry()).then_some(w),
                     range: None,
                     w_shape: w.shape().to_vec(),
                 };
@@ -185,7 +183,7 @@ pub fn prepare_ahead(
     slots: &Slots,
     node: NodeId,
     op: LinearOp,
-    w: &PlainTensor,
+    w: &Constant,
     full: &[usize],
 ) -> Result<()> {
     let blocks = blocks(ctx, op, w);
@@ -203,7 +201,7 @@ pub fn prepare_ahead(
 }
 
 /// Fail every block's slot of a layer (its weights lane failed before preparing it).
-pub fn fail_ahead(slots: &Slots, node: NodeId, op: LinearOp, w: &PlainTensor, e: &Error) {
+pub fn fail_ahead(slots: &Slots, node: NodeId, op: LinearOp, w: &Constant, e: &Error) {
     let n = block_ranges(op, w.shape(), block_bytes()).len();
     for j in 0..n {
         slots.get_block(node, j, n).fail(e.duplicate());

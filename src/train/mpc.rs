@@ -269,7 +269,7 @@ impl<'g> Trainable<'g> {
             .iter()
             .map(|&t| {
                 let v = self.g.tensors[t].constant().expect("a parameter");
-                let enc = (ctx.party() == MODEL_OWNER).then(|| c.fixed().encode_tensor(v));
+                let enc = (ctx.party() == MODEL_OWNER).then(|| c.fixed().encode_tensor(&v.plain()));
                 c.share_input(MODEL_OWNER, enc.as_ref(), v.shape())
             })
             .collect()
