@@ -16,10 +16,10 @@
 
 use std::fmt;
 
-use super::constant::Constant;
 use crate::error::{Error, Result};
 use crate::kernels::conv_out;
 use crate::ring::shape::broadcast_shape;
+use crate::ring::Constant;
 use crate::ring::PlainTensor;
 
 pub type TensorId = usize;

@@ -1,4 +1,4 @@
-//! Models as graphs (`graph`, their constants stored compactly by `constant`), the
+//! Models as graphs (`graph`, their constants stored compactly: ring::constant), the
 //! built-in zoo (`zoo`), and the graph's two interpreters:
 //! `plain` (f64 reference) and `mpc` (protocol calls on a `Ctx`, with an `Exec` choosing
 //! lanes). Depends on proto and ring; never on transport or schedulers.
@@ -8,13 +8,12 @@
 //! are local products. Inputs belong to the data owner, the last party.
 
 pub mod backward;
-pub mod constant;
 pub mod graph;
 pub mod mpc;
 pub mod plain;
 pub mod zoo;
 
-pub use constant::Constant;
+pub use crate::ring::Constant;
 pub use graph::{Graph, GraphBuilder, Node, Op, TensorId};
 
 use crate::error::{Error, Result};

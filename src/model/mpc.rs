@@ -12,12 +12,12 @@
 
 use std::borrow::Cow;
 
-use super::constant::Constant;
 use super::graph::{infer, pool_valid_counts, Graph, NodeId, Op};
 use super::Weights;
 use crate::error::{Error, Result};
 use crate::proto::approx::{stack, unstack};
 use crate::proto::{Ctx, LinearOp, Share};
+use crate::ring::Constant;
 use crate::ring::{shape, PlainTensor, RingTensor};
 
 /// Work on a node's parts: the parts of each input along the split axis, on a context

@@ -4,11 +4,11 @@
 
 use std::borrow::Cow;
 
-use super::constant::Constant;
 use super::graph::{infer, pool_valid_counts, Graph, Op, Producer};
 use crate::error::{Error, Result};
 use crate::ring::plain::matmul_slices;
 use crate::ring::shape;
+use crate::ring::Constant;
 use crate::ring::PlainTensor;
 
 /// f64 erf (Abramowitz & Stegun 7.1.26, |error| < 1.5e-7): for the exact GeLU reference.

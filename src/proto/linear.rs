@@ -16,7 +16,7 @@ use super::share::Share;
 use crate::error::{Error, Result};
 use crate::kernels;
 use crate::offline::{Request, Triple};
-use crate::ring::{PlainTensor, RingTensor};
+use crate::ring::{Constant, RingTensor, Values};
 
 /// The bilinear product of a linear layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -290,22 +290,25 @@ impl<'a> Ctx<'a> {
         &self,
         key: u64,
         owner: usize,
-        w: Option<&PlainTensor>,
+        w: Option<&Constant>,
         shape: &[usize],
     ) -> Result<Share> {
         let w = self.owner_value(owner, w.map(|w| (w, w.shape())), shape, "a constant")?;
         let fp = self.fixed();
-        let value = w.map(|w| {
-            let d = w.data();
-            move |i: usize| fp.encode(d[i])
-        });
-        Ok(Share(self.zero_sharing(
-            key,
-            shape,
-            Combine::Add,
-            false,
-            value,
-        )))
+        // One loop per storage type (no call per value): the value is encoded as the
+        // sharing is written.
+        let (add, no) = (Combine::Add, None::<fn(usize) -> u64>);
+        Ok(Share(match w.map(Constant::values) {
+            None => self.zero_sharing(key, shape, add, false, no),
+            Some(Values::F32(d)) => {
+                let v = |i: usize| fp.encode(d[i] as f64);
+                self.zero_sharing(key, shape, add, false, Some(v))
+            }
+            Some(Values::F64(d)) => {
+                let v = |i: usize| fp.encode(d[i]);
+                self.zero_sharing(key, shape, add, false, Some(v))
+            }
+        }))
     }
 
     /// First half of a private-weight layer: open F = W - B (one round, input-independent)
@@ -470,7 +473,7 @@ impl<'a> Ctx<'a> {
         t: LinearTriple,
         weight_key: u64,
         owner: usize,
-        w: Option<&PlainTensor>,
+        w: Option<&Constant>,
         x: &Share,
         row0: usize,
     ) -> Result<(PreparedLinear, RingTensor)> {
@@ -489,13 +492,14 @@ impl<'a> Ctx<'a> {
             );
             let mut msg = Vec::with_capacity(nw + nx);
             let (f_part, e_part) = msg.spare_capacity_mut()[..nw + nx].split_at_mut(nw);
-            match w {
-                Some(w) => {
-                    let (d, fp) = (w.data(), self.fixed());
-                    self.zero_sharing_into(weight_key, 0, f_part, |i, z| {
-                        z.wrapping_add(fp.encode(d[i])).wrapping_sub(b[i])
-                    })
-                }
+            let fp = self.fixed();
+            match w.map(Constant::values) {
+                Some(Values::F32(d)) => self.zero_sharing_into(weight_key, 0, f_part, |i, z| {
+                    z.wrapping_add(fp.encode(d[i] as f64)).wrapping_sub(b[i])
+                }),
+                Some(Values::F64(d)) => self.zero_sharing_into(weight_key, 0, f_part, |i, z| {
+                    z.wrapping_add(fp.encode(d[i])).wrapping_sub(b[i])
+                }),
                 None => self.zero_sharing_into(weight_key, 0, f_part, |i, z| z.wrapping_sub(b[i])),
             }
             for ((o, &xv), &av) in e_part.iter_mut().zip(x.0.data()).zip(a.data()) {

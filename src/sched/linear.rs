@@ -35,7 +35,7 @@ use crate::model::mpc::{Exec as _, LinearLayer};
 use crate::model::Constant;
 use crate::proto::{Ctx, LinearKeys, LinearOp, Share};
 use crate::ring::tensor::split_ranges;
-use crate::ring::{PlainTensor, RingTensor};
+use crate::ring::RingTensor;
 
 /// The default block cap: a block's weight mask then costs at most 64 MiB per tensor,
 /// and VGG16's FC layers run as 13 (fc1) and 2 (fc2) blocks.
@@ -106,7 +106,7 @@ pub fn block_ranges(op: LinearOp, w: &[usize], cap_bytes: usize) -> Vec<(usize, 
 struct Block<'w> {
     keys: LinearKeys,
     /// The layer's whole plaintext weight, at party 0 only, and not in the dry run, which
-    /// never reads it (a compact weight would be widened to f64 for nothing).
+    /// never reads it.
     layer_weight: Option<&'w Constant>,
     /// The block's range `s..e` along the weight's output axis; `None`: the whole weight.
     range: Option<(usize, usize, usize)>,
@@ -118,11 +118,11 @@ impl<'w> Block<'w> {
     /// shared: slicing every block up front held a copy of the whole weight beside the
     /// layer's working set (VGG16's fc1: 822 MB of f64 at party 0, the job's peak once
     /// its first ReLU was trimmed).
-    fn weight(&self) -> Option<Cow<'w, PlainTensor>> {
+    fn weight(&self) -> Option<Cow<'w, Constant>> {
         let w = self.layer_weight?;
         Some(match self.range {
-            None => w.plain(),
-            Some((axis, s, e)) => Cow::Owned(w.slice_axis(axis, s, e)),
+            None => Cow::Borrowed(w),
+            Some((axis, s, e)) => Cow::Owned(w.slice(axis, s, e)),
         })
     }
 }

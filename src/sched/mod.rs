@@ -216,7 +216,7 @@ impl mpc::Exec for Exec<'_> {
                 let w = if ctx.is_dry() {
                     crate::ring::RingTensor::zeros(layer.weight.shape())
                 } else {
-                    ctx.fixed().encode_tensor(&layer.weight.plain())
+                    layer.weight.encode(&ctx.fixed())
                 };
                 serial::split(ctx, std::slice::from_ref(x), &|c, p| {
                     c.linear_public(layer.op, &p[0], &w)

@@ -1,6 +1,6 @@
 //! A model constant (weight, bias, normalisation parameter) as the graph stores it: as f32
-//! when every value is exactly an f32, else as f64. Depends on ring (PlainTensor) and
-//! shape only.
+//! when every value is exactly an f32, else as f64. Depends on ring::{plain, shape, tensor,
+//! fixed} only.
 //!
 //! Why: a full-size model's plaintext weights were the largest block of a job's memory.
 //! VGG16's 138M weights took 1.1 GB as f64 before the first node ran, and on this VM every
@@ -11,13 +11,22 @@
 //! BatchNorm, a trained weight, a test's f64 tensor) stays f64, so compaction never
 //! changes a value.
 //!
-//! Readers that need f64 take a view (`plain`, a copy for a compact constant) or a part of
-//! it (`slice_axis`, `rows`): the large ones (a blocked layer's weight, the reference's
-//! GEMM) read a block at a time, so a compact fc weight is never whole in f64.
+//! Readers encode straight from the stored values (`values`, `encode`: party 0's sharing
+//! of a private weight, a public weight), take a part (`slice`, `slice_axis` in f64), or an
+//! f64 view (`plain`, a copy of a compact constant, for small constants and the f64
+//! interpreter, which reads a large one by blocks), so a compact fc weight is never whole
+//! in f64.
 
 use std::borrow::Cow;
 
-use crate::ring::{shape, PlainTensor};
+use super::{shape, FixedPoint, PlainTensor, RingTensor};
+
+/// The stored values of a constant, for a reader that loops over them.
+#[derive(Clone, Copy, Debug)]
+pub enum Values<'a> {
+    F32(&'a [f32]),
+    F64(&'a [f64]),
+}
 
 /// A constant of the graph: f32 when exact, else f64 (module doc).
 #[derive(Clone, Debug, PartialEq)]
@@ -102,6 +111,38 @@ impl Constant {
         }
     }
 
+    /// The stored values.
+    pub fn values(&self) -> Values<'_> {
+        match &self.0 {
+            Data::F32 { data, .. } => Values::F32(data),
+            Data::F64(t) => Values::F64(t.data()),
+        }
+    }
+
+    /// The values in fixed point.
+    pub fn encode(&self, fp: &FixedPoint) -> RingTensor {
+        let d = match self.values() {
+            Values::F32(d) => d.iter().map(|&v| fp.encode(v as f64)).collect(),
+            Values::F64(d) => d.iter().map(|&v| fp.encode(v)).collect(),
+        };
+        RingTensor::from_vec(self.shape(), d)
+    }
+
+    /// Indices `s..e` of `axis`, stored as this constant is.
+    pub fn slice(&self, axis: usize, s: usize, e: usize) -> Constant {
+        match &self.0 {
+            Data::F32 { shape, data } => {
+                let mut out = shape.clone();
+                out[axis] = e - s;
+                Constant(Data::F32 {
+                    data: shape::slice_axis(data, shape, axis, s, e),
+                    shape: out,
+                })
+            }
+            Data::F64(_) => Constant(Data::F64(self.slice_axis(axis, s, e))),
+        }
+    }
+
     /// Indices `s..e` of `axis`, as f64 (`shape::slice_axis` on the values).
     pub fn slice_axis(&self, axis: usize, s: usize, e: usize) -> PlainTensor {
         let mut out_shape = self.shape().to_vec();
@@ -147,7 +188,7 @@ impl From<PlainTensor> for Constant {
 #[cfg(test)]
 mod tests {
     use super::Constant;
-    use crate::ring::{shape, PlainTensor};
+    use crate::ring::{shape, FixedPoint, PlainTensor};
 
     /// f32 values are stored compactly and read back bit for bit; a tensor with one value
     /// that is not an f32 stays f64, unchanged.
@@ -194,6 +235,10 @@ mod tests {
                 assert_eq!(c.slice_axis(axis, s, e).data(), &want[..]);
             }
             assert_eq!(c.transpose2().to_plain(), t.transpose2());
+            assert_eq!(c.slice(1, 1, 3).to_plain(), c.slice_axis(1, 1, 3));
+            assert_eq!(c.slice(1, 1, 3).is_compact(), compact);
+            let fp = FixedPoint::default();
+            assert_eq!(c.encode(&fp), fp.encode_tensor(&t));
             assert_eq!(c.transpose2().is_compact(), compact);
             assert!((0..12).all(|i| c.get(i) == t.data()[i]));
         }
