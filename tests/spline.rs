@@ -519,12 +519,14 @@ fn count(reqs: &[&Request], pred: impl Fn(&Request) -> bool) -> usize {
 
 /// GeLU under fss (`gelu_puma_fss`): the gate with x's product-group opening in its
 /// message (1 round, 2 words), x², z1, z2, z3 opened for {x·x², x²·x², z2·x², z3·x}
-/// (1 round, 4 words), P3, Q, z2x², x⁴ for {z1·P3, z2·Q, z2x²·x⁴} (1 round, 4 words);
-/// one `FssMic` key and one product group (9 values, 8 pairs) per element, no
-/// comparison keys and no Beaver triples or square pairs.
+/// (1 round, 4 words), P3, Q, z2x², x⁴ for {z1·P3, z2·Q, z2x²·x⁴} (1 round, 4 words),
+/// then the exact truncation of the sum from 2f + 8 bits (1 round, 1 word, one dealer
+/// mask by f + 8 bits even under local truncation); one `FssMic` key and one product group
+/// (9 values, 8 pairs) per element, no comparison keys and no Beaver triples or square
+/// pairs.
 #[test]
-fn fss_gelu_takes_three_rounds_ten_words_one_key_and_one_product_group() {
-    assert_eq!(fss_cost(|c, x| c.gelu(x)), (3, 10.0));
+fn fss_gelu_takes_four_rounds_eleven_words_one_key_one_product_group_one_mask() {
+    assert_eq!(fss_cost(|c, x| c.gelu(x)), (4, 11.0));
     let plan = record_plan(&fss(), &|ctx: &Ctx| {
         let x = ctx.share_input(0, Some(&RingTensor::zeros(&[10])), &[10])?;
         ctx.gelu(&x).map(drop)
@@ -540,6 +542,14 @@ fn fss_gelu_takes_three_rounds_ten_words_one_key_and_one_product_group() {
         count(&reqs, |r| matches!(
             r,
             Request::Products { len: 10, values: 9, pairs } if pairs.len() == 8
+        )),
+        1,
+        "{reqs:?}"
+    );
+    assert_eq!(
+        count(&reqs, |r| matches!(
+            r,
+            Request::Trunc { len: 10, shift: 24 }
         )),
         1,
         "{reqs:?}"

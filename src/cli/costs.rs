@@ -289,8 +289,8 @@ fn fss_prediction(name: &str) -> Option<&'static str> {
         "layernorm (rows of 64)" => "fss: 1 square + inv_sqrt 4 + 1 mul = 6 r",
         // proto::spline's gelu_puma_fss: the gate with x's product-group opening (1 r,
         // 2 w), then x², z1, z2, z3 (4 w) for {x³, x⁴, z2·x², z3·x} and P3, Q, z2x², x⁴
-        // (4 w) for {z1·P3, z2·Q, z2x²·x⁴}.
-        "gelu (default)" => "fss spline: 3 r, 10 w (values opened once); key 1560 B, 4 DCF evals",
+        // (4 w) for {z1·P3, z2·Q, z2x²·x⁴}, then the sum's exact truncation (1 r, 1 w).
+        "gelu (default)" => "fss spline: 4 r, 11 w (values opened once, the sum truncated exactly); key 1560 B, 4 DCF evals",
         _ => return None,
     })
 }

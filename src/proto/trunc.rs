@@ -68,6 +68,11 @@ impl<'a> Ctx<'a> {
 
     /// Divide a share by 2^bits (signed), by the session's truncation mode.
     pub fn trunc_bits(&self, x: &Share, bits: u32) -> Result<Share> {
+        self.trunc_bits_by(x, bits, self.fixed().trunc_for(self.parties())?)
+    }
+
+    /// Divide a share by 2^bits (signed), by truncation mode `mode`.
+    pub fn trunc_bits_by(&self, x: &Share, bits: u32, mode: Trunc) -> Result<Share> {
         if bits == 0 {
             return Ok(x.clone());
         }
@@ -76,7 +81,7 @@ impl<'a> Ctx<'a> {
                 "truncation by {bits} bits exceeds the ring's range"
             )));
         }
-        if self.fixed().trunc_for(self.parties())? == Trunc::Local {
+        if mode == Trunc::Local {
             return Ok(Share(x.0.map(|v| div_pow2_toward_zero(v, bits))));
         }
         let key = self.next_key();
