@@ -153,11 +153,9 @@ impl<'a> Ctx<'a> {
             return self.inv_sqrt_fss(x);
         }
         let f = self.frac_bits();
-        let halves = self.trunc_bits(&stack(&[&x.mul_int(512), x]), 10)?;
-        let parts = unstack(&halves, &[x.shape(), x.shape()]);
-        let (x_half, x_1024) = (&parts[0], &parts[1]);
+        let (x_half, x_1024) = self.trunc_bits_pair(&x.mul_int(512), x, 10)?;
         let e = self.exp(&self.add_const(&x_half.neg(), -0.2))?;
-        let mut y = self.add_const(&self.mul_public(&e, 2.2)?, 0.2).sub(x_1024);
+        let mut y = self.add_const(&self.mul_public(&e, 2.2)?, 0.2).sub(&x_1024);
         for _ in 0..SQRT_NR_ITERS {
             let xy2 = self.mul(x, &self.square(&y)?)?;
             let w = self.add_const(&xy2.neg(), 3.0);

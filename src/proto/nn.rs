@@ -196,10 +196,9 @@ impl<'a> Ctx<'a> {
             (PUMA_B[4], x4),
             (PUMA_B[6], &x6),
         ]);
-        let polys = self.trunc_bits(&stack(&[&Share(p3), &Share(p6)]), f + g)?;
-        let polys = unstack(&polys, &[n, n]);
-        let p3 = self.add_const(&polys[0], PUMA_A[0]);
-        let p6 = self.add_const(&polys[1], PUMA_B[0]);
+        let (p3, p6) = self.trunc_bits_pair(&Share(p3), &Share(p6), f + g)?;
+        let p3 = self.add_const(&p3, PUMA_A[0]);
+        let p6 = self.add_const(&p6, PUMA_B[0]);
 
         let sel = self.mul_raw(&stack(&[&z1, &z2, b2]), &stack(&[&p3, &p6, x]))?;
         let sel = unstack(&sel, &[n, n, n]);

@@ -83,7 +83,6 @@
 //!  * GeLU (`gelu_puma_fss`, 4 rounds): PUMA's polynomials, as accurate as `gelu_puma`;
 //!    the last sum truncated exactly with a dealer mask (its own round).
 
-use super::approx::{stack, unstack};
 use super::ctx::{Combine, Ctx};
 use super::share::Share;
 use crate::error::{Error, Result};
@@ -490,9 +489,8 @@ impl<'a> Ctx<'a> {
             ],
         )?;
         let g1f = g.product(1)?;
-        let t = self.trunc_bits(&stack(&[&g.product(0)?, &g.product(2)?]), f)?;
-        let t = unstack(&t, &[n, n]);
-        let (f2, g3f) = (&t[0], &t[1]);
+        let (f2, g3f) = self.trunc_bits_pair(&g.product(0)?, &g.product(2)?, f)?;
+        let (f2, g3f) = (&f2, &g3f);
         g.open(
             self,
             "fss exp products",
@@ -574,9 +572,8 @@ impl<'a> Ctx<'a> {
                 (Z3.into(), z3),
             ],
         )?;
-        let x34 = self.trunc_bits(&stack(&[&g.product(1)?, &g.product(2)?]), f)?;
-        let x34 = unstack(&x34, &[n, n]);
-        let (x3, x4) = (&x34[0], &x34[1]);
+        let (x3, x4) = self.trunc_bits_pair(&g.product(1)?, &g.product(2)?, f)?;
+        let (x3, x4) = (&x3, &x4);
         let (z2x2, z3x) = (g.product(3)?, g.product(4)?);
 
         let gb = POLY_COEFF_EXTRA_BITS;
@@ -654,21 +651,19 @@ impl<'a> Ctx<'a> {
             Some(_) => g.open(self, "fss refine e, y0", &[(E.into(), &e), (Y0.into(), y0)])?,
             None => g.open(self, "fss refine e", &[(E.into(), &e)])?,
         }
-        let r1 = self.trunc_bits(&stack(&[&g.product(1)?, &g.product(2)?]), f)?;
-        let r1 = unstack(&r1, &[&s, &s]);
-        let (e2, y0e) = (&r1[0], &r1[1]);
+        let (e2, y0e) = self.trunc_bits_pair(&g.product(1)?, &g.product(2)?, f)?;
+        let (e2, y0e) = (&e2, &y0e);
         g.open(
             self,
             "fss refine y0e, e2",
             &[(Y0E.into(), y0e), (E2.into(), e2)],
         )?;
-        let r2 = self.trunc_bits(&stack(&[&g.product(3)?, &g.product(4)?]), f)?;
-        let r2 = unstack(&r2, &[&s, &s]);
+        let (y0e2, y0e3) = self.trunc_bits_pair(&g.product(3)?, &g.product(4)?, f)?;
         let sum = y0
             .mul_int(c[0])
             .add(&y0e.mul_int(c[1]))
-            .add(&r2[0].mul_int(c[2]))
-            .add(&r2[1].mul_int(c[3]));
+            .add(&y0e2.mul_int(c[2]))
+            .add(&y0e3.mul_int(c[3]));
         self.trunc_bits(&sum, shift)
     }
 }

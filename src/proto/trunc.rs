@@ -25,6 +25,7 @@
 //!   x >> s = x' >> s - 2^(62-s)
 //! Each party sends n words to each peer.
 
+use super::approx::{stack, unstack};
 use super::ctx::{Combine, Ctx};
 use super::share::Share;
 use crate::error::{Error, Result};
@@ -64,6 +65,19 @@ impl<'a> Ctx<'a> {
             .iter_mut()
             .for_each(|v| *v = div_pow2_toward_zero(*v, bits));
         Ok(x)
+    }
+
+    /// `trunc_bits` of two shares of one shape, in one round when the mode has rounds: a
+    /// dealer truncation opens both in one message (one mask request of twice the
+    /// length), as a stack of the two; a local one divides each share where it is, with
+    /// no stacked copy.
+    pub fn trunc_bits_pair(&self, a: &Share, b: &Share, bits: u32) -> Result<(Share, Share)> {
+        if self.fixed().trunc_for(self.parties())? == Trunc::Local {
+            return Ok((self.trunc_bits(a, bits)?, self.trunc_bits(b, bits)?));
+        }
+        let t = self.trunc_bits(&stack(&[a, b]), bits)?;
+        let mut t = unstack(&t, &[a.shape(), b.shape()]).into_iter();
+        Ok((t.next().expect("two parts"), t.next().expect("two parts")))
     }
 
     /// Divide a share by 2^bits (signed), by the session's truncation mode.

@@ -162,17 +162,8 @@ impl Constant {
         match &self.0 {
             Data::F32 { shape, data } => {
                 assert_eq!(shape.len(), 2);
-                let (r, c) = (shape[0], shape[1]);
-                let mut out = vec![0f32; r * c];
-                for i in 0..r {
-                    for j in 0..c {
-                        out[j * r + i] = data[i * c + j];
-                    }
-                }
-                Constant(Data::F32 {
-                    shape: vec![c, r],
-                    data: out,
-                })
+                let (shape, data) = shape::permute(data, shape, &[1, 0]);
+                Constant(Data::F32 { shape, data })
             }
             Data::F64(t) => Constant(Data::F64(t.transpose2())),
         }
